@@ -1,0 +1,132 @@
+//! One error type for the whole service: it carries the AWS error code, and the HTTP layer only
+//! serialises it. Messages tell the caller what to fix and never contain a secret value.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    ResourceNotFound,
+    ResourceExists,
+    InvalidParameter,
+    InvalidRequest,
+    InvalidNextToken,
+    LimitExceeded,
+    Validation,
+    Serialization,
+    UnknownOperation,
+    DecryptionFailure,
+    EncryptionFailure,
+    MissingAuthenticationToken,
+    IncompleteSignature,
+    InvalidSignature,
+    UnrecognizedClient,
+    AccessDenied,
+    InternalServiceError,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            ResourceNotFound => "ResourceNotFoundException",
+            ResourceExists => "ResourceExistsException",
+            InvalidParameter => "InvalidParameterException",
+            InvalidRequest => "InvalidRequestException",
+            InvalidNextToken => "InvalidNextTokenException",
+            LimitExceeded => "LimitExceededException",
+            Validation => "ValidationException",
+            Serialization => "SerializationException",
+            UnknownOperation => "UnknownOperationException",
+            DecryptionFailure => "DecryptionFailure",
+            EncryptionFailure => "EncryptionFailure",
+            MissingAuthenticationToken => "MissingAuthenticationTokenException",
+            IncompleteSignature => "IncompleteSignatureException",
+            InvalidSignature => "InvalidSignatureException",
+            UnrecognizedClient => "UnrecognizedClientException",
+            AccessDenied => "AccessDeniedException",
+            InternalServiceError => "InternalServiceError",
+        }
+    }
+
+    /// AWS answers every client error with 400 (not-found included); the caching clients treat
+    /// 5xx as transient, so only genuine server faults may be 500.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::InternalServiceError => 500,
+            _ => 400,
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Error {
+    pub code: ErrorCode,
+    pub message: String,
+    /// Operator-facing detail for the log (e.g. a database error); never sent to the client.
+    pub detail: Option<String>,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Error {
+            code,
+            message: message.into(),
+            detail: None,
+        }
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::ResourceNotFound, message)
+    }
+    pub fn secret_not_found() -> Self {
+        Self::not_found("Secrets Manager can't find the specified secret.")
+    }
+    pub fn exists(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::ResourceExists, message)
+    }
+    pub fn invalid_parameter(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidParameter, message)
+    }
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, message)
+    }
+    pub fn limit_exceeded(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::LimitExceeded, message)
+    }
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Validation, message)
+    }
+    pub fn marked_for_deletion() -> Self {
+        Self::invalid_request(
+            "You can't perform this operation on the secret because it was marked for deletion.",
+        )
+    }
+    /// A server-side fault. The client sees a generic message; `detail` goes to the log.
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Error {
+            code: ErrorCode::InternalServiceError,
+            message: "kura hit an internal error; the request had no effect. See the server log."
+                .into(),
+            detail: Some(detail.into()),
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)?;
+        if let Some(d) = &self.detail {
+            write!(f, " ({d})")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for Error {}

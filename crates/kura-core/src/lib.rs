@@ -1,0 +1,10 @@
+//! Domain types and invariants of kura. Pure: no I/O, no clocks read, no randomness drawn here.
+
+pub mod clock;
+pub mod error;
+pub mod labels;
+pub mod model;
+pub mod names;
+
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use error::{Error, ErrorCode, Result};

@@ -1,0 +1,8 @@
+//! Keyring, envelope encryption and generators. Everything random comes from aws-lc-rs's CSPRNG.
+
+pub mod envelope;
+pub mod password;
+pub mod random;
+
+pub use envelope::{Keyring, RootKey};
+pub use password::{PasswordSpec, generate_password};

@@ -1,0 +1,208 @@
+//! The HTTP doors: `POST /` for the AWS protocol, `GET /health`. Thin: it authenticates,
+//! decodes, calls the service and serialises the answer or the error.
+
+mod auth;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use kura_core::{Error, ErrorCode, Result};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::service::{Principal, Service};
+pub use auth::SigningKeyCache;
+
+pub const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+/// Largest body accepted: a 64 KiB binary value is ~88 KiB in base64, plus the rest.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+pub struct AppState {
+    pub service: Service,
+    pub signing_keys: SigningKeyCache,
+}
+
+#[derive(Clone)]
+struct RequestId(String);
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", post(aws))
+        .route("/health", get(health))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+/// Every answer carries `x-amzn-RequestId`, errors included.
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = uuid::Uuid::new_v4().to_string();
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-amzn-RequestId", v);
+    }
+    resp
+}
+
+async fn health() -> impl IntoResponse {
+    ([("content-type", "application/json")], r#"{"status":"ok"}"#)
+}
+
+async fn not_found() -> Response {
+    error_response(&Error::new(
+        ErrorCode::UnknownOperation,
+        "kura serves the AWS Secrets Manager protocol at POST / and health at GET /health.",
+    ))
+}
+
+fn error_response(e: &Error) -> Response {
+    let body = serde_json::json!({"__type": e.code.as_str(), "message": e.message});
+    let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    (
+        status,
+        [
+            ("content-type", JSON_CONTENT_TYPE),
+            ("x-amzn-ErrorType", e.code.as_str()),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn parse<T: DeserializeOwned>(op: &str, body: &[u8]) -> Result<T> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    // serde's messages can quote the offending value, which may be a secret: say only where.
+    serde_json::from_slice(body).map_err(|e| {
+        let what = match e.classify() {
+            serde_json::error::Category::Data => {
+                "a field has the wrong type or a required field is missing"
+            }
+            _ => "the body is not valid JSON",
+        };
+        Error::new(
+            ErrorCode::Serialization,
+            format!(
+                "Could not read the {op} request: {what} (line {}, column {}).",
+                e.line(),
+                e.column()
+            ),
+        )
+    })
+}
+
+fn to_body<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| Error::internal(format!("serialising a response: {e}")))
+}
+
+async fn dispatch(svc: &Service, p: &Principal, op: &str, body: &[u8]) -> Result<Vec<u8>> {
+    macro_rules! call {
+        ($method:ident) => {
+            to_body(&svc.$method(p, parse(op, body)?).await?)
+        };
+    }
+    match op {
+        "CreateSecret" => call!(create_secret),
+        "GetSecretValue" => call!(get_secret_value),
+        "PutSecretValue" => call!(put_secret_value),
+        "UpdateSecret" => call!(update_secret),
+        "UpdateSecretVersionStage" => call!(update_secret_version_stage),
+        "DescribeSecret" => call!(describe_secret),
+        "ListSecrets" => call!(list_secrets),
+        "ListSecretVersionIds" => call!(list_secret_version_ids),
+        "DeleteSecret" => call!(delete_secret),
+        "RestoreSecret" => call!(restore_secret),
+        "GetRandomPassword" => call!(get_random_password),
+        "TagResource" => call!(tag_resource),
+        "UntagResource" => call!(untag_resource),
+        _ => Err(Error::new(
+            ErrorCode::UnknownOperation,
+            format!("kura does not implement the operation {op:?}."),
+        )),
+    }
+}
+
+async fn aws(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let op = target.strip_prefix("secretsmanager.").unwrap_or(&target);
+    let principal = auth::authenticate(
+        &state.service,
+        &state.signing_keys,
+        auth::Incoming {
+            method: &method,
+            uri: &uri,
+            headers: &headers,
+            body: &body,
+        },
+    )
+    .await;
+    let result = match &principal {
+        Ok(p) if target.starts_with("secretsmanager.") => {
+            dispatch(&state.service, p, op, &body).await
+        }
+        Ok(_) => Err(Error::new(
+            ErrorCode::UnknownOperation,
+            "Set X-Amz-Target to secretsmanager.<Operation>.",
+        )),
+        Err(e) => Err(e.clone()),
+    };
+    let who = principal.as_ref().map(|p| p.arn.as_str()).unwrap_or("-");
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    match result {
+        Ok(body) => {
+            tracing::info!(
+                request_id,
+                op,
+                principal = who,
+                outcome = "ok",
+                duration_ms = ms
+            );
+            ([("content-type", JSON_CONTENT_TYPE)], body).into_response()
+        }
+        Err(e) => {
+            if e.code == ErrorCode::InternalServiceError {
+                tracing::error!(
+                    request_id,
+                    op,
+                    principal = who,
+                    outcome = e.code.as_str(),
+                    duration_ms = ms,
+                    detail = e.detail.as_deref().unwrap_or("")
+                );
+            } else {
+                tracing::info!(
+                    request_id,
+                    op,
+                    principal = who,
+                    outcome = e.code.as_str(),
+                    duration_ms = ms
+                );
+            }
+            error_response(&e)
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Opening a data directory: on first start it creates the root key, the default
+//! key-encryption key and the root user's access key; later starts reuse them.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kura_core::model::{SealedValue, ValueKind};
+use kura_core::{Clock, Error, Result};
+use kura_crypto::{Keyring, RootKey, random};
+use kura_store::{AccessKeyRecord, SqliteStore, Store};
+use zeroize::Zeroizing;
+
+use crate::service::{DEFAULT_KEY, Service, access_key_context};
+
+pub const ROOT_KEY_FILE: &str = "root.key";
+pub const CREDENTIALS_FILE: &str = "root-credentials";
+pub const DATABASE_FILE: &str = "kura.db";
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::internal(format!("{what} {}: {e}", path.display()))
+}
+
+/// Writes a new file readable by its owner only; fails if it exists (never overwrite keys).
+fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io_err("cannot create", path, e))?;
+    f.write_all(contents)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| io_err("cannot write", path, e))
+}
+
+fn load_or_create_root_key(dir: &Path) -> Result<RootKey> {
+    let path = dir.join(ROOT_KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let mode = std::fs::metadata(&path)
+                .map_err(|e| io_err("cannot stat", &path, e))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(path = %path.display(), "the root key file is readable by others; chmod 600 it");
+            }
+            let bytes = Zeroizing::new(hex::decode(text.trim()).map_err(|_| {
+                Error::internal(format!(
+                    "{} is not a hex-encoded 32-byte key",
+                    path.display()
+                ))
+            })?);
+            RootKey::from_bytes(&bytes)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = RootKey::generate()?;
+            let text = Zeroizing::new(format!("{}\n", hex::encode(key.expose_bytes())));
+            write_private(&path, text.as_bytes())?;
+            tracing::info!(path = %path.display(), "created the root key; back it up: without it no secret can be read");
+            Ok(key)
+        }
+        Err(e) => Err(io_err("cannot read", &path, e)),
+    }
+}
+
+pub struct Opened {
+    pub service: Service,
+    pub credentials_file: PathBuf,
+}
+
+/// Opens (creating on first start) everything in `dir` and returns the ready service.
+pub async fn open(dir: &Path, region: &str, clock: Arc<dyn Clock>) -> Result<Opened> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| io_err("cannot create the data directory", dir, e))?;
+    let root = load_or_create_root_key(dir)?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join(DATABASE_FILE)).await?);
+    // The database holds only ciphertext, but its metadata is nobody else's business either.
+    for suffix in ["", "-wal", "-shm"] {
+        let p = dir.join(format!("{DATABASE_FILE}{suffix}"));
+        if p.exists() {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| io_err("cannot restrict permissions of", &p, e))?;
+        }
+    }
+
+    let account_candidate: String = (0..12)
+        .map(|_| random::index(10).map(|d| char::from(b'0' + d as u8)))
+        .collect::<Result<_>>()?;
+    let account = String::from_utf8(
+        store
+            .init_setting("account_id", account_candidate.as_bytes())
+            .await?,
+    )
+    .map_err(|_| Error::internal("stored account id is not UTF-8"))?;
+
+    let mut keyring = Keyring::new(root);
+    let mut keys = store.load_keys().await?;
+    if !keys.iter().any(|(name, _, _)| name == DEFAULT_KEY) {
+        let wrapped = keyring.new_kek(DEFAULT_KEY, 1)?;
+        store
+            .insert_key(DEFAULT_KEY, 1, &wrapped, clock.now())
+            .await?;
+        keys = store.load_keys().await?;
+    }
+    for (name, version, wrapped) in &keys {
+        keyring.load_kek(name, *version, wrapped)?;
+    }
+
+    let service = Service::new(
+        store.clone(),
+        Arc::new(keyring),
+        clock.clone(),
+        region.to_string(),
+        account.clone(),
+    );
+    let credentials_file = dir.join(CREDENTIALS_FILE);
+    if !store.user_exists("root").await? {
+        create_root_user(&service, &account, &credentials_file, clock.now()).await?;
+    } else if !credentials_file.exists() {
+        tracing::warn!(path = %credentials_file.display(), "the root credentials file is gone; the root access key still works for whoever kept a copy");
+    }
+    Ok(Opened {
+        service,
+        credentials_file,
+    })
+}
+
+async fn create_root_user(
+    svc: &Service,
+    account: &str,
+    credentials_file: &Path,
+    now: kura_core::Timestamp,
+) -> Result<()> {
+    let store = svc.store();
+    store
+        .create_user("root", &format!("arn:aws:iam::{account}:root"), now)
+        .await?;
+    let upper: Vec<char> = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567".chars().collect();
+    let access_key_id = format!("AKIA{}", random::string_from(&upper, 16)?);
+    let secret = Zeroizing::new(random::alnum(40)?);
+    let sealed = svc.keyring().seal(
+        DEFAULT_KEY,
+        &access_key_context(&access_key_id),
+        secret.as_bytes(),
+    )?;
+    store
+        .insert_access_key(&AccessKeyRecord {
+            access_key_id: access_key_id.clone(),
+            user_name: "root".into(),
+            user_arn: format!("arn:aws:iam::{account}:root"),
+            sealed_secret: SealedValue {
+                kind: ValueKind::String,
+                ciphertext: sealed.ciphertext,
+                wrapped_key: sealed.wrapped_key,
+                key_name: DEFAULT_KEY.into(),
+                key_version: sealed.key_version,
+            },
+            active: true,
+            created_at: now,
+        })
+        .await?;
+    let contents = Zeroizing::new(format!(
+        "# kura root credentials. Use with AWS_SHARED_CREDENTIALS_FILE={}\n[default]\naws_access_key_id = {access_key_id}\naws_secret_access_key = {}\n",
+        credentials_file.display(),
+        secret.as_str()
+    ));
+    write_private(credentials_file, contents.as_bytes())?;
+    Ok(())
+}

@@ -1,0 +1,238 @@
+//! The service layer: one function per operation, transport-free. Every door (AWS protocol,
+//! extensions, CLI) calls these, so validation and (later) authorization cannot be skipped.
+
+mod password;
+mod secrets;
+mod tags;
+mod versions;
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use kura_core::model::{SealedValue, SecretRecord, ValueKind};
+use kura_core::names::{MAX_VALUE_BYTES, SecretRef};
+use kura_core::{Clock, Error, Result};
+use kura_crypto::Keyring;
+use kura_store::Store;
+use zeroize::Zeroizing;
+
+use crate::wire::SecretText;
+
+pub const DEFAULT_KEY: &str = "alias/kura/default";
+
+/// Who is calling: the user behind a verified access key.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_name: String,
+    pub arn: String,
+    pub access_key_id: String,
+}
+
+pub struct Service {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) keyring: Arc<Keyring>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) region: String,
+    pub(crate) account: String,
+}
+
+/// A decoded secret value. `Debug` never shows the bytes.
+pub(crate) struct Plain {
+    kind: ValueKind,
+    bytes: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Plain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Plain({:?}, [redacted])", self.kind)
+    }
+}
+
+impl Plain {
+    /// The value as the JSON protocol carries it: text, or base64 for binary.
+    fn to_wire(&self) -> Result<(Option<SecretText>, Option<SecretText>)> {
+        match self.kind {
+            ValueKind::String => {
+                let s = std::str::from_utf8(&self.bytes)
+                    .map_err(|_| Error::internal("stored SecretString is not UTF-8"))?;
+                Ok((Some(SecretText(Zeroizing::new(s.to_string()))), None))
+            }
+            ValueKind::Binary => Ok((
+                None,
+                Some(SecretText(Zeroizing::new(
+                    base64::engine::general_purpose::STANDARD.encode(self.bytes.as_slice()),
+                ))),
+            )),
+        }
+    }
+}
+
+/// Reads `SecretString` xor `SecretBinary` from a request.
+fn take_value(string: Option<SecretText>, binary: Option<SecretText>) -> Result<Option<Plain>> {
+    let plain = match (string, binary) {
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid_parameter(
+                "You can't specify both SecretString and SecretBinary: send one of them.",
+            ));
+        }
+        (None, None) => return Ok(None),
+        (Some(s), None) => Plain {
+            kind: ValueKind::String,
+            bytes: Zeroizing::new(s.0.as_bytes().to_vec()),
+        },
+        (None, Some(b)) => Plain {
+            kind: ValueKind::Binary,
+            bytes: Zeroizing::new(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b.0.as_bytes())
+                    .map_err(|_| {
+                        Error::invalid_parameter(
+                            "SecretBinary must be base64-encoded (standard alphabet, with padding).",
+                        )
+                    })?,
+            ),
+        },
+    };
+    let field = match plain.kind {
+        ValueKind::String => "SecretString",
+        ValueKind::Binary => "SecretBinary",
+    };
+    if plain.bytes.is_empty() {
+        return Err(Error::invalid_parameter(format!(
+            "{field} must not be empty."
+        )));
+    }
+    if plain.bytes.len() > MAX_VALUE_BYTES {
+        return Err(Error::invalid_parameter(format!(
+            "{field} must be at most {MAX_VALUE_BYTES} bytes; this one has {}.",
+            plain.bytes.len()
+        )));
+    }
+    Ok(Some(plain))
+}
+
+fn seal_context(arn: &str, version_id: &str) -> Vec<u8> {
+    format!("{arn}\n{version_id}").into_bytes()
+}
+
+impl Service {
+    pub fn new(
+        store: Arc<dyn Store>,
+        keyring: Arc<Keyring>,
+        clock: Arc<dyn Clock>,
+        region: String,
+        account: String,
+    ) -> Self {
+        Service {
+            store,
+            keyring,
+            clock,
+            region,
+            account,
+        }
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Finds the secret a `SecretId` names; not found → ResourceNotFoundException.
+    pub(crate) async fn resolve(&self, secret_id: &str) -> Result<SecretRecord> {
+        let r = SecretRef::parse(secret_id)?;
+        self.store
+            .find_secret(&r)
+            .await?
+            .ok_or_else(Error::secret_not_found)
+    }
+
+    /// Like [`resolve`](Self::resolve), for operations refused while deletion is scheduled.
+    pub(crate) async fn resolve_live(&self, secret_id: &str) -> Result<SecretRecord> {
+        let s = self.resolve(secret_id).await?;
+        if s.is_scheduled_for_deletion() {
+            return Err(Error::marked_for_deletion());
+        }
+        Ok(s)
+    }
+
+    /// Maps a request's `KmsKeyId` to a key of the keyring (`None`: the default key).
+    pub(crate) fn key_for(&self, kms_key_id: Option<&str>) -> Result<(String, Option<String>)> {
+        match kms_key_id {
+            None | Some("") | Some(DEFAULT_KEY) | Some("alias/aws/secretsmanager") => {
+                Ok((DEFAULT_KEY.to_string(), None))
+            }
+            Some(k) if self.keyring.has_key(k) => Ok((k.to_string(), Some(k.to_string()))),
+            Some(k) => Err(Error::invalid_parameter(format!(
+                "The encryption key {k:?} does not exist in kura. Omit KmsKeyId to use the default key {DEFAULT_KEY}."
+            ))),
+        }
+    }
+
+    pub(crate) fn seal(
+        &self,
+        secret: &SecretRecord,
+        version_id: &str,
+        plain: &Plain,
+    ) -> Result<SealedValue> {
+        let (key_name, _) = self.key_for(secret.kms_key_id.as_deref())?;
+        let s = self.keyring.seal(
+            &key_name,
+            &seal_context(&secret.arn, version_id),
+            &plain.bytes,
+        )?;
+        Ok(SealedValue {
+            kind: plain.kind,
+            ciphertext: s.ciphertext,
+            wrapped_key: s.wrapped_key,
+            key_name,
+            key_version: s.key_version,
+        })
+    }
+
+    pub(crate) fn open(&self, arn: &str, version_id: &str, sealed: &SealedValue) -> Result<Plain> {
+        let bytes = self.keyring.open(
+            &sealed.key_name,
+            sealed.key_version,
+            &seal_context(arn, version_id),
+            &sealed.ciphertext,
+            &sealed.wrapped_key,
+        )?;
+        Ok(Plain {
+            kind: sealed.kind,
+            bytes,
+        })
+    }
+
+    /// Opens a sealed access-key secret (the SigV4 verifier needs it to recompute signatures).
+    pub fn open_access_key(
+        &self,
+        access_key_id: &str,
+        sealed: &SealedValue,
+    ) -> Result<Zeroizing<String>> {
+        let bytes = self.keyring.open(
+            &sealed.key_name,
+            sealed.key_version,
+            &access_key_context(access_key_id),
+            &sealed.ciphertext,
+            &sealed.wrapped_key,
+        )?;
+        String::from_utf8(bytes.to_vec())
+            .map(Zeroizing::new)
+            .map_err(|_| Error::internal("stored access key secret is not UTF-8"))
+    }
+}
+
+pub(crate) fn access_key_context(access_key_id: &str) -> Vec<u8> {
+    format!("kura/access-key/{access_key_id}").into_bytes()
+}
+
+pub(crate) fn new_uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

@@ -1,0 +1,431 @@
+//! Creating, describing, listing, updating, deleting and restoring secrets.
+
+use base64::Engine as _;
+use kura_core::labels::{self, Stages};
+use kura_core::model::{NewVersion, SecretRecord, Tag};
+use kura_core::names::{self, SecretRef, validate_description, validate_name, validate_version_id};
+use kura_core::{Error, ErrorCode, Result};
+use kura_store::{Cursor, CursorValue, FilterKey, ListFilter, ListQuery, SortKey};
+
+use super::versions::{ValueWrite, page_size};
+use super::{Principal, Service, new_uuid, take_value};
+use crate::wire::{self, *};
+
+const MIN_RECOVERY_DAYS: i64 = 7;
+const MAX_RECOVERY_DAYS: i64 = 30;
+
+pub(crate) fn to_core_tags(tags: Vec<wire::Tag>) -> Result<Vec<Tag>> {
+    tags.into_iter()
+        .map(|t| {
+            names::validate_tag(&t.key, &t.value)?;
+            Ok(Tag {
+                key: t.key,
+                value: t.value,
+            })
+        })
+        .collect()
+}
+
+fn to_wire_tags(tags: &[Tag]) -> Vec<wire::Tag> {
+    tags.iter()
+        .map(|t| wire::Tag {
+            key: t.key.clone(),
+            value: t.value.clone(),
+        })
+        .collect()
+}
+
+fn describe(s: &SecretRecord, stages: &Stages) -> DescribeSecretResponse {
+    let map = labels::versions_to_stages(stages);
+    DescribeSecretResponse {
+        arn: s.arn.clone(),
+        name: s.name.clone(),
+        description: s.description.clone(),
+        kms_key_id: s.kms_key_id.clone(),
+        rotation_enabled: false,
+        last_changed_date: Some(s.changed_at.epoch_seconds()),
+        last_accessed_date: s.accessed_at.map(|t| t.epoch_seconds()),
+        deleted_date: s.deleted_at.map(|t| t.epoch_seconds()),
+        tags: (!s.tags.is_empty()).then(|| to_wire_tags(&s.tags)),
+        version_ids_to_stages: (!map.is_empty()).then_some(map),
+        secret_versions_to_stages: None,
+        created_date: s.created_at.epoch_seconds(),
+    }
+}
+
+fn bad_token() -> Error {
+    Error::new(
+        ErrorCode::InvalidNextToken,
+        "NextToken is not one this server issued for this query; start again without NextToken.",
+    )
+}
+
+fn sort_key(s: Option<&str>) -> Result<SortKey> {
+    Ok(match s {
+        None | Some("created-date") => SortKey::Created,
+        Some("last-accessed-date") => SortKey::LastAccessed,
+        Some("last-changed-date") => SortKey::LastChanged,
+        Some("name") => SortKey::Name,
+        Some(other) => {
+            return Err(Error::validation(format!(
+                "SortBy {other:?} is not one of created-date, last-accessed-date, last-changed-date, name."
+            )));
+        }
+    })
+}
+
+fn filter_key(k: &str) -> Result<FilterKey> {
+    Ok(match k {
+        "name" => FilterKey::Name,
+        "description" => FilterKey::Description,
+        "tag-key" => FilterKey::TagKey,
+        "tag-value" => FilterKey::TagValue,
+        "primary-region" => FilterKey::PrimaryRegion,
+        "owning-service" => FilterKey::OwningService,
+        "all" => FilterKey::All,
+        other => {
+            return Err(Error::validation(format!(
+                "Filter key {other:?} is not one of description, name, tag-key, tag-value, primary-region, owning-service, all."
+            )));
+        }
+    })
+}
+
+/// NextToken: the sort and the position it continues from, so a token from another query is refused.
+fn encode_cursor(sort: SortKey, desc: bool, c: &Cursor) -> String {
+    let v = match &c.value {
+        CursorValue::Int(i) => serde_json::json!(i),
+        CursorValue::Text(t) => serde_json::json!(t),
+    };
+    let doc = serde_json::json!({"s": format!("{sort:?}"), "d": desc, "v": v, "i": c.id});
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(doc.to_string())
+}
+
+fn decode_cursor(token: &str, sort: SortKey, desc: bool) -> Result<Cursor> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad_token())?;
+    let doc: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| bad_token())?;
+    if doc["s"] != format!("{sort:?}").as_str() || doc["d"] != desc {
+        return Err(bad_token());
+    }
+    let value = match &doc["v"] {
+        serde_json::Value::Number(n) => CursorValue::Int(n.as_i64().ok_or_else(bad_token)?),
+        serde_json::Value::String(s) => CursorValue::Text(s.clone()),
+        _ => return Err(bad_token()),
+    };
+    Ok(Cursor {
+        value,
+        id: doc["i"].as_i64().ok_or_else(bad_token)?,
+    })
+}
+
+impl Service {
+    pub async fn create_secret(
+        &self,
+        _p: &Principal,
+        req: CreateSecretRequest,
+    ) -> Result<SecretVersionResponse> {
+        validate_name(&req.name)?;
+        if let Some(d) = &req.description {
+            validate_description(d)?;
+        }
+        if let Some(t) = &req.client_request_token {
+            validate_version_id("ClientRequestToken", t)?;
+        }
+        if req.add_replica_regions.is_some() {
+            return Err(Error::invalid_request(
+                "Replication to other regions is not available on this kura server; remove AddReplicaRegions.",
+            ));
+        }
+        let tags = to_core_tags(req.tags.unwrap_or_default())?;
+        let plain = take_value(req.secret_string, req.secret_binary)?;
+        let (_, kms_key_id) = self.key_for(req.kms_key_id.as_deref())?;
+
+        if let Some(existing) = self
+            .store
+            .find_secret(&SecretRef::Name(req.name.clone()))
+            .await?
+        {
+            if existing.is_scheduled_for_deletion() {
+                return Err(Error::invalid_request(
+                    "You can't create this secret because a secret with this name is already scheduled for deletion.",
+                ));
+            }
+            // A retried CreateSecret (same token, same value) gets the first call's answer.
+            if let (Some(token), Some(plain)) = (&req.client_request_token, &plain)
+                && let Some(v) = self
+                    .store
+                    .read_version(existing.id, kura_store::VersionSelector::Id(token))
+                    .await?
+                && let Some(sealed) = &v.value
+            {
+                let old = self.open(&existing.arn, token, sealed)?;
+                if old.kind == plain.kind && old.bytes == plain.bytes {
+                    return Ok(SecretVersionResponse {
+                        arn: existing.arn,
+                        name: existing.name,
+                        version_id: Some(token.clone()),
+                        version_stages: None,
+                    });
+                }
+            }
+            return Err(Error::exists(format!(
+                "The operation failed because the secret {} already exists.",
+                req.name
+            )));
+        }
+
+        let now = self.clock.now();
+        let suffix = kura_crypto::random::alnum(names::ARN_SUFFIX_LEN)?;
+        let secret = SecretRecord {
+            id: 0,
+            arn: names::secret_arn(&self.region, &self.account, &req.name, &suffix),
+            name: req.name,
+            description: req.description,
+            kms_key_id,
+            created_at: now,
+            changed_at: now,
+            accessed_at: None,
+            deleted_at: None,
+            purge_at: None,
+            tags,
+        };
+        let mut stages = Stages::new();
+        let first = match &plain {
+            Some(plain) => {
+                let version_id = req.client_request_token.unwrap_or_else(new_uuid);
+                labels::attach_new_version(&mut stages, &version_id, None, true)?;
+                Some(NewVersion {
+                    value: Some(self.seal(&secret, &version_id, plain)?),
+                    version_id,
+                    created_at: now,
+                })
+            }
+            None => None,
+        };
+        self.store
+            .create_secret(&secret, first.as_ref(), &stages)
+            .await?;
+        Ok(SecretVersionResponse {
+            arn: secret.arn,
+            name: secret.name,
+            version_id: first.map(|v| v.version_id),
+            version_stages: None,
+        })
+    }
+
+    pub async fn describe_secret(
+        &self,
+        _p: &Principal,
+        req: SecretIdRequest,
+    ) -> Result<DescribeSecretResponse> {
+        let secret = self.resolve(&req.secret_id).await?;
+        let (_, stages) = self.store.versions(secret.id).await?;
+        Ok(describe(&secret, &stages))
+    }
+
+    pub async fn list_secrets(
+        &self,
+        _p: &Principal,
+        req: ListSecretsRequest,
+    ) -> Result<ListSecretsResponse> {
+        let limit = page_size(req.max_results)?;
+        let sort = sort_key(req.sort_by.as_deref())?;
+        let descending = match req.sort_order.as_deref() {
+            None | Some("asc") => false,
+            Some("desc") => true,
+            Some(other) => {
+                return Err(Error::validation(format!(
+                    "SortOrder {other:?} is not asc or desc."
+                )));
+            }
+        };
+        let filters = req.filters.unwrap_or_default();
+        if filters.len() > 10 {
+            return Err(Error::validation("At most 10 filters are allowed."));
+        }
+        let filters = filters
+            .into_iter()
+            .map(|f| {
+                let key = filter_key(f.key.as_deref().unwrap_or_default())?;
+                let values = f.values.unwrap_or_default();
+                if values.is_empty() || values.len() > 10 {
+                    return Err(Error::validation("Each filter needs 1 to 10 values."));
+                }
+                Ok(ListFilter { key, values })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let after = match &req.next_token {
+            Some(t) => Some(decode_cursor(t, sort, descending)?),
+            None => None,
+        };
+        let page = self
+            .store
+            .list_secrets(&ListQuery {
+                include_deleted: req.include_planned_deletion.unwrap_or(false),
+                filters,
+                sort,
+                descending,
+                limit,
+                after,
+            })
+            .await?;
+        Ok(ListSecretsResponse {
+            secret_list: page
+                .secrets
+                .iter()
+                .map(|(s, stages)| {
+                    let mut d = describe(s, stages);
+                    d.secret_versions_to_stages = d.version_ids_to_stages.take();
+                    d
+                })
+                .collect(),
+            next_token: page.next.map(|c| encode_cursor(sort, descending, &c)),
+        })
+    }
+
+    pub async fn update_secret(
+        &self,
+        _p: &Principal,
+        req: UpdateSecretRequest,
+    ) -> Result<SecretVersionResponse> {
+        if let Some(d) = &req.description {
+            validate_description(d)?;
+        }
+        let plain = take_value(req.secret_string, req.secret_binary)?;
+        let kms = match &req.kms_key_id {
+            Some(k) => Some(self.key_for(Some(k))?.1),
+            None => None,
+        };
+        let secret = self.resolve_live(&req.secret_id).await?;
+        if let Some(plain) = plain {
+            return self
+                .write_value(
+                    &secret,
+                    ValueWrite {
+                        token: req.client_request_token,
+                        plain,
+                        stages: None,
+                        description: req.description.as_deref(),
+                        kms_key_id: kms,
+                    },
+                )
+                .await;
+        }
+        let now = self.clock.now();
+        self.store
+            .modify(secret.id, &mut |st| {
+                if st.secret.is_scheduled_for_deletion() {
+                    return Err(Error::marked_for_deletion());
+                }
+                if let Some(d) = &req.description {
+                    st.secret.description = Some(d.clone());
+                }
+                if let Some(k) = &kms {
+                    st.secret.kms_key_id = k.clone();
+                }
+                st.secret.changed_at = now;
+                Ok(())
+            })
+            .await?;
+        Ok(SecretVersionResponse {
+            arn: secret.arn,
+            name: secret.name,
+            ..Default::default()
+        })
+    }
+
+    pub async fn delete_secret(
+        &self,
+        _p: &Principal,
+        req: DeleteSecretRequest,
+    ) -> Result<DeleteSecretResponse> {
+        let force = req.force_delete_without_recovery.unwrap_or(false);
+        if force && req.recovery_window_in_days.is_some() {
+            return Err(Error::invalid_parameter(
+                "You can't use ForceDeleteWithoutRecovery in conjunction with RecoveryWindowInDays.",
+            ));
+        }
+        let days = req.recovery_window_in_days.unwrap_or(MAX_RECOVERY_DAYS);
+        if !(MIN_RECOVERY_DAYS..=MAX_RECOVERY_DAYS).contains(&days) {
+            return Err(Error::invalid_parameter(format!(
+                "RecoveryWindowInDays must be between {MIN_RECOVERY_DAYS} and {MAX_RECOVERY_DAYS} days; got {days}."
+            )));
+        }
+        let now = self.clock.now();
+        let found = self
+            .store
+            .find_secret(&SecretRef::parse(&req.secret_id)?)
+            .await?;
+        let secret = match found {
+            Some(s) => s,
+            // Deleting what is already gone, without recovery, is not an error.
+            None if force => {
+                return Ok(DeleteSecretResponse {
+                    arn: if req.secret_id.starts_with("arn:") {
+                        req.secret_id.clone()
+                    } else {
+                        format!(
+                            "arn:aws:secretsmanager:{}:{}:secret:{}",
+                            self.region, self.account, req.secret_id
+                        )
+                    },
+                    name: req.secret_id.clone(),
+                    deletion_date: now.epoch_seconds(),
+                });
+            }
+            None => return Err(Error::secret_not_found()),
+        };
+        if force {
+            self.store.delete_secret(secret.id).await?;
+            return Ok(DeleteSecretResponse {
+                arn: secret.arn,
+                name: secret.name,
+                deletion_date: now.epoch_seconds(),
+            });
+        }
+        let state = self
+            .store
+            .modify(secret.id, &mut |st| {
+                if st.secret.is_scheduled_for_deletion() {
+                    return Err(Error::marked_for_deletion());
+                }
+                st.secret.deleted_at = Some(now);
+                st.secret.purge_at = Some(now.plus_days(days));
+                Ok(())
+            })
+            .await?;
+        Ok(DeleteSecretResponse {
+            arn: secret.arn,
+            name: secret.name,
+            deletion_date: state
+                .secret
+                .purge_at
+                .unwrap_or(now.plus_days(days))
+                .epoch_seconds(),
+        })
+    }
+
+    pub async fn restore_secret(
+        &self,
+        _p: &Principal,
+        req: SecretIdRequest,
+    ) -> Result<SecretVersionResponse> {
+        let secret = self.resolve(&req.secret_id).await?;
+        if secret.is_scheduled_for_deletion() {
+            self.store
+                .modify(secret.id, &mut |st| {
+                    st.secret.deleted_at = None;
+                    st.secret.purge_at = None;
+                    Ok(())
+                })
+                .await?;
+        }
+        Ok(SecretVersionResponse {
+            arn: secret.arn,
+            name: secret.name,
+            ..Default::default()
+        })
+    }
+}

@@ -1,0 +1,51 @@
+//! TagResource / UntagResource.
+
+use kura_core::{Error, Result};
+
+use super::secrets::to_core_tags;
+use super::{Principal, Service};
+use crate::wire::*;
+
+const MAX_TAGS: usize = 50;
+
+impl Service {
+    pub async fn tag_resource(&self, _p: &Principal, req: TagResourceRequest) -> Result<Empty> {
+        let tags = to_core_tags(req.tags)?;
+        let secret = self.resolve_live(&req.secret_id).await?;
+        self.store
+            .modify(secret.id, &mut |st| {
+                if st.secret.is_scheduled_for_deletion() {
+                    return Err(Error::marked_for_deletion());
+                }
+                for t in &tags {
+                    match st.secret.tags.iter_mut().find(|x| x.key == t.key) {
+                        Some(existing) => existing.value = t.value.clone(),
+                        None => st.secret.tags.push(t.clone()),
+                    }
+                }
+                if st.secret.tags.len() > MAX_TAGS {
+                    return Err(Error::limit_exceeded(format!(
+                        "A secret can have at most {MAX_TAGS} tags."
+                    )));
+                }
+                st.secret.tags.sort_by(|a, b| a.key.cmp(&b.key));
+                Ok(())
+            })
+            .await?;
+        Ok(Empty {})
+    }
+
+    pub async fn untag_resource(&self, _p: &Principal, req: UntagResourceRequest) -> Result<Empty> {
+        let secret = self.resolve_live(&req.secret_id).await?;
+        self.store
+            .modify(secret.id, &mut |st| {
+                if st.secret.is_scheduled_for_deletion() {
+                    return Err(Error::marked_for_deletion());
+                }
+                st.secret.tags.retain(|t| !req.tag_keys.contains(&t.key));
+                Ok(())
+            })
+            .await?;
+        Ok(Empty {})
+    }
+}

@@ -1,0 +1,252 @@
+//! Request and response shapes of the AWS Secrets Manager JSON protocol (and kura's extensions).
+//! Unset fields are omitted, never `null`. Secret values are `Zeroizing` and never `Debug`-printed.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+/// A secret value in transit. `Debug` prints `[redacted]`.
+#[derive(Clone, Deserialize, Serialize, Default)]
+#[serde(transparent)]
+pub struct SecretText(pub Zeroizing<String>);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Tag {
+    #[serde(rename = "Key")]
+    pub key: String,
+    #[serde(rename = "Value", default)]
+    pub value: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateSecretRequest {
+    pub name: String,
+    pub client_request_token: Option<String>,
+    pub description: Option<String>,
+    pub kms_key_id: Option<String>,
+    /// Base64 in JSON.
+    pub secret_binary: Option<SecretText>,
+    pub secret_string: Option<SecretText>,
+    pub tags: Option<Vec<Tag>>,
+    pub add_replica_regions: Option<serde_json::Value>,
+    pub force_overwrite_replica_secret: Option<bool>,
+}
+
+#[derive(Debug, Serialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct SecretVersionResponse {
+    #[serde(rename = "ARN")]
+    pub arn: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_stages: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SecretIdRequest {
+    pub secret_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetSecretValueRequest {
+    pub secret_id: String,
+    pub version_id: Option<String>,
+    pub version_stage: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetSecretValueResponse {
+    #[serde(rename = "ARN")]
+    pub arn: String,
+    pub name: String,
+    pub version_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_string: Option<SecretText>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_binary: Option<SecretText>,
+    pub version_stages: Vec<String>,
+    pub created_date: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PutSecretValueRequest {
+    pub secret_id: String,
+    pub client_request_token: Option<String>,
+    pub secret_binary: Option<SecretText>,
+    pub secret_string: Option<SecretText>,
+    pub version_stages: Option<Vec<String>>,
+    pub rotation_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateSecretRequest {
+    pub secret_id: String,
+    pub client_request_token: Option<String>,
+    pub description: Option<String>,
+    pub kms_key_id: Option<String>,
+    pub secret_binary: Option<SecretText>,
+    pub secret_string: Option<SecretText>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateSecretVersionStageRequest {
+    pub secret_id: String,
+    pub version_stage: String,
+    pub remove_from_version_id: Option<String>,
+    pub move_to_version_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeSecretResponse {
+    #[serde(rename = "ARN")]
+    pub arn: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+    pub rotation_enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_changed_date: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_accessed_date: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_date: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<Tag>>,
+    /// DescribeSecret calls it `VersionIdsToStages`, ListSecrets `SecretVersionsToStages`.
+    #[serde(rename = "VersionIdsToStages", skip_serializing_if = "Option::is_none")]
+    pub version_ids_to_stages: Option<BTreeMap<String, Vec<String>>>,
+    #[serde(
+        rename = "SecretVersionsToStages",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub secret_versions_to_stages: Option<BTreeMap<String, Vec<String>>>,
+    pub created_date: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Filter {
+    pub key: Option<String>,
+    pub values: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListSecretsRequest {
+    pub include_planned_deletion: Option<bool>,
+    pub max_results: Option<i64>,
+    pub next_token: Option<String>,
+    pub filters: Option<Vec<Filter>>,
+    pub sort_order: Option<String>,
+    pub sort_by: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListSecretsResponse {
+    pub secret_list: Vec<DescribeSecretResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListSecretVersionIdsRequest {
+    pub secret_id: String,
+    pub max_results: Option<i64>,
+    pub next_token: Option<String>,
+    pub include_deprecated: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VersionEntry {
+    pub version_id: String,
+    pub version_stages: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_accessed_date: Option<f64>,
+    pub created_date: f64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListSecretVersionIdsResponse {
+    pub versions: Vec<VersionEntry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+    #[serde(rename = "ARN")]
+    pub arn: String,
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeleteSecretRequest {
+    pub secret_id: String,
+    pub recovery_window_in_days: Option<i64>,
+    pub force_delete_without_recovery: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeleteSecretResponse {
+    #[serde(rename = "ARN")]
+    pub arn: String,
+    pub name: String,
+    pub deletion_date: f64,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetRandomPasswordRequest {
+    pub password_length: Option<i64>,
+    pub exclude_characters: Option<String>,
+    pub exclude_numbers: Option<bool>,
+    pub exclude_punctuation: Option<bool>,
+    pub exclude_uppercase: Option<bool>,
+    pub exclude_lowercase: Option<bool>,
+    pub include_space: Option<bool>,
+    pub require_each_included_type: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetRandomPasswordResponse {
+    pub random_password: SecretText,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TagResourceRequest {
+    pub secret_id: String,
+    pub tags: Vec<Tag>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UntagResourceRequest {
+    pub secret_id: String,
+    pub tag_keys: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Empty {}

@@ -1,0 +1,781 @@
+//! The embedded default backend: SQLite in WAL mode with synchronous=FULL, so an acknowledged
+//! write survives power loss. Writers take the lock up front (BEGIN IMMEDIATE) so a
+//! read-modify-write never fails half-way on an upgrade conflict.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kura_core::labels::Stages;
+use kura_core::model::{
+    NewVersion, SealedValue, SecretRecord, SecretState, Tag, ValueKind, VersionMeta,
+};
+use kura_core::names::SecretRef;
+use kura_core::{Error, Result, Timestamp};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Row, SqliteConnection, SqlitePool};
+
+use crate::{
+    AccessKeyRecord, Cursor, CursorValue, FilterKey, ListPage, ListQuery, Mutation, SortKey, Store,
+    StoredVersion, VersionSelector,
+};
+
+/// Versioned migrations, applied in order, each in its own transaction. Embedded in the binary
+/// (sqlx's `migrate!` needs its macros feature, which rebuilds every driver).
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_initial.sql"))];
+
+async fn migrate(pool: &SqlitePool) -> Result<()> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )
+    .execute(pool)
+    .await
+    .map_err(db_err)?;
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?;
+    if let Some(newest) = applied.iter().max()
+        && *newest > MIGRATIONS.len() as i64
+    {
+        return Err(Error::internal(format!(
+            "the database has schema version {newest}, newer than this kura knows: upgrade kura"
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)) {
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+        sqlx::raw_sql(AssertSqlSafe(*sql))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| Error::internal(format!("migration {version}: {e}")))?;
+        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, strftime('%s','now') * 1000)")
+            .bind(version)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+    }
+    Ok(())
+}
+
+fn db_err(e: sqlx::Error) -> Error {
+    Error::internal(format!("database: {e}"))
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn open(path: &Path) -> Result<Self> {
+        let opts = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(db_err)?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await
+            .map_err(db_err)?;
+        migrate(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+const SECRET_COLUMNS: &str = "id, name, arn, description, kms_key_id, created_at, changed_at, accessed_at, deleted_at, purge_at";
+
+fn secret_from_row(r: &SqliteRow) -> Result<SecretRecord> {
+    let ts = |c: &str| -> Result<Option<Timestamp>> {
+        Ok(r.try_get::<Option<i64>, _>(c)
+            .map_err(db_err)?
+            .map(Timestamp))
+    };
+    Ok(SecretRecord {
+        id: r.try_get("id").map_err(db_err)?,
+        name: r.try_get("name").map_err(db_err)?,
+        arn: r.try_get("arn").map_err(db_err)?,
+        description: r.try_get("description").map_err(db_err)?,
+        kms_key_id: r.try_get("kms_key_id").map_err(db_err)?,
+        created_at: Timestamp(r.try_get("created_at").map_err(db_err)?),
+        changed_at: Timestamp(r.try_get("changed_at").map_err(db_err)?),
+        accessed_at: ts("accessed_at")?,
+        deleted_at: ts("deleted_at")?,
+        purge_at: ts("purge_at")?,
+        tags: Vec::new(),
+    })
+}
+
+fn kind_str(k: ValueKind) -> &'static str {
+    match k {
+        ValueKind::String => "string",
+        ValueKind::Binary => "binary",
+    }
+}
+
+fn sealed_from_row(r: &SqliteRow) -> Result<Option<SealedValue>> {
+    let kind: Option<String> = r.try_get("value_kind").map_err(db_err)?;
+    let Some(kind) = kind else { return Ok(None) };
+    Ok(Some(SealedValue {
+        kind: if kind == "binary" {
+            ValueKind::Binary
+        } else {
+            ValueKind::String
+        },
+        ciphertext: r.try_get("ciphertext").map_err(db_err)?,
+        wrapped_key: r.try_get("wrapped_key").map_err(db_err)?,
+        key_name: r.try_get("key_name").map_err(db_err)?,
+        key_version: r.try_get("key_version").map_err(db_err)?,
+    }))
+}
+
+fn version_from_row(r: &SqliteRow) -> Result<VersionMeta> {
+    Ok(VersionMeta {
+        version_id: r.try_get("version_id").map_err(db_err)?,
+        created_at: Timestamp(r.try_get("created_at").map_err(db_err)?),
+        accessed_at: r
+            .try_get::<Option<i64>, _>("accessed_at")
+            .map_err(db_err)?
+            .map(Timestamp),
+        has_value: r
+            .try_get::<Option<String>, _>("value_kind")
+            .map_err(db_err)?
+            .is_some(),
+    })
+}
+
+async fn load_tags(conn: &mut SqliteConnection, secret_id: i64) -> Result<Vec<Tag>> {
+    let rows = sqlx::query("SELECT key, value FROM tags WHERE secret_id = ? ORDER BY key")
+        .bind(secret_id)
+        .fetch_all(conn)
+        .await
+        .map_err(db_err)?;
+    rows.iter()
+        .map(|r| {
+            Ok(Tag {
+                key: r.try_get("key").map_err(db_err)?,
+                value: r.try_get("value").map_err(db_err)?,
+            })
+        })
+        .collect()
+}
+
+async fn load_stages(conn: &mut SqliteConnection, secret_id: i64) -> Result<Stages> {
+    let rows = sqlx::query("SELECT stage, version_id FROM version_stages WHERE secret_id = ?")
+        .bind(secret_id)
+        .fetch_all(conn)
+        .await
+        .map_err(db_err)?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("stage").map_err(db_err)?,
+                r.try_get("version_id").map_err(db_err)?,
+            ))
+        })
+        .collect()
+}
+
+async fn load_versions(conn: &mut SqliteConnection, secret_id: i64) -> Result<Vec<VersionMeta>> {
+    let rows = sqlx::query(
+        "SELECT version_id, created_at, accessed_at, value_kind FROM secret_versions \
+         WHERE secret_id = ? ORDER BY created_at, version_id",
+    )
+    .bind(secret_id)
+    .fetch_all(conn)
+    .await
+    .map_err(db_err)?;
+    rows.iter().map(version_from_row).collect()
+}
+
+async fn load_secret(conn: &mut SqliteConnection, secret_id: i64) -> Result<Option<SecretRecord>> {
+    let sql = format!("SELECT {SECRET_COLUMNS} FROM secrets WHERE id = ?");
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(secret_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    let Some(row) = row else { return Ok(None) };
+    let mut s = secret_from_row(&row)?;
+    s.tags = load_tags(conn, secret_id).await?;
+    Ok(Some(s))
+}
+
+async fn write_version(conn: &mut SqliteConnection, secret_id: i64, v: &NewVersion) -> Result<()> {
+    let value = v.value.as_ref();
+    // A placeholder row keeps its id and creation date when its value arrives.
+    sqlx::query(
+        "INSERT INTO secret_versions \
+         (secret_id, version_id, created_at, value_kind, ciphertext, wrapped_key, key_name, key_version) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (secret_id, version_id) DO UPDATE SET value_kind = excluded.value_kind, \
+         ciphertext = excluded.ciphertext, wrapped_key = excluded.wrapped_key, \
+         key_name = excluded.key_name, key_version = excluded.key_version \
+         WHERE secret_versions.ciphertext IS NULL",
+    )
+    .bind(secret_id)
+    .bind(&v.version_id)
+    .bind(v.created_at.0)
+    .bind(value.map(|s| kind_str(s.kind)))
+    .bind(value.map(|s| s.ciphertext.as_slice()))
+    .bind(value.map(|s| s.wrapped_key.as_slice()))
+    .bind(value.map(|s| s.key_name.as_str()))
+    .bind(value.map(|s| s.key_version))
+    .execute(conn)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+async fn write_stages(conn: &mut SqliteConnection, secret_id: i64, stages: &Stages) -> Result<()> {
+    for (stage, version) in stages {
+        sqlx::query("INSERT INTO version_stages (secret_id, stage, version_id) VALUES (?, ?, ?)")
+            .bind(secret_id)
+            .bind(stage)
+            .bind(version)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+async fn write_tags(conn: &mut SqliteConnection, secret_id: i64, tags: &[Tag]) -> Result<()> {
+    for t in tags {
+        sqlx::query("INSERT INTO tags (secret_id, key, value) VALUES (?, ?, ?)")
+            .bind(secret_id)
+            .bind(&t.key)
+            .bind(&t.value)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+fn sort_column(k: SortKey) -> &'static str {
+    match k {
+        SortKey::Created => "created_at",
+        SortKey::LastAccessed => "COALESCE(accessed_at, 0)",
+        SortKey::LastChanged => "changed_at",
+        SortKey::Name => "name",
+    }
+}
+
+/// Escapes LIKE wildcards so a user's `%` or `_` match themselves.
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+enum Bind {
+    Int(i64),
+    Text(String),
+}
+
+/// SQL for one filter value (without negation), with its bind values.
+fn filter_sql(key: FilterKey, value: &str, binds: &mut Vec<Bind>) -> String {
+    let n = value.chars().count() as i64;
+    let prefix = |col: &str, binds: &mut Vec<Bind>| {
+        binds.push(Bind::Int(n));
+        binds.push(Bind::Text(value.to_string()));
+        format!("substr({col}, 1, ?) = ?")
+    };
+    match key {
+        FilterKey::Name => prefix("s.name", binds),
+        FilterKey::TagKey => format!(
+            "EXISTS (SELECT 1 FROM tags t WHERE t.secret_id = s.id AND {})",
+            prefix("t.key", binds)
+        ),
+        FilterKey::TagValue => format!(
+            "EXISTS (SELECT 1 FROM tags t WHERE t.secret_id = s.id AND {})",
+            prefix("t.value", binds)
+        ),
+        FilterKey::Description => {
+            // SQLite's LIKE ignores ASCII case, which is what AWS does for descriptions.
+            binds.push(Bind::Text(format!("{}%", like_escape(value))));
+            "s.description LIKE ? ESCAPE '\\'".into()
+        }
+        // kura neither replicates nor hosts service-owned secrets: these attributes are unset.
+        FilterKey::PrimaryRegion | FilterKey::OwningService => "0".into(),
+        FilterKey::All => {
+            let pat = format!("%{}%", like_escape(value));
+            for _ in 0..4 {
+                binds.push(Bind::Text(pat.clone()));
+            }
+            "(s.name LIKE ? ESCAPE '\\' OR s.description LIKE ? ESCAPE '\\' OR EXISTS \
+             (SELECT 1 FROM tags t WHERE t.secret_id = s.id AND (t.key LIKE ? ESCAPE '\\' \
+             OR t.value LIKE ? ESCAPE '\\')))"
+                .into()
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn get_setting(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn init_setting(&self, key: &str, value: &[u8]) -> Result<Vec<u8>> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        self.get_setting(key)
+            .await?
+            .ok_or_else(|| Error::internal(format!("setting {key} vanished")))
+    }
+
+    async fn load_keys(&self) -> Result<Vec<(String, i64, Vec<u8>)>> {
+        let rows = sqlx::query("SELECT name, version, wrapped FROM keys ORDER BY name, version")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("name").map_err(db_err)?,
+                    r.try_get("version").map_err(db_err)?,
+                    r.try_get("wrapped").map_err(db_err)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn insert_key(
+        &self,
+        name: &str,
+        version: i64,
+        wrapped: &[u8],
+        now: Timestamp,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO keys (name, version, wrapped, created_at) VALUES (?, ?, ?, ?)")
+            .bind(name)
+            .bind(version)
+            .bind(wrapped)
+            .bind(now.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn create_user(&self, name: &str, arn: &str, now: Timestamp) -> Result<()> {
+        sqlx::query("INSERT INTO users (name, arn, created_at) VALUES (?, ?, ?)")
+            .bind(name)
+            .bind(arn)
+            .bind(now.0)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    Error::exists(format!("The user {name} already exists."))
+                } else {
+                    db_err(e)
+                }
+            })?;
+        Ok(())
+    }
+
+    async fn user_exists(&self, name: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE name = ?")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(n > 0)
+    }
+
+    async fn insert_access_key(&self, k: &AccessKeyRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO access_keys (access_key_id, user_name, ciphertext, wrapped_key, key_name, \
+             key_version, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&k.access_key_id)
+        .bind(&k.user_name)
+        .bind(&k.sealed_secret.ciphertext)
+        .bind(&k.sealed_secret.wrapped_key)
+        .bind(&k.sealed_secret.key_name)
+        .bind(k.sealed_secret.key_version)
+        .bind(if k.active { "Active" } else { "Inactive" })
+        .bind(k.created_at.0)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn find_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>> {
+        let row = sqlx::query(
+            "SELECT k.access_key_id, k.user_name, u.arn, k.ciphertext, k.wrapped_key, k.key_name, \
+             k.key_version, k.status, k.created_at FROM access_keys k JOIN users u ON u.name = k.user_name \
+             WHERE k.access_key_id = ?",
+        )
+        .bind(access_key_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(AccessKeyRecord {
+            access_key_id: r.try_get("access_key_id").map_err(db_err)?,
+            user_name: r.try_get("user_name").map_err(db_err)?,
+            user_arn: r.try_get("arn").map_err(db_err)?,
+            sealed_secret: SealedValue {
+                kind: ValueKind::String,
+                ciphertext: r.try_get("ciphertext").map_err(db_err)?,
+                wrapped_key: r.try_get("wrapped_key").map_err(db_err)?,
+                key_name: r.try_get("key_name").map_err(db_err)?,
+                key_version: r.try_get("key_version").map_err(db_err)?,
+            },
+            active: r.try_get::<String, _>("status").map_err(db_err)? == "Active",
+            created_at: Timestamp(r.try_get("created_at").map_err(db_err)?),
+        }))
+    }
+
+    async fn create_secret(
+        &self,
+        s: &SecretRecord,
+        first: Option<&NewVersion>,
+        stages: &Stages,
+    ) -> Result<i64> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_err)?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO secrets (name, arn, description, kms_key_id, created_at, changed_at) \
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&s.name)
+        .bind(&s.arn)
+        .bind(&s.description)
+        .bind(&s.kms_key_id)
+        .bind(s.created_at.0)
+        .bind(s.changed_at.0)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                Error::exists(format!(
+                    "The operation failed because the secret {} already exists.",
+                    s.name
+                ))
+            } else {
+                db_err(e)
+            }
+        })?;
+        if let Some(v) = first {
+            write_version(&mut tx, id, v).await?;
+        }
+        write_stages(&mut tx, id, stages).await?;
+        write_tags(&mut tx, id, &s.tags).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(id)
+    }
+
+    async fn find_secret(&self, secret: &SecretRef) -> Result<Option<SecretRecord>> {
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        let by = |col: &str| format!("SELECT id FROM secrets WHERE {col} = ?");
+        let id: Option<i64> = match secret {
+            SecretRef::Name(name) => sqlx::query_scalar(AssertSqlSafe(by("name")))
+                .bind(name)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db_err)?,
+            SecretRef::Arn { arn, name_part } => {
+                let full: Option<i64> = sqlx::query_scalar(AssertSqlSafe(by("arn")))
+                    .bind(arn)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(db_err)?;
+                match full {
+                    Some(id) => Some(id),
+                    // An ARN without its suffix: the name, if its secret's ARN has the same prefix.
+                    None => {
+                        let prefix = format!("{arn}-");
+                        sqlx::query_scalar(
+                            "SELECT id FROM secrets WHERE name = ? AND substr(arn, 1, ?) = ?",
+                        )
+                        .bind(name_part)
+                        .bind(prefix.chars().count() as i64)
+                        .bind(&prefix)
+                        .fetch_optional(&mut *conn)
+                        .await
+                        .map_err(db_err)?
+                    }
+                }
+            }
+        };
+        match id {
+            Some(id) => load_secret(&mut conn, id).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn versions(&self, secret_id: i64) -> Result<(Vec<VersionMeta>, Stages)> {
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        let versions = load_versions(&mut conn, secret_id).await?;
+        let stages = load_stages(&mut conn, secret_id).await?;
+        Ok((versions, stages))
+    }
+
+    async fn read_version(
+        &self,
+        secret_id: i64,
+        which: VersionSelector<'_>,
+    ) -> Result<Option<StoredVersion>> {
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        const COLS: &str = "v.version_id, v.created_at, v.accessed_at, v.value_kind, v.ciphertext, \
+                            v.wrapped_key, v.key_name, v.key_version";
+        let row = match which {
+            VersionSelector::Id(id) => {
+                let sql = format!(
+                    "SELECT {COLS} FROM secret_versions v WHERE v.secret_id = ? AND v.version_id = ?"
+                );
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(secret_id)
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await
+            }
+            VersionSelector::Stage(stage) => {
+                let sql = format!(
+                    "SELECT {COLS} FROM version_stages s JOIN secret_versions v \
+                     ON v.secret_id = s.secret_id AND v.version_id = s.version_id \
+                     WHERE s.secret_id = ? AND s.stage = ?"
+                );
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(secret_id)
+                    .bind(stage)
+                    .fetch_optional(&mut *conn)
+                    .await
+            }
+        }
+        .map_err(db_err)?;
+        let Some(row) = row else { return Ok(None) };
+        let meta = version_from_row(&row)?;
+        let value = sealed_from_row(&row)?;
+        let stages = sqlx::query_scalar(
+            "SELECT stage FROM version_stages WHERE secret_id = ? AND version_id = ? ORDER BY stage",
+        )
+        .bind(secret_id)
+        .bind(&meta.version_id)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        Ok(Some(StoredVersion {
+            meta,
+            value,
+            stages,
+        }))
+    }
+
+    async fn modify(&self, secret_id: i64, f: &mut Mutation<'_>) -> Result<SecretState> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_err)?;
+        let secret = load_secret(&mut tx, secret_id)
+            .await?
+            .ok_or_else(Error::secret_not_found)?;
+        let versions = load_versions(&mut tx, secret_id).await?;
+        let stages = load_stages(&mut tx, secret_id).await?;
+        let before_ids: HashSet<String> = versions.iter().map(|v| v.version_id.clone()).collect();
+        let before_tags = secret.tags.clone();
+        let before_stages = stages.clone();
+        let mut state = SecretState {
+            secret,
+            versions,
+            stages,
+            new_versions: Vec::new(),
+        };
+        f(&mut state)?;
+
+        let s = &state.secret;
+        sqlx::query(
+            "UPDATE secrets SET description = ?, kms_key_id = ?, changed_at = ?, accessed_at = ?, \
+             deleted_at = ?, purge_at = ? WHERE id = ?",
+        )
+        .bind(&s.description)
+        .bind(&s.kms_key_id)
+        .bind(s.changed_at.0)
+        .bind(s.accessed_at.map(|t| t.0))
+        .bind(s.deleted_at.map(|t| t.0))
+        .bind(s.purge_at.map(|t| t.0))
+        .bind(secret_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if s.tags != before_tags {
+            sqlx::query("DELETE FROM tags WHERE secret_id = ?")
+                .bind(secret_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            write_tags(&mut tx, secret_id, &s.tags).await?;
+        }
+        let stages_changed = state.stages != before_stages || !state.new_versions.is_empty();
+        if stages_changed {
+            sqlx::query("DELETE FROM version_stages WHERE secret_id = ?")
+                .bind(secret_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        for v in &state.new_versions {
+            write_version(&mut tx, secret_id, v).await?;
+        }
+        // Versions the mutation dropped from the list are pruned.
+        let kept: HashSet<&str> = state
+            .versions
+            .iter()
+            .map(|v| v.version_id.as_str())
+            .chain(state.new_versions.iter().map(|v| v.version_id.as_str()))
+            .collect();
+        for gone in before_ids.iter().filter(|id| !kept.contains(id.as_str())) {
+            sqlx::query("DELETE FROM secret_versions WHERE secret_id = ? AND version_id = ?")
+                .bind(secret_id)
+                .bind(gone)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        if stages_changed {
+            write_stages(&mut tx, secret_id, &state.stages).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(state)
+    }
+
+    async fn list_secrets(&self, q: &ListQuery) -> Result<ListPage> {
+        let col = sort_column(q.sort);
+        let mut binds: Vec<Bind> = Vec::new();
+        let mut conds: Vec<String> = Vec::new();
+        if !q.include_deleted {
+            conds.push("s.deleted_at IS NULL".into());
+        }
+        for f in &q.filters {
+            let mut any: Vec<String> = Vec::new();
+            for v in &f.values {
+                match v.strip_prefix('!') {
+                    Some(neg) => conds.push(format!("NOT {}", filter_sql(f.key, neg, &mut binds))),
+                    None => any.push(filter_sql(f.key, v, &mut binds)),
+                }
+            }
+            if !any.is_empty() {
+                conds.push(format!("({})", any.join(" OR ")));
+            }
+        }
+        let (cmp, dir) = if q.descending {
+            ("<", "DESC")
+        } else {
+            (">", "ASC")
+        };
+        if let Some(c) = &q.after {
+            conds.push(format!("({col} {cmp} ? OR ({col} = ? AND s.id {cmp} ?))"));
+            for _ in 0..2 {
+                binds.push(match &c.value {
+                    CursorValue::Int(i) => Bind::Int(*i),
+                    CursorValue::Text(t) => Bind::Text(t.clone()),
+                });
+            }
+            binds.push(Bind::Int(c.id));
+        }
+        let where_sql = if conds.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conds.join(" AND "))
+        };
+        let cols: String = SECRET_COLUMNS
+            .split(", ")
+            .map(|c| format!("s.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {cols}, {col} AS sort_value FROM secrets s {where_sql} \
+             ORDER BY {col} {dir}, s.id {dir} LIMIT ?"
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for b in binds {
+            query = match b {
+                Bind::Int(i) => query.bind(i),
+                Bind::Text(t) => query.bind(t),
+            };
+        }
+        let rows = query
+            .bind(q.limit as i64 + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let more = rows.len() > q.limit;
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        let mut secrets = Vec::with_capacity(rows.len().min(q.limit));
+        let mut next = None;
+        for r in rows.iter().take(q.limit) {
+            let mut s = secret_from_row(r)?;
+            s.tags = load_tags(&mut conn, s.id).await?;
+            let stages = load_stages(&mut conn, s.id).await?;
+            if more {
+                next = Some(Cursor {
+                    value: if q.sort == SortKey::Name {
+                        CursorValue::Text(s.name.clone())
+                    } else {
+                        CursorValue::Int(r.try_get("sort_value").map_err(db_err)?)
+                    },
+                    id: s.id,
+                });
+            }
+            secrets.push((s, stages));
+        }
+        Ok(ListPage { secrets, next })
+    }
+
+    async fn delete_secret(&self, secret_id: i64) -> Result<()> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_err)?;
+        // Children first: labels reference versions, versions and tags reference the secret.
+        for sql in [
+            "DELETE FROM version_stages WHERE secret_id = ?",
+            "DELETE FROM secret_versions WHERE secret_id = ?",
+            "DELETE FROM tags WHERE secret_id = ?",
+            "DELETE FROM secrets WHERE id = ?",
+        ] {
+            sqlx::query(sql)
+                .bind(secret_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(())
+    }
+}

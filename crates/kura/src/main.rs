@@ -1,0 +1,92 @@
+//! The `kura` command.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "kura",
+    version,
+    about = "A self-hosted secrets manager that speaks the AWS Secrets Manager API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (on first start it initialises the data directory).
+    Server {
+        /// Address to listen on.
+        #[arg(long, env = "KURA_LISTEN", default_value = "127.0.0.1:8200")]
+        listen: SocketAddr,
+        /// Where kura keeps its database, root key and root credentials.
+        #[arg(long, env = "KURA_DATA_DIR", default_value = "./kura-data")]
+        data_dir: PathBuf,
+        /// The region written into secret ARNs. Clients may sign for any region.
+        #[arg(long, env = "KURA_REGION", default_value = "us-east-1")]
+        region: String,
+        /// Log as JSON lines instead of text.
+        #[arg(long, env = "KURA_LOG_JSON")]
+        log_json: bool,
+    },
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KURA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Server {
+            listen,
+            data_dir,
+            region,
+            log_json,
+        } => {
+            init_logging(log_json);
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("kura: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let config = kura_server::Config {
+                listen,
+                data_dir,
+                region,
+            };
+            match runtime.block_on(kura_server::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(detail = e.detail.as_deref().unwrap_or(""), "{}", e.message);
+                    eprintln!(
+                        "kura: {}{}",
+                        e.message,
+                        e.detail.map(|d| format!(" ({d})")).unwrap_or_default()
+                    );
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
