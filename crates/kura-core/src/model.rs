@@ -26,6 +26,8 @@ pub struct SecretRecord {
     pub deleted_at: Option<Timestamp>,
     /// When the purge job may destroy it.
     pub purge_at: Option<Timestamp>,
+    /// The resource policy document, as validated and stored.
+    pub resource_policy: Option<String>,
     pub tags: Vec<Tag>,
 }
 

@@ -1,6 +1,7 @@
 //! Keyring, envelope encryption and generators. Everything random comes from aws-lc-rs's CSPRNG.
 
 pub mod envelope;
+pub mod mac;
 pub mod password;
 pub mod random;
 

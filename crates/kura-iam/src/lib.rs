@@ -1,3 +1,4 @@
 //! kura identity: verification of AWS Signature Version 4 signed requests.
 
+pub mod policy;
 pub mod sigv4;

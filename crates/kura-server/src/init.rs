@@ -111,12 +111,20 @@ pub async fn open(dir: &Path, region: &str, clock: Arc<dyn Clock>) -> Result<Ope
         keyring.load_kek(name, *version, wrapped)?;
     }
 
+    let mut token_secret = Zeroizing::new([0u8; 32]);
+    random::fill(token_secret.as_mut_slice())?;
+    let token_secret = Zeroizing::new(
+        store
+            .init_setting("pagination_token_key", token_secret.as_slice())
+            .await?,
+    );
     let service = Service::new(
         store.clone(),
         Arc::new(keyring),
         clock.clone(),
         region.to_string(),
         account.clone(),
+        kura_crypto::mac::MacKey::new(&token_secret),
     );
     let credentials_file = dir.join(CREDENTIALS_FILE);
     if !store.user_exists("root").await? {

@@ -9,18 +9,28 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use kura_core::{Error, Result, SystemClock};
+use kura_core::{Clock, Error, Result, SystemClock};
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub region: String,
+    /// Run on a manual clock that `Kura.SetClock` / `Kura.AdvanceClock` move (tests only).
+    pub test_clock: bool,
 }
+
+/// How often the purge job looks for secrets whose recovery window has ended.
+const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Runs the server until SIGINT or SIGTERM, then lets in-flight requests finish.
 pub async fn run(config: Config) -> Result<()> {
     let opened = init::open(&config.data_dir, &config.region, Arc::new(SystemClock)).await?;
+    let mut service = opened.service;
+    if config.test_clock {
+        tracing::warn!("running on a test clock: Kura.SetClock and Kura.AdvanceClock are enabled");
+        service = service.with_test_clock(Arc::new(kura_core::ManualClock::new(SystemClock.now())));
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::internal(format!("cannot listen on {}: {e}", config.listen)))?;
@@ -28,9 +38,10 @@ pub async fn run(config: Config) -> Result<()> {
         .local_addr()
         .map_err(|e| Error::internal(format!("listener address: {e}")))?;
     let state = Arc::new(http::AppState {
-        service: opened.service,
+        service,
         signing_keys: http::SigningKeyCache::default(),
     });
+    let jobs = tokio::spawn(background_jobs(state.clone()));
     tracing::info!(
         %addr,
         data_dir = %config.data_dir.display(),
@@ -42,8 +53,19 @@ pub async fn run(config: Config) -> Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| Error::internal(format!("server: {e}")))?;
+    jobs.abort();
     tracing::info!("kura stopped");
     Ok(())
+}
+
+async fn background_jobs(state: Arc<http::AppState>) {
+    let mut tick = tokio::time::interval(PURGE_INTERVAL);
+    loop {
+        tick.tick().await;
+        if let Err(e) = state.service.purge_due().await {
+            tracing::error!(detail = ?e, "the purge job failed; it will try again");
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -250,3 +250,86 @@ pub struct UntagResourceRequest {
 
 #[derive(Debug, Serialize)]
 pub struct Empty {}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BatchGetSecretValueRequest {
+    pub secret_id_list: Option<Vec<String>>,
+    pub filters: Option<Vec<Filter>>,
+    pub max_results: Option<i64>,
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ApiErrorEntry {
+    pub secret_id: String,
+    pub error_code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BatchGetSecretValueResponse {
+    pub secret_values: Vec<GetSecretValueResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+    pub errors: Vec<ApiErrorEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SetClockRequest {
+    pub time: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AdvanceClockRequest {
+    pub seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ClockResponse {
+    pub time: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PutResourcePolicyRequest {
+    pub secret_id: String,
+    pub resource_policy: String,
+    pub block_public_policy: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetResourcePolicyResponse {
+    #[serde(rename = "ARN")]
+    pub arn: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_policy: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ValidateResourcePolicyRequest {
+    pub secret_id: Option<String>,
+    pub resource_policy: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ValidationErrorEntry {
+    pub check_name: String,
+    pub error_message: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ValidateResourcePolicyResponse {
+    pub policy_validation_passed: bool,
+    pub validation_errors: Vec<ValidationErrorEntry>,
+}

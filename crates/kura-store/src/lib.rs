@@ -136,6 +136,10 @@ pub trait Store: Send + Sync + 'static {
     /// writes back what changed; an error from `f` rolls everything back.
     async fn modify(&self, secret_id: i64, f: &mut Mutation<'_>) -> Result<SecretState>;
     async fn list_secrets(&self, query: &ListQuery) -> Result<ListPage>;
+    /// Secrets whose recovery window has ended, oldest first.
+    async fn due_for_purge(&self, now: Timestamp, limit: usize) -> Result<Vec<i64>>;
+    /// Records a read at day granularity; writes only when the stored day is older.
+    async fn touch_accessed(&self, secret_id: i64, version_id: &str, day: Timestamp) -> Result<()>;
     /// Destroys a secret with all its versions, labels and tags.
     async fn delete_secret(&self, secret_id: i64) -> Result<()>;
 }

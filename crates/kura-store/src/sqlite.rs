@@ -26,7 +26,13 @@ use crate::{
 
 /// Versioned migrations, applied in order, each in its own transaction. Embedded in the binary
 /// (sqlx's `migrate!` needs its macros feature, which rebuilds every driver).
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_initial.sql")),
+    (
+        2,
+        include_str!("../migrations/sqlite/0002_resource_policy.sql"),
+    ),
+];
 
 async fn migrate(pool: &SqlitePool) -> Result<()> {
     sqlx::query(
@@ -83,7 +89,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // Deleted values and data keys are overwritten, not just unlinked from the b-tree.
+            .pragma("secure_delete", "ON");
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(opts)
@@ -94,7 +102,7 @@ impl SqliteStore {
     }
 }
 
-const SECRET_COLUMNS: &str = "id, name, arn, description, kms_key_id, created_at, changed_at, accessed_at, deleted_at, purge_at";
+const SECRET_COLUMNS: &str = "id, name, arn, description, kms_key_id, created_at, changed_at, accessed_at, deleted_at, purge_at, resource_policy";
 
 fn secret_from_row(r: &SqliteRow) -> Result<SecretRecord> {
     let ts = |c: &str| -> Result<Option<Timestamp>> {
@@ -113,6 +121,7 @@ fn secret_from_row(r: &SqliteRow) -> Result<SecretRecord> {
         accessed_at: ts("accessed_at")?,
         deleted_at: ts("deleted_at")?,
         purge_at: ts("purge_at")?,
+        resource_policy: r.try_get("resource_policy").map_err(db_err)?,
         tags: Vec::new(),
     })
 }
@@ -290,14 +299,27 @@ enum Bind {
     Text(String),
 }
 
-/// SQL for one filter value (without negation), with its bind values.
+/// The smallest string greater than every string starting with `prefix` (filter values are
+/// ASCII, so bumping the last character is enough); `None` for the empty prefix.
+fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    let last = chars.pop()?;
+    chars.push(char::from_u32(last as u32 + 1)?);
+    Some(chars.into_iter().collect())
+}
+
+/// SQL for one filter value (without negation), with its bind values. Case-sensitive prefixes
+/// are written as ranges so SQLite can answer them from the name and tag indexes.
 fn filter_sql(key: FilterKey, value: &str, binds: &mut Vec<Bind>) -> String {
-    let n = value.chars().count() as i64;
-    let prefix = |col: &str, binds: &mut Vec<Bind>| {
-        binds.push(Bind::Int(n));
-        binds.push(Bind::Text(value.to_string()));
-        format!("substr({col}, 1, ?) = ?")
+    let prefix = |col: &str, binds: &mut Vec<Bind>| match prefix_upper_bound(value) {
+        Some(upper) => {
+            binds.push(Bind::Text(value.to_string()));
+            binds.push(Bind::Text(upper));
+            format!("({col} >= ? AND {col} < ?)")
+        }
+        None => "1".to_string(),
     };
+    let like = |v: &str| Bind::Text(format!("%{}%", like_escape(v)));
     match key {
         FilterKey::Name => prefix("s.name", binds),
         FilterKey::TagKey => format!(
@@ -315,15 +337,25 @@ fn filter_sql(key: FilterKey, value: &str, binds: &mut Vec<Bind>) -> String {
         }
         // kura neither replicates nor hosts service-owned secrets: these attributes are unset.
         FilterKey::PrimaryRegion | FilterKey::OwningService => "0".into(),
+        // Every word must appear, in any case, in the name, description, a tag key or value.
         FilterKey::All => {
-            let pat = format!("%{}%", like_escape(value));
-            for _ in 0..4 {
-                binds.push(Bind::Text(pat.clone()));
+            let words: Vec<&str> = value.split_whitespace().collect();
+            if words.is_empty() {
+                return "1".into();
             }
-            "(s.name LIKE ? ESCAPE '\\' OR s.description LIKE ? ESCAPE '\\' OR EXISTS \
-             (SELECT 1 FROM tags t WHERE t.secret_id = s.id AND (t.key LIKE ? ESCAPE '\\' \
-             OR t.value LIKE ? ESCAPE '\\')))"
-                .into()
+            let per_word: Vec<String> = words
+                .iter()
+                .map(|w| {
+                    for _ in 0..4 {
+                        binds.push(like(w));
+                    }
+                    "(s.name LIKE ? ESCAPE '\\' OR s.description LIKE ? ESCAPE '\\' OR EXISTS \
+                     (SELECT 1 FROM tags t WHERE t.secret_id = s.id AND (t.key LIKE ? ESCAPE '\\' \
+                     OR t.value LIKE ? ESCAPE '\\')))"
+                        .to_string()
+                })
+                .collect();
+            format!("({})", per_word.join(" AND "))
         }
     }
 }
@@ -620,7 +652,7 @@ impl Store for SqliteStore {
         let s = &state.secret;
         sqlx::query(
             "UPDATE secrets SET description = ?, kms_key_id = ?, changed_at = ?, accessed_at = ?, \
-             deleted_at = ?, purge_at = ? WHERE id = ?",
+             deleted_at = ?, purge_at = ?, resource_policy = ? WHERE id = ?",
         )
         .bind(&s.description)
         .bind(&s.kms_key_id)
@@ -628,6 +660,7 @@ impl Store for SqliteStore {
         .bind(s.accessed_at.map(|t| t.0))
         .bind(s.deleted_at.map(|t| t.0))
         .bind(s.purge_at.map(|t| t.0))
+        .bind(&s.resource_policy)
         .bind(secret_id)
         .execute(&mut *tx)
         .await
@@ -754,6 +787,40 @@ impl Store for SqliteStore {
             secrets.push((s, stages));
         }
         Ok(ListPage { secrets, next })
+    }
+
+    async fn due_for_purge(&self, now: Timestamp, limit: usize) -> Result<Vec<i64>> {
+        sqlx::query_scalar(
+            "SELECT id FROM secrets WHERE purge_at IS NOT NULL AND purge_at <= ? ORDER BY purge_at LIMIT ?",
+        )
+        .bind(now.0)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)
+    }
+
+    async fn touch_accessed(&self, secret_id: i64, version_id: &str, day: Timestamp) -> Result<()> {
+        // Conditional, so concurrent readers on the same day write at most once each.
+        sqlx::query("UPDATE secrets SET accessed_at = ? WHERE id = ? AND (accessed_at IS NULL OR accessed_at < ?)")
+            .bind(day.0)
+            .bind(secret_id)
+            .bind(day.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        sqlx::query(
+            "UPDATE secret_versions SET accessed_at = ? WHERE secret_id = ? AND version_id = ? \
+             AND (accessed_at IS NULL OR accessed_at < ?)",
+        )
+        .bind(day.0)
+        .bind(secret_id)
+        .bind(version_id)
+        .bind(day.0)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
     }
 
     async fn delete_secret(&self, secret_id: i64) -> Result<()> {

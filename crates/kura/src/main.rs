@@ -30,6 +30,9 @@ enum Command {
         /// The region written into secret ARNs. Clients may sign for any region.
         #[arg(long, env = "KURA_REGION", default_value = "us-east-1")]
         region: String,
+        /// Run on a manual clock moved by Kura.SetClock / Kura.AdvanceClock. For tests only.
+        #[arg(long, hide = true)]
+        test_clock: bool,
         /// Log as JSON lines instead of text.
         #[arg(long, env = "KURA_LOG_JSON")]
         log_json: bool,
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
             listen,
             data_dir,
             region,
+            test_clock,
             log_json,
         } => {
             init_logging(log_json);
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
                 listen,
                 data_dir,
                 region,
+                test_clock,
             };
             match runtime.block_on(kura_server::run(config)) {
                 Ok(()) => ExitCode::SUCCESS,

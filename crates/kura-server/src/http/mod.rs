@@ -107,10 +107,28 @@ fn to_body<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(v).map_err(|e| Error::internal(format!("serialising a response: {e}")))
 }
 
+macro_rules! invoke {
+    ($svc:ident, $p:ident, $op:ident, $body:ident, $method:ident) => {
+        to_body(&$svc.$method($p, parse($op, $body)?).await?)
+    };
+}
+
+/// kura's own operations (`X-Amz-Target: Kura.<Op>`), same conventions as the AWS ones.
+async fn dispatch_kura(svc: &Service, p: &Principal, op: &str, body: &[u8]) -> Result<Vec<u8>> {
+    match op {
+        "SetClock" => invoke!(svc, p, op, body, set_clock),
+        "AdvanceClock" => invoke!(svc, p, op, body, advance_clock),
+        _ => Err(Error::new(
+            ErrorCode::UnknownOperation,
+            format!("kura has no extension operation {op:?}."),
+        )),
+    }
+}
+
 async fn dispatch(svc: &Service, p: &Principal, op: &str, body: &[u8]) -> Result<Vec<u8>> {
     macro_rules! call {
         ($method:ident) => {
-            to_body(&svc.$method(p, parse(op, body)?).await?)
+            invoke!(svc, p, op, body, $method)
         };
     }
     match op {
@@ -127,6 +145,16 @@ async fn dispatch(svc: &Service, p: &Principal, op: &str, body: &[u8]) -> Result
         "GetRandomPassword" => call!(get_random_password),
         "TagResource" => call!(tag_resource),
         "UntagResource" => call!(untag_resource),
+        "BatchGetSecretValue" => call!(batch_get_secret_value),
+        "PutResourcePolicy" => call!(put_resource_policy),
+        "GetResourcePolicy" => call!(get_resource_policy),
+        "DeleteResourcePolicy" => call!(delete_resource_policy),
+        "ValidateResourcePolicy" => call!(validate_resource_policy),
+        "ReplicateSecretToRegions"
+        | "RemoveRegionsFromReplication"
+        | "StopReplicationToReplica" => Err(Error::invalid_request(format!(
+            "{op}: replication to other regions is not available on this kura server. Run one kura per site against a shared PostgreSQL instead."
+        ))),
         _ => Err(Error::new(
             ErrorCode::UnknownOperation,
             format!("kura does not implement the operation {op:?}."),
@@ -148,7 +176,7 @@ async fn aws(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let op = target.strip_prefix("secretsmanager.").unwrap_or(&target);
+    let (family, op) = target.split_once('.').unwrap_or(("", &target));
     let principal = auth::authenticate(
         &state.service,
         &state.signing_keys,
@@ -161,12 +189,11 @@ async fn aws(
     )
     .await;
     let result = match &principal {
-        Ok(p) if target.starts_with("secretsmanager.") => {
-            dispatch(&state.service, p, op, &body).await
-        }
+        Ok(p) if family == "secretsmanager" => dispatch(&state.service, p, op, &body).await,
+        Ok(p) if family == "Kura" => dispatch_kura(&state.service, p, op, &body).await,
         Ok(_) => Err(Error::new(
             ErrorCode::UnknownOperation,
-            "Set X-Amz-Target to secretsmanager.<Operation>.",
+            "Set X-Amz-Target to secretsmanager.<Operation> or Kura.<Operation>.",
         )),
         Err(e) => Err(e.clone()),
     };

@@ -1,9 +1,13 @@
 //! The service layer: one function per operation, transport-free. Every door (AWS protocol,
 //! extensions, CLI) calls these, so validation and (later) authorization cannot be skipped.
 
+mod batch;
+mod jobs;
 mod password;
+mod policy;
 mod secrets;
 mod tags;
+mod tokens;
 mod versions;
 
 use std::sync::Arc;
@@ -11,8 +15,9 @@ use std::sync::Arc;
 use base64::Engine as _;
 use kura_core::model::{SealedValue, SecretRecord, ValueKind};
 use kura_core::names::{MAX_VALUE_BYTES, SecretRef};
-use kura_core::{Clock, Error, Result};
+use kura_core::{Clock, Error, ManualClock, Result};
 use kura_crypto::Keyring;
+use kura_crypto::mac::MacKey;
 use kura_store::Store;
 use zeroize::Zeroizing;
 
@@ -34,6 +39,9 @@ pub struct Service {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) region: String,
     pub(crate) account: String,
+    pub(crate) token_key: MacKey,
+    /// Set only when the server runs with `--test-clock`.
+    pub(crate) test_clock: Option<Arc<ManualClock>>,
 }
 
 /// A decoded secret value. `Debug` never shows the bytes.
@@ -122,6 +130,7 @@ impl Service {
         clock: Arc<dyn Clock>,
         region: String,
         account: String,
+        token_key: MacKey,
     ) -> Self {
         Service {
             store,
@@ -129,7 +138,16 @@ impl Service {
             clock,
             region,
             account,
+            token_key,
+            test_clock: None,
         }
+    }
+
+    /// Runs the service on a clock that only `Kura.SetClock` / `Kura.AdvanceClock` move.
+    pub fn with_test_clock(mut self, clock: Arc<ManualClock>) -> Self {
+        self.clock = clock.clone();
+        self.test_clock = Some(clock);
+        self
     }
 
     pub fn region(&self) -> &str {

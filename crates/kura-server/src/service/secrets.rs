@@ -1,13 +1,12 @@
 //! Creating, describing, listing, updating, deleting and restoring secrets.
 
-use base64::Engine as _;
 use kura_core::labels::{self, Stages};
 use kura_core::model::{NewVersion, SecretRecord, Tag};
 use kura_core::names::{self, SecretRef, validate_description, validate_name, validate_version_id};
 use kura_core::{Error, ErrorCode, Result};
 use kura_store::{Cursor, CursorValue, FilterKey, ListFilter, ListQuery, SortKey};
 
-use super::versions::{ValueWrite, page_size};
+use super::versions::{ValueWrite, page_size, token_in_use};
 use super::{Principal, Service, new_uuid, take_value};
 use crate::wire::{self, *};
 
@@ -53,13 +52,6 @@ fn describe(s: &SecretRecord, stages: &Stages) -> DescribeSecretResponse {
     }
 }
 
-fn bad_token() -> Error {
-    Error::new(
-        ErrorCode::InvalidNextToken,
-        "NextToken is not one this server issued for this query; start again without NextToken.",
-    )
-}
-
 fn sort_key(s: Option<&str>) -> Result<SortKey> {
     Ok(match s {
         None | Some("created-date") => SortKey::Created,
@@ -72,6 +64,31 @@ fn sort_key(s: Option<&str>) -> Result<SortKey> {
             )));
         }
     })
+}
+
+pub(crate) struct ListParams<'a> {
+    pub filters: Vec<wire::Filter>,
+    pub include_deleted: bool,
+    pub sort: SortKey,
+    pub descending: bool,
+    pub limit: usize,
+    pub next_token: Option<&'a str>,
+    /// Which operation pages, so its tokens are not accepted by the other.
+    pub purpose: &'static str,
+}
+
+/// AWS's pattern for filter values: an optional leading `!`, then letters, digits, spaces and `:_@/+=.-!`.
+fn validate_filter_value(v: &str) -> Result<()> {
+    let ok = v.chars().count() <= 512
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || " :_@/+=.-!".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::validation(format!(
+            "Filter value {v:?} is invalid: up to 512 letters, digits, spaces and :_@/+=.-! (a leading ! negates)."
+        )))
+    }
 }
 
 fn filter_key(k: &str) -> Result<FilterKey> {
@@ -91,32 +108,22 @@ fn filter_key(k: &str) -> Result<FilterKey> {
     })
 }
 
-/// NextToken: the sort and the position it continues from, so a token from another query is refused.
-fn encode_cursor(sort: SortKey, desc: bool, c: &Cursor) -> String {
-    let v = match &c.value {
-        CursorValue::Int(i) => serde_json::json!(i),
-        CursorValue::Text(t) => serde_json::json!(t),
-    };
-    let doc = serde_json::json!({"s": format!("{sort:?}"), "d": desc, "v": v, "i": c.id});
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(doc.to_string())
+fn cursor_json(c: &Cursor) -> serde_json::Value {
+    match &c.value {
+        CursorValue::Int(i) => serde_json::json!([i, c.id]),
+        CursorValue::Text(t) => serde_json::json!([t, c.id]),
+    }
 }
 
-fn decode_cursor(token: &str, sort: SortKey, desc: bool) -> Result<Cursor> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| bad_token())?;
-    let doc: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| bad_token())?;
-    if doc["s"] != format!("{sort:?}").as_str() || doc["d"] != desc {
-        return Err(bad_token());
-    }
-    let value = match &doc["v"] {
-        serde_json::Value::Number(n) => CursorValue::Int(n.as_i64().ok_or_else(bad_token)?),
+fn cursor_from_json(v: &serde_json::Value) -> Option<Cursor> {
+    let value = match v.get(0)? {
+        serde_json::Value::Number(n) => CursorValue::Int(n.as_i64()?),
         serde_json::Value::String(s) => CursorValue::Text(s.clone()),
-        _ => return Err(bad_token()),
+        _ => return None,
     };
-    Ok(Cursor {
+    Some(Cursor {
         value,
-        id: doc["i"].as_i64().ok_or_else(bad_token)?,
+        id: v.get(1)?.as_i64()?,
     })
 }
 
@@ -169,6 +176,7 @@ impl Service {
                         version_stages: None,
                     });
                 }
+                return Err(token_in_use(token, &existing.arn));
             }
             return Err(Error::exists(format!(
                 "The operation failed because the secret {} already exists.",
@@ -189,6 +197,7 @@ impl Service {
             accessed_at: None,
             deleted_at: None,
             purge_at: None,
+            resource_policy: None,
             tags,
         };
         let mut stages = Stages::new();
@@ -230,7 +239,6 @@ impl Service {
         _p: &Principal,
         req: ListSecretsRequest,
     ) -> Result<ListSecretsResponse> {
-        let limit = page_size(req.max_results)?;
         let sort = sort_key(req.sort_by.as_deref())?;
         let descending = match req.sort_order.as_deref() {
             None | Some("asc") => false,
@@ -241,39 +249,19 @@ impl Service {
                 )));
             }
         };
-        let filters = req.filters.unwrap_or_default();
-        if filters.len() > 10 {
-            return Err(Error::validation("At most 10 filters are allowed."));
-        }
-        let filters = filters
-            .into_iter()
-            .map(|f| {
-                let key = filter_key(f.key.as_deref().unwrap_or_default())?;
-                let values = f.values.unwrap_or_default();
-                if values.is_empty() || values.len() > 10 {
-                    return Err(Error::validation("Each filter needs 1 to 10 values."));
-                }
-                Ok(ListFilter { key, values })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let after = match &req.next_token {
-            Some(t) => Some(decode_cursor(t, sort, descending)?),
-            None => None,
-        };
-        let page = self
-            .store
-            .list_secrets(&ListQuery {
+        let (secrets, next_token) = self
+            .list_page(ListParams {
+                filters: req.filters.unwrap_or_default(),
                 include_deleted: req.include_planned_deletion.unwrap_or(false),
-                filters,
                 sort,
                 descending,
-                limit,
-                after,
+                limit: page_size(req.max_results)?,
+                next_token: req.next_token.as_deref(),
+                purpose: "ListSecrets",
             })
             .await?;
         Ok(ListSecretsResponse {
-            secret_list: page
-                .secrets
+            secret_list: secrets
                 .iter()
                 .map(|(s, stages)| {
                     let mut d = describe(s, stages);
@@ -281,8 +269,71 @@ impl Service {
                     d
                 })
                 .collect(),
-            next_token: page.next.map(|c| encode_cursor(sort, descending, &c)),
+            next_token,
         })
+    }
+
+    /// One page of secrets matching filters; shared by ListSecrets and BatchGetSecretValue.
+    pub(crate) async fn list_page(
+        &self,
+        p: ListParams<'_>,
+    ) -> Result<(Vec<(SecretRecord, Stages)>, Option<String>)> {
+        if p.filters.len() > 10 {
+            return Err(Error::validation("At most 10 filters are allowed."));
+        }
+        let filters = p
+            .filters
+            .into_iter()
+            .map(|f| {
+                let key = filter_key(f.key.as_deref().unwrap_or_default())?;
+                let values = f.values.unwrap_or_default();
+                if values.is_empty() || values.len() > 10 {
+                    return Err(Error::validation("Each filter needs 1 to 10 values."));
+                }
+                for v in &values {
+                    validate_filter_value(v)?;
+                }
+                Ok(ListFilter { key, values })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // What a NextToken is bound to: a token from a differently shaped query is refused.
+        let query_id = format!(
+            "{} {:?} {} {} {:?}",
+            p.purpose,
+            p.sort,
+            p.descending,
+            p.include_deleted,
+            filters
+                .iter()
+                .map(|f| (f.key, &f.values))
+                .collect::<Vec<_>>()
+        );
+        let after = match p.next_token {
+            Some(t) => Some(
+                cursor_from_json(&self.redeem_token(&query_id, t)?).ok_or_else(|| {
+                    Error::new(
+                        ErrorCode::InvalidNextToken,
+                        "NextToken is malformed; start again without NextToken.",
+                    )
+                })?,
+            ),
+            None => None,
+        };
+        let page = self
+            .store
+            .list_secrets(&ListQuery {
+                include_deleted: p.include_deleted,
+                filters,
+                sort: p.sort,
+                descending: p.descending,
+                limit: p.limit,
+                after,
+            })
+            .await?;
+        let next = page
+            .next
+            .map(|c| self.issue_token(&query_id, cursor_json(&c)));
+        Ok((page.secrets, next))
     }
 
     pub async fn update_secret(

@@ -1,6 +1,5 @@
 //! Writing and reading secret values, and moving stage labels.
 
-use base64::Engine as _;
 use kura_core::labels::{self, StageMove};
 use kura_core::model::{NewVersion, SecretRecord, VersionMeta};
 use kura_core::names::validate_version_id;
@@ -167,6 +166,18 @@ impl Service {
             )));
         }
         let sealed = v.value.as_ref().ok_or_else(not_found)?;
+        // LastAccessedDate is kept per day, so only the first read of a day writes.
+        let today = self.clock.now().start_of_day();
+        let stale = secret.accessed_at.is_none_or(|a| a < today)
+            || v.meta.accessed_at.is_none_or(|a| a < today);
+        if stale
+            && let Err(e) = self
+                .store
+                .touch_accessed(secret.id, &v.meta.version_id, today)
+                .await
+        {
+            tracing::warn!(detail = ?e, "could not record the access date");
+        }
         let (secret_string, secret_binary) = self
             .open(&secret.arn, &v.meta.version_id, sealed)?
             .to_wire()?;
@@ -246,12 +257,18 @@ impl Service {
             .filter(|e| include_deprecated || !e.version_stages.is_empty())
             .collect();
         entries.reverse(); // newest first
+        let query_id = format!("ListSecretVersionIds {} {include_deprecated}", secret.arn);
         let start = match &req.next_token {
             None => 0,
-            Some(t) => decode_offset(t)?,
+            Some(t) => self
+                .redeem_token(&query_id, t)?
+                .as_u64()
+                .map(|n| n as usize)
+                .unwrap_or(usize::MAX),
         };
         let rest: Vec<VersionEntry> = entries.into_iter().skip(start).collect();
-        let next_token = (rest.len() > limit).then(|| encode_offset(start + limit));
+        let next_token =
+            (rest.len() > limit).then(|| self.issue_token(&query_id, (start + limit).into()));
         Ok(ListSecretVersionIdsResponse {
             versions: rest.into_iter().take(limit).collect(),
             next_token,
@@ -261,7 +278,7 @@ impl Service {
     }
 }
 
-fn token_in_use(token: &str, arn: &str) -> Error {
+pub(crate) fn token_in_use(token: &str, arn: &str) -> Error {
     Error::exists(format!(
         "You can't use ClientRequestToken {token} because that value is already in use for a version of secret {arn}."
     ))
@@ -276,22 +293,4 @@ pub(crate) fn page_size(max_results: Option<i64>) -> Result<usize> {
             "MaxResults must be between 1 and 100; got {n}."
         ))),
     }
-}
-
-fn encode_offset(offset: usize) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("v1:{offset}"))
-}
-
-fn decode_offset(token: &str) -> Result<usize> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.strip_prefix("v1:").and_then(|n| n.parse().ok()))
-        .ok_or_else(|| {
-            Error::new(
-                kura_core::ErrorCode::InvalidNextToken,
-                "NextToken is not one this server issued; start again without NextToken.",
-            )
-        })
 }

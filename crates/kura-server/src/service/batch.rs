@@ -1,0 +1,91 @@
+//! BatchGetSecretValue: up to 20 values by id list, or a page of a filtered listing. A secret
+//! that cannot be read becomes an entry in `Errors`, not a failed call.
+
+use kura_core::{Error, Result};
+use kura_store::SortKey;
+
+use super::secrets::ListParams;
+use super::{Principal, Service};
+use crate::wire::*;
+
+const MAX_BATCH: usize = 20;
+
+impl Service {
+    pub async fn batch_get_secret_value(
+        &self,
+        p: &Principal,
+        req: BatchGetSecretValueRequest,
+    ) -> Result<BatchGetSecretValueResponse> {
+        let (ids, next_token) = match (req.secret_id_list, req.filters) {
+            (Some(_), Some(_)) | (None, None) => {
+                return Err(Error::invalid_parameter(
+                    "Specify either SecretIdList or Filters, not both and not neither.",
+                ));
+            }
+            (Some(list), None) => {
+                if req.max_results.is_some() || req.next_token.is_some() {
+                    return Err(Error::invalid_parameter(
+                        "MaxResults and NextToken go with Filters, not with SecretIdList.",
+                    ));
+                }
+                if list.is_empty() || list.len() > MAX_BATCH {
+                    return Err(Error::validation(format!(
+                        "SecretIdList must name 1 to {MAX_BATCH} secrets."
+                    )));
+                }
+                (list, None)
+            }
+            (None, Some(filters)) => {
+                let limit = match req.max_results {
+                    None => MAX_BATCH,
+                    Some(n @ 1..=20) => n as usize,
+                    Some(n) => {
+                        return Err(Error::invalid_parameter(format!(
+                            "MaxResults must be between 1 and {MAX_BATCH}; got {n}."
+                        )));
+                    }
+                };
+                let (page, next) = self
+                    .list_page(ListParams {
+                        filters,
+                        include_deleted: false,
+                        sort: SortKey::Created,
+                        descending: false,
+                        limit,
+                        next_token: req.next_token.as_deref(),
+                        purpose: "BatchGetSecretValue",
+                    })
+                    .await?;
+                (page.into_iter().map(|(s, _)| s.arn).collect(), next)
+            }
+        };
+        let mut secret_values = Vec::with_capacity(ids.len());
+        let mut errors = Vec::new();
+        for id in ids {
+            let got = self
+                .get_secret_value(
+                    p,
+                    GetSecretValueRequest {
+                        secret_id: id.clone(),
+                        version_id: None,
+                        version_stage: None,
+                    },
+                )
+                .await;
+            match got {
+                Ok(v) => secret_values.push(v),
+                Err(e) if e.code == kura_core::ErrorCode::InternalServiceError => return Err(e),
+                Err(e) => errors.push(ApiErrorEntry {
+                    secret_id: id,
+                    error_code: e.code.as_str().to_string(),
+                    message: e.message,
+                }),
+            }
+        }
+        Ok(BatchGetSecretValueResponse {
+            secret_values,
+            next_token,
+            errors,
+        })
+    }
+}

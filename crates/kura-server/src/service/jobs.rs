@@ -1,0 +1,76 @@
+//! Background jobs (the purge of secrets whose recovery window has ended) and the test clock.
+
+use kura_core::{Error, ErrorCode, Result, Timestamp};
+
+use super::{Principal, Service};
+use crate::wire::{AdvanceClockRequest, ClockResponse, SetClockRequest};
+
+const PURGE_BATCH: usize = 100;
+
+impl Service {
+    /// Destroys every secret whose deletion date has passed; returns how many.
+    pub async fn purge_due(&self) -> Result<usize> {
+        let mut purged = 0;
+        loop {
+            let due = self
+                .store
+                .due_for_purge(self.clock.now(), PURGE_BATCH)
+                .await?;
+            for id in &due {
+                self.store.delete_secret(*id).await?;
+            }
+            purged += due.len();
+            if due.len() < PURGE_BATCH {
+                break;
+            }
+        }
+        if purged > 0 {
+            tracing::info!(purged, "purged secrets whose recovery window ended");
+        }
+        Ok(purged)
+    }
+
+    fn test_clock(&self) -> Result<&kura_core::ManualClock> {
+        self.test_clock.as_deref().ok_or_else(|| {
+            Error::new(
+                ErrorCode::InvalidRequest,
+                "The clock can only be set on a server started with --test-clock.",
+            )
+        })
+    }
+
+    /// Moves the test clock, then runs the jobs that are due at the new time, so a test sees
+    /// their effect as soon as the call returns.
+    async fn clock_moved(&self) -> Result<ClockResponse> {
+        self.purge_due().await?;
+        Ok(ClockResponse {
+            time: self.clock.now().epoch_seconds(),
+        })
+    }
+
+    pub async fn set_clock(&self, _p: &Principal, req: SetClockRequest) -> Result<ClockResponse> {
+        let clock = self.test_clock()?;
+        if !req.time.is_finite() || req.time < 0.0 {
+            return Err(Error::invalid_parameter(
+                "Time must be epoch seconds (a non-negative number).",
+            ));
+        }
+        clock.set(Timestamp((req.time * 1000.0) as i64));
+        self.clock_moved().await
+    }
+
+    pub async fn advance_clock(
+        &self,
+        _p: &Principal,
+        req: AdvanceClockRequest,
+    ) -> Result<ClockResponse> {
+        let clock = self.test_clock()?;
+        if !req.seconds.is_finite() || req.seconds < 0.0 {
+            return Err(Error::invalid_parameter(
+                "Seconds must be a non-negative number: the clock only moves forward.",
+            ));
+        }
+        clock.advance_ms((req.seconds * 1000.0) as i64);
+        self.clock_moved().await
+    }
+}
