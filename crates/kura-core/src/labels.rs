@@ -173,6 +173,7 @@ pub fn check_limits(stages: &Stages) -> Result<()> {
 
 /// Which versions to delete so that at most [`MAX_VERSIONS`] remain: the oldest unlabelled
 /// ones, but never one younger than 24 hours. Too many young versions → LimitExceededException.
+/// `versions` is in creation order.
 pub fn versions_to_prune(
     versions: &[(String, Timestamp)],
     stages: &Stages,
@@ -193,7 +194,8 @@ pub fn versions_to_prune(
             "A secret can keep at most {MAX_VERSIONS} versions, and unlabelled versions younger than 24 hours are not removed; wait, or stop creating versions this fast."
         )));
     }
-    candidates.sort_by_key(|(id, created)| (*created, id.clone()));
+    // Stable: versions created in the same millisecond keep their creation order.
+    candidates.sort_by_key(|(_, created)| *created);
     Ok(candidates[..excess]
         .iter()
         .map(|(id, _)| id.clone())

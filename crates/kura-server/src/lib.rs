@@ -49,11 +49,12 @@ pub async fn run(config: Config) -> Result<()> {
         "kura is serving; clients: AWS_SHARED_CREDENTIALS_FILE={} aws --endpoint-url http://{addr} secretsmanager ...",
         opened.credentials_file.display()
     );
-    axum::serve(listener, http::router(state))
+    axum::serve(listener, http::router(state.clone()))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| Error::internal(format!("server: {e}")))?;
     jobs.abort();
+    state.service.store().close().await;
     tracing::info!("kura stopped");
     Ok(())
 }

@@ -140,6 +140,8 @@ pub trait Store: Send + Sync + 'static {
     async fn due_for_purge(&self, now: Timestamp, limit: usize) -> Result<Vec<i64>>;
     /// Records a read at day granularity; writes only when the stored day is older.
     async fn touch_accessed(&self, secret_id: i64, version_id: &str, day: Timestamp) -> Result<()>;
+    /// Finishes pending work and closes the database; called once at shutdown.
+    async fn close(&self);
     /// Destroys a secret with all its versions, labels and tags.
     async fn delete_secret(&self, secret_id: i64) -> Result<()>;
 }

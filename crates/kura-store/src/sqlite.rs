@@ -78,6 +78,9 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// SQLite has one writer at a time. Queuing writers here, in order, beats letting them
+    /// collide on the database lock, where SQLite makes the losers sleep and retry (long tails).
+    write_lock: tokio::sync::Mutex<()>,
 }
 
 impl SqliteStore {
@@ -98,7 +101,10 @@ impl SqliteStore {
             .await
             .map_err(db_err)?;
         migrate(&pool).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            write_lock: tokio::sync::Mutex::new(()),
+        })
     }
 }
 
@@ -199,7 +205,7 @@ async fn load_stages(conn: &mut SqliteConnection, secret_id: i64) -> Result<Stag
 async fn load_versions(conn: &mut SqliteConnection, secret_id: i64) -> Result<Vec<VersionMeta>> {
     let rows = sqlx::query(
         "SELECT version_id, created_at, accessed_at, value_kind FROM secret_versions \
-         WHERE secret_id = ? ORDER BY created_at, version_id",
+         WHERE secret_id = ? ORDER BY created_at, rowid",
     )
     .bind(secret_id)
     .fetch_all(conn)
@@ -494,6 +500,7 @@ impl Store for SqliteStore {
         first: Option<&NewVersion>,
         stages: &Stages,
     ) -> Result<i64> {
+        let _writer = self.write_lock.lock().await;
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
@@ -628,6 +635,7 @@ impl Store for SqliteStore {
     }
 
     async fn modify(&self, secret_id: i64, f: &mut Mutation<'_>) -> Result<SecretState> {
+        let _writer = self.write_lock.lock().await;
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
@@ -801,12 +809,18 @@ impl Store for SqliteStore {
     }
 
     async fn touch_accessed(&self, secret_id: i64, version_id: &str, day: Timestamp) -> Result<()> {
+        let _writer = self.write_lock.lock().await;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_err)?;
         // Conditional, so concurrent readers on the same day write at most once each.
         sqlx::query("UPDATE secrets SET accessed_at = ? WHERE id = ? AND (accessed_at IS NULL OR accessed_at < ?)")
             .bind(day.0)
             .bind(secret_id)
             .bind(day.0)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(db_err)?;
         sqlx::query(
@@ -817,13 +831,26 @@ impl Store for SqliteStore {
         .bind(secret_id)
         .bind(version_id)
         .bind(day.0)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
         Ok(())
     }
 
+    async fn close(&self) {
+        // Fold the WAL into the database so nothing is left for the next start to replay.
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await
+        {
+            tracing::warn!("checkpoint at shutdown failed: {e}");
+        }
+        self.pool.close().await;
+    }
+
     async fn delete_secret(&self, secret_id: i64) -> Result<()> {
+        let _writer = self.write_lock.lock().await;
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
