@@ -1,0 +1,242 @@
+//! BatchGetSecretValue, resource policies, and the replication operations kura does not offer.
+
+mod common;
+
+use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+use common::*;
+
+#[tokio::test]
+async fn batch_by_ids_reports_failures_per_secret() {
+    let server = Server::start().await;
+    let c = server.client().await;
+    let a = create_plain(&c, "batch/a", "value-a").await;
+    create_plain(&c, "batch/b", "value-b").await;
+    create_plain(&c, "batch/gone", "value-c").await;
+    ok(c.delete_secret().secret_id("batch/gone").send().await);
+    let out = ok(c
+        .batch_get_secret_value()
+        .secret_id_list("batch/a")
+        .secret_id_list(partial_arn(&a))
+        .secret_id_list("batch/b")
+        .secret_id_list("batch/missing")
+        .secret_id_list("batch/gone")
+        .send()
+        .await);
+    let values: Vec<(&str, &str)> = out
+        .secret_values()
+        .iter()
+        .map(|v| (v.name().unwrap(), v.secret_string().unwrap()))
+        .collect();
+    assert_eq!(
+        values,
+        [
+            ("batch/a", "value-a"),
+            ("batch/a", "value-a"),
+            ("batch/b", "value-b")
+        ]
+    );
+    assert!(
+        out.secret_values()
+            .iter()
+            .all(|v| v.version_stages() == ["AWSCURRENT"])
+    );
+    let errors: Vec<(&str, &str)> = out
+        .errors()
+        .iter()
+        .map(|e| (e.secret_id().unwrap(), e.error_code().unwrap()))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            ("batch/missing", "ResourceNotFoundException"),
+            ("batch/gone", "InvalidRequestException")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn batch_by_filters_pages() {
+    let server = Server::start().await;
+    let c = server.client().await;
+    for i in 0..5 {
+        create_plain(&c, &format!("team-x/{i}"), &format!("x{i}")).await;
+    }
+    create_plain(&c, "team-y/0", "y0").await;
+    let filter = Filter::builder()
+        .key(FilterNameStringType::Name)
+        .values("team-x/")
+        .build();
+    let mut got = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let out = ok(c
+            .batch_get_secret_value()
+            .filters(filter.clone())
+            .max_results(2)
+            .set_next_token(token)
+            .send()
+            .await);
+        assert!(out.secret_values().len() <= 2);
+        got.extend(
+            out.secret_values()
+                .iter()
+                .map(|v| v.secret_string().unwrap().to_string()),
+        );
+        token = out.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    got.sort();
+    assert_eq!(got, ["x0", "x1", "x2", "x3", "x4"]);
+}
+
+#[tokio::test]
+async fn batch_needs_exactly_one_selector() {
+    let server = Server::start().await;
+    let c = server.client().await;
+    assert_api_err(
+        c.batch_get_secret_value().send().await,
+        "InvalidParameterException",
+        None,
+    );
+    let filter = Filter::builder()
+        .key(FilterNameStringType::Name)
+        .values("a")
+        .build();
+    assert_api_err(
+        c.batch_get_secret_value()
+            .secret_id_list("a")
+            .filters(filter)
+            .send()
+            .await,
+        "InvalidParameterException",
+        None,
+    );
+    let mut req = c.batch_get_secret_value();
+    for i in 0..21 {
+        req = req.secret_id_list(format!("s{i}"));
+    }
+    assert_validation_err(req.send().await);
+}
+
+const POLICY: &str = r#"{
+  "Version": "2012-10-17",
+  "Statement": [{
+    "Effect": "Allow",
+    "Principal": {"AWS": "arn:aws:iam::123456789012:user/alice"},
+    "Action": "secretsmanager:GetSecretValue",
+    "Resource": "*"
+  }]
+}"#;
+
+#[tokio::test]
+async fn resource_policy_put_get_delete() {
+    let server = Server::start().await;
+    let c = server.client().await;
+    let arn = create_plain(&c, "pol/a", "v").await;
+    let got = ok(c.get_resource_policy().secret_id("pol/a").send().await);
+    assert_eq!(got.resource_policy(), None);
+    assert_eq!(got.arn(), Some(arn.as_str()));
+    ok(c.put_resource_policy()
+        .secret_id("pol/a")
+        .resource_policy(POLICY)
+        .send()
+        .await);
+    let got = ok(c.get_resource_policy().secret_id("pol/a").send().await);
+    let stored: serde_json::Value = serde_json::from_str(got.resource_policy().unwrap()).unwrap();
+    let sent: serde_json::Value = serde_json::from_str(POLICY).unwrap();
+    assert_eq!(stored, sent);
+    ok(c.delete_resource_policy().secret_id("pol/a").send().await);
+    let got = ok(c.get_resource_policy().secret_id("pol/a").send().await);
+    assert_eq!(got.resource_policy(), None);
+    // The raw answer omits the field rather than sending null.
+    let raw = server
+        .raw(
+            "GetResourcePolicy",
+            r#"{"SecretId":"pol/a"}"#,
+            SignMode::Root,
+        )
+        .await
+        .assert_ok();
+    assert!(raw.get("ResourcePolicy").is_none(), "{raw}");
+}
+
+#[tokio::test]
+async fn malformed_and_public_policies_are_refused() {
+    let server = Server::start().await;
+    let c = server.client().await;
+    create_plain(&c, "pol/b", "v").await;
+    let bad = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Permit","Principal":"*","Action":"secretsmanager:*","Resource":"*"}]}"#;
+    let err = assert_api_err(
+        c.put_resource_policy()
+            .secret_id("pol/b")
+            .resource_policy(bad)
+            .send()
+            .await,
+        "MalformedPolicyDocumentException",
+        None,
+    );
+    assert!(err.message.contains("Effect"), "{err:?}");
+    let public = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"secretsmanager:GetSecretValue","Resource":"*"}]}"#;
+    assert_api_err(
+        c.put_resource_policy()
+            .secret_id("pol/b")
+            .resource_policy(public)
+            .block_public_policy(true)
+            .send()
+            .await,
+        "PublicPolicyException",
+        None,
+    );
+    // Without BlockPublicPolicy the same policy is stored.
+    ok(c.put_resource_policy()
+        .secret_id("pol/b")
+        .resource_policy(public)
+        .send()
+        .await);
+    let v = ok(c
+        .validate_resource_policy()
+        .secret_id("pol/b")
+        .resource_policy(bad)
+        .send()
+        .await);
+    assert!(!v.policy_validation_passed());
+    assert!(
+        v.validation_errors()[0]
+            .error_message()
+            .unwrap()
+            .contains("Effect")
+    );
+    let v = ok(c
+        .validate_resource_policy()
+        .resource_policy(POLICY)
+        .send()
+        .await);
+    assert!(v.policy_validation_passed());
+    assert!(v.validation_errors().is_empty());
+}
+
+#[tokio::test]
+async fn replication_operations_say_replication_is_unavailable() {
+    let server = Server::start().await;
+    let c = server.client().await;
+    create_plain(&c, "rep/a", "v").await;
+    for (op, body) in [
+        (
+            "ReplicateSecretToRegions",
+            r#"{"SecretId":"rep/a","AddReplicaRegions":[{"Region":"eu-west-1"}]}"#,
+        ),
+        (
+            "RemoveRegionsFromReplication",
+            r#"{"SecretId":"rep/a","RemoveReplicaRegions":["eu-west-1"]}"#,
+        ),
+        ("StopReplicationToReplica", r#"{"SecretId":"rep/a"}"#),
+    ] {
+        let msg = server
+            .raw(op, body, SignMode::Root)
+            .await
+            .assert_error("InvalidRequestException");
+        assert!(msg.contains("replication"), "{op}: {msg}");
+    }
+}

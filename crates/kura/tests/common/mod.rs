@@ -1,0 +1,956 @@
+//! Shared harness for the kura integration tests.
+//!
+//! Every test starts its own `kura server` on a free port with a fresh data directory, talks to it through
+//! the official AWS SDK (or through `Server::raw` for wire-level checks), and tears it down on drop.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::config::http::HttpResponse;
+use aws_sdk_secretsmanager::config::retry::RetryConfig;
+use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::primitives::DateTime;
+use aws_sdk_secretsmanager::types::Tag;
+use reqwest::header::HeaderMap;
+use tempfile::TempDir;
+use tokio::process::{Child, Command};
+
+pub const REGION: &str = "us-east-1";
+pub const NOT_FOUND_MSG: &str = "Secrets Manager can't find the specified secret.";
+pub const MARKED_FOR_DELETION_MSG: &str =
+    "You can't perform this operation on the secret because it was marked for deletion.";
+pub const SCHEDULED_FOR_DELETION_MSG: &str = "You can't create this secret because a secret with this name is already scheduled for deletion.";
+/// Codes a server may use for a request that breaks a model constraint.
+pub const VALIDATION_CODES: &[&str] = &["InvalidParameterException", "ValidationException"];
+
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------------------------------------
+// Server process
+// ---------------------------------------------------------------------------------------------------------
+
+/// A running `kura server` with its own temporary directory.
+///
+/// Layout of the temporary directory: `data/` is the server's `--data-dir` (created by the server on first
+/// start), `server.log` collects stdout and stderr of every start.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    tmp: Option<TempDir>,
+    child: Option<Child>,
+    log_path: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RootCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+/// How `Server::raw` signs a request.
+#[derive(Clone, Debug)]
+pub enum SignMode {
+    /// No `Authorization` header, no `X-Amz-Date`.
+    Unsigned,
+    /// SigV4 with the root credentials, now.
+    Root,
+    /// SigV4 with the root credentials at the given instant (to test clock skew).
+    RootAt(SystemTime),
+    /// SigV4 with arbitrary credentials, now.
+    Custom { akid: String, secret: String },
+    /// Send this literal `Authorization` header (plus a current `X-Amz-Date`).
+    Authorization(String),
+}
+
+/// Answer of `Server::raw`.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl RawResponse {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("response body is not JSON ({e}): {:?}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("header value is not ASCII"))
+    }
+
+    /// Asserts a wire-level client error: HTTP 400, `{"__type": code, "message": ...}`, the
+    /// `x-amzn-ErrorType`, `x-amzn-RequestId` and JSON 1.1 content-type headers. Returns the message.
+    pub fn assert_error(&self, code: &str) -> String {
+        assert_eq!(self.status, 400, "expected HTTP 400 {code}, got {self:?}");
+        let json = self.json();
+        assert_eq!(
+            json["__type"].as_str(),
+            Some(code),
+            "wrong __type in {:?}",
+            self.body
+        );
+        let message = json["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("error body without a string `message`: {:?}", self.body));
+        assert_common_headers(&self.headers);
+        let error_type = self
+            .header("x-amzn-ErrorType")
+            .unwrap_or_else(|| panic!("error response without x-amzn-ErrorType: {self:?}"));
+        assert!(
+            error_type.starts_with(code),
+            "x-amzn-ErrorType {error_type:?} does not name {code}"
+        );
+        message.to_string()
+    }
+
+    /// Asserts HTTP 200 with the standard headers and returns the JSON body.
+    pub fn assert_ok(&self) -> serde_json::Value {
+        assert_eq!(self.status, 200, "expected HTTP 200, got {self:?}");
+        assert_common_headers(&self.headers);
+        self.json()
+    }
+}
+
+/// Every answer carries a request id and the JSON 1.1 content type.
+pub fn assert_common_headers(headers: &HeaderMap) {
+    let request_id = headers
+        .get("x-amzn-RequestId")
+        .unwrap_or_else(|| panic!("response without x-amzn-RequestId: {headers:?}"));
+    assert!(!request_id.is_empty(), "empty x-amzn-RequestId");
+    let content_type = headers
+        .get("content-type")
+        .unwrap_or_else(|| panic!("response without Content-Type: {headers:?}"))
+        .to_str()
+        .unwrap();
+    assert_eq!(content_type, "application/x-amz-json-1.1");
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().unwrap().port()
+}
+
+impl Server {
+    /// Starts a server on a brand-new data directory.
+    pub async fn start() -> Server {
+        let tmp = tempfile::Builder::new()
+            .prefix("kura-test-")
+            .tempdir()
+            .expect("create temp dir");
+        Server::start_in(tmp).await
+    }
+
+    /// Starts a server whose `--data-dir` is `tmp/data` (reusing whatever an earlier run left there).
+    /// Starts a server on a new data directory with extra `kura server` flags (e.g. `--test-clock`).
+    pub async fn start_with(args: &[&str]) -> Server {
+        let tmp = tempfile::Builder::new()
+            .prefix("kura-test-")
+            .tempdir()
+            .expect("create temp dir");
+        Server::start_in_with(tmp, args).await
+    }
+
+    pub async fn start_in(tmp: TempDir) -> Server {
+        Server::start_in_with(tmp, &[]).await
+    }
+
+    async fn start_in_with(tmp: TempDir, args: &[&str]) -> Server {
+        let data_dir = tmp.path().join("data");
+        let log_path = tmp.path().join("server.log");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("open server log");
+        let child = Command::new(env!("CARGO_BIN_EXE_kura"))
+            .arg("server")
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn the kura binary");
+        let mut server = Server {
+            addr,
+            data_dir,
+            tmp: Some(tmp),
+            child: Some(child),
+            log_path,
+        };
+        server.wait_healthy().await;
+        server
+    }
+
+    async fn wait_healthy(&mut self) {
+        let http = http_client();
+        let url = format!("{}/health", self.endpoint());
+        let deadline = tokio::time::Instant::now() + HEALTH_TIMEOUT;
+        loop {
+            if let Ok(resp) = http.get(&url).send().await
+                && resp.status().as_u16() == 200
+            {
+                return;
+            }
+            let child = self.child.as_mut().unwrap();
+            if let Some(status) = child.try_wait().expect("poll the server process") {
+                self.child = None;
+                panic!(
+                    "kura server exited with {status} before answering /health\n--- server log ---\n{}",
+                    self.log()
+                );
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!(
+                    "kura server did not answer GET /health with 200 within {HEALTH_TIMEOUT:?}\n--- server log ---\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Everything the server wrote to stdout/stderr so far (all starts on this directory).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_else(|e| format!("<no log: {e}>"))
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Graceful stop: SIGTERM, wait, assert exit status 0. Returns the directory for `start_in`.
+    pub async fn stop(mut self) -> TempDir {
+        let mut child = self.child.take().expect("server already stopped");
+        let pid = child.id().expect("server pid");
+        let status = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill -TERM");
+        assert!(status.success(), "kill -TERM {pid} failed");
+        let exit = match tokio::time::timeout(STOP_TIMEOUT, child.wait()).await {
+            Ok(exit) => exit.expect("wait for the server"),
+            Err(_) => {
+                let _ = child.start_kill();
+                panic!(
+                    "kura server did not exit within {STOP_TIMEOUT:?} of SIGTERM\n--- server log ---\n{}",
+                    self.log()
+                );
+            }
+        };
+        assert!(
+            exit.success(),
+            "kura server exited with {exit} after SIGTERM (expected 0)\n--- server log ---\n{}",
+            self.log()
+        );
+        self.tmp.take().unwrap()
+    }
+
+    /// Hard stop (SIGKILL), as in a crash. Returns the directory for `start_in`.
+    pub async fn kill(mut self) -> TempDir {
+        let mut child = self.child.take().expect("server already stopped");
+        child.kill().await.expect("SIGKILL the server");
+        self.tmp.take().unwrap()
+    }
+
+    /// `stop()` then `start_in()` on the same directory (the port changes).
+    pub async fn restart(self) -> Server {
+        let tmp = self.stop().await;
+        Server::start_in(tmp).await
+    }
+
+    /// Parses `DATA_DIR/root-credentials` (AWS shared-credentials format, `[default]` profile).
+    pub fn credentials(&self) -> RootCredentials {
+        let path = self.data_dir.join("root-credentials");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        parse_credentials(&text)
+    }
+
+    /// SDK client with the root credentials.
+    pub async fn client(&self) -> Client {
+        let creds = self.credentials();
+        self.client_with(&creds.access_key_id, &creds.secret_access_key)
+            .await
+    }
+
+    /// SDK client with arbitrary credentials.
+    pub async fn client_with(&self, akid: &str, secret: &str) -> Client {
+        let config = aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(self.endpoint())
+            .region(Region::new(REGION))
+            .credentials_provider(Credentials::new(akid, secret, None, None, "kura-tests"))
+            .retry_config(RetryConfig::disabled())
+            .build();
+        Client::from_conf(config)
+    }
+
+    /// One `POST /` with `X-Amz-Target: secretsmanager.<target_op>` and a JSON body, signed per `sign`.
+    /// A kura extension operation (`X-Amz-Target: Kura.<op>`), signed with the root key.
+    pub async fn kura(&self, op: &str, body: &str) -> RawResponse {
+        self.raw_inner(&format!("Kura.{op}"), body, body, SignMode::Root)
+            .await
+    }
+
+    pub async fn raw(&self, target_op: &str, body: &str, sign: SignMode) -> RawResponse {
+        self.raw_inner(&format!("secretsmanager.{target_op}"), body, body, sign)
+            .await
+    }
+
+    /// Like `raw` with the root credentials, but the signature covers `signed_body` while `sent_body` is sent.
+    pub async fn raw_signed_with_body(
+        &self,
+        target_op: &str,
+        signed_body: &str,
+        sent_body: &str,
+    ) -> RawResponse {
+        self.raw_inner(
+            &format!("secretsmanager.{target_op}"),
+            signed_body,
+            sent_body,
+            SignMode::Root,
+        )
+        .await
+    }
+
+    async fn raw_inner(
+        &self,
+        target: &str,
+        signed_body: &str,
+        body: &str,
+        sign: SignMode,
+    ) -> RawResponse {
+        let url = format!("{}/", self.endpoint());
+        let host = self.addr.to_string();
+        let content_type = "application/x-amz-json-1.1";
+        let mut extra: Vec<(String, String)> = Vec::new();
+        let signing = match sign {
+            SignMode::Unsigned => None,
+            SignMode::Root => {
+                let c = self.credentials();
+                Some((c.access_key_id, c.secret_access_key, SystemTime::now()))
+            }
+            SignMode::RootAt(at) => {
+                let c = self.credentials();
+                Some((c.access_key_id, c.secret_access_key, at))
+            }
+            SignMode::Custom { akid, secret } => Some((akid, secret, SystemTime::now())),
+            SignMode::Authorization(value) => {
+                extra.push(("x-amz-date".into(), amz_date(SystemTime::now())));
+                extra.push(("authorization".into(), value));
+                None
+            }
+        };
+        if let Some((akid, secret, at)) = signing {
+            extra.extend(sign_request(
+                &akid,
+                &secret,
+                at,
+                &url,
+                &[
+                    ("content-type", content_type),
+                    ("host", &host),
+                    ("x-amz-target", target),
+                ],
+                signed_body.as_bytes(),
+            ));
+        }
+        let mut request = http_client()
+            .post(&url)
+            .header("content-type", content_type)
+            .header("x-amz-target", target)
+            .body(body.to_string());
+        for (name, value) in &extra {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let response = request.send().await.expect("send raw request");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("read raw response body");
+        RawResponse {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- kura server log ({}) ---\n{}",
+                self.log_path.display(),
+                self.log()
+            );
+        }
+    }
+}
+
+pub fn parse_credentials(text: &str) -> RootCredentials {
+    let mut in_default = false;
+    let mut akid = None;
+    let mut secret = None;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_default = line == "[default]";
+            continue;
+        }
+        if !in_default {
+            continue;
+        }
+        if let Some((key, value)) = line.split_once('=') {
+            match key.trim() {
+                "aws_access_key_id" => akid = Some(value.trim().to_string()),
+                "aws_secret_access_key" => secret = Some(value.trim().to_string()),
+                _ => {}
+            }
+        }
+    }
+    RootCredentials {
+        access_key_id: akid.unwrap_or_else(|| panic!("no aws_access_key_id in {text:?}")),
+        secret_access_key: secret.unwrap_or_else(|| panic!("no aws_secret_access_key in {text:?}")),
+    }
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("build reqwest client")
+}
+
+fn amz_date(at: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(at)
+        .format("%Y%m%dT%H%M%SZ")
+        .to_string()
+}
+
+/// SigV4-signs a POST and returns the headers to add (`x-amz-date`, `authorization`).
+fn sign_request(
+    akid: &str,
+    secret: &str,
+    at: SystemTime,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Vec<(String, String)> {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    use aws_sigv4::sign::v4;
+
+    let identity = Credentials::new(akid, secret, None, None, "kura-tests").into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(REGION)
+        .name("secretsmanager")
+        .time(at)
+        .settings(SigningSettings::default())
+        .build()
+        .expect("signing params")
+        .into();
+    let signable = SignableRequest::new(
+        "POST",
+        url,
+        headers.iter().copied(),
+        SignableBody::Bytes(body),
+    )
+    .expect("signable request");
+    let (instructions, _signature) = sign(signable, &params).expect("sign").into_parts();
+    let (headers, _params) = instructions.into_parts();
+    headers
+        .into_iter()
+        .map(|h| (h.name().to_string(), h.value().to_string()))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------------------
+
+/// A service error as seen through the SDK.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+/// Unwraps the service error of a failed SDK call (panics on success or on a transport failure).
+pub fn api_err<T: std::fmt::Debug, E>(result: Result<T, SdkError<E, HttpResponse>>) -> ApiError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let err = match result {
+        Ok(value) => panic!("expected a service error, the call succeeded: {value:?}"),
+        Err(err) => err,
+    };
+    let (status, service) = match (err.raw_response(), err.as_service_error()) {
+        (Some(resp), Some(service)) => (resp.status().as_u16(), service),
+        _ => panic!(
+            "expected a service error, got {}",
+            aws_sdk_secretsmanager::error::DisplayErrorContext(&err)
+        ),
+    };
+    ApiError {
+        status,
+        code: service.code().unwrap_or("<none>").to_string(),
+        message: service.message().unwrap_or("<none>").to_string(),
+    }
+}
+
+/// Turns an SDK result into `Result<T, ApiError>` (panics on transport failures).
+pub fn res<T, E>(result: Result<T, SdkError<E, HttpResponse>>) -> Result<T, ApiError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    result.map_err(|e| api_err::<(), _>(Err(e)))
+}
+
+/// Asserts HTTP 400 with exactly this code (and this message when given).
+pub fn assert_api_err<T: std::fmt::Debug, E>(
+    result: Result<T, SdkError<E, HttpResponse>>,
+    code: &str,
+    message: Option<&str>,
+) -> ApiError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let err = api_err(result);
+    assert_eq!(err.code, code, "unexpected error {err:?}");
+    assert_eq!(err.status, 400, "client errors must be HTTP 400: {err:?}");
+    if let Some(message) = message {
+        assert_eq!(err.message, message, "unexpected message for {code}");
+    }
+    err
+}
+
+/// Asserts HTTP 400 with one of the model-validation codes.
+pub fn assert_validation_err<T: std::fmt::Debug, E>(
+    result: Result<T, SdkError<E, HttpResponse>>,
+) -> ApiError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let err = api_err(result);
+    assert!(
+        VALIDATION_CODES.contains(&err.code.as_str()),
+        "expected one of {VALIDATION_CODES:?}, got {err:?}"
+    );
+    assert_eq!(err.status, 400, "client errors must be HTTP 400: {err:?}");
+    err
+}
+
+/// Unwraps a successful SDK call, printing the service error code and message otherwise.
+pub fn ok<T, E>(result: Result<T, SdkError<E, HttpResponse>>) -> T
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match result {
+        Ok(value) => value,
+        Err(err) => panic!(
+            "call failed: code={:?} message={:?} ({})",
+            err.code(),
+            err.message(),
+            aws_sdk_secretsmanager::error::DisplayErrorContext(&err)
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Secret helpers
+// ---------------------------------------------------------------------------------------------------------
+
+/// A deterministic, valid (36-character, UUID-shaped) ClientRequestToken; distinct `n` give distinct tokens.
+pub fn token(n: u64) -> String {
+    format!("00000000-0000-4000-8000-{n:012x}")
+}
+
+/// A value that is practically unique per call (no extra crates: std hasher seeds + time + counter).
+pub fn unique_suffix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u32(std::process::id());
+    let a = hasher.finish();
+    hasher.write_u64(a);
+    format!("{a:016x}{:016x}", hasher.finish())
+}
+
+/// Version id → sorted labels.
+pub type Stages = BTreeMap<String, Vec<String>>;
+
+pub fn stages_of(entries: &[(&str, &[&str])]) -> Stages {
+    entries
+        .iter()
+        .map(|(id, labels)| {
+            let mut labels: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
+            labels.sort();
+            (id.to_string(), labels)
+        })
+        .collect()
+}
+
+fn sorted_stages(map: &std::collections::HashMap<String, Vec<String>>) -> Stages {
+    map.iter()
+        .map(|(id, labels)| {
+            let mut labels = labels.clone();
+            labels.sort();
+            (id.clone(), labels)
+        })
+        .collect()
+}
+
+pub fn tag(key: &str, value: &str) -> Tag {
+    Tag::builder().key(key).value(value).build()
+}
+
+/// CreateSecret with a string value and a chosen token; returns (ARN, VersionId).
+pub async fn create_string(
+    client: &Client,
+    name: &str,
+    value: &str,
+    token: &str,
+) -> (String, String) {
+    let out = ok(client
+        .create_secret()
+        .name(name)
+        .secret_string(value)
+        .client_request_token(token)
+        .send()
+        .await);
+    let arn = out.arn().expect("CreateSecret without ARN").to_string();
+    let version = out
+        .version_id()
+        .expect("CreateSecret without VersionId")
+        .to_string();
+    assert_eq!(
+        version, token,
+        "VersionId must equal the ClientRequestToken"
+    );
+    (arn, version)
+}
+
+/// CreateSecret with a string value and a generated token; returns the ARN.
+pub async fn create_plain(client: &Client, name: &str, value: &str) -> String {
+    let out = ok(client
+        .create_secret()
+        .name(name)
+        .secret_string(value)
+        .send()
+        .await);
+    out.arn().expect("CreateSecret without ARN").to_string()
+}
+
+/// PutSecretValue with a string value and a chosen token (AWSCURRENT moves); returns the VersionId.
+pub async fn put_string(client: &Client, id: &str, value: &str, token: &str) -> String {
+    let out = ok(client
+        .put_secret_value()
+        .secret_id(id)
+        .secret_string(value)
+        .client_request_token(token)
+        .send()
+        .await);
+    let version = out
+        .version_id()
+        .expect("PutSecretValue without VersionId")
+        .to_string();
+    assert_eq!(
+        version, token,
+        "VersionId must equal the ClientRequestToken"
+    );
+    version
+}
+
+/// PutSecretValue with explicit VersionStages; returns the VersionId.
+pub async fn put_string_staged(
+    client: &Client,
+    id: &str,
+    value: &str,
+    token: &str,
+    stages: &[&str],
+) -> String {
+    let out = ok(client
+        .put_secret_value()
+        .secret_id(id)
+        .secret_string(value)
+        .client_request_token(token)
+        .set_version_stages(Some(stages.iter().map(|s| s.to_string()).collect()))
+        .send()
+        .await);
+    out.version_id()
+        .expect("PutSecretValue without VersionId")
+        .to_string()
+}
+
+/// GetSecretValue(AWSCURRENT) → SecretString.
+pub async fn get_string(client: &Client, id: &str) -> String {
+    let out = ok(client.get_secret_value().secret_id(id).send().await);
+    out.secret_string().expect("no SecretString").to_string()
+}
+
+/// GetSecretValue by VersionId → SecretString.
+pub async fn get_version_string(client: &Client, id: &str, version_id: &str) -> String {
+    let out = ok(client
+        .get_secret_value()
+        .secret_id(id)
+        .version_id(version_id)
+        .send()
+        .await);
+    assert_eq!(out.version_id(), Some(version_id));
+    out.secret_string().expect("no SecretString").to_string()
+}
+
+/// GetSecretValue by VersionStage → (VersionId, SecretString, returned labels).
+pub async fn get_stage(client: &Client, id: &str, stage: &str) -> (String, String, Vec<String>) {
+    let out = ok(client
+        .get_secret_value()
+        .secret_id(id)
+        .version_stage(stage)
+        .send()
+        .await);
+    let mut labels = out.version_stages().to_vec();
+    labels.sort();
+    (
+        out.version_id().expect("no VersionId").to_string(),
+        out.secret_string().expect("no SecretString").to_string(),
+        labels,
+    )
+}
+
+/// DescribeSecret VersionIdsToStages.
+pub async fn describe_stages(client: &Client, id: &str) -> Stages {
+    let out = ok(client.describe_secret().secret_id(id).send().await);
+    sorted_stages(
+        out.version_ids_to_stages()
+            .expect("DescribeSecret without VersionIdsToStages"),
+    )
+}
+
+/// ListSecretVersionIds (all pages) → version id → labels.
+pub async fn list_versions(client: &Client, id: &str, include_deprecated: bool) -> Stages {
+    let mut all = Stages::new();
+    let mut next: Option<String> = None;
+    loop {
+        let out = ok(client
+            .list_secret_version_ids()
+            .secret_id(id)
+            .include_deprecated(include_deprecated)
+            .set_next_token(next.take())
+            .send()
+            .await);
+        for v in out.versions() {
+            let mut labels = v.version_stages().to_vec();
+            labels.sort();
+            let id = v
+                .version_id()
+                .expect("version entry without VersionId")
+                .to_string();
+            assert!(
+                all.insert(id.clone(), labels).is_none(),
+                "version {id} listed twice"
+            );
+        }
+        match out.next_token() {
+            Some(t) => next = Some(t.to_string()),
+            None => return all,
+        }
+    }
+}
+
+/// DescribeSecret tags as a sorted map.
+pub async fn describe_tags(client: &Client, id: &str) -> BTreeMap<String, String> {
+    let out = ok(client.describe_secret().secret_id(id).send().await);
+    out.tags()
+        .iter()
+        .map(|t| {
+            (
+                t.key().expect("tag without key").to_string(),
+                t.value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Asserts that the secret does not exist (DescribeSecret → ResourceNotFoundException).
+pub async fn assert_no_secret(client: &Client, id: &str) {
+    assert_api_err(
+        client.describe_secret().secret_id(id).send().await,
+        "ResourceNotFoundException",
+        Some(NOT_FOUND_MSG),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Time and ARNs
+// ---------------------------------------------------------------------------------------------------------
+
+pub fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+pub const DAY: i64 = 86_400;
+
+/// Asserts `date` lies within `tolerance` seconds of `expected` (epoch seconds).
+pub fn assert_near(date: Option<&DateTime>, expected: i64, tolerance: i64, what: &str) {
+    let date = date.unwrap_or_else(|| panic!("{what} missing"));
+    let diff = (date.secs() - expected).abs();
+    assert!(
+        diff <= tolerance,
+        "{what} = {} is {diff}s away from the expected {expected} (tolerance {tolerance}s)",
+        date.secs()
+    );
+}
+
+/// Splits `arn:aws:secretsmanager:us-east-1:<12 digits>:secret:<name>-<6 alnum>` and returns the suffix,
+/// asserting the whole shape.
+pub fn arn_suffix(arn: &str, name: &str) -> String {
+    let prefix = format!("arn:aws:secretsmanager:{REGION}:");
+    let rest = arn
+        .strip_prefix(&prefix)
+        .unwrap_or_else(|| panic!("ARN {arn:?} does not start with {prefix:?}"));
+    let (account, rest) = rest.split_once(':').expect("ARN without account");
+    assert_eq!(account.len(), 12, "account in {arn:?} is not 12 digits");
+    assert!(
+        account.bytes().all(|b| b.is_ascii_digit()),
+        "account in {arn:?} is not 12 digits"
+    );
+    let rest = rest
+        .strip_prefix("secret:")
+        .unwrap_or_else(|| panic!("ARN {arn:?} has no `secret:` resource"));
+    let with_dash = format!("{name}-");
+    let suffix = rest
+        .strip_prefix(&with_dash)
+        .unwrap_or_else(|| panic!("ARN {arn:?} resource is not {name}-XXXXXX"));
+    assert_eq!(suffix.len(), 6, "ARN suffix {suffix:?} is not 6 characters");
+    assert!(
+        suffix.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "ARN suffix {suffix:?} is not alphanumeric"
+    );
+    suffix.to_string()
+}
+
+/// The ARN without its `-XXXXXX` suffix (a "partial ARN").
+pub fn partial_arn(arn: &str) -> String {
+    arn[..arn.len() - 7].to_string()
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Files
+// ---------------------------------------------------------------------------------------------------------
+
+/// Every regular file under `dir`, recursively, with its bytes.
+pub fn read_all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in
+            std::fs::read_dir(&d).unwrap_or_else(|e| panic!("read_dir {}: {e}", d.display()))
+        {
+            let entry = entry.unwrap();
+            let ty = entry.file_type().unwrap();
+            if ty.is_dir() {
+                stack.push(entry.path());
+            } else if ty.is_file() {
+                let mut bytes = Vec::new();
+                File::open(entry.path())
+                    .and_then(|mut f| f.read_to_end(&mut bytes))
+                    .unwrap_or_else(|e| panic!("read {}: {e}", entry.path().display()));
+                out.push((entry.path(), bytes));
+            }
+        }
+    }
+    out
+}
+
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Base64 fragments that appear in any base64 text containing `bytes`, whatever its offset mod 3.
+pub fn base64_fragments(bytes: &[u8]) -> Vec<String> {
+    (0..3)
+        .map(|pad| {
+            let mut padded = vec![0u8; pad];
+            padded.extend_from_slice(bytes);
+            let encoded = base64(&padded);
+            // Drop the characters mixed with the padding at the front and with whatever follows at the end.
+            let start = if pad == 0 { 0 } else { 4 };
+            encoded[start..encoded.len() - 4].to_string()
+        })
+        .collect()
+}
+
+/// Runs `sqlite3 db sql` and returns its trimmed stdout (panics on failure).
+pub fn sqlite(db: &Path, sql: &str) -> String {
+    let out = std::process::Command::new("sqlite3")
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("run sqlite3");
+    assert!(
+        out.status.success(),
+        "sqlite3 failed on {sql:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

@@ -1,0 +1,155 @@
+//! Input validation: sizes, names, value kinds, tokens.
+
+mod common;
+
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::operation::create_secret::CreateSecretOutput;
+use aws_sdk_secretsmanager::primitives::Blob;
+use common::*;
+
+const MAX_VALUE: usize = 65_536;
+
+async fn setup() -> (Server, Client) {
+    let server = Server::start().await;
+    let client = server.client().await;
+    (server, client)
+}
+
+async fn create(client: &Client, name: &str, value: &str) -> Result<CreateSecretOutput, ApiError> {
+    res(client
+        .create_secret()
+        .name(name)
+        .secret_string(value)
+        .send()
+        .await)
+}
+
+/// Refused with a validation code, and nothing named `name` exists afterwards.
+async fn assert_create_refused(client: &Client, name: &str, value: &str) {
+    let err = create(client, name, value)
+        .await
+        .expect_err("CreateSecret must be refused");
+    assert!(
+        VALIDATION_CODES.contains(&err.code.as_str()),
+        "unexpected error {err:?}"
+    );
+    assert_eq!(err.status, 400, "{err:?}");
+    assert_no_secret(client, name).await;
+}
+
+#[tokio::test]
+async fn secret_string_over_64_kib_is_refused() {
+    let (_server, client) = setup().await;
+    assert_create_refused(&client, "big", &"x".repeat(MAX_VALUE + 1)).await;
+}
+
+#[tokio::test]
+async fn secret_string_of_exactly_64_kib_is_accepted() {
+    let (_server, client) = setup().await;
+    let value = "y".repeat(MAX_VALUE);
+    create(&client, "big", &value)
+        .await
+        .expect("65,536 bytes are allowed");
+    assert_eq!(get_string(&client, "big").await, value);
+}
+
+#[tokio::test]
+async fn multibyte_secret_string_is_measured_in_bytes() {
+    let (_server, client) = setup().await;
+    // 21,846 three-byte characters = 65,538 bytes, far below 65,536 characters.
+    assert_create_refused(&client, "utf8", &"€".repeat(21_846)).await;
+}
+
+#[tokio::test]
+async fn put_secret_value_over_64_kib_is_refused_and_adds_no_version() {
+    let (_server, client) = setup().await;
+    create_string(&client, "s", "v1", &token(1)).await;
+    let put = client
+        .put_secret_value()
+        .secret_id("s")
+        .secret_string("x".repeat(MAX_VALUE + 1));
+    assert_validation_err(put.send().await);
+    assert_eq!(
+        list_versions(&client, "s", true).await,
+        stages_of(&[(&token(1), &["AWSCURRENT"])])
+    );
+}
+
+#[tokio::test]
+async fn secret_binary_over_64_kib_is_refused() {
+    let (_server, client) = setup().await;
+    let create = client
+        .create_secret()
+        .name("bin")
+        .secret_binary(Blob::new(vec![7u8; MAX_VALUE + 1]));
+    assert_validation_err(create.send().await);
+    assert_no_secret(&client, "bin").await;
+}
+
+#[tokio::test]
+async fn name_with_space_and_bang_is_refused() {
+    let (_server, client) = setup().await;
+    assert_create_refused(&client, "bad name!", "v").await;
+}
+
+#[tokio::test]
+async fn name_of_513_chars_is_refused_and_512_accepted() {
+    let (_server, client) = setup().await;
+    assert_create_refused(&client, &"n".repeat(513), "v").await;
+    let name = "m".repeat(512);
+    create(&client, &name, "v")
+        .await
+        .expect("a 512-character name is allowed");
+    assert_eq!(get_string(&client, &name).await, "v");
+}
+
+#[tokio::test]
+async fn name_with_every_allowed_character_is_accepted() {
+    let (_server, client) = setup().await;
+    let name = "Az09/_+=.@-path";
+    create(&client, name, "v")
+        .await
+        .expect("all of A-Za-z0-9/_+=.@- are allowed");
+    assert_eq!(get_string(&client, name).await, "v");
+}
+
+#[tokio::test]
+async fn string_and_binary_together_are_refused() {
+    let (_server, client) = setup().await;
+    let create = client
+        .create_secret()
+        .name("both")
+        .secret_string("s")
+        .secret_binary(Blob::new(b"b".to_vec()));
+    assert_validation_err(create.send().await);
+    assert_no_secret(&client, "both").await;
+}
+
+#[tokio::test]
+async fn client_request_token_of_31_chars_is_refused_and_32_accepted() {
+    let (_server, client) = setup().await;
+    let short = "a".repeat(31);
+    let create = client
+        .create_secret()
+        .name("tok")
+        .secret_string("v")
+        .client_request_token(&short);
+    assert_validation_err(create.send().await);
+    assert_no_secret(&client, "tok").await;
+
+    let exact = "b".repeat(32);
+    create_string(&client, "tok", "v", &exact).await;
+}
+
+#[tokio::test]
+async fn client_request_token_of_65_chars_is_refused() {
+    let (_server, client) = setup().await;
+    let long = "c".repeat(65);
+    let create = client
+        .create_secret()
+        .name("tok")
+        .secret_string("v")
+        .client_request_token(long);
+    assert_validation_err(create.send().await);
+    assert_no_secret(&client, "tok").await;
+}
