@@ -1,0 +1,326 @@
+//! Closed-loop load: N workers, each on its own connection, each sending its next request
+//! as soon as the previous one is answered, for a warm-up and then a measured window.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::StatusCode;
+use rand::RngExt;
+use rand::rngs::SmallRng;
+
+use crate::client::{Client, Credentials};
+use crate::kura::{CpuTime, cpu_time, create_body, random_value};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// GetSecretValue of every API-created secret once, in random order: each is the
+    /// secret's first read of the day, which makes kura record LastAccessedDate (a write).
+    FirstGet,
+    Get,
+    Describe,
+    Put,
+    Create,
+    List,
+    /// The bare axum server: GetSecretValue-shaped requests, a constant answer.
+    Ceiling,
+}
+
+impl Op {
+    pub fn parse(s: &str) -> Result<Op, String> {
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
+            "first-get" | "firstget" => Op::FirstGet,
+            "get" | "getsecretvalue" => Op::Get,
+            "describe" | "describesecret" => Op::Describe,
+            "put" | "putsecretvalue" => Op::Put,
+            "create" | "createsecret" => Op::Create,
+            "list" | "listsecrets" => Op::List,
+            other => {
+                return Err(format!(
+                    "unknown op {other:?}: use first-get, get, describe, put, create, list"
+                ));
+            }
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::FirstGet => "GetSecretValue 1st",
+            Op::Get => "GetSecretValue",
+            Op::Describe => "DescribeSecret",
+            Op::Put => "PutSecretValue",
+            Op::Create => "CreateSecret",
+            Op::List => "ListSecrets",
+            Op::Ceiling => "bare axum ceiling",
+        }
+    }
+
+    fn target(self) -> &'static str {
+        match self {
+            Op::FirstGet | Op::Get | Op::Ceiling => "secretsmanager.GetSecretValue",
+            Op::Describe => "secretsmanager.DescribeSecret",
+            Op::Put => "secretsmanager.PutSecretValue",
+            Op::Create => "secretsmanager.CreateSecret",
+            Op::List => "secretsmanager.ListSecrets",
+        }
+    }
+}
+
+/// What the workers need to build requests.
+pub struct Workload {
+    pub op: Op,
+    /// Secrets that exist with a value; Get/Describe/Put pick among them uniformly.
+    pub names: Arc<Vec<String>>,
+    pub value_size: usize,
+    pub concurrency: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+}
+
+fn json(v: serde_json::Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+}
+
+fn body(w: &Workload, rng: &mut SmallRng, worker: usize, seq: u64) -> Bytes {
+    let pick = |rng: &mut SmallRng| w.names[rng.random_range(0..w.names.len())].as_str();
+    match w.op {
+        Op::Get | Op::Describe | Op::Ceiling => json(serde_json::json!({"SecretId": pick(rng)})),
+        Op::FirstGet => json(serde_json::json!({"SecretId": w.names[seq as usize]})),
+        Op::Put => {
+            let id = pick(rng);
+            let value = random_value(rng, w.value_size);
+            json(serde_json::json!({"SecretId": id, "SecretString": value}))
+        }
+        Op::Create => {
+            let name = format!("bench-new-{worker:03}-{seq:08}");
+            create_body(&name, &random_value(rng, w.value_size))
+        }
+        Op::List => json(serde_json::json!({"MaxResults": 100})),
+    }
+}
+
+/// The outcome of one op's measured window.
+#[derive(Debug, Default)]
+pub struct OpResult {
+    /// Latencies of the requests completed inside the window, answered 200, sorted, in ns.
+    pub latencies: Vec<u64>,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub reconnects: u64,
+    pub window: Duration,
+    /// CPU used by the server process during the window (none for the in-process ceiling).
+    pub server_cpu: Option<CpuTime>,
+    /// CPU used by this process (the workers, plus the ceiling server when measuring it).
+    pub bench_cpu: Option<CpuTime>,
+}
+
+impl OpResult {
+    pub fn ops_per_sec(&self) -> f64 {
+        self.latencies.len() as f64 / self.window.as_secs_f64()
+    }
+
+    /// Nearest-rank percentile, in milliseconds.
+    pub fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return f64::NAN;
+        }
+        let rank = ((p / 100.0) * self.latencies.len() as f64).ceil() as usize;
+        let i = rank.clamp(1, self.latencies.len()) - 1;
+        self.latencies[i] as f64 / 1e6
+    }
+
+    /// CPU microseconds (user, system) per completed request.
+    pub fn per_op_us(&self, cpu: Option<CpuTime>) -> Option<(f64, f64)> {
+        let n = self.latencies.len() as f64;
+        let c = cpu?;
+        (n > 0.0).then(|| (c.user * 1e6 / n, c.sys * 1e6 / n))
+    }
+
+    pub fn max_ms(&self) -> f64 {
+        self.latencies.last().map_or(f64::NAN, |&l| l as f64 / 1e6)
+    }
+}
+
+struct WorkerResult {
+    latencies: Vec<u64>,
+    errors: u64,
+    first_error: Option<String>,
+    reconnects: u64,
+}
+
+/// Samples the CPU time of `server_pid` and of this process at `from` and at `to`.
+fn sample_cpu(
+    server_pid: Option<u32>,
+    from: Instant,
+    to: Instant,
+) -> tokio::task::JoinHandle<(Option<CpuTime>, Option<CpuTime>)> {
+    tokio::spawn(async move {
+        tokio::time::sleep_until(from.into()).await;
+        let (s0, b0) = (server_pid.and_then(|p| cpu_time(Some(p))), cpu_time(None));
+        tokio::time::sleep_until(to.into()).await;
+        let (s1, b1) = (server_pid.and_then(|p| cpu_time(Some(p))), cpu_time(None));
+        (
+            s1.zip(s0).map(|(b, a)| b.since(a)),
+            b1.zip(b0).map(|(b, a)| b.since(a)),
+        )
+    })
+}
+
+/// Runs `w` against `addr`: every worker connects first, then all run the warm-up and the
+/// measured window together. Only requests completed inside the window count. The CPU
+/// time of `server_pid` and of this process is sampled over the same window.
+pub async fn run(
+    addr: SocketAddr,
+    creds: Arc<Credentials>,
+    w: Arc<Workload>,
+    server_pid: Option<u32>,
+) -> Result<OpResult, String> {
+    if w.op == Op::FirstGet {
+        return run_once_each(addr, creds, w, server_pid).await;
+    }
+    let mut clients = Vec::with_capacity(w.concurrency);
+    for _ in 0..w.concurrency.max(1) {
+        let mut c = Client::new(addr, creds.clone());
+        c.conn.connect().await?;
+        clients.push(c);
+    }
+    let start = Instant::now();
+    let measure_from = start + w.warmup;
+    let end = measure_from + w.duration;
+    let cpu = sample_cpu(server_pid, measure_from, end);
+    let mut handles = Vec::new();
+    for (worker, mut client) in clients.into_iter().enumerate() {
+        let w = w.clone();
+        handles.push(tokio::spawn(async move {
+            let mut rng: SmallRng = rand::make_rng();
+            let mut r = WorkerResult {
+                latencies: Vec::new(),
+                errors: 0,
+                first_error: None,
+                reconnects: 0,
+            };
+            let mut seq = 0u64;
+            loop {
+                let t0 = Instant::now();
+                if t0 >= end {
+                    break;
+                }
+                let req = body(&w, &mut rng, worker, seq);
+                seq += 1;
+                let sent = Instant::now();
+                let outcome = client.call(w.op.target(), req).await;
+                let done = Instant::now();
+                if done < measure_from || done >= end {
+                    continue;
+                }
+                match outcome {
+                    Ok((StatusCode::OK, _)) => r.latencies.push((done - sent).as_nanos() as u64),
+                    Ok((status, b)) => {
+                        r.errors += 1;
+                        r.first_error.get_or_insert_with(|| {
+                            format!("{status}: {}", String::from_utf8_lossy(&b))
+                        });
+                    }
+                    Err(e) => {
+                        r.errors += 1;
+                        r.first_error.get_or_insert(e);
+                    }
+                }
+            }
+            r.reconnects = client.conn.reconnects;
+            r
+        }));
+    }
+    let mut out = OpResult {
+        window: w.duration,
+        ..OpResult::default()
+    };
+    for h in handles {
+        let r = h.await.map_err(|e| format!("a worker died: {e}"))?;
+        out.latencies.extend(r.latencies);
+        out.errors += r.errors;
+        out.reconnects += r.reconnects;
+        if out.first_error.is_none() {
+            out.first_error = r.first_error;
+        }
+    }
+    (out.server_cpu, out.bench_cpu) = cpu.await.map_err(|e| format!("CPU sampler: {e}"))?;
+    out.latencies.sort_unstable();
+    Ok(out)
+}
+
+/// [`Op::FirstGet`]: every name exactly once, in random order, shared among the workers.
+/// Bounded by the number of names (and the per-request timeout), not by the duration;
+/// there is no warm-up, since every request is a first one. Everything is measured.
+async fn run_once_each(
+    addr: SocketAddr,
+    creds: Arc<Credentials>,
+    w: Arc<Workload>,
+    server_pid: Option<u32>,
+) -> Result<OpResult, String> {
+    use rand::seq::SliceRandom;
+    let mut order: Vec<usize> = (0..w.names.len()).collect();
+    order.shuffle(&mut rand::make_rng::<SmallRng>());
+    let order = Arc::new(order);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut clients = Vec::with_capacity(w.concurrency);
+    for _ in 0..w.concurrency.max(1) {
+        let mut c = Client::new(addr, creds.clone());
+        c.conn.connect().await?;
+        clients.push(c);
+    }
+    let start = Instant::now();
+    let cpu_at_start = (server_pid.and_then(|p| cpu_time(Some(p))), cpu_time(None));
+    let mut handles = Vec::new();
+    for mut client in clients {
+        let (w, order, next) = (w.clone(), order.clone(), next.clone());
+        handles.push(tokio::spawn(async move {
+            let mut r = WorkerResult {
+                latencies: Vec::new(),
+                errors: 0,
+                first_error: None,
+                reconnects: 0,
+            };
+            let mut rng: SmallRng = rand::make_rng();
+            while let Some(&i) = order.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+            {
+                let req = body(&w, &mut rng, 0, i as u64);
+                let sent = Instant::now();
+                match client.call(w.op.target(), req).await {
+                    Ok((StatusCode::OK, _)) => r.latencies.push(sent.elapsed().as_nanos() as u64),
+                    Ok((status, b)) => {
+                        r.errors += 1;
+                        r.first_error.get_or_insert_with(|| {
+                            format!("{status}: {}", String::from_utf8_lossy(&b))
+                        });
+                    }
+                    Err(e) => {
+                        r.errors += 1;
+                        r.first_error.get_or_insert(e);
+                    }
+                }
+            }
+            r.reconnects = client.conn.reconnects;
+            r
+        }));
+    }
+    let mut out = OpResult::default();
+    for h in handles {
+        let r = h.await.map_err(|e| format!("a worker died: {e}"))?;
+        out.latencies.extend(r.latencies);
+        out.errors += r.errors;
+        out.reconnects += r.reconnects;
+        if out.first_error.is_none() {
+            out.first_error = r.first_error;
+        }
+    }
+    out.window = start.elapsed();
+    out.server_cpu = server_pid
+        .and_then(|p| cpu_time(Some(p)))
+        .zip(cpu_at_start.0)
+        .map(|(b, a)| b.since(a));
+    out.bench_cpu = cpu_time(None).zip(cpu_at_start.1).map(|(b, a)| b.since(a));
+    out.latencies.sort_unstable();
+    Ok(out)
+}
