@@ -2,7 +2,7 @@
 //! write survives power loss. Writers take the lock up front (BEGIN IMMEDIATE) so a
 //! read-modify-write never fails half-way on an upgrade conflict.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -84,6 +84,23 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// A write transaction, entered in turn: the in-process queue first, then SQLite's lock
+    /// (BEGIN IMMEDIATE), which other processes on the same file still contend for.
+    async fn begin_write(
+        &self,
+    ) -> Result<(
+        tokio::sync::MutexGuard<'_, ()>,
+        sqlx::Transaction<'static, sqlx::Sqlite>,
+    )> {
+        let guard = self.write_lock.lock().await;
+        let tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_err)?;
+        Ok((guard, tx))
+    }
+
     pub async fn open(path: &Path) -> Result<Self> {
         let opts = SqliteConnectOptions::from_str("sqlite://")
             .map_err(db_err)?
@@ -366,6 +383,55 @@ fn filter_sql(key: FilterKey, value: &str, binds: &mut Vec<Bind>) -> String {
     }
 }
 
+/// Tags and labels of a page of secrets in two statements, not two per secret.
+async fn load_page_children(
+    pool: &SqlitePool,
+    page: &[SqliteRow],
+) -> Result<(HashMap<i64, Vec<Tag>>, HashMap<i64, Stages>)> {
+    let mut tags: HashMap<i64, Vec<Tag>> = HashMap::new();
+    let mut stages: HashMap<i64, Stages> = HashMap::new();
+    if page.is_empty() {
+        return Ok((tags, stages));
+    }
+    let ids = page
+        .iter()
+        .map(|r| r.try_get::<i64, _>("id").map_err(db_err))
+        .collect::<Result<Vec<_>>>()?;
+    // Ids are integers from our own rows, so inlining them is safe.
+    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let sql =
+        format!("SELECT secret_id, key, value FROM tags WHERE secret_id IN ({list}) ORDER BY key");
+    for r in sqlx::query(AssertSqlSafe(sql))
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?
+    {
+        tags.entry(r.try_get("secret_id").map_err(db_err)?)
+            .or_default()
+            .push(Tag {
+                key: r.try_get("key").map_err(db_err)?,
+                value: r.try_get("value").map_err(db_err)?,
+            });
+    }
+    let sql = format!(
+        "SELECT secret_id, stage, version_id FROM version_stages WHERE secret_id IN ({list})"
+    );
+    for r in sqlx::query(AssertSqlSafe(sql))
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?
+    {
+        stages
+            .entry(r.try_get("secret_id").map_err(db_err)?)
+            .or_default()
+            .insert(
+                r.try_get("stage").map_err(db_err)?,
+                r.try_get("version_id").map_err(db_err)?,
+            );
+    }
+    Ok((tags, stages))
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn get_setting(&self, key: &str) -> Result<Option<Vec<u8>>> {
@@ -500,12 +566,7 @@ impl Store for SqliteStore {
         first: Option<&NewVersion>,
         stages: &Stages,
     ) -> Result<i64> {
-        let _writer = self.write_lock.lock().await;
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db_err)?;
+        let (_writer, mut tx) = self.begin_write().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO secrets (name, arn, description, kms_key_id, created_at, changed_at) \
              VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
@@ -539,41 +600,39 @@ impl Store for SqliteStore {
 
     async fn find_secret(&self, secret: &SecretRef) -> Result<Option<SecretRecord>> {
         let mut conn = self.pool.acquire().await.map_err(db_err)?;
-        let by = |col: &str| format!("SELECT id FROM secrets WHERE {col} = ?");
-        let id: Option<i64> = match secret {
-            SecretRef::Name(name) => sqlx::query_scalar(AssertSqlSafe(by("name")))
+        let by = |cond: &str| format!("SELECT {SECRET_COLUMNS} FROM secrets WHERE {cond}");
+        let row = match secret {
+            SecretRef::Name(name) => sqlx::query(AssertSqlSafe(by("name = ?")))
                 .bind(name)
                 .fetch_optional(&mut *conn)
                 .await
                 .map_err(db_err)?,
             SecretRef::Arn { arn, name_part } => {
-                let full: Option<i64> = sqlx::query_scalar(AssertSqlSafe(by("arn")))
+                let full = sqlx::query(AssertSqlSafe(by("arn = ?")))
                     .bind(arn)
                     .fetch_optional(&mut *conn)
                     .await
                     .map_err(db_err)?;
                 match full {
-                    Some(id) => Some(id),
+                    Some(row) => Some(row),
                     // An ARN without its suffix: the name, if its secret's ARN has the same prefix.
                     None => {
                         let prefix = format!("{arn}-");
-                        sqlx::query_scalar(
-                            "SELECT id FROM secrets WHERE name = ? AND substr(arn, 1, ?) = ?",
-                        )
-                        .bind(name_part)
-                        .bind(prefix.chars().count() as i64)
-                        .bind(&prefix)
-                        .fetch_optional(&mut *conn)
-                        .await
-                        .map_err(db_err)?
+                        sqlx::query(AssertSqlSafe(by("name = ? AND substr(arn, 1, ?) = ?")))
+                            .bind(name_part)
+                            .bind(prefix.chars().count() as i64)
+                            .bind(&prefix)
+                            .fetch_optional(&mut *conn)
+                            .await
+                            .map_err(db_err)?
                     }
                 }
             }
         };
-        match id {
-            Some(id) => load_secret(&mut conn, id).await,
-            None => Ok(None),
-        }
+        let Some(row) = row else { return Ok(None) };
+        let mut s = secret_from_row(&row)?;
+        s.tags = load_tags(&mut conn, s.id).await?;
+        Ok(Some(s))
     }
 
     async fn versions(&self, secret_id: i64) -> Result<(Vec<VersionMeta>, Stages)> {
@@ -635,12 +694,7 @@ impl Store for SqliteStore {
     }
 
     async fn modify(&self, secret_id: i64, f: &mut Mutation<'_>) -> Result<SecretState> {
-        let _writer = self.write_lock.lock().await;
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db_err)?;
+        let (_writer, mut tx) = self.begin_write().await?;
         let secret = load_secret(&mut tx, secret_id)
             .await?
             .ok_or_else(Error::secret_not_found)?;
@@ -775,13 +829,14 @@ impl Store for SqliteStore {
             .await
             .map_err(db_err)?;
         let more = rows.len() > q.limit;
-        let mut conn = self.pool.acquire().await.map_err(db_err)?;
-        let mut secrets = Vec::with_capacity(rows.len().min(q.limit));
+        let page = &rows[..rows.len().min(q.limit)];
+        let (mut tags, mut stages) = load_page_children(&self.pool, page).await?;
+        let mut secrets = Vec::with_capacity(page.len());
         let mut next = None;
-        for r in rows.iter().take(q.limit) {
+        for r in page {
             let mut s = secret_from_row(r)?;
-            s.tags = load_tags(&mut conn, s.id).await?;
-            let stages = load_stages(&mut conn, s.id).await?;
+            s.tags = tags.remove(&s.id).unwrap_or_default();
+            let stages = stages.remove(&s.id).unwrap_or_default();
             if more {
                 next = Some(Cursor {
                     value: if q.sort == SortKey::Name {
@@ -809,12 +864,7 @@ impl Store for SqliteStore {
     }
 
     async fn touch_accessed(&self, secret_id: i64, version_id: &str, day: Timestamp) -> Result<()> {
-        let _writer = self.write_lock.lock().await;
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db_err)?;
+        let (_writer, mut tx) = self.begin_write().await?;
         // Conditional, so concurrent readers on the same day write at most once each.
         sqlx::query("UPDATE secrets SET accessed_at = ? WHERE id = ? AND (accessed_at IS NULL OR accessed_at < ?)")
             .bind(day.0)
@@ -850,12 +900,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_secret(&self, secret_id: i64) -> Result<()> {
-        let _writer = self.write_lock.lock().await;
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db_err)?;
+        let (_writer, mut tx) = self.begin_write().await?;
         // Children first: labels reference versions, versions and tags reference the secret.
         for sql in [
             "DELETE FROM version_stages WHERE secret_id = ?",

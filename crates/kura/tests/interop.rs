@@ -5,24 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::Server;
-
-/// Whether `tool` is on PATH; outside CI a missing tool skips with a reason, in CI it fails.
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{tool} is not on PATH; in CI it must be (scripts/test installs it)"
-        );
-        eprintln!("SKIPPED: {tool} is not on PATH; run the tests through scripts/test");
-    }
-    found
-}
+use common::{Server, have};
 
 fn run_scenario(server: &Server, program: &str, script: &str) {
     let path = format!("{}/tests/interop/{script}", env!("CARGO_MANIFEST_DIR"));

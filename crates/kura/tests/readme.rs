@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::Server;
+use common::{Server, have};
 
 /// The fenced block that follows `<!-- test: NAME -->` in README.md.
 fn readme_block(name: &str) -> String {
@@ -24,25 +24,6 @@ fn readme_block(name: &str) -> String {
         .map(|(_, rest)| rest)
         .expect("a fenced block after the marker");
     body.split_once("```").expect("closing fence").0.to_string()
-}
-
-/// Whether `tool` is on PATH; outside CI a missing tool skips the test with a reason.
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{tool} is not on PATH; in CI it must be (scripts/test installs it)"
-        );
-        eprintln!(
-            "SKIPPED: {tool} is not on PATH; run the tests through scripts/test, which installs it"
-        );
-    }
-    found
 }
 
 fn run_in(dir: &Path, program: &str, args: &[&str]) -> String {

@@ -3,7 +3,7 @@
 use kura_core::labels::{self, Stages};
 use kura_core::model::{NewVersion, SecretRecord, Tag};
 use kura_core::names::{self, SecretRef, validate_description, validate_name, validate_version_id};
-use kura_core::{Error, ErrorCode, Result};
+use kura_core::{Error, Result};
 use kura_store::{Cursor, CursorValue, FilterKey, ListFilter, ListQuery, SortKey};
 
 use super::versions::{ValueWrite, page_size, token_in_use};
@@ -310,12 +310,8 @@ impl Service {
         );
         let after = match p.next_token {
             Some(t) => Some(
-                cursor_from_json(&self.redeem_token(&query_id, t)?).ok_or_else(|| {
-                    Error::new(
-                        ErrorCode::InvalidNextToken,
-                        "NextToken is malformed; start again without NextToken.",
-                    )
-                })?,
+                cursor_from_json(&self.redeem_token(&query_id, t)?)
+                    .ok_or_else(super::tokens::invalid)?,
             ),
             None => None,
         };

@@ -7,7 +7,7 @@ use kura_core::{Error, ErrorCode, Result};
 
 use super::Service;
 
-fn invalid() -> Error {
+pub(crate) fn invalid() -> Error {
     Error::new(
         ErrorCode::InvalidNextToken,
         "NextToken is not one this server issued for this query (it was altered, or the query's filters or sort changed); start again without NextToken.",

@@ -264,7 +264,7 @@ impl Service {
                 .redeem_token(&query_id, t)?
                 .as_u64()
                 .map(|n| n as usize)
-                .unwrap_or(usize::MAX),
+                .ok_or_else(super::tokens::invalid)?,
         };
         let rest: Vec<VersionEntry> = entries.into_iter().skip(start).collect();
         let next_token =

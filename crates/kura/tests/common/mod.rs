@@ -954,3 +954,23 @@ pub fn sqlite(db: &Path, sql: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// Whether `tool` is on PATH. Outside CI a missing tool skips the test with a reason; in CI
+/// (`CI=true`) it fails, since scripts/test installs everything the tests use.
+pub fn have(tool: &str) -> bool {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{tool} is not on PATH; in CI it must be (scripts/test installs it)"
+        );
+        eprintln!(
+            "SKIPPED: {tool} is not on PATH; run the tests through scripts/test, which installs it"
+        );
+    }
+    found
+}
