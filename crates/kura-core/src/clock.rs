@@ -19,6 +19,9 @@ impl Timestamp {
     pub fn epoch_seconds(self) -> f64 {
         self.0 as f64 / 1000.0
     }
+    pub fn plus_ms(self, ms: i64) -> Self {
+        Timestamp(self.0.saturating_add(ms))
+    }
     pub fn plus_days(self, days: i64) -> Self {
         Timestamp(self.0 + days * Self::MS_PER_DAY)
     }

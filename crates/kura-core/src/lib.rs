@@ -5,6 +5,7 @@ pub mod error;
 pub mod labels;
 pub mod model;
 pub mod names;
+pub mod schedule;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{Error, ErrorCode, Result};

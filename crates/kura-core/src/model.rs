@@ -29,6 +29,113 @@ pub struct SecretRecord {
     /// The resource policy document, as validated and stored.
     pub resource_policy: Option<String>,
     pub tags: Vec<Tag>,
+    pub rotation: RotationConfig,
+    pub run: RotationRun,
+}
+
+/// How a secret rotates: RotateSecret's settings, and when the schedule is next due.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RotationConfig {
+    pub enabled: bool,
+    /// `arn:aws:lambda:REGION:ACCOUNT:function:NAME`, naming a kura rotation function.
+    pub function_arn: Option<String>,
+    /// RotationRules as sent (validated): at most one of the first two.
+    pub after_days: Option<i64>,
+    pub schedule_expression: Option<String>,
+    pub duration: Option<String>,
+    pub last_rotated_at: Option<Timestamp>,
+    /// Start of the next scheduled rotation window; `None` when rotation is on demand only.
+    pub next_rotation_at: Option<Timestamp>,
+    /// End of that window: a cycle's retries stop there.
+    pub next_rotation_end: Option<Timestamp>,
+}
+
+impl RotationConfig {
+    pub fn has_rules(&self) -> bool {
+        self.after_days.is_some() || self.schedule_expression.is_some()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RotationPhase {
+    #[default]
+    Idle,
+    InProgress,
+    Succeeded,
+    Failed,
+}
+
+impl RotationPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RotationPhase::Idle => "Idle",
+            RotationPhase::InProgress => "InProgress",
+            RotationPhase::Succeeded => "Succeeded",
+            RotationPhase::Failed => "Failed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Idle, Self::InProgress, Self::Succeeded, Self::Failed]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
+}
+
+/// The four steps of AWS's rotation protocol, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotationStep {
+    CreateSecret,
+    SetSecret,
+    TestSecret,
+    FinishSecret,
+}
+
+impl RotationStep {
+    pub const ALL: [RotationStep; 4] = [
+        RotationStep::CreateSecret,
+        RotationStep::SetSecret,
+        RotationStep::TestSecret,
+        RotationStep::FinishSecret,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RotationStep::CreateSecret => "createSecret",
+            RotationStep::SetSecret => "setSecret",
+            RotationStep::TestSecret => "testSecret",
+            RotationStep::FinishSecret => "finishSecret",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+    pub fn next(self) -> Option<Self> {
+        match self {
+            RotationStep::CreateSecret => Some(RotationStep::SetSecret),
+            RotationStep::SetSecret => Some(RotationStep::TestSecret),
+            RotationStep::TestSecret => Some(RotationStep::FinishSecret),
+            RotationStep::FinishSecret => None,
+        }
+    }
+}
+
+/// Progress of the current (or last) rotation cycle, persisted after every step so a
+/// restarted server resumes where the last one stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RotationRun {
+    pub phase: RotationPhase,
+    /// The cycle's ClientRequestToken = the pending version's id.
+    pub token: Option<String>,
+    /// The step to run next (InProgress), or the step that failed (Failed).
+    pub step: Option<RotationStep>,
+    /// 1-based attempt number within the cycle.
+    pub attempt: i64,
+    /// Why the last attempt failed; never holds a secret value.
+    pub last_error: Option<String>,
+    pub last_attempt_at: Option<Timestamp>,
+    /// When the engine should next work on this cycle (a retry, or recovery of a crashed step).
+    pub resume_at: Option<Timestamp>,
+    /// Retries stop at the end of the cycle's window.
+    pub window_end: Option<Timestamp>,
 }
 
 impl SecretRecord {

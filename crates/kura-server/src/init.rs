@@ -68,6 +68,31 @@ fn load_or_create_root_key(dir: &Path) -> Result<RootKey> {
 pub struct Opened {
     pub service: Service,
     pub credentials_file: PathBuf,
+    /// Held while the server runs: one kura process per data directory.
+    pub lock: std::fs::File,
+}
+
+pub const LOCK_FILE: &str = "kura.lock";
+
+/// Takes the data directory's lock. The embedded database and the start-up recovery of
+/// interrupted rotations both assume no other kura process uses the directory.
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File> {
+    let path = dir.join(LOCK_FILE);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| io_err("cannot open", &path, e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::internal(format!(
+            "another kura server is using the data directory {}; stop it first, or start this one with another --data-dir",
+            dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(io_err("cannot lock", &path, e)),
+    }
 }
 
 /// Opens (creating on first start) everything in `dir` and returns the ready service.
@@ -77,6 +102,7 @@ pub async fn open(dir: &Path, region: &str, clock: Arc<dyn Clock>) -> Result<Ope
         .mode(0o700)
         .create(dir)
         .map_err(|e| io_err("cannot create the data directory", dir, e))?;
+    let lock = lock_data_dir(dir)?;
     let root = load_or_create_root_key(dir)?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join(DATABASE_FILE)).await?);
     // The database holds only ciphertext, but its metadata is nobody else's business either.
@@ -135,6 +161,7 @@ pub async fn open(dir: &Path, region: &str, clock: Arc<dyn Clock>) -> Result<Ope
     Ok(Opened {
         service,
         credentials_file,
+        lock,
     })
 }
 
@@ -170,6 +197,8 @@ async fn create_root_user(
             },
             active: true,
             created_at: now,
+            expires_at: None,
+            scope_secret_id: None,
         })
         .await?;
     let contents = Zeroizing::new(format!(

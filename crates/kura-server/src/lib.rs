@@ -37,11 +37,22 @@ pub async fn run(config: Config) -> Result<()> {
     let addr = listener
         .local_addr()
         .map_err(|e| Error::internal(format!("listener address: {e}")))?;
+    // Rotation functions call back on this address; a wildcard listener is reached locally.
+    let callback = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => {
+            SocketAddr::from(([127, 0, 0, 1], addr.port()))
+        }
+        ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
+        _ => addr,
+    };
+    service.set_rotation_endpoint(format!("http://{callback}"));
+    let service = Arc::new(service);
     let state = Arc::new(http::AppState {
-        service,
+        service: service.clone(),
         signing_keys: http::SigningKeyCache::default(),
     });
     let jobs = tokio::spawn(background_jobs(state.clone()));
+    let rotation = tokio::spawn(service.clone().rotation_loop());
     tracing::info!(
         %addr,
         data_dir = %config.data_dir.display(),
@@ -54,7 +65,9 @@ pub async fn run(config: Config) -> Result<()> {
         .await
         .map_err(|e| Error::internal(format!("server: {e}")))?;
     jobs.abort();
+    rotation.abort();
     state.service.store().close().await;
+    drop(opened.lock);
     tracing::info!("kura stopped");
     Ok(())
 }

@@ -140,6 +140,154 @@ pub struct DescribeSecretResponse {
     )]
     pub secret_versions_to_stages: Option<BTreeMap<String, Vec<String>>>,
     pub created_date: f64,
+    #[serde(rename = "RotationLambdaARN", skip_serializing_if = "Option::is_none")]
+    pub rotation_lambda_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation_rules: Option<RotationRules>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_rotated_date: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_rotation_date: Option<f64>,
+    /// kura's extension: how the current or last rotation went.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kura_rotation: Option<KuraRotation>,
+}
+
+#[derive(Debug, Deserialize, Serialize, Default, Clone)]
+#[serde(rename_all = "PascalCase")]
+pub struct RotationRules {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub automatically_after_days: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule_expression: Option<String>,
+}
+
+#[derive(Debug, Serialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct KuraRotation {
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    pub attempt: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_attempt_date: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_date: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RotateSecretRequest {
+    pub secret_id: String,
+    pub client_request_token: Option<String>,
+    #[serde(rename = "RotationLambdaARN")]
+    pub rotation_lambda_arn: Option<String>,
+    pub rotation_rules: Option<RotationRules>,
+    pub rotate_immediately: Option<bool>,
+}
+
+/// Kura.CreateRotationFunction.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateRotationFunctionRequest {
+    pub name: String,
+    /// `command`, `webhook` or `kura-password`.
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub command: Option<Vec<String>>,
+    pub environment: Option<BTreeMap<String, String>>,
+    pub url: Option<String>,
+    pub signing_secret: Option<SecretText>,
+    pub password_rules: Option<GetRandomPasswordRequest>,
+    pub timeout_seconds: Option<i64>,
+    pub max_attempts: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RotationFunctionEntry {
+    pub name: String,
+    #[serde(rename = "ARN")]
+    pub arn: String,
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub built_in: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment_keys: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_rules: Option<GetRandomPasswordRequest>,
+    pub timeout_seconds: i64,
+    pub max_attempts: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_date: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateRotationFunctionResponse {
+    #[serde(flatten)]
+    pub function: RotationFunctionEntry,
+    /// A webhook's signing secret, shown once when kura generated it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<SecretText>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListRotationFunctionsResponse {
+    pub rotation_functions: Vec<RotationFunctionEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NameRequest {
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateNotificationTargetRequest {
+    pub url: String,
+    pub events: Vec<String>,
+    pub signing_secret: Option<SecretText>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NotificationTargetEntry {
+    pub target_id: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub created_date: f64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateNotificationTargetResponse {
+    #[serde(flatten)]
+    pub target: NotificationTargetEntry,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<SecretText>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListNotificationTargetsResponse {
+    pub notification_targets: Vec<NotificationTargetEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TargetIdRequest {
+    pub target_id: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -215,7 +363,7 @@ pub struct DeleteSecretResponse {
     pub deletion_date: f64,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Serialize, Default, Clone)]
 #[serde(rename_all = "PascalCase")]
 pub struct GetRandomPasswordRequest {
     pub password_length: Option<i64>,
@@ -248,7 +396,7 @@ pub struct UntagResourceRequest {
     pub tag_keys: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Empty {}
 
 #[derive(Debug, Deserialize)]

@@ -21,6 +21,40 @@ pub struct AccessKeyRecord {
     pub sealed_secret: SealedValue,
     pub active: bool,
     pub created_at: Timestamp,
+    /// Short-lived keys (handed to rotation functions) stop working at this time.
+    pub expires_at: Option<Timestamp>,
+    /// A key limited to one secret (the one being rotated).
+    pub scope_secret_id: Option<i64>,
+}
+
+/// A user-defined rotation function (`command` or `webhook`, or a configured built-in).
+#[derive(Debug, Clone)]
+pub struct RotationFunctionRecord {
+    pub name: String,
+    pub kind: String,
+    /// The function's settings as JSON; never holds a secret.
+    pub config: String,
+    /// A webhook's signing secret.
+    pub sealed_secret: Option<SealedValue>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct NotificationTargetRecord {
+    pub id: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub sealed_secret: SealedValue,
+    pub created_at: Timestamp,
+}
+
+/// An event waiting for delivery to one target.
+#[derive(Debug, Clone)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub target_id: String,
+    pub body: String,
+    pub attempts: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +149,9 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_access_key(&self, key: &AccessKeyRecord) -> Result<()>;
     async fn find_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>>;
     async fn user_exists(&self, name: &str) -> Result<bool>;
+    async fn delete_access_key(&self, access_key_id: &str) -> Result<()>;
+    /// Deletes short-lived keys whose time is up; returns how many.
+    async fn delete_expired_access_keys(&self, now: Timestamp) -> Result<u64>;
 
     // --- secrets -------------------------------------------------------------------------
     /// Inserts a secret (and its first version, labelled by `stages`). A taken name or ARN
@@ -144,4 +181,38 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
     /// Destroys a secret with all its versions, labels and tags.
     async fn delete_secret(&self, secret_id: i64) -> Result<()>;
+    async fn secret_by_id(&self, secret_id: i64) -> Result<Option<SecretRecord>>;
+
+    // --- rotation ------------------------------------------------------------------------
+    /// Secrets with rotation work due at `now` (a scheduled cycle to start, or a cycle to
+    /// continue) whose lease is free or expired, soonest first.
+    async fn rotation_due(&self, now: Timestamp, limit: usize) -> Result<Vec<i64>>;
+    /// Takes (or renews) the rotation lease of a secret; false if another owner holds it.
+    async fn claim_rotation(
+        &self,
+        secret_id: i64,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool>;
+    async fn release_rotation(&self, secret_id: i64, owner: &str) -> Result<()>;
+    /// At start-up of a store only one server uses (SQLite): every lease belongs to a process
+    /// that is gone, so steps it was running are due again now.
+    async fn recover_rotations(&self, now: Timestamp) -> Result<u64>;
+    async fn insert_rotation_function(&self, f: &RotationFunctionRecord) -> Result<()>;
+    async fn rotation_function(&self, name: &str) -> Result<Option<RotationFunctionRecord>>;
+    async fn list_rotation_functions(&self) -> Result<Vec<RotationFunctionRecord>>;
+    /// Removes a function unless a secret's rotation uses it (InvalidRequestException).
+    async fn delete_rotation_function(&self, name: &str, arn: &str) -> Result<bool>;
+
+    // --- notifications -------------------------------------------------------------------
+    async fn insert_notification_target(&self, t: &NotificationTargetRecord) -> Result<()>;
+    async fn list_notification_targets(&self) -> Result<Vec<NotificationTargetRecord>>;
+    async fn delete_notification_target(&self, id: &str) -> Result<bool>;
+    /// Queues `body` for every target subscribed to `event`.
+    async fn enqueue_notification(&self, event: &str, body: &str, now: Timestamp) -> Result<()>;
+    async fn due_notifications(&self, now: Timestamp, limit: usize) -> Result<Vec<OutboxItem>>;
+    /// Delivered, or given up: the item leaves the outbox.
+    async fn finish_notification(&self, id: i64) -> Result<()>;
+    async fn retry_notification(&self, id: i64, at: Timestamp, error: &str) -> Result<()>;
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use kura_core::labels::Stages;
 use kura_core::model::{
-    NewVersion, SealedValue, SecretRecord, SecretState, Tag, ValueKind, VersionMeta,
+    NewVersion, RotationConfig, RotationPhase, RotationRun, RotationStep, SealedValue,
+    SecretRecord, SecretState, Tag, ValueKind, VersionMeta,
 };
 use kura_core::names::SecretRef;
 use kura_core::{Error, Result, Timestamp};
@@ -20,8 +21,9 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row, SqliteConnection, SqlitePool};
 
 use crate::{
-    AccessKeyRecord, Cursor, CursorValue, FilterKey, ListPage, ListQuery, Mutation, SortKey, Store,
-    StoredVersion, VersionSelector,
+    AccessKeyRecord, Cursor, CursorValue, FilterKey, ListPage, ListQuery, Mutation,
+    NotificationTargetRecord, OutboxItem, RotationFunctionRecord, SortKey, Store, StoredVersion,
+    VersionSelector,
 };
 
 /// Versioned migrations, applied in order, each in its own transaction. Embedded in the binary
@@ -32,6 +34,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../migrations/sqlite/0002_resource_policy.sql"),
     ),
+    (3, include_str!("../migrations/sqlite/0003_rotation.sql")),
 ];
 
 async fn migrate(pool: &SqlitePool) -> Result<()> {
@@ -125,7 +128,11 @@ impl SqliteStore {
     }
 }
 
-const SECRET_COLUMNS: &str = "id, name, arn, description, kms_key_id, created_at, changed_at, accessed_at, deleted_at, purge_at, resource_policy";
+const SECRET_COLUMNS: &str = "id, name, arn, description, kms_key_id, created_at, changed_at, accessed_at, \
+     deleted_at, purge_at, resource_policy, rotation_enabled, rotation_function, rotation_after_days, \
+     rotation_schedule, rotation_duration, last_rotated_at, next_rotation_at, next_rotation_end, rotation_state, rotation_token, \
+     rotation_step, rotation_attempt, rotation_error, rotation_attempted_at, rotation_resume_at, \
+     rotation_window_end";
 
 fn secret_from_row(r: &SqliteRow) -> Result<SecretRecord> {
     let ts = |c: &str| -> Result<Option<Timestamp>> {
@@ -146,6 +153,30 @@ fn secret_from_row(r: &SqliteRow) -> Result<SecretRecord> {
         purge_at: ts("purge_at")?,
         resource_policy: r.try_get("resource_policy").map_err(db_err)?,
         tags: Vec::new(),
+        rotation: RotationConfig {
+            enabled: r.try_get::<i64, _>("rotation_enabled").map_err(db_err)? != 0,
+            function_arn: r.try_get("rotation_function").map_err(db_err)?,
+            after_days: r.try_get("rotation_after_days").map_err(db_err)?,
+            schedule_expression: r.try_get("rotation_schedule").map_err(db_err)?,
+            duration: r.try_get("rotation_duration").map_err(db_err)?,
+            last_rotated_at: ts("last_rotated_at")?,
+            next_rotation_at: ts("next_rotation_at")?,
+            next_rotation_end: ts("next_rotation_end")?,
+        },
+        run: RotationRun {
+            phase: RotationPhase::parse(&r.try_get::<String, _>("rotation_state").map_err(db_err)?)
+                .ok_or_else(|| Error::internal("unknown rotation_state in the database"))?,
+            token: r.try_get("rotation_token").map_err(db_err)?,
+            step: r
+                .try_get::<Option<String>, _>("rotation_step")
+                .map_err(db_err)?
+                .and_then(|s| RotationStep::parse(&s)),
+            attempt: r.try_get("rotation_attempt").map_err(db_err)?,
+            last_error: r.try_get("rotation_error").map_err(db_err)?,
+            last_attempt_at: ts("rotation_attempted_at")?,
+            resume_at: ts("rotation_resume_at")?,
+            window_end: ts("rotation_window_end")?,
+        },
     })
 }
 
@@ -517,7 +548,7 @@ impl Store for SqliteStore {
     async fn insert_access_key(&self, k: &AccessKeyRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO access_keys (access_key_id, user_name, ciphertext, wrapped_key, key_name, \
-             key_version, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             key_version, status, created_at, expires_at, scope_secret_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&k.access_key_id)
         .bind(&k.user_name)
@@ -527,6 +558,8 @@ impl Store for SqliteStore {
         .bind(k.sealed_secret.key_version)
         .bind(if k.active { "Active" } else { "Inactive" })
         .bind(k.created_at.0)
+        .bind(k.expires_at.map(|t| t.0))
+        .bind(k.scope_secret_id)
         .execute(&self.pool)
         .await
         .map_err(db_err)?;
@@ -536,7 +569,7 @@ impl Store for SqliteStore {
     async fn find_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>> {
         let row = sqlx::query(
             "SELECT k.access_key_id, k.user_name, u.arn, k.ciphertext, k.wrapped_key, k.key_name, \
-             k.key_version, k.status, k.created_at FROM access_keys k JOIN users u ON u.name = k.user_name \
+             k.key_version, k.status, k.created_at, k.expires_at, k.scope_secret_id FROM access_keys k JOIN users u ON u.name = k.user_name \
              WHERE k.access_key_id = ?",
         )
         .bind(access_key_id)
@@ -557,6 +590,11 @@ impl Store for SqliteStore {
             },
             active: r.try_get::<String, _>("status").map_err(db_err)? == "Active",
             created_at: Timestamp(r.try_get("created_at").map_err(db_err)?),
+            expires_at: r
+                .try_get::<Option<i64>, _>("expires_at")
+                .map_err(db_err)?
+                .map(Timestamp),
+            scope_secret_id: r.try_get("scope_secret_id").map_err(db_err)?,
         }))
     }
 
@@ -714,7 +752,11 @@ impl Store for SqliteStore {
         let s = &state.secret;
         sqlx::query(
             "UPDATE secrets SET description = ?, kms_key_id = ?, changed_at = ?, accessed_at = ?, \
-             deleted_at = ?, purge_at = ?, resource_policy = ? WHERE id = ?",
+             deleted_at = ?, purge_at = ?, resource_policy = ?, rotation_enabled = ?, \
+             rotation_function = ?, rotation_after_days = ?, rotation_schedule = ?, rotation_duration = ?, \
+             last_rotated_at = ?, next_rotation_at = ?, next_rotation_end = ?, rotation_state = ?, rotation_token = ?, \
+             rotation_step = ?, rotation_attempt = ?, rotation_error = ?, rotation_attempted_at = ?, \
+             rotation_resume_at = ?, rotation_window_end = ? WHERE id = ?",
         )
         .bind(&s.description)
         .bind(&s.kms_key_id)
@@ -723,6 +765,22 @@ impl Store for SqliteStore {
         .bind(s.deleted_at.map(|t| t.0))
         .bind(s.purge_at.map(|t| t.0))
         .bind(&s.resource_policy)
+        .bind(s.rotation.enabled as i64)
+        .bind(&s.rotation.function_arn)
+        .bind(s.rotation.after_days)
+        .bind(&s.rotation.schedule_expression)
+        .bind(&s.rotation.duration)
+        .bind(s.rotation.last_rotated_at.map(|t| t.0))
+        .bind(s.rotation.next_rotation_at.map(|t| t.0))
+        .bind(s.rotation.next_rotation_end.map(|t| t.0))
+        .bind(s.run.phase.as_str())
+        .bind(&s.run.token)
+        .bind(s.run.step.map(|x| x.as_str()))
+        .bind(s.run.attempt)
+        .bind(&s.run.last_error)
+        .bind(s.run.last_attempt_at.map(|t| t.0))
+        .bind(s.run.resume_at.map(|t| t.0))
+        .bind(s.run.window_end.map(|t| t.0))
         .bind(secret_id)
         .execute(&mut *tx)
         .await
@@ -917,4 +975,347 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(db_err)?;
         Ok(())
     }
+
+    async fn secret_by_id(&self, secret_id: i64) -> Result<Option<SecretRecord>> {
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        load_secret(&mut conn, secret_id).await
+    }
+
+    async fn rotation_due(&self, now: Timestamp, limit: usize) -> Result<Vec<i64>> {
+        // Two index ranges: scheduled cycles to start, and cycles to continue.
+        sqlx::query_scalar(
+            "SELECT id FROM (\
+               SELECT id, next_rotation_at AS due, lease_expires_at FROM secrets \
+                 WHERE next_rotation_at <= ?1 AND rotation_enabled = 1 AND deleted_at IS NULL \
+                   AND rotation_state <> 'InProgress' \
+               UNION \
+               SELECT id, rotation_resume_at AS due, lease_expires_at FROM secrets \
+                 WHERE rotation_resume_at <= ?1 AND deleted_at IS NULL) \
+             WHERE lease_expires_at IS NULL OR lease_expires_at <= ?1 \
+             GROUP BY id ORDER BY MIN(due) LIMIT ?2",
+        )
+        .bind(now.0)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)
+    }
+
+    async fn claim_rotation(
+        &self,
+        secret_id: i64,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE secrets SET lease_owner = ?, lease_expires_at = ? WHERE id = ? \
+             AND (lease_owner IS NULL OR lease_owner = ? OR lease_expires_at <= ?)",
+        )
+        .bind(owner)
+        .bind(until.0)
+        .bind(secret_id)
+        .bind(owner)
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_rotation(&self, secret_id: i64, owner: &str) -> Result<()> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE secrets SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND lease_owner = ?",
+        )
+        .bind(secret_id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn recover_rotations(&self, now: Timestamp) -> Result<u64> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        let resumed = sqlx::query(
+            "UPDATE secrets SET rotation_resume_at = ? WHERE lease_owner IS NOT NULL \
+             AND rotation_state = 'InProgress'",
+        )
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        sqlx::query(
+            "UPDATE secrets SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner IS NOT NULL",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(resumed.rows_affected())
+    }
+
+    async fn insert_rotation_function(&self, f: &RotationFunctionRecord) -> Result<()> {
+        let sealed = f.sealed_secret.as_ref();
+        sqlx::query(
+            "INSERT INTO rotation_functions (name, kind, config, ciphertext, wrapped_key, key_name, \
+             key_version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&f.name)
+        .bind(&f.kind)
+        .bind(&f.config)
+        .bind(sealed.map(|s| s.ciphertext.clone()))
+        .bind(sealed.map(|s| s.wrapped_key.clone()))
+        .bind(sealed.map(|s| s.key_name.clone()))
+        .bind(sealed.map(|s| s.key_version))
+        .bind(f.created_at.0)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                Error::exists(format!("A rotation function named {} already exists.", f.name))
+            } else {
+                db_err(e)
+            }
+        })?;
+        Ok(())
+    }
+
+    async fn rotation_function(&self, name: &str) -> Result<Option<RotationFunctionRecord>> {
+        let row = sqlx::query(
+            "SELECT name, kind, config, ciphertext, wrapped_key, key_name, key_version, created_at \
+             FROM rotation_functions WHERE name = ?",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.as_ref().map(function_from_row).transpose()
+    }
+
+    async fn list_rotation_functions(&self) -> Result<Vec<RotationFunctionRecord>> {
+        let rows = sqlx::query(
+            "SELECT name, kind, config, ciphertext, wrapped_key, key_name, key_version, created_at \
+             FROM rotation_functions ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(function_from_row).collect()
+    }
+
+    async fn delete_rotation_function(&self, name: &str, arn: &str) -> Result<bool> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        let users: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM secrets WHERE rotation_function = ?")
+                .bind(arn)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        if users > 0 {
+            return Err(Error::invalid_request(format!(
+                "The rotation function {name} is used by {users} secret(s). Point their rotation at another function with RotateSecret first."
+            )));
+        }
+        let done = sqlx::query("DELETE FROM rotation_functions WHERE name = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_notification_target(&self, t: &NotificationTargetRecord) -> Result<()> {
+        let events = serde_json::to_string(&t.events)
+            .map_err(|e| Error::internal(format!("encoding events: {e}")))?;
+        sqlx::query(
+            "INSERT INTO notification_targets (id, url, events, ciphertext, wrapped_key, key_name, \
+             key_version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&t.id)
+        .bind(&t.url)
+        .bind(events)
+        .bind(&t.sealed_secret.ciphertext)
+        .bind(&t.sealed_secret.wrapped_key)
+        .bind(&t.sealed_secret.key_name)
+        .bind(t.sealed_secret.key_version)
+        .bind(t.created_at.0)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn list_notification_targets(&self) -> Result<Vec<NotificationTargetRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, url, events, ciphertext, wrapped_key, key_name, key_version, created_at \
+             FROM notification_targets ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                let events: String = r.try_get("events").map_err(db_err)?;
+                Ok(NotificationTargetRecord {
+                    id: r.try_get("id").map_err(db_err)?,
+                    url: r.try_get("url").map_err(db_err)?,
+                    events: serde_json::from_str(&events)
+                        .map_err(|e| Error::internal(format!("stored events: {e}")))?,
+                    sealed_secret: sealed_cols(r)?
+                        .ok_or_else(|| Error::internal("notification target without a secret"))?,
+                    created_at: Timestamp(r.try_get("created_at").map_err(db_err)?),
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_notification_target(&self, id: &str) -> Result<bool> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        let done = sqlx::query("DELETE FROM notification_targets WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn enqueue_notification(&self, event: &str, body: &str, now: Timestamp) -> Result<()> {
+        // Most servers have no targets: a read, not a write transaction, on every change.
+        let wanted: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM notification_targets t, json_each(t.events) e WHERE e.value = ?)",
+        )
+        .bind(event)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        if !wanted {
+            return Ok(());
+        }
+        let (_writer, mut tx) = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO notification_outbox (target_id, body, next_attempt_at) \
+             SELECT t.id, ?, ? FROM notification_targets t \
+             WHERE EXISTS (SELECT 1 FROM json_each(t.events) e WHERE e.value = ?)",
+        )
+        .bind(body)
+        .bind(now.0)
+        .bind(event)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn due_notifications(&self, now: Timestamp, limit: usize) -> Result<Vec<OutboxItem>> {
+        let rows = sqlx::query(
+            "SELECT id, target_id, body, attempts FROM notification_outbox \
+             WHERE next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
+        )
+        .bind(now.0)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxItem {
+                    id: r.try_get("id").map_err(db_err)?,
+                    target_id: r.try_get("target_id").map_err(db_err)?,
+                    body: r.try_get("body").map_err(db_err)?,
+                    attempts: r.try_get("attempts").map_err(db_err)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn finish_notification(&self, id: i64) -> Result<()> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        sqlx::query("DELETE FROM notification_outbox WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn retry_notification(&self, id: i64, at: Timestamp, error: &str) -> Result<()> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE notification_outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? \
+             WHERE id = ?",
+        )
+        .bind(at.0)
+        .bind(error)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn delete_access_key(&self, access_key_id: &str) -> Result<()> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        sqlx::query("DELETE FROM access_keys WHERE access_key_id = ?")
+            .bind(access_key_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn delete_expired_access_keys(&self, now: Timestamp) -> Result<u64> {
+        let any: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM access_keys WHERE expires_at <= ?)")
+                .bind(now.0)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_err)?;
+        if !any {
+            return Ok(0);
+        }
+        let (_writer, mut tx) = self.begin_write().await?;
+        let done = sqlx::query("DELETE FROM access_keys WHERE expires_at <= ?")
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+}
+
+/// A sealed value kept in `ciphertext, wrapped_key, key_name, key_version` columns (nullable).
+fn sealed_cols(r: &SqliteRow) -> Result<Option<SealedValue>> {
+    let ciphertext: Option<Vec<u8>> = r.try_get("ciphertext").map_err(db_err)?;
+    let Some(ciphertext) = ciphertext else {
+        return Ok(None);
+    };
+    Ok(Some(SealedValue {
+        kind: ValueKind::String,
+        ciphertext,
+        wrapped_key: r.try_get("wrapped_key").map_err(db_err)?,
+        key_name: r.try_get("key_name").map_err(db_err)?,
+        key_version: r.try_get("key_version").map_err(db_err)?,
+    }))
+}
+
+fn function_from_row(r: &SqliteRow) -> Result<RotationFunctionRecord> {
+    Ok(RotationFunctionRecord {
+        name: r.try_get("name").map_err(db_err)?,
+        kind: r.try_get("kind").map_err(db_err)?,
+        config: r.try_get("config").map_err(db_err)?,
+        sealed_secret: sealed_cols(r)?,
+        created_at: Timestamp(r.try_get("created_at").map_err(db_err)?),
+    })
 }

@@ -73,6 +73,12 @@ pub async fn authenticate(
     if !record.active {
         return Err(unrecognized());
     }
+    if record.expires_at.is_some_and(|t| t <= svc.clock.now()) {
+        return Err(Error::new(
+            ErrorCode::UnrecognizedClient,
+            "The security token included in the request is expired.",
+        ));
+    }
 
     let headers: Vec<(&str, &str)> = req
         .headers
@@ -140,5 +146,6 @@ pub async fn authenticate(
         user_name: record.user_name,
         arn: record.user_arn,
         access_key_id: record.access_key_id,
+        scope_secret_id: record.scope_secret_id,
     })
 }

@@ -25,7 +25,7 @@ pub const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 pub struct AppState {
-    pub service: Service,
+    pub service: Arc<Service>,
     pub signing_keys: SigningKeyCache,
 }
 
@@ -114,10 +114,30 @@ macro_rules! invoke {
 }
 
 /// kura's own operations (`X-Amz-Target: Kura.<Op>`), same conventions as the AWS ones.
-async fn dispatch_kura(svc: &Service, p: &Principal, op: &str, body: &[u8]) -> Result<Vec<u8>> {
+async fn dispatch_kura(
+    svc: &Arc<Service>,
+    p: &Principal,
+    op: &str,
+    body: &[u8],
+) -> Result<Vec<u8>> {
+    if p.scope_secret_id.is_some() {
+        return Err(Error::new(
+            ErrorCode::AccessDenied,
+            format!(
+                "{} is a rotation credential and may not call Kura.{op}.",
+                p.arn
+            ),
+        ));
+    }
     match op {
         "SetClock" => invoke!(svc, p, op, body, set_clock),
         "AdvanceClock" => invoke!(svc, p, op, body, advance_clock),
+        "CreateRotationFunction" => invoke!(svc, p, op, body, create_rotation_function),
+        "ListRotationFunctions" => invoke!(svc, p, op, body, list_rotation_functions),
+        "DeleteRotationFunction" => invoke!(svc, p, op, body, delete_rotation_function),
+        "CreateNotificationTarget" => invoke!(svc, p, op, body, create_notification_target),
+        "ListNotificationTargets" => invoke!(svc, p, op, body, list_notification_targets),
+        "DeleteNotificationTarget" => invoke!(svc, p, op, body, delete_notification_target),
         _ => Err(Error::new(
             ErrorCode::UnknownOperation,
             format!("kura has no extension operation {op:?}."),
@@ -125,7 +145,41 @@ async fn dispatch_kura(svc: &Service, p: &Principal, op: &str, body: &[u8]) -> R
     }
 }
 
+/// What a rotation function's short-lived key may do: the operations AWS's rotation templates
+/// use, on the one secret being rotated.
+async fn check_scope(svc: &Service, p: &Principal, op: &str, body: &[u8]) -> Result<()> {
+    let Some(scope) = p.scope_secret_id else {
+        return Ok(());
+    };
+    let denied = |what: &str| {
+        Err(Error::new(
+            ErrorCode::AccessDenied,
+            format!("{} is a rotation credential: {what}", p.arn),
+        ))
+    };
+    match op {
+        "GetRandomPassword" => return Ok(()),
+        "DescribeSecret"
+        | "GetSecretValue"
+        | "PutSecretValue"
+        | "UpdateSecretVersionStage"
+        | "ListSecretVersionIds" => {}
+        _ => return denied(&format!("it may not call {op}.")),
+    }
+    #[derive(serde::Deserialize)]
+    struct Target {
+        #[serde(rename = "SecretId")]
+        secret_id: String,
+    }
+    let target: Target = parse(op, body)?;
+    match svc.resolve(&target.secret_id).await {
+        Ok(s) if s.id == scope => Ok(()),
+        _ => denied("it may only reach the secret being rotated."),
+    }
+}
+
 async fn dispatch(svc: &Service, p: &Principal, op: &str, body: &[u8]) -> Result<Vec<u8>> {
+    check_scope(svc, p, op, body).await?;
     macro_rules! call {
         ($method:ident) => {
             invoke!(svc, p, op, body, $method)
@@ -150,6 +204,8 @@ async fn dispatch(svc: &Service, p: &Principal, op: &str, body: &[u8]) -> Result
         "GetResourcePolicy" => call!(get_resource_policy),
         "DeleteResourcePolicy" => call!(delete_resource_policy),
         "ValidateResourcePolicy" => call!(validate_resource_policy),
+        "RotateSecret" => call!(rotate_secret),
+        "CancelRotateSecret" => call!(cancel_rotate_secret),
         "ReplicateSecretToRegions"
         | "RemoveRegionsFromReplication"
         | "StopReplicationToReplica" => Err(Error::invalid_request(format!(

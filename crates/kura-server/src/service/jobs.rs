@@ -1,11 +1,15 @@
 //! Background jobs (the purge of secrets whose recovery window has ended) and the test clock.
 
+use std::sync::Arc;
+
 use kura_core::{Error, ErrorCode, Result, Timestamp};
 
 use super::{Principal, Service};
 use crate::wire::{AdvanceClockRequest, ClockResponse, SetClockRequest};
 
 const PURGE_BATCH: usize = 100;
+/// How long a clock move waits for the rotations it started.
+const CLOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Service {
     /// Destroys every secret whose deletion date has passed; returns how many.
@@ -17,7 +21,18 @@ impl Service {
                 .due_for_purge(self.clock.now(), PURGE_BATCH)
                 .await?;
             for id in &due {
+                let gone = self.store.secret_by_id(*id).await?;
                 self.store.delete_secret(*id).await?;
+                if let Some(s) = gone {
+                    self.emit(
+                        super::rotation::Event::SecretDeleted,
+                        &s.arn,
+                        &s.name,
+                        None,
+                        None,
+                    )
+                    .await;
+                }
             }
             purged += due.len();
             if due.len() < PURGE_BATCH {
@@ -39,16 +54,24 @@ impl Service {
         })
     }
 
-    /// Moves the test clock, then runs the jobs that are due at the new time, so a test sees
-    /// their effect as soon as the call returns.
-    async fn clock_moved(&self) -> Result<ClockResponse> {
+    /// Moves the test clock, then runs the jobs that are due at the new time — purges,
+    /// rotations, notifications — so a test sees their effect as soon as the call returns.
+    async fn clock_moved(self: &Arc<Self>) -> Result<ClockResponse> {
         self.purge_due().await?;
+        self.background_tick().await;
+        self.wait_rotations_idle(CLOCK_WAIT).await;
+        // Events the rotations just queued go out before the answer too.
+        self.deliver_notifications().await?;
         Ok(ClockResponse {
             time: self.clock.now().epoch_seconds(),
         })
     }
 
-    pub async fn set_clock(&self, _p: &Principal, req: SetClockRequest) -> Result<ClockResponse> {
+    pub async fn set_clock(
+        self: &Arc<Self>,
+        _p: &Principal,
+        req: SetClockRequest,
+    ) -> Result<ClockResponse> {
         let clock = self.test_clock()?;
         if !req.time.is_finite() || req.time < 0.0 {
             return Err(Error::invalid_parameter(
@@ -60,7 +83,7 @@ impl Service {
     }
 
     pub async fn advance_clock(
-        &self,
+        self: &Arc<Self>,
         _p: &Principal,
         req: AdvanceClockRequest,
     ) -> Result<ClockResponse> {

@@ -5,6 +5,7 @@ mod batch;
 mod jobs;
 mod password;
 mod policy;
+pub mod rotation;
 mod secrets;
 mod tags;
 mod tokens;
@@ -31,6 +32,25 @@ pub struct Principal {
     pub user_name: String,
     pub arn: String,
     pub access_key_id: String,
+    /// A rotation function's short-lived key reaches only this secret.
+    pub scope_secret_id: Option<i64>,
+}
+
+impl Principal {
+    /// kura itself, for work it does on its own behalf (built-in rotation steps).
+    pub(crate) fn system(account: &str) -> Self {
+        Principal {
+            user_name: "kura".into(),
+            arn: format!("arn:aws:iam::{account}:user/kura"),
+            access_key_id: String::new(),
+            scope_secret_id: None,
+        }
+    }
+
+    /// Until per-user policies exist, the root user is the only administrator.
+    pub fn is_administrator(&self) -> bool {
+        self.user_name == "root" && self.scope_secret_id.is_none()
+    }
 }
 
 pub struct Service {
@@ -42,6 +62,7 @@ pub struct Service {
     pub(crate) token_key: MacKey,
     /// Set only when the server runs with `--test-clock`.
     pub(crate) test_clock: Option<Arc<ManualClock>>,
+    pub(crate) rotation: rotation::RotationRuntime,
 }
 
 /// A decoded secret value. `Debug` never shows the bytes.
@@ -140,6 +161,7 @@ impl Service {
             account,
             token_key,
             test_clock: None,
+            rotation: rotation::RotationRuntime::new(),
         }
     }
 

@@ -6,6 +6,7 @@ use kura_core::names::{self, SecretRef, validate_description, validate_name, val
 use kura_core::{Error, Result};
 use kura_store::{Cursor, CursorValue, FilterKey, ListFilter, ListQuery, SortKey};
 
+use super::rotation::Event;
 use super::versions::{ValueWrite, page_size, token_in_use};
 use super::{Principal, Service, new_uuid, take_value};
 use crate::wire::{self, *};
@@ -36,12 +37,23 @@ fn to_wire_tags(tags: &[Tag]) -> Vec<wire::Tag> {
 
 fn describe(s: &SecretRecord, stages: &Stages) -> DescribeSecretResponse {
     let map = labels::versions_to_stages(stages);
+    let (rotation_lambda_arn, rotation_rules, kura_rotation) =
+        super::rotation::rotation_wire(&s.rotation, &s.run);
     DescribeSecretResponse {
         arn: s.arn.clone(),
         name: s.name.clone(),
         description: s.description.clone(),
         kms_key_id: s.kms_key_id.clone(),
-        rotation_enabled: false,
+        rotation_enabled: s.rotation.enabled,
+        rotation_lambda_arn,
+        rotation_rules,
+        last_rotated_date: s.rotation.last_rotated_at.map(|t| t.epoch_seconds()),
+        next_rotation_date: s
+            .rotation
+            .next_rotation_at
+            .filter(|_| s.rotation.enabled)
+            .map(|t| t.epoch_seconds()),
+        kura_rotation,
         last_changed_date: Some(s.changed_at.epoch_seconds()),
         last_accessed_date: s.accessed_at.map(|t| t.epoch_seconds()),
         deleted_date: s.deleted_at.map(|t| t.epoch_seconds()),
@@ -199,6 +211,8 @@ impl Service {
             purge_at: None,
             resource_policy: None,
             tags,
+            rotation: Default::default(),
+            run: Default::default(),
         };
         let mut stages = Stages::new();
         let first = match &plain {
@@ -426,6 +440,8 @@ impl Service {
         };
         if force {
             self.store.delete_secret(secret.id).await?;
+            self.emit(Event::SecretDeleted, &secret.arn, &secret.name, None, None)
+                .await;
             return Ok(DeleteSecretResponse {
                 arn: secret.arn,
                 name: secret.name,
@@ -443,6 +459,14 @@ impl Service {
                 Ok(())
             })
             .await?;
+        self.emit(
+            Event::SecretScheduledForDeletion,
+            &secret.arn,
+            &secret.name,
+            None,
+            None,
+        )
+        .await;
         Ok(DeleteSecretResponse {
             arn: secret.arn,
             name: secret.name,

@@ -6,6 +6,7 @@ use kura_core::names::validate_version_id;
 use kura_core::{Error, Result};
 use kura_store::VersionSelector;
 
+use super::rotation::{Event, after_manual_change};
 use super::{Plain, Principal, Service, new_uuid, take_value};
 use crate::wire::*;
 
@@ -72,6 +73,7 @@ impl Service {
                 if st.secret.is_scheduled_for_deletion() {
                     return Err(Error::marked_for_deletion());
                 }
+                let before_current = st.stages.get(labels::CURRENT).cloned();
                 match st.version(&token) {
                     Some(v) if v.has_value => return Err(token_in_use(&token, &st.secret.arn)),
                     Some(_) => {}
@@ -102,9 +104,18 @@ impl Service {
                     st.secret.kms_key_id = k.clone();
                 }
                 st.secret.changed_at = now;
+                after_manual_change(st, before_current.as_deref(), now);
                 Ok(())
             })
             .await?;
+        self.emit(
+            Event::SecretValueChanged,
+            &state.secret.arn,
+            &state.secret.name,
+            Some(&token),
+            None,
+        )
+        .await;
         Ok(answer(labels::stages_of(&state.stages, &token)))
     }
 
@@ -211,6 +222,7 @@ impl Service {
                     return Err(Error::marked_for_deletion());
                 }
                 let versions = st.versions.clone();
+                let before_current = st.stages.get(labels::CURRENT).cloned();
                 labels::update_stage(
                     &mut st.stages,
                     StageMove {
@@ -226,6 +238,7 @@ impl Service {
                     },
                 )?;
                 st.secret.changed_at = now;
+                after_manual_change(st, before_current.as_deref(), now);
                 Ok(())
             })
             .await?;

@@ -974,3 +974,135 @@ pub fn have(tool: &str) -> bool {
     }
     found
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Rotation
+// ---------------------------------------------------------------------------------------------------------
+
+/// DescribeSecret as raw JSON, to see kura's extension fields (`KuraRotation`).
+pub async fn describe_json(server: &Server, id: &str) -> serde_json::Value {
+    server
+        .raw(
+            "DescribeSecret",
+            &serde_json::json!({ "SecretId": id }).to_string(),
+            SignMode::Root,
+        )
+        .await
+        .assert_ok()
+}
+
+/// The ARN of rotation function `name` on the server that owns `secret_arn`.
+pub fn lambda_arn(secret_arn: &str, name: &str) -> String {
+    let parts: Vec<&str> = secret_arn.split(':').collect();
+    format!("arn:aws:lambda:{}:{}:function:{name}", parts[3], parts[4])
+}
+
+/// Waits until the secret's rotation is no longer in progress (or `max` passes) and returns
+/// `KuraRotation`. Rotation runs in the background, so tests poll; nothing waits on a schedule.
+pub async fn wait_rotation_settled(server: &Server, id: &str, max: Duration) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + max;
+    loop {
+        let d = describe_json(server, id).await;
+        let r = d["KuraRotation"].clone();
+        let state = r["State"].as_str().unwrap_or("");
+        let waiting_retry = state == "InProgress" && r.get("LastError").is_some();
+        if state == "Succeeded" || state == "Failed" || waiting_retry {
+            return r;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!(
+                "rotation of {id} still {state:?} after {max:?}: {d:#}\n--- server log ---\n{}",
+                server.log()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits for a rotation to succeed; panics with the rotation state otherwise.
+pub async fn wait_rotation_succeeded(server: &Server, id: &str) {
+    let r = wait_rotation_settled(server, id, Duration::from_secs(60)).await;
+    assert_eq!(
+        r["State"],
+        "Succeeded",
+        "rotation of {id} did not succeed: {r:#}\n--- server log ---\n{}",
+        server.log()
+    );
+}
+
+/// A Python with boto3 (the venv scripts/test puts first on PATH), as an absolute path.
+pub fn python_with_boto3() -> Option<PathBuf> {
+    if !have("python3") {
+        return None;
+    }
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import boto3, sys; print(sys.executable)"])
+        .output()
+        .expect("run python3");
+    if !out.status.success() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "python3 has no boto3; in CI it must (scripts/test installs it)"
+        );
+        eprintln!("SKIPPED: python3 has no boto3; run the tests through scripts/test");
+        return None;
+    }
+    Some(PathBuf::from(
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    ))
+}
+
+/// A file of the Python rotation fixture in `tests/rotation/`.
+pub fn rotation_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/rotation")
+        .join(name)
+}
+
+/// Creates a `command` function running the AWS-style Python fixture with `env`.
+pub async fn create_python_function(
+    server: &Server,
+    python: &Path,
+    name: &str,
+    env: &[(&str, &str)],
+    max_attempts: i64,
+) {
+    let env: serde_json::Map<String, serde_json::Value> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+        .collect();
+    server
+        .kura(
+            "CreateRotationFunction",
+            &serde_json::json!({
+                "Name": name,
+                "Type": "command",
+                "Command": [python, rotation_fixture("run_lambda.py")],
+                "Environment": env,
+                "TimeoutSeconds": 60,
+                "MaxAttempts": max_attempts,
+            })
+            .to_string(),
+        )
+        .await
+        .assert_ok();
+}
+
+/// SHA-256 hex of `text`, as the Python fixture records what it "set in the target system".
+pub fn sha256_hex(text: &str) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(text.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("run sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}

@@ -1,0 +1,425 @@
+//! Rotation functions: the built-in ones, and `command` / `webhook` functions defined with
+//! Kura.CreateRotationFunction. A secret names its function by a Lambda-style ARN.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kura_core::{Error, ErrorCode, Result};
+use kura_store::RotationFunctionRecord;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::service::password::password_spec;
+use crate::service::{Principal, Service};
+use crate::wire::*;
+
+/// The built-in function that regenerates a password (the whole string, or a JSON `password`).
+pub const KURA_PASSWORD: &str = "kura-password";
+const DEFAULT_TIMEOUT_SECONDS: i64 = 60;
+const MAX_TIMEOUT_SECONDS: i64 = 900;
+const DEFAULT_MAX_ATTEMPTS: i64 = 5;
+const MAX_ATTEMPTS: i64 = 10;
+const MAX_COMMAND_ARGS: usize = 64;
+
+/// What a function does at each step.
+pub(crate) enum FunctionKind {
+    Password(GetRandomPasswordRequest),
+    Command {
+        argv: Vec<String>,
+        env: BTreeMap<String, String>,
+    },
+    Webhook {
+        url: String,
+        secret: Zeroizing<Vec<u8>>,
+    },
+}
+
+pub(crate) struct RotationFunction {
+    pub name: String,
+    pub kind: FunctionKind,
+    pub timeout: Duration,
+    pub max_attempts: i64,
+}
+
+/// The JSON kept in `rotation_functions.config`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StoredConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    command: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    environment: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    password_rules: Option<GetRandomPasswordRequest>,
+    timeout_seconds: i64,
+    max_attempts: i64,
+}
+
+fn validate_function_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok {
+        return Err(Error::invalid_parameter(format!(
+            "Rotation function name {name:?} must be 1-64 characters of letters, digits, '-' and '_'."
+        )));
+    }
+    Ok(())
+}
+
+/// `http://` is only for this machine; anything else must be HTTPS.
+pub(crate) fn validate_hook_url(field: &str, url: &str) -> Result<()> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| Error::invalid_parameter(format!("{field} {url:?} is not a URL: {e}.")))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" if parsed.host().is_some() => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(Error::invalid_parameter(format!(
+            "{field} must be an https:// URL, or http:// to 127.0.0.1, ::1 or localhost; got {url:?}."
+        ))),
+    }
+}
+
+fn bounded(field: &str, v: Option<i64>, default: i64, max: i64) -> Result<i64> {
+    match v {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(Error::invalid_parameter(format!(
+            "{field} must be between 1 and {max}; got {n}."
+        ))),
+    }
+}
+
+impl Service {
+    pub(crate) fn function_arn(&self, name: &str) -> String {
+        format!(
+            "arn:aws:lambda:{}:{}:function:{name}",
+            self.region, self.account
+        )
+    }
+
+    /// `RotationLambdaARN` → function name. A bare name is accepted too.
+    pub(crate) fn function_name_of(&self, arn: &str) -> Result<String> {
+        let name = if arn.starts_with("arn:") {
+            let parts: Vec<&str> = arn.split(':').collect();
+            let shape_ok = matches!(parts.as_slice(), ["arn", "aws", "lambda", _, _, "function", n, ..] if !n.is_empty())
+                && parts.len() <= 8;
+            if !shape_ok {
+                return Err(Error::invalid_parameter(format!(
+                    "RotationLambdaARN {arn:?} is not of the form arn:aws:lambda:REGION:ACCOUNT:function:NAME."
+                )));
+            }
+            if parts[3] != self.region || parts[4] != self.account {
+                return Err(Error::invalid_parameter(format!(
+                    "RotationLambdaARN {arn:?} names another region or account; this kura's functions are {}.",
+                    self.function_arn("NAME")
+                )));
+            }
+            parts[6].to_string()
+        } else {
+            arn.to_string()
+        };
+        validate_function_name(&name)?;
+        Ok(name)
+    }
+
+    /// Loads a function by name; built-ins need no definition.
+    pub(crate) async fn load_function(&self, name: &str) -> Result<RotationFunction> {
+        if name == KURA_PASSWORD {
+            return Ok(RotationFunction {
+                name: name.to_string(),
+                kind: FunctionKind::Password(GetRandomPasswordRequest::default()),
+                timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECONDS as u64),
+                max_attempts: DEFAULT_MAX_ATTEMPTS,
+            });
+        }
+        let rec = self.store.rotation_function(name).await?.ok_or_else(|| {
+            Error::not_found(format!(
+                "The rotation function {name} does not exist. Create it with Kura.CreateRotationFunction, or use the built-in {KURA_PASSWORD}."
+            ))
+        })?;
+        let cfg: StoredConfig = serde_json::from_str(&rec.config)
+            .map_err(|e| Error::internal(format!("stored rotation function {name}: {e}")))?;
+        let kind = match rec.kind.as_str() {
+            KURA_PASSWORD => FunctionKind::Password(cfg.password_rules.unwrap_or_default()),
+            "command" => FunctionKind::Command {
+                argv: cfg.command.unwrap_or_default(),
+                env: cfg.environment.unwrap_or_default(),
+            },
+            "webhook" => {
+                let sealed = rec.sealed_secret.as_ref().ok_or_else(|| {
+                    Error::internal(format!("webhook function {name} has no signing secret"))
+                })?;
+                let secret = self.keyring.open(
+                    &sealed.key_name,
+                    sealed.key_version,
+                    &function_context(name),
+                    &sealed.ciphertext,
+                    &sealed.wrapped_key,
+                )?;
+                FunctionKind::Webhook {
+                    url: cfg.url.unwrap_or_default(),
+                    secret,
+                }
+            }
+            other => {
+                return Err(Error::internal(format!(
+                    "stored rotation function {name} has unknown type {other}"
+                )));
+            }
+        };
+        Ok(RotationFunction {
+            name: name.to_string(),
+            kind,
+            timeout: Duration::from_secs(cfg.timeout_seconds.max(1) as u64),
+            max_attempts: cfg.max_attempts.max(1),
+        })
+    }
+
+    fn function_entry(&self, rec: &RotationFunctionRecord) -> Result<RotationFunctionEntry> {
+        let cfg: StoredConfig = serde_json::from_str(&rec.config)
+            .map_err(|e| Error::internal(format!("stored rotation function {}: {e}", rec.name)))?;
+        Ok(RotationFunctionEntry {
+            name: rec.name.clone(),
+            arn: self.function_arn(&rec.name),
+            kind: rec.kind.clone(),
+            built_in: false,
+            command: cfg.command,
+            // Environment values can be credentials for the function: show only the names.
+            environment_keys: cfg.environment.map(|e| e.into_keys().collect()),
+            url: cfg.url,
+            password_rules: cfg.password_rules,
+            timeout_seconds: cfg.timeout_seconds,
+            max_attempts: cfg.max_attempts,
+            created_date: Some(rec.created_at.epoch_seconds()),
+        })
+    }
+
+    pub async fn create_rotation_function(
+        &self,
+        p: &Principal,
+        req: CreateRotationFunctionRequest,
+    ) -> Result<CreateRotationFunctionResponse> {
+        validate_function_name(&req.name)?;
+        if req.name.starts_with("kura-") {
+            return Err(Error::invalid_parameter(format!(
+                "Rotation function names starting with \"kura-\" are reserved for built-in functions; rename {:?}.",
+                req.name
+            )));
+        }
+        let timeout_seconds = bounded(
+            "TimeoutSeconds",
+            req.timeout_seconds,
+            DEFAULT_TIMEOUT_SECONDS,
+            MAX_TIMEOUT_SECONDS,
+        )?;
+        let max_attempts = bounded(
+            "MaxAttempts",
+            req.max_attempts,
+            DEFAULT_MAX_ATTEMPTS,
+            MAX_ATTEMPTS,
+        )?;
+        let mut cfg = StoredConfig {
+            timeout_seconds,
+            max_attempts,
+            ..Default::default()
+        };
+        let unexpected = |field: &str, kind: &str| {
+            Error::invalid_parameter(format!("{field} does not apply to a {kind} function."))
+        };
+        let mut signing_secret = None;
+        let mut generated = false;
+        match req.kind.as_str() {
+            "command" => {
+                if !p.is_administrator() {
+                    return Err(Error::new(
+                        ErrorCode::AccessDenied,
+                        format!(
+                            "{} may not create command functions: they run programs on the kura server, so only administrators may.",
+                            p.arn
+                        ),
+                    ));
+                }
+                let argv = req.command.ok_or_else(|| {
+                    Error::invalid_parameter(
+                        "A command function needs Command: the program and its arguments, e.g. [\"/usr/bin/python3\", \"/opt/rotate.py\"].",
+                    )
+                })?;
+                match argv.first() {
+                    Some(prog) if std::path::Path::new(prog).is_absolute() => {}
+                    _ => {
+                        return Err(Error::invalid_parameter(
+                            "Command[0] must be the absolute path of the program to run.",
+                        ));
+                    }
+                }
+                if argv.len() > MAX_COMMAND_ARGS || argv.iter().any(|a| a.contains('\0')) {
+                    return Err(Error::invalid_parameter(format!(
+                        "Command must have at most {MAX_COMMAND_ARGS} arguments, none containing NUL."
+                    )));
+                }
+                if let Some(env) = &req.environment {
+                    for k in env.keys() {
+                        let ok = !k.is_empty()
+                            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                            && !k.starts_with(|c: char| c.is_ascii_digit());
+                        if !ok {
+                            return Err(Error::invalid_parameter(format!(
+                                "Environment name {k:?} must be letters, digits and '_', not starting with a digit."
+                            )));
+                        }
+                    }
+                }
+                for (field, set) in [
+                    ("Url", req.url.is_some()),
+                    ("SigningSecret", req.signing_secret.is_some()),
+                    ("PasswordRules", req.password_rules.is_some()),
+                ] {
+                    if set {
+                        return Err(unexpected(field, "command"));
+                    }
+                }
+                cfg.command = Some(argv);
+                cfg.environment = req.environment;
+            }
+            "webhook" => {
+                let url = req.url.ok_or_else(|| {
+                    Error::invalid_parameter(
+                        "A webhook function needs Url, where kura POSTs each step's event.",
+                    )
+                })?;
+                validate_hook_url("Url", &url)?;
+                for (field, set) in [
+                    ("Command", req.command.is_some()),
+                    ("Environment", req.environment.is_some()),
+                    ("PasswordRules", req.password_rules.is_some()),
+                ] {
+                    if set {
+                        return Err(unexpected(field, "webhook"));
+                    }
+                }
+                signing_secret = Some(match req.signing_secret {
+                    Some(s) if s.0.len() >= 16 => s.0,
+                    Some(_) => {
+                        return Err(Error::invalid_parameter(
+                            "SigningSecret must be at least 16 characters; omit it to have kura generate one.",
+                        ));
+                    }
+                    None => {
+                        generated = true;
+                        Zeroizing::new(kura_crypto::random::alnum(40)?)
+                    }
+                });
+                cfg.url = Some(url);
+            }
+            KURA_PASSWORD => {
+                for (field, set) in [
+                    ("Command", req.command.is_some()),
+                    ("Environment", req.environment.is_some()),
+                    ("Url", req.url.is_some()),
+                    ("SigningSecret", req.signing_secret.is_some()),
+                ] {
+                    if set {
+                        return Err(unexpected(field, KURA_PASSWORD));
+                    }
+                }
+                let rules = req.password_rules.unwrap_or_default();
+                password_spec(&rules)?;
+                cfg.password_rules = Some(rules);
+            }
+            other => {
+                return Err(Error::invalid_parameter(format!(
+                    "Type {other:?} is not a rotation function type: use command, webhook or {KURA_PASSWORD}."
+                )));
+            }
+        }
+        let sealed_secret = match &signing_secret {
+            Some(s) => {
+                let sealed = self.keyring.seal(
+                    super::super::DEFAULT_KEY,
+                    &function_context(&req.name),
+                    s.as_bytes(),
+                )?;
+                Some(kura_core::model::SealedValue {
+                    kind: kura_core::model::ValueKind::String,
+                    ciphertext: sealed.ciphertext,
+                    wrapped_key: sealed.wrapped_key,
+                    key_name: super::super::DEFAULT_KEY.to_string(),
+                    key_version: sealed.key_version,
+                })
+            }
+            None => None,
+        };
+        let rec = RotationFunctionRecord {
+            name: req.name.clone(),
+            kind: req.kind.clone(),
+            config: serde_json::to_string(&cfg)
+                .map_err(|e| Error::internal(format!("encoding a rotation function: {e}")))?,
+            sealed_secret,
+            created_at: self.clock.now(),
+        };
+        self.store.insert_rotation_function(&rec).await?;
+        tracing::info!(function = %rec.name, kind = %rec.kind, by = %p.arn, "rotation function created");
+        Ok(CreateRotationFunctionResponse {
+            function: self.function_entry(&rec)?,
+            signing_secret: signing_secret.filter(|_| generated).map(SecretText),
+        })
+    }
+
+    pub async fn list_rotation_functions(
+        &self,
+        _p: &Principal,
+        _req: Empty,
+    ) -> Result<ListRotationFunctionsResponse> {
+        let mut out = vec![RotationFunctionEntry {
+            name: KURA_PASSWORD.to_string(),
+            arn: self.function_arn(KURA_PASSWORD),
+            kind: KURA_PASSWORD.to_string(),
+            built_in: true,
+            command: None,
+            environment_keys: None,
+            url: None,
+            password_rules: None,
+            timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            created_date: None,
+        }];
+        for rec in self.store.list_rotation_functions().await? {
+            out.push(self.function_entry(&rec)?);
+        }
+        Ok(ListRotationFunctionsResponse {
+            rotation_functions: out,
+        })
+    }
+
+    pub async fn delete_rotation_function(&self, p: &Principal, req: NameRequest) -> Result<Empty> {
+        validate_function_name(&req.name)?;
+        if req.name == KURA_PASSWORD {
+            return Err(Error::invalid_request(format!(
+                "{KURA_PASSWORD} is built in and can't be deleted."
+            )));
+        }
+        let arn = self.function_arn(&req.name);
+        if !self.store.delete_rotation_function(&req.name, &arn).await? {
+            return Err(Error::not_found(format!(
+                "The rotation function {} does not exist.",
+                req.name
+            )));
+        }
+        tracing::info!(function = %req.name, by = %p.arn, "rotation function deleted");
+        Ok(Empty {})
+    }
+}
+
+fn function_context(name: &str) -> Vec<u8> {
+    format!("kura/rotation-function/{name}").into_bytes()
+}

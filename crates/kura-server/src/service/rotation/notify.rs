@@ -1,0 +1,231 @@
+//! Notifications: events about secrets, queued in the database (the outbox) and POSTed,
+//! signed, to every subscribed target, with retries.
+
+use kura_core::{Error, Result, Timestamp};
+use kura_store::NotificationTargetRecord;
+use zeroize::Zeroizing;
+
+use super::functions::validate_hook_url;
+use crate::service::{Principal, Service, new_uuid};
+use crate::wire::*;
+
+const DELIVERY_BATCH: usize = 50;
+/// A target that keeps failing gets this many tries per event.
+const MAX_DELIVERY_ATTEMPTS: i64 = 8;
+const DELIVERY_BACKOFF_MS: i64 = 30_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    RotationStarted,
+    RotationSucceeded,
+    RotationFailed,
+    SecretValueChanged,
+    SecretScheduledForDeletion,
+    SecretDeleted,
+}
+
+impl Event {
+    pub const ALL: [Event; 6] = [
+        Event::RotationStarted,
+        Event::RotationSucceeded,
+        Event::RotationFailed,
+        Event::SecretValueChanged,
+        Event::SecretScheduledForDeletion,
+        Event::SecretDeleted,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::RotationStarted => "RotationStarted",
+            Event::RotationSucceeded => "RotationSucceeded",
+            Event::RotationFailed => "RotationFailed",
+            Event::SecretValueChanged => "SecretValueChanged",
+            Event::SecretScheduledForDeletion => "SecretScheduledForDeletion",
+            Event::SecretDeleted => "SecretDeleted",
+        }
+    }
+}
+
+fn target_context(id: &str) -> Vec<u8> {
+    format!("kura/notification-target/{id}").into_bytes()
+}
+
+fn entry(t: &NotificationTargetRecord) -> NotificationTargetEntry {
+    NotificationTargetEntry {
+        target_id: t.id.clone(),
+        url: t.url.clone(),
+        events: t.events.clone(),
+        created_date: t.created_at.epoch_seconds(),
+    }
+}
+
+impl Service {
+    /// Logs an event and queues it for the targets that subscribed to it. Never fails the
+    /// operation that caused it: a lost notification is logged, not returned.
+    pub(crate) async fn emit(
+        &self,
+        event: Event,
+        arn: &str,
+        name: &str,
+        version_id: Option<&str>,
+        error: Option<&str>,
+    ) {
+        let now = self.clock.now();
+        tracing::info!(event = event.as_str(), secret = %arn, version = version_id.unwrap_or(""), "event");
+        let mut body = serde_json::json!({
+            "EventId": new_uuid(),
+            "Event": event.as_str(),
+            "Time": now.epoch_seconds(),
+            "ARN": arn,
+            "Name": name,
+        });
+        if let Some(v) = version_id {
+            body["VersionId"] = v.into();
+        }
+        if let Some(e) = error {
+            body["Error"] = e.into();
+        }
+        if let Err(e) = self
+            .store
+            .enqueue_notification(event.as_str(), &body.to_string(), now)
+            .await
+        {
+            tracing::error!(event = event.as_str(), detail = ?e, "cannot queue a notification");
+            return;
+        }
+        self.rotation.kick();
+    }
+
+    /// Sends what is due in the outbox; one failing target does not hold up the others.
+    pub(crate) async fn deliver_notifications(&self) -> Result<()> {
+        let now = self.clock.now();
+        let due = self.store.due_notifications(now, DELIVERY_BATCH).await?;
+        if due.is_empty() {
+            return Ok(());
+        }
+        let targets = self.store.list_notification_targets().await?;
+        for item in due {
+            let Some(t) = targets.iter().find(|t| t.id == item.target_id) else {
+                self.store.finish_notification(item.id).await?;
+                continue;
+            };
+            let secret = self.keyring.open(
+                &t.sealed_secret.key_name,
+                t.sealed_secret.key_version,
+                &target_context(&t.id),
+                &t.sealed_secret.ciphertext,
+                &t.sealed_secret.wrapped_key,
+            )?;
+            match self
+                .post_signed(&t.url, &secret, "notification", item.body.clone())
+                .await
+            {
+                Ok(()) => self.store.finish_notification(item.id).await?,
+                Err(e) if item.attempts + 1 >= MAX_DELIVERY_ATTEMPTS => {
+                    tracing::warn!(target_id = %t.id, error = %e, "giving up on a notification");
+                    self.store.finish_notification(item.id).await?;
+                }
+                Err(e) => {
+                    let wait = DELIVERY_BACKOFF_MS << item.attempts.clamp(0, 10);
+                    let at: Timestamp = self.clock.now().plus_ms(wait);
+                    tracing::info!(target_id = %t.id, error = %e, "notification not delivered; will retry");
+                    self.store.retry_notification(item.id, at, &e).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn create_notification_target(
+        &self,
+        p: &Principal,
+        req: CreateNotificationTargetRequest,
+    ) -> Result<CreateNotificationTargetResponse> {
+        validate_hook_url("Url", &req.url)?;
+        if req.events.is_empty() {
+            return Err(Error::invalid_parameter(format!(
+                "Events must list at least one of {}.",
+                Event::ALL.map(Event::as_str).join(", ")
+            )));
+        }
+        for e in &req.events {
+            if !Event::ALL.iter().any(|k| k.as_str() == e) {
+                return Err(Error::invalid_parameter(format!(
+                    "Event {e:?} is unknown; kura sends {}.",
+                    Event::ALL.map(Event::as_str).join(", ")
+                )));
+            }
+        }
+        let (secret, generated) = match req.signing_secret {
+            Some(s) if s.0.len() >= 16 => (s.0, false),
+            Some(_) => {
+                return Err(Error::invalid_parameter(
+                    "SigningSecret must be at least 16 characters; omit it to have kura generate one.",
+                ));
+            }
+            None => (Zeroizing::new(kura_crypto::random::alnum(40)?), true),
+        };
+        let id = new_uuid();
+        let sealed = self.keyring.seal(
+            crate::service::DEFAULT_KEY,
+            &target_context(&id),
+            secret.as_bytes(),
+        )?;
+        let mut events = req.events.clone();
+        events.sort();
+        events.dedup();
+        let rec = NotificationTargetRecord {
+            id,
+            url: req.url,
+            events,
+            sealed_secret: kura_core::model::SealedValue {
+                kind: kura_core::model::ValueKind::String,
+                ciphertext: sealed.ciphertext,
+                wrapped_key: sealed.wrapped_key,
+                key_name: crate::service::DEFAULT_KEY.to_string(),
+                key_version: sealed.key_version,
+            },
+            created_at: self.clock.now(),
+        };
+        self.store.insert_notification_target(&rec).await?;
+        tracing::info!(target_id = %rec.id, url = %rec.url, by = %p.arn, "notification target created");
+        Ok(CreateNotificationTargetResponse {
+            target: entry(&rec),
+            signing_secret: generated.then_some(SecretText(secret)),
+        })
+    }
+
+    pub async fn list_notification_targets(
+        &self,
+        _p: &Principal,
+        _req: Empty,
+    ) -> Result<ListNotificationTargetsResponse> {
+        Ok(ListNotificationTargetsResponse {
+            notification_targets: self
+                .store
+                .list_notification_targets()
+                .await?
+                .iter()
+                .map(entry)
+                .collect(),
+        })
+    }
+
+    pub async fn delete_notification_target(
+        &self,
+        p: &Principal,
+        req: TargetIdRequest,
+    ) -> Result<Empty> {
+        if !self
+            .store
+            .delete_notification_target(&req.target_id)
+            .await?
+        {
+            return Err(Error::not_found(format!(
+                "The notification target {} does not exist.",
+                req.target_id
+            )));
+        }
+        tracing::info!(target_id = %req.target_id, by = %p.arn, "notification target deleted");
+        Ok(Empty {})
+    }
+}
