@@ -335,6 +335,37 @@ pub fn derive_signing_key(
     SigningKey(*key)
 }
 
+/// Signs `req` (whose headers must include `host` and `x-amz-date` = `amz_date`) over all of
+/// its headers, and returns the `Authorization` header value. kura's own CLI signs with it.
+pub fn authorization_header(
+    req: &Request,
+    access_key_id: &str,
+    secret_access_key: &str,
+    region: &str,
+    service: &str,
+    amz_date: &str,
+) -> Result<String, SigV4Error> {
+    let date = amz_date
+        .get(..8)
+        .ok_or_else(|| incomplete("X-Amz-Date is too short."))?;
+    let signed: Vec<String> = req
+        .headers
+        .iter()
+        .map(|(n, _)| n.to_ascii_lowercase())
+        .collect();
+    let canonical = canonical_request(req, &signed)?;
+    let scope = format!("{date}/{region}/{service}/{TERMINATOR}");
+    let key = derive_signing_key(secret_access_key, date, region, service);
+    let signature = key.sign(&string_to_sign(amz_date, &scope, &canonical));
+    let mut names = signed;
+    names.sort_unstable();
+    names.dedup();
+    Ok(format!(
+        "{ALGORITHM} Credential={access_key_id}/{scope}, SignedHeaders={}, Signature={signature}",
+        names.join(";")
+    ))
+}
+
 /// Checks that `req` carries a valid signature by the holder of `key` for
 /// `expected_service`, made within `max_skew` of `now`.
 pub fn verify(
@@ -1604,6 +1635,57 @@ mod tests {
         assert_eq!(
             SigV4Error::Missing.to_string(),
             "Missing Authentication Token"
+        );
+    }
+
+    #[test]
+    fn authorization_header_verifies() {
+        let amz_date = "20260115T103000Z";
+        let headers = [
+            ("host", "127.0.0.1:8200"),
+            ("x-amz-date", amz_date),
+            ("x-amz-target", "secretsmanager.ListSecrets"),
+            ("content-type", "application/x-amz-json-1.1"),
+        ];
+        let req = Request {
+            method: "POST",
+            path: "/",
+            query: "",
+            headers: &headers,
+            body: b"{}",
+        };
+        let value = authorization_header(
+            &req,
+            "AKIDEXAMPLE",
+            "s3cr3t",
+            "us-east-1",
+            "secretsmanager",
+            amz_date,
+        )
+        .unwrap();
+        let auth = parse_authorization(&value).unwrap();
+        let key = derive_signing_key("s3cr3t", "20260115", "us-east-1", "secretsmanager");
+        let now = request_time(&req).unwrap();
+        verify(
+            &req,
+            &auth,
+            &key,
+            "secretsmanager",
+            now,
+            chrono::Duration::minutes(5),
+        )
+        .unwrap();
+        let wrong = derive_signing_key("other", "20260115", "us-east-1", "secretsmanager");
+        assert!(
+            verify(
+                &req,
+                &auth,
+                &wrong,
+                "secretsmanager",
+                now,
+                chrono::Duration::minutes(5)
+            )
+            .is_err()
         );
     }
 }

@@ -1,5 +1,7 @@
 //! The `kura` command.
 
+mod api;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +39,22 @@ enum Command {
         #[arg(long, env = "KURA_LOG_JSON")]
         log_json: bool,
     },
+    /// Call one operation on a kura server, signed: an AWS one (`CreateSecret`) or one of
+    /// kura's extensions (`Kura.CreateRotationFunction`). Prints the JSON answer.
+    Api {
+        /// `Kura.<Op>` or an AWS Secrets Manager operation name.
+        operation: String,
+        /// The request as JSON (`-` reads it from stdin; default `{}`).
+        body: Option<String>,
+        #[arg(long, env = "KURA_ENDPOINT", default_value = "http://127.0.0.1:8200")]
+        endpoint: String,
+        /// AWS shared-credentials file (default: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, then
+        /// AWS_SHARED_CREDENTIALS_FILE, then ./kura-data/root-credentials).
+        #[arg(long)]
+        credentials: Option<PathBuf>,
+        #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+        region: String,
+    },
 }
 
 fn init_logging(json: bool) {
@@ -56,6 +74,38 @@ fn init_logging(json: bool) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Api {
+            operation,
+            body,
+            endpoint,
+            credentials,
+            region,
+        } => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("kura: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let args = api::ApiArgs {
+                endpoint,
+                credentials,
+                region,
+                operation,
+                body,
+            };
+            match runtime.block_on(api::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("kura: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Server {
             listen,
             data_dir,

@@ -83,3 +83,35 @@ async fn readme_aws_cli_then_boto3_examples_work_as_printed() {
         .expect("AWSPREVIOUS readable");
     assert_eq!(prev.secret_string(), Some("correct horse battery staple"));
 }
+
+#[tokio::test]
+async fn readme_rotation_example_works_as_printed() {
+    if !have("aws") {
+        return;
+    }
+    let server = Server::start().await;
+    let dir = workdir(&server);
+    let block = readme_block("rotation").replace("127.0.0.1:8200", &server.addr.to_string());
+    run_in(dir.path(), "bash", &["-euo", "pipefail", "-c", &block]);
+    common::wait_rotation_succeeded(&server, "demo/app-db").await;
+
+    // What the README promises: the password field is new, the rest kept, the schedule set.
+    let client = server.client().await;
+    let value: serde_json::Value =
+        serde_json::from_str(&common::get_string(&client, "demo/app-db").await).unwrap();
+    assert_eq!(value["username"], "app");
+    assert_eq!(value["password"].as_str().map(str::len), Some(32));
+    let d = client
+        .describe_secret()
+        .secret_id("demo/app-db")
+        .send()
+        .await
+        .expect("DescribeSecret");
+    assert_eq!(
+        d.rotation_rules().and_then(|r| r.schedule_expression()),
+        Some("rate(30 days)")
+    );
+    let next = d.next_rotation_date().expect("NextRotationDate").secs();
+    let expected = (common::now_secs() / 86_400 + 30) * 86_400;
+    assert_eq!(next, expected, "30 days on, at midnight UTC");
+}

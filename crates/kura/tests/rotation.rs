@@ -117,8 +117,10 @@ async fn rotations_until(server: &Server, id: &str, from: i64, until: i64, step:
         t += step;
         let d = describe_json(server, id).await;
         let r = secs(&d["LastRotatedDate"]);
-        if r.is_some() && r != last {
-            seen.push(r.unwrap());
+        if let Some(at) = r
+            && r != last
+        {
+            seen.push(at);
             last = r;
         }
         assert_ne!(

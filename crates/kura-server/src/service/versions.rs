@@ -67,6 +67,7 @@ impl Service {
         let sealed = self.seal(&target, &token, &w.plain)?;
         let now = self.clock.now();
         let requested = w.stages.as_deref();
+        let mut current_moved = false;
         let state = self
             .store
             .modify(secret.id, &mut |st| {
@@ -104,18 +105,20 @@ impl Service {
                     st.secret.kms_key_id = k.clone();
                 }
                 st.secret.changed_at = now;
-                after_manual_change(st, before_current.as_deref(), now);
+                current_moved = after_manual_change(st, before_current.as_deref(), now);
                 Ok(())
             })
             .await?;
-        self.emit(
-            Event::SecretValueChanged,
-            &state.secret.arn,
-            &state.secret.name,
-            Some(&token),
-            None,
-        )
-        .await;
+        if current_moved {
+            self.emit(
+                Event::SecretValueChanged,
+                &state.secret.arn,
+                &state.secret.name,
+                Some(&token),
+                None,
+            )
+            .await;
+        }
         Ok(answer(labels::stages_of(&state.stages, &token)))
     }
 
@@ -216,7 +219,9 @@ impl Service {
         }
         let secret = self.resolve_live(&req.secret_id).await?;
         let now = self.clock.now();
-        self.store
+        let mut current_moved = false;
+        let state = self
+            .store
             .modify(secret.id, &mut |st| {
                 if st.secret.is_scheduled_for_deletion() {
                     return Err(Error::marked_for_deletion());
@@ -238,10 +243,21 @@ impl Service {
                     },
                 )?;
                 st.secret.changed_at = now;
-                after_manual_change(st, before_current.as_deref(), now);
+                current_moved = after_manual_change(st, before_current.as_deref(), now);
                 Ok(())
             })
             .await?;
+        if current_moved {
+            let current = state.stages.get(labels::CURRENT).cloned();
+            self.emit(
+                Event::SecretValueChanged,
+                &secret.arn,
+                &secret.name,
+                current.as_deref(),
+                None,
+            )
+            .await;
+        }
         Ok(SecretVersionResponse {
             arn: secret.arn,
             name: secret.name,

@@ -45,16 +45,18 @@ pub(crate) fn plan_next(cfg: &mut RotationConfig, anchor: Timestamp) {
     cfg.next_rotation_end = next.map(|w: Window| w.end);
 }
 
-/// A manual change of AWSCURRENT counts as a rotation when the next date is computed.
+/// After a write: whether AWSCURRENT moved. A manual move (outside a rotation) counts as a
+/// rotation when the next date is computed.
 pub(crate) fn after_manual_change(
     st: &mut SecretState,
     before_current: Option<&str>,
     now: Timestamp,
-) {
+) -> bool {
     let moved = st.stages.get(labels::CURRENT).map(String::as_str) != before_current;
     if moved && st.secret.rotation.enabled && st.secret.run.phase != RotationPhase::InProgress {
         plan_next(&mut st.secret.rotation, now);
     }
+    moved
 }
 
 pub(crate) fn rotation_wire(

@@ -1,0 +1,155 @@
+//! `kura api`: one signed call to a kura server — any AWS Secrets Manager operation or one of
+//! kura's `Kura.*` extensions, which the AWS CLI cannot send.
+
+use std::path::{Path, PathBuf};
+
+use kura_iam::sigv4;
+
+pub struct ApiArgs {
+    pub endpoint: String,
+    pub credentials: Option<PathBuf>,
+    pub region: String,
+    pub operation: String,
+    pub body: Option<String>,
+}
+
+struct Credentials {
+    access_key_id: String,
+    secret_access_key: zeroize::Zeroizing<String>,
+}
+
+/// `[default]` profile of an AWS shared-credentials file.
+fn read_credentials_file(path: &Path) -> Result<Credentials, String> {
+    let text = std::fs::read_to_string(path)
+        .map(zeroize::Zeroizing::new)
+        .map_err(|e| format!("cannot read credentials file {}: {e}", path.display()))?;
+    let mut in_default = false;
+    let (mut id, mut secret) = (None, None);
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_default = line == "[default]";
+        } else if in_default && let Some((k, v)) = line.split_once('=') {
+            match k.trim() {
+                "aws_access_key_id" => id = Some(v.trim().to_string()),
+                "aws_secret_access_key" => {
+                    secret = Some(zeroize::Zeroizing::new(v.trim().to_string()))
+                }
+                _ => {}
+            }
+        }
+    }
+    match (id, secret) {
+        (Some(access_key_id), Some(secret_access_key)) => Ok(Credentials {
+            access_key_id,
+            secret_access_key,
+        }),
+        _ => Err(format!(
+            "{} has no [default] profile with aws_access_key_id and aws_secret_access_key",
+            path.display()
+        )),
+    }
+}
+
+/// `--credentials`, else AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, else AWS_SHARED_CREDENTIALS_FILE,
+/// else the root credentials of `./kura-data`.
+fn credentials(explicit: Option<&Path>) -> Result<Credentials, String> {
+    if let Some(p) = explicit {
+        return read_credentials_file(p);
+    }
+    if let (Ok(id), Ok(secret)) = (
+        std::env::var("AWS_ACCESS_KEY_ID"),
+        std::env::var("AWS_SECRET_ACCESS_KEY"),
+    ) {
+        return Ok(Credentials {
+            access_key_id: id,
+            secret_access_key: zeroize::Zeroizing::new(secret),
+        });
+    }
+    let file = std::env::var_os("AWS_SHARED_CREDENTIALS_FILE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("./kura-data/root-credentials"));
+    read_credentials_file(&file)
+}
+
+/// Runs the call; prints the answer (pretty JSON) on stdout, or the error on stderr.
+pub async fn run(args: ApiArgs) -> Result<(), String> {
+    let creds = credentials(args.credentials.as_deref())?;
+    let target = if args.operation.contains('.') {
+        args.operation.clone()
+    } else {
+        format!("secretsmanager.{}", args.operation)
+    };
+    let body = match args.body.as_deref() {
+        None => "{}".to_string(),
+        Some("-") => {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                .map_err(|e| format!("cannot read the body from stdin: {e}"))?;
+            s
+        }
+        Some(b) => b.to_string(),
+    };
+    serde_json::from_str::<serde_json::Value>(&body)
+        .map_err(|e| format!("the request body is not JSON: {e}"))?;
+    let url = reqwest::Url::parse(&args.endpoint)
+        .map_err(|e| format!("--endpoint {:?} is not a URL: {e}", args.endpoint))?;
+    let host = match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => return Err(format!("--endpoint {:?} has no host", args.endpoint)),
+    };
+    let amz_date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let content_type = "application/x-amz-json-1.1";
+    let headers = [
+        ("host", host.as_str()),
+        ("x-amz-date", amz_date.as_str()),
+        ("x-amz-target", target.as_str()),
+        ("content-type", content_type),
+    ];
+    let request = sigv4::Request {
+        method: "POST",
+        path: "/",
+        query: "",
+        headers: &headers,
+        body: body.as_bytes(),
+    };
+    let authorization = sigv4::authorization_header(
+        &request,
+        &creds.access_key_id,
+        &creds.secret_access_key,
+        &args.region,
+        "secretsmanager",
+        &amz_date,
+    )
+    .map_err(|e| format!("cannot sign the request: {e}"))?;
+    let resp = reqwest::Client::new()
+        .post(url)
+        .header("x-amz-date", &amz_date)
+        .header("x-amz-target", &target)
+        .header("content-type", content_type)
+        .header("authorization", authorization)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach {}: {e}", args.endpoint))?;
+    let ok = resp.status().is_success();
+    let text = resp
+        .text()
+        .await
+        .map_err(|e| format!("reading the answer: {e}"))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    if ok {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json).unwrap_or_default()
+        );
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: {}",
+            json["__type"].as_str().unwrap_or("error"),
+            json["message"].as_str().unwrap_or("(no message)")
+        ))
+    }
+}
