@@ -1,0 +1,76 @@
+//! `kura api`: the signed one-call client, as a user runs it.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn kura_api(server: &Server, args: &[&str]) -> (bool, String, String) {
+    let creds = server.data_dir.join("root-credentials");
+    let out = Command::new(env!("CARGO_BIN_EXE_kura"))
+        .arg("api")
+        .arg("--endpoint")
+        .arg(server.endpoint())
+        .arg("--credentials")
+        .arg(&creds)
+        .args(args)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .output()
+        .expect("run kura api");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[tokio::test]
+async fn kura_api_calls_aws_and_extension_operations() {
+    let server = Server::start().await;
+    let (ok_, out, err) = kura_api(
+        &server,
+        &[
+            "CreateSecret",
+            r#"{"Name": "cli/one", "SecretString": "v1"}"#,
+        ],
+    );
+    assert!(ok_, "{err}");
+    let created: serde_json::Value = serde_json::from_str(&out).expect("JSON answer");
+    assert_eq!(created["Name"], "cli/one");
+
+    let (ok_, out, err) = kura_api(&server, &["Kura.ListRotationFunctions"]);
+    assert!(ok_, "{err}");
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list["RotationFunctions"][0]["Name"], "kura-password");
+
+    let c = server.client().await;
+    assert_eq!(get_string(&c, "cli/one").await, "v1");
+}
+
+#[tokio::test]
+async fn kura_api_reports_errors_with_their_code_and_a_failing_status() {
+    let server = Server::start().await;
+    let (ok_, out, err) = kura_api(&server, &["GetSecretValue", r#"{"SecretId": "cli/none"}"#]);
+    assert!(!ok_ && out.is_empty());
+    assert!(
+        err.contains("ResourceNotFoundException") && err.contains("can't find"),
+        "{err}"
+    );
+    let (ok_, _, err) = kura_api(&server, &["Kura.Nope"]);
+    assert!(!ok_ && err.contains("UnknownOperationException"), "{err}");
+    let (ok_, _, err) = kura_api(&server, &["CreateSecret", "{not json"]);
+    assert!(!ok_ && err.contains("not JSON"), "{err}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_kura"))
+        .args(["api", "--endpoint", &server.endpoint()])
+        .args(["--credentials", "/nonexistent/creds", "ListSecrets"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("/nonexistent/creds"),
+        "{err}"
+    );
+}
