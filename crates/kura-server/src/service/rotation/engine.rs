@@ -36,6 +36,8 @@ pub(crate) struct RotationRuntime {
     permits: Arc<Semaphore>,
     endpoint: OnceLock<String>,
     pub(crate) http: reqwest::Client,
+    /// One delivery pass at a time, so an event is not sent twice by overlapping passes.
+    pub(crate) delivering: tokio::sync::Mutex<()>,
 }
 
 impl RotationRuntime {
@@ -53,6 +55,7 @@ impl RotationRuntime {
             permits: Arc::new(Semaphore::new(CONCURRENCY)),
             endpoint: OnceLock::new(),
             http,
+            delivering: tokio::sync::Mutex::new(()),
         }
     }
 

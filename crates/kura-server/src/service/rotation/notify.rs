@@ -97,6 +97,7 @@ impl Service {
 
     /// Sends what is due in the outbox; one failing target does not hold up the others.
     pub(crate) async fn deliver_notifications(&self) -> Result<()> {
+        let _one_pass = self.rotation.delivering.lock().await;
         let now = self.clock.now();
         let due = self.store.due_notifications(now, DELIVERY_BATCH).await?;
         if due.is_empty() {
