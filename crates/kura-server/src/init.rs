@@ -6,13 +6,13 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use kura_core::model::{SealedValue, ValueKind};
 use kura_core::{Clock, Error, Result};
 use kura_crypto::{Keyring, RootKey, random};
-use kura_store::{AccessKeyRecord, SqliteStore, Store};
+use kura_store::{SqliteStore, Store};
 use zeroize::Zeroizing;
 
-use crate::service::{DEFAULT_KEY, Service, access_key_context};
+use crate::service::access_keys::NewAccessKey;
+use crate::service::{DEFAULT_KEY, Service};
 
 pub const ROOT_KEY_FILE: &str = "root.key";
 pub const CREDENTIALS_FILE: &str = "root-credentials";
@@ -175,28 +175,10 @@ async fn create_root_user(
     store
         .create_user("root", &format!("arn:aws:iam::{account}:root"), now)
         .await?;
-    let upper: Vec<char> = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567".chars().collect();
-    let access_key_id = format!("AKIA{}", random::string_from(&upper, 16)?);
-    let secret = Zeroizing::new(random::alnum(40)?);
-    let sealed = svc.keyring().seal(
-        DEFAULT_KEY,
-        &access_key_context(&access_key_id),
-        secret.as_bytes(),
-    )?;
-    store
-        .insert_access_key(&AccessKeyRecord {
-            access_key_id: access_key_id.clone(),
-            user_name: "root".into(),
-            user_arn: format!("arn:aws:iam::{account}:root"),
-            sealed_secret: SealedValue {
-                kind: ValueKind::String,
-                ciphertext: sealed.ciphertext,
-                wrapped_key: sealed.wrapped_key,
-                key_name: DEFAULT_KEY.into(),
-                key_version: sealed.key_version,
-            },
-            active: true,
-            created_at: now,
+    let (access_key_id, secret) = svc
+        .create_access_key(NewAccessKey {
+            user_name: "root",
+            prefix: "AKIA",
             expires_at: None,
             scope_secret_id: None,
         })

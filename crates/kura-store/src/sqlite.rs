@@ -87,6 +87,17 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// One statement in its own write transaction; returns the rows it changed.
+    async fn write_one(
+        &self,
+        q: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    ) -> Result<u64> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        let done = q.execute(&mut *tx).await.map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
     /// A write transaction, entered in turn: the in-process queue first, then SQLite's lock
     /// (BEGIN IMMEDIATE), which other processes on the same file still contend for.
     async fn begin_write(
@@ -1008,34 +1019,31 @@ impl Store for SqliteStore {
         now: Timestamp,
         until: Timestamp,
     ) -> Result<bool> {
-        let (_writer, mut tx) = self.begin_write().await?;
-        let done = sqlx::query(
-            "UPDATE secrets SET lease_owner = ?, lease_expires_at = ? WHERE id = ? \
+        let done = self
+            .write_one(
+                sqlx::query(
+                    "UPDATE secrets SET lease_owner = ?, lease_expires_at = ? WHERE id = ? \
              AND (lease_owner IS NULL OR lease_owner = ? OR lease_expires_at <= ?)",
-        )
-        .bind(owner)
-        .bind(until.0)
-        .bind(secret_id)
-        .bind(owner)
-        .bind(now.0)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
+                )
+                .bind(owner)
+                .bind(until.0)
+                .bind(secret_id)
+                .bind(owner)
+                .bind(now.0),
+            )
+            .await?;
+        Ok(done == 1)
     }
 
     async fn release_rotation(&self, secret_id: i64, owner: &str) -> Result<()> {
-        let (_writer, mut tx) = self.begin_write().await?;
-        sqlx::query(
+        self.write_one(
+sqlx::query(
             "UPDATE secrets SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND lease_owner = ?",
         )
         .bind(secret_id)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
+        .bind(owner),
+        )
+        .await?;
         Ok(())
     }
 
@@ -1176,14 +1184,10 @@ impl Store for SqliteStore {
     }
 
     async fn delete_notification_target(&self, id: &str) -> Result<bool> {
-        let (_writer, mut tx) = self.begin_write().await?;
-        let done = sqlx::query("DELETE FROM notification_targets WHERE id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
+        let done = self
+            .write_one(sqlx::query("DELETE FROM notification_targets WHERE id = ?").bind(id))
+            .await?;
+        Ok(done == 1)
     }
 
     async fn enqueue_notification(&self, event: &str, body: &str, now: Timestamp) -> Result<()> {
@@ -1237,40 +1241,30 @@ impl Store for SqliteStore {
     }
 
     async fn finish_notification(&self, id: i64) -> Result<()> {
-        let (_writer, mut tx) = self.begin_write().await?;
-        sqlx::query("DELETE FROM notification_outbox WHERE id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
+        self.write_one(sqlx::query("DELETE FROM notification_outbox WHERE id = ?").bind(id))
+            .await?;
         Ok(())
     }
 
     async fn retry_notification(&self, id: i64, at: Timestamp, error: &str) -> Result<()> {
-        let (_writer, mut tx) = self.begin_write().await?;
-        sqlx::query(
+        self.write_one(
+sqlx::query(
             "UPDATE notification_outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? \
              WHERE id = ?",
         )
         .bind(at.0)
         .bind(error)
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
+        .bind(id),
+        )
+        .await?;
         Ok(())
     }
 
     async fn delete_access_key(&self, access_key_id: &str) -> Result<()> {
-        let (_writer, mut tx) = self.begin_write().await?;
-        sqlx::query("DELETE FROM access_keys WHERE access_key_id = ?")
-            .bind(access_key_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
+        self.write_one(
+            sqlx::query("DELETE FROM access_keys WHERE access_key_id = ?").bind(access_key_id),
+        )
+        .await?;
         Ok(())
     }
 
@@ -1284,14 +1278,8 @@ impl Store for SqliteStore {
         if !any {
             return Ok(0);
         }
-        let (_writer, mut tx) = self.begin_write().await?;
-        let done = sqlx::query("DELETE FROM access_keys WHERE expires_at <= ?")
-            .bind(now.0)
-            .execute(&mut *tx)
+        self.write_one(sqlx::query("DELETE FROM access_keys WHERE expires_at <= ?").bind(now.0))
             .await
-            .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(done.rows_affected())
     }
 }
 

@@ -71,6 +71,22 @@ fn init_logging(json: bool) {
     }
 }
 
+/// The async runtime: all cores for the server, one thread for a single client call.
+fn runtime(multi_thread: bool) -> Option<tokio::runtime::Runtime> {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    match builder.enable_all().build() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("kura: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -81,15 +97,8 @@ fn main() -> ExitCode {
             credentials,
             region,
         } => {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("kura: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(runtime) = runtime(false) else {
+                return ExitCode::FAILURE;
             };
             let args = api::ApiArgs {
                 endpoint,
@@ -114,15 +123,8 @@ fn main() -> ExitCode {
             log_json,
         } => {
             init_logging(log_json);
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("kura: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(runtime) = runtime(true) else {
+                return ExitCode::FAILURE;
             };
             let config = kura_server::Config {
                 listen,

@@ -1,6 +1,7 @@
 //! The service layer: one function per operation, transport-free. Every door (AWS protocol,
 //! extensions, CLI) calls these, so validation and (later) authorization cannot be skipped.
 
+pub(crate) mod access_keys;
 mod batch;
 mod jobs;
 mod password;
@@ -215,6 +216,43 @@ impl Service {
         }
     }
 
+    /// Seals kura's own secrets (access keys, signing secrets) under the default key,
+    /// bound to `context` so a sealed blob cannot be moved to another owner.
+    pub(crate) fn seal_internal(&self, context: &[u8], bytes: &[u8]) -> Result<SealedValue> {
+        self.seal_with(DEFAULT_KEY, context, ValueKind::String, bytes)
+    }
+
+    fn seal_with(
+        &self,
+        key_name: &str,
+        context: &[u8],
+        kind: ValueKind,
+        bytes: &[u8],
+    ) -> Result<SealedValue> {
+        let s = self.keyring.seal(key_name, context, bytes)?;
+        Ok(SealedValue {
+            kind,
+            ciphertext: s.ciphertext,
+            wrapped_key: s.wrapped_key,
+            key_name: key_name.to_string(),
+            key_version: s.key_version,
+        })
+    }
+
+    pub(crate) fn open_internal(
+        &self,
+        context: &[u8],
+        sealed: &SealedValue,
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        self.keyring.open(
+            &sealed.key_name,
+            sealed.key_version,
+            context,
+            &sealed.ciphertext,
+            &sealed.wrapped_key,
+        )
+    }
+
     pub(crate) fn seal(
         &self,
         secret: &SecretRecord,
@@ -222,31 +260,18 @@ impl Service {
         plain: &Plain,
     ) -> Result<SealedValue> {
         let (key_name, _) = self.key_for(secret.kms_key_id.as_deref())?;
-        let s = self.keyring.seal(
+        self.seal_with(
             &key_name,
             &seal_context(&secret.arn, version_id),
+            plain.kind,
             &plain.bytes,
-        )?;
-        Ok(SealedValue {
-            kind: plain.kind,
-            ciphertext: s.ciphertext,
-            wrapped_key: s.wrapped_key,
-            key_name,
-            key_version: s.key_version,
-        })
+        )
     }
 
     pub(crate) fn open(&self, arn: &str, version_id: &str, sealed: &SealedValue) -> Result<Plain> {
-        let bytes = self.keyring.open(
-            &sealed.key_name,
-            sealed.key_version,
-            &seal_context(arn, version_id),
-            &sealed.ciphertext,
-            &sealed.wrapped_key,
-        )?;
         Ok(Plain {
             kind: sealed.kind,
-            bytes,
+            bytes: self.open_internal(&seal_context(arn, version_id), sealed)?,
         })
     }
 
@@ -256,13 +281,7 @@ impl Service {
         access_key_id: &str,
         sealed: &SealedValue,
     ) -> Result<Zeroizing<String>> {
-        let bytes = self.keyring.open(
-            &sealed.key_name,
-            sealed.key_version,
-            &access_key_context(access_key_id),
-            &sealed.ciphertext,
-            &sealed.wrapped_key,
-        )?;
+        let bytes = self.open_internal(&access_key_context(access_key_id), sealed)?;
         String::from_utf8(bytes.to_vec())
             .map(Zeroizing::new)
             .map_err(|_| Error::internal("stored access key secret is not UTF-8"))

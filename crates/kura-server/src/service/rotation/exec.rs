@@ -9,14 +9,15 @@ use kura_core::model::{RotationStep, SecretRecord, ValueKind};
 use kura_core::{Error, Result, Timestamp};
 use kura_crypto::generate_password;
 use kura_crypto::mac::MacKey;
-use kura_store::{AccessKeyRecord, VersionSelector};
+use kura_store::VersionSelector;
 use tokio::io::AsyncWriteExt;
 use zeroize::Zeroizing;
 
 use super::functions::{FunctionKind, RotationFunction};
+use crate::service::access_keys::NewAccessKey;
 use crate::service::password::password_spec;
 use crate::service::versions::ValueWrite;
-use crate::service::{Plain, Principal, Service, access_key_context};
+use crate::service::{Plain, Principal, Service};
 use crate::wire::{GetRandomPasswordRequest, UpdateSecretVersionStageRequest};
 
 /// The user that owns the short-lived keys handed to `command` functions.
@@ -202,35 +203,13 @@ impl Service {
                 Err(e) => return Err(e),
             }
         }
-        let id = format!(
-            "ASIA{}",
-            kura_crypto::random::string_from(&UPPER_ALNUM, 16)?
-        );
-        let secret = Zeroizing::new(kura_crypto::random::alnum(40)?);
-        let sealed = self.keyring.seal(
-            crate::service::DEFAULT_KEY,
-            &access_key_context(&id),
-            secret.as_bytes(),
-        )?;
-        self.store
-            .insert_access_key(&AccessKeyRecord {
-                access_key_id: id.clone(),
-                user_name: ROTATION_USER.to_string(),
-                user_arn: String::new(),
-                sealed_secret: kura_core::model::SealedValue {
-                    kind: ValueKind::String,
-                    ciphertext: sealed.ciphertext,
-                    wrapped_key: sealed.wrapped_key,
-                    key_name: crate::service::DEFAULT_KEY.to_string(),
-                    key_version: sealed.key_version,
-                },
-                active: true,
-                created_at: self.clock.now(),
-                expires_at: Some(until),
-                scope_secret_id: Some(secret_id),
-            })
-            .await?;
-        Ok((id, secret))
+        self.create_access_key(NewAccessKey {
+            user_name: ROTATION_USER,
+            prefix: "ASIA",
+            expires_at: Some(until),
+            scope_secret_id: Some(secret_id),
+        })
+        .await
     }
 
     async fn command_step(
@@ -414,11 +393,6 @@ fn is_sensitive_field(name: &str) -> bool {
         .any(|w| n.contains(w))
         || n == "key"
 }
-
-const UPPER_ALNUM: [char; 36] = [
-    'A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'I', 'J', 'K', 'L', 'M', 'N', 'O', 'P', 'Q', 'R', 'S',
-    'T', 'U', 'V', 'W', 'X', 'Y', 'Z', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9',
-];
 
 /// What went wrong with a request, without reqwest's full text (which repeats the URL).
 fn error_kind(e: &reqwest::Error) -> &'static str {

@@ -159,13 +159,7 @@ impl Service {
                 let sealed = rec.sealed_secret.as_ref().ok_or_else(|| {
                     Error::internal(format!("webhook function {name} has no signing secret"))
                 })?;
-                let secret = self.keyring.open(
-                    &sealed.key_name,
-                    sealed.key_version,
-                    &function_context(name),
-                    &sealed.ciphertext,
-                    &sealed.wrapped_key,
-                )?;
+                let secret = self.open_internal(&function_context(name), sealed)?;
                 FunctionKind::Webhook {
                     url: cfg.url.unwrap_or_default(),
                     secret,
@@ -342,23 +336,10 @@ impl Service {
                 )));
             }
         }
-        let sealed_secret = match &signing_secret {
-            Some(s) => {
-                let sealed = self.keyring.seal(
-                    super::super::DEFAULT_KEY,
-                    &function_context(&req.name),
-                    s.as_bytes(),
-                )?;
-                Some(kura_core::model::SealedValue {
-                    kind: kura_core::model::ValueKind::String,
-                    ciphertext: sealed.ciphertext,
-                    wrapped_key: sealed.wrapped_key,
-                    key_name: super::super::DEFAULT_KEY.to_string(),
-                    key_version: sealed.key_version,
-                })
-            }
-            None => None,
-        };
+        let sealed_secret = signing_secret
+            .as_ref()
+            .map(|s| self.seal_internal(&function_context(&req.name), s.as_bytes()))
+            .transpose()?;
         let rec = RotationFunctionRecord {
             name: req.name.clone(),
             kind: req.kind.clone(),

@@ -109,13 +109,7 @@ impl Service {
                 self.store.finish_notification(item.id).await?;
                 continue;
             };
-            let secret = self.keyring.open(
-                &t.sealed_secret.key_name,
-                t.sealed_secret.key_version,
-                &target_context(&t.id),
-                &t.sealed_secret.ciphertext,
-                &t.sealed_secret.wrapped_key,
-            )?;
+            let secret = self.open_internal(&target_context(&t.id), &t.sealed_secret)?;
             match self
                 .post_signed(&t.url, &secret, "notification", item.body.clone())
                 .await
@@ -166,11 +160,7 @@ impl Service {
             None => (Zeroizing::new(kura_crypto::random::alnum(40)?), true),
         };
         let id = new_uuid();
-        let sealed = self.keyring.seal(
-            crate::service::DEFAULT_KEY,
-            &target_context(&id),
-            secret.as_bytes(),
-        )?;
+        let sealed_secret = self.seal_internal(&target_context(&id), secret.as_bytes())?;
         let mut events = req.events.clone();
         events.sort();
         events.dedup();
@@ -178,13 +168,7 @@ impl Service {
             id,
             url: req.url,
             events,
-            sealed_secret: kura_core::model::SealedValue {
-                kind: kura_core::model::ValueKind::String,
-                ciphertext: sealed.ciphertext,
-                wrapped_key: sealed.wrapped_key,
-                key_name: crate::service::DEFAULT_KEY.to_string(),
-                key_version: sealed.key_version,
-            },
+            sealed_secret,
             created_at: self.clock.now(),
         };
         self.store.insert_notification_target(&rec).await?;
