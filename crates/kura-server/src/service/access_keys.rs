@@ -1,0 +1,46 @@
+//! Access keys: generated here, the secret half sealed before it is stored.
+
+use kura_core::{Result, Timestamp};
+use kura_crypto::random;
+use kura_store::AccessKeyRecord;
+use zeroize::Zeroizing;
+
+use super::{Service, access_key_context};
+
+/// AWS's access key id alphabet (base32).
+const KEY_ID_ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+/// What kind of key to make.
+pub(crate) struct NewAccessKey<'a> {
+    pub user_name: &'a str,
+    /// `AKIA` for long-term keys, `ASIA` for short-lived ones (AWS's conventions).
+    pub prefix: &'a str,
+    pub expires_at: Option<Timestamp>,
+    pub scope_secret_id: Option<i64>,
+}
+
+impl Service {
+    /// Creates and stores a key; returns its id and secret (shown once, never stored clear).
+    pub(crate) async fn create_access_key(
+        &self,
+        k: NewAccessKey<'_>,
+    ) -> Result<(String, Zeroizing<String>)> {
+        let alphabet: Vec<char> = KEY_ID_ALPHABET.chars().collect();
+        let id = format!("{}{}", k.prefix, random::string_from(&alphabet, 16)?);
+        let secret = Zeroizing::new(random::alnum(40)?);
+        let sealed = self.seal_internal(&access_key_context(&id), secret.as_bytes())?;
+        self.store
+            .insert_access_key(&AccessKeyRecord {
+                access_key_id: id.clone(),
+                user_name: k.user_name.to_string(),
+                user_arn: String::new(),
+                sealed_secret: sealed,
+                active: true,
+                created_at: self.clock.now(),
+                expires_at: k.expires_at,
+                scope_secret_id: k.scope_secret_id,
+            })
+            .await?;
+        Ok((id, secret))
+    }
+}
