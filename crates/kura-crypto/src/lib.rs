@@ -4,6 +4,7 @@ pub mod envelope;
 pub mod mac;
 pub mod password;
 pub mod random;
+pub mod verifiers;
 
 pub use envelope::{Keyring, RootKey};
 pub use password::{PasswordSpec, generate_password};

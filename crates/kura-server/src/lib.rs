@@ -18,6 +18,8 @@ pub struct Config {
     pub region: String,
     /// Run on a manual clock that `Kura.SetClock` / `Kura.AdvanceClock` move (tests only).
     pub test_clock: bool,
+    /// Tests only: rotations stop before this step (`setSecret`, ...).
+    pub test_pause_before_step: Option<String>,
 }
 
 /// How often the purge job looks for secrets whose recovery window has ended.
@@ -30,6 +32,18 @@ pub async fn run(config: Config) -> Result<()> {
     if config.test_clock {
         tracing::warn!("running on a test clock: Kura.SetClock and Kura.AdvanceClock are enabled");
         service = service.with_test_clock(Arc::new(kura_core::ManualClock::new(SystemClock.now())));
+    }
+    if let Some(step) = &config.test_pause_before_step {
+        let step = kura_core::model::RotationStep::parse(step).ok_or_else(|| {
+            Error::invalid_parameter(format!(
+                "--test-pause-before-step {step:?} is not createSecret, setSecret, testSecret or finishSecret"
+            ))
+        })?;
+        tracing::warn!(
+            step = step.as_str(),
+            "test mode: every rotation stops before this step"
+        );
+        service.test_pause_step = Some(step);
     }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

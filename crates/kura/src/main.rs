@@ -35,6 +35,10 @@ enum Command {
         /// Run on a manual clock moved by Kura.SetClock / Kura.AdvanceClock. For tests only.
         #[arg(long, hide = true)]
         test_clock: bool,
+        /// Stop every rotation before this step, as if the server hung there (tests of crash
+        /// recovery kill it then). Needs --test-clock.
+        #[arg(long, hide = true, requires = "test_clock")]
+        test_pause_before_step: Option<String>,
         /// Log as JSON lines instead of text.
         #[arg(long, env = "KURA_LOG_JSON")]
         log_json: bool,
@@ -120,6 +124,7 @@ fn main() -> ExitCode {
             data_dir,
             region,
             test_clock,
+            test_pause_before_step,
             log_json,
         } => {
             init_logging(log_json);
@@ -131,6 +136,7 @@ fn main() -> ExitCode {
                 data_dir,
                 region,
                 test_clock,
+                test_pause_before_step,
             };
             match runtime.block_on(kura_server::run(config)) {
                 Ok(()) => ExitCode::SUCCESS,

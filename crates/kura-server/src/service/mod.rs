@@ -64,6 +64,8 @@ pub struct Service {
     /// Set only when the server runs with `--test-clock`.
     pub(crate) test_clock: Option<Arc<ManualClock>>,
     pub(crate) rotation: rotation::RotationRuntime,
+    /// Tests only (`--test-pause-before-step`): rotations hang before this step.
+    pub test_pause_step: Option<kura_core::model::RotationStep>,
 }
 
 /// A decoded secret value. `Debug` never shows the bytes.
@@ -163,6 +165,7 @@ impl Service {
             token_key,
             test_clock: None,
             rotation: rotation::RotationRuntime::new(),
+            test_pause_step: None,
         }
     }
 

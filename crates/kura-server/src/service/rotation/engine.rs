@@ -258,6 +258,10 @@ impl Service {
             if !current {
                 continue;
             }
+            if self.test_pause_step == Some(step) {
+                tracing::warn!(secret = %s.arn, step = step.as_str(), "test mode: rotation paused before this step");
+                std::future::pending::<()>().await;
+            }
             tracing::info!(secret = %s.arn, step = step.as_str(), attempt = s.run.attempt, function = %function.name, "rotation step starting");
             let outcome = self.run_step(&s, &function, step, &token).await;
             match outcome {

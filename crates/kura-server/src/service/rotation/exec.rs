@@ -57,6 +57,7 @@ impl Service {
                 FunctionKind::Webhook { url, secret } => {
                     self.webhook_step(s, url, secret, step, token).await
                 }
+                FunctionKind::Managed(m) => self.managed_step(s, *m, step, token).await,
             }
         };
         match tokio::time::timeout(function.timeout, work).await {
@@ -92,7 +93,6 @@ impl Service {
         step: RotationStep,
         token: &str,
     ) -> Result<()> {
-        let system = Principal::system(&self.account);
         let pending = self
             .store
             .read_version(s.id, VersionSelector::Id(token))
@@ -164,25 +164,29 @@ impl Service {
             RotationStep::TestSecret => Err(Error::invalid_request(format!(
                 "version {token} has no value to test"
             ))),
-            RotationStep::FinishSecret => {
-                let (_, stages) = self.store.versions(s.id).await?;
-                let current = stages.get(labels::CURRENT).cloned();
-                if current.as_deref() == Some(token) {
-                    return Ok(());
-                }
-                self.update_secret_version_stage(
-                    &system,
-                    UpdateSecretVersionStageRequest {
-                        secret_id: s.arn.clone(),
-                        version_stage: labels::CURRENT.to_string(),
-                        remove_from_version_id: current,
-                        move_to_version_id: Some(token.to_string()),
-                    },
-                )
-                .await
-                .map(|_| ())
-            }
+            RotationStep::FinishSecret => self.move_current_to(s, token).await,
         }
+    }
+
+    /// finishSecret's label move: AWSCURRENT to `token` (AWSPREVIOUS follows). A no-op when
+    /// it is there already, so the step can run again.
+    pub(super) async fn move_current_to(&self, s: &SecretRecord, token: &str) -> Result<()> {
+        let (_, stages) = self.store.versions(s.id).await?;
+        let current = stages.get(labels::CURRENT).cloned();
+        if current.as_deref() == Some(token) {
+            return Ok(());
+        }
+        self.update_secret_version_stage(
+            &Principal::system(&self.account),
+            UpdateSecretVersionStageRequest {
+                secret_id: s.arn.clone(),
+                version_stage: labels::CURRENT.to_string(),
+                remove_from_version_id: current,
+                move_to_version_id: Some(token.to_string()),
+            },
+        )
+        .await
+        .map(|_| ())
     }
 
     /// A key for one secret, valid until `until` (on the service clock).

@@ -9,6 +9,7 @@ use kura_store::RotationFunctionRecord;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use super::managed::Managed;
 use crate::service::password::password_spec;
 use crate::service::{Principal, Service};
 use crate::wire::*;
@@ -32,6 +33,7 @@ pub(crate) enum FunctionKind {
         url: String,
         secret: Zeroizing<Vec<u8>>,
     },
+    Managed(Managed),
 }
 
 pub(crate) struct RotationFunction {
@@ -138,6 +140,14 @@ impl Service {
             return Ok(RotationFunction {
                 name: name.to_string(),
                 kind: FunctionKind::Password(GetRandomPasswordRequest::default()),
+                timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECONDS as u64),
+                max_attempts: DEFAULT_MAX_ATTEMPTS,
+            });
+        }
+        if let Some(m) = Managed::from_name(name) {
+            return Ok(RotationFunction {
+                name: name.to_string(),
+                kind: FunctionKind::Managed(m),
                 timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECONDS as u64),
                 max_attempts: DEFAULT_MAX_ATTEMPTS,
             });
@@ -361,10 +371,10 @@ impl Service {
         _p: &Principal,
         _req: Empty,
     ) -> Result<ListRotationFunctionsResponse> {
-        let mut out = vec![RotationFunctionEntry {
-            name: KURA_PASSWORD.to_string(),
-            arn: self.function_arn(KURA_PASSWORD),
-            kind: KURA_PASSWORD.to_string(),
+        let built_in = |name: &str| RotationFunctionEntry {
+            name: name.to_string(),
+            arn: self.function_arn(name),
+            kind: name.to_string(),
             built_in: true,
             command: None,
             environment_keys: None,
@@ -373,7 +383,11 @@ impl Service {
             timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             created_date: None,
-        }];
+        };
+        let mut out: Vec<RotationFunctionEntry> = std::iter::once(KURA_PASSWORD)
+            .chain(Managed::ALL.iter().map(|m| m.name()))
+            .map(built_in)
+            .collect();
         for rec in self.store.list_rotation_functions().await? {
             out.push(self.function_entry(&rec)?);
         }
@@ -384,9 +398,10 @@ impl Service {
 
     pub async fn delete_rotation_function(&self, p: &Principal, req: NameRequest) -> Result<Empty> {
         validate_function_name(&req.name)?;
-        if req.name == KURA_PASSWORD {
+        if req.name == KURA_PASSWORD || Managed::from_name(&req.name).is_some() {
             return Err(Error::invalid_request(format!(
-                "{KURA_PASSWORD} is built in and can't be deleted."
+                "{} is built in and can't be deleted.",
+                req.name
             )));
         }
         let arn = self.function_arn(&req.name);

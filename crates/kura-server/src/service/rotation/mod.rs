@@ -4,6 +4,7 @@
 mod engine;
 mod exec;
 pub(crate) mod functions;
+pub(crate) mod managed;
 mod notify;
 
 use kura_core::labels::{self, Stages};

@@ -1,0 +1,295 @@
+//! Built-in functions that change a credential inside the system it unlocks: PostgreSQL and
+//! MySQL/MariaDB users (single user, or alternating between a user and its `_clone`), and the
+//! password or key pair of a user on an SSH server. Every step is safe to run again: a step
+//! first checks whether its work is already done, so a retry or a resumed rotation is harmless.
+
+pub(crate) mod db;
+pub(crate) mod mysql;
+pub(crate) mod postgres;
+
+use kura_core::labels;
+use kura_core::model::{RotationStep, SecretRecord, ValueKind};
+use kura_core::names::SecretRef;
+use kura_crypto::{PasswordSpec, generate_password};
+use kura_store::VersionSelector;
+use serde_json::Value;
+use zeroize::Zeroizing;
+
+use self::db::{DbTarget, str_field};
+use crate::service::versions::ValueWrite;
+use crate::service::{Plain, Service};
+
+type Step<T = ()> = std::result::Result<T, String>;
+
+/// The built-in managed rotation functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Managed {
+    PostgresSingle,
+    PostgresAlternating,
+    MysqlSingle,
+    MysqlAlternating,
+}
+
+impl Managed {
+    pub(crate) const ALL: [Managed; 4] = [
+        Managed::PostgresSingle,
+        Managed::PostgresAlternating,
+        Managed::MysqlSingle,
+        Managed::MysqlAlternating,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Managed::PostgresSingle => "kura-postgres-single-user",
+            Managed::PostgresAlternating => "kura-postgres-alternating-users",
+            Managed::MysqlSingle => "kura-mysql-single-user",
+            Managed::MysqlAlternating => "kura-mysql-alternating-users",
+        }
+    }
+
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    fn alternating(self) -> bool {
+        matches!(
+            self,
+            Managed::PostgresAlternating | Managed::MysqlAlternating
+        )
+    }
+
+    fn is_postgres(self) -> bool {
+        matches!(self, Managed::PostgresSingle | Managed::PostgresAlternating)
+    }
+
+    fn default_port(self) -> u16 {
+        if self.is_postgres() {
+            postgres::DEFAULT_PORT
+        } else {
+            mysql::DEFAULT_PORT
+        }
+    }
+}
+
+/// The other user of an alternating pair: `app` ↔ `app_clone`.
+fn other_user(name: &str) -> String {
+    match name.strip_suffix("_clone") {
+        Some(base) if !base.is_empty() => base.to_string(),
+        _ => format!("{name}_clone"),
+    }
+}
+
+fn new_password() -> Step<Zeroizing<String>> {
+    generate_password(&PasswordSpec::default()).map_err(|e| e.message)
+}
+
+impl Service {
+    /// Runs one step of a managed function.
+    pub(in crate::service::rotation) async fn managed_step(
+        &self,
+        s: &SecretRecord,
+        m: Managed,
+        step: RotationStep,
+        token: &str,
+    ) -> Step {
+        match step {
+            RotationStep::CreateSecret => self.managed_create(s, m, token).await,
+            RotationStep::SetSecret => self.managed_set(s, m, token).await,
+            RotationStep::TestSecret => {
+                let pending = self.pending_json(s, token).await?;
+                self.db_check_login(m, &DbTarget::from_json(&pending, m.default_port())?)
+                    .await
+            }
+            RotationStep::FinishSecret => {
+                self.move_current_to(s, token).await.map_err(|e| e.message)
+            }
+        }
+    }
+
+    /// A version's value as a JSON object; `None` when there is no such version or no value.
+    async fn version_json(
+        &self,
+        s: &SecretRecord,
+        which: VersionSelector<'_>,
+    ) -> Step<Option<Value>> {
+        let Some(v) = self
+            .store
+            .read_version(s.id, which)
+            .await
+            .map_err(|e| e.message)?
+        else {
+            return Ok(None);
+        };
+        let Some(sealed) = &v.value else {
+            return Ok(None);
+        };
+        let plain = self
+            .open(&s.arn, &v.meta.version_id, sealed)
+            .map_err(|e| e.message)?;
+        if plain.kind != ValueKind::String {
+            return Err(
+                "the secret's value is binary; managed rotation needs a JSON object".into(),
+            );
+        }
+        match serde_json::from_slice::<Value>(&plain.bytes) {
+            Ok(v @ Value::Object(_)) => Ok(Some(v)),
+            _ => Err(format!(
+                "version {} is not a JSON object (see the README for the fields this function needs)",
+                v.meta.version_id
+            )),
+        }
+    }
+
+    async fn pending_json(&self, s: &SecretRecord, token: &str) -> Step<Value> {
+        self.version_json(s, VersionSelector::Id(token))
+            .await?
+            .ok_or_else(|| format!("version {token} has no value yet (createSecret has not run)"))
+    }
+
+    async fn current_json(&self, s: &SecretRecord) -> Step<Value> {
+        self.version_json(s, VersionSelector::Stage(labels::CURRENT))
+            .await?
+            .ok_or_else(|| "the secret has no AWSCURRENT value to rotate".to_string())
+    }
+
+    /// The administrator's secret named by `masterarn` (its AWSCURRENT value).
+    async fn master_json(&self, current: &Value) -> Step<Value> {
+        let arn = str_field(current, "masterarn").map_err(|e| {
+            format!(
+                "{e}: alternating users and administrator logins need the administrator's secret"
+            )
+        })?;
+        let r = SecretRef::parse(arn).map_err(|e| format!("masterarn: {}", e.message))?;
+        let master = self
+            .store
+            .find_secret(&r)
+            .await
+            .map_err(|e| e.message)?
+            .filter(|m| !m.is_scheduled_for_deletion())
+            .ok_or_else(|| format!("the master secret {arn} does not exist"))?;
+        self.current_json(&master)
+            .await
+            .map_err(|e| format!("master secret {arn}: {e}"))
+    }
+
+    async fn managed_create(&self, s: &SecretRecord, m: Managed, token: &str) -> Step {
+        if self
+            .version_json(s, VersionSelector::Id(token))
+            .await?
+            .is_some()
+        {
+            return Ok(()); // done before, or a value staged for this rotation
+        }
+        let current = self.current_json(s).await?;
+        let target = DbTarget::from_json(&current, m.default_port())?;
+        let mut new = current.clone();
+        let password = new_password()?;
+        new["password"] = Value::String(password.to_string());
+        if m.alternating() {
+            self.master_json(&current).await?;
+            let user = other_user(&target.username);
+            let limit = if m.is_postgres() { 63 } else { 80 };
+            if user.len() > limit {
+                return Err(format!(
+                    "the user name {user} would be longer than {limit} characters"
+                ));
+            }
+            new["username"] = Value::String(user);
+        }
+        self.store_pending(s, token, &new).await
+    }
+
+    async fn store_pending(&self, s: &SecretRecord, token: &str, value: &Value) -> Step {
+        let text = Zeroizing::new(value.to_string());
+        self.write_value(
+            s,
+            ValueWrite {
+                token: Some(token.to_string()),
+                plain: Plain {
+                    kind: ValueKind::String,
+                    bytes: Zeroizing::new(text.as_bytes().to_vec()),
+                },
+                stages: Some(vec![labels::PENDING.to_string()]),
+                description: None,
+                kms_key_id: None,
+            },
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| e.message)
+    }
+
+    async fn db_check_login(&self, m: Managed, t: &DbTarget) -> Step {
+        if m.is_postgres() {
+            postgres::check_login(t).await
+        } else {
+            mysql::check_login(t).await
+        }
+    }
+
+    async fn managed_set(&self, s: &SecretRecord, m: Managed, token: &str) -> Step {
+        let pending = self.pending_json(s, token).await?;
+        let p = DbTarget::from_json(&pending, m.default_port())?;
+        if self.db_check_login(m, &p).await.is_ok() {
+            return Ok(()); // already set (a retried or resumed step)
+        }
+        let current = self.current_json(s).await?;
+        if m.alternating() {
+            let admin = DbTarget::from_json(&self.master_json(&current).await?, m.default_port())?;
+            if !admin.same_server(&p) {
+                return Err(format!(
+                    "the master secret is for {}, but the user is on {}",
+                    admin.address(),
+                    p.address()
+                ));
+            }
+            return if m.is_postgres() {
+                let original = p.username.strip_suffix("_clone").filter(|b| !b.is_empty());
+                postgres::set_user_password(&admin, &p.username, &p.password, original).await
+            } else {
+                let template = DbTarget::from_json(&current, m.default_port())?.username;
+                mysql::set_user_password(&admin, &p.username, &p.password, &template).await
+            };
+        }
+        // Single user: log in with the current password, else the previous one (a rotation
+        // whose setSecret ran but whose finishSecret did not leaves the user on either).
+        let previous = self
+            .version_json(s, VersionSelector::Stage(labels::PREVIOUS))
+            .await
+            .ok()
+            .flatten();
+        let mut last = String::new();
+        for v in std::iter::once(current).chain(previous) {
+            let login = DbTarget::from_json(&v, m.default_port())?;
+            if login.username != p.username {
+                continue;
+            }
+            let r = if m.is_postgres() {
+                postgres::set_own_password(&login, &p.password).await
+            } else {
+                mysql::set_own_password(&login, &p.password).await
+            };
+            match r {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e,
+            }
+        }
+        Err(if last.is_empty() {
+            "neither AWSCURRENT nor AWSPREVIOUS holds a login for this user".into()
+        } else {
+            last
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alternating_users_toggle_the_clone_suffix() {
+        assert_eq!(other_user("app"), "app_clone");
+        assert_eq!(other_user("app_clone"), "app");
+        assert_eq!(other_user("_clone"), "_clone_clone");
+    }
+}
