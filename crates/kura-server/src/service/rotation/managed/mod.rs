@@ -1,11 +1,12 @@
 //! Built-in functions that change a credential inside the system it unlocks: PostgreSQL and
 //! MySQL/MariaDB users (single user, or alternating between a user and its `_clone`), and the
-//! password or key pair of a user on an SSH server. Every step is safe to run again: a step
+//! password or key pair of a user on an SSH server (Alibaba's "ECS secret"). Every step is safe to run again: a step
 //! first checks whether its work is already done, so a retry or a resumed rotation is harmless.
 
 pub(crate) mod db;
 pub(crate) mod mysql;
 pub(crate) mod postgres;
+pub(crate) mod ssh;
 
 use kura_core::labels;
 use kura_core::model::{RotationStep, SecretRecord, ValueKind};
@@ -28,14 +29,18 @@ pub(crate) enum Managed {
     PostgresAlternating,
     MysqlSingle,
     MysqlAlternating,
+    SshPassword,
+    SshKeypair,
 }
 
 impl Managed {
-    pub(crate) const ALL: [Managed; 4] = [
+    pub(crate) const ALL: [Managed; 6] = [
         Managed::PostgresSingle,
         Managed::PostgresAlternating,
         Managed::MysqlSingle,
         Managed::MysqlAlternating,
+        Managed::SshPassword,
+        Managed::SshKeypair,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -44,6 +49,8 @@ impl Managed {
             Managed::PostgresAlternating => "kura-postgres-alternating-users",
             Managed::MysqlSingle => "kura-mysql-single-user",
             Managed::MysqlAlternating => "kura-mysql-alternating-users",
+            Managed::SshPassword => "kura-ssh-password",
+            Managed::SshKeypair => "kura-ssh-keypair",
         }
     }
 
@@ -56,6 +63,10 @@ impl Managed {
             self,
             Managed::PostgresAlternating | Managed::MysqlAlternating
         )
+    }
+
+    fn is_ssh(self) -> bool {
+        matches!(self, Managed::SshPassword | Managed::SshKeypair)
     }
 
     fn is_postgres(self) -> bool {
@@ -97,11 +108,20 @@ impl Service {
             RotationStep::SetSecret => self.managed_set(s, m, token).await,
             RotationStep::TestSecret => {
                 let pending = self.pending_json(s, token).await?;
+                if m.is_ssh() {
+                    return ssh::check_login(&ssh::SshTarget::from_json(&pending)?).await;
+                }
                 self.db_check_login(m, &DbTarget::from_json(&pending, m.default_port())?)
                     .await
             }
             RotationStep::FinishSecret => {
-                self.move_current_to(s, token).await.map_err(|e| e.message)
+                self.move_current_to(s, token)
+                    .await
+                    .map_err(|e| e.message)?;
+                if m == Managed::SshKeypair {
+                    self.remove_previous_key(s, token).await?;
+                }
+                Ok(())
             }
         }
     }
@@ -181,6 +201,10 @@ impl Service {
             return Ok(()); // done before, or a value staged for this rotation
         }
         let current = self.current_json(s).await?;
+        if m.is_ssh() {
+            let new = self.ssh_create(s, m, &current).await?;
+            return self.store_pending(s, token, &new).await;
+        }
         let target = DbTarget::from_json(&current, m.default_port())?;
         let mut new = current.clone();
         let password = new_password()?;
@@ -229,6 +253,9 @@ impl Service {
 
     async fn managed_set(&self, s: &SecretRecord, m: Managed, token: &str) -> Step {
         let pending = self.pending_json(s, token).await?;
+        if m.is_ssh() {
+            return self.ssh_set(s, m, &pending).await;
+        }
         let p = DbTarget::from_json(&pending, m.default_port())?;
         if self.db_check_login(m, &p).await.is_ok() {
             return Ok(()); // already set (a retried or resumed step)
@@ -279,6 +306,97 @@ impl Service {
         } else {
             last
         })
+    }
+}
+
+impl Service {
+    /// The pending value of a server login: a new password or key pair, the host key pinned.
+    async fn ssh_create(&self, s: &SecretRecord, m: Managed, current: &Value) -> Step<Value> {
+        let target = ssh::SshTarget::from_json(current)?;
+        let mut new = current.clone();
+        if target.host_key.is_none() {
+            if current.get("trust_on_first_use") != Some(&Value::Bool(true)) {
+                return Err(format!(
+                    "the secret pins no \"host_key\": add the server's key (ssh-keyscan -p {} {}), or set \"trust_on_first_use\": true to record the key the server presents now",
+                    target.port, target.host
+                ));
+            }
+            let key = ssh::fetch_host_key(&target.host, target.port).await?;
+            tracing::warn!(secret = %s.arn, host = %target.host, "trusting the SSH host key on first use and recording it");
+            new["host_key"] = Value::String(key);
+        }
+        match m {
+            Managed::SshKeypair => {
+                let kind = match current.get("key_type").and_then(Value::as_str) {
+                    None | Some("rsa") => ssh::KeyKind::Rsa2048,
+                    Some("ed25519") => ssh::KeyKind::Ed25519,
+                    Some(other) => {
+                        return Err(format!("\"key_type\" {other:?} is not rsa or ed25519"));
+                    }
+                };
+                let (private, public) = ssh::generate_keypair(kind, &format!("kura:{}", s.name))?;
+                new["private_key"] = Value::String(private.to_string());
+                new["public_key"] = Value::String(public);
+            }
+            _ => new["password"] = Value::String(new_password()?.to_string()),
+        }
+        Ok(new)
+    }
+
+    /// Who changes the server: the administrator of `masterarn`, else the user itself.
+    async fn ssh_admin_or_self(&self, current: &Value) -> Step<ssh::SshTarget> {
+        if current.get("masterarn").is_some() {
+            ssh::SshTarget::from_json(&self.master_json(current).await?)
+                .map_err(|e| format!("master secret: {e}"))
+        } else {
+            ssh::SshTarget::from_json(current)
+        }
+    }
+
+    async fn ssh_set(&self, s: &SecretRecord, m: Managed, pending: &Value) -> Step {
+        let p = ssh::SshTarget::from_json(pending)?;
+        if ssh::check_login(&p).await.is_ok() {
+            return Ok(()); // already set (a retried or resumed step)
+        }
+        let current = self.current_json(s).await?;
+        let login = self.ssh_admin_or_self(&current).await?;
+        match m {
+            Managed::SshKeypair => {
+                let public = str_field(pending, "public_key")?;
+                ssh::add_authorized_key(&login, &p.username, public).await
+            }
+            _ => {
+                let password = p
+                    .password
+                    .as_deref()
+                    .ok_or("the pending value has no \"password\"")?;
+                ssh::set_password(&login, &p.username, password).await
+            }
+        }
+    }
+
+    /// After AWSCURRENT moved to the new key: the old public key leaves authorized_keys.
+    async fn remove_previous_key(&self, s: &SecretRecord, token: &str) -> Step {
+        let pending = self.pending_json(s, token).await?;
+        let Some(previous) = self
+            .version_json(s, VersionSelector::Stage(labels::PREVIOUS))
+            .await?
+        else {
+            return Ok(());
+        };
+        let Some(old) = previous.get("public_key").and_then(Value::as_str) else {
+            return Ok(()); // no public key recorded for the old login: nothing to remove
+        };
+        if Some(old) == pending.get("public_key").and_then(Value::as_str) {
+            return Ok(());
+        }
+        let user = ssh::SshTarget::from_json(&pending)?;
+        let login = if pending.get("masterarn").is_some() {
+            self.ssh_admin_or_self(&pending).await?
+        } else {
+            user.clone()
+        };
+        ssh::remove_authorized_key(&login, &user.username, old).await
     }
 }
 
