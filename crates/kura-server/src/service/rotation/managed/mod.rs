@@ -257,9 +257,6 @@ impl Service {
             return self.ssh_set(s, m, &pending).await;
         }
         let p = DbTarget::from_json(&pending, m.default_port())?;
-        if self.db_check_login(m, &p).await.is_ok() {
-            return Ok(()); // already set (a retried or resumed step)
-        }
         let current = self.current_json(s).await?;
         if m.alternating() {
             let admin = DbTarget::from_json(&self.master_json(&current).await?, m.default_port())?;
@@ -278,8 +275,9 @@ impl Service {
                 mysql::set_user_password(&admin, &p.username, &p.password, &template).await
             };
         }
-        // Single user: log in with the current password, else the previous one (a rotation
-        // whose setSecret ran but whose finishSecret did not leaves the user on either).
+        // Single user: log in with the current password and change it. When that login fails,
+        // a previous attempt may already have set the new one (a retried or resumed step).
+        // The pending login is tried only then: failed logins are what lockout tools count.
         let previous = self
             .version_json(s, VersionSelector::Stage(labels::PREVIOUS))
             .await
@@ -299,6 +297,9 @@ impl Service {
             match r {
                 Ok(()) => return Ok(()),
                 Err(e) => last = e,
+            }
+            if self.db_check_login(m, &p).await.is_ok() {
+                return Ok(());
             }
         }
         Err(if last.is_empty() {
@@ -343,24 +344,28 @@ impl Service {
         Ok(new)
     }
 
-    /// Who changes the server: the administrator of `masterarn`, else the user itself.
-    async fn ssh_admin_or_self(&self, current: &Value) -> Step<ssh::SshTarget> {
-        if current.get("masterarn").is_some() {
+    /// Who changes the server: the administrator of `masterarn`, else the user itself with the
+    /// login in `current`. A host key recorded on first use (in `pending`) pins this login too.
+    async fn ssh_admin_or_self(&self, current: &Value, pending: &Value) -> Step<ssh::SshTarget> {
+        let mut login = if current.get("masterarn").is_some() {
             ssh::SshTarget::from_json(&self.master_json(current).await?)
-                .map_err(|e| format!("master secret: {e}"))
+                .map_err(|e| format!("master secret: {e}"))?
         } else {
-            ssh::SshTarget::from_json(current)
+            ssh::SshTarget::from_json(current)?
+        };
+        let p = ssh::SshTarget::from_json(pending)?;
+        if login.host_key.is_none() && login.host == p.host && login.port == p.port {
+            login.host_key = p.host_key;
         }
+        Ok(login)
     }
 
     async fn ssh_set(&self, s: &SecretRecord, m: Managed, pending: &Value) -> Step {
         let p = ssh::SshTarget::from_json(pending)?;
-        if ssh::check_login(&p).await.is_ok() {
-            return Ok(()); // already set (a retried or resumed step)
-        }
         let current = self.current_json(s).await?;
-        let login = self.ssh_admin_or_self(&current).await?;
+        let login = self.ssh_admin_or_self(&current, pending).await?;
         match m {
+            // Adding a key that is there already changes nothing: safe to repeat.
             Managed::SshKeypair => {
                 let public = str_field(pending, "public_key")?;
                 ssh::add_authorized_key(&login, &p.username, public).await
@@ -370,7 +375,20 @@ impl Service {
                     .password
                     .as_deref()
                     .ok_or("the pending value has no \"password\"")?;
-                ssh::set_password(&login, &p.username, password).await
+                match ssh::set_password(&login, &p.username, password).await {
+                    Ok(()) => Ok(()),
+                    // As the user, a repeated step cannot log in with the old password any
+                    // more: the new one working means the step is done. Tried only after a
+                    // failure, since failed logins are what lockout tools count.
+                    Err(e) if login.username == p.username => {
+                        if ssh::check_login(&p).await.is_ok() {
+                            Ok(())
+                        } else {
+                            Err(e)
+                        }
+                    }
+                    Err(e) => Err(e),
+                }
             }
         }
     }
@@ -392,7 +410,7 @@ impl Service {
         }
         let user = ssh::SshTarget::from_json(&pending)?;
         let login = if pending.get("masterarn").is_some() {
-            self.ssh_admin_or_self(&pending).await?
+            self.ssh_admin_or_self(&pending, &pending).await?
         } else {
             user.clone()
         };
