@@ -1,4 +1,5 @@
 //! kura identity: verification of AWS Signature Version 4 signed requests.
 
+pub mod eval;
 pub mod policy;
 pub mod sigv4;
