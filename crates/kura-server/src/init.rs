@@ -173,7 +173,12 @@ async fn create_root_user(
 ) -> Result<()> {
     let store = svc.store();
     store
-        .create_user("root", &format!("arn:aws:iam::{account}:root"), now)
+        .create_user(&kura_store::UserRecord {
+            name: "root".into(),
+            arn: format!("arn:aws:iam::{account}:root"),
+            created_at: now,
+            tags: Vec::new(),
+        })
         .await?;
     let (access_key_id, secret) = svc
         .create_access_key(NewAccessKey {

@@ -74,10 +74,13 @@ pub async fn run(config: Config) -> Result<()> {
         "kura is serving; clients: AWS_SHARED_CREDENTIALS_FILE={} aws --endpoint-url http://{addr} secretsmanager ...",
         opened.credentials_file.display()
     );
-    axum::serve(listener, http::router(state.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| Error::internal(format!("server: {e}")))?;
+    axum::serve(
+        listener,
+        http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .map_err(|e| Error::internal(format!("server: {e}")))?;
     jobs.abort();
     rotation.abort();
     state.service.store().close().await;

@@ -481,3 +481,140 @@ pub struct ValidateResourcePolicyResponse {
     pub policy_validation_passed: bool,
     pub validation_errors: Vec<ValidationErrorEntry>,
 }
+
+// --- identity (Kura.*) -------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateUserRequest {
+    pub user_name: String,
+    pub tags: Option<Vec<Tag>>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UserEntry {
+    pub user_name: String,
+    pub arn: String,
+    pub create_date: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<Tag>>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UserResponse {
+    pub user: UserEntry,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListUsersResponse {
+    pub users: Vec<UserEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UserNameRequest {
+    pub user_name: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct OptionalUserRequest {
+    pub user_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateAccessKeyRequest {
+    pub user_name: Option<String>,
+    /// Importing an existing key (migrations): both or neither.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<SecretText>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AccessKeyEntry {
+    pub user_name: String,
+    pub access_key_id: String,
+    pub status: String,
+    pub secret_access_key: SecretText,
+    pub create_date: f64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateAccessKeyResponse {
+    pub access_key: AccessKeyEntry,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateAccessKeyRequest {
+    pub user_name: Option<String>,
+    pub access_key_id: String,
+    pub status: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AccessKeyIdRequest {
+    pub user_name: Option<String>,
+    pub access_key_id: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AccessKeyMetadata {
+    pub user_name: String,
+    pub access_key_id: String,
+    pub status: String,
+    pub create_date: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_used_date: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListAccessKeysResponse {
+    pub access_key_metadata: Vec<AccessKeyMetadata>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PutUserPolicyRequest {
+    pub user_name: String,
+    pub policy_name: String,
+    pub policy_document: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UserPolicyRequest {
+    pub user_name: String,
+    pub policy_name: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetUserPolicyResponse {
+    pub user_name: String,
+    pub policy_name: String,
+    pub policy_document: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListUserPoliciesResponse {
+    pub policy_names: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetCallerIdentityResponse {
+    pub user_id: String,
+    pub account: String,
+    pub arn: String,
+}

@@ -25,6 +25,16 @@ pub struct AccessKeyRecord {
     pub expires_at: Option<Timestamp>,
     /// A key limited to one secret (the one being rotated).
     pub scope_secret_id: Option<i64>,
+    /// Day of the last request signed with the key.
+    pub last_used_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    pub name: String,
+    pub arn: String,
+    pub created_at: Timestamp,
+    pub tags: Vec<kura_core::model::Tag>,
 }
 
 /// A user-defined rotation function (`command` or `webhook`, or a configured built-in).
@@ -145,8 +155,29 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
 
     // --- identity ------------------------------------------------------------------------
-    async fn create_user(&self, name: &str, arn: &str, now: Timestamp) -> Result<()>;
+    async fn create_user(&self, user: &UserRecord) -> Result<()>;
+    async fn get_user(&self, name: &str) -> Result<Option<UserRecord>>;
+    async fn list_users(&self) -> Result<Vec<UserRecord>>;
+    /// Deletes a user with its access keys and policies; false if there was none.
+    async fn delete_user(&self, name: &str) -> Result<bool>;
     async fn insert_access_key(&self, key: &AccessKeyRecord) -> Result<()>;
+    /// Inserts a long-term key unless its user already has `max` of them (LimitExceeded).
+    async fn insert_user_access_key(&self, key: &AccessKeyRecord, max: usize) -> Result<()>;
+    /// A user's long-term keys (short-lived rotation keys are not listed).
+    async fn list_access_keys(&self, user: &str) -> Result<Vec<AccessKeyRecord>>;
+    async fn set_access_key_status(&self, access_key_id: &str, active: bool) -> Result<bool>;
+    /// Records use at day granularity; writes only when the stored day is older.
+    async fn touch_access_key(&self, access_key_id: &str, day: Timestamp) -> Result<()>;
+    async fn put_user_policy(
+        &self,
+        user: &str,
+        name: &str,
+        document: &str,
+        now: Timestamp,
+    ) -> Result<()>;
+    async fn delete_user_policy(&self, user: &str, name: &str) -> Result<bool>;
+    /// A user's inline policies: (name, document), by name.
+    async fn user_policies(&self, user: &str) -> Result<Vec<(String, String)>>;
     async fn find_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>>;
     async fn user_exists(&self, name: &str) -> Result<bool>;
     async fn delete_access_key(&self, access_key_id: &str) -> Result<()>;

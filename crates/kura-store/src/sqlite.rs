@@ -23,7 +23,7 @@ use sqlx::{AssertSqlSafe, Row, SqliteConnection, SqlitePool};
 use crate::{
     AccessKeyRecord, Cursor, CursorValue, FilterKey, ListPage, ListQuery, Mutation,
     NotificationTargetRecord, OutboxItem, RotationFunctionRecord, SortKey, Store, StoredVersion,
-    VersionSelector,
+    UserRecord, VersionSelector,
 };
 
 /// Versioned migrations, applied in order, each in its own transaction. Embedded in the binary
@@ -35,6 +35,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0002_resource_policy.sql"),
     ),
     (3, include_str!("../migrations/sqlite/0003_rotation.sql")),
+    (4, include_str!("../migrations/sqlite/0004_identity.sql")),
 ];
 
 async fn migrate(pool: &SqlitePool) -> Result<()> {
@@ -530,21 +531,176 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn create_user(&self, name: &str, arn: &str, now: Timestamp) -> Result<()> {
-        sqlx::query("INSERT INTO users (name, arn, created_at) VALUES (?, ?, ?)")
-            .bind(name)
-            .bind(arn)
-            .bind(now.0)
-            .execute(&self.pool)
+    async fn create_user(&self, u: &UserRecord) -> Result<()> {
+        let tags = serde_json::to_string(
+            &u.tags
+                .iter()
+                .map(|t| (t.key.as_str(), t.value.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .map_err(|e| Error::internal(format!("encoding user tags: {e}")))?;
+        let (_writer, mut tx) = self.begin_write().await?;
+        sqlx::query("INSERT INTO users (name, arn, created_at, tags) VALUES (?, ?, ?, ?)")
+            .bind(&u.name)
+            .bind(&u.arn)
+            .bind(u.created_at.0)
+            .bind(tags)
+            .execute(&mut *tx)
             .await
             .map_err(|e| {
                 if is_unique_violation(&e) {
-                    Error::exists(format!("The user {name} already exists."))
+                    Error::exists(format!("The user {} already exists.", u.name))
                 } else {
                     db_err(e)
                 }
             })?;
+        tx.commit().await.map_err(db_err)?;
         Ok(())
+    }
+
+    async fn get_user(&self, name: &str) -> Result<Option<UserRecord>> {
+        let row = sqlx::query("SELECT name, arn, created_at, tags FROM users WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRecord>> {
+        let rows = sqlx::query("SELECT name, arn, created_at, tags FROM users ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn delete_user(&self, name: &str) -> Result<bool> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        for sql in [
+            "DELETE FROM access_keys WHERE user_name = ?",
+            "DELETE FROM user_policies WHERE user_name = ?",
+        ] {
+            sqlx::query(sql)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        let done = sqlx::query("DELETE FROM users WHERE name = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_user_access_key(&self, k: &AccessKeyRecord, max: usize) -> Result<()> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        let have: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM access_keys WHERE user_name = ? AND expires_at IS NULL",
+        )
+        .bind(&k.user_name)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if have as usize >= max {
+            return Err(Error::limit_exceeded(format!(
+                "The user {} already has {max} access keys; delete one first.",
+                k.user_name
+            )));
+        }
+        insert_key_row(&mut tx, k).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn list_access_keys(&self, user: &str) -> Result<Vec<AccessKeyRecord>> {
+        let sql = format!(
+            "{ACCESS_KEY_SELECT} WHERE k.user_name = ? AND k.expires_at IS NULL ORDER BY k.created_at, k.access_key_id"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(user)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(access_key_from_row).collect()
+    }
+
+    async fn set_access_key_status(&self, access_key_id: &str, active: bool) -> Result<bool> {
+        let n = self
+            .write_one(
+                sqlx::query("UPDATE access_keys SET status = ? WHERE access_key_id = ?")
+                    .bind(if active { "Active" } else { "Inactive" })
+                    .bind(access_key_id),
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn touch_access_key(&self, access_key_id: &str, day: Timestamp) -> Result<()> {
+        self.write_one(
+            sqlx::query(
+                "UPDATE access_keys SET last_used_at = ? WHERE access_key_id = ? \
+                 AND (last_used_at IS NULL OR last_used_at < ?)",
+            )
+            .bind(day.0)
+            .bind(access_key_id)
+            .bind(day.0),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn put_user_policy(
+        &self,
+        user: &str,
+        name: &str,
+        document: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        self.write_one(
+            sqlx::query(
+                "INSERT INTO user_policies (user_name, policy_name, document, created_at) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (user_name, policy_name) DO UPDATE SET document = excluded.document",
+            )
+            .bind(user)
+            .bind(name)
+            .bind(document)
+            .bind(now.0),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_user_policy(&self, user: &str, name: &str) -> Result<bool> {
+        let n = self
+            .write_one(
+                sqlx::query("DELETE FROM user_policies WHERE user_name = ? AND policy_name = ?")
+                    .bind(user)
+                    .bind(name),
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn user_policies(&self, user: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT policy_name, document FROM user_policies WHERE user_name = ? ORDER BY policy_name",
+        )
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("policy_name").map_err(db_err)?,
+                    r.try_get("document").map_err(db_err)?,
+                ))
+            })
+            .collect()
     }
 
     async fn user_exists(&self, name: &str) -> Result<bool> {
@@ -557,56 +713,20 @@ impl Store for SqliteStore {
     }
 
     async fn insert_access_key(&self, k: &AccessKeyRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO access_keys (access_key_id, user_name, ciphertext, wrapped_key, key_name, \
-             key_version, status, created_at, expires_at, scope_secret_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&k.access_key_id)
-        .bind(&k.user_name)
-        .bind(&k.sealed_secret.ciphertext)
-        .bind(&k.sealed_secret.wrapped_key)
-        .bind(&k.sealed_secret.key_name)
-        .bind(k.sealed_secret.key_version)
-        .bind(if k.active { "Active" } else { "Inactive" })
-        .bind(k.created_at.0)
-        .bind(k.expires_at.map(|t| t.0))
-        .bind(k.scope_secret_id)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
+        let (_writer, mut tx) = self.begin_write().await?;
+        insert_key_row(&mut tx, k).await?;
+        tx.commit().await.map_err(db_err)?;
         Ok(())
     }
 
     async fn find_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>> {
-        let row = sqlx::query(
-            "SELECT k.access_key_id, k.user_name, u.arn, k.ciphertext, k.wrapped_key, k.key_name, \
-             k.key_version, k.status, k.created_at, k.expires_at, k.scope_secret_id FROM access_keys k JOIN users u ON u.name = k.user_name \
-             WHERE k.access_key_id = ?",
-        )
-        .bind(access_key_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)?;
-        let Some(r) = row else { return Ok(None) };
-        Ok(Some(AccessKeyRecord {
-            access_key_id: r.try_get("access_key_id").map_err(db_err)?,
-            user_name: r.try_get("user_name").map_err(db_err)?,
-            user_arn: r.try_get("arn").map_err(db_err)?,
-            sealed_secret: SealedValue {
-                kind: ValueKind::String,
-                ciphertext: r.try_get("ciphertext").map_err(db_err)?,
-                wrapped_key: r.try_get("wrapped_key").map_err(db_err)?,
-                key_name: r.try_get("key_name").map_err(db_err)?,
-                key_version: r.try_get("key_version").map_err(db_err)?,
-            },
-            active: r.try_get::<String, _>("status").map_err(db_err)? == "Active",
-            created_at: Timestamp(r.try_get("created_at").map_err(db_err)?),
-            expires_at: r
-                .try_get::<Option<i64>, _>("expires_at")
-                .map_err(db_err)?
-                .map(Timestamp),
-            scope_secret_id: r.try_get("scope_secret_id").map_err(db_err)?,
-        }))
+        let sql = format!("{ACCESS_KEY_SELECT} WHERE k.access_key_id = ?");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(access_key_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(access_key_from_row).transpose()
     }
 
     async fn create_secret(
@@ -1305,5 +1425,71 @@ fn function_from_row(r: &SqliteRow) -> Result<RotationFunctionRecord> {
         config: r.try_get("config").map_err(db_err)?,
         sealed_secret: sealed_cols(r)?,
         created_at: Timestamp(r.try_get("created_at").map_err(db_err)?),
+    })
+}
+
+const ACCESS_KEY_SELECT: &str = "SELECT k.access_key_id, k.user_name, u.arn, k.ciphertext, k.wrapped_key, \
+     k.key_name, k.key_version, k.status, k.created_at, k.expires_at, k.scope_secret_id, k.last_used_at \
+     FROM access_keys k JOIN users u ON u.name = k.user_name";
+
+fn access_key_from_row(r: &SqliteRow) -> Result<AccessKeyRecord> {
+    let ts = |c: &str| -> Result<Option<Timestamp>> {
+        Ok(r.try_get::<Option<i64>, _>(c)
+            .map_err(db_err)?
+            .map(Timestamp))
+    };
+    Ok(AccessKeyRecord {
+        access_key_id: r.try_get("access_key_id").map_err(db_err)?,
+        user_name: r.try_get("user_name").map_err(db_err)?,
+        user_arn: r.try_get("arn").map_err(db_err)?,
+        sealed_secret: sealed_cols(r)?
+            .ok_or_else(|| Error::internal("access key without a sealed secret"))?,
+        active: r.try_get::<String, _>("status").map_err(db_err)? == "Active",
+        created_at: Timestamp(r.try_get("created_at").map_err(db_err)?),
+        expires_at: ts("expires_at")?,
+        scope_secret_id: r.try_get("scope_secret_id").map_err(db_err)?,
+        last_used_at: ts("last_used_at")?,
+    })
+}
+
+async fn insert_key_row(conn: &mut SqliteConnection, k: &AccessKeyRecord) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO access_keys (access_key_id, user_name, ciphertext, wrapped_key, key_name, \
+         key_version, status, created_at, expires_at, scope_secret_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&k.access_key_id)
+    .bind(&k.user_name)
+    .bind(&k.sealed_secret.ciphertext)
+    .bind(&k.sealed_secret.wrapped_key)
+    .bind(&k.sealed_secret.key_name)
+    .bind(k.sealed_secret.key_version)
+    .bind(if k.active { "Active" } else { "Inactive" })
+    .bind(k.created_at.0)
+    .bind(k.expires_at.map(|t| t.0))
+    .bind(k.scope_secret_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            Error::exists(format!("The access key {} already exists.", k.access_key_id))
+        } else {
+            db_err(e)
+        }
+    })?;
+    Ok(())
+}
+
+fn user_from_row(r: &SqliteRow) -> Result<UserRecord> {
+    let tags: String = r.try_get("tags").map_err(db_err)?;
+    let pairs: Vec<(String, String)> = serde_json::from_str(&tags)
+        .map_err(|e| Error::internal(format!("stored user tags: {e}")))?;
+    Ok(UserRecord {
+        name: r.try_get("name").map_err(db_err)?,
+        arn: r.try_get("arn").map_err(db_err)?,
+        created_at: Timestamp(r.try_get("created_at").map_err(db_err)?),
+        tags: pairs
+            .into_iter()
+            .map(|(key, value)| Tag { key, value })
+            .collect(),
     })
 }

@@ -113,6 +113,7 @@ pub async fn authenticate(
         .lock()
         .ok()
         .and_then(|m| m.get(&cache_key).cloned());
+    let first_today = cached.is_none();
     let key = match cached {
         Some(k) => k,
         None => {
@@ -142,10 +143,20 @@ pub async fn authenticate(
         chrono::Duration::minutes(MAX_SKEW_MINUTES),
     )
     .map_err(sig_err)?;
+    // LastUsedDate at day granularity: the signing key is derived once per key and day.
+    if first_today
+        && let Err(e) = svc
+            .store()
+            .touch_access_key(&record.access_key_id, svc.clock.now().start_of_day())
+            .await
+    {
+        tracing::warn!(detail = ?e, "could not record an access key's last use");
+    }
     Ok(Principal {
         user_name: record.user_name,
         arn: record.user_arn,
         access_key_id: record.access_key_id,
         scope_secret_id: record.scope_secret_id,
+        meta: Default::default(),
     })
 }

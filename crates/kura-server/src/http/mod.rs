@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -17,6 +17,7 @@ use kura_core::{Error, ErrorCode, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::service::authz::RequestMeta;
 use crate::service::{Principal, Service};
 pub use auth::SigningKeyCache;
 
@@ -138,6 +139,18 @@ async fn dispatch_kura(
         "CreateNotificationTarget" => invoke!(svc, p, op, body, create_notification_target),
         "ListNotificationTargets" => invoke!(svc, p, op, body, list_notification_targets),
         "DeleteNotificationTarget" => invoke!(svc, p, op, body, delete_notification_target),
+        "CreateUser" => invoke!(svc, p, op, body, create_user),
+        "DeleteUser" => invoke!(svc, p, op, body, delete_user),
+        "ListUsers" => invoke!(svc, p, op, body, list_users),
+        "CreateAccessKey" => invoke!(svc, p, op, body, create_user_access_key),
+        "UpdateAccessKey" => invoke!(svc, p, op, body, update_access_key),
+        "DeleteAccessKey" => invoke!(svc, p, op, body, delete_user_access_key),
+        "ListAccessKeys" => invoke!(svc, p, op, body, list_user_access_keys),
+        "PutUserPolicy" => invoke!(svc, p, op, body, put_user_policy),
+        "GetUserPolicy" => invoke!(svc, p, op, body, get_user_policy),
+        "DeleteUserPolicy" => invoke!(svc, p, op, body, delete_user_policy),
+        "ListUserPolicies" => invoke!(svc, p, op, body, list_user_policies),
+        "GetCallerIdentity" => invoke!(svc, p, op, body, get_caller_identity),
         _ => Err(Error::new(
             ErrorCode::UnknownOperation,
             format!("kura has no extension operation {op:?}."),
@@ -145,41 +158,7 @@ async fn dispatch_kura(
     }
 }
 
-/// What a rotation function's short-lived key may do: the operations AWS's rotation templates
-/// use, on the one secret being rotated.
-async fn check_scope(svc: &Service, p: &Principal, op: &str, body: &[u8]) -> Result<()> {
-    let Some(scope) = p.scope_secret_id else {
-        return Ok(());
-    };
-    let denied = |what: &str| {
-        Err(Error::new(
-            ErrorCode::AccessDenied,
-            format!("{} is a rotation credential: {what}", p.arn),
-        ))
-    };
-    match op {
-        "GetRandomPassword" => return Ok(()),
-        "DescribeSecret"
-        | "GetSecretValue"
-        | "PutSecretValue"
-        | "UpdateSecretVersionStage"
-        | "ListSecretVersionIds" => {}
-        _ => return denied(&format!("it may not call {op}.")),
-    }
-    #[derive(serde::Deserialize)]
-    struct Target {
-        #[serde(rename = "SecretId")]
-        secret_id: String,
-    }
-    let target: Target = parse(op, body)?;
-    match svc.resolve(&target.secret_id).await {
-        Ok(s) if s.id == scope => Ok(()),
-        _ => denied("it may only reach the secret being rotated."),
-    }
-}
-
 async fn dispatch(svc: &Service, p: &Principal, op: &str, body: &[u8]) -> Result<Vec<u8>> {
-    check_scope(svc, p, op, body).await?;
     macro_rules! call {
         ($method:ident) => {
             invoke!(svc, p, op, body, $method)
@@ -221,6 +200,7 @@ async fn dispatch(svc: &Service, p: &Principal, op: &str, body: &[u8]) -> Result
 async fn aws(
     State(state): State<Arc<AppState>>,
     axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -244,14 +224,33 @@ async fn aws(
         },
     )
     .await;
-    let result = match &principal {
-        Ok(p) if family == "secretsmanager" => dispatch(&state.service, p, op, &body).await,
-        Ok(p) if family == "Kura" => dispatch_kura(&state.service, p, op, &body).await,
-        Ok(_) => Err(Error::new(
+    let principal = principal.map(|mut p| {
+        p.meta = RequestMeta {
+            source_ip: Some(peer.ip()),
+            user_agent: headers
+                .get("user-agent")
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(256).collect()),
+        };
+        p
+    });
+    let allowed = match &principal {
+        Ok(p) if family == "secretsmanager" || family == "Kura" => {
+            state.service.authorize(p, family, op, &body).await
+        }
+        _ => Ok(()),
+    };
+    let result = match (&principal, allowed) {
+        (Ok(_), Err(e)) => Err(e),
+        (Ok(p), Ok(())) if family == "secretsmanager" => {
+            dispatch(&state.service, p, op, &body).await
+        }
+        (Ok(p), Ok(())) if family == "Kura" => dispatch_kura(&state.service, p, op, &body).await,
+        (Ok(_), Ok(())) => Err(Error::new(
             ErrorCode::UnknownOperation,
             "Set X-Amz-Target to secretsmanager.<Operation> or Kura.<Operation>.",
         )),
-        Err(e) => Err(e.clone()),
+        (Err(e), _) => Err(e.clone()),
     };
     let who = principal.as_ref().map(|p| p.arn.as_str()).unwrap_or("-");
     let ms = started.elapsed().as_secs_f64() * 1000.0;

@@ -39,6 +39,7 @@ impl Service {
                 created_at: self.clock.now(),
                 expires_at: k.expires_at,
                 scope_secret_id: k.scope_secret_id,
+                last_used_at: None,
             })
             .await?;
         Ok((id, secret))

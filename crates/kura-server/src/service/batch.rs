@@ -62,6 +62,24 @@ impl Service {
         let mut secret_values = Vec::with_capacity(ids.len());
         let mut errors = Vec::new();
         for id in ids {
+            // Each secret needs GetSecretValue permission of its own (as on AWS).
+            if !p.is_administrator() {
+                let allowed = match self.resolve(&id).await {
+                    Ok(s) => {
+                        self.authorize_on_secret(p, "secretsmanager:GetSecretValue", &s)
+                            .await
+                    }
+                    Err(_) => Ok(()), // the read below reports it
+                };
+                if let Err(e) = allowed {
+                    errors.push(ApiErrorEntry {
+                        secret_id: id,
+                        error_code: e.code.as_str().to_string(),
+                        message: e.message,
+                    });
+                    continue;
+                }
+            }
             let got = self
                 .get_secret_value(
                     p,

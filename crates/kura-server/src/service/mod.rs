@@ -2,7 +2,9 @@
 //! extensions, CLI) calls these, so validation and (later) authorization cannot be skipped.
 
 pub(crate) mod access_keys;
+pub mod authz;
 mod batch;
+mod identity;
 mod jobs;
 mod password;
 mod policy;
@@ -35,6 +37,8 @@ pub struct Principal {
     pub access_key_id: String,
     /// A rotation function's short-lived key reaches only this secret.
     pub scope_secret_id: Option<i64>,
+    /// Where the request came from (for `aws:SourceIp` and the audit trail).
+    pub meta: authz::RequestMeta,
 }
 
 impl Principal {
@@ -45,6 +49,7 @@ impl Principal {
             arn: format!("arn:aws:iam::{account}:user/kura"),
             access_key_id: String::new(),
             scope_secret_id: None,
+            meta: authz::RequestMeta::default(),
         }
     }
 

@@ -317,6 +317,15 @@ impl Server {
             .await
     }
 
+    /// One call with a full `X-Amz-Target` (`Kura.X` or `secretsmanager.X`), signed with the given key.
+    pub async fn raw_as(&self, akid: &str, secret: &str, target: &str, body: &str) -> RawResponse {
+        let sign = SignMode::Custom {
+            akid: akid.to_string(),
+            secret: secret.to_string(),
+        };
+        self.raw_inner(target, body, body, sign).await
+    }
+
     pub async fn raw(&self, target_op: &str, body: &str, sign: SignMode) -> RawResponse {
         self.raw_inner(&format!("secretsmanager.{target_op}"), body, body, sign)
             .await

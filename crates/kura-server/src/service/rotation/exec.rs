@@ -199,7 +199,12 @@ impl Service {
             let arn = format!("arn:aws:iam::{}:user/{ROTATION_USER}", self.account);
             match self
                 .store
-                .create_user(ROTATION_USER, &arn, self.clock.now())
+                .create_user(&kura_store::UserRecord {
+                    name: ROTATION_USER.into(),
+                    arn,
+                    created_at: self.clock.now(),
+                    tags: Vec::new(),
+                })
                 .await
             {
                 Ok(()) => {}

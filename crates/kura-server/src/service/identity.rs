@@ -1,0 +1,383 @@
+//! Users, their access keys and inline policies (kura's extension of the AWS API, shaped like
+//! IAM's), and GetCallerIdentity.
+
+use kura_core::model::Tag;
+use kura_core::names::validate_tag;
+use kura_core::{Error, ErrorCode, Result};
+use kura_iam::policy::{self, PolicyKind};
+use kura_store::{AccessKeyRecord, UserRecord};
+
+use super::access_keys::NewAccessKey;
+use super::{Principal, Service, access_key_context};
+use crate::wire::{self, *};
+
+/// IAM's limit: two access keys per user.
+const MAX_KEYS_PER_USER: usize = 2;
+/// Users kura makes for itself; nobody else may take these names or delete them.
+const RESERVED_USERS: [&str; 3] = ["root", "kura", "kura-rotation"];
+
+/// IAM's name rule: 1-64 (users) or 1-128 (policies) of letters, digits and `+=,.@_-`.
+fn validate_iam_name(field: &str, name: &str, max: usize) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= max
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::validation(format!(
+            "{field} {name:?} must be 1 to {max} characters of letters, digits and +=,.@_-"
+        )))
+    }
+}
+
+fn user_entry(u: &UserRecord) -> UserEntry {
+    UserEntry {
+        user_name: u.name.clone(),
+        arn: u.arn.clone(),
+        create_date: u.created_at.epoch_seconds(),
+        tags: (!u.tags.is_empty()).then(|| {
+            u.tags
+                .iter()
+                .map(|t| wire::Tag {
+                    key: t.key.clone(),
+                    value: t.value.clone(),
+                })
+                .collect()
+        }),
+    }
+}
+
+fn status_str(active: bool) -> &'static str {
+    if active { "Active" } else { "Inactive" }
+}
+
+fn no_such_user(name: &str) -> Error {
+    Error::new(
+        ErrorCode::ResourceNotFound,
+        format!("The user {name} does not exist."),
+    )
+}
+
+impl Service {
+    pub(crate) fn user_arn(&self, name: &str) -> String {
+        if name == "root" {
+            format!("arn:aws:iam::{}:root", self.account)
+        } else {
+            format!("arn:aws:iam::{}:user/{name}", self.account)
+        }
+    }
+
+    /// The user a request names, or the caller when it names none (IAM's convention).
+    async fn target_user(&self, p: &Principal, name: Option<String>) -> Result<UserRecord> {
+        let name = name.unwrap_or_else(|| p.user_name.clone());
+        validate_iam_name("UserName", &name, 64)?;
+        self.store
+            .get_user(&name)
+            .await?
+            .ok_or_else(|| no_such_user(&name))
+    }
+
+    /// A key of `user`, or ResourceNotFound (also when it belongs to someone else).
+    async fn key_of(&self, user: &UserRecord, access_key_id: &str) -> Result<AccessKeyRecord> {
+        self.store
+            .find_access_key(access_key_id)
+            .await?
+            .filter(|k| k.user_name == user.name && k.expires_at.is_none())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::ResourceNotFound,
+                    format!("The user {} has no access key {access_key_id}.", user.name),
+                )
+            })
+    }
+
+    pub async fn create_user(&self, p: &Principal, req: CreateUserRequest) -> Result<UserResponse> {
+        validate_iam_name("UserName", &req.user_name, 64)?;
+        if RESERVED_USERS.contains(&req.user_name.as_str()) {
+            return Err(Error::invalid_parameter(format!(
+                "The user name {} is reserved by kura.",
+                req.user_name
+            )));
+        }
+        let mut tags: Vec<Tag> = Vec::new();
+        for t in req.tags.unwrap_or_default() {
+            validate_tag(&t.key, &t.value)?;
+            if tags.iter().any(|x| x.key == t.key) {
+                return Err(Error::invalid_parameter(format!(
+                    "The tag key {:?} appears twice.",
+                    t.key
+                )));
+            }
+            tags.push(Tag {
+                key: t.key,
+                value: t.value,
+            });
+        }
+        let user = UserRecord {
+            arn: self.user_arn(&req.user_name),
+            name: req.user_name,
+            created_at: self.clock.now(),
+            tags,
+        };
+        self.store.create_user(&user).await?;
+        tracing::info!(user = %user.name, by = %p.arn, "user created");
+        Ok(UserResponse {
+            user: user_entry(&user),
+        })
+    }
+
+    pub async fn delete_user(&self, p: &Principal, req: UserNameRequest) -> Result<Empty> {
+        validate_iam_name("UserName", &req.user_name, 64)?;
+        if RESERVED_USERS.contains(&req.user_name.as_str()) {
+            return Err(Error::invalid_request(format!(
+                "The user {} belongs to kura itself and can't be deleted.",
+                req.user_name
+            )));
+        }
+        if !self.store.delete_user(&req.user_name).await? {
+            return Err(no_such_user(&req.user_name));
+        }
+        tracing::info!(user = %req.user_name, by = %p.arn, "user deleted with its keys and policies");
+        Ok(Empty {})
+    }
+
+    pub async fn list_users(&self, _p: &Principal, _req: Empty) -> Result<ListUsersResponse> {
+        Ok(ListUsersResponse {
+            users: self
+                .store
+                .list_users()
+                .await?
+                .iter()
+                .filter(|u| u.name != "kura-rotation")
+                .map(user_entry)
+                .collect(),
+        })
+    }
+
+    pub async fn create_user_access_key(
+        &self,
+        p: &Principal,
+        req: CreateAccessKeyRequest,
+    ) -> Result<CreateAccessKeyResponse> {
+        let user = self.target_user(p, req.user_name).await?;
+        let (id, secret) = match (req.access_key_id, req.secret_access_key) {
+            (None, None) => {
+                let have = self.store.list_access_keys(&user.name).await?.len();
+                if have >= MAX_KEYS_PER_USER {
+                    return Err(Error::limit_exceeded(format!(
+                        "The user {} already has {MAX_KEYS_PER_USER} access keys; delete one first.",
+                        user.name
+                    )));
+                }
+                self.create_access_key(NewAccessKey {
+                    user_name: &user.name,
+                    prefix: "AKIA",
+                    expires_at: None,
+                    scope_secret_id: None,
+                })
+                .await?
+            }
+            (Some(id), Some(secret)) => {
+                let id_ok =
+                    (16..=128).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric());
+                if !id_ok {
+                    return Err(Error::validation(
+                        "AccessKeyId must be 16 to 128 letters and digits.",
+                    ));
+                }
+                let secret_ok = (16..=128).contains(&secret.0.len())
+                    && secret.0.chars().all(|c| c.is_ascii_graphic());
+                if !secret_ok {
+                    return Err(Error::validation(
+                        "SecretAccessKey must be 16 to 128 printable characters without spaces.",
+                    ));
+                }
+                let sealed = self.seal_internal(&access_key_context(&id), secret.0.as_bytes())?;
+                self.store
+                    .insert_user_access_key(
+                        &AccessKeyRecord {
+                            access_key_id: id.clone(),
+                            user_name: user.name.clone(),
+                            user_arn: user.arn.clone(),
+                            sealed_secret: sealed,
+                            active: true,
+                            created_at: self.clock.now(),
+                            expires_at: None,
+                            scope_secret_id: None,
+                            last_used_at: None,
+                        },
+                        MAX_KEYS_PER_USER,
+                    )
+                    .await?;
+                (id, secret.0)
+            }
+            _ => {
+                return Err(Error::invalid_parameter(
+                    "To import a key send both AccessKeyId and SecretAccessKey; send neither to have kura generate one.",
+                ));
+            }
+        };
+        tracing::info!(user = %user.name, access_key_id = %id, by = %p.arn, "access key created");
+        Ok(CreateAccessKeyResponse {
+            access_key: AccessKeyEntry {
+                user_name: user.name,
+                access_key_id: id,
+                status: "Active".into(),
+                secret_access_key: SecretText(secret),
+                create_date: self.clock.now().epoch_seconds(),
+            },
+        })
+    }
+
+    pub async fn update_access_key(
+        &self,
+        p: &Principal,
+        req: UpdateAccessKeyRequest,
+    ) -> Result<Empty> {
+        let active = match req.status.as_str() {
+            "Active" => true,
+            "Inactive" => false,
+            other => {
+                return Err(Error::validation(format!(
+                    "Status {other:?} is not Active or Inactive."
+                )));
+            }
+        };
+        let user = self.target_user(p, req.user_name).await?;
+        self.key_of(&user, &req.access_key_id).await?;
+        self.store
+            .set_access_key_status(&req.access_key_id, active)
+            .await?;
+        tracing::info!(user = %user.name, access_key_id = %req.access_key_id, status = status_str(active), by = %p.arn, "access key updated");
+        Ok(Empty {})
+    }
+
+    pub async fn delete_user_access_key(
+        &self,
+        p: &Principal,
+        req: AccessKeyIdRequest,
+    ) -> Result<Empty> {
+        let user = self.target_user(p, req.user_name).await?;
+        self.key_of(&user, &req.access_key_id).await?;
+        self.store.delete_access_key(&req.access_key_id).await?;
+        tracing::info!(user = %user.name, access_key_id = %req.access_key_id, by = %p.arn, "access key deleted");
+        Ok(Empty {})
+    }
+
+    pub async fn list_user_access_keys(
+        &self,
+        p: &Principal,
+        req: OptionalUserRequest,
+    ) -> Result<ListAccessKeysResponse> {
+        let user = self.target_user(p, req.user_name).await?;
+        Ok(ListAccessKeysResponse {
+            access_key_metadata: self
+                .store
+                .list_access_keys(&user.name)
+                .await?
+                .into_iter()
+                .map(|k| AccessKeyMetadata {
+                    user_name: k.user_name,
+                    access_key_id: k.access_key_id,
+                    status: status_str(k.active).into(),
+                    create_date: k.created_at.epoch_seconds(),
+                    last_used_date: k.last_used_at.map(|t| t.epoch_seconds()),
+                })
+                .collect(),
+        })
+    }
+
+    pub async fn put_user_policy(&self, p: &Principal, req: PutUserPolicyRequest) -> Result<Empty> {
+        let user = self.target_user(p, Some(req.user_name)).await?;
+        validate_iam_name("PolicyName", &req.policy_name, 128)?;
+        policy::parse(&req.policy_document, PolicyKind::Identity).map_err(|e| {
+            Error::new(
+                ErrorCode::MalformedPolicyDocument,
+                format!("PolicyDocument: {e}"),
+            )
+        })?;
+        self.store
+            .put_user_policy(
+                &user.name,
+                &req.policy_name,
+                &req.policy_document,
+                self.clock.now(),
+            )
+            .await?;
+        tracing::info!(user = %user.name, policy = %req.policy_name, by = %p.arn, "user policy set");
+        Ok(Empty {})
+    }
+
+    pub async fn get_user_policy(
+        &self,
+        p: &Principal,
+        req: UserPolicyRequest,
+    ) -> Result<GetUserPolicyResponse> {
+        let user = self.target_user(p, Some(req.user_name)).await?;
+        let doc = self
+            .store
+            .user_policies(&user.name)
+            .await?
+            .into_iter()
+            .find(|(n, _)| *n == req.policy_name)
+            .map(|(_, d)| d)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::ResourceNotFound,
+                    format!("The user {} has no policy {}.", user.name, req.policy_name),
+                )
+            })?;
+        Ok(GetUserPolicyResponse {
+            user_name: user.name,
+            policy_name: req.policy_name,
+            policy_document: doc,
+        })
+    }
+
+    pub async fn delete_user_policy(&self, p: &Principal, req: UserPolicyRequest) -> Result<Empty> {
+        let user = self.target_user(p, Some(req.user_name)).await?;
+        if !self
+            .store
+            .delete_user_policy(&user.name, &req.policy_name)
+            .await?
+        {
+            return Err(Error::new(
+                ErrorCode::ResourceNotFound,
+                format!("The user {} has no policy {}.", user.name, req.policy_name),
+            ));
+        }
+        tracing::info!(user = %user.name, policy = %req.policy_name, by = %p.arn, "user policy deleted");
+        Ok(Empty {})
+    }
+
+    pub async fn list_user_policies(
+        &self,
+        p: &Principal,
+        req: UserNameRequest,
+    ) -> Result<ListUserPoliciesResponse> {
+        let user = self.target_user(p, Some(req.user_name)).await?;
+        Ok(ListUserPoliciesResponse {
+            policy_names: self
+                .store
+                .user_policies(&user.name)
+                .await?
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect(),
+        })
+    }
+
+    pub async fn get_caller_identity(
+        &self,
+        p: &Principal,
+        _req: Empty,
+    ) -> Result<GetCallerIdentityResponse> {
+        Ok(GetCallerIdentityResponse {
+            user_id: p.access_key_id.clone(),
+            account: self.account.clone(),
+            arn: p.arn.clone(),
+        })
+    }
+}

@@ -1,0 +1,381 @@
+//! Users, access keys and policies: who may do what, decided by AWS's policy language.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+/// Creates a user with one access key and returns an SDK client signed with it.
+async fn user_client(
+    server: &Server,
+    name: &str,
+    tags: Value,
+) -> (aws_sdk_secretsmanager::Client, String, String) {
+    server
+        .kura(
+            "CreateUser",
+            &json!({"UserName": name, "Tags": tags}).to_string(),
+        )
+        .await
+        .assert_ok();
+    let key = server
+        .kura("CreateAccessKey", &json!({"UserName": name}).to_string())
+        .await
+        .assert_ok();
+    let id = key["AccessKey"]["AccessKeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let secret = key["AccessKey"]["SecretAccessKey"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (server.client_with(&id, &secret).await, id, secret)
+}
+
+async fn put_policy(server: &Server, user: &str, name: &str, doc: Value) {
+    server
+        .kura(
+            "PutUserPolicy",
+            &json!({"UserName": user, "PolicyName": name, "PolicyDocument": doc.to_string()})
+                .to_string(),
+        )
+        .await
+        .assert_ok();
+}
+
+#[tokio::test]
+async fn a_user_limited_to_team_a_reads_those_secrets_and_nothing_else() {
+    let server = Server::start().await;
+    let root = server.client().await;
+    let a1 = ok(root
+        .create_secret()
+        .name("team-a/db")
+        .secret_string("a1")
+        .tags(tag("team", "a"))
+        .send()
+        .await);
+    ok(root
+        .create_secret()
+        .name("team-b/db")
+        .secret_string("b1")
+        .tags(tag("team", "b"))
+        .send()
+        .await);
+    ok(root
+        .create_secret()
+        .name("untagged")
+        .secret_string("u1")
+        .send()
+        .await);
+    let (alice, _, _) = user_client(&server, "alice", json!([])).await;
+    put_policy(
+        &server,
+        "alice",
+        "read-team-a",
+        json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": "*",
+                "Condition": {"StringEquals": {"secretsmanager:ResourceTag/team": "a"}}
+            }]
+        }),
+    )
+    .await;
+
+    assert_eq!(get_string(&alice, "team-a/db").await, "a1");
+    assert_eq!(get_string(&alice, a1.arn().unwrap()).await, "a1");
+    for id in ["team-b/db", "untagged"] {
+        let e = api_err(alice.get_secret_value().secret_id(id).send().await);
+        assert_eq!(e.code, "AccessDeniedException", "{id}: {e:?}");
+        let msg = e.message.clone();
+        assert!(
+            msg.contains("arn:aws:iam::")
+                && msg.contains("user/alice")
+                && msg.contains("secretsmanager:GetSecretValue")
+                && msg.contains(id),
+            "the denial names principal, action and resource: {msg}"
+        );
+    }
+    // Every write is denied, on her own team's secret too.
+    let writes = [
+        api_err(
+            alice
+                .put_secret_value()
+                .secret_id("team-a/db")
+                .secret_string("x")
+                .send()
+                .await,
+        ),
+        api_err(
+            alice
+                .create_secret()
+                .name("team-a/new")
+                .secret_string("x")
+                .send()
+                .await,
+        ),
+        api_err(alice.delete_secret().secret_id("team-a/db").send().await),
+        api_err(
+            alice
+                .update_secret()
+                .secret_id("team-a/db")
+                .description("x")
+                .send()
+                .await,
+        ),
+        api_err(
+            alice
+                .tag_resource()
+                .secret_id("team-a/db")
+                .tags(tag("team", "b"))
+                .send()
+                .await,
+        ),
+    ];
+    for e in writes {
+        assert_eq!(e.code, "AccessDeniedException", "{e:?}");
+    }
+    let e = api_err(alice.describe_secret().secret_id("team-a/db").send().await);
+    assert_eq!(e.code, "AccessDeniedException");
+    assert_eq!(
+        get_string(&root, "team-a/db").await,
+        "a1",
+        "nothing changed"
+    );
+    // Kura's own operations are policy-checked too.
+    let r = server
+        .raw("ListSecrets", "{}", SignMode::Root)
+        .await
+        .assert_ok();
+    assert_eq!(r["SecretList"].as_array().map(Vec::len), Some(3));
+}
+
+#[tokio::test]
+async fn an_inactive_or_deleted_key_is_refused() {
+    let server = Server::start().await;
+    let root = server.client().await;
+    create_plain(&root, "k/one", "v").await;
+    let (alice, id, secret) = user_client(&server, "alice", json!([])).await;
+    put_policy(
+        &server,
+        "alice",
+        "all",
+        json!({"Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"}]}),
+    )
+    .await;
+    assert_eq!(get_string(&alice, "k/one").await, "v");
+
+    server
+        .kura(
+            "UpdateAccessKey",
+            &json!({"UserName": "alice", "AccessKeyId": id, "Status": "Inactive"}).to_string(),
+        )
+        .await
+        .assert_ok();
+    let e = api_err(alice.get_secret_value().secret_id("k/one").send().await);
+    assert_eq!(e.code, "UnrecognizedClientException", "{e:?}");
+    server
+        .kura(
+            "UpdateAccessKey",
+            &json!({"UserName": "alice", "AccessKeyId": id, "Status": "Active"}).to_string(),
+        )
+        .await
+        .assert_ok();
+    assert_eq!(get_string(&alice, "k/one").await, "v");
+
+    let keys = server
+        .kura("ListAccessKeys", &json!({"UserName": "alice"}).to_string())
+        .await
+        .assert_ok();
+    let meta = &keys["AccessKeyMetadata"][0];
+    assert_eq!(meta["AccessKeyId"], id.as_str());
+    assert_eq!(meta["Status"], "Active");
+    assert!(meta.get("LastUsedDate").is_some(), "{keys}");
+    assert!(
+        !keys.to_string().contains(&secret),
+        "a listing never shows the secret half"
+    );
+
+    server
+        .kura(
+            "DeleteAccessKey",
+            &json!({"UserName": "alice", "AccessKeyId": id}).to_string(),
+        )
+        .await
+        .assert_ok();
+    let e = api_err(alice.get_secret_value().secret_id("k/one").send().await);
+    assert_eq!(e.code, "UnrecognizedClientException");
+}
+
+#[tokio::test]
+async fn a_resource_policy_grants_a_second_user_one_secret() {
+    let server = Server::start().await;
+    let root = server.client().await;
+    let shared = create_plain(&root, "shared/one", "s1").await;
+    create_plain(&root, "private/two", "p2").await;
+    let (bob, _, _) = user_client(&server, "bob", json!([])).await;
+    let e = api_err(bob.get_secret_value().secret_id("shared/one").send().await);
+    assert_eq!(e.code, "AccessDeniedException", "no policy yet: {e:?}");
+
+    let bob_arn = server.kura("GetCallerIdentity", "{}").await.assert_ok()["Account"]
+        .as_str()
+        .map(|a| format!("arn:aws:iam::{a}:user/bob"))
+        .unwrap();
+    let policy = json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": bob_arn},
+        "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]});
+    ok(root
+        .put_resource_policy()
+        .secret_id(&shared)
+        .resource_policy(policy.to_string())
+        .send()
+        .await);
+    assert_eq!(get_string(&bob, "shared/one").await, "s1");
+    let e = api_err(bob.get_secret_value().secret_id("private/two").send().await);
+    assert_eq!(e.code, "AccessDeniedException");
+
+    // An explicit deny in his identity policy beats the resource policy's allow.
+    put_policy(
+        &server,
+        "bob",
+        "deny-shared",
+        json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Deny", "Action": "secretsmanager:*", "Resource": shared}]}),
+    )
+    .await;
+    let e = api_err(bob.get_secret_value().secret_id("shared/one").send().await);
+    assert_eq!(e.code, "AccessDeniedException");
+    assert!(e.message.clone().contains("explicit deny"));
+}
+
+#[tokio::test]
+async fn users_keys_and_policies_are_managed_with_kura_operations() {
+    let server = Server::start().await;
+    let me = server.kura("GetCallerIdentity", "{}").await.assert_ok();
+    assert!(me["Arn"].as_str().unwrap().ends_with(":root"), "{me}");
+    assert_eq!(me["Account"].as_str().map(str::len), Some(12));
+
+    server
+        .kura(
+            "CreateUser",
+            &json!({"UserName": "carol", "Tags": [{"Key": "team", "Value": "a"}]}).to_string(),
+        )
+        .await
+        .assert_ok();
+    server
+        .kura("CreateUser", r#"{"UserName": "carol"}"#)
+        .await
+        .assert_error("ResourceExistsException");
+    server
+        .kura("CreateUser", r#"{"UserName": "bad name!"}"#)
+        .await
+        .assert_error("ValidationException");
+    server
+        .kura("CreateUser", r#"{"UserName": "root"}"#)
+        .await
+        .assert_error("InvalidParameterException");
+    let users = server.kura("ListUsers", "{}").await.assert_ok();
+    let names: Vec<&str> = users["Users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|u| u["UserName"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"carol") && names.contains(&"root"),
+        "{users}"
+    );
+
+    // Two keys at most; an imported key works as given.
+    server
+        .kura("CreateAccessKey", r#"{"UserName": "carol"}"#)
+        .await
+        .assert_ok();
+    let imported = server.kura("CreateAccessKey", &json!({"UserName": "carol",
+        "AccessKeyId": "AKIAIMPORTEDKEY00001", "SecretAccessKey": "imported-secret-key-from-aws-0000000000"}).to_string()).await.assert_ok();
+    assert_eq!(imported["AccessKey"]["AccessKeyId"], "AKIAIMPORTEDKEY00001");
+    server
+        .kura("CreateAccessKey", r#"{"UserName": "carol"}"#)
+        .await
+        .assert_error("LimitExceededException");
+    put_policy(
+        &server,
+        "carol",
+        "ident",
+        json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "kura:GetCallerIdentity", "Resource": "*"}]}),
+    )
+    .await;
+    let carol = server
+        .raw_as(
+            "AKIAIMPORTEDKEY00001",
+            "imported-secret-key-from-aws-0000000000",
+            "Kura.GetCallerIdentity",
+            "{}",
+        )
+        .await
+        .assert_ok();
+    assert!(carol["Arn"].as_str().unwrap().ends_with(":user/carol"));
+
+    // Policies: validated on write, with the faulty element named.
+    let msg = server.kura("PutUserPolicy", &json!({"UserName": "carol", "PolicyName": "bad",
+        "PolicyDocument": json!({"Version": "2012-10-17", "Statement": [{"Effect": "Maybe", "Action": "*", "Resource": "*"}]}).to_string()}).to_string())
+        .await.assert_error("MalformedPolicyDocumentException");
+    assert!(msg.contains("Effect"), "{msg}");
+    let listed = server
+        .kura("ListUserPolicies", r#"{"UserName": "carol"}"#)
+        .await
+        .assert_ok();
+    assert_eq!(listed["PolicyNames"], json!(["ident"]));
+    let got = server
+        .kura(
+            "GetUserPolicy",
+            r#"{"UserName": "carol", "PolicyName": "ident"}"#,
+        )
+        .await
+        .assert_ok();
+    assert!(
+        got["PolicyDocument"]
+            .as_str()
+            .unwrap()
+            .contains("kura:GetCallerIdentity")
+    );
+    server
+        .kura(
+            "DeleteUserPolicy",
+            r#"{"UserName": "carol", "PolicyName": "ident"}"#,
+        )
+        .await
+        .assert_ok();
+    server
+        .raw_as(
+            "AKIAIMPORTEDKEY00001",
+            "imported-secret-key-from-aws-0000000000",
+            "Kura.GetCallerIdentity",
+            "{}",
+        )
+        .await
+        .assert_error("AccessDeniedException");
+
+    server
+        .kura("DeleteUser", r#"{"UserName": "carol"}"#)
+        .await
+        .assert_ok();
+    server
+        .raw_as(
+            "AKIAIMPORTEDKEY00001",
+            "imported-secret-key-from-aws-0000000000",
+            "Kura.GetCallerIdentity",
+            "{}",
+        )
+        .await
+        .assert_error("UnrecognizedClientException");
+    server
+        .kura("DeleteUser", r#"{"UserName": "carol"}"#)
+        .await
+        .assert_error("ResourceNotFoundException");
+}
