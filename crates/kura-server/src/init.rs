@@ -6,11 +6,14 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use kura_core::model::{SealedValue, ValueKind};
 use kura_core::{Clock, Error, Result};
+use kura_crypto::mac::MacKey;
 use kura_crypto::{Keyring, RootKey, random};
 use kura_store::{SqliteStore, Store};
 use zeroize::Zeroizing;
 
+use crate::audit::{AUDIT_FILE, AuditLog, VerifyReport};
 use crate::service::access_keys::NewAccessKey;
 use crate::service::{DEFAULT_KEY, Service};
 
@@ -152,6 +155,8 @@ pub async fn open(dir: &Path, region: &str, clock: Arc<dyn Clock>) -> Result<Ope
         account.clone(),
         kura_crypto::mac::MacKey::new(&token_secret),
     );
+    let audit_key = load_or_create_audit_key(&service).await?;
+    service.set_audit(AuditLog::start(store.clone(), audit_key, dir.join(AUDIT_FILE)).await?);
     let credentials_file = dir.join(CREDENTIALS_FILE);
     if !store.user_exists("root").await? {
         create_root_user(&service, &account, &credentials_file, clock.now()).await?;
@@ -195,4 +200,84 @@ async fn create_root_user(
     ));
     write_private(credentials_file, contents.as_bytes())?;
     Ok(())
+}
+
+const AUDIT_KEY_SETTING: &str = "audit_key";
+const AUDIT_KEY_CONTEXT: &[u8] = b"kura/audit-key";
+
+fn sealed_to_json(s: &SealedValue) -> String {
+    serde_json::json!({
+        "ciphertext": hex::encode(&s.ciphertext),
+        "wrapped_key": hex::encode(&s.wrapped_key),
+        "key_name": s.key_name,
+        "key_version": s.key_version,
+    })
+    .to_string()
+}
+
+fn sealed_from_json(bytes: &[u8]) -> Result<SealedValue> {
+    let bad = || Error::internal("the stored audit key is damaged");
+    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|_| bad())?;
+    let hex_field = |f: &str| -> Result<Vec<u8>> {
+        v[f].as_str()
+            .and_then(|h| hex::decode(h).ok())
+            .ok_or_else(bad)
+    };
+    Ok(SealedValue {
+        kind: ValueKind::String,
+        ciphertext: hex_field("ciphertext")?,
+        wrapped_key: hex_field("wrapped_key")?,
+        key_name: v["key_name"].as_str().ok_or_else(bad)?.to_string(),
+        key_version: v["key_version"].as_i64().ok_or_else(bad)?,
+    })
+}
+
+/// The audit chain's HMAC key: random, sealed by the keyring, so a copy of the database
+/// alone cannot forge records.
+async fn load_or_create_audit_key(service: &Service) -> Result<MacKey> {
+    let store = service.store();
+    let stored = match store.get_setting(AUDIT_KEY_SETTING).await? {
+        Some(v) => v,
+        None => {
+            let mut key = Zeroizing::new([0u8; 32]);
+            random::fill(key.as_mut_slice())?;
+            let sealed = service.seal_internal(AUDIT_KEY_CONTEXT, key.as_slice())?;
+            store
+                .init_setting(AUDIT_KEY_SETTING, sealed_to_json(&sealed).as_bytes())
+                .await?
+        }
+    };
+    let key = service.open_internal(AUDIT_KEY_CONTEXT, &sealed_from_json(&stored)?)?;
+    Ok(MacKey::new(&key))
+}
+
+/// `kura audit verify`: checks the audit chain of a data directory, read-only, beside a
+/// running server or not.
+pub async fn verify_audit(dir: &Path) -> Result<VerifyReport> {
+    let root_path = dir.join(ROOT_KEY_FILE);
+    if !root_path.exists() {
+        return Err(Error::internal(format!(
+            "{} has no root key ({}): is it a kura data directory?",
+            dir.display(),
+            root_path.display()
+        )));
+    }
+    let root = load_or_create_root_key(dir)?;
+    let store = kura_store::open_read_only(&dir.join(DATABASE_FILE)).await?;
+    let mut keyring = Keyring::new(root);
+    for (name, version, wrapped) in store.load_keys().await? {
+        keyring.load_kek(&name, version, &wrapped)?;
+    }
+    let Some(stored) = store.get_setting(AUDIT_KEY_SETTING).await? else {
+        return Ok(VerifyReport::default());
+    };
+    let sealed = sealed_from_json(&stored)?;
+    let key = keyring.open(
+        &sealed.key_name,
+        sealed.key_version,
+        AUDIT_KEY_CONTEXT,
+        &sealed.ciphertext,
+        &sealed.wrapped_key,
+    )?;
+    crate::audit::verify(&store, &MacKey::new(&key), Some(&dir.join(AUDIT_FILE))).await
 }

@@ -10,7 +10,7 @@ use kura_core::model::{NewVersion, SealedValue, SecretRecord, SecretState, Versi
 use kura_core::names::SecretRef;
 use kura_core::{Result, Timestamp};
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, open_read_only};
 
 /// A stored access key; the secret half stays sealed until the keyring opens it.
 #[derive(Debug, Clone)]
@@ -27,6 +27,48 @@ pub struct AccessKeyRecord {
     pub scope_secret_id: Option<i64>,
     /// Day of the last request signed with the key.
     pub last_used_at: Option<Timestamp>,
+}
+
+/// One audit record. Holds no secret value and no request field that could hold one.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AuditRecord {
+    pub seq: i64,
+    /// Milliseconds since the epoch.
+    pub time: i64,
+    pub request_id: String,
+    /// `request`, `rotation` or `job`.
+    pub kind: String,
+    pub principal: String,
+    pub access_key_id: String,
+    pub action: String,
+    pub resource: String,
+    pub version_id: Option<String>,
+    pub version_stage: Option<String>,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// `Allow` or `Deny` (the authorization decision), `-` when none was made.
+    pub decision: String,
+    /// `Success` or `Error`.
+    pub outcome: String,
+    pub error_code: Option<String>,
+    pub duration_us: i64,
+    /// Hex HMAC chaining this record to the one before.
+    pub mac: String,
+}
+
+/// LookupAuditEvents' filters; all optional, combined with AND.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub start_time: Option<i64>,
+    pub end_time: Option<i64>,
+    pub principal: Option<String>,
+    pub action: Option<String>,
+    pub resource: Option<String>,
+    pub outcome: Option<String>,
+    /// Only records after this sequence number (paging).
+    pub after_seq: Option<i64>,
+    pub limit: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -178,6 +220,13 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_user_policy(&self, user: &str, name: &str) -> Result<bool>;
     /// A user's inline policies: (name, document), by name.
     async fn user_policies(&self, user: &str) -> Result<Vec<(String, String)>>;
+
+    // --- audit ---------------------------------------------------------------------------
+    /// Appends records (already numbered and chained) in one transaction.
+    async fn append_audit(&self, records: &[AuditRecord]) -> Result<()>;
+    async fn last_audit(&self) -> Result<Option<AuditRecord>>;
+    /// Records matching `q`, oldest first.
+    async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>>;
     async fn find_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>>;
     async fn user_exists(&self, name: &str) -> Result<bool>;
     async fn delete_access_key(&self, access_key_id: &str) -> Result<()>;

@@ -21,9 +21,9 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row, SqliteConnection, SqlitePool};
 
 use crate::{
-    AccessKeyRecord, Cursor, CursorValue, FilterKey, ListPage, ListQuery, Mutation,
-    NotificationTargetRecord, OutboxItem, RotationFunctionRecord, SortKey, Store, StoredVersion,
-    UserRecord, VersionSelector,
+    AccessKeyRecord, AuditQuery, AuditRecord, Cursor, CursorValue, FilterKey, ListPage, ListQuery,
+    Mutation, NotificationTargetRecord, OutboxItem, RotationFunctionRecord, SortKey, Store,
+    StoredVersion, UserRecord, VersionSelector,
 };
 
 /// Versioned migrations, applied in order, each in its own transaction. Embedded in the binary
@@ -36,6 +36,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (3, include_str!("../migrations/sqlite/0003_rotation.sql")),
     (4, include_str!("../migrations/sqlite/0004_identity.sql")),
+    (5, include_str!("../migrations/sqlite/0005_audit.sql")),
 ];
 
 async fn migrate(pool: &SqlitePool) -> Result<()> {
@@ -701,6 +702,93 @@ impl Store for SqliteStore {
                 ))
             })
             .collect()
+    }
+
+    async fn append_audit(&self, records: &[AuditRecord]) -> Result<()> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        for r in records {
+            sqlx::query(
+                "INSERT INTO audit_log (seq, time, request_id, kind, principal, access_key_id, action, \
+                 resource, version_id, version_stage, source_ip, user_agent, decision, outcome, error_code, \
+                 duration_us, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(r.seq)
+            .bind(r.time)
+            .bind(&r.request_id)
+            .bind(&r.kind)
+            .bind(&r.principal)
+            .bind(&r.access_key_id)
+            .bind(&r.action)
+            .bind(&r.resource)
+            .bind(&r.version_id)
+            .bind(&r.version_stage)
+            .bind(&r.source_ip)
+            .bind(&r.user_agent)
+            .bind(&r.decision)
+            .bind(&r.outcome)
+            .bind(&r.error_code)
+            .bind(r.duration_us)
+            .bind(&r.mac)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn last_audit(&self) -> Result<Option<AuditRecord>> {
+        let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_log ORDER BY seq DESC LIMIT 1");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(audit_from_row).transpose()
+    }
+
+    async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
+        let mut conds = vec!["1 = 1".to_string()];
+        let mut binds: Vec<Bind> = Vec::new();
+        if let Some(t) = q.start_time {
+            conds.push("time >= ?".into());
+            binds.push(Bind::Int(t));
+        }
+        if let Some(t) = q.end_time {
+            conds.push("time <= ?".into());
+            binds.push(Bind::Int(t));
+        }
+        if let Some(s) = q.after_seq {
+            conds.push("seq > ?".into());
+            binds.push(Bind::Int(s));
+        }
+        for (col, v) in [
+            ("principal", &q.principal),
+            ("action", &q.action),
+            ("resource", &q.resource),
+            ("outcome", &q.outcome),
+        ] {
+            if let Some(v) = v {
+                conds.push(format!("{col} = ?"));
+                binds.push(Bind::Text(v.clone()));
+            }
+        }
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE {} ORDER BY seq LIMIT ?",
+            conds.join(" AND ")
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for b in binds {
+            query = match b {
+                Bind::Int(i) => query.bind(i),
+                Bind::Text(t) => query.bind(t),
+            };
+        }
+        let rows = query
+            .bind(q.limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(audit_from_row).collect()
     }
 
     async fn user_exists(&self, name: &str) -> Result<bool> {
@@ -1491,5 +1579,50 @@ fn user_from_row(r: &SqliteRow) -> Result<UserRecord> {
             .into_iter()
             .map(|(key, value)| Tag { key, value })
             .collect(),
+    })
+}
+
+const AUDIT_COLUMNS: &str = "seq, time, request_id, kind, principal, access_key_id, action, resource, \
+     version_id, version_stage, source_ip, user_agent, decision, outcome, error_code, duration_us, mac";
+
+fn audit_from_row(r: &SqliteRow) -> Result<AuditRecord> {
+    let s = |c: &str| -> Result<String> { r.try_get(c).map_err(db_err) };
+    let o = |c: &str| -> Result<Option<String>> { r.try_get(c).map_err(db_err) };
+    Ok(AuditRecord {
+        seq: r.try_get("seq").map_err(db_err)?,
+        time: r.try_get("time").map_err(db_err)?,
+        request_id: s("request_id")?,
+        kind: s("kind")?,
+        principal: s("principal")?,
+        access_key_id: s("access_key_id")?,
+        action: s("action")?,
+        resource: s("resource")?,
+        version_id: o("version_id")?,
+        version_stage: o("version_stage")?,
+        source_ip: o("source_ip")?,
+        user_agent: o("user_agent")?,
+        decision: s("decision")?,
+        outcome: s("outcome")?,
+        error_code: o("error_code")?,
+        duration_us: r.try_get("duration_us").map_err(db_err)?,
+        mac: s("mac")?,
+    })
+}
+
+/// Opens a kura database read-only (for `kura audit verify`, beside a running server).
+pub async fn open_read_only(path: &Path) -> Result<SqliteStore> {
+    let opts = SqliteConnectOptions::from_str("sqlite://")
+        .map_err(db_err)?
+        .filename(path)
+        .read_only(true)
+        .busy_timeout(Duration::from_secs(10));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(2)
+        .connect_with(opts)
+        .await
+        .map_err(db_err)?;
+    Ok(SqliteStore {
+        pool,
+        write_lock: tokio::sync::Mutex::new(()),
     })
 }

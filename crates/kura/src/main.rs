@@ -43,6 +43,11 @@ enum Command {
         #[arg(long, env = "KURA_LOG_JSON")]
         log_json: bool,
     },
+    /// Work with the audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Call one operation on a kura server, signed: an AWS one (`CreateSecret`) or one of
     /// kura's extensions (`Kura.CreateRotationFunction`). Prints the JSON answer.
     Api {
@@ -58,6 +63,16 @@ enum Command {
         credentials: Option<PathBuf>,
         #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
         region: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check that no audit record was edited, deleted or reordered; say where the chain breaks.
+    /// Reads the data directory only, so it may run beside the server.
+    Verify {
+        #[arg(long, env = "KURA_DATA_DIR", default_value = "./kura-data")]
+        data_dir: PathBuf,
     },
 }
 
@@ -94,6 +109,41 @@ fn runtime(multi_thread: bool) -> Option<tokio::runtime::Runtime> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Audit {
+            command: AuditCommand::Verify { data_dir },
+        } => {
+            let Some(runtime) = runtime(false) else {
+                return ExitCode::FAILURE;
+            };
+            match runtime.block_on(kura_server::init::verify_audit(&data_dir)) {
+                Ok(report) if report.problems.is_empty() => {
+                    println!(
+                        "audit trail intact: {} records, every MAC and link checked",
+                        report.records
+                    );
+                    ExitCode::SUCCESS
+                }
+                Ok(report) => {
+                    for p in &report.problems {
+                        println!("BROKEN: {p}");
+                    }
+                    println!(
+                        "audit trail NOT intact: {} problem(s) in {} records",
+                        report.problems.len(),
+                        report.records
+                    );
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!(
+                        "kura: {}{}",
+                        e.message,
+                        e.detail.map(|d| format!(" ({d})")).unwrap_or_default()
+                    );
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Api {
             operation,
             body,

@@ -111,7 +111,17 @@ async fn last_accessed_date_is_kept_per_day() {
 async fn purge_job_destroys_secrets_whose_window_has_passed() {
     let server = Server::start_with(&["--test-clock"]).await;
     let c = server.client().await;
-    let old_arn = create_plain(&c, "purge/a", "to be purged").await;
+    // A description is metadata the audit trail never records, so it marks the secret's rows.
+    let old_arn = ok(c
+        .create_secret()
+        .name("purge/a")
+        .secret_string("to be purged")
+        .description("purge-marker-7f3a9c")
+        .send()
+        .await)
+    .arn()
+    .unwrap()
+    .to_string();
     create_plain(&c, "purge/b", "kept longer").await;
     ok(c.delete_secret()
         .secret_id("purge/a")
@@ -149,15 +159,21 @@ async fn purge_job_destroys_secrets_whose_window_has_passed() {
     // The name is free again, under a new ARN.
     let new_arn = create_plain(&c, "purge/a", "new").await;
     assert_ne!(new_arn, old_arn);
-    // The purged values are gone from the database files, not just unlinked.
+    // The purged rows are gone from the database files, not just unlinked. (The audit trail
+    // keeps the ARN on purpose: it records that the secret existed and was purged.)
     let dir = server.stop().await;
     for (path, bytes) in read_all_files(&dir.path().join("data")) {
         assert!(
-            !contains(&bytes, old_arn.as_bytes()),
-            "{} still holds the purged ARN",
+            !contains(&bytes, b"purge-marker-7f3a9c"),
+            "{} still holds the purged secret's metadata",
             path.display()
         );
     }
+    let purged = sqlite(
+        &dir.path().join("data/kura.db"),
+        &format!("SELECT COUNT(*) FROM secrets WHERE arn = '{old_arn}'"),
+    );
+    assert_eq!(purged, "0");
 }
 
 #[tokio::test]

@@ -17,6 +17,7 @@ use kura_core::{Error, ErrorCode, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::audit::AuditEntry;
 use crate::service::authz::RequestMeta;
 use crate::service::{Principal, Service};
 pub use auth::SigningKeyCache;
@@ -151,6 +152,7 @@ async fn dispatch_kura(
         "DeleteUserPolicy" => invoke!(svc, p, op, body, delete_user_policy),
         "ListUserPolicies" => invoke!(svc, p, op, body, list_user_policies),
         "GetCallerIdentity" => invoke!(svc, p, op, body, get_caller_identity),
+        "LookupAuditEvents" => invoke!(svc, p, op, body, lookup_audit_events),
         _ => Err(Error::new(
             ErrorCode::UnknownOperation,
             format!("kura has no extension operation {op:?}."),
@@ -240,6 +242,11 @@ async fn aws(
         }
         _ => Ok(()),
     };
+    let decision = match (&principal, &allowed) {
+        (Err(_), _) => "-",
+        (Ok(_), Ok(())) => "Allow",
+        (Ok(_), Err(_)) => "Deny",
+    };
     let result = match (&principal, allowed) {
         (Ok(_), Err(e)) => Err(e),
         (Ok(p), Ok(())) if family == "secretsmanager" => {
@@ -253,6 +260,35 @@ async fn aws(
         (Err(e), _) => Err(e.clone()),
     };
     let who = principal.as_ref().map(|p| p.arn.as_str()).unwrap_or("-");
+    // Fail closed: an answer goes out only once its audit record is durable.
+    let entry = audit_entry(
+        &state.service,
+        AuditFacts {
+            request_id: &request_id,
+            family,
+            op,
+            principal: principal.as_ref().ok(),
+            peer: peer.ip(),
+            headers: &headers,
+            request: &body,
+            decision,
+            result: &result,
+            started,
+        },
+    );
+    let result = match state.service.audit(entry).await {
+        Ok(()) => result,
+        Err(e) => Err(Error {
+            detail: Some(format!(
+                "audit record not written, request not answered: {}",
+                e.detail.as_deref().unwrap_or(&e.message)
+            )),
+            ..Error::new(
+                ErrorCode::InternalServiceError,
+                "kura could not record this request in its audit trail, so it does not answer it. See the server log.",
+            )
+        }),
+    };
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     match result {
         Ok(body) => {
@@ -286,5 +322,82 @@ async fn aws(
             }
             error_response(&e)
         }
+    }
+}
+
+struct AuditFacts<'a> {
+    request_id: &'a str,
+    family: &'a str,
+    op: &'a str,
+    principal: Option<&'a Principal>,
+    peer: std::net::IpAddr,
+    headers: &'a HeaderMap,
+    request: &'a [u8],
+    decision: &'static str,
+    result: &'a Result<Vec<u8>>,
+    started: Instant,
+}
+
+/// The audit record of one request. Only named, non-secret fields of the request and the
+/// answer are read: never a value, a password or a policy document.
+fn audit_entry(svc: &Service, f: AuditFacts<'_>) -> AuditEntry {
+    let req: serde_json::Value = serde_json::from_slice(f.request).unwrap_or_default();
+    let resp: serde_json::Value = match f.result {
+        Ok(body) => serde_json::from_slice(body).unwrap_or_default(),
+        Err(_) => serde_json::Value::Null,
+    };
+    let text =
+        |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    let resource = text(&resp, "ARN")
+        .or_else(|| text(&req, "SecretId"))
+        .or_else(|| text(&req, "Name"))
+        .or_else(|| text(&req, "UserName").map(|u| svc.user_arn(&u)))
+        .or_else(|| text(&req, "TargetId"))
+        .unwrap_or_else(|| "*".to_string());
+    let action = match f.family {
+        "secretsmanager" => format!("secretsmanager:{}", f.op),
+        "Kura" => format!("kura:{}", f.op),
+        _ => f.op.to_string(),
+    };
+    let (outcome, error_code) = match f.result {
+        Ok(_) => ("Success", None),
+        Err(e) => ("Error", Some(e.code.as_str().to_string())),
+    };
+    // Unauthenticated requests are recorded with the key id they claimed, if any.
+    let claimed_key = || {
+        f.headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|h| h.split("Credential=").nth(1))
+            .and_then(|c| c.split('/').next())
+            .map(|k| k.chars().take(128).collect::<String>())
+            .unwrap_or_default()
+    };
+    AuditEntry {
+        time: svc.now_ms(),
+        request_id: f.request_id.to_string(),
+        kind: "request",
+        principal: f
+            .principal
+            .map(|p| p.arn.clone())
+            .unwrap_or_else(|| "-".into()),
+        access_key_id: f
+            .principal
+            .map(|p| p.access_key_id.clone())
+            .unwrap_or_else(claimed_key),
+        action: action.chars().take(256).collect(),
+        resource: resource.chars().take(2048).collect(),
+        version_id: text(&req, "VersionId").or_else(|| text(&resp, "VersionId")),
+        version_stage: text(&req, "VersionStage"),
+        source_ip: Some(f.peer.to_string()),
+        user_agent: f
+            .headers
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect()),
+        decision: f.decision,
+        outcome,
+        error_code,
+        duration_us: f.started.elapsed().as_micros() as i64,
     }
 }

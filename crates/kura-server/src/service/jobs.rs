@@ -24,6 +24,15 @@ impl Service {
                 let gone = self.store.secret_by_id(*id).await?;
                 self.store.delete_secret(*id).await?;
                 if let Some(s) = gone {
+                    self.audit_background(crate::audit::AuditEntry {
+                        kind: "job",
+                        principal: "kura".into(),
+                        action: "job:PurgeSecret".into(),
+                        resource: s.arn.clone(),
+                        outcome: "Success",
+                        ..Default::default()
+                    })
+                    .await;
                     self.emit(
                         super::rotation::Event::SecretDeleted,
                         &s.arn,

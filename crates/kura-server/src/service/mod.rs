@@ -2,6 +2,7 @@
 //! extensions, CLI) calls these, so validation and (later) authorization cannot be skipped.
 
 pub(crate) mod access_keys;
+pub mod audit_events;
 pub mod authz;
 mod batch;
 mod identity;
@@ -71,6 +72,7 @@ pub struct Service {
     pub(crate) rotation: rotation::RotationRuntime,
     /// Tests only (`--test-pause-before-step`): rotations hang before this step.
     pub test_pause_step: Option<kura_core::model::RotationStep>,
+    audit: std::sync::OnceLock<crate::audit::AuditLog>,
 }
 
 /// A decoded secret value. `Debug` never shows the bytes.
@@ -171,6 +173,7 @@ impl Service {
             test_clock: None,
             rotation: rotation::RotationRuntime::new(),
             test_pause_step: None,
+            audit: std::sync::OnceLock::new(),
         }
     }
 
@@ -179,6 +182,23 @@ impl Service {
         self.clock = clock.clone();
         self.test_clock = Some(clock);
         self
+    }
+
+    pub(crate) fn set_audit(&self, log: crate::audit::AuditLog) {
+        let _ = self.audit.set(log);
+    }
+
+    /// Writes an audit record and waits until it is durable. A service without an audit log
+    /// (benchmarks, unit tests) records nothing.
+    pub async fn audit(&self, entry: crate::audit::AuditEntry) -> Result<()> {
+        match self.audit.get() {
+            Some(log) => log.record(entry).await,
+            None => Ok(()),
+        }
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now().0
     }
 
     pub fn region(&self) -> &str {

@@ -263,7 +263,23 @@ impl Service {
                 std::future::pending::<()>().await;
             }
             tracing::info!(secret = %s.arn, step = step.as_str(), attempt = s.run.attempt, function = %function.name, "rotation step starting");
+            let started = std::time::Instant::now();
             let outcome = self.run_step(&s, &function, step, &token).await;
+            self.audit_background(crate::audit::AuditEntry {
+                kind: "rotation",
+                principal: format!("kura-rotation:{}", function.name),
+                action: format!("rotation:{}", step.as_str()),
+                resource: s.arn.clone(),
+                version_id: Some(token.clone()),
+                outcome: if outcome.is_ok() { "Success" } else { "Error" },
+                error_code: outcome
+                    .as_ref()
+                    .err()
+                    .map(|_| "RotationStepFailed".to_string()),
+                duration_us: started.elapsed().as_micros() as i64,
+                ..Default::default()
+            })
+            .await;
             match outcome {
                 Ok(()) => self.step_done(&s, &function, &token, step).await?,
                 Err(msg) => {
@@ -457,5 +473,20 @@ impl Service {
             tracing::warn!(secret = %s.arn, step = step.as_str(), error = %msg, retry_at = at.epoch_seconds(), "rotation step failed; will retry");
         }
         Ok(())
+    }
+
+    /// Audits work kura does on its own (rotation steps, jobs). Nobody waits on it, so a
+    /// failure is logged loudly instead of failing a request.
+    pub(crate) async fn audit_background(&self, mut entry: crate::audit::AuditEntry) {
+        entry.time = self.clock.now().0;
+        if entry.request_id.is_empty() {
+            entry.request_id = new_uuid();
+        }
+        if entry.decision.is_empty() {
+            entry.decision = "-";
+        }
+        if let Err(e) = self.audit(entry).await {
+            tracing::error!(detail = ?e, "could not write the audit record of background work");
+        }
     }
 }

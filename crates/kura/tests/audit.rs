@@ -1,0 +1,288 @@
+//! The audit trail: one record per request, chained so that edits, deletions and reorderings
+//! are found by `kura audit verify`, and fail-closed.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use serde_json::{Value, json};
+
+async fn events(server: &Server, filter: Value) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut body = filter.clone();
+        body["MaxResults"] = 1000.into();
+        if let Some(t) = &token {
+            body["NextToken"] = t.clone().into();
+        }
+        let page = server
+            .kura("LookupAuditEvents", &body.to_string())
+            .await
+            .assert_ok();
+        out.extend(page["Events"].as_array().cloned().unwrap_or_default());
+        match page["NextToken"].as_str() {
+            Some(t) => token = Some(t.to_string()),
+            None => return out,
+        }
+    }
+}
+
+fn verify(data_dir: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kura"))
+        .args(["audit", "verify", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("run kura audit verify");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "cp -a {} {}", from.display(), to.display());
+}
+
+#[tokio::test]
+async fn every_request_leaves_exactly_one_record() {
+    let server = Server::start().await;
+    let c = server.client().await;
+    // 1-3: successes; 4: a client error; 5: unauthenticated; 6: a denied call.
+    let arn = create_plain(&c, "audit/one", "value-one").await;
+    get_string(&c, "audit/one").await;
+    put_string(&c, "audit/one", "value-two", &token(2)).await;
+    assert_api_err(
+        c.get_secret_value().secret_id("audit/none").send().await,
+        "ResourceNotFoundException",
+        None,
+    );
+    server
+        .raw("ListSecrets", "{}", SignMode::Unsigned)
+        .await
+        .assert_error("MissingAuthenticationTokenException");
+    server
+        .kura("CreateUser", r#"{"UserName": "dave"}"#)
+        .await
+        .assert_ok(); // 6
+    let key = server
+        .kura("CreateAccessKey", r#"{"UserName": "dave"}"#)
+        .await
+        .assert_ok(); // 7
+    let dave = server
+        .client_with(
+            key["AccessKey"]["AccessKeyId"].as_str().unwrap(),
+            key["AccessKey"]["SecretAccessKey"].as_str().unwrap(),
+        )
+        .await;
+    assert_api_err(
+        dave.get_secret_value().secret_id("audit/one").send().await,
+        "AccessDeniedException",
+        None,
+    ); // 8
+
+    let all = events(&server, json!({})).await;
+    let requests: Vec<&Value> = all.iter().filter(|e| e["Kind"] == "request").collect();
+    assert_eq!(requests.len(), 8, "one record per request: {all:#?}");
+    let actions: Vec<&str> = requests
+        .iter()
+        .filter_map(|e| e["Action"].as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "secretsmanager:CreateSecret",
+            "secretsmanager:GetSecretValue",
+            "secretsmanager:PutSecretValue",
+            "secretsmanager:GetSecretValue",
+            "secretsmanager:ListSecrets",
+            "kura:CreateUser",
+            "kura:CreateAccessKey",
+            "secretsmanager:GetSecretValue",
+        ]
+    );
+    let get = requests[1];
+    assert_eq!(get["Resource"], arn.as_str());
+    assert_eq!(
+        (get["Decision"].as_str(), get["Outcome"].as_str()),
+        (Some("Allow"), Some("Success"))
+    );
+    assert!(get["Principal"].as_str().unwrap().ends_with(":root"));
+    assert_eq!(get["SourceIp"], "127.0.0.1");
+    assert!(get["RequestId"].as_str().is_some_and(|r| !r.is_empty()));
+    assert_eq!(requests[3]["ErrorCode"], "ResourceNotFoundException");
+    assert_eq!(
+        (
+            requests[4]["Principal"].as_str(),
+            requests[4]["Decision"].as_str()
+        ),
+        (Some("-"), Some("-"))
+    );
+    let denied = requests[7];
+    assert_eq!(
+        (denied["Decision"].as_str(), denied["ErrorCode"].as_str()),
+        (Some("Deny"), Some("AccessDeniedException"))
+    );
+    assert!(
+        denied["Principal"]
+            .as_str()
+            .unwrap()
+            .ends_with(":user/dave")
+    );
+
+    // Filters and paging.
+    let errors = events(&server, json!({"Outcome": "Error"})).await;
+    assert!(errors.iter().all(|e| e["Outcome"] == "Error") && errors.len() >= 3);
+    let page = server
+        .kura("LookupAuditEvents", r#"{"MaxResults": 2}"#)
+        .await
+        .assert_ok();
+    assert_eq!(page["Events"].as_array().map(Vec::len), Some(2));
+    let next = page["NextToken"].as_str().unwrap();
+    server
+        .kura(
+            "LookupAuditEvents",
+            &json!({"MaxResults": 2, "Action": "kura:CreateUser", "NextToken": next}).to_string(),
+        )
+        .await
+        .assert_error("InvalidNextTokenException");
+
+    // Nothing of a value reaches the audit trail or the log.
+    let trail = std::fs::read_to_string(server.data_dir.join("audit.jsonl")).unwrap();
+    for secret in [
+        "value-one",
+        "value-two",
+        key["AccessKey"]["SecretAccessKey"].as_str().unwrap(),
+    ] {
+        assert!(
+            !trail.contains(secret) && !server.log().contains(secret),
+            "{secret} leaked"
+        );
+        assert!(!all.iter().any(|e| e.to_string().contains(secret)));
+    }
+    let (ok_, out) = verify(&server.data_dir);
+    assert!(ok_, "{out}");
+}
+
+#[tokio::test]
+async fn rotation_steps_are_audited() {
+    let server = Server::start().await;
+    let c = server.client().await;
+    let arn = create_plain(&c, "audit/rot", "v0").await;
+    let body =
+        json!({"SecretId": "audit/rot", "RotationLambdaARN": lambda_arn(&arn, "kura-password")});
+    server
+        .raw("RotateSecret", &body.to_string(), SignMode::Root)
+        .await
+        .assert_ok();
+    wait_rotation_succeeded(&server, "audit/rot").await;
+    let steps: Vec<String> = events(&server, json!({"Resource": arn}))
+        .await
+        .into_iter()
+        .filter(|e| e["Kind"] == "rotation")
+        .filter_map(|e| e["Action"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "rotation:createSecret",
+            "rotation:setSecret",
+            "rotation:testSecret",
+            "rotation:finishSecret"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn kura_audit_verify_finds_edits_deletions_and_reorderings() {
+    if !have("sqlite3") {
+        return;
+    }
+    let server = Server::start().await;
+    let c = server.client().await;
+    create_plain(&c, "audit/t", "v").await;
+    for i in 0..10 {
+        get_string(&c, "audit/t").await;
+        if i == 4 {
+            put_string(&c, "audit/t", "v2", &token(4)).await;
+        }
+    }
+    let (ok_, out) = verify(&server.data_dir);
+    assert!(ok_ && out.contains("intact"), "{out}");
+    let tmp = tempfile::tempdir().unwrap();
+    let scenario = |name: &str, sql: &str| {
+        let dir = tmp.path().join(name);
+        copy_dir(&server.data_dir, &dir);
+        if !sql.is_empty() {
+            sqlite(&dir.join("kura.db"), sql);
+        }
+        verify(&dir)
+    };
+    let (ok_, out) = scenario(
+        "edited",
+        "UPDATE audit_log SET principal = 'arn:aws:iam::0:user/nobody' WHERE seq = 5",
+    );
+    assert!(
+        !ok_ && out.contains("record 5") && out.contains("edited"),
+        "{out}"
+    );
+    let (ok_, out) = scenario("deleted", "DELETE FROM audit_log WHERE seq = 7");
+    assert!(
+        !ok_ && out.contains("7") && out.contains("missing"),
+        "{out}"
+    );
+    let (ok_, out) = scenario(
+        "reordered",
+        "UPDATE audit_log SET seq = -3 WHERE seq = 3; UPDATE audit_log SET seq = 3 WHERE seq = 4; UPDATE audit_log SET seq = 4 WHERE seq = -3",
+    );
+    assert!(!ok_ && out.contains("record 3"), "{out}");
+    let (ok_, out) = scenario("truncated", "DELETE FROM audit_log WHERE seq > 9");
+    assert!(!ok_ && out.contains("database ends at record 9"), "{out}");
+    // A forger without the sealed key cannot repair the chain: recomputing needs the key.
+    let (ok_, out) = scenario("untouched", "");
+    assert!(ok_, "{out}");
+}
+
+#[tokio::test]
+async fn a_request_whose_record_cannot_be_written_fails_and_returns_no_secret() {
+    if !have("sqlite3") {
+        return;
+    }
+    let server = Server::start().await;
+    let c = server.client().await;
+    create_plain(&c, "audit/closed", "must-not-be-returned").await;
+    sqlite(
+        &server.data_dir.join("kura.db"),
+        "CREATE TRIGGER no_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit disabled'); END;",
+    );
+    let r = server
+        .raw(
+            "GetSecretValue",
+            r#"{"SecretId": "audit/closed"}"#,
+            SignMode::Root,
+        )
+        .await;
+    assert_eq!(r.status, 500, "{r:?}");
+    assert!(
+        r.body.contains("InternalServiceError") && r.body.contains("audit"),
+        "{r:?}"
+    );
+    assert!(!r.body.contains("must-not-be-returned"));
+    sqlite(&server.data_dir.join("kura.db"), "DROP TRIGGER no_audit");
+    assert_eq!(get_string(&c, "audit/closed").await, "must-not-be-returned");
+    let (ok_, out) = verify(&server.data_dir);
+    assert!(ok_, "the chain continues after the failure: {out}");
+}
