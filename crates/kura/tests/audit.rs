@@ -286,3 +286,21 @@ async fn a_request_whose_record_cannot_be_written_fails_and_returns_no_secret() 
     let (ok_, out) = verify(&server.data_dir);
     assert!(ok_, "the chain continues after the failure: {out}");
 }
+
+#[tokio::test]
+async fn the_leak_check_itself_catches_a_value_in_the_log() {
+    let server = Server::start().await;
+    let value = "planted-value-5b1e9d";
+    remember_value(value);
+    server.assert_no_stored_value_leaked();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(server.log_path())
+        .and_then(|mut f| std::io::Write::write_all(&mut f, value.as_bytes()))
+        .unwrap();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        server.assert_no_stored_value_leaked()
+    }));
+    assert!(caught.is_err(), "a planted value must be reported");
+    forget_value(value);
+}

@@ -254,6 +254,7 @@ async fn a_resource_policy_grants_a_second_user_one_secret() {
 
 #[tokio::test]
 async fn users_keys_and_policies_are_managed_with_kura_operations() {
+    // GetCallerIdentity needs no permission (as sts:GetCallerIdentity); the rest does.
     let server = Server::start().await;
     let me = server.kura("GetCallerIdentity", "{}").await.assert_ok();
     assert!(me["Arn"].as_str().unwrap().ends_with(":root"), "{me}");
@@ -307,7 +308,7 @@ async fn users_keys_and_policies_are_managed_with_kura_operations() {
         "carol",
         "ident",
         json!({"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Action": "kura:GetCallerIdentity", "Resource": "*"}]}),
+        "Effect": "Allow", "Action": "kura:ListAccessKeys", "Resource": "*"}]}),
     )
     .await;
     let carol = server
@@ -320,6 +321,19 @@ async fn users_keys_and_policies_are_managed_with_kura_operations() {
         .await
         .assert_ok();
     assert!(carol["Arn"].as_str().unwrap().ends_with(":user/carol"));
+    let own_keys = server
+        .raw_as(
+            "AKIAIMPORTEDKEY00001",
+            "imported-secret-key-from-aws-0000000000",
+            "Kura.ListAccessKeys",
+            "{}",
+        )
+        .await
+        .assert_ok();
+    assert_eq!(
+        own_keys["AccessKeyMetadata"].as_array().map(Vec::len),
+        Some(2)
+    );
 
     // Policies: validated on write, with the faulty element named.
     let msg = server.kura("PutUserPolicy", &json!({"UserName": "carol", "PolicyName": "bad",
@@ -342,7 +356,7 @@ async fn users_keys_and_policies_are_managed_with_kura_operations() {
         got["PolicyDocument"]
             .as_str()
             .unwrap()
-            .contains("kura:GetCallerIdentity")
+            .contains("kura:ListAccessKeys")
     );
     server
         .kura(
@@ -355,7 +369,7 @@ async fn users_keys_and_policies_are_managed_with_kura_operations() {
         .raw_as(
             "AKIAIMPORTEDKEY00001",
             "imported-secret-key-from-aws-0000000000",
-            "Kura.GetCallerIdentity",
+            "Kura.ListAccessKeys",
             "{}",
         )
         .await
@@ -378,4 +392,56 @@ async fn users_keys_and_policies_are_managed_with_kura_operations() {
         .kura("DeleteUser", r#"{"UserName": "carol"}"#)
         .await
         .assert_error("ResourceNotFoundException");
+}
+
+#[tokio::test]
+async fn kura_access_key_rotation_replaces_a_users_key_and_the_old_one_stops_working() {
+    let server = Server::start().await;
+    let root = server.client().await;
+    create_plain(&root, "app/config", "cfg").await;
+    let (app, old_id, old_secret) = user_client(&server, "app", json!([])).await;
+    put_policy(
+        &server,
+        "app",
+        "read",
+        json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]}),
+    )
+    .await;
+    assert_eq!(get_string(&app, "app/config").await, "cfg");
+    let value = json!({"UserName": "app", "AccessKeyId": old_id, "SecretAccessKey": old_secret});
+    let arn = create_plain(&root, "keys/app", &value.to_string()).await;
+    let body =
+        json!({"SecretId": "keys/app", "RotationLambdaARN": lambda_arn(&arn, "kura-access-key")});
+    server
+        .raw("RotateSecret", &body.to_string(), SignMode::Root)
+        .await
+        .assert_ok();
+    wait_rotation_succeeded(&server, "keys/app").await;
+
+    let now: Value = serde_json::from_str(&get_string(&root, "keys/app").await).unwrap();
+    let (new_id, new_secret) = (
+        now["AccessKeyId"].as_str().unwrap(),
+        now["SecretAccessKey"].as_str().unwrap(),
+    );
+    assert_ne!(new_id, old_id);
+    assert_eq!(now["UserName"], "app");
+    let fresh = server.client_with(new_id, new_secret).await;
+    assert_eq!(
+        get_string(&fresh, "app/config").await,
+        "cfg",
+        "the new key works"
+    );
+    let e = api_err(app.get_secret_value().secret_id("app/config").send().await);
+    assert_eq!(
+        e.code, "UnrecognizedClientException",
+        "the old key is gone: {e:?}"
+    );
+    let keys = server
+        .kura("ListAccessKeys", r#"{"UserName": "app"}"#)
+        .await
+        .assert_ok();
+    assert_eq!(keys["AccessKeyMetadata"].as_array().map(Vec::len), Some(1));
+    assert_eq!(keys["AccessKeyMetadata"][0]["AccessKeyId"], new_id);
+    assert!(!server.log().contains(new_secret) && !server.log().contains(&old_secret));
 }

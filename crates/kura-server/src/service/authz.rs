@@ -60,7 +60,8 @@ impl Service {
         op: &str,
         body: &[u8],
     ) -> Result<()> {
-        if p.is_administrator() {
+        // As sts:GetCallerIdentity on AWS, asking who you are needs no permission.
+        if p.is_administrator() || (family == "Kura" && op == "GetCallerIdentity") {
             return Ok(());
         }
         let params: Value = serde_json::from_slice(body).unwrap_or(Value::Null);

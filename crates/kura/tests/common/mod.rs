@@ -420,6 +420,79 @@ impl Drop for Server {
                 self.log_path.display(),
                 self.log()
             );
+            return;
+        }
+        self.assert_no_stored_value_leaked();
+        self.assert_one_audit_record_per_request();
+    }
+}
+
+/// Values the tests stored through the helpers below: no log line and no audit record of any
+/// server may contain one.
+static STORED_VALUES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Forgets a value remembered by a test that planted it on purpose.
+pub fn forget_value(value: &str) {
+    if let Ok(mut v) = STORED_VALUES.lock() {
+        v.retain(|x| x != value);
+    }
+}
+
+/// Remembers a stored value for the leak check (short ones would match unrelated text).
+pub fn remember_value(value: &str) {
+    if value.len() >= 8
+        && let Ok(mut v) = STORED_VALUES.lock()
+    {
+        v.push(value.to_string());
+    }
+}
+
+impl Server {
+    /// Every request the server logged has exactly one audit record, and no audit record of
+    /// a request is missing from the log (checked for every server of every test).
+    pub fn assert_one_audit_record_per_request(&self) {
+        let log = self.log();
+        let mut logged: Vec<String> = log
+            .lines()
+            .filter(|l| l.contains("kura_server::http: request_id=\""))
+            // A request whose record could not be written is refused, by design.
+            .filter(|l| !l.contains("audit record not written"))
+            .filter_map(|l| l.split("request_id=\"").nth(1))
+            .filter_map(|rest| rest.split('"').next())
+            .map(str::to_string)
+            .collect();
+        let audit = std::fs::read_to_string(self.data_dir.join("audit.jsonl")).unwrap_or_default();
+        let mut audited: Vec<String> = audit
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|r| r["Kind"] == "request")
+            .filter_map(|r| r["RequestId"].as_str().map(str::to_string))
+            .collect();
+        logged.sort();
+        audited.sort();
+        assert_eq!(
+            logged,
+            audited,
+            "requests logged vs audit records of requests, in {}",
+            self.data_dir.display()
+        );
+    }
+
+    /// Scans this server's log and audit file for every value the tests stored.
+    pub fn assert_no_stored_value_leaked(&self) {
+        let log = self.log();
+        let audit = std::fs::read_to_string(self.data_dir.join("audit.jsonl")).unwrap_or_default();
+        let values = STORED_VALUES.lock().map(|v| v.clone()).unwrap_or_default();
+        for value in values {
+            let escaped = serde_json::to_string(&value).unwrap_or_default();
+            let escaped = escaped.trim_matches('"');
+            for (what, text) in [("server log", &log), ("audit trail", &audit)] {
+                assert!(
+                    !text.contains(&value) && !text.contains(escaped),
+                    "a stored secret value appears in the {what} of {}",
+                    self.data_dir.display()
+                );
+            }
         }
     }
 }
@@ -656,6 +729,7 @@ pub async fn create_string(
     value: &str,
     token: &str,
 ) -> (String, String) {
+    remember_value(value);
     let out = ok(client
         .create_secret()
         .name(name)
@@ -677,6 +751,7 @@ pub async fn create_string(
 
 /// CreateSecret with a string value and a generated token; returns the ARN.
 pub async fn create_plain(client: &Client, name: &str, value: &str) -> String {
+    remember_value(value);
     let out = ok(client
         .create_secret()
         .name(name)
@@ -688,6 +763,7 @@ pub async fn create_plain(client: &Client, name: &str, value: &str) -> String {
 
 /// PutSecretValue with a string value and a chosen token (AWSCURRENT moves); returns the VersionId.
 pub async fn put_string(client: &Client, id: &str, value: &str, token: &str) -> String {
+    remember_value(value);
     let out = ok(client
         .put_secret_value()
         .secret_id(id)
@@ -714,6 +790,7 @@ pub async fn put_string_staged(
     token: &str,
     stages: &[&str],
 ) -> String {
+    remember_value(value);
     let out = ok(client
         .put_secret_value()
         .secret_id(id)

@@ -3,6 +3,7 @@
 //! password or key pair of a user on an SSH server (Alibaba's "ECS secret"). Every step is safe to run again: a step
 //! first checks whether its work is already done, so a retry or a resumed rotation is harmless.
 
+mod access_key;
 pub(crate) mod db;
 pub(crate) mod mysql;
 pub(crate) mod postgres;
@@ -31,16 +32,18 @@ pub(crate) enum Managed {
     MysqlAlternating,
     SshPassword,
     SshKeypair,
+    AccessKey,
 }
 
 impl Managed {
-    pub(crate) const ALL: [Managed; 6] = [
+    pub(crate) const ALL: [Managed; 7] = [
         Managed::PostgresSingle,
         Managed::PostgresAlternating,
         Managed::MysqlSingle,
         Managed::MysqlAlternating,
         Managed::SshPassword,
         Managed::SshKeypair,
+        Managed::AccessKey,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -51,6 +54,7 @@ impl Managed {
             Managed::MysqlAlternating => "kura-mysql-alternating-users",
             Managed::SshPassword => "kura-ssh-password",
             Managed::SshKeypair => "kura-ssh-keypair",
+            Managed::AccessKey => "kura-access-key",
         }
     }
 
@@ -103,6 +107,9 @@ impl Service {
         step: RotationStep,
         token: &str,
     ) -> Step {
+        if m == Managed::AccessKey {
+            return self.access_key_step(s, step, token).await;
+        }
         match step {
             RotationStep::CreateSecret => self.managed_create(s, m, token).await,
             RotationStep::SetSecret => self.managed_set(s, m, token).await,

@@ -1,0 +1,194 @@
+//! `kura-access-key`: rotates a kura user's access key, the secret being
+//! `{"UserName", "AccessKeyId", "SecretAccessKey"}`. createSecret makes a second key,
+//! testSecret proves it with a signed call to kura itself, finishSecret moves AWSCURRENT and
+//! then deactivates and deletes the old key.
+
+use kura_core::model::{RotationStep, SecretRecord};
+use kura_iam::sigv4;
+use kura_store::VersionSelector;
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use super::Step;
+use super::db::str_field;
+use crate::service::Service;
+use crate::service::access_keys::NewAccessKey;
+
+impl Service {
+    pub(super) async fn access_key_step(
+        &self,
+        s: &SecretRecord,
+        step: RotationStep,
+        token: &str,
+    ) -> Step {
+        match step {
+            RotationStep::CreateSecret => {
+                if self
+                    .version_json(s, VersionSelector::Id(token))
+                    .await?
+                    .is_some()
+                {
+                    return Ok(());
+                }
+                let current = self.current_json(s).await?;
+                let user = str_field(&current, "UserName")?;
+                let user = self
+                    .store
+                    .get_user(user)
+                    .await
+                    .map_err(|e| e.message)?
+                    .ok_or_else(|| format!("the user {user} does not exist in kura"))?;
+                let keys = self
+                    .store
+                    .list_access_keys(&user.name)
+                    .await
+                    .map_err(|e| e.message)?;
+                let current_id = str_field(&current, "AccessKeyId")?;
+                if keys.len() >= 2 {
+                    return Err(format!(
+                        "the user {} already has two access keys; delete the one that is not {current_id} so rotation can create a new one",
+                        user.name
+                    ));
+                }
+                let (id, secret) = self
+                    .create_access_key(NewAccessKey {
+                        user_name: &user.name,
+                        prefix: "AKIA",
+                        expires_at: None,
+                        scope_secret_id: None,
+                    })
+                    .await
+                    .map_err(|e| e.message)?;
+                let mut new = current.clone();
+                new["AccessKeyId"] = Value::String(id.clone());
+                new["SecretAccessKey"] = Value::String(secret.to_string());
+                if let Err(e) = self.store_pending(s, token, &new).await {
+                    // Without the pending value nobody knows the key: do not leave it behind.
+                    let _ = self.store.delete_access_key(&id).await;
+                    return Err(e);
+                }
+                Ok(())
+            }
+            RotationStep::SetSecret => Ok(()), // the key exists in kura since createSecret
+            RotationStep::TestSecret => {
+                let pending = self.pending_json(s, token).await?;
+                self.prove_key(&pending).await
+            }
+            RotationStep::FinishSecret => {
+                self.move_current_to(s, token)
+                    .await
+                    .map_err(|e| e.message)?;
+                let pending = self.pending_json(s, token).await?;
+                let Some(previous) = self
+                    .version_json(s, VersionSelector::Stage(kura_core::labels::PREVIOUS))
+                    .await?
+                else {
+                    return Ok(());
+                };
+                let old = str_field(&previous, "AccessKeyId")?;
+                if old == str_field(&pending, "AccessKeyId")? {
+                    return Ok(());
+                }
+                let user = str_field(&pending, "UserName")?;
+                match self
+                    .store
+                    .find_access_key(old)
+                    .await
+                    .map_err(|e| e.message)?
+                {
+                    Some(k) if k.user_name == user => {
+                        self.store
+                            .set_access_key_status(old, false)
+                            .await
+                            .map_err(|e| e.message)?;
+                        self.store
+                            .delete_access_key(old)
+                            .await
+                            .map_err(|e| e.message)?;
+                        tracing::info!(
+                            user,
+                            access_key_id = old,
+                            "old access key deactivated and deleted after rotation"
+                        );
+                    }
+                    Some(_) => {
+                        return Err(format!(
+                            "the old key {old} belongs to another user; not deleting it"
+                        ));
+                    }
+                    None => {} // deleted by an earlier run of this step
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// A signed Kura.GetCallerIdentity with the new key, over HTTP to this server.
+    async fn prove_key(&self, pending: &Value) -> Step {
+        let id = str_field(pending, "AccessKeyId")?;
+        let secret = Zeroizing::new(str_field(pending, "SecretAccessKey")?.to_string());
+        let user = str_field(pending, "UserName")?;
+        let endpoint = self
+            .rotation
+            .endpoint()
+            .ok_or("kura's own endpoint is not known yet")?;
+        let url = reqwest::Url::parse(endpoint).map_err(|e| format!("endpoint {endpoint}: {e}"))?;
+        let host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            _ => return Err(format!("endpoint {endpoint} has no host")),
+        };
+        let amz_date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+        let body = "{}";
+        let target = "Kura.GetCallerIdentity";
+        let content_type = "application/x-amz-json-1.1";
+        let headers = [
+            ("host", host.as_str()),
+            ("x-amz-date", amz_date.as_str()),
+            ("x-amz-target", target),
+            ("content-type", content_type),
+        ];
+        let request = sigv4::Request {
+            method: "POST",
+            path: "/",
+            query: "",
+            headers: &headers,
+            body: body.as_bytes(),
+        };
+        let authorization = sigv4::authorization_header(
+            &request,
+            id,
+            &secret,
+            &self.region,
+            "secretsmanager",
+            &amz_date,
+        )
+        .map_err(|e| format!("signing the test call: {e}"))?;
+        let resp = self
+            .rotation
+            .http
+            .post(url)
+            .header("x-amz-date", &amz_date)
+            .header("x-amz-target", target)
+            .header("content-type", content_type)
+            .header("authorization", authorization)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("the test call with key {id} failed: {e}"))?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let answer: Value = serde_json::from_str(&text).unwrap_or(json!({}));
+        if !status.is_success() {
+            return Err(format!(
+                "the new key {id} was refused: {}",
+                answer["__type"].as_str().unwrap_or("error")
+            ));
+        }
+        let arn = answer["Arn"].as_str().unwrap_or("");
+        if !arn.ends_with(&format!(":user/{user}")) {
+            return Err(format!("the new key {id} signs as {arn}, not as {user}"));
+        }
+        Ok(())
+    }
+}
