@@ -587,7 +587,8 @@ pub struct ListAccessKeysResponse {
 pub struct PutUserPolicyRequest {
     pub user_name: String,
     pub policy_name: String,
-    pub policy_document: String,
+    /// A JSON string as in IAM; kura also takes the document as a JSON object.
+    pub policy_document: serde_json::Value,
 }
 
 #[derive(Debug, Deserialize)]

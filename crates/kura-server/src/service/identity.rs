@@ -292,19 +292,24 @@ impl Service {
     pub async fn put_user_policy(&self, p: &Principal, req: PutUserPolicyRequest) -> Result<Empty> {
         let user = self.target_user(p, Some(req.user_name)).await?;
         validate_iam_name("PolicyName", &req.policy_name, 128)?;
-        policy::parse(&req.policy_document, PolicyKind::Identity).map_err(|e| {
+        let document = match req.policy_document {
+            serde_json::Value::String(text) => text,
+            v @ serde_json::Value::Object(_) => v.to_string(),
+            _ => {
+                return Err(Error::new(
+                    ErrorCode::MalformedPolicyDocument,
+                    "PolicyDocument must be a policy: a JSON object, or that object as a string.",
+                ));
+            }
+        };
+        policy::parse(&document, PolicyKind::Identity).map_err(|e| {
             Error::new(
                 ErrorCode::MalformedPolicyDocument,
                 format!("PolicyDocument: {e}"),
             )
         })?;
         self.store
-            .put_user_policy(
-                &user.name,
-                &req.policy_name,
-                &req.policy_document,
-                self.clock.now(),
-            )
+            .put_user_policy(&user.name, &req.policy_name, &document, self.clock.now())
             .await?;
         tracing::info!(user = %user.name, policy = %req.policy_name, by = %p.arn, "user policy set");
         Ok(Empty {})
