@@ -366,6 +366,48 @@ pub fn authorization_header(
     ))
 }
 
+/// The headers of a signed AWS JSON-protocol call (`POST /` with `X-Amz-Target`) to `host`,
+/// `Authorization` included, as kura's own clients send them.
+pub fn json_call_headers(
+    host: &str,
+    target: &str,
+    body: &[u8],
+    access_key_id: &str,
+    secret_access_key: &str,
+    region: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<(&'static str, String)>, SigV4Error> {
+    let amz_date = now.format(AMZ_DATE_FORMAT).to_string();
+    let content_type = "application/x-amz-json-1.1";
+    let headers = [
+        ("host", host),
+        ("x-amz-date", amz_date.as_str()),
+        ("x-amz-target", target),
+        ("content-type", content_type),
+    ];
+    let request = Request {
+        method: "POST",
+        path: "/",
+        query: "",
+        headers: &headers,
+        body,
+    };
+    let authorization = authorization_header(
+        &request,
+        access_key_id,
+        secret_access_key,
+        region,
+        "secretsmanager",
+        &amz_date,
+    )?;
+    Ok(vec![
+        ("x-amz-date", amz_date.clone()),
+        ("x-amz-target", target.to_string()),
+        ("content-type", content_type.to_string()),
+        ("authorization", authorization),
+    ])
+}
+
 /// Checks that `req` carries a valid signature by the holder of `key` for
 /// `expected_service`, made within `max_skew` of `now`.
 pub fn verify(

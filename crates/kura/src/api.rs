@@ -98,36 +98,21 @@ pub async fn run(args: ApiArgs) -> Result<(), String> {
         (Some(h), None) => h.to_string(),
         _ => return Err(format!("--endpoint {:?} has no host", args.endpoint)),
     };
-    let amz_date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
-    let content_type = "application/x-amz-json-1.1";
-    let headers = [
-        ("host", host.as_str()),
-        ("x-amz-date", amz_date.as_str()),
-        ("x-amz-target", target.as_str()),
-        ("content-type", content_type),
-    ];
-    let request = sigv4::Request {
-        method: "POST",
-        path: "/",
-        query: "",
-        headers: &headers,
-        body: body.as_bytes(),
-    };
-    let authorization = sigv4::authorization_header(
-        &request,
+    let headers = sigv4::json_call_headers(
+        &host,
+        &target,
+        body.as_bytes(),
         &creds.access_key_id,
         &creds.secret_access_key,
         &args.region,
-        "secretsmanager",
-        &amz_date,
+        chrono::Utc::now(),
     )
     .map_err(|e| format!("cannot sign the request: {e}"))?;
-    let resp = reqwest::Client::new()
-        .post(url)
-        .header("x-amz-date", &amz_date)
-        .header("x-amz-target", &target)
-        .header("content-type", content_type)
-        .header("authorization", authorization)
+    let mut request = reqwest::Client::new().post(url);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let resp = request
         .body(body)
         .send()
         .await

@@ -138,40 +138,22 @@ impl Service {
             (Some(h), None) => h.to_string(),
             _ => return Err(format!("endpoint {endpoint} has no host")),
         };
-        let amz_date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
         let body = "{}";
-        let target = "Kura.GetCallerIdentity";
-        let content_type = "application/x-amz-json-1.1";
-        let headers = [
-            ("host", host.as_str()),
-            ("x-amz-date", amz_date.as_str()),
-            ("x-amz-target", target),
-            ("content-type", content_type),
-        ];
-        let request = sigv4::Request {
-            method: "POST",
-            path: "/",
-            query: "",
-            headers: &headers,
-            body: body.as_bytes(),
-        };
-        let authorization = sigv4::authorization_header(
-            &request,
+        let headers = sigv4::json_call_headers(
+            &host,
+            "Kura.GetCallerIdentity",
+            body.as_bytes(),
             id,
             &secret,
             &self.region,
-            "secretsmanager",
-            &amz_date,
+            chrono::Utc::now(),
         )
         .map_err(|e| format!("signing the test call: {e}"))?;
-        let resp = self
-            .rotation
-            .http
-            .post(url)
-            .header("x-amz-date", &amz_date)
-            .header("x-amz-target", target)
-            .header("content-type", content_type)
-            .header("authorization", authorization)
+        let mut request = self.rotation.http.post(url);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let resp = request
             .body(body)
             .send()
             .await
