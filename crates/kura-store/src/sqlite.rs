@@ -37,6 +37,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/sqlite/0003_rotation.sql")),
     (4, include_str!("../migrations/sqlite/0004_identity.sql")),
     (5, include_str!("../migrations/sqlite/0005_audit.sql")),
+    (
+        6,
+        include_str!("../migrations/sqlite/0006_audit_lookup.sql"),
+    ),
 ];
 
 async fn migrate(pool: &SqlitePool) -> Result<()> {

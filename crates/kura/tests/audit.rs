@@ -304,3 +304,38 @@ async fn the_leak_check_itself_catches_a_value_in_the_log() {
     assert!(caught.is_err(), "a planted value must be reported");
     forget_value(value);
 }
+
+#[tokio::test]
+async fn requests_outside_the_api_are_audited_too() {
+    let server = Server::start().await;
+    let http = reqwest::Client::new();
+    for (method, path) in [("GET", "/admin"), ("GET", "/"), ("DELETE", "/x")] {
+        let url = format!("{}{path}", server.endpoint());
+        let resp = http
+            .request(method.parse().unwrap(), &url)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 400, "{method} {path}");
+    }
+    let probes: Vec<(String, String)> = events(&server, json!({}))
+        .await
+        .into_iter()
+        .filter(|e| e["Action"].as_str().is_some_and(|a| a.starts_with("http:")))
+        .map(|e| {
+            (
+                e["Action"].as_str().unwrap().to_string(),
+                e["Resource"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("http:GET", "/admin"),
+        ("http:GET", "/"),
+        ("http:DELETE", "/x"),
+    ]
+    .iter()
+    .map(|(a, r)| (a.to_string(), r.to_string()))
+    .collect();
+    assert_eq!(probes, expected);
+}

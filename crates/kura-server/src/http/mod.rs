@@ -36,7 +36,7 @@ struct RequestId(String);
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/", post(aws))
+        .route("/", post(aws).fallback(not_found))
         .route("/health", get(health))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -59,11 +59,54 @@ async fn health() -> impl IntoResponse {
     ([("content-type", "application/json")], r#"{"status":"ok"}"#)
 }
 
-async fn not_found() -> Response {
-    error_response(&Error::new(
+/// Anything but `POST /` and `GET /health`: refused, and audited like every other request
+/// (probes of other paths are worth knowing about).
+async fn not_found(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let started = Instant::now();
+    let mut e = Error::new(
         ErrorCode::UnknownOperation,
         "kura serves the AWS Secrets Manager protocol at POST / and health at GET /health.",
-    ))
+    );
+    let entry = AuditEntry {
+        time: state.service.now_ms(),
+        request_id: request_id.clone(),
+        kind: "request",
+        principal: "-".into(),
+        access_key_id: String::new(),
+        action: format!("http:{method}"),
+        resource: uri.path().chars().take(2048).collect(),
+        source_ip: Some(peer.ip().to_string()),
+        user_agent: headers
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect()),
+        decision: "-",
+        outcome: "Error",
+        error_code: Some(e.code.as_str().to_string()),
+        duration_us: started.elapsed().as_micros() as i64,
+        ..Default::default()
+    };
+    if let Err(audit) = state.service.audit(entry).await {
+        e = Error::internal(format!(
+            "audit record not written, request not answered: {}",
+            audit.detail.as_deref().unwrap_or(&audit.message)
+        ));
+    }
+    tracing::info!(
+        request_id,
+        op = "-",
+        method = %method,
+        path = uri.path(),
+        outcome = e.code.as_str()
+    );
+    error_response(&e)
 }
 
 fn error_response(e: &Error) -> Response {
