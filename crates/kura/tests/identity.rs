@@ -445,3 +445,32 @@ async fn kura_access_key_rotation_replaces_a_users_key_and_the_old_one_stops_wor
     assert_eq!(keys["AccessKeyMetadata"][0]["AccessKeyId"], new_id);
     assert!(!server.log().contains(new_secret) && !server.log().contains(&old_secret));
 }
+
+#[tokio::test]
+async fn a_policy_can_limit_which_rotation_function_a_user_may_choose() {
+    let server = Server::start().await;
+    let root = server.client().await;
+    let arn = create_plain(&root, "rot/limited", "v0-initial").await;
+    let (erin, _, _) = user_client(&server, "erin", json!([])).await;
+    let allowed = lambda_arn(&arn, "kura-password");
+    put_policy(&server, "erin", "rotate-with-password-only", json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["secretsmanager:RotateSecret", "secretsmanager:DescribeSecret"], "Resource": "*",
+         "Condition": {"ArnLikeIfExists": {"secretsmanager:RotationLambdaARN": allowed}}}]})).await;
+    // The bare name counts as the full ARN.
+    ok(erin
+        .rotate_secret()
+        .secret_id("rot/limited")
+        .rotation_lambda_arn("kura-password")
+        .send()
+        .await);
+    wait_rotation_succeeded(&server, "rot/limited").await;
+    let e = api_err(
+        erin.rotate_secret()
+            .secret_id("rot/limited")
+            .rotation_lambda_arn(lambda_arn(&arn, "kura-postgres-single-user"))
+            .send()
+            .await,
+    );
+    assert_eq!(e.code, "AccessDeniedException", "{e:?}");
+    assert!(e.message.contains("secretsmanager:RotateSecret"));
+}

@@ -79,6 +79,15 @@ impl Service {
                 keys.set(key, [v]);
             }
         }
+        // A function named by its bare name is judged by its full ARN, as policies name it.
+        if let Some(f) = params.get("RotationLambdaARN").and_then(Value::as_str)
+            && let Ok(name) = self.function_name_of(f)
+        {
+            keys.set(
+                "secretsmanager:RotationLambdaARN",
+                [self.function_arn(&name)],
+            );
+        }
         let (resource, secret) = match params.get("SecretId").and_then(Value::as_str) {
             Some(id) if family != "Kura" => match self.resolve(id).await {
                 Ok(s) => (s.arn.clone(), Some(s)),
