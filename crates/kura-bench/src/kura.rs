@@ -384,3 +384,44 @@ pub fn database_bytes(data_dir: &Path) -> u64 {
         .map(|m| m.len())
         .sum()
 }
+
+/// A user `bench` allowed `secretsmanager:*` by an inline policy, and its new access key.
+pub async fn create_policy_user(
+    addr: std::net::SocketAddr,
+    root: Arc<Credentials>,
+) -> Result<Credentials, String> {
+    let mut c = Client::new(addr, root);
+    let call = |v: serde_json::Value| Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
+    c.call_ok(
+        "Kura.CreateUser",
+        call(serde_json::json!({"UserName": "bench"})),
+    )
+    .await?;
+    c.call_ok(
+        "Kura.PutUserPolicy",
+        call(
+            serde_json::json!({"UserName": "bench", "PolicyName": "all-secrets",
+            "PolicyDocument": {"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"}]}}),
+        ),
+    )
+    .await?;
+    let key = c
+        .call_ok(
+            "Kura.CreateAccessKey",
+            call(serde_json::json!({"UserName": "bench"})),
+        )
+        .await?;
+    let key: serde_json::Value =
+        serde_json::from_slice(&key).map_err(|e| format!("CreateAccessKey answer: {e}"))?;
+    match (
+        key["AccessKey"]["AccessKeyId"].as_str(),
+        key["AccessKey"]["SecretAccessKey"].as_str(),
+    ) {
+        (Some(id), Some(secret)) => Ok(Credentials {
+            access_key_id: id.to_string(),
+            secret_access_key: secret.to_string(),
+        }),
+        _ => Err("CreateAccessKey returned no key".into()),
+    }
+}

@@ -73,6 +73,10 @@ pub struct RunArgs {
     /// Keep the data directories (and kura's logs) instead of deleting them.
     #[arg(long)]
     keep: bool,
+    /// Run the load as an ordinary user whose policy allows `secretsmanager:*`, so every
+    /// request is evaluated against policies (root skips evaluation).
+    #[arg(long)]
+    as_user: bool,
 }
 
 fn parse_count(s: &str) -> Result<usize, String> {
@@ -180,6 +184,14 @@ async fn run_store(args: &RunArgs, total: usize, ceiling: &OpResult) -> Result<S
 
     let (server, cold_start) = Kura::start(&args.kura, &data, &log).await?;
     let mem_idle = server.memory();
+    let creds = if args.as_user {
+        progress(format!(
+            "{total} secrets: the load runs as a user with a policy"
+        ));
+        Arc::new(kura::create_policy_user(server.addr, creds.clone()).await?)
+    } else {
+        creds
+    };
     // One real call before any load, so a broken setup fails loudly rather than as errors.
     // (DescribeSecret: a GetSecretValue would spend one secret's first read of the day.)
     Client::new(server.addr, creds.clone())

@@ -12,6 +12,34 @@ use serde_json::Value;
 
 use super::{Principal, Service};
 
+/// How long a user's tags and parsed policies are reused. IAM itself takes seconds to
+/// apply a policy change everywhere; on this server a change applies at once (the cache
+/// entry is dropped), on other servers sharing the database within this time.
+const SUBJECT_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A user as authorization needs it: tags and parsed identity policies.
+pub(crate) struct Subject {
+    tags: Vec<kura_core::model::Tag>,
+    policies: Vec<PolicyDocument>,
+}
+
+/// Per-user cache of [`Subject`]s, so a request does not load and parse policies again.
+#[derive(Default)]
+pub(crate) struct SubjectCache {
+    map: std::sync::Mutex<
+        std::collections::HashMap<String, (std::time::Instant, std::sync::Arc<Subject>)>,
+    >,
+}
+
+impl SubjectCache {
+    /// Drops what is known of `user` (after a change to the user or its policies).
+    pub(crate) fn forget(&self, user: &str) {
+        if let Ok(mut m) = self.map.lock() {
+            m.remove(user);
+        }
+    }
+}
+
 /// What the HTTP layer knows about the caller beyond the principal.
 #[derive(Debug, Clone, Default)]
 pub struct RequestMeta {
@@ -169,7 +197,7 @@ impl Service {
         mut keys: ConditionKeys,
     ) -> Result<()> {
         let meta = &p.meta;
-        let user = self.store.get_user(&p.user_name).await?;
+        let subject = self.subject(&p.user_name).await?;
         keys.set("aws:username", [p.user_name.as_str()]);
         keys.set("aws:userid", [p.user_name.as_str()]);
         keys.set("aws:PrincipalArn", [p.arn.as_str()]);
@@ -186,7 +214,7 @@ impl Service {
         if let Some(ua) = &meta.user_agent {
             keys.set("aws:UserAgent", [ua.as_str()]);
         }
-        for t in user.iter().flat_map(|u| u.tags.iter()) {
+        for t in &subject.tags {
             keys.set(&format!("aws:PrincipalTag/{}", t.key), [t.value.as_str()]);
         }
         if let Some(s) = secret {
@@ -199,19 +227,6 @@ impl Service {
                 keys.set(&format!("aws:ResourceTag/{}", t.key), [t.value.as_str()]);
             }
         }
-        let docs: Vec<PolicyDocument> = self
-            .store
-            .user_policies(&p.user_name)
-            .await?
-            .iter()
-            .filter_map(|(name, text)| match policy::parse(text, PolicyKind::Identity) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    tracing::error!(user = %p.user_name, policy = %name, error = %e, "a stored policy no longer parses; ignoring it");
-                    None
-                }
-            })
-            .collect();
         let resource_policy = secret
             .and_then(|s| s.resource_policy.as_deref())
             .and_then(|text| policy::parse(text, PolicyKind::Resource).ok());
@@ -222,7 +237,7 @@ impl Service {
             resource,
             keys: &keys,
         };
-        let refs: Vec<&PolicyDocument> = docs.iter().collect();
+        let refs: Vec<&PolicyDocument> = subject.policies.iter().collect();
         let decision = eval::evaluate(&ctx, &refs, resource_policy.as_ref());
         match decision.denial_message(&ctx) {
             None => Ok(()),
@@ -231,6 +246,47 @@ impl Service {
                 Err(denied(message))
             }
         }
+    }
+
+    async fn subject(&self, user: &str) -> Result<std::sync::Arc<Subject>> {
+        let fresh = self.subjects.map.lock().ok().and_then(|m| {
+            m.get(user)
+                .filter(|(at, _)| at.elapsed() < SUBJECT_TTL)
+                .map(|(_, s)| s.clone())
+        });
+        if let Some(s) = fresh {
+            return Ok(s);
+        }
+        let tags = self
+            .store
+            .get_user(user)
+            .await?
+            .map(|u| u.tags)
+            .unwrap_or_default();
+        let policies = self
+            .store
+            .user_policies(user)
+            .await?
+            .iter()
+            .filter_map(|(name, text)| match policy::parse(text, PolicyKind::Identity) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::error!(user, policy = %name, error = %e, "a stored policy no longer parses; ignoring it");
+                    None
+                }
+            })
+            .collect();
+        let subject = std::sync::Arc::new(Subject { tags, policies });
+        if let Ok(mut m) = self.subjects.map.lock() {
+            if m.len() >= 10_000 {
+                m.clear();
+            }
+            m.insert(
+                user.to_string(),
+                (std::time::Instant::now(), subject.clone()),
+            );
+        }
+        Ok(subject)
     }
 
     /// What a rotation function's short-lived key may do: the operations AWS's rotation

@@ -122,6 +122,7 @@ impl Service {
             tags,
         };
         self.store.create_user(&user).await?;
+        self.subjects.forget(&user.name);
         tracing::info!(user = %user.name, by = %p.arn, "user created");
         Ok(UserResponse {
             user: user_entry(&user),
@@ -139,6 +140,7 @@ impl Service {
         if !self.store.delete_user(&req.user_name).await? {
             return Err(no_such_user(&req.user_name));
         }
+        self.subjects.forget(&req.user_name);
         tracing::info!(user = %req.user_name, by = %p.arn, "user deleted with its keys and policies");
         Ok(Empty {})
     }
@@ -311,6 +313,7 @@ impl Service {
         self.store
             .put_user_policy(&user.name, &req.policy_name, &document, self.clock.now())
             .await?;
+        self.subjects.forget(&user.name);
         tracing::info!(user = %user.name, policy = %req.policy_name, by = %p.arn, "user policy set");
         Ok(Empty {})
     }
@@ -353,6 +356,7 @@ impl Service {
                 format!("The user {} has no policy {}.", user.name, req.policy_name),
             ));
         }
+        self.subjects.forget(&user.name);
         tracing::info!(user = %user.name, policy = %req.policy_name, by = %p.arn, "user policy deleted");
         Ok(Empty {})
     }

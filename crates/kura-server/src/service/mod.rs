@@ -73,6 +73,7 @@ pub struct Service {
     /// Tests only (`--test-pause-before-step`): rotations hang before this step.
     pub test_pause_step: Option<kura_core::model::RotationStep>,
     audit: std::sync::OnceLock<crate::audit::AuditLog>,
+    pub(crate) subjects: authz::SubjectCache,
 }
 
 /// A decoded secret value. `Debug` never shows the bytes.
@@ -174,6 +175,7 @@ impl Service {
             rotation: rotation::RotationRuntime::new(),
             test_pause_step: None,
             audit: std::sync::OnceLock::new(),
+            subjects: authz::SubjectCache::default(),
         }
     }
 
