@@ -251,6 +251,21 @@ async fn aws(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    crate::service::with_request_scope(aws_request(
+        state, request_id, peer, method, uri, headers, body,
+    ))
+    .await
+}
+
+async fn aws_request(
+    state: Arc<AppState>,
+    request_id: String,
+    peer: std::net::SocketAddr,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let started = Instant::now();
     let target = headers
         .get("x-amz-target")

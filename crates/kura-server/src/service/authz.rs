@@ -118,7 +118,10 @@ impl Service {
         }
         let (resource, secret) = match params.get("SecretId").and_then(Value::as_str) {
             Some(id) if family != "Kura" => match self.resolve(id).await {
-                Ok(s) => (s.arn.clone(), Some(s)),
+                Ok(s) => {
+                    super::remember_resolved(id, &s);
+                    (s.arn.clone(), Some(s))
+                }
                 // A secret that does not exist is judged by the name asked for; if that is
                 // allowed the operation then answers ResourceNotFoundException.
                 Err(_) => (self.requested_arn(id), None),

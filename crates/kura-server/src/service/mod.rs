@@ -215,8 +215,13 @@ impl Service {
         &self.store
     }
 
-    /// Finds the secret a `SecretId` names; not found → ResourceNotFoundException.
+    /// Finds the secret a `SecretId` names; not found → ResourceNotFoundException. Within a
+    /// request, the record authorization already loaded for this `SecretId` is used once
+    /// instead of reading it again.
     pub(crate) async fn resolve(&self, secret_id: &str) -> Result<SecretRecord> {
+        if let Some(s) = take_resolved(secret_id) {
+            return Ok(s);
+        }
         let r = SecretRef::parse(secret_id)?;
         self.store
             .find_secret(&r)
@@ -316,6 +321,33 @@ impl Service {
             .map(Zeroizing::new)
             .map_err(|_| Error::internal("stored access key secret is not UTF-8"))
     }
+}
+
+tokio::task_local! {
+    /// The secret a request's authorization resolved, keyed by the `SecretId` as sent.
+    static RESOLVED: std::cell::RefCell<Option<(String, SecretRecord)>>;
+}
+
+/// Runs one request with room for the secret its authorization resolves.
+pub async fn with_request_scope<F: std::future::Future>(f: F) -> F::Output {
+    RESOLVED.scope(std::cell::RefCell::new(None), f).await
+}
+
+pub(crate) fn remember_resolved(secret_id: &str, s: &SecretRecord) {
+    let _ = RESOLVED.try_with(|r| *r.borrow_mut() = Some((secret_id.to_string(), s.clone())));
+}
+
+fn take_resolved(secret_id: &str) -> Option<SecretRecord> {
+    RESOLVED
+        .try_with(|r| {
+            let mut slot = r.borrow_mut();
+            match slot.as_ref() {
+                Some((id, _)) if id == secret_id => slot.take().map(|(_, s)| s),
+                _ => None,
+            }
+        })
+        .ok()
+        .flatten()
 }
 
 pub(crate) fn access_key_context(access_key_id: &str) -> Vec<u8> {
