@@ -196,6 +196,17 @@ pub struct SecretState {
     pub stages: Stages,
     /// Versions to insert (or, for a placeholder, to fill) when the transaction commits.
     pub new_versions: Vec<NewVersion>,
+    /// Notifications to queue in the same transaction, so a change and its event are
+    /// committed together or not at all.
+    pub events: Vec<OutboxEvent>,
+}
+
+/// An event for the notification outbox: its name (targets subscribe by name) and JSON body.
+#[derive(Debug, Clone)]
+pub struct OutboxEvent {
+    pub event: &'static str,
+    pub body: String,
+    pub at: Timestamp,
 }
 
 impl SecretState {

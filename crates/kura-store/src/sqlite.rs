@@ -969,6 +969,7 @@ impl Store for SqliteStore {
             versions,
             stages,
             new_versions: Vec::new(),
+            events: Vec::new(),
         };
         f(&mut state)?;
 
@@ -1044,6 +1045,9 @@ impl Store for SqliteStore {
         }
         if stages_changed {
             write_stages(&mut tx, secret_id, &state.stages).await?;
+        }
+        for e in &state.events {
+            queue_event(&mut tx, e.event, &e.body, e.at).await?;
         }
         tx.commit().await.map_err(db_err)?;
         Ok(state)
@@ -1415,17 +1419,7 @@ sqlx::query(
             return Ok(());
         }
         let (_writer, mut tx) = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO notification_outbox (target_id, body, next_attempt_at) \
-             SELECT t.id, ?, ? FROM notification_targets t \
-             WHERE EXISTS (SELECT 1 FROM json_each(t.events) e WHERE e.value = ?)",
-        )
-        .bind(body)
-        .bind(now.0)
-        .bind(event)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        queue_event(&mut tx, event, body, now).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(())
     }
@@ -1629,4 +1623,25 @@ pub async fn open_read_only(path: &Path) -> Result<SqliteStore> {
         pool,
         write_lock: tokio::sync::Mutex::new(()),
     })
+}
+
+/// Queues `body` for every target subscribed to `event`, in the caller's transaction.
+async fn queue_event(
+    conn: &mut SqliteConnection,
+    event: &str,
+    body: &str,
+    at: Timestamp,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO notification_outbox (target_id, body, next_attempt_at) \
+         SELECT t.id, ?, ? FROM notification_targets t \
+         WHERE EXISTS (SELECT 1 FROM json_each(t.events) e WHERE e.value = ?)",
+    )
+    .bind(body)
+    .bind(at.0)
+    .bind(event)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(())
 }

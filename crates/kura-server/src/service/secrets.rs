@@ -456,17 +456,18 @@ impl Service {
                 }
                 st.secret.deleted_at = Some(now);
                 st.secret.purge_at = Some(now.plus_days(days));
+                let e = self.event(
+                    Event::SecretScheduledForDeletion,
+                    &st.secret.arn,
+                    &st.secret.name,
+                    None,
+                    None,
+                );
+                st.events.push(e);
                 Ok(())
             })
             .await?;
-        self.emit(
-            Event::SecretScheduledForDeletion,
-            &secret.arn,
-            &secret.name,
-            None,
-            None,
-        )
-        .await;
+        self.announce(&state.events);
         Ok(DeleteSecretResponse {
             arn: secret.arn,
             name: secret.name,

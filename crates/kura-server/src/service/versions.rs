@@ -67,7 +67,6 @@ impl Service {
         let sealed = self.seal(&target, &token, &w.plain)?;
         let now = self.clock.now();
         let requested = w.stages.as_deref();
-        let mut current_moved = false;
         let state = self
             .store
             .modify(secret.id, &mut |st| {
@@ -105,20 +104,20 @@ impl Service {
                     st.secret.kms_key_id = k.clone();
                 }
                 st.secret.changed_at = now;
-                current_moved = after_manual_change(st, before_current.as_deref(), now);
+                if after_manual_change(st, before_current.as_deref(), now) {
+                    let e = self.event(
+                        Event::SecretValueChanged,
+                        &st.secret.arn,
+                        &st.secret.name,
+                        Some(&token),
+                        None,
+                    );
+                    st.events.push(e);
+                }
                 Ok(())
             })
             .await?;
-        if current_moved {
-            self.emit(
-                Event::SecretValueChanged,
-                &state.secret.arn,
-                &state.secret.name,
-                Some(&token),
-                None,
-            )
-            .await;
-        }
+        self.announce(&state.events);
         Ok(answer(labels::stages_of(&state.stages, &token)))
     }
 
@@ -219,7 +218,6 @@ impl Service {
         }
         let secret = self.resolve_live(&req.secret_id).await?;
         let now = self.clock.now();
-        let mut current_moved = false;
         let state = self
             .store
             .modify(secret.id, &mut |st| {
@@ -243,21 +241,21 @@ impl Service {
                     },
                 )?;
                 st.secret.changed_at = now;
-                current_moved = after_manual_change(st, before_current.as_deref(), now);
+                if after_manual_change(st, before_current.as_deref(), now) {
+                    let current = st.stages.get(labels::CURRENT).cloned();
+                    let e = self.event(
+                        Event::SecretValueChanged,
+                        &st.secret.arn,
+                        &st.secret.name,
+                        current.as_deref(),
+                        None,
+                    );
+                    st.events.push(e);
+                }
                 Ok(())
             })
             .await?;
-        if current_moved {
-            let current = state.stages.get(labels::CURRENT).cloned();
-            self.emit(
-                Event::SecretValueChanged,
-                &secret.arn,
-                &secret.name,
-                current.as_deref(),
-                None,
-            )
-            .await;
-        }
+        self.announce(&state.events);
         Ok(SecretVersionResponse {
             arn: secret.arn,
             name: secret.name,

@@ -315,7 +315,16 @@ impl Service {
                 if end <= now {
                     tracing::warn!(secret = %st.secret.arn, "the rotation window passed while kura was not running; rotating now");
                 }
-                opened = Some(open_cycle(st, &token, true, window_end, now)?);
+                let t = open_cycle(st, &token, true, window_end, now)?;
+                let e = self.event(
+                    Event::RotationStarted,
+                    &st.secret.arn,
+                    &st.secret.name,
+                    Some(&t),
+                    None,
+                );
+                st.events.push(e);
+                opened = Some(t);
                 Ok(())
             })
             .await;
@@ -323,14 +332,7 @@ impl Service {
             Ok(st) => {
                 if let Some(t) = &opened {
                     tracing::info!(secret = %st.secret.arn, version = %t, "scheduled rotation starting");
-                    self.emit(
-                        Event::RotationStarted,
-                        &st.secret.arn,
-                        &st.secret.name,
-                        Some(t),
-                        None,
-                    )
-                    .await;
+                    self.announce(&st.events);
                 }
                 Ok(opened.is_some())
             }
@@ -339,18 +341,26 @@ impl Service {
                 // and waits for the next window instead of being retried every poll.
                 let msg = clip(&e.message);
                 tracing::warn!(secret = %s.arn, error = %msg, "scheduled rotation cannot start");
-                self.store
+                let failed = self
+                    .store
                     .modify(s.id, &mut |st| {
                         st.secret.run.phase = RotationPhase::Failed;
                         st.secret.run.last_error = Some(msg.clone());
                         st.secret.run.last_attempt_at = Some(now);
                         st.secret.run.resume_at = None;
                         plan_next(&mut st.secret.rotation, now);
+                        let e = self.event(
+                            Event::RotationFailed,
+                            &st.secret.arn,
+                            &st.secret.name,
+                            None,
+                            Some(&msg),
+                        );
+                        st.events.push(e);
                         Ok(())
                     })
                     .await?;
-                self.emit(Event::RotationFailed, &s.arn, &s.name, None, Some(&msg))
-                    .await;
+                self.announce(&failed.events);
                 Ok(false)
             }
         }
@@ -397,6 +407,14 @@ impl Service {
                         run.window_end = None;
                         st.secret.rotation.last_rotated_at = Some(now);
                         plan_next(&mut st.secret.rotation, now);
+                        let e = self.event(
+                            Event::RotationSucceeded,
+                            &st.secret.arn,
+                            &st.secret.name,
+                            Some(token),
+                            None,
+                        );
+                        st.events.push(e);
                         finished = true;
                     }
                 }
@@ -409,14 +427,7 @@ impl Service {
         }
         if finished {
             tracing::info!(secret = %state.secret.arn, version = %token, "rotation succeeded");
-            self.emit(
-                Event::RotationSucceeded,
-                &state.secret.arn,
-                &state.secret.name,
-                Some(token),
-                None,
-            )
-            .await;
+            self.announce(&state.events);
         }
         Ok(())
     }
@@ -435,7 +446,8 @@ impl Service {
         let max_attempts = function.map(|f| f.max_attempts).unwrap_or(1);
         let mut gave_up = false;
         let mut retry_at = None;
-        self.store
+        let state = self
+            .store
             .modify(s.id, &mut |st| {
                 gave_up = false;
                 retry_at = None;
@@ -455,20 +467,21 @@ impl Service {
                     run.phase = RotationPhase::Failed;
                     run.resume_at = None;
                     gave_up = true;
+                    let e = self.event(
+                        Event::RotationFailed,
+                        &st.secret.arn,
+                        &st.secret.name,
+                        Some(token),
+                        Some(&msg),
+                    );
+                    st.events.push(e);
                 }
                 Ok(())
             })
             .await?;
         if gave_up {
             tracing::warn!(secret = %s.arn, step = step.as_str(), error = %msg, "rotation failed; AWSCURRENT is unchanged");
-            self.emit(
-                Event::RotationFailed,
-                &s.arn,
-                &s.name,
-                Some(token),
-                Some(&msg),
-            )
-            .await;
+            self.announce(&state.events);
         } else if let Some(at) = retry_at {
             tracing::warn!(secret = %s.arn, step = step.as_str(), error = %msg, retry_at = at.epoch_seconds(), "rotation step failed; will retry");
         }

@@ -250,20 +250,22 @@ impl Service {
                     )));
                 }
                 let window_end = now.plus_ms(ON_DEMAND_WINDOW_MS);
-                started = Some(open_cycle(st, &token, false, window_end, now)?);
+                let t = open_cycle(st, &token, false, window_end, now)?;
+                let e = self.event(
+                    Event::RotationStarted,
+                    &st.secret.arn,
+                    &st.secret.name,
+                    Some(&t),
+                    None,
+                );
+                st.events.push(e);
+                started = Some(t);
                 Ok(())
             })
             .await?;
         if let Some(t) = &started {
             tracing::info!(secret = %state.secret.arn, version = %t, by = %p.arn, "rotation requested");
-            self.emit(
-                Event::RotationStarted,
-                &state.secret.arn,
-                &state.secret.name,
-                Some(t),
-                None,
-            )
-            .await;
+            self.announce(&state.events);
             self.rotation.kick();
         }
         Ok(SecretVersionResponse {

@@ -1,6 +1,7 @@
 //! Notifications: events about secrets, queued in the database (the outbox) and POSTed,
 //! signed, to every subscribed target, with retries.
 
+use kura_core::model::OutboxEvent;
 use kura_core::{Error, Result, Timestamp};
 use kura_store::NotificationTargetRecord;
 use zeroize::Zeroizing;
@@ -59,18 +60,17 @@ fn entry(t: &NotificationTargetRecord) -> NotificationTargetEntry {
 }
 
 impl Service {
-    /// Logs an event and queues it for the targets that subscribed to it. Never fails the
-    /// operation that caused it: a lost notification is logged, not returned.
-    pub(crate) async fn emit(
+    /// An event about a secret, ready for the outbox. Changes made with `Store::modify` put it
+    /// into their state (`st.events`), so the change and its notification commit together.
+    pub(crate) fn event(
         &self,
         event: Event,
         arn: &str,
         name: &str,
         version_id: Option<&str>,
         error: Option<&str>,
-    ) {
+    ) -> OutboxEvent {
         let now = self.clock.now();
-        tracing::info!(event = event.as_str(), secret = %arn, version = version_id.unwrap_or(""), "event");
         let mut body = serde_json::json!({
             "EventId": new_uuid(),
             "Event": event.as_str(),
@@ -84,15 +84,43 @@ impl Service {
         if let Some(e) = error {
             body["Error"] = e.into();
         }
-        if let Err(e) = self
+        OutboxEvent {
+            event: event.as_str(),
+            body: body.to_string(),
+            at: now,
+        }
+    }
+
+    /// After events committed: every one is logged, and delivery is woken.
+    pub(crate) fn announce(&self, events: &[OutboxEvent]) {
+        for e in events {
+            tracing::info!(event = e.event, body = %e.body, "event");
+        }
+        if !events.is_empty() {
+            self.rotation.kick();
+        }
+    }
+
+    /// For changes made outside `Store::modify` (a secret destroyed): queues the event in a
+    /// transaction of its own. A failure is logged, never returned: the change stands.
+    pub(crate) async fn emit(
+        &self,
+        event: Event,
+        arn: &str,
+        name: &str,
+        version_id: Option<&str>,
+        error: Option<&str>,
+    ) {
+        let e = self.event(event, arn, name, version_id, error);
+        if let Err(err) = self
             .store
-            .enqueue_notification(event.as_str(), &body.to_string(), now)
+            .enqueue_notification(e.event, &e.body, e.at)
             .await
         {
-            tracing::error!(event = event.as_str(), detail = ?e, "cannot queue a notification");
+            tracing::error!(event = e.event, detail = ?err, "cannot queue a notification");
             return;
         }
-        self.rotation.kick();
+        self.announce(std::slice::from_ref(&e));
     }
 
     /// Sends what is due in the outbox; one failing target does not hold up the others.
