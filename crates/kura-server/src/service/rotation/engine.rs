@@ -12,7 +12,7 @@ use kura_core::{Error, Result, Timestamp};
 use tokio::sync::{Notify, Semaphore, watch};
 
 use super::functions::RotationFunction;
-use super::{Event, open_cycle, plan_next};
+use super::{Event, plan_next};
 use crate::service::{Service, new_uuid};
 
 /// Rotations running at once on one server.
@@ -315,16 +315,7 @@ impl Service {
                 if end <= now {
                     tracing::warn!(secret = %st.secret.arn, "the rotation window passed while kura was not running; rotating now");
                 }
-                let t = open_cycle(st, &token, true, window_end, now)?;
-                let e = self.event(
-                    Event::RotationStarted,
-                    &st.secret.arn,
-                    &st.secret.name,
-                    Some(&t),
-                    None,
-                );
-                st.events.push(e);
-                opened = Some(t);
+                opened = Some(self.start_cycle(st, &token, true, window_end, now)?);
                 Ok(())
             })
             .await;

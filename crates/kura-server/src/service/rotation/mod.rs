@@ -152,6 +152,29 @@ fn open_cycle(
     Ok(token)
 }
 
+impl Service {
+    /// [`open_cycle`], with the RotationStarted event committed alongside.
+    fn start_cycle(
+        &self,
+        st: &mut SecretState,
+        token: &str,
+        scheduled: bool,
+        window_end: Timestamp,
+        now: Timestamp,
+    ) -> Result<String> {
+        let t = open_cycle(st, token, scheduled, window_end, now)?;
+        let e = self.event(
+            Event::RotationStarted,
+            &st.secret.arn,
+            &st.secret.name,
+            Some(&t),
+            None,
+        );
+        st.events.push(e);
+        Ok(t)
+    }
+}
+
 fn has_pending_elsewhere(stages: &Stages) -> bool {
     let p = stages.get(labels::PENDING);
     p.is_some() && p != stages.get(labels::CURRENT)
@@ -250,16 +273,7 @@ impl Service {
                     )));
                 }
                 let window_end = now.plus_ms(ON_DEMAND_WINDOW_MS);
-                let t = open_cycle(st, &token, false, window_end, now)?;
-                let e = self.event(
-                    Event::RotationStarted,
-                    &st.secret.arn,
-                    &st.secret.name,
-                    Some(&t),
-                    None,
-                );
-                st.events.push(e);
-                started = Some(t);
+                started = Some(self.start_cycle(st, &token, false, window_end, now)?);
                 Ok(())
             })
             .await?;
