@@ -6,11 +6,13 @@ pub mod init;
 pub mod service;
 pub mod wire;
 
+pub use kura_core::Error;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use kura_core::{Clock, Error, Result, SystemClock};
+use kura_core::{Clock, Result, SystemClock};
 
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -106,6 +106,15 @@ fn runtime(multi_thread: bool) -> Option<tokio::runtime::Runtime> {
     }
 }
 
+/// An error as the command line shows it. Internal errors carry the useful part in their
+/// detail (the message is the generic one API clients get), so that is what is shown.
+fn cli_message(e: &kura_server::Error) -> String {
+    match &e.detail {
+        Some(d) => d.clone(),
+        None => e.message.clone(),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -135,11 +144,7 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
                 Err(e) => {
-                    eprintln!(
-                        "kura: {}{}",
-                        e.message,
-                        e.detail.map(|d| format!(" ({d})")).unwrap_or_default()
-                    );
+                    eprintln!("kura: {}", cli_message(&e));
                     ExitCode::from(2)
                 }
             }
@@ -191,12 +196,8 @@ fn main() -> ExitCode {
             match runtime.block_on(kura_server::run(config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!(detail = e.detail.as_deref().unwrap_or(""), "{}", e.message);
-                    eprintln!(
-                        "kura: {}{}",
-                        e.message,
-                        e.detail.map(|d| format!(" ({d})")).unwrap_or_default()
-                    );
+                    tracing::error!("{}", cli_message(&e));
+                    eprintln!("kura: {}", cli_message(&e));
                     ExitCode::FAILURE
                 }
             }

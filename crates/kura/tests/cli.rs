@@ -74,3 +74,42 @@ async fn kura_api_reports_errors_with_their_code_and_a_failing_status() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_directory_refuses_to_start() {
+    let server = Server::start().await;
+    let out = Command::new(env!("CARGO_BIN_EXE_kura"))
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&server.data_dir)
+        .output()
+        .expect("run a second kura server");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("another kura server is using the data directory"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("internal error"),
+        "the reason, not a generic message: {err}"
+    );
+    // The first server is unharmed.
+    let c = server.client().await;
+    create_plain(&c, "lock/ok", "still-serving").await;
+}
+
+#[tokio::test]
+async fn kura_audit_verify_on_a_directory_that_is_not_kuras_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kura"))
+        .args(["audit", "verify", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("has no root key") && !err.contains("internal error"),
+        "{err}"
+    );
+}
