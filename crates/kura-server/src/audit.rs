@@ -21,27 +21,8 @@ pub const AUDIT_FILE: &str = "audit.jsonl";
 const QUEUE: usize = 4096;
 const MAX_BATCH: usize = 512;
 
-/// What a caller records; the writer numbers and chains it.
-#[derive(Debug, Clone, Default)]
-pub struct AuditEntry {
-    pub time: i64,
-    pub request_id: String,
-    pub kind: &'static str,
-    pub principal: String,
-    pub access_key_id: String,
-    pub action: String,
-    pub resource: String,
-    pub version_id: Option<String>,
-    pub version_stage: Option<String>,
-    pub source_ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub decision: &'static str,
-    pub outcome: &'static str,
-    pub error_code: Option<String>,
-    pub duration_us: i64,
-}
-
-type Job = (AuditEntry, oneshot::Sender<Result<()>>);
+/// A record to write; the writer sets its `seq` and `mac`.
+type Job = (AuditRecord, oneshot::Sender<Result<()>>);
 
 pub struct AuditLog {
     tx: mpsc::Sender<Job>,
@@ -75,7 +56,7 @@ impl AuditLog {
     }
 
     /// Records `e` and returns once it is durable; an error means it was not written.
-    pub async fn record(&self, e: AuditEntry) -> Result<()> {
+    pub async fn record(&self, e: AuditRecord) -> Result<()> {
         let (done, wait) = oneshot::channel();
         self.tx
             .send((e, done))
@@ -125,22 +106,8 @@ async fn writer(
                 next_seq += 1;
                 let mut r = AuditRecord {
                     seq: next_seq,
-                    time: e.time,
-                    request_id: e.request_id.clone(),
-                    kind: e.kind.to_string(),
-                    principal: e.principal.clone(),
-                    access_key_id: e.access_key_id.clone(),
-                    action: e.action.clone(),
-                    resource: e.resource.clone(),
-                    version_id: e.version_id.clone(),
-                    version_stage: e.version_stage.clone(),
-                    source_ip: e.source_ip.clone(),
-                    user_agent: e.user_agent.clone(),
-                    decision: e.decision.to_string(),
-                    outcome: e.outcome.to_string(),
-                    error_code: e.error_code.clone(),
-                    duration_us: e.duration_us,
                     mac: String::new(),
+                    ..e.clone()
                 };
                 r.mac = mac_of(&key, &next_mac, &r);
                 next_mac = r.mac.clone();

@@ -191,6 +191,8 @@ async fn create_root_user(
             prefix: "AKIA",
             expires_at: None,
             scope_secret_id: None,
+            imported: None,
+            max_per_user: None,
         })
         .await?;
     let contents = Zeroizing::new(format!(

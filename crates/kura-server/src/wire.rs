@@ -199,7 +199,8 @@ pub struct CreateRotationFunctionRequest {
     #[serde(rename = "Type")]
     pub kind: String,
     pub command: Option<Vec<String>>,
-    pub environment: Option<BTreeMap<String, String>>,
+    /// Values may be credentials for the function: redacted in `Debug`, stored sealed.
+    pub environment: Option<BTreeMap<String, SecretText>>,
     pub url: Option<String>,
     pub signing_secret: Option<SecretText>,
     pub password_rules: Option<GetRandomPasswordRequest>,

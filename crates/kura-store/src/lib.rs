@@ -30,7 +30,7 @@ pub struct AccessKeyRecord {
 }
 
 /// One audit record. Holds no secret value and no request field that could hold one.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct AuditRecord {
     pub seq: i64,
@@ -202,9 +202,9 @@ pub trait Store: Send + Sync + 'static {
     async fn list_users(&self) -> Result<Vec<UserRecord>>;
     /// Deletes a user with its access keys and policies; false if there was none.
     async fn delete_user(&self, name: &str) -> Result<bool>;
-    async fn insert_access_key(&self, key: &AccessKeyRecord) -> Result<()>;
-    /// Inserts a long-term key unless its user already has `max` of them (LimitExceeded).
-    async fn insert_user_access_key(&self, key: &AccessKeyRecord, max: usize) -> Result<()>;
+    /// Inserts a key; with `max`, only if its user has fewer long-term keys (else
+    /// LimitExceededException), checked in the same transaction.
+    async fn insert_access_key(&self, key: &AccessKeyRecord, max: Option<usize>) -> Result<()>;
     /// A user's long-term keys (short-lived rotation keys are not listed).
     async fn list_access_keys(&self, user: &str) -> Result<Vec<AccessKeyRecord>>;
     async fn set_access_key_status(&self, access_key_id: &str, active: bool) -> Result<bool>;

@@ -151,12 +151,15 @@ const SECRET_COLUMNS: &str = "id, name, arn, description, kms_key_id, created_at
      rotation_step, rotation_attempt, rotation_error, rotation_attempted_at, rotation_resume_at, \
      rotation_window_end";
 
+/// A nullable millisecond column as a timestamp.
+fn opt_ts(r: &SqliteRow, column: &str) -> Result<Option<Timestamp>> {
+    Ok(r.try_get::<Option<i64>, _>(column)
+        .map_err(db_err)?
+        .map(Timestamp))
+}
+
 fn secret_from_row(r: &SqliteRow) -> Result<SecretRecord> {
-    let ts = |c: &str| -> Result<Option<Timestamp>> {
-        Ok(r.try_get::<Option<i64>, _>(c)
-            .map_err(db_err)?
-            .map(Timestamp))
-    };
+    let ts = |c: &str| opt_ts(r, c);
     Ok(SecretRecord {
         id: r.try_get("id").map_err(db_err)?,
         name: r.try_get("name").map_err(db_err)?,
@@ -601,20 +604,22 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn insert_user_access_key(&self, k: &AccessKeyRecord, max: usize) -> Result<()> {
+    async fn insert_access_key(&self, k: &AccessKeyRecord, max: Option<usize>) -> Result<()> {
         let (_writer, mut tx) = self.begin_write().await?;
-        let have: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM access_keys WHERE user_name = ? AND expires_at IS NULL",
-        )
-        .bind(&k.user_name)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        if have as usize >= max {
-            return Err(Error::limit_exceeded(format!(
-                "The user {} already has {max} access keys; delete one first.",
-                k.user_name
-            )));
+        if let Some(max) = max {
+            let have: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM access_keys WHERE user_name = ? AND expires_at IS NULL",
+            )
+            .bind(&k.user_name)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if have as usize >= max {
+                return Err(Error::limit_exceeded(format!(
+                    "The user {} already has {max} access keys; delete one first.",
+                    k.user_name
+                )));
+            }
         }
         insert_key_row(&mut tx, k).await?;
         tx.commit().await.map_err(db_err)?;
@@ -802,13 +807,6 @@ impl Store for SqliteStore {
             .await
             .map_err(db_err)?;
         Ok(n > 0)
-    }
-
-    async fn insert_access_key(&self, k: &AccessKeyRecord) -> Result<()> {
-        let (_writer, mut tx) = self.begin_write().await?;
-        insert_key_row(&mut tx, k).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(())
     }
 
     async fn find_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>> {
@@ -1519,11 +1517,7 @@ const ACCESS_KEY_SELECT: &str = "SELECT k.access_key_id, k.user_name, u.arn, k.c
      FROM access_keys k JOIN users u ON u.name = k.user_name";
 
 fn access_key_from_row(r: &SqliteRow) -> Result<AccessKeyRecord> {
-    let ts = |c: &str| -> Result<Option<Timestamp>> {
-        Ok(r.try_get::<Option<i64>, _>(c)
-            .map_err(db_err)?
-            .map(Timestamp))
-    };
+    let ts = |c: &str| opt_ts(r, c);
     Ok(AccessKeyRecord {
         access_key_id: r.try_get("access_key_id").map_err(db_err)?,
         user_name: r.try_get("user_name").map_err(db_err)?,

@@ -17,10 +17,10 @@ use kura_core::{Error, ErrorCode, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::audit::AuditEntry;
-use crate::service::authz::RequestMeta;
+use crate::service::authz::{RequestFacts, RequestMeta};
 use crate::service::{Principal, Service};
 pub use auth::SigningKeyCache;
+use kura_store::AuditRecord;
 
 pub const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 /// Largest body accepted: a 64 KiB binary value is ~88 KiB in base64, plus the rest.
@@ -74,30 +74,24 @@ async fn not_found(
         ErrorCode::UnknownOperation,
         "kura serves the AWS Secrets Manager protocol at POST / and health at GET /health.",
     );
-    let entry = AuditEntry {
+    let meta = request_meta(peer, &headers);
+    let entry = AuditRecord {
         time: state.service.now_ms(),
         request_id: request_id.clone(),
-        kind: "request",
+        kind: "request".into(),
         principal: "-".into(),
-        access_key_id: String::new(),
         action: format!("http:{method}"),
         resource: uri.path().chars().take(2048).collect(),
-        source_ip: Some(peer.ip().to_string()),
-        user_agent: headers
-            .get("user-agent")
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(256).collect()),
-        decision: "-",
-        outcome: "Error",
+        source_ip: meta.source_ip.map(|ip| ip.to_string()),
+        user_agent: meta.user_agent,
+        decision: "-".into(),
+        outcome: "Error".into(),
         error_code: Some(e.code.as_str().to_string()),
         duration_us: started.elapsed().as_micros() as i64,
         ..Default::default()
     };
     if let Err(audit) = state.service.audit(entry).await {
-        e = Error::internal(format!(
-            "audit record not written, request not answered: {}",
-            audit.detail.as_deref().unwrap_or(&audit.message)
-        ));
+        e = audit_failed(&audit);
     }
     tracing::info!(
         request_id,
@@ -165,15 +159,6 @@ async fn dispatch_kura(
     op: &str,
     body: &[u8],
 ) -> Result<Vec<u8>> {
-    if p.scope_secret_id.is_some() {
-        return Err(Error::new(
-            ErrorCode::AccessDenied,
-            format!(
-                "{} is a rotation credential and may not call Kura.{op}.",
-                p.arn
-            ),
-        ));
-    }
     match op {
         "SetClock" => invoke!(svc, p, op, body, set_clock),
         "AdvanceClock" => invoke!(svc, p, op, body, advance_clock),
@@ -284,19 +269,16 @@ async fn aws_request(
         },
     )
     .await;
+    let meta = request_meta(peer, &headers);
     let principal = principal.map(|mut p| {
-        p.meta = RequestMeta {
-            source_ip: Some(peer.ip()),
-            user_agent: headers
-                .get("user-agent")
-                .and_then(|v| v.to_str().ok())
-                .map(|s| s.chars().take(256).collect()),
-        };
+        p.meta = meta.clone();
         p
     });
+    // Read once for authorization and the audit record; holds no value field.
+    let facts: Result<RequestFacts> = parse(op, &body);
     let allowed = match &principal {
         Ok(p) if family == "secretsmanager" || family == "Kura" => {
-            state.service.authorize(p, family, op, &body).await
+            state.service.authorize(p, family, op, facts.as_ref()).await
         }
         _ => Ok(()),
     };
@@ -326,9 +308,9 @@ async fn aws_request(
             family,
             op,
             principal: principal.as_ref().ok(),
-            peer: peer.ip(),
+            meta: &meta,
             headers: &headers,
-            request: &body,
+            request: facts.as_ref().ok(),
             decision,
             result: &result,
             started,
@@ -336,16 +318,7 @@ async fn aws_request(
     );
     let result = match state.service.audit(entry).await {
         Ok(()) => result,
-        Err(e) => Err(Error {
-            detail: Some(format!(
-                "audit record not written, request not answered: {}",
-                e.detail.as_deref().unwrap_or(&e.message)
-            )),
-            ..Error::new(
-                ErrorCode::InternalServiceError,
-                "kura could not record this request in its audit trail, so it does not answer it. See the server log.",
-            )
-        }),
+        Err(e) => Err(audit_failed(&e)),
     };
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     match result {
@@ -388,29 +361,64 @@ struct AuditFacts<'a> {
     family: &'a str,
     op: &'a str,
     principal: Option<&'a Principal>,
-    peer: std::net::IpAddr,
+    meta: &'a RequestMeta,
     headers: &'a HeaderMap,
-    request: &'a [u8],
+    request: Option<&'a RequestFacts>,
     decision: &'static str,
     result: &'a Result<Vec<u8>>,
     started: Instant,
 }
 
-/// The audit record of one request. Only named, non-secret fields of the request and the
-/// answer are read: never a value, a password or a policy document.
-fn audit_entry(svc: &Service, f: AuditFacts<'_>) -> AuditEntry {
-    let req: serde_json::Value = serde_json::from_slice(f.request).unwrap_or_default();
-    let resp: serde_json::Value = match f.result {
+/// Where a request came from, read once from the connection and its headers.
+fn request_meta(peer: std::net::SocketAddr, headers: &HeaderMap) -> RequestMeta {
+    RequestMeta {
+        source_ip: Some(peer.ip()),
+        user_agent: headers
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect()),
+    }
+}
+
+/// The answer to give when a request's audit record could not be written (fail closed).
+fn audit_failed(e: &Error) -> Error {
+    Error {
+        detail: Some(format!(
+            "audit record not written, request not answered: {}",
+            e.detail.as_deref().unwrap_or(&e.message)
+        )),
+        ..Error::new(
+            ErrorCode::InternalServiceError,
+            "kura could not record this request in its audit trail, so it does not answer it. See the server log.",
+        )
+    }
+}
+
+/// The two fields of an answer the audit record keeps. Reading only these skips the rest of
+/// the body (a GetSecretValue answer holds the value) without copying it.
+#[derive(serde::Deserialize, Default)]
+struct AnswerFacts {
+    #[serde(rename = "ARN")]
+    arn: Option<String>,
+    #[serde(rename = "VersionId")]
+    version_id: Option<String>,
+}
+
+/// The audit record of one request: named, non-secret fields of the request and the answer,
+/// never a value, a password or a policy document.
+fn audit_entry(svc: &Service, f: AuditFacts<'_>) -> AuditRecord {
+    let empty = RequestFacts::default();
+    let req = f.request.unwrap_or(&empty);
+    let resp: AnswerFacts = match f.result {
         Ok(body) => serde_json::from_slice(body).unwrap_or_default(),
-        Err(_) => serde_json::Value::Null,
+        Err(_) => AnswerFacts::default(),
     };
-    let text =
-        |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-    let resource = text(&resp, "ARN")
-        .or_else(|| text(&req, "SecretId"))
-        .or_else(|| text(&req, "Name"))
-        .or_else(|| text(&req, "UserName").map(|u| svc.user_arn(&u)))
-        .or_else(|| text(&req, "TargetId"))
+    let resource = resp
+        .arn
+        .or_else(|| req.secret_id.clone())
+        .or_else(|| req.name.clone())
+        .or_else(|| req.user_name.as_deref().map(|u| svc.user_arn(u)))
+        .or_else(|| req.target_id.clone())
         .unwrap_or_else(|| "*".to_string());
     let action = match f.family {
         "secretsmanager" => format!("secretsmanager:{}", f.op),
@@ -431,10 +439,10 @@ fn audit_entry(svc: &Service, f: AuditFacts<'_>) -> AuditEntry {
             .map(|k| k.chars().take(128).collect::<String>())
             .unwrap_or_default()
     };
-    AuditEntry {
+    AuditRecord {
         time: svc.now_ms(),
         request_id: f.request_id.to_string(),
-        kind: "request",
+        kind: "request".into(),
         principal: f
             .principal
             .map(|p| p.arn.clone())
@@ -445,17 +453,14 @@ fn audit_entry(svc: &Service, f: AuditFacts<'_>) -> AuditEntry {
             .unwrap_or_else(claimed_key),
         action: action.chars().take(256).collect(),
         resource: resource.chars().take(2048).collect(),
-        version_id: text(&req, "VersionId").or_else(|| text(&resp, "VersionId")),
-        version_stage: text(&req, "VersionStage"),
-        source_ip: Some(f.peer.to_string()),
-        user_agent: f
-            .headers
-            .get("user-agent")
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(256).collect()),
-        decision: f.decision,
-        outcome,
+        version_id: req.version_id.clone().or(resp.version_id),
+        version_stage: req.version_stage.clone(),
+        source_ip: f.meta.source_ip.map(|ip| ip.to_string()),
+        user_agent: f.meta.user_agent.clone(),
+        decision: f.decision.into(),
+        outcome: outcome.into(),
         error_code,
         duration_us: f.started.elapsed().as_micros() as i64,
+        ..Default::default()
     }
 }

@@ -7,6 +7,9 @@ use zeroize::Zeroizing;
 
 use super::{Service, access_key_context};
 
+/// IAM's limit: two long-term access keys per user.
+pub(crate) const MAX_KEYS_PER_USER: usize = 2;
+
 /// AWS's access key id alphabet (base32).
 const KEY_ID_ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
@@ -17,6 +20,10 @@ pub(crate) struct NewAccessKey<'a> {
     pub prefix: &'a str,
     pub expires_at: Option<Timestamp>,
     pub scope_secret_id: Option<i64>,
+    /// An existing key pair to import (migrations) instead of generating one.
+    pub imported: Option<(String, Zeroizing<String>)>,
+    /// Refuse (LimitExceededException) when the user already has this many long-term keys.
+    pub max_per_user: Option<usize>,
 }
 
 impl Service {
@@ -25,22 +32,32 @@ impl Service {
         &self,
         k: NewAccessKey<'_>,
     ) -> Result<(String, Zeroizing<String>)> {
-        let alphabet: Vec<char> = KEY_ID_ALPHABET.chars().collect();
-        let id = format!("{}{}", k.prefix, random::string_from(&alphabet, 16)?);
-        let secret = Zeroizing::new(random::alnum(40)?);
+        let (id, secret) = match k.imported {
+            Some(pair) => pair,
+            None => {
+                let alphabet: Vec<char> = KEY_ID_ALPHABET.chars().collect();
+                (
+                    format!("{}{}", k.prefix, random::string_from(&alphabet, 16)?),
+                    Zeroizing::new(random::alnum(40)?),
+                )
+            }
+        };
         let sealed = self.seal_internal(&access_key_context(&id), secret.as_bytes())?;
         self.store
-            .insert_access_key(&AccessKeyRecord {
-                access_key_id: id.clone(),
-                user_name: k.user_name.to_string(),
-                user_arn: String::new(),
-                sealed_secret: sealed,
-                active: true,
-                created_at: self.clock.now(),
-                expires_at: k.expires_at,
-                scope_secret_id: k.scope_secret_id,
-                last_used_at: None,
-            })
+            .insert_access_key(
+                &AccessKeyRecord {
+                    access_key_id: id.clone(),
+                    user_name: k.user_name.to_string(),
+                    user_arn: String::new(),
+                    sealed_secret: sealed,
+                    active: true,
+                    created_at: self.clock.now(),
+                    expires_at: k.expires_at,
+                    scope_secret_id: k.scope_secret_id,
+                    last_used_at: None,
+                },
+                k.max_per_user,
+            )
             .await?;
         Ok((id, secret))
     }

@@ -4,11 +4,9 @@
 use std::net::IpAddr;
 
 use kura_core::model::SecretRecord;
-use kura_core::names::SecretRef;
 use kura_core::{Error, ErrorCode, Result};
 use kura_iam::eval::{self, ConditionKeys, RequestContext};
 use kura_iam::policy::{self, PolicyDocument, PolicyKind};
-use serde_json::Value;
 
 use super::{Principal, Service};
 
@@ -47,30 +45,62 @@ pub struct RequestMeta {
     pub user_agent: Option<String>,
 }
 
-/// Request parameters that become `secretsmanager:*` condition keys, as AWS documents them.
-const PARAM_KEYS: [(&str, &str); 8] = [
-    ("VersionStage", "secretsmanager:VersionStage"),
-    ("VersionId", "secretsmanager:VersionId"),
-    ("RotationLambdaARN", "secretsmanager:RotationLambdaARN"),
-    ("Description", "secretsmanager:Description"),
-    ("KmsKeyId", "secretsmanager:KmsKeyId"),
-    (
-        "ForceDeleteWithoutRecovery",
-        "secretsmanager:ForceDeleteWithoutRecovery",
-    ),
-    (
-        "RecoveryWindowInDays",
-        "secretsmanager:RecoveryWindowInDays",
-    ),
-    ("BlockPublicPolicy", "secretsmanager:BlockPublicPolicy"),
-];
+/// The named, non-secret fields of a request, read once per request for authorization and
+/// the audit record. Value fields (`SecretString`, `SecretBinary`, passwords, policy
+/// documents) are not fields here, so the secret is never copied into this view: serde skips
+/// unknown fields without keeping them.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RequestFacts {
+    pub secret_id: Option<String>,
+    pub name: Option<String>,
+    pub user_name: Option<String>,
+    pub target_id: Option<String>,
+    pub version_id: Option<String>,
+    pub version_stage: Option<String>,
+    #[serde(rename = "RotationLambdaARN")]
+    pub rotation_lambda_arn: Option<String>,
+    pub description: Option<String>,
+    pub kms_key_id: Option<String>,
+    pub force_delete_without_recovery: Option<bool>,
+    pub recovery_window_in_days: Option<i64>,
+    pub block_public_policy: Option<bool>,
+    pub tags: Option<Vec<crate::wire::Tag>>,
+    pub tag_keys: Option<Vec<String>>,
+}
 
-fn scalar(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
+impl RequestFacts {
+    /// Request parameters that AWS documents as `secretsmanager:*` condition keys.
+    fn condition_keys(&self, keys: &mut ConditionKeys) {
+        let text = [
+            ("secretsmanager:VersionStage", &self.version_stage),
+            ("secretsmanager:VersionId", &self.version_id),
+            ("secretsmanager:Description", &self.description),
+            ("secretsmanager:KmsKeyId", &self.kms_key_id),
+        ];
+        for (key, v) in text {
+            if let Some(v) = v {
+                keys.set(key, [v.as_str()]);
+            }
+        }
+        if let Some(b) = self.force_delete_without_recovery {
+            keys.set("secretsmanager:ForceDeleteWithoutRecovery", [b.to_string()]);
+        }
+        if let Some(n) = self.recovery_window_in_days {
+            keys.set("secretsmanager:RecoveryWindowInDays", [n.to_string()]);
+        }
+        if let Some(b) = self.block_public_policy {
+            keys.set("secretsmanager:BlockPublicPolicy", [b.to_string()]);
+        }
+        if let Some(tags) = &self.tags {
+            for t in tags {
+                keys.set(&format!("aws:RequestTag/{}", t.key), [t.value.as_str()]);
+            }
+            keys.set("aws:TagKeys", tags.iter().map(|t| t.key.as_str()));
+        }
+        if let Some(k) = &self.tag_keys {
+            keys.set("aws:TagKeys", k.iter().map(String::as_str));
+        }
     }
 }
 
@@ -79,36 +109,31 @@ fn denied(message: String) -> Error {
 }
 
 impl Service {
-    /// Decides whether `p` may call `family.op` with `body`. Root and kura itself may do
-    /// everything (as AWS's root user); a rotation credential reaches its one secret only.
+    /// Decides whether `p` may call `family.op`. Root and kura itself may do everything (as
+    /// AWS's root user); a rotation credential reaches its one secret only. `facts` is the
+    /// request as read, or why it could not be read (then only root goes on, to the
+    /// operation's own error).
     pub async fn authorize(
         &self,
         p: &Principal,
         family: &str,
         op: &str,
-        body: &[u8],
+        facts: std::result::Result<&RequestFacts, &Error>,
     ) -> Result<()> {
         // As sts:GetCallerIdentity on AWS, asking who you are needs no permission.
         if p.is_administrator() || (family == "Kura" && op == "GetCallerIdentity") {
             return Ok(());
         }
-        let params: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        if let Some(scope) = p.scope_secret_id {
-            return self.check_scope(p, scope, family, op, &params).await;
-        }
+        let facts = facts.map_err(Clone::clone)?;
         let action = if family == "Kura" {
             format!("kura:{op}")
         } else {
             format!("secretsmanager:{op}")
         };
         let mut keys = ConditionKeys::new();
-        for (param, key) in PARAM_KEYS {
-            if let Some(v) = params.get(param).and_then(scalar) {
-                keys.set(key, [v]);
-            }
-        }
+        facts.condition_keys(&mut keys);
         // A function named by its bare name is judged by its full ARN, as policies name it.
-        if let Some(f) = params.get("RotationLambdaARN").and_then(Value::as_str)
+        if let Some(f) = &facts.rotation_lambda_arn
             && let Ok(name) = self.function_name_of(f)
         {
             keys.set(
@@ -116,7 +141,7 @@ impl Service {
                 [self.function_arn(&name)],
             );
         }
-        let (resource, secret) = match params.get("SecretId").and_then(Value::as_str) {
+        let (resource, secret) = match facts.secret_id.as_deref() {
             Some(id) if family != "Kura" => match self.resolve(id).await {
                 Ok(s) => {
                     super::remember_resolved(id, &s);
@@ -126,31 +151,18 @@ impl Service {
                 // allowed the operation then answers ResourceNotFoundException.
                 Err(_) => (self.requested_arn(id), None),
             },
-            _ => match (family, params.get("Name").and_then(Value::as_str)) {
+            _ => match (family, facts.name.as_deref()) {
                 ("secretsmanager", Some(name)) if op == "CreateSecret" => {
                     keys.set("secretsmanager:Name", [name]);
                     (self.requested_arn(name), None)
                 }
-                ("Kura", _) => match params.get("UserName").and_then(Value::as_str) {
+                ("Kura", _) => match facts.user_name.as_deref() {
                     Some(user) => (self.user_arn(user), None),
                     None => ("*".to_string(), None),
                 },
                 _ => ("*".to_string(), None),
             },
         };
-        if let Some(tags) = params.get("Tags").and_then(Value::as_array) {
-            let mut names = Vec::new();
-            for t in tags {
-                if let (Some(k), Some(v)) = (t["Key"].as_str(), t["Value"].as_str()) {
-                    keys.set(&format!("aws:RequestTag/{k}"), [v]);
-                    names.push(k.to_string());
-                }
-            }
-            keys.set("aws:TagKeys", names);
-        }
-        if let Some(tag_keys) = params.get("TagKeys").and_then(Value::as_array) {
-            keys.set("aws:TagKeys", tag_keys.iter().filter_map(scalar));
-        }
         self.decide(p, &action, &resource, secret.as_ref(), keys)
             .await
     }
@@ -164,16 +176,6 @@ impl Service {
     ) -> Result<()> {
         if p.is_administrator() {
             return Ok(());
-        }
-        if let Some(scope) = p.scope_secret_id {
-            return if scope == secret.id {
-                Ok(())
-            } else {
-                Err(denied(format!(
-                    "{} is a rotation credential: it may only reach the secret being rotated.",
-                    p.arn
-                )))
-            };
         }
         self.decide(p, action, &secret.arn, Some(secret), ConditionKeys::new())
             .await
@@ -200,7 +202,7 @@ impl Service {
         mut keys: ConditionKeys,
     ) -> Result<()> {
         let meta = &p.meta;
-        let subject = self.subject(&p.user_name).await?;
+        let subject = self.subject_of(p).await?;
         keys.set("aws:username", [p.user_name.as_str()]);
         keys.set("aws:userid", [p.user_name.as_str()]);
         keys.set("aws:PrincipalArn", [p.arn.as_str()]);
@@ -292,45 +294,39 @@ impl Service {
         Ok(subject)
     }
 
-    /// What a rotation function's short-lived key may do: the operations AWS's rotation
-    /// templates use, on the one secret being rotated.
-    async fn check_scope(
-        &self,
-        p: &Principal,
-        scope: i64,
-        family: &str,
-        op: &str,
-        params: &Value,
-    ) -> Result<()> {
-        let refuse = |what: String| {
-            Err(denied(format!(
-                "{} is a rotation credential: {what}",
-                p.arn
-            )))
+    /// Whose policies decide: a user's own, or — for a rotation function's short-lived key —
+    /// a policy allowing what AWS's rotation templates call, on the one secret being rotated.
+    async fn subject_of(&self, p: &Principal) -> Result<std::sync::Arc<Subject>> {
+        let Some(scope) = p.scope_secret_id else {
+            return self.subject(&p.user_name).await;
         };
-        if family != "secretsmanager" {
-            return refuse(format!("it may not call {family}.{op}."));
-        }
-        match op {
-            "GetRandomPassword" => return Ok(()),
-            "DescribeSecret"
-            | "GetSecretValue"
-            | "PutSecretValue"
-            | "UpdateSecretVersionStage"
-            | "ListSecretVersionIds" => {}
-            _ => return refuse(format!("it may not call {op}.")),
-        }
-        let target = params
-            .get("SecretId")
-            .and_then(Value::as_str)
-            .and_then(|id| SecretRef::parse(id).ok());
-        let found = match target {
-            Some(r) => self.store.find_secret(&r).await?,
-            None => None,
+        let arn = match self.store.secret_by_id(scope).await? {
+            Some(s) => s.arn,
+            None => "arn:aws:secretsmanager:::secret:deleted".to_string(),
         };
-        match found {
-            Some(s) if s.id == scope => Ok(()),
-            _ => refuse("it may only reach the secret being rotated.".into()),
-        }
+        let text = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": [
+                        "secretsmanager:DescribeSecret",
+                        "secretsmanager:GetSecretValue",
+                        "secretsmanager:PutSecretValue",
+                        "secretsmanager:UpdateSecretVersionStage",
+                        "secretsmanager:ListSecretVersionIds"
+                    ],
+                    "Resource": arn
+                },
+                {"Effect": "Allow", "Action": "secretsmanager:GetRandomPassword", "Resource": "*"}
+            ]
+        })
+        .to_string();
+        let policy = policy::parse(&text, PolicyKind::Identity)
+            .map_err(|e| Error::internal(format!("the rotation credential policy: {e}")))?;
+        Ok(std::sync::Arc::new(Subject {
+            tags: Vec::new(),
+            policies: vec![policy],
+        }))
     }
 }

@@ -7,12 +7,10 @@ use kura_core::{Error, ErrorCode, Result};
 use kura_iam::policy::{self, PolicyKind};
 use kura_store::{AccessKeyRecord, UserRecord};
 
-use super::access_keys::NewAccessKey;
-use super::{Principal, Service, access_key_context};
+use super::access_keys::{MAX_KEYS_PER_USER, NewAccessKey};
+use super::{Principal, Service};
 use crate::wire::{self, *};
 
-/// IAM's limit: two access keys per user.
-const MAX_KEYS_PER_USER: usize = 2;
 /// Users kura makes for itself; nobody else may take these names or delete them.
 const RESERVED_USERS: [&str; 3] = ["root", "kura", "kura-rotation"];
 
@@ -164,23 +162,8 @@ impl Service {
         req: CreateAccessKeyRequest,
     ) -> Result<CreateAccessKeyResponse> {
         let user = self.target_user(p, req.user_name).await?;
-        let (id, secret) = match (req.access_key_id, req.secret_access_key) {
-            (None, None) => {
-                let have = self.store.list_access_keys(&user.name).await?.len();
-                if have >= MAX_KEYS_PER_USER {
-                    return Err(Error::limit_exceeded(format!(
-                        "The user {} already has {MAX_KEYS_PER_USER} access keys; delete one first.",
-                        user.name
-                    )));
-                }
-                self.create_access_key(NewAccessKey {
-                    user_name: &user.name,
-                    prefix: "AKIA",
-                    expires_at: None,
-                    scope_secret_id: None,
-                })
-                .await?
-            }
+        let imported = match (req.access_key_id, req.secret_access_key) {
+            (None, None) => None,
             (Some(id), Some(secret)) => {
                 let id_ok =
                     (16..=128).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric());
@@ -196,24 +179,7 @@ impl Service {
                         "SecretAccessKey must be 16 to 128 printable characters without spaces.",
                     ));
                 }
-                let sealed = self.seal_internal(&access_key_context(&id), secret.0.as_bytes())?;
-                self.store
-                    .insert_user_access_key(
-                        &AccessKeyRecord {
-                            access_key_id: id.clone(),
-                            user_name: user.name.clone(),
-                            user_arn: user.arn.clone(),
-                            sealed_secret: sealed,
-                            active: true,
-                            created_at: self.clock.now(),
-                            expires_at: None,
-                            scope_secret_id: None,
-                            last_used_at: None,
-                        },
-                        MAX_KEYS_PER_USER,
-                    )
-                    .await?;
-                (id, secret.0)
+                Some((id, secret.0))
             }
             _ => {
                 return Err(Error::invalid_parameter(
@@ -221,6 +187,16 @@ impl Service {
                 ));
             }
         };
+        let (id, secret) = self
+            .create_access_key(NewAccessKey {
+                user_name: &user.name,
+                prefix: "AKIA",
+                expires_at: None,
+                scope_secret_id: None,
+                imported,
+                max_per_user: Some(MAX_KEYS_PER_USER),
+            })
+            .await?;
         tracing::info!(user = %user.name, access_key_id = %id, by = %p.arn, "access key created");
         Ok(CreateAccessKeyResponse {
             access_key: AccessKeyEntry {

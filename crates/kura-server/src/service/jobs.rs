@@ -24,12 +24,12 @@ impl Service {
                 let gone = self.store.secret_by_id(*id).await?;
                 self.store.delete_secret(*id).await?;
                 if let Some(s) = gone {
-                    self.audit_background(crate::audit::AuditEntry {
-                        kind: "job",
+                    self.audit_background(kura_store::AuditRecord {
+                        kind: "job".into(),
                         principal: "kura".into(),
                         action: "job:PurgeSecret".into(),
                         resource: s.arn.clone(),
-                        outcome: "Success",
+                        outcome: "Success".into(),
                         ..Default::default()
                     })
                     .await;

@@ -192,7 +192,7 @@ impl Service {
 
     /// Writes an audit record and waits until it is durable. A service without an audit log
     /// (benchmarks, unit tests) records nothing.
-    pub async fn audit(&self, entry: crate::audit::AuditEntry) -> Result<()> {
+    pub async fn audit(&self, entry: kura_store::AuditRecord) -> Result<()> {
         match self.audit.get() {
             Some(log) => log.record(entry).await,
             None => Ok(()),

@@ -265,13 +265,13 @@ impl Service {
             tracing::info!(secret = %s.arn, step = step.as_str(), attempt = s.run.attempt, function = %function.name, "rotation step starting");
             let started = std::time::Instant::now();
             let outcome = self.run_step(&s, &function, step, &token).await;
-            self.audit_background(crate::audit::AuditEntry {
-                kind: "rotation",
+            self.audit_background(kura_store::AuditRecord {
+                kind: "rotation".into(),
                 principal: format!("kura-rotation:{}", function.name),
                 action: format!("rotation:{}", step.as_str()),
                 resource: s.arn.clone(),
                 version_id: Some(token.clone()),
-                outcome: if outcome.is_ok() { "Success" } else { "Error" },
+                outcome: if outcome.is_ok() { "Success" } else { "Error" }.into(),
                 error_code: outcome
                     .as_ref()
                     .err()
@@ -481,13 +481,13 @@ impl Service {
 
     /// Audits work kura does on its own (rotation steps, jobs). Nobody waits on it, so a
     /// failure is logged loudly instead of failing a request.
-    pub(crate) async fn audit_background(&self, mut entry: crate::audit::AuditEntry) {
+    pub(crate) async fn audit_background(&self, mut entry: kura_store::AuditRecord) {
         entry.time = self.clock.now().0;
         if entry.request_id.is_empty() {
             entry.request_id = new_uuid();
         }
         if entry.decision.is_empty() {
-            entry.decision = "-";
+            entry.decision = "-".into();
         }
         if let Err(e) = self.audit(entry).await {
             tracing::error!(detail = ?e, "could not write the audit record of background work");

@@ -217,6 +217,8 @@ impl Service {
             prefix: "ASIA",
             expires_at: Some(until),
             scope_secret_id: Some(secret_id),
+            imported: None,
+            max_per_user: None,
         })
         .await
     }
@@ -355,12 +357,18 @@ impl Service {
 
     /// Removes any value this secret holds (or a JSON field of one) from `msg`, so a function
     /// that prints a password in its error does not leak it into LastError.
+    /// Only labelled versions (AWSCURRENT, AWSPENDING, AWSPREVIOUS, custom labels) are read:
+    /// those are the values a function works with, and a secret may hold 100 old ones.
     pub(super) async fn redact(&self, s: &SecretRecord, msg: &str) -> String {
         let mut out = msg.to_string();
-        let Ok((versions, _)) = self.store.versions(s.id).await else {
+        let Ok((versions, stages)) = self.store.versions(s.id).await else {
             return "error details withheld (the secret's versions could not be read to redact them)".into();
         };
-        for v in versions.iter().filter(|v| v.has_value) {
+        let labelled = |id: &str| stages.values().any(|v| v == id);
+        for v in versions
+            .iter()
+            .filter(|v| v.has_value && labelled(&v.version_id))
+        {
             let Ok(Some(stored)) = self
                 .store
                 .read_version(s.id, VersionSelector::Id(&v.version_id))

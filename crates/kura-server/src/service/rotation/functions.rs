@@ -43,13 +43,14 @@ pub(crate) struct RotationFunction {
     pub max_attempts: i64,
 }
 
-/// The JSON kept in `rotation_functions.config`.
+/// The JSON kept in `rotation_functions.config`: no secret. A webhook's signing secret and a
+/// command's environment (its values may be credentials) are sealed beside it.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct StoredConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     command: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    environment: Option<BTreeMap<String, String>>,
+    environment_keys: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -163,7 +164,17 @@ impl Service {
             KURA_PASSWORD => FunctionKind::Password(cfg.password_rules.unwrap_or_default()),
             "command" => FunctionKind::Command {
                 argv: cfg.command.unwrap_or_default(),
-                env: cfg.environment.unwrap_or_default(),
+                env: match &rec.sealed_secret {
+                    Some(sealed) => {
+                        let json = self.open_internal(&function_context(name), sealed)?;
+                        serde_json::from_slice(&json).map_err(|_| {
+                            Error::internal(format!(
+                                "the sealed environment of rotation function {name} is damaged"
+                            ))
+                        })?
+                    }
+                    None => BTreeMap::new(),
+                },
             },
             "webhook" => {
                 let sealed = rec.sealed_secret.as_ref().ok_or_else(|| {
@@ -199,7 +210,7 @@ impl Service {
             built_in: false,
             command: cfg.command,
             // Environment values can be credentials for the function: show only the names.
-            environment_keys: cfg.environment.map(|e| e.into_keys().collect()),
+            environment_keys: cfg.environment_keys,
             url: cfg.url,
             password_rules: cfg.password_rules,
             timeout_seconds: cfg.timeout_seconds,
@@ -241,6 +252,7 @@ impl Service {
             Error::invalid_parameter(format!("{field} does not apply to a {kind} function."))
         };
         let mut signing_secret = None;
+        let mut sealed_payload: Option<Zeroizing<String>> = None;
         let mut generated = false;
         match req.kind.as_str() {
             "command" => {
@@ -293,7 +305,12 @@ impl Service {
                     }
                 }
                 cfg.command = Some(argv);
-                cfg.environment = req.environment;
+                if let Some(env) = req.environment {
+                    cfg.environment_keys = Some(env.keys().cloned().collect());
+                    let json = serde_json::to_string(&env)
+                        .map_err(|e| Error::internal(format!("encoding an environment: {e}")))?;
+                    sealed_payload = Some(Zeroizing::new(json));
+                }
             }
             "webhook" => {
                 let url = req.url.ok_or_else(|| {
@@ -346,7 +363,10 @@ impl Service {
                 )));
             }
         }
-        let sealed_secret = signing_secret
+        if let Some(s) = &signing_secret {
+            sealed_payload = Some(s.clone());
+        }
+        let sealed_secret = sealed_payload
             .as_ref()
             .map(|s| self.seal_internal(&function_context(&req.name), s.as_bytes()))
             .transpose()?;

@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 use super::Step;
 use super::db::str_field;
 use crate::service::Service;
-use crate::service::access_keys::NewAccessKey;
+use crate::service::access_keys::{MAX_KEYS_PER_USER, NewAccessKey};
 
 impl Service {
     pub(super) async fn access_key_step(
@@ -38,27 +38,24 @@ impl Service {
                     .await
                     .map_err(|e| e.message)?
                     .ok_or_else(|| format!("the user {user} does not exist in kura"))?;
-                let keys = self
-                    .store
-                    .list_access_keys(&user.name)
-                    .await
-                    .map_err(|e| e.message)?;
-                let current_id = str_field(&current, "AccessKeyId")?;
-                if keys.len() >= 2 {
-                    return Err(format!(
-                        "the user {} already has two access keys; delete the one that is not {current_id} so rotation can create a new one",
-                        user.name
-                    ));
-                }
                 let (id, secret) = self
                     .create_access_key(NewAccessKey {
                         user_name: &user.name,
                         prefix: "AKIA",
                         expires_at: None,
                         scope_secret_id: None,
+                        imported: None,
+                        max_per_user: Some(MAX_KEYS_PER_USER),
                     })
                     .await
-                    .map_err(|e| e.message)?;
+                    .map_err(|e| match e.code {
+                        kura_core::ErrorCode::LimitExceeded => format!(
+                            "the user {} already has {MAX_KEYS_PER_USER} access keys; delete the one that is not {} so rotation can create a new one",
+                            user.name,
+                            str_field(&current, "AccessKeyId").unwrap_or("the current one")
+                        ),
+                        _ => e.message,
+                    })?;
                 let mut new = current.clone();
                 new["AccessKeyId"] = Value::String(id.clone());
                 new["SecretAccessKey"] = Value::String(secret.to_string());
