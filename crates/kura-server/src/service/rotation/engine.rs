@@ -35,18 +35,14 @@ pub(crate) struct RotationRuntime {
     inflight: watch::Sender<usize>,
     permits: Arc<Semaphore>,
     endpoint: OnceLock<String>,
-    pub(crate) http: reqwest::Client,
+    /// Built on first use: most servers never call a webhook, and building loads TLS roots.
+    http: OnceLock<reqwest::Client>,
     /// One delivery pass at a time, so an event is not sent twice by overlapping passes.
     pub(crate) delivering: tokio::sync::Mutex<()>,
 }
 
 impl RotationRuntime {
     pub(crate) fn new() -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
         RotationRuntime {
             owner: new_uuid(),
             wake: Notify::new(),
@@ -54,7 +50,7 @@ impl RotationRuntime {
             inflight: watch::Sender::new(0),
             permits: Arc::new(Semaphore::new(CONCURRENCY)),
             endpoint: OnceLock::new(),
-            http,
+            http: OnceLock::new(),
             delivering: tokio::sync::Mutex::new(()),
         }
     }
@@ -62,6 +58,17 @@ impl RotationRuntime {
     /// Wakes the scheduler (a rotation was requested, or an event queued).
     pub(crate) fn kick(&self) {
         self.wake.notify_one();
+    }
+
+    /// The client for webhooks, notifications and kura's calls to itself.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default()
+        })
     }
 
     pub(crate) fn endpoint(&self) -> Option<&str> {

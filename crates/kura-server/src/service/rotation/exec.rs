@@ -102,24 +102,10 @@ impl Service {
             RotationStep::CreateSecret if pending_has_value => Ok(()),
             RotationStep::CreateSecret => {
                 let password = generate_password(&password_spec(rules)?)?;
-                let current = self
-                    .store
-                    .read_version(s.id, VersionSelector::Stage(labels::CURRENT))
-                    .await?;
-                let old = match current.as_ref().and_then(|v| v.value.as_ref()) {
-                    Some(sealed) => Some(
-                        self.open(
-                            &s.arn,
-                            &current
-                                .as_ref()
-                                .map(|v| v.meta.version_id.clone())
-                                .unwrap_or_default(),
-                            sealed,
-                        )?,
-                    ),
-                    None => None,
-                };
-                let bytes: Zeroizing<Vec<u8>> = match old {
+                let text = match self
+                    .version_plain(s, VersionSelector::Stage(labels::CURRENT))
+                    .await?
+                {
                     Some(p) if p.kind == ValueKind::Binary => {
                         return Err(Error::invalid_request(
                             "kura-password rotates text secrets; this secret's value is binary",
@@ -136,28 +122,13 @@ impl Service {
                                 "password".into(),
                                 serde_json::Value::String(password.to_string()),
                             );
-                            let text = Zeroizing::new(serde_json::Value::Object(map).to_string());
-                            Zeroizing::new(text.as_bytes().to_vec())
+                            Zeroizing::new(serde_json::Value::Object(map).to_string())
                         }
-                        _ => Zeroizing::new(password.as_bytes().to_vec()),
+                        _ => password,
                     },
-                    None => Zeroizing::new(password.as_bytes().to_vec()),
+                    None => password,
                 };
-                self.write_value(
-                    s,
-                    ValueWrite {
-                        token: Some(token.to_string()),
-                        plain: Plain {
-                            kind: ValueKind::String,
-                            bytes,
-                        },
-                        stages: Some(vec![labels::PENDING.to_string()]),
-                        description: None,
-                        kms_key_id: None,
-                    },
-                )
-                .await
-                .map(|_| ())
+                self.store_pending_text(s, token, text).await
             }
             RotationStep::SetSecret => Ok(()),
             RotationStep::TestSecret if pending_has_value => Ok(()),
@@ -166,6 +137,46 @@ impl Service {
             ))),
             RotationStep::FinishSecret => self.move_current_to(s, token).await,
         }
+    }
+
+    /// A version's value, opened; `None` when there is no such version or it has no value.
+    pub(super) async fn version_plain(
+        &self,
+        s: &SecretRecord,
+        which: VersionSelector<'_>,
+    ) -> Result<Option<Plain>> {
+        let Some(v) = self.store.read_version(s.id, which).await? else {
+            return Ok(None);
+        };
+        v.value
+            .as_ref()
+            .map(|sealed| self.open(&s.arn, &v.meta.version_id, sealed))
+            .transpose()
+    }
+
+    /// createSecret's write: `text` becomes the value of version `token`, labelled AWSPENDING
+    /// (filling the placeholder RotateSecret made).
+    pub(super) async fn store_pending_text(
+        &self,
+        s: &SecretRecord,
+        token: &str,
+        text: Zeroizing<String>,
+    ) -> Result<()> {
+        self.write_value(
+            s,
+            ValueWrite {
+                token: Some(token.to_string()),
+                plain: Plain {
+                    kind: ValueKind::String,
+                    bytes: Zeroizing::new(text.as_bytes().to_vec()),
+                },
+                stages: Some(vec![labels::PENDING.to_string()]),
+                description: None,
+                kms_key_id: None,
+            },
+        )
+        .await
+        .map(|_| ())
     }
 
     /// finishSecret's label move: AWSCURRENT to `token` (AWSPREVIOUS follows). A no-op when
@@ -335,7 +346,7 @@ impl Service {
         let sig = signature_header(secret, self.clock.now(), body.as_bytes());
         let resp = self
             .rotation
-            .http
+            .http()
             .post(url)
             .timeout(Duration::from_secs(30))
             .header("content-type", "application/json")

@@ -146,7 +146,7 @@ impl Service {
             chrono::Utc::now(),
         )
         .map_err(|e| format!("signing the test call: {e}"))?;
-        let mut request = self.rotation.http.post(url);
+        let mut request = self.rotation.http().post(url);
         for (name, value) in headers {
             request = request.header(name, value);
         }

@@ -18,8 +18,7 @@ use serde_json::Value;
 use zeroize::Zeroizing;
 
 use self::db::{DbTarget, str_field};
-use crate::service::versions::ValueWrite;
-use crate::service::{Plain, Service};
+use crate::service::Service;
 
 type Step<T = ()> = std::result::Result<T, String>;
 
@@ -139,20 +138,9 @@ impl Service {
         s: &SecretRecord,
         which: VersionSelector<'_>,
     ) -> Step<Option<Value>> {
-        let Some(v) = self
-            .store
-            .read_version(s.id, which)
-            .await
-            .map_err(|e| e.message)?
-        else {
+        let Some(plain) = self.version_plain(s, which).await.map_err(|e| e.message)? else {
             return Ok(None);
         };
-        let Some(sealed) = &v.value else {
-            return Ok(None);
-        };
-        let plain = self
-            .open(&s.arn, &v.meta.version_id, sealed)
-            .map_err(|e| e.message)?;
         if plain.kind != ValueKind::String {
             return Err(
                 "the secret's value is binary; managed rotation needs a JSON object".into(),
@@ -160,10 +148,15 @@ impl Service {
         }
         match serde_json::from_slice::<Value>(&plain.bytes) {
             Ok(v @ Value::Object(_)) => Ok(Some(v)),
-            _ => Err(format!(
-                "version {} is not a JSON object (see the README for the fields this function needs)",
-                v.meta.version_id
-            )),
+            _ => {
+                let which = match which {
+                    VersionSelector::Id(id) => format!("version {id}"),
+                    VersionSelector::Stage(stage) => format!("the {stage} version"),
+                };
+                Err(format!(
+                    "{which} is not a JSON object (see the README for the fields this function needs)"
+                ))
+            }
         }
     }
 
@@ -231,23 +224,9 @@ impl Service {
     }
 
     async fn store_pending(&self, s: &SecretRecord, token: &str, value: &Value) -> Step {
-        let text = Zeroizing::new(value.to_string());
-        self.write_value(
-            s,
-            ValueWrite {
-                token: Some(token.to_string()),
-                plain: Plain {
-                    kind: ValueKind::String,
-                    bytes: Zeroizing::new(text.as_bytes().to_vec()),
-                },
-                stages: Some(vec![labels::PENDING.to_string()]),
-                description: None,
-                kms_key_id: None,
-            },
-        )
-        .await
-        .map(|_| ())
-        .map_err(|e| e.message)
+        self.store_pending_text(s, token, Zeroizing::new(value.to_string()))
+            .await
+            .map_err(|e| e.message)
     }
 
     async fn db_check_login(&self, m: Managed, t: &DbTarget) -> Step {
