@@ -186,14 +186,7 @@ async fn create_root_user(
         })
         .await?;
     let (access_key_id, secret) = svc
-        .create_access_key(NewAccessKey {
-            user_name: "root",
-            prefix: "AKIA",
-            expires_at: None,
-            scope_secret_id: None,
-            imported: None,
-            max_per_user: None,
-        })
+        .create_access_key(NewAccessKey::long_term("root", None))
         .await?;
     let contents = Zeroizing::new(format!(
         "# kura root credentials. Use with AWS_SHARED_CREDENTIALS_FILE={}\n[default]\naws_access_key_id = {access_key_id}\naws_secret_access_key = {}\n",

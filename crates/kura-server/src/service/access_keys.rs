@@ -26,6 +26,23 @@ pub(crate) struct NewAccessKey<'a> {
     pub max_per_user: Option<usize>,
 }
 
+impl<'a> NewAccessKey<'a> {
+    /// A user's long-term key (generated, or `imported`), within IAM's two-key limit.
+    pub(crate) fn long_term(
+        user_name: &'a str,
+        imported: Option<(String, Zeroizing<String>)>,
+    ) -> Self {
+        NewAccessKey {
+            user_name,
+            prefix: "AKIA",
+            expires_at: None,
+            scope_secret_id: None,
+            imported,
+            max_per_user: Some(MAX_KEYS_PER_USER),
+        }
+    }
+}
+
 impl Service {
     /// Creates and stores a key; returns its id and secret (shown once, never stored clear).
     pub(crate) async fn create_access_key(

@@ -7,7 +7,7 @@ use kura_core::{Error, ErrorCode, Result};
 use kura_iam::policy::{self, PolicyKind};
 use kura_store::{AccessKeyRecord, UserRecord};
 
-use super::access_keys::{MAX_KEYS_PER_USER, NewAccessKey};
+use super::access_keys::NewAccessKey;
 use super::{Principal, Service};
 use crate::wire::{self, *};
 
@@ -188,14 +188,7 @@ impl Service {
             }
         };
         let (id, secret) = self
-            .create_access_key(NewAccessKey {
-                user_name: &user.name,
-                prefix: "AKIA",
-                expires_at: None,
-                scope_secret_id: None,
-                imported,
-                max_per_user: Some(MAX_KEYS_PER_USER),
-            })
+            .create_access_key(NewAccessKey::long_term(&user.name, imported))
             .await?;
         tracing::info!(user = %user.name, access_key_id = %id, by = %p.arn, "access key created");
         Ok(CreateAccessKeyResponse {

@@ -39,14 +39,7 @@ impl Service {
                     .map_err(|e| e.message)?
                     .ok_or_else(|| format!("the user {user} does not exist in kura"))?;
                 let (id, secret) = self
-                    .create_access_key(NewAccessKey {
-                        user_name: &user.name,
-                        prefix: "AKIA",
-                        expires_at: None,
-                        scope_secret_id: None,
-                        imported: None,
-                        max_per_user: Some(MAX_KEYS_PER_USER),
-                    })
+                    .create_access_key(NewAccessKey::long_term(&user.name, None))
                     .await
                     .map_err(|e| match e.code {
                         kura_core::ErrorCode::LimitExceeded => format!(
