@@ -70,6 +70,9 @@ pub struct Error {
     pub detail: Option<String>,
 }
 
+const DISK_FULL_MESSAGE: &str = "kura cannot write to its database: the disk is full. Nothing was changed; \
+     try again once the operator has freed space.";
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
@@ -107,6 +110,20 @@ impl Error {
         )
     }
     /// A server-side fault. The client sees a generic message; `detail` goes to the log.
+    /// The store cannot write (a full disk). Still a server error (500: retry later), but one
+    /// whose reason the client is told, since nothing they change in the request helps.
+    pub fn disk_full(detail: impl Into<String>) -> Self {
+        Error {
+            code: ErrorCode::InternalServiceError,
+            message: DISK_FULL_MESSAGE.into(),
+            detail: Some(detail.into()),
+        }
+    }
+
+    pub fn is_disk_full(&self) -> bool {
+        self.message == DISK_FULL_MESSAGE
+    }
+
     pub fn internal(detail: impl Into<String>) -> Self {
         Error {
             code: ErrorCode::InternalServiceError,

@@ -78,7 +78,42 @@ async fn migrate(pool: &SqlitePool) -> Result<()> {
 }
 
 fn db_err(e: sqlx::Error) -> Error {
+    if is_disk_full(&e) {
+        return Error::disk_full(format!("database: {e}"));
+    }
     Error::internal(format!("database: {e}"))
+}
+
+/// SQLITE_FULL (13), also as the primary code of an extended one.
+fn is_disk_full(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => d
+            .code()
+            .and_then(|c| c.parse::<i64>().ok())
+            .is_some_and(|c| c & 0xff == 13),
+        _ => false,
+    }
+}
+
+/// A connection goes back to the pool only outside a transaction. When COMMIT fails (a full
+/// disk), SQLite has already rolled back, so the ROLLBACK sqlx queues on drop fails too and
+/// leaves sqlx believing the transaction is open: every later BEGIN on that connection would
+/// fail until a restart. Such a connection is closed instead; the pool opens a fresh one.
+fn release_outside_transaction(
+    conn: &mut sqlx::SqliteConnection,
+    _: sqlx::pool::PoolConnectionMetadata,
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = std::result::Result<bool, sqlx::Error>> + Send + '_>,
+> {
+    use sqlx::Connection as _;
+    Box::pin(async move {
+        if !conn.is_in_transaction() {
+            return Ok(true);
+        }
+        // Let the queued rollback run, then look again.
+        conn.ping().await?;
+        Ok(!conn.is_in_transaction())
+    })
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -134,6 +169,7 @@ impl SqliteStore {
             .pragma("secure_delete", "ON");
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            .after_release(release_outside_transaction)
             .connect_with(opts)
             .await
             .map_err(db_err)?;

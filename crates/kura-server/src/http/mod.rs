@@ -382,11 +382,18 @@ fn request_meta(peer: std::net::SocketAddr, headers: &HeaderMap) -> RequestMeta 
 
 /// The answer to give when a request's audit record could not be written (fail closed).
 fn audit_failed(e: &Error) -> Error {
+    let detail = Some(format!(
+        "audit record not written, request not answered: {}",
+        e.detail.as_deref().unwrap_or(&e.message)
+    ));
+    if e.is_disk_full() {
+        return Error {
+            detail,
+            ..e.clone()
+        };
+    }
     Error {
-        detail: Some(format!(
-            "audit record not written, request not answered: {}",
-            e.detail.as_deref().unwrap_or(&e.message)
-        )),
+        detail,
         ..Error::new(
             ErrorCode::InternalServiceError,
             "kura could not record this request in its audit trail, so it does not answer it. See the server log.",

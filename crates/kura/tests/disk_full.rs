@@ -1,0 +1,141 @@
+//! A full disk: requests fail with a clear reason while it lasts, and every request succeeds
+//! again once space is freed, without a restart.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
+use common::*;
+
+/// A small tmpfs mounted on a directory for the test's lifetime.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts one, or says why it cannot (not root, no mount permission in a container).
+    fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        Ok(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Writes zeros into `path` until the file system refuses more.
+fn fill(path: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).expect("create the filler file");
+    let block = vec![0u8; 64 * 1024];
+    while f.write_all(&block).is_ok() {}
+    // Whatever small blocks remain.
+    while f.write_all(&block[..512]).is_ok() {}
+    let _ = f.sync_all();
+}
+
+#[tokio::test]
+async fn after_a_full_disk_every_request_succeeds_again_without_a_restart() {
+    let tmp = tempfile::Builder::new()
+        .prefix("kura-test-")
+        .tempdir()
+        .unwrap();
+    let data = tmp.path().join("data");
+    let mount = match Tmpfs::mount(&data, "24m") {
+        Ok(m) => m,
+        Err(why) => {
+            assert!(
+                std::env::var("CI").map(|v| v.is_empty()).unwrap_or(true),
+                "cannot mount a tmpfs for the full-disk test ({why}); CI runs as root and must"
+            );
+            eprintln!("SKIPPED: cannot mount a tmpfs ({why}); run as root to test a full disk");
+            return;
+        }
+    };
+    let server = Server::start_in(tmp).await;
+    let client = server.client().await;
+    let name = format!("disk-full/{}", unique_suffix());
+    create_plain(
+        &client,
+        &name,
+        "a value that is stored before the disk fills",
+    )
+    .await;
+
+    let filler = data.join("filler");
+    fill(&filler);
+    // SQLite reuses its write-ahead log's space after a checkpoint, so writes go on for a
+    // while; large values use up that space quickly.
+    let big = "x".repeat(60_000);
+    let mut refused = None;
+    for n in 0..400 {
+        let put = client
+            .put_secret_value()
+            .secret_id(&name)
+            .secret_string(format!("{n}{big}"))
+            .send()
+            .await;
+        if let Err(e) = put {
+            refused = Some((
+                e.code().unwrap_or("").to_string(),
+                e.message().unwrap_or("").to_string(),
+            ));
+            break;
+        }
+    }
+    let (code, message) = refused.expect("writes kept succeeding on a full disk");
+    assert_eq!(code, "InternalServiceError", "{message}");
+    assert!(
+        message.contains("disk is full"),
+        "the error should say the server cannot write: {message}"
+    );
+    // A read needs its audit record written, so it fails the same way, and says so.
+    let read = client.get_secret_value().secret_id(&name).send().await;
+    if let Err(e) = read {
+        assert!(
+            e.message().unwrap_or("").contains("disk is full"),
+            "{:?}",
+            e.message()
+        );
+    }
+
+    std::fs::remove_file(&filler).unwrap();
+    // Every request succeeds again: more than the pool has connections, writes and reads.
+    for n in 0..40 {
+        let value = format!("value {n} after space was freed");
+        ok(client
+            .put_secret_value()
+            .secret_id(&name)
+            .secret_string(&value)
+            .send()
+            .await);
+        assert_eq!(get_string(&client, &name).await, value);
+        ok(client
+            .create_secret()
+            .name(format!("{name}-{n}"))
+            .secret_string("another value after space was freed")
+            .send()
+            .await);
+    }
+    drop(client);
+    let tmp = server.stop().await;
+    drop(mount);
+    drop(tmp);
+}
