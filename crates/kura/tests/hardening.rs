@@ -90,3 +90,48 @@ async fn a_signature_that_leaves_out_x_amz_target_is_refused() {
     assert_eq!(get_string(&client, "retarget").await, value);
 }
 
+/// Issue 10, point 4: AccessDenied named an existing secret by its full ARN (random suffix
+/// included) and a missing one by the name asked for, so a caller allowed nothing could tell
+/// which secrets exist. Both answers must be alike but for the id the caller sent.
+#[tokio::test]
+async fn access_denied_does_not_tell_whether_a_secret_exists() {
+    let server = Server::start().await;
+    let root = server.client().await;
+    let arn = create_plain(&root, "team/exists", "exists-value-5d1e").await;
+    server
+        .kura("CreateUser", r#"{"UserName":"nobody"}"#)
+        .await
+        .assert_ok();
+    let key = server
+        .kura("CreateAccessKey", r#"{"UserName":"nobody"}"#)
+        .await
+        .assert_ok();
+    let akid = key["AccessKey"]["AccessKeyId"].as_str().unwrap();
+    let secret = key["AccessKey"]["SecretAccessKey"].as_str().unwrap();
+    let partial = arn
+        .rsplit_once('-')
+        .expect("ARN with a suffix")
+        .0
+        .to_string();
+    let missing_partial = partial.replace("team/exists", "team/missin");
+
+    for op in ["GetSecretValue", "DescribeSecret", "PutSecretValue"] {
+        for (existing, missing) in [
+            ("team/exists", "team/missin"),
+            (partial.as_str(), missing_partial.as_str()),
+        ] {
+            let answer = async |id: &str| {
+                let body = serde_json::json!({"SecretId": id, "SecretString": "x"}).to_string();
+                let target = format!("secretsmanager.{op}");
+                let resp = server.raw_as(akid, secret, &target, &body).await;
+                resp.assert_error("AccessDeniedException")
+                    .replace(id, "<ID>")
+            };
+            let (a, b) = (answer(existing).await, answer(missing).await);
+            assert_eq!(a, b, "{op} on {existing} vs {missing}");
+            assert!(a.contains("on resource: <ID> "), "{a}");
+            let suffix = arn.rsplit_once('-').unwrap().1;
+            assert!(!a.contains(suffix), "{a}");
+        }
+    }
+}
