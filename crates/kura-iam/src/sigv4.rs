@@ -434,14 +434,7 @@ pub fn verify(
             "Credential should be scoped to correct service: '{expected_service}'."
         )));
     }
-    // Without these two a captured signature could be replayed elsewhere or later.
-    for (name, shown) in [("host", "'Host'"), ("x-amz-date", "'X-Amz-Date'")] {
-        if !auth.signed_headers.iter().any(|h| h == name) {
-            return Err(SigV4Error::Invalid(format!(
-                "{shown} must be a 'SignedHeader' in the AWS Authorization."
-            )));
-        }
-    }
+    require_signed_headers(req.headers, &auth.signed_headers)?;
 
     if now
         .checked_sub_signed(max_skew)
@@ -483,6 +476,54 @@ pub fn verify(
     } else {
         Err(SigV4Error::Mismatch)
     }
+}
+
+/// Refuses a request whose signature leaves out a header that selects what it does, as AWS
+/// does: `host` (where it is sent), `x-amz-date`, `content-type` when present, and every
+/// `x-amz-*` header present (`x-amz-target` names the operation, so an unsigned one lets a
+/// captured DescribeSecret be replayed as GetSecretValue). The SDKs sign every header but
+/// `user-agent`, `x-amzn-trace-id`, `expect`, `transfer-encoding` and a few hop-by-hop ones,
+/// none of which this rule names.
+pub fn require_signed_headers(
+    headers: &[(&str, &str)],
+    signed_headers: &[String],
+) -> Result<(), SigV4Error> {
+    let signed = |name: &str| signed_headers.iter().any(|h| h.eq_ignore_ascii_case(name));
+    let unsigned = |shown: &str| {
+        incomplete(format!(
+            "{shown} must be a 'SignedHeader' in the AWS Authorization."
+        ))
+    };
+    // Without these two a captured signature could be replayed elsewhere or later.
+    if !signed("host") {
+        return Err(unsigned("'Host' or ':authority'"));
+    }
+    if !signed("x-amz-date") {
+        return Err(unsigned("'X-Amz-Date'"));
+    }
+    for (name, _) in headers {
+        let name = name.trim().to_ascii_lowercase();
+        let required = name == "content-type" || name.starts_with("x-amz-");
+        if required && !signed(&name) {
+            return Err(unsigned(&format!("'{}'", display_name(&name))));
+        }
+    }
+    Ok(())
+}
+
+/// `x-amz-target` as AWS writes it in messages: `X-Amz-Target`.
+fn display_name(lower: &str) -> String {
+    lower
+        .split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            match chars.next() {
+                Some(first) => first.to_ascii_uppercase().to_string() + chars.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 /// The canonical request over `signed_headers` (which must all be present).
@@ -1239,7 +1280,16 @@ mod tests {
                 continue;
             }
             let now = request_time(&req).unwrap();
-            if let Err(e) = verify(&req, &auth, &key, &auth.service, now, skew()) {
+            let verified = verify(&req, &auth, &key, &auth.service, now, skew());
+            // This vector adds the session token after signing: AWS refuses that request.
+            if v.name == "post-sts-header-after" {
+                let refused = incomplete(
+                    "'X-Amz-Security-Token' must be a 'SignedHeader' in the AWS Authorization.",
+                );
+                if verified != Err(refused) {
+                    failures.push(format!("{}: verify: {verified:?}", v.name));
+                }
+            } else if let Err(e) = verified {
                 failures.push(format!("{}: verify: {e}", v.name));
             }
         }
@@ -1620,15 +1670,136 @@ mod tests {
             verify(&req, &auth, &key, "service", at("20150830T123600Z"), skew())
         };
         assert_eq!(check("host;x-amz-date"), Ok(()));
-        for (signed, message) in [
-            ("x-amz-date", "'Host' must be a 'SignedHeader'"),
-            ("host", "'X-Amz-Date' must be a 'SignedHeader'"),
-            ("host;my-header1;x-amz-date", "'my-header1' is not present"),
+        for (signed, code, message) in [
+            (
+                "x-amz-date",
+                "IncompleteSignatureException",
+                "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.",
+            ),
+            (
+                "host",
+                "IncompleteSignatureException",
+                "'X-Amz-Date' must be a 'SignedHeader' in the AWS Authorization.",
+            ),
+            (
+                "host;my-header1;x-amz-date",
+                "InvalidSignatureException",
+                "Signed header 'my-header1' is not present in the request.",
+            ),
         ] {
             let err = check(signed).unwrap_err();
-            assert_eq!(err.code(), "InvalidSignatureException");
-            assert!(err.to_string().contains(message), "{signed}: {err}");
+            assert_eq!(err.code(), code, "{signed}");
+            assert_eq!(err.to_string(), message, "{signed}");
         }
+    }
+
+    /// What a request carries that selects what it does must be signed; what proxies and
+    /// the SDKs leave unsigned need not be.
+    #[test]
+    fn target_content_type_and_every_amz_header_must_be_signed() {
+        let headers = [
+            ("Host", "secretsmanager.us-east-1.amazonaws.com"),
+            ("X-Amz-Date", "20150830T123600Z"),
+            ("X-Amz-Target", "secretsmanager.GetSecretValue"),
+            ("Content-Type", "application/x-amz-json-1.1"),
+            ("X-Amz-Security-Token", "token"),
+            ("X-Amz-User-Agent", "aws-sdk-js/3"),
+            ("User-Agent", "aws-cli/2"),
+            (
+                "X-Amzn-Trace-Id",
+                "Root=1-5759e988-bd862e3fe1be46a994272793",
+            ),
+            ("Expect", "100-continue"),
+            ("Transfer-Encoding", "chunked"),
+            ("Content-Length", "2"),
+            ("amz-sdk-invocation-id", "0a5f"),
+        ];
+        let all = "content-type;host;x-amz-date;x-amz-security-token;x-amz-target;x-amz-user-agent";
+        let names = |list: &str| list.split(';').map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(require_signed_headers(&headers, &names(all)), Ok(()));
+        for (left_out, shown) in [
+            ("x-amz-target", "X-Amz-Target"),
+            ("content-type", "Content-Type"),
+            ("x-amz-security-token", "X-Amz-Security-Token"),
+            ("x-amz-user-agent", "X-Amz-User-Agent"),
+        ] {
+            let signed: Vec<String> = names(all).into_iter().filter(|h| h != left_out).collect();
+            let err = require_signed_headers(&headers, &signed).unwrap_err();
+            assert_eq!(err.code(), "IncompleteSignatureException", "{left_out}");
+            assert_eq!(
+                err.to_string(),
+                format!("'{shown}' must be a 'SignedHeader' in the AWS Authorization.")
+            );
+        }
+        // Absent headers need not be signed, and names compare without regard to case.
+        assert_eq!(
+            require_signed_headers(&headers[..2], &names("host;x-amz-date")),
+            Ok(())
+        );
+        assert_eq!(
+            require_signed_headers(
+                &[("x-AMZ-target", "t")],
+                &names("host;x-amz-date;x-amz-target")
+            ),
+            Ok(())
+        );
+        assert!(
+            require_signed_headers(&[("x-AMZ-target", "t")], &names("host;x-amz-date")).is_err()
+        );
+    }
+
+    /// The attack of issue 10: a DescribeSecret signed over host and x-amz-date only, resent
+    /// as GetSecretValue, verifies no more.
+    #[test]
+    fn retargeted_request_signed_without_its_target_is_refused() {
+        let describe = [
+            ("host", "127.0.0.1:8200"),
+            ("x-amz-date", "20150830T123600Z"),
+        ];
+        let body = br#"{"SecretId":"prod"}"#;
+        let signed_req = Request {
+            method: "POST",
+            path: "/",
+            query: "",
+            headers: &describe,
+            body,
+        };
+        let authorization = authorization_header(
+            &signed_req,
+            "AKIDEXAMPLE",
+            SECRET,
+            "us-east-1",
+            "secretsmanager",
+            "20150830T123600Z",
+        )
+        .unwrap();
+        let sent = [
+            describe[0],
+            describe[1],
+            ("x-amz-target", "secretsmanager.GetSecretValue"),
+            ("authorization", authorization.as_str()),
+        ];
+        let req = Request {
+            headers: &sent,
+            ..signed_req
+        };
+        let auth = parse_authorization(&authorization).unwrap();
+        assert_eq!(auth.signed_headers, ["host", "x-amz-date"]);
+        let key = derive_signing_key(SECRET, "20150830", "us-east-1", "secretsmanager");
+        let err = verify(
+            &req,
+            &auth,
+            &key,
+            "secretsmanager",
+            at("20150830T123600Z"),
+            skew(),
+        );
+        assert_eq!(
+            err,
+            Err(incomplete(
+                "'X-Amz-Target' must be a 'SignedHeader' in the AWS Authorization."
+            ))
+        );
     }
 
     #[test]

@@ -80,11 +80,14 @@ pub async fn authenticate(
         ));
     }
 
-    let headers: Vec<(&str, &str)> = req
+    // Every header, even one whose value is not text: the check that x-amz-* headers are
+    // signed must see all of them (such a value then simply fails the signature).
+    let values: Vec<(&str, std::borrow::Cow<'_, str>)> = req
         .headers
         .iter()
-        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+        .map(|(k, v)| (k.as_str(), String::from_utf8_lossy(v.as_bytes())))
         .collect();
+    let headers: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_ref())).collect();
     // HTTP/2 carries the host in :authority, not in a Host header.
     let authority;
     let mut headers = headers;

@@ -141,6 +141,13 @@ impl Service {
                 [self.function_arn(&name)],
             );
         }
+        // A refusal names the secret as the caller did, never the ARN it resolved to: the
+        // suffix of an existing secret's ARN would tell a caller allowed nothing that it exists.
+        let shown = facts
+            .secret_id
+            .as_deref()
+            .filter(|_| family != "Kura")
+            .map(|id| id.chars().take(2048).collect::<String>());
         let (resource, secret) = match facts.secret_id.as_deref() {
             Some(id) if family != "Kura" => match self.resolve(id).await {
                 Ok(s) => {
@@ -163,7 +170,8 @@ impl Service {
                 _ => ("*".to_string(), None),
             },
         };
-        self.decide(p, &action, &resource, secret.as_ref(), keys)
+        let shown = shown.as_deref().unwrap_or(&resource);
+        self.decide(p, &action, &resource, shown, secret.as_ref(), keys)
             .await
     }
 
@@ -177,8 +185,15 @@ impl Service {
         if p.is_administrator() {
             return Ok(());
         }
-        self.decide(p, action, &secret.arn, Some(secret), ConditionKeys::new())
-            .await
+        self.decide(
+            p,
+            action,
+            &secret.arn,
+            &secret.arn,
+            Some(secret),
+            ConditionKeys::new(),
+        )
+        .await
     }
 
     /// The ARN a request names for a secret that may not exist (no random suffix).
@@ -198,6 +213,7 @@ impl Service {
         p: &Principal,
         action: &str,
         resource: &str,
+        shown: &str,
         secret: Option<&SecretRecord>,
         mut keys: ConditionKeys,
     ) -> Result<()> {
@@ -244,7 +260,11 @@ impl Service {
         };
         let refs: Vec<&PolicyDocument> = subject.policies.iter().collect();
         let decision = eval::evaluate(&ctx, &refs, resource_policy.as_ref());
-        match decision.denial_message(&ctx) {
+        let shown = RequestContext {
+            resource: shown,
+            ..ctx
+        };
+        match decision.denial_message(&shown) {
             None => Ok(()),
             Some(message) => {
                 tracing::info!(principal = %p.arn, action, resource, decision = %decision, "access denied");
