@@ -152,13 +152,41 @@ pub struct VerifyReport {
     pub problems: Vec<String>,
 }
 
-/// Walks the whole chain in the database, then compares it with the JSON-lines file.
+/// How often a file found behind the database is read again: a running server commits a
+/// record to the database first and appends it to the file right after.
+const FILE_CATCH_UP_TRIES: u32 = 5;
+const FILE_CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Walks the whole chain in the database and, line by line beside it, the JSON-lines file:
+/// line N must be the database's record N, and the file's MACs must chain on their own too.
+/// Every break of the database chain is reported; of the file, the first difference.
 pub async fn verify(store: &dyn Store, key: &MacKey, file: Option<&Path>) -> Result<VerifyReport> {
+    let mut tries = 0;
+    loop {
+        let (report, file_behind) = verify_once(store, key, file).await?;
+        tries += 1;
+        if !file_behind || tries >= FILE_CATCH_UP_TRIES {
+            return Ok(report);
+        }
+        tokio::time::sleep(FILE_CATCH_UP_WAIT).await;
+    }
+}
+
+/// One pass of [`verify`]; also says whether the file's only fault is ending early.
+async fn verify_once(
+    store: &dyn Store,
+    key: &MacKey,
+    file: Option<&Path>,
+) -> Result<(VerifyReport, bool)> {
     let mut report = VerifyReport::default();
     let mut prev = GENESIS.to_string();
     let mut expected = 1i64;
     let mut after = None;
     let mut last_seq = 0;
+    let mut lines = match file {
+        Some(path) => Some(FileCheck::open(path)?),
+        None => None,
+    };
     loop {
         let page = store
             .query_audit(&AuditQuery {
@@ -188,16 +216,43 @@ pub async fn verify(store: &dyn Store, key: &MacKey, file: Option<&Path>) -> Res
                     r.seq
                 ));
             }
+            if let Some(f) = &mut lines {
+                f.check(key, r, report.records)?;
+            }
             prev = r.mac.clone();
             expected = r.seq + 1;
             last_seq = r.seq;
         }
         after = page.last().map(|r| r.seq);
     }
-    if let Some(path) = file {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+    let mut behind = false;
+    if let Some(mut f) = lines {
+        f.finish(last_seq)?;
+        behind = f.behind;
+        report.problems.extend(f.problem);
+    }
+    Ok((report, behind))
+}
+
+/// The JSON-lines file, read line by line beside the database's records.
+struct FileCheck<'a> {
+    path: &'a Path,
+    /// `None`: there is no file.
+    lines: Option<std::io::Lines<std::io::BufReader<std::fs::File>>>,
+    line_no: u64,
+    prev_mac: String,
+    prev_seq: i64,
+    /// The first difference found; the file is not read further.
+    problem: Option<String>,
+    /// The file ended while the database went on (maybe only not yet appended).
+    behind: bool,
+}
+
+impl<'a> FileCheck<'a> {
+    fn open(path: &'a Path) -> Result<Self> {
+        let lines = match std::fs::File::open(path) {
+            Ok(f) => Some(std::io::BufRead::lines(std::io::BufReader::new(f))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
                 return Err(Error::internal(format!(
                     "cannot read {}: {e}",
@@ -205,31 +260,146 @@ pub async fn verify(store: &dyn Store, key: &MacKey, file: Option<&Path>) -> Res
                 )));
             }
         };
-        let mut file_last: Option<AuditRecord> = None;
-        for (n, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            match serde_json::from_str::<AuditRecord>(line) {
-                Ok(r) => file_last = Some(r),
-                Err(_) => report.problems.push(format!(
-                    "line {} of {} is not an audit record",
-                    n + 1,
-                    path.display()
-                )),
+        Ok(FileCheck {
+            path,
+            lines,
+            line_no: 0,
+            prev_mac: GENESIS.to_string(),
+            prev_seq: 0,
+            problem: None,
+            behind: false,
+        })
+    }
+
+    /// The next line, or `None` at the end of the file (or when there is no file).
+    fn next_line(&mut self) -> Result<Option<std::result::Result<String, String>>> {
+        let Some(lines) = &mut self.lines else {
+            return Ok(None);
+        };
+        match lines.next() {
+            None => Ok(None),
+            Some(Ok(text)) => {
+                self.line_no += 1;
+                Ok(Some(Ok(text)))
             }
-        }
-        if let Some(f) = file_last
-            && f.seq > last_seq
-        {
-            report.problems.push(format!(
-                "the audit file goes on to record {} but the database ends at record {last_seq}: records {} to {} were deleted from the database",
-                f.seq,
-                last_seq + 1,
-                f.seq
-            ));
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                self.line_no += 1;
+                Ok(Some(Err("is not UTF-8 text".into())))
+            }
+            Some(Err(e)) => Err(Error::internal(format!(
+                "cannot read {}: {e}",
+                self.path.display()
+            ))),
         }
     }
-    Ok(report)
+
+    /// Compares the next line with `db`, the database's `nth` record.
+    fn check(&mut self, key: &MacKey, db: &AuditRecord, nth: u64) -> Result<()> {
+        if self.problem.is_some() {
+            return Ok(());
+        }
+        let file = self.path.display();
+        let line = match self.next_line()? {
+            Some(line) => line,
+            None => {
+                // A missing file is never a file still catching up: the server creates it
+                // before it writes its first record.
+                self.behind = self.lines.is_some();
+                self.problem = Some(if self.lines.is_none() {
+                    format!(
+                        "the audit file {file} is missing, but the database holds records: it was deleted or moved"
+                    )
+                } else if self.line_no == 0 {
+                    format!(
+                        "the audit file {file} is empty, but the database holds records from record {}: it was emptied",
+                        db.seq
+                    )
+                } else {
+                    format!(
+                        "the audit file {file} ends after line {} (record {}), but the database goes on to record {}: the file was truncated",
+                        self.line_no, self.prev_seq, db.seq
+                    )
+                });
+                return Ok(());
+            }
+        };
+        let n = self.line_no;
+        let r = match line.and_then(|text| {
+            serde_json::from_str::<AuditRecord>(&text).map_err(|_| "is not an audit record".into())
+        }) {
+            Ok(r) => r,
+            Err(what) => {
+                self.problem = Some(format!(
+                    "line {n} of {file} {what} (the database's record {} belongs there): it was edited or cut short",
+                    db.seq
+                ));
+                return Ok(());
+            }
+        };
+        let differs = fields_differing(&r, db);
+        self.problem = if r.seq != db.seq {
+            Some(format!(
+                "line {n} of {file} is record {}, but the database's record number {nth} is record {}: lines were deleted, inserted or reordered",
+                r.seq, db.seq
+            ))
+        } else if mac_of(key, &self.prev_mac, &r) != r.mac {
+            Some(format!(
+                "line {n} of {file} (record {}) does not verify under this server's audit key{}: it was edited, lines before it were removed or reordered, or the file is another server's",
+                r.seq,
+                if differs.is_empty() {
+                    String::new()
+                } else {
+                    format!(" and differs from the database in {}", differs.join(", "))
+                }
+            ))
+        } else if !differs.is_empty() {
+            Some(format!(
+                "line {n} of {file} (record {}) differs from the database's record {} in {}: one of them was edited",
+                r.seq,
+                db.seq,
+                differs.join(", ")
+            ))
+        } else {
+            None
+        };
+        self.prev_mac = r.mac;
+        self.prev_seq = r.seq;
+        Ok(())
+    }
+
+    /// After the database's last record (`last_seq`): the file must end too.
+    fn finish(&mut self, last_seq: i64) -> Result<()> {
+        if self.problem.is_some() {
+            return Ok(());
+        }
+        let file = self.path.display();
+        let n = self.line_no + 1;
+        self.problem = match self.next_line()? {
+            None => None,
+            Some(Ok(text)) => match serde_json::from_str::<AuditRecord>(&text) {
+                Ok(f) => Some(format!(
+                    "the audit file goes on to record {} (line {n} of {file}) but the database ends at record {last_seq}: records after {last_seq} were deleted from the database",
+                    f.seq
+                )),
+                Err(_) => Some(format!(
+                    "line {n} of {file} is not an audit record, and the database ends at record {last_seq}: the file was edited"
+                )),
+            },
+            Some(Err(what)) => Some(format!("line {n} of {file} {what}: the file was edited")),
+        };
+        Ok(())
+    }
+}
+
+/// The fields (by their JSON names) in which two records differ.
+fn fields_differing(a: &AuditRecord, b: &AuditRecord) -> Vec<String> {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(a), serde_json::to_value(b))
+    else {
+        return vec!["their contents".into()];
+    };
+    a.iter()
+        .filter(|(k, v)| b.get(*k) != Some(v))
+        .map(|(k, _)| k.clone())
+        .collect()
 }

@@ -155,8 +155,9 @@ pub async fn open(dir: &Path, region: &str, clock: Arc<dyn Clock>) -> Result<Ope
         account.clone(),
         kura_crypto::mac::MacKey::new(&token_secret),
     );
-    let audit_key = load_or_create_audit_key(&service).await?;
-    service.set_audit(AuditLog::start(store.clone(), audit_key, dir.join(AUDIT_FILE)).await?);
+    let audit_file = dir.join(AUDIT_FILE);
+    let audit_key = load_or_create_audit_key(&service, &audit_file).await?;
+    service.set_audit(AuditLog::start(store.clone(), audit_key, audit_file).await?);
     let credentials_file = dir.join(CREDENTIALS_FILE);
     if !store.user_exists("root").await? {
         create_root_user(&service, &account, &credentials_file, clock.now()).await?;
@@ -227,13 +228,37 @@ fn sealed_from_json(bytes: &[u8]) -> Result<SealedValue> {
     })
 }
 
+/// Why a missing audit key is tampering and not a first start: records exist without it.
+/// `None` when there is no record anywhere (a new data directory).
+async fn records_without_key(store: &dyn Store, audit_file: &Path) -> Result<Option<String>> {
+    let in_db = store.last_audit().await?.map(|r| r.seq);
+    let in_file = std::fs::metadata(audit_file).is_ok_and(|m| m.len() > 0);
+    Ok(match (in_db, in_file) {
+        (Some(n), _) => Some(format!(
+            "the audit key (row audit_key of the settings table) is missing, but the database holds {n} audit records"
+        )),
+        (None, true) => Some(format!(
+            "the audit key (row audit_key of the settings table) is missing, but {} holds audit records",
+            audit_file.display()
+        )),
+        (None, false) => None,
+    })
+}
+
 /// The audit chain's HMAC key: random, sealed by the keyring, so a copy of the database
-/// alone cannot forge records.
-async fn load_or_create_audit_key(service: &Service) -> Result<MacKey> {
+/// alone cannot forge records. Created on first start only: a key gone while records exist
+/// was deleted, and a new one would hide that the old records can no longer be checked.
+async fn load_or_create_audit_key(service: &Service, audit_file: &Path) -> Result<MacKey> {
     let store = service.store();
     let stored = match store.get_setting(AUDIT_KEY_SETTING).await? {
         Some(v) => v,
         None => {
+            if let Some(what) = records_without_key(store.as_ref(), audit_file).await? {
+                return Err(Error::internal(format!(
+                    "{what}: it was deleted or the database is damaged, so the audit trail can no longer be checked. kura does not start a new audit chain over an existing one: restore {} from a backup (then run `kura audit verify`).",
+                    DATABASE_FILE
+                )));
+            }
             let mut key = Zeroizing::new([0u8; 32]);
             random::fill(key.as_mut_slice())?;
             let sealed = service.seal_internal(AUDIT_KEY_CONTEXT, key.as_slice())?;
@@ -263,8 +288,15 @@ pub async fn verify_audit(dir: &Path) -> Result<VerifyReport> {
     for (name, version, wrapped) in store.load_keys().await? {
         keyring.load_kek(&name, version, &wrapped)?;
     }
+    let audit_file = dir.join(AUDIT_FILE);
     let Some(stored) = store.get_setting(AUDIT_KEY_SETTING).await? else {
-        return Ok(VerifyReport::default());
+        let mut report = VerifyReport::default();
+        if let Some(what) = records_without_key(&store, &audit_file).await? {
+            report.problems.push(format!(
+                "{what}: it was deleted, so no record can be checked. Restore {DATABASE_FILE} from a backup."
+            ));
+        }
+        return Ok(report);
     };
     let sealed = sealed_from_json(&stored)?;
     let key = keyring.open(
@@ -274,5 +306,5 @@ pub async fn verify_audit(dir: &Path) -> Result<VerifyReport> {
         &sealed.ciphertext,
         &sealed.wrapped_key,
     )?;
-    crate::audit::verify(&store, &MacKey::new(&key), Some(&dir.join(AUDIT_FILE))).await
+    crate::audit::verify(&store, &MacKey::new(&key), Some(&audit_file)).await
 }

@@ -339,3 +339,201 @@ async fn requests_outside_the_api_are_audited_too() {
     .collect();
     assert_eq!(probes, expected);
 }
+
+/// A stopped server's data directory with a few records in its trail, and how many.
+async fn stopped_server_with_records() -> (tempfile::TempDir, usize) {
+    let server = Server::start().await;
+    let c = server.client().await;
+    create_plain(&c, "audit/file", "file-value").await;
+    for i in 0..8 {
+        get_string(&c, "audit/file").await;
+        if i == 3 {
+            put_string(&c, "audit/file", "file-value-2", &token(3)).await;
+        }
+    }
+    let tmp = server.stop().await;
+    let lines = std::fs::read_to_string(tmp.path().join("data/audit.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    assert!(lines >= 10, "{lines} records");
+    (tmp, lines)
+}
+
+/// Copies `data` to a new directory under `tmp`, lets `change` rewrite its audit file's
+/// lines (`None`: delete the file), and runs `kura audit verify` on the copy.
+fn verify_with_file(
+    tmp: &Path,
+    data: &Path,
+    name: &str,
+    change: impl FnOnce(Vec<String>) -> Option<String>,
+) -> (bool, String) {
+    let dir = tmp.join(name);
+    copy_dir(data, &dir);
+    let file = dir.join("audit.jsonl");
+    let lines = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    match change(lines) {
+        Some(text) => std::fs::write(&file, text).unwrap(),
+        None => std::fs::remove_file(&file).unwrap(),
+    }
+    verify(&dir)
+}
+
+fn joined(lines: &[String]) -> String {
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+#[tokio::test]
+async fn kura_audit_verify_checks_the_audit_file_line_by_line() {
+    let (server_tmp, n) = stopped_server_with_records().await;
+    let data = server_tmp.path().join("data");
+    let tmp = tempfile::tempdir().unwrap();
+    let check = |name: &str, change: &dyn Fn(Vec<String>) -> Option<String>, expect: &[&str]| {
+        let (ok_, out) = verify_with_file(tmp.path(), &data, name, change);
+        assert!(!ok_, "{name}: tampering not found: {out}");
+        for e in expect {
+            assert!(out.contains(e), "{name}: {e:?} not in: {out}");
+        }
+    };
+    check(
+        "edited",
+        &|mut l| {
+            let mut r: Value = serde_json::from_str(&l[4]).unwrap();
+            r["Principal"] = "arn:aws:iam::000000000000:user/mallory".into();
+            l[4] = r.to_string();
+            Some(joined(&l))
+        },
+        &["line 5 ", "record 5", "Principal", "edited"],
+    );
+    check(
+        "line-deleted",
+        &|mut l| {
+            l.remove(6);
+            Some(joined(&l))
+        },
+        &["line 7 ", "is record 8", "deleted"],
+    );
+    check(
+        "lines-swapped",
+        &|mut l| {
+            l.swap(2, 3);
+            Some(joined(&l))
+        },
+        &["line 3 ", "is record 4", "reordered"],
+    );
+    check(
+        "cut-mid-line",
+        &|l| {
+            let text = joined(&l);
+            let last = l.last().unwrap().len();
+            Some(text[..text.len() - last / 2].to_string())
+        },
+        &[&format!("line {n} "), "not an audit record"],
+    );
+    check(
+        "last-lines-cut",
+        &|l| Some(joined(&l[..n - 2])),
+        &[
+            &format!("ends after line {} (record {})", n - 2, n - 2),
+            &format!("goes on to record {}", n - 1),
+            "truncated",
+        ],
+    );
+    check(
+        "emptied",
+        &|_| Some(String::new()),
+        &["is empty", "emptied"],
+    );
+    check("deleted", &|_| None, &["is missing", "deleted"]);
+
+    // Another server's trail: same shape, other key.
+    let (other_tmp, _) = stopped_server_with_records().await;
+    let other = std::fs::read_to_string(other_tmp.path().join("data/audit.jsonl")).unwrap();
+    check(
+        "another-servers-file",
+        &|_| Some(other.clone()),
+        &["line 1 ", "does not verify under this server's audit key"],
+    );
+
+    let (ok_, out) = verify_with_file(tmp.path(), &data, "untouched", |l| Some(joined(&l)));
+    assert!(
+        ok_ && out.contains(&format!("intact: {n} records")),
+        "{out}"
+    );
+}
+
+/// Runs `kura server` on `data_dir`; its stderr if it exits (with failure) within 30 s,
+/// `None` if it kept running (it is killed then).
+async fn start_refused(data_dir: &Path) -> Option<String> {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kura"))
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn kura server");
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait()).await;
+    let Ok(status) = status else {
+        let _ = child.kill().await;
+        return None;
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        tokio::io::AsyncReadExt::read_to_string(&mut e, &mut err)
+            .await
+            .unwrap();
+    }
+    assert!(!status.unwrap().success(), "{err}");
+    Some(err)
+}
+
+#[tokio::test]
+async fn a_deleted_audit_key_is_reported_and_the_server_refuses_to_start() {
+    if !have("sqlite3") {
+        return;
+    }
+    let (tmp, n) = stopped_server_with_records().await;
+    let data = tmp.path().join("data");
+    sqlite(
+        &data.join("kura.db"),
+        "DELETE FROM settings WHERE key = 'audit_key'",
+    );
+    let (ok_, out) = verify(&data);
+    assert!(
+        !ok_ && out.contains("audit key")
+            && out.contains("missing")
+            && out.contains(&format!("{n} audit records")),
+        "{out}"
+    );
+    let err = start_refused(&data)
+        .await
+        .expect("the server started without its audit key");
+    assert!(
+        err.contains("audit key") && err.contains("missing") && err.contains("restore"),
+        "{err}"
+    );
+    assert!(!err.contains("internal error"), "the reason: {err}");
+    // No new key was created behind the operator's back.
+    assert_eq!(
+        sqlite(
+            &data.join("kura.db"),
+            "SELECT COUNT(*) FROM settings WHERE key = 'audit_key'"
+        ),
+        "0"
+    );
+
+    // The records gone with the key are still seen in the file.
+    sqlite(&data.join("kura.db"), "DELETE FROM audit_log");
+    let (ok_, out) = verify(&data);
+    assert!(
+        !ok_ && out.contains("audit.jsonl holds audit records"),
+        "{out}"
+    );
+    assert!(start_refused(&data).await.is_some());
+}
