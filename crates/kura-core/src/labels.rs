@@ -44,6 +44,27 @@ pub fn stages_of(stages: &Stages, version: &str) -> Vec<String> {
         .collect()
 }
 
+/// `labels` with those a request named first, in the request's order, then the rest as they
+/// were: PutSecretValue answers `VersionStages` in the order it was given them (as AWS).
+pub fn order_as_requested(labels: Vec<String>, requested: Option<&[String]>) -> Vec<String> {
+    let Some(requested) = requested else {
+        return labels;
+    };
+    let mut out: Vec<String> = Vec::with_capacity(labels.len());
+    for r in requested {
+        let c = canonical_stage(r);
+        if labels.contains(&c) && !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    for l in labels {
+        if !out.contains(&l) {
+            out.push(l);
+        }
+    }
+    out
+}
+
 /// version id → its labels, for DescribeSecret / ListSecrets.
 pub fn versions_to_stages(stages: &Stages) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -334,5 +355,21 @@ mod tests {
         let young: Vec<(String, Timestamp)> = (0..101).map(|i| (format!("y{i}"), now)).collect();
         let e = versions_to_prune(&young, &s, now).unwrap_err();
         assert_eq!(e.code, crate::ErrorCode::LimitExceeded);
+    }
+
+    #[test]
+    fn answers_keep_the_requested_order() {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let got = order_as_requested(
+            v(&["AWSCURRENT", "alpha", "zeta"]),
+            Some(&v(&["zeta", "ACSCurrent", "zeta"])),
+        );
+        assert_eq!(got, v(&["zeta", "AWSCURRENT", "alpha"]));
+        assert_eq!(order_as_requested(v(&["b", "a"]), None), v(&["b", "a"]));
+        // A requested label the version no longer has is not invented.
+        assert_eq!(
+            order_as_requested(v(&["a"]), Some(&v(&["gone", "a"]))),
+            v(&["a"])
+        );
     }
 }

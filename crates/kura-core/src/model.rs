@@ -29,6 +29,9 @@ pub struct SecretRecord {
     /// The resource policy document, as validated and stored.
     pub resource_policy: Option<String>,
     pub tags: Vec<Tag>,
+    /// Whether the secret ever had a tag (the store keeps it): AWS then answers an empty tag
+    /// list as `Tags: []`, and leaves `Tags` out for a secret never tagged.
+    pub tagged: bool,
     pub rotation: RotationConfig,
     pub run: RotationRun,
 }

@@ -89,24 +89,58 @@ pub fn validate_description(d: &str) -> Result<()> {
             "Description must be at most {MAX_DESCRIPTION_CHARS} characters."
         )));
     }
+    if d.chars().any(char::is_control) {
+        return Err(Error::validation(
+            "Description must not contain control characters (such as NUL, newline, tab or ESC).",
+        ));
+    }
+    Ok(())
+}
+
+/// AWS's tag pattern `^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$`: letters, separators (spaces),
+/// digits and `_.:/=+-@`. `is_alphabetic` is Unicode's Alphabetic, a slight superset of
+/// `\p{L}` (it adds some combining marks); whitespace less controls is exactly `\p{Z}`.
+fn tag_char_ok(c: char) -> bool {
+    c.is_alphabetic()
+        || c.is_numeric()
+        || (c.is_whitespace() && !c.is_control())
+        || "_.:/=+-@".contains(c)
+}
+
+const TAG_CHARS: &str = "letters, digits, spaces and _.:/=+-@";
+
+/// A tag key as TagResource, UntagResource and CreateSecret accept it.
+pub fn validate_tag_key(key: &str) -> Result<()> {
+    let k = key.chars().count();
+    if !(1..=128).contains(&k) {
+        return Err(Error::validation(format!(
+            "Tag keys must be 1 to 128 characters; one has {k}."
+        )));
+    }
+    if !key.chars().all(tag_char_ok) {
+        return Err(Error::validation(format!(
+            "A tag key may contain only {TAG_CHARS}."
+        )));
+    }
+    // AWS reserves the prefix in any case (`AWS:`, `Aws:` too).
+    if key.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("aws:")) {
+        return Err(Error::invalid_parameter(
+            "Tag keys starting with \"aws:\" are reserved for AWS.",
+        ));
+    }
     Ok(())
 }
 
 pub fn validate_tag(key: &str, value: &str) -> Result<()> {
-    let k = key.chars().count();
-    if !(1..=128).contains(&k) {
-        return Err(Error::validation(format!(
-            "Tag keys must be 1 to 128 characters; {key:?} has {k}."
-        )));
-    }
-    if key.starts_with("aws:") {
-        return Err(Error::invalid_parameter(
-            "Tag keys starting with \"aws:\" are reserved.",
-        ));
-    }
+    validate_tag_key(key)?;
     if value.chars().count() > 256 {
         return Err(Error::validation(format!(
             "The value of tag {key:?} must be at most 256 characters."
+        )));
+    }
+    if !value.chars().all(tag_char_ok) {
+        return Err(Error::validation(format!(
+            "The value of tag {key:?} may contain only {TAG_CHARS}."
         )));
     }
     Ok(())
@@ -150,5 +184,55 @@ mod tests {
         assert!(validate_version_id("VersionId", &"a".repeat(32)).is_ok());
         assert!(validate_version_id("VersionId", &"a".repeat(65)).is_err());
         assert!(validate_version_id("VersionId", &format!("{} ", "a".repeat(32))).is_err());
+    }
+
+    #[test]
+    fn tags_follow_aws_pattern() {
+        for ok in [
+            "env",
+            "a b",
+            "Ünïcødé",
+            "日本",
+            "x_.:/=+-@1",
+            "nbsp\u{a0}x",
+            "٣",
+        ] {
+            assert!(validate_tag(ok, ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "nul\0",
+            "new\nline",
+            "esc\u{1b}",
+            "<b>",
+            "tab\t",
+            "a;b",
+            "q\"",
+            "del\u{7f}",
+        ] {
+            let e = validate_tag(bad, "v").unwrap_err();
+            assert_eq!(e.code, crate::ErrorCode::Validation, "{bad:?}");
+            assert!(e.message.contains("tag key"), "{}", e.message);
+            let e = validate_tag("k", bad).unwrap_err();
+            assert!(e.message.contains("value of tag \"k\""), "{}", e.message);
+        }
+        assert!(validate_tag("", "v").is_err());
+        assert!(validate_tag("k", "").is_ok());
+        for reserved in ["aws:x", "AWS:x", "Aws:"] {
+            assert_eq!(
+                validate_tag(reserved, "v").unwrap_err().code,
+                crate::ErrorCode::InvalidParameter
+            );
+        }
+        assert!(validate_tag("awsx", "v").is_ok());
+        assert!(validate_tag("ü", "v").is_ok()); // a multibyte first char: no slicing panic
+    }
+
+    #[test]
+    fn descriptions_refuse_control_characters() {
+        assert!(validate_description("My basic description: <ok> & ünïcode").is_ok());
+        for bad in ["a\0", "line\nbreak", "\u{1b}[31m", "tab\t", "\u{85}"] {
+            let e = validate_description(bad).unwrap_err();
+            assert!(e.message.contains("control characters"), "{}", e.message);
+        }
     }
 }

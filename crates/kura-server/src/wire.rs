@@ -122,7 +122,8 @@ pub struct DescribeSecretResponse {
     pub description: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
-    pub rotation_enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation_enabled: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_changed_date: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]

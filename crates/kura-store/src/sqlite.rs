@@ -41,6 +41,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../migrations/sqlite/0006_audit_lookup.sql"),
     ),
+    (7, include_str!("../migrations/sqlite/0007_tagged.sql")),
 ];
 
 async fn migrate(pool: &SqlitePool) -> Result<()> {
@@ -185,7 +186,7 @@ const SECRET_COLUMNS: &str = "id, name, arn, description, kms_key_id, created_at
      deleted_at, purge_at, resource_policy, rotation_enabled, rotation_function, rotation_after_days, \
      rotation_schedule, rotation_duration, last_rotated_at, next_rotation_at, next_rotation_end, rotation_state, rotation_token, \
      rotation_step, rotation_attempt, rotation_error, rotation_attempted_at, rotation_resume_at, \
-     rotation_window_end";
+     rotation_window_end, tagged";
 
 /// A nullable millisecond column as a timestamp.
 fn opt_ts(r: &SqliteRow, column: &str) -> Result<Option<Timestamp>> {
@@ -209,6 +210,7 @@ fn secret_from_row(r: &SqliteRow) -> Result<SecretRecord> {
         purge_at: ts("purge_at")?,
         resource_policy: r.try_get("resource_policy").map_err(db_err)?,
         tags: Vec::new(),
+        tagged: r.try_get::<i64, _>("tagged").map_err(db_err)? != 0,
         rotation: RotationConfig {
             enabled: r.try_get::<i64, _>("rotation_enabled").map_err(db_err)? != 0,
             function_arn: r.try_get("rotation_function").map_err(db_err)?,
@@ -863,8 +865,8 @@ impl Store for SqliteStore {
     ) -> Result<i64> {
         let (_writer, mut tx) = self.begin_write().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO secrets (name, arn, description, kms_key_id, created_at, changed_at) \
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO secrets (name, arn, description, kms_key_id, created_at, changed_at, tagged) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(&s.name)
         .bind(&s.arn)
@@ -872,6 +874,7 @@ impl Store for SqliteStore {
         .bind(&s.kms_key_id)
         .bind(s.created_at.0)
         .bind(s.changed_at.0)
+        .bind((s.tagged || !s.tags.is_empty()) as i64)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| {
@@ -1014,7 +1017,7 @@ impl Store for SqliteStore {
              rotation_function = ?, rotation_after_days = ?, rotation_schedule = ?, rotation_duration = ?, \
              last_rotated_at = ?, next_rotation_at = ?, next_rotation_end = ?, rotation_state = ?, rotation_token = ?, \
              rotation_step = ?, rotation_attempt = ?, rotation_error = ?, rotation_attempted_at = ?, \
-             rotation_resume_at = ?, rotation_window_end = ? WHERE id = ?",
+             rotation_resume_at = ?, rotation_window_end = ?, tagged = ? WHERE id = ?",
         )
         .bind(&s.description)
         .bind(&s.kms_key_id)
@@ -1039,6 +1042,7 @@ impl Store for SqliteStore {
         .bind(s.run.last_attempt_at.map(|t| t.0))
         .bind(s.run.resume_at.map(|t| t.0))
         .bind(s.run.window_end.map(|t| t.0))
+        .bind((s.tagged || !s.tags.is_empty()) as i64)
         .bind(secret_id)
         .execute(&mut *tx)
         .await

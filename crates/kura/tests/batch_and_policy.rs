@@ -240,3 +240,117 @@ async fn replication_operations_say_replication_is_unavailable() {
         assert!(msg.contains("replication"), "{op}: {msg}");
     }
 }
+
+/// A user with one access key and one inline policy; returns an SDK client signed as it.
+async fn user_with_policy(
+    server: &Server,
+    name: &str,
+    statements: serde_json::Value,
+) -> aws_sdk_secretsmanager::Client {
+    use serde_json::json;
+    server
+        .kura("CreateUser", &json!({ "UserName": name }).to_string())
+        .await
+        .assert_ok();
+    let doc = json!({"Version": "2012-10-17", "Statement": statements}).to_string();
+    server
+        .kura(
+            "PutUserPolicy",
+            &json!({"UserName": name, "PolicyName": "p", "PolicyDocument": doc}).to_string(),
+        )
+        .await
+        .assert_ok();
+    let key = server
+        .kura("CreateAccessKey", &json!({ "UserName": name }).to_string())
+        .await
+        .assert_ok();
+    server
+        .client_with(
+            key["AccessKey"]["AccessKeyId"].as_str().unwrap(),
+            key["AccessKey"]["SecretAccessKey"].as_str().unwrap(),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn batch_by_filters_needs_list_secrets_permission() {
+    let server = Server::start().await;
+    let root = server.client().await;
+    create_plain(&root, "perm/a", "va").await;
+    let bob = user_with_policy(
+        &server,
+        "bob",
+        serde_json::json!([{
+            "Effect": "Allow",
+            "Action": ["secretsmanager:BatchGetSecretValue", "secretsmanager:GetSecretValue",
+                       "secretsmanager:DescribeSecret"],
+            "Resource": "*"
+        }]),
+    )
+    .await;
+    let filter = Filter::builder()
+        .key(FilterNameStringType::Name)
+        .values("perm/")
+        .build();
+    let err = assert_api_err(
+        bob.batch_get_secret_value()
+            .filters(filter.clone())
+            .send()
+            .await,
+        "AccessDeniedException",
+        None,
+    );
+    assert!(err.message.contains("ListSecrets"), "{err:?}");
+    // Naming the secrets needs no listing.
+    let out = ok(bob
+        .batch_get_secret_value()
+        .secret_id_list("perm/a")
+        .send()
+        .await);
+    assert_eq!(out.secret_values()[0].secret_string(), Some("va"));
+}
+
+#[tokio::test]
+async fn batch_by_filters_reports_only_secrets_the_caller_may_describe() {
+    let server = Server::start().await;
+    let root = server.client().await;
+    create_plain(&root, "team-a/x", "vx").await;
+    create_plain(&root, "team-b/y", "vy").await;
+    create_plain(&root, "team-c/z", "vz").await;
+    let carol = user_with_policy(
+        &server,
+        "carol",
+        serde_json::json!([
+            {"Effect": "Allow",
+             "Action": ["secretsmanager:BatchGetSecretValue", "secretsmanager:ListSecrets"],
+             "Resource": "*"},
+            {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+             "Resource": "arn:aws:secretsmanager:*:*:secret:team-a/*"},
+            {"Effect": "Allow", "Action": "secretsmanager:DescribeSecret",
+             "Resource": ["arn:aws:secretsmanager:*:*:secret:team-a/*",
+                          "arn:aws:secretsmanager:*:*:secret:team-b/*"]}
+        ]),
+    )
+    .await;
+    let filter = Filter::builder()
+        .key(FilterNameStringType::Name)
+        .values("team-")
+        .build();
+    let out = ok(carol.batch_get_secret_value().filters(filter).send().await);
+    let values: Vec<&str> = out
+        .secret_values()
+        .iter()
+        .map(|v| v.name().unwrap())
+        .collect();
+    assert_eq!(values, ["team-a/x"]);
+    let errors: Vec<(&str, &str)> = out
+        .errors()
+        .iter()
+        .map(|e| (e.secret_id().unwrap(), e.error_code().unwrap()))
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].0.contains(":secret:team-b/y-"), "{errors:?}");
+    assert_eq!(errors[0].1, "AccessDeniedException");
+    // Nothing in the answer names the secret carol may not describe.
+    assert!(!format!("{out:?}").contains("team-c"), "{out:?}");
+}

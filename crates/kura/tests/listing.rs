@@ -330,3 +330,74 @@ async fn forged_or_foreign_next_tokens_are_refused() {
         .await
         .assert_error("InvalidNextTokenException");
 }
+
+/// `RotationEnabled` as the raw DescribeSecret answer and the ListSecrets entry show it.
+async fn wire_rotation_enabled(
+    server: &Server,
+    id: &str,
+) -> (Option<serde_json::Value>, Option<serde_json::Value>) {
+    let d = server
+        .raw(
+            "DescribeSecret",
+            &serde_json::json!({ "SecretId": id }).to_string(),
+            SignMode::Root,
+        )
+        .await
+        .assert_ok();
+    let list = server
+        .raw("ListSecrets", "{}", SignMode::Root)
+        .await
+        .assert_ok();
+    let entry = list["SecretList"]
+        .as_array()
+        .and_then(|l| l.iter().find(|s| s["Name"] == id))
+        .unwrap_or_else(|| panic!("{id} not listed: {list}"))
+        .clone();
+    (
+        d.get("RotationEnabled").cloned(),
+        entry.get("RotationEnabled").cloned(),
+    )
+}
+
+#[tokio::test]
+async fn rotation_enabled_is_absent_until_rotation_was_configured() {
+    let server = Server::start().await;
+    let c = server.client().await;
+    let arn = create_plain(&c, "rot/flag", "v").await;
+    assert_eq!(
+        wire_rotation_enabled(&server, "rot/flag").await,
+        (None, None)
+    );
+    server
+        .raw(
+            "RotateSecret",
+            &serde_json::json!({
+                "SecretId": "rot/flag",
+                "RotationLambdaARN": lambda_arn(&arn, "kura-password"),
+                "RotationRules": {"ScheduleExpression": "rate(10 days)"},
+                "RotateImmediately": false
+            })
+            .to_string(),
+            SignMode::Root,
+        )
+        .await
+        .assert_ok();
+    let on = Some(serde_json::json!(true));
+    assert_eq!(
+        wire_rotation_enabled(&server, "rot/flag").await,
+        (on.clone(), on)
+    );
+    server
+        .raw(
+            "CancelRotateSecret",
+            r#"{"SecretId":"rot/flag"}"#,
+            SignMode::Root,
+        )
+        .await
+        .assert_ok();
+    let off = Some(serde_json::json!(false));
+    assert_eq!(
+        wire_rotation_enabled(&server, "rot/flag").await,
+        (off.clone(), off)
+    );
+}

@@ -529,8 +529,8 @@ async fn rotate_secret_rejects_bad_requests_with_a_clear_error() {
         );
     }
     let d = describe_json(&server, "rot/bad").await;
-    assert_eq!(
-        d["RotationEnabled"], false,
+    assert!(
+        d.get("RotationEnabled").is_none(),
         "no failed request changed the secret: {d:#}"
     );
     assert_eq!(describe_stages(&c, "rot/bad").await.len(), 1);

@@ -211,7 +211,8 @@ async fn describe_secret_reports_all_fields() {
     assert_near(out.created_date(), before, 600, "CreatedDate");
     assert_near(out.last_changed_date(), before, 600, "LastChangedDate");
     assert!(out.deleted_date().is_none(), "DeletedDate on a live secret");
-    assert_eq!(out.rotation_enabled(), Some(false));
+    // Never configured: AWS leaves RotationEnabled out.
+    assert_eq!(out.rotation_enabled(), None);
     assert_eq!(
         describe_tags(&client, NAME).await,
         BTreeMap::from([

@@ -145,3 +145,52 @@ async fn tagging_a_missing_secret_is_not_found() {
         Some(NOT_FOUND_MSG),
     );
 }
+
+/// `Tags` in the raw DescribeSecret answer and in the secret's ListSecrets entry.
+async fn wire_tags(
+    server: &Server,
+    id: &str,
+) -> (Option<serde_json::Value>, Option<serde_json::Value>) {
+    let d = server
+        .raw(
+            "DescribeSecret",
+            &serde_json::json!({ "SecretId": id }).to_string(),
+            SignMode::Root,
+        )
+        .await
+        .assert_ok();
+    let list = server
+        .raw(
+            "ListSecrets",
+            &serde_json::json!({"Filters": [{"Key": "name", "Values": [id]}]}).to_string(),
+            SignMode::Root,
+        )
+        .await
+        .assert_ok();
+    let entry = list["SecretList"]
+        .as_array()
+        .and_then(|l| l.iter().find(|s| s["Name"] == id))
+        .unwrap_or_else(|| panic!("{id} not listed: {list}"))
+        .clone();
+    (d.get("Tags").cloned(), entry.get("Tags").cloned())
+}
+
+#[tokio::test]
+async fn tags_are_an_empty_list_once_all_were_removed_and_absent_if_never_set() {
+    let (server, client) = setup().await;
+    create_plain(&client, "never", "v").await;
+    create_plain(&client, "later", "v").await;
+    assert_eq!(wire_tags(&server, "never").await, (None, None));
+    untag_resource(&client, NAME, &["a", "b"]).await;
+    let empty = Some(serde_json::json!([]));
+    assert_eq!(
+        wire_tags(&server, NAME).await,
+        (empty.clone(), empty.clone())
+    );
+    tag_resource(&client, "later", &[("k", "v")]).await;
+    untag_resource(&client, "later", &["k"]).await;
+    assert_eq!(wire_tags(&server, "later").await, (empty.clone(), empty));
+    // Removing a tag a never-tagged secret does not have leaves it never-tagged.
+    untag_resource(&client, "never", &["nothing"]).await;
+    assert_eq!(wire_tags(&server, "never").await, (None, None));
+}

@@ -153,3 +153,127 @@ async fn client_request_token_of_65_chars_is_refused() {
     assert_validation_err(create.send().await);
     assert_no_secret(&client, "tok").await;
 }
+
+/// What AWS's tag pattern refuses: control characters and punctuation outside `_.:/=+-@`.
+const BAD_TAG_TEXT: &[&str] = &[
+    "nul\u{0}",
+    "new\nline",
+    "esc\u{1b}[0m",
+    "<script>",
+    "semi;colon",
+];
+
+#[tokio::test]
+async fn tags_outside_aws_pattern_are_refused_on_every_operation() {
+    let server = Server::start().await;
+    let root = server.client().await;
+    create_plain(&root, "t", "v").await;
+    for bad in BAD_TAG_TEXT {
+        for (op, body) in [
+            (
+                "CreateSecret",
+                serde_json::json!({"Name": "t2", "SecretString": "v", "Tags": [{"Key": bad, "Value": "v"}]}),
+            ),
+            (
+                "CreateSecret",
+                serde_json::json!({"Name": "t2", "SecretString": "v", "Tags": [{"Key": "k", "Value": bad}]}),
+            ),
+            (
+                "TagResource",
+                serde_json::json!({"SecretId": "t", "Tags": [{"Key": bad, "Value": "v"}]}),
+            ),
+            (
+                "TagResource",
+                serde_json::json!({"SecretId": "t", "Tags": [{"Key": "k", "Value": bad}]}),
+            ),
+            (
+                "UntagResource",
+                serde_json::json!({"SecretId": "t", "TagKeys": [bad]}),
+            ),
+        ] {
+            let msg = server
+                .raw(op, &body.to_string(), SignMode::Root)
+                .await
+                .assert_error("ValidationException");
+            assert!(
+                msg.contains("letters, digits, spaces and _.:/=+-@"),
+                "{op} {bad:?}: {msg}"
+            );
+        }
+        let msg = server
+            .kura(
+                "CreateUser",
+                &serde_json::json!({"UserName": "u", "Tags": [{"Key": "k", "Value": bad}]})
+                    .to_string(),
+            )
+            .await
+            .assert_error("ValidationException");
+        assert!(msg.contains("tag"), "{bad:?}: {msg}");
+    }
+    assert_no_secret(&root, "t2").await;
+    assert!(describe_tags(&root, "t").await.is_empty());
+    // Letters of any script, digits, spaces and the allowed punctuation pass.
+    let good = "Ünï 日本 9_.:/=+-@";
+    ok(root
+        .tag_resource()
+        .secret_id("t")
+        .tags(tag(good, good))
+        .send()
+        .await);
+    assert_eq!(describe_tags(&root, "t").await[good], good);
+}
+
+#[tokio::test]
+async fn reserved_aws_tag_keys_are_refused_in_any_case() {
+    let server = Server::start().await;
+    let root = server.client().await;
+    create_plain(&root, "t", "v").await;
+    for key in ["aws:team", "AWS:team", "Aws:x"] {
+        let err = assert_api_err(
+            root.tag_resource()
+                .secret_id("t")
+                .tags(tag(key, "v"))
+                .send()
+                .await,
+            "InvalidParameterException",
+            None,
+        );
+        assert!(err.message.contains("aws:"), "{err:?}");
+    }
+}
+
+#[tokio::test]
+async fn descriptions_with_control_characters_are_refused() {
+    let server = Server::start().await;
+    let root = server.client().await;
+    create_plain(&root, "d", "v").await;
+    for bad in ["nul\u{0}", "two\nlines", "\u{1b}[31mred"] {
+        let msg = server
+            .raw(
+                "CreateSecret",
+                &serde_json::json!({"Name": "d2", "SecretString": "v", "Description": bad})
+                    .to_string(),
+                SignMode::Root,
+            )
+            .await
+            .assert_error("ValidationException");
+        assert!(msg.contains("Description"), "{msg}");
+        let msg = server
+            .raw(
+                "UpdateSecret",
+                &serde_json::json!({"SecretId": "d", "Description": bad}).to_string(),
+                SignMode::Root,
+            )
+            .await
+            .assert_error("ValidationException");
+        assert!(msg.contains("control characters"), "{msg}");
+    }
+    assert_no_secret(&root, "d2").await;
+    // Angle brackets and other printable text stay allowed in descriptions.
+    ok(root
+        .update_secret()
+        .secret_id("d")
+        .description("<b>ok</b> & fine")
+        .send()
+        .await);
+}

@@ -276,3 +276,45 @@ async fn list_secret_version_ids_reports_created_dates() {
         assert_near(v.created_date(), now_secs(), 600, "version CreatedDate");
     }
 }
+
+#[tokio::test]
+async fn put_secret_value_answers_version_stages_in_the_order_given() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    create_plain(&client, "ordered", "v1").await;
+    let answer = server
+        .raw(
+            "PutSecretValue",
+            &serde_json::json!({
+                "SecretId": "ordered",
+                "SecretString": "v2",
+                "ClientRequestToken": token(2),
+                "VersionStages": ["zeta", "AWSCURRENT", "alpha"]
+            })
+            .to_string(),
+            SignMode::Root,
+        )
+        .await
+        .assert_ok();
+    assert_eq!(
+        answer["VersionStages"],
+        serde_json::json!(["zeta", "AWSCURRENT", "alpha"]),
+        "{answer}"
+    );
+    // A retry with the same token gets the same answer.
+    let again = server
+        .raw(
+            "PutSecretValue",
+            &serde_json::json!({
+                "SecretId": "ordered",
+                "SecretString": "v2",
+                "ClientRequestToken": token(2),
+                "VersionStages": ["zeta", "AWSCURRENT", "alpha"]
+            })
+            .to_string(),
+            SignMode::Root,
+        )
+        .await
+        .assert_ok();
+    assert_eq!(again["VersionStages"], answer["VersionStages"], "{again}");
+}

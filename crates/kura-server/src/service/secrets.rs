@@ -44,7 +44,10 @@ fn describe(s: &SecretRecord, stages: &Stages) -> DescribeSecretResponse {
         name: s.name.clone(),
         description: s.description.clone(),
         kms_key_id: s.kms_key_id.clone(),
-        rotation_enabled: s.rotation.enabled,
+        // AWS leaves RotationEnabled out until rotation was first configured (a rotation
+        // function set); after CancelRotateSecret it is false.
+        rotation_enabled: (s.rotation.enabled || s.rotation.function_arn.is_some())
+            .then_some(s.rotation.enabled),
         rotation_lambda_arn,
         rotation_rules,
         last_rotated_date: s.rotation.last_rotated_at.map(|t| t.epoch_seconds()),
@@ -57,7 +60,7 @@ fn describe(s: &SecretRecord, stages: &Stages) -> DescribeSecretResponse {
         last_changed_date: Some(s.changed_at.epoch_seconds()),
         last_accessed_date: s.accessed_at.map(|t| t.epoch_seconds()),
         deleted_date: s.deleted_at.map(|t| t.epoch_seconds()),
-        tags: (!s.tags.is_empty()).then(|| to_wire_tags(&s.tags)),
+        tags: (s.tagged || !s.tags.is_empty()).then(|| to_wire_tags(&s.tags)),
         version_ids_to_stages: (!map.is_empty()).then_some(map),
         secret_versions_to_stages: None,
         created_date: s.created_at.epoch_seconds(),
@@ -211,6 +214,7 @@ impl Service {
             purge_at: None,
             resource_policy: None,
             tags,
+            tagged: false,
             rotation: Default::default(),
             run: Default::default(),
         };

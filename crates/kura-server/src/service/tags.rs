@@ -36,6 +36,9 @@ impl Service {
     }
 
     pub async fn untag_resource(&self, _p: &Principal, req: UntagResourceRequest) -> Result<Empty> {
+        for k in &req.tag_keys {
+            kura_core::names::validate_tag_key(k)?;
+        }
         let secret = self.resolve_live(&req.secret_id).await?;
         self.store
             .modify(secret.id, &mut |st| {

@@ -44,7 +44,7 @@ impl Service {
             arn: secret.arn.clone(),
             name: secret.name.clone(),
             version_id: Some(token.clone()),
-            version_stages: Some(stages),
+            version_stages: Some(labels::order_as_requested(stages, w.stages.as_deref())),
         };
         // Idempotency: compare with the value already stored under this token.
         if let Some(existing) = self
