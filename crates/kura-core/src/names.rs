@@ -67,6 +67,16 @@ impl SecretRef {
     }
 }
 
+/// Prints the `SecretId` the reference was parsed from.
+impl std::fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretRef::Name(name) => f.write_str(name),
+            SecretRef::Arn { arn, .. } => f.write_str(arn),
+        }
+    }
+}
+
 /// Validates a `ClientRequestToken` / `VersionId` (32–64 printable characters; SDKs send UUIDs).
 pub fn validate_version_id(field: &str, id: &str) -> Result<()> {
     let n = id.chars().count();

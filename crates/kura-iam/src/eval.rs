@@ -1566,4 +1566,50 @@ mod tests {
         };
         assert_eq!(evaluate(&ctx, &[&allow, &deny], None), Decision::Allow);
     }
+
+    /// The obvious backtracking matcher: exponential, so only for short inputs, but plainly
+    /// right. The dynamic-programming `glob` must agree with it.
+    fn reference_glob(p: &[Tok], t: &[char], ignore_case: bool) -> bool {
+        let same =
+            |a: char, b: char| a == b || (ignore_case && a.to_lowercase().eq(b.to_lowercase()));
+        match p.split_first() {
+            None => t.is_empty(),
+            Some((Tok::Lit(c), rest)) => {
+                t.first().is_some_and(|x| same(*c, *x))
+                    && reference_glob(rest, &t[1..], ignore_case)
+            }
+            Some((Tok::One { colons }, rest)) => t.first().is_some_and(|x| {
+                (*colons || *x != ':') && reference_glob(rest, &t[1..], ignore_case)
+            }),
+            Some((Tok::Star { colons }, rest)) => (0..=t.len())
+                .take_while(|&n| n == 0 || *colons || t[n - 1] != ':')
+                .any(|n| reference_glob(rest, &t[n..], ignore_case)),
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn glob_agrees_with_backtracking(
+            pattern in "[ab:*?A]{0,10}",
+            text in "[ab:A]{0,10}",
+            arn in proptest::bool::ANY,
+            ignore_case in proptest::bool::ANY,
+        ) {
+            let wild = if arn { Wildcards::ArnSegments } else { Wildcards::Anywhere };
+            let toks = tokens(&pattern, wild);
+            let chars: Vec<char> = text.chars().collect();
+            proptest::prop_assert_eq!(
+                glob(&toks, &text, ignore_case),
+                reference_glob(&toks, &chars, ignore_case)
+            );
+        }
+
+        #[test]
+        fn arn_like_never_panics(pattern in "[a*:?é]{0,40}", value in "[a*:é]{0,40}") {
+            let toks = tokens(&pattern, Wildcards::Anywhere);
+            if let Some(segments) = arn_segments(&format!("arn:{value}")) {
+                let _ = arn_like(&toks, &segments);
+            }
+        }
+    }
 }

@@ -146,6 +146,69 @@ fn show(v: &Value) -> String {
     }
 }
 
+impl PolicyDocument {
+    /// The document as policy JSON, in the grammar [`parse`] reads: parsing it again gives an
+    /// equal document. Lists are always written as arrays, statements always as an array.
+    pub fn to_json(&self) -> String {
+        let strings = |v: &[String]| Value::from(v.to_vec());
+        let principal = |p: &PrincipalSpec| match p {
+            PrincipalSpec::Any => Value::from("*"),
+            PrincipalSpec::Typed(m) => Value::Object(
+                m.iter()
+                    .map(|(ty, ids)| (ty.clone(), strings(ids)))
+                    .collect(),
+            ),
+        };
+        let statement = |s: &Statement| {
+            let mut o = Map::new();
+            if let Some(sid) = &s.sid {
+                o.insert("Sid".into(), sid.clone().into());
+            }
+            let effect = match s.effect {
+                Effect::Allow => "Allow",
+                Effect::Deny => "Deny",
+            };
+            o.insert("Effect".into(), effect.into());
+            let parts = [
+                ("Principal", s.principal.as_ref().map(principal)),
+                ("NotPrincipal", s.not_principal.as_ref().map(principal)),
+                ("Action", s.action.as_deref().map(strings)),
+                ("NotAction", s.not_action.as_deref().map(strings)),
+                ("Resource", s.resource.as_deref().map(strings)),
+                ("NotResource", s.not_resource.as_deref().map(strings)),
+            ];
+            for (name, value) in parts {
+                if let Some(v) = value {
+                    o.insert(name.into(), v);
+                }
+            }
+            if !s.condition.is_empty() {
+                let mut ops = Map::new();
+                for c in &s.condition {
+                    let keys = ops
+                        .entry(c.operator.clone())
+                        .or_insert_with(|| Value::Object(Map::new()));
+                    if let Value::Object(keys) = keys {
+                        keys.insert(c.key.clone(), strings(&c.values));
+                    }
+                }
+                o.insert("Condition".into(), Value::Object(ops));
+            }
+            Value::Object(o)
+        };
+        let mut top = Map::new();
+        if let Some(v) = &self.version {
+            top.insert("Version".into(), v.clone().into());
+        }
+        if let Some(id) = &self.id {
+            top.insert("Id".into(), id.clone().into());
+        }
+        let statements = self.statements.iter().map(statement).collect();
+        top.insert("Statement".into(), Value::Array(statements));
+        Value::Object(top).to_string()
+    }
+}
+
 /// Parses and validates. Errors point at the faulty element.
 pub fn parse(text: &str, kind: PolicyKind) -> Result<PolicyDocument, PolicyError> {
     if kind == PolicyKind::Resource && text.len() > MAX_RESOURCE_POLICY_BYTES {

@@ -81,6 +81,20 @@ impl Authorization {
     }
 }
 
+/// The header value a client sends: what [`parse_authorization`] reads back to the same value.
+impl fmt::Display for Authorization {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{ALGORITHM} Credential={}/{}, SignedHeaders={}, Signature={}",
+            self.access_key_id,
+            self.scope(),
+            self.signed_headers.join(";"),
+            hex::encode(&self.signature)
+        )
+    }
+}
+
 /// The derived key `kSigning` for one date/region/service scope.
 ///
 /// It signs anything in that scope for a whole day, so it is handled like the
