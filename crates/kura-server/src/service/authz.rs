@@ -202,7 +202,7 @@ impl Service {
         if p.is_administrator() {
             return Ok(());
         }
-        self.decide(p, action, "*", None, ConditionKeys::new())
+        self.decide(p, action, "*", "*", None, ConditionKeys::new())
             .await
     }
 
