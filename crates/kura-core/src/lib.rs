@@ -2,6 +2,7 @@
 
 pub mod clock;
 pub mod error;
+pub mod filter;
 pub mod labels;
 pub mod model;
 pub mod names;

@@ -10,6 +10,7 @@ use kura_core::model::{NewVersion, SealedValue, SecretRecord, SecretState, Versi
 use kura_core::names::SecretRef;
 use kura_core::{Result, Timestamp};
 
+pub use kura_core::filter::{FilterKey, ListFilter};
 pub use sqlite::{SqliteStore, open_read_only};
 
 /// A stored access key; the secret half stays sealed until the keyring opens it.
@@ -115,24 +116,6 @@ pub enum SortKey {
     LastAccessed,
     LastChanged,
     Name,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FilterKey {
-    Name,
-    Description,
-    TagKey,
-    TagValue,
-    PrimaryRegion,
-    OwningService,
-    All,
-}
-
-#[derive(Debug, Clone)]
-pub struct ListFilter {
-    pub key: FilterKey,
-    /// Values as sent; a leading `!` negates.
-    pub values: Vec<String>,
 }
 
 /// Where the previous page stopped: the sort key's value and the row id.

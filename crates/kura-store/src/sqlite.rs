@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use kura_core::filter;
 use kura_core::labels::Stages;
 use kura_core::model::{
     NewVersion, RotationConfig, RotationPhase, RotationRun, RotationStep, SealedValue,
@@ -21,9 +22,9 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row, SqliteConnection, SqlitePool};
 
 use crate::{
-    AccessKeyRecord, AuditQuery, AuditRecord, Cursor, CursorValue, FilterKey, ListPage, ListQuery,
-    Mutation, NotificationTargetRecord, OutboxItem, RotationFunctionRecord, SortKey, Store,
-    StoredVersion, UserRecord, VersionSelector,
+    AccessKeyRecord, AuditQuery, AuditRecord, Cursor, CursorValue, FilterKey, ListFilter, ListPage,
+    ListQuery, Mutation, NotificationTargetRecord, OutboxItem, RotationFunctionRecord, SortKey,
+    Store, StoredVersion, UserRecord, VersionSelector,
 };
 
 /// Versioned migrations, applied in order, each in its own transaction. Embedded in the binary
@@ -42,7 +43,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0006_audit_lookup.sql"),
     ),
     (7, include_str!("../migrations/sqlite/0007_tagged.sql")),
+    (
+        WORDS_MIGRATION,
+        include_str!("../migrations/sqlite/0008_secret_words.sql"),
+    ),
 ];
+
+/// The migration that creates `secret_words`; its rows are computed in Rust.
+const WORDS_MIGRATION: i64 = 8;
 
 async fn migrate(pool: &SqlitePool) -> Result<()> {
     sqlx::query(
@@ -68,6 +76,9 @@ async fn migrate(pool: &SqlitePool) -> Result<()> {
             .execute(&mut *tx)
             .await
             .map_err(|e| Error::internal(format!("migration {version}: {e}")))?;
+        if *version == WORDS_MIGRATION {
+            backfill_words(&mut tx).await?;
+        }
         sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, strftime('%s','now') * 1000)")
             .bind(version)
             .execute(&mut *tx)
@@ -394,80 +405,162 @@ fn sort_column(k: SortKey) -> &'static str {
     }
 }
 
-/// Escapes LIKE wildcards so a user's `%` or `_` match themselves.
-fn like_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
 enum Bind {
     Int(i64),
     Text(String),
 }
 
-/// The smallest string greater than every string starting with `prefix` (filter values are
-/// ASCII, so bumping the last character is enough); `None` for the empty prefix.
+/// The smallest string above every string that starts with `prefix` (in code point order,
+/// which is SQLite's byte order for UTF-8): its last character raised by one, after dropping
+/// trailing `char::MAX`es. `None` when no string is above them all (`prefix` is empty or
+/// all `char::MAX`).
 fn prefix_upper_bound(prefix: &str) -> Option<String> {
     let mut chars: Vec<char> = prefix.chars().collect();
-    let last = chars.pop()?;
-    chars.push(char::from_u32(last as u32 + 1)?);
-    Some(chars.into_iter().collect())
+    while let Some(last) = chars.pop() {
+        let next = match last as u32 {
+            0xD7FF => Some('\u{E000}'),
+            n => char::from_u32(n + 1),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
 }
 
-/// SQL for one filter value (without negation), with its bind values. Case-sensitive prefixes
-/// are written as ranges so SQLite can answer them from the name and tag indexes.
-fn filter_sql(key: FilterKey, value: &str, binds: &mut Vec<Bind>) -> String {
-    let prefix = |col: &str, binds: &mut Vec<Bind>| match prefix_upper_bound(value) {
+/// `col` starts with `prefix`, as a range SQLite can answer from an index.
+fn prefix_sql(col: &str, prefix: &str, binds: &mut Vec<Bind>) -> String {
+    binds.push(Bind::Text(prefix.to_string()));
+    match prefix_upper_bound(prefix) {
         Some(upper) => {
-            binds.push(Bind::Text(value.to_string()));
             binds.push(Bind::Text(upper));
             format!("({col} >= ? AND {col} < ?)")
         }
-        None => "1".to_string(),
-    };
-    let like = |v: &str| Bind::Text(format!("%{}%", like_escape(v)));
+        None => format!("{col} >= ?"),
+    }
+}
+
+/// Every word of `term` begins a stored word of the secret (in the description only, when
+/// `field` is given); nothing when `term` has no words. Mirrors kura_core::filter.
+fn words_sql(term: &str, field: Option<i64>, binds: &mut Vec<Bind>) -> String {
+    let query = filter::words(term);
+    if query.is_empty() {
+        return "0".into();
+    }
+    let per_word: Vec<String> = query
+        .iter()
+        .map(|w| {
+            let field_sql = match field {
+                Some(f) => {
+                    binds.push(Bind::Int(f));
+                    "w.field = ? AND "
+                }
+                None => "",
+            };
+            let range = prefix_sql("w.word", w, binds);
+            format!(
+                "EXISTS (SELECT 1 FROM secret_words w WHERE w.secret_id = s.id AND {field_sql}{range})"
+            )
+        })
+        .collect();
+    format!("({})", per_word.join(" AND "))
+}
+
+/// SQL for one filter value without its `!`, binds pushed in the order of the text.
+fn term_sql(key: FilterKey, term: &str, binds: &mut Vec<Bind>) -> String {
     match key {
-        FilterKey::Name => prefix("s.name", binds),
+        FilterKey::Name => prefix_sql("s.name", term, binds),
         FilterKey::TagKey => format!(
             "EXISTS (SELECT 1 FROM tags t WHERE t.secret_id = s.id AND {})",
-            prefix("t.key", binds)
+            prefix_sql("t.key", term, binds)
         ),
         FilterKey::TagValue => format!(
             "EXISTS (SELECT 1 FROM tags t WHERE t.secret_id = s.id AND {})",
-            prefix("t.value", binds)
+            prefix_sql("t.value", term, binds)
         ),
-        FilterKey::Description => {
-            // SQLite's LIKE ignores ASCII case, which is what AWS does for descriptions.
-            binds.push(Bind::Text(format!("{}%", like_escape(value))));
-            "s.description LIKE ? ESCAPE '\\'".into()
-        }
+        FilterKey::Description => words_sql(term, Some(filter::IN_DESCRIPTION), binds),
+        FilterKey::All => words_sql(term, None, binds),
         // kura neither replicates nor hosts service-owned secrets: these attributes are unset.
         FilterKey::PrimaryRegion | FilterKey::OwningService => "0".into(),
-        // Every word must appear, in any case, in the name, description, a tag key or value.
-        FilterKey::All => {
-            let words: Vec<&str> = value.split_whitespace().collect();
-            if words.is_empty() {
-                return "1".into();
-            }
-            let per_word: Vec<String> = words
-                .iter()
-                .map(|w| {
-                    for _ in 0..4 {
-                        binds.push(like(w));
-                    }
-                    "(s.name LIKE ? ESCAPE '\\' OR s.description LIKE ? ESCAPE '\\' OR EXISTS \
-                     (SELECT 1 FROM tags t WHERE t.secret_id = s.id AND (t.key LIKE ? ESCAPE '\\' \
-                     OR t.value LIKE ? ESCAPE '\\')))"
-                        .to_string()
-                })
-                .collect();
-            format!("({})", per_word.join(" AND "))
+    }
+}
+
+/// One filter: any of its values (each negated by a leading `!`). The SQL is built in the
+/// values' order and binds pushed as it is written, so they cannot drift apart.
+fn filter_clause(f: &ListFilter, binds: &mut Vec<Bind>) -> String {
+    if f.values.is_empty() {
+        return "0".into();
+    }
+    let any: Vec<String> = f
+        .values
+        .iter()
+        .map(|v| match v.strip_prefix('!') {
+            Some(term) => format!("NOT {}", term_sql(f.key, term, binds)),
+            None => term_sql(f.key, v, binds),
+        })
+        .collect();
+    format!("({})", any.join(" OR "))
+}
+
+/// Rewrites the words a secret is found by (after its description or tags changed).
+async fn write_words(
+    conn: &mut SqliteConnection,
+    secret_id: i64,
+    text: &filter::SecretText<'_>,
+) -> Result<()> {
+    sqlx::query("DELETE FROM secret_words WHERE secret_id = ?")
+        .bind(secret_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    for (field, word) in filter::indexed_words(text) {
+        sqlx::query("INSERT INTO secret_words (secret_id, field, word) VALUES (?, ?, ?)")
+            .bind(secret_id)
+            .bind(field)
+            .bind(word)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+fn text_of(s: &SecretRecord) -> filter::SecretText<'_> {
+    filter::SecretText {
+        name: &s.name,
+        description: s.description.as_deref(),
+        tags: &s.tags,
+    }
+}
+
+/// Fills `secret_words` for secrets stored before it existed, a page at a time (inside the
+/// migration's transaction, so a crash leaves the migration to run again).
+async fn backfill_words(conn: &mut SqliteConnection) -> Result<()> {
+    let mut after = 0i64;
+    loop {
+        let rows = sqlx::query(
+            "SELECT id, name, description FROM secrets WHERE id > ? ORDER BY id LIMIT 500",
+        )
+        .bind(after)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        after = last.try_get("id").map_err(db_err)?;
+        for r in &rows {
+            let id: i64 = r.try_get("id").map_err(db_err)?;
+            let name: String = r.try_get("name").map_err(db_err)?;
+            let description: Option<String> = r.try_get("description").map_err(db_err)?;
+            let tags = load_tags(&mut *conn, id).await?;
+            let text = filter::SecretText {
+                name: &name,
+                description: description.as_deref(),
+                tags: &tags,
+            };
+            write_words(&mut *conn, id, &text).await?;
         }
     }
 }
@@ -892,6 +985,7 @@ impl Store for SqliteStore {
         }
         write_stages(&mut tx, id, stages).await?;
         write_tags(&mut tx, id, &s.tags).await?;
+        write_words(&mut tx, id, &text_of(s)).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(id)
     }
@@ -1000,6 +1094,7 @@ impl Store for SqliteStore {
         let stages = load_stages(&mut tx, secret_id).await?;
         let before_ids: HashSet<String> = versions.iter().map(|v| v.version_id.clone()).collect();
         let before_tags = secret.tags.clone();
+        let before_description = secret.description.clone();
         let before_stages = stages.clone();
         let mut state = SecretState {
             secret,
@@ -1055,6 +1150,9 @@ impl Store for SqliteStore {
                 .map_err(db_err)?;
             write_tags(&mut tx, secret_id, &s.tags).await?;
         }
+        if s.tags != before_tags || s.description != before_description {
+            write_words(&mut tx, secret_id, &text_of(s)).await?;
+        }
         let stages_changed = state.stages != before_stages || !state.new_versions.is_empty();
         if stages_changed {
             sqlx::query("DELETE FROM version_stages WHERE secret_id = ?")
@@ -1099,16 +1197,7 @@ impl Store for SqliteStore {
             conds.push("s.deleted_at IS NULL".into());
         }
         for f in &q.filters {
-            let mut any: Vec<String> = Vec::new();
-            for v in &f.values {
-                match v.strip_prefix('!') {
-                    Some(neg) => conds.push(format!("NOT {}", filter_sql(f.key, neg, &mut binds))),
-                    None => any.push(filter_sql(f.key, v, &mut binds)),
-                }
-            }
-            if !any.is_empty() {
-                conds.push(format!("({})", any.join(" OR ")));
-            }
+            conds.push(filter_clause(f, &mut binds));
         }
         let (cmp, dir) = if q.descending {
             ("<", "DESC")
@@ -1229,6 +1318,7 @@ impl Store for SqliteStore {
             "DELETE FROM version_stages WHERE secret_id = ?",
             "DELETE FROM secret_versions WHERE secret_id = ?",
             "DELETE FROM tags WHERE secret_id = ?",
+            "DELETE FROM secret_words WHERE secret_id = ?",
             "DELETE FROM secrets WHERE id = ?",
         ] {
             sqlx::query(sql)

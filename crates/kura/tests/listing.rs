@@ -110,16 +110,84 @@ async fn negation_excludes() {
 }
 
 #[tokio::test]
-async fn description_filter_ignores_case_but_is_a_prefix() {
+async fn description_filter_matches_the_beginnings_of_words_in_any_case() {
     let (_s, c) = fixture().await;
     assert_eq!(
         names(&c, &[(Key::Description, &["PRIMARY"])]).await,
         set(&["app/alpha", "other/delta"])
     );
-    assert!(
-        names(&c, &[(Key::Description, &["database"])])
-            .await
-            .is_empty()
+    assert_eq!(
+        names(&c, &[(Key::Description, &["datab"])]).await,
+        set(&["app/alpha"])
+    );
+    // Words match from their beginning, not anywhere.
+    assert!(names(&c, &[(Key::Description, &["mary"])]).await.is_empty());
+}
+
+/// The examples of AWS's user guide, "Find secrets in AWS Secrets Manager".
+#[tokio::test]
+async fn filters_match_as_the_aws_user_guide_shows() {
+    let server = Server::start().await;
+    let c = server.client().await;
+    for name in ["DatabaseSecret", "databaseSecret", "MyData"] {
+        make(&c, name, None, &[]).await;
+    }
+    assert_eq!(
+        names(&c, &[(Key::Name, &["Data"])]).await,
+        set(&["DatabaseSecret"])
+    );
+    for (name, description) in [
+        ("d1", "My Description"),
+        ("d2", "my description"),
+        ("d3", "My basic description"),
+        ("d4", "Description of my secret"),
+        ("d5", "my secret"),
+    ] {
+        make(&c, name, Some(description), &[]).await;
+    }
+    assert_eq!(
+        names(&c, &[(Key::Description, &["My Description"])]).await,
+        set(&["d1", "d2", "d3", "d4"])
+    );
+    // `all` breaks `credsDatabase 892` into creds, Database and 892, found in any field.
+    make(
+        &c,
+        "job/creds",
+        Some("Database of the nightly job"),
+        &[("run", "892")],
+    )
+    .await;
+    assert_eq!(
+        names(&c, &[(Key::All, &["credsDatabase_892"])]).await,
+        set(&["job/creds"])
+    );
+    assert_eq!(
+        names(&c, &[(Key::All, &["MY_SECRET"])]).await,
+        set(&["d4", "d5"])
+    );
+    // Special characters alone match nothing.
+    assert!(names(&c, &[(Key::All, &["_/"])]).await.is_empty());
+    assert!(names(&c, &[(Key::Description, &["-"])]).await.is_empty());
+}
+
+#[tokio::test]
+async fn values_of_one_filter_are_alternatives_each_negated_on_its_own() {
+    let server = Server::start().await;
+    let c = server.client().await;
+    for name in ["one/a", "two/b", "three/c"] {
+        make(&c, name, None, &[]).await;
+    }
+    assert_eq!(
+        names(&c, &[(Key::Name, &["one", "!two"])]).await,
+        set(&["one/a", "three/c"])
+    );
+    assert_eq!(
+        names(&c, &[(Key::Name, &["!one", "two"])]).await,
+        set(&["two/b", "three/c"])
+    );
+    assert_eq!(
+        names(&c, &[(Key::Name, &["!one"]), (Key::Name, &["!two"])]).await,
+        set(&["three/c"])
     );
 }
 

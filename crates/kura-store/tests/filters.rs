@@ -1,0 +1,266 @@
+//! ListSecrets' SQL agrees with the pure matcher (kura_core::filter) on random secrets and
+//! random filters, also for secrets changed after creation and for words filled in by the
+//! migration that introduced them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use kura_core::Timestamp;
+use kura_core::filter::{self, FilterKey, ListFilter};
+use kura_core::labels::Stages;
+use kura_core::model::{SecretRecord, Tag};
+use kura_store::{ListQuery, SortKey, SqliteStore, Store};
+use proptest::prelude::*;
+
+fn record(name: &str, description: Option<String>, tags: Vec<Tag>) -> SecretRecord {
+    SecretRecord {
+        id: 0,
+        name: name.to_string(),
+        arn: format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}-AbCdEf"),
+        description,
+        kms_key_id: None,
+        created_at: Timestamp(1),
+        changed_at: Timestamp(1),
+        accessed_at: None,
+        deleted_at: None,
+        purge_at: None,
+        resource_policy: None,
+        tags,
+        tagged: false,
+        rotation: Default::default(),
+        run: Default::default(),
+    }
+}
+
+/// Names the store lists for `filters` (every secret fits on one page).
+async fn listed(store: &SqliteStore, filters: &[ListFilter]) -> BTreeSet<String> {
+    let page = store
+        .list_secrets(&ListQuery {
+            include_deleted: true,
+            filters: filters.to_vec(),
+            sort: SortKey::Name,
+            descending: false,
+            limit: 1000,
+            after: None,
+        })
+        .await
+        .unwrap();
+    assert!(page.next.is_none());
+    page.secrets.into_iter().map(|(s, _)| s.name).collect()
+}
+
+/// Names the pure matcher lets through.
+fn expected(secrets: &BTreeMap<String, SecretRecord>, filters: &[ListFilter]) -> BTreeSet<String> {
+    secrets
+        .values()
+        .filter(|s| {
+            filter::matches(
+                filters,
+                &filter::SecretText {
+                    name: &s.name,
+                    description: s.description.as_deref(),
+                    tags: &s.tags,
+                },
+            )
+        })
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+fn key() -> impl Strategy<Value = FilterKey> {
+    prop_oneof![
+        Just(FilterKey::Name),
+        Just(FilterKey::Description),
+        Just(FilterKey::TagKey),
+        Just(FilterKey::TagValue),
+        Just(FilterKey::PrimaryRegion),
+        Just(FilterKey::OwningService),
+        Just(FilterKey::All),
+    ]
+}
+
+/// Small alphabets, so that random filters often hit.
+fn text(max: usize) -> impl Strategy<Value = String> {
+    proptest::string::string_regex(&format!("[a-cA-C0-9 #/_.éÉ]{{0,{max}}}")).unwrap()
+}
+
+fn tags() -> impl Strategy<Value = Vec<Tag>> {
+    proptest::collection::btree_map("[a-bA-B][a-bA-B0-9:]{0,3}", "[a-bA-B0-9 é]{0,4}", 0..3)
+        .prop_map(|m| {
+            m.into_iter()
+                .map(|(key, value)| Tag { key, value })
+                .collect()
+        })
+}
+
+fn secret() -> impl Strategy<Value = (String, Option<String>, Vec<Tag>)> {
+    (
+        "[a-cA-C][a-cA-C0-9/_]{0,6}",
+        proptest::option::of(text(16)),
+        tags(),
+    )
+}
+
+fn filters() -> impl Strategy<Value = Vec<ListFilter>> {
+    proptest::collection::vec(
+        (
+            key(),
+            proptest::collection::vec(
+                proptest::string::string_regex("!?[a-cA-C0-9 /_é]{0,5}").unwrap(),
+                1..3,
+            ),
+        )
+            .prop_map(|(key, values)| ListFilter { key, values }),
+        0..3,
+    )
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Creates the secrets (first of each name wins), then gives some new descriptions and tags.
+async fn fill(
+    store: &SqliteStore,
+    created: Vec<(String, Option<String>, Vec<Tag>)>,
+    changes: Vec<(usize, Option<String>, Vec<Tag>)>,
+) -> BTreeMap<String, SecretRecord> {
+    let mut secrets = BTreeMap::new();
+    for (name, description, tags) in created {
+        if secrets.contains_key(&name) {
+            continue;
+        }
+        let mut r = record(&name, description, tags);
+        r.id = store.create_secret(&r, None, &Stages::new()).await.unwrap();
+        secrets.insert(name, r);
+    }
+    let names: Vec<String> = secrets.keys().cloned().collect();
+    for (which, description, tags) in changes {
+        let Some(name) = names.get(which % names.len().max(1)) else {
+            continue;
+        };
+        let r = secrets.get_mut(name).unwrap();
+        store
+            .modify(r.id, &mut |st| {
+                st.secret.description = description.clone();
+                st.secret.tags = tags.clone();
+                Ok(())
+            })
+            .await
+            .unwrap();
+        r.description = description;
+        r.tags = tags;
+    }
+    secrets
+}
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn sql_agrees_with_the_pure_matcher(
+        created in proptest::collection::vec(secret(), 1..16),
+        changes in proptest::collection::vec((any::<usize>(), proptest::option::of(text(16)), tags()), 0..4),
+        queries in proptest::collection::vec(filters(), 1..12),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        runtime().block_on(async {
+            let store = SqliteStore::open(&dir.path().join("kura.db")).await.unwrap();
+            let secrets = fill(&store, created, changes).await;
+            for q in &queries {
+                assert_eq!(listed(&store, q).await, expected(&secrets, q), "filters {q:?}");
+            }
+            store.close().await;
+        });
+    }
+}
+
+/// Drops the word table and its migration record (the newest one), as in a database from
+/// before it existed.
+async fn forget_words(db: &Path) {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}", db.display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    for sql in [
+        "DROP TABLE secret_words",
+        "DELETE FROM schema_migrations WHERE version = (SELECT MAX(version) FROM schema_migrations)",
+    ] {
+        sqlx::query(sql).execute(&mut conn).await.unwrap();
+    }
+    conn.close().await.unwrap();
+}
+
+#[test]
+fn the_migration_fills_words_for_existing_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("kura.db");
+    runtime().block_on(async {
+        let store = SqliteStore::open(&db).await.unwrap();
+        let created = (0..1200)
+            .map(|i| {
+                (
+                    format!("app{i}/credsDatabase"),
+                    Some(format!("Service number {i}")),
+                    vec![Tag {
+                        key: "CostCenter".into(),
+                        value: format!("team{}", i % 7),
+                    }],
+                )
+            })
+            .collect();
+        let secrets = fill(&store, created, Vec::new()).await;
+        store.close().await;
+        forget_words(&db).await;
+
+        let store = SqliteStore::open(&db).await.unwrap();
+        for values in [
+            &["database"][..],
+            &["NUMBER 11"],
+            &["center"],
+            &["team 3", "!app1"],
+        ] {
+            let q = [ListFilter {
+                key: FilterKey::All,
+                values: values.iter().map(|v| v.to_string()).collect(),
+            }];
+            let want = expected(&secrets, &q);
+            assert!(!want.is_empty(), "{values:?}");
+            assert_eq!(listed_all(&store, &q).await, want, "{values:?}");
+        }
+        store.close().await;
+    });
+}
+
+/// Like [`listed`], over as many pages as it takes.
+async fn listed_all(store: &SqliteStore, filters: &[ListFilter]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_secrets(&ListQuery {
+                include_deleted: true,
+                filters: filters.to_vec(),
+                sort: SortKey::Name,
+                descending: false,
+                limit: 500,
+                after,
+            })
+            .await
+            .unwrap();
+        out.extend(page.secrets.into_iter().map(|(s, _)| s.name));
+        match page.next {
+            Some(c) => after = Some(c),
+            None => return out,
+        }
+    }
+}
