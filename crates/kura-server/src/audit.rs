@@ -4,24 +4,29 @@
 //! who can write the database but cannot unseal kura cannot edit, drop or reorder records
 //! unnoticed (`kura audit verify`).
 //!
-//! One writer task takes records from a queue and commits them in batches: requests arriving
-//! while a batch is being written share the next commit (group commit), so auditing costs
-//! one write transaction per batch, not per request.
+//! A request that changes something commits its record in the transaction of the change
+//! (`kura_store::with_audit_draft`), so a request refused for want of its record did
+//! nothing. Every other record (reads, failures, rotation steps, jobs) goes through one
+//! writer task that commits them in batches: requests arriving while a batch is being
+//! written share the next commit (group commit), so a read costs one write transaction per
+//! batch, not per request. Both paths number records from the chain's tail inside their
+//! transaction ([`FileChain`] signs them) and append them to the file before the next
+//! audit-writing transaction may begin.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use kura_core::{Error, Result};
 use kura_crypto::mac::MacKey;
-use kura_store::{AuditQuery, AuditRecord, Store};
+use kura_store::{AuditChain, AuditQuery, AuditRecord, Store};
 use tokio::sync::{mpsc, oneshot};
 
 pub const AUDIT_FILE: &str = "audit.jsonl";
 const QUEUE: usize = 4096;
 const MAX_BATCH: usize = 512;
 
-/// A record to write; the writer sets its `seq` and `mac`.
+/// A record to write; the store sets its `seq` and `mac`.
 type Job = (AuditRecord, oneshot::Sender<Result<()>>);
 
 pub struct AuditLog {
@@ -42,16 +47,74 @@ fn mac_of(key: &MacKey, prev: &str, r: &AuditRecord) -> String {
 /// The chain starts from this "previous MAC".
 const GENESIS: &str = "kura-audit-v1";
 
+/// What the store needs of the chain: the MAC key, and the file that follows the database.
+pub struct FileChain {
+    key: MacKey,
+    file: Mutex<AuditFile>,
+}
+
+struct AuditFile {
+    out: std::fs::File,
+    path: PathBuf,
+    /// The file's length after its last whole line: a failed append is cut back to it, so
+    /// a half-written line never runs into the next one.
+    good_len: u64,
+}
+
+impl AuditChain for FileChain {
+    fn mac(&self, prev: Option<&str>, record: &AuditRecord) -> String {
+        mac_of(&self.key, prev.unwrap_or(GENESIS), record)
+    }
+
+    fn committed(&self, records: &[AuditRecord]) -> Result<()> {
+        let mut lines = Vec::new();
+        for r in records {
+            lines.extend(serde_json::to_vec(r).unwrap_or_default());
+            lines.push(b'\n');
+        }
+        let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        match f.out.write_all(&lines) {
+            Ok(()) => {
+                f.good_len += lines.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = f.out.set_len(f.good_len);
+                let first = records.first().map(|r| r.seq).unwrap_or_default();
+                tracing::error!(
+                    path = %f.path.display(),
+                    first_seq = first,
+                    count = records.len(),
+                    "cannot append audit records to the audit file ({e}); the database holds them, and kura audit verify will report the gap"
+                );
+                Err(Error::internal(format!(
+                    "cannot append to the audit file {}: {e}",
+                    f.path.display()
+                )))
+            }
+        }
+    }
+}
+
 impl AuditLog {
-    /// Starts the writer, continuing the chain from the last stored record.
+    /// Hands the chain to the store (from now on its write transactions commit requests'
+    /// records) and starts the writer for all other records.
     pub async fn start(store: Arc<dyn Store>, key: MacKey, file: PathBuf) -> Result<AuditLog> {
-        let last = store.last_audit().await?;
-        let (seq, mac) = last
-            .map(|r| (r.seq, r.mac))
-            .unwrap_or((0, GENESIS.to_string()));
         let out = open_append(&file)?;
+        let good_len = out
+            .metadata()
+            .map_err(|e| Error::internal(format!("cannot stat {}: {e}", file.display())))?
+            .len();
+        store.set_audit_chain(Arc::new(FileChain {
+            key,
+            file: Mutex::new(AuditFile {
+                out,
+                path: file,
+                good_len,
+            }),
+        }));
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(writer(store, key, out, file, rx, seq, mac));
+        tokio::spawn(writer(store, rx));
         Ok(AuditLog { tx })
     }
 
@@ -82,15 +145,7 @@ fn open_append(path: &Path) -> Result<std::fs::File> {
         })
 }
 
-async fn writer(
-    store: Arc<dyn Store>,
-    key: MacKey,
-    mut out: std::fs::File,
-    path: PathBuf,
-    mut rx: mpsc::Receiver<Job>,
-    mut seq: i64,
-    mut mac: String,
-) {
+async fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -99,40 +154,8 @@ async fn writer(
                 Err(_) => break,
             }
         }
-        let (mut next_seq, mut next_mac) = (seq, mac.clone());
-        let records: Vec<AuditRecord> = batch
-            .iter()
-            .map(|(e, _)| {
-                next_seq += 1;
-                let mut r = AuditRecord {
-                    seq: next_seq,
-                    mac: String::new(),
-                    ..e.clone()
-                };
-                r.mac = mac_of(&key, &next_mac, &r);
-                next_mac = r.mac.clone();
-                r
-            })
-            .collect();
-        let mut result = store.append_audit(&records).await;
-        if result.is_ok() {
-            let mut lines = Vec::new();
-            for r in &records {
-                lines.extend(serde_json::to_vec(r).unwrap_or_default());
-                lines.push(b'\n');
-            }
-            // The database commit above is the durable copy; the file is the second sink, for
-            // shipping elsewhere and for spotting rows deleted from the database's end.
-            if let Err(e) = out.write_all(&lines) {
-                result = Err(Error::internal(format!(
-                    "cannot append to the audit file {}: {e}",
-                    path.display()
-                )));
-            }
-            // The database holds the records either way: the chain continues from them.
-            seq = next_seq;
-            mac = next_mac;
-        }
+        let records: Vec<AuditRecord> = batch.iter().map(|(e, _)| e.clone()).collect();
+        let result = store.append_audit(&records).await;
         if let Err(e) = &result {
             tracing::error!(
                 detail = e.detail.as_deref().unwrap_or(""),

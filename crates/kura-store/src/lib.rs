@@ -2,6 +2,7 @@
 //! The trait speaks in whole-operation terms (one call = one transaction) so a PostgreSQL
 //! backend can implement it with the same guarantees.
 
+mod audit;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -10,6 +11,7 @@ use kura_core::model::{NewVersion, SealedValue, SecretRecord, SecretState, Versi
 use kura_core::names::SecretRef;
 use kura_core::{Result, Timestamp};
 
+pub use audit::{AuditChain, AuditDraft, with_audit_draft, without_audit_draft};
 pub use kura_core::filter::{FilterKey, ListFilter};
 pub use sqlite::{SqliteStore, open_read_only};
 
@@ -205,7 +207,11 @@ pub trait Store: Send + Sync + 'static {
     async fn user_policies(&self, user: &str) -> Result<Vec<(String, String)>>;
 
     // --- audit ---------------------------------------------------------------------------
-    /// Appends records (already numbered and chained) in one transaction.
+    /// Gives the store the audit chain (set once, at start-up). From then on every write
+    /// transaction of a request commits the request's record ([`with_audit_draft`]).
+    fn set_audit_chain(&self, chain: std::sync::Arc<dyn AuditChain>);
+    /// Numbers and chains records after the last stored one and appends them, in one
+    /// transaction; then hands them to the chain's `committed`, whose error it returns.
     async fn append_audit(&self, records: &[AuditRecord]) -> Result<()>;
     async fn last_audit(&self) -> Result<Option<AuditRecord>>;
     /// Records matching `q`, oldest first.

@@ -21,6 +21,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, Row, SqliteConnection, SqlitePool};
 
+use crate::audit::{self, AuditChain, Changed};
 use crate::{
     AccessKeyRecord, AuditQuery, AuditRecord, Cursor, CursorValue, FilterKey, ListFilter, ListPage,
     ListQuery, Mutation, NotificationTargetRecord, OutboxItem, RotationFunctionRecord, SortKey,
@@ -137,18 +138,64 @@ pub struct SqliteStore {
     /// SQLite has one writer at a time. Queuing writers here, in order, beats letting them
     /// collide on the database lock, where SQLite makes the losers sleep and retry (long tails).
     write_lock: tokio::sync::Mutex<()>,
+    /// Set once the server has its audit key; until then writes commit no record.
+    chain: std::sync::OnceLock<std::sync::Arc<dyn AuditChain>>,
 }
 
 impl SqliteStore {
-    /// One statement in its own write transaction; returns the rows it changed.
+    /// One statement in its own write transaction; returns the rows it changed. `change`:
+    /// the statement is a request's change (see [`commit_change`](Self::commit_change)),
+    /// `None` for bookkeeping (last-used days, leases, the outbox).
     async fn write_one(
         &self,
         q: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+        change: Option<Changed>,
     ) -> Result<u64> {
         let (_writer, mut tx) = self.begin_write().await?;
         let done = q.execute(&mut *tx).await.map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
+        match change {
+            Some(c) => self.commit_change(tx, c).await?,
+            None => tx.commit().await.map_err(db_err)?,
+        }
         Ok(done.rows_affected())
+    }
+
+    /// Commits a transaction that changes something a request asked for, with the request's
+    /// audit record if one is waiting: "refused" then means "not done". Every such write
+    /// path ends here. Call it while holding the write lock (from `begin_write`): the chain's
+    /// tail is read inside the transaction, and the file append follows the commit before
+    /// the next audit-writing transaction starts, so the file stays in seq order.
+    async fn commit_change(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+        changed: Changed,
+    ) -> Result<()> {
+        let chain = match self.chain.get() {
+            Some(c) => c,
+            None => return tx.commit().await.map_err(db_err),
+        };
+        let Some(draft) = audit::take(&changed) else {
+            return tx.commit().await.map_err(db_err);
+        };
+        let written =
+            match insert_chained(&mut tx, chain.as_ref(), vec![draft.record.clone()]).await {
+                Ok(records) => tx.commit().await.map_err(db_err).map(|()| records),
+                Err(e) => Err(e),
+            };
+        match written {
+            Ok(records) => {
+                audit::settle(draft, true);
+                // The change is done and its record durable in the database: a failed file
+                // append is the file's problem (logged by the chain, found by verify), not
+                // the request's.
+                let _ = chain.committed(&records);
+                Ok(())
+            }
+            Err(e) => {
+                audit::settle(draft, false);
+                Err(e)
+            }
+        }
     }
 
     /// A write transaction, entered in turn: the in-process queue first, then SQLite's lock
@@ -189,6 +236,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             pool,
             write_lock: tokio::sync::Mutex::new(()),
+            chain: std::sync::OnceLock::new(),
         })
     }
 }
@@ -693,7 +741,7 @@ impl Store for SqliteStore {
                     db_err(e)
                 }
             })?;
-        tx.commit().await.map_err(db_err)?;
+        self.commit_change(tx, Changed::default()).await?;
         Ok(())
     }
 
@@ -731,7 +779,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
+        self.commit_change(tx, Changed::default()).await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -753,7 +801,7 @@ impl Store for SqliteStore {
             }
         }
         insert_key_row(&mut tx, k).await?;
-        tx.commit().await.map_err(db_err)?;
+        self.commit_change(tx, Changed::default()).await?;
         Ok(())
     }
 
@@ -775,6 +823,7 @@ impl Store for SqliteStore {
                 sqlx::query("UPDATE access_keys SET status = ? WHERE access_key_id = ?")
                     .bind(if active { "Active" } else { "Inactive" })
                     .bind(access_key_id),
+                Some(Changed::default()),
             )
             .await?;
         Ok(n == 1)
@@ -789,6 +838,7 @@ impl Store for SqliteStore {
             .bind(day.0)
             .bind(access_key_id)
             .bind(day.0),
+            None,
         )
         .await?;
         Ok(())
@@ -810,6 +860,7 @@ impl Store for SqliteStore {
             .bind(name)
             .bind(document)
             .bind(now.0),
+        Some(Changed::default()),
         )
         .await?;
         Ok(())
@@ -821,6 +872,7 @@ impl Store for SqliteStore {
                 sqlx::query("DELETE FROM user_policies WHERE user_name = ? AND policy_name = ?")
                     .bind(user)
                     .bind(name),
+                Some(Changed::default()),
             )
             .await?;
         Ok(n == 1)
@@ -844,37 +896,19 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    fn set_audit_chain(&self, chain: std::sync::Arc<dyn AuditChain>) {
+        let _ = self.chain.set(chain);
+    }
+
     async fn append_audit(&self, records: &[AuditRecord]) -> Result<()> {
+        let chain = self
+            .chain
+            .get()
+            .ok_or_else(|| Error::internal("the audit chain is not set up"))?;
         let (_writer, mut tx) = self.begin_write().await?;
-        for r in records {
-            sqlx::query(
-                "INSERT INTO audit_log (seq, time, request_id, kind, principal, access_key_id, action, \
-                 resource, version_id, version_stage, source_ip, user_agent, decision, outcome, error_code, \
-                 duration_us, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(r.seq)
-            .bind(r.time)
-            .bind(&r.request_id)
-            .bind(&r.kind)
-            .bind(&r.principal)
-            .bind(&r.access_key_id)
-            .bind(&r.action)
-            .bind(&r.resource)
-            .bind(&r.version_id)
-            .bind(&r.version_stage)
-            .bind(&r.source_ip)
-            .bind(&r.user_agent)
-            .bind(&r.decision)
-            .bind(&r.outcome)
-            .bind(&r.error_code)
-            .bind(r.duration_us)
-            .bind(&r.mac)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        }
+        let records = insert_chained(&mut tx, chain.as_ref(), records.to_vec()).await?;
         tx.commit().await.map_err(db_err)?;
-        Ok(())
+        chain.committed(&records)
     }
 
     async fn last_audit(&self) -> Result<Option<AuditRecord>> {
@@ -986,7 +1020,11 @@ impl Store for SqliteStore {
         write_stages(&mut tx, id, stages).await?;
         write_tags(&mut tx, id, &s.tags).await?;
         write_words(&mut tx, id, &text_of(s)).await?;
-        tx.commit().await.map_err(db_err)?;
+        let changed = Changed {
+            arn: Some(s.arn.clone()),
+            version_id: first.map(|v| v.version_id.clone()),
+        };
+        self.commit_change(tx, changed).await?;
         Ok(id)
     }
 
@@ -1095,6 +1133,7 @@ impl Store for SqliteStore {
         let before_ids: HashSet<String> = versions.iter().map(|v| v.version_id.clone()).collect();
         let before_tags = secret.tags.clone();
         let before_description = secret.description.clone();
+        let before_run_token = secret.run.token.clone();
         let before_stages = stages.clone();
         let mut state = SecretState {
             secret,
@@ -1185,7 +1224,11 @@ impl Store for SqliteStore {
         for e in &state.events {
             queue_event(&mut tx, e.event, &e.body, e.at).await?;
         }
-        tx.commit().await.map_err(db_err)?;
+        let changed = Changed {
+            arn: Some(state.secret.arn.clone()),
+            version_id: changed_version(&before_run_token, &state),
+        };
+        self.commit_change(tx, changed).await?;
         Ok(state)
     }
 
@@ -1313,6 +1356,11 @@ impl Store for SqliteStore {
 
     async fn delete_secret(&self, secret_id: i64) -> Result<()> {
         let (_writer, mut tx) = self.begin_write().await?;
+        let arn: Option<String> = sqlx::query_scalar("SELECT arn FROM secrets WHERE id = ?")
+            .bind(secret_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
         // Children first: labels reference versions, versions and tags reference the secret.
         for sql in [
             "DELETE FROM version_stages WHERE secret_id = ?",
@@ -1327,7 +1375,14 @@ impl Store for SqliteStore {
                 .await
                 .map_err(db_err)?;
         }
-        tx.commit().await.map_err(db_err)?;
+        self.commit_change(
+            tx,
+            Changed {
+                arn,
+                version_id: None,
+            },
+        )
+        .await?;
         Ok(())
     }
 
@@ -1374,6 +1429,7 @@ impl Store for SqliteStore {
                 .bind(secret_id)
                 .bind(owner)
                 .bind(now.0),
+                None,
             )
             .await?;
         Ok(done == 1)
@@ -1386,6 +1442,7 @@ sqlx::query(
         )
         .bind(secret_id)
         .bind(owner),
+        None,
         )
         .await?;
         Ok(())
@@ -1413,6 +1470,7 @@ sqlx::query(
 
     async fn insert_rotation_function(&self, f: &RotationFunctionRecord) -> Result<()> {
         let sealed = f.sealed_secret.as_ref();
+        let (_writer, mut tx) = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO rotation_functions (name, kind, config, ciphertext, wrapped_key, key_name, \
              key_version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -1425,7 +1483,7 @@ sqlx::query(
         .bind(sealed.map(|s| s.key_name.clone()))
         .bind(sealed.map(|s| s.key_version))
         .bind(f.created_at.0)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(|e| {
             if is_unique_violation(&e) {
@@ -1434,7 +1492,7 @@ sqlx::query(
                 db_err(e)
             }
         })?;
-        Ok(())
+        self.commit_change(tx, Changed::default()).await
     }
 
     async fn rotation_function(&self, name: &str) -> Result<Option<RotationFunctionRecord>> {
@@ -1478,13 +1536,14 @@ sqlx::query(
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
+        self.commit_change(tx, Changed::default()).await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn insert_notification_target(&self, t: &NotificationTargetRecord) -> Result<()> {
         let events = serde_json::to_string(&t.events)
             .map_err(|e| Error::internal(format!("encoding events: {e}")))?;
+        let (_writer, mut tx) = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO notification_targets (id, url, events, ciphertext, wrapped_key, key_name, \
              key_version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -1497,10 +1556,10 @@ sqlx::query(
         .bind(&t.sealed_secret.key_name)
         .bind(t.sealed_secret.key_version)
         .bind(t.created_at.0)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        Ok(())
+        self.commit_change(tx, Changed::default()).await
     }
 
     async fn list_notification_targets(&self) -> Result<Vec<NotificationTargetRecord>> {
@@ -1529,7 +1588,10 @@ sqlx::query(
 
     async fn delete_notification_target(&self, id: &str) -> Result<bool> {
         let done = self
-            .write_one(sqlx::query("DELETE FROM notification_targets WHERE id = ?").bind(id))
+            .write_one(
+                sqlx::query("DELETE FROM notification_targets WHERE id = ?").bind(id),
+                Some(Changed::default()),
+            )
             .await?;
         Ok(done == 1)
     }
@@ -1575,8 +1637,11 @@ sqlx::query(
     }
 
     async fn finish_notification(&self, id: i64) -> Result<()> {
-        self.write_one(sqlx::query("DELETE FROM notification_outbox WHERE id = ?").bind(id))
-            .await?;
+        self.write_one(
+            sqlx::query("DELETE FROM notification_outbox WHERE id = ?").bind(id),
+            None,
+        )
+        .await?;
         Ok(())
     }
 
@@ -1589,6 +1654,7 @@ sqlx::query(
         .bind(at.0)
         .bind(error)
         .bind(id),
+        None,
         )
         .await?;
         Ok(())
@@ -1597,6 +1663,7 @@ sqlx::query(
     async fn delete_access_key(&self, access_key_id: &str) -> Result<()> {
         self.write_one(
             sqlx::query("DELETE FROM access_keys WHERE access_key_id = ?").bind(access_key_id),
+            Some(Changed::default()),
         )
         .await?;
         Ok(())
@@ -1612,8 +1679,11 @@ sqlx::query(
         if !any {
             return Ok(0);
         }
-        self.write_one(sqlx::query("DELETE FROM access_keys WHERE expires_at <= ?").bind(now.0))
-            .await
+        self.write_one(
+            sqlx::query("DELETE FROM access_keys WHERE expires_at <= ?").bind(now.0),
+            None,
+        )
+        .await
     }
 }
 
@@ -1731,6 +1801,66 @@ fn audit_from_row(r: &SqliteRow) -> Result<AuditRecord> {
     })
 }
 
+/// The version a `modify` wrote (its one new version) or began rotating, for its audit record.
+fn changed_version(before_run_token: &Option<String>, state: &SecretState) -> Option<String> {
+    match state.new_versions.as_slice() {
+        [one] => Some(one.version_id.clone()),
+        _ if state.secret.run.token != *before_run_token => state.secret.run.token.clone(),
+        _ => None,
+    }
+}
+
+/// Numbers `records` after the chain's tail, as read in this transaction, chains their MACs
+/// and inserts them. The write lock and BEGIN IMMEDIATE make the tail read and the inserts
+/// one step no other writer can interleave with.
+async fn insert_chained(
+    conn: &mut SqliteConnection,
+    chain: &dyn AuditChain,
+    mut records: Vec<AuditRecord>,
+) -> Result<Vec<AuditRecord>> {
+    let tail: Option<(i64, String)> =
+        sqlx::query_as("SELECT seq, mac FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    let (mut seq, mut prev) = match tail {
+        Some((seq, mac)) => (seq, Some(mac)),
+        None => (0, None),
+    };
+    for r in &mut records {
+        seq += 1;
+        r.seq = seq;
+        r.mac = chain.mac(prev.as_deref(), r);
+        prev = Some(r.mac.clone());
+        sqlx::query(
+            "INSERT INTO audit_log (seq, time, request_id, kind, principal, access_key_id, action, \
+             resource, version_id, version_stage, source_ip, user_agent, decision, outcome, error_code, \
+             duration_us, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(r.seq)
+        .bind(r.time)
+        .bind(&r.request_id)
+        .bind(&r.kind)
+        .bind(&r.principal)
+        .bind(&r.access_key_id)
+        .bind(&r.action)
+        .bind(&r.resource)
+        .bind(&r.version_id)
+        .bind(&r.version_stage)
+        .bind(&r.source_ip)
+        .bind(&r.user_agent)
+        .bind(&r.decision)
+        .bind(&r.outcome)
+        .bind(&r.error_code)
+        .bind(r.duration_us)
+        .bind(&r.mac)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    }
+    Ok(records)
+}
+
 /// Opens a kura database read-only (for `kura audit verify`, beside a running server).
 pub async fn open_read_only(path: &Path) -> Result<SqliteStore> {
     let opts = SqliteConnectOptions::from_str("sqlite://")
@@ -1746,6 +1876,7 @@ pub async fn open_read_only(path: &Path) -> Result<SqliteStore> {
     Ok(SqliteStore {
         pool,
         write_lock: tokio::sync::Mutex::new(()),
+        chain: std::sync::OnceLock::new(),
     })
 }
 

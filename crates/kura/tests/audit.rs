@@ -537,3 +537,116 @@ async fn a_deleted_audit_key_is_reported_and_the_server_refuses_to_start() {
     );
     assert!(start_refused(&data).await.is_some());
 }
+
+#[tokio::test]
+async fn a_change_whose_audit_record_cannot_be_written_is_not_made() {
+    if !have("sqlite3") {
+        return;
+    }
+    let server = Server::start().await;
+    let c = server.client().await;
+    create_plain(&c, "audit/atomic", "value-before").await;
+    let tmp = server.stop().await;
+    let db = tmp.path().join("data/kura.db");
+    // The change's own tables still take writes; only its audit record is refused.
+    sqlite(
+        &db,
+        "CREATE TRIGGER no_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit disabled'); END;",
+    );
+    let server = Server::start_in(tmp).await;
+    for (op, body) in [
+        (
+            "PutSecretValue",
+            json!({"SecretId": "audit/atomic", "SecretString": "value-after-put", "ClientRequestToken": token(7)}),
+        ),
+        (
+            "CreateSecret",
+            json!({"Name": "audit/atomic-new", "SecretString": "value-of-new"}),
+        ),
+        (
+            "TagResource",
+            json!({"SecretId": "audit/atomic", "Tags": [{"Key": "k", "Value": "v"}]}),
+        ),
+        (
+            "UpdateSecret",
+            json!({"SecretId": "audit/atomic", "Description": "changed"}),
+        ),
+    ] {
+        let r = server.raw(op, &body.to_string(), SignMode::Root).await;
+        assert_eq!(r.status, 500, "{op}: {r:?}");
+        assert!(r.body.contains("audit"), "{op}: {r:?}");
+    }
+    let r = server.kura("CreateUser", r#"{"UserName": "erin"}"#).await;
+    assert!(r.status == 500 && r.body.contains("audit"), "{r:?}");
+    let tmp = server.stop().await;
+    sqlite(&db, "DROP TRIGGER no_audit");
+    let server = Server::start_in(tmp).await;
+    let c = server.client().await;
+    assert_eq!(get_string(&c, "audit/atomic").await, "value-before");
+    assert_eq!(list_versions(&c, "audit/atomic", true).await.len(), 1);
+    assert!(describe_tags(&c, "audit/atomic").await.is_empty());
+    assert_eq!(
+        describe_json(&server, "audit/atomic").await["Description"],
+        Value::Null
+    );
+    assert_no_secret(&c, "audit/atomic-new").await;
+    let users = server.kura("ListUsers", "{}").await.assert_ok();
+    assert!(!users.to_string().contains("erin"), "{users}");
+    let (ok_, out) = verify(&server.data_dir);
+    assert!(ok_, "{out}");
+}
+
+#[tokio::test]
+async fn the_chain_holds_under_concurrent_writes_and_reads() {
+    let server = Server::start().await;
+    let c = server.client().await;
+    for i in 0..4 {
+        create_plain(&c, &format!("audit/conc-{i}"), "conc-value-0").await;
+    }
+    let mut tasks = Vec::new();
+    for t in 0..8u64 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25u64 {
+                let id = format!("audit/conc-{}", (t + i) % 4);
+                match i % 5 {
+                    0 => {
+                        put_string(&c, &id, "conc-value-1", &token(1000 + t * 100 + i)).await;
+                    }
+                    1 => {
+                        ok(c.tag_resource()
+                            .secret_id(&id)
+                            .tags(tag(&format!("t{t}"), &i.to_string()))
+                            .send()
+                            .await);
+                    }
+                    2 => {
+                        ok(c.describe_secret().secret_id(&id).send().await);
+                    }
+                    3 => {
+                        assert_api_err(
+                            c.get_secret_value()
+                                .secret_id("audit/conc-none")
+                                .send()
+                                .await,
+                            "ResourceNotFoundException",
+                            None,
+                        );
+                    }
+                    _ => {
+                        get_string(&c, &id).await;
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let all = events(&server, json!({})).await;
+    let seqs: Vec<i64> = all.iter().filter_map(|e| e["Seq"].as_i64()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    assert!(all.len() >= 204, "{}", all.len());
+    let (ok_, out) = verify(&server.data_dir);
+    assert!(ok_, "{out}");
+}

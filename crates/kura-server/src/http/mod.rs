@@ -287,38 +287,67 @@ async fn aws_request(
         (Ok(_), Ok(())) => "Allow",
         (Ok(_), Err(_)) => "Deny",
     };
-    let result = match (&principal, allowed) {
-        (Ok(_), Err(e)) => Err(e),
-        (Ok(p), Ok(())) if family == "secretsmanager" => {
-            dispatch(&state.service, p, op, &body).await
-        }
-        (Ok(p), Ok(())) if family == "Kura" => dispatch_kura(&state.service, p, op, &body).await,
-        (Ok(_), Ok(())) => Err(Error::new(
-            ErrorCode::UnknownOperation,
-            "Set X-Amz-Target to secretsmanager.<Operation> or Kura.<Operation>.",
-        )),
-        (Err(e), _) => Err(e.clone()),
-    };
     let who = principal.as_ref().map(|p| p.arn.as_str()).unwrap_or("-");
-    // Fail closed: an answer goes out only once its audit record is durable.
-    let entry = audit_entry(
-        &state.service,
-        AuditFacts {
-            request_id: &request_id,
-            family,
-            op,
-            principal: principal.as_ref().ok(),
-            meta: &meta,
-            headers: &headers,
-            request: facts.as_ref().ok(),
-            decision,
-            result: &result,
-            started,
-        },
-    );
-    let result = match state.service.audit(entry).await {
-        Ok(()) => result,
-        Err(e) => Err(audit_failed(&e)),
+    let audit_facts = AuditFacts {
+        request_id: &request_id,
+        family,
+        op,
+        principal: principal.as_ref().ok(),
+        meta: &meta,
+        headers: &headers,
+        request: facts.as_ref().ok(),
+        decision,
+        started,
+    };
+    // An allowed call runs with its record as a draft: the transaction that makes its change
+    // commits the record too, so a request refused for want of its record did nothing.
+    let (result, recorded) = match (&principal, allowed) {
+        (Ok(_), Err(e)) => (Err(e), false),
+        (Ok(p), Ok(())) if family == "secretsmanager" || family == "Kura" => {
+            let draft = kura_store::AuditDraft {
+                record: audit_entry(&state.service, audit_facts, &Ok(Vec::new())),
+                started,
+                clock: state.service.clock.clone(),
+            };
+            let call = async {
+                if family == "secretsmanager" {
+                    dispatch(&state.service, p, op, &body).await
+                } else {
+                    dispatch_kura(&state.service, p, op, &body).await
+                }
+            };
+            kura_store::with_audit_draft(draft, call).await
+        }
+        (Ok(_), Ok(())) => (
+            Err(Error::new(
+                ErrorCode::UnknownOperation,
+                "Set X-Amz-Target to secretsmanager.<Operation> or Kura.<Operation>.",
+            )),
+            false,
+        ),
+        (Err(e), _) => (Err(e.clone()), false),
+    };
+    let result = if recorded {
+        if let Err(e) = &result {
+            // Its change committed (with a Success record); only what came after failed.
+            tracing::warn!(
+                request_id,
+                op,
+                code = e.code.as_str(),
+                "the request's change was committed and audited, then the request failed"
+            );
+        }
+        result
+    } else {
+        // Fail closed: an answer goes out only once its audit record is durable.
+        match state
+            .service
+            .audit(audit_entry(&state.service, audit_facts, &result))
+            .await
+        {
+            Ok(()) => result,
+            Err(e) => Err(audit_failed(&e)),
+        }
     };
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     match result {
@@ -356,6 +385,7 @@ async fn aws_request(
     }
 }
 
+#[derive(Clone, Copy)]
 struct AuditFacts<'a> {
     request_id: &'a str,
     family: &'a str,
@@ -365,7 +395,6 @@ struct AuditFacts<'a> {
     headers: &'a HeaderMap,
     request: Option<&'a RequestFacts>,
     decision: &'static str,
-    result: &'a Result<Vec<u8>>,
     started: Instant,
 }
 
@@ -413,10 +442,10 @@ struct AnswerFacts {
 
 /// The audit record of one request: named, non-secret fields of the request and the answer,
 /// never a value, a password or a policy document.
-fn audit_entry(svc: &Service, f: AuditFacts<'_>) -> AuditRecord {
+fn audit_entry(svc: &Service, f: AuditFacts<'_>, result: &Result<Vec<u8>>) -> AuditRecord {
     let empty = RequestFacts::default();
     let req = f.request.unwrap_or(&empty);
-    let resp: AnswerFacts = match f.result {
+    let resp: AnswerFacts = match result {
         Ok(body) => serde_json::from_slice(body).unwrap_or_default(),
         Err(_) => AnswerFacts::default(),
     };
@@ -432,7 +461,7 @@ fn audit_entry(svc: &Service, f: AuditFacts<'_>) -> AuditRecord {
         "Kura" => format!("kura:{}", f.op),
         _ => f.op.to_string(),
     };
-    let (outcome, error_code) = match f.result {
+    let (outcome, error_code) = match result {
         Ok(_) => ("Success", None),
         Err(e) => ("Error", Some(e.code.as_str().to_string())),
     };
