@@ -684,6 +684,105 @@ async fn command_function_credentials_are_scoped_to_the_secret_and_expire_with_t
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// 2b. What a failing function prints about the secret is redacted everywhere it goes
+// ---------------------------------------------------------------------------------------------------------
+
+/// Prints a nested field of the secret and a base64 copy of another on its last stderr line
+/// (which becomes the step's error), then fails.
+const LEAKY_FUNCTION: &str = r#"
+import base64, json, os, sys
+import boto3
+
+text = sys.stdin.read()
+event = json.loads(text if text.strip() else os.environ["KURA_ROTATION_EVENT"])
+client = boto3.client("secretsmanager")
+value = json.loads(client.get_secret_value(SecretId=event["SecretId"])["SecretString"])
+token = base64.b64encode(value["api_key"].encode()).decode()
+print("ValueError: login with %s refused; token %s" % (value["db"]["password"], token), file=sys.stderr)
+sys.exit(1)
+"#;
+
+#[tokio::test]
+async fn values_a_failing_function_prints_never_reach_last_error_log_outbox_or_notifications() {
+    let Some(python) = python_with_boto3() else {
+        return;
+    };
+    let server = Server::start().await;
+    let c = server.client().await;
+    // Answering 500 keeps the event in the outbox, to be read there too.
+    let receiver = Receiver::always(500).await;
+    server
+        .kura(
+            "CreateNotificationTarget",
+            &json!({ "Url": receiver.url, "Events": ["RotationFailed"] }).to_string(),
+        )
+        .await
+        .assert_ok();
+    let suffix = unique_suffix();
+    let password = format!("Nested-Pa55-{}", &suffix[..16]);
+    // 24 characters: its base64 has no padding, so none is left beside the mark.
+    let api_key = format!("Api-Key-{}", &suffix[16..]);
+    let encoded = base64(api_key.as_bytes());
+    let value =
+        json!({ "db": { "host": "db.internal", "password": password }, "api_key": api_key });
+    let (arn, _) = create_string(&c, "fn/leaky", &value.to_string(), &token(1)).await;
+    let dir = Fixture::new();
+    let script = dir.file("leaky.py");
+    std::fs::write(&script, LEAKY_FUNCTION).unwrap();
+    server
+        .kura(
+            "CreateRotationFunction",
+            &json!({ "Name": "leaky", "Type": "command", "Command": [python, script], "MaxAttempts": 1 })
+                .to_string(),
+        )
+        .await
+        .assert_ok();
+
+    rotate(&c, "fn/leaky", &lambda_arn(&arn, "leaky"), &token(2)).await;
+    let r = expect_state(&server, "fn/leaky", "Failed").await;
+    assert_eq!(
+        last_error(&r),
+        "createSecret: leaky exited with status 1: ValueError: login with [redacted] refused; token [redacted]",
+        "{r:#}"
+    );
+    let requests = receiver
+        .wait_until("RotationFailed", |all| {
+            all.iter().any(|r| r.body.contains("RotationFailed"))
+        })
+        .await;
+    let outbox = sqlite(
+        &server.data_dir.join("kura.db"),
+        "SELECT body FROM notification_outbox",
+    );
+    assert!(outbox.contains("RotationFailed"), "{outbox}");
+    let mut places: Vec<(String, String)> = vec![
+        (
+            "DescribeSecret".into(),
+            describe_json(&server, "fn/leaky").await.to_string(),
+        ),
+        ("the server log".into(), server.log()),
+        ("the outbox".into(), outbox),
+    ];
+    for request in &requests {
+        places.push(("a notification".into(), request.body.clone()));
+    }
+    for (path, bytes) in read_all_files(&server.data_dir) {
+        places.push((
+            path.display().to_string(),
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ));
+    }
+    for (place, text) in &places {
+        for (what, leaked) in [
+            ("the nested password", &password),
+            ("the base64 api_key", &encoded),
+        ] {
+            assert!(!text.contains(leaked.as_str()), "{what} is in {place}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // 3. A failing step is retried with backoff, then the cycle fails; the next cycle succeeds
 // ---------------------------------------------------------------------------------------------------------
 

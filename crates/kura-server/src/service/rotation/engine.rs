@@ -11,6 +11,7 @@ use kura_core::model::{RotationPhase, RotationStep, SecretRecord};
 use kura_core::{Error, Result, Timestamp};
 use tokio::sync::{Notify, Semaphore, watch};
 
+use super::exec::StepFailure;
 use super::functions::RotationFunction;
 use super::{Event, plan_next};
 use crate::service::{Service, new_uuid};
@@ -238,7 +239,8 @@ impl Service {
             let function = match function {
                 Ok(f) => f,
                 Err(e) => {
-                    self.step_failed(&s, &token, step, None, &e.message).await?;
+                    self.step_failed(&s, &token, step, None, StepFailure::own(e.message))
+                        .await?;
                     return Ok(());
                 }
             };
@@ -289,8 +291,8 @@ impl Service {
             .await;
             match outcome {
                 Ok(()) => self.step_done(&s, &function, &token, step).await?,
-                Err(msg) => {
-                    self.step_failed(&s, &token, step, Some(&function), &msg)
+                Err(failure) => {
+                    self.step_failed(&s, &token, step, Some(&function), failure)
                         .await?;
                     return Ok(());
                 }
@@ -421,7 +423,9 @@ impl Service {
             .await?;
         tracing::info!(secret = %s.arn, step = step.as_str(), "rotation step done");
         if let Some(msg) = not_moved {
-            return self.step_failed(s, token, step, Some(function), &msg).await;
+            return self
+                .step_failed(s, token, step, Some(function), StepFailure::own(msg))
+                .await;
         }
         if finished {
             tracing::info!(secret = %state.secret.arn, version = %token, "rotation succeeded");
@@ -437,9 +441,10 @@ impl Service {
         token: &str,
         step: RotationStep,
         function: Option<&RotationFunction>,
-        msg: &str,
+        failure: StepFailure,
     ) -> Result<()> {
-        let msg = clip(&self.redact(s, msg).await);
+        // Before the text goes anywhere: LastError, the log, the RotationFailed event.
+        let msg = clip(&self.redacted_failure(s, &failure).await);
         let now = self.clock.now();
         let max_attempts = function.map(|f| f.max_attempts).unwrap_or(1);
         let mut gave_up = false;
