@@ -276,7 +276,7 @@ impl Service {
             let outcome = self.run_step(&s, &function, step, &token).await;
             self.audit_background(kura_store::AuditRecord {
                 kind: "rotation".into(),
-                principal: format!("kura-rotation:{}", function.name),
+                principal: self.function_principal_arn(&function.name),
                 action: format!("rotation:{}", step.as_str()),
                 resource: s.arn.clone(),
                 version_id: Some(token.clone()),

@@ -13,16 +13,13 @@ use kura_store::VersionSelector;
 use tokio::io::AsyncWriteExt;
 use zeroize::Zeroizing;
 
-use super::functions::{FunctionKind, RotationFunction};
+use super::functions::{FunctionKind, RotationFunction, principal_user};
 use super::redact;
 use crate::service::access_keys::NewAccessKey;
 use crate::service::password::password_spec;
 use crate::service::versions::ValueWrite;
 use crate::service::{Plain, Principal, Service};
 use crate::wire::{GetRandomPasswordRequest, UpdateSecretVersionStageRequest};
-
-/// The user that owns the short-lived keys handed to `command` functions.
-const ROTATION_USER: &str = "kura-rotation";
 
 /// `t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">`, as kura signs webhooks and events.
 pub(crate) fn signature_header(secret: &[u8], now: Timestamp, body: &[u8]) -> String {
@@ -230,19 +227,21 @@ impl Service {
         .map(|_| ())
     }
 
-    /// A key for one secret, valid until `until` (on the service clock).
+    /// A key for one secret, valid until `until` (on the service clock), of `function`'s own
+    /// principal.
     async fn issue_rotation_key(
         &self,
+        function: &str,
         secret_id: i64,
         until: Timestamp,
     ) -> Result<(String, Zeroizing<String>)> {
-        if !self.store.user_exists(ROTATION_USER).await? {
-            let arn = format!("arn:aws:iam::{}:user/{ROTATION_USER}", self.account);
+        let user = principal_user(function);
+        if !self.store.user_exists(&user).await? {
             match self
                 .store
                 .create_user(&kura_store::UserRecord {
-                    name: ROTATION_USER.into(),
-                    arn,
+                    name: user.clone(),
+                    arn: self.function_principal_arn(function),
                     created_at: self.clock.now(),
                     tags: Vec::new(),
                 })
@@ -254,7 +253,7 @@ impl Service {
             }
         }
         self.create_access_key(NewAccessKey {
-            user_name: ROTATION_USER,
+            user_name: &user,
             prefix: "ASIA",
             expires_at: Some(until),
             scope_secret_id: Some(secret_id),
@@ -283,9 +282,12 @@ impl Service {
             .clock
             .now()
             .plus_ms(function.timeout.as_millis() as i64 + 300_000);
-        let (key_id, key_secret) = self.issue_rotation_key(s.id, until).await.map_err(|e| {
-            StepFailure::of(function, format!("cannot issue credentials: {}", e.message))
-        })?;
+        let (key_id, key_secret) = self
+            .issue_rotation_key(&function.name, s.id, until)
+            .await
+            .map_err(|e| {
+                StepFailure::of(function, format!("cannot issue credentials: {}", e.message))
+            })?;
         let event = self.event_json(s, step, token);
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(&argv[1..])
