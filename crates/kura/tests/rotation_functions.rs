@@ -786,7 +786,8 @@ async fn values_a_failing_function_prints_never_reach_last_error_log_outbox_or_n
 // 2c. Each function acts as its own principal; its execution policy adds to its key's reach
 // ---------------------------------------------------------------------------------------------------------
 
-/// Records what the step's key may do beyond its own secret, then fails the step.
+/// Records what the step's key may do beyond its own secret, then fails the step, printing
+/// the admin secret's value if it got it.
 const POLICY_PROBE: &str = r#"
 import json, os, sys
 import boto3
@@ -813,7 +814,8 @@ seen = {
 with open(out + ".tmp", "w") as f:
     json.dump(seen, f)
 os.replace(out + ".tmp", out)
-print("probe done", file=sys.stderr)
+admin = seen["Admin"].get("Value")
+print("probe done" + ("; admin %s" % admin if admin else ""), file=sys.stderr)
 sys.exit(1)
 "#;
 
@@ -879,12 +881,18 @@ async fn a_function_acts_as_its_own_role_and_its_policy_adds_to_what_its_key_may
         rotate(&c, &id, &lambda_arn(&arn, name), &token(2)).await;
     }
     let mut seen = BTreeMap::new();
-    for (name, _) in &functions {
+    for (name, policy) in &functions {
         let id = format!("fn/app-{name}");
         let r = expect_state(&server, &id, "Failed").await;
+        // What a function read through its policy is redacted from its error like its own secret.
+        let printed = if policy.is_some() {
+            "; admin [redacted]"
+        } else {
+            ""
+        };
         assert_eq!(
             last_error(&r),
-            format!("createSecret: {name} exited with status 1: probe done"),
+            format!("createSecret: {name} exited with status 1: probe done{printed}"),
             "{r:#}"
         );
         let text = std::fs::read_to_string(dir.file(&format!("{name}.json")))

@@ -40,6 +40,9 @@ pub(crate) struct RotationRuntime {
     http: OnceLock<reqwest::Client>,
     /// One delivery pass at a time, so an event is not sent twice by overlapping passes.
     pub(crate) delivering: tokio::sync::Mutex<()>,
+    /// Per live step key: the other secrets its function read (through its Policy), whose
+    /// values are redacted from the step's error too.
+    reads: Mutex<std::collections::HashMap<String, HashSet<i64>>>,
 }
 
 impl RotationRuntime {
@@ -53,7 +56,37 @@ impl RotationRuntime {
             endpoint: OnceLock::new(),
             http: OnceLock::new(),
             delivering: tokio::sync::Mutex::new(()),
+            reads: Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// Starts noting what the step key `key_id` reads beyond its own secret.
+    pub(crate) fn watch_reads(&self, key_id: &str) {
+        if let Ok(mut m) = self.reads.lock() {
+            m.insert(key_id.to_string(), HashSet::new());
+        }
+    }
+
+    /// GetSecretValue served `secret_id` to `p`: noted if `p` is a watched step key.
+    pub(crate) fn note_read(&self, p: &crate::service::Principal, secret_id: i64) {
+        if p.scope_secret_id.is_none_or(|own| own == secret_id) {
+            return;
+        }
+        if let Ok(mut m) = self.reads.lock()
+            && let Some(set) = m.get_mut(&p.access_key_id)
+        {
+            set.insert(secret_id);
+        }
+    }
+
+    /// Stops watching `key_id`; the other secrets it read.
+    pub(crate) fn take_reads(&self, key_id: &str) -> Vec<i64> {
+        self.reads
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(key_id))
+            .map(|s| s.into_iter().collect())
+            .unwrap_or_default()
     }
 
     /// Wakes the scheduler (a rotation was requested, or an event queued).

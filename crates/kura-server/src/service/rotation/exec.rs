@@ -37,6 +37,16 @@ pub(crate) fn signature_header(secret: &[u8], now: Timestamp, body: &[u8]) -> St
 pub(super) struct StepFailure {
     pub(super) text: String,
     pub(super) safe: String,
+    /// Other secrets the function read during the step, redacted from the text too.
+    pub(super) also_read: Vec<i64>,
+}
+
+struct StopWatching<'a>(&'a super::RotationRuntime, &'a str);
+
+impl Drop for StopWatching<'_> {
+    fn drop(&mut self) {
+        self.0.take_reads(self.1);
+    }
 }
 
 impl StepFailure {
@@ -46,6 +56,7 @@ impl StepFailure {
         StepFailure {
             safe: text.clone(),
             text,
+            also_read: Vec::new(),
         }
     }
 
@@ -54,6 +65,7 @@ impl StepFailure {
         StepFailure {
             text,
             safe: format!("{} failed", function.name),
+            also_read: Vec::new(),
         }
     }
 }
@@ -311,6 +323,9 @@ impl Service {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        self.rotation.watch_reads(&key_id);
+        // Also stops watching when a timeout drops this future.
+        let _watching = StopWatching(&self.rotation, &key_id);
         let result = async {
             let mut child = cmd
                 .spawn()
@@ -347,13 +362,15 @@ impl Service {
                     format!("{safe}: {last}")
                 },
                 safe,
+                also_read: Vec::new(),
             })
         }
         .await;
         if let Err(e) = self.store.delete_access_key(&key_id).await {
             tracing::warn!(detail = ?e, "cannot delete a rotation credential; it expires anyway");
         }
-        result
+        let also_read = self.rotation.take_reads(&key_id);
+        result.map_err(|f| StepFailure { also_read, ..f })
     }
 
     async fn webhook_step(
@@ -405,10 +422,21 @@ impl Service {
     /// be checked, only the part kura wrote itself (the exit status), saying why.
     pub(super) async fn redacted_failure(&self, s: &SecretRecord, f: &StepFailure) -> String {
         let withheld = |why: &str| format!("{} (error details withheld: {why})", f.safe);
-        let values = match self.all_values(s).await {
+        let mut values = match self.all_values(s).await {
             Ok(v) => v,
             Err(why) => return withheld(why),
         };
+        for id in &f.also_read {
+            let other = match self.store.secret_by_id(*id).await {
+                Ok(Some(o)) => self.all_values(&o).await,
+                Ok(None) => Ok(Vec::new()), // destroyed meanwhile: nothing left to leak
+                Err(_) => Err("a secret the function read could not be read to check it"),
+            };
+            match other {
+                Ok(v) => values.extend(v),
+                Err(why) => return withheld(why),
+            }
+        }
         let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
         match redact::redact(&f.text, &refs) {
             Ok(text) => text,
