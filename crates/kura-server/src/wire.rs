@@ -207,6 +207,9 @@ pub struct CreateRotationFunctionRequest {
     pub password_rules: Option<GetRandomPasswordRequest>,
     pub timeout_seconds: Option<i64>,
     pub max_attempts: Option<i64>,
+    /// An IAM policy (object, or that object as a string) added to what a command
+    /// function's step key may do.
+    pub policy: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize)]
@@ -218,6 +221,10 @@ pub struct RotationFunctionEntry {
     #[serde(rename = "Type")]
     pub kind: String,
     pub built_in: bool,
+    /// Who the function's steps act as (in the audit trail and in policies).
+    pub principal_arn: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -684,6 +684,371 @@ async fn command_function_credentials_are_scoped_to_the_secret_and_expire_with_t
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// 2b. What a failing function prints about the secret is redacted everywhere it goes
+// ---------------------------------------------------------------------------------------------------------
+
+/// Prints a nested field of the secret and a base64 copy of another on its last stderr line
+/// (which becomes the step's error), then fails.
+const LEAKY_FUNCTION: &str = r#"
+import base64, json, os, sys
+import boto3
+
+text = sys.stdin.read()
+event = json.loads(text if text.strip() else os.environ["KURA_ROTATION_EVENT"])
+client = boto3.client("secretsmanager")
+value = json.loads(client.get_secret_value(SecretId=event["SecretId"])["SecretString"])
+token = base64.b64encode(value["api_key"].encode()).decode()
+print("ValueError: login with %s refused; token %s" % (value["db"]["password"], token), file=sys.stderr)
+sys.exit(1)
+"#;
+
+#[tokio::test]
+async fn values_a_failing_function_prints_never_reach_last_error_log_outbox_or_notifications() {
+    let Some(python) = python_with_boto3() else {
+        return;
+    };
+    let server = Server::start().await;
+    let c = server.client().await;
+    // Answering 500 keeps the event in the outbox, to be read there too.
+    let receiver = Receiver::always(500).await;
+    server
+        .kura(
+            "CreateNotificationTarget",
+            &json!({ "Url": receiver.url, "Events": ["RotationFailed"] }).to_string(),
+        )
+        .await
+        .assert_ok();
+    let suffix = unique_suffix();
+    let password = format!("Nested-Pa55-{}", &suffix[..16]);
+    // 24 characters: its base64 has no padding, so none is left beside the mark.
+    let api_key = format!("Api-Key-{}", &suffix[16..]);
+    let encoded = base64(api_key.as_bytes());
+    let value =
+        json!({ "db": { "host": "db.internal", "password": password }, "api_key": api_key });
+    let (arn, _) = create_string(&c, "fn/leaky", &value.to_string(), &token(1)).await;
+    let dir = Fixture::new();
+    let script = dir.file("leaky.py");
+    std::fs::write(&script, LEAKY_FUNCTION).unwrap();
+    server
+        .kura(
+            "CreateRotationFunction",
+            &json!({ "Name": "leaky", "Type": "command", "Command": [python, script], "MaxAttempts": 1 })
+                .to_string(),
+        )
+        .await
+        .assert_ok();
+
+    rotate(&c, "fn/leaky", &lambda_arn(&arn, "leaky"), &token(2)).await;
+    let r = expect_state(&server, "fn/leaky", "Failed").await;
+    assert_eq!(
+        last_error(&r),
+        "createSecret: leaky exited with status 1: ValueError: login with [redacted] refused; token [redacted]",
+        "{r:#}"
+    );
+    let requests = receiver
+        .wait_until("RotationFailed", |all| {
+            all.iter().any(|r| r.body.contains("RotationFailed"))
+        })
+        .await;
+    let outbox = sqlite(
+        &server.data_dir.join("kura.db"),
+        "SELECT body FROM notification_outbox",
+    );
+    assert!(outbox.contains("RotationFailed"), "{outbox}");
+    let mut places: Vec<(String, String)> = vec![
+        (
+            "DescribeSecret".into(),
+            describe_json(&server, "fn/leaky").await.to_string(),
+        ),
+        ("the server log".into(), server.log()),
+        ("the outbox".into(), outbox),
+    ];
+    for request in &requests {
+        places.push(("a notification".into(), request.body.clone()));
+    }
+    for (path, bytes) in read_all_files(&server.data_dir) {
+        places.push((
+            path.display().to_string(),
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ));
+    }
+    for (place, text) in &places {
+        for (what, leaked) in [
+            ("the nested password", &password),
+            ("the base64 api_key", &encoded),
+        ] {
+            assert!(!text.contains(leaked.as_str()), "{what} is in {place}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 2c. Each function acts as its own principal; its execution policy adds to its key's reach
+// ---------------------------------------------------------------------------------------------------------
+
+/// Records what the step's key may do beyond its own secret, then fails the step, printing
+/// the admin secret's value if it got it.
+const POLICY_PROBE: &str = r#"
+import json, os, sys
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+out = sys.argv[1]
+text = sys.stdin.read()
+event = json.loads(text if text.strip() else os.environ["KURA_ROTATION_EVENT"])
+client = boto3.client("secretsmanager", config=Config(retries={"max_attempts": 1}))
+
+def outcome(call):
+    try:
+        return {"Code": "OK", "Value": call().get("SecretString")}
+    except ClientError as e:
+        return {"Code": e.response["Error"]["Code"], "Message": e.response["Error"]["Message"]}
+
+seen = {
+    "Admin": outcome(lambda: client.get_secret_value(SecretId=os.environ["ADMIN_SECRET"])),
+    "AdminDescribe": outcome(lambda: client.describe_secret(SecretId=os.environ["ADMIN_SECRET"])),
+    "Third": outcome(lambda: client.get_secret_value(SecretId=os.environ["THIRD_SECRET"])),
+    "OwnDescribe": outcome(lambda: client.describe_secret(SecretId=event["SecretId"])),
+}
+with open(out + ".tmp", "w") as f:
+    json.dump(seen, f)
+os.replace(out + ".tmp", out)
+admin = seen["Admin"].get("Value")
+print("probe done" + ("; admin %s" % admin if admin else ""), file=sys.stderr)
+sys.exit(1)
+"#;
+
+#[tokio::test]
+async fn a_function_acts_as_its_own_role_and_its_policy_adds_to_what_its_key_may_do() {
+    let Some(python) = python_with_boto3() else {
+        return;
+    };
+    let server = Server::start().await;
+    let c = server.client().await;
+    let (admin_arn, _) = create_string(&c, "fn/admin", "admin-secret-value", &token(1)).await;
+    let (third_arn, _) = create_string(&c, "fn/third", "third-secret-value", &token(1)).await;
+    let account = admin_arn.split(':').nth(4).unwrap().to_string();
+    let dir = Fixture::new();
+    let script = dir.file("policy-probe.py");
+    std::fs::write(&script, POLICY_PROBE).unwrap();
+    let allow_admin = json!({
+        "Effect": "Allow",
+        "Action": "secretsmanager:GetSecretValue",
+        "Resource": admin_arn,
+    });
+    // The policy as an object, as a string, and with an explicit Deny that beats the key's
+    // own allowance on its secret.
+    let functions = [
+        ("no-policy", None),
+        (
+            "with-policy",
+            Some(json!({"Version": "2012-10-17", "Statement": [allow_admin.clone()]})),
+        ),
+        (
+            "with-deny",
+            Some(Value::String(
+                json!({"Version": "2012-10-17", "Statement": [
+                    allow_admin.clone(),
+                    {"Effect": "Deny", "Action": "secretsmanager:DescribeSecret", "Resource": "*"},
+                ]})
+                .to_string(),
+            )),
+        ),
+    ];
+    for (name, policy) in &functions {
+        let mut body = json!({
+            "Name": name,
+            "Type": "command",
+            "Command": [python, script, dir.file(&format!("{name}.json"))],
+            "Environment": { "ADMIN_SECRET": admin_arn, "THIRD_SECRET": third_arn },
+            "MaxAttempts": 1,
+        });
+        if let Some(p) = policy {
+            body["Policy"] = p.clone();
+        }
+        let created = server
+            .kura("CreateRotationFunction", &body.to_string())
+            .await
+            .assert_ok();
+        assert_eq!(
+            created["PrincipalArn"],
+            format!("arn:aws:iam::{account}:role/kura-rotation/{name}"),
+            "{created:#}"
+        );
+        let id = format!("fn/app-{name}");
+        let (arn, _) = create_string(&c, &id, "app-secret-value", &token(1)).await;
+        rotate(&c, &id, &lambda_arn(&arn, name), &token(2)).await;
+    }
+    let mut seen = BTreeMap::new();
+    for (name, policy) in &functions {
+        let id = format!("fn/app-{name}");
+        let r = expect_state(&server, &id, "Failed").await;
+        // What a function read through its policy is redacted from its error like its own secret.
+        let printed = if policy.is_some() {
+            "; admin [redacted]"
+        } else {
+            ""
+        };
+        assert_eq!(
+            last_error(&r),
+            format!("createSecret: {name} exited with status 1: probe done{printed}"),
+            "{r:#}"
+        );
+        let text = std::fs::read_to_string(dir.file(&format!("{name}.json")))
+            .unwrap_or_else(|e| panic!("{name} did not record what it saw: {e}"));
+        seen.insert(*name, serde_json::from_str::<Value>(&text).unwrap());
+    }
+    let code = |name: &str, call: &str| seen[name][call]["Code"].as_str().unwrap().to_string();
+
+    // Without a policy: only its own secret, and the denial names the function's role.
+    let role = format!("arn:aws:iam::{account}:role/kura-rotation/no-policy");
+    assert_eq!(code("no-policy", "Admin"), "AccessDeniedException");
+    let message = seen["no-policy"]["Admin"]["Message"].as_str().unwrap();
+    assert!(message.contains(&role), "{message}");
+    assert_eq!(code("no-policy", "OwnDescribe"), "OK");
+
+    // With it: the admin secret's value, and nothing the policy does not name.
+    assert_eq!(code("with-policy", "Admin"), "OK");
+    assert_eq!(seen["with-policy"]["Admin"]["Value"], "admin-secret-value");
+    assert_eq!(
+        code("with-policy", "AdminDescribe"),
+        "AccessDeniedException"
+    );
+    assert_eq!(code("with-policy", "Third"), "AccessDeniedException");
+    assert_eq!(code("with-policy", "OwnDescribe"), "OK");
+
+    // An explicit Deny in the policy wins over the key's own allowance.
+    assert_eq!(code("with-deny", "Admin"), "OK");
+    assert_eq!(code("with-deny", "OwnDescribe"), "AccessDeniedException");
+    assert_eq!(code("with-deny", "Third"), "AccessDeniedException");
+
+    // The audit trail records who read the admin secret: the function's role.
+    let audit = std::fs::read_to_string(server.data_dir.join("audit.jsonl")).unwrap();
+    let reads: Vec<Value> = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| {
+            r["Kind"] == "request"
+                && r["Action"] == "secretsmanager:GetSecretValue"
+                && r["Resource"] == admin_arn.as_str()
+        })
+        .collect();
+    let mut principals: Vec<(String, String)> = reads
+        .iter()
+        .map(|r| {
+            (
+                r["Principal"].as_str().unwrap_or("").to_string(),
+                r["Outcome"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    principals.sort();
+    let role_of = |n: &str| format!("arn:aws:iam::{account}:role/kura-rotation/{n}");
+    assert_eq!(
+        principals,
+        [
+            (role_of("no-policy"), "Error".to_string()),
+            (role_of("with-deny"), "Success".to_string()),
+            (role_of("with-policy"), "Success".to_string()),
+        ],
+        "{reads:#?}"
+    );
+    let steps: Vec<Value> = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["Kind"] == "rotation")
+        .collect();
+    assert!(
+        steps
+            .iter()
+            .any(|r| r["Principal"] == role_of("with-policy").as_str()),
+        "the rotation step's record names the role: {steps:#?}"
+    );
+
+    // The listing shows each function's principal and policy; built-ins have roles too.
+    let listed = server.kura("ListRotationFunctions", "{}").await.assert_ok();
+    let entry = |name: &str| {
+        listed["RotationFunctions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["Name"] == name)
+            .unwrap_or_else(|| panic!("{name} not listed: {listed:#}"))
+            .clone()
+    };
+    assert_eq!(
+        entry("kura-password")["PrincipalArn"],
+        role_of("kura-password")
+    );
+    assert_eq!(entry("no-policy")["PrincipalArn"], role_of("no-policy"));
+    assert!(entry("no-policy").get("Policy").is_none(), "{listed:#}");
+    let shown: Value =
+        serde_json::from_str(entry("with-policy")["Policy"].as_str().expect("Policy")).unwrap();
+    assert_eq!(shown, functions[1].1.clone().unwrap());
+    // The roles are kura's, not users anyone can manage.
+    let users = server.kura("ListUsers", "{}").await.assert_ok();
+    assert!(!users.to_string().contains("kura-rotation"), "{users:#}");
+}
+
+#[tokio::test]
+async fn a_rotation_function_policy_is_checked_like_a_user_policy() {
+    let server = Server::start().await;
+    let bad = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Maybe", "Action": "*", "Resource": "*"}]});
+    let as_function = server
+        .kura(
+            "CreateRotationFunction",
+            &json!({"Name": "bad-policy", "Type": "command", "Command": ["/bin/true"], "Policy": bad})
+                .to_string(),
+        )
+        .await
+        .assert_error("MalformedPolicyDocumentException");
+    server
+        .kura("CreateUser", r#"{"UserName": "policy-check"}"#)
+        .await
+        .assert_ok();
+    let as_user = server
+        .kura(
+            "PutUserPolicy",
+            &json!({"UserName": "policy-check", "PolicyName": "p", "PolicyDocument": bad})
+                .to_string(),
+        )
+        .await
+        .assert_error("MalformedPolicyDocumentException");
+    assert_eq!(
+        as_function.strip_prefix("Policy: "),
+        as_user.strip_prefix("PolicyDocument: "),
+        "{as_function} / {as_user}"
+    );
+    let message = server
+        .kura(
+            "CreateRotationFunction",
+            &json!({"Name": "num-policy", "Type": "command", "Command": ["/bin/true"], "Policy": 7})
+                .to_string(),
+        )
+        .await
+        .assert_error("MalformedPolicyDocumentException");
+    assert_eq!(
+        message,
+        "Policy must be a policy: a JSON object, or that object as a string."
+    );
+    let message = server
+        .kura(
+            "CreateRotationFunction",
+            &json!({"Name": "hook-policy", "Type": "webhook", "Url": "http://127.0.0.1:9/x", "Policy": {}})
+                .to_string(),
+        )
+        .await
+        .assert_error("InvalidParameterException");
+    assert!(message.contains("Policy"), "{message}");
+    let listed = server.kura("ListRotationFunctions", "{}").await.assert_ok();
+    assert!(
+        !listed.to_string().contains("policy"),
+        "nothing was created: {listed:#}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // 3. A failing step is retried with backoff, then the cycle fails; the next cycle succeeds
 // ---------------------------------------------------------------------------------------------------------
 

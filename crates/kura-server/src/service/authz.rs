@@ -325,7 +325,8 @@ impl Service {
     }
 
     /// Whose policies decide: a user's own, or — for a rotation function's short-lived key —
-    /// a policy allowing what AWS's rotation templates call, on the one secret being rotated.
+    /// a policy allowing what AWS's rotation templates call, on the one secret being rotated,
+    /// plus the function's own execution policy.
     async fn subject_of(&self, p: &Principal) -> Result<std::sync::Arc<Subject>> {
         let Some(scope) = p.scope_secret_id else {
             return self.subject(&p.user_name).await;
@@ -354,9 +355,23 @@ impl Service {
         .to_string();
         let policy = policy::parse(&text, PolicyKind::Identity)
             .map_err(|e| Error::internal(format!("the rotation credential policy: {e}")))?;
+        let mut policies = vec![policy];
+        // The function's execution policy adds to that (an explicit Deny in it wins, as in IAM).
+        if let Some(function) = p
+            .user_name
+            .strip_prefix(super::rotation::functions::PRINCIPAL_PREFIX)
+            && let Some(text) = self.function_policy(function).await?
+        {
+            match policy::parse(&text, PolicyKind::Identity) {
+                Ok(d) => policies.push(d),
+                Err(e) => {
+                    tracing::error!(function, error = %e, "a rotation function's stored policy no longer parses; ignoring it");
+                }
+            }
+        }
         Ok(std::sync::Arc::new(Subject {
             tags: Vec::new(),
-            policies: vec![policy],
+            policies,
         }))
     }
 }

@@ -30,6 +30,24 @@ fn validate_iam_name(field: &str, name: &str, max: usize) -> Result<()> {
     }
 }
 
+/// An identity policy sent as a JSON object or as that object in a string (IAM takes the
+/// string), checked by the policy parser; its text.
+pub(crate) fn identity_policy_text(field: &str, v: serde_json::Value) -> Result<String> {
+    let document = match v {
+        serde_json::Value::String(text) => text,
+        v @ serde_json::Value::Object(_) => v.to_string(),
+        _ => {
+            return Err(Error::new(
+                ErrorCode::MalformedPolicyDocument,
+                format!("{field} must be a policy: a JSON object, or that object as a string."),
+            ));
+        }
+    };
+    policy::parse(&document, PolicyKind::Identity)
+        .map_err(|e| Error::new(ErrorCode::MalformedPolicyDocument, format!("{field}: {e}")))?;
+    Ok(document)
+}
+
 fn user_entry(u: &UserRecord) -> UserEntry {
     UserEntry {
         user_name: u.name.clone(),
@@ -150,7 +168,8 @@ impl Service {
                 .list_users()
                 .await?
                 .iter()
-                .filter(|u| u.name != "kura-rotation")
+                // kura's own principals for rotation functions (and the shared one of old).
+                .filter(|u| !u.name.starts_with("kura-rotation"))
                 .map(user_entry)
                 .collect(),
         })
@@ -263,22 +282,7 @@ impl Service {
     pub async fn put_user_policy(&self, p: &Principal, req: PutUserPolicyRequest) -> Result<Empty> {
         let user = self.target_user(p, Some(req.user_name)).await?;
         validate_iam_name("PolicyName", &req.policy_name, 128)?;
-        let document = match req.policy_document {
-            serde_json::Value::String(text) => text,
-            v @ serde_json::Value::Object(_) => v.to_string(),
-            _ => {
-                return Err(Error::new(
-                    ErrorCode::MalformedPolicyDocument,
-                    "PolicyDocument must be a policy: a JSON object, or that object as a string.",
-                ));
-            }
-        };
-        policy::parse(&document, PolicyKind::Identity).map_err(|e| {
-            Error::new(
-                ErrorCode::MalformedPolicyDocument,
-                format!("PolicyDocument: {e}"),
-            )
-        })?;
+        let document = identity_policy_text("PolicyDocument", req.policy_document)?;
         self.store
             .put_user_policy(&user.name, &req.policy_name, &document, self.clock.now())
             .await?;

@@ -145,7 +145,7 @@ impl Service {
 
     pub async fn get_secret_value(
         &self,
-        _p: &Principal,
+        p: &Principal,
         req: GetSecretValueRequest,
     ) -> Result<GetSecretValueResponse> {
         let secret = self.resolve_live(&req.secret_id).await?;
@@ -179,6 +179,8 @@ impl Service {
             )));
         }
         let sealed = v.value.as_ref().ok_or_else(not_found)?;
+        // A rotation function reading another secret: its error text must not show that either.
+        self.rotation.note_read(p, secret.id);
         // LastAccessedDate is kept per day, so only the first read of a day writes.
         let today = self.clock.now().start_of_day();
         let stale = secret.accessed_at.is_none_or(|a| a < today)

@@ -1,4 +1,5 @@
-"""Runs the Lambda-style rotation function in aws_style_rotation.py as a kura `command` function.
+"""Runs a Lambda-style rotation function as a kura `command` function: the module named by the
+first argument (default aws_style_rotation), from this directory.
 
 kura runs this once per rotation step with the event as JSON on stdin (and in
 KURA_ROTATION_EVENT). Exit status 0 means the step is done; on failure one line
@@ -10,6 +11,7 @@ Test-control hooks, active only when ROTATION_CONTROL_DIR is set, run before the
                 exit 1 at once if our parent (the kura server) dies meanwhile.
   log           gets one line "<Step> <ClientRequestToken>" per invocation that gets past the hooks.
 """
+import importlib
 import json
 import logging
 import os
@@ -43,8 +45,8 @@ def main():
     sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     try:
-        import aws_style_rotation
-        aws_style_rotation.lambda_handler(event, None)
+        module = sys.argv[1] if len(sys.argv) > 1 else 'aws_style_rotation'
+        importlib.import_module(module).lambda_handler(event, None)
     except Exception as e:
         return fail(e)
     return 0

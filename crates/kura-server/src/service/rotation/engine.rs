@@ -11,6 +11,7 @@ use kura_core::model::{RotationPhase, RotationStep, SecretRecord};
 use kura_core::{Error, Result, Timestamp};
 use tokio::sync::{Notify, Semaphore, watch};
 
+use super::exec::StepFailure;
 use super::functions::RotationFunction;
 use super::{Event, plan_next};
 use crate::service::{Service, new_uuid};
@@ -39,6 +40,9 @@ pub(crate) struct RotationRuntime {
     http: OnceLock<reqwest::Client>,
     /// One delivery pass at a time, so an event is not sent twice by overlapping passes.
     pub(crate) delivering: tokio::sync::Mutex<()>,
+    /// Per live step key: the other secrets its function read (through its Policy), whose
+    /// values are redacted from the step's error too.
+    reads: Mutex<std::collections::HashMap<String, HashSet<i64>>>,
 }
 
 impl RotationRuntime {
@@ -52,7 +56,37 @@ impl RotationRuntime {
             endpoint: OnceLock::new(),
             http: OnceLock::new(),
             delivering: tokio::sync::Mutex::new(()),
+            reads: Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// Starts noting what the step key `key_id` reads beyond its own secret.
+    pub(crate) fn watch_reads(&self, key_id: &str) {
+        if let Ok(mut m) = self.reads.lock() {
+            m.insert(key_id.to_string(), HashSet::new());
+        }
+    }
+
+    /// GetSecretValue served `secret_id` to `p`: noted if `p` is a watched step key.
+    pub(crate) fn note_read(&self, p: &crate::service::Principal, secret_id: i64) {
+        if p.scope_secret_id.is_none_or(|own| own == secret_id) {
+            return;
+        }
+        if let Ok(mut m) = self.reads.lock()
+            && let Some(set) = m.get_mut(&p.access_key_id)
+        {
+            set.insert(secret_id);
+        }
+    }
+
+    /// Stops watching `key_id`; the other secrets it read.
+    pub(crate) fn take_reads(&self, key_id: &str) -> Vec<i64> {
+        self.reads
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(key_id))
+            .map(|s| s.into_iter().collect())
+            .unwrap_or_default()
     }
 
     /// Wakes the scheduler (a rotation was requested, or an event queued).
@@ -238,7 +272,8 @@ impl Service {
             let function = match function {
                 Ok(f) => f,
                 Err(e) => {
-                    self.step_failed(&s, &token, step, None, &e.message).await?;
+                    self.step_failed(&s, &token, step, None, StepFailure::own(e.message))
+                        .await?;
                     return Ok(());
                 }
             };
@@ -274,7 +309,7 @@ impl Service {
             let outcome = self.run_step(&s, &function, step, &token).await;
             self.audit_background(kura_store::AuditRecord {
                 kind: "rotation".into(),
-                principal: format!("kura-rotation:{}", function.name),
+                principal: self.function_principal_arn(&function.name),
                 action: format!("rotation:{}", step.as_str()),
                 resource: s.arn.clone(),
                 version_id: Some(token.clone()),
@@ -289,8 +324,8 @@ impl Service {
             .await;
             match outcome {
                 Ok(()) => self.step_done(&s, &function, &token, step).await?,
-                Err(msg) => {
-                    self.step_failed(&s, &token, step, Some(&function), &msg)
+                Err(failure) => {
+                    self.step_failed(&s, &token, step, Some(&function), failure)
                         .await?;
                     return Ok(());
                 }
@@ -421,7 +456,9 @@ impl Service {
             .await?;
         tracing::info!(secret = %s.arn, step = step.as_str(), "rotation step done");
         if let Some(msg) = not_moved {
-            return self.step_failed(s, token, step, Some(function), &msg).await;
+            return self
+                .step_failed(s, token, step, Some(function), StepFailure::own(msg))
+                .await;
         }
         if finished {
             tracing::info!(secret = %state.secret.arn, version = %token, "rotation succeeded");
@@ -437,9 +474,10 @@ impl Service {
         token: &str,
         step: RotationStep,
         function: Option<&RotationFunction>,
-        msg: &str,
+        failure: StepFailure,
     ) -> Result<()> {
-        let msg = clip(&self.redact(s, msg).await);
+        // Before the text goes anywhere: LastError, the log, the RotationFailed event.
+        let msg = clip(&self.redacted_failure(s, &failure).await);
         let now = self.clock.now();
         let max_attempts = function.map(|f| f.max_attempts).unwrap_or(1);
         let mut gave_up = false;

@@ -13,17 +13,13 @@ use kura_store::VersionSelector;
 use tokio::io::AsyncWriteExt;
 use zeroize::Zeroizing;
 
-use super::functions::{FunctionKind, RotationFunction};
+use super::functions::{FunctionKind, RotationFunction, principal_user};
+use super::redact;
 use crate::service::access_keys::NewAccessKey;
 use crate::service::password::password_spec;
 use crate::service::versions::ValueWrite;
 use crate::service::{Plain, Principal, Service};
 use crate::wire::{GetRandomPasswordRequest, UpdateSecretVersionStageRequest};
-
-/// The user that owns the short-lived keys handed to `command` functions.
-const ROTATION_USER: &str = "kura-rotation";
-/// Shortest secret fragment redacted from error messages (shorter ones are too common).
-const MIN_REDACT_LEN: usize = 6;
 
 /// `t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">`, as kura signs webhooks and events.
 pub(crate) fn signature_header(secret: &[u8], now: Timestamp, body: &[u8]) -> String {
@@ -36,37 +32,80 @@ pub(crate) fn signature_header(secret: &[u8], now: Timestamp, body: &[u8]) -> St
     )
 }
 
+/// A failed step: its text, and the part of it kura wrote itself from the function's
+/// definition (no value in it), which is all that is kept when the text cannot be checked.
+pub(super) struct StepFailure {
+    pub(super) text: String,
+    pub(super) safe: String,
+    /// Other secrets the function read during the step, redacted from the text too.
+    pub(super) also_read: Vec<i64>,
+}
+
+struct StopWatching<'a>(&'a super::RotationRuntime, &'a str);
+
+impl Drop for StopWatching<'_> {
+    fn drop(&mut self) {
+        self.0.take_reads(self.1);
+    }
+}
+
+impl StepFailure {
+    /// A message kura wrote itself, from nothing but names, versions and settings.
+    pub(super) fn own(msg: impl Into<String>) -> Self {
+        let text = msg.into();
+        StepFailure {
+            safe: text.clone(),
+            text,
+            also_read: Vec::new(),
+        }
+    }
+
+    /// Whatever `function` reported, which may quote the secret.
+    fn of(function: &RotationFunction, text: String) -> Self {
+        StepFailure {
+            text,
+            safe: format!("{} failed", function.name),
+            also_read: Vec::new(),
+        }
+    }
+}
+
 impl Service {
-    /// Runs `step` with `function`; `Err` is a message for LastError (redacted later).
+    /// Runs `step` with `function`; `Err` is redacted before it is kept or shown.
     pub(super) async fn run_step(
         &self,
         s: &SecretRecord,
         function: &RotationFunction,
         step: RotationStep,
         token: &str,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), StepFailure> {
         let work = async {
             match &function.kind {
                 FunctionKind::Password(rules) => self
                     .password_step(s, rules, step, token)
                     .await
-                    .map_err(|e| e.message),
+                    // kura's own errors, which never quote a value: shown even unchecked.
+                    .map_err(|e| StepFailure::own(e.message)),
                 FunctionKind::Command { argv, env } => {
                     self.command_step(s, function, argv, env, step, token).await
                 }
-                FunctionKind::Webhook { url, secret } => {
-                    self.webhook_step(s, url, secret, step, token).await
-                }
-                FunctionKind::Managed(m) => self.managed_step(s, *m, step, token).await,
+                FunctionKind::Webhook { url, secret } => self
+                    .webhook_step(s, url, secret, step, token)
+                    .await
+                    .map_err(|e| StepFailure::of(function, e)),
+                FunctionKind::Managed(m) => self
+                    .managed_step(s, *m, step, token)
+                    .await
+                    .map_err(|e| StepFailure::of(function, e)),
             }
         };
         match tokio::time::timeout(function.timeout, work).await {
             Ok(r) => r,
-            Err(_) => Err(format!(
+            Err(_) => Err(StepFailure::own(format!(
                 "{} did not finish within {} s",
                 function.name,
                 function.timeout.as_secs()
-            )),
+            ))),
         }
     }
 
@@ -200,19 +239,21 @@ impl Service {
         .map(|_| ())
     }
 
-    /// A key for one secret, valid until `until` (on the service clock).
+    /// A key for one secret, valid until `until` (on the service clock), of `function`'s own
+    /// principal.
     async fn issue_rotation_key(
         &self,
+        function: &str,
         secret_id: i64,
         until: Timestamp,
     ) -> Result<(String, Zeroizing<String>)> {
-        if !self.store.user_exists(ROTATION_USER).await? {
-            let arn = format!("arn:aws:iam::{}:user/{ROTATION_USER}", self.account);
+        let user = principal_user(function);
+        if !self.store.user_exists(&user).await? {
             match self
                 .store
                 .create_user(&kura_store::UserRecord {
-                    name: ROTATION_USER.into(),
-                    arn,
+                    name: user.clone(),
+                    arn: self.function_principal_arn(function),
                     created_at: self.clock.now(),
                     tags: Vec::new(),
                 })
@@ -224,7 +265,7 @@ impl Service {
             }
         }
         self.create_access_key(NewAccessKey {
-            user_name: ROTATION_USER,
+            user_name: &user,
             prefix: "ASIA",
             expires_at: Some(until),
             scope_secret_id: Some(secret_id),
@@ -242,21 +283,23 @@ impl Service {
         env: &std::collections::BTreeMap<String, String>,
         step: RotationStep,
         token: &str,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), StepFailure> {
         let Some(endpoint) = self.rotation.endpoint() else {
-            return Err("kura's own endpoint is not known yet".into());
+            return Err(StepFailure::own("kura's own endpoint is not known yet"));
         };
         let Some(program) = argv.first() else {
-            return Err("the function has no command".into());
+            return Err(StepFailure::own("the function has no command"));
         };
         let until = self
             .clock
             .now()
             .plus_ms(function.timeout.as_millis() as i64 + 300_000);
         let (key_id, key_secret) = self
-            .issue_rotation_key(s.id, until)
+            .issue_rotation_key(&function.name, s.id, until)
             .await
-            .map_err(|e| format!("cannot issue credentials: {}", e.message))?;
+            .map_err(|e| {
+                StepFailure::of(function, format!("cannot issue credentials: {}", e.message))
+            })?;
         let event = self.event_json(s, step, token);
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(&argv[1..])
@@ -280,10 +323,13 @@ impl Service {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        self.rotation.watch_reads(&key_id);
+        // Also stops watching when a timeout drops this future.
+        let _watching = StopWatching(&self.rotation, &key_id);
         let result = async {
             let mut child = cmd
                 .spawn()
-                .map_err(|e| format!("cannot start {program}: {e}"))?;
+                .map_err(|e| StepFailure::of(function, format!("cannot start {program}: {e}")))?;
             if let Some(mut stdin) = child.stdin.take() {
                 // A function that ignores stdin may exit first; that is not an error.
                 let _ = stdin.write_all(event.as_bytes()).await;
@@ -292,7 +338,7 @@ impl Service {
             let out = child
                 .wait_with_output()
                 .await
-                .map_err(|e| format!("waiting for {program}: {e}"))?;
+                .map_err(|e| StepFailure::of(function, format!("waiting for {program}: {e}")))?;
             if out.status.success() {
                 return Ok(());
             }
@@ -308,17 +354,23 @@ impl Service {
                 .code()
                 .map(|c| format!("status {c}"))
                 .unwrap_or_else(|| "a signal".into());
-            Err(if last.is_empty() {
-                format!("{} exited with {status}", function.name)
-            } else {
-                format!("{} exited with {status}: {last}", function.name)
+            let safe = format!("{} exited with {status}", function.name);
+            Err(StepFailure {
+                text: if last.is_empty() {
+                    safe.clone()
+                } else {
+                    format!("{safe}: {last}")
+                },
+                safe,
+                also_read: Vec::new(),
             })
         }
         .await;
         if let Err(e) = self.store.delete_access_key(&key_id).await {
             tracing::warn!(detail = ?e, "cannot delete a rotation credential; it expires anyway");
         }
-        result
+        let also_read = self.rotation.take_reads(&key_id);
+        result.map_err(|f| StepFailure { also_read, ..f })
     }
 
     async fn webhook_step(
@@ -366,60 +418,64 @@ impl Service {
         }
     }
 
-    /// Removes any value this secret holds (or a JSON field of one) from `msg`, so a function
-    /// that prints a password in its error does not leak it into LastError.
-    /// Only labelled versions (AWSCURRENT, AWSPENDING, AWSPREVIOUS, custom labels) are read:
-    /// those are the values a function works with, and a secret may hold 100 old ones.
-    pub(super) async fn redact(&self, s: &SecretRecord, msg: &str) -> String {
-        let mut out = msg.to_string();
-        let Ok((versions, stages)) = self.store.versions(s.id).await else {
-            return "error details withheld (the secret's versions could not be read to redact them)".into();
+    /// `f`'s text without any value of the secret (see [`redact::redact`]); when that cannot
+    /// be checked, only the part kura wrote itself (the exit status), saying why.
+    pub(super) async fn redacted_failure(&self, s: &SecretRecord, f: &StepFailure) -> String {
+        let withheld = |why: &str| format!("{} (error details withheld: {why})", f.safe);
+        let mut values = match self.all_values(s).await {
+            Ok(v) => v,
+            Err(why) => return withheld(why),
         };
-        let labelled = |id: &str| stages.values().any(|v| v == id);
-        for v in versions
-            .iter()
-            .filter(|v| v.has_value && labelled(&v.version_id))
-        {
-            let Ok(Some(stored)) = self
+        for id in &f.also_read {
+            let other = match self.store.secret_by_id(*id).await {
+                Ok(Some(o)) => self.all_values(&o).await,
+                Ok(None) => Ok(Vec::new()), // destroyed meanwhile: nothing left to leak
+                Err(_) => Err("a secret the function read could not be read to check it"),
+            };
+            match other {
+                Ok(v) => values.extend(v),
+                Err(why) => return withheld(why),
+            }
+        }
+        let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
+        match redact::redact(&f.text, &refs) {
+            Ok(text) => text,
+            Err(why) => match redact::redact(&f.safe, &refs) {
+                Ok(safe) => format!("{safe} (error details withheld: {why})"),
+                Err(_) => withheld(why),
+            },
+        }
+    }
+
+    /// Every value of every version of `s`: what a function may have read and printed.
+    async fn all_values(
+        &self,
+        s: &SecretRecord,
+    ) -> std::result::Result<Vec<Zeroizing<Vec<u8>>>, &'static str> {
+        const UNREADABLE: &str = "the secret's values could not be read to check it";
+        let (versions, _) = self.store.versions(s.id).await.map_err(|_| UNREADABLE)?;
+        // A rotation's placeholder may stand beside the 100 kept versions; more is not normal.
+        if versions.len() > labels::MAX_VERSIONS + 2 {
+            return Err("the secret has too many versions to check it");
+        }
+        let mut out = Vec::new();
+        for v in versions.iter().filter(|v| v.has_value) {
+            let stored = self
                 .store
                 .read_version(s.id, VersionSelector::Id(&v.version_id))
                 .await
-            else {
+                .map_err(|_| UNREADABLE)?;
+            // Deleted meanwhile: nothing left to leak.
+            let Some(sealed) = stored.as_ref().and_then(|st| st.value.as_ref()) else {
                 continue;
             };
-            let Some(sealed) = &stored.value else {
-                continue;
-            };
-            let Ok(plain) = self.open(&s.arn, &v.version_id, sealed) else {
-                continue;
-            };
-            let text = String::from_utf8_lossy(&plain.bytes).to_string();
-            let text = Zeroizing::new(text);
-            let mut fragments: Vec<String> = vec![text.to_string()];
-            // Fields such as host or username stay: errors should name the system they concern.
-            if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&text) {
-                fragments.extend(
-                    map.iter()
-                        .filter(|(k, _)| is_sensitive_field(k))
-                        .filter_map(|(_, v)| v.as_str().map(str::to_string)),
-                );
-            }
-            for f in fragments.iter().filter(|f| f.len() >= MIN_REDACT_LEN) {
-                if out.contains(f.as_str()) {
-                    out = out.replace(f.as_str(), "[redacted]");
-                }
-            }
+            let plain = self
+                .open(&s.arn, &v.version_id, sealed)
+                .map_err(|_| UNREADABLE)?;
+            out.push(plain.bytes);
         }
-        out
+        Ok(out)
     }
-}
-
-fn is_sensitive_field(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    ["password", "secret", "private", "token", "passphrase"]
-        .iter()
-        .any(|w| n.contains(w))
-        || n == "key"
 }
 
 /// What went wrong with a request, without reqwest's full text (which repeats the URL).

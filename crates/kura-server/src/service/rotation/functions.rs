@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::managed::Managed;
+use crate::service::identity::identity_policy_text;
 use crate::service::password::password_spec;
 use crate::service::{Principal, Service};
 use crate::wire::*;
@@ -21,6 +22,13 @@ const MAX_TIMEOUT_SECONDS: i64 = 900;
 const DEFAULT_MAX_ATTEMPTS: i64 = 5;
 const MAX_ATTEMPTS: i64 = 10;
 const MAX_COMMAND_ARGS: usize = 64;
+/// The user row behind a function's step keys is `kura-rotation/NAME`: not a name IAM allows
+/// (it has a '/'), so no user API reaches it.
+pub(crate) const PRINCIPAL_PREFIX: &str = "kura-rotation/";
+
+pub(crate) fn principal_user(function: &str) -> String {
+    format!("{PRINCIPAL_PREFIX}{function}")
+}
 
 /// What a function does at each step.
 pub(crate) enum FunctionKind {
@@ -57,6 +65,9 @@ struct StoredConfig {
     password_rules: Option<GetRandomPasswordRequest>,
     timeout_seconds: i64,
     max_attempts: i64,
+    /// The execution policy: IAM JSON, added to what the step key may do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    policy: Option<String>,
 }
 
 fn validate_function_name(name: &str) -> Result<()> {
@@ -103,6 +114,21 @@ fn bounded(field: &str, v: Option<i64>, default: i64, max: i64) -> Result<i64> {
 }
 
 impl Service {
+    /// The principal a function's steps act as, like a Lambda's execution role.
+    pub(crate) fn function_principal_arn(&self, name: &str) -> String {
+        format!("arn:aws:iam::{}:role/kura-rotation/{name}", self.account)
+    }
+
+    /// The execution policy of a stored function, if it has one.
+    pub(crate) async fn function_policy(&self, name: &str) -> Result<Option<String>> {
+        let Some(rec) = self.store.rotation_function(name).await? else {
+            return Ok(None);
+        };
+        let cfg: StoredConfig = serde_json::from_str(&rec.config)
+            .map_err(|e| Error::internal(format!("stored rotation function {name}: {e}")))?;
+        Ok(cfg.policy)
+    }
+
     pub(crate) fn function_arn(&self, name: &str) -> String {
         format!(
             "arn:aws:lambda:{}:{}:function:{name}",
@@ -208,6 +234,8 @@ impl Service {
             arn: self.function_arn(&rec.name),
             kind: rec.kind.clone(),
             built_in: false,
+            principal_arn: self.function_principal_arn(&rec.name),
+            policy: cfg.policy,
             command: cfg.command,
             // Environment values can be credentials for the function: show only the names.
             environment_keys: cfg.environment_keys,
@@ -305,6 +333,9 @@ impl Service {
                     }
                 }
                 cfg.command = Some(argv);
+                if let Some(policy) = req.policy {
+                    cfg.policy = Some(identity_policy_text("Policy", policy)?);
+                }
                 if let Some(env) = req.environment {
                     cfg.environment_keys = Some(env.keys().cloned().collect());
                     let json = serde_json::to_string(&env)
@@ -323,6 +354,8 @@ impl Service {
                     ("Command", req.command.is_some()),
                     ("Environment", req.environment.is_some()),
                     ("PasswordRules", req.password_rules.is_some()),
+                    // Only a command's steps call kura with a key of their own.
+                    ("Policy", req.policy.is_some()),
                 ] {
                     if set {
                         return Err(unexpected(field, "webhook"));
@@ -348,6 +381,7 @@ impl Service {
                     ("Environment", req.environment.is_some()),
                     ("Url", req.url.is_some()),
                     ("SigningSecret", req.signing_secret.is_some()),
+                    ("Policy", req.policy.is_some()),
                 ] {
                     if set {
                         return Err(unexpected(field, KURA_PASSWORD));
@@ -396,6 +430,8 @@ impl Service {
             arn: self.function_arn(name),
             kind: name.to_string(),
             built_in: true,
+            principal_arn: self.function_principal_arn(name),
+            policy: None,
             command: None,
             environment_keys: None,
             url: None,
@@ -430,6 +466,11 @@ impl Service {
                 "The rotation function {} does not exist.",
                 req.name
             )));
+        }
+        // Its principal goes too (with any step key still alive): a function created again
+        // under this name starts afresh.
+        if let Err(e) = self.store.delete_user(&principal_user(&req.name)).await {
+            tracing::warn!(function = %req.name, detail = ?e, "cannot delete a rotation function's principal");
         }
         tracing::info!(function = %req.name, by = %p.arn, "rotation function deleted");
         Ok(Empty {})
