@@ -59,40 +59,58 @@ struct AuditFile {
     /// The file's length after its last whole line: a failed append is cut back to it, so
     /// a half-written line never runs into the next one.
     good_len: u64,
+    /// Lines committed to the database that the file could not take yet (a full disk): they
+    /// go first on the next append, so the file catches up, in order, once space is back.
+    pending: Vec<u8>,
 }
+
+/// Beyond this many bytes of lines waiting for the file, they are dropped (and the gap is
+/// logged; `kura audit verify` reports it) rather than held in memory without end.
+const MAX_PENDING: usize = 64 * 1024 * 1024;
 
 impl AuditChain for FileChain {
     fn mac(&self, prev: Option<&str>, record: &AuditRecord) -> String {
         mac_of(&self.key, prev.unwrap_or(GENESIS), record)
     }
 
+    /// The database copy is the durable one and is already committed: a file that cannot be
+    /// appended to is logged and caught up later, never a reason to refuse the request.
     fn committed(&self, records: &[AuditRecord]) -> Result<()> {
-        let mut lines = Vec::new();
-        for r in records {
-            lines.extend(serde_json::to_vec(r).unwrap_or_default());
-            lines.push(b'\n');
-        }
         let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let was_behind = !f.pending.is_empty();
+        for r in records {
+            f.pending.extend(serde_json::to_vec(r).unwrap_or_default());
+            f.pending.push(b'\n');
+        }
+        let lines = std::mem::take(&mut f.pending);
         match f.out.write_all(&lines) {
             Ok(()) => {
                 f.good_len += lines.len() as u64;
-                Ok(())
+                if was_behind {
+                    tracing::info!(path = %f.path.display(), "the audit file has caught up with the database");
+                }
             }
             Err(e) => {
-                let _ = f.out.set_len(f.good_len);
+                let good_len = f.good_len;
+                let _ = f.out.set_len(good_len);
                 let first = records.first().map(|r| r.seq).unwrap_or_default();
-                tracing::error!(
-                    path = %f.path.display(),
-                    first_seq = first,
-                    count = records.len(),
-                    "cannot append audit records to the audit file ({e}); the database holds them, and kura audit verify will report the gap"
-                );
-                Err(Error::internal(format!(
-                    "cannot append to the audit file {}: {e}",
-                    f.path.display()
-                )))
+                if lines.len() <= MAX_PENDING {
+                    f.pending = lines;
+                    tracing::error!(
+                        path = %f.path.display(),
+                        first_seq = first,
+                        "cannot append audit records to the audit file ({e}); the database holds them and the file will catch up when it can"
+                    );
+                } else {
+                    tracing::error!(
+                        path = %f.path.display(),
+                        first_seq = first,
+                        "cannot append audit records to the audit file ({e}) for too long; records up to this one are missing from it, and kura audit verify will report the gap"
+                    );
+                }
             }
         }
+        Ok(())
     }
 }
 
@@ -111,6 +129,7 @@ impl AuditLog {
                 out,
                 path: file,
                 good_len,
+                pending: Vec::new(),
             }),
         }));
         let (tx, rx) = mpsc::channel(QUEUE);
