@@ -23,6 +23,8 @@ pub enum ErrorCode {
     InvalidSignature,
     UnrecognizedClient,
     AccessDenied,
+    /// The client did not send its request in time (botocore and the SDKs retry it).
+    RequestTimeout,
     InternalServiceError,
 }
 
@@ -48,6 +50,7 @@ impl ErrorCode {
             InvalidSignature => "InvalidSignatureException",
             UnrecognizedClient => "UnrecognizedClientException",
             AccessDenied => "AccessDeniedException",
+            RequestTimeout => "RequestTimeoutException",
             InternalServiceError => "InternalServiceError",
         }
     }

@@ -23,6 +23,8 @@ pub struct Config {
     pub test_clock: bool,
     /// Tests only: rotations stop before this step (`setSecret`, ...).
     pub test_pause_before_step: Option<String>,
+    /// Connection timeouts and cap.
+    pub limits: http::Limits,
 }
 
 /// How often the purge job looks for secrets whose recovery window has ended.
@@ -67,6 +69,7 @@ pub async fn run(config: Config) -> Result<()> {
     let state = Arc::new(http::AppState {
         service: service.clone(),
         signing_keys: http::SigningKeyCache::default(),
+        body_read_timeout: config.limits.body_read_timeout,
     });
     let jobs = tokio::spawn(background_jobs(state.clone()));
     let rotation = tokio::spawn(service.clone().rotation_loop());
@@ -77,13 +80,13 @@ pub async fn run(config: Config) -> Result<()> {
         "kura is serving; clients: AWS_SHARED_CREDENTIALS_FILE={} aws --endpoint-url http://{addr} secretsmanager ...",
         opened.credentials_file.display()
     );
-    axum::serve(
+    http::conn::serve(
         listener,
-        http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        http::router(state.clone()),
+        config.limits,
+        shutdown_signal(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .map_err(|e| Error::internal(format!("server: {e}")))?;
+    .await;
     jobs.abort();
     rotation.abort();
     state.service.store().close().await;

@@ -5,6 +5,7 @@ mod api;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -42,6 +43,20 @@ enum Command {
         /// Log as JSON lines instead of text.
         #[arg(long, env = "KURA_LOG_JSON")]
         log_json: bool,
+        /// Seconds a connection has to send a complete request head, from connecting or from
+        /// the first byte of a later request.
+        #[arg(long, env = "KURA_HEADER_READ_TIMEOUT", default_value = "10", value_name = "SECONDS", value_parser = seconds)]
+        header_read_timeout: Duration,
+        /// Seconds a keep-alive connection may stay idle between requests.
+        #[arg(long, env = "KURA_IDLE_TIMEOUT", default_value = "60", value_name = "SECONDS", value_parser = seconds)]
+        idle_timeout: Duration,
+        /// Seconds a request body has to arrive once its head has.
+        #[arg(long, env = "KURA_BODY_READ_TIMEOUT", default_value = "20", value_name = "SECONDS", value_parser = seconds)]
+        body_read_timeout: Duration,
+        /// Connections open at once; further ones are closed at once. Keep it below the
+        /// open-file limit (`ulimit -n`) with room for the database.
+        #[arg(long, env = "KURA_MAX_CONNECTIONS", default_value = "512", value_parser = clap::value_parser!(u32).range(1..))]
+        max_connections: u32,
     },
     /// Work with the audit trail.
     Audit {
@@ -74,6 +89,20 @@ enum AuditCommand {
         #[arg(long, env = "KURA_DATA_DIR", default_value = "./kura-data")]
         data_dir: PathBuf,
     },
+}
+
+/// A number of seconds (fractions allowed), more than 0 and at most a day.
+fn seconds(text: &str) -> Result<Duration, String> {
+    let n: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(n > 0.0 && n <= 86_400.0) {
+        return Err(format!(
+            "{text} is out of range: give more than 0 and at most 86400 seconds"
+        ));
+    }
+    Ok(Duration::from_secs_f64(n))
 }
 
 fn init_logging(json: bool) {
@@ -181,6 +210,10 @@ fn main() -> ExitCode {
             test_clock,
             test_pause_before_step,
             log_json,
+            header_read_timeout,
+            idle_timeout,
+            body_read_timeout,
+            max_connections,
         } => {
             init_logging(log_json);
             let Some(runtime) = runtime(true) else {
@@ -192,6 +225,12 @@ fn main() -> ExitCode {
                 region,
                 test_clock,
                 test_pause_before_step,
+                limits: kura_server::http::Limits {
+                    header_read_timeout,
+                    idle_timeout,
+                    body_read_timeout,
+                    max_connections: max_connections as usize,
+                },
             };
             match runtime.block_on(kura_server::run(config)) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -2,13 +2,14 @@
 //! decodes, calls the service and serialises the answer or the error.
 
 mod auth;
+pub mod conn;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -20,15 +21,22 @@ use serde::de::DeserializeOwned;
 use crate::service::authz::{RequestFacts, RequestMeta};
 use crate::service::{Principal, Service};
 pub use auth::SigningKeyCache;
+pub use conn::Limits;
 use kura_store::AuditRecord;
 
 pub const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 /// Largest body accepted: a 64 KiB binary value is ~88 KiB in base64, plus the rest.
-const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Most headers a request may carry, and most bytes their names and values may add up to.
+/// The SDKs send about a dozen headers in under 2 KiB; proxies add a few.
+pub const MAX_HEADERS: usize = 100;
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 pub struct AppState {
     pub service: Arc<Service>,
     pub signing_keys: SigningKeyCache,
+    /// How long a request body may take to arrive once its head has.
+    pub body_read_timeout: Duration,
 }
 
 #[derive(Clone)]
@@ -39,7 +47,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", post(aws).fallback(not_found))
         .route("/health", get(health))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), header_limits))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
 }
@@ -69,19 +77,83 @@ async fn not_found(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let started = Instant::now();
-    let mut e = Error::new(
+    let e = Error::new(
         ErrorCode::UnknownOperation,
         "kura serves the AWS Secrets Manager protocol at POST / and health at GET /health.",
     );
-    let meta = request_meta(peer, &headers);
+    let refused = Refused {
+        request_id,
+        peer,
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+    };
+    refuse(&state, refused, e, None).await
+}
+
+/// Refuses a request whose headers exceed kura's limits, as an AWS error with an audit record
+/// (hyper's own limits, set above these, answer a bare 431).
+async fn header_limits(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let headers = req.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if headers.len() <= MAX_HEADERS && bytes <= MAX_HEADER_BYTES {
+        return next.run(req).await;
+    }
+    let e = Error::validation(format!(
+        "The request has {} headers of {bytes} bytes; kura accepts at most {MAX_HEADERS} headers of {MAX_HEADER_BYTES} bytes in all. Send fewer or shorter headers.",
+        headers.len()
+    ));
+    let refused = Refused {
+        request_id,
+        peer,
+        method: req.method(),
+        uri: req.uri(),
+        headers,
+    };
+    refuse(
+        &state,
+        refused,
+        e,
+        Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+    )
+    .await
+}
+
+/// A request refused before it reached an operation.
+struct Refused<'a> {
+    request_id: String,
+    peer: std::net::SocketAddr,
+    method: &'a Method,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+}
+
+/// Answers `e` (with `status` instead of its usual one) after writing the audit record and
+/// the log line every request gets.
+async fn refuse(
+    state: &AppState,
+    r: Refused<'_>,
+    mut e: Error,
+    status: Option<StatusCode>,
+) -> Response {
+    let started = Instant::now();
+    let meta = request_meta(r.peer, r.headers);
     let entry = AuditRecord {
         time: state.service.now_ms(),
-        request_id: request_id.clone(),
+        request_id: r.request_id.clone(),
         kind: "request".into(),
         principal: "-".into(),
-        action: format!("http:{method}"),
-        resource: uri.path().chars().take(2048).collect(),
+        action: format!("http:{}", r.method),
+        resource: r.uri.path().chars().take(2048).collect(),
         source_ip: meta.source_ip.map(|ip| ip.to_string()),
         user_agent: meta.user_agent,
         decision: "-".into(),
@@ -90,17 +162,27 @@ async fn not_found(
         duration_us: started.elapsed().as_micros() as i64,
         ..Default::default()
     };
+    let mut status = status;
     if let Err(audit) = state.service.audit(entry).await {
         e = audit_failed(&audit);
+        status = None;
     }
     tracing::info!(
-        request_id,
+        request_id = r.request_id,
         op = "-",
-        method = %method,
-        path = uri.path(),
+        method = %r.method,
+        path = r.uri.path(),
         outcome = e.code.as_str()
     );
-    error_response(&e)
+    let mut response = error_response(&e);
+    if let Some(status) = status {
+        *response.status_mut() = status;
+        // Whatever of the request is still unread is not wanted: do not wait for it.
+        response
+            .headers_mut()
+            .insert("connection", HeaderValue::from_static("close"));
+    }
+    response
 }
 
 fn error_response(e: &Error) -> Response {
@@ -231,15 +313,83 @@ async fn aws(
     State(state): State<Arc<AppState>>,
     axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    req: Request,
 ) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = read_body(&parts.headers, body, state.body_read_timeout).await;
     crate::service::with_request_scope(aws_request(
-        state, request_id, peer, method, uri, headers, body,
+        state,
+        request_id,
+        peer,
+        parts.method,
+        parts.uri,
+        parts.headers,
+        body,
     ))
     .await
+}
+
+/// Why a body was not read, and the status to answer with.
+type BodyRefusal = (StatusCode, Error);
+
+/// Reads the body, at most `MAX_BODY_BYTES` of it and within `timeout`: a client that
+/// announces more than it sends does not hold the connection longer than that.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    timeout: Duration,
+) -> std::result::Result<Bytes, BodyRefusal> {
+    let too_large = |n: &dyn std::fmt::Display| {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Error::validation(format!(
+                "The request body is {n} bytes; kura accepts at most {MAX_BODY_BYTES} bytes. A secret value may be at most 65536 bytes."
+            )),
+        )
+    };
+    let announced = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(n) = announced.filter(|n| *n > MAX_BODY_BYTES as u64) {
+        return Err(too_large(&n));
+    }
+    let read = async {
+        use hyper::body::Body as _;
+        let mut body = std::pin::pin!(body);
+        let mut data = Vec::new();
+        while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+            let frame = frame.map_err(|_| {
+                (
+                    StatusCode::BAD_REQUEST,
+                    Error::new(
+                        ErrorCode::Serialization,
+                        "The request body could not be read: the connection failed or the body is not valid HTTP framing.",
+                    ),
+                )
+            })?;
+            if let Ok(chunk) = frame.into_data() {
+                if data.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Err(too_large(&format!("more than {MAX_BODY_BYTES}")));
+                }
+                data.extend_from_slice(&chunk);
+            }
+        }
+        Ok(Bytes::from(data))
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(read) => read,
+        Err(_) => Err((
+            StatusCode::REQUEST_TIMEOUT,
+            Error::new(
+                ErrorCode::RequestTimeout,
+                format!(
+                    "The request body did not arrive within {} s of its headers (it is shorter than its Content-Length, or the connection is too slow). Send the whole body at once.",
+                    timeout.as_secs_f64()
+                ),
+            ),
+        )),
+    }
 }
 
 async fn aws_request(
@@ -249,26 +399,36 @@ async fn aws_request(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: std::result::Result<Bytes, BodyRefusal>,
 ) -> Response {
     let started = Instant::now();
+    // A body that could not be read cannot be authenticated: answer why, and audit it.
+    let (body, refused) = match body {
+        Ok(b) => (b, None),
+        Err(r) => (Bytes::new(), Some(r)),
+    };
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
     let (family, op) = target.split_once('.').unwrap_or(("", &target));
-    let principal = auth::authenticate(
-        &state.service,
-        &state.signing_keys,
-        auth::Incoming {
-            method: &method,
-            uri: &uri,
-            headers: &headers,
-            body: &body,
-        },
-    )
-    .await;
+    let principal = match &refused {
+        Some((_, e)) => Err(e.clone()),
+        None => {
+            auth::authenticate(
+                &state.service,
+                &state.signing_keys,
+                auth::Incoming {
+                    method: &method,
+                    uri: &uri,
+                    headers: &headers,
+                    body: &body,
+                },
+            )
+            .await
+        }
+    };
     let meta = request_meta(peer, &headers);
     let principal = principal.map(|mut p| {
         p.meta = meta.clone();
@@ -380,7 +540,17 @@ async fn aws_request(
                     duration_ms = ms
                 );
             }
-            error_response(&e)
+            let mut response = error_response(&e);
+            if let Some((status, refusal)) = refused
+                && refusal == e
+            {
+                *response.status_mut() = status;
+                // The rest of the body is not wanted: do not wait for it on this connection.
+                response
+                    .headers_mut()
+                    .insert("connection", HeaderValue::from_static("close"));
+            }
+            response
         }
     }
 }

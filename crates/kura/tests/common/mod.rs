@@ -238,6 +238,14 @@ impl Server {
         &self.log_path
     }
 
+    /// The server's process id (e.g. to lower its open-file limit with `prlimit`).
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .and_then(Child::id)
+            .expect("server is running")
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
