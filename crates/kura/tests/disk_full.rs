@@ -164,7 +164,12 @@ impl Bind {
             .arg(at)
             .status()
             .expect("run mount --bind");
-        assert!(status.success(), "mount --bind {} {}", what.display(), at.display());
+        assert!(
+            status.success(),
+            "mount --bind {} {}",
+            what.display(),
+            at.display()
+        );
         Bind(at.to_path_buf())
     }
 }
@@ -216,7 +221,9 @@ async fn an_audit_file_that_cannot_grow_catches_up_when_it_can() {
         assert_eq!(get_string(&client, &name).await, value);
     }
     assert!(
-        server.log().contains("cannot append audit records to the audit file"),
+        server
+            .log()
+            .contains("cannot append audit records to the audit file"),
         "the audit file never ran out of room, so this test tested nothing"
     );
     std::fs::remove_file(&filler).unwrap();

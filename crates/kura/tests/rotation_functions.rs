@@ -819,6 +819,38 @@ print("probe done" + ("; admin %s" % admin if admin else ""), file=sys.stderr)
 sys.exit(1)
 "#;
 
+/// kura keeps only the end of what a function writes to stderr (its last line is the reason),
+/// so 20 MB of noise before it neither fills kura's memory nor hides the reason.
+#[tokio::test]
+async fn a_function_that_floods_stderr_fails_with_its_last_line() {
+    let server = Server::start_with(&["--test-clock"]).await;
+    let c = server.client().await;
+    let (arn, _) = create_string(
+        &c,
+        "fn/noisy",
+        &format!("noisy value {}", unique_suffix()),
+        &token(1),
+    )
+    .await;
+    let script = "head -c 20000000 /dev/zero | tr '\\0' x >&2; echo >&2; \
+                  echo 'the target refused the change' >&2; exit 3";
+    server
+        .kura(
+            "CreateRotationFunction",
+            &json!({ "Name": "noisy", "Type": "command", "Command": ["/bin/sh", "-c", script], "MaxAttempts": 1 })
+                .to_string(),
+        )
+        .await
+        .assert_ok();
+    rotate(&c, "fn/noisy", &lambda_arn(&arn, "noisy"), &token(2)).await;
+    let r = expect_state(&server, "fn/noisy", "Failed").await;
+    assert_eq!(
+        last_error(&r),
+        "createSecret: noisy exited with status 3: the target refused the change",
+        "{r:#}"
+    );
+}
+
 #[tokio::test]
 async fn a_function_acts_as_its_own_role_and_its_policy_adds_to_what_its_key_may_do() {
     let Some(python) = python_with_boto3() else {

@@ -335,22 +335,21 @@ impl Service {
                 let _ = stdin.write_all(event.as_bytes()).await;
                 drop(stdin);
             }
-            let out = child
-                .wait_with_output()
-                .await
+            let stderr = child.stderr.take();
+            let (tail, status) = tokio::join!(stderr_tail(stderr), child.wait());
+            let status = status
                 .map_err(|e| StepFailure::of(function, format!("waiting for {program}: {e}")))?;
-            if out.status.success() {
+            if status.success() {
                 return Ok(());
             }
-            let stderr = String::from_utf8_lossy(&out.stderr);
+            let stderr = String::from_utf8_lossy(&tail);
             let last = stderr
                 .lines()
                 .rev()
                 .find(|l| !l.trim().is_empty())
                 .unwrap_or("")
                 .trim();
-            let status = out
-                .status
+            let status = status
                 .code()
                 .map(|c| format!("status {c}"))
                 .unwrap_or_else(|| "a signal".into());
@@ -487,4 +486,31 @@ fn error_kind(e: &reqwest::Error) -> &'static str {
     } else {
         "request failed"
     }
+}
+
+/// The last [`STDERR_TAIL`] bytes a function wrote to stderr: all of it is read (a child
+/// blocked on a full pipe would never exit), only the end is kept, so a chatty or hostile
+/// function cannot fill kura's memory.
+const STDERR_TAIL: usize = 64 * 1024;
+
+async fn stderr_tail(stderr: Option<tokio::process::ChildStderr>) -> Vec<u8> {
+    use tokio::io::AsyncReadExt as _;
+    let Some(mut stderr) = stderr else {
+        return Vec::new();
+    };
+    let mut tail = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    while let Ok(n) = stderr.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        tail.extend_from_slice(&buf[..n]);
+        if tail.len() > 2 * STDERR_TAIL {
+            tail.drain(..tail.len() - STDERR_TAIL);
+        }
+    }
+    if tail.len() > STDERR_TAIL {
+        tail.drain(..tail.len() - STDERR_TAIL);
+    }
+    tail
 }
