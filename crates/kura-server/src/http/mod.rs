@@ -2,6 +2,7 @@
 //! decodes, calls the service and serialises the answer or the error.
 
 mod auth;
+mod sts;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -236,6 +237,9 @@ async fn aws(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if sts::is_query_request(&headers) {
+        return sts::serve(state, request_id, peer, method, uri, headers, &body).await;
+    }
     crate::service::with_request_scope(aws_request(
         state, request_id, peer, method, uri, headers, body,
     ))

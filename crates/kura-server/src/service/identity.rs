@@ -33,6 +33,7 @@ fn validate_iam_name(field: &str, name: &str, max: usize) -> Result<()> {
 fn user_entry(u: &UserRecord) -> UserEntry {
     UserEntry {
         user_name: u.name.clone(),
+        user_id: u.user_id.clone(),
         arn: u.arn.clone(),
         create_date: u.created_at.epoch_seconds(),
         tags: (!u.tags.is_empty()).then(|| {
@@ -115,6 +116,7 @@ impl Service {
         }
         let user = UserRecord {
             arn: self.user_arn(&req.user_name),
+            user_id: super::new_user_id()?,
             name: req.user_name,
             created_at: self.clock.now(),
             tags,
@@ -353,7 +355,7 @@ impl Service {
         _req: Empty,
     ) -> Result<GetCallerIdentityResponse> {
         Ok(GetCallerIdentityResponse {
-            user_id: p.access_key_id.clone(),
+            user_id: p.user_id.clone(),
             account: self.account.clone(),
             arn: p.arn.clone(),
         })

@@ -213,6 +213,7 @@ impl Service {
                 .create_user(&kura_store::UserRecord {
                     name: ROTATION_USER.into(),
                     arn,
+                    user_id: crate::service::new_user_id()?,
                     created_at: self.clock.now(),
                     tags: Vec::new(),
                 })
