@@ -2,6 +2,8 @@
 //! decodes, calls the service and serialises the answer or the error.
 
 mod auth;
+#[cfg(test)]
+mod props;
 mod sts;
 
 use std::sync::Arc;
