@@ -182,6 +182,7 @@ async fn create_root_user(
         .create_user(&kura_store::UserRecord {
             name: "root".into(),
             arn: format!("arn:aws:iam::{account}:root"),
+            user_id: crate::service::new_user_id()?,
             created_at: now,
             tags: Vec::new(),
         })

@@ -504,6 +504,8 @@ pub struct CreateUserRequest {
 #[serde(rename_all = "PascalCase")]
 pub struct UserEntry {
     pub user_name: String,
+    /// IAM's unique id (`AIDA…`): GetCallerIdentity's `UserId` and `aws:userid`.
+    pub user_id: String,
     pub arn: String,
     pub create_date: f64,
     #[serde(skip_serializing_if = "Option::is_none")]

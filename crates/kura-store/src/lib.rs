@@ -21,6 +21,8 @@ pub struct AccessKeyRecord {
     pub access_key_id: String,
     pub user_name: String,
     pub user_arn: String,
+    /// The owner's unique id (`AIDA…`), read from the user's row.
+    pub user_id: String,
     pub sealed_secret: SealedValue,
     pub active: bool,
     pub created_at: Timestamp,
@@ -78,6 +80,8 @@ pub struct AuditQuery {
 pub struct UserRecord {
     pub name: String,
     pub arn: String,
+    /// IAM's unique id: `AIDA` and 16 characters of A-Z and 2-7, never reused.
+    pub user_id: String,
     pub created_at: Timestamp,
     pub tags: Vec<kura_core::model::Tag>,
 }

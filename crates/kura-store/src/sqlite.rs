@@ -48,6 +48,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         WORDS_MIGRATION,
         include_str!("../migrations/sqlite/0008_secret_words.sql"),
     ),
+    (9, include_str!("../migrations/sqlite/0009_user_ids.sql")),
 ];
 
 /// The migration that creates `secret_words`; its rows are computed in Rust.
@@ -727,38 +728,43 @@ impl Store for SqliteStore {
         )
         .map_err(|e| Error::internal(format!("encoding user tags: {e}")))?;
         let (_writer, mut tx) = self.begin_write().await?;
-        sqlx::query("INSERT INTO users (name, arn, created_at, tags) VALUES (?, ?, ?, ?)")
-            .bind(&u.name)
-            .bind(&u.arn)
-            .bind(u.created_at.0)
-            .bind(tags)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    Error::exists(format!("The user {} already exists.", u.name))
-                } else {
-                    db_err(e)
-                }
-            })?;
+        sqlx::query(
+            "INSERT INTO users (name, arn, user_id, created_at, tags) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&u.name)
+        .bind(&u.arn)
+        .bind(&u.user_id)
+        .bind(u.created_at.0)
+        .bind(tags)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                Error::exists(format!("The user {} already exists.", u.name))
+            } else {
+                db_err(e)
+            }
+        })?;
         self.commit_change(tx, Changed::default()).await?;
         Ok(())
     }
 
     async fn get_user(&self, name: &str) -> Result<Option<UserRecord>> {
-        let row = sqlx::query("SELECT name, arn, created_at, tags FROM users WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
+        let row =
+            sqlx::query("SELECT name, arn, user_id, created_at, tags FROM users WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
         row.as_ref().map(user_from_row).transpose()
     }
 
     async fn list_users(&self) -> Result<Vec<UserRecord>> {
-        let rows = sqlx::query("SELECT name, arn, created_at, tags FROM users ORDER BY name")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
+        let rows =
+            sqlx::query("SELECT name, arn, user_id, created_at, tags FROM users ORDER BY name")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
         rows.iter().map(user_from_row).collect()
     }
 
@@ -1712,7 +1718,7 @@ fn function_from_row(r: &SqliteRow) -> Result<RotationFunctionRecord> {
     })
 }
 
-const ACCESS_KEY_SELECT: &str = "SELECT k.access_key_id, k.user_name, u.arn, k.ciphertext, k.wrapped_key, \
+const ACCESS_KEY_SELECT: &str = "SELECT k.access_key_id, k.user_name, u.arn, u.user_id, k.ciphertext, k.wrapped_key, \
      k.key_name, k.key_version, k.status, k.created_at, k.expires_at, k.scope_secret_id, k.last_used_at \
      FROM access_keys k JOIN users u ON u.name = k.user_name";
 
@@ -1722,6 +1728,7 @@ fn access_key_from_row(r: &SqliteRow) -> Result<AccessKeyRecord> {
         access_key_id: r.try_get("access_key_id").map_err(db_err)?,
         user_name: r.try_get("user_name").map_err(db_err)?,
         user_arn: r.try_get("arn").map_err(db_err)?,
+        user_id: r.try_get("user_id").map_err(db_err)?,
         sealed_secret: sealed_cols(r)?
             .ok_or_else(|| Error::internal("access key without a sealed secret"))?,
         active: r.try_get::<String, _>("status").map_err(db_err)? == "Active",
@@ -1766,6 +1773,7 @@ fn user_from_row(r: &SqliteRow) -> Result<UserRecord> {
     Ok(UserRecord {
         name: r.try_get("name").map_err(db_err)?,
         arn: r.try_get("arn").map_err(db_err)?,
+        user_id: r.try_get("user_id").map_err(db_err)?,
         created_at: Timestamp(r.try_get("created_at").map_err(db_err)?),
         tags: pairs
             .into_iter()

@@ -52,10 +52,22 @@ pub async fn authenticate(
     cache: &SigningKeyCache,
     req: Incoming<'_>,
 ) -> Result<Principal> {
+    authenticate_for(svc, cache, req, SERVICE_NAME).await
+}
+
+/// Authenticates a request signed for `service` (the credential scope's service name).
+pub async fn authenticate_for(
+    svc: &Service,
+    cache: &SigningKeyCache,
+    req: Incoming<'_>,
+    service: &str,
+) -> Result<Principal> {
     let Some(auth_header) = req.headers.get("authorization") else {
         return Err(Error::new(
             ErrorCode::MissingAuthenticationToken,
-            "Missing Authentication Token: sign the request with AWS Signature Version 4 (service secretsmanager).",
+            format!(
+                "Missing Authentication Token: sign the request with AWS Signature Version 4 (service {service})."
+            ),
         ));
     };
     let auth_header = auth_header.to_str().map_err(|_| {
@@ -141,7 +153,7 @@ pub async fn authenticate(
         &request,
         &auth,
         &key,
-        SERVICE_NAME,
+        service,
         chrono::Utc::now(),
         chrono::Duration::minutes(MAX_SKEW_MINUTES),
     )
@@ -155,11 +167,64 @@ pub async fn authenticate(
     {
         tracing::warn!(detail = ?e, "could not record an access key's last use");
     }
+    let user_id = caller_user_id(&record);
     Ok(Principal {
         user_name: record.user_name,
         arn: record.user_arn,
+        user_id,
         access_key_id: record.access_key_id,
         scope_secret_id: record.scope_secret_id,
         meta: Default::default(),
     })
+}
+
+/// The caller's unique id: the user's `AIDA…` id, or for a short-lived key (a rotation function's
+/// step) AWS's assumed-role form `AROA…:session`, with the same 16 characters as the owning
+/// user's id and the key's id as the session name.
+fn caller_user_id(record: &kura_store::AccessKeyRecord) -> String {
+    match record.expires_at {
+        Some(_) => format!(
+            "AROA{}:{}",
+            record.user_id.get(4..).unwrap_or_default(),
+            record.access_key_id
+        ),
+        None => record.user_id.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kura_core::Timestamp;
+    use kura_core::model::{SealedValue, ValueKind};
+    use kura_store::AccessKeyRecord;
+
+    use super::caller_user_id;
+
+    #[test]
+    fn short_lived_keys_get_the_assumed_role_form() {
+        let mut key = AccessKeyRecord {
+            access_key_id: "ASIAABCDEFGHIJKLMNOP".into(),
+            user_name: "kura-rotation".into(),
+            user_arn: "arn:aws:iam::123456789012:user/kura-rotation".into(),
+            user_id: "AIDAQRSTUVWXYZ234567".into(),
+            sealed_secret: SealedValue {
+                kind: ValueKind::String,
+                ciphertext: Vec::new(),
+                wrapped_key: Vec::new(),
+                key_name: String::new(),
+                key_version: 0,
+            },
+            active: true,
+            created_at: Timestamp(0),
+            expires_at: None,
+            scope_secret_id: None,
+            last_used_at: None,
+        };
+        assert_eq!(caller_user_id(&key), "AIDAQRSTUVWXYZ234567");
+        key.expires_at = Some(Timestamp(1));
+        assert_eq!(
+            caller_user_id(&key),
+            "AROAQRSTUVWXYZ234567:ASIAABCDEFGHIJKLMNOP"
+        );
+    }
 }

@@ -3,6 +3,9 @@
 
 mod auth;
 pub mod conn;
+#[cfg(test)]
+mod props;
+mod sts;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -317,6 +320,20 @@ async fn aws(
 ) -> Response {
     let (parts, body) = req.into_parts();
     let body = read_body(&parts.headers, body, state.body_read_timeout).await;
+    if sts::is_query_request(&parts.headers)
+        && let Ok(body) = &body
+    {
+        return sts::serve(
+            state,
+            request_id,
+            peer,
+            parts.method,
+            parts.uri,
+            parts.headers,
+            body,
+        )
+        .await;
+    }
     crate::service::with_request_scope(aws_request(
         state,
         request_id,

@@ -66,6 +66,7 @@ impl Service {
                     access_key_id: id.clone(),
                     user_name: k.user_name.to_string(),
                     user_arn: String::new(),
+                    user_id: String::new(),
                     sealed_secret: sealed,
                     active: true,
                     created_at: self.clock.now(),

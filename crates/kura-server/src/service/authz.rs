@@ -230,7 +230,7 @@ impl Service {
         let meta = &p.meta;
         let subject = self.subject_of(p).await?;
         keys.set("aws:username", [p.user_name.as_str()]);
-        keys.set("aws:userid", [p.user_name.as_str()]);
+        keys.set("aws:userid", [p.user_id.as_str()]);
         keys.set("aws:PrincipalArn", [p.arn.as_str()]);
         keys.set("aws:PrincipalAccount", [self.account.as_str()]);
         keys.set("aws:PrincipalType", ["User"]);

@@ -51,6 +51,7 @@ pub(crate) fn identity_policy_text(field: &str, v: serde_json::Value) -> Result<
 fn user_entry(u: &UserRecord) -> UserEntry {
     UserEntry {
         user_name: u.name.clone(),
+        user_id: u.user_id.clone(),
         arn: u.arn.clone(),
         create_date: u.created_at.epoch_seconds(),
         tags: (!u.tags.is_empty()).then(|| {
@@ -133,6 +134,7 @@ impl Service {
         }
         let user = UserRecord {
             arn: self.user_arn(&req.user_name),
+            user_id: super::new_user_id()?,
             name: req.user_name,
             created_at: self.clock.now(),
             tags,
@@ -357,7 +359,7 @@ impl Service {
         _req: Empty,
     ) -> Result<GetCallerIdentityResponse> {
         Ok(GetCallerIdentityResponse {
-            user_id: p.access_key_id.clone(),
+            user_id: p.user_id.clone(),
             account: self.account.clone(),
             arn: p.arn.clone(),
         })

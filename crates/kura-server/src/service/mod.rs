@@ -35,6 +35,10 @@ pub const DEFAULT_KEY: &str = "alias/kura/default";
 pub struct Principal {
     pub user_name: String,
     pub arn: String,
+    /// GetCallerIdentity's `UserId` and `aws:userid`: the user's `AIDA…` id, or for a rotation
+    /// function's short-lived key `AROA…:ACCESS_KEY_ID` (AWS's assumed-role form, the key as
+    /// the session name).
+    pub user_id: String,
     pub access_key_id: String,
     /// A rotation function's short-lived key reaches only this secret.
     pub scope_secret_id: Option<i64>,
@@ -48,6 +52,7 @@ impl Principal {
         Principal {
             user_name: "kura".into(),
             arn: format!("arn:aws:iam::{account}:user/kura"),
+            user_id: String::new(),
             access_key_id: String::new(),
             scope_secret_id: None,
             meta: authz::RequestMeta::default(),
@@ -356,4 +361,13 @@ pub(crate) fn access_key_context(access_key_id: &str) -> Vec<u8> {
 
 pub(crate) fn new_uuid() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+/// A new IAM-style unique user id: `AIDA` and 16 characters of IAM's alphabet (A-Z, 2-7).
+pub(crate) fn new_user_id() -> Result<String> {
+    let alphabet: Vec<char> = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567".chars().collect();
+    Ok(format!(
+        "AIDA{}",
+        kura_crypto::random::string_from(&alphabet, 16)?
+    ))
 }

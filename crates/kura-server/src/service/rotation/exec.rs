@@ -254,6 +254,7 @@ impl Service {
                 .create_user(&kura_store::UserRecord {
                     name: user.clone(),
                     arn: self.function_principal_arn(function),
+                    user_id: crate::service::new_user_id()?,
                     created_at: self.clock.now(),
                     tags: Vec::new(),
                 })

@@ -1,0 +1,198 @@
+//! Property tests for the awsJson request decoding: `parse` into every wire request type and
+//! into `RequestFacts` (what authorization and the audit record read). Arbitrary bytes and
+//! hostile JSON (deep nesting, huge numbers, unicode, long strings) never panic, refusals are
+//! `SerializationException`s, and no refusal repeats what the body held (it may be a secret).
+//! The default case count runs in CI; `PROPTEST_CASES=1000000` runs a long soak.
+
+use kura_core::ErrorCode;
+use proptest::prelude::*;
+
+use super::parse;
+use crate::service::authz::RequestFacts;
+use crate::wire::*;
+
+/// Appears in generated bodies; must never appear in an error message.
+const MARK: &str = "S3CR3T-mark-Ω";
+
+const FIELDS: &[&str] = &[
+    "SecretId",
+    "Name",
+    "SecretString",
+    "SecretBinary",
+    "VersionId",
+    "VersionStage",
+    "ClientRequestToken",
+    "Tags",
+    "TagKeys",
+    "Key",
+    "Value",
+    "Values",
+    "Filters",
+    "MaxResults",
+    "NextToken",
+    "RotationRules",
+    "ScheduleExpression",
+    "Duration",
+    "AutomaticallyAfterDays",
+    "RecoveryWindowInDays",
+    "ForceDeleteWithoutRecovery",
+    "UserName",
+    "PolicyDocument",
+    "ResourcePolicy",
+    "Description",
+    "KmsKeyId",
+    "PasswordLength",
+    "ExcludeCharacters",
+    "SecretIdList",
+    "AccessKeyId",
+    "SecretAccessKey",
+    "Status",
+    "RotationLambdaARN",
+    "MoveToVersionId",
+    "RemoveFromVersionId",
+    "Time",
+    "Seconds",
+    "Type",
+    "Url",
+    "Events",
+];
+
+/// JSON text, built as text so numbers can be what no `f64` holds.
+fn json_text() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        Just("null".to_string()),
+        Just("true".to_string()),
+        Just("false".to_string()),
+        Just("1e999".to_string()),
+        Just("-0".to_string()),
+        Just("18446744073709551616".to_string()),
+        Just("-9223372036854775809".to_string()),
+        Just("0.000000000000000000000000000001".to_string()),
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<f64>().prop_map(|f| serde_json::to_string(&f).unwrap_or_else(|_| "0".into())),
+        any::<String>().prop_map(|s| serde_json::Value::from(s).to_string()),
+        ".{0,8}".prop_map(|s| serde_json::Value::from(format!("{s}{MARK}{s}")).to_string()),
+        Just(serde_json::Value::from(MARK).to_string()),
+    ];
+    leaf.prop_recursive(6, 64, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(|v| format!("[{}]", v.join(","))),
+            prop::collection::vec(
+                (
+                    prop_oneof![
+                        4 => prop::sample::select(FIELDS).prop_map(str::to_string),
+                        1 => any::<String>(),
+                    ],
+                    inner
+                ),
+                0..6
+            )
+            .prop_map(|v| {
+                let members: Vec<String> = v
+                    .into_iter()
+                    .map(|(k, v)| format!("{}:{v}", serde_json::Value::from(k)))
+                    .collect();
+                format!("{{{}}}", members.join(","))
+            }),
+        ]
+    })
+}
+
+/// A body: mostly JSON objects, some cut short or garbled, some arbitrary bytes, some deep.
+fn body() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        6 => json_text().prop_map(String::into_bytes),
+        1 => (json_text(), any::<prop::sample::Index>()).prop_map(|(t, i)| {
+            let cut = i.index(t.len() + 1);
+            t.into_bytes()[..cut].to_vec()
+        }),
+        1 => prop::collection::vec(any::<u8>(), 0..256),
+        1 => (1usize..20_000).prop_map(|n| format!("{{\"Tags\":{}{}}}", "[".repeat(n), "]".repeat(n)).into_bytes()),
+        1 => (1usize..20_000).prop_map(|n| format!("{}\"{MARK}\"{}", "{\"a\":".repeat(n), "}".repeat(n)).into_bytes()),
+    ]
+}
+
+/// Parses `body` as `T`; a refusal must be a SerializationException that does not repeat it.
+fn check<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<(), TestCaseError> {
+    if let Err(e) = parse::<T>("Op", body) {
+        prop_assert_eq!(e.code, ErrorCode::Serialization);
+        prop_assert!(!e.message.contains(MARK), "{}", e.message);
+        prop_assert!(!e.message.contains("S3CR3T"), "{}", e.message);
+    }
+    Ok(())
+}
+
+proptest! {
+    #[test]
+    fn request_decoding_never_panics_nor_repeats_the_body(body in body()) {
+        check::<RequestFacts>(&body)?;
+        check::<CreateSecretRequest>(&body)?;
+        check::<SecretIdRequest>(&body)?;
+        check::<GetSecretValueRequest>(&body)?;
+        check::<PutSecretValueRequest>(&body)?;
+        check::<UpdateSecretRequest>(&body)?;
+        check::<UpdateSecretVersionStageRequest>(&body)?;
+        check::<RotateSecretRequest>(&body)?;
+        check::<CreateRotationFunctionRequest>(&body)?;
+        check::<NameRequest>(&body)?;
+        check::<CreateNotificationTargetRequest>(&body)?;
+        check::<TargetIdRequest>(&body)?;
+        check::<ListSecretsRequest>(&body)?;
+        check::<ListSecretVersionIdsRequest>(&body)?;
+        check::<DeleteSecretRequest>(&body)?;
+        check::<GetRandomPasswordRequest>(&body)?;
+        check::<TagResourceRequest>(&body)?;
+        check::<UntagResourceRequest>(&body)?;
+        check::<Empty>(&body)?;
+        check::<BatchGetSecretValueRequest>(&body)?;
+        check::<SetClockRequest>(&body)?;
+        check::<AdvanceClockRequest>(&body)?;
+        check::<PutResourcePolicyRequest>(&body)?;
+        check::<ValidateResourcePolicyRequest>(&body)?;
+        check::<CreateUserRequest>(&body)?;
+        check::<UserNameRequest>(&body)?;
+        check::<OptionalUserRequest>(&body)?;
+        check::<CreateAccessKeyRequest>(&body)?;
+        check::<UpdateAccessKeyRequest>(&body)?;
+        check::<AccessKeyIdRequest>(&body)?;
+        check::<PutUserPolicyRequest>(&body)?;
+        check::<UserPolicyRequest>(&body)?;
+    }
+
+    /// The facts authorization reads are the fields the body named, whatever else it holds.
+    #[test]
+    fn request_facts_read_the_named_fields(
+        secret_id in any::<String>(),
+        stage in any::<String>(),
+        other in json_text(),
+    ) {
+        let body = serde_json::json!({
+            "SecretId": secret_id,
+            "VersionStage": stage,
+            "SecretString": MARK,
+            "Unrelated": serde_json::from_str::<serde_json::Value>(&other).unwrap_or_default(),
+        });
+        let facts: RequestFacts = parse("GetSecretValue", body.to_string().as_bytes())
+            .map_err(|e| TestCaseError::fail(e.message))?;
+        prop_assert_eq!(facts.secret_id, Some(secret_id));
+        prop_assert_eq!(facts.version_stage, Some(stage));
+    }
+}
+
+/// Large adversarial bodies, once each: they finish (a hang is the failure) and are refused
+/// or read without a panic.
+#[test]
+fn large_adversarial_bodies_finish() {
+    let deep = format!("{}{}", "[".repeat(1_000_000), "]".repeat(1_000_000));
+    assert!(parse::<RequestFacts>("Op", deep.as_bytes()).is_err());
+    let long = format!(r#"{{"SecretId": "{}"}}"#, "é".repeat(500_000));
+    let facts: RequestFacts = parse("Op", long.as_bytes()).expect("a long id is read");
+    assert_eq!(facts.secret_id.map(|s| s.chars().count()), Some(500_000));
+    let many = format!(
+        r#"{{"SecretId": "s", "TagKeys": [{}]}}"#,
+        vec![r#""k""#; 100_000].join(",")
+    );
+    assert!(parse::<UntagResourceRequest>("Op", many.as_bytes()).is_ok());
+    let huge_number = format!(r#"{{"MaxResults": 1{}}}"#, "0".repeat(100_000));
+    assert!(parse::<ListSecretsRequest>("Op", huge_number.as_bytes()).is_err());
+}
