@@ -344,6 +344,18 @@ async fn sts_answers_in_xml_and_errors_in_sts_error_shape() {
         .map(|r| r["ErrorCode"].as_str().unwrap_or("-").to_string())
         .collect();
     assert_eq!(codes.len(), 1 + cases.len(), "{audit}");
+    // A refused signature is recorded with the key id it claimed, as on the JSON door.
+    let claimed: Vec<Value> = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["ErrorCode"] == "InvalidSignatureException")
+        .collect();
+    assert_eq!(claimed.len(), 1, "{audit}");
+    assert_eq!(
+        claimed[0]["AccessKeyId"],
+        json!(server.credentials().access_key_id),
+        "{audit}"
+    );
 }
 
 #[tokio::test]

@@ -47,16 +47,8 @@ pub struct Incoming<'a> {
     pub body: &'a [u8],
 }
 
-pub async fn authenticate(
-    svc: &Service,
-    cache: &SigningKeyCache,
-    req: Incoming<'_>,
-) -> Result<Principal> {
-    authenticate_for(svc, cache, req, SERVICE_NAME).await
-}
-
 /// Authenticates a request signed for `service` (the credential scope's service name).
-pub async fn authenticate_for(
+pub async fn authenticate(
     svc: &Service,
     cache: &SigningKeyCache,
     req: Incoming<'_>,

@@ -320,30 +320,84 @@ async fn aws(
 ) -> Response {
     let (parts, body) = req.into_parts();
     let body = read_body(&parts.headers, body, state.body_read_timeout).await;
-    if sts::is_query_request(&parts.headers)
-        && let Ok(body) = &body
-    {
-        return sts::serve(
-            state,
-            request_id,
-            peer,
-            parts.method,
-            parts.uri,
-            parts.headers,
-            body,
-        )
-        .await;
-    }
-    crate::service::with_request_scope(aws_request(
+    let req = Received {
+        started: Instant::now(),
+        meta: request_meta(peer, &parts.headers),
         state,
         request_id,
-        peer,
-        parts.method,
-        parts.uri,
-        parts.headers,
-        body,
-    ))
-    .await
+        parts,
+    };
+    if sts::is_query_request(&req.parts.headers)
+        && let Ok(body) = &body
+    {
+        return sts::serve(req, body).await;
+    }
+    crate::service::with_request_scope(aws_request(req, body)).await
+}
+
+/// A request whose body has been read, as both doors (awsJson and STS's query protocol) take
+/// it: what authenticating, auditing and logging it need besides the body.
+struct Received {
+    state: Arc<AppState>,
+    request_id: String,
+    started: Instant,
+    meta: RequestMeta,
+    parts: axum::http::request::Parts,
+}
+
+impl Received {
+    /// Who signed the request for `service`, with where it came from.
+    async fn authenticate(&self, body: &[u8], service: &str) -> Result<Principal> {
+        let incoming = auth::Incoming {
+            method: &self.parts.method,
+            uri: &self.parts.uri,
+            headers: &self.parts.headers,
+            body,
+        };
+        let state = &self.state;
+        let mut p =
+            auth::authenticate(&state.service, &state.signing_keys, incoming, service).await?;
+        p.meta = self.meta.clone();
+        Ok(p)
+    }
+
+    /// Fail closed: an answer goes out only once its audit record is durable.
+    async fn audited<T>(&self, entry: AuditRecord, result: Result<T>) -> Result<T> {
+        match self.state.service.audit(entry).await {
+            Ok(()) => result,
+            Err(e) => Err(audit_failed(&e)),
+        }
+    }
+
+    /// The request's one log line; an internal error's detail goes to the log only.
+    fn log(&self, op: &str, who: &str, outcome: std::result::Result<(), &Error>) {
+        let request_id = self.request_id.as_str();
+        let ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        match outcome {
+            Ok(()) => tracing::info!(
+                request_id,
+                op,
+                principal = who,
+                outcome = "ok",
+                duration_ms = ms
+            ),
+            Err(e) if e.code == ErrorCode::InternalServiceError => tracing::error!(
+                request_id,
+                op,
+                principal = who,
+                outcome = e.code.as_str(),
+                duration_ms = ms,
+                detail = e.detail.as_deref().unwrap_or("")
+            ),
+            Err(e) => tracing::info!(
+                request_id,
+                op,
+                principal = who,
+                outcome = e.code.as_str(),
+                duration_ms = ms
+            ),
+        }
+    }
 }
 
 /// Why a body was not read, and the status to answer with.
@@ -409,16 +463,9 @@ async fn read_body(
     }
 }
 
-async fn aws_request(
-    state: Arc<AppState>,
-    request_id: String,
-    peer: std::net::SocketAddr,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: std::result::Result<Bytes, BodyRefusal>,
-) -> Response {
-    let started = Instant::now();
+async fn aws_request(req: Received, body: std::result::Result<Bytes, BodyRefusal>) -> Response {
+    let state = &req.state;
+    let headers = &req.parts.headers;
     // A body that could not be read cannot be authenticated: answer why, and audit it.
     let (body, refused) = match body {
         Ok(b) => (b, None),
@@ -432,25 +479,8 @@ async fn aws_request(
     let (family, op) = target.split_once('.').unwrap_or(("", &target));
     let principal = match &refused {
         Some((_, e)) => Err(e.clone()),
-        None => {
-            auth::authenticate(
-                &state.service,
-                &state.signing_keys,
-                auth::Incoming {
-                    method: &method,
-                    uri: &uri,
-                    headers: &headers,
-                    body: &body,
-                },
-            )
-            .await
-        }
+        None => req.authenticate(&body, auth::SERVICE_NAME).await,
     };
-    let meta = request_meta(peer, &headers);
-    let principal = principal.map(|mut p| {
-        p.meta = meta.clone();
-        p
-    });
     // Read once for authorization and the audit record; holds no value field.
     let facts: Result<RequestFacts> = parse(op, &body);
     let allowed = match &principal {
@@ -466,15 +496,12 @@ async fn aws_request(
     };
     let who = principal.as_ref().map(|p| p.arn.as_str()).unwrap_or("-");
     let audit_facts = AuditFacts {
-        request_id: &request_id,
+        req: &req,
         family,
         op,
         principal: principal.as_ref().ok(),
-        meta: &meta,
-        headers: &headers,
         request: facts.as_ref().ok(),
         decision,
-        started,
     };
     // An allowed call runs with its record as a draft: the transaction that makes its change
     // commits the record too, so a request refused for want of its record did nothing.
@@ -482,8 +509,8 @@ async fn aws_request(
         (Ok(_), Err(e)) => (Err(e), false),
         (Ok(p), Ok(())) if family == "secretsmanager" || family == "Kura" => {
             let draft = kura_store::AuditDraft {
-                record: audit_entry(&state.service, audit_facts, &Ok(Vec::new())),
-                started,
+                record: audit_entry(audit_facts, Ok(&[])),
+                started: req.started,
                 clock: state.service.clock.clone(),
             };
             let call = async {
@@ -508,7 +535,7 @@ async fn aws_request(
         if let Err(e) = &result {
             // Its change committed (with a Success record); only what came after failed.
             tracing::warn!(
-                request_id,
+                request_id = req.request_id.as_str(),
                 op,
                 code = e.code.as_str(),
                 "the request's change was committed and audited, then the request failed"
@@ -516,47 +543,13 @@ async fn aws_request(
         }
         result
     } else {
-        // Fail closed: an answer goes out only once its audit record is durable.
-        match state
-            .service
-            .audit(audit_entry(&state.service, audit_facts, &result))
-            .await
-        {
-            Ok(()) => result,
-            Err(e) => Err(audit_failed(&e)),
-        }
+        let entry = audit_entry(audit_facts, result.as_deref());
+        req.audited(entry, result).await
     };
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    req.log(op, who, result.as_ref().map(|_| ()));
     match result {
-        Ok(body) => {
-            tracing::info!(
-                request_id,
-                op,
-                principal = who,
-                outcome = "ok",
-                duration_ms = ms
-            );
-            ([("content-type", JSON_CONTENT_TYPE)], body).into_response()
-        }
+        Ok(body) => ([("content-type", JSON_CONTENT_TYPE)], body).into_response(),
         Err(e) => {
-            if e.code == ErrorCode::InternalServiceError {
-                tracing::error!(
-                    request_id,
-                    op,
-                    principal = who,
-                    outcome = e.code.as_str(),
-                    duration_ms = ms,
-                    detail = e.detail.as_deref().unwrap_or("")
-                );
-            } else {
-                tracing::info!(
-                    request_id,
-                    op,
-                    principal = who,
-                    outcome = e.code.as_str(),
-                    duration_ms = ms
-                );
-            }
             let mut response = error_response(&e);
             if let Some((status, refusal)) = refused
                 && refusal == e
@@ -574,15 +567,12 @@ async fn aws_request(
 
 #[derive(Clone, Copy)]
 struct AuditFacts<'a> {
-    request_id: &'a str,
+    req: &'a Received,
     family: &'a str,
     op: &'a str,
     principal: Option<&'a Principal>,
-    meta: &'a RequestMeta,
-    headers: &'a HeaderMap,
     request: Option<&'a RequestFacts>,
     decision: &'static str,
-    started: Instant,
 }
 
 /// Where a request came from, read once from the connection and its headers.
@@ -629,7 +619,8 @@ struct AnswerFacts {
 
 /// The audit record of one request: named, non-secret fields of the request and the answer,
 /// never a value, a password or a policy document.
-fn audit_entry(svc: &Service, f: AuditFacts<'_>, result: &Result<Vec<u8>>) -> AuditRecord {
+fn audit_entry(f: AuditFacts<'_>, result: std::result::Result<&[u8], &Error>) -> AuditRecord {
+    let svc = &f.req.state.service;
     let empty = RequestFacts::default();
     let req = f.request.unwrap_or(&empty);
     let resp: AnswerFacts = match result {
@@ -646,6 +637,7 @@ fn audit_entry(svc: &Service, f: AuditFacts<'_>, result: &Result<Vec<u8>>) -> Au
     let action = match f.family {
         "secretsmanager" => format!("secretsmanager:{}", f.op),
         "Kura" => format!("kura:{}", f.op),
+        "sts" => format!("sts:{}", f.op),
         _ => f.op.to_string(),
     };
     let (outcome, error_code) = match result {
@@ -654,7 +646,9 @@ fn audit_entry(svc: &Service, f: AuditFacts<'_>, result: &Result<Vec<u8>>) -> Au
     };
     // Unauthenticated requests are recorded with the key id they claimed, if any.
     let claimed_key = || {
-        f.headers
+        f.req
+            .parts
+            .headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|h| h.split("Credential=").nth(1))
@@ -664,7 +658,7 @@ fn audit_entry(svc: &Service, f: AuditFacts<'_>, result: &Result<Vec<u8>>) -> Au
     };
     AuditRecord {
         time: svc.now_ms(),
-        request_id: f.request_id.to_string(),
+        request_id: f.req.request_id.clone(),
         kind: "request".into(),
         principal: f
             .principal
@@ -678,12 +672,12 @@ fn audit_entry(svc: &Service, f: AuditFacts<'_>, result: &Result<Vec<u8>>) -> Au
         resource: resource.chars().take(2048).collect(),
         version_id: req.version_id.clone().or(resp.version_id),
         version_stage: req.version_stage.clone(),
-        source_ip: f.meta.source_ip.map(|ip| ip.to_string()),
-        user_agent: f.meta.user_agent.clone(),
+        source_ip: f.req.meta.source_ip.map(|ip| ip.to_string()),
+        user_agent: f.req.meta.user_agent.clone(),
         decision: f.decision.into(),
         outcome: outcome.into(),
         error_code,
-        duration_us: f.started.elapsed().as_micros() as i64,
+        duration_us: f.req.started.elapsed().as_micros() as i64,
         ..Default::default()
     }
 }

@@ -4,23 +4,17 @@
 //! credentials through STS (the Secrets Manager Agent) work against kura. Like on AWS it needs
 //! no permission; like every request it is audited (`sts:GetCallerIdentity`).
 
-use std::sync::Arc;
-use std::time::Instant;
-
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use kura_core::{Error, ErrorCode};
-use kura_store::AuditRecord;
 
-use super::{AppState, audit_failed, auth, request_meta};
+use super::{AuditFacts, Received, audit_entry};
 
 pub const SERVICE_NAME: &str = "sts";
 const VERSION: &str = "2011-06-15";
 const XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 /// The query protocol's form parameters are short; more than this is not an STS call.
 const MAX_FIELD_CHARS: usize = 256;
-/// Request lines go under the HTTP layer's target, like every other door's.
-const LOG_TARGET: &str = "kura_server::http";
 
 /// Whether a `POST /` is a query-protocol (form-encoded) call rather than an awsJson one: no
 /// `X-Amz-Target`, and a form body. Only STS speaks that protocol here.
@@ -58,91 +52,35 @@ fn read_form(body: &[u8]) -> Form {
     form
 }
 
-pub async fn serve(
-    state: Arc<AppState>,
-    request_id: String,
-    peer: std::net::SocketAddr,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: &[u8],
-) -> Response {
-    let started = Instant::now();
-    let meta = request_meta(peer, &headers);
+pub async fn serve(req: Received, body: &[u8]) -> Response {
     let form = read_form(body);
-    let action = form.action.clone().unwrap_or_default();
-    let principal = auth::authenticate_for(
-        &state.service,
-        &state.signing_keys,
-        auth::Incoming {
-            method: &method,
-            uri: &uri,
-            headers: &headers,
-            body,
-        },
-        SERVICE_NAME,
-    )
-    .await;
+    let action = shown(form.action.as_deref().unwrap_or_default());
+    let principal = req.authenticate(body, SERVICE_NAME).await;
     let result = principal.as_ref().map_err(Clone::clone).and_then(|p| {
         check_action(&form)?;
         Ok(identity_xml(
             &p.arn,
             &p.user_id,
-            &state.service.account,
-            &request_id,
+            &req.state.service.account,
+            &req.request_id,
         ))
     });
-    let who = principal.as_ref().map(|p| p.arn.as_str()).unwrap_or("-");
-    let entry = AuditRecord {
-        time: state.service.now_ms(),
-        request_id: request_id.clone(),
-        kind: "request".into(),
-        principal: who.to_string(),
-        access_key_id: principal
-            .as_ref()
-            .map(|p| p.access_key_id.clone())
-            .unwrap_or_default(),
-        action: format!("sts:{}", shown(&action)),
-        resource: "*".into(),
-        source_ip: meta.source_ip.map(|ip| ip.to_string()),
-        user_agent: meta.user_agent.clone(),
+    let facts = AuditFacts {
+        req: &req,
+        family: "sts",
+        op: &action,
+        principal: principal.as_ref().ok(),
+        request: None,
         // GetCallerIdentity needs no permission: an authenticated caller is allowed.
-        decision: if principal.is_ok() { "Allow" } else { "-" }.into(),
-        outcome: if result.is_ok() { "Success" } else { "Error" }.into(),
-        error_code: result.as_ref().err().map(|e| e.code.as_str().to_string()),
-        duration_us: started.elapsed().as_micros() as i64,
-        ..Default::default()
+        decision: if principal.is_ok() { "Allow" } else { "-" },
     };
-    let result = match state.service.audit(entry).await {
-        Ok(()) => result,
-        Err(e) => Err(audit_failed(&e)),
-    };
-    let op = format!("sts.{}", shown(&action));
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let entry = audit_entry(facts, result.as_ref().map(String::as_bytes));
+    let result = req.audited(entry, result).await;
+    let who = principal.as_ref().map(|p| p.arn.as_str()).unwrap_or("-");
+    req.log(&format!("sts.{action}"), who, result.as_ref().map(|_| ()));
     match result {
-        Ok(xml) => {
-            tracing::info!(
-                target: LOG_TARGET,
-                request_id,
-                op,
-                principal = who,
-                outcome = "ok",
-                duration_ms = ms
-            );
-            ([("content-type", "text/xml")], xml).into_response()
-        }
-        Err(e) => {
-            tracing::info!(
-                target: LOG_TARGET,
-                request_id,
-                op,
-                principal = who,
-                outcome = e.code.as_str(),
-                duration_ms = ms,
-                detail = e.detail.as_deref().unwrap_or("")
-            );
-            error_xml(&e, &request_id)
-        }
+        Ok(xml) => ([("content-type", "text/xml")], xml).into_response(),
+        Err(e) => error_xml(&e, &req.request_id),
     }
 }
 
