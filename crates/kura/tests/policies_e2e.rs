@@ -744,6 +744,7 @@ async fn a_body_of_exactly_1_mib_is_served_and_a_larger_chunked_one_refused() {
     let head = r#"{"Name":"limit/exact","SecretString":"value-in-a-padded-body""#;
     let exact = format!("{head}{}}}", " ".repeat(MIB - head.len() - 1));
     assert_eq!(exact.len(), MIB);
+    remember_value("value-in-a-padded-body");
     let r = server.raw("CreateSecret", &exact, SignMode::Root).await;
     r.assert_ok();
     let over = format!("{head}{}}}", " ".repeat(MIB - head.len()));
