@@ -29,6 +29,19 @@ pub enum FilterKey {
     All,
 }
 
+impl FilterKey {
+    /// Every key, for checks that must cover them all.
+    pub const ALL: [FilterKey; 7] = [
+        FilterKey::Name,
+        FilterKey::Description,
+        FilterKey::TagKey,
+        FilterKey::TagValue,
+        FilterKey::PrimaryRegion,
+        FilterKey::OwningService,
+        FilterKey::All,
+    ];
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListFilter {
     pub key: FilterKey,
@@ -298,15 +311,7 @@ mod tests {
         use proptest::prelude::*;
 
         fn key() -> impl Strategy<Value = FilterKey> {
-            prop_oneof![
-                Just(FilterKey::Name),
-                Just(FilterKey::Description),
-                Just(FilterKey::TagKey),
-                Just(FilterKey::TagValue),
-                Just(FilterKey::PrimaryRegion),
-                Just(FilterKey::OwningService),
-                Just(FilterKey::All),
-            ]
+            proptest::sample::select(&FilterKey::ALL[..])
         }
 
         proptest! {

@@ -142,6 +142,34 @@ pub struct RotationRun {
 }
 
 impl SecretRecord {
+    /// A secret as CreateSecret makes it at `now`, before the store gives it an id: default
+    /// key, never accessed, deleted, tagged before or rotated, no resource policy.
+    pub fn new(
+        name: String,
+        arn: String,
+        description: Option<String>,
+        tags: Vec<Tag>,
+        now: Timestamp,
+    ) -> Self {
+        SecretRecord {
+            id: 0,
+            name,
+            arn,
+            description,
+            kms_key_id: None,
+            created_at: now,
+            changed_at: now,
+            accessed_at: None,
+            deleted_at: None,
+            purge_at: None,
+            resource_policy: None,
+            tags,
+            tagged: false,
+            rotation: RotationConfig::default(),
+            run: RotationRun::default(),
+        }
+    }
+
     pub fn is_scheduled_for_deletion(&self) -> bool {
         self.deleted_at.is_some()
     }

@@ -9,42 +9,37 @@ use kura_core::Timestamp;
 use kura_core::filter::{self, FilterKey, ListFilter};
 use kura_core::labels::Stages;
 use kura_core::model::{SecretRecord, Tag};
-use kura_store::{ListQuery, SortKey, SqliteStore, Store};
+use kura_store::{Cursor, ListPage, ListQuery, SortKey, SqliteStore, Store};
 use proptest::prelude::*;
 
 fn record(name: &str, description: Option<String>, tags: Vec<Tag>) -> SecretRecord {
-    SecretRecord {
-        id: 0,
-        name: name.to_string(),
-        arn: format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}-AbCdEf"),
-        description,
-        kms_key_id: None,
-        created_at: Timestamp(1),
-        changed_at: Timestamp(1),
-        accessed_at: None,
-        deleted_at: None,
-        purge_at: None,
-        resource_policy: None,
-        tags,
-        tagged: false,
-        rotation: Default::default(),
-        run: Default::default(),
-    }
+    let arn = format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}-AbCdEf");
+    SecretRecord::new(name.to_string(), arn, description, tags, Timestamp(1))
 }
 
-/// Names the store lists for `filters` (every secret fits on one page).
-async fn listed(store: &SqliteStore, filters: &[ListFilter]) -> BTreeSet<String> {
-    let page = store
+/// One page of what the store lists for `filters`, deleted secrets included, by name.
+async fn page(
+    store: &SqliteStore,
+    filters: &[ListFilter],
+    limit: usize,
+    after: Option<Cursor>,
+) -> ListPage {
+    store
         .list_secrets(&ListQuery {
             include_deleted: true,
             filters: filters.to_vec(),
             sort: SortKey::Name,
             descending: false,
-            limit: 1000,
-            after: None,
+            limit,
+            after,
         })
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Names the store lists for `filters` (every secret fits on one page).
+async fn listed(store: &SqliteStore, filters: &[ListFilter]) -> BTreeSet<String> {
+    let page = page(store, filters, 1000, None).await;
     assert!(page.next.is_none());
     page.secrets.into_iter().map(|(s, _)| s.name).collect()
 }
@@ -68,15 +63,7 @@ fn expected(secrets: &BTreeMap<String, SecretRecord>, filters: &[ListFilter]) ->
 }
 
 fn key() -> impl Strategy<Value = FilterKey> {
-    prop_oneof![
-        Just(FilterKey::Name),
-        Just(FilterKey::Description),
-        Just(FilterKey::TagKey),
-        Just(FilterKey::TagValue),
-        Just(FilterKey::PrimaryRegion),
-        Just(FilterKey::OwningService),
-        Just(FilterKey::All),
-    ]
+    proptest::sample::select(&FilterKey::ALL[..])
 }
 
 /// Small alphabets, so that random filters often hit.
@@ -246,17 +233,7 @@ async fn listed_all(store: &SqliteStore, filters: &[ListFilter]) -> BTreeSet<Str
     let mut out = BTreeSet::new();
     let mut after = None;
     loop {
-        let page = store
-            .list_secrets(&ListQuery {
-                include_deleted: true,
-                filters: filters.to_vec(),
-                sort: SortKey::Name,
-                descending: false,
-                limit: 500,
-                after,
-            })
-            .await
-            .unwrap();
+        let page = page(store, filters, 500, after).await;
         out.extend(page.secrets.into_iter().map(|(s, _)| s.name));
         match page.next {
             Some(c) => after = Some(c),

@@ -201,22 +201,10 @@ impl Service {
 
         let now = self.clock.now();
         let suffix = kura_crypto::random::alnum(names::ARN_SUFFIX_LEN)?;
+        let arn = names::secret_arn(&self.region, &self.account, &req.name, &suffix);
         let secret = SecretRecord {
-            id: 0,
-            arn: names::secret_arn(&self.region, &self.account, &req.name, &suffix),
-            name: req.name,
-            description: req.description,
             kms_key_id,
-            created_at: now,
-            changed_at: now,
-            accessed_at: None,
-            deleted_at: None,
-            purge_at: None,
-            resource_policy: None,
-            tags,
-            tagged: false,
-            rotation: Default::default(),
-            run: Default::default(),
+            ..SecretRecord::new(req.name, arn, req.description, tags, now)
         };
         let mut stages = Stages::new();
         let first = match &plain {
