@@ -251,9 +251,116 @@ async fn kura_audit_verify_finds_edits_deletions_and_reorderings() {
     assert!(!ok_ && out.contains("record 3"), "{out}");
     let (ok_, out) = scenario("truncated", "DELETE FROM audit_log WHERE seq > 9");
     assert!(!ok_ && out.contains("database ends at record 9"), "{out}");
-    // A forger without the sealed key cannot repair the chain: recomputing needs the key.
+    // The control: the copy itself verifies, so the failures above come from the edits.
     let (ok_, out) = scenario("untouched", "");
     assert!(ok_, "{out}");
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Rewrites records `from..` of an audit trail the way a forger who guessed `key` would:
+/// record `from` gets `principal`, and it and every later record get a MAC recomputed with
+/// `key` over exactly the bytes kura signs (the previous MAC, a newline, the record's JSON
+/// line with an empty `Mac`). Returns the new lines and the SQL that makes the database
+/// match them.
+fn forge(lines: &[String], from: usize, principal: &str, key: &[u8]) -> (Vec<String>, String) {
+    use aws_lc_rs::hmac;
+    let key = hmac::Key::new(hmac::HMAC_SHA256, key);
+    let mac_of_line = |line: &str| -> String {
+        let r: Value = serde_json::from_str(line).unwrap();
+        r["Mac"].as_str().unwrap().to_string()
+    };
+    let mut out = lines.to_vec();
+    let mut prev = if from == 0 {
+        "kura-audit-v1".to_string()
+    } else {
+        mac_of_line(&out[from - 1])
+    };
+    let mut sql = String::new();
+    for (i, line) in out.iter_mut().enumerate().skip(from) {
+        let r: Value = serde_json::from_str(line).unwrap();
+        let seq = r["Seq"].as_i64().unwrap();
+        if i == from {
+            let old = r["Principal"].as_str().unwrap();
+            // Textual edits keep the field order, which the MAC covers.
+            *line = line.replacen(
+                &format!("\"Principal\":\"{old}\""),
+                &format!("\"Principal\":\"{principal}\""),
+                1,
+            );
+            sql.push_str(&format!(
+                "UPDATE audit_log SET principal = '{principal}' WHERE seq = {seq};"
+            ));
+        }
+        let signed_field = format!("\"Mac\":\"{}\"", mac_of_line(line));
+        let unsigned = line.replacen(&signed_field, "\"Mac\":\"\"", 1);
+        assert_ne!(&unsigned, line, "no Mac field in {line}");
+        let mut data = prev.into_bytes();
+        data.push(b'\n');
+        data.extend(unsigned.as_bytes());
+        let mac = hex_lower(hmac::sign(&key, &data).as_ref());
+        *line = unsigned.replacen("\"Mac\":\"\"", &format!("\"Mac\":\"{mac}\""), 1);
+        sql.push_str(&format!(
+            "UPDATE audit_log SET mac = '{mac}' WHERE seq = {seq};"
+        ));
+        prev = mac;
+    }
+    (out, sql)
+}
+
+#[tokio::test]
+async fn a_forger_who_recomputes_the_chain_with_a_guessed_key_is_caught() {
+    if !have("sqlite3") {
+        return;
+    }
+    let (server_tmp, n) = stopped_server_with_records().await;
+    let data = server_tmp.path().join("data");
+    let lines: Vec<String> = std::fs::read_to_string(data.join("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let mallory = "arn:aws:iam::000000000000:user/mallory";
+    // Keys a forger would try first: all zeros (a key never filled from the RNG), empty,
+    // and the key's own public context label.
+    let guesses: [(&str, &[u8]); 3] = [
+        ("zeros", &[0u8; 32]),
+        ("empty", b""),
+        ("label", b"kura/audit-key"),
+    ];
+    for (name, key) in guesses {
+        // Record 5 rewritten, and the chain after it repaired, in both the file and the
+        // database, so they agree with each other and only the key can tell.
+        let (forged, sql) = forge(&lines, 4, mallory, key);
+        assert_eq!(forged.len(), n);
+        let dir = tmp.path().join(name);
+        copy_dir(&data, &dir);
+        std::fs::write(dir.join("audit.jsonl"), joined(&forged)).unwrap();
+        sqlite(&dir.join("kura.db"), &sql);
+        let principal = sqlite(
+            &dir.join("kura.db"),
+            "SELECT principal FROM audit_log WHERE seq = 5",
+        );
+        assert_eq!(
+            principal.trim(),
+            mallory,
+            "the forgery did not reach the database"
+        );
+        let (ok_, out) = verify(&dir);
+        assert!(
+            !ok_,
+            "{name}: a chain re-signed with a guessed key verified: {out}"
+        );
+        assert!(
+            out.contains("record 5 does not match its MAC")
+                && out.contains("line 5 ")
+                && out.contains("does not verify under this server's audit key"),
+            "{name}: {out}"
+        );
+    }
 }
 
 #[tokio::test]

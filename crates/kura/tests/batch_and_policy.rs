@@ -117,7 +117,7 @@ async fn batch_needs_exactly_one_selector() {
     for i in 0..21 {
         req = req.secret_id_list(format!("s{i}"));
     }
-    assert_validation_err(req.send().await);
+    assert_api_err(req.send().await, "ValidationException", None);
 }
 
 const POLICY: &str = r#"{

@@ -68,7 +68,7 @@ async fn a_user_limited_to_team_a_reads_those_secrets_and_nothing_else() {
         .secret_string("u1")
         .send()
         .await);
-    let (alice, _, _) = user_client(&server, "alice", json!([])).await;
+    let (alice, akid, secret) = user_client(&server, "alice", json!([])).await;
     put_policy(
         &server,
         "alice",
@@ -145,12 +145,96 @@ async fn a_user_limited_to_team_a_reads_those_secrets_and_nothing_else() {
         "a1",
         "nothing changed"
     );
-    // Kura's own operations are policy-checked too.
-    let r = server
-        .raw("ListSecrets", "{}", SignMode::Root)
+    // Kura's own operations are policy-checked too: she is allowed none of them, so none
+    // may give her a key, a policy or another user, or show her the trail.
+    let everything =
+        json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
+            .to_string();
+    let kura_calls = [
+        ("CreateUser", json!({"UserName": "mallory"})),
+        ("DeleteUser", json!({"UserName": "alice"})),
+        ("ListUsers", json!({})),
+        ("CreateAccessKey", json!({"UserName": "alice"})),
+        (
+            "UpdateAccessKey",
+            json!({"UserName": "alice", "AccessKeyId": akid, "Status": "Inactive"}),
+        ),
+        (
+            "DeleteAccessKey",
+            json!({"UserName": "alice", "AccessKeyId": akid}),
+        ),
+        ("ListAccessKeys", json!({"UserName": "alice"})),
+        (
+            "PutUserPolicy",
+            json!({"UserName": "alice", "PolicyName": "all", "PolicyDocument": everything}),
+        ),
+        (
+            "GetUserPolicy",
+            json!({"UserName": "alice", "PolicyName": "read-team-a"}),
+        ),
+        (
+            "DeleteUserPolicy",
+            json!({"UserName": "alice", "PolicyName": "read-team-a"}),
+        ),
+        ("ListUserPolicies", json!({"UserName": "alice"})),
+        ("LookupAuditEvents", json!({})),
+        ("ListRotationFunctions", json!({})),
+        ("DeleteRotationFunction", json!({"Name": "nothing"})),
+        ("ListNotificationTargets", json!({})),
+        (
+            "CreateNotificationTarget",
+            json!({"Name": "t", "Url": "http://127.0.0.1:9/"}),
+        ),
+        ("DeleteNotificationTarget", json!({"Name": "t"})),
+    ];
+    for (op, body) in &kura_calls {
+        let msg = server
+            .raw_as(&akid, &secret, &format!("Kura.{op}"), &body.to_string())
+            .await
+            .assert_error("AccessDeniedException");
+        assert!(
+            msg.contains("user/alice") && msg.contains(&format!("kura:{op}")),
+            "the denial names principal and action: {msg}"
+        );
+    }
+    // Nothing changed: no new user, her key and policies as they were.
+    let users = server.kura("ListUsers", "{}").await.assert_ok();
+    assert!(!users.to_string().contains("mallory"), "{users}");
+    let policies = server
+        .kura("ListUserPolicies", r#"{"UserName": "alice"}"#)
         .await
         .assert_ok();
-    assert_eq!(r["SecretList"].as_array().map(Vec::len), Some(3));
+    assert_eq!(policies["PolicyNames"], json!(["read-team-a"]));
+    assert_eq!(get_string(&alice, "team-a/db").await, "a1");
+    // And it is her policy that decides, not a blanket refusal of users: allowed one Kura
+    // action, she gets that one and still no other.
+    put_policy(
+        &server,
+        "alice",
+        "list-policies",
+        json!({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Action": "kura:ListUserPolicies", "Resource": "*"}]}),
+    )
+    .await;
+    let own = server
+        .raw_as(
+            &akid,
+            &secret,
+            "Kura.ListUserPolicies",
+            r#"{"UserName": "alice"}"#,
+        )
+        .await
+        .assert_ok();
+    assert_eq!(own["PolicyNames"], json!(["list-policies", "read-team-a"]));
+    server
+        .raw_as(
+            &akid,
+            &secret,
+            "Kura.CreateUser",
+            r#"{"UserName": "mallory"}"#,
+        )
+        .await
+        .assert_error("AccessDeniedException");
 }
 
 #[tokio::test]

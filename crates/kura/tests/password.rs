@@ -235,7 +235,7 @@ async fn excluding_every_type_is_refused() {
         .exclude_lowercase(true)
         .exclude_numbers(true)
         .exclude_punctuation(true);
-    assert_validation_err(request.send().await);
+    assert_api_err(request.send().await, "InvalidParameterException", None);
 }
 
 #[tokio::test]

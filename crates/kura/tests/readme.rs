@@ -111,7 +111,13 @@ async fn readme_rotation_example_works_as_printed() {
         d.rotation_rules().and_then(|r| r.schedule_expression()),
         Some("rate(30 days)")
     );
+    // From the server's own rotation date, not the wall clock (which may have passed
+    // midnight UTC since the rotation).
+    let rotated = d.last_rotated_date().expect("LastRotatedDate").secs();
     let next = d.next_rotation_date().expect("NextRotationDate").secs();
-    let expected = (common::now_secs() / 86_400 + 30) * 86_400;
-    assert_eq!(next, expected, "30 days on, at midnight UTC");
+    let expected = (rotated / 86_400 + 30) * 86_400;
+    assert_eq!(
+        next, expected,
+        "30 days after the rotation's day, at midnight UTC"
+    );
 }

@@ -327,6 +327,116 @@ async fn cancel_rotate_secret_turns_the_schedule_off_and_keeps_the_labels() {
 }
 
 #[tokio::test]
+async fn cancelling_a_paused_rotation_ends_it_keeps_awspending_and_the_next_one_clears_it() {
+    let server = Server::start_with(&["--test-clock"]).await;
+    set_clock(&server, T2030).await;
+    let c = server.client().await;
+    let current = format!("paused-current-{}", unique_suffix());
+    let (arn, v1) = create_string(&c, "rot/paused", &current, &token(1)).await;
+    // A function whose target is down: every call fails, and it would be tried 3 times.
+    let dir = tempfile::tempdir().unwrap();
+    let calls = dir.path().join("calls");
+    let script = format!(
+        "echo call >> '{}'; echo 'the target is down' >&2; exit 1",
+        calls.display()
+    );
+    server
+        .kura(
+            "CreateRotationFunction",
+            &json!({"Name": "flaky", "Type": "command", "Command": ["/bin/sh", "-c", script], "MaxAttempts": 3})
+                .to_string(),
+        )
+        .await
+        .assert_ok();
+    let calls_made = || {
+        std::fs::read_to_string(&calls)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let body = json!({
+        "SecretId": "rot/paused",
+        "RotationLambdaARN": lambda_arn(&arn, "flaky"),
+        "RotationRules": {"ScheduleExpression": "rate(1 day)"},
+        "ClientRequestToken": token(2),
+    });
+    server
+        .raw("RotateSecret", &body.to_string(), SignMode::Root)
+        .await
+        .assert_ok();
+    // Paused between attempts: in progress, a retry planned, AWSPENDING on the new version.
+    let r = wait_rotation_settled(&server, "rot/paused", std::time::Duration::from_secs(60)).await;
+    assert_eq!(r["State"], "InProgress", "{r:#}");
+    assert!(
+        r["NextAttemptDate"].is_number(),
+        "a retry is planned: {r:#}"
+    );
+    assert_eq!(calls_made(), 1);
+    assert_eq!(
+        describe_stages(&c, "rot/paused").await,
+        stages_of(&[(&v1, &["AWSCURRENT"]), (&token(2), &["AWSPENDING"])])
+    );
+
+    let out = server
+        .raw(
+            "CancelRotateSecret",
+            r#"{"SecretId": "rot/paused"}"#,
+            SignMode::Root,
+        )
+        .await
+        .assert_ok();
+    assert_eq!(
+        out["VersionId"],
+        token(2),
+        "the cancelled cycle's version: {out}"
+    );
+    let d = describe_json(&server, "rot/paused").await;
+    assert_eq!(d["RotationEnabled"], false, "{d:#}");
+    assert!(d.get("NextRotationDate").is_none(), "{d:#}");
+    let r = &d["KuraRotation"];
+    assert_eq!(r["State"], "Failed", "{d:#}");
+    assert!(
+        r["LastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("cancelled by CancelRotateSecret")),
+        "{d:#}"
+    );
+    assert!(
+        r.get("NextAttemptDate").is_none(),
+        "no retry is planned: {d:#}"
+    );
+    // The labels stay as they were (as on AWS): AWSPENDING on the cancelled version.
+    assert_eq!(
+        describe_stages(&c, "rot/paused").await,
+        stages_of(&[(&v1, &["AWSCURRENT"]), (&token(2), &["AWSPENDING"])])
+    );
+    // Past the planned retry and the next scheduled day, nothing runs.
+    advance(&server, 2 * DAY).await;
+    assert_eq!(
+        calls_made(),
+        1,
+        "the function was called again after the cancel"
+    );
+    assert_eq!(
+        describe_json(&server, "rot/paused").await["KuraRotation"]["State"],
+        "Failed"
+    );
+    assert_eq!(get_string(&c, "rot/paused").await, current);
+
+    // The next rotation clears the stale AWSPENDING and its value-less version.
+    rotate_now(&server, "rot/paused", &arn, Some(&token(3))).await;
+    wait_rotation_succeeded(&server, "rot/paused").await;
+    let after = describe_stages(&c, "rot/paused").await;
+    assert_eq!(
+        after.get(&v1).cloned(),
+        Some(vec!["AWSPREVIOUS".to_string()]),
+        "{after:?}"
+    );
+    assert!(!after.contains_key(&token(2)), "{after:?}");
+    assert_eq!(get_stage(&c, "rot/paused", "AWSCURRENT").await.0, token(3));
+}
+
+#[tokio::test]
 async fn awspending_on_the_current_version_does_not_block_the_next_rotation() {
     let server = Server::start().await;
     let c = server.client().await;

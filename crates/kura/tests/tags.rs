@@ -107,13 +107,15 @@ async fn tagging_by_arn_works() {
 async fn tag_key_over_128_chars_is_refused() {
     let (_server, client) = setup().await;
     let long = "k".repeat(129);
-    assert_validation_err(
+    assert_api_err(
         client
             .tag_resource()
             .secret_id(NAME)
             .tags(tag(&long, "v"))
             .send()
             .await,
+        "ValidationException",
+        None,
     );
     assert_eq!(
         describe_tags(&client, NAME).await,

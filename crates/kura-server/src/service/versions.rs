@@ -174,8 +174,9 @@ impl Service {
         if let (Some(id), Some(s)) = (&req.version_id, &stage)
             && !v.stages.contains(s)
         {
-            return Err(Error::invalid_parameter(format!(
-                "Version {id} does not carry the staging label {s}: VersionId and VersionStage must name the same version."
+            // AWS's code and opening sentence for this case.
+            return Err(Error::invalid_request(format!(
+                "You provided a VersionStage that is not associated to the provided VersionId. Version {id} does not carry the staging label {s}: send only one of them, or two that name the same version."
             )));
         }
         let sealed = v.value.as_ref().ok_or_else(not_found)?;

@@ -59,4 +59,24 @@ fails_with InvalidRequestException sm replicate-secret-to-regions --secret-id cl
 fails_with InvalidRequestException sm remove-regions-from-replication --secret-id cli/app --remove-replica-regions eu-west-1
 fails_with InvalidRequestException sm stop-replication-to-replica --secret-id cli/app
 
+# Rotation with the built-in kura-password function, then a schedule and its cancellation.
+fn_arn="arn:aws:lambda:$(cut -d: -f4 <<<"$arn"):$(cut -d: -f5 <<<"$arn"):function:kura-password"
+old_version=$(sm get-secret-value --secret-id cli/app --query VersionId --output text)
+rot=11111111-2222-3333-4444-$(printf '%012d' $$)
+expect "$rot" "$(sm rotate-secret --secret-id cli/app --rotation-lambda-arn "$fn_arn" \
+  --client-request-token "$rot" --query VersionId --output text)" "rotate-secret"
+for _ in $(seq 300); do
+  [ "$(sm get-secret-value --secret-id cli/app --query VersionId --output text)" = "$rot" ] && break
+  sleep 0.2
+done
+expect "$rot" "$(sm get-secret-value --secret-id cli/app --query VersionId --output text)" "rotated current"
+expect "$old_version" "$(sm get-secret-value --secret-id cli/app --version-stage AWSPREVIOUS --query VersionId --output text)" "rotated previous"
+[ "$(sm get-secret-value --secret-id cli/app --query SecretString --output text)" != two ] \
+  || { echo "FAIL rotation: the value did not change" >&2; exit 1; }
+sm rotate-secret --secret-id cli/app --rotation-rules 'ScheduleExpression=rate(10 days)' --no-rotate-immediately >/dev/null
+expect True "$(sm describe-secret --secret-id cli/app --query RotationEnabled --output text)" "scheduled"
+expect "$arn" "$(sm cancel-rotate-secret --secret-id cli/app --query ARN --output text)" "cancel-rotate-secret"
+expect "False None" "$(sm describe-secret --secret-id cli/app --query '[RotationEnabled, NextRotationDate]' --output text | tr '\t' ' ')" "cancelled"
+expect "$rot" "$(sm get-secret-value --secret-id cli/app --query VersionId --output text)" "cancelling moved nothing"
+
 echo "aws cli scenario: ok"

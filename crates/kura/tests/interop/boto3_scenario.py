@@ -6,6 +6,7 @@ on the first behaviour that differs from AWS's.
 import base64
 import json
 import os
+import time
 import uuid
 
 import boto3
@@ -18,11 +19,22 @@ sm = boto3.client(
 )
 
 
+CHECKS = 0
+
+
+def check(ok, detail=""):
+    """An explicit check: unlike `assert`, it does not vanish under PYTHONOPTIMIZE."""
+    global CHECKS
+    CHECKS += 1
+    if not ok:
+        raise AssertionError(detail)
+
+
 def code_of(call, **kwargs):
     try:
         call(**kwargs)
     except botocore.exceptions.ClientError as e:
-        assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 400, e.response
+        check(e.response["ResponseMetadata"]["HTTPStatusCode"] == 400, e.response)
         return e.response["Error"]["Code"]
     raise AssertionError(f"{call.__name__} succeeded, an error was expected")
 
@@ -33,39 +45,39 @@ created = sm.create_secret(
     Name="py/db", SecretString='{"password":"p1"}', Description="py db",
     Tags=[{"Key": "team", "Value": "a"}], ClientRequestToken=token,
 )
-assert created["VersionId"] == token
+check(created["VersionId"] == token)
 again = sm.create_secret(Name="py/db", SecretString='{"password":"p1"}', ClientRequestToken=token)
-assert again["ARN"] == created["ARN"]
-assert code_of(sm.create_secret, Name="py/db", SecretString="other") == "ResourceExistsException"
+check(again["ARN"] == created["ARN"])
+check(code_of(sm.create_secret, Name="py/db", SecretString="other") == "ResourceExistsException")
 got = sm.get_secret_value(SecretId=created["ARN"])
-assert json.loads(got["SecretString"]) == {"password": "p1"}
-assert got["VersionStages"] == ["AWSCURRENT"]
+check(json.loads(got["SecretString"]) == {"password": "p1"})
+check(got["VersionStages"] == ["AWSCURRENT"])
 
 # Binary values round-trip.
 blob = bytes(range(256))
 sm.create_secret(Name="py/blob", SecretBinary=blob)
-assert sm.get_secret_value(SecretId="py/blob")["SecretBinary"] == blob
+check(sm.get_secret_value(SecretId="py/blob")["SecretBinary"] == blob)
 
 # Versions and labels.
 v2 = sm.put_secret_value(SecretId="py/db", SecretString='{"password":"p2"}')["VersionId"]
 v3 = sm.update_secret(SecretId="py/db", SecretString='{"password":"p3"}', Description="d3")["VersionId"]
 stages = sm.describe_secret(SecretId="py/db")["VersionIdsToStages"]
-assert stages == {v3: ["AWSCURRENT"], v2: ["AWSPREVIOUS"]}, stages
+check(stages == {v3: ["AWSCURRENT"], v2: ["AWSPREVIOUS"]}, stages)
 sm.update_secret_version_stage(
     SecretId="py/db", VersionStage="AWSCURRENT", MoveToVersionId=v2, RemoveFromVersionId=v3
 )
-assert json.loads(sm.get_secret_value(SecretId="py/db")["SecretString"]) == {"password": "p2"}
-assert sm.get_secret_value(SecretId="py/db", VersionStage="AWSPREVIOUS")["VersionId"] == v3
+check(json.loads(sm.get_secret_value(SecretId="py/db")["SecretString"]) == {"password": "p2"})
+check(sm.get_secret_value(SecretId="py/db", VersionStage="AWSPREVIOUS")["VersionId"] == v3)
 ids = [v["VersionId"] for v in sm.list_secret_version_ids(SecretId="py/db", IncludeDeprecated=True)["Versions"]]
-assert set(ids) == {token, v2, v3}, ids
-assert code_of(
+check(set(ids) == {token, v2, v3}, ids)
+check(code_of(
     sm.update_secret_version_stage, SecretId="py/db", VersionStage="AWSCURRENT", MoveToVersionId=v3
-) == "InvalidParameterException"
+) == "InvalidParameterException")
 
 # Tags.
 sm.tag_resource(SecretId="py/db", Tags=[{"Key": "env", "Value": "prod"}])
 sm.untag_resource(SecretId="py/db", TagKeys=["team"])
-assert sm.describe_secret(SecretId="py/db")["Tags"] == [{"Key": "env", "Value": "prod"}]
+check(sm.describe_secret(SecretId="py/db")["Tags"] == [{"Key": "env", "Value": "prod"}])
 
 # Listing with a paginator, filters and sorting.
 for i in range(7):
@@ -75,24 +87,24 @@ for page in sm.get_paginator("list_secrets").paginate(
     Filters=[{"Key": "name", "Values": ["py/many/"]}], PaginationConfig={"PageSize": 3}
 ):
     names += [s["Name"] for s in page["SecretList"]]
-assert sorted(names) == [f"py/many/{i}" for i in range(7)], names
+check(sorted(names) == [f"py/many/{i}" for i in range(7)], names)
 by_name = sm.list_secrets(SortBy="name", SortOrder="desc", Filters=[{"Key": "tag-key", "Values": ["env"]}])
-assert [s["Name"] for s in by_name["SecretList"]] == ["py/db"]
-assert code_of(sm.list_secrets, NextToken="forged") == "InvalidNextTokenException"
+check([s["Name"] for s in by_name["SecretList"]] == ["py/db"])
+check(code_of(sm.list_secrets, NextToken="forged") == "InvalidNextTokenException")
 
 # Batch reads.
 batch = sm.batch_get_secret_value(SecretIdList=["py/many/0", "py/many/1", "py/none"])
-assert sorted(v["SecretString"] for v in batch["SecretValues"]) == ["m0", "m1"]
-assert [(e["SecretId"], e["ErrorCode"]) for e in batch["Errors"]] == [("py/none", "ResourceNotFoundException")]
+check(sorted(v["SecretString"] for v in batch["SecretValues"]) == ["m0", "m1"])
+check([(e["SecretId"], e["ErrorCode"]) for e in batch["Errors"]] == [("py/none", "ResourceNotFoundException")])
 seen, kwargs = [], {}
 while True:
     page = sm.batch_get_secret_value(Filters=[{"Key": "name", "Values": ["py/many/"]}], MaxResults=4, **kwargs)
-    assert len(page["SecretValues"]) <= 4
+    check(len(page["SecretValues"]) <= 4)
     seen += [v["SecretString"] for v in page["SecretValues"]]
     if "NextToken" not in page:
         break
     kwargs = {"NextToken": page["NextToken"]}
-assert sorted(seen) == [f"m{i}" for i in range(7)], seen
+check(sorted(seen) == [f"m{i}" for i in range(7)], seen)
 
 # Resource policies.
 policy = json.dumps({
@@ -100,32 +112,59 @@ policy = json.dumps({
     "Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
                    "Action": "secretsmanager:GetSecretValue", "Resource": "*"}],
 })
-assert sm.validate_resource_policy(ResourcePolicy=policy)["PolicyValidationPassed"] is True
+check(sm.validate_resource_policy(ResourcePolicy=policy)["PolicyValidationPassed"] is True)
 sm.put_resource_policy(SecretId="py/db", ResourcePolicy=policy, BlockPublicPolicy=True)
-assert json.loads(sm.get_resource_policy(SecretId="py/db")["ResourcePolicy"]) == json.loads(policy)
+check(json.loads(sm.get_resource_policy(SecretId="py/db")["ResourcePolicy"]) == json.loads(policy))
 sm.delete_resource_policy(SecretId="py/db")
-assert "ResourcePolicy" not in sm.get_resource_policy(SecretId="py/db")
+check("ResourcePolicy" not in sm.get_resource_policy(SecretId="py/db"))
 public = policy.replace('{"AWS": "arn:aws:iam::123456789012:root"}', '"*"')
-assert code_of(sm.put_resource_policy, SecretId="py/db", ResourcePolicy=public, BlockPublicPolicy=True) == "PublicPolicyException"
-assert code_of(sm.put_resource_policy, SecretId="py/db", ResourcePolicy="{}") == "MalformedPolicyDocumentException"
+check(code_of(sm.put_resource_policy, SecretId="py/db", ResourcePolicy=public, BlockPublicPolicy=True) == "PublicPolicyException")
+check(code_of(sm.put_resource_policy, SecretId="py/db", ResourcePolicy="{}") == "MalformedPolicyDocumentException")
 
 # Passwords.
 pw = sm.get_random_password(PasswordLength=40, ExcludePunctuation=True)["RandomPassword"]
-assert len(pw) == 40 and pw.isalnum(), pw
+check(len(pw) == 40 and pw.isalnum(), pw)
 
 # Deletion window, restore, forced deletion.
 deleted = sm.delete_secret(SecretId="py/blob", RecoveryWindowInDays=7)
-assert "DeletionDate" in deleted
-assert "DeletedDate" in sm.describe_secret(SecretId="py/blob")
-assert code_of(sm.get_secret_value, SecretId="py/blob") == "InvalidRequestException"
+check("DeletionDate" in deleted)
+check("DeletedDate" in sm.describe_secret(SecretId="py/blob"))
+check(code_of(sm.get_secret_value, SecretId="py/blob") == "InvalidRequestException")
 sm.restore_secret(SecretId="py/blob")
-assert sm.get_secret_value(SecretId="py/blob")["SecretBinary"] == blob
+check(sm.get_secret_value(SecretId="py/blob")["SecretBinary"] == blob)
 sm.delete_secret(SecretId="py/blob", ForceDeleteWithoutRecovery=True)
-assert code_of(sm.describe_secret, SecretId="py/blob") == "ResourceNotFoundException"
+check(code_of(sm.describe_secret, SecretId="py/blob") == "ResourceNotFoundException")
 
 # Replication is refused with a clear error.
-assert code_of(sm.replicate_secret_to_regions, SecretId="py/db", AddReplicaRegions=[{"Region": "eu-west-1"}]) == "InvalidRequestException"
-assert code_of(sm.remove_regions_from_replication, SecretId="py/db", RemoveReplicaRegions=["eu-west-1"]) == "InvalidRequestException"
-assert code_of(sm.stop_replication_to_replica, SecretId="py/db") == "InvalidRequestException"
+check(code_of(sm.replicate_secret_to_regions, SecretId="py/db", AddReplicaRegions=[{"Region": "eu-west-1"}]) == "InvalidRequestException")
+check(code_of(sm.remove_regions_from_replication, SecretId="py/db", RemoveReplicaRegions=["eu-west-1"]) == "InvalidRequestException")
+check(code_of(sm.stop_replication_to_replica, SecretId="py/db") == "InvalidRequestException")
 
-print("boto3 scenario: ok")
+# Rotation with the built-in kura-password function, then a schedule and its cancellation.
+rotation_fn = "arn:aws:lambda:{}:{}:function:kura-password".format(*created["ARN"].split(":")[3:5])
+before = sm.get_secret_value(SecretId="py/db")
+rotate_token = str(uuid.uuid4())
+rotated = sm.rotate_secret(SecretId="py/db", RotationLambdaARN=rotation_fn, ClientRequestToken=rotate_token)
+check(rotated["VersionId"] == rotate_token, rotated)
+for _ in range(600):
+    now = sm.get_secret_value(SecretId="py/db")
+    if now["VersionId"] == rotate_token:
+        break
+    time.sleep(0.1)
+check(now["VersionId"] == rotate_token, f"rotation did not finish: {now['VersionId']}")
+check(now["SecretString"] != before["SecretString"], "the value did not change")
+check(sm.get_secret_value(SecretId="py/db", VersionStage="AWSPREVIOUS")["VersionId"] == before["VersionId"])
+described = sm.describe_secret(SecretId="py/db")
+check(described["RotationEnabled"] is True and described["RotationLambdaARN"] == rotation_fn, described)
+check("LastRotatedDate" in described, described)
+sm.rotate_secret(SecretId="py/db", RotationRules={"ScheduleExpression": "rate(10 days)"}, RotateImmediately=False)
+described = sm.describe_secret(SecretId="py/db")
+check(described["RotationRules"]["ScheduleExpression"] == "rate(10 days)", described)
+check("NextRotationDate" in described, described)
+cancelled = sm.cancel_rotate_secret(SecretId="py/db")
+check(cancelled["ARN"] == created["ARN"], cancelled)
+described = sm.describe_secret(SecretId="py/db")
+check(described["RotationEnabled"] is False and "NextRotationDate" not in described, described)
+check(sm.get_secret_value(SecretId="py/db")["VersionId"] == rotate_token, "cancelling moved nothing")
+
+print(f"boto3 scenario: ok ({CHECKS} checks)")
