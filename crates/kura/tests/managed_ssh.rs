@@ -28,10 +28,6 @@ const PUNCTUATION: &str = r##"!"#$%&'()*+,-./:;<=>?@[\]^_`{|}~"##;
 const PASSWORD_FN: &str = "kura-ssh-password";
 const KEYPAIR_FN: &str = "kura-ssh-keypair";
 
-fn in_ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -58,7 +54,7 @@ fn ssh_ready() -> bool {
         None => true,
         Some(p) => {
             assert!(!in_ci(), "{p} (in CI it must be ready)");
-            eprintln!("SKIPPED: {p}");
+            skip(&p);
             false
         }
     }

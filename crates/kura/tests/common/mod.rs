@@ -1049,8 +1049,44 @@ pub fn sqlite(db: &Path, sql: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// Whether `tool` is on PATH. Outside CI a missing tool skips the test with a reason; in CI
-/// (`CI=true`) it fails, since scripts/test installs everything the tests use.
+/// Whether the tests run in CI: any non-empty `CI` (CI services set it to `true`, `1`, ...).
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
+
+/// Records that the running test skips its checks for `reason`, where scripts/test counts and
+/// names it (the file in `KURA_TEST_SKIPS`); in CI a skip is a failure. The caller then returns.
+pub fn skip(reason: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("<unnamed test>")
+        .to_string();
+    let test = format!("{}::{test}", env!("CARGO_CRATE_NAME"));
+    assert!(
+        !in_ci(),
+        "{test} would skip in CI, where everything it needs must be present: {reason}"
+    );
+    eprintln!("SKIPPED: {test}: {reason}");
+    if let Some(path) = std::env::var_os("KURA_TEST_SKIPS").filter(|p| !p.is_empty()) {
+        use std::io::Write;
+        // One short line per append, so parallel tests do not interleave.
+        let line = format!("{test}: {}\n", reason.replace('\n', " "));
+        let written = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            panic!(
+                "cannot record the skip in {}: {e}",
+                Path::new(&path).display()
+            );
+        }
+    }
+}
+
+/// Whether `tool` is on PATH. Outside CI a missing tool skips the test with a reason (see
+/// `skip`); in CI it fails, since scripts/test installs everything the tests use.
 pub fn have(tool: &str) -> bool {
     let found = std::process::Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
@@ -1059,12 +1095,12 @@ pub fn have(tool: &str) -> bool {
         .unwrap_or(false);
     if !found {
         assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
+            !in_ci(),
             "{tool} is not on PATH; in CI it must be (scripts/test installs it)"
         );
-        eprintln!(
-            "SKIPPED: {tool} is not on PATH; run the tests through scripts/test, which installs it"
-        );
+        skip(&format!(
+            "{tool} is not on PATH; run the tests through scripts/test, which installs it"
+        ));
     }
     found
 }
@@ -1135,10 +1171,10 @@ pub fn python_with_boto3() -> Option<PathBuf> {
         .expect("run python3");
     if !out.status.success() {
         assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
+            !in_ci(),
             "python3 has no boto3; in CI it must (scripts/test installs it)"
         );
-        eprintln!("SKIPPED: python3 has no boto3; run the tests through scripts/test");
+        skip("python3 has no boto3; run the tests through scripts/test");
         return None;
     }
     Some(PathBuf::from(
