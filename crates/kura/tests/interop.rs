@@ -39,6 +39,8 @@ async fn boto3_scenario_covers_every_operation() {
         return;
     }
     let server = Server::start().await;
+    // What the script stores, for the harness's leak check.
+    server.remember(r#"{"password":"p1"}"#);
     run_scenario(&server, "python3", "boto3_scenario.py");
 }
 
@@ -48,5 +50,7 @@ async fn aws_cli_scenario_covers_every_operation() {
         return;
     }
     let server = Server::start().await;
+    // What the script stores, for the harness's leak check.
+    server.remember("cli-value-one-7d1e");
     run_scenario(&server, "bash", "aws_cli_scenario.sh");
 }
