@@ -181,7 +181,7 @@ async fn every_request_leaves_exactly_one_record() {
 async fn rotation_steps_are_audited() {
     let server = Server::start().await;
     let c = server.client().await;
-    let arn = create_plain(&c, "audit/rot", "v0").await;
+    let arn = create_plain(&c, "audit/rot", "rotated-from-value").await;
     let body =
         json!({"SecretId": "audit/rot", "RotationLambdaARN": lambda_arn(&arn, "kura-password")});
     server
@@ -213,11 +213,11 @@ async fn kura_audit_verify_finds_edits_deletions_and_reorderings() {
     }
     let server = Server::start().await;
     let c = server.client().await;
-    create_plain(&c, "audit/t", "v").await;
+    create_plain(&c, "audit/t", "audit-t-value-1").await;
     for i in 0..10 {
         get_string(&c, "audit/t").await;
         if i == 4 {
-            put_string(&c, "audit/t", "v2", &token(4)).await;
+            put_string(&c, "audit/t", "audit-t-value-2", &token(4)).await;
         }
     }
     let (ok_, out) = verify(&server.data_dir);

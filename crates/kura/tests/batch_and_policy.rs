@@ -9,9 +9,9 @@ use common::*;
 async fn batch_by_ids_reports_failures_per_secret() {
     let server = Server::start().await;
     let c = server.client().await;
-    let a = create_plain(&c, "batch/a", "value-a").await;
-    create_plain(&c, "batch/b", "value-b").await;
-    create_plain(&c, "batch/gone", "value-c").await;
+    let a = create_plain(&c, "batch/a", "batch-value-a").await;
+    create_plain(&c, "batch/b", "batch-value-b").await;
+    create_plain(&c, "batch/gone", "batch-value-c").await;
     ok(c.delete_secret().secret_id("batch/gone").send().await);
     let out = ok(c
         .batch_get_secret_value()
@@ -30,9 +30,9 @@ async fn batch_by_ids_reports_failures_per_secret() {
     assert_eq!(
         values,
         [
-            ("batch/a", "value-a"),
-            ("batch/a", "value-a"),
-            ("batch/b", "value-b")
+            ("batch/a", "batch-value-a"),
+            ("batch/a", "batch-value-a"),
+            ("batch/b", "batch-value-b")
         ]
     );
     assert!(
@@ -59,9 +59,9 @@ async fn batch_by_filters_pages() {
     let server = Server::start().await;
     let c = server.client().await;
     for i in 0..5 {
-        create_plain(&c, &format!("team-x/{i}"), &format!("x{i}")).await;
+        create_plain(&c, &format!("team-x/{i}"), &format!("team-x-value-{i}")).await;
     }
-    create_plain(&c, "team-y/0", "y0").await;
+    create_plain(&c, "team-y/0", "team-y-value-0").await;
     let filter = Filter::builder()
         .key(FilterNameStringType::Name)
         .values("team-x/")
@@ -88,7 +88,16 @@ async fn batch_by_filters_pages() {
         }
     }
     got.sort();
-    assert_eq!(got, ["x0", "x1", "x2", "x3", "x4"]);
+    assert_eq!(
+        got,
+        [
+            "team-x-value-0",
+            "team-x-value-1",
+            "team-x-value-2",
+            "team-x-value-3",
+            "team-x-value-4"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -134,7 +143,7 @@ const POLICY: &str = r#"{
 async fn resource_policy_put_get_delete() {
     let server = Server::start().await;
     let c = server.client().await;
-    let arn = create_plain(&c, "pol/a", "v").await;
+    let arn = create_plain(&c, "pol/a", "policy-test-value").await;
     let got = ok(c.get_resource_policy().secret_id("pol/a").send().await);
     assert_eq!(got.resource_policy(), None);
     assert_eq!(got.arn(), Some(arn.as_str()));
@@ -166,7 +175,7 @@ async fn resource_policy_put_get_delete() {
 async fn malformed_and_public_policies_are_refused() {
     let server = Server::start().await;
     let c = server.client().await;
-    create_plain(&c, "pol/b", "v").await;
+    create_plain(&c, "pol/b", "policy-test-value").await;
     let bad = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Permit","Principal":"*","Action":"secretsmanager:*","Resource":"*"}]}"#;
     let err = assert_api_err(
         c.put_resource_policy()
@@ -221,7 +230,7 @@ async fn malformed_and_public_policies_are_refused() {
 async fn replication_operations_say_replication_is_unavailable() {
     let server = Server::start().await;
     let c = server.client().await;
-    create_plain(&c, "rep/a", "v").await;
+    create_plain(&c, "rep/a", "policy-test-value").await;
     for (op, body) in [
         (
             "ReplicateSecretToRegions",
@@ -276,7 +285,7 @@ async fn user_with_policy(
 async fn batch_by_filters_needs_list_secrets_permission() {
     let server = Server::start().await;
     let root = server.client().await;
-    create_plain(&root, "perm/a", "va").await;
+    create_plain(&root, "perm/a", "permitted-value-a").await;
     let bob = user_with_policy(
         &server,
         "bob",
@@ -307,16 +316,19 @@ async fn batch_by_filters_needs_list_secrets_permission() {
         .secret_id_list("perm/a")
         .send()
         .await);
-    assert_eq!(out.secret_values()[0].secret_string(), Some("va"));
+    assert_eq!(
+        out.secret_values()[0].secret_string(),
+        Some("permitted-value-a")
+    );
 }
 
 #[tokio::test]
 async fn batch_by_filters_reports_only_secrets_the_caller_may_describe() {
     let server = Server::start().await;
     let root = server.client().await;
-    create_plain(&root, "team-a/x", "vx").await;
-    create_plain(&root, "team-b/y", "vy").await;
-    create_plain(&root, "team-c/z", "vz").await;
+    create_plain(&root, "team-a/x", "team-value-x").await;
+    create_plain(&root, "team-b/y", "team-value-y").await;
+    create_plain(&root, "team-c/z", "team-value-z").await;
     let carol = user_with_policy(
         &server,
         "carol",

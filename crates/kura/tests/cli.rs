@@ -19,9 +19,11 @@ fn kura_api(server: &Server, args: &[&str]) -> (bool, String, String) {
         .env_remove("AWS_SECRET_ACCESS_KEY")
         .output()
         .expect("run kura api");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    server.record_exchange(args.last().copied().unwrap_or(""), &stdout);
     (
         out.status.success(),
-        String::from_utf8_lossy(&out.stdout).to_string(),
+        stdout,
         String::from_utf8_lossy(&out.stderr).to_string(),
     )
 }
@@ -33,7 +35,7 @@ async fn kura_api_calls_aws_and_extension_operations() {
         &server,
         &[
             "CreateSecret",
-            r#"{"Name": "cli/one", "SecretString": "v1"}"#,
+            r#"{"Name": "cli/one", "SecretString": "cli-value-0d4f7e"}"#,
         ],
     );
     assert!(ok_, "{err}");
@@ -46,7 +48,7 @@ async fn kura_api_calls_aws_and_extension_operations() {
     assert_eq!(list["RotationFunctions"][0]["Name"], "kura-password");
 
     let c = server.client().await;
-    assert_eq!(get_string(&c, "cli/one").await, "v1");
+    assert_eq!(get_string(&c, "cli/one").await, "cli-value-0d4f7e");
 }
 
 #[tokio::test]

@@ -10,11 +10,11 @@ const NAME: &str = "doomed";
 /// Tolerance for dates computed by the server from its own clock.
 const SLACK: i64 = 600;
 
-/// A server, a root client, and `NAME` = "v1" (token 1); returns its ARN too.
+/// A server, a root client, and `NAME` = "versioned-value-1" (token 1); returns its ARN too.
 async fn setup() -> (Server, Client, String) {
     let server = Server::start().await;
     let client = server.client().await;
-    let (arn, _) = create_string(&client, NAME, "v1", &token(1)).await;
+    let (arn, _) = create_string(&client, NAME, "versioned-value-1", &token(1)).await;
     (server, client, arn)
 }
 
@@ -83,7 +83,7 @@ async fn recovery_window_out_of_range_is_rejected() {
     }
     assert_eq!(
         get_string(&client, NAME).await,
-        "v1",
+        "versioned-value-1",
         "a refused delete must leave the secret alone"
     );
 }
@@ -102,7 +102,7 @@ async fn recovery_window_with_force_is_rejected() {
         "InvalidParameterException",
         None,
     );
-    assert_eq!(get_string(&client, NAME).await, "v1");
+    assert_eq!(get_string(&client, NAME).await, "versioned-value-1");
 }
 
 fn assert_marked_for_deletion<T: std::fmt::Debug>(result: Result<T, ApiError>, op: &str) {
@@ -127,7 +127,7 @@ async fn operations_on_a_secret_pending_deletion_are_refused() {
     let put = c
         .put_secret_value()
         .secret_id(NAME)
-        .secret_string("v2")
+        .secret_string("versioned-value-2")
         .send()
         .await;
     assert_marked_for_deletion(res(put), "PutSecretValue");
@@ -213,10 +213,10 @@ async fn restore_secret_makes_it_usable_again() {
         described.deleted_date().is_none(),
         "DeletedDate after RestoreSecret"
     );
-    assert_eq!(get_string(&client, NAME).await, "v1");
+    assert_eq!(get_string(&client, NAME).await, "versioned-value-1");
     assert_eq!(listed_names(&client, false).await, vec![NAME.to_string()]);
-    put_string(&client, NAME, "v2", &token(2)).await;
-    assert_eq!(get_string(&client, NAME).await, "v2");
+    put_string(&client, NAME, "versioned-value-2", &token(2)).await;
+    assert_eq!(get_string(&client, NAME).await, "versioned-value-2");
 }
 
 #[tokio::test]

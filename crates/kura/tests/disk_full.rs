@@ -62,10 +62,12 @@ async fn after_a_full_disk_every_request_succeeds_again_without_a_restart() {
         Ok(m) => m,
         Err(why) => {
             assert!(
-                std::env::var("CI").map(|v| v.is_empty()).unwrap_or(true),
+                !in_ci(),
                 "cannot mount a tmpfs for the full-disk test ({why}); CI runs as root and must"
             );
-            eprintln!("SKIPPED: cannot mount a tmpfs ({why}); run as root to test a full disk");
+            skip(&format!(
+                "cannot mount a tmpfs ({why}); run as root to test a full disk"
+            ));
             return;
         }
     };
@@ -194,10 +196,12 @@ async fn an_audit_file_that_cannot_grow_catches_up_when_it_can() {
         Ok(m) => m,
         Err(why) => {
             assert!(
-                std::env::var("CI").map(|v| v.is_empty()).unwrap_or(true),
+                !in_ci(),
                 "cannot mount a tmpfs for the full-disk test ({why}); CI runs as root and must"
             );
-            eprintln!("SKIPPED: cannot mount a tmpfs ({why}); run as root to test a full disk");
+            skip(&format!(
+                "cannot mount a tmpfs ({why}); run as root to test a full disk"
+            ));
             return;
         }
     };

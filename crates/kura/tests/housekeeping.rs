@@ -15,15 +15,21 @@ async fn version_count(c: &aws_sdk_secretsmanager::Client, id: &str) -> usize {
 async fn young_versions_are_never_pruned_so_the_101st_is_refused() {
     let server = Server::start_with(&["--test-clock"]).await;
     let c = server.client().await;
-    create_plain(&c, "prune/young", "v0").await;
+    create_plain(&c, "prune/young", "versioned-value-0").await;
     for i in 1..100 {
-        put_string(&c, "prune/young", &format!("v{i}"), &token(i)).await;
+        put_string(
+            &c,
+            "prune/young",
+            &format!("versioned-value-{i}"),
+            &token(i),
+        )
+        .await;
     }
     assert_eq!(version_count(&c, "prune/young").await, 100);
     assert_api_err(
         c.put_secret_value()
             .secret_id("prune/young")
-            .secret_string("v100")
+            .secret_string("versioned-value-100")
             .send()
             .await,
         "LimitExceededException",
@@ -31,7 +37,7 @@ async fn young_versions_are_never_pruned_so_the_101st_is_refused() {
     );
     // Nothing was half-written: still 100 versions, AWSCURRENT unchanged.
     assert_eq!(version_count(&c, "prune/young").await, 100);
-    assert_eq!(get_string(&c, "prune/young").await, "v99");
+    assert_eq!(get_string(&c, "prune/young").await, "versioned-value-99");
 }
 
 #[tokio::test]
@@ -41,31 +47,31 @@ async fn old_unlabelled_versions_are_pruned_beyond_100() {
     let first = ok(c
         .create_secret()
         .name("prune/old")
-        .secret_string("v0")
+        .secret_string("versioned-value-0")
         .send()
         .await)
     .version_id()
     .unwrap()
     .to_string();
     for i in 1..100 {
-        put_string(&c, "prune/old", &format!("v{i}"), &token(i)).await;
+        put_string(&c, "prune/old", &format!("versioned-value-{i}"), &token(i)).await;
     }
     assert_eq!(version_count(&c, "prune/old").await, 100);
     server
         .kura("AdvanceClock", r#"{"Seconds": 90000}"#)
         .await
         .assert_ok();
-    put_string(&c, "prune/old", "v100", &token(100)).await;
+    put_string(&c, "prune/old", "versioned-value-100", &token(100)).await;
     let versions = list_versions(&c, "prune/old", true).await;
     assert_eq!(versions.len(), 100);
     assert!(
         !versions.contains_key(&first),
         "the oldest unlabelled version is pruned"
     );
-    assert_eq!(get_string(&c, "prune/old").await, "v100");
+    assert_eq!(get_string(&c, "prune/old").await, "versioned-value-100");
     assert_eq!(
         get_stage(&c, "prune/old", "AWSPREVIOUS").await.1,
-        "v99",
+        "versioned-value-99",
         "labelled versions stay"
     );
 }
@@ -80,7 +86,7 @@ async fn last_accessed_date_is_kept_per_day() {
         .kura("SetClock", &format!(r#"{{"Time": {noon}}}"#))
         .await
         .assert_ok();
-    create_plain(&c, "access/a", "v").await;
+    create_plain(&c, "access/a", "accessed-value").await;
     let d = ok(c.describe_secret().secret_id("access/a").send().await);
     assert!(d.last_accessed_date().is_none(), "never read yet");
     get_string(&c, "access/a").await;
@@ -157,7 +163,7 @@ async fn purge_job_destroys_secrets_whose_window_has_passed() {
             .is_some()
     );
     // The name is free again, under a new ARN.
-    let new_arn = create_plain(&c, "purge/a", "new").await;
+    let new_arn = create_plain(&c, "purge/a", "new-value-after-purge").await;
     assert_ne!(new_arn, old_arn);
     // The purged rows are gone from the database files, not just unlinked. (The audit trail
     // keeps the ARN on purpose: it records that the secret existed and was purged.)

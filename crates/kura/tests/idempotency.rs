@@ -46,10 +46,10 @@ fn assert_code(result: Result<impl std::fmt::Debug, ApiError>, code: &str, messa
 async fn create_retry_with_same_token_and_value_is_idempotent() {
     let server = Server::start().await;
     let client = server.client().await;
-    let first = create(&client, "v1", &token(1))
+    let first = create(&client, "versioned-value-1", &token(1))
         .await
         .expect("first CreateSecret");
-    let again = create(&client, "v1", &token(1))
+    let again = create(&client, "versioned-value-1", &token(1))
         .await
         .expect("retried CreateSecret must succeed");
     assert_eq!(
@@ -66,26 +66,26 @@ async fn create_retry_with_same_token_and_value_is_idempotent() {
 async fn create_retry_with_same_token_and_other_value_is_rejected() {
     let server = Server::start().await;
     let client = server.client().await;
-    let (arn, _) = create(&client, "v1", &token(1))
+    let (arn, _) = create(&client, "versioned-value-1", &token(1))
         .await
         .expect("first CreateSecret");
     assert_code(
-        create(&client, "other", &token(1)).await,
+        create(&client, "other-value", &token(1)).await,
         "ResourceExistsException",
         &token_in_use(&token(1), &arn),
     );
-    assert_eq!(get_string(&client, NAME).await, "v1");
+    assert_eq!(get_string(&client, NAME).await, "versioned-value-1");
 }
 
 #[tokio::test]
 async fn create_with_existing_name_is_rejected() {
     let server = Server::start().await;
     let client = server.client().await;
-    create(&client, "v1", &token(1))
+    create(&client, "versioned-value-1", &token(1))
         .await
         .expect("first CreateSecret");
     assert_code(
-        create(&client, "v1", &token(2)).await,
+        create(&client, "versioned-value-1", &token(2)).await,
         "ResourceExistsException",
         &format!("The operation failed because the secret {NAME} already exists."),
     );
@@ -96,15 +96,17 @@ async fn create_with_existing_name_is_rejected() {
 async fn put_retry_with_same_token_and_value_is_idempotent() {
     let server = Server::start().await;
     let client = server.client().await;
-    create(&client, "v1", &token(1))
+    create(&client, "versioned-value-1", &token(1))
         .await
         .expect("CreateSecret");
     assert_eq!(
-        put(&client, "v2", &token(2)).await.expect("first put"),
+        put(&client, "versioned-value-2", &token(2))
+            .await
+            .expect("first put"),
         token(2)
     );
     assert_eq!(
-        put(&client, "v2", &token(2))
+        put(&client, "versioned-value-2", &token(2))
             .await
             .expect("retried put must succeed"),
         token(2)
@@ -121,11 +123,11 @@ async fn put_retry_with_same_token_and_value_is_idempotent() {
 async fn put_retry_of_the_create_token_is_idempotent() {
     let server = Server::start().await;
     let client = server.client().await;
-    create(&client, "v1", &token(1))
+    create(&client, "versioned-value-1", &token(1))
         .await
         .expect("CreateSecret");
     assert_eq!(
-        put(&client, "v1", &token(1))
+        put(&client, "versioned-value-1", &token(1))
             .await
             .expect("put with the create token"),
         token(1)
@@ -140,15 +142,17 @@ async fn put_retry_of_the_create_token_is_idempotent() {
 async fn put_retry_with_same_token_and_other_value_is_rejected() {
     let server = Server::start().await;
     let client = server.client().await;
-    let (arn, _) = create(&client, "v1", &token(1))
+    let (arn, _) = create(&client, "versioned-value-1", &token(1))
         .await
         .expect("CreateSecret");
-    put(&client, "v2", &token(2)).await.expect("first put");
+    put(&client, "versioned-value-2", &token(2))
+        .await
+        .expect("first put");
     assert_code(
-        put(&client, "changed", &token(2)).await,
+        put(&client, "changed-value", &token(2)).await,
         "ResourceExistsException",
         &token_in_use(&token(2), &arn),
     );
-    assert_eq!(get_string(&client, NAME).await, "v2");
+    assert_eq!(get_string(&client, NAME).await, "versioned-value-2");
     assert_eq!(list_versions(&client, NAME, true).await.len(), 2);
 }

@@ -58,6 +58,8 @@ async fn boto3_scenario_covers_every_operation() {
         "use check(...): assert vanishes under PYTHONOPTIMIZE: {bare:?}"
     );
     let server = Server::start().await;
+    // What the script stores, for the harness's leak check.
+    server.remember(r#"{"password":"p1"}"#);
     let out = run_scenario(&server, "python3", "boto3_scenario.py");
     let checks: usize = out
         .lines()
@@ -75,6 +77,8 @@ async fn aws_cli_scenario_covers_every_operation() {
         return;
     }
     let server = Server::start().await;
+    // What the script stores, for the harness's leak check.
+    server.remember("cli-value-one-7d1e");
     let out = run_scenario(&server, "bash", "aws_cli_scenario.sh");
     assert_eq!(out.lines().last(), Some("aws cli scenario: ok"), "{out}");
 }

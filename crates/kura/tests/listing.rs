@@ -10,7 +10,10 @@ use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType as Key, SortOrd
 use common::*;
 
 async fn make(client: &Client, name: &str, description: Option<&str>, tags: &[(&str, &str)]) {
-    let mut req = client.create_secret().name(name).secret_string("v");
+    let mut req = client
+        .create_secret()
+        .name(name)
+        .secret_string("listed-secret-value");
     if let Some(d) = description {
         req = req.description(d);
     }
@@ -431,7 +434,7 @@ async fn wire_rotation_enabled(
 async fn rotation_enabled_is_absent_until_rotation_was_configured() {
     let server = Server::start().await;
     let c = server.client().await;
-    let arn = create_plain(&c, "rot/flag", "v").await;
+    let arn = create_plain(&c, "rot/flag", "rotation-flag-value").await;
     assert_eq!(
         wire_rotation_enabled(&server, "rot/flag").await,
         (None, None)

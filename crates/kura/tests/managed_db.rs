@@ -11,10 +11,6 @@ use serde_json::{Value, json};
 
 const PUNCTUATION: &str = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
 
-fn in_ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
 /// Runs SQL as PostgreSQL's superuser (trusted on loopback); panics on failure.
 fn pg_admin(sql: &str) {
     let out = Command::new("psql")
@@ -91,8 +87,8 @@ fn postgres_ready() -> bool {
         !in_ci(),
         "PostgreSQL must check passwords of kura_rotation_tests members in CI (scripts/test-services)"
     );
-    eprintln!(
-        "SKIPPED: PostgreSQL on 127.0.0.1:5432 does not check passwords for kura_rotation_tests; run scripts/test-services"
+    skip(
+        "PostgreSQL on 127.0.0.1:5432 does not check passwords for kura_rotation_tests; run scripts/test-services",
     );
     false
 }
@@ -141,7 +137,7 @@ fn mysql_ready() -> bool {
             !in_ci(),
             "MariaDB on 127.0.0.1:3306 must be reachable in CI"
         );
-        eprintln!("SKIPPED: MariaDB is not reachable on 127.0.0.1:3306 as root");
+        skip("MariaDB is not reachable on 127.0.0.1:3306 as root");
     }
     ok
 }
@@ -561,7 +557,7 @@ fn python_with_pg8000() -> Option<std::path::PathBuf> {
             "{} has no pg8000; in CI it must (scripts/test installs it)",
             python.display()
         );
-        eprintln!("SKIPPED: python3 has no pg8000; run the tests through scripts/test");
+        skip("python3 has no pg8000; run the tests through scripts/test");
         return None;
     }
     Some(python)

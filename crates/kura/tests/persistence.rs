@@ -274,8 +274,8 @@ async fn ciphertext_moved_between_versions_fails_to_decrypt() {
     let server = Server::start().await;
     let client = server.client().await;
     let (a, b) = (token(1), token(2));
-    create_string(&client, "swap", "value-a", &a).await;
-    put_string(&client, "swap", "value-b", &b).await;
+    create_string(&client, "swap", "persisted-value-a", &a).await;
+    put_string(&client, "swap", "persisted-value-b", &b).await;
     let tmp = server.stop().await;
     copy_ciphertext(&tmp.path().join("data/kura.db"), &a, &b);
 
@@ -287,7 +287,10 @@ async fn ciphertext_moved_between_versions_fails_to_decrypt() {
         "DecryptionFailure",
         None,
     );
-    assert_eq!(get_version_string(&client, "swap", &a).await, "value-a");
+    assert_eq!(
+        get_version_string(&client, "swap", &a).await,
+        "persisted-value-a"
+    );
 }
 
 #[tokio::test]
@@ -295,13 +298,13 @@ async fn ciphertext_moved_between_secrets_fails_to_decrypt() {
     let server = Server::start().await;
     let client = server.client().await;
     let (x, y) = (token(1), token(2));
-    create_string(&client, "first", "value-x", &x).await;
-    create_string(&client, "second", "value-y", &y).await;
+    create_string(&client, "first", "persisted-value-x", &x).await;
+    create_string(&client, "second", "persisted-value-y", &y).await;
     let tmp = server.stop().await;
     copy_ciphertext(&tmp.path().join("data/kura.db"), &x, &y);
 
     let server = Server::start_in(tmp).await;
     let client = server.client().await;
     assert_decryption_failure(&client, "second", &y).await;
-    assert_eq!(get_string(&client, "first").await, "value-x");
+    assert_eq!(get_string(&client, "first").await, "persisted-value-x");
 }

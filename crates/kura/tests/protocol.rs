@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-const CREATE: &str = r#"{"Name":"wire","SecretString":"v","ClientRequestToken":"00000000-0000-4000-8000-000000000001"}"#;
+const CREATE: &str = r#"{"Name":"wire","SecretString":"wire-value-1f3a","ClientRequestToken":"00000000-0000-4000-8000-000000000001"}"#;
 
 /// Panics on any JSON `null`, anywhere.
 fn assert_no_nulls(value: &Value, path: &str) {
@@ -134,7 +134,7 @@ async fn describe_omits_unset_fields_and_uses_epoch_seconds() {
 #[tokio::test]
 async fn secret_binary_is_base64_on_the_wire() {
     let server = Server::start().await;
-    let bytes = [0u8, 1, 2, 0xFE, 0xFF];
+    let bytes = [0u8, 1, 2, 0xFE, 0xFF, 0x80, 0x7F, 0x10, 0x20, 0xAB];
     let body = format!(r#"{{"Name":"b64","SecretBinary":"{}"}}"#, base64(&bytes));
     server
         .raw("CreateSecret", &body, SignMode::Root)

@@ -137,7 +137,7 @@ async fn a_daily_rate_rotates_exactly_once_per_day_inside_its_window() {
     let start = T2030 + 13 * HOUR + 17 * 60;
     set_clock(&server, start).await;
     let c = server.client().await;
-    let arn = create_plain(&c, "rot/daily", "v0").await;
+    let arn = create_plain(&c, "rot/daily", "rotation-initial-value").await;
     let out = schedule(
         &server,
         "rot/daily",
@@ -186,7 +186,7 @@ async fn a_cron_schedule_rotates_on_its_days_inside_its_window() {
     let server = Server::start_with(&["--test-clock"]).await;
     set_clock(&server, T2030).await; // Tuesday
     let c = server.client().await;
-    let arn = create_plain(&c, "rot/cron", "v0").await;
+    let arn = create_plain(&c, "rot/cron", "rotation-initial-value").await;
     schedule(
         &server,
         "rot/cron",
@@ -214,7 +214,7 @@ async fn automatically_after_days_counts_a_manual_change_as_a_rotation() {
     let server = Server::start_with(&["--test-clock"]).await;
     set_clock(&server, T2030 + 13 * HOUR).await;
     let c = server.client().await;
-    let arn = create_plain(&c, "rot/manual", "v0").await;
+    let arn = create_plain(&c, "rot/manual", "rotation-initial-value").await;
     schedule(
         &server,
         "rot/manual",
@@ -245,7 +245,7 @@ async fn rotate_immediately_false_only_sets_the_schedule() {
     let server = Server::start_with(&["--test-clock"]).await;
     set_clock(&server, T2030).await;
     let c = server.client().await;
-    let (arn, v1) = create_string(&c, "rot/later", "v0", &token(1)).await;
+    let (arn, v1) = create_string(&c, "rot/later", "rotation-initial-value", &token(1)).await;
     let before = describe_stages(&c, "rot/later").await;
     let out = ok(c
         .rotate_secret()
@@ -287,7 +287,7 @@ async fn cancel_rotate_secret_turns_the_schedule_off_and_keeps_the_labels() {
     let server = Server::start_with(&["--test-clock"]).await;
     set_clock(&server, T2030).await;
     let c = server.client().await;
-    let arn = create_plain(&c, "rot/cancel", "v0").await;
+    let arn = create_plain(&c, "rot/cancel", "rotation-initial-value").await;
     schedule(
         &server,
         "rot/cancel",
@@ -311,7 +311,7 @@ async fn cancel_rotate_secret_turns_the_schedule_off_and_keeps_the_labels() {
     advance(&server, 3 * DAY).await;
     assert_eq!(
         get_string(&c, "rot/cancel").await,
-        "v0",
+        "rotation-initial-value",
         "a cancelled schedule never fires"
     );
     assert_eq!(describe_stages(&c, "rot/cancel").await, before);
@@ -319,7 +319,7 @@ async fn cancel_rotate_secret_turns_the_schedule_off_and_keeps_the_labels() {
     // RotateSecret without a function ARN re-enables rotation with the remembered one.
     ok(c.rotate_secret().secret_id("rot/cancel").send().await);
     wait_rotation_succeeded(&server, "rot/cancel").await;
-    assert_ne!(get_string(&c, "rot/cancel").await, "v0");
+    assert_ne!(get_string(&c, "rot/cancel").await, "rotation-initial-value");
     assert_eq!(
         ok(c.describe_secret().secret_id("rot/cancel").send().await).rotation_enabled(),
         Some(true)
@@ -440,7 +440,7 @@ async fn cancelling_a_paused_rotation_ends_it_keeps_awspending_and_the_next_one_
 async fn awspending_on_the_current_version_does_not_block_the_next_rotation() {
     let server = Server::start().await;
     let c = server.client().await;
-    let arn = create_plain(&c, "rot/again", "v0").await;
+    let arn = create_plain(&c, "rot/again", "rotation-initial-value").await;
     rotate_now(&server, "rot/again", &arn, Some(&token(1))).await;
     wait_rotation_succeeded(&server, "rot/again").await;
     let stages = describe_stages(&c, "rot/again").await;
@@ -462,7 +462,7 @@ async fn awspending_on_the_current_version_does_not_block_the_next_rotation() {
 async fn awspending_on_another_version_blocks_rotation_unless_its_token_is_sent() {
     let server = Server::start().await;
     let c = server.client().await;
-    let (arn, v1) = create_string(&c, "rot/staged", "v0", &token(1)).await;
+    let (arn, v1) = create_string(&c, "rot/staged", "rotation-initial-value", &token(1)).await;
     // A value staged for the next rotation (Alibaba's "custom secret").
     put_string_staged(
         &c,
@@ -559,7 +559,7 @@ async fn kura_password_functions_follow_their_password_rules_and_keep_other_json
 async fn rotate_secret_rejects_bad_requests_with_a_clear_error() {
     let server = Server::start().await;
     let c = server.client().await;
-    let arn = create_plain(&c, "rot/bad", "v0").await;
+    let arn = create_plain(&c, "rot/bad", "rotation-initial-value").await;
     let pw = lambda_arn(&arn, "kura-password");
     let call = |body: serde_json::Value| {
         let server = &server;

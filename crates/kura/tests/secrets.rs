@@ -10,11 +10,11 @@ use common::*;
 
 const NAME: &str = "app/db-password";
 
-/// A server, a root client and one string secret `NAME` = "v1" created with `token(1)`.
+/// A server, a root client and one string secret `NAME` = "value-one-3f9a1c" created with `token(1)`.
 async fn setup() -> (Server, Client, String) {
     let server = Server::start().await;
     let client = server.client().await;
-    let (arn, _) = create_string(&client, NAME, "v1", &token(1)).await;
+    let (arn, _) = create_string(&client, NAME, "value-one-3f9a1c", &token(1)).await;
     (server, client, arn)
 }
 
@@ -25,7 +25,7 @@ async fn create_string_secret_returns_arn_and_reads_back() {
     let out = ok(client
         .create_secret()
         .name(NAME)
-        .secret_string("hunter2")
+        .secret_string("hunter2-hunter2")
         .send()
         .await);
     assert_eq!(out.name(), Some(NAME));
@@ -39,7 +39,7 @@ async fn create_string_secret_returns_arn_and_reads_back() {
     );
 
     let got = ok(client.get_secret_value().secret_id(NAME).send().await);
-    assert_eq!(got.secret_string(), Some("hunter2"));
+    assert_eq!(got.secret_string(), Some("hunter2-hunter2"));
     assert!(
         got.secret_binary().is_none(),
         "string secret answered a SecretBinary"
@@ -85,42 +85,58 @@ async fn create_with_client_request_token_uses_it_as_version_id() {
     let (_server, client, _arn) = setup().await;
     let versions = list_versions(&client, NAME, false).await;
     assert_eq!(versions, stages_of(&[(&token(1), &["AWSCURRENT"])]));
-    assert_eq!(get_version_string(&client, NAME, &token(1)).await, "v1");
+    assert_eq!(
+        get_version_string(&client, NAME, &token(1)).await,
+        "value-one-3f9a1c"
+    );
 }
 
 #[tokio::test]
 async fn get_secret_value_by_name_full_arn_and_partial_arn() {
     let (_server, client, arn) = setup().await;
-    assert_eq!(get_string(&client, NAME).await, "v1");
-    assert_eq!(get_string(&client, &arn).await, "v1");
-    assert_eq!(get_string(&client, &partial_arn(&arn)).await, "v1");
+    assert_eq!(get_string(&client, NAME).await, "value-one-3f9a1c");
+    assert_eq!(get_string(&client, &arn).await, "value-one-3f9a1c");
+    assert_eq!(
+        get_string(&client, &partial_arn(&arn)).await,
+        "value-one-3f9a1c"
+    );
 }
 
 #[tokio::test]
 async fn get_secret_value_by_version_id_and_by_stage() {
     let (_server, client, _arn) = setup().await;
-    put_string(&client, NAME, "v2", &token(2)).await;
+    put_string(&client, NAME, "value-two-8b2e4d", &token(2)).await;
 
     assert_eq!(
         get_string(&client, NAME).await,
-        "v2",
+        "value-two-8b2e4d",
         "default stage must be AWSCURRENT"
     );
-    assert_eq!(get_version_string(&client, NAME, &token(1)).await, "v1");
-    assert_eq!(get_version_string(&client, NAME, &token(2)).await, "v2");
+    assert_eq!(
+        get_version_string(&client, NAME, &token(1)).await,
+        "value-one-3f9a1c"
+    );
+    assert_eq!(
+        get_version_string(&client, NAME, &token(2)).await,
+        "value-two-8b2e4d"
+    );
     let (id, value, labels) = get_stage(&client, NAME, "AWSPREVIOUS").await;
     assert_eq!(
         (id, value, labels),
-        (token(1), "v1".to_string(), vec!["AWSPREVIOUS".to_string()])
+        (
+            token(1),
+            "value-one-3f9a1c".to_string(),
+            vec!["AWSPREVIOUS".to_string()]
+        )
     );
     let (id, value, _) = get_stage(&client, NAME, "AWSCURRENT").await;
-    assert_eq!((id, value), (token(2), "v2".to_string()));
+    assert_eq!((id, value), (token(2), "value-two-8b2e4d".to_string()));
 }
 
 #[tokio::test]
 async fn get_secret_value_with_matching_version_id_and_stage() {
     let (_server, client, _arn) = setup().await;
-    put_string(&client, NAME, "v2", &token(2)).await;
+    put_string(&client, NAME, "value-two-8b2e4d", &token(2)).await;
     let out = ok(client
         .get_secret_value()
         .secret_id(NAME)
@@ -128,13 +144,13 @@ async fn get_secret_value_with_matching_version_id_and_stage() {
         .version_stage("AWSPREVIOUS")
         .send()
         .await);
-    assert_eq!(out.secret_string(), Some("v1"));
+    assert_eq!(out.secret_string(), Some("value-one-3f9a1c"));
 }
 
 #[tokio::test]
 async fn get_secret_value_with_version_id_and_stage_of_different_versions_fails() {
     let (_server, client, _arn) = setup().await;
-    put_string(&client, NAME, "v2", &token(2)).await;
+    put_string(&client, NAME, "value-two-8b2e4d", &token(2)).await;
     let err = api_err(
         client
             .get_secret_value()
@@ -196,7 +212,7 @@ async fn describe_secret_reports_all_fields() {
         .create_secret()
         .name(NAME)
         .description("the database password")
-        .secret_string("v1")
+        .secret_string("value-one-3f9a1c")
         .client_request_token(token(1))
         .tags(tag("team", "payments"))
         .tags(tag("env", "prod"))
@@ -241,7 +257,7 @@ async fn list_secrets_paginates_over_every_secret_once() {
     let client = server.client().await;
     let names: Vec<String> = (0..5).map(|i| format!("list/secret-{i}")).collect();
     for (i, name) in names.iter().enumerate() {
-        create_string(&client, name, "x", &token(i as u64 + 1)).await;
+        create_string(&client, name, "listed-value-77c1", &token(i as u64 + 1)).await;
     }
 
     let mut seen: Vec<String> = Vec::new();
@@ -296,7 +312,7 @@ async fn list_secrets_entry_has_description_and_tags() {
         .create_secret()
         .name(NAME)
         .description("desc")
-        .secret_string("x")
+        .secret_string("described-value-1d0e")
         .tags(tag("k", "v"))
         .send()
         .await);

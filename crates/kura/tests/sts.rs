@@ -362,7 +362,7 @@ async fn sts_answers_in_xml_and_errors_in_sts_error_shape() {
 async fn user_ids_are_unique_iam_style_ids_and_aws_userid_holds_them() {
     let server = Server::start().await;
     let root = server.client().await;
-    let arn = create_plain(&root, "ids/db", "v1").await;
+    let arn = create_plain(&root, "ids/db", "versioned-value-1").await;
     let (erin_id, akid, secret) = user_with_key(&server, "erin").await;
     let (frank_id, frank_akid, frank_secret) = user_with_key(&server, "frank").await;
     assert!(is_user_id(&erin_id) && is_user_id(&frank_id) && erin_id != frank_id);
@@ -396,7 +396,7 @@ async fn user_ids_are_unique_iam_style_ids_and_aws_userid_holds_them() {
         .raw_as(&akid, &secret, "secretsmanager.GetSecretValue", &body)
         .await
         .assert_ok();
-    assert_eq!(erin["SecretString"], "v1");
+    assert_eq!(erin["SecretString"], "versioned-value-1");
     server
         .raw_as(
             &frank_akid,

@@ -23,7 +23,7 @@ async fn setup() -> (Server, Client) {
     let create = client
         .create_secret()
         .name(NAME)
-        .secret_string("v")
+        .secret_string("tagged-secret-value")
         .tags(tag("a", "1"))
         .tags(tag("b", "2"));
     ok(create.send().await);
@@ -180,8 +180,8 @@ async fn wire_tags(
 #[tokio::test]
 async fn tags_are_an_empty_list_once_all_were_removed_and_absent_if_never_set() {
     let (server, client) = setup().await;
-    create_plain(&client, "never", "v").await;
-    create_plain(&client, "later", "v").await;
+    create_plain(&client, "never", "tagged-secret-value").await;
+    create_plain(&client, "later", "tagged-secret-value").await;
     assert_eq!(wire_tags(&server, "never").await, (None, None));
     untag_resource(&client, NAME, &["a", "b"]).await;
     let empty = Some(serde_json::json!([]));

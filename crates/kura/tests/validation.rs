@@ -63,7 +63,7 @@ async fn multibyte_secret_string_is_measured_in_bytes() {
 #[tokio::test]
 async fn put_secret_value_over_64_kib_is_refused_and_adds_no_version() {
     let (_server, client) = setup().await;
-    create_string(&client, "s", "v1", &token(1)).await;
+    create_string(&client, "s", "versioned-value-1", &token(1)).await;
     let put = client
         .put_secret_value()
         .secret_id("s")
@@ -89,28 +89,28 @@ async fn secret_binary_over_64_kib_is_refused() {
 #[tokio::test]
 async fn name_with_space_and_bang_is_refused() {
     let (_server, client) = setup().await;
-    assert_create_refused(&client, "bad name!", "v").await;
+    assert_create_refused(&client, "bad name!", "validation-value").await;
 }
 
 #[tokio::test]
 async fn name_of_513_chars_is_refused_and_512_accepted() {
     let (_server, client) = setup().await;
-    assert_create_refused(&client, &"n".repeat(513), "v").await;
+    assert_create_refused(&client, &"n".repeat(513), "validation-value").await;
     let name = "m".repeat(512);
-    create(&client, &name, "v")
+    create(&client, &name, "validation-value")
         .await
         .expect("a 512-character name is allowed");
-    assert_eq!(get_string(&client, &name).await, "v");
+    assert_eq!(get_string(&client, &name).await, "validation-value");
 }
 
 #[tokio::test]
 async fn name_with_every_allowed_character_is_accepted() {
     let (_server, client) = setup().await;
     let name = "Az09/_+=.@-path";
-    create(&client, name, "v")
+    create(&client, name, "validation-value")
         .await
         .expect("all of A-Za-z0-9/_+=.@- are allowed");
-    assert_eq!(get_string(&client, name).await, "v");
+    assert_eq!(get_string(&client, name).await, "validation-value");
 }
 
 #[tokio::test]
@@ -119,8 +119,8 @@ async fn string_and_binary_together_are_refused() {
     let create = client
         .create_secret()
         .name("both")
-        .secret_string("s")
-        .secret_binary(Blob::new(b"b".to_vec()));
+        .secret_string("string-value")
+        .secret_binary(Blob::new(b"binary-value".to_vec()));
     assert_validation_err(create.send().await);
     assert_no_secret(&client, "both").await;
 }
@@ -132,13 +132,13 @@ async fn client_request_token_of_31_chars_is_refused_and_32_accepted() {
     let create = client
         .create_secret()
         .name("tok")
-        .secret_string("v")
+        .secret_string("validation-value")
         .client_request_token(&short);
     assert_validation_err(create.send().await);
     assert_no_secret(&client, "tok").await;
 
     let exact = "b".repeat(32);
-    create_string(&client, "tok", "v", &exact).await;
+    create_string(&client, "tok", "validation-value", &exact).await;
 }
 
 #[tokio::test]
@@ -148,7 +148,7 @@ async fn client_request_token_of_65_chars_is_refused() {
     let create = client
         .create_secret()
         .name("tok")
-        .secret_string("v")
+        .secret_string("validation-value")
         .client_request_token(long);
     assert_validation_err(create.send().await);
     assert_no_secret(&client, "tok").await;
@@ -167,16 +167,16 @@ const BAD_TAG_TEXT: &[&str] = &[
 async fn tags_outside_aws_pattern_are_refused_on_every_operation() {
     let server = Server::start().await;
     let root = server.client().await;
-    create_plain(&root, "t", "v").await;
+    create_plain(&root, "t", "validation-value").await;
     for bad in BAD_TAG_TEXT {
         for (op, body) in [
             (
                 "CreateSecret",
-                serde_json::json!({"Name": "t2", "SecretString": "v", "Tags": [{"Key": bad, "Value": "v"}]}),
+                serde_json::json!({"Name": "t2", "SecretString": "validation-value", "Tags": [{"Key": bad, "Value": "v"}]}),
             ),
             (
                 "CreateSecret",
-                serde_json::json!({"Name": "t2", "SecretString": "v", "Tags": [{"Key": "k", "Value": bad}]}),
+                serde_json::json!({"Name": "t2", "SecretString": "validation-value", "Tags": [{"Key": "k", "Value": bad}]}),
             ),
             (
                 "TagResource",
@@ -227,7 +227,7 @@ async fn tags_outside_aws_pattern_are_refused_on_every_operation() {
 async fn reserved_aws_tag_keys_are_refused_in_any_case() {
     let server = Server::start().await;
     let root = server.client().await;
-    create_plain(&root, "t", "v").await;
+    create_plain(&root, "t", "validation-value").await;
     for key in ["aws:team", "AWS:team", "Aws:x"] {
         let err = assert_api_err(
             root.tag_resource()
@@ -246,12 +246,12 @@ async fn reserved_aws_tag_keys_are_refused_in_any_case() {
 async fn descriptions_with_control_characters_are_refused() {
     let server = Server::start().await;
     let root = server.client().await;
-    create_plain(&root, "d", "v").await;
+    create_plain(&root, "d", "validation-value").await;
     for bad in ["nul\u{0}", "two\nlines", "\u{1b}[31mred"] {
         let msg = server
             .raw(
                 "CreateSecret",
-                &serde_json::json!({"Name": "d2", "SecretString": "v", "Description": bad})
+                &serde_json::json!({"Name": "d2", "SecretString": "validation-value", "Description": bad})
                     .to_string(),
                 SignMode::Root,
             )

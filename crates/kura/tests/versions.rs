@@ -7,14 +7,14 @@ use common::*;
 
 const NAME: &str = "versioned";
 
-/// A server, a root client, and `NAME` holding "v1".."vN" written with tokens 1..N (N ≥ 1) through
+/// A server, a root client, and `NAME` holding "versioned-value-1".."vN" written with tokens 1..N (N ≥ 1) through
 /// CreateSecret + PutSecretValue.
 async fn setup(n: u64) -> (Server, Client) {
     let server = Server::start().await;
     let client = server.client().await;
-    create_string(&client, NAME, "v1", &token(1)).await;
+    create_string(&client, NAME, "versioned-value-1", &token(1)).await;
     for i in 2..=n {
-        put_string(&client, NAME, &format!("v{i}"), &token(i)).await;
+        put_string(&client, NAME, &format!("versioned-value-{i}"), &token(i)).await;
     }
     (server, client)
 }
@@ -50,8 +50,11 @@ async fn put_secret_value_moves_current_and_previous() {
     let (_server, client) = setup(2).await;
     let (t1, t2) = (token(1), token(2));
     assert_stages(&client, &[(&t1, &["AWSPREVIOUS"]), (&t2, &["AWSCURRENT"])]).await;
-    assert_eq!(get_string(&client, NAME).await, "v2");
-    assert_eq!(get_stage(&client, NAME, "AWSPREVIOUS").await.1, "v1");
+    assert_eq!(get_string(&client, NAME).await, "versioned-value-2");
+    assert_eq!(
+        get_stage(&client, NAME, "AWSPREVIOUS").await.1,
+        "versioned-value-1"
+    );
 }
 
 #[tokio::test]
@@ -65,7 +68,10 @@ async fn third_put_deprecates_the_oldest_version() {
         "IncludeDeprecated=true must list the unlabelled version"
     );
     // A deprecated version keeps its value and is still readable by id.
-    assert_eq!(get_version_string(&client, NAME, &t1).await, "v1");
+    assert_eq!(
+        get_version_string(&client, NAME, &t1).await,
+        "versioned-value-1"
+    );
 }
 
 #[tokio::test]
@@ -74,7 +80,7 @@ async fn put_secret_value_returns_its_stages() {
     let out = ok(client
         .put_secret_value()
         .secret_id(NAME)
-        .secret_string("v2")
+        .secret_string("versioned-value-2")
         .client_request_token(token(2))
         .send()
         .await);
@@ -88,7 +94,7 @@ async fn put_with_custom_stage_does_not_move_current() {
     let (t1, t2) = (token(1), token(2));
     put_string_staged(&client, NAME, "staged", &t2, &["custom"]).await;
     assert_stages(&client, &[(&t1, &["AWSCURRENT"]), (&t2, &["custom"])]).await;
-    assert_eq!(get_string(&client, NAME).await, "v1");
+    assert_eq!(get_string(&client, NAME).await, "versioned-value-1");
     assert_eq!(get_stage(&client, NAME, "custom").await.1, "staged");
 }
 
@@ -112,13 +118,13 @@ async fn update_secret_with_value_creates_a_version() {
     let out = ok(client
         .update_secret()
         .secret_id(NAME)
-        .secret_string("v2")
+        .secret_string("versioned-value-2")
         .client_request_token(&t2)
         .send()
         .await);
     assert_eq!(out.version_id(), Some(t2.as_str()));
     assert_stages(&client, &[(&t1, &["AWSPREVIOUS"]), (&t2, &["AWSCURRENT"])]).await;
-    assert_eq!(get_string(&client, NAME).await, "v2");
+    assert_eq!(get_string(&client, NAME).await, "versioned-value-2");
 }
 
 #[tokio::test]
@@ -140,7 +146,7 @@ async fn update_secret_description_only_creates_no_version() {
     assert_eq!(described.description(), Some("new description"));
     assert_stages(&client, &[(&t1, &["AWSCURRENT"])]).await;
     assert_eq!(list_versions(&client, NAME, true).await.len(), 1);
-    assert_eq!(get_string(&client, NAME).await, "v1");
+    assert_eq!(get_string(&client, NAME).await, "versioned-value-1");
 }
 
 #[tokio::test]
@@ -154,7 +160,7 @@ async fn moving_current_drags_previous_onto_the_version_it_left() {
         list_versions(&client, NAME, true).await.get(&t2),
         Some(&vec![])
     );
-    assert_eq!(get_string(&client, NAME).await, "v1");
+    assert_eq!(get_string(&client, NAME).await, "versioned-value-1");
 }
 
 #[tokio::test]
@@ -188,7 +194,10 @@ async fn custom_label_add_move_and_remove() {
         &[(&t1, &["AWSPREVIOUS", "blue"]), (&t2, &["AWSCURRENT"])],
     )
     .await;
-    assert_eq!(get_stage(&client, NAME, "blue").await.1, "v1");
+    assert_eq!(
+        get_stage(&client, NAME, "blue").await.1,
+        "versioned-value-1"
+    );
 
     move_stage(&client, "blue", Some(&t2), Some(&t1)).await;
     assert_stages(
@@ -230,12 +239,20 @@ async fn acs_aliases_read_the_aws_labels() {
     let (id, value, labels) = get_stage(&client, NAME, "ACSCurrent").await;
     assert_eq!(
         (id, value, labels),
-        (t2.clone(), "v2".into(), vec!["AWSCURRENT".to_string()])
+        (
+            t2.clone(),
+            "versioned-value-2".into(),
+            vec!["AWSCURRENT".to_string()]
+        )
     );
     let (id, value, labels) = get_stage(&client, NAME, "ACSPrevious").await;
     assert_eq!(
         (id, value, labels),
-        (t1.clone(), "v1".into(), vec!["AWSPREVIOUS".to_string()])
+        (
+            t1.clone(),
+            "versioned-value-1".into(),
+            vec!["AWSPREVIOUS".to_string()]
+        )
     );
 }
 
@@ -245,7 +262,7 @@ async fn acs_alias_moves_aws_current() {
     let (t1, t2) = (token(1), token(2));
     move_stage(&client, "ACSCurrent", Some(&t1), Some(&t2)).await;
     assert_stages(&client, &[(&t1, &["AWSCURRENT"]), (&t2, &["AWSPREVIOUS"])]).await;
-    assert_eq!(get_string(&client, NAME).await, "v1");
+    assert_eq!(get_string(&client, NAME).await, "versioned-value-1");
 }
 
 #[tokio::test]
@@ -281,13 +298,13 @@ async fn list_secret_version_ids_reports_created_dates() {
 async fn put_secret_value_answers_version_stages_in_the_order_given() {
     let server = Server::start().await;
     let client = server.client().await;
-    create_plain(&client, "ordered", "v1").await;
+    create_plain(&client, "ordered", "versioned-value-1").await;
     let answer = server
         .raw(
             "PutSecretValue",
             &serde_json::json!({
                 "SecretId": "ordered",
-                "SecretString": "v2",
+                "SecretString": "versioned-value-2",
                 "ClientRequestToken": token(2),
                 "VersionStages": ["zeta", "AWSCURRENT", "alpha"]
             })
@@ -307,7 +324,7 @@ async fn put_secret_value_answers_version_stages_in_the_order_given() {
             "PutSecretValue",
             &serde_json::json!({
                 "SecretId": "ordered",
-                "SecretString": "v2",
+                "SecretString": "versioned-value-2",
                 "ClientRequestToken": token(2),
                 "VersionStages": ["zeta", "AWSCURRENT", "alpha"]
             })

@@ -314,6 +314,7 @@ impl Server {
             .region(Region::new(REGION))
             .credentials_provider(Credentials::new(akid, secret, None, None, "kura-tests"))
             .retry_config(RetryConfig::disabled())
+            .interceptor(TrackingInterceptor(self.tracker()))
             .build();
         Client::from_conf(config)
     }
@@ -405,10 +406,16 @@ impl Server {
         for (name, value) in &extra {
             request = request.header(name.as_str(), value.as_str());
         }
+        let tracker = self.tracker();
+        lock(&tracker).add_request(body.as_bytes());
         let response = request.send().await.expect("send raw request");
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let bytes = response.bytes().await.expect("read raw response body");
+        let id = headers
+            .get("x-amzn-RequestId")
+            .and_then(|v| v.to_str().ok());
+        lock(&tracker).add_response(id, &bytes);
         RawResponse {
             status,
             headers,
@@ -435,30 +442,312 @@ impl Drop for Server {
     }
 }
 
-/// Values the tests stored through the helpers below: no log line and no audit record of any
-/// server may contain one.
-static STORED_VALUES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+// ---------------------------------------------------------------------------------------------------------
+// What the tests sent and received: the leak check and the one-request-one-record check
+// ---------------------------------------------------------------------------------------------------------
+
+/// Shortest value the leak check searches for: shorter ones would match unrelated text.
+pub const MIN_TRACKED_VALUE: usize = 8;
+
+/// Values remembered without a server (`remember_value`): no server may leak one.
+static STORED_VALUES: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+/// What the harness saw go to and come from one data directory (kept across restarts).
+#[derive(Default)]
+pub struct Tracker {
+    /// Secret values sent or received, at least `MIN_TRACKED_VALUE` bytes long.
+    values: Vec<Vec<u8>>,
+    /// Requests that carried a secret value, however short.
+    stores: usize,
+    /// Requests sent through the harness.
+    requests: usize,
+    /// `x-amzn-RequestId` of every response the harness received.
+    request_ids: Vec<String>,
+    /// Why the audit trail of this directory is not compared (a test tampered with it).
+    audit_exempt: Option<String>,
+}
+
+type SharedTracker = std::sync::Arc<std::sync::Mutex<Tracker>>;
+
+fn tracker_for(data_dir: &Path) -> SharedTracker {
+    static TRACKERS: std::sync::Mutex<BTreeMap<PathBuf, SharedTracker>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    let mut all = TRACKERS.lock().unwrap_or_else(|e| e.into_inner());
+    all.entry(data_dir.to_path_buf()).or_default().clone()
+}
+
+fn lock(t: &SharedTracker) -> std::sync::MutexGuard<'_, Tracker> {
+    t.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// JSON fields whose string value is secret (compared lower-case; nested objects too, and a
+/// `SecretString` holding JSON is searched for its password fields as well).
+const SECRET_FIELDS: &[&str] = &[
+    "secretstring",
+    "secretbinary",
+    "secretaccesskey",
+    "signingsecret",
+    "randompassword",
+    "sessiontoken",
+    "password",
+    "privatekey",
+    "private_key",
+    "secret_access_key",
+];
+
+impl Tracker {
+    fn add_value(&mut self, value: &[u8]) {
+        if value.len() >= MIN_TRACKED_VALUE && !self.values.iter().any(|v| v == value) {
+            self.values.push(value.to_vec());
+        }
+    }
+
+    /// Records every secret field of a JSON body; returns whether one was present.
+    fn add_json(&mut self, body: &[u8]) -> bool {
+        match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(json) => self.add_json_value(&json),
+            Err(_) => false,
+        }
+    }
+
+    fn add_json_value(&mut self, json: &serde_json::Value) -> bool {
+        let mut found = false;
+        match json {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map {
+                    let key = key.to_ascii_lowercase();
+                    if SECRET_FIELDS.contains(&key.as_str())
+                        && let Some(text) = value.as_str()
+                    {
+                        found = true;
+                        if key == "secretbinary" {
+                            self.add_value(&base64_decode(text).unwrap_or_default());
+                        } else {
+                            self.add_value(text.as_bytes());
+                            if let Ok(inner) = serde_json::from_str::<serde_json::Value>(text) {
+                                self.add_json_value(&inner);
+                            }
+                        }
+                    } else {
+                        found |= self.add_json_value(value);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    found |= self.add_json_value(item);
+                }
+            }
+            _ => {}
+        }
+        found
+    }
+
+    fn add_request(&mut self, body: &[u8]) {
+        self.requests += 1;
+        if self.add_json(body) {
+            self.stores += 1;
+        }
+    }
+
+    fn add_response(&mut self, request_id: Option<&str>, body: &[u8]) {
+        if let Some(id) = request_id.filter(|id| !id.is_empty()) {
+            self.request_ids.push(id.to_string());
+        }
+        self.add_json(body);
+    }
+}
+
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in text.bytes().filter(|c| *c != b'=') {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        };
+        bits = bits << 6 | v as u32;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    Some(out)
+}
+
+/// Records what every SDK call of a harness client sends and receives.
+#[derive(Debug)]
+struct TrackingInterceptor(SharedTracker);
+
+impl std::fmt::Debug for Tracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the values themselves.
+        write!(f, "Tracker({} values)", self.values.len())
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl aws_sdk_secretsmanager::config::Intercept for TrackingInterceptor {
+    fn name(&self) -> &'static str {
+        "kura-tests-tracking"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_secretsmanager::config::interceptors::BeforeTransmitInterceptorContextRef<
+            '_,
+        >,
+        _: &aws_sdk_secretsmanager::config::RuntimeComponents,
+        _: &mut aws_sdk_secretsmanager::config::ConfigBag,
+    ) -> Result<(), BoxError> {
+        let body = context.request().body().bytes().unwrap_or_default();
+        lock(&self.0).add_request(body);
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &aws_sdk_secretsmanager::config::interceptors::FinalizerInterceptorContextRef<'_>,
+        _: &aws_sdk_secretsmanager::config::RuntimeComponents,
+        _: &mut aws_sdk_secretsmanager::config::ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(response) = context.response() {
+            let id = response.headers().get("x-amzn-RequestId");
+            let body = response.body().bytes().unwrap_or_default();
+            lock(&self.0).add_response(id, body);
+        }
+        Ok(())
+    }
+}
+
+/// Remembers a value no server may leak (for values stored outside the harness's clients,
+/// e.g. through the CLI or boto3; short ones would match unrelated text and are ignored).
+pub fn remember_value(value: &str) {
+    if value.len() >= MIN_TRACKED_VALUE {
+        let mut v = STORED_VALUES.lock().unwrap_or_else(|e| e.into_inner());
+        v.push(value.as_bytes().to_vec());
+    }
+}
 
 /// Forgets a value remembered by a test that planted it on purpose.
 pub fn forget_value(value: &str) {
-    if let Ok(mut v) = STORED_VALUES.lock() {
-        v.retain(|x| x != value);
-    }
+    STORED_VALUES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|x| x != value.as_bytes());
 }
 
-/// Remembers a stored value for the leak check (short ones would match unrelated text).
-pub fn remember_value(value: &str) {
-    if value.len() >= 8
-        && let Ok(mut v) = STORED_VALUES.lock()
-    {
-        v.push(value.to_string());
+/// The forms a leaked value could take in text: raw, JSON-escaped, hex (both cases), base64
+/// (at each offset).
+fn leak_forms(value: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+    let mut forms = vec![("raw", value.to_vec())];
+    if let Ok(text) = std::str::from_utf8(value) {
+        let escaped = serde_json::to_string(text).unwrap_or_default();
+        let escaped = escaped.trim_matches('"');
+        if escaped.as_bytes() != value {
+            forms.push(("JSON-escaped", escaped.as_bytes().to_vec()));
+        }
     }
+    let hex: String = value.iter().map(|b| format!("{b:02x}")).collect();
+    forms.push(("hex", hex.clone().into_bytes()));
+    forms.push(("upper-case hex", hex.to_ascii_uppercase().into_bytes()));
+    // A fragment this short would match unrelated text; longer values give longer fragments.
+    for fragment in base64_fragments(value).into_iter().filter(|f| f.len() >= 8) {
+        forms.push(("base64", fragment.into_bytes()));
+    }
+    forms
 }
+
+/// Stored-value operations, as the audit trail names them.
+const STORING_ACTIONS: &[&str] = &[
+    "secretsmanager:CreateSecret",
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:UpdateSecret",
+];
 
 impl Server {
-    /// Every request the server logged has exactly one audit record, and no audit record of
-    /// a request is missing from the log (checked for every server of every test).
+    fn tracker(&self) -> SharedTracker {
+        tracker_for(&self.data_dir)
+    }
+
+    /// Records a response the test received without the harness's clients (its request id
+    /// joins the one-request-one-record check).
+    pub fn record_response(&self, headers: &HeaderMap) {
+        let id = headers
+            .get("x-amzn-RequestId")
+            .and_then(|v| v.to_str().ok());
+        lock(&self.tracker()).add_response(id, b"");
+    }
+
+    /// Remembers a value a test stores outside the harness's clients (a script's constant):
+    /// no log or audit record of this data directory may hold it.
+    pub fn remember(&self, value: &str) {
+        lock(&self.tracker()).add_value(value.as_bytes());
+    }
+
+    /// Records the JSON request and answer of a call made outside the harness's clients (the
+    /// `kura api` CLI, boto3, the AWS CLI): their secret values join the leak check.
+    pub fn record_exchange(&self, request: &str, response: &str) {
+        let tracker = self.tracker();
+        let mut t = lock(&tracker);
+        if t.add_json(request.as_bytes()) {
+            t.stores += 1;
+        }
+        t.add_json(response.as_bytes());
+    }
+
+    /// Stops comparing this data directory's audit trail with the requests (for a test that
+    /// tampers with the trail on purpose; `why` says how).
+    pub fn exempt_audit_trail(&self, why: &str) {
+        lock(&self.tracker()).audit_exempt = Some(why.to_string());
+    }
+
+    /// Audit records of requests, from the file and from the database table.
+    fn audited_request_ids(&self) -> (Vec<String>, Option<Vec<String>>, Vec<serde_json::Value>) {
+        let audit = std::fs::read_to_string(self.data_dir.join("audit.jsonl")).unwrap_or_default();
+        let records: Vec<serde_json::Value> = audit
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|r| r["Kind"] == "request")
+            .collect();
+        let file = records
+            .iter()
+            .filter_map(|r| r["RequestId"].as_str().map(str::to_string))
+            .collect();
+        let db_path = self.data_dir.join("kura.db");
+        let table = db_path.exists().then(|| {
+            sqlite(
+                &db_path,
+                "SELECT request_id FROM audit_log WHERE kind = 'request' ORDER BY seq",
+            )
+            .lines()
+            .map(str::to_string)
+            .collect()
+        });
+        (file, table, records)
+    }
+
+    /// Every request the server logged has exactly one audit record in the file and one in
+    /// the database, and so has every response the harness received (checked for every
+    /// server of every test).
     pub fn assert_one_audit_record_per_request(&self) {
+        let tracker = self.tracker();
+        let t = lock(&tracker);
+        if let Some(why) = &t.audit_exempt {
+            eprintln!(
+                "audit trail of {} not compared: {why}",
+                self.data_dir.display()
+            );
+            return;
+        }
+        let where_ = self.data_dir.display();
         let log = self.log();
         let mut logged: Vec<String> = log
             .lines()
@@ -469,37 +758,112 @@ impl Server {
             .filter_map(|rest| rest.split('"').next())
             .map(str::to_string)
             .collect();
-        let audit = std::fs::read_to_string(self.data_dir.join("audit.jsonl")).unwrap_or_default();
-        let mut audited: Vec<String> = audit
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|r| r["Kind"] == "request")
-            .filter_map(|r| r["RequestId"].as_str().map(str::to_string))
-            .collect();
-        logged.sort();
-        audited.sort();
-        assert_eq!(
-            logged,
-            audited,
-            "requests logged vs audit records of requests, in {}",
-            self.data_dir.display()
+        let (mut file, table, _) = self.audited_request_ids();
+        assert!(
+            t.requests == 0 || !t.request_ids.is_empty(),
+            "{} requests were sent to {where_} but no response carried an x-amzn-RequestId",
+            t.requests
         );
+        assert!(
+            t.request_ids.is_empty() || !file.is_empty(),
+            "{} responses of {where_} carried a request id, but audit.jsonl has no request record",
+            t.request_ids.len()
+        );
+        logged.sort();
+        file.sort();
+        assert_eq!(
+            logged, file,
+            "requests logged vs audit records of requests in audit.jsonl, in {where_}"
+        );
+        if let Some(mut table) = table {
+            table.sort();
+            assert_eq!(
+                file, table,
+                "audit records of requests in audit.jsonl vs the audit_log table, in {where_}"
+            );
+        }
+        for id in &t.request_ids {
+            // A request whose record could not be written is refused, by design.
+            let refused = log
+                .lines()
+                .any(|l| l.contains(id.as_str()) && l.contains("audit record not written"));
+            if refused {
+                continue;
+            }
+            let n = file.iter().filter(|f| *f == id).count();
+            assert_eq!(
+                n, 1,
+                "the response with x-amzn-RequestId {id} has {n} audit records in {where_} (expected exactly 1)"
+            );
+        }
     }
 
-    /// Scans this server's log and audit file for every value the tests stored.
+    /// Scans this server's log, audit file and audit table for every value the tests sent or
+    /// received, in every form; fails when the test stored values but none long enough to find.
     pub fn assert_no_stored_value_leaked(&self) {
-        let log = self.log();
-        let audit = std::fs::read_to_string(self.data_dir.join("audit.jsonl")).unwrap_or_default();
-        let values = STORED_VALUES.lock().map(|v| v.clone()).unwrap_or_default();
-        for value in values {
-            let escaped = serde_json::to_string(&value).unwrap_or_default();
-            let escaped = escaped.trim_matches('"');
-            for (what, text) in [("server log", &log), ("audit trail", &audit)] {
-                assert!(
-                    !text.contains(&value) && !text.contains(escaped),
-                    "a stored secret value appears in the {what} of {}",
-                    self.data_dir.display()
-                );
+        let tracker = self.tracker();
+        let t = lock(&tracker);
+        let where_ = self.data_dir.display();
+        let log = std::fs::read(&self.log_path).unwrap_or_default();
+        let audit = std::fs::read(self.data_dir.join("audit.jsonl")).unwrap_or_default();
+        let db_path = self.data_dir.join("kura.db");
+        let table = if db_path.exists() {
+            sqlite(&db_path, "SELECT * FROM audit_log").into_bytes()
+        } else {
+            Vec::new()
+        };
+        let (_, _, records) = self.audited_request_ids();
+        let stored_outside = records
+            .iter()
+            .filter(|r| {
+                r["Outcome"] == "Success"
+                    && STORING_ACTIONS.contains(&r["Action"].as_str().unwrap_or(""))
+                    && r["VersionId"].is_string()
+            })
+            .count();
+        let mut values = t.values.clone();
+        values.extend(
+            STORED_VALUES
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned(),
+        );
+        assert!(
+            !t.values.is_empty() || t.stores == 0,
+            "the test stored {} secret values in {where_} through the harness, none of at least \
+             {MIN_TRACKED_VALUE} bytes, so the leak check cannot search for them: store longer \
+             values (e.g. with unique_suffix())",
+            t.stores
+        );
+        assert!(
+            !t.values.is_empty() || stored_outside == 0,
+            "the audit trail of {where_} shows {stored_outside} values stored outside the harness's \
+             clients (CLI, boto3), but the test remembered none of at least {MIN_TRACKED_VALUE} bytes: \
+             server.remember() what it stores that way"
+        );
+        // The root key is a secret too (it is not counted as a value the test stored).
+        if let Ok(text) = std::fs::read_to_string(self.data_dir.join("root-credentials")) {
+            let secrets = text
+                .lines()
+                .filter_map(|l| l.split_once('='))
+                .filter(|(k, _)| k.trim() == "aws_secret_access_key")
+                .map(|(_, v)| v.trim().as_bytes().to_vec());
+            values.extend(secrets);
+        }
+        for value in &values {
+            for (form, needle) in leak_forms(value) {
+                for (what, text) in [
+                    ("server log", &log),
+                    ("audit file", &audit),
+                    ("audit_log table", &table),
+                ] {
+                    assert!(
+                        !contains(text, &needle),
+                        "a secret value ({} bytes) appears {form} in the {what} of {where_}",
+                        value.len()
+                    );
+                }
             }
         }
     }
@@ -737,7 +1101,6 @@ pub async fn create_string(
     value: &str,
     token: &str,
 ) -> (String, String) {
-    remember_value(value);
     let out = ok(client
         .create_secret()
         .name(name)
@@ -759,7 +1122,6 @@ pub async fn create_string(
 
 /// CreateSecret with a string value and a generated token; returns the ARN.
 pub async fn create_plain(client: &Client, name: &str, value: &str) -> String {
-    remember_value(value);
     let out = ok(client
         .create_secret()
         .name(name)
@@ -771,7 +1133,6 @@ pub async fn create_plain(client: &Client, name: &str, value: &str) -> String {
 
 /// PutSecretValue with a string value and a chosen token (AWSCURRENT moves); returns the VersionId.
 pub async fn put_string(client: &Client, id: &str, value: &str, token: &str) -> String {
-    remember_value(value);
     let out = ok(client
         .put_secret_value()
         .secret_id(id)
@@ -798,7 +1159,6 @@ pub async fn put_string_staged(
     token: &str,
     stages: &[&str],
 ) -> String {
-    remember_value(value);
     let out = ok(client
         .put_secret_value()
         .secret_id(id)
@@ -1049,8 +1409,44 @@ pub fn sqlite(db: &Path, sql: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// Whether `tool` is on PATH. Outside CI a missing tool skips the test with a reason; in CI
-/// (`CI=true`) it fails, since scripts/test installs everything the tests use.
+/// Whether the tests run in CI: any non-empty `CI` (CI services set it to `true`, `1`, ...).
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
+
+/// Records that the running test skips its checks for `reason`, where scripts/test counts and
+/// names it (the file in `KURA_TEST_SKIPS`); in CI a skip is a failure. The caller then returns.
+pub fn skip(reason: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("<unnamed test>")
+        .to_string();
+    let test = format!("{}::{test}", env!("CARGO_CRATE_NAME"));
+    assert!(
+        !in_ci(),
+        "{test} would skip in CI, where everything it needs must be present: {reason}"
+    );
+    eprintln!("SKIPPED: {test}: {reason}");
+    if let Some(path) = std::env::var_os("KURA_TEST_SKIPS").filter(|p| !p.is_empty()) {
+        use std::io::Write;
+        // One short line per append, so parallel tests do not interleave.
+        let line = format!("{test}: {}\n", reason.replace('\n', " "));
+        let written = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            panic!(
+                "cannot record the skip in {}: {e}",
+                Path::new(&path).display()
+            );
+        }
+    }
+}
+
+/// Whether `tool` is on PATH. Outside CI a missing tool skips the test with a reason (see
+/// `skip`); in CI it fails, since scripts/test installs everything the tests use.
 pub fn have(tool: &str) -> bool {
     let found = std::process::Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
@@ -1059,12 +1455,12 @@ pub fn have(tool: &str) -> bool {
         .unwrap_or(false);
     if !found {
         assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
+            !in_ci(),
             "{tool} is not on PATH; in CI it must be (scripts/test installs it)"
         );
-        eprintln!(
-            "SKIPPED: {tool} is not on PATH; run the tests through scripts/test, which installs it"
-        );
+        skip(&format!(
+            "{tool} is not on PATH; run the tests through scripts/test, which installs it"
+        ));
     }
     found
 }
@@ -1135,10 +1531,10 @@ pub fn python_with_boto3() -> Option<PathBuf> {
         .expect("run python3");
     if !out.status.success() {
         assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
+            !in_ci(),
             "python3 has no boto3; in CI it must (scripts/test installs it)"
         );
-        eprintln!("SKIPPED: python3 has no boto3; run the tests through scripts/test");
+        skip("python3 has no boto3; run the tests through scripts/test");
         return None;
     }
     Some(PathBuf::from(

@@ -13,9 +13,9 @@ fails_with() { # fails_with CODE command...
   case "$out" in *"($code)"*) ;; *) echo "FAIL: $* gave [$out], expected $code" >&2; exit 1 ;; esac
 }
 
-arn=$(sm create-secret --name cli/app --secret-string one --description first \
+arn=$(sm create-secret --name cli/app --secret-string cli-value-one-7d1e --description first \
   --tags Key=team,Value=a --query ARN --output text)
-expect one "$(sm get-secret-value --secret-id "$arn" --query SecretString --output text)" "read by ARN"
+expect cli-value-one-7d1e "$(sm get-secret-value --secret-id "$arn" --query SecretString --output text)" "read by ARN"
 fails_with ResourceExistsException sm create-secret --name cli/app --secret-string x
 
 printf 'bin\0ary' > "$TMPDIR/blob"
