@@ -40,6 +40,35 @@ impl Drop for Tmpfs {
     }
 }
 
+/// A tmpfs for the test, or a recorded skip where none can be mounted (CI runs as root: there
+/// `skip` fails the test).
+fn tmpfs_or_skip(dir: &Path, size: &str) -> Option<Tmpfs> {
+    match Tmpfs::mount(dir, size) {
+        Ok(m) => Some(m),
+        Err(why) => {
+            skip(&format!(
+                "cannot mount a tmpfs ({why}); run as root to test a full disk"
+            ));
+            None
+        }
+    }
+}
+
+/// `kura audit verify` passes on `data_dir`: the file caught up with the database.
+fn assert_audit_verifies(data_dir: &Path, when: &str) {
+    let verify = Command::new(env!("CARGO_BIN_EXE_kura"))
+        .args(["audit", "verify", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "kura audit verify {when}:\n{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
 /// Writes zeros into `path` until the file system refuses more.
 fn fill(path: &Path) {
     use std::io::Write;
@@ -58,18 +87,8 @@ async fn after_a_full_disk_every_request_succeeds_again_without_a_restart() {
         .tempdir()
         .unwrap();
     let data = tmp.path().join("data");
-    let mount = match Tmpfs::mount(&data, "24m") {
-        Ok(m) => m,
-        Err(why) => {
-            assert!(
-                !in_ci(),
-                "cannot mount a tmpfs for the full-disk test ({why}); CI runs as root and must"
-            );
-            skip(&format!(
-                "cannot mount a tmpfs ({why}); run as root to test a full disk"
-            ));
-            return;
-        }
+    let Some(mount) = tmpfs_or_skip(&data, "24m") else {
+        return;
     };
     let server = Server::start_in(tmp).await;
     let client = server.client().await;
@@ -140,17 +159,7 @@ async fn after_a_full_disk_every_request_succeeds_again_without_a_restart() {
     let data_dir = server.data_dir.clone();
     let tmp = server.stop().await;
     // The audit file caught up with the database: the chain verifies, file included.
-    let verify = Command::new(env!("CARGO_BIN_EXE_kura"))
-        .args(["audit", "verify", "--data-dir"])
-        .arg(&data_dir)
-        .output()
-        .unwrap();
-    assert!(
-        verify.status.success(),
-        "kura audit verify after the disk was freed:\n{}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    assert_audit_verifies(&data_dir, "after the disk was freed");
     drop(mount);
     drop(tmp);
 }
@@ -192,18 +201,8 @@ async fn an_audit_file_that_cannot_grow_catches_up_when_it_can() {
         .tempdir()
         .unwrap();
     let small = tmp.path().join("auditfs");
-    let fs = match Tmpfs::mount(&small, "1m") {
-        Ok(m) => m,
-        Err(why) => {
-            assert!(
-                !in_ci(),
-                "cannot mount a tmpfs for the full-disk test ({why}); CI runs as root and must"
-            );
-            skip(&format!(
-                "cannot mount a tmpfs ({why}); run as root to test a full disk"
-            ));
-            return;
-        }
+    let Some(fs) = tmpfs_or_skip(&small, "1m") else {
+        return;
     };
     // A first start creates the data directory and its audit file.
     let server = Server::start_in(tmp).await;
@@ -238,17 +237,7 @@ async fn an_audit_file_that_cannot_grow_catches_up_when_it_can() {
     }
     drop(client);
     let tmp = server.stop().await;
-    let verify = Command::new(env!("CARGO_BIN_EXE_kura"))
-        .args(["audit", "verify", "--data-dir"])
-        .arg(&data_dir)
-        .output()
-        .unwrap();
-    assert!(
-        verify.status.success(),
-        "kura audit verify after the audit file had room again:\n{}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    assert_audit_verifies(&data_dir, "after the audit file had room again");
     drop(bind);
     drop(fs);
     drop(tmp);
