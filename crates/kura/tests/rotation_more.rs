@@ -6,18 +6,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata};
 use common::*;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Longest wait for a rotation to settle or a request to arrive.
 const SETTLE: Duration = Duration::from_secs(20);
@@ -65,195 +61,7 @@ fn process_gone(pid: u32) -> bool {
     }
 }
 
-#[derive(Clone, Debug)]
-struct Received {
-    method: String,
-    path: String,
-    /// Lower-cased names.
-    headers: BTreeMap<String, String>,
-    body: String,
-}
-
-impl Received {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(String::as_str)
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("request body is not JSON ({e}): {:?}", self.body))
-    }
-}
-
-type Reply = Pin<Box<dyn Future<Output = u16> + Send>>;
-type Handler = Arc<dyn Fn(Received) -> Reply + Send + Sync>;
-
-/// An HTTP/1.1 server on 127.0.0.1 that records every request and answers with the status the
-/// handler returns.
-struct Receiver {
-    url: String,
-    requests: Arc<Mutex<Vec<Received>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Receiver {
-    async fn start(handler: Handler) -> Receiver {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the receiver");
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let log = requests.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let (log, handler) = (log.clone(), handler.clone());
-                tokio::spawn(async move {
-                    let _ = serve_one(stream, log, handler).await;
-                });
-            }
-        });
-        Receiver {
-            url,
-            requests,
-            task,
-        }
-    }
-
-    async fn always(status: u16) -> Receiver {
-        Receiver::start(Arc::new(move |_| Box::pin(async move { status }))).await
-    }
-
-    fn requests(&self) -> Vec<Received> {
-        self.requests.lock().unwrap().clone()
-    }
-
-    fn bodies(&self) -> Vec<Value> {
-        self.requests().iter().map(Received::json).collect()
-    }
-
-    async fn wait_until(&self, what: &str, pred: impl Fn(&[Received]) -> bool) -> Vec<Received> {
-        let deadline = tokio::time::Instant::now() + SETTLE;
-        loop {
-            let all = self.requests();
-            if pred(&all) {
-                return all;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the receiver did not get {what} within {SETTLE:?}; it got {all:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn serve_one(
-    mut stream: tokio::net::TcpStream,
-    log: Arc<Mutex<Vec<Received>>>,
-    handler: Handler,
-) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let mut request_line = lines.next().unwrap_or("").split(' ');
-    let method = request_line.next().unwrap_or("").to_string();
-    let path = request_line.next().unwrap_or("").to_string();
-    let headers: BTreeMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let len: usize = headers
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = buf[head_end + 4..].to_vec();
-    while body.len() < len {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-    body.truncate(len);
-    let request = Received {
-        method,
-        path,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    };
-    log.lock().unwrap().push(request.clone());
-    let status = handler(request).await;
-    let reason = match status {
-        200 => "OK",
-        500 => "Internal Server Error",
-        _ => "Status",
-    };
-    stream
-        .write_all(
-            format!("HTTP/1.1 {status} {reason}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .await?;
-    stream.shutdown().await
-}
-
-fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
-    use aws_lc_rs::hmac;
-    hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), message)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Checks `kura-signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>` and
-/// returns `t`.
-fn check_signature(secret: &str, request: &Received) -> Result<i64, String> {
-    let header = request
-        .header("kura-signature")
-        .ok_or_else(|| format!("no kura-signature header in {request:?}"))?;
-    let (mut t, mut v1) = (None, None);
-    for part in header.split(',') {
-        match part.split_once('=') {
-            Some(("t", value)) => t = Some(value),
-            Some(("v1", value)) => v1 = Some(value),
-            _ => return Err(format!("unexpected part {part:?} in {header:?}")),
-        }
-    }
-    let t = t.ok_or_else(|| format!("no t= in {header:?}"))?;
-    let v1 = v1.ok_or_else(|| format!("no v1= in {header:?}"))?;
-    let t_secs: i64 = t.parse().map_err(|_| format!("t={t:?} is not a number"))?;
-    let expected = hmac_sha256_hex(
-        secret.as_bytes(),
-        format!("{t}.{}", request.body).as_bytes(),
-    );
-    if v1 != expected {
-        return Err(format!(
-            "{header:?} does not match (expected v1={expected})"
-        ));
-    }
-    Ok(t_secs)
-}
+use common::receiver::*;
 
 /// Asserts a signed POST from kura of `kind`; returns the body as JSON.
 fn assert_signed(request: &Received, secret: &str, kind: &str) -> Value {

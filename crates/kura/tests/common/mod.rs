@@ -4,6 +4,8 @@
 //! the official AWS SDK (or through `Server::raw` for wire-level checks), and tears it down on drop.
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Read;
