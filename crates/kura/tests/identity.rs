@@ -18,18 +18,7 @@ async fn user_client(
         )
         .await
         .assert_ok();
-    let key = server
-        .kura("CreateAccessKey", &json!({"UserName": name}).to_string())
-        .await
-        .assert_ok();
-    let id = key["AccessKey"]["AccessKeyId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let secret = key["AccessKey"]["SecretAccessKey"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (id, secret) = create_access_key(server, name).await;
     (server.client_with(&id, &secret).await, id, secret)
 }
 

@@ -28,18 +28,7 @@ async fn user(server: &Server, name: &str, tags: Value, statements: Value) -> Us
         )
         .await
         .assert_ok();
-    let key = server
-        .kura("CreateAccessKey", &json!({"UserName": name}).to_string())
-        .await
-        .assert_ok();
-    let akid = key["AccessKey"]["AccessKeyId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let secret = key["AccessKey"]["SecretAccessKey"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (akid, secret) = create_access_key(server, name).await;
     remember_value(&secret);
     let doc = json!({"Version": "2012-10-17", "Statement": statements});
     server

@@ -30,18 +30,7 @@ async fn user_with_key(server: &Server, name: &str) -> (String, String, String) 
         .as_str()
         .unwrap_or_else(|| panic!("CreateUser answers a UserId: {created}"))
         .to_string();
-    let key = server
-        .kura("CreateAccessKey", &json!({"UserName": name}).to_string())
-        .await
-        .assert_ok();
-    let akid = key["AccessKey"]["AccessKeyId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let secret = key["AccessKey"]["SecretAccessKey"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (akid, secret) = create_access_key(server, name).await;
     (user_id, akid, secret)
 }
 

@@ -1598,3 +1598,21 @@ pub fn sha256_hex(text: &str) -> String {
         .unwrap_or("")
         .to_string()
 }
+
+/// `Kura.CreateAccessKey` for `user`: its (AccessKeyId, SecretAccessKey).
+pub async fn create_access_key(server: &Server, user: &str) -> (String, String) {
+    let key = server
+        .kura(
+            "CreateAccessKey",
+            &serde_json::json!({ "UserName": user }).to_string(),
+        )
+        .await
+        .assert_ok();
+    let field = |name: &str| {
+        key["AccessKey"][name]
+            .as_str()
+            .unwrap_or_else(|| panic!("CreateAccessKey answers {name}: {key}"))
+            .to_string()
+    };
+    (field("AccessKeyId"), field("SecretAccessKey"))
+}
