@@ -19,7 +19,8 @@ pub fn validate_name(name: &str) -> Result<()> {
         )));
     }
     if let Some(bad) = name.chars().find(|c| !name_char_ok(*c)) {
-        return Err(Error::invalid_parameter(format!(
+        // AWS answers a name outside its pattern with ValidationException.
+        return Err(Error::validation(format!(
             "Invalid name: {bad:?} is not allowed. A name may contain only letters, digits and /_+=.@-"
         )));
     }

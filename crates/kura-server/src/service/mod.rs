@@ -147,8 +147,9 @@ fn take_value(string: Option<SecretText>, binary: Option<SecretText>) -> Result<
             "{field} must not be empty."
         )));
     }
+    // A length outside the model's bounds is ValidationException on AWS.
     if plain.bytes.len() > MAX_VALUE_BYTES {
-        return Err(Error::invalid_parameter(format!(
+        return Err(Error::validation(format!(
             "{field} must be at most {MAX_VALUE_BYTES} bytes; this one has {}.",
             plain.bytes.len()
         )));

@@ -13,7 +13,8 @@ pub(crate) fn password_spec(req: &GetRandomPasswordRequest) -> Result<PasswordSp
         None => d.length,
         Some(n @ 1..=4096) => n as usize,
         Some(n) => {
-            return Err(Error::invalid_parameter(format!(
+            // Outside the model's range: ValidationException, as AWS answers.
+            return Err(Error::validation(format!(
                 "PasswordLength must be between 1 and 4096; got {n}."
             )));
         }
