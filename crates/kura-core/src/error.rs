@@ -54,15 +54,6 @@ impl ErrorCode {
             InternalServiceError => "InternalServiceError",
         }
     }
-
-    /// AWS answers every client error with 400 (not-found included); the caching clients treat
-    /// 5xx as transient, so only genuine server faults may be 500.
-    pub fn http_status(self) -> u16 {
-        match self {
-            ErrorCode::InternalServiceError => 500,
-            _ => 400,
-        }
-    }
 }
 
 #[derive(Clone, PartialEq, Eq)]

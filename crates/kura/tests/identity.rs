@@ -172,9 +172,9 @@ async fn a_user_limited_to_team_a_reads_those_secrets_and_nothing_else() {
         ("ListNotificationTargets", json!({})),
         (
             "CreateNotificationTarget",
-            json!({"Name": "t", "Url": "http://127.0.0.1:9/"}),
+            json!({"Url": "http://127.0.0.1:9/", "Events": ["RotationSucceeded"]}),
         ),
-        ("DeleteNotificationTarget", json!({"Name": "t"})),
+        ("DeleteNotificationTarget", json!({"TargetId": "t"})),
     ];
     for (op, body) in &kura_calls {
         let msg = server

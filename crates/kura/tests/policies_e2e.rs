@@ -534,7 +534,7 @@ async fn log_json_writes_every_line_as_a_json_object_with_the_request_ids() {
     }
     let mut logged: Vec<String> = lines
         .iter()
-        .filter(|l| l["target"] == "kura_server::http")
+        .filter(|l| l["target"] == "kura::request")
         .filter_map(|l| l["fields"]["request_id"].as_str().map(String::from))
         .collect();
     let audit = std::fs::read_to_string(data_dir.join("audit.jsonl")).unwrap();

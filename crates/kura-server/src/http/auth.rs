@@ -166,7 +166,6 @@ pub async fn authenticate(
         user_id,
         access_key_id: record.access_key_id,
         scope_secret_id: record.scope_secret_id,
-        meta: Default::default(),
     })
 }
 

@@ -8,7 +8,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use kura_core::{Error, ErrorCode};
 
-use super::{AuditFacts, Received, audit_entry};
+use super::Received;
+use crate::service::{Caller, Operation, Outcome};
 
 pub const SERVICE_NAME: &str = "sts";
 const VERSION: &str = "2011-06-15";
@@ -53,34 +54,35 @@ fn read_form(body: &[u8]) -> Form {
 }
 
 pub async fn serve(req: Received, body: &[u8]) -> Response {
+    let service = &req.state.service;
     let form = read_form(body);
-    let action = shown(form.action.as_deref().unwrap_or_default());
-    let principal = req.authenticate(body, SERVICE_NAME).await;
-    let result = principal.as_ref().map_err(Clone::clone).and_then(|p| {
-        check_action(&form)?;
-        Ok(identity_xml(
-            &p.arn,
-            &p.user_id,
-            &req.state.service.account,
-            &req.request_id,
-        ))
-    });
-    let facts = AuditFacts {
-        req: &req,
-        family: "sts",
-        op: &action,
-        principal: principal.as_ref().ok(),
-        request: None,
-        // GetCallerIdentity needs no permission: an authenticated caller is allowed.
-        decision: if principal.is_ok() { "Allow" } else { "-" },
+    let action = format!("sts:{}", shown(form.action.as_deref().unwrap_or_default()));
+    let principal = match req.authenticate(body, SERVICE_NAME).await {
+        Ok(p) => p,
+        Err(e) => {
+            let e = service.refuse(&req.info, None, &action, "*", e).await;
+            return error_xml(&e, &req.info.id);
+        }
     };
-    let entry = audit_entry(facts, result.as_ref().map(String::as_bytes));
-    let result = req.audited(entry, result).await;
-    let who = principal.as_ref().map(|p| p.arn.as_str()).unwrap_or("-");
-    req.log(&format!("sts.{action}"), who, result.as_ref().map(|_| ()));
-    match result {
-        Ok(xml) => ([("content-type", "text/xml")], xml).into_response(),
-        Err(e) => error_xml(&e, &req.request_id),
+    if let Err(e) = check_action(&form) {
+        let e = service
+            .refuse(&req.info, Some(&principal), &action, "*", e)
+            .await;
+        return error_xml(&e, &req.info.id);
+    }
+    let caller = Caller::new(principal, req.info.clone());
+    let op = Operation::StsGetCallerIdentity(crate::wire::Empty {});
+    match service.call(&caller, op).await {
+        Ok(Outcome::StsGetCallerIdentity(id)) => (
+            [("content-type", "text/xml")],
+            identity_xml(&id.arn, &id.user_id, &id.account, &req.info.id),
+        )
+            .into_response(),
+        Ok(_) => error_xml(
+            &Error::internal("GetCallerIdentity answered with another operation's outcome"),
+            &req.info.id,
+        ),
+        Err(e) => error_xml(&e, &req.info.id),
     }
 }
 
@@ -154,11 +156,7 @@ fn sts_code(e: &Error) -> (&'static str, StatusCode, &'static str) {
             StatusCode::INTERNAL_SERVER_ERROR,
             "Receiver",
         ),
-        _ => (
-            e.code.as_str(),
-            StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST),
-            "Sender",
-        ),
+        _ => (e.code.as_str(), super::aws::status_of(e.code), "Sender"),
     }
 }
 

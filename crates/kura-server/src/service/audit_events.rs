@@ -4,7 +4,7 @@ use kura_core::{Error, Result};
 use kura_store::AuditQuery;
 use serde::{Deserialize, Serialize};
 
-use super::{Principal, Service};
+use super::{Caller, Service};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -42,7 +42,7 @@ fn millis(field: &str, v: Option<f64>) -> Result<Option<i64>> {
 impl Service {
     pub async fn lookup_audit_events(
         &self,
-        _p: &Principal,
+        _p: &Caller,
         req: LookupAuditEventsRequest,
     ) -> Result<LookupAuditEventsResponse> {
         let limit = match req.max_results {

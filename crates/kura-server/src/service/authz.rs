@@ -8,7 +8,8 @@ use kura_core::{Error, ErrorCode, Result};
 use kura_iam::eval::{self, ConditionKeys, RequestContext};
 use kura_iam::policy::{self, PolicyDocument, PolicyKind};
 
-use super::{Principal, Service};
+use super::operation::{Family, Operation};
+use super::{Caller, Principal, Service};
 
 /// How long a user's tags and parsed policies are reused. IAM itself takes seconds to
 /// apply a policy change everywhere; on this server a change applies at once (the cache
@@ -45,42 +46,49 @@ pub struct RequestMeta {
     pub user_agent: Option<String>,
 }
 
-/// The named, non-secret fields of a request, read once per request for authorization and
-/// the audit record. Value fields (`SecretString`, `SecretBinary`, passwords, policy
-/// documents) are not fields here, so the secret is never copied into this view: serde skips
-/// unknown fields without keeping them.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct RequestFacts {
-    pub secret_id: Option<String>,
-    pub name: Option<String>,
-    pub user_name: Option<String>,
-    pub target_id: Option<String>,
-    pub version_id: Option<String>,
-    pub version_stage: Option<String>,
-    #[serde(rename = "RotationLambdaARN")]
-    pub rotation_lambda_arn: Option<String>,
-    pub description: Option<String>,
-    pub kms_key_id: Option<String>,
+/// The named, non-secret fields of a request, for authorization and the audit record. Each
+/// request type fills in its own (`operation::Facts`); value fields (`SecretString`,
+/// passwords, policy documents) have no place here.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    pub secret_id: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub user_name: Option<&'a str>,
+    pub target_id: Option<&'a str>,
+    pub version_id: Option<&'a str>,
+    pub version_stage: Option<&'a str>,
+    pub rotation_lambda_arn: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub kms_key_id: Option<&'a str>,
     pub force_delete_without_recovery: Option<bool>,
     pub recovery_window_in_days: Option<i64>,
     pub block_public_policy: Option<bool>,
-    pub tags: Option<Vec<crate::wire::Tag>>,
-    pub tag_keys: Option<Vec<String>>,
+    pub tags: Option<&'a [crate::wire::Tag]>,
+    pub tag_keys: Option<&'a [String]>,
 }
 
-impl RequestFacts {
+impl<'a> RequestFacts<'a> {
+    /// A request that names one secret and nothing else of note.
+    pub fn secret(secret_id: &'a str) -> Self {
+        RequestFacts {
+            secret_id: Some(secret_id),
+            ..Default::default()
+        }
+    }
+}
+
+impl RequestFacts<'_> {
     /// Request parameters that AWS documents as `secretsmanager:*` condition keys.
     fn condition_keys(&self, keys: &mut ConditionKeys) {
         let text = [
-            ("secretsmanager:VersionStage", &self.version_stage),
-            ("secretsmanager:VersionId", &self.version_id),
-            ("secretsmanager:Description", &self.description),
-            ("secretsmanager:KmsKeyId", &self.kms_key_id),
+            ("secretsmanager:VersionStage", self.version_stage),
+            ("secretsmanager:VersionId", self.version_id),
+            ("secretsmanager:Description", self.description),
+            ("secretsmanager:KmsKeyId", self.kms_key_id),
         ];
         for (key, v) in text {
             if let Some(v) = v {
-                keys.set(key, [v.as_str()]);
+                keys.set(key, [v]);
             }
         }
         if let Some(b) = self.force_delete_without_recovery {
@@ -92,13 +100,13 @@ impl RequestFacts {
         if let Some(b) = self.block_public_policy {
             keys.set("secretsmanager:BlockPublicPolicy", [b.to_string()]);
         }
-        if let Some(tags) = &self.tags {
+        if let Some(tags) = self.tags {
             for t in tags {
                 keys.set(&format!("aws:RequestTag/{}", t.key), [t.value.as_str()]);
             }
             keys.set("aws:TagKeys", tags.iter().map(|t| t.key.as_str()));
         }
-        if let Some(k) = &self.tag_keys {
+        if let Some(k) = self.tag_keys {
             keys.set("aws:TagKeys", k.iter().map(String::as_str));
         }
     }
@@ -109,31 +117,33 @@ fn denied(message: String) -> Error {
 }
 
 impl Service {
-    /// Decides whether `p` may call `family.op`. Root and kura itself may do everything (as
-    /// AWS's root user); a rotation credential reaches its one secret only. `facts` is the
-    /// request as read, or why it could not be read (then only root goes on, to the
-    /// operation's own error).
-    pub async fn authorize(
-        &self,
-        p: &Principal,
-        family: &str,
-        op: &str,
-        facts: std::result::Result<&RequestFacts, &Error>,
-    ) -> Result<()> {
+    /// Decides whether the caller may run `op`. Root and kura itself may do everything (as
+    /// AWS's root user); a rotation credential reaches its one secret only. The secret the
+    /// operation names is resolved here once and kept in the caller for the operation.
+    pub(crate) async fn authorize(&self, c: &Caller, op: &Operation) -> Result<()> {
+        let family = op.family();
+        let facts = op.facts();
+        let secret_id = facts.secret_id.filter(|_| family == Family::SecretsManager);
+        let found = match secret_id {
+            Some(id) => self.lookup(id).await.ok(),
+            None => None,
+        };
+        if let (Some(id), Some(s)) = (secret_id, &found) {
+            c.remember(id, s.clone());
+        }
         // As sts:GetCallerIdentity on AWS, asking who you are needs no permission.
-        if p.is_administrator() || (family == "Kura" && op == "GetCallerIdentity") {
+        let who_am_i = matches!(
+            op,
+            Operation::GetCallerIdentity(_) | Operation::StsGetCallerIdentity(_)
+        );
+        if c.is_administrator() || who_am_i {
             return Ok(());
         }
-        let facts = facts.map_err(Clone::clone)?;
-        let action = if family == "Kura" {
-            format!("kura:{op}")
-        } else {
-            format!("secretsmanager:{op}")
-        };
+        let action = op.action();
         let mut keys = ConditionKeys::new();
         facts.condition_keys(&mut keys);
         // A function named by its bare name is judged by its full ARN, as policies name it.
-        if let Some(f) = &facts.rotation_lambda_arn
+        if let Some(f) = facts.rotation_lambda_arn
             && let Ok(name) = self.function_name_of(f)
         {
             keys.set(
@@ -141,44 +151,35 @@ impl Service {
                 [self.function_arn(&name)],
             );
         }
-        // A refusal names the secret as the caller did, never the ARN it resolved to: the
-        // suffix of an existing secret's ARN would tell a caller allowed nothing that it exists.
-        let shown = facts
-            .secret_id
-            .as_deref()
-            .filter(|_| family != "Kura")
-            .map(|id| id.chars().take(2048).collect::<String>());
-        let (resource, secret) = match facts.secret_id.as_deref() {
-            Some(id) if family != "Kura" => match self.resolve(id).await {
-                Ok(s) => {
-                    super::remember_resolved(id, &s);
-                    (s.arn.clone(), Some(s))
-                }
-                // A secret that does not exist is judged by the name asked for; if that is
-                // allowed the operation then answers ResourceNotFoundException.
-                Err(_) => (self.requested_arn(id), None),
-            },
-            _ => match (family, facts.name.as_deref()) {
-                ("secretsmanager", Some(name)) if op == "CreateSecret" => {
+        let (resource, shown) = match (secret_id, &found) {
+            // A refusal names the secret as the caller did, never the ARN it resolved to: the
+            // suffix of an existing secret's ARN would tell a caller allowed nothing that it
+            // exists.
+            (Some(id), Some(s)) => (s.arn.clone(), Some(id.chars().take(2048).collect())),
+            // A secret that does not exist is judged by the name asked for; if that is
+            // allowed the operation then answers ResourceNotFoundException.
+            (Some(id), None) => (
+                self.requested_arn(id),
+                Some(id.chars().take(2048).collect::<String>()),
+            ),
+            (None, _) => match (op, facts.name, facts.user_name) {
+                (Operation::CreateSecret(_), Some(name), _) => {
                     keys.set("secretsmanager:Name", [name]);
                     (self.requested_arn(name), None)
                 }
-                ("Kura", _) => match facts.user_name.as_deref() {
-                    Some(user) => (self.user_arn(user), None),
-                    None => ("*".to_string(), None),
-                },
+                (_, _, Some(user)) if family == Family::Kura => (self.user_arn(user), None),
                 _ => ("*".to_string(), None),
             },
         };
         let shown = shown.as_deref().unwrap_or(&resource);
-        self.decide(p, &action, &resource, shown, secret.as_ref(), keys)
+        self.decide(c, &action, &resource, shown, found.as_ref(), keys)
             .await
     }
 
     /// Whether `p` may take `action` on `secret` (BatchGetSecretValue checks each secret so).
     pub(crate) async fn authorize_on_secret(
         &self,
-        p: &Principal,
+        p: &Caller,
         action: &str,
         secret: &SecretRecord,
     ) -> Result<()> {
@@ -198,7 +199,7 @@ impl Service {
 
     /// Whether `p` may take `action` on no particular secret (resource `*`), as the
     /// ListSecrets permission BatchGetSecretValue's Filters need.
-    pub(crate) async fn authorize_unscoped(&self, p: &Principal, action: &str) -> Result<()> {
+    pub(crate) async fn authorize_unscoped(&self, p: &Caller, action: &str) -> Result<()> {
         if p.is_administrator() {
             return Ok(());
         }
@@ -220,14 +221,14 @@ impl Service {
 
     async fn decide(
         &self,
-        p: &Principal,
+        p: &Caller,
         action: &str,
         resource: &str,
         shown: &str,
         secret: Option<&SecretRecord>,
         mut keys: ConditionKeys,
     ) -> Result<()> {
-        let meta = &p.meta;
+        let meta = &p.request.meta;
         let subject = self.subject_of(p).await?;
         keys.set("aws:username", [p.user_name.as_str()]);
         keys.set("aws:userid", [p.user_id.as_str()]);

@@ -6,7 +6,7 @@ use kura_core::{Error, Result};
 use kura_store::SortKey;
 
 use super::secrets::ListParams;
-use super::{Principal, Service};
+use super::{Caller, Service};
 use crate::wire::*;
 
 const MAX_BATCH: usize = 20;
@@ -14,7 +14,7 @@ const MAX_BATCH: usize = 20;
 impl Service {
     pub async fn batch_get_secret_value(
         &self,
-        p: &Principal,
+        p: &Caller,
         req: BatchGetSecretValueRequest,
     ) -> Result<BatchGetSecretValueResponse> {
         // With Filters the secrets come from a listing: the caller needs ListSecrets too (as on
@@ -80,7 +80,7 @@ impl Service {
                         self.authorize_on_secret(p, "secretsmanager:GetSecretValue", s)
                             .await
                     }
-                    None => match self.resolve(&id).await {
+                    None => match self.resolve(p, &id).await {
                         Ok(s) => {
                             self.authorize_on_secret(p, "secretsmanager:GetSecretValue", &s)
                                 .await

@@ -8,7 +8,7 @@ use kura_iam::policy::{self, PolicyKind};
 use kura_store::{AccessKeyRecord, UserRecord};
 
 use super::access_keys::NewAccessKey;
-use super::{Principal, Service};
+use super::{Caller, Service};
 use crate::wire::{self, *};
 
 /// Users kura makes for itself; nobody else may take these names or delete them.
@@ -87,7 +87,7 @@ impl Service {
     }
 
     /// The user a request names, or the caller when it names none (IAM's convention).
-    async fn target_user(&self, p: &Principal, name: Option<String>) -> Result<UserRecord> {
+    async fn target_user(&self, p: &Caller, name: Option<String>) -> Result<UserRecord> {
         let name = name.unwrap_or_else(|| p.user_name.clone());
         validate_iam_name("UserName", &name, 64)?;
         self.store
@@ -110,7 +110,7 @@ impl Service {
             })
     }
 
-    pub async fn create_user(&self, p: &Principal, req: CreateUserRequest) -> Result<UserResponse> {
+    pub async fn create_user(&self, p: &Caller, req: CreateUserRequest) -> Result<UserResponse> {
         validate_iam_name("UserName", &req.user_name, 64)?;
         if RESERVED_USERS.contains(&req.user_name.as_str()) {
             return Err(Error::invalid_parameter(format!(
@@ -147,7 +147,7 @@ impl Service {
         })
     }
 
-    pub async fn delete_user(&self, p: &Principal, req: UserNameRequest) -> Result<Empty> {
+    pub async fn delete_user(&self, p: &Caller, req: UserNameRequest) -> Result<Empty> {
         validate_iam_name("UserName", &req.user_name, 64)?;
         if RESERVED_USERS.contains(&req.user_name.as_str()) {
             return Err(Error::invalid_request(format!(
@@ -163,7 +163,7 @@ impl Service {
         Ok(Empty {})
     }
 
-    pub async fn list_users(&self, _p: &Principal, _req: Empty) -> Result<ListUsersResponse> {
+    pub async fn list_users(&self, _p: &Caller, _req: Empty) -> Result<ListUsersResponse> {
         Ok(ListUsersResponse {
             users: self
                 .store
@@ -179,7 +179,7 @@ impl Service {
 
     pub async fn create_user_access_key(
         &self,
-        p: &Principal,
+        p: &Caller,
         req: CreateAccessKeyRequest,
     ) -> Result<CreateAccessKeyResponse> {
         let user = self.target_user(p, req.user_name).await?;
@@ -225,7 +225,7 @@ impl Service {
 
     pub async fn update_access_key(
         &self,
-        p: &Principal,
+        p: &Caller,
         req: UpdateAccessKeyRequest,
     ) -> Result<Empty> {
         let active = match req.status.as_str() {
@@ -248,7 +248,7 @@ impl Service {
 
     pub async fn delete_user_access_key(
         &self,
-        p: &Principal,
+        p: &Caller,
         req: AccessKeyIdRequest,
     ) -> Result<Empty> {
         let user = self.target_user(p, req.user_name).await?;
@@ -260,7 +260,7 @@ impl Service {
 
     pub async fn list_user_access_keys(
         &self,
-        p: &Principal,
+        p: &Caller,
         req: OptionalUserRequest,
     ) -> Result<ListAccessKeysResponse> {
         let user = self.target_user(p, req.user_name).await?;
@@ -281,7 +281,7 @@ impl Service {
         })
     }
 
-    pub async fn put_user_policy(&self, p: &Principal, req: PutUserPolicyRequest) -> Result<Empty> {
+    pub async fn put_user_policy(&self, p: &Caller, req: PutUserPolicyRequest) -> Result<Empty> {
         let user = self.target_user(p, Some(req.user_name)).await?;
         validate_iam_name("PolicyName", &req.policy_name, 128)?;
         let document = identity_policy_text("PolicyDocument", req.policy_document)?;
@@ -295,7 +295,7 @@ impl Service {
 
     pub async fn get_user_policy(
         &self,
-        p: &Principal,
+        p: &Caller,
         req: UserPolicyRequest,
     ) -> Result<GetUserPolicyResponse> {
         let user = self.target_user(p, Some(req.user_name)).await?;
@@ -319,7 +319,7 @@ impl Service {
         })
     }
 
-    pub async fn delete_user_policy(&self, p: &Principal, req: UserPolicyRequest) -> Result<Empty> {
+    pub async fn delete_user_policy(&self, p: &Caller, req: UserPolicyRequest) -> Result<Empty> {
         let user = self.target_user(p, Some(req.user_name)).await?;
         if !self
             .store
@@ -338,7 +338,7 @@ impl Service {
 
     pub async fn list_user_policies(
         &self,
-        p: &Principal,
+        p: &Caller,
         req: UserNameRequest,
     ) -> Result<ListUserPoliciesResponse> {
         let user = self.target_user(p, Some(req.user_name)).await?;
@@ -355,7 +355,7 @@ impl Service {
 
     pub async fn get_caller_identity(
         &self,
-        p: &Principal,
+        p: &Caller,
         _req: Empty,
     ) -> Result<GetCallerIdentityResponse> {
         Ok(GetCallerIdentityResponse {

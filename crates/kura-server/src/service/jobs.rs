@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use kura_core::{Error, ErrorCode, Result, Timestamp};
 
-use super::{Principal, Service};
+use super::{Caller, Service};
 use crate::wire::{AdvanceClockRequest, ClockResponse, SetClockRequest};
 
 const PURGE_BATCH: usize = 100;
@@ -82,7 +82,7 @@ impl Service {
 
     pub async fn set_clock(
         self: &Arc<Self>,
-        _p: &Principal,
+        _p: &Caller,
         req: SetClockRequest,
     ) -> Result<ClockResponse> {
         let clock = self.test_clock()?;
@@ -97,7 +97,7 @@ impl Service {
 
     pub async fn advance_clock(
         self: &Arc<Self>,
-        _p: &Principal,
+        _p: &Caller,
         req: AdvanceClockRequest,
     ) -> Result<ClockResponse> {
         let clock = self.test_clock()?;

@@ -7,7 +7,9 @@ pub mod authz;
 mod batch;
 mod identity;
 mod jobs;
+pub mod operation;
 mod password;
+mod pipeline;
 mod policy;
 pub mod rotation;
 mod secrets;
@@ -27,6 +29,8 @@ use kura_store::Store;
 use zeroize::Zeroizing;
 
 use crate::wire::SecretText;
+pub use operation::{Family, Operation, Outcome};
+pub use pipeline::{Caller, RequestInfo};
 
 pub const DEFAULT_KEY: &str = "alias/kura/default";
 
@@ -42,8 +46,6 @@ pub struct Principal {
     pub access_key_id: String,
     /// A rotation function's short-lived key reaches only this secret.
     pub scope_secret_id: Option<i64>,
-    /// Where the request came from (for `aws:SourceIp` and the audit trail).
-    pub meta: authz::RequestMeta,
 }
 
 impl Principal {
@@ -55,7 +57,6 @@ impl Principal {
             user_id: String::new(),
             access_key_id: String::new(),
             scope_secret_id: None,
-            meta: authz::RequestMeta::default(),
         }
     }
 
@@ -221,13 +222,8 @@ impl Service {
         &self.store
     }
 
-    /// Finds the secret a `SecretId` names; not found → ResourceNotFoundException. Within a
-    /// request, the record authorization already loaded for this `SecretId` is used once
-    /// instead of reading it again.
-    pub(crate) async fn resolve(&self, secret_id: &str) -> Result<SecretRecord> {
-        if let Some(s) = take_resolved(secret_id) {
-            return Ok(s);
-        }
+    /// Finds the secret a `SecretId` names; not found → ResourceNotFoundException.
+    pub(crate) async fn lookup(&self, secret_id: &str) -> Result<SecretRecord> {
         let r = SecretRef::parse(secret_id)?;
         self.store
             .find_secret(&r)
@@ -235,9 +231,18 @@ impl Service {
             .ok_or_else(Error::secret_not_found)
     }
 
+    /// Like [`lookup`](Self::lookup), but the record authorization already loaded for this
+    /// `SecretId` is used once instead of reading it again.
+    pub(crate) async fn resolve(&self, c: &Caller, secret_id: &str) -> Result<SecretRecord> {
+        match c.take_resolved(secret_id) {
+            Some(s) => Ok(s),
+            None => self.lookup(secret_id).await,
+        }
+    }
+
     /// Like [`resolve`](Self::resolve), for operations refused while deletion is scheduled.
-    pub(crate) async fn resolve_live(&self, secret_id: &str) -> Result<SecretRecord> {
-        let s = self.resolve(secret_id).await?;
+    pub(crate) async fn resolve_live(&self, c: &Caller, secret_id: &str) -> Result<SecretRecord> {
+        let s = self.resolve(c, secret_id).await?;
         if s.is_scheduled_for_deletion() {
             return Err(Error::marked_for_deletion());
         }
@@ -327,33 +332,6 @@ impl Service {
             .map(Zeroizing::new)
             .map_err(|_| Error::internal("stored access key secret is not UTF-8"))
     }
-}
-
-tokio::task_local! {
-    /// The secret a request's authorization resolved, keyed by the `SecretId` as sent.
-    static RESOLVED: std::cell::RefCell<Option<(String, SecretRecord)>>;
-}
-
-/// Runs one request with room for the secret its authorization resolves.
-pub async fn with_request_scope<F: std::future::Future>(f: F) -> F::Output {
-    RESOLVED.scope(std::cell::RefCell::new(None), f).await
-}
-
-pub(crate) fn remember_resolved(secret_id: &str, s: &SecretRecord) {
-    let _ = RESOLVED.try_with(|r| *r.borrow_mut() = Some((secret_id.to_string(), s.clone())));
-}
-
-fn take_resolved(secret_id: &str) -> Option<SecretRecord> {
-    RESOLVED
-        .try_with(|r| {
-            let mut slot = r.borrow_mut();
-            match slot.as_ref() {
-                Some((id, _)) if id == secret_id => slot.take().map(|(_, s)| s),
-                _ => None,
-            }
-        })
-        .ok()
-        .flatten()
 }
 
 pub(crate) fn access_key_context(access_key_id: &str) -> Vec<u8> {

@@ -3,7 +3,7 @@
 use kura_core::{Error, Result};
 use kura_crypto::{PasswordSpec, generate_password};
 
-use super::{Principal, Service};
+use super::{Caller, Service};
 use crate::wire::*;
 
 /// GetRandomPassword's parameters as a generator spec; unset fields take AWS's defaults.
@@ -35,7 +35,7 @@ pub(crate) fn password_spec(req: &GetRandomPasswordRequest) -> Result<PasswordSp
 impl Service {
     pub async fn get_random_password(
         &self,
-        _p: &Principal,
+        _p: &Caller,
         req: GetRandomPasswordRequest,
     ) -> Result<GetRandomPasswordResponse> {
         Ok(GetRandomPasswordResponse {

@@ -3,7 +3,7 @@
 use kura_core::{Error, ErrorCode, Result};
 use kura_iam::policy::{self, PolicyKind};
 
-use super::{Principal, Service};
+use super::{Caller, Service};
 use crate::wire::*;
 
 fn malformed(e: policy::PolicyError) -> Error {
@@ -16,7 +16,7 @@ fn malformed(e: policy::PolicyError) -> Error {
 impl Service {
     pub async fn put_resource_policy(
         &self,
-        _p: &Principal,
+        p: &Caller,
         req: PutResourcePolicyRequest,
     ) -> Result<SecretVersionResponse> {
         let doc = policy::parse(&req.resource_policy, PolicyKind::Resource).map_err(malformed)?;
@@ -26,7 +26,7 @@ impl Service {
                 "BlockPublicPolicy is set and this policy grants access to everyone (Principal \"*\" without a narrowing condition); name the principals, or add a condition such as aws:PrincipalAccount.",
             ));
         }
-        let secret = self.resolve_live(&req.secret_id).await?;
+        let secret = self.resolve_live(p, &req.secret_id).await?;
         self.set_policy(secret.id, Some(req.resource_policy))
             .await?;
         Ok(SecretVersionResponse {
@@ -38,10 +38,10 @@ impl Service {
 
     pub async fn get_resource_policy(
         &self,
-        _p: &Principal,
+        p: &Caller,
         req: SecretIdRequest,
     ) -> Result<GetResourcePolicyResponse> {
-        let secret = self.resolve_live(&req.secret_id).await?;
+        let secret = self.resolve_live(p, &req.secret_id).await?;
         Ok(GetResourcePolicyResponse {
             arn: secret.arn,
             name: secret.name,
@@ -51,10 +51,10 @@ impl Service {
 
     pub async fn delete_resource_policy(
         &self,
-        _p: &Principal,
+        p: &Caller,
         req: SecretIdRequest,
     ) -> Result<SecretVersionResponse> {
-        let secret = self.resolve_live(&req.secret_id).await?;
+        let secret = self.resolve_live(p, &req.secret_id).await?;
         self.set_policy(secret.id, None).await?;
         Ok(SecretVersionResponse {
             arn: secret.arn,
@@ -65,11 +65,11 @@ impl Service {
 
     pub async fn validate_resource_policy(
         &self,
-        _p: &Principal,
+        p: &Caller,
         req: ValidateResourcePolicyRequest,
     ) -> Result<ValidateResourcePolicyResponse> {
         if let Some(id) = &req.secret_id {
-            self.resolve_live(id).await?;
+            self.resolve_live(p, id).await?;
         }
         let mut errors = Vec::new();
         match policy::parse(&req.resource_policy, PolicyKind::Resource) {

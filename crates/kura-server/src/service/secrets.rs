@@ -8,7 +8,7 @@ use kura_store::{Cursor, CursorValue, FilterKey, ListFilter, ListQuery, SortKey}
 
 use super::rotation::Event;
 use super::versions::{ValueWrite, page_size, token_in_use};
-use super::{Principal, Service, new_uuid, take_value};
+use super::{Caller, Service, new_uuid, take_value};
 use crate::wire::{self, *};
 
 const MIN_RECOVERY_DAYS: i64 = 7;
@@ -145,7 +145,7 @@ fn cursor_from_json(v: &serde_json::Value) -> Option<Cursor> {
 impl Service {
     pub async fn create_secret(
         &self,
-        _p: &Principal,
+        _p: &Caller,
         req: CreateSecretRequest,
     ) -> Result<SecretVersionResponse> {
         validate_name(&req.name)?;
@@ -232,17 +232,17 @@ impl Service {
 
     pub async fn describe_secret(
         &self,
-        _p: &Principal,
+        p: &Caller,
         req: SecretIdRequest,
     ) -> Result<DescribeSecretResponse> {
-        let secret = self.resolve(&req.secret_id).await?;
+        let secret = self.resolve(p, &req.secret_id).await?;
         let (_, stages) = self.store.versions(secret.id).await?;
         Ok(describe(&secret, &stages))
     }
 
     pub async fn list_secrets(
         &self,
-        _p: &Principal,
+        _p: &Caller,
         req: ListSecretsRequest,
     ) -> Result<ListSecretsResponse> {
         let sort = sort_key(req.sort_by.as_deref())?;
@@ -340,7 +340,7 @@ impl Service {
 
     pub async fn update_secret(
         &self,
-        _p: &Principal,
+        p: &Caller,
         req: UpdateSecretRequest,
     ) -> Result<SecretVersionResponse> {
         if let Some(d) = &req.description {
@@ -351,7 +351,7 @@ impl Service {
             Some(k) => Some(self.key_for(Some(k))?.1),
             None => None,
         };
-        let secret = self.resolve_live(&req.secret_id).await?;
+        let secret = self.resolve_live(p, &req.secret_id).await?;
         if let Some(plain) = plain {
             return self
                 .write_value(
@@ -391,7 +391,7 @@ impl Service {
 
     pub async fn delete_secret(
         &self,
-        _p: &Principal,
+        _p: &Caller,
         req: DeleteSecretRequest,
     ) -> Result<DeleteSecretResponse> {
         let force = req.force_delete_without_recovery.unwrap_or(false);
@@ -473,10 +473,10 @@ impl Service {
 
     pub async fn restore_secret(
         &self,
-        _p: &Principal,
+        p: &Caller,
         req: SecretIdRequest,
     ) -> Result<SecretVersionResponse> {
-        let secret = self.resolve(&req.secret_id).await?;
+        let secret = self.resolve(p, &req.secret_id).await?;
         if secret.is_scheduled_for_deletion() {
             self.store
                 .modify(secret.id, &mut |st| {
@@ -491,5 +491,18 @@ impl Service {
             name: secret.name,
             ..Default::default()
         })
+    }
+}
+
+impl Service {
+    /// ReplicateSecretToRegions, RemoveRegionsFromReplication, StopReplicationToReplica.
+    pub async fn replication_unavailable(
+        &self,
+        _p: &Caller,
+        _req: SecretIdRequest,
+    ) -> Result<Empty> {
+        Err(Error::invalid_request(
+            "kura does not offer replication to other regions. Run kura nodes in each site against one PostgreSQL instead.",
+        ))
     }
 }

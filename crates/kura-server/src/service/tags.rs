@@ -3,15 +3,15 @@
 use kura_core::{Error, Result};
 
 use super::secrets::to_core_tags;
-use super::{Principal, Service};
+use super::{Caller, Service};
 use crate::wire::*;
 
 const MAX_TAGS: usize = 50;
 
 impl Service {
-    pub async fn tag_resource(&self, _p: &Principal, req: TagResourceRequest) -> Result<Empty> {
+    pub async fn tag_resource(&self, p: &Caller, req: TagResourceRequest) -> Result<Empty> {
         let tags = to_core_tags(req.tags)?;
-        let secret = self.resolve_live(&req.secret_id).await?;
+        let secret = self.resolve_live(p, &req.secret_id).await?;
         self.store
             .modify(secret.id, &mut |st| {
                 if st.secret.is_scheduled_for_deletion() {
@@ -35,11 +35,11 @@ impl Service {
         Ok(Empty {})
     }
 
-    pub async fn untag_resource(&self, _p: &Principal, req: UntagResourceRequest) -> Result<Empty> {
+    pub async fn untag_resource(&self, p: &Caller, req: UntagResourceRequest) -> Result<Empty> {
         for k in &req.tag_keys {
             kura_core::names::validate_tag_key(k)?;
         }
-        let secret = self.resolve_live(&req.secret_id).await?;
+        let secret = self.resolve_live(p, &req.secret_id).await?;
         self.store
             .modify(secret.id, &mut |st| {
                 if st.secret.is_scheduled_for_deletion() {

@@ -7,7 +7,7 @@ use kura_core::{Error, Result};
 use kura_store::VersionSelector;
 
 use super::rotation::{Event, after_manual_change};
-use super::{Plain, Principal, Service, new_uuid, take_value};
+use super::{Caller, Plain, Service, new_uuid, take_value};
 use crate::wire::*;
 
 /// A value write: PutSecretValue, or UpdateSecret with a value.
@@ -123,13 +123,13 @@ impl Service {
 
     pub async fn put_secret_value(
         &self,
-        _p: &Principal,
+        p: &Caller,
         req: PutSecretValueRequest,
     ) -> Result<SecretVersionResponse> {
         let plain = take_value(req.secret_string, req.secret_binary)?.ok_or_else(|| {
             Error::invalid_parameter("You must provide either SecretString or SecretBinary.")
         })?;
-        let secret = self.resolve_live(&req.secret_id).await?;
+        let secret = self.resolve_live(p, &req.secret_id).await?;
         self.write_value(
             &secret,
             ValueWrite {
@@ -145,10 +145,10 @@ impl Service {
 
     pub async fn get_secret_value(
         &self,
-        p: &Principal,
+        p: &Caller,
         req: GetSecretValueRequest,
     ) -> Result<GetSecretValueResponse> {
-        let secret = self.resolve_live(&req.secret_id).await?;
+        let secret = self.resolve_live(p, &req.secret_id).await?;
         let stage = req.version_stage.as_deref().map(labels::canonical_stage);
         if let Some(id) = &req.version_id {
             validate_version_id("VersionId", id)?;
@@ -210,7 +210,7 @@ impl Service {
 
     pub async fn update_secret_version_stage(
         &self,
-        _p: &Principal,
+        p: &Caller,
         req: UpdateSecretVersionStageRequest,
     ) -> Result<SecretVersionResponse> {
         for id in [&req.remove_from_version_id, &req.move_to_version_id]
@@ -219,7 +219,7 @@ impl Service {
         {
             validate_version_id("VersionId", id)?;
         }
-        let secret = self.resolve_live(&req.secret_id).await?;
+        let secret = self.resolve_live(p, &req.secret_id).await?;
         let now = self.clock.now();
         let state = self
             .store
@@ -268,11 +268,11 @@ impl Service {
 
     pub async fn list_secret_version_ids(
         &self,
-        _p: &Principal,
+        p: &Caller,
         req: ListSecretVersionIdsRequest,
     ) -> Result<ListSecretVersionIdsResponse> {
         let limit = page_size(req.max_results)?;
-        let secret = self.resolve(&req.secret_id).await?;
+        let secret = self.resolve(p, &req.secret_id).await?;
         let (versions, stages) = self.store.versions(secret.id).await?;
         let include_deprecated = req.include_deprecated.unwrap_or(false);
         let mut entries: Vec<VersionEntry> = versions

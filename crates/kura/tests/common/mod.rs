@@ -752,7 +752,7 @@ impl Server {
         let log = self.log();
         let mut logged: Vec<String> = log
             .lines()
-            .filter(|l| l.contains("kura_server::http: request_id=\""))
+            .filter(|l| l.contains("kura::request: request_id=\""))
             // A request whose record could not be written is refused, by design.
             .filter(|l| !l.contains("audit record not written"))
             .filter_map(|l| l.split("request_id=\"").nth(1))

@@ -18,7 +18,7 @@ use super::redact;
 use crate::service::access_keys::NewAccessKey;
 use crate::service::password::password_spec;
 use crate::service::versions::ValueWrite;
-use crate::service::{Plain, Principal, Service};
+use crate::service::{Caller, Plain, Service};
 use crate::wire::{GetRandomPasswordRequest, UpdateSecretVersionStageRequest};
 
 /// `t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">`, as kura signs webhooks and events.
@@ -227,7 +227,7 @@ impl Service {
             return Ok(());
         }
         self.update_secret_version_stage(
-            &Principal::system(&self.account),
+            &Caller::system(&self.account),
             UpdateSecretVersionStageRequest {
                 secret_id: s.arn.clone(),
                 version_stage: labels::CURRENT.to_string(),

@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 use super::managed::Managed;
 use crate::service::identity::identity_policy_text;
 use crate::service::password::password_spec;
-use crate::service::{Principal, Service};
+use crate::service::{Caller, Service};
 use crate::wire::*;
 
 /// The built-in function that regenerates a password (the whole string, or a JSON `password`).
@@ -249,7 +249,7 @@ impl Service {
 
     pub async fn create_rotation_function(
         &self,
-        p: &Principal,
+        p: &Caller,
         req: CreateRotationFunctionRequest,
     ) -> Result<CreateRotationFunctionResponse> {
         validate_function_name(&req.name)?;
@@ -422,7 +422,7 @@ impl Service {
 
     pub async fn list_rotation_functions(
         &self,
-        _p: &Principal,
+        _p: &Caller,
         _req: Empty,
     ) -> Result<ListRotationFunctionsResponse> {
         let built_in = |name: &str| RotationFunctionEntry {
@@ -452,7 +452,7 @@ impl Service {
         })
     }
 
-    pub async fn delete_rotation_function(&self, p: &Principal, req: NameRequest) -> Result<Empty> {
+    pub async fn delete_rotation_function(&self, p: &Caller, req: NameRequest) -> Result<Empty> {
         validate_function_name(&req.name)?;
         if req.name == KURA_PASSWORD || Managed::from_name(&req.name).is_some() {
             return Err(Error::invalid_request(format!(

@@ -19,7 +19,7 @@ use kura_core::{Error, Result, Timestamp};
 pub(crate) use engine::RotationRuntime;
 pub use notify::Event;
 
-use super::{Principal, Service, new_uuid};
+use super::{Caller, Service, new_uuid};
 use crate::wire::*;
 
 /// A cycle started by hand may retry for this long.
@@ -184,7 +184,7 @@ fn has_pending_elsewhere(stages: &Stages) -> bool {
 impl Service {
     pub async fn rotate_secret(
         &self,
-        p: &Principal,
+        p: &Caller,
         req: RotateSecretRequest,
     ) -> Result<SecretVersionResponse> {
         let token = match req.client_request_token {
@@ -229,7 +229,7 @@ impl Service {
             None => None,
         };
         let immediately = req.rotate_immediately.unwrap_or(true);
-        let secret = self.resolve_live(&req.secret_id).await?;
+        let secret = self.resolve_live(p, &req.secret_id).await?;
         let now = self.clock.now();
         let mut started = None;
         let state = self
@@ -293,10 +293,10 @@ impl Service {
 
     pub async fn cancel_rotate_secret(
         &self,
-        p: &Principal,
+        p: &Caller,
         req: SecretIdRequest,
     ) -> Result<SecretVersionResponse> {
-        let secret = self.resolve_live(&req.secret_id).await?;
+        let secret = self.resolve_live(p, &req.secret_id).await?;
         let now = self.clock.now();
         let state = self
             .store

@@ -7,7 +7,7 @@ use kura_store::NotificationTargetRecord;
 use zeroize::Zeroizing;
 
 use super::functions::validate_hook_url;
-use crate::service::{Principal, Service, new_uuid};
+use crate::service::{Caller, Service, new_uuid};
 use crate::wire::*;
 
 const DELIVERY_BATCH: usize = 50;
@@ -160,7 +160,7 @@ impl Service {
 
     pub async fn create_notification_target(
         &self,
-        p: &Principal,
+        p: &Caller,
         req: CreateNotificationTargetRequest,
     ) -> Result<CreateNotificationTargetResponse> {
         validate_hook_url("Url", &req.url)?;
@@ -209,7 +209,7 @@ impl Service {
 
     pub async fn list_notification_targets(
         &self,
-        _p: &Principal,
+        _p: &Caller,
         _req: Empty,
     ) -> Result<ListNotificationTargetsResponse> {
         Ok(ListNotificationTargetsResponse {
@@ -225,7 +225,7 @@ impl Service {
 
     pub async fn delete_notification_target(
         &self,
-        p: &Principal,
+        p: &Caller,
         req: TargetIdRequest,
     ) -> Result<Empty> {
         if !self

@@ -1,0 +1,173 @@
+//! The AWS door (awsJson 1.1): a codec only. It reads `X-Amz-Target` and the JSON body into an
+//! [`Operation`], hands it to [`Service::call`], and writes the [`Outcome`] or the error
+//! (`__type`, status) back. Authorization, running and auditing are the service's.
+
+use axum::body::Bytes;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use kura_core::{Error, ErrorCode, Result};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{BodyRefusal, JSON_CONTENT_TYPE, Received, auth, error_response};
+use crate::service::operation::with_operations;
+use crate::service::{Caller, Family, Operation, Outcome};
+#[allow(unused_imports)]
+use crate::wire::*;
+
+#[allow(unused_imports)]
+use crate::service::audit_events::{LookupAuditEventsRequest, LookupAuditEventsResponse};
+
+/// Reads a JSON body; an empty body is `{}` (operations without parameters).
+fn parse<T: DeserializeOwned>(op: &str, body: &[u8]) -> Result<T> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    // serde's messages can quote the offending value, which may be a secret: say only where.
+    serde_json::from_slice(body).map_err(|e| {
+        let what = match e.classify() {
+            serde_json::error::Category::Data => {
+                "a field has the wrong type or a required field is missing"
+            }
+            _ => "the body is not valid JSON",
+        };
+        Error::new(
+            ErrorCode::Serialization,
+            format!(
+                "Could not read the {op} request: {what} (line {}, column {}).",
+                e.line(),
+                e.column()
+            ),
+        )
+    })
+}
+
+fn to_body<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| Error::internal(format!("serialising a response: {e}")))
+}
+
+macro_rules! define_codec {
+    ($($family:ident $op:ident($req:ty) -> $resp:ty = $handler:ident;)*) => {
+        /// The operation `family.name` with `body` as its parameters. The STS door's
+        /// operation is not reachable here: it speaks its own protocol.
+        pub(super) fn decode(family: Family, name: &str, body: &[u8]) -> Result<Operation> {
+            $(
+                if family == Family::$family
+                    && family != Family::Sts
+                    && name == stringify!($op)
+                {
+                    return Ok(Operation::$op(parse(name, body)?));
+                }
+            )*
+            Err(unknown_operation(family, name))
+        }
+
+        /// Every operation this door decodes, by family and name.
+        #[cfg(test)]
+        pub(super) const OPERATIONS: &[(Family, &str)] = &[
+            $((Family::$family, stringify!($op)),)*
+        ];
+
+        fn encode(outcome: &Outcome) -> Result<Vec<u8>> {
+            match outcome {
+                $(Outcome::$op(r) => to_body(r),)*
+            }
+        }
+    };
+}
+with_operations!(define_codec);
+
+fn unknown_operation(family: Family, name: &str) -> Error {
+    let shown: String = name.chars().take(64).collect();
+    let message = match family {
+        Family::Kura => format!("kura has no extension operation {shown:?}."),
+        _ => format!("kura does not implement the operation {shown:?}."),
+    };
+    Error::new(ErrorCode::UnknownOperation, message)
+}
+
+/// `X-Amz-Target: secretsmanager.<Op>` or `Kura.<Op>`.
+fn target(value: &str) -> Result<(Family, &str)> {
+    match value.split_once('.') {
+        Some(("secretsmanager", op)) => Ok((Family::SecretsManager, op)),
+        Some(("Kura", op)) => Ok((Family::Kura, op)),
+        _ => Err(Error::new(
+            ErrorCode::UnknownOperation,
+            "Set X-Amz-Target to secretsmanager.<Operation> or Kura.<Operation>.",
+        )),
+    }
+}
+
+pub(super) async fn serve(
+    req: Received,
+    body: std::result::Result<Bytes, BodyRefusal>,
+) -> Response {
+    let service = &req.state.service;
+    let target_header = req
+        .parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let (prefix, name) = target_header
+        .split_once('.')
+        .unwrap_or(("", target_header.as_str()));
+    // How the audit record names a request that never became an operation.
+    let action = match prefix {
+        "secretsmanager" => format!("secretsmanager:{name}"),
+        "Kura" => format!("kura:{name}"),
+        _ => name.to_string(),
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err((status, e)) => {
+            // A body that could not be read cannot be authenticated: answer why, and audit it.
+            let answered = service
+                .refuse(&req.info, None, &action, "*", e.clone())
+                .await;
+            let mut response = error_response(&answered);
+            if answered == e {
+                *response.status_mut() = status;
+                // The rest of the body is not wanted: do not wait for it on this connection.
+                response
+                    .headers_mut()
+                    .insert("connection", HeaderValue::from_static("close"));
+            }
+            return response;
+        }
+    };
+    let principal = match req.authenticate(&body, auth::SERVICE_NAME).await {
+        Ok(p) => p,
+        Err(e) => {
+            let e = service.refuse(&req.info, None, &action, "*", e).await;
+            return error_response(&e);
+        }
+    };
+    let op = target(&target_header).and_then(|(family, name)| decode(family, name, &body));
+    let op = match op {
+        Ok(op) => op,
+        Err(e) => {
+            let e = service
+                .refuse(&req.info, Some(&principal), &action, "*", e)
+                .await;
+            return error_response(&e);
+        }
+    };
+    let caller = Caller::new(principal, req.info.clone());
+    match service.call(&caller, op).await.and_then(|o| encode(&o)) {
+        Ok(body) => ([("content-type", JSON_CONTENT_TYPE)], body).into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// AWS answers every client error with 400 (not-found included); the caching clients treat
+/// 5xx as transient, so only genuine server faults may be 500.
+pub(super) fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::InternalServiceError => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
