@@ -31,7 +31,6 @@ pub const NOT_FOUND_MSG: &str = "Secrets Manager can't find the specified secret
 pub const MARKED_FOR_DELETION_MSG: &str =
     "You can't perform this operation on the secret because it was marked for deletion.";
 pub const SCHEDULED_FOR_DELETION_MSG: &str = "You can't create this secret because a secret with this name is already scheduled for deletion.";
-/// Codes a server may use for a request that breaks a model constraint.
 
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
