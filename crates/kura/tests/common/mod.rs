@@ -655,6 +655,13 @@ fn leak_forms(value: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
             forms.push(("JSON-escaped", escaped.as_bytes().to_vec()));
         }
     }
+    // A binary value printed as text, invalid bytes replaced (`String::from_utf8_lossy`).
+    if std::str::from_utf8(value).is_err() {
+        forms.push((
+            "lossy UTF-8",
+            String::from_utf8_lossy(value).into_owned().into_bytes(),
+        ));
+    }
     let hex: String = value.iter().map(|b| format!("{b:02x}")).collect();
     forms.push(("hex", hex.clone().into_bytes()));
     forms.push(("upper-case hex", hex.to_ascii_uppercase().into_bytes()));
