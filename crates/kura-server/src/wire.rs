@@ -66,18 +66,20 @@ pub struct GetSecretValueRequest {
     pub version_stage: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// Borrows the value it answers with; no `Debug`, so it cannot be printed.
+#[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct GetSecretValueResponse {
+pub struct GetSecretValueResponse<'a> {
     #[serde(rename = "ARN")]
-    pub arn: String,
-    pub name: String,
-    pub version_id: String,
+    pub arn: &'a str,
+    pub name: &'a str,
+    pub version_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub secret_string: Option<SecretText>,
+    pub secret_string: Option<&'a str>,
+    /// Base64 of the bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_binary: Option<SecretText>,
-    pub version_stages: Vec<String>,
+    pub version_stages: &'a [String],
     pub created_date: f64,
 }
 
@@ -425,13 +427,13 @@ pub struct ApiErrorEntry {
     pub message: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct BatchGetSecretValueResponse {
-    pub secret_values: Vec<GetSecretValueResponse>,
+pub struct BatchGetSecretValueResponse<'a> {
+    pub secret_values: Vec<GetSecretValueResponse<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_token: Option<String>,
-    pub errors: Vec<ApiErrorEntry>,
+    pub next_token: Option<&'a str>,
+    pub errors: &'a [ApiErrorEntry],
 }
 
 #[derive(Debug, Deserialize)]

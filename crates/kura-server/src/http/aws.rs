@@ -11,9 +11,10 @@ use serde::de::DeserializeOwned;
 
 use super::{BodyRefusal, JSON_CONTENT_TYPE, Received, auth, error_response};
 use crate::service::operation::with_operations;
-use crate::service::{Caller, Family, Operation, Outcome};
+use crate::service::{Caller, Family, Operation, Outcome, Plain, types};
 #[allow(unused_imports)]
 use crate::wire::*;
+use crate::wire::{self, SecretText};
 
 #[allow(unused_imports)]
 use crate::service::audit_events::{LookupAuditEventsRequest, LookupAuditEventsResponse};
@@ -58,7 +59,7 @@ macro_rules! define_codec {
                     && family != Family::Sts
                     && name == stringify!($op)
                 {
-                    return Ok(Operation::$op(parse(name, body)?));
+                    return Ok(Operation::$op(FromWire::from_wire(parse::<$req>(name, body)?)?));
                 }
             )*
             Err(unknown_operation(family, name))
@@ -72,12 +73,132 @@ macro_rules! define_codec {
 
         fn encode(outcome: &Outcome) -> Result<Vec<u8>> {
             match outcome {
-                $(Outcome::$op(r) => to_body(r),)*
+                $(Outcome::$op(r) => r.encode(),)*
             }
         }
     };
 }
 with_operations!(define_codec);
+
+/// A request as the wire carries it, made what the service takes. Requests whose shapes the
+/// service shares with the wire pass unchanged.
+trait FromWire<W>: Sized {
+    fn from_wire(w: W) -> Result<Self>;
+}
+
+impl<T> FromWire<T> for T {
+    fn from_wire(w: T) -> Result<T> {
+        Ok(w)
+    }
+}
+
+/// `SecretString` xor `SecretBinary` (base64) as a value.
+fn value(string: Option<SecretText>, binary: Option<SecretText>) -> Result<Option<Plain>> {
+    use base64::Engine as _;
+    match (string, binary) {
+        (Some(_), Some(_)) => Err(Error::invalid_parameter(
+            "You can't specify both SecretString and SecretBinary: send one of them.",
+        )),
+        (None, None) => Ok(None),
+        (Some(s), None) => Ok(Some(Plain::text(&s.0))),
+        (None, Some(b)) => base64::engine::general_purpose::STANDARD
+            .decode(b.0.as_bytes())
+            .map(|bytes| Some(Plain::binary(zeroize::Zeroizing::new(bytes))))
+            .map_err(|_| {
+                Error::invalid_parameter(
+                    "SecretBinary must be base64-encoded (standard alphabet, with padding).",
+                )
+            }),
+    }
+}
+
+impl FromWire<wire::CreateSecretRequest> for types::CreateSecretRequest {
+    fn from_wire(w: wire::CreateSecretRequest) -> Result<Self> {
+        Ok(types::CreateSecretRequest {
+            value: value(w.secret_string, w.secret_binary)?,
+            name: w.name,
+            client_request_token: w.client_request_token,
+            description: w.description,
+            kms_key_id: w.kms_key_id,
+            tags: w.tags,
+            replica_regions: w.add_replica_regions.is_some(),
+        })
+    }
+}
+
+impl FromWire<wire::PutSecretValueRequest> for types::PutSecretValueRequest {
+    fn from_wire(w: wire::PutSecretValueRequest) -> Result<Self> {
+        Ok(types::PutSecretValueRequest {
+            value: value(w.secret_string, w.secret_binary)?,
+            secret_id: w.secret_id,
+            client_request_token: w.client_request_token,
+            version_stages: w.version_stages,
+        })
+    }
+}
+
+impl FromWire<wire::UpdateSecretRequest> for types::UpdateSecretRequest {
+    fn from_wire(w: wire::UpdateSecretRequest) -> Result<Self> {
+        Ok(types::UpdateSecretRequest {
+            value: value(w.secret_string, w.secret_binary)?,
+            secret_id: w.secret_id,
+            client_request_token: w.client_request_token,
+            description: w.description,
+            kms_key_id: w.kms_key_id,
+        })
+    }
+}
+
+/// An answer as the wire carries it.
+trait Encode {
+    fn encode(&self) -> Result<Vec<u8>>;
+}
+
+impl<T: Serialize> Encode for T {
+    fn encode(&self) -> Result<Vec<u8>> {
+        to_body(self)
+    }
+}
+
+fn value_out(v: &types::GetSecretValueResponse) -> Result<wire::GetSecretValueResponse<'_>> {
+    use base64::Engine as _;
+    let text = v.value.as_text()?;
+    let binary = match text {
+        Some(_) => None,
+        None => Some(SecretText(zeroize::Zeroizing::new(
+            base64::engine::general_purpose::STANDARD.encode(v.value.bytes()),
+        ))),
+    };
+    Ok(wire::GetSecretValueResponse {
+        arn: &v.arn,
+        name: &v.name,
+        version_id: &v.version_id,
+        secret_string: text,
+        secret_binary: binary,
+        version_stages: &v.version_stages,
+        created_date: v.created.epoch_seconds(),
+    })
+}
+
+impl Encode for types::GetSecretValueResponse {
+    fn encode(&self) -> Result<Vec<u8>> {
+        to_body(&value_out(self)?)
+    }
+}
+
+impl Encode for types::BatchGetSecretValueResponse {
+    fn encode(&self) -> Result<Vec<u8>> {
+        to_body(&wire::BatchGetSecretValueResponse {
+            secret_values: self
+                .secret_values
+                .iter()
+                .map(value_out)
+                .collect::<Result<_>>()?,
+            next_token: self.next_token.as_deref(),
+            errors: &self.errors,
+        })
+    }
+}
 
 fn unknown_operation(family: Family, name: &str) -> Error {
     let shown: String = name.chars().take(64).collect();

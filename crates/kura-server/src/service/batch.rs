@@ -6,8 +6,8 @@ use kura_core::{Error, Result};
 use kura_store::SortKey;
 
 use super::secrets::ListParams;
+use super::types::*;
 use super::{Caller, Service};
-use crate::wire::*;
 
 const MAX_BATCH: usize = 20;
 

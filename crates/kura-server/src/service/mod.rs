@@ -15,11 +15,11 @@ pub mod rotation;
 mod secrets;
 mod tags;
 mod tokens;
+pub mod types;
 mod versions;
 
 use std::sync::Arc;
 
-use base64::Engine as _;
 use kura_core::model::{SealedValue, SecretRecord, ValueKind};
 use kura_core::names::{MAX_VALUE_BYTES, SecretRef};
 use kura_core::{Clock, Error, ManualClock, Result};
@@ -28,7 +28,6 @@ use kura_crypto::mac::MacKey;
 use kura_store::Store;
 use zeroize::Zeroizing;
 
-use crate::wire::SecretText;
 pub use operation::{Family, Operation, Outcome};
 pub use pipeline::{Caller, RequestInfo};
 
@@ -82,8 +81,8 @@ pub struct Service {
     pub(crate) subjects: authz::SubjectCache,
 }
 
-/// A decoded secret value. `Debug` never shows the bytes.
-pub(crate) struct Plain {
+/// A secret value: text (`SecretString`) or bytes (`SecretBinary`). `Debug` never shows it.
+pub struct Plain {
     kind: ValueKind,
     bytes: Zeroizing<Vec<u8>>,
 }
@@ -95,67 +94,66 @@ impl std::fmt::Debug for Plain {
 }
 
 impl Plain {
-    /// The value as the JSON protocol carries it: text, or base64 for binary.
-    fn to_wire(&self) -> Result<(Option<SecretText>, Option<SecretText>)> {
-        match self.kind {
-            ValueKind::String => {
-                let s = std::str::from_utf8(&self.bytes)
-                    .map_err(|_| Error::internal("stored SecretString is not UTF-8"))?;
-                Ok((Some(SecretText(Zeroizing::new(s.to_string()))), None))
-            }
-            ValueKind::Binary => Ok((
-                None,
-                Some(SecretText(Zeroizing::new(
-                    base64::engine::general_purpose::STANDARD.encode(self.bytes.as_slice()),
-                ))),
-            )),
+    pub fn text(s: &str) -> Self {
+        Plain {
+            kind: ValueKind::String,
+            bytes: Zeroizing::new(s.as_bytes().to_vec()),
         }
+    }
+
+    pub fn binary(bytes: Zeroizing<Vec<u8>>) -> Self {
+        Plain {
+            kind: ValueKind::Binary,
+            bytes,
+        }
+    }
+
+    pub fn kind(&self) -> ValueKind {
+        self.kind
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The value as text, if it is a text value.
+    pub fn as_text(&self) -> Result<Option<&str>> {
+        match self.kind {
+            ValueKind::String => std::str::from_utf8(&self.bytes)
+                .map(Some)
+                .map_err(|_| Error::internal("stored SecretString is not UTF-8")),
+            ValueKind::Binary => Ok(None),
+        }
+    }
+
+    /// A value any door may store: not empty, at most [`MAX_VALUE_BYTES`].
+    fn check(&self) -> Result<()> {
+        let field = match self.kind {
+            ValueKind::String => "SecretString",
+            ValueKind::Binary => "SecretBinary",
+        };
+        if self.bytes.is_empty() {
+            return Err(Error::invalid_parameter(format!(
+                "{field} must not be empty."
+            )));
+        }
+        // A length outside the model's bounds is ValidationException on AWS.
+        if self.bytes.len() > MAX_VALUE_BYTES {
+            return Err(Error::validation(format!(
+                "{field} must be at most {MAX_VALUE_BYTES} bytes; this one has {}.",
+                self.bytes.len()
+            )));
+        }
+        Ok(())
     }
 }
 
-/// Reads `SecretString` xor `SecretBinary` from a request.
-fn take_value(string: Option<SecretText>, binary: Option<SecretText>) -> Result<Option<Plain>> {
-    let plain = match (string, binary) {
-        (Some(_), Some(_)) => {
-            return Err(Error::invalid_parameter(
-                "You can't specify both SecretString and SecretBinary: send one of them.",
-            ));
-        }
-        (None, None) => return Ok(None),
-        (Some(s), None) => Plain {
-            kind: ValueKind::String,
-            bytes: Zeroizing::new(s.0.as_bytes().to_vec()),
-        },
-        (None, Some(b)) => Plain {
-            kind: ValueKind::Binary,
-            bytes: Zeroizing::new(
-                base64::engine::general_purpose::STANDARD
-                    .decode(b.0.as_bytes())
-                    .map_err(|_| {
-                        Error::invalid_parameter(
-                            "SecretBinary must be base64-encoded (standard alphabet, with padding).",
-                        )
-                    })?,
-            ),
-        },
-    };
-    let field = match plain.kind {
-        ValueKind::String => "SecretString",
-        ValueKind::Binary => "SecretBinary",
-    };
-    if plain.bytes.is_empty() {
-        return Err(Error::invalid_parameter(format!(
-            "{field} must not be empty."
-        )));
+/// A request's value, checked.
+fn take_value(value: Option<Plain>) -> Result<Option<Plain>> {
+    if let Some(v) = &value {
+        v.check()?;
     }
-    // A length outside the model's bounds is ValidationException on AWS.
-    if plain.bytes.len() > MAX_VALUE_BYTES {
-        return Err(Error::validation(format!(
-            "{field} must be at most {MAX_VALUE_BYTES} bytes; this one has {}.",
-            plain.bytes.len()
-        )));
-    }
-    Ok(Some(plain))
+    Ok(value)
 }
 
 fn seal_context(arn: &str, version_id: &str) -> Vec<u8> {

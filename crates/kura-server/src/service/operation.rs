@@ -3,7 +3,7 @@
 //! and the AWS door's codec are both generated from it, so a new operation cannot be
 //! reachable without an action, a handler and an audit record.
 
-use crate::wire::*;
+use super::types::*;
 
 use super::audit_events::{LookupAuditEventsRequest, LookupAuditEventsResponse};
 use super::authz::RequestFacts;
@@ -221,7 +221,7 @@ impl AuditTarget for SecretVersionResponse {
     }
 }
 
-impl AuditTarget for GetSecretValueResponse {
+impl AuditTarget for super::types::GetSecretValueResponse {
     fn audit_target(&self) -> (Option<&str>, Option<&str>) {
         (Some(&self.arn), Some(&self.version_id))
     }

@@ -7,9 +7,10 @@ use kura_core::{Error, Result};
 use kura_store::{Cursor, CursorValue, FilterKey, ListFilter, ListQuery, SortKey};
 
 use super::rotation::Event;
+use super::types::*;
 use super::versions::{ValueWrite, page_size, token_in_use};
 use super::{Caller, Service, new_uuid, take_value};
-use crate::wire::{self, *};
+use crate::wire;
 
 const MIN_RECOVERY_DAYS: i64 = 7;
 const MAX_RECOVERY_DAYS: i64 = 30;
@@ -155,13 +156,13 @@ impl Service {
         if let Some(t) = &req.client_request_token {
             validate_version_id("ClientRequestToken", t)?;
         }
-        if req.add_replica_regions.is_some() {
+        if req.replica_regions {
             return Err(Error::invalid_request(
                 "Replication to other regions is not available on this kura server; remove AddReplicaRegions.",
             ));
         }
         let tags = to_core_tags(req.tags.unwrap_or_default())?;
-        let plain = take_value(req.secret_string, req.secret_binary)?;
+        let plain = take_value(req.value)?;
         let (_, kms_key_id) = self.key_for(req.kms_key_id.as_deref())?;
 
         if let Some(existing) = self
@@ -346,7 +347,7 @@ impl Service {
         if let Some(d) = &req.description {
             validate_description(d)?;
         }
-        let plain = take_value(req.secret_string, req.secret_binary)?;
+        let plain = take_value(req.value)?;
         let kms = match &req.kms_key_id {
             Some(k) => Some(self.key_for(Some(k))?.1),
             None => None,

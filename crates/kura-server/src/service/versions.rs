@@ -7,8 +7,8 @@ use kura_core::{Error, Result};
 use kura_store::VersionSelector;
 
 use super::rotation::{Event, after_manual_change};
+use super::types::*;
 use super::{Caller, Plain, Service, new_uuid, take_value};
-use crate::wire::*;
 
 /// A value write: PutSecretValue, or UpdateSecret with a value.
 pub(crate) struct ValueWrite<'a> {
@@ -126,7 +126,7 @@ impl Service {
         p: &Caller,
         req: PutSecretValueRequest,
     ) -> Result<SecretVersionResponse> {
-        let plain = take_value(req.secret_string, req.secret_binary)?.ok_or_else(|| {
+        let plain = take_value(req.value)?.ok_or_else(|| {
             Error::invalid_parameter("You must provide either SecretString or SecretBinary.")
         })?;
         let secret = self.resolve_live(p, &req.secret_id).await?;
@@ -194,17 +194,14 @@ impl Service {
         {
             tracing::warn!(detail = ?e, "could not record the access date");
         }
-        let (secret_string, secret_binary) = self
-            .open(&secret.arn, &v.meta.version_id, sealed)?
-            .to_wire()?;
+        let value = self.open(&secret.arn, &v.meta.version_id, sealed)?;
         Ok(GetSecretValueResponse {
             arn: secret.arn,
             name: secret.name,
             version_id: v.meta.version_id,
-            secret_string,
-            secret_binary,
+            value,
             version_stages: v.stages,
-            created_date: v.meta.created_at.epoch_seconds(),
+            created: v.meta.created_at,
         })
     }
 

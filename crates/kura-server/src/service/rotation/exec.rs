@@ -205,10 +205,7 @@ impl Service {
             s,
             ValueWrite {
                 token: Some(token.to_string()),
-                plain: Plain {
-                    kind: ValueKind::String,
-                    bytes: Zeroizing::new(text.as_bytes().to_vec()),
-                },
+                plain: Plain::text(&text),
                 stages: Some(vec![labels::PENDING.to_string()]),
                 description: None,
                 kms_key_id: None,
