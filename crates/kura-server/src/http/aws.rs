@@ -5,6 +5,7 @@
 use axum::body::Bytes;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use kura_core::model::RotationPhase;
 use kura_core::{Error, ErrorCode, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -196,6 +197,81 @@ impl Encode for types::BatchGetSecretValueResponse {
                 .collect::<Result<_>>()?,
             next_token: self.next_token.as_deref(),
             errors: &self.errors,
+        })
+    }
+}
+
+/// DescribeSecret's answer, and a ListSecrets entry (which names the stage map differently).
+fn describe(d: &types::SecretDescription, listed: bool) -> wire::DescribeSecretResponse {
+    let s = &d.secret;
+    let map = kura_core::labels::versions_to_stages(&d.stages);
+    let map = (!map.is_empty()).then_some(map);
+    let (cfg, run) = (&s.rotation, &s.run);
+    let rules = cfg.has_rules().then(|| wire::RotationRules {
+        automatically_after_days: cfg.after_days,
+        duration: cfg.duration.clone(),
+        schedule_expression: cfg.schedule_expression.clone(),
+    });
+    let in_progress = run.phase == RotationPhase::InProgress;
+    let kura_rotation =
+        (cfg.function_arn.is_some() || run.phase != RotationPhase::Idle).then(|| {
+            wire::KuraRotation {
+                state: run.phase.as_str().to_string(),
+                step: run.step.map(|s| s.as_str().to_string()),
+                attempt: run.attempt,
+                last_error: run.last_error.clone(),
+                last_attempt_date: run.last_attempt_at.map(|t| t.epoch_seconds()),
+                next_attempt_date: run
+                    .resume_at
+                    .filter(|_| in_progress)
+                    .map(|t| t.epoch_seconds()),
+            }
+        });
+    wire::DescribeSecretResponse {
+        arn: s.arn.clone(),
+        name: s.name.clone(),
+        description: s.description.clone(),
+        kms_key_id: s.kms_key_id.clone(),
+        // AWS leaves RotationEnabled out until rotation was first configured (a rotation
+        // function set); after CancelRotateSecret it is false.
+        rotation_enabled: (cfg.enabled || cfg.function_arn.is_some()).then_some(cfg.enabled),
+        rotation_lambda_arn: cfg.function_arn.clone(),
+        rotation_rules: rules,
+        last_rotated_date: cfg.last_rotated_at.map(|t| t.epoch_seconds()),
+        next_rotation_date: cfg
+            .next_rotation_at
+            .filter(|_| cfg.enabled)
+            .map(|t| t.epoch_seconds()),
+        kura_rotation,
+        last_changed_date: Some(s.changed_at.epoch_seconds()),
+        last_accessed_date: s.accessed_at.map(|t| t.epoch_seconds()),
+        deleted_date: s.deleted_at.map(|t| t.epoch_seconds()),
+        tags: (s.tagged || !s.tags.is_empty()).then(|| {
+            s.tags
+                .iter()
+                .map(|t| wire::Tag {
+                    key: t.key.clone(),
+                    value: t.value.clone(),
+                })
+                .collect()
+        }),
+        version_ids_to_stages: if listed { None } else { map.clone() },
+        secret_versions_to_stages: if listed { map } else { None },
+        created_date: s.created_at.epoch_seconds(),
+    }
+}
+
+impl Encode for types::SecretDescription {
+    fn encode(&self) -> Result<Vec<u8>> {
+        to_body(&describe(self, false))
+    }
+}
+
+impl Encode for types::SecretListPage {
+    fn encode(&self) -> Result<Vec<u8>> {
+        to_body(&wire::ListSecretsResponse {
+            secret_list: self.secrets.iter().map(|d| describe(d, true)).collect(),
+            next_token: self.next_token.clone(),
         })
     }
 }

@@ -29,8 +29,8 @@ macro_rules! with_operations {
             SecretsManager PutSecretValue(PutSecretValueRequest) -> SecretVersionResponse = put_secret_value;
             SecretsManager UpdateSecret(UpdateSecretRequest) -> SecretVersionResponse = update_secret;
             SecretsManager UpdateSecretVersionStage(UpdateSecretVersionStageRequest) -> SecretVersionResponse = update_secret_version_stage;
-            SecretsManager DescribeSecret(SecretIdRequest) -> DescribeSecretResponse = describe_secret;
-            SecretsManager ListSecrets(ListSecretsRequest) -> ListSecretsResponse = list_secrets;
+            SecretsManager DescribeSecret(SecretIdRequest) -> SecretDescription = describe_secret;
+            SecretsManager ListSecrets(ListSecretsRequest) -> SecretListPage = list_secrets;
             SecretsManager ListSecretVersionIds(ListSecretVersionIdsRequest) -> ListSecretVersionIdsResponse = list_secret_version_ids;
             SecretsManager DeleteSecret(DeleteSecretRequest) -> DeleteSecretResponse = delete_secret;
             SecretsManager RestoreSecret(SecretIdRequest) -> SecretVersionResponse = restore_secret;
@@ -197,7 +197,7 @@ macro_rules! no_target {
 }
 no_target!(
     Empty,
-    ListSecretsResponse,
+    SecretListPage,
     GetRandomPasswordResponse,
     BatchGetSecretValueResponse,
     ValidateResourcePolicyResponse,
@@ -236,8 +236,13 @@ macro_rules! arn_target {
         })*
     };
 }
+impl AuditTarget for SecretDescription {
+    fn audit_target(&self) -> (Option<&str>, Option<&str>) {
+        (Some(&self.secret.arn), None)
+    }
+}
+
 arn_target!(
-    DescribeSecretResponse,
     ListSecretVersionIdsResponse,
     DeleteSecretResponse,
     GetResourcePolicyResponse,

@@ -27,47 +27,6 @@ pub(crate) fn to_core_tags(tags: Vec<wire::Tag>) -> Result<Vec<Tag>> {
         .collect()
 }
 
-fn to_wire_tags(tags: &[Tag]) -> Vec<wire::Tag> {
-    tags.iter()
-        .map(|t| wire::Tag {
-            key: t.key.clone(),
-            value: t.value.clone(),
-        })
-        .collect()
-}
-
-fn describe(s: &SecretRecord, stages: &Stages) -> DescribeSecretResponse {
-    let map = labels::versions_to_stages(stages);
-    let (rotation_lambda_arn, rotation_rules, kura_rotation) =
-        super::rotation::rotation_wire(&s.rotation, &s.run);
-    DescribeSecretResponse {
-        arn: s.arn.clone(),
-        name: s.name.clone(),
-        description: s.description.clone(),
-        kms_key_id: s.kms_key_id.clone(),
-        // AWS leaves RotationEnabled out until rotation was first configured (a rotation
-        // function set); after CancelRotateSecret it is false.
-        rotation_enabled: (s.rotation.enabled || s.rotation.function_arn.is_some())
-            .then_some(s.rotation.enabled),
-        rotation_lambda_arn,
-        rotation_rules,
-        last_rotated_date: s.rotation.last_rotated_at.map(|t| t.epoch_seconds()),
-        next_rotation_date: s
-            .rotation
-            .next_rotation_at
-            .filter(|_| s.rotation.enabled)
-            .map(|t| t.epoch_seconds()),
-        kura_rotation,
-        last_changed_date: Some(s.changed_at.epoch_seconds()),
-        last_accessed_date: s.accessed_at.map(|t| t.epoch_seconds()),
-        deleted_date: s.deleted_at.map(|t| t.epoch_seconds()),
-        tags: (s.tagged || !s.tags.is_empty()).then(|| to_wire_tags(&s.tags)),
-        version_ids_to_stages: (!map.is_empty()).then_some(map),
-        secret_versions_to_stages: None,
-        created_date: s.created_at.epoch_seconds(),
-    }
-}
-
 fn sort_key(s: Option<&str>) -> Result<SortKey> {
     Ok(match s {
         None | Some("created-date") => SortKey::Created,
@@ -235,17 +194,17 @@ impl Service {
         &self,
         p: &Caller,
         req: SecretIdRequest,
-    ) -> Result<DescribeSecretResponse> {
+    ) -> Result<SecretDescription> {
         let secret = self.resolve(p, &req.secret_id).await?;
         let (_, stages) = self.store.versions(secret.id).await?;
-        Ok(describe(&secret, &stages))
+        Ok(SecretDescription { secret, stages })
     }
 
     pub async fn list_secrets(
         &self,
         _p: &Caller,
         req: ListSecretsRequest,
-    ) -> Result<ListSecretsResponse> {
+    ) -> Result<SecretListPage> {
         let sort = sort_key(req.sort_by.as_deref())?;
         let descending = match req.sort_order.as_deref() {
             None | Some("asc") => false,
@@ -267,14 +226,10 @@ impl Service {
                 purpose: "ListSecrets",
             })
             .await?;
-        Ok(ListSecretsResponse {
-            secret_list: secrets
-                .iter()
-                .map(|(s, stages)| {
-                    let mut d = describe(s, stages);
-                    d.secret_versions_to_stages = d.version_ids_to_stages.take();
-                    d
-                })
+        Ok(SecretListPage {
+            secrets: secrets
+                .into_iter()
+                .map(|(secret, stages)| SecretDescription { secret, stages })
                 .collect(),
             next_token,
         })

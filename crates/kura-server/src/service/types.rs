@@ -6,6 +6,8 @@
 //! a type defined here takes precedence over the re-exported one of the same name.
 
 use kura_core::Timestamp;
+use kura_core::labels::Stages;
+use kura_core::model::SecretRecord;
 
 pub use super::Plain;
 pub use crate::wire::*;
@@ -55,4 +57,18 @@ pub struct BatchGetSecretValueResponse {
     pub secret_values: Vec<GetSecretValueResponse>,
     pub next_token: Option<String>,
     pub errors: Vec<ApiErrorEntry>,
+}
+
+/// A secret's metadata and where its labels are: DescribeSecret's answer.
+#[derive(Debug)]
+pub struct SecretDescription {
+    pub secret: SecretRecord,
+    pub stages: Stages,
+}
+
+/// One page of ListSecrets.
+#[derive(Debug)]
+pub struct SecretListPage {
+    pub secrets: Vec<SecretDescription>,
+    pub next_token: Option<String>,
 }

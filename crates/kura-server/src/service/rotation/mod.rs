@@ -61,30 +61,6 @@ pub(crate) fn after_manual_change(
     moved
 }
 
-pub(crate) fn rotation_wire(
-    cfg: &RotationConfig,
-    run: &RotationRun,
-) -> (Option<String>, Option<RotationRules>, Option<KuraRotation>) {
-    let rules = cfg.has_rules().then(|| RotationRules {
-        automatically_after_days: cfg.after_days,
-        duration: cfg.duration.clone(),
-        schedule_expression: cfg.schedule_expression.clone(),
-    });
-    let state =
-        (cfg.function_arn.is_some() || run.phase != RotationPhase::Idle).then(|| KuraRotation {
-            state: run.phase.as_str().to_string(),
-            step: run.step.map(|s| s.as_str().to_string()),
-            attempt: run.attempt,
-            last_error: run.last_error.clone(),
-            last_attempt_date: run.last_attempt_at.map(|t| t.epoch_seconds()),
-            next_attempt_date: (run.phase == RotationPhase::InProgress)
-                .then_some(run.resume_at)
-                .flatten()
-                .map(|t| t.epoch_seconds()),
-        });
-    (cfg.function_arn.clone(), rules, state)
-}
-
 /// Opens a new cycle on `st`: clears a stale placeholder left by a failed or cancelled cycle,
 /// adopts a value staged as AWSPENDING (by the caller's token, or — for scheduled cycles — any),
 /// else adds a value-less AWSPENDING placeholder keyed by `token`.
