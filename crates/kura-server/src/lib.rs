@@ -4,7 +4,6 @@ pub mod audit;
 pub mod http;
 pub mod init;
 pub mod service;
-pub mod wire;
 
 pub use kura_core::Error;
 

@@ -9,7 +9,6 @@ use proptest::prelude::*;
 
 use super::aws::{OPERATIONS, decode};
 use crate::service::{Family, Operation};
-use crate::wire::*;
 
 /// Appears in generated bodies; must never appear in an error message.
 const MARK: &str = "S3CR3T-mark-Ω";
@@ -177,7 +176,9 @@ fn large_adversarial_bodies_finish() {
     );
     assert!(matches!(
         decode(sm, "UntagResource", many.as_bytes()),
-        Ok(Operation::UntagResource(UntagResourceRequest { .. }))
+        Ok(Operation::UntagResource(
+            crate::service::types::UntagResourceRequest { .. }
+        ))
     ));
     let huge_number = format!(r#"{{"MaxResults": 1{}}}"#, "0".repeat(100_000));
     assert!(decode(sm, "ListSecrets", huge_number.as_bytes()).is_err());

@@ -71,7 +71,7 @@ pub async fn serve(req: Received, body: &[u8]) -> Response {
         return error_xml(&e, &req.info.id);
     }
     let caller = Caller::new(principal, req.info.clone());
-    let op = Operation::StsGetCallerIdentity(crate::wire::Empty {});
+    let op = Operation::StsGetCallerIdentity(crate::service::types::Empty {});
     match service.call(&caller, op).await {
         Ok(Outcome::StsGetCallerIdentity(id)) => (
             [("content-type", "text/xml")],

@@ -2,32 +2,9 @@
 
 use kura_core::{Error, Result};
 use kura_store::AuditQuery;
-use serde::{Deserialize, Serialize};
 
+use super::types::{LookupAuditEventsRequest, LookupAuditEventsResponse};
 use super::{Caller, Service};
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct LookupAuditEventsRequest {
-    /// Epoch seconds, inclusive.
-    pub start_time: Option<f64>,
-    pub end_time: Option<f64>,
-    pub principal: Option<String>,
-    pub action: Option<String>,
-    pub resource: Option<String>,
-    /// `Success` or `Error`.
-    pub outcome: Option<String>,
-    pub max_results: Option<i64>,
-    pub next_token: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct LookupAuditEventsResponse {
-    pub events: Vec<kura_store::AuditRecord>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_token: Option<String>,
-}
 
 fn millis(field: &str, v: Option<f64>) -> Result<Option<i64>> {
     match v {

@@ -63,7 +63,7 @@ pub struct RequestFacts<'a> {
     pub force_delete_without_recovery: Option<bool>,
     pub recovery_window_in_days: Option<i64>,
     pub block_public_policy: Option<bool>,
-    pub tags: Option<&'a [crate::wire::Tag]>,
+    pub tags: Option<&'a [kura_core::model::Tag]>,
     pub tag_keys: Option<&'a [String]>,
 }
 

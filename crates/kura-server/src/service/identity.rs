@@ -9,7 +9,7 @@ use kura_store::{AccessKeyRecord, UserRecord};
 
 use super::access_keys::NewAccessKey;
 use super::{Caller, Service};
-use crate::wire::{self, *};
+use crate::service::types::*;
 
 /// Users kura makes for itself; nobody else may take these names or delete them.
 const RESERVED_USERS: [&str; 3] = ["root", "kura", "kura-rotation"];
@@ -53,11 +53,11 @@ fn user_entry(u: &UserRecord) -> UserEntry {
         user_name: u.name.clone(),
         user_id: u.user_id.clone(),
         arn: u.arn.clone(),
-        create_date: u.created_at.epoch_seconds(),
+        create_date: u.created_at,
         tags: (!u.tags.is_empty()).then(|| {
             u.tags
                 .iter()
-                .map(|t| wire::Tag {
+                .map(|t| Tag {
                     key: t.key.clone(),
                     value: t.value.clone(),
                 })
@@ -218,7 +218,7 @@ impl Service {
                 access_key_id: id,
                 status: "Active".into(),
                 secret_access_key: SecretText(secret),
-                create_date: self.clock.now().epoch_seconds(),
+                create_date: self.clock.now(),
             },
         })
     }
@@ -274,8 +274,8 @@ impl Service {
                     user_name: k.user_name,
                     access_key_id: k.access_key_id,
                     status: status_str(k.active).into(),
-                    create_date: k.created_at.epoch_seconds(),
-                    last_used_date: k.last_used_at.map(|t| t.epoch_seconds()),
+                    create_date: k.created_at,
+                    last_used_date: k.last_used_at,
                 })
                 .collect(),
         })

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use kura_core::{Error, ErrorCode, Result, Timestamp};
 
 use super::{Caller, Service};
-use crate::wire::{AdvanceClockRequest, ClockResponse, SetClockRequest};
+use crate::service::types::{AdvanceClockRequest, ClockResponse, SetClockRequest};
 
 const PURGE_BATCH: usize = 100;
 /// How long a clock move waits for the rotations it started.
@@ -76,7 +76,7 @@ impl Service {
         })
         .await?;
         Ok(ClockResponse {
-            time: self.clock.now().epoch_seconds(),
+            time: self.clock.now(),
         })
     }
 

@@ -5,7 +5,6 @@
 
 use super::types::*;
 
-use super::audit_events::{LookupAuditEventsRequest, LookupAuditEventsResponse};
 use super::authz::RequestFacts;
 
 /// Which API an operation belongs to: its IAM action prefix and its `X-Amz-Target` family.

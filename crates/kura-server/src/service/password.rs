@@ -4,7 +4,7 @@ use kura_core::{Error, Result};
 use kura_crypto::{PasswordSpec, generate_password};
 
 use super::{Caller, Service};
-use crate::wire::*;
+use crate::service::types::*;
 
 /// GetRandomPassword's parameters as a generator spec; unset fields take AWS's defaults.
 pub(crate) fn password_spec(req: &GetRandomPasswordRequest) -> Result<PasswordSpec> {

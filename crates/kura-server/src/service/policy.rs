@@ -4,7 +4,7 @@ use kura_core::{Error, ErrorCode, Result};
 use kura_iam::policy::{self, PolicyKind};
 
 use super::{Caller, Service};
-use crate::wire::*;
+use crate::service::types::*;
 
 fn malformed(e: policy::PolicyError) -> Error {
     Error::new(

@@ -10,12 +10,11 @@ use super::rotation::Event;
 use super::types::*;
 use super::versions::{ValueWrite, page_size, token_in_use};
 use super::{Caller, Service, new_uuid, take_value};
-use crate::wire;
 
 const MIN_RECOVERY_DAYS: i64 = 7;
 const MAX_RECOVERY_DAYS: i64 = 30;
 
-pub(crate) fn to_core_tags(tags: Vec<wire::Tag>) -> Result<Vec<Tag>> {
+pub(crate) fn to_core_tags(tags: Vec<Tag>) -> Result<Vec<Tag>> {
     tags.into_iter()
         .map(|t| {
             names::validate_tag(&t.key, &t.value)?;
@@ -42,7 +41,7 @@ fn sort_key(s: Option<&str>) -> Result<SortKey> {
 }
 
 pub(crate) struct ListParams<'a> {
-    pub filters: Vec<wire::Filter>,
+    pub filters: Vec<Filter>,
     pub include_deleted: bool,
     pub sort: SortKey,
     pub descending: bool,
@@ -381,7 +380,7 @@ impl Service {
                         )
                     },
                     name: req.secret_id.clone(),
-                    deletion_date: now.epoch_seconds(),
+                    deletion_date: now,
                 });
             }
             None => return Err(Error::secret_not_found()),
@@ -393,7 +392,7 @@ impl Service {
             return Ok(DeleteSecretResponse {
                 arn: secret.arn,
                 name: secret.name,
-                deletion_date: now.epoch_seconds(),
+                deletion_date: now,
             });
         }
         let state = self
@@ -419,11 +418,7 @@ impl Service {
         Ok(DeleteSecretResponse {
             arn: secret.arn,
             name: secret.name,
-            deletion_date: state
-                .secret
-                .purge_at
-                .unwrap_or(now.plus_days(days))
-                .epoch_seconds(),
+            deletion_date: state.secret.purge_at.unwrap_or(now.plus_days(days)),
         })
     }
 

@@ -4,7 +4,7 @@ use kura_core::{Error, Result};
 
 use super::secrets::to_core_tags;
 use super::{Caller, Service};
-use crate::wire::*;
+use crate::service::types::*;
 
 const MAX_TAGS: usize = 50;
 

@@ -2,15 +2,50 @@
 //! protocol's representation differs from the domain's (a value as text or base64, a date
 //! as epoch seconds), these hold the domain's, and each door converts.
 //!
-//! Operations not yet given their own types here still use the AWS shapes re-exported below;
-//! a type defined here takes precedence over the re-exported one of the same name.
+//! No type here knows how any protocol spells it; the AWS door's codec (`http/aws.rs`) maps
+//! these to and from `crate::wire`.
+
+use std::collections::BTreeMap;
 
 use kura_core::Timestamp;
 use kura_core::labels::Stages;
 use kura_core::model::SecretRecord;
+use zeroize::Zeroizing;
 
 pub use super::Plain;
-pub use crate::wire::*;
+pub use kura_core::model::Tag;
+
+/// A secret string that is not a stored value: a generated password, an access key's secret,
+/// a signing secret, a function's environment. `Debug` prints `[redacted]`.
+#[derive(Clone, Default)]
+pub struct SecretText(pub Zeroizing<String>);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// LookupAuditEvents' filters.
+#[derive(Debug)]
+pub struct LookupAuditEventsRequest {
+    /// Epoch seconds, inclusive.
+    pub start_time: Option<f64>,
+    pub end_time: Option<f64>,
+    pub principal: Option<String>,
+    pub action: Option<String>,
+    pub resource: Option<String>,
+    /// `Success` or `Error`.
+    pub outcome: Option<String>,
+    pub max_results: Option<i64>,
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct LookupAuditEventsResponse {
+    pub events: Vec<kura_store::AuditRecord>,
+    pub next_token: Option<String>,
+}
 
 #[derive(Debug)]
 pub struct CreateSecretRequest {
@@ -71,4 +106,399 @@ pub struct SecretDescription {
 pub struct SecretListPage {
     pub secrets: Vec<SecretDescription>,
     pub next_token: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct SecretVersionResponse {
+    pub arn: String,
+    pub name: String,
+    pub version_id: Option<String>,
+    pub version_stages: Option<Vec<String>>,
+}
+
+#[derive(Debug)]
+pub struct SecretIdRequest {
+    pub secret_id: String,
+}
+
+#[derive(Debug)]
+pub struct GetSecretValueRequest {
+    pub secret_id: String,
+    pub version_id: Option<String>,
+    pub version_stage: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct UpdateSecretVersionStageRequest {
+    pub secret_id: String,
+    pub version_stage: String,
+    pub remove_from_version_id: Option<String>,
+    pub move_to_version_id: Option<String>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct RotationRules {
+    pub automatically_after_days: Option<i64>,
+    pub duration: Option<String>,
+    pub schedule_expression: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct RotateSecretRequest {
+    pub secret_id: String,
+    pub client_request_token: Option<String>,
+    pub rotation_lambda_arn: Option<String>,
+    pub rotation_rules: Option<RotationRules>,
+    pub rotate_immediately: Option<bool>,
+}
+
+/// Kura.CreateRotationFunction.
+#[derive(Debug)]
+pub struct CreateRotationFunctionRequest {
+    pub name: String,
+    /// `command`, `webhook` or `kura-password`.
+    pub kind: String,
+    pub command: Option<Vec<String>>,
+    /// Values may be credentials for the function: redacted in `Debug`, stored sealed.
+    pub environment: Option<BTreeMap<String, SecretText>>,
+    pub url: Option<String>,
+    pub signing_secret: Option<SecretText>,
+    pub password_rules: Option<GetRandomPasswordRequest>,
+    pub timeout_seconds: Option<i64>,
+    pub max_attempts: Option<i64>,
+    /// An IAM policy (object, or that object as a string) added to what a command
+    /// function's step key may do.
+    pub policy: Option<serde_json::Value>,
+}
+
+#[derive(Debug)]
+pub struct RotationFunctionEntry {
+    pub name: String,
+    pub arn: String,
+    pub kind: String,
+    pub built_in: bool,
+    /// Who the function's steps act as (in the audit trail and in policies).
+    pub principal_arn: String,
+    pub policy: Option<String>,
+    pub command: Option<Vec<String>>,
+    pub environment_keys: Option<Vec<String>>,
+    pub url: Option<String>,
+    pub password_rules: Option<GetRandomPasswordRequest>,
+    pub timeout_seconds: i64,
+    pub max_attempts: i64,
+    pub created_date: Option<Timestamp>,
+}
+
+#[derive(Debug)]
+pub struct CreateRotationFunctionResponse {
+    pub function: RotationFunctionEntry,
+    /// A webhook's signing secret, shown once when kura generated it.
+    pub signing_secret: Option<SecretText>,
+}
+
+#[derive(Debug)]
+pub struct ListRotationFunctionsResponse {
+    pub rotation_functions: Vec<RotationFunctionEntry>,
+}
+
+#[derive(Debug)]
+pub struct NameRequest {
+    pub name: String,
+}
+
+#[derive(Debug)]
+pub struct CreateNotificationTargetRequest {
+    pub url: String,
+    pub events: Vec<String>,
+    pub signing_secret: Option<SecretText>,
+}
+
+#[derive(Debug)]
+pub struct NotificationTargetEntry {
+    pub target_id: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub created_date: Timestamp,
+}
+
+#[derive(Debug)]
+pub struct CreateNotificationTargetResponse {
+    pub target: NotificationTargetEntry,
+    pub signing_secret: Option<SecretText>,
+}
+
+#[derive(Debug)]
+pub struct ListNotificationTargetsResponse {
+    pub notification_targets: Vec<NotificationTargetEntry>,
+}
+
+#[derive(Debug)]
+pub struct TargetIdRequest {
+    pub target_id: String,
+}
+
+#[derive(Debug)]
+pub struct Filter {
+    pub key: Option<String>,
+    pub values: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default)]
+pub struct ListSecretsRequest {
+    pub include_planned_deletion: Option<bool>,
+    pub max_results: Option<i64>,
+    pub next_token: Option<String>,
+    pub filters: Option<Vec<Filter>>,
+    pub sort_order: Option<String>,
+    pub sort_by: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct ListSecretVersionIdsRequest {
+    pub secret_id: String,
+    pub max_results: Option<i64>,
+    pub next_token: Option<String>,
+    pub include_deprecated: Option<bool>,
+}
+
+#[derive(Debug)]
+pub struct VersionEntry {
+    pub version_id: String,
+    pub version_stages: Vec<String>,
+    pub last_accessed_date: Option<Timestamp>,
+    pub created_date: Timestamp,
+}
+
+#[derive(Debug)]
+pub struct ListSecretVersionIdsResponse {
+    pub versions: Vec<VersionEntry>,
+    pub next_token: Option<String>,
+    pub arn: String,
+    pub name: String,
+}
+
+#[derive(Debug)]
+pub struct DeleteSecretRequest {
+    pub secret_id: String,
+    pub recovery_window_in_days: Option<i64>,
+    pub force_delete_without_recovery: Option<bool>,
+}
+
+#[derive(Debug)]
+pub struct DeleteSecretResponse {
+    pub arn: String,
+    pub name: String,
+    pub deletion_date: Timestamp,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct GetRandomPasswordRequest {
+    pub password_length: Option<i64>,
+    pub exclude_characters: Option<String>,
+    pub exclude_numbers: Option<bool>,
+    pub exclude_punctuation: Option<bool>,
+    pub exclude_uppercase: Option<bool>,
+    pub exclude_lowercase: Option<bool>,
+    pub include_space: Option<bool>,
+    pub require_each_included_type: Option<bool>,
+}
+
+#[derive(Debug)]
+pub struct GetRandomPasswordResponse {
+    pub random_password: SecretText,
+}
+
+#[derive(Debug)]
+pub struct TagResourceRequest {
+    pub secret_id: String,
+    pub tags: Vec<Tag>,
+}
+
+#[derive(Debug)]
+pub struct UntagResourceRequest {
+    pub secret_id: String,
+    pub tag_keys: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct Empty {}
+
+#[derive(Debug)]
+pub struct BatchGetSecretValueRequest {
+    pub secret_id_list: Option<Vec<String>>,
+    pub filters: Option<Vec<Filter>>,
+    pub max_results: Option<i64>,
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct ApiErrorEntry {
+    pub secret_id: String,
+    pub error_code: String,
+    pub message: String,
+}
+
+#[derive(Debug)]
+pub struct SetClockRequest {
+    pub time: f64,
+}
+
+#[derive(Debug)]
+pub struct AdvanceClockRequest {
+    pub seconds: f64,
+}
+
+#[derive(Debug)]
+pub struct ClockResponse {
+    pub time: Timestamp,
+}
+
+#[derive(Debug)]
+pub struct PutResourcePolicyRequest {
+    pub secret_id: String,
+    pub resource_policy: String,
+    pub block_public_policy: Option<bool>,
+}
+
+#[derive(Debug)]
+pub struct GetResourcePolicyResponse {
+    pub arn: String,
+    pub name: String,
+    pub resource_policy: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct ValidateResourcePolicyRequest {
+    pub secret_id: Option<String>,
+    pub resource_policy: String,
+}
+
+#[derive(Debug)]
+pub struct ValidationErrorEntry {
+    pub check_name: String,
+    pub error_message: String,
+}
+
+#[derive(Debug)]
+pub struct ValidateResourcePolicyResponse {
+    pub policy_validation_passed: bool,
+    pub validation_errors: Vec<ValidationErrorEntry>,
+}
+
+#[derive(Debug)]
+pub struct CreateUserRequest {
+    pub user_name: String,
+    pub tags: Option<Vec<Tag>>,
+}
+
+#[derive(Debug)]
+pub struct UserEntry {
+    pub user_name: String,
+    /// IAM's unique id (`AIDA…`): GetCallerIdentity's `UserId` and `aws:userid`.
+    pub user_id: String,
+    pub arn: String,
+    pub create_date: Timestamp,
+    pub tags: Option<Vec<Tag>>,
+}
+
+#[derive(Debug)]
+pub struct UserResponse {
+    pub user: UserEntry,
+}
+
+#[derive(Debug)]
+pub struct ListUsersResponse {
+    pub users: Vec<UserEntry>,
+}
+
+#[derive(Debug)]
+pub struct UserNameRequest {
+    pub user_name: String,
+}
+
+#[derive(Debug, Default)]
+pub struct OptionalUserRequest {
+    pub user_name: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct CreateAccessKeyRequest {
+    pub user_name: Option<String>,
+    /// Importing an existing key (migrations): both or neither.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<SecretText>,
+}
+
+#[derive(Debug)]
+pub struct AccessKeyEntry {
+    pub user_name: String,
+    pub access_key_id: String,
+    pub status: String,
+    pub secret_access_key: SecretText,
+    pub create_date: Timestamp,
+}
+
+#[derive(Debug)]
+pub struct CreateAccessKeyResponse {
+    pub access_key: AccessKeyEntry,
+}
+
+#[derive(Debug)]
+pub struct UpdateAccessKeyRequest {
+    pub user_name: Option<String>,
+    pub access_key_id: String,
+    pub status: String,
+}
+
+#[derive(Debug)]
+pub struct AccessKeyIdRequest {
+    pub user_name: Option<String>,
+    pub access_key_id: String,
+}
+
+#[derive(Debug)]
+pub struct AccessKeyMetadata {
+    pub user_name: String,
+    pub access_key_id: String,
+    pub status: String,
+    pub create_date: Timestamp,
+    pub last_used_date: Option<Timestamp>,
+}
+
+#[derive(Debug)]
+pub struct ListAccessKeysResponse {
+    pub access_key_metadata: Vec<AccessKeyMetadata>,
+}
+
+#[derive(Debug)]
+pub struct PutUserPolicyRequest {
+    pub user_name: String,
+    pub policy_name: String,
+    /// A JSON string as in IAM; kura also takes the document as a JSON object.
+    pub policy_document: serde_json::Value,
+}
+
+#[derive(Debug)]
+pub struct UserPolicyRequest {
+    pub user_name: String,
+    pub policy_name: String,
+}
+
+#[derive(Debug)]
+pub struct GetUserPolicyResponse {
+    pub user_name: String,
+    pub policy_name: String,
+    pub policy_document: String,
+}
+
+#[derive(Debug)]
+pub struct ListUserPoliciesResponse {
+    pub policy_names: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct GetCallerIdentityResponse {
+    pub user_id: String,
+    pub account: String,
+    pub arn: String,
 }

@@ -278,8 +278,8 @@ impl Service {
             .map(|v| VersionEntry {
                 version_stages: labels::stages_of(&stages, &v.version_id),
                 version_id: v.version_id,
-                last_accessed_date: v.accessed_at.map(|t| t.epoch_seconds()),
-                created_date: v.created_at.epoch_seconds(),
+                last_accessed_date: v.accessed_at,
+                created_date: v.created_at,
             })
             .filter(|e| include_deprecated || !e.version_stages.is_empty())
             .collect();

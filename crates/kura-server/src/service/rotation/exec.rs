@@ -17,9 +17,9 @@ use super::functions::{FunctionKind, RotationFunction, principal_user};
 use super::redact;
 use crate::service::access_keys::NewAccessKey;
 use crate::service::password::password_spec;
+use crate::service::types::{GetRandomPasswordRequest, UpdateSecretVersionStageRequest};
 use crate::service::versions::ValueWrite;
 use crate::service::{Caller, Plain, Service};
-use crate::wire::{GetRandomPasswordRequest, UpdateSecretVersionStageRequest};
 
 /// `t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">`, as kura signs webhooks and events.
 pub(crate) fn signature_header(secret: &[u8], now: Timestamp, body: &[u8]) -> String {

@@ -12,8 +12,8 @@ use zeroize::Zeroizing;
 use super::managed::Managed;
 use crate::service::identity::identity_policy_text;
 use crate::service::password::password_spec;
+use crate::service::types::*;
 use crate::service::{Caller, Service};
-use crate::wire::*;
 
 /// The built-in function that regenerates a password (the whole string, or a JSON `password`).
 pub const KURA_PASSWORD: &str = "kura-password";
@@ -62,12 +62,56 @@ struct StoredConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    password_rules: Option<GetRandomPasswordRequest>,
+    password_rules: Option<StoredPasswordRules>,
     timeout_seconds: i64,
     max_attempts: i64,
     /// The execution policy: IAM JSON, added to what the step key may do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     policy: Option<String>,
+}
+
+/// A `kura-password` function's rules as stored (GetRandomPassword's parameter names).
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StoredPasswordRules {
+    password_length: Option<i64>,
+    exclude_characters: Option<String>,
+    exclude_numbers: Option<bool>,
+    exclude_punctuation: Option<bool>,
+    exclude_uppercase: Option<bool>,
+    exclude_lowercase: Option<bool>,
+    include_space: Option<bool>,
+    require_each_included_type: Option<bool>,
+}
+
+impl From<StoredPasswordRules> for GetRandomPasswordRequest {
+    fn from(r: StoredPasswordRules) -> Self {
+        GetRandomPasswordRequest {
+            password_length: r.password_length,
+            exclude_characters: r.exclude_characters,
+            exclude_numbers: r.exclude_numbers,
+            exclude_punctuation: r.exclude_punctuation,
+            exclude_uppercase: r.exclude_uppercase,
+            exclude_lowercase: r.exclude_lowercase,
+            include_space: r.include_space,
+            require_each_included_type: r.require_each_included_type,
+        }
+    }
+}
+
+impl From<GetRandomPasswordRequest> for StoredPasswordRules {
+    fn from(r: GetRandomPasswordRequest) -> Self {
+        StoredPasswordRules {
+            password_length: r.password_length,
+            exclude_characters: r.exclude_characters,
+            exclude_numbers: r.exclude_numbers,
+            exclude_punctuation: r.exclude_punctuation,
+            exclude_uppercase: r.exclude_uppercase,
+            exclude_lowercase: r.exclude_lowercase,
+            include_space: r.include_space,
+            require_each_included_type: r.require_each_included_type,
+        }
+    }
 }
 
 fn validate_function_name(name: &str) -> Result<()> {
@@ -187,7 +231,7 @@ impl Service {
         let cfg: StoredConfig = serde_json::from_str(&rec.config)
             .map_err(|e| Error::internal(format!("stored rotation function {name}: {e}")))?;
         let kind = match rec.kind.as_str() {
-            KURA_PASSWORD => FunctionKind::Password(cfg.password_rules.unwrap_or_default()),
+            KURA_PASSWORD => FunctionKind::Password(cfg.password_rules.unwrap_or_default().into()),
             "command" => FunctionKind::Command {
                 argv: cfg.command.unwrap_or_default(),
                 env: match &rec.sealed_secret {
@@ -240,10 +284,10 @@ impl Service {
             // Environment values can be credentials for the function: show only the names.
             environment_keys: cfg.environment_keys,
             url: cfg.url,
-            password_rules: cfg.password_rules,
+            password_rules: cfg.password_rules.map(Into::into),
             timeout_seconds: cfg.timeout_seconds,
             max_attempts: cfg.max_attempts,
-            created_date: Some(rec.created_at.epoch_seconds()),
+            created_date: Some(rec.created_at),
         })
     }
 
@@ -338,7 +382,11 @@ impl Service {
                 }
                 if let Some(env) = req.environment {
                     cfg.environment_keys = Some(env.keys().cloned().collect());
-                    let json = serde_json::to_string(&env)
+                    let plain: std::collections::BTreeMap<&str, &str> = env
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.0.as_str()))
+                        .collect();
+                    let json = serde_json::to_string(&plain)
                         .map_err(|e| Error::internal(format!("encoding an environment: {e}")))?;
                     sealed_payload = Some(Zeroizing::new(json));
                 }
@@ -389,7 +437,7 @@ impl Service {
                 }
                 let rules = req.password_rules.unwrap_or_default();
                 password_spec(&rules)?;
-                cfg.password_rules = Some(rules);
+                cfg.password_rules = Some(rules.into());
             }
             other => {
                 return Err(Error::invalid_parameter(format!(

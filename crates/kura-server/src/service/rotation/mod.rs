@@ -20,7 +20,7 @@ pub(crate) use engine::RotationRuntime;
 pub use notify::Event;
 
 use super::{Caller, Service, new_uuid};
-use crate::wire::*;
+use crate::service::types::*;
 
 /// A cycle started by hand may retry for this long.
 const ON_DEMAND_WINDOW_MS: i64 = Timestamp::MS_PER_DAY;

@@ -7,8 +7,8 @@ use kura_store::NotificationTargetRecord;
 use zeroize::Zeroizing;
 
 use super::functions::validate_hook_url;
+use crate::service::types::*;
 use crate::service::{Caller, Service, new_uuid};
-use crate::wire::*;
 
 const DELIVERY_BATCH: usize = 50;
 /// A target that keeps failing gets this many tries per event.
@@ -55,7 +55,7 @@ fn entry(t: &NotificationTargetRecord) -> NotificationTargetEntry {
         target_id: t.id.clone(),
         url: t.url.clone(),
         events: t.events.clone(),
-        created_date: t.created_at.epoch_seconds(),
+        created_date: t.created_at,
     }
 }
 

@@ -37,7 +37,7 @@ pub struct CreateSecretRequest {
     pub secret_string: Option<SecretText>,
     pub tags: Option<Vec<Tag>>,
     pub add_replica_regions: Option<serde_json::Value>,
-    pub force_overwrite_replica_secret: Option<bool>,
+    // ForceOverwriteReplicaSecret is read as any unknown field is (ignored): no replicas here.
 }
 
 #[derive(Debug, Serialize, Default)]
@@ -91,7 +91,8 @@ pub struct PutSecretValueRequest {
     pub secret_binary: Option<SecretText>,
     pub secret_string: Option<SecretText>,
     pub version_stages: Option<Vec<String>>,
-    pub rotation_token: Option<String>,
+    // RotationToken (sent by rotation functions) is ignored as unknown fields are: kura knows
+    // the caller's rotation from its short-lived key.
 }
 
 #[derive(Debug, Deserialize)]
@@ -433,7 +434,7 @@ pub struct BatchGetSecretValueResponse<'a> {
     pub secret_values: Vec<GetSecretValueResponse<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_token: Option<&'a str>,
-    pub errors: &'a [ApiErrorEntry],
+    pub errors: Vec<ApiErrorEntry>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -631,4 +632,27 @@ pub struct GetCallerIdentityResponse {
     pub user_id: String,
     pub account: String,
     pub arn: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LookupAuditEventsRequest {
+    /// Epoch seconds, inclusive.
+    pub start_time: Option<f64>,
+    pub end_time: Option<f64>,
+    pub principal: Option<String>,
+    pub action: Option<String>,
+    pub resource: Option<String>,
+    /// `Success` or `Error`.
+    pub outcome: Option<String>,
+    pub max_results: Option<i64>,
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LookupAuditEventsResponse {
+    pub events: Vec<kura_store::AuditRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
 }

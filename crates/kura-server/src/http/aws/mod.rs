@@ -13,12 +13,12 @@ use serde::de::DeserializeOwned;
 use super::{BodyRefusal, JSON_CONTENT_TYPE, Received, auth, error_response};
 use crate::service::operation::with_operations;
 use crate::service::{Caller, Family, Operation, Outcome, Plain, types};
-#[allow(unused_imports)]
-use crate::wire::*;
-use crate::wire::{self, SecretText};
+use convert::Conv;
+use wire::SecretText;
+use wire::*;
 
-#[allow(unused_imports)]
-use crate::service::audit_events::{LookupAuditEventsRequest, LookupAuditEventsResponse};
+mod convert;
+pub mod wire;
 
 /// Reads a JSON body; an empty body is `{}` (operations without parameters).
 fn parse<T: DeserializeOwned>(op: &str, body: &[u8]) -> Result<T> {
@@ -60,7 +60,7 @@ macro_rules! define_codec {
                     && family != Family::Sts
                     && name == stringify!($op)
                 {
-                    return Ok(Operation::$op(FromWire::from_wire(parse::<$req>(name, body)?)?));
+                    return Ok(Operation::$op(parse::<$req>(name, body)?.conv()?));
                 }
             )*
             Err(unknown_operation(family, name))
@@ -72,7 +72,7 @@ macro_rules! define_codec {
             $((Family::$family, stringify!($op)),)*
         ];
 
-        fn encode(outcome: &Outcome) -> Result<Vec<u8>> {
+        fn encode(outcome: Outcome) -> Result<Vec<u8>> {
             match outcome {
                 $(Outcome::$op(r) => r.encode(),)*
             }
@@ -80,18 +80,6 @@ macro_rules! define_codec {
     };
 }
 with_operations!(define_codec);
-
-/// A request as the wire carries it, made what the service takes. Requests whose shapes the
-/// service shares with the wire pass unchanged.
-trait FromWire<W>: Sized {
-    fn from_wire(w: W) -> Result<Self>;
-}
-
-impl<T> FromWire<T> for T {
-    fn from_wire(w: T) -> Result<T> {
-        Ok(w)
-    }
-}
 
 /// `SecretString` xor `SecretBinary` (base64) as a value.
 fn value(string: Option<SecretText>, binary: Option<SecretText>) -> Result<Option<Plain>> {
@@ -113,22 +101,24 @@ fn value(string: Option<SecretText>, binary: Option<SecretText>) -> Result<Optio
     }
 }
 
-impl FromWire<wire::CreateSecretRequest> for types::CreateSecretRequest {
-    fn from_wire(w: wire::CreateSecretRequest) -> Result<Self> {
+impl Conv<types::CreateSecretRequest> for wire::CreateSecretRequest {
+    fn conv(self) -> Result<types::CreateSecretRequest> {
+        let w = self;
         Ok(types::CreateSecretRequest {
             value: value(w.secret_string, w.secret_binary)?,
             name: w.name,
             client_request_token: w.client_request_token,
             description: w.description,
             kms_key_id: w.kms_key_id,
-            tags: w.tags,
+            tags: w.tags.conv()?,
             replica_regions: w.add_replica_regions.is_some(),
         })
     }
 }
 
-impl FromWire<wire::PutSecretValueRequest> for types::PutSecretValueRequest {
-    fn from_wire(w: wire::PutSecretValueRequest) -> Result<Self> {
+impl Conv<types::PutSecretValueRequest> for wire::PutSecretValueRequest {
+    fn conv(self) -> Result<types::PutSecretValueRequest> {
+        let w = self;
         Ok(types::PutSecretValueRequest {
             value: value(w.secret_string, w.secret_binary)?,
             secret_id: w.secret_id,
@@ -138,8 +128,9 @@ impl FromWire<wire::PutSecretValueRequest> for types::PutSecretValueRequest {
     }
 }
 
-impl FromWire<wire::UpdateSecretRequest> for types::UpdateSecretRequest {
-    fn from_wire(w: wire::UpdateSecretRequest) -> Result<Self> {
+impl Conv<types::UpdateSecretRequest> for wire::UpdateSecretRequest {
+    fn conv(self) -> Result<types::UpdateSecretRequest> {
+        let w = self;
         Ok(types::UpdateSecretRequest {
             value: value(w.secret_string, w.secret_binary)?,
             secret_id: w.secret_id,
@@ -152,14 +143,41 @@ impl FromWire<wire::UpdateSecretRequest> for types::UpdateSecretRequest {
 
 /// An answer as the wire carries it.
 trait Encode {
-    fn encode(&self) -> Result<Vec<u8>>;
+    fn encode(self) -> Result<Vec<u8>>;
 }
 
-impl<T: Serialize> Encode for T {
-    fn encode(&self) -> Result<Vec<u8>> {
-        to_body(self)
-    }
+/// Answers whose wire shape matches the service's field for field.
+macro_rules! encode_as_converted {
+    ($($t:ident),* $(,)?) => {
+        $(impl Encode for types::$t {
+            fn encode(self) -> Result<Vec<u8>> {
+                to_body(&Conv::<wire::$t>::conv(self)?)
+            }
+        })*
+    };
 }
+encode_as_converted!(
+    SecretVersionResponse,
+    ListSecretVersionIdsResponse,
+    DeleteSecretResponse,
+    GetRandomPasswordResponse,
+    Empty,
+    ClockResponse,
+    GetResourcePolicyResponse,
+    ValidateResourcePolicyResponse,
+    CreateRotationFunctionResponse,
+    ListRotationFunctionsResponse,
+    CreateNotificationTargetResponse,
+    ListNotificationTargetsResponse,
+    UserResponse,
+    ListUsersResponse,
+    CreateAccessKeyResponse,
+    ListAccessKeysResponse,
+    GetUserPolicyResponse,
+    ListUserPoliciesResponse,
+    GetCallerIdentityResponse,
+    LookupAuditEventsResponse,
+);
 
 fn value_out(v: &types::GetSecretValueResponse) -> Result<wire::GetSecretValueResponse<'_>> {
     use base64::Engine as _;
@@ -182,13 +200,13 @@ fn value_out(v: &types::GetSecretValueResponse) -> Result<wire::GetSecretValueRe
 }
 
 impl Encode for types::GetSecretValueResponse {
-    fn encode(&self) -> Result<Vec<u8>> {
-        to_body(&value_out(self)?)
+    fn encode(self) -> Result<Vec<u8>> {
+        to_body(&value_out(&self)?)
     }
 }
 
 impl Encode for types::BatchGetSecretValueResponse {
-    fn encode(&self) -> Result<Vec<u8>> {
+    fn encode(self) -> Result<Vec<u8>> {
         to_body(&wire::BatchGetSecretValueResponse {
             secret_values: self
                 .secret_values
@@ -196,7 +214,7 @@ impl Encode for types::BatchGetSecretValueResponse {
                 .map(value_out)
                 .collect::<Result<_>>()?,
             next_token: self.next_token.as_deref(),
-            errors: &self.errors,
+            errors: self.errors.conv()?,
         })
     }
 }
@@ -262,13 +280,13 @@ fn describe(d: &types::SecretDescription, listed: bool) -> wire::DescribeSecretR
 }
 
 impl Encode for types::SecretDescription {
-    fn encode(&self) -> Result<Vec<u8>> {
-        to_body(&describe(self, false))
+    fn encode(self) -> Result<Vec<u8>> {
+        to_body(&describe(&self, false))
     }
 }
 
 impl Encode for types::SecretListPage {
-    fn encode(&self) -> Result<Vec<u8>> {
+    fn encode(self) -> Result<Vec<u8>> {
         to_body(&wire::ListSecretsResponse {
             secret_list: self.secrets.iter().map(|d| describe(d, true)).collect(),
             next_token: self.next_token.clone(),
@@ -354,7 +372,7 @@ pub(super) async fn serve(
         }
     };
     let caller = Caller::new(principal, req.info.clone());
-    match service.call(&caller, op).await.and_then(|o| encode(&o)) {
+    match service.call(&caller, op).await.and_then(encode) {
         Ok(body) => ([("content-type", JSON_CONTENT_TYPE)], body).into_response(),
         Err(e) => error_response(&e),
     }
