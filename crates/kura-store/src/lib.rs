@@ -170,9 +170,9 @@ pub struct StoredVersion {
 
 pub type Mutation<'a> = dyn FnMut(&mut SecretState) -> Result<()> + Send + 'a;
 
+/// Settings and the keyring's wrapped keys.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    // --- settings and keys -------------------------------------------------------------
+pub trait SettingsStore: Send + Sync + 'static {
     async fn get_setting(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Stores `value` unless the key exists; returns what is stored either way.
     async fn init_setting(&self, key: &str, value: &[u8]) -> Result<Vec<u8>>;
@@ -184,49 +184,11 @@ pub trait Store: Send + Sync + 'static {
         wrapped: &[u8],
         now: Timestamp,
     ) -> Result<()>;
+}
 
-    // --- identity ------------------------------------------------------------------------
-    async fn create_user(&self, user: &UserRecord) -> Result<()>;
-    async fn get_user(&self, name: &str) -> Result<Option<UserRecord>>;
-    async fn list_users(&self) -> Result<Vec<UserRecord>>;
-    /// Deletes a user with its access keys and policies; false if there was none.
-    async fn delete_user(&self, name: &str) -> Result<bool>;
-    /// Inserts a key; with `max`, only if its user has fewer long-term keys (else
-    /// LimitExceededException), checked in the same transaction.
-    async fn insert_access_key(&self, key: &AccessKeyRecord, max: Option<usize>) -> Result<()>;
-    /// A user's long-term keys (short-lived rotation keys are not listed).
-    async fn list_access_keys(&self, user: &str) -> Result<Vec<AccessKeyRecord>>;
-    async fn set_access_key_status(&self, access_key_id: &str, active: bool) -> Result<bool>;
-    /// Records use at day granularity; writes only when the stored day is older.
-    async fn touch_access_key(&self, access_key_id: &str, day: Timestamp) -> Result<()>;
-    async fn put_user_policy(
-        &self,
-        user: &str,
-        name: &str,
-        document: &str,
-        now: Timestamp,
-    ) -> Result<()>;
-    async fn delete_user_policy(&self, user: &str, name: &str) -> Result<bool>;
-    /// A user's inline policies: (name, document), by name.
-    async fn user_policies(&self, user: &str) -> Result<Vec<(String, String)>>;
-
-    // --- audit ---------------------------------------------------------------------------
-    /// Gives the store the audit chain (set once, at start-up). From then on every write
-    /// transaction of a request commits the request's record ([`with_audit_draft`]).
-    fn set_audit_chain(&self, chain: std::sync::Arc<dyn AuditChain>);
-    /// Numbers and chains records after the last stored one and appends them, in one
-    /// transaction; then hands them to the chain's `committed`, whose error it returns.
-    async fn append_audit(&self, records: &[AuditRecord]) -> Result<()>;
-    async fn last_audit(&self) -> Result<Option<AuditRecord>>;
-    /// Records matching `q`, oldest first.
-    async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>>;
-    async fn find_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>>;
-    async fn user_exists(&self, name: &str) -> Result<bool>;
-    async fn delete_access_key(&self, access_key_id: &str) -> Result<()>;
-    /// Deletes short-lived keys whose time is up; returns how many.
-    async fn delete_expired_access_keys(&self, now: Timestamp) -> Result<u64>;
-
-    // --- secrets -------------------------------------------------------------------------
+/// Secrets with their versions, labels and tags.
+#[async_trait]
+pub trait SecretStore: Send + Sync + 'static {
     /// Inserts a secret (and its first version, labelled by `stages`). A taken name or ARN
     /// answers ResourceExistsException.
     async fn create_secret(
@@ -250,13 +212,61 @@ pub trait Store: Send + Sync + 'static {
     async fn due_for_purge(&self, now: Timestamp, limit: usize) -> Result<Vec<i64>>;
     /// Records a read at day granularity; writes only when the stored day is older.
     async fn touch_accessed(&self, secret_id: i64, version_id: &str, day: Timestamp) -> Result<()>;
-    /// Finishes pending work and closes the database; called once at shutdown.
-    async fn close(&self);
     /// Destroys a secret with all its versions, labels and tags.
     async fn delete_secret(&self, secret_id: i64) -> Result<()>;
     async fn secret_by_id(&self, secret_id: i64) -> Result<Option<SecretRecord>>;
+}
 
-    // --- rotation ------------------------------------------------------------------------
+/// Users, their access keys and inline policies.
+#[async_trait]
+pub trait IdentityStore: Send + Sync + 'static {
+    async fn create_user(&self, user: &UserRecord) -> Result<()>;
+    async fn get_user(&self, name: &str) -> Result<Option<UserRecord>>;
+    async fn list_users(&self) -> Result<Vec<UserRecord>>;
+    /// Deletes a user with its access keys and policies; false if there was none.
+    async fn delete_user(&self, name: &str) -> Result<bool>;
+    async fn user_exists(&self, name: &str) -> Result<bool>;
+    /// Inserts a key; with `max`, only if its user has fewer long-term keys (else
+    /// LimitExceededException), checked in the same transaction.
+    async fn insert_access_key(&self, key: &AccessKeyRecord, max: Option<usize>) -> Result<()>;
+    /// A user's long-term keys (short-lived rotation keys are not listed).
+    async fn list_access_keys(&self, user: &str) -> Result<Vec<AccessKeyRecord>>;
+    async fn find_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>>;
+    async fn set_access_key_status(&self, access_key_id: &str, active: bool) -> Result<bool>;
+    /// Records use at day granularity; writes only when the stored day is older.
+    async fn touch_access_key(&self, access_key_id: &str, day: Timestamp) -> Result<()>;
+    async fn delete_access_key(&self, access_key_id: &str) -> Result<()>;
+    /// Deletes short-lived keys whose time is up; returns how many.
+    async fn delete_expired_access_keys(&self, now: Timestamp) -> Result<u64>;
+    async fn put_user_policy(
+        &self,
+        user: &str,
+        name: &str,
+        document: &str,
+        now: Timestamp,
+    ) -> Result<()>;
+    async fn delete_user_policy(&self, user: &str, name: &str) -> Result<bool>;
+    /// A user's inline policies: (name, document), by name.
+    async fn user_policies(&self, user: &str) -> Result<Vec<(String, String)>>;
+}
+
+/// The audit chain.
+#[async_trait]
+pub trait AuditStore: Send + Sync + 'static {
+    /// Gives the store the audit chain (set once, at start-up). From then on every write
+    /// transaction of a request commits the request's record ([`with_audit_draft`]).
+    fn set_audit_chain(&self, chain: std::sync::Arc<dyn AuditChain>);
+    /// Numbers and chains records after the last stored one and appends them, in one
+    /// transaction; then hands them to the chain's `committed`, whose error it returns.
+    async fn append_audit(&self, records: &[AuditRecord]) -> Result<()>;
+    async fn last_audit(&self) -> Result<Option<AuditRecord>>;
+    /// Records matching `q`, oldest first.
+    async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>>;
+}
+
+/// Rotation work: what is due, the leases on it, and the rotation functions.
+#[async_trait]
+pub trait RotationStore: Send + Sync + 'static {
     /// Secrets with rotation work due at `now` (a scheduled cycle to start, or a cycle to
     /// continue) whose lease is free or expired, soonest first.
     async fn rotation_due(&self, now: Timestamp, limit: usize) -> Result<Vec<i64>>;
@@ -277,8 +287,11 @@ pub trait Store: Send + Sync + 'static {
     async fn list_rotation_functions(&self) -> Result<Vec<RotationFunctionRecord>>;
     /// Removes a function unless a secret's rotation uses it (InvalidRequestException).
     async fn delete_rotation_function(&self, name: &str, arn: &str) -> Result<bool>;
+}
 
-    // --- notifications -------------------------------------------------------------------
+/// Notification targets and the outbox of events waiting for delivery.
+#[async_trait]
+pub trait NotificationStore: Send + Sync + 'static {
     async fn insert_notification_target(&self, t: &NotificationTargetRecord) -> Result<()>;
     async fn list_notification_targets(&self) -> Result<Vec<NotificationTargetRecord>>;
     async fn delete_notification_target(&self, id: &str) -> Result<bool>;
@@ -288,4 +301,43 @@ pub trait Store: Send + Sync + 'static {
     /// Delivered, or given up: the item leaves the outbox.
     async fn finish_notification(&self, id: i64) -> Result<()>;
     async fn retry_notification(&self, id: i64, at: Timestamp, error: &str) -> Result<()>;
+}
+
+/// The database connection as a whole.
+#[async_trait]
+pub trait StoreLifecycle: Send + Sync + 'static {
+    /// Finishes pending work and closes the database; called once at shutdown.
+    async fn close(&self);
+}
+
+/// Everything the service needs from its database: one backend implements every aggregate's
+/// trait, and `Arc<dyn Store>` reaches them all.
+pub trait Store:
+    SettingsStore
+    + SecretStore
+    + IdentityStore
+    + AuditStore
+    + RotationStore
+    + NotificationStore
+    + StoreLifecycle
+{
+}
+
+impl<T> Store for T where
+    T: SettingsStore
+        + SecretStore
+        + IdentityStore
+        + AuditStore
+        + RotationStore
+        + NotificationStore
+        + StoreLifecycle
+{
+}
+
+/// The store traits, for `use kura_store::prelude::*;` wherever a store's methods are called.
+pub mod prelude {
+    pub use crate::{
+        AuditStore, IdentityStore, NotificationStore, RotationStore, SecretStore, SettingsStore,
+        Store, StoreLifecycle,
+    };
 }

@@ -22,10 +22,11 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row, SqliteConnection, SqlitePool};
 
 use crate::audit::{self, AuditChain, Changed};
+use crate::prelude::*;
 use crate::{
     AccessKeyRecord, AuditQuery, AuditRecord, Cursor, CursorValue, FilterKey, ListFilter, ListPage,
     ListQuery, Mutation, NotificationTargetRecord, OutboxItem, RotationFunctionRecord, SortKey,
-    Store, StoredVersion, UserRecord, VersionSelector,
+    StoredVersion, UserRecord, VersionSelector,
 };
 
 /// Versioned migrations, applied in order, each in its own transaction. Embedded in the binary
@@ -664,7 +665,7 @@ async fn load_page_children(
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl SettingsStore for SqliteStore {
     async fn get_setting(&self, key: &str) -> Result<Option<Vec<u8>>> {
         sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
             .bind(key)
@@ -718,7 +719,10 @@ impl Store for SqliteStore {
             .map_err(db_err)?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl IdentityStore for SqliteStore {
     async fn create_user(&self, u: &UserRecord) -> Result<()> {
         let tags = serde_json::to_string(
             &u.tags
@@ -902,6 +906,54 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn find_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>> {
+        let sql = format!("{ACCESS_KEY_SELECT} WHERE k.access_key_id = ?");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(access_key_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(access_key_from_row).transpose()
+    }
+
+    async fn user_exists(&self, name: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE name = ?")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(n > 0)
+    }
+
+    async fn delete_access_key(&self, access_key_id: &str) -> Result<()> {
+        self.write_one(
+            sqlx::query("DELETE FROM access_keys WHERE access_key_id = ?").bind(access_key_id),
+            Some(Changed::default()),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_expired_access_keys(&self, now: Timestamp) -> Result<u64> {
+        let any: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM access_keys WHERE expires_at <= ?)")
+                .bind(now.0)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_err)?;
+        if !any {
+            return Ok(0);
+        }
+        self.write_one(
+            sqlx::query("DELETE FROM access_keys WHERE expires_at <= ?").bind(now.0),
+            None,
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
     fn set_audit_chain(&self, chain: std::sync::Arc<dyn AuditChain>) {
         let _ = self.chain.set(chain);
     }
@@ -970,26 +1022,10 @@ impl Store for SqliteStore {
             .map_err(db_err)?;
         rows.iter().map(audit_from_row).collect()
     }
+}
 
-    async fn user_exists(&self, name: &str) -> Result<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE name = ?")
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(n > 0)
-    }
-
-    async fn find_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>> {
-        let sql = format!("{ACCESS_KEY_SELECT} WHERE k.access_key_id = ?");
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(access_key_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        row.as_ref().map(access_key_from_row).transpose()
-    }
-
+#[async_trait]
+impl SecretStore for SqliteStore {
     async fn create_secret(
         &self,
         s: &SecretRecord,
@@ -1349,17 +1385,6 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn close(&self) {
-        // Fold the WAL into the database so nothing is left for the next start to replay.
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.pool)
-            .await
-        {
-            tracing::warn!("checkpoint at shutdown failed: {e}");
-        }
-        self.pool.close().await;
-    }
-
     async fn delete_secret(&self, secret_id: i64) -> Result<()> {
         let (_writer, mut tx) = self.begin_write().await?;
         let arn: Option<String> = sqlx::query_scalar("SELECT arn FROM secrets WHERE id = ?")
@@ -1396,7 +1421,10 @@ impl Store for SqliteStore {
         let mut conn = self.pool.acquire().await.map_err(db_err)?;
         load_secret(&mut conn, secret_id).await
     }
+}
 
+#[async_trait]
+impl RotationStore for SqliteStore {
     async fn rotation_due(&self, now: Timestamp, limit: usize) -> Result<Vec<i64>> {
         // Two index ranges: scheduled cycles to start, and cycles to continue.
         sqlx::query_scalar(
@@ -1545,7 +1573,10 @@ sqlx::query(
         self.commit_change(tx, Changed::default()).await?;
         Ok(done.rows_affected() == 1)
     }
+}
 
+#[async_trait]
+impl NotificationStore for SqliteStore {
     async fn insert_notification_target(&self, t: &NotificationTargetRecord) -> Result<()> {
         let events = serde_json::to_string(&t.events)
             .map_err(|e| Error::internal(format!("encoding events: {e}")))?;
@@ -1665,31 +1696,19 @@ sqlx::query(
         .await?;
         Ok(())
     }
+}
 
-    async fn delete_access_key(&self, access_key_id: &str) -> Result<()> {
-        self.write_one(
-            sqlx::query("DELETE FROM access_keys WHERE access_key_id = ?").bind(access_key_id),
-            Some(Changed::default()),
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn delete_expired_access_keys(&self, now: Timestamp) -> Result<u64> {
-        let any: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM access_keys WHERE expires_at <= ?)")
-                .bind(now.0)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db_err)?;
-        if !any {
-            return Ok(0);
+#[async_trait]
+impl StoreLifecycle for SqliteStore {
+    async fn close(&self) {
+        // Fold the WAL into the database so nothing is left for the next start to replay.
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await
+        {
+            tracing::warn!("checkpoint at shutdown failed: {e}");
         }
-        self.write_one(
-            sqlx::query("DELETE FROM access_keys WHERE expires_at <= ?").bind(now.0),
-            None,
-        )
-        .await
+        self.pool.close().await;
     }
 }
 

@@ -9,7 +9,8 @@ use kura_core::Timestamp;
 use kura_core::filter::{self, FilterKey, ListFilter};
 use kura_core::labels::Stages;
 use kura_core::model::{SecretRecord, Tag};
-use kura_store::{Cursor, ListPage, ListQuery, SortKey, SqliteStore, Store};
+use kura_store::prelude::*;
+use kura_store::{Cursor, ListPage, ListQuery, SortKey, SqliteStore};
 use proptest::prelude::*;
 
 fn record(name: &str, description: Option<String>, tags: Vec<Tag>) -> SecretRecord {
