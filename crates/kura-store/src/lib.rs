@@ -1,8 +1,10 @@
-//! Storage: the [`Store`] trait the service layer talks to, and its SQLite backend.
-//! The trait speaks in whole-operation terms (one call = one transaction) so a PostgreSQL
-//! backend can implement it with the same guarantees.
+//! Storage: the [`Store`] traits the service layer talks to (one per aggregate), and their
+//! two backends, SQLite (one node, embedded) and PostgreSQL (one or more nodes). The traits
+//! speak in whole-operation terms (one call = one transaction), so both backends give the
+//! same guarantees; `tests/contract.rs` runs one suite on both.
 
 mod audit;
+mod postgres;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -13,6 +15,7 @@ use kura_core::{Result, Timestamp};
 
 pub use audit::{AuditChain, AuditDraft, with_audit_draft, without_audit_draft};
 pub use kura_core::filter::{FilterKey, ListFilter};
+pub use postgres::PgStore;
 pub use sqlite::{SqliteStore, open_read_only};
 
 /// A stored access key; the secret half stays sealed until the keyring opens it.

@@ -299,7 +299,7 @@ fn secret_from_row(r: &SqliteRow) -> Result<SecretRecord> {
     })
 }
 
-fn kind_str(k: ValueKind) -> &'static str {
+pub(crate) fn kind_str(k: ValueKind) -> &'static str {
     match k {
         ValueKind::String => "string",
         ValueKind::Binary => "binary",
@@ -446,7 +446,7 @@ async fn write_tags(conn: &mut SqliteConnection, secret_id: i64, tags: &[Tag]) -
     Ok(())
 }
 
-fn sort_column(k: SortKey) -> &'static str {
+pub(crate) fn sort_column(k: SortKey) -> &'static str {
     match k {
         SortKey::Created => "created_at",
         SortKey::LastAccessed => "COALESCE(accessed_at, 0)",
@@ -455,7 +455,7 @@ fn sort_column(k: SortKey) -> &'static str {
     }
 }
 
-enum Bind {
+pub(crate) enum Bind {
     Int(i64),
     Text(String),
 }
@@ -464,7 +464,7 @@ enum Bind {
 /// which is SQLite's byte order for UTF-8): its last character raised by one, after dropping
 /// trailing `char::MAX`es. `None` when no string is above them all (`prefix` is empty or
 /// all `char::MAX`).
-fn prefix_upper_bound(prefix: &str) -> Option<String> {
+pub(crate) fn prefix_upper_bound(prefix: &str) -> Option<String> {
     let mut chars: Vec<char> = prefix.chars().collect();
     while let Some(last) = chars.pop() {
         let next = match last as u32 {
@@ -576,7 +576,7 @@ async fn write_words(
     Ok(())
 }
 
-fn text_of(s: &SecretRecord) -> filter::SecretText<'_> {
+pub(crate) fn text_of(s: &SecretRecord) -> filter::SecretText<'_> {
     filter::SecretText {
         name: &s.name,
         description: s.description.as_deref(),
@@ -1829,7 +1829,10 @@ fn audit_from_row(r: &SqliteRow) -> Result<AuditRecord> {
 }
 
 /// The version a `modify` wrote (its one new version) or began rotating, for its audit record.
-fn changed_version(before_run_token: &Option<String>, state: &SecretState) -> Option<String> {
+pub(crate) fn changed_version(
+    before_run_token: &Option<String>,
+    state: &SecretState,
+) -> Option<String> {
     match state.new_versions.as_slice() {
         [one] => Some(one.version_id.clone()),
         _ if state.secret.run.token != *before_run_token => state.secret.run.token.clone(),
