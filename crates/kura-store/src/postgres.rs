@@ -85,6 +85,14 @@ fn db_err(e: sqlx::Error) -> Error {
             if code.starts_with("08") || code.starts_with("57P0") || code == "53300" {
                 return Error::unavailable(format!("database: {e}"));
             }
+            // 22021: a NUL character, which PostgreSQL text cannot hold (SQLite can). Input
+            // validation keeps it out of stored fields; a lookup by such a name is the
+            // caller's mistake, not a server fault.
+            if code == "22021" {
+                return Error::invalid_parameter(
+                    "A parameter contains a NUL character, which kura does not accept.",
+                );
+            }
             if code == "53100" {
                 return Error::disk_full(format!("database: {e}"));
             }
@@ -737,6 +745,7 @@ async fn insert_chained(
         None => (0, None),
     };
     for r in &mut records {
+        without_nul_record(r);
         seq += 1;
         r.seq = seq;
         r.mac = chain.mac(prev.as_deref(), r);
@@ -768,6 +777,50 @@ async fn insert_chained(
         .map_err(db_err)?;
     }
     Ok(records)
+}
+
+/// `s` with each NUL replaced by U+FFFD. For text kura records rather than validates (an
+/// audited request's raw fields, a rotation function's error output): PostgreSQL text cannot
+/// hold NUL, and refusing to record would lose the record, not the NUL.
+fn without_nul(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}").into()
+    } else {
+        s.into()
+    }
+}
+
+/// Whether a lookup key holds a NUL: nothing stored does (PostgreSQL text cannot), so the
+/// lookup finds nothing, as on SQLite, without asking the database (which would refuse it).
+fn has_nul(keys: &[&str]) -> bool {
+    keys.iter().any(|k| k.contains('\0'))
+}
+
+fn without_nul_record(r: &mut AuditRecord) {
+    for field in [
+        &mut r.request_id,
+        &mut r.kind,
+        &mut r.principal,
+        &mut r.access_key_id,
+        &mut r.action,
+        &mut r.resource,
+        &mut r.decision,
+        &mut r.outcome,
+    ] {
+        *field = without_nul(field).into_owned();
+    }
+    for field in [
+        &mut r.version_id,
+        &mut r.version_stage,
+        &mut r.source_ip,
+        &mut r.user_agent,
+        &mut r.error_code,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        *field = without_nul(field).into_owned();
+    }
 }
 
 /// Queues `body` for every target subscribed to `event`, in the caller's transaction.
@@ -900,7 +953,7 @@ impl PgStore {
         .bind(&s.run.token)
         .bind(s.run.step.map(|x| x.as_str()))
         .bind(s.run.attempt)
-        .bind(&s.run.last_error)
+        .bind(s.run.last_error.as_deref().map(without_nul))
         .bind(s.run.last_attempt_at.map(|t| t.0))
         .bind(s.run.resume_at.map(|t| t.0))
         .bind(s.run.window_end.map(|t| t.0))
@@ -1209,6 +1262,9 @@ impl IdentityStore for PgStore {
     }
 
     async fn get_user(&self, name: &str) -> Result<Option<UserRecord>> {
+        if has_nul(&[name]) {
+            return Ok(None);
+        }
         let row =
             sqlx::query("SELECT name, arn, user_id, created_at, tags FROM users WHERE name = $1")
                 .bind(name)
@@ -1234,6 +1290,9 @@ impl IdentityStore for PgStore {
     }
 
     async fn user_exists(&self, name: &str) -> Result<bool> {
+        if has_nul(&[name]) {
+            return Ok(false);
+        }
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE name = $1)")
             .bind(name)
             .fetch_one(&self.pool)
@@ -1259,6 +1318,9 @@ impl IdentityStore for PgStore {
     }
 
     async fn find_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>> {
+        if has_nul(&[access_key_id]) {
+            return Ok(None);
+        }
         let sql = format!("{ACCESS_KEY_SELECT} WHERE k.access_key_id = $1");
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(access_key_id)
@@ -1441,6 +1503,13 @@ impl SecretStore for PgStore {
     }
 
     async fn find_secret(&self, secret: &SecretRef) -> Result<Option<SecretRecord>> {
+        let keys = match secret {
+            SecretRef::Name(name) => [name.as_str(), ""],
+            SecretRef::Arn { arn, name_part } => [arn.as_str(), name_part.as_str()],
+        };
+        if has_nul(&keys) {
+            return Ok(None);
+        }
         let mut conn = self.pool.acquire().await.map_err(db_err)?;
         let by = |cond: &str| format!("SELECT {SECRET_COLUMNS} FROM secrets WHERE {cond}");
         let row = match secret {
@@ -1494,6 +1563,10 @@ impl SecretStore for PgStore {
         secret_id: i64,
         which: VersionSelector<'_>,
     ) -> Result<Option<StoredVersion>> {
+        let (VersionSelector::Id(key) | VersionSelector::Stage(key)) = which;
+        if has_nul(&[key]) {
+            return Ok(None);
+        }
         let mut tx = self
             .pool
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -1770,6 +1843,9 @@ impl RotationStore for PgStore {
     }
 
     async fn rotation_function(&self, name: &str) -> Result<Option<RotationFunctionRecord>> {
+        if has_nul(&[name]) {
+            return Ok(None);
+        }
         let row = sqlx::query(
             "SELECT name, kind, config, ciphertext, wrapped_key, key_name, key_version, created_at \
              FROM rotation_functions WHERE name = $1",
@@ -1902,7 +1978,7 @@ impl NotificationStore for PgStore {
                  last_error = $2 WHERE id = $3",
             )
             .bind(at.0)
-            .bind(error)
+            .bind(without_nul(error))
             .bind(id),
             None,
         )
@@ -1921,6 +1997,25 @@ impl StoreLifecycle for PgStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recorded_text_loses_its_nul_characters_only() {
+        assert_eq!(without_nul("a\0b"), "a\u{FFFD}b");
+        assert!(matches!(
+            without_nul("plain"),
+            std::borrow::Cow::Borrowed("plain")
+        ));
+        let mut r = AuditRecord {
+            resource: "x\0".into(),
+            user_agent: Some("\0ua".into()),
+            ..Default::default()
+        };
+        without_nul_record(&mut r);
+        assert_eq!(
+            (r.resource.as_str(), r.user_agent.as_deref()),
+            ("x\u{FFFD}", Some("\u{FFFD}ua"))
+        );
+    }
 
     #[test]
     fn placeholders_are_numbered_in_order() {

@@ -1335,6 +1335,92 @@ async fn settings(store: &dyn Store) {
     );
 }
 
+/// Client text with a NUL character (which PostgreSQL cannot store) finds nothing where a
+/// lookup takes it, and does not stop its request's audit record from being written.
+async fn nul_characters(store: &dyn Store) {
+    let id = create(store, "nul/app").await;
+    assert!(
+        store
+            .find_secret(&SecretRef::Name("nul/app\0".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .find_secret(&SecretRef::Arn {
+                arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:nul/app\0".into(),
+                name_part: "nul/app\0".into(),
+            })
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .read_version(id, VersionSelector::Stage("AWSCURRENT\0"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .read_version(id, VersionSelector::Id("v1\0"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.find_access_key("AKIA\0").await.unwrap().is_none());
+    assert!(store.get_user("a\0").await.unwrap().is_none());
+    assert!(!store.user_exists("a\0").await.unwrap());
+    assert!(store.rotation_function("f\0").await.unwrap().is_none());
+    assert!(
+        store
+            .list_secrets(&ListQuery {
+                include_deleted: false,
+                filters: vec![
+                    f(FilterKey::Name, &["nul\0"]),
+                    f(FilterKey::TagKey, &["!\0"])
+                ],
+                sort: SortKey::Name,
+                descending: false,
+                limit: 10,
+                after: None,
+            })
+            .await
+            .unwrap()
+            .secrets
+            .is_empty()
+    );
+
+    let chain = Arc::new(TestChain::default());
+    store.set_audit_chain(chain.clone());
+    let mut r = audit_record("r\0", "p", "GetSecretValue", T0);
+    r.resource = "nul/app\0".into();
+    r.user_agent = Some("agent\0".into());
+    store.append_audit(&[r]).await.unwrap();
+    let all = all_audit(store).await;
+    assert_eq!(all.len(), 1);
+    assert_chained(&chain, &all);
+    assert!(all[0].resource.starts_with("nul/app"));
+    // A rotation's error output is kept, whatever it holds.
+    store
+        .modify(id, &mut |st| {
+            st.secret.run.last_error = Some("exit 1: \0garbage".into());
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let err = store
+        .secret_by_id(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .run
+        .last_error;
+    assert!(err.is_some_and(|e| e.starts_with("exit 1: ") && e.ends_with("garbage")));
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Backends
 // ---------------------------------------------------------------------------------------------------------
@@ -1474,6 +1560,7 @@ backend_tests!(
         audit_chain,
         identity,
         settings,
+        nul_characters,
         single_server_recovery,
     ]
 );
@@ -1491,6 +1578,7 @@ backend_tests!(
         audit_chain,
         identity,
         settings,
+        nul_characters,
         shared_database_recovery,
     ]
 );
