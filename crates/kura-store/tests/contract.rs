@@ -1612,3 +1612,125 @@ async fn open_picks_the_backend() {
     }
     drop(db);
 }
+
+/// A PostgreSQL outage (every connection cut, the server refusing new ones): calls fail
+/// within seconds with the retryable error instead of hanging, nothing acknowledged before
+/// is lost, and the same store works again by itself once the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_outage_fails_fast_and_recovers() {
+    use std::net::ToSocketAddrs;
+    let db = PgDatabase::create().await;
+    let url = db.url();
+    let opts: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    let target = (opts.get_host(), opts.get_port())
+        .to_socket_addrs()
+        .unwrap()
+        .next()
+        .unwrap();
+    let mut relay = Relay::start(target).await;
+    let via_relay = url.replacen(
+        &format!("{}:{}", opts.get_host(), opts.get_port()),
+        &format!("127.0.0.1:{}", relay.port),
+        1,
+    );
+    assert_ne!(via_relay, url, "the URL names host:port");
+    let store = PgStore::connect(&via_relay).await.unwrap();
+    let id = create(&store, "outage/app").await;
+
+    relay.cut();
+    let started = Instant::now();
+    let err = store
+        .find_secret(&SecretRef::Name("outage/app".into()))
+        .await
+        .expect_err("the database is gone");
+    assert!(err.is_unavailable(), "{err:?}");
+    let err = store
+        .modify(id, &mut |st| {
+            st.secret.description = Some("lost?".into());
+            Ok(())
+        })
+        .await
+        .expect_err("the database is gone");
+    assert!(err.is_unavailable(), "{err:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "failed fast: {:?}",
+        started.elapsed()
+    );
+
+    relay.restore().await;
+    let found = store
+        .find_secret(&SecretRef::Name("outage/app".into()))
+        .await
+        .unwrap()
+        .expect("acknowledged before the outage");
+    assert_eq!(found.description, None, "the failed modify changed nothing");
+    store
+        .modify(id, &mut |st| {
+            st.secret.description = Some("after".into());
+            Ok(())
+        })
+        .await
+        .unwrap();
+    store.close().await;
+    drop(relay);
+    drop(db);
+}
+
+/// A TCP relay to PostgreSQL that a test can cut (every connection closed, the port refusing)
+/// and restore on the same port: a database outage without stopping the shared server.
+struct Relay {
+    port: u16,
+    target: std::net::SocketAddr,
+    running: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Relay {
+    async fn start(target: std::net::SocketAddr) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut relay = Relay {
+            port,
+            target,
+            running: None,
+        };
+        relay.running = Some(tokio::spawn(serve(listener, target)));
+        relay
+    }
+
+    /// Closes every relayed connection and stops listening.
+    fn cut(&mut self) {
+        if let Some(task) = self.running.take() {
+            task.abort();
+        }
+    }
+
+    async fn restore(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        self.running = Some(tokio::spawn(serve(listener, self.target)));
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+/// Accepts and relays until aborted; the connections live in this task's set, so aborting
+/// it closes them all.
+async fn serve(listener: tokio::net::TcpListener, target: std::net::SocketAddr) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let Ok((mut client, _)) = listener.accept().await else {
+            continue;
+        };
+        connections.spawn(async move {
+            if let Ok(mut server) = tokio::net::TcpStream::connect(target).await {
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            }
+        });
+    }
+}
