@@ -1160,8 +1160,10 @@ impl PgStore {
         chain: &Arc<dyn AuditChain>,
         records: &[AuditRecord],
     ) -> Result<()> {
-        let _order = self.audit_order.lock().await;
+        // Connection first, then the order lock: whoever holds the lock already has its
+        // connection, so writers queued on the lock cannot starve it of one.
         let mut tx = self.begin().await?;
+        let _order = self.audit_order.lock().await;
         let records = insert_chained(&mut tx, chain.as_ref(), records.to_vec()).await?;
         tx.commit().await.map_err(db_err)?;
         chain.committed(&records)

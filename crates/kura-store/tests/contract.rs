@@ -1734,3 +1734,31 @@ async fn serve(listener: tokio::net::TcpListener, target: std::net::SocketAddr) 
         });
     }
 }
+
+/// `sslmode=require` in the URL: the store's connections use TLS (rustls).
+#[tokio::test]
+async fn pg_tls_when_the_url_requires_it() {
+    let db = PgDatabase::create().await;
+    let url = db.url();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let store = PgStore::connect(&format!("{url}{sep}sslmode=require"))
+        .await
+        .unwrap_or_else(|e| panic!("TLS to {url}: {e:?} (is ssl on in postgresql.conf?)"));
+    store.init_setting("k", b"v").await.unwrap();
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let (kura, encrypted): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COUNT(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a \
+         JOIN pg_stat_ssl s USING (pid) WHERE a.datname = current_database() \
+         AND a.application_name = 'kura'",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(kura > 0, "the store holds a connection");
+    assert_eq!(encrypted, kura, "every connection of the store is TLS");
+    let _ = sqlx::Connection::close(admin).await;
+    store.close().await;
+    drop(db);
+}
