@@ -312,7 +312,19 @@ pub trait NotificationStore: Send + Sync + 'static {
     async fn delete_notification_target(&self, id: &str) -> Result<bool>;
     /// Queues `body` for every target subscribed to `event`.
     async fn enqueue_notification(&self, event: &str, body: &str, now: Timestamp) -> Result<()>;
+    /// Items due at `now`, soonest first (a read: on a shared database several nodes may see
+    /// the same item; see [`claim_notifications`](Self::claim_notifications)).
     async fn due_notifications(&self, now: Timestamp, limit: usize) -> Result<Vec<OutboxItem>>;
+    /// Items due at `now`, soonest first, each taken for delivery until `until`: no other
+    /// claim returns it before then (nor does `due_notifications`), so of several nodes one
+    /// delivers it. Finishing or retrying the item ends the claim; a claimant that dies just
+    /// lets it come due again at `until`.
+    async fn claim_notifications(
+        &self,
+        now: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>>;
     /// Delivered, or given up: the item leaves the outbox.
     async fn finish_notification(&self, id: i64) -> Result<()>;
     async fn retry_notification(&self, id: i64, at: Timestamp, error: &str) -> Result<()>;

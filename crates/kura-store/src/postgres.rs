@@ -1940,9 +1940,8 @@ impl NotificationStore for PgStore {
     }
 
     async fn due_notifications(&self, now: Timestamp, limit: usize) -> Result<Vec<OutboxItem>> {
-        // A read, as on SQLite: two nodes may both see an item. Exactly-once delivery across
-        // nodes needs a claim (UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) that
-        // pushes next_attempt_at out by a lease), which the trait does not offer yet.
+        // A read, as on SQLite: two nodes may both see an item (`claim_notifications` is the
+        // cluster-safe way to take work).
         let rows = sqlx::query(
             "SELECT id, target_id, body, attempts FROM notification_outbox \
              WHERE next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2",
@@ -1962,6 +1961,46 @@ impl NotificationStore for PgStore {
                 })
             })
             .collect()
+    }
+
+    async fn claim_notifications(
+        &self,
+        now: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>> {
+        // SKIP LOCKED: a node claiming at the same moment takes other items instead of
+        // waiting for these, and never the same ones.
+        let rows = sqlx::query(
+            "WITH due AS (SELECT id, next_attempt_at AS due_at FROM notification_outbox \
+               WHERE next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $3 \
+               FOR UPDATE SKIP LOCKED) \
+             UPDATE notification_outbox o SET next_attempt_at = $2 FROM due WHERE o.id = due.id \
+             RETURNING o.id, o.target_id, o.body, o.attempts, due.due_at",
+        )
+        .bind(now.0)
+        .bind(until.0)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let mut items = rows
+            .iter()
+            .map(|r| {
+                let due_at: i64 = r.try_get("due_at").map_err(db_err)?;
+                Ok((
+                    due_at,
+                    OutboxItem {
+                        id: r.try_get("id").map_err(db_err)?,
+                        target_id: r.try_get("target_id").map_err(db_err)?,
+                        body: r.try_get("body").map_err(db_err)?,
+                        attempts: r.try_get("attempts").map_err(db_err)?,
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        items.sort_by_key(|(due_at, item)| (*due_at, item.id));
+        Ok(items.into_iter().map(|(_, item)| item).collect())
     }
 
     async fn finish_notification(&self, id: i64) -> Result<()> {

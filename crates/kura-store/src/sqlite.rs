@@ -1673,6 +1673,46 @@ impl NotificationStore for SqliteStore {
             .collect()
     }
 
+    async fn claim_notifications(
+        &self,
+        now: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>> {
+        // The write lock makes the read and the move one step.
+        let (_writer, mut tx) = self.begin_write().await?;
+        let rows = sqlx::query(
+            "SELECT id, target_id, body, attempts FROM notification_outbox \
+             WHERE next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
+        )
+        .bind(now.0)
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let items = rows
+            .iter()
+            .map(|r| {
+                Ok(OutboxItem {
+                    id: r.try_get("id").map_err(db_err)?,
+                    target_id: r.try_get("target_id").map_err(db_err)?,
+                    body: r.try_get("body").map_err(db_err)?,
+                    attempts: r.try_get("attempts").map_err(db_err)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for item in &items {
+            sqlx::query("UPDATE notification_outbox SET next_attempt_at = ? WHERE id = ?")
+                .bind(until.0)
+                .bind(item.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(items)
+    }
+
     async fn finish_notification(&self, id: i64) -> Result<()> {
         self.write_one(
             sqlx::query("DELETE FROM notification_outbox WHERE id = ?").bind(id),

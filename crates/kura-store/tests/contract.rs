@@ -1428,6 +1428,78 @@ async fn nul_characters(store: &dyn Store) {
 // Backends
 // ---------------------------------------------------------------------------------------------------------
 
+/// Claims on the outbox: a claimed item is nobody else's (nor due) until its claim ends,
+/// then due again if not finished; concurrent claimants get disjoint items, all of them.
+async fn outbox_claims(store: &dyn Store) {
+    store
+        .insert_notification_target(&target("t", &["SecretValueChanged"]))
+        .await
+        .unwrap();
+    for i in 0..20 {
+        store
+            .enqueue_notification(
+                "SecretValueChanged",
+                &format!("{{\"n\":{i}}}"),
+                T0.plus_ms(i),
+            )
+            .await
+            .unwrap();
+    }
+    let now = T0.plus_ms(20);
+    let until = now.plus_ms(MINUTE);
+    let first = store.claim_notifications(now, until, 3).await.unwrap();
+    let bodies: Vec<&str> = first.iter().map(|i| i.body.as_str()).collect();
+    assert_eq!(
+        bodies,
+        [r#"{"n":0}"#, r#"{"n":1}"#, r#"{"n":2}"#],
+        "soonest first"
+    );
+    let due = store.due_notifications(now, 50).await.unwrap();
+    assert_eq!(due.len(), 17, "claimed items are not due");
+    assert!(due.iter().all(|d| first.iter().all(|f| f.id != d.id)));
+
+    let claim = || store.claim_notifications(now, until, 10);
+    let (a, b) = tokio::join!(claim(), claim());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let mut ids: Vec<i64> = a.iter().chain(&b).map(|i| i.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 17, "disjoint and complete: {a:?} {b:?}");
+    assert!(
+        store
+            .claim_notifications(now, until, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Finished: gone. Retried: due at its retry time. Neither: due again when the claim ends.
+    store.finish_notification(first[0].id).await.unwrap();
+    store
+        .retry_notification(first[1].id, until.plus_ms(MINUTE), "HTTP 500")
+        .await
+        .unwrap();
+    let again = store
+        .claim_notifications(until, until.plus_ms(MINUTE), 50)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 18, "all but the finished and the retried");
+    assert!(
+        again
+            .iter()
+            .all(|i| i.id != first[0].id && i.id != first[1].id)
+    );
+    let retried = store
+        .claim_notifications(until.plus_ms(MINUTE), until.plus_ms(2 * MINUTE), 50)
+        .await
+        .unwrap();
+    assert!(
+        retried
+            .iter()
+            .any(|i| i.id == first[1].id && i.attempts == 1)
+    );
+}
+
 /// A SQLite store on a fresh temporary file (kept alive by the returned directory).
 async fn sqlite() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::Builder::new()
@@ -1476,6 +1548,7 @@ backend_tests!(
         pagination,
         leases,
         outbox,
+        outbox_claims,
         filters,
         audit_chain,
         identity,
@@ -1494,6 +1567,7 @@ backend_tests!(
         pagination,
         leases,
         outbox,
+        outbox_claims,
         filters,
         audit_chain,
         identity,
