@@ -1625,10 +1625,55 @@ async fn pg_nodes_share_one_database() {
     let won = [x.unwrap(), y.unwrap(), z.unwrap()];
     assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
 
+    // Read-modify-write from every node at once loses no update (the secret's row lock).
+    tokio::join!(
+        bump(&nodes[0], id, "a"),
+        bump(&nodes[1], id, "b"),
+        bump(&nodes[2], id, "c")
+    );
+    let s = nodes[2].secret_by_id(id).await.unwrap().unwrap();
+    assert_eq!(s.description.map(|d| d.len()), Some(30), "no lost update");
+    assert_eq!(nodes[1].versions(id).await.unwrap().0.len(), 31);
+
+    // The per-user key maximum holds when nodes create keys at once.
+    nodes[0].create_user(&user("racer")).await.unwrap();
+    let made = tokio::join!(
+        make_key(&nodes[0], 0),
+        make_key(&nodes[1], 1),
+        make_key(&nodes[2], 2),
+        make_key(&nodes[0], 3),
+        make_key(&nodes[1], 4)
+    );
+    let made = [made.0, made.1, made.2, made.3, made.4];
+    assert_eq!(made.iter().filter(|m| **m).count(), 2, "{made:?}");
+    assert_eq!(key_ids(&nodes[2], "racer").await.len(), 2);
+
     for n in &nodes {
         n.close().await;
     }
     drop(db);
+}
+
+/// Ten read-modify-writes of one secret: a description one longer and a version each time.
+async fn bump(node: &dyn Store, id: i64, who: &str) {
+    for _ in 0..10 {
+        node.modify(id, &mut |st| {
+            let n = st.secret.description.as_deref().map_or(0, str::len);
+            st.secret.description = Some("x".repeat(n + 1));
+            st.new_versions
+                .push(version(&format!("{who}-{n}"), Some("v")));
+            Ok(())
+        })
+        .await
+        .unwrap();
+    }
+}
+
+/// Whether `racer` got key number `i` (at most two allowed).
+async fn make_key(node: &dyn Store, i: usize) -> bool {
+    node.insert_access_key(&key(&format!("AKIARACE{i}"), "racer", None), Some(2))
+        .await
+        .is_ok()
 }
 
 /// An unreachable database fails fast, with the retryable error, instead of hanging.
