@@ -220,7 +220,9 @@ pub trait SecretStore: Send + Sync + 'static {
         which: VersionSelector<'_>,
     ) -> Result<Option<StoredVersion>>;
     /// Loads the secret's full state inside a write transaction, lets `f` change it, and
-    /// writes back what changed; an error from `f` rolls everything back.
+    /// writes back what changed; an error from `f` rolls everything back. A backend may run
+    /// `f` again on a fresh state when the transaction must be retried (PostgreSQL, after a
+    /// deadlock), so `f` should only change the state it is given.
     async fn modify(&self, secret_id: i64, f: &mut Mutation<'_>) -> Result<SecretState>;
     async fn list_secrets(&self, query: &ListQuery) -> Result<ListPage>;
     /// Secrets whose recovery window has ended, oldest first.
@@ -295,7 +297,9 @@ pub trait RotationStore: Send + Sync + 'static {
     ) -> Result<bool>;
     async fn release_rotation(&self, secret_id: i64, owner: &str) -> Result<()>;
     /// At start-up of a store only one server uses (SQLite): every lease belongs to a process
-    /// that is gone, so steps it was running are due again now.
+    /// that is gone, so steps it was running are due again now. A store several nodes share
+    /// (PostgreSQL) releases nothing and returns 0: a lease may be a live node's, and a dead
+    /// node's lease expires by itself.
     async fn recover_rotations(&self, now: Timestamp) -> Result<u64>;
     async fn insert_rotation_function(&self, f: &RotationFunctionRecord) -> Result<()>;
     async fn rotation_function(&self, name: &str) -> Result<Option<RotationFunctionRecord>>;
