@@ -1881,3 +1881,45 @@ async fn pg_tls_when_the_url_requires_it() {
     store.close().await;
     drop(db);
 }
+
+/// A row lock that is not released (a node holding it stopped answering) fails a writer
+/// within seconds, retryably, instead of stalling it; once released, writes go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_a_stuck_lock_fails_writers_fast() {
+    use sqlx::Connection;
+    let db = PgDatabase::create().await;
+    let store = PgStore::connect(&db.url()).await.unwrap();
+    let id = create(&store, "stuck/app").await;
+    let mut other = sqlx::PgConnection::connect(&db.url()).await.unwrap();
+    let mut held = other.begin().await.unwrap();
+    sqlx::query("SELECT id FROM secrets WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .execute(&mut *held)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let err = store
+        .modify(id, &mut |st| {
+            st.secret.description = Some("waits".into());
+            Ok(())
+        })
+        .await
+        .expect_err("the row stays locked");
+    assert!(err.is_unavailable(), "{err:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    held.rollback().await.unwrap();
+    store
+        .modify(id, &mut |st| {
+            st.secret.description = Some("through".into());
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let _ = other.close().await;
+    store.close().await;
+    drop(db);
+}

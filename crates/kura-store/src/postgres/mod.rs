@@ -61,6 +61,11 @@ const CONFLICT: &str = "transaction conflict";
 /// than this fails (the database is down or saturated) instead of hanging the request.
 const MAX_CONNECTIONS: u32 = 16;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Session settings (PostgreSQL syntax): how long a statement waits for a lock, and how long
+/// a transaction may sit idle before the server ends its session. Transactions here hold
+/// locks for milliseconds, so these only fire when something is wrong.
+const LOCK_TIMEOUT: &str = "5s";
+const IDLE_IN_TRANSACTION_TIMEOUT: &str = "60s";
 
 /// `?` placeholders numbered `$1, $2, …` in order, so SQL reads like the SQLite backend's.
 /// Only for SQL written here (no `?` inside literals).
@@ -88,8 +93,12 @@ fn db_err(e: sqlx::Error) -> Error {
                 return Error::unavailable(format!("{CONFLICT}: {e}"));
             }
             // Class 08: connection exceptions; 57P0x: the server is shutting down or starting;
-            // 53300: too many connections.
-            if code.starts_with("08") || code.starts_with("57P0") || code == "53300" {
+            // 53300: too many connections; 55P03: a lock not granted within LOCK_TIMEOUT;
+            // 25P03: the session ended for idling in a transaction.
+            if code.starts_with("08")
+                || code.starts_with("57P0")
+                || ["53300", "55P03", "25P03"].contains(&code.as_ref())
+            {
                 return Error::unavailable(format!("database: {e}"));
             }
             // 22021: a NUL character, which PostgreSQL text cannot hold (SQLite can). Input
@@ -175,6 +184,11 @@ async fn migrate(pool: &PgPool) -> Result<()> {
     // One transaction under an advisory lock: nodes starting together wait for the first to
     // finish, then find its migrations applied.
     let mut tx = pool.begin().await.map_err(db_err)?;
+    // Waiting for another node's migration is expected, however long it takes.
+    sqlx::query("SET LOCAL lock_timeout = 0")
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(MIGRATION_LOCK)
         .execute(&mut *tx)
@@ -220,7 +234,18 @@ impl PgStore {
     pub async fn connect(url: &str) -> Result<PgStore> {
         let opts = PgConnectOptions::from_str(url)
             .map_err(|e| Error::internal(format!("the database URL is not valid: {e}")))?
-            .application_name("kura");
+            .application_name("kura")
+            .options([
+                // A lock held by a node that stopped answering (a partition keeps its session
+                // open until TCP gives up, hours later) fails waiters fast, retryably, instead
+                // of stalling every request on that secret.
+                ("lock_timeout", LOCK_TIMEOUT),
+                // And such a node's open transaction is ended by the server, releasing them.
+                (
+                    "idle_in_transaction_session_timeout",
+                    IDLE_IN_TRANSACTION_TIMEOUT,
+                ),
+            ]);
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
