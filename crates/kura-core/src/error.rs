@@ -64,6 +64,9 @@ pub struct Error {
     pub detail: Option<String>,
 }
 
+const UNAVAILABLE_MESSAGE: &str =
+    "kura's database is unavailable; retry the request shortly.";
+
 const DISK_FULL_MESSAGE: &str = "kura cannot write to its database: the disk is full. Nothing was changed; \
      try again once the operator has freed space.";
 
@@ -116,6 +119,21 @@ impl Error {
 
     pub fn is_disk_full(&self) -> bool {
         self.message == DISK_FULL_MESSAGE
+    }
+
+    /// The database cannot be reached or keeps refusing the transaction (an outage, a full
+    /// pool, repeated serialization conflicts). A server error (500), which AWS clients retry;
+    /// the message tells the caller that retrying is the remedy. `detail` goes to the log.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Error {
+            code: ErrorCode::InternalServiceError,
+            message: UNAVAILABLE_MESSAGE.into(),
+            detail: Some(detail.into()),
+        }
+    }
+
+    pub fn is_unavailable(&self) -> bool {
+        self.message == UNAVAILABLE_MESSAGE
     }
 
     pub fn internal(detail: impl Into<String>) -> Self {

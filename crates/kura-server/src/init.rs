@@ -10,6 +10,7 @@ use kura_core::model::{SealedValue, ValueKind};
 use kura_core::{Clock, Error, Result};
 use kura_crypto::mac::MacKey;
 use kura_crypto::{Keyring, RootKey, random};
+use kura_store::prelude::*;
 use kura_store::{SqliteStore, Store};
 use zeroize::Zeroizing;
 

@@ -1,8 +1,10 @@
-//! Storage: the [`Store`] trait the service layer talks to, and its SQLite backend.
-//! The trait speaks in whole-operation terms (one call = one transaction) so a PostgreSQL
-//! backend can implement it with the same guarantees.
+//! Storage: the [`Store`] traits the service layer talks to (one per aggregate), and their
+//! two backends, SQLite (one node, embedded) and PostgreSQL (one or more nodes). The traits
+//! speak in whole-operation terms (one call = one transaction), so both backends give the
+//! same guarantees; `tests/contract.rs` runs one suite on both.
 
 mod audit;
+mod postgres;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -13,7 +15,20 @@ use kura_core::{Result, Timestamp};
 
 pub use audit::{AuditChain, AuditDraft, with_audit_draft, without_audit_draft};
 pub use kura_core::filter::{FilterKey, ListFilter};
+pub use postgres::PgStore;
 pub use sqlite::{SqliteStore, open_read_only};
+
+/// Opens the store `target` names: a PostgreSQL URL (`postgres://…` or `postgresql://…`),
+/// else the path of a SQLite database file (created if missing; `sqlite://` may prefix it).
+pub async fn open(target: &str) -> Result<std::sync::Arc<dyn Store>> {
+    if target.starts_with("postgres://") || target.starts_with("postgresql://") {
+        return Ok(std::sync::Arc::new(PgStore::connect(target).await?));
+    }
+    let path = target.strip_prefix("sqlite://").unwrap_or(target);
+    Ok(std::sync::Arc::new(
+        SqliteStore::open(std::path::Path::new(path)).await?,
+    ))
+}
 
 /// A stored access key; the secret half stays sealed until the keyring opens it.
 #[derive(Debug, Clone)]
@@ -170,9 +185,9 @@ pub struct StoredVersion {
 
 pub type Mutation<'a> = dyn FnMut(&mut SecretState) -> Result<()> + Send + 'a;
 
+/// Settings and the keyring's wrapped keys.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    // --- settings and keys -------------------------------------------------------------
+pub trait SettingsStore: Send + Sync + 'static {
     async fn get_setting(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Stores `value` unless the key exists; returns what is stored either way.
     async fn init_setting(&self, key: &str, value: &[u8]) -> Result<Vec<u8>>;
@@ -184,49 +199,11 @@ pub trait Store: Send + Sync + 'static {
         wrapped: &[u8],
         now: Timestamp,
     ) -> Result<()>;
+}
 
-    // --- identity ------------------------------------------------------------------------
-    async fn create_user(&self, user: &UserRecord) -> Result<()>;
-    async fn get_user(&self, name: &str) -> Result<Option<UserRecord>>;
-    async fn list_users(&self) -> Result<Vec<UserRecord>>;
-    /// Deletes a user with its access keys and policies; false if there was none.
-    async fn delete_user(&self, name: &str) -> Result<bool>;
-    /// Inserts a key; with `max`, only if its user has fewer long-term keys (else
-    /// LimitExceededException), checked in the same transaction.
-    async fn insert_access_key(&self, key: &AccessKeyRecord, max: Option<usize>) -> Result<()>;
-    /// A user's long-term keys (short-lived rotation keys are not listed).
-    async fn list_access_keys(&self, user: &str) -> Result<Vec<AccessKeyRecord>>;
-    async fn set_access_key_status(&self, access_key_id: &str, active: bool) -> Result<bool>;
-    /// Records use at day granularity; writes only when the stored day is older.
-    async fn touch_access_key(&self, access_key_id: &str, day: Timestamp) -> Result<()>;
-    async fn put_user_policy(
-        &self,
-        user: &str,
-        name: &str,
-        document: &str,
-        now: Timestamp,
-    ) -> Result<()>;
-    async fn delete_user_policy(&self, user: &str, name: &str) -> Result<bool>;
-    /// A user's inline policies: (name, document), by name.
-    async fn user_policies(&self, user: &str) -> Result<Vec<(String, String)>>;
-
-    // --- audit ---------------------------------------------------------------------------
-    /// Gives the store the audit chain (set once, at start-up). From then on every write
-    /// transaction of a request commits the request's record ([`with_audit_draft`]).
-    fn set_audit_chain(&self, chain: std::sync::Arc<dyn AuditChain>);
-    /// Numbers and chains records after the last stored one and appends them, in one
-    /// transaction; then hands them to the chain's `committed`, whose error it returns.
-    async fn append_audit(&self, records: &[AuditRecord]) -> Result<()>;
-    async fn last_audit(&self) -> Result<Option<AuditRecord>>;
-    /// Records matching `q`, oldest first.
-    async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>>;
-    async fn find_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>>;
-    async fn user_exists(&self, name: &str) -> Result<bool>;
-    async fn delete_access_key(&self, access_key_id: &str) -> Result<()>;
-    /// Deletes short-lived keys whose time is up; returns how many.
-    async fn delete_expired_access_keys(&self, now: Timestamp) -> Result<u64>;
-
-    // --- secrets -------------------------------------------------------------------------
+/// Secrets with their versions, labels and tags.
+#[async_trait]
+pub trait SecretStore: Send + Sync + 'static {
     /// Inserts a secret (and its first version, labelled by `stages`). A taken name or ARN
     /// answers ResourceExistsException.
     async fn create_secret(
@@ -243,20 +220,70 @@ pub trait Store: Send + Sync + 'static {
         which: VersionSelector<'_>,
     ) -> Result<Option<StoredVersion>>;
     /// Loads the secret's full state inside a write transaction, lets `f` change it, and
-    /// writes back what changed; an error from `f` rolls everything back.
+    /// writes back what changed; an error from `f` rolls everything back. A backend may run
+    /// `f` again on a fresh state when the transaction must be retried (PostgreSQL, after a
+    /// deadlock), so `f` should only change the state it is given.
     async fn modify(&self, secret_id: i64, f: &mut Mutation<'_>) -> Result<SecretState>;
     async fn list_secrets(&self, query: &ListQuery) -> Result<ListPage>;
     /// Secrets whose recovery window has ended, oldest first.
     async fn due_for_purge(&self, now: Timestamp, limit: usize) -> Result<Vec<i64>>;
     /// Records a read at day granularity; writes only when the stored day is older.
     async fn touch_accessed(&self, secret_id: i64, version_id: &str, day: Timestamp) -> Result<()>;
-    /// Finishes pending work and closes the database; called once at shutdown.
-    async fn close(&self);
     /// Destroys a secret with all its versions, labels and tags.
     async fn delete_secret(&self, secret_id: i64) -> Result<()>;
     async fn secret_by_id(&self, secret_id: i64) -> Result<Option<SecretRecord>>;
+}
 
-    // --- rotation ------------------------------------------------------------------------
+/// Users, their access keys and inline policies.
+#[async_trait]
+pub trait IdentityStore: Send + Sync + 'static {
+    async fn create_user(&self, user: &UserRecord) -> Result<()>;
+    async fn get_user(&self, name: &str) -> Result<Option<UserRecord>>;
+    async fn list_users(&self) -> Result<Vec<UserRecord>>;
+    /// Deletes a user with its access keys and policies; false if there was none.
+    async fn delete_user(&self, name: &str) -> Result<bool>;
+    async fn user_exists(&self, name: &str) -> Result<bool>;
+    /// Inserts a key; with `max`, only if its user has fewer long-term keys (else
+    /// LimitExceededException), checked in the same transaction.
+    async fn insert_access_key(&self, key: &AccessKeyRecord, max: Option<usize>) -> Result<()>;
+    /// A user's long-term keys (short-lived rotation keys are not listed).
+    async fn list_access_keys(&self, user: &str) -> Result<Vec<AccessKeyRecord>>;
+    async fn find_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>>;
+    async fn set_access_key_status(&self, access_key_id: &str, active: bool) -> Result<bool>;
+    /// Records use at day granularity; writes only when the stored day is older.
+    async fn touch_access_key(&self, access_key_id: &str, day: Timestamp) -> Result<()>;
+    async fn delete_access_key(&self, access_key_id: &str) -> Result<()>;
+    /// Deletes short-lived keys whose time is up; returns how many.
+    async fn delete_expired_access_keys(&self, now: Timestamp) -> Result<u64>;
+    async fn put_user_policy(
+        &self,
+        user: &str,
+        name: &str,
+        document: &str,
+        now: Timestamp,
+    ) -> Result<()>;
+    async fn delete_user_policy(&self, user: &str, name: &str) -> Result<bool>;
+    /// A user's inline policies: (name, document), by name.
+    async fn user_policies(&self, user: &str) -> Result<Vec<(String, String)>>;
+}
+
+/// The audit chain.
+#[async_trait]
+pub trait AuditStore: Send + Sync + 'static {
+    /// Gives the store the audit chain (set once, at start-up). From then on every write
+    /// transaction of a request commits the request's record ([`with_audit_draft`]).
+    fn set_audit_chain(&self, chain: std::sync::Arc<dyn AuditChain>);
+    /// Numbers and chains records after the last stored one and appends them, in one
+    /// transaction; then hands them to the chain's `committed`, whose error it returns.
+    async fn append_audit(&self, records: &[AuditRecord]) -> Result<()>;
+    async fn last_audit(&self) -> Result<Option<AuditRecord>>;
+    /// Records matching `q`, oldest first.
+    async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>>;
+}
+
+/// Rotation work: what is due, the leases on it, and the rotation functions.
+#[async_trait]
+pub trait RotationStore: Send + Sync + 'static {
     /// Secrets with rotation work due at `now` (a scheduled cycle to start, or a cycle to
     /// continue) whose lease is free or expired, soonest first.
     async fn rotation_due(&self, now: Timestamp, limit: usize) -> Result<Vec<i64>>;
@@ -270,22 +297,78 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool>;
     async fn release_rotation(&self, secret_id: i64, owner: &str) -> Result<()>;
     /// At start-up of a store only one server uses (SQLite): every lease belongs to a process
-    /// that is gone, so steps it was running are due again now.
+    /// that is gone, so steps it was running are due again now. A store several nodes share
+    /// (PostgreSQL) releases nothing and returns 0: a lease may be a live node's, and a dead
+    /// node's lease expires by itself.
     async fn recover_rotations(&self, now: Timestamp) -> Result<u64>;
     async fn insert_rotation_function(&self, f: &RotationFunctionRecord) -> Result<()>;
     async fn rotation_function(&self, name: &str) -> Result<Option<RotationFunctionRecord>>;
     async fn list_rotation_functions(&self) -> Result<Vec<RotationFunctionRecord>>;
     /// Removes a function unless a secret's rotation uses it (InvalidRequestException).
     async fn delete_rotation_function(&self, name: &str, arn: &str) -> Result<bool>;
+}
 
-    // --- notifications -------------------------------------------------------------------
+/// Notification targets and the outbox of events waiting for delivery.
+#[async_trait]
+pub trait NotificationStore: Send + Sync + 'static {
     async fn insert_notification_target(&self, t: &NotificationTargetRecord) -> Result<()>;
     async fn list_notification_targets(&self) -> Result<Vec<NotificationTargetRecord>>;
     async fn delete_notification_target(&self, id: &str) -> Result<bool>;
     /// Queues `body` for every target subscribed to `event`.
     async fn enqueue_notification(&self, event: &str, body: &str, now: Timestamp) -> Result<()>;
+    /// Items due at `now`, soonest first (a read: on a shared database several nodes may see
+    /// the same item; see [`claim_notifications`](Self::claim_notifications)).
     async fn due_notifications(&self, now: Timestamp, limit: usize) -> Result<Vec<OutboxItem>>;
+    /// Items due at `now`, soonest first, each taken for delivery until `until`: no other
+    /// claim returns it before then (nor does `due_notifications`), so of several nodes one
+    /// delivers it. Finishing or retrying the item ends the claim; a claimant that dies just
+    /// lets it come due again at `until`.
+    async fn claim_notifications(
+        &self,
+        now: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>>;
     /// Delivered, or given up: the item leaves the outbox.
     async fn finish_notification(&self, id: i64) -> Result<()>;
     async fn retry_notification(&self, id: i64, at: Timestamp, error: &str) -> Result<()>;
+}
+
+/// The database connection as a whole.
+#[async_trait]
+pub trait StoreLifecycle: Send + Sync + 'static {
+    /// Finishes pending work and closes the database; called once at shutdown.
+    async fn close(&self);
+}
+
+/// Everything the service needs from its database: one backend implements every aggregate's
+/// trait, and `Arc<dyn Store>` reaches them all.
+pub trait Store:
+    SettingsStore
+    + SecretStore
+    + IdentityStore
+    + AuditStore
+    + RotationStore
+    + NotificationStore
+    + StoreLifecycle
+{
+}
+
+impl<T> Store for T where
+    T: SettingsStore
+        + SecretStore
+        + IdentityStore
+        + AuditStore
+        + RotationStore
+        + NotificationStore
+        + StoreLifecycle
+{
+}
+
+/// The store traits, for `use kura_store::prelude::*;` wherever a store's methods are called.
+pub mod prelude {
+    pub use crate::{
+        AuditStore, IdentityStore, NotificationStore, RotationStore, SecretStore, SettingsStore,
+        Store, StoreLifecycle,
+    };
 }

@@ -22,10 +22,11 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row, SqliteConnection, SqlitePool};
 
 use crate::audit::{self, AuditChain, Changed};
+use crate::prelude::*;
 use crate::{
     AccessKeyRecord, AuditQuery, AuditRecord, Cursor, CursorValue, FilterKey, ListFilter, ListPage,
     ListQuery, Mutation, NotificationTargetRecord, OutboxItem, RotationFunctionRecord, SortKey,
-    Store, StoredVersion, UserRecord, VersionSelector,
+    StoredVersion, UserRecord, VersionSelector,
 };
 
 /// Versioned migrations, applied in order, each in its own transaction. Embedded in the binary
@@ -298,7 +299,7 @@ fn secret_from_row(r: &SqliteRow) -> Result<SecretRecord> {
     })
 }
 
-fn kind_str(k: ValueKind) -> &'static str {
+pub(crate) fn kind_str(k: ValueKind) -> &'static str {
     match k {
         ValueKind::String => "string",
         ValueKind::Binary => "binary",
@@ -445,7 +446,7 @@ async fn write_tags(conn: &mut SqliteConnection, secret_id: i64, tags: &[Tag]) -
     Ok(())
 }
 
-fn sort_column(k: SortKey) -> &'static str {
+pub(crate) fn sort_column(k: SortKey) -> &'static str {
     match k {
         SortKey::Created => "created_at",
         SortKey::LastAccessed => "COALESCE(accessed_at, 0)",
@@ -454,7 +455,7 @@ fn sort_column(k: SortKey) -> &'static str {
     }
 }
 
-enum Bind {
+pub(crate) enum Bind {
     Int(i64),
     Text(String),
 }
@@ -463,7 +464,7 @@ enum Bind {
 /// which is SQLite's byte order for UTF-8): its last character raised by one, after dropping
 /// trailing `char::MAX`es. `None` when no string is above them all (`prefix` is empty or
 /// all `char::MAX`).
-fn prefix_upper_bound(prefix: &str) -> Option<String> {
+pub(crate) fn prefix_upper_bound(prefix: &str) -> Option<String> {
     let mut chars: Vec<char> = prefix.chars().collect();
     while let Some(last) = chars.pop() {
         let next = match last as u32 {
@@ -575,7 +576,7 @@ async fn write_words(
     Ok(())
 }
 
-fn text_of(s: &SecretRecord) -> filter::SecretText<'_> {
+pub(crate) fn text_of(s: &SecretRecord) -> filter::SecretText<'_> {
     filter::SecretText {
         name: &s.name,
         description: s.description.as_deref(),
@@ -664,7 +665,7 @@ async fn load_page_children(
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl SettingsStore for SqliteStore {
     async fn get_setting(&self, key: &str) -> Result<Option<Vec<u8>>> {
         sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
             .bind(key)
@@ -718,7 +719,10 @@ impl Store for SqliteStore {
             .map_err(db_err)?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl IdentityStore for SqliteStore {
     async fn create_user(&self, u: &UserRecord) -> Result<()> {
         let tags = serde_json::to_string(
             &u.tags
@@ -902,6 +906,54 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn find_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>> {
+        let sql = format!("{ACCESS_KEY_SELECT} WHERE k.access_key_id = ?");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(access_key_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(access_key_from_row).transpose()
+    }
+
+    async fn user_exists(&self, name: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE name = ?")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(n > 0)
+    }
+
+    async fn delete_access_key(&self, access_key_id: &str) -> Result<()> {
+        self.write_one(
+            sqlx::query("DELETE FROM access_keys WHERE access_key_id = ?").bind(access_key_id),
+            Some(Changed::default()),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_expired_access_keys(&self, now: Timestamp) -> Result<u64> {
+        let any: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM access_keys WHERE expires_at <= ?)")
+                .bind(now.0)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_err)?;
+        if !any {
+            return Ok(0);
+        }
+        self.write_one(
+            sqlx::query("DELETE FROM access_keys WHERE expires_at <= ?").bind(now.0),
+            None,
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
     fn set_audit_chain(&self, chain: std::sync::Arc<dyn AuditChain>) {
         let _ = self.chain.set(chain);
     }
@@ -970,26 +1022,10 @@ impl Store for SqliteStore {
             .map_err(db_err)?;
         rows.iter().map(audit_from_row).collect()
     }
+}
 
-    async fn user_exists(&self, name: &str) -> Result<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE name = ?")
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(n > 0)
-    }
-
-    async fn find_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>> {
-        let sql = format!("{ACCESS_KEY_SELECT} WHERE k.access_key_id = ?");
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(access_key_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        row.as_ref().map(access_key_from_row).transpose()
-    }
-
+#[async_trait]
+impl SecretStore for SqliteStore {
     async fn create_secret(
         &self,
         s: &SecretRecord,
@@ -1349,17 +1385,6 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn close(&self) {
-        // Fold the WAL into the database so nothing is left for the next start to replay.
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.pool)
-            .await
-        {
-            tracing::warn!("checkpoint at shutdown failed: {e}");
-        }
-        self.pool.close().await;
-    }
-
     async fn delete_secret(&self, secret_id: i64) -> Result<()> {
         let (_writer, mut tx) = self.begin_write().await?;
         let arn: Option<String> = sqlx::query_scalar("SELECT arn FROM secrets WHERE id = ?")
@@ -1396,7 +1421,10 @@ impl Store for SqliteStore {
         let mut conn = self.pool.acquire().await.map_err(db_err)?;
         load_secret(&mut conn, secret_id).await
     }
+}
 
+#[async_trait]
+impl RotationStore for SqliteStore {
     async fn rotation_due(&self, now: Timestamp, limit: usize) -> Result<Vec<i64>> {
         // Two index ranges: scheduled cycles to start, and cycles to continue.
         sqlx::query_scalar(
@@ -1545,7 +1573,10 @@ sqlx::query(
         self.commit_change(tx, Changed::default()).await?;
         Ok(done.rows_affected() == 1)
     }
+}
 
+#[async_trait]
+impl NotificationStore for SqliteStore {
     async fn insert_notification_target(&self, t: &NotificationTargetRecord) -> Result<()> {
         let events = serde_json::to_string(&t.events)
             .map_err(|e| Error::internal(format!("encoding events: {e}")))?;
@@ -1642,6 +1673,46 @@ sqlx::query(
             .collect()
     }
 
+    async fn claim_notifications(
+        &self,
+        now: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>> {
+        // The write lock makes the read and the move one step.
+        let (_writer, mut tx) = self.begin_write().await?;
+        let rows = sqlx::query(
+            "SELECT id, target_id, body, attempts FROM notification_outbox \
+             WHERE next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
+        )
+        .bind(now.0)
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let items = rows
+            .iter()
+            .map(|r| {
+                Ok(OutboxItem {
+                    id: r.try_get("id").map_err(db_err)?,
+                    target_id: r.try_get("target_id").map_err(db_err)?,
+                    body: r.try_get("body").map_err(db_err)?,
+                    attempts: r.try_get("attempts").map_err(db_err)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for item in &items {
+            sqlx::query("UPDATE notification_outbox SET next_attempt_at = ? WHERE id = ?")
+                .bind(until.0)
+                .bind(item.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(items)
+    }
+
     async fn finish_notification(&self, id: i64) -> Result<()> {
         self.write_one(
             sqlx::query("DELETE FROM notification_outbox WHERE id = ?").bind(id),
@@ -1665,31 +1736,19 @@ sqlx::query(
         .await?;
         Ok(())
     }
+}
 
-    async fn delete_access_key(&self, access_key_id: &str) -> Result<()> {
-        self.write_one(
-            sqlx::query("DELETE FROM access_keys WHERE access_key_id = ?").bind(access_key_id),
-            Some(Changed::default()),
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn delete_expired_access_keys(&self, now: Timestamp) -> Result<u64> {
-        let any: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM access_keys WHERE expires_at <= ?)")
-                .bind(now.0)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db_err)?;
-        if !any {
-            return Ok(0);
+#[async_trait]
+impl StoreLifecycle for SqliteStore {
+    async fn close(&self) {
+        // Fold the WAL into the database so nothing is left for the next start to replay.
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await
+        {
+            tracing::warn!("checkpoint at shutdown failed: {e}");
         }
-        self.write_one(
-            sqlx::query("DELETE FROM access_keys WHERE expires_at <= ?").bind(now.0),
-            None,
-        )
-        .await
+        self.pool.close().await;
     }
 }
 
@@ -1810,7 +1869,10 @@ fn audit_from_row(r: &SqliteRow) -> Result<AuditRecord> {
 }
 
 /// The version a `modify` wrote (its one new version) or began rotating, for its audit record.
-fn changed_version(before_run_token: &Option<String>, state: &SecretState) -> Option<String> {
+pub(crate) fn changed_version(
+    before_run_token: &Option<String>,
+    state: &SecretState,
+) -> Option<String> {
     match state.new_versions.as_slice() {
         [one] => Some(one.version_id.clone()),
         _ if state.secret.run.token != *before_run_token => state.secret.run.token.clone(),

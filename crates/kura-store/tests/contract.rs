@@ -2,14 +2,26 @@
 //! server. Each behaviour is a function taking `&dyn Store` on an empty store, so a second
 //! backend runs the same suite by adding its own `backend_tests!` line.
 
-use kura_core::Timestamp;
+use std::collections::BTreeSet;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+mod common;
+
+use common::{PgDatabase, with_database};
+use kura_core::filter::{self, FilterKey, ListFilter};
 use kura_core::labels::Stages;
 use kura_core::model::{
-    NewVersion, OutboxEvent, RotationPhase, SealedValue, SecretRecord, ValueKind,
+    NewVersion, OutboxEvent, RotationPhase, SealedValue, SecretRecord, Tag, ValueKind,
 };
 use kura_core::names::SecretRef;
+use kura_core::{ManualClock, Timestamp};
+use kura_store::prelude::*;
 use kura_store::{
-    Cursor, ListQuery, NotificationTargetRecord, SortKey, SqliteStore, Store, VersionSelector,
+    AccessKeyRecord, AuditChain, AuditDraft, AuditQuery, AuditRecord, Cursor, ListQuery,
+    NotificationTargetRecord, PgStore, SortKey, SqliteStore, Store, UserRecord, VersionSelector,
+    with_audit_draft,
 };
 
 const T0: Timestamp = Timestamp(1_800_000_000_000);
@@ -380,8 +392,7 @@ async fn pagination(store: &dyn Store) {
     );
 }
 
-/// A rotation lease is held by one owner until released or expired; a held secret is not
-/// due; recovery (one-server stores) frees every lease and makes in-flight steps due.
+/// A rotation lease is held by one owner until released or expired; a held secret is not due.
 async fn leases(store: &dyn Store) {
     let id = create(store, "lease/app").await;
     // A secret with nothing due: never listed below.
@@ -447,25 +458,6 @@ async fn leases(store: &dyn Store) {
     assert!(
         store
             .claim_rotation(id, "a", expired, expired.plus_ms(MINUTE))
-            .await
-            .unwrap()
-    );
-
-    // A step in flight when the process died is due now after recovery, its lease freed.
-    store
-        .modify(id, &mut |st| {
-            st.secret.run.resume_at = Some(T0.plus_ms(60 * MINUTE));
-            Ok(())
-        })
-        .await
-        .unwrap();
-    let restart = expired.plus_ms(1);
-    assert!(store.rotation_due(restart, 10).await.unwrap().is_empty());
-    assert_eq!(store.recover_rotations(restart).await.unwrap(), 1);
-    assert_eq!(store.rotation_due(restart, 10).await.unwrap(), [id]);
-    assert!(
-        store
-            .claim_rotation(id, "c", restart, restart.plus_ms(MINUTE))
             .await
             .unwrap()
     );
@@ -609,9 +601,904 @@ async fn outbox(store: &dyn Store) {
     );
 }
 
+/// One server alone on its database (SQLite): at start-up every lease belongs to a process
+/// that is gone, so recovery frees them all and makes the steps they were running due now.
+async fn single_server_recovery(store: &dyn Store) {
+    let id = in_flight_rotation(store, "recover/app").await;
+    let restart = T0.plus_ms(1);
+    assert!(store.rotation_due(restart, 10).await.unwrap().is_empty());
+    assert_eq!(store.recover_rotations(restart).await.unwrap(), 1);
+    assert_eq!(store.rotation_due(restart, 10).await.unwrap(), [id]);
+    assert!(
+        store
+            .claim_rotation(id, "c", restart, restart.plus_ms(MINUTE))
+            .await
+            .unwrap()
+    );
+}
+
+/// Several nodes on one database (PostgreSQL): a lease at start-up may be a live node's, so
+/// recovery releases nothing; the secret comes due when the lease expires.
+async fn shared_database_recovery(store: &dyn Store) {
+    let id = in_flight_rotation(store, "recover/app").await;
+    let restart = T0.plus_ms(1);
+    assert_eq!(store.recover_rotations(restart).await.unwrap(), 0);
+    assert!(store.rotation_due(restart, 10).await.unwrap().is_empty());
+    assert!(
+        !store
+            .claim_rotation(id, "c", restart, restart.plus_ms(MINUTE))
+            .await
+            .unwrap(),
+        "still a's"
+    );
+    let expired = T0.plus_ms(MINUTE);
+    assert!(
+        store.rotation_due(expired, 10).await.unwrap().is_empty(),
+        "resumes later"
+    );
+    let resume = T0.plus_ms(60 * MINUTE);
+    assert_eq!(store.rotation_due(resume, 10).await.unwrap(), [id]);
+    assert!(
+        store
+            .claim_rotation(id, "c", resume, resume.plus_ms(MINUTE))
+            .await
+            .unwrap()
+    );
+}
+
+/// A secret whose rotation step (due to resume in an hour) is held by owner `a` until T0+1m.
+async fn in_flight_rotation(store: &dyn Store, name: &str) -> i64 {
+    let id = create(store, name).await;
+    store
+        .modify(id, &mut |st| {
+            st.secret.run.phase = RotationPhase::InProgress;
+            st.secret.run.token = Some("v2".into());
+            st.secret.run.resume_at = Some(T0.plus_ms(60 * MINUTE));
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_rotation(id, "a", T0, T0.plus_ms(MINUTE))
+            .await
+            .unwrap()
+    );
+    id
+}
+
+fn tag(key: &str, value: &str) -> Tag {
+    Tag {
+        key: key.into(),
+        value: value.into(),
+    }
+}
+
+fn f(key: FilterKey, values: &[&str]) -> ListFilter {
+    ListFilter {
+        key,
+        values: values.iter().map(|v| v.to_string()).collect(),
+    }
+}
+
+/// Names listed for `filters`, one page at a time of `limit`.
+async fn filtered(store: &dyn Store, filters: &[ListFilter], limit: usize) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut after = None;
+    for _ in 0..100 {
+        let page = store
+            .list_secrets(&ListQuery {
+                include_deleted: false,
+                filters: filters.to_vec(),
+                sort: SortKey::Name,
+                descending: false,
+                limit,
+                after: after.take(),
+            })
+            .await
+            .unwrap();
+        names.extend(page.secrets.into_iter().map(|(s, _)| s.name));
+        match page.next {
+            Some(c) => after = Some(c),
+            None => return names,
+        }
+    }
+    panic!("paging does not end");
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+/// ListSecrets' filters: prefixes of name, tag key and tag value; words of the description
+/// and of everything; negation; alternatives within a filter, conjunction across filters;
+/// what the store answers agrees with kura_core's matcher, also after a change and across
+/// pages.
+async fn filters(store: &dyn Store) {
+    let mut secrets = vec![
+        (
+            "app/db",
+            Some("Primary database credentials"),
+            vec![tag("env", "prod"), tag("team", "payments")],
+        ),
+        (
+            "app/cache",
+            Some("Redis cache"),
+            vec![tag("env", "staging")],
+        ),
+        ("ops/backupKey", None, vec![tag("owner", "ops")]),
+        ("Ünïcode/名前", Some("naïve café"), vec![]),
+    ];
+    let mut records = Vec::new();
+    for (name, description, tags) in &secrets {
+        let mut r = record(name);
+        r.description = description.map(str::to_string);
+        r.tags = tags.clone();
+        r.id = store.create_secret(&r, None, &Stages::new()).await.unwrap();
+        records.push(r);
+    }
+    let cases: Vec<(Vec<ListFilter>, BTreeSet<String>)> = vec![
+        (
+            vec![f(FilterKey::Name, &["app/"])],
+            set(&["app/cache", "app/db"]),
+        ),
+        (
+            vec![f(FilterKey::Name, &["!app/"])],
+            set(&["ops/backupKey", "Ünïcode/名前"]),
+        ),
+        (vec![f(FilterKey::Name, &["Ünï"])], set(&["Ünïcode/名前"])),
+        (vec![f(FilterKey::Name, &["App/"])], set(&[])),
+        (
+            vec![f(FilterKey::TagKey, &["en"])],
+            set(&["app/cache", "app/db"]),
+        ),
+        (
+            vec![f(FilterKey::TagKey, &["!env"])],
+            set(&["ops/backupKey", "Ünïcode/名前"]),
+        ),
+        (vec![f(FilterKey::TagValue, &["prod"])], set(&["app/db"])),
+        (
+            vec![f(FilterKey::TagValue, &["prod", "staging"])],
+            set(&["app/cache", "app/db"]),
+        ),
+        (
+            vec![f(FilterKey::Description, &["database"])],
+            set(&["app/db"]),
+        ),
+        (
+            vec![f(FilterKey::Description, &["CRED data"])],
+            set(&["app/db"]),
+        ),
+        (
+            vec![f(FilterKey::Description, &["caf"])],
+            set(&["Ünïcode/名前"]),
+        ),
+        (
+            vec![f(FilterKey::Description, &["!redis"])],
+            set(&["app/db", "ops/backupKey", "Ünïcode/名前"]),
+        ),
+        (
+            vec![f(FilterKey::Description, &["!!"])],
+            set(&["app/cache", "app/db", "ops/backupKey", "Ünïcode/名前"]),
+        ),
+        (vec![f(FilterKey::Description, &["--"])], set(&[])),
+        (
+            vec![f(FilterKey::All, &["backup"])],
+            set(&["ops/backupKey"]),
+        ),
+        (vec![f(FilterKey::All, &["key"])], set(&["ops/backupKey"])),
+        (vec![f(FilterKey::All, &["pay"])], set(&["app/db"])),
+        (vec![f(FilterKey::All, &["ops"])], set(&["ops/backupKey"])),
+        (
+            vec![
+                f(FilterKey::Name, &["app/"]),
+                f(FilterKey::TagValue, &["staging"]),
+            ],
+            set(&["app/cache"]),
+        ),
+        (vec![f(FilterKey::PrimaryRegion, &["us-east-1"])], set(&[])),
+        (
+            vec![f(FilterKey::OwningService, &["!x"])],
+            set(&["app/cache", "app/db", "ops/backupKey", "Ünïcode/名前"]),
+        ),
+    ];
+    let check = |records: &[SecretRecord], filters: &[ListFilter]| -> BTreeSet<String> {
+        records
+            .iter()
+            .filter(|r| {
+                filter::matches(
+                    filters,
+                    &filter::SecretText {
+                        name: &r.name,
+                        description: r.description.as_deref(),
+                        tags: &r.tags,
+                    },
+                )
+            })
+            .map(|r| r.name.clone())
+            .collect()
+    };
+    for (filters, expected) in &cases {
+        assert_eq!(
+            &check(&records, filters),
+            expected,
+            "the matcher on {filters:?}"
+        );
+        assert_eq!(
+            &filtered(store, filters, 100).await,
+            expected,
+            "{filters:?}"
+        );
+        assert_eq!(
+            &filtered(store, filters, 1).await,
+            expected,
+            "{filters:?} by pages of 1"
+        );
+    }
+
+    // Changed description and tags are what later filters see.
+    let cache = records.iter().position(|r| r.name == "app/cache").unwrap();
+    store
+        .modify(records[cache].id, &mut |st| {
+            st.secret.description = Some("Session store".into());
+            st.secret.tags = vec![tag("env", "prod")];
+            Ok(())
+        })
+        .await
+        .unwrap();
+    records[cache].description = Some("Session store".into());
+    records[cache].tags = vec![tag("env", "prod")];
+    secrets.clear();
+    for (filters, expected) in [
+        (vec![f(FilterKey::Description, &["redis"])], set(&[])),
+        (vec![f(FilterKey::All, &["session"])], set(&["app/cache"])),
+        (
+            vec![f(FilterKey::TagValue, &["prod"])],
+            set(&["app/cache", "app/db"]),
+        ),
+        (vec![f(FilterKey::TagValue, &["staging"])], set(&[])),
+    ] {
+        assert_eq!(
+            check(&records, &filters),
+            expected,
+            "the matcher on {filters:?}"
+        );
+        assert_eq!(
+            filtered(store, &filters, 1).await,
+            expected,
+            "{filters:?} after a change"
+        );
+    }
+}
+
+/// A stand-in for kura-server's HMAC chain: a hash of the previous MAC and the record's
+/// fields (its own `mac` ignored); remembers what was handed to `committed`, in order.
+#[derive(Default)]
+struct TestChain {
+    committed: Mutex<Vec<i64>>,
+}
+
+impl AuditChain for TestChain {
+    fn mac(&self, prev: Option<&str>, r: &AuditRecord) -> String {
+        let mut h = std::hash::DefaultHasher::new();
+        let unmacked = AuditRecord {
+            mac: String::new(),
+            ..r.clone()
+        };
+        (prev, serde_json::to_string(&unmacked).unwrap()).hash(&mut h);
+        format!("{:016x}", h.finish())
+    }
+
+    fn committed(&self, records: &[AuditRecord]) -> kura_core::Result<()> {
+        self.committed
+            .lock()
+            .unwrap()
+            .extend(records.iter().map(|r| r.seq));
+        Ok(())
+    }
+}
+
+fn audit_record(request_id: &str, principal: &str, action: &str, time: Timestamp) -> AuditRecord {
+    AuditRecord {
+        time: time.0,
+        request_id: request_id.into(),
+        kind: "request".into(),
+        principal: principal.into(),
+        access_key_id: "AKIATEST".into(),
+        action: action.into(),
+        resource: "-".into(),
+        decision: "Allow".into(),
+        outcome: "Success".into(),
+        ..Default::default()
+    }
+}
+
+async fn all_audit(store: &dyn Store) -> Vec<AuditRecord> {
+    store
+        .query_audit(&AuditQuery {
+            limit: 100_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+/// `n` single-record appends, one after the other.
+async fn append_many(store: &dyn Store, who: &str, n: usize) {
+    for i in 0..n {
+        store
+            .append_audit(&[audit_record(&format!("{who}-{i}"), who, "ListSecrets", T0)])
+            .await
+            .unwrap();
+    }
+}
+
+/// The whole trail numbered 1..n without a gap, each record's MAC chained to the one before.
+fn assert_chained(chain: &TestChain, records: &[AuditRecord]) {
+    let mut prev: Option<&str> = None;
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r.seq, i as i64 + 1, "contiguous");
+        assert_eq!(
+            r.mac,
+            chain.mac(prev, r),
+            "record {} chains to the one before",
+            r.seq
+        );
+        prev = Some(&r.mac);
+    }
+}
+
+fn seqs(records: &[AuditRecord]) -> Vec<i64> {
+    records.iter().map(|r| r.seq).collect()
+}
+
+/// The audit chain: appends are numbered and chained after the stored tail, found again by
+/// principal, time, action, resource, outcome and position; a request's record commits with
+/// its change and only then; concurrent appenders leave one contiguous, correctly chained
+/// sequence, handed to `committed` in seq order.
+async fn audit_chain(store: &dyn Store) {
+    let chain = Arc::new(TestChain::default());
+    store.set_audit_chain(chain.clone());
+    assert!(store.last_audit().await.unwrap().is_none());
+
+    store
+        .append_audit(&[
+            audit_record("r1", "alice", "GetSecretValue", T0),
+            audit_record("r2", "bob", "CreateSecret", T0.plus_ms(MINUTE)),
+        ])
+        .await
+        .unwrap();
+    store
+        .append_audit(&[audit_record(
+            "r3",
+            "alice",
+            "CreateSecret",
+            T0.plus_ms(2 * MINUTE),
+        )])
+        .await
+        .unwrap();
+    let last = store.last_audit().await.unwrap().expect("a record");
+    assert_eq!((last.seq, last.request_id.as_str()), (3, "r3"));
+    let all = all_audit(store).await;
+    assert_chained(&chain, &all);
+    assert_eq!(all[1].principal, "bob");
+    assert_eq!(*chain.committed.lock().unwrap(), [1, 2, 3]);
+
+    let query = |q: AuditQuery| async move {
+        seqs(
+            &store
+                .query_audit(&AuditQuery {
+                    limit: if q.limit == 0 { 100 } else { q.limit },
+                    ..q
+                })
+                .await
+                .unwrap(),
+        )
+    };
+    assert_eq!(
+        query(AuditQuery {
+            principal: Some("alice".into()),
+            ..Default::default()
+        })
+        .await,
+        [1, 3]
+    );
+    assert_eq!(
+        query(AuditQuery {
+            action: Some("CreateSecret".into()),
+            ..Default::default()
+        })
+        .await,
+        [2, 3]
+    );
+    assert_eq!(
+        query(AuditQuery {
+            start_time: Some(T0.plus_ms(MINUTE).0),
+            end_time: Some(T0.plus_ms(MINUTE).0),
+            ..Default::default()
+        })
+        .await,
+        [2]
+    );
+    assert_eq!(
+        query(AuditQuery {
+            principal: Some("alice".into()),
+            start_time: Some(T0.plus_ms(1).0),
+            ..Default::default()
+        })
+        .await,
+        [3]
+    );
+    assert_eq!(
+        query(AuditQuery {
+            after_seq: Some(1),
+            limit: 1,
+            ..Default::default()
+        })
+        .await,
+        [2]
+    );
+    assert_eq!(
+        query(AuditQuery {
+            outcome: Some("Error".into()),
+            ..Default::default()
+        })
+        .await,
+        Vec::<i64>::new()
+    );
+
+    // A request's record commits in its change's transaction, with the change's resource.
+    let draft = || AuditDraft {
+        record: AuditRecord {
+            request_id: "r-req".into(),
+            kind: "request".into(),
+            principal: "carol".into(),
+            access_key_id: "AKIATEST".into(),
+            action: "CreateSecret".into(),
+            resource: "audit/app".into(),
+            decision: "Allow".into(),
+            outcome: "Error".into(),
+            ..Default::default()
+        },
+        started: Instant::now(),
+        clock: Arc::new(ManualClock::new(T0.plus_ms(3 * MINUTE))),
+    };
+    let (id, recorded) = with_audit_draft(draft(), create(store, "audit/app")).await;
+    assert!(recorded, "the change committed its record");
+    let last = store.last_audit().await.unwrap().unwrap();
+    assert_eq!(last.seq, 4);
+    assert_eq!(
+        (
+            last.principal.as_str(),
+            last.outcome.as_str(),
+            last.resource.as_str()
+        ),
+        ("carol", "Success", record("audit/app").arn.as_str())
+    );
+    assert_eq!(last.version_id.as_deref(), Some("v1"));
+    assert_eq!(last.time, T0.plus_ms(3 * MINUTE).0);
+    // A refused change commits no record (the caller records the error).
+    let (result, recorded) = with_audit_draft(
+        draft(),
+        store.modify(id, &mut |_| Err(kura_core::Error::invalid_request("no"))),
+    )
+    .await;
+    assert!(result.is_err());
+    assert!(!recorded);
+    assert_eq!(store.last_audit().await.unwrap().unwrap().seq, 4);
+
+    // Concurrent appenders (and request changes) still make one contiguous chain.
+    let appender = |who: &'static str| async move {
+        for i in 0..15 {
+            store
+                .append_audit(&[audit_record(&format!("{who}-{i}"), who, "ListSecrets", T0)])
+                .await
+                .unwrap();
+        }
+    };
+    let changer = async {
+        for i in 0..5 {
+            let (_, recorded) = with_audit_draft(
+                draft(),
+                store.modify(id, &mut |st| {
+                    st.secret.description = Some(format!("change {i}"));
+                    Ok(())
+                }),
+            )
+            .await;
+            assert!(recorded);
+        }
+    };
+    tokio::join!(appender("x"), appender("y"), changer);
+    let all = all_audit(store).await;
+    assert_eq!(all.len(), 4 + 15 + 15 + 5);
+    assert_chained(&chain, &all);
+    let committed = chain.committed.lock().unwrap().clone();
+    assert_eq!(
+        committed,
+        (1..=all.len() as i64).collect::<Vec<_>>(),
+        "seq order"
+    );
+}
+
+fn user(name: &str) -> UserRecord {
+    UserRecord {
+        name: name.into(),
+        arn: format!("arn:aws:iam::123456789012:user/{name}"),
+        user_id: format!("AIDA{:0>16}", name.to_uppercase()),
+        created_at: T0,
+        tags: vec![tag("team", "infra")],
+    }
+}
+
+fn key(id: &str, user: &str, expires_at: Option<Timestamp>) -> AccessKeyRecord {
+    AccessKeyRecord {
+        access_key_id: id.into(),
+        user_name: user.into(),
+        user_arn: String::new(),
+        user_id: String::new(),
+        sealed_secret: sealed(id),
+        active: true,
+        created_at: T0,
+        expires_at,
+        scope_secret_id: expires_at.map(|_| 7),
+        last_used_at: None,
+    }
+}
+
+async fn key_ids(store: &dyn Store, user: &str) -> Vec<String> {
+    store
+        .list_access_keys(user)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.access_key_id)
+        .collect()
+}
+
+/// Users, their access keys (with a per-user maximum checked in the insert's transaction,
+/// short-lived keys apart) and inline policies; deleting a user takes its keys and policies.
+async fn identity(store: &dyn Store) {
+    store.create_user(&user("bob")).await.unwrap();
+    store.create_user(&user("alice")).await.unwrap();
+    let again = store.create_user(&user("alice")).await.expect_err("taken");
+    assert_eq!(again.code.as_str(), "ResourceExistsException");
+    let names: Vec<String> = store
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.name)
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+    let alice = store.get_user("alice").await.unwrap().expect("alice");
+    assert_eq!(alice.user_id, user("alice").user_id);
+    assert_eq!(alice.tags, [tag("team", "infra")]);
+    assert!(store.get_user("carol").await.unwrap().is_none());
+    assert!(store.user_exists("alice").await.unwrap());
+    assert!(!store.user_exists("carol").await.unwrap());
+
+    // At most two long-term keys; a short-lived (rotation) key does not count and is not listed.
+    store
+        .insert_access_key(&key("AKIA1", "alice", None), Some(2))
+        .await
+        .unwrap();
+    store
+        .insert_access_key(&key("AKIA2", "alice", None), Some(2))
+        .await
+        .unwrap();
+    let over = store
+        .insert_access_key(&key("AKIA3", "alice", None), Some(2))
+        .await
+        .expect_err("over the maximum");
+    assert_eq!(over.code.as_str(), "LimitExceededException");
+    let expiry = T0.plus_ms(15 * MINUTE);
+    store
+        .insert_access_key(&key("ASIA1", "alice", Some(expiry)), None)
+        .await
+        .unwrap();
+    let dup = store
+        .insert_access_key(&key("AKIA1", "bob", None), Some(2))
+        .await
+        .expect_err("a taken key id");
+    assert_eq!(dup.code.as_str(), "ResourceExistsException");
+    assert_eq!(key_ids(store, "alice").await, ["AKIA1", "AKIA2"]);
+    assert!(key_ids(store, "bob").await.is_empty());
+    let short = store
+        .find_access_key("ASIA1")
+        .await
+        .unwrap()
+        .expect("found");
+    assert_eq!(
+        (
+            short.expires_at,
+            short.scope_secret_id,
+            short.user_arn.as_str()
+        ),
+        (Some(expiry), Some(7), user("alice").arn.as_str())
+    );
+    let k1 = store.find_access_key("AKIA1").await.unwrap().unwrap();
+    assert_eq!(k1.sealed_secret, sealed("AKIA1"));
+    assert_eq!(
+        (k1.active, k1.user_id.as_str()),
+        (true, alice.user_id.as_str())
+    );
+
+    // Status, last use (at day granularity, never backwards), deletion.
+    assert!(store.set_access_key_status("AKIA1", false).await.unwrap());
+    assert!(!store.set_access_key_status("AKIA9", false).await.unwrap());
+    assert!(
+        !store
+            .find_access_key("AKIA1")
+            .await
+            .unwrap()
+            .unwrap()
+            .active
+    );
+    let day = Timestamp(T0.0 + 86_400_000);
+    store.touch_access_key("AKIA1", day).await.unwrap();
+    store.touch_access_key("AKIA1", T0).await.unwrap();
+    assert_eq!(
+        store
+            .find_access_key("AKIA1")
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at,
+        Some(day)
+    );
+    store.delete_access_key("AKIA2").await.unwrap();
+    assert_eq!(key_ids(store, "alice").await, ["AKIA1"]);
+    store
+        .insert_access_key(&key("AKIA3", "alice", None), Some(2))
+        .await
+        .unwrap();
+
+    // Short-lived keys go when their time is up.
+    assert_eq!(store.delete_expired_access_keys(T0).await.unwrap(), 0);
+    assert_eq!(store.delete_expired_access_keys(expiry).await.unwrap(), 1);
+    assert!(store.find_access_key("ASIA1").await.unwrap().is_none());
+
+    // Inline policies: put replaces, listed by name, deleted once.
+    store
+        .put_user_policy("alice", "read", "{\"v\":1}", T0)
+        .await
+        .unwrap();
+    store
+        .put_user_policy("alice", "admin", "{}", T0)
+        .await
+        .unwrap();
+    store
+        .put_user_policy("alice", "read", "{\"v\":2}", T0)
+        .await
+        .unwrap();
+    store
+        .put_user_policy("bob", "read", "{}", T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.user_policies("alice").await.unwrap(),
+        [
+            ("admin".to_string(), "{}".to_string()),
+            ("read".to_string(), "{\"v\":2}".to_string())
+        ]
+    );
+    assert!(store.delete_user_policy("alice", "admin").await.unwrap());
+    assert!(!store.delete_user_policy("alice", "admin").await.unwrap());
+
+    // Deleting a user takes its keys and policies, and nobody else's.
+    assert!(store.delete_user("alice").await.unwrap());
+    assert!(!store.delete_user("alice").await.unwrap());
+    assert!(store.get_user("alice").await.unwrap().is_none());
+    assert!(store.find_access_key("AKIA1").await.unwrap().is_none());
+    assert!(store.find_access_key("AKIA3").await.unwrap().is_none());
+    assert!(store.user_policies("alice").await.unwrap().is_empty());
+    assert_eq!(store.user_policies("bob").await.unwrap().len(), 1);
+    // The name is free again, and a new user starts with no keys.
+    store.create_user(&user("alice")).await.unwrap();
+    assert!(key_ids(store, "alice").await.is_empty());
+}
+
+/// Settings keep the first value stored, also when several starts race to store one; the
+/// keyring's keys come back by name and version, and a version is written once.
+async fn settings(store: &dyn Store) {
+    assert!(store.get_setting("audit-key").await.unwrap().is_none());
+    let init = |v: &'static [u8]| store.init_setting("audit-key", v);
+    let (a, b, c, d) = tokio::join!(init(b"a"), init(b"b"), init(b"c"), init(b"d"));
+    let (a, b, c, d) = (a.unwrap(), b.unwrap(), c.unwrap(), d.unwrap());
+    assert!(
+        [&b"a"[..], b"b", b"c", b"d"].contains(&a.as_slice()),
+        "{a:?}"
+    );
+    assert_eq!(
+        [&b, &c, &d],
+        [&a, &a, &a],
+        "every racer got the stored value"
+    );
+    assert_eq!(
+        store.get_setting("audit-key").await.unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(store.init_setting("audit-key", b"later").await.unwrap(), a);
+    // Arbitrary bytes survive.
+    let bytes: Vec<u8> = (0..=255).collect();
+    assert_eq!(store.init_setting("bytes", &bytes).await.unwrap(), bytes);
+
+    store.insert_key("secrets", 2, b"w2", T0).await.unwrap();
+    store.insert_key("secrets", 1, b"w1", T0).await.unwrap();
+    store.insert_key("audit", 1, b"a1", T0).await.unwrap();
+    assert!(store.insert_key("secrets", 1, b"other", T0).await.is_err());
+    assert_eq!(
+        store.load_keys().await.unwrap(),
+        [
+            ("audit".to_string(), 1, b"a1".to_vec()),
+            ("secrets".to_string(), 1, b"w1".to_vec()),
+            ("secrets".to_string(), 2, b"w2".to_vec()),
+        ]
+    );
+}
+
+/// Client text with a NUL character (which PostgreSQL cannot store) finds nothing where a
+/// lookup takes it, and does not stop its request's audit record from being written.
+async fn nul_characters(store: &dyn Store) {
+    let id = create(store, "nul/app").await;
+    assert!(
+        store
+            .find_secret(&SecretRef::Name("nul/app\0".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .find_secret(&SecretRef::Arn {
+                arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:nul/app\0".into(),
+                name_part: "nul/app\0".into(),
+            })
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .read_version(id, VersionSelector::Stage("AWSCURRENT\0"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .read_version(id, VersionSelector::Id("v1\0"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.find_access_key("AKIA\0").await.unwrap().is_none());
+    assert!(store.get_user("a\0").await.unwrap().is_none());
+    assert!(!store.user_exists("a\0").await.unwrap());
+    assert!(store.rotation_function("f\0").await.unwrap().is_none());
+    assert!(
+        store
+            .list_secrets(&ListQuery {
+                include_deleted: false,
+                filters: vec![
+                    f(FilterKey::Name, &["nul\0"]),
+                    f(FilterKey::TagKey, &["!\0"])
+                ],
+                sort: SortKey::Name,
+                descending: false,
+                limit: 10,
+                after: None,
+            })
+            .await
+            .unwrap()
+            .secrets
+            .is_empty()
+    );
+
+    let chain = Arc::new(TestChain::default());
+    store.set_audit_chain(chain.clone());
+    let mut r = audit_record("r\0", "p", "GetSecretValue", T0);
+    r.resource = "nul/app\0".into();
+    r.user_agent = Some("agent\0".into());
+    store.append_audit(&[r]).await.unwrap();
+    let all = all_audit(store).await;
+    assert_eq!(all.len(), 1);
+    assert_chained(&chain, &all);
+    assert!(all[0].resource.starts_with("nul/app"));
+    // A rotation's error output is kept, whatever it holds.
+    store
+        .modify(id, &mut |st| {
+            st.secret.run.last_error = Some("exit 1: \0garbage".into());
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let err = store
+        .secret_by_id(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .run
+        .last_error;
+    assert!(err.is_some_and(|e| e.starts_with("exit 1: ") && e.ends_with("garbage")));
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Backends
 // ---------------------------------------------------------------------------------------------------------
+
+/// Claims on the outbox: a claimed item is nobody else's (nor due) until its claim ends,
+/// then due again if not finished; concurrent claimants get disjoint items, all of them.
+async fn outbox_claims(store: &dyn Store) {
+    store
+        .insert_notification_target(&target("t", &["SecretValueChanged"]))
+        .await
+        .unwrap();
+    for i in 0..20 {
+        store
+            .enqueue_notification(
+                "SecretValueChanged",
+                &format!("{{\"n\":{i}}}"),
+                T0.plus_ms(i),
+            )
+            .await
+            .unwrap();
+    }
+    let now = T0.plus_ms(20);
+    let until = now.plus_ms(MINUTE);
+    let first = store.claim_notifications(now, until, 3).await.unwrap();
+    let bodies: Vec<&str> = first.iter().map(|i| i.body.as_str()).collect();
+    assert_eq!(
+        bodies,
+        [r#"{"n":0}"#, r#"{"n":1}"#, r#"{"n":2}"#],
+        "soonest first"
+    );
+    let due = store.due_notifications(now, 50).await.unwrap();
+    assert_eq!(due.len(), 17, "claimed items are not due");
+    assert!(due.iter().all(|d| first.iter().all(|f| f.id != d.id)));
+
+    let claim = || store.claim_notifications(now, until, 10);
+    let (a, b) = tokio::join!(claim(), claim());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let mut ids: Vec<i64> = a.iter().chain(&b).map(|i| i.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 17, "disjoint and complete: {a:?} {b:?}");
+    assert!(
+        store
+            .claim_notifications(now, until, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Finished: gone. Retried: due at its retry time. Neither: due again when the claim ends.
+    store.finish_notification(first[0].id).await.unwrap();
+    store
+        .retry_notification(first[1].id, until.plus_ms(MINUTE), "HTTP 500")
+        .await
+        .unwrap();
+    let again = store
+        .claim_notifications(until, until.plus_ms(MINUTE), 50)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 18, "all but the finished and the retried");
+    assert!(
+        again
+            .iter()
+            .all(|i| i.id != first[0].id && i.id != first[1].id)
+    );
+    let retried = store
+        .claim_notifications(until.plus_ms(MINUTE), until.plus_ms(2 * MINUTE), 50)
+        .await
+        .unwrap();
+    assert!(
+        retried
+            .iter()
+            .any(|i| i.id == first[1].id && i.attempts == 1)
+    );
+}
 
 /// A SQLite store on a fresh temporary file (kept alive by the returned directory).
 async fn sqlite() -> (tempfile::TempDir, SqliteStore) {
@@ -625,16 +1512,27 @@ async fn sqlite() -> (tempfile::TempDir, SqliteStore) {
     (dir, store)
 }
 
+/// A PostgreSQL store on a fresh database of its own.
+async fn postgres() -> (PgDatabase, PgStore) {
+    let db = PgDatabase::create().await;
+    let store = PgStore::connect(&db.url())
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {}: {e:?}", db.url()));
+    (db, store)
+}
+
 /// One test per contract function for a backend; `$open` yields `(guard, store)`.
 macro_rules! backend_tests {
     ($backend:ident, $open:expr, [$($case:ident),* $(,)?]) => {
         mod $backend {
             use super::*;
             $(
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    let (_guard, store) = $open.await;
+                    let (guard, store) = $open.await;
                     super::$case(&store).await;
+                    store.close().await;
+                    drop(guard);
                 }
             )*
         }
@@ -644,5 +1542,384 @@ macro_rules! backend_tests {
 backend_tests!(
     sqlite_store,
     sqlite(),
-    [label_moves, idempotency, pagination, leases, outbox]
+    [
+        label_moves,
+        idempotency,
+        pagination,
+        leases,
+        outbox,
+        outbox_claims,
+        filters,
+        audit_chain,
+        identity,
+        settings,
+        nul_characters,
+        single_server_recovery,
+    ]
 );
+
+backend_tests!(
+    pg_store,
+    postgres(),
+    [
+        label_moves,
+        idempotency,
+        pagination,
+        leases,
+        outbox,
+        outbox_claims,
+        filters,
+        audit_chain,
+        identity,
+        settings,
+        nul_characters,
+        shared_database_recovery,
+    ]
+);
+
+/// Nodes on one PostgreSQL database: their migrations race harmlessly, their audit appends
+/// make one contiguous chain, a rotation lease goes to exactly one of them, and the last
+/// start's settings race leaves one value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_nodes_share_one_database() {
+    let db = PgDatabase::create().await;
+    let url = db.url();
+    let (a, b, c) = tokio::join!(
+        PgStore::connect(&url),
+        PgStore::connect(&url),
+        PgStore::connect(&url)
+    );
+    let nodes = [a.unwrap(), b.unwrap(), c.unwrap()];
+    let chains: Vec<Arc<TestChain>> = nodes
+        .iter()
+        .map(|n| {
+            let chain = Arc::new(TestChain::default());
+            n.set_audit_chain(chain.clone());
+            chain
+        })
+        .collect();
+    tokio::join!(
+        append_many(&nodes[0], "a", 20),
+        append_many(&nodes[1], "b", 20),
+        append_many(&nodes[2], "c", 20)
+    );
+    let all = all_audit(&nodes[0]).await;
+    assert_eq!(all.len(), 60);
+    assert_chained(&chains[0], &all);
+    for chain in &chains {
+        let seen = chain.committed.lock().unwrap().clone();
+        assert_eq!(seen.len(), 20);
+        assert!(
+            seen.windows(2).all(|w| w[0] < w[1]),
+            "each node in seq order: {seen:?}"
+        );
+    }
+
+    let id = create(&nodes[0], "nodes/app").await;
+    let until = T0.plus_ms(MINUTE);
+    let (x, y, z) = tokio::join!(
+        nodes[0].claim_rotation(id, "a", T0, until),
+        nodes[1].claim_rotation(id, "b", T0, until),
+        nodes[2].claim_rotation(id, "c", T0, until)
+    );
+    let won = [x.unwrap(), y.unwrap(), z.unwrap()];
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+
+    // Read-modify-write from every node at once loses no update (the secret's row lock).
+    tokio::join!(
+        bump(&nodes[0], id, "a"),
+        bump(&nodes[1], id, "b"),
+        bump(&nodes[2], id, "c")
+    );
+    let s = nodes[2].secret_by_id(id).await.unwrap().unwrap();
+    assert_eq!(s.description.map(|d| d.len()), Some(30), "no lost update");
+    assert_eq!(nodes[1].versions(id).await.unwrap().0.len(), 31);
+
+    // The per-user key maximum holds when nodes create keys at once.
+    nodes[0].create_user(&user("racer")).await.unwrap();
+    let made = tokio::join!(
+        make_key(&nodes[0], 0),
+        make_key(&nodes[1], 1),
+        make_key(&nodes[2], 2),
+        make_key(&nodes[0], 3),
+        make_key(&nodes[1], 4)
+    );
+    let made = [made.0, made.1, made.2, made.3, made.4];
+    assert_eq!(made.iter().filter(|m| **m).count(), 2, "{made:?}");
+    assert_eq!(key_ids(&nodes[2], "racer").await.len(), 2);
+
+    for n in &nodes {
+        n.close().await;
+    }
+    drop(db);
+}
+
+/// Ten read-modify-writes of one secret: a description one longer and a version each time.
+async fn bump(node: &dyn Store, id: i64, who: &str) {
+    for _ in 0..10 {
+        node.modify(id, &mut |st| {
+            let n = st.secret.description.as_deref().map_or(0, str::len);
+            st.secret.description = Some("x".repeat(n + 1));
+            st.new_versions
+                .push(version(&format!("{who}-{n}"), Some("v")));
+            Ok(())
+        })
+        .await
+        .unwrap();
+    }
+}
+
+/// Whether `racer` got key number `i` (at most two allowed).
+async fn make_key(node: &dyn Store, i: usize) -> bool {
+    node.insert_access_key(&key(&format!("AKIARACE{i}"), "racer", None), Some(2))
+        .await
+        .is_ok()
+}
+
+/// An unreachable database fails fast, with the retryable error, instead of hanging.
+#[tokio::test]
+async fn pg_unreachable_answers_unavailable() {
+    // A port nothing listens on (the discard port on loopback).
+    let started = Instant::now();
+    let err = match PgStore::connect("postgres://postgres@127.0.0.1:9/kura").await {
+        Ok(_) => panic!("connected to nothing"),
+        Err(e) => e,
+    };
+    assert!(err.is_unavailable(), "{err:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+}
+
+#[test]
+fn test_urls_name_the_test_database() {
+    assert_eq!(
+        with_database("postgres://postgres@127.0.0.1:5432/postgres", "k"),
+        "postgres://postgres@127.0.0.1:5432/k"
+    );
+    assert_eq!(
+        with_database("postgres://u:p@h/db?sslmode=require", "k"),
+        "postgres://u:p@h/k?sslmode=require"
+    );
+    assert_eq!(
+        with_database("postgres://h:5432", "k"),
+        "postgres://h:5432/k"
+    );
+}
+
+/// `kura_store::open` picks the backend from what it is given.
+#[tokio::test]
+async fn open_picks_the_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kura.db");
+    for target in [
+        path.display().to_string(),
+        format!("sqlite://{}", path.display()),
+    ] {
+        let store = kura_store::open(&target).await.unwrap();
+        store.init_setting("k", b"sqlite").await.unwrap();
+        store.close().await;
+    }
+    assert!(path.exists());
+
+    let db = PgDatabase::create().await;
+    for url in [
+        db.url(),
+        db.url().replacen("postgres://", "postgresql://", 1),
+    ] {
+        let store = kura_store::open(&url).await.unwrap();
+        assert_eq!(store.init_setting("k", b"pg").await.unwrap(), b"pg");
+        store.close().await;
+    }
+    drop(db);
+}
+
+/// A PostgreSQL outage (every connection cut, the server refusing new ones): calls fail
+/// within seconds with the retryable error instead of hanging, nothing acknowledged before
+/// is lost, and the same store works again by itself once the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_outage_fails_fast_and_recovers() {
+    use std::net::ToSocketAddrs;
+    let db = PgDatabase::create().await;
+    let url = db.url();
+    let opts: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    let target = (opts.get_host(), opts.get_port())
+        .to_socket_addrs()
+        .unwrap()
+        .next()
+        .unwrap();
+    let mut relay = Relay::start(target).await;
+    let via_relay = url.replacen(
+        &format!("{}:{}", opts.get_host(), opts.get_port()),
+        &format!("127.0.0.1:{}", relay.port),
+        1,
+    );
+    assert_ne!(via_relay, url, "the URL names host:port");
+    let store = PgStore::connect(&via_relay).await.unwrap();
+    let id = create(&store, "outage/app").await;
+
+    relay.cut();
+    let started = Instant::now();
+    let err = store
+        .find_secret(&SecretRef::Name("outage/app".into()))
+        .await
+        .expect_err("the database is gone");
+    assert!(err.is_unavailable(), "{err:?}");
+    let err = store
+        .modify(id, &mut |st| {
+            st.secret.description = Some("lost?".into());
+            Ok(())
+        })
+        .await
+        .expect_err("the database is gone");
+    assert!(err.is_unavailable(), "{err:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "failed fast: {:?}",
+        started.elapsed()
+    );
+
+    relay.restore().await;
+    let found = store
+        .find_secret(&SecretRef::Name("outage/app".into()))
+        .await
+        .unwrap()
+        .expect("acknowledged before the outage");
+    assert_eq!(found.description, None, "the failed modify changed nothing");
+    store
+        .modify(id, &mut |st| {
+            st.secret.description = Some("after".into());
+            Ok(())
+        })
+        .await
+        .unwrap();
+    store.close().await;
+    drop(relay);
+    drop(db);
+}
+
+/// A TCP relay to PostgreSQL that a test can cut (every connection closed, the port refusing)
+/// and restore on the same port: a database outage without stopping the shared server.
+struct Relay {
+    port: u16,
+    target: std::net::SocketAddr,
+    running: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Relay {
+    async fn start(target: std::net::SocketAddr) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut relay = Relay {
+            port,
+            target,
+            running: None,
+        };
+        relay.running = Some(tokio::spawn(serve(listener, target)));
+        relay
+    }
+
+    /// Closes every relayed connection and stops listening.
+    fn cut(&mut self) {
+        if let Some(task) = self.running.take() {
+            task.abort();
+        }
+    }
+
+    async fn restore(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        self.running = Some(tokio::spawn(serve(listener, self.target)));
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+/// Accepts and relays until aborted; the connections live in this task's set, so aborting
+/// it closes them all.
+async fn serve(listener: tokio::net::TcpListener, target: std::net::SocketAddr) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let Ok((mut client, _)) = listener.accept().await else {
+            continue;
+        };
+        connections.spawn(async move {
+            if let Ok(mut server) = tokio::net::TcpStream::connect(target).await {
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            }
+        });
+    }
+}
+
+/// `sslmode=require` in the URL: the store's connections use TLS (rustls).
+#[tokio::test]
+async fn pg_tls_when_the_url_requires_it() {
+    let db = PgDatabase::create().await;
+    let url = db.url();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let store = PgStore::connect(&format!("{url}{sep}sslmode=require"))
+        .await
+        .unwrap_or_else(|e| panic!("TLS to {url}: {e:?} (is ssl on in postgresql.conf?)"));
+    store.init_setting("k", b"v").await.unwrap();
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let (kura, encrypted): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COUNT(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a \
+         JOIN pg_stat_ssl s USING (pid) WHERE a.datname = current_database() \
+         AND a.application_name = 'kura'",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(kura > 0, "the store holds a connection");
+    assert_eq!(encrypted, kura, "every connection of the store is TLS");
+    let _ = sqlx::Connection::close(admin).await;
+    store.close().await;
+    drop(db);
+}
+
+/// A row lock that is not released (a node holding it stopped answering) fails a writer
+/// within seconds, retryably, instead of stalling it; once released, writes go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_a_stuck_lock_fails_writers_fast() {
+    use sqlx::Connection;
+    let db = PgDatabase::create().await;
+    let store = PgStore::connect(&db.url()).await.unwrap();
+    let id = create(&store, "stuck/app").await;
+    let mut other = sqlx::PgConnection::connect(&db.url()).await.unwrap();
+    let mut held = other.begin().await.unwrap();
+    sqlx::query("SELECT id FROM secrets WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .execute(&mut *held)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let err = store
+        .modify(id, &mut |st| {
+            st.secret.description = Some("waits".into());
+            Ok(())
+        })
+        .await
+        .expect_err("the row stays locked");
+    assert!(err.is_unavailable(), "{err:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    held.rollback().await.unwrap();
+    store
+        .modify(id, &mut |st| {
+            st.secret.description = Some("through".into());
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let _ = other.close().await;
+    store.close().await;
+    drop(db);
+}

@@ -1,0 +1,443 @@
+//! The PostgreSQL backend, for several kura nodes on one database.
+//!
+//! Same contract as [`SqliteStore`](crate::SqliteStore), different means: SQLite has one writer
+//! at a time, PostgreSQL has many, on many nodes. So write transactions (READ COMMITTED) lock
+//! the rows they read before changing them (`SELECT … FOR UPDATE` on the secret in `modify`, on
+//! the user when counting its keys), single-row bookkeeping is one conditional UPDATE, and the
+//! audit chain's tail is read and extended under one database-wide advisory lock. Deadlocks and
+//! serialization failures are retried a few times; an outage, a full pool or conflicts that
+//! persist answer [`Error::unavailable`] at once instead of hanging.
+//!
+//! Here: the pool, migrations, errors, retries and the audited commit; one file per aggregate
+//! beside it (`secrets`, `identity`, `audit_log`, `rotation`, `notifications`), and `rows`
+//! for decoding. The schema is `migrations/postgres/`.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kura_core::filter;
+use kura_core::labels::Stages;
+use kura_core::model::{
+    NewVersion, RotationConfig, RotationPhase, RotationRun, RotationStep, SealedValue,
+    SecretRecord, SecretState, Tag, ValueKind, VersionMeta,
+};
+use kura_core::names::SecretRef;
+use kura_core::{Error, Result, Timestamp};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Row};
+
+use crate::audit::{self, AuditChain, Changed};
+use crate::prelude::*;
+use crate::sqlite::{Bind, changed_version, kind_str, prefix_upper_bound, sort_column, text_of};
+use crate::{
+    AccessKeyRecord, AuditQuery, AuditRecord, Cursor, CursorValue, FilterKey, ListFilter, ListPage,
+    ListQuery, Mutation, NotificationTargetRecord, OutboxItem, RotationFunctionRecord, SortKey,
+    StoredVersion, UserRecord, VersionSelector,
+};
+
+/// Versioned migrations, applied in order. PostgreSQL starts from the SQLite schema's final
+/// shape, so its numbering is its own.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    include_str!("../../migrations/postgres/0001_initial.sql"),
+)];
+
+/// Advisory lock keys (arbitrary constants, "kura" in ASCII plus a suffix), so they do not
+/// collide with another application's locks on a shared server.
+const MIGRATION_LOCK: i64 = 0x6b75_7261_0001;
+const AUDIT_LOCK: i64 = 0x6b75_7261_0002;
+
+/// Tries of a transaction that hits a deadlock or serialization failure before giving up.
+const MAX_TRIES: u32 = 5;
+
+/// What a conflict's error detail starts with, so [`retry`] can tell it from other failures.
+const CONFLICT: &str = "transaction conflict";
+
+/// Pool limits: enough connections for a node's concurrent requests without exhausting a
+/// shared server's `max_connections` when several nodes run; an acquire that waits longer
+/// than this fails (the database is down or saturated) instead of hanging the request.
+const MAX_CONNECTIONS: u32 = 16;
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Session settings (PostgreSQL syntax): how long a statement waits for a lock, and how long
+/// a transaction may sit idle before the server ends its session. Transactions here hold
+/// locks for milliseconds, so these only fire when something is wrong.
+const LOCK_TIMEOUT: &str = "5s";
+const IDLE_IN_TRANSACTION_TIMEOUT: &str = "60s";
+
+/// `?` placeholders numbered `$1, $2, …` in order, so SQL reads like the SQLite backend's.
+/// Only for SQL written here (no `?` inside literals).
+fn pg(sql: &str) -> AssertSqlSafe<String> {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    AssertSqlSafe(out)
+}
+
+fn db_err(e: sqlx::Error) -> Error {
+    match &e {
+        sqlx::Error::Database(d) => {
+            let code = d.code().unwrap_or_default();
+            // 40001 serialization_failure, 40P01 deadlock_detected: retried by `retry`.
+            if code == "40001" || code == "40P01" {
+                return Error::unavailable(format!("{CONFLICT}: {e}"));
+            }
+            // Class 08: connection exceptions; 57P0x: the server is shutting down or starting;
+            // 53300: too many connections; 55P03: a lock not granted within LOCK_TIMEOUT;
+            // 25P03: the session ended for idling in a transaction.
+            if code.starts_with("08")
+                || code.starts_with("57P0")
+                || ["53300", "55P03", "25P03"].contains(&code.as_ref())
+            {
+                return Error::unavailable(format!("database: {e}"));
+            }
+            // 22021: a NUL character, which PostgreSQL text cannot hold (SQLite can). Input
+            // validation keeps it out of stored fields; a lookup by such a name is the
+            // caller's mistake, not a server fault.
+            if code == "22021" {
+                return Error::invalid_parameter(
+                    "A parameter contains a NUL character, which kura does not accept.",
+                );
+            }
+            if code == "53100" {
+                return Error::disk_full(format!("database: {e}"));
+            }
+            Error::internal(format!("database: {e}"))
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed => Error::unavailable(format!("database: {e}")),
+        _ => Error::internal(format!("database: {e}")),
+    }
+}
+
+fn is_conflict(e: &Error) -> bool {
+    e.is_unavailable() && e.detail.as_deref().is_some_and(|d| d.starts_with(CONFLICT))
+}
+
+/// A short random pause before trying a conflicting transaction again, growing per try, so
+/// the transactions that collided do not collide again in lockstep.
+async fn backoff(tries: u32) {
+    let ms = rand::random_range(1..=(5u64 << tries));
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+/// Runs a transaction (`$op` evaluates to a fresh future each try) until it does not end in
+/// a conflict, at most [`MAX_TRIES`] times; the last conflict is returned as is (already an
+/// "unavailable; retry" error).
+macro_rules! retry {
+    ($op:expr) => {{
+        let mut tries = 1u32;
+        loop {
+            match $op.await {
+                Err(e) if is_conflict(&e) && tries < MAX_TRIES => {
+                    backoff(tries).await;
+                    tries += 1;
+                }
+                done => break done,
+            }
+        }
+    }};
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+mod audit_log;
+mod identity;
+mod notifications;
+mod rotation;
+mod rows;
+mod secrets;
+
+use audit_log::insert_chained;
+use notifications::queue_event;
+use rows::*;
+
+type Tx = sqlx::Transaction<'static, Postgres>;
+
+pub struct PgStore {
+    pool: PgPool,
+    /// Set once the server has its audit key; until then writes commit no record.
+    chain: OnceLock<Arc<dyn AuditChain>>,
+    /// Held from an audit-writing transaction's tail read until its `committed` call, so this
+    /// node hands records to its chain in commit order (the advisory lock orders the nodes'
+    /// commits in the database; this orders the hand-offs after them).
+    audit_order: tokio::sync::Mutex<()>,
+}
+
+async fn migrate(pool: &PgPool) -> Result<()> {
+    // One transaction under an advisory lock: nodes starting together wait for the first to
+    // finish, then find its migrations applied.
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    // Waiting for another node's migration is expected, however long it takes.
+    sqlx::query("SET LOCAL lock_timeout = 0")
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    if let Some(newest) = applied.iter().max()
+        && *newest > MIGRATIONS.len() as i64
+    {
+        return Err(Error::internal(format!(
+            "the database has schema version {newest}, newer than this kura knows: upgrade kura"
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)) {
+        sqlx::raw_sql(AssertSqlSafe(*sql))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| Error::internal(format!("migration {version}: {e}")))?;
+        sqlx::query(
+            "INSERT INTO schema_migrations (version, applied_at) \
+             VALUES ($1, (extract(epoch from now()) * 1000)::bigint)",
+        )
+        .bind(version)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    }
+    tx.commit().await.map_err(db_err)
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://…`, with `sslmode=require` or `verify-full` for TLS) and
+    /// brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<PgStore> {
+        let opts = PgConnectOptions::from_str(url)
+            .map_err(|e| Error::internal(format!("the database URL is not valid: {e}")))?
+            .application_name("kura")
+            .options([
+                // A lock held by a node that stopped answering (a partition keeps its session
+                // open until TCP gives up, hours later) fails waiters fast, retryably, instead
+                // of stalling every request on that secret.
+                ("lock_timeout", LOCK_TIMEOUT),
+                // And such a node's open transaction is ended by the server, releasing them.
+                (
+                    "idle_in_transaction_session_timeout",
+                    IDLE_IN_TRANSACTION_TIMEOUT,
+                ),
+            ]);
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            // A connection broken by an outage is found out before a request gets it.
+            .test_before_acquire(true)
+            .connect_with(opts)
+            .await
+            .map_err(db_err)?;
+        migrate(&pool).await?;
+        Ok(PgStore {
+            pool,
+            chain: OnceLock::new(),
+            audit_order: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    async fn begin(&self) -> Result<Tx> {
+        self.pool.begin().await.map_err(db_err)
+    }
+
+    /// One statement in its own transaction; returns the rows it changed. `change`: the
+    /// statement is a request's change (its audit record commits with it), `None` for
+    /// bookkeeping (last-used days, leases, the outbox).
+    async fn write_one(
+        &self,
+        q: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
+        change: Option<Changed>,
+    ) -> Result<u64> {
+        match change {
+            None => Ok(q.execute(&self.pool).await.map_err(db_err)?.rows_affected()),
+            Some(c) => {
+                let mut tx = self.begin().await?;
+                let done = q.execute(&mut *tx).await.map_err(db_err)?;
+                self.commit_change(tx, c).await?;
+                Ok(done.rows_affected())
+            }
+        }
+    }
+
+    /// Commits a transaction that changes something a request asked for, with the request's
+    /// audit record if one is waiting, exactly as the SQLite backend does: "refused" then
+    /// means "not done".
+    async fn commit_change(&self, mut tx: Tx, changed: Changed) -> Result<()> {
+        let Some(chain) = self.chain.get() else {
+            return tx.commit().await.map_err(db_err);
+        };
+        let Some(draft) = audit::take(&changed) else {
+            return tx.commit().await.map_err(db_err);
+        };
+        let _order = self.audit_order.lock().await;
+        let written =
+            match insert_chained(&mut tx, chain.as_ref(), vec![draft.record.clone()]).await {
+                Ok(records) => tx.commit().await.map_err(db_err).map(|()| records),
+                Err(e) => Err(e),
+            };
+        match written {
+            Ok(records) => {
+                audit::settle(draft, true);
+                // The change and its record are durable: a failed file append is the file's
+                // problem (logged by the chain, found by verify), not the request's.
+                let _ = chain.committed(&records);
+                Ok(())
+            }
+            Err(e) => {
+                audit::settle(draft, false);
+                Err(e)
+            }
+        }
+    }
+}
+
+fn bind_all<'q>(
+    mut query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    binds: Vec<Bind>,
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    for b in binds {
+        query = match b {
+            Bind::Int(i) => query.bind(i),
+            Bind::Text(t) => query.bind(t),
+        };
+    }
+    query
+}
+
+#[async_trait]
+impl SettingsStore for PgStore {
+    async fn get_setting(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn init_setting(&self, key: &str, value: &[u8]) -> Result<Vec<u8>> {
+        // A racing node's insert either lands first (ours does nothing) or waits on ours.
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        self.get_setting(key)
+            .await?
+            .ok_or_else(|| Error::internal(format!("setting {key} vanished")))
+    }
+
+    async fn load_keys(&self) -> Result<Vec<(String, i64, Vec<u8>)>> {
+        let rows = sqlx::query("SELECT name, version, wrapped FROM keys ORDER BY name, version")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("name").map_err(db_err)?,
+                    r.try_get("version").map_err(db_err)?,
+                    r.try_get("wrapped").map_err(db_err)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn insert_key(
+        &self,
+        name: &str,
+        version: i64,
+        wrapped: &[u8],
+        now: Timestamp,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO keys (name, version, wrapped, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(name)
+        .bind(version)
+        .bind(wrapped)
+        .bind(now.0)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl StoreLifecycle for PgStore {
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_text_loses_its_nul_characters_only() {
+        assert_eq!(without_nul("a\0b"), "a\u{FFFD}b");
+        assert!(matches!(
+            without_nul("plain"),
+            std::borrow::Cow::Borrowed("plain")
+        ));
+        let mut r = AuditRecord {
+            resource: "x\0".into(),
+            user_agent: Some("\0ua".into()),
+            ..Default::default()
+        };
+        without_nul_record(&mut r);
+        assert_eq!(
+            (r.resource.as_str(), r.user_agent.as_deref()),
+            ("x\u{FFFD}", Some("\u{FFFD}ua"))
+        );
+    }
+
+    #[test]
+    fn placeholders_are_numbered_in_order() {
+        assert_eq!(
+            pg("SELECT a FROM t WHERE b = ? AND c IN (?, ?)").0,
+            "SELECT a FROM t WHERE b = $1 AND c IN ($2, $3)"
+        );
+        assert_eq!(pg("SELECT 1").0, "SELECT 1");
+    }
+
+    #[test]
+    fn conflicts_are_retryable_and_unavailable() {
+        let e = Error::unavailable(format!("{CONFLICT}: deadlock"));
+        assert!(is_conflict(&e));
+        assert!(!is_conflict(&Error::unavailable("connection refused")));
+        assert!(!is_conflict(&Error::internal(format!("{CONFLICT}: x"))));
+        assert!(db_err(sqlx::Error::PoolTimedOut).is_unavailable());
+        assert!(!db_err(sqlx::Error::RowNotFound).is_unavailable());
+    }
+}
