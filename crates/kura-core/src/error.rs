@@ -64,8 +64,7 @@ pub struct Error {
     pub detail: Option<String>,
 }
 
-const UNAVAILABLE_MESSAGE: &str =
-    "kura's database is unavailable; retry the request shortly.";
+const UNAVAILABLE_MESSAGE: &str = "kura's database is unavailable; retry the request shortly.";
 
 const DISK_FULL_MESSAGE: &str = "kura cannot write to its database: the disk is full. Nothing was changed; \
      try again once the operator has freed space.";

@@ -199,10 +199,24 @@ pub struct VerifyReport {
 const FILE_CATCH_UP_TRIES: u32 = 5;
 const FILE_CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// Which records a node's audit file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileHolds {
+    /// Every record (one server on its own database): line N is the database's record N.
+    All,
+    /// This node's records only (a cluster on one database): in the database's order, each
+    /// equal to the database's record of the same number.
+    OwnRecords,
+}
+
 /// Walks the whole chain in the database and, line by line beside it, the JSON-lines file:
 /// line N must be the database's record N, and the file's MACs must chain on their own too.
 /// Every break of the database chain is reported; of the file, the first difference.
-pub async fn verify(store: &dyn Store, key: &MacKey, file: Option<&Path>) -> Result<VerifyReport> {
+pub async fn verify(
+    store: &dyn Store,
+    key: &MacKey,
+    file: Option<(&Path, FileHolds)>,
+) -> Result<VerifyReport> {
     let mut tries = 0;
     loop {
         let (report, file_behind) = verify_once(store, key, file).await?;
@@ -218,7 +232,7 @@ pub async fn verify(store: &dyn Store, key: &MacKey, file: Option<&Path>) -> Res
 async fn verify_once(
     store: &dyn Store,
     key: &MacKey,
-    file: Option<&Path>,
+    file: Option<(&Path, FileHolds)>,
 ) -> Result<(VerifyReport, bool)> {
     let mut report = VerifyReport::default();
     let mut prev = GENESIS.to_string();
@@ -226,7 +240,7 @@ async fn verify_once(
     let mut after = None;
     let mut last_seq = 0;
     let mut lines = match file {
-        Some(path) => Some(FileCheck::open(path)?),
+        Some((path, holds)) => Some(FileCheck::open(path, holds)?),
         None => None,
     };
     loop {
@@ -259,7 +273,7 @@ async fn verify_once(
                 ));
             }
             if let Some(f) = &mut lines {
-                f.check(key, r, report.records)?;
+                f.check(key, r, &prev, report.records)?;
             }
             prev = r.mac.clone();
             expected = r.seq + 1;
@@ -269,7 +283,7 @@ async fn verify_once(
     }
     let mut behind = false;
     if let Some(mut f) = lines {
-        f.finish(last_seq)?;
+        f.finish(last_seq, &prev)?;
         behind = f.behind;
         report.problems.extend(f.problem);
     }
@@ -279,6 +293,10 @@ async fn verify_once(
 /// The JSON-lines file, read line by line beside the database's records.
 struct FileCheck<'a> {
     path: &'a Path,
+    holds: FileHolds,
+    /// A line read ahead (only this node's records are in the file): it belongs to a later
+    /// database record.
+    ahead: Option<AuditRecord>,
     /// `None`: there is no file.
     lines: Option<std::io::Lines<std::io::BufReader<std::fs::File>>>,
     line_no: u64,
@@ -291,7 +309,7 @@ struct FileCheck<'a> {
 }
 
 impl<'a> FileCheck<'a> {
-    fn open(path: &'a Path) -> Result<Self> {
+    fn open(path: &'a Path, holds: FileHolds) -> Result<Self> {
         let lines = match std::fs::File::open(path) {
             Ok(f) => Some(std::io::BufRead::lines(std::io::BufReader::new(f))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -304,6 +322,8 @@ impl<'a> FileCheck<'a> {
         };
         Ok(FileCheck {
             path,
+            holds,
+            ahead: None,
             lines,
             line_no: 0,
             prev_mac: GENESIS.to_string(),
@@ -335,10 +355,14 @@ impl<'a> FileCheck<'a> {
         }
     }
 
-    /// Compares the next line with `db`, the database's `nth` record.
-    fn check(&mut self, key: &MacKey, db: &AuditRecord, nth: u64) -> Result<()> {
+    /// Compares the next line with `db`, the database's `nth` record, which the database
+    /// chains after `db_prev`.
+    fn check(&mut self, key: &MacKey, db: &AuditRecord, db_prev: &str, nth: u64) -> Result<()> {
         if self.problem.is_some() {
             return Ok(());
+        }
+        if self.holds == FileHolds::OwnRecords {
+            return self.check_own(key, db, db_prev);
         }
         let file = self.path.display();
         let line = match self.next_line()? {
@@ -409,9 +433,81 @@ impl<'a> FileCheck<'a> {
         Ok(())
     }
 
+    /// The next line as a record: read ahead, or from the file.
+    fn next_record(&mut self) -> Result<Option<std::result::Result<AuditRecord, String>>> {
+        if let Some(r) = self.ahead.take() {
+            return Ok(Some(Ok(r)));
+        }
+        Ok(self.next_line()?.map(|line| {
+            line.and_then(|text| {
+                serde_json::from_str::<AuditRecord>(&text)
+                    .map_err(|_| "is not an audit record".into())
+            })
+        }))
+    }
+
+    /// A node of a cluster keeps its own records: a line for `db` if this node wrote it,
+    /// none if another node did.
+    fn check_own(&mut self, key: &MacKey, db: &AuditRecord, db_prev: &str) -> Result<()> {
+        let file = self.path.display();
+        let n = self.line_no;
+        let r = match self.next_record()? {
+            None => return Ok(()),
+            Some(Err(what)) => {
+                self.problem = Some(format!(
+                    "line {} of {file} {what}: it was edited or cut short",
+                    n + 1
+                ));
+                return Ok(());
+            }
+            Some(Ok(r)) => r,
+        };
+        if r.seq > db.seq {
+            self.ahead = Some(r); // db is another node's record
+            return Ok(());
+        }
+        let differs = fields_differing(&r, db);
+        self.problem = if r.seq < db.seq || r.seq <= self.prev_seq {
+            Some(format!(
+                "line {} of {file} is record {}, which is not where the database has it: lines were inserted or reordered, or the database lost records",
+                self.line_no, r.seq
+            ))
+        } else if mac_of(key, db_prev, &r) != r.mac {
+            Some(format!(
+                "line {} of {file} (record {}) does not verify under this installation's audit key{}: one of them was edited",
+                self.line_no,
+                r.seq,
+                if differs.is_empty() {
+                    String::new()
+                } else {
+                    format!(" and differs from the database in {}", differs.join(", "))
+                }
+            ))
+        } else if !differs.is_empty() {
+            Some(format!(
+                "line {} of {file} (record {}) differs from the database's record in {}: one of them was edited",
+                self.line_no,
+                r.seq,
+                differs.join(", ")
+            ))
+        } else {
+            None
+        };
+        self.prev_seq = r.seq;
+        Ok(())
+    }
+
     /// After the database's last record (`last_seq`): the file must end too.
-    fn finish(&mut self, last_seq: i64) -> Result<()> {
+    fn finish(&mut self, last_seq: i64, _db_prev: &str) -> Result<()> {
         if self.problem.is_some() {
+            return Ok(());
+        }
+        if let Some(r) = self.ahead.take() {
+            self.problem = Some(format!(
+                "the audit file {} holds record {} but the database ends at record {last_seq}: records were deleted from the database",
+                self.path.display(),
+                r.seq
+            ));
             return Ok(());
         }
         let file = self.path.display();

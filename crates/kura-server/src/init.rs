@@ -1,5 +1,9 @@
-//! Opening a data directory: on first start it creates the root key, the default
-//! key-encryption key and the root user's access key; later starts reuse them.
+//! Opening a data directory and its database: on first start it creates the root key, the
+//! default key-encryption key and the root user's access key; later starts reuse them.
+//!
+//! The database is the embedded SQLite file in the data directory, or a PostgreSQL database
+//! (`--database-url`) shared by several nodes. Then the first node to start initialises the
+//! database and writes `root-credentials`; every other node needs a copy of its `root.key`.
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -10,11 +14,10 @@ use kura_core::model::{SealedValue, ValueKind};
 use kura_core::{Clock, Error, Result};
 use kura_crypto::mac::MacKey;
 use kura_crypto::{Keyring, RootKey, random};
-use kura_store::prelude::*;
-use kura_store::{SqliteStore, Store};
+use kura_store::{PgStore, SqliteStore, Store};
 use zeroize::Zeroizing;
 
-use crate::audit::{AUDIT_FILE, AuditLog, VerifyReport};
+use crate::audit::{AUDIT_FILE, AuditLog, FileHolds, VerifyReport};
 use crate::service::access_keys::NewAccessKey;
 use crate::service::{DEFAULT_KEY, Service};
 
@@ -39,7 +42,8 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
         .map_err(|e| io_err("cannot write", path, e))
 }
 
-fn load_or_create_root_key(dir: &Path) -> Result<RootKey> {
+/// Reads the root key; creates one only when `may_create` (a database nothing has used yet).
+fn load_or_create_root_key(dir: &Path, may_create: bool) -> Result<RootKey> {
     let path = dir.join(ROOT_KEY_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
@@ -57,6 +61,13 @@ fn load_or_create_root_key(dir: &Path) -> Result<RootKey> {
                 ))
             })?);
             RootKey::from_bytes(&bytes)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !may_create => {
+            Err(Error::internal(format!(
+                "{} is missing, and the database already belongs to a kura installation: copy root.key from one of its nodes (or from the data directory `kura migrate` copied from) into {}, then start again",
+                path.display(),
+                dir.display()
+            )))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = RootKey::generate()?;
@@ -99,16 +110,69 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File> {
     }
 }
 
-/// Opens (creating on first start) everything in `dir` and returns the ready service.
-pub async fn open(dir: &Path, region: &str, clock: Arc<dyn Clock>) -> Result<Opened> {
+/// A database URL as it may be logged: without its password.
+pub fn shown_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "(unparsable database URL)".into(),
+    }
+}
+
+/// Opens the database: PostgreSQL when `database_url` is given, else the data directory's
+/// SQLite file.
+async fn open_store(dir: &Path, database_url: Option<&str>) -> Result<Arc<dyn Store>> {
+    match database_url {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let store = PgStore::connect(url).await.map_err(|e| {
+                let why = e.detail.clone().unwrap_or(e.message.clone());
+                Error::internal(format!(
+                    "cannot open the database {}: {why}",
+                    shown_url(url)
+                ))
+            })?;
+            Ok(Arc::new(store))
+        }
+        Some(url) => Err(Error::invalid_parameter(format!(
+            "--database-url {} is not a postgres:// URL; leave it out to use the embedded SQLite database in the data directory",
+            shown_url(url)
+        ))),
+        None => {
+            let store = SqliteStore::open(&dir.join(DATABASE_FILE)).await?;
+            // The database holds only ciphertext, but its metadata is nobody else's business.
+            for suffix in ["", "-wal", "-shm"] {
+                let p = dir.join(format!("{DATABASE_FILE}{suffix}"));
+                if p.exists() {
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                        .map_err(|e| io_err("cannot restrict permissions of", &p, e))?;
+                }
+            }
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// Opens (creating on first start) everything in `dir` and the database, and returns the
+/// ready service.
+pub async fn open(
+    dir: &Path,
+    database_url: Option<&str>,
+    region: &str,
+    clock: Arc<dyn Clock>,
+) -> Result<Opened> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
         .map_err(|e| io_err("cannot create the data directory", dir, e))?;
     let lock = lock_data_dir(dir)?;
-    let root = load_or_create_root_key(dir)?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join(DATABASE_FILE)).await?);
+    let store = open_store(dir, database_url).await?;
+    // A database with keys was initialised with some root key: never make a new one for it.
+    let fresh = store.load_keys().await?.is_empty();
+    let root = load_or_create_root_key(dir, fresh)?;
     // The database holds only ciphertext, but its metadata is nobody else's business either.
     for suffix in ["", "-wal", "-shm"] {
         let p = dir.join(format!("{DATABASE_FILE}{suffix}"));
@@ -132,13 +196,23 @@ pub async fn open(dir: &Path, region: &str, clock: Arc<dyn Clock>) -> Result<Ope
     let mut keys = store.load_keys().await?;
     if !keys.iter().any(|(name, _, _)| name == DEFAULT_KEY) {
         let wrapped = keyring.new_kek(DEFAULT_KEY, 1)?;
-        store
+        // Another node starting at the same moment may have stored its own first; then the
+        // check below finds that this root key is not the cluster's.
+        if let Err(e) = store
             .insert_key(DEFAULT_KEY, 1, &wrapped, clock.now())
-            .await?;
+            .await
+        {
+            tracing::debug!(detail = ?e, "another node initialised the keyring first");
+        }
         keys = store.load_keys().await?;
     }
     for (name, version, wrapped) in &keys {
-        keyring.load_kek(name, *version, wrapped)?;
+        keyring.load_kek(name, *version, wrapped).map_err(|_| {
+            Error::internal(format!(
+                "the root key in {} does not open this database's keyring (key {name} version {version}): it is not the root key of the installation that owns the database. Copy root.key from one of its nodes, or point --database-url at this node's own database",
+                dir.join(ROOT_KEY_FILE).display()
+            ))
+        })?;
     }
 
     let mut token_secret = Zeroizing::new([0u8; 32]);
@@ -162,6 +236,10 @@ pub async fn open(dir: &Path, region: &str, clock: Arc<dyn Clock>) -> Result<Ope
     let credentials_file = dir.join(CREDENTIALS_FILE);
     if !store.user_exists("root").await? {
         create_root_user(&service, &account, &credentials_file, clock.now()).await?;
+    } else if !credentials_file.exists() && database_url.is_some() {
+        tracing::info!(
+            "joined an initialised database: the root credentials are in the root-credentials file of the node that initialised it"
+        );
     } else if !credentials_file.exists() {
         tracing::warn!(path = %credentials_file.display(), "the root credentials file is gone; the root access key still works for whoever kept a copy");
     }
@@ -179,7 +257,7 @@ async fn create_root_user(
     now: kura_core::Timestamp,
 ) -> Result<()> {
     let store = svc.store();
-    store
+    let created = store
         .create_user(&kura_store::UserRecord {
             name: "root".into(),
             arn: format!("arn:aws:iam::{account}:root"),
@@ -187,7 +265,13 @@ async fn create_root_user(
             created_at: now,
             tags: Vec::new(),
         })
-        .await?;
+        .await;
+    match created {
+        Ok(()) => {}
+        // Another node of the cluster created it a moment ago: its node has the credentials.
+        Err(e) if e.code == kura_core::ErrorCode::ResourceExists => return Ok(()),
+        Err(e) => return Err(e),
+    }
     let (access_key_id, secret) = svc
         .create_access_key(NewAccessKey::long_term("root", None))
         .await?;
@@ -273,9 +357,9 @@ async fn load_or_create_audit_key(service: &Service, audit_file: &Path) -> Resul
     Ok(MacKey::new(&key))
 }
 
-/// `kura audit verify`: checks the audit chain of a data directory, read-only, beside a
-/// running server or not.
-pub async fn verify_audit(dir: &Path) -> Result<VerifyReport> {
+/// `kura audit verify`: checks the audit chain of a data directory (and of its database,
+/// when that is a PostgreSQL one), read-only, beside a running server or not.
+pub async fn verify_audit(dir: &Path, database_url: Option<&str>) -> Result<VerifyReport> {
     let root_path = dir.join(ROOT_KEY_FILE);
     if !root_path.exists() {
         return Err(Error::internal(format!(
@@ -284,8 +368,14 @@ pub async fn verify_audit(dir: &Path) -> Result<VerifyReport> {
             root_path.display()
         )));
     }
-    let root = load_or_create_root_key(dir)?;
-    let store = kura_store::open_read_only(&dir.join(DATABASE_FILE)).await?;
+    let root = load_or_create_root_key(dir, false)?;
+    let (store, holds): (Arc<dyn Store>, _) = match database_url {
+        Some(url) => (open_store(dir, Some(url)).await?, FileHolds::OwnRecords),
+        None => (
+            Arc::new(kura_store::open_read_only(&dir.join(DATABASE_FILE)).await?),
+            FileHolds::All,
+        ),
+    };
     let mut keyring = Keyring::new(root);
     for (name, version, wrapped) in store.load_keys().await? {
         keyring.load_kek(&name, version, &wrapped)?;
@@ -293,9 +383,9 @@ pub async fn verify_audit(dir: &Path) -> Result<VerifyReport> {
     let audit_file = dir.join(AUDIT_FILE);
     let Some(stored) = store.get_setting(AUDIT_KEY_SETTING).await? else {
         let mut report = VerifyReport::default();
-        if let Some(what) = records_without_key(&store, &audit_file).await? {
+        if let Some(what) = records_without_key(store.as_ref(), &audit_file).await? {
             report.problems.push(format!(
-                "{what}: it was deleted, so no record can be checked. Restore {DATABASE_FILE} from a backup."
+                "{what}: it was deleted, so no record can be checked. Restore the database from a backup."
             ));
         }
         return Ok(report);
@@ -308,5 +398,10 @@ pub async fn verify_audit(dir: &Path) -> Result<VerifyReport> {
         &sealed.ciphertext,
         &sealed.wrapped_key,
     )?;
-    crate::audit::verify(&store, &MacKey::new(&key), Some(&audit_file)).await
+    crate::audit::verify(
+        store.as_ref(),
+        &MacKey::new(&key),
+        Some((&audit_file, holds)),
+    )
+    .await
 }

@@ -17,6 +17,9 @@ use kura_core::{Clock, Result, SystemClock};
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// A PostgreSQL database shared by the nodes of a cluster; `None`: the data directory's
+    /// embedded SQLite database.
+    pub database_url: Option<String>,
     pub region: String,
     /// Run on a manual clock that `Kura.SetClock` / `Kura.AdvanceClock` move (tests only).
     pub test_clock: bool,
@@ -31,7 +34,13 @@ const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Runs the server until SIGINT or SIGTERM, then lets in-flight requests finish.
 pub async fn run(config: Config) -> Result<()> {
-    let opened = init::open(&config.data_dir, &config.region, Arc::new(SystemClock)).await?;
+    let opened = init::open(
+        &config.data_dir,
+        config.database_url.as_deref(),
+        &config.region,
+        Arc::new(SystemClock),
+    )
+    .await?;
     let mut service = opened.service;
     if config.test_clock {
         tracing::warn!("running on a test clock: Kura.SetClock and Kura.AdvanceClock are enabled");
@@ -75,6 +84,7 @@ pub async fn run(config: Config) -> Result<()> {
     tracing::info!(
         %addr,
         data_dir = %config.data_dir.display(),
+        database = %config.database_url.as_deref().map(init::shown_url).unwrap_or_else(|| "embedded SQLite".into()),
         credentials = %opened.credentials_file.display(),
         "kura is serving; clients: AWS_SHARED_CREDENTIALS_FILE={} aws --endpoint-url http://{addr} secretsmanager ...",
         opened.credentials_file.display()

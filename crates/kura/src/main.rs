@@ -30,6 +30,11 @@ enum Command {
         /// Where kura keeps its database, root key and root credentials.
         #[arg(long, env = "KURA_DATA_DIR", default_value = "./kura-data")]
         data_dir: PathBuf,
+        /// A PostgreSQL database (postgres://user:password@host/db?sslmode=require) instead of
+        /// the embedded SQLite one: several nodes on one database form a cluster. Every node
+        /// needs the same root.key in its data directory.
+        #[arg(long, env = "KURA_DATABASE_URL")]
+        database_url: Option<String>,
         /// The region written into secret ARNs. Clients may sign for any region.
         #[arg(long, env = "KURA_REGION", default_value = "us-east-1")]
         region: String,
@@ -88,6 +93,10 @@ enum AuditCommand {
     Verify {
         #[arg(long, env = "KURA_DATA_DIR", default_value = "./kura-data")]
         data_dir: PathBuf,
+        /// The cluster's PostgreSQL database: its chain is checked, and the data directory's
+        /// audit file holds this node's records among them.
+        #[arg(long, env = "KURA_DATABASE_URL")]
+        database_url: Option<String>,
     },
 }
 
@@ -148,12 +157,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Audit {
-            command: AuditCommand::Verify { data_dir },
+            command:
+                AuditCommand::Verify {
+                    data_dir,
+                    database_url,
+                },
         } => {
             let Some(runtime) = runtime(false) else {
                 return ExitCode::FAILURE;
             };
-            match runtime.block_on(kura_server::init::verify_audit(&data_dir)) {
+            match runtime.block_on(kura_server::init::verify_audit(
+                &data_dir,
+                database_url.as_deref(),
+            )) {
                 Ok(report) if report.problems.is_empty() => {
                     println!(
                         "audit trail intact: {} records, every MAC and link checked",
@@ -206,6 +222,7 @@ fn main() -> ExitCode {
         Command::Server {
             listen,
             data_dir,
+            database_url,
             region,
             test_clock,
             test_pause_before_step,
@@ -222,6 +239,7 @@ fn main() -> ExitCode {
             let config = kura_server::Config {
                 listen,
                 data_dir,
+                database_url,
                 region,
                 test_clock,
                 test_pause_before_step,
