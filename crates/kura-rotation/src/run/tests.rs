@@ -553,6 +553,8 @@ enum Event {
     Cancel,
     /// RotateSecret(RotateImmediately=false) turning the schedule back on.
     Enable,
+    /// UpdateSecretVersionStage moves AWSCURRENT by hand onto the n-th version with a value.
+    ManualMove(usize),
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -570,6 +572,7 @@ fn event() -> impl Strategy<Value = Event> {
         any::<bool>().prop_map(|stale| Event::Failed { stale }),
         Just(Event::Cancel),
         Just(Event::Enable),
+        any::<usize>().prop_map(Event::ManualMove),
     ]
 }
 
@@ -597,11 +600,6 @@ fn check_invariants(st: &SecretState, max_attempts: i64, now: Timestamp) {
             assert_eq!(run.window_end, None);
             assert_eq!(run.last_error, None);
             assert!(st.secret.rotation.last_rotated_at.is_some());
-            assert_eq!(
-                st.stages.get(labels::CURRENT),
-                run.token.as_ref(),
-                "success means AWSCURRENT is on the cycle's version"
-            );
         }
         RotationPhase::Failed => {
             assert_eq!(run.resume_at, None);
@@ -681,6 +679,25 @@ fn step(st: &mut SecretState, event: &Event, now: &mut Timestamp, serial: &mut u
             st.stages.insert(labels::PENDING.into(), id);
             return;
         }
+        Event::ManualMove(n) => {
+            let valued: Vec<String> = st
+                .versions
+                .iter()
+                .filter(|v| v.has_value)
+                .map(|v| v.version_id.clone())
+                .collect();
+            let to = valued[n % valued.len()].clone();
+            let old = st.stages.insert(labels::CURRENT.into(), to);
+            if let Some(old) = &old {
+                st.stages.insert(labels::PREVIOUS.into(), old.clone());
+            }
+            let planned = st.secret.rotation.next_rotation_at;
+            let moved = after_manual_change(st, old.as_deref(), *now);
+            if !moved || st.secret.run.phase == RotationPhase::InProgress {
+                assert_eq!(st.secret.rotation.next_rotation_at, planned);
+            }
+            return;
+        }
         Event::Enable => {
             let cfg = &mut st.secret.rotation;
             cfg.enabled = true;
@@ -747,6 +764,13 @@ fn step(st: &mut SecretState, event: &Event, now: &mut Timestamp, serial: &mut u
         )
         .apply(&mut st.secret),
     };
+    if let Outcome::Succeeded { version } = &outcome {
+        assert_eq!(
+            st.stages.get(labels::CURRENT),
+            Some(version),
+            "success means AWSCURRENT is on the cycle's version"
+        );
+    }
     if outcome == Outcome::Stale {
         assert_eq!(st.secret.run, before.secret.run);
         assert_eq!(st.secret.rotation, before.secret.rotation);
