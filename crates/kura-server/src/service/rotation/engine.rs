@@ -6,14 +6,14 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use kura_core::labels;
-use kura_core::model::{RotationPhase, RotationStep, SecretRecord};
+use kura_core::model::{RotationPhase, RotationStep, SecretRecord, SecretState};
 use kura_core::{Error, Result, Timestamp};
+use kura_rotation::run::{self, Announcement, Outcome};
 use tokio::sync::{Notify, Semaphore, watch};
 
+use super::Event;
 use super::exec::StepFailure;
 use super::functions::RotationFunction;
-use super::{Event, plan_next};
 use crate::service::{Service, new_uuid};
 
 /// Rotations running at once on one server.
@@ -22,11 +22,6 @@ const CONCURRENCY: usize = 4;
 const POLL: Duration = Duration::from_secs(5);
 /// A step's lease lasts its timeout plus this; a crashed owner's work is taken over after it.
 const LEASE_MARGIN_MS: i64 = 60_000;
-/// First retry after this; doubles per attempt, at most `MAX_BACKOFF_MS`.
-const BACKOFF_MS: i64 = 60_000;
-const MAX_BACKOFF_MS: i64 = 3_600_000;
-/// Longest LastError kept.
-const MAX_ERROR_CHARS: usize = 500;
 
 /// The engine's per-process state, held by the service.
 pub(crate) struct RotationRuntime {
@@ -114,26 +109,6 @@ impl RotationRuntime {
             r.remove(&id);
         }
     }
-}
-
-fn backoff_ms(attempt: i64) -> i64 {
-    let shift = attempt.clamp(1, 20) - 1;
-    (BACKOFF_MS << shift).min(MAX_BACKOFF_MS)
-}
-
-fn clip(msg: &str) -> String {
-    if msg.chars().count() <= MAX_ERROR_CHARS {
-        msg.to_string()
-    } else {
-        let mut s: String = msg.chars().take(MAX_ERROR_CHARS).collect();
-        s.push('…');
-        s
-    }
-}
-
-/// The cycle the engine works on is still the one in the row (not cancelled or replaced).
-fn same_cycle(s: &SecretRecord, token: &str) -> bool {
-    s.run.phase == RotationPhase::InProgress && s.run.token.as_deref() == Some(token)
 }
 
 impl Service {
@@ -245,9 +220,7 @@ impl Service {
             }
             let now = self.clock.now();
             if s.run.phase != RotationPhase::InProgress {
-                let due =
-                    s.rotation.enabled && s.rotation.next_rotation_at.is_some_and(|t| t <= now);
-                if !due || !self.start_scheduled(&s, now).await? {
+                if !run::is_due(&s.rotation, now) || !self.start_scheduled(&s, now).await? {
                     return Ok(());
                 }
                 continue;
@@ -288,12 +261,14 @@ impl Service {
             let mut current = true;
             self.store
                 .modify(id, &mut |st| {
-                    current = same_cycle(&st.secret, &token);
-                    if current {
-                        st.secret.run.last_attempt_at = Some(now);
-                        // If this server dies mid-step, the step is due again once the lease ends.
-                        st.secret.run.resume_at = Some(until);
-                    }
+                    let t = run::on_step_starting(
+                        &st.secret.run,
+                        &st.secret.rotation,
+                        &token,
+                        now,
+                        until,
+                    );
+                    current = t.apply(&mut st.secret) != Outcome::Stale;
                     Ok(())
                 })
                 .await?;
@@ -341,23 +316,14 @@ impl Service {
             .store
             .modify(s.id, &mut |st| {
                 opened = None;
-                let cfg = &st.secret.rotation;
-                let due = cfg.enabled && cfg.next_rotation_at.is_some_and(|t| t <= now);
-                if st.secret.run.phase == RotationPhase::InProgress || !due {
+                let Some(window) = run::on_scheduled_start(&st.secret.run, &st.secret.rotation, now)
+                else {
                     return Ok(());
-                }
-                let start = cfg.next_rotation_at.unwrap_or(now);
-                let end = cfg.next_rotation_end.unwrap_or(start.plus_ms(3_600_000));
-                // A window missed while kura was down: rotate now, with a window as long.
-                let window_end = if end > now {
-                    end
-                } else {
-                    now.plus_ms((end.0 - start.0).max(3_600_000))
                 };
-                if end <= now {
+                if window.missed {
                     tracing::warn!(secret = %st.secret.arn, "the rotation window passed while kura was not running; rotating now");
                 }
-                opened = Some(self.start_cycle(st, &token, true, window_end, now)?);
+                opened = Some(self.start_cycle(st, &token, true, window.end, now)?);
                 Ok(())
             })
             .await;
@@ -372,24 +338,15 @@ impl Service {
             Err(e) => {
                 // A cycle that cannot even open (e.g. someone else's AWSPENDING) fails visibly
                 // and waits for the next window instead of being retried every poll.
-                let msg = clip(&e.message);
+                let msg = run::clip_error(&e.message);
                 tracing::warn!(secret = %s.arn, error = %msg, "scheduled rotation cannot start");
                 let failed = self
                     .store
                     .modify(s.id, &mut |st| {
-                        st.secret.run.phase = RotationPhase::Failed;
-                        st.secret.run.last_error = Some(msg.clone());
-                        st.secret.run.last_attempt_at = Some(now);
-                        st.secret.run.resume_at = None;
-                        plan_next(&mut st.secret.rotation, now);
-                        let e = self.event(
-                            Event::RotationFailed,
-                            &st.secret.arn,
-                            &st.secret.name,
-                            None,
-                            Some(&msg),
-                        );
-                        st.events.push(e);
+                        let t =
+                            run::on_start_failed(&st.secret.run, &st.secret.rotation, &msg, now);
+                        let outcome = t.apply(&mut st.secret);
+                        self.queue_announcement(st, &outcome);
                         Ok(())
                     })
                     .await?;
@@ -413,44 +370,21 @@ impl Service {
         let state = self
             .store
             .modify(s.id, &mut |st| {
-                not_moved = None;
-                finished = false;
-                if !same_cycle(&st.secret, token) {
-                    return Ok(());
-                }
-                let run = &mut st.secret.run;
-                match step.next() {
-                    Some(next) => {
-                        run.step = Some(next);
-                        run.resume_at = Some(now);
-                    }
-                    None => {
-                        let current = st.stages.get(labels::CURRENT).cloned();
-                        if current.as_deref() != Some(token) {
-                            not_moved = Some(format!(
-                                "finishSecret succeeded but AWSCURRENT is still on version {}, not on {token}",
-                                current.as_deref().unwrap_or("(none)")
-                            ));
-                            return Ok(());
-                        }
-                        run.phase = RotationPhase::Succeeded;
-                        run.step = None;
-                        run.resume_at = None;
-                        run.last_error = None;
-                        run.window_end = None;
-                        st.secret.rotation.last_rotated_at = Some(now);
-                        plan_next(&mut st.secret.rotation, now);
-                        let e = self.event(
-                            Event::RotationSucceeded,
-                            &st.secret.arn,
-                            &st.secret.name,
-                            Some(token),
-                            None,
-                        );
-                        st.events.push(e);
-                        finished = true;
-                    }
-                }
+                let t = run::on_step_succeeded(
+                    &st.secret.run,
+                    &st.secret.rotation,
+                    &st.stages,
+                    token,
+                    step,
+                    now,
+                );
+                let outcome = t.apply(&mut st.secret);
+                self.queue_announcement(st, &outcome);
+                not_moved = match &outcome {
+                    Outcome::CurrentNotMoved { message } => Some(message.clone()),
+                    _ => None,
+                };
+                finished = matches!(outcome, Outcome::Succeeded { .. });
                 Ok(())
             })
             .await?;
@@ -477,7 +411,7 @@ impl Service {
         failure: StepFailure,
     ) -> Result<()> {
         // Before the text goes anywhere: LastError, the log, the RotationFailed event.
-        let msg = clip(&self.redacted_failure(s, &failure).await);
+        let msg = run::clip_error(&self.redacted_failure(s, &failure).await);
         let now = self.clock.now();
         let max_attempts = function.map(|f| f.max_attempts).unwrap_or(1);
         let mut gave_up = false;
@@ -485,33 +419,22 @@ impl Service {
         let state = self
             .store
             .modify(s.id, &mut |st| {
-                gave_up = false;
-                retry_at = None;
-                if !same_cycle(&st.secret, token) {
-                    return Ok(());
-                }
-                let run = &mut st.secret.run;
-                run.last_error = Some(format!("{}: {msg}", step.as_str()));
-                run.last_attempt_at = Some(now);
-                let next = now.plus_ms(backoff_ms(run.attempt));
-                let in_window = run.window_end.is_none_or(|end| next < end);
-                if run.attempt < max_attempts && in_window {
-                    run.attempt += 1;
-                    run.resume_at = Some(next);
-                    retry_at = Some(next);
-                } else {
-                    run.phase = RotationPhase::Failed;
-                    run.resume_at = None;
-                    gave_up = true;
-                    let e = self.event(
-                        Event::RotationFailed,
-                        &st.secret.arn,
-                        &st.secret.name,
-                        Some(token),
-                        Some(&msg),
-                    );
-                    st.events.push(e);
-                }
+                let t = run::on_step_failed(
+                    &st.secret.run,
+                    &st.secret.rotation,
+                    token,
+                    step,
+                    &msg,
+                    max_attempts,
+                    now,
+                );
+                let outcome = t.apply(&mut st.secret);
+                self.queue_announcement(st, &outcome);
+                gave_up = matches!(outcome, Outcome::Failed { .. });
+                retry_at = match outcome {
+                    Outcome::Retry { at } => Some(at),
+                    _ => None,
+                };
                 Ok(())
             })
             .await?;
@@ -522,6 +445,29 @@ impl Service {
             tracing::warn!(secret = %s.arn, step = step.as_str(), error = %msg, retry_at = at.epoch_seconds(), "rotation step failed; will retry");
         }
         Ok(())
+    }
+
+    /// Queues the event `outcome` announces in the transaction that made it, so the change
+    /// and its notification commit together.
+    fn queue_announcement(&self, st: &mut SecretState, outcome: &Outcome) {
+        let e = match outcome.announcement() {
+            Some(Announcement::RotationSucceeded { version }) => self.event(
+                Event::RotationSucceeded,
+                &st.secret.arn,
+                &st.secret.name,
+                Some(version),
+                None,
+            ),
+            Some(Announcement::RotationFailed { version, message }) => self.event(
+                Event::RotationFailed,
+                &st.secret.arn,
+                &st.secret.name,
+                version,
+                Some(message),
+            ),
+            None => return,
+        };
+        st.events.push(e);
     }
 
     /// Audits work kura does on its own (rotation steps, jobs). Nobody waits on it, so a

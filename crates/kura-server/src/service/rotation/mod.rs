@@ -9,12 +9,11 @@ mod notify;
 mod redact;
 
 use kura_core::labels::{self, Stages};
-use kura_core::model::{
-    NewVersion, RotationConfig, RotationPhase, RotationRun, RotationStep, SecretState, VersionMeta,
-};
+use kura_core::model::{RotationConfig, RotationPhase, SecretState};
 use kura_core::names::validate_version_id;
-use kura_core::schedule::{RotationRules as Rules, Schedule, Window};
 use kura_core::{Error, Result, Timestamp};
+use kura_rotation::run;
+pub(crate) use kura_rotation::run::{after_manual_change, plan_next, schedule_of};
 
 pub(crate) use engine::RotationRuntime;
 pub use notify::Event;
@@ -25,112 +24,8 @@ use crate::service::types::*;
 /// A cycle started by hand may retry for this long.
 const ON_DEMAND_WINDOW_MS: i64 = Timestamp::MS_PER_DAY;
 
-pub(crate) fn schedule_of(cfg: &RotationConfig) -> Result<Option<Schedule>> {
-    Schedule::from_rules(&Rules {
-        automatically_after_days: cfg.after_days,
-        schedule_expression: cfg.schedule_expression.clone(),
-        duration: cfg.duration.clone(),
-    })
-}
-
-/// Sets `next_rotation_at` to the first window after `anchor` (none: on demand only).
-pub(crate) fn plan_next(cfg: &mut RotationConfig, anchor: Timestamp) {
-    let next = if cfg.enabled {
-        schedule_of(cfg)
-            .ok()
-            .flatten()
-            .and_then(|s| s.next_window(anchor))
-    } else {
-        None
-    };
-    cfg.next_rotation_at = next.as_ref().map(|w| w.start);
-    cfg.next_rotation_end = next.map(|w: Window| w.end);
-}
-
-/// After a write: whether AWSCURRENT moved. A manual move (outside a rotation) counts as a
-/// rotation when the next date is computed.
-pub(crate) fn after_manual_change(
-    st: &mut SecretState,
-    before_current: Option<&str>,
-    now: Timestamp,
-) -> bool {
-    let moved = st.stages.get(labels::CURRENT).map(String::as_str) != before_current;
-    if moved && st.secret.rotation.enabled && st.secret.run.phase != RotationPhase::InProgress {
-        plan_next(&mut st.secret.rotation, now);
-    }
-    moved
-}
-
-/// Opens a new cycle on `st`: clears a stale placeholder left by a failed or cancelled cycle,
-/// adopts a value staged as AWSPENDING (by the caller's token, or — for scheduled cycles — any),
-/// else adds a value-less AWSPENDING placeholder keyed by `token`.
-fn open_cycle(
-    st: &mut SecretState,
-    token: &str,
-    scheduled: bool,
-    window_end: Timestamp,
-    now: Timestamp,
-) -> Result<String> {
-    let current = st.stages.get(labels::CURRENT).cloned();
-    let pending = st.stages.get(labels::PENDING).cloned();
-    let mut token = token.to_string();
-    match pending {
-        Some(p) if Some(&p) != current.as_ref() => {
-            let ours = st.secret.run.token.as_deref() == Some(p.as_str())
-                && st.secret.run.phase != RotationPhase::InProgress;
-            if p == token || (scheduled && !ours) {
-                token = p; // a value staged for this rotation
-            } else if ours {
-                st.stages.remove(labels::PENDING);
-                if st.version(&p).is_some_and(|v| !v.has_value) {
-                    st.versions.retain(|v| v.version_id != p);
-                }
-            } else {
-                return Err(Error::invalid_request(format!(
-                    "A previous rotation isn't complete: AWSPENDING is on version {p}, not on the AWSCURRENT version. \
-                     Finish it, or remove AWSPENDING from {p} with UpdateSecretVersionStage, then rotate again."
-                )));
-            }
-        }
-        _ => {}
-    }
-    if st.stages.get(labels::PENDING) != Some(&token) {
-        if st.version(&token).is_some() {
-            return Err(Error::invalid_request(format!(
-                "ClientRequestToken {token} already names a version of this secret; send a new token to rotate again."
-            )));
-        }
-        st.versions.push(VersionMeta {
-            version_id: token.clone(),
-            created_at: now,
-            accessed_at: None,
-            has_value: false,
-        });
-        st.new_versions.push(NewVersion {
-            version_id: token.clone(),
-            created_at: now,
-            value: None,
-        });
-        st.stages.insert(labels::PENDING.to_string(), token.clone());
-        labels::check_limits(&st.stages)?;
-    }
-    st.secret.run = RotationRun {
-        phase: RotationPhase::InProgress,
-        token: Some(token.clone()),
-        step: Some(RotationStep::CreateSecret),
-        attempt: 1,
-        last_error: None,
-        last_attempt_at: None,
-        resume_at: Some(now),
-        window_end: Some(window_end),
-    };
-    // The schedule moves on now: a failed cycle does not make the next one early.
-    plan_next(&mut st.secret.rotation, now);
-    Ok(token)
-}
-
 impl Service {
-    /// [`open_cycle`], with the RotationStarted event committed alongside.
+    /// [`run::open_cycle`], with the RotationStarted event committed alongside.
     fn start_cycle(
         &self,
         st: &mut SecretState,
@@ -139,7 +34,7 @@ impl Service {
         window_end: Timestamp,
         now: Timestamp,
     ) -> Result<String> {
-        let t = open_cycle(st, token, scheduled, window_end, now)?;
+        let t = run::open_cycle(st, token, scheduled, window_end, now)?;
         let e = self.event(
             Event::RotationStarted,
             &st.secret.arn,
@@ -280,17 +175,8 @@ impl Service {
                 if st.secret.is_scheduled_for_deletion() {
                     return Err(Error::marked_for_deletion());
                 }
-                st.secret.rotation.enabled = false;
-                st.secret.rotation.next_rotation_at = None;
-                st.secret.rotation.next_rotation_end = None;
-                let run = &mut st.secret.run;
-                if run.phase == RotationPhase::InProgress {
-                    // Labels stay as they are (AWS does the same); the next cycle clears them.
-                    run.phase = RotationPhase::Failed;
-                    run.last_error = Some("cancelled by CancelRotateSecret".into());
-                    run.resume_at = None;
-                    run.last_attempt_at = run.last_attempt_at.or(Some(now));
-                }
+                let _ =
+                    run::on_cancel(&st.secret.run, &st.secret.rotation, now).apply(&mut st.secret);
                 Ok(())
             })
             .await?;
