@@ -313,7 +313,8 @@ pub fn on_step_succeeded(
     step: RotationStep,
     now: Timestamp,
 ) -> Transition {
-    if !same_cycle(run, token) {
+    // A result for another step is late (its node lost the lease and another moved on).
+    if !same_cycle(run, token) || run.step != Some(step) {
         return Transition::unchanged(run, cfg, Outcome::Stale);
     }
     if let Some(next) = step.next() {
@@ -359,7 +360,7 @@ pub fn on_step_failed(
     max_attempts: i64,
     now: Timestamp,
 ) -> Transition {
-    if !same_cycle(run, token) {
+    if !same_cycle(run, token) || run.step != Some(step) {
         return Transition::unchanged(run, cfg, Outcome::Stale);
     }
     let mut t = Transition::unchanged(run, cfg, Outcome::Stale);

@@ -264,6 +264,22 @@ fn events_for_another_cycle_change_nothing() {
 }
 
 #[test]
+fn a_late_result_of_an_earlier_step_changes_nothing() {
+    // A node whose lease ran out reports setSecret after another node went on to testSecret.
+    let cfg = daily();
+    let labels = stages(&[(labels::CURRENT, "old"), (labels::PENDING, "tok")]);
+    let run = running("tok", RotationStep::TestSecret, 1, T0.plus_ms(HOUR));
+    let late = [
+        on_step_succeeded(&run, &cfg, &labels, "tok", RotationStep::SetSecret, T0),
+        on_step_failed(&run, &cfg, "tok", RotationStep::SetSecret, "e", 9, T0),
+    ];
+    for t in late {
+        assert_eq!(t.outcome, Outcome::Stale);
+        assert_eq!(t.run, run);
+    }
+}
+
+#[test]
 fn a_leased_step_is_due_again_when_the_lease_ends() {
     let cfg = daily();
     let run = running("tok", RotationStep::SetSecret, 2, T0.plus_ms(24 * HOUR));
