@@ -8,6 +8,8 @@ use super::{Caller, Service};
 use crate::service::types::{AdvanceClockRequest, ClockResponse, SetClockRequest};
 
 const PURGE_BATCH: usize = 100;
+/// How long a node holds a secret it is purging before another may try.
+const PURGE_LEASE_MS: i64 = 60_000;
 /// How long a clock move waits for the rotations it started.
 const CLOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -21,7 +23,23 @@ impl Service {
                 .due_for_purge(self.clock.now(), PURGE_BATCH)
                 .await?;
             for id in &due {
+                // On a shared database every node sees the same due secrets: the secret's
+                // lease (rotation never runs on a secret pending deletion) says which purges.
+                let now = self.clock.now();
+                let owner = &self.rotation.owner;
+                if !self
+                    .store
+                    .claim_rotation(*id, owner, now, now.plus_ms(PURGE_LEASE_MS))
+                    .await?
+                {
+                    continue;
+                }
                 let gone = self.store.secret_by_id(*id).await?;
+                if gone.as_ref().is_none_or(|s| s.purge_at.is_none_or(|t| t > now)) {
+                    // Purged by another node, or restored meanwhile.
+                    self.store.release_rotation(*id, owner).await?;
+                    continue;
+                }
                 self.store.delete_secret(*id).await?;
                 if let Some(s) = gone {
                     self.audit_background(kura_store::AuditRecord {

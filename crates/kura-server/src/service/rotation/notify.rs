@@ -10,7 +10,10 @@ use super::functions::validate_hook_url;
 use crate::service::types::*;
 use crate::service::{Caller, Service, new_uuid};
 
-const DELIVERY_BATCH: usize = 50;
+const DELIVERY_BATCH: usize = 16;
+/// How long a node holds the items it is delivering: every POST of a batch timing out (30 s
+/// each), and a minute more. A node that dies lets them come due again after that.
+const DELIVERY_CLAIM_MS: i64 = DELIVERY_BATCH as i64 * 30_000 + 60_000;
 /// A target that keeps failing gets this many tries per event.
 const MAX_DELIVERY_ATTEMPTS: i64 = 8;
 const DELIVERY_BACKOFF_MS: i64 = 30_000;
@@ -127,7 +130,11 @@ impl Service {
     pub(crate) async fn deliver_notifications(&self) -> Result<()> {
         let _one_pass = self.rotation.delivering.lock().await;
         let now = self.clock.now();
-        let due = self.store.due_notifications(now, DELIVERY_BATCH).await?;
+        // Claimed, so of several nodes on one database only one delivers an item.
+        let due = self
+            .store
+            .claim_notifications(now, now.plus_ms(DELIVERY_CLAIM_MS), DELIVERY_BATCH)
+            .await?;
         if due.is_empty() {
             return Ok(());
         }
