@@ -74,6 +74,7 @@ pub async fn run(config: Config) -> Result<()> {
     };
     service.set_rotation_endpoint(format!("http://{callback}"));
     let service = Arc::new(service);
+    service.follow_identity_changes();
     let state = Arc::new(http::AppState {
         service: service.clone(),
         signing_keys: http::SigningKeyCache::default(),

@@ -339,6 +339,21 @@ pub trait NotificationStore: Send + Sync + 'static {
 pub trait StoreLifecycle: Send + Sync + 'static {
     /// Finishes pending work and closes the database; called once at shutdown.
     async fn close(&self);
+
+    /// Changes other processes made to what this one may cache (a shared database), as they
+    /// commit. `None`: no other process writes (the embedded database).
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        None
+    }
+}
+
+/// A change another node made, announced by a shared database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A user's tags, policies or existence.
+    User(String),
+    /// Announcements may have been missed: drop everything cached.
+    Everything,
 }
 
 /// Everything the service needs from its database: one backend implements every aggregate's

@@ -37,6 +37,37 @@ impl SubjectCache {
             m.remove(user);
         }
     }
+
+    fn forget_everyone(&self) {
+        if let Ok(mut m) = self.map.lock() {
+            m.clear();
+        }
+    }
+}
+
+impl Service {
+    /// On a shared database, drops a user's cached policies as soon as any node changes
+    /// them, so a change applies on every node at once rather than after the cache's TTL.
+    pub fn follow_identity_changes(self: &std::sync::Arc<Self>) {
+        let Some(mut rx) = self.store.changes() else {
+            return;
+        };
+        let svc = std::sync::Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let change = rx.recv().await;
+                let Some(svc) = svc.upgrade() else { return };
+                match change {
+                    Ok(kura_store::Change::User(name)) => svc.subjects.forget(&name),
+                    Ok(kura_store::Change::Everything)
+                    | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        svc.subjects.forget_everyone()
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
 }
 
 /// What the HTTP layer knows about the caller beyond the principal.

@@ -35,7 +35,10 @@ impl Service {
                     continue;
                 }
                 let gone = self.store.secret_by_id(*id).await?;
-                if gone.as_ref().is_none_or(|s| s.purge_at.is_none_or(|t| t > now)) {
+                if gone
+                    .as_ref()
+                    .is_none_or(|s| s.purge_at.is_none_or(|t| t > now))
+                {
                     // Purged by another node, or restored meanwhile.
                     self.store.release_rotation(*id, owner).await?;
                     continue;

@@ -40,10 +40,19 @@ use crate::{
 
 /// Versioned migrations, applied in order. PostgreSQL starts from the SQLite schema's final
 /// shape, so its numbering is its own.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    include_str!("../../migrations/postgres/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        include_str!("../../migrations/postgres/0002_identity_changes.sql"),
+    ),
+];
+
+/// The channel the database announces identity changes on (migration 0002).
+const IDENTITY_CHANNEL: &str = "kura_identity";
 
 /// Advisory lock keys (arbitrary constants, "kura" in ASCII plus a suffix), so they do not
 /// collide with another application's locks on a shared server.
@@ -178,6 +187,9 @@ pub struct PgStore {
     /// node hands records to its chain in commit order (the advisory lock orders the nodes'
     /// commits in the database; this orders the hand-offs after them).
     audit_order: tokio::sync::Mutex<()>,
+    /// Identity changes heard from the database, for whoever caches users (started on the
+    /// first `changes` call).
+    changes: OnceLock<tokio::sync::broadcast::Sender<crate::Change>>,
 }
 
 async fn migrate(pool: &PgPool) -> Result<()> {
@@ -259,7 +271,48 @@ impl PgStore {
             pool,
             chain: OnceLock::new(),
             audit_order: tokio::sync::Mutex::new(()),
+            changes: OnceLock::new(),
         })
+    }
+
+    /// Listens on the identity channel and passes what it hears on. A lost connection may
+    /// have missed announcements: then everything is announced as changed.
+    fn listen_for_changes(&self) -> tokio::sync::broadcast::Sender<crate::Change> {
+        let (tx, _) = tokio::sync::broadcast::channel(1024);
+        let pool = self.pool.clone();
+        let out = tx.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(detail = %e, "cannot listen for identity changes; retrying");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                if let Err(e) = listener.listen(IDENTITY_CHANNEL).await {
+                    tracing::warn!(detail = %e, "cannot listen for identity changes; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+                // Whatever changed before (or while) listening was not heard.
+                let _ = out.send(crate::Change::Everything);
+                loop {
+                    match listener.try_recv().await {
+                        Ok(Some(n)) => {
+                            let _ = out.send(crate::Change::User(n.payload().to_string()));
+                        }
+                        // The connection was lost: start over (and announce everything).
+                        Ok(None) | Err(_) => break,
+                    }
+                    if out.receiver_count() == 0 {
+                        return;
+                    }
+                }
+            }
+        });
+        tx
     }
 
     async fn begin(&self) -> Result<Tx> {
@@ -396,6 +449,14 @@ impl SettingsStore for PgStore {
 impl StoreLifecycle for PgStore {
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<crate::Change>> {
+        Some(
+            self.changes
+                .get_or_init(|| self.listen_for_changes())
+                .subscribe(),
+        )
     }
 }
 
