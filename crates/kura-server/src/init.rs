@@ -24,6 +24,25 @@ use crate::service::{DEFAULT_KEY, Service};
 pub const ROOT_KEY_FILE: &str = "root.key";
 pub const CREDENTIALS_FILE: &str = "root-credentials";
 pub const DATABASE_FILE: &str = "kura.db";
+pub const NODE_ID_FILE: &str = "node-id";
+
+/// This node's name in the audit trail: made once per data directory, kept across restarts.
+fn load_or_create_node_id(dir: &Path) -> Result<String> {
+    let path = dir.join(NODE_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => Ok(text.trim().chars().take(64).collect()),
+        Ok(_) => Err(Error::internal(format!(
+            "{} is empty: delete it to have kura name this node anew",
+            path.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = format!("node-{}", random::alnum(10)?.to_lowercase());
+            write_private(&path, format!("{id}\n").as_bytes())?;
+            Ok(id)
+        }
+        Err(e) => Err(io_err("cannot read", &path, e)),
+    }
+}
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::internal(format!("{what} {}: {e}", path.display()))
@@ -229,7 +248,8 @@ pub async fn open(
         region.to_string(),
         account.clone(),
         kura_crypto::mac::MacKey::new(&token_secret),
-    );
+    )
+    .with_node_id(load_or_create_node_id(dir)?);
     let audit_file = dir.join(AUDIT_FILE);
     let audit_key = load_or_create_audit_key(&service, &audit_file).await?;
     service.set_audit(AuditLog::start(store.clone(), audit_key, audit_file).await?);

@@ -75,6 +75,10 @@ pub struct AuditRecord {
     pub duration_us: i64,
     /// Hex HMAC chaining this record to the one before.
     pub mac: String,
+    /// The node that wrote the record (its `node-id`); empty in records from before nodes
+    /// were named, which therefore serialise, and verify, exactly as they were written.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
 }
 
 /// LookupAuditEvents' filters; all optional, combined with AND.

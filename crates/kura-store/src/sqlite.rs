@@ -50,6 +50,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0008_secret_words.sql"),
     ),
     (9, include_str!("../migrations/sqlite/0009_user_ids.sql")),
+    (10, include_str!("../migrations/sqlite/0010_audit_node.sql")),
 ];
 
 /// The migration that creates `secret_words`; its rows are computed in Rust.
@@ -1842,7 +1843,7 @@ fn user_from_row(r: &SqliteRow) -> Result<UserRecord> {
 }
 
 const AUDIT_COLUMNS: &str = "seq, time, request_id, kind, principal, access_key_id, action, resource, \
-     version_id, version_stage, source_ip, user_agent, decision, outcome, error_code, duration_us, mac";
+     version_id, version_stage, source_ip, user_agent, decision, outcome, error_code, duration_us, mac, node";
 
 fn audit_from_row(r: &SqliteRow) -> Result<AuditRecord> {
     let s = |c: &str| -> Result<String> { r.try_get(c).map_err(db_err) };
@@ -1865,6 +1866,7 @@ fn audit_from_row(r: &SqliteRow) -> Result<AuditRecord> {
         error_code: o("error_code")?,
         duration_us: r.try_get("duration_us").map_err(db_err)?,
         mac: s("mac")?,
+        node: s("node")?,
     })
 }
 
@@ -1905,7 +1907,7 @@ async fn insert_chained(
         sqlx::query(
             "INSERT INTO audit_log (seq, time, request_id, kind, principal, access_key_id, action, \
              resource, version_id, version_stage, source_ip, user_agent, decision, outcome, error_code, \
-             duration_us, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             duration_us, mac, node) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(r.seq)
         .bind(r.time)
@@ -1924,6 +1926,7 @@ async fn insert_chained(
         .bind(&r.error_code)
         .bind(r.duration_us)
         .bind(&r.mac)
+        .bind(&r.node)
         .execute(&mut *conn)
         .await
         .map_err(db_err)?;

@@ -757,3 +757,28 @@ async fn the_chain_holds_under_concurrent_writes_and_reads() {
     let (ok_, out) = verify(&server.data_dir);
     assert!(ok_, "{out}");
 }
+
+/// Every record names the node that wrote it (the data directory's `node-id`), so the records
+/// of several nodes on one database can be told apart; the name survives a restart.
+#[tokio::test]
+async fn records_name_the_node_that_wrote_them() {
+    let server = Server::start().await;
+    let node_file = server.data_dir.join("node-id");
+    let node = std::fs::read_to_string(&node_file)
+        .expect("the server names itself in DATA_DIR/node-id")
+        .trim()
+        .to_string();
+    assert!(node.starts_with("node-") && node.len() > 8, "{node:?}");
+    server.kura("ListUsers", "{}").await.assert_ok();
+    let server = server.restart().await;
+    server.kura("ListUsers", "{}").await.assert_ok();
+    let records = events(&server, json!({})).await;
+    assert!(records.len() >= 2, "{records:?}");
+    for r in &records {
+        assert_eq!(r["Node"], node.as_str(), "{r}");
+    }
+    let again = std::fs::read_to_string(&node_file).expect("node-id kept");
+    assert_eq!(again.trim(), node);
+    let (ok, out) = verify(&server.data_dir);
+    assert!(ok, "{out}");
+}

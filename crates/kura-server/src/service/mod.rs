@@ -79,6 +79,8 @@ pub struct Service {
     pub test_pause_step: Option<kura_core::model::RotationStep>,
     audit: std::sync::OnceLock<crate::audit::AuditLog>,
     pub(crate) subjects: authz::SubjectCache,
+    /// This process's name in the audit trail (`node-id` in the data directory).
+    pub(crate) node_id: String,
 }
 
 /// A secret value: text (`SecretString`) or bytes (`SecretBinary`). `Debug` never shows it.
@@ -181,7 +183,14 @@ impl Service {
             test_pause_step: None,
             audit: std::sync::OnceLock::new(),
             subjects: authz::SubjectCache::default(),
+            node_id: String::new(),
         }
+    }
+
+    /// Names this process in the audit records it writes.
+    pub fn with_node_id(mut self, node_id: String) -> Self {
+        self.node_id = node_id;
+        self
     }
 
     /// Runs the service on a clock that only `Kura.SetClock` / `Kura.AdvanceClock` move.

@@ -195,6 +195,7 @@ impl Service {
             user_agent: request.meta.user_agent.clone(),
             decision: decision.into(),
             outcome: "Error".into(),
+            node: self.node_id.clone(),
             ..Default::default()
         }
     }

@@ -34,7 +34,7 @@ pub(super) async fn insert_chained(
         sqlx::query(
             "INSERT INTO audit_log (seq, time, request_id, kind, principal, access_key_id, action, \
              resource, version_id, version_stage, source_ip, user_agent, decision, outcome, error_code, \
-             duration_us, mac) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+             duration_us, mac, node) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
         )
         .bind(r.seq)
         .bind(r.time)
@@ -53,6 +53,7 @@ pub(super) async fn insert_chained(
         .bind(&r.error_code)
         .bind(r.duration_us)
         .bind(&r.mac)
+        .bind(&r.node)
         .execute(&mut *conn)
         .await
         .map_err(db_err)?;

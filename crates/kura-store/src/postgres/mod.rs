@@ -49,6 +49,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../migrations/postgres/0002_identity_changes.sql"),
     ),
+    (
+        3,
+        include_str!("../../migrations/postgres/0003_audit_node.sql"),
+    ),
 ];
 
 /// The channel the database announces identity changes on (migration 0002).

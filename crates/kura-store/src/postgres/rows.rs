@@ -148,7 +148,7 @@ pub(super) fn user_from_row(r: &PgRow) -> Result<UserRecord> {
 }
 
 pub(super) const AUDIT_COLUMNS: &str = "seq, time, request_id, kind, principal, access_key_id, action, resource, \
-     version_id, version_stage, source_ip, user_agent, decision, outcome, error_code, duration_us, mac";
+     version_id, version_stage, source_ip, user_agent, decision, outcome, error_code, duration_us, mac, node";
 
 pub(super) fn audit_from_row(r: &PgRow) -> Result<AuditRecord> {
     let s = |c: &str| -> Result<String> { r.try_get(c).map_err(db_err) };
@@ -171,6 +171,7 @@ pub(super) fn audit_from_row(r: &PgRow) -> Result<AuditRecord> {
         error_code: o("error_code")?,
         duration_us: r.try_get("duration_us").map_err(db_err)?,
         mac: s("mac")?,
+        node: s("node")?,
     })
 }
 

@@ -480,6 +480,9 @@ impl Service {
         if entry.decision.is_empty() {
             entry.decision = "-".into();
         }
+        if entry.node.is_empty() {
+            entry.node = self.node_id.clone();
+        }
         if let Err(e) = self.audit(entry).await {
             tracing::error!(detail = ?e, "could not write the audit record of background work");
         }
