@@ -5,6 +5,7 @@
 
 mod audit;
 mod postgres;
+mod rows;
 mod sqlite;
 
 use async_trait::async_trait;

@@ -10,10 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use kura_core::filter;
 use kura_core::labels::Stages;
-use kura_core::model::{
-    NewVersion, RotationConfig, RotationPhase, RotationRun, RotationStep, SealedValue,
-    SecretRecord, SecretState, Tag, ValueKind, VersionMeta,
-};
+use kura_core::model::{NewVersion, SecretRecord, SecretState, Tag, ValueKind, VersionMeta};
 use kura_core::names::SecretRef;
 use kura_core::{Error, Result, Timestamp};
 use sqlx::sqlite::{
@@ -23,6 +20,7 @@ use sqlx::{AssertSqlSafe, Row, SqliteConnection, SqlitePool};
 
 use crate::audit::{self, AuditChain, Changed};
 use crate::prelude::*;
+use crate::rows::*;
 use crate::{
     AccessKeyRecord, AuditQuery, AuditRecord, Cursor, CursorValue, FilterKey, ListFilter, ListPage,
     ListQuery, Mutation, NotificationTargetRecord, OutboxItem, RotationFunctionRecord, SortKey,
@@ -244,98 +242,11 @@ impl SqliteStore {
     }
 }
 
-const SECRET_COLUMNS: &str = "id, name, arn, description, kms_key_id, created_at, changed_at, accessed_at, \
-     deleted_at, purge_at, resource_policy, rotation_enabled, rotation_function, rotation_after_days, \
-     rotation_schedule, rotation_duration, last_rotated_at, next_rotation_at, next_rotation_end, rotation_state, rotation_token, \
-     rotation_step, rotation_attempt, rotation_error, rotation_attempted_at, rotation_resume_at, \
-     rotation_window_end, tagged";
-
-/// A nullable millisecond column as a timestamp.
-fn opt_ts(r: &SqliteRow, column: &str) -> Result<Option<Timestamp>> {
-    Ok(r.try_get::<Option<i64>, _>(column)
-        .map_err(db_err)?
-        .map(Timestamp))
-}
-
-fn secret_from_row(r: &SqliteRow) -> Result<SecretRecord> {
-    let ts = |c: &str| opt_ts(r, c);
-    Ok(SecretRecord {
-        id: r.try_get("id").map_err(db_err)?,
-        name: r.try_get("name").map_err(db_err)?,
-        arn: r.try_get("arn").map_err(db_err)?,
-        description: r.try_get("description").map_err(db_err)?,
-        kms_key_id: r.try_get("kms_key_id").map_err(db_err)?,
-        created_at: Timestamp(r.try_get("created_at").map_err(db_err)?),
-        changed_at: Timestamp(r.try_get("changed_at").map_err(db_err)?),
-        accessed_at: ts("accessed_at")?,
-        deleted_at: ts("deleted_at")?,
-        purge_at: ts("purge_at")?,
-        resource_policy: r.try_get("resource_policy").map_err(db_err)?,
-        tags: Vec::new(),
-        tagged: r.try_get::<i64, _>("tagged").map_err(db_err)? != 0,
-        rotation: RotationConfig {
-            enabled: r.try_get::<i64, _>("rotation_enabled").map_err(db_err)? != 0,
-            function_arn: r.try_get("rotation_function").map_err(db_err)?,
-            after_days: r.try_get("rotation_after_days").map_err(db_err)?,
-            schedule_expression: r.try_get("rotation_schedule").map_err(db_err)?,
-            duration: r.try_get("rotation_duration").map_err(db_err)?,
-            last_rotated_at: ts("last_rotated_at")?,
-            next_rotation_at: ts("next_rotation_at")?,
-            next_rotation_end: ts("next_rotation_end")?,
-        },
-        run: RotationRun {
-            phase: RotationPhase::parse(&r.try_get::<String, _>("rotation_state").map_err(db_err)?)
-                .ok_or_else(|| Error::internal("unknown rotation_state in the database"))?,
-            token: r.try_get("rotation_token").map_err(db_err)?,
-            step: r
-                .try_get::<Option<String>, _>("rotation_step")
-                .map_err(db_err)?
-                .and_then(|s| RotationStep::parse(&s)),
-            attempt: r.try_get("rotation_attempt").map_err(db_err)?,
-            last_error: r.try_get("rotation_error").map_err(db_err)?,
-            last_attempt_at: ts("rotation_attempted_at")?,
-            resume_at: ts("rotation_resume_at")?,
-            window_end: ts("rotation_window_end")?,
-        },
-    })
-}
-
 pub(crate) fn kind_str(k: ValueKind) -> &'static str {
     match k {
         ValueKind::String => "string",
         ValueKind::Binary => "binary",
     }
-}
-
-fn sealed_from_row(r: &SqliteRow) -> Result<Option<SealedValue>> {
-    let kind: Option<String> = r.try_get("value_kind").map_err(db_err)?;
-    let Some(kind) = kind else { return Ok(None) };
-    Ok(Some(SealedValue {
-        kind: if kind == "binary" {
-            ValueKind::Binary
-        } else {
-            ValueKind::String
-        },
-        ciphertext: r.try_get("ciphertext").map_err(db_err)?,
-        wrapped_key: r.try_get("wrapped_key").map_err(db_err)?,
-        key_name: r.try_get("key_name").map_err(db_err)?,
-        key_version: r.try_get("key_version").map_err(db_err)?,
-    }))
-}
-
-fn version_from_row(r: &SqliteRow) -> Result<VersionMeta> {
-    Ok(VersionMeta {
-        version_id: r.try_get("version_id").map_err(db_err)?,
-        created_at: Timestamp(r.try_get("created_at").map_err(db_err)?),
-        accessed_at: r
-            .try_get::<Option<i64>, _>("accessed_at")
-            .map_err(db_err)?
-            .map(Timestamp),
-        has_value: r
-            .try_get::<Option<String>, _>("value_kind")
-            .map_err(db_err)?
-            .is_some(),
-    })
 }
 
 async fn load_tags(conn: &mut SqliteConnection, secret_id: i64) -> Result<Vec<Tag>> {
@@ -1754,51 +1665,6 @@ impl StoreLifecycle for SqliteStore {
 }
 
 /// A sealed value kept in `ciphertext, wrapped_key, key_name, key_version` columns (nullable).
-fn sealed_cols(r: &SqliteRow) -> Result<Option<SealedValue>> {
-    let ciphertext: Option<Vec<u8>> = r.try_get("ciphertext").map_err(db_err)?;
-    let Some(ciphertext) = ciphertext else {
-        return Ok(None);
-    };
-    Ok(Some(SealedValue {
-        kind: ValueKind::String,
-        ciphertext,
-        wrapped_key: r.try_get("wrapped_key").map_err(db_err)?,
-        key_name: r.try_get("key_name").map_err(db_err)?,
-        key_version: r.try_get("key_version").map_err(db_err)?,
-    }))
-}
-
-fn function_from_row(r: &SqliteRow) -> Result<RotationFunctionRecord> {
-    Ok(RotationFunctionRecord {
-        name: r.try_get("name").map_err(db_err)?,
-        kind: r.try_get("kind").map_err(db_err)?,
-        config: r.try_get("config").map_err(db_err)?,
-        sealed_secret: sealed_cols(r)?,
-        created_at: Timestamp(r.try_get("created_at").map_err(db_err)?),
-    })
-}
-
-const ACCESS_KEY_SELECT: &str = "SELECT k.access_key_id, k.user_name, u.arn, u.user_id, k.ciphertext, k.wrapped_key, \
-     k.key_name, k.key_version, k.status, k.created_at, k.expires_at, k.scope_secret_id, k.last_used_at \
-     FROM access_keys k JOIN users u ON u.name = k.user_name";
-
-fn access_key_from_row(r: &SqliteRow) -> Result<AccessKeyRecord> {
-    let ts = |c: &str| opt_ts(r, c);
-    Ok(AccessKeyRecord {
-        access_key_id: r.try_get("access_key_id").map_err(db_err)?,
-        user_name: r.try_get("user_name").map_err(db_err)?,
-        user_arn: r.try_get("arn").map_err(db_err)?,
-        user_id: r.try_get("user_id").map_err(db_err)?,
-        sealed_secret: sealed_cols(r)?
-            .ok_or_else(|| Error::internal("access key without a sealed secret"))?,
-        active: r.try_get::<String, _>("status").map_err(db_err)? == "Active",
-        created_at: Timestamp(r.try_get("created_at").map_err(db_err)?),
-        expires_at: ts("expires_at")?,
-        scope_secret_id: r.try_get("scope_secret_id").map_err(db_err)?,
-        last_used_at: ts("last_used_at")?,
-    })
-}
-
 async fn insert_key_row(conn: &mut SqliteConnection, k: &AccessKeyRecord) -> Result<()> {
     sqlx::query(
         "INSERT INTO access_keys (access_key_id, user_name, ciphertext, wrapped_key, key_name, \
@@ -1824,50 +1690,6 @@ async fn insert_key_row(conn: &mut SqliteConnection, k: &AccessKeyRecord) -> Res
         }
     })?;
     Ok(())
-}
-
-fn user_from_row(r: &SqliteRow) -> Result<UserRecord> {
-    let tags: String = r.try_get("tags").map_err(db_err)?;
-    let pairs: Vec<(String, String)> = serde_json::from_str(&tags)
-        .map_err(|e| Error::internal(format!("stored user tags: {e}")))?;
-    Ok(UserRecord {
-        name: r.try_get("name").map_err(db_err)?,
-        arn: r.try_get("arn").map_err(db_err)?,
-        user_id: r.try_get("user_id").map_err(db_err)?,
-        created_at: Timestamp(r.try_get("created_at").map_err(db_err)?),
-        tags: pairs
-            .into_iter()
-            .map(|(key, value)| Tag { key, value })
-            .collect(),
-    })
-}
-
-const AUDIT_COLUMNS: &str = "seq, time, request_id, kind, principal, access_key_id, action, resource, \
-     version_id, version_stage, source_ip, user_agent, decision, outcome, error_code, duration_us, mac, node";
-
-fn audit_from_row(r: &SqliteRow) -> Result<AuditRecord> {
-    let s = |c: &str| -> Result<String> { r.try_get(c).map_err(db_err) };
-    let o = |c: &str| -> Result<Option<String>> { r.try_get(c).map_err(db_err) };
-    Ok(AuditRecord {
-        seq: r.try_get("seq").map_err(db_err)?,
-        time: r.try_get("time").map_err(db_err)?,
-        request_id: s("request_id")?,
-        kind: s("kind")?,
-        principal: s("principal")?,
-        access_key_id: s("access_key_id")?,
-        action: s("action")?,
-        resource: s("resource")?,
-        version_id: o("version_id")?,
-        version_stage: o("version_stage")?,
-        source_ip: o("source_ip")?,
-        user_agent: o("user_agent")?,
-        decision: s("decision")?,
-        outcome: s("outcome")?,
-        error_code: o("error_code")?,
-        duration_us: r.try_get("duration_us").map_err(db_err)?,
-        mac: s("mac")?,
-        node: s("node")?,
-    })
 }
 
 /// The version a `modify` wrote (its one new version) or began rotating, for its audit record.

@@ -20,10 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use kura_core::filter;
 use kura_core::labels::Stages;
-use kura_core::model::{
-    NewVersion, RotationConfig, RotationPhase, RotationRun, RotationStep, SealedValue,
-    SecretRecord, SecretState, Tag, ValueKind, VersionMeta,
-};
+use kura_core::model::{NewVersion, SecretRecord, SecretState, Tag, VersionMeta};
 use kura_core::names::SecretRef;
 use kura_core::{Error, Result, Timestamp};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
@@ -177,6 +174,7 @@ mod rotation;
 mod rows;
 mod secrets;
 
+use crate::rows::*;
 use audit_log::insert_chained;
 use notifications::queue_event;
 use rows::*;
