@@ -109,10 +109,13 @@ pub struct OpResult {
     pub first_error: Option<String>,
     pub reconnects: u64,
     pub window: Duration,
-    /// CPU used by the server process during the window (none for the in-process ceiling).
+    /// CPU used by the server processes (every node) during the window (none for the
+    /// in-process ceiling).
     pub server_cpu: Option<CpuTime>,
     /// CPU used by this process (the workers, plus the ceiling server when measuring it).
     pub bench_cpu: Option<CpuTime>,
+    /// Requests answered 200 inside the window, per endpoint (node) in the order given.
+    pub per_node: Vec<u64>,
 }
 
 impl OpResult {
@@ -143,23 +146,38 @@ impl OpResult {
 }
 
 struct WorkerResult {
+    node: usize,
     latencies: Vec<u64>,
     errors: u64,
     first_error: Option<String>,
     reconnects: u64,
 }
 
-/// Samples the CPU time of `server_pid` and of this process at `from` and at `to`.
+/// The CPU time of all of `pids` together (`None` without any, or if one cannot be read).
+fn servers_cpu(pids: &[u32]) -> Option<CpuTime> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().try_fold(CpuTime::default(), |sum, &p| {
+        let c = cpu_time(Some(p))?;
+        Some(CpuTime {
+            user: sum.user + c.user,
+            sys: sum.sys + c.sys,
+        })
+    })
+}
+
+/// Samples the CPU time of the servers `pids` and of this process at `from` and at `to`.
 fn sample_cpu(
-    server_pid: Option<u32>,
+    pids: Arc<[u32]>,
     from: Instant,
     to: Instant,
 ) -> tokio::task::JoinHandle<(Option<CpuTime>, Option<CpuTime>)> {
     tokio::spawn(async move {
         tokio::time::sleep_until(from.into()).await;
-        let (s0, b0) = (server_pid.and_then(|p| cpu_time(Some(p))), cpu_time(None));
+        let (s0, b0) = (servers_cpu(&pids), cpu_time(None));
         tokio::time::sleep_until(to.into()).await;
-        let (s1, b1) = (server_pid.and_then(|p| cpu_time(Some(p))), cpu_time(None));
+        let (s1, b1) = (servers_cpu(&pids), cpu_time(None));
         (
             s1.zip(s0).map(|(b, a)| b.since(a)),
             b1.zip(b0).map(|(b, a)| b.since(a)),
@@ -167,34 +185,66 @@ fn sample_cpu(
     })
 }
 
-/// Runs `w` against `addr`: every worker connects first, then all run the warm-up and the
-/// measured window together. Only requests completed inside the window count. The CPU
-/// time of `server_pid` and of this process is sampled over the same window.
+/// One connected client per worker; worker `i` talks to `addrs[i % addrs.len()]`, so
+/// the connections are spread over the nodes round-robin.
+async fn connect_workers(
+    addrs: &[SocketAddr],
+    creds: &Arc<Credentials>,
+    concurrency: usize,
+) -> Result<Vec<(usize, Client)>, String> {
+    if addrs.is_empty() {
+        return Err("no server to load".into());
+    }
+    let mut clients = Vec::with_capacity(concurrency);
+    for i in 0..concurrency.max(1) {
+        let node = i % addrs.len();
+        let mut c = Client::new(addrs[node], creds.clone());
+        c.conn.connect().await?;
+        clients.push((node, c));
+    }
+    Ok(clients)
+}
+
+/// Adds a worker's result to `out`.
+fn merge(out: &mut OpResult, r: WorkerResult) {
+    if out.per_node.len() <= r.node {
+        out.per_node.resize(r.node + 1, 0);
+    }
+    out.per_node[r.node] += r.latencies.len() as u64;
+    out.latencies.extend(r.latencies);
+    out.errors += r.errors;
+    out.reconnects += r.reconnects;
+    if out.first_error.is_none() {
+        out.first_error = r.first_error;
+    }
+}
+
+/// Runs `w` against the servers at `addrs` (the workers' connections spread over them
+/// round-robin): every worker connects first, then all run the warm-up and the measured
+/// window together. Only requests completed inside the window count. The CPU time of
+/// the servers `server_pids` (all together) and of this process is sampled over the same
+/// window.
 pub async fn run(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     creds: Arc<Credentials>,
     w: Arc<Workload>,
-    server_pid: Option<u32>,
+    server_pids: Arc<[u32]>,
 ) -> Result<OpResult, String> {
     if w.op == Op::FirstGet {
-        return run_once_each(addr, creds, w, server_pid).await;
+        return run_once_each(addrs, creds, w, server_pids).await;
     }
-    let mut clients = Vec::with_capacity(w.concurrency);
-    for _ in 0..w.concurrency.max(1) {
-        let mut c = Client::new(addr, creds.clone());
-        c.conn.connect().await?;
-        clients.push(c);
-    }
+    let clients = connect_workers(addrs, &creds, w.concurrency).await?;
     let start = Instant::now();
     let measure_from = start + w.warmup;
     let end = measure_from + w.duration;
-    let cpu = sample_cpu(server_pid, measure_from, end);
+    let cpu = sample_cpu(server_pids, measure_from, end);
     let mut handles = Vec::new();
-    for (worker, mut client) in clients.into_iter().enumerate() {
+    for (worker, (node, mut client)) in clients.into_iter().enumerate() {
         let w = w.clone();
         handles.push(tokio::spawn(async move {
             let mut rng: SmallRng = rand::make_rng();
             let mut r = WorkerResult {
+                node,
                 latencies: Vec::new(),
                 errors: 0,
                 first_error: None,
@@ -238,12 +288,7 @@ pub async fn run(
     };
     for h in handles {
         let r = h.await.map_err(|e| format!("a worker died: {e}"))?;
-        out.latencies.extend(r.latencies);
-        out.errors += r.errors;
-        out.reconnects += r.reconnects;
-        if out.first_error.is_none() {
-            out.first_error = r.first_error;
-        }
+        merge(&mut out, r);
     }
     (out.server_cpu, out.bench_cpu) = cpu.await.map_err(|e| format!("CPU sampler: {e}"))?;
     out.latencies.sort_unstable();
@@ -254,29 +299,25 @@ pub async fn run(
 /// Bounded by the number of names (and the per-request timeout), not by the duration;
 /// there is no warm-up, since every request is a first one. Everything is measured.
 async fn run_once_each(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     creds: Arc<Credentials>,
     w: Arc<Workload>,
-    server_pid: Option<u32>,
+    server_pids: Arc<[u32]>,
 ) -> Result<OpResult, String> {
     use rand::seq::SliceRandom;
     let mut order: Vec<usize> = (0..w.names.len()).collect();
     order.shuffle(&mut rand::make_rng::<SmallRng>());
     let order = Arc::new(order);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut clients = Vec::with_capacity(w.concurrency);
-    for _ in 0..w.concurrency.max(1) {
-        let mut c = Client::new(addr, creds.clone());
-        c.conn.connect().await?;
-        clients.push(c);
-    }
+    let clients = connect_workers(addrs, &creds, w.concurrency).await?;
     let start = Instant::now();
-    let cpu_at_start = (server_pid.and_then(|p| cpu_time(Some(p))), cpu_time(None));
+    let cpu_at_start = (servers_cpu(&server_pids), cpu_time(None));
     let mut handles = Vec::new();
-    for mut client in clients {
+    for (node, mut client) in clients {
         let (w, order, next) = (w.clone(), order.clone(), next.clone());
         handles.push(tokio::spawn(async move {
             let mut r = WorkerResult {
+                node,
                 latencies: Vec::new(),
                 errors: 0,
                 first_error: None,
@@ -308,16 +349,10 @@ async fn run_once_each(
     let mut out = OpResult::default();
     for h in handles {
         let r = h.await.map_err(|e| format!("a worker died: {e}"))?;
-        out.latencies.extend(r.latencies);
-        out.errors += r.errors;
-        out.reconnects += r.reconnects;
-        if out.first_error.is_none() {
-            out.first_error = r.first_error;
-        }
+        merge(&mut out, r);
     }
     out.window = start.elapsed();
-    out.server_cpu = server_pid
-        .and_then(|p| cpu_time(Some(p)))
+    out.server_cpu = servers_cpu(&server_pids)
         .zip(cpu_at_start.0)
         .map(|(b, a)| b.since(a));
     out.bench_cpu = cpu_time(None).zip(cpu_at_start.1).map(|(b, a)| b.since(a));
