@@ -12,6 +12,7 @@ use rand::rngs::SmallRng;
 
 use crate::client::{Client, Credentials};
 use crate::kura::{CpuTime, cpu_time, create_body, random_value};
+use crate::pg::{Backends, BackendsCpu, backends_cpu_since};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
@@ -114,6 +115,9 @@ pub struct OpResult {
     pub server_cpu: Option<CpuTime>,
     /// CPU used by this process (the workers, plus the ceiling server when measuring it).
     pub bench_cpu: Option<CpuTime>,
+    /// CPU used by the PostgreSQL backends serving kura's database (when it runs on one,
+    /// on this machine).
+    pub db_cpu: Option<CpuTime>,
     /// Requests answered 200 inside the window, per endpoint (node) in the order given.
     pub per_node: Vec<u64>,
 }
@@ -167,21 +171,69 @@ fn servers_cpu(pids: &[u32]) -> Option<CpuTime> {
     })
 }
 
-/// Samples the CPU time of the servers `pids` and of this process at `from` and at `to`.
+/// What a load runs against, and whose CPU it measures.
+#[derive(Clone)]
+pub struct Target {
+    /// The endpoints; the workers' connections are spread over them round-robin.
+    pub addrs: Arc<[SocketAddr]>,
+    /// The server processes (none for the in-process ceiling).
+    pub pids: Arc<[u32]>,
+    /// The PostgreSQL database the servers run on, whose backends' CPU is measured too.
+    pub database_url: Option<String>,
+}
+
+/// CPU readings at one moment: the servers together, this process, the database's backends.
+struct CpuReading {
+    servers: Option<CpuTime>,
+    bench: Option<CpuTime>,
+    db: Option<BackendsCpu>,
+}
+
+async fn read_cpu(t: &Target, probe: &mut Option<Backends>) -> CpuReading {
+    let db = match probe {
+        Some(p) => p.cpu().await,
+        None => None,
+    };
+    CpuReading {
+        servers: servers_cpu(&t.pids),
+        bench: cpu_time(None),
+        db,
+    }
+}
+
+async fn open_probe(t: &Target) -> Option<Backends> {
+    match &t.database_url {
+        Some(url) => Backends::open(url).await,
+        None => None,
+    }
+}
+
+/// Sets `out`'s CPU figures from readings before and after its window.
+fn set_cpu(out: &mut OpResult, before: CpuReading, after: CpuReading) {
+    out.server_cpu = after.servers.zip(before.servers).map(|(b, a)| b.since(a));
+    out.bench_cpu = after.bench.zip(before.bench).map(|(b, a)| b.since(a));
+    out.db_cpu = after
+        .db
+        .zip(before.db)
+        .map(|(b, a)| backends_cpu_since(&b, &a));
+}
+
+/// Takes CPU readings at `from` and at `to`.
 fn sample_cpu(
-    pids: Arc<[u32]>,
+    t: Target,
     from: Instant,
     to: Instant,
-) -> tokio::task::JoinHandle<(Option<CpuTime>, Option<CpuTime>)> {
+) -> tokio::task::JoinHandle<(CpuReading, CpuReading)> {
     tokio::spawn(async move {
+        let mut probe = open_probe(&t).await;
         tokio::time::sleep_until(from.into()).await;
-        let (s0, b0) = (servers_cpu(&pids), cpu_time(None));
+        let before = read_cpu(&t, &mut probe).await;
         tokio::time::sleep_until(to.into()).await;
-        let (s1, b1) = (servers_cpu(&pids), cpu_time(None));
-        (
-            s1.zip(s0).map(|(b, a)| b.since(a)),
-            b1.zip(b0).map(|(b, a)| b.since(a)),
-        )
+        let after = read_cpu(&t, &mut probe).await;
+        if let Some(p) = probe {
+            p.close().await;
+        }
+        (before, after)
     })
 }
 
@@ -219,25 +271,24 @@ fn merge(out: &mut OpResult, r: WorkerResult) {
     }
 }
 
-/// Runs `w` against the servers at `addrs` (the workers' connections spread over them
+/// Runs `w` against the servers of `t` (the workers' connections spread over them
 /// round-robin): every worker connects first, then all run the warm-up and the measured
 /// window together. Only requests completed inside the window count. The CPU time of
-/// the servers `server_pids` (all together) and of this process is sampled over the same
-/// window.
+/// the servers (all together), of this process and of the database's backends is
+/// sampled over the same window.
 pub async fn run(
-    addrs: &[SocketAddr],
+    t: &Target,
     creds: Arc<Credentials>,
     w: Arc<Workload>,
-    server_pids: Arc<[u32]>,
 ) -> Result<OpResult, String> {
     if w.op == Op::FirstGet {
-        return run_once_each(addrs, creds, w, server_pids).await;
+        return run_once_each(t, creds, w).await;
     }
-    let clients = connect_workers(addrs, &creds, w.concurrency).await?;
+    let clients = connect_workers(&t.addrs, &creds, w.concurrency).await?;
     let start = Instant::now();
     let measure_from = start + w.warmup;
     let end = measure_from + w.duration;
-    let cpu = sample_cpu(server_pids, measure_from, end);
+    let cpu = sample_cpu(t.clone(), measure_from, end);
     let mut handles = Vec::new();
     for (worker, (node, mut client)) in clients.into_iter().enumerate() {
         let w = w.clone();
@@ -290,7 +341,8 @@ pub async fn run(
         let r = h.await.map_err(|e| format!("a worker died: {e}"))?;
         merge(&mut out, r);
     }
-    (out.server_cpu, out.bench_cpu) = cpu.await.map_err(|e| format!("CPU sampler: {e}"))?;
+    let (before, after) = cpu.await.map_err(|e| format!("CPU sampler: {e}"))?;
+    set_cpu(&mut out, before, after);
     out.latencies.sort_unstable();
     Ok(out)
 }
@@ -299,19 +351,19 @@ pub async fn run(
 /// Bounded by the number of names (and the per-request timeout), not by the duration;
 /// there is no warm-up, since every request is a first one. Everything is measured.
 async fn run_once_each(
-    addrs: &[SocketAddr],
+    t: &Target,
     creds: Arc<Credentials>,
     w: Arc<Workload>,
-    server_pids: Arc<[u32]>,
 ) -> Result<OpResult, String> {
     use rand::seq::SliceRandom;
     let mut order: Vec<usize> = (0..w.names.len()).collect();
     order.shuffle(&mut rand::make_rng::<SmallRng>());
     let order = Arc::new(order);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let clients = connect_workers(addrs, &creds, w.concurrency).await?;
+    let clients = connect_workers(&t.addrs, &creds, w.concurrency).await?;
+    let mut probe = open_probe(t).await;
     let start = Instant::now();
-    let cpu_at_start = (servers_cpu(&server_pids), cpu_time(None));
+    let cpu_at_start = read_cpu(t, &mut probe).await;
     let mut handles = Vec::new();
     for (node, mut client) in clients {
         let (w, order, next) = (w.clone(), order.clone(), next.clone());
@@ -352,10 +404,11 @@ async fn run_once_each(
         merge(&mut out, r);
     }
     out.window = start.elapsed();
-    out.server_cpu = servers_cpu(&server_pids)
-        .zip(cpu_at_start.0)
-        .map(|(b, a)| b.since(a));
-    out.bench_cpu = cpu_time(None).zip(cpu_at_start.1).map(|(b, a)| b.since(a));
+    let cpu_at_end = read_cpu(t, &mut probe).await;
+    set_cpu(&mut out, cpu_at_start, cpu_at_end);
+    if let Some(p) = probe {
+        p.close().await;
+    }
     out.latencies.sort_unstable();
     Ok(out)
 }

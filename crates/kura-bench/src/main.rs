@@ -318,7 +318,11 @@ async fn run_store(
             .map_err(|e| format!("node at {}: {e}", node.addr))?;
     }
 
-    let (addrs, pids) = (cluster.addrs(), cluster.pids());
+    let target = load::Target {
+        addrs: cluster.addrs(),
+        pids: cluster.pids(),
+        database_url: db_url.map(str::to_string),
+    };
     let mut ops = Vec::new();
     println!("{}", report::op_header());
     for &op in &args.ops {
@@ -331,9 +335,9 @@ async fn run_store(
             warmup: args.warmup,
             duration: args.duration,
         });
-        let r = load::run(&addrs, creds.clone(), w, pids.clone()).await?;
+        let r = load::run(&target, creds.clone(), w).await?;
         println!("{}", report::op_line(op, &r, Some(ceiling)));
-        if addrs.len() > 1 {
+        if target.addrs.len() > 1 {
             println!("{}", report::per_node_line(&r));
         }
         ops.push((op, r));
@@ -369,8 +373,13 @@ async fn measure_ceiling(args: &RunArgs) -> Result<OpResult, String> {
         secret_access_key: "ceiling/ceiling/ceiling/ceiling/ceiling0".into(),
     });
     let ceiling_names: Arc<Vec<String>> = Arc::new((0..1000).map(kura::secret_name).collect());
+    let target = load::Target {
+        addrs: Arc::from([ceiling_addr]),
+        pids: Arc::from([]),
+        database_url: None,
+    };
     let ceiling = load::run(
-        &[ceiling_addr],
+        &target,
         dummy,
         Arc::new(Workload {
             op: Op::Ceiling,
@@ -380,7 +389,6 @@ async fn measure_ceiling(args: &RunArgs) -> Result<OpResult, String> {
             warmup: args.warmup,
             duration: args.duration,
         }),
-        Arc::from([]),
     )
     .await?;
     println!("{}", report::op_header());

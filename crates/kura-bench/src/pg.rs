@@ -1,9 +1,11 @@
 //! PostgreSQL for a measured kura: a fresh database per store, made on the server that
 //! `--database-url` names and dropped afterwards, and the bulk fill of its filler secrets.
 
+use std::collections::HashMap;
+
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, Row};
 
-use crate::kura::Layout;
+use crate::kura::{CpuTime, Layout, cpu_time};
 
 /// `url` naming database `name` instead of its own (user, host, port and parameters kept).
 pub fn with_database(url: &str, name: &str) -> String {
@@ -178,6 +180,71 @@ pub async fn bulk_fill(url: &str, layout: &Layout, sample_arn: &str) -> Result<u
     conn.execute("ANALYZE").await.map_err(err("analyze"))?;
     let _ = conn.close().await;
     Ok(inserted)
+}
+
+/// The CPU time of the PostgreSQL backends serving one database, read from `/proc`: only
+/// when PostgreSQL runs on this machine, in this PID namespace (otherwise `None`).
+pub struct Backends {
+    conn: PgConnection,
+}
+
+/// CPU time per backend process.
+pub type BackendsCpu = HashMap<u32, CpuTime>;
+
+impl Backends {
+    pub async fn open(url: &str) -> Option<Backends> {
+        Some(Backends {
+            conn: connect(url).await.ok()?,
+        })
+    }
+
+    /// Every backend of the database but this probe's own, and the CPU each has used.
+    pub async fn cpu(&mut self) -> Option<BackendsCpu> {
+        let pids: Vec<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(&mut self.conn)
+        .await
+        .ok()?;
+        let mut cpu = HashMap::new();
+        for pid in pids {
+            let pid = u32::try_from(pid).ok()?;
+            // A process of that number that is not a postgres one: the server is elsewhere
+            // (another host, a container), so these numbers mean nothing here.
+            match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+                Ok(comm) if comm.trim() == "postgres" => {}
+                Ok(_) => return None,
+                // Gone since the listing (a pool closed it): its time is lost either way.
+                Err(_) => continue,
+            }
+            if let Some(c) = cpu_time(Some(pid)) {
+                cpu.insert(pid, c);
+            }
+        }
+        Some(cpu)
+    }
+
+    pub async fn close(self) {
+        let _ = self.conn.close().await;
+    }
+}
+
+/// The CPU the backends used between two readings. A backend that appeared meanwhile
+/// counts whole; one that ended meanwhile is lost (pools keep theirs open under load).
+pub fn backends_cpu_since(after: &BackendsCpu, before: &BackendsCpu) -> CpuTime {
+    after
+        .iter()
+        .fold(CpuTime::default(), |sum, (pid, a)| match before.get(pid) {
+            Some(b) => CpuTime {
+                user: sum.user + (a.user - b.user),
+                sys: sum.sys + (a.sys - b.sys),
+            },
+            None => CpuTime {
+                user: sum.user + a.user,
+                sys: sum.sys + a.sys,
+            },
+        })
 }
 
 #[cfg(test)]

@@ -158,7 +158,7 @@ fn cpu_per_op(r: &OpResult, cpu: Option<crate::kura::CpuTime>) -> String {
 
 pub fn op_header() -> String {
     format!(
-        "{:<18} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>13} {:>14} {:>14}",
+        "{:<18} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>13} {:>14} {:>14} {:>15}",
         "op",
         "ops/s",
         "p50 ms",
@@ -168,13 +168,14 @@ pub fn op_header() -> String {
         "errors",
         "kura/ceiling",
         "kura CPU us/op",
-        "bench CPU us/op"
+        "bench CPU us/op",
+        "PG CPU us/op"
     )
 }
 
 pub fn op_line(op: Op, r: &OpResult, ceiling: Option<&OpResult>) -> String {
     let mut line = format!(
-        "{:<18} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>13} {:>14} {:>14}",
+        "{:<18} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>13} {:>14} {:>14} {:>15}",
         op.name(),
         thousands(r.ops_per_sec().round() as u64),
         r.percentile_ms(50.0),
@@ -185,6 +186,7 @@ pub fn op_line(op: Op, r: &OpResult, ceiling: Option<&OpResult>) -> String {
         ceiling.map_or_else(|| "-".into(), |c| ratio(r, c)),
         cpu_per_op(r, r.server_cpu),
         cpu_per_op(r, r.bench_cpu),
+        cpu_per_op(r, r.db_cpu),
     );
     if let Some(e) = &r.first_error {
         let e: String = e.chars().take(200).collect();
@@ -240,7 +242,7 @@ pub fn store_lines(s: &StoreRun) -> String {
 
 fn md_op_row(first: &str, op: Op, r: &OpResult, ceiling: Option<&OpResult>) -> String {
     format!(
-        "| {first} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |\n",
+        "| {first} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} |\n",
         op.name(),
         thousands(r.ops_per_sec().round() as u64),
         r.percentile_ms(50.0),
@@ -251,6 +253,7 @@ fn md_op_row(first: &str, op: Op, r: &OpResult, ceiling: Option<&OpResult>) -> S
         ceiling.map_or_else(|| "-".into(), |c| ratio(r, c)),
         cpu_per_op(r, r.server_cpu),
         cpu_per_op(r, r.bench_cpu),
+        cpu_per_op(r, r.db_cpu),
     )
 }
 
@@ -319,11 +322,11 @@ pub fn comparison(ceiling: &OpResult, runs: &[(Setup, Vec<StoreRun>)]) -> String
 fn md_throughput(md: &mut String, ceiling: &OpResult, stores: &[StoreRun]) {
     let _ = writeln!(
         md,
-        "| secrets | operation | ops/s | p50 ms | p90 ms | p99 ms | max ms | errors | kura/ceiling | kura CPU µs/op (user+sys) | bench CPU µs/op (user+sys) |"
+        "| secrets | operation | ops/s | p50 ms | p90 ms | p99 ms | max ms | errors | kura/ceiling | kura CPU µs/op (user+sys) | bench CPU µs/op (user+sys) | PostgreSQL CPU µs/op (user+sys) |"
     );
     let _ = writeln!(
         md,
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     md.push_str(&md_op_row("-", Op::Ceiling, ceiling, None));
     for s in stores {
