@@ -482,3 +482,97 @@ async fn main() -> std::process::ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("kura-bench").chain(args.iter().copied()))
+    }
+
+    fn run_args(cli: Cli) -> RunArgs {
+        match cli.command {
+            Command::Run(a) | Command::Compare(a) => a,
+        }
+    }
+
+    const PG: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+    #[test]
+    fn run_is_one_sqlite_node_unless_told_otherwise() {
+        let setup = Setup::of_run(&run_args(parse(&["run"]).expect("parses")));
+        assert_eq!(setup.database_url, None);
+        assert_eq!(setup.nodes, 1);
+        assert_eq!(setup.label(), "SQLite, 1 node");
+    }
+
+    #[test]
+    fn run_takes_a_database_url_and_a_node_count() {
+        let a = run_args(parse(&["run", "--database-url", PG, "--nodes", "3"]).expect("parses"));
+        let setup = Setup::of_run(&a);
+        assert_eq!(setup.database_url.as_deref(), Some(PG));
+        assert_eq!(setup.nodes, 3);
+        assert_eq!(setup.label(), "PostgreSQL, 3 nodes");
+        let one = Setup::of_run(&run_args(
+            parse(&["run", "--database-url", PG]).expect("parses"),
+        ));
+        assert_eq!(one.label(), "PostgreSQL, 1 node");
+    }
+
+    #[test]
+    fn nodes_need_a_database_url_and_a_sane_count() {
+        for args in [
+            &["run", "--nodes", "3"][..],
+            &["compare", "--nodes", "3"][..],
+        ] {
+            let e = parse(args).err().expect("refused");
+            assert_eq!(
+                e.kind(),
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "{e}"
+            );
+        }
+        for bad in ["0", "65", "three"] {
+            assert!(
+                parse(&["run", "--database-url", PG, "--nodes", bad]).is_err(),
+                "--nodes {bad} was taken"
+            );
+        }
+    }
+
+    #[test]
+    fn compare_is_sqlite_then_postgresql_then_a_cluster() {
+        let labels = |args: &[&str]| -> Vec<String> {
+            Setup::of_compare(&run_args(parse(args).expect("parses")))
+                .expect("setups")
+                .iter()
+                .map(Setup::label)
+                .collect()
+        };
+        assert_eq!(
+            labels(&["compare", "--database-url", PG]),
+            [
+                "SQLite, 1 node",
+                "PostgreSQL, 1 node",
+                "PostgreSQL, 3 nodes"
+            ]
+        );
+        assert_eq!(
+            labels(&["compare", "--database-url", PG, "--nodes", "5"]),
+            [
+                "SQLite, 1 node",
+                "PostgreSQL, 1 node",
+                "PostgreSQL, 5 nodes"
+            ]
+        );
+        // A "cluster" of one would only repeat the PostgreSQL column.
+        assert_eq!(
+            labels(&["compare", "--database-url", PG, "--nodes", "1"]),
+            ["SQLite, 1 node", "PostgreSQL, 1 node"]
+        );
+        let e = Setup::of_compare(&run_args(parse(&["compare"]).expect("parses")))
+            .expect_err("refused without a database");
+        assert!(e.contains("--database-url"), "{e}");
+    }
+}

@@ -249,7 +249,59 @@ pub fn backends_cpu_since(after: &BackendsCpu, before: &BackendsCpu) -> CpuTime 
 
 #[cfg(test)]
 mod tests {
-    use super::with_database;
+    use super::*;
+
+    /// The server the store's PostgreSQL tests use too.
+    fn admin_url() -> String {
+        std::env::var("KURA_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    }
+
+    async fn exists(name: &str) -> bool {
+        let mut c = connect(&admin_url()).await.expect("PostgreSQL reachable");
+        sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
+        )
+        .bind(name)
+        .fetch_one(&mut c)
+        .await
+        .expect("query pg_database")
+    }
+
+    #[tokio::test]
+    async fn a_fresh_database_is_made_for_the_run_and_dropped_with_its_connections() {
+        let db = FreshDatabase::create(&admin_url())
+            .await
+            .expect("PostgreSQL on 127.0.0.1:5432 (or KURA_TEST_PG_URL) where this user may CREATE DATABASE");
+        let name = db.name.clone();
+        assert!(name.starts_with("kura_bench_"), "{name}");
+        // The URL kura gets names the fresh database, on the same server.
+        let mut on_it = connect(&db.url)
+            .await
+            .expect("connect to the fresh database");
+        let current: String = sqlx::query_scalar("SELECT current_database()")
+            .fetch_one(&mut on_it)
+            .await
+            .expect("current_database()");
+        assert_eq!(current, name);
+        assert!(db.bytes().await > 0);
+        // Still connected, as a node killed mid-run would be: FORCE drops it anyway.
+        drop(db);
+        assert!(!exists(&name).await, "{name} was not dropped");
+        assert!(
+            sqlx::query("SELECT 1").execute(&mut on_it).await.is_err(),
+            "the open connection should have been ended"
+        );
+    }
+
+    #[tokio::test]
+    async fn only_postgres_urls_are_taken() {
+        let e = FreshDatabase::create("mysql://root@127.0.0.1:3306/x")
+            .await
+            .err()
+            .expect("refused");
+        assert!(e.contains("postgres://"), "{e}");
+    }
 
     #[test]
     fn with_database_replaces_only_the_database_name() {
