@@ -198,15 +198,19 @@ pub fn op_line(op: Op, r: &OpResult, ceiling: Option<&OpResult>) -> String {
     line
 }
 
-/// Each node's share of a multi-node rate, e.g. `per node: 1,210 / 1,190 / 1,205 ops/s`.
-pub fn per_node_line(r: &OpResult) -> String {
+/// Each node's ops/s, e.g. `1,210 / 1,190 / 1,205`.
+fn per_node_rates(r: &OpResult) -> String {
     let secs = r.window.as_secs_f64();
-    let rates: Vec<String> = r
-        .per_node
+    r.per_node
         .iter()
         .map(|&n| thousands((n as f64 / secs).round() as u64))
-        .collect();
-    format!("    per node: {} ops/s", rates.join(" / "))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// Each node's share of a multi-node rate, e.g. `per node: 1,210 / 1,190 / 1,205 ops/s`.
+pub fn per_node_line(r: &OpResult) -> String {
+    format!("    per node: {} ops/s", per_node_rates(r))
 }
 
 fn prefill_text(s: &StoreRun) -> String {
@@ -241,10 +245,13 @@ pub fn store_lines(s: &StoreRun) -> String {
 }
 
 fn md_op_row(first: &str, op: Op, r: &OpResult, ceiling: Option<&OpResult>) -> String {
+    let mut rate = thousands(r.ops_per_sec().round() as u64);
+    if r.per_node.len() > 1 {
+        write!(rate, " ({} per node)", per_node_rates(r)).ok();
+    }
     format!(
-        "| {first} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} |\n",
+        "| {first} | {} | {rate} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} |\n",
         op.name(),
-        thousands(r.ops_per_sec().round() as u64),
         r.percentile_ms(50.0),
         r.percentile_ms(90.0),
         r.percentile_ms(99.0),
