@@ -137,11 +137,13 @@ pub struct Kura {
 
 impl Kura {
     /// Spawns `kura server` on a free port and waits for `GET /health` to answer 200.
-    /// Returns the server and the time from spawn to that first 200.
+    /// Returns the server and the time from spawn to that first 200. With `database_url`
+    /// it runs on that PostgreSQL database, else on SQLite in `data_dir`.
     pub async fn start(
         bin: &Path,
         data_dir: &Path,
         log: &Path,
+        database_url: Option<&str>,
     ) -> Result<(Kura, Duration), String> {
         let port = free_port()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -153,8 +155,15 @@ impl Kura {
         let log_err = log_file
             .try_clone()
             .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+        let mut cmd = Command::new(bin);
+        // Through the environment, not the command line, where a password would show in `ps`;
+        // and never inherited, so a SQLite run is one.
+        match database_url {
+            Some(url) => cmd.env("KURA_DATABASE_URL", url),
+            None => cmd.env_remove("KURA_DATABASE_URL"),
+        };
         let started = Instant::now();
-        let child = Command::new(bin)
+        let child = cmd
             .arg("server")
             .arg("--listen")
             .arg(addr.to_string())
@@ -219,6 +228,85 @@ impl Kura {
                 ))
             }
         }
+    }
+}
+
+/// The `kura server` processes of one measured store: one on SQLite, or one or more
+/// nodes on one PostgreSQL database.
+pub struct Cluster {
+    pub nodes: Vec<Kura>,
+}
+
+/// Where node `i` (0-based) keeps its data directory and log inside the run's directory.
+pub fn node_paths(dir: &Path, i: usize) -> (PathBuf, PathBuf) {
+    if i == 0 {
+        (dir.join("data"), dir.join("kura.log"))
+    } else {
+        (
+            dir.join(format!("data-{}", i + 1)),
+            dir.join(format!("kura-{}.log", i + 1)),
+        )
+    }
+}
+
+impl Cluster {
+    /// Starts `count` nodes with their data directories in `dir`: node 1 first (on a fresh
+    /// database it initialises it: root key, schema, root credentials), then the others,
+    /// each given a copy of node 1's `root.key` before it starts. Returns the cluster and
+    /// node 1's time from spawn to healthy.
+    pub async fn start(
+        bin: &Path,
+        dir: &Path,
+        count: usize,
+        database_url: Option<&str>,
+    ) -> Result<(Cluster, Duration), String> {
+        let (data, log) = node_paths(dir, 0);
+        let (first, took) = Kura::start(bin, &data, &log, database_url).await?;
+        let mut cluster = Cluster { nodes: vec![first] };
+        let root_key = data.join("root.key");
+        for i in 1..count {
+            let (node_data, node_log) = node_paths(dir, i);
+            let key = node_data.join("root.key");
+            if !key.exists() {
+                std::fs::create_dir_all(&node_data)
+                    .map_err(|e| format!("cannot create {}: {e}", node_data.display()))?;
+                std::fs::copy(&root_key, &key).map_err(|e| {
+                    format!(
+                        "cannot copy {} to {}: {e}",
+                        root_key.display(),
+                        key.display()
+                    )
+                })?;
+            }
+            let (node, _) = Kura::start(bin, &node_data, &node_log, database_url).await?;
+            cluster.nodes.push(node);
+        }
+        Ok((cluster, took))
+    }
+
+    pub fn addrs(&self) -> Arc<[SocketAddr]> {
+        self.nodes.iter().map(|k| k.addr).collect()
+    }
+
+    pub fn pids(&self) -> Arc<[u32]> {
+        self.nodes.iter().map(|k| k.pid).collect()
+    }
+
+    /// Node 1's memory.
+    pub fn memory(&self) -> Option<Memory> {
+        self.nodes.first().and_then(Kura::memory)
+    }
+
+    /// Stops every node (all of them, even when one fails to stop).
+    pub async fn stop(self) -> Result<(), String> {
+        let mut first_err = Ok(());
+        for node in self.nodes {
+            let r = node.stop().await;
+            if first_err.is_ok() {
+                first_err = r;
+            }
+        }
+        first_err
     }
 }
 

@@ -12,6 +12,7 @@ use rand::rngs::SmallRng;
 
 use crate::client::{Client, Credentials};
 use crate::kura::{CpuTime, cpu_time, create_body, random_value};
+use crate::pg::{Backends, BackendsCpu, backends_cpu_since};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
@@ -109,10 +110,16 @@ pub struct OpResult {
     pub first_error: Option<String>,
     pub reconnects: u64,
     pub window: Duration,
-    /// CPU used by the server process during the window (none for the in-process ceiling).
+    /// CPU used by the server processes (every node) during the window (none for the
+    /// in-process ceiling).
     pub server_cpu: Option<CpuTime>,
     /// CPU used by this process (the workers, plus the ceiling server when measuring it).
     pub bench_cpu: Option<CpuTime>,
+    /// CPU used by the PostgreSQL backends serving kura's database (when it runs on one,
+    /// on this machine).
+    pub db_cpu: Option<CpuTime>,
+    /// Requests answered 200 inside the window, per endpoint (node) in the order given.
+    pub per_node: Vec<u64>,
 }
 
 impl OpResult {
@@ -143,58 +150,152 @@ impl OpResult {
 }
 
 struct WorkerResult {
+    node: usize,
     latencies: Vec<u64>,
     errors: u64,
     first_error: Option<String>,
     reconnects: u64,
 }
 
-/// Samples the CPU time of `server_pid` and of this process at `from` and at `to`.
-fn sample_cpu(
-    server_pid: Option<u32>,
-    from: Instant,
-    to: Instant,
-) -> tokio::task::JoinHandle<(Option<CpuTime>, Option<CpuTime>)> {
-    tokio::spawn(async move {
-        tokio::time::sleep_until(from.into()).await;
-        let (s0, b0) = (server_pid.and_then(|p| cpu_time(Some(p))), cpu_time(None));
-        tokio::time::sleep_until(to.into()).await;
-        let (s1, b1) = (server_pid.and_then(|p| cpu_time(Some(p))), cpu_time(None));
-        (
-            s1.zip(s0).map(|(b, a)| b.since(a)),
-            b1.zip(b0).map(|(b, a)| b.since(a)),
-        )
+/// The CPU time of all of `pids` together (`None` without any, or if one cannot be read).
+fn servers_cpu(pids: &[u32]) -> Option<CpuTime> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().try_fold(CpuTime::default(), |sum, &p| {
+        let c = cpu_time(Some(p))?;
+        Some(CpuTime {
+            user: sum.user + c.user,
+            sys: sum.sys + c.sys,
+        })
     })
 }
 
-/// Runs `w` against `addr`: every worker connects first, then all run the warm-up and the
-/// measured window together. Only requests completed inside the window count. The CPU
-/// time of `server_pid` and of this process is sampled over the same window.
+/// What a load runs against, and whose CPU it measures.
+#[derive(Clone)]
+pub struct Target {
+    /// The endpoints; the workers' connections are spread over them round-robin.
+    pub addrs: Arc<[SocketAddr]>,
+    /// The server processes (none for the in-process ceiling).
+    pub pids: Arc<[u32]>,
+    /// The PostgreSQL database the servers run on, whose backends' CPU is measured too.
+    pub database_url: Option<String>,
+}
+
+/// CPU readings at one moment: the servers together, this process, the database's backends.
+struct CpuReading {
+    servers: Option<CpuTime>,
+    bench: Option<CpuTime>,
+    db: Option<BackendsCpu>,
+}
+
+async fn read_cpu(t: &Target, probe: &mut Option<Backends>) -> CpuReading {
+    let db = match probe {
+        Some(p) => p.cpu().await,
+        None => None,
+    };
+    CpuReading {
+        servers: servers_cpu(&t.pids),
+        bench: cpu_time(None),
+        db,
+    }
+}
+
+async fn open_probe(t: &Target) -> Option<Backends> {
+    match &t.database_url {
+        Some(url) => Backends::open(url).await,
+        None => None,
+    }
+}
+
+/// Sets `out`'s CPU figures from readings before and after its window.
+fn set_cpu(out: &mut OpResult, before: CpuReading, after: CpuReading) {
+    out.server_cpu = after.servers.zip(before.servers).map(|(b, a)| b.since(a));
+    out.bench_cpu = after.bench.zip(before.bench).map(|(b, a)| b.since(a));
+    out.db_cpu = after
+        .db
+        .zip(before.db)
+        .map(|(b, a)| backends_cpu_since(&b, &a));
+}
+
+/// Takes CPU readings at `from` and at `to`.
+fn sample_cpu(
+    t: Target,
+    from: Instant,
+    to: Instant,
+) -> tokio::task::JoinHandle<(CpuReading, CpuReading)> {
+    tokio::spawn(async move {
+        let mut probe = open_probe(&t).await;
+        tokio::time::sleep_until(from.into()).await;
+        let before = read_cpu(&t, &mut probe).await;
+        tokio::time::sleep_until(to.into()).await;
+        let after = read_cpu(&t, &mut probe).await;
+        if let Some(p) = probe {
+            p.close().await;
+        }
+        (before, after)
+    })
+}
+
+/// One connected client per worker; worker `i` talks to `addrs[i % addrs.len()]`, so
+/// the connections are spread over the nodes round-robin.
+async fn connect_workers(
+    addrs: &[SocketAddr],
+    creds: &Arc<Credentials>,
+    concurrency: usize,
+) -> Result<Vec<(usize, Client)>, String> {
+    if addrs.is_empty() {
+        return Err("no server to load".into());
+    }
+    let mut clients = Vec::with_capacity(concurrency);
+    for i in 0..concurrency.max(1) {
+        let node = i % addrs.len();
+        let mut c = Client::new(addrs[node], creds.clone());
+        c.conn.connect().await?;
+        clients.push((node, c));
+    }
+    Ok(clients)
+}
+
+/// Adds a worker's result to `out`.
+fn merge(out: &mut OpResult, r: WorkerResult) {
+    if out.per_node.len() <= r.node {
+        out.per_node.resize(r.node + 1, 0);
+    }
+    out.per_node[r.node] += r.latencies.len() as u64;
+    out.latencies.extend(r.latencies);
+    out.errors += r.errors;
+    out.reconnects += r.reconnects;
+    if out.first_error.is_none() {
+        out.first_error = r.first_error;
+    }
+}
+
+/// Runs `w` against the servers of `t` (the workers' connections spread over them
+/// round-robin): every worker connects first, then all run the warm-up and the measured
+/// window together. Only requests completed inside the window count. The CPU time of
+/// the servers (all together), of this process and of the database's backends is
+/// sampled over the same window.
 pub async fn run(
-    addr: SocketAddr,
+    t: &Target,
     creds: Arc<Credentials>,
     w: Arc<Workload>,
-    server_pid: Option<u32>,
 ) -> Result<OpResult, String> {
     if w.op == Op::FirstGet {
-        return run_once_each(addr, creds, w, server_pid).await;
+        return run_once_each(t, creds, w).await;
     }
-    let mut clients = Vec::with_capacity(w.concurrency);
-    for _ in 0..w.concurrency.max(1) {
-        let mut c = Client::new(addr, creds.clone());
-        c.conn.connect().await?;
-        clients.push(c);
-    }
+    let clients = connect_workers(&t.addrs, &creds, w.concurrency).await?;
     let start = Instant::now();
     let measure_from = start + w.warmup;
     let end = measure_from + w.duration;
-    let cpu = sample_cpu(server_pid, measure_from, end);
+    let cpu = sample_cpu(t.clone(), measure_from, end);
     let mut handles = Vec::new();
-    for (worker, mut client) in clients.into_iter().enumerate() {
+    for (worker, (node, mut client)) in clients.into_iter().enumerate() {
         let w = w.clone();
         handles.push(tokio::spawn(async move {
             let mut rng: SmallRng = rand::make_rng();
             let mut r = WorkerResult {
+                node,
                 latencies: Vec::new(),
                 errors: 0,
                 first_error: None,
@@ -238,14 +339,10 @@ pub async fn run(
     };
     for h in handles {
         let r = h.await.map_err(|e| format!("a worker died: {e}"))?;
-        out.latencies.extend(r.latencies);
-        out.errors += r.errors;
-        out.reconnects += r.reconnects;
-        if out.first_error.is_none() {
-            out.first_error = r.first_error;
-        }
+        merge(&mut out, r);
     }
-    (out.server_cpu, out.bench_cpu) = cpu.await.map_err(|e| format!("CPU sampler: {e}"))?;
+    let (before, after) = cpu.await.map_err(|e| format!("CPU sampler: {e}"))?;
+    set_cpu(&mut out, before, after);
     out.latencies.sort_unstable();
     Ok(out)
 }
@@ -254,29 +351,25 @@ pub async fn run(
 /// Bounded by the number of names (and the per-request timeout), not by the duration;
 /// there is no warm-up, since every request is a first one. Everything is measured.
 async fn run_once_each(
-    addr: SocketAddr,
+    t: &Target,
     creds: Arc<Credentials>,
     w: Arc<Workload>,
-    server_pid: Option<u32>,
 ) -> Result<OpResult, String> {
     use rand::seq::SliceRandom;
     let mut order: Vec<usize> = (0..w.names.len()).collect();
     order.shuffle(&mut rand::make_rng::<SmallRng>());
     let order = Arc::new(order);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut clients = Vec::with_capacity(w.concurrency);
-    for _ in 0..w.concurrency.max(1) {
-        let mut c = Client::new(addr, creds.clone());
-        c.conn.connect().await?;
-        clients.push(c);
-    }
+    let clients = connect_workers(&t.addrs, &creds, w.concurrency).await?;
+    let mut probe = open_probe(t).await;
     let start = Instant::now();
-    let cpu_at_start = (server_pid.and_then(|p| cpu_time(Some(p))), cpu_time(None));
+    let cpu_at_start = read_cpu(t, &mut probe).await;
     let mut handles = Vec::new();
-    for mut client in clients {
+    for (node, mut client) in clients {
         let (w, order, next) = (w.clone(), order.clone(), next.clone());
         handles.push(tokio::spawn(async move {
             let mut r = WorkerResult {
+                node,
                 latencies: Vec::new(),
                 errors: 0,
                 first_error: None,
@@ -308,19 +401,14 @@ async fn run_once_each(
     let mut out = OpResult::default();
     for h in handles {
         let r = h.await.map_err(|e| format!("a worker died: {e}"))?;
-        out.latencies.extend(r.latencies);
-        out.errors += r.errors;
-        out.reconnects += r.reconnects;
-        if out.first_error.is_none() {
-            out.first_error = r.first_error;
-        }
+        merge(&mut out, r);
     }
     out.window = start.elapsed();
-    out.server_cpu = server_pid
-        .and_then(|p| cpu_time(Some(p)))
-        .zip(cpu_at_start.0)
-        .map(|(b, a)| b.since(a));
-    out.bench_cpu = cpu_time(None).zip(cpu_at_start.1).map(|(b, a)| b.since(a));
+    let cpu_at_end = read_cpu(t, &mut probe).await;
+    set_cpu(&mut out, cpu_at_start, cpu_at_end);
+    if let Some(p) = probe {
+        p.close().await;
+    }
     out.latencies.sort_unstable();
     Ok(out)
 }

@@ -7,6 +7,7 @@ mod ceiling;
 mod client;
 mod kura;
 mod load;
+mod pg;
 mod report;
 
 use std::path::PathBuf;
@@ -17,7 +18,7 @@ use bytes::Bytes;
 use clap::{Parser, Subcommand};
 
 use crate::client::{Client, Credentials};
-use crate::kura::{Kura, Layout, Memory};
+use crate::kura::{Cluster, Layout, Memory, node_paths};
 use crate::load::{Op, OpResult, Workload};
 
 #[derive(Parser)]
@@ -34,6 +35,11 @@ struct Cli {
 enum Command {
     /// Start a fresh kura per store size, fill it, load it, and print the figures.
     Run(RunArgs),
+    /// Run the whole measurement three times in one run, against one ceiling: kura on
+    /// SQLite (1 node), on PostgreSQL (1 node), and as a cluster of --nodes (default 3)
+    /// nodes on PostgreSQL; then print every operation as a rate and a ratio to the
+    /// ceiling side by side. Needs --database-url.
+    Compare(RunArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -77,6 +83,81 @@ pub struct RunArgs {
     /// request is evaluated against policies (root skips evaluation).
     #[arg(long)]
     as_user: bool,
+    /// Run kura on PostgreSQL (`kura server --database-url`) instead of SQLite. The URL
+    /// names a server and a database to connect to as a user who may CREATE DATABASE
+    /// (e.g. postgres://postgres@127.0.0.1:5432/postgres): for every store size the bench
+    /// creates a fresh database kura_bench_<random> there, runs kura on it, and drops it
+    /// afterwards (WITH (FORCE)).
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+    /// Start this many kura nodes on the one PostgreSQL database (node 1 first, then the
+    /// others with a copy of its root.key) and spread the load's connections over them
+    /// round-robin; the rates are the cluster's total, with each node's share beside them.
+    /// `run`: default 1, needs --database-url. `compare`: the cluster's size, default 3.
+    #[arg(long, value_name = "N", requires = "database_url", value_parser = parse_nodes)]
+    nodes: Option<usize>,
+}
+
+fn parse_nodes(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=64).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a number of nodes from 1 to 64")),
+    }
+}
+
+/// What kura runs on in one measurement.
+#[derive(Clone, Debug)]
+pub struct Setup {
+    /// The PostgreSQL server to make a fresh database on; `None`: SQLite.
+    pub database_url: Option<String>,
+    pub nodes: usize,
+}
+
+impl Setup {
+    pub fn label(&self) -> String {
+        let backend = match self.database_url {
+            Some(_) => "PostgreSQL",
+            None => "SQLite",
+        };
+        let plural = if self.nodes == 1 { "" } else { "s" };
+        format!("{backend}, {} node{plural}", self.nodes)
+    }
+
+    /// The setup `kura-bench run` measures.
+    fn of_run(args: &RunArgs) -> Setup {
+        Setup {
+            database_url: args.database_url.clone(),
+            nodes: args.nodes.unwrap_or(1),
+        }
+    }
+
+    /// The setups `kura-bench compare` measures, in order.
+    fn of_compare(args: &RunArgs) -> Result<Vec<Setup>, String> {
+        let Some(url) = &args.database_url else {
+            return Err(
+                "compare needs --database-url postgres://… (a server where the bench may CREATE DATABASE)"
+                    .into(),
+            );
+        };
+        let cluster = args.nodes.unwrap_or(3);
+        let mut setups = vec![
+            Setup {
+                database_url: None,
+                nodes: 1,
+            },
+            Setup {
+                database_url: Some(url.clone()),
+                nodes: 1,
+            },
+        ];
+        if cluster > 1 {
+            setups.push(Setup {
+                database_url: Some(url.clone()),
+                nodes: cluster,
+            });
+        }
+        Ok(setups)
+    }
 }
 
 fn parse_count(s: &str) -> Result<usize, String> {
@@ -126,7 +207,12 @@ fn progress(msg: impl AsRef<str>) {
     eprintln!("kura-bench: {}", msg.as_ref());
 }
 
-async fn run_store(args: &RunArgs, total: usize, ceiling: &OpResult) -> Result<StoreRun, String> {
+async fn run_store(
+    args: &RunArgs,
+    setup: &Setup,
+    total: usize,
+    ceiling: &OpResult,
+) -> Result<StoreRun, String> {
     let mut tmp = tempfile::Builder::new();
     tmp.prefix("kura-bench-").disable_cleanup(args.keep);
     let dir = match &args.work_dir {
@@ -134,14 +220,35 @@ async fn run_store(args: &RunArgs, total: usize, ceiling: &OpResult) -> Result<S
         None => tmp.tempdir(),
     }
     .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
-    let data = dir.path().join("data");
-    let log = dir.path().join("kura.log");
+    let data = node_paths(dir.path(), 0).0;
     if args.keep {
-        progress(format!("data directory kept: {}", dir.path().display()));
+        progress(format!("data directories kept: {}", dir.path().display()));
     }
+    // Declared before the cluster so that, on an early return, the nodes go first (they
+    // are killed on drop) and the database after them.
+    let db = match &setup.database_url {
+        Some(url) => {
+            let db = pg::FreshDatabase::create(url).await?;
+            progress(format!(
+                "{total} secrets: created PostgreSQL database {}",
+                db.name
+            ));
+            Some(db)
+        }
+        None => None,
+    };
+    let db_url = db.as_ref().map(|d| d.url.as_str());
+    let db_bytes = async || match &db {
+        Some(d) => d.bytes().await,
+        None => kura::database_bytes(&data),
+    };
 
-    progress(format!("{total} secrets: starting a fresh kura"));
-    let (server, first_start) = Kura::start(&args.kura, &data, &log).await?;
+    progress(format!(
+        "{total} secrets: starting a fresh kura ({})",
+        setup.label()
+    ));
+    let (cluster, first_start) =
+        Cluster::start(&args.kura, dir.path(), setup.nodes, db_url).await?;
     let creds = Arc::new(Credentials::from_file(&data.join("root-credentials"))?);
 
     let layout = Layout::new(total, args.api_prefill);
@@ -158,7 +265,7 @@ async fn run_store(args: &RunArgs, total: usize, ceiling: &OpResult) -> Result<S
     ));
     let t = Instant::now();
     let sample_arn = kura::create_through_api(
-        server.addr,
+        cluster.nodes[0].addr,
         creds.clone(),
         api_names.clone(),
         args.concurrency,
@@ -166,8 +273,8 @@ async fn run_store(args: &RunArgs, total: usize, ceiling: &OpResult) -> Result<S
     )
     .await?;
     let api_fill = t.elapsed();
-    let mem_after_api_fill = server.memory();
-    server.stop().await?;
+    let mem_after_api_fill = cluster.memory();
+    cluster.stop().await?;
 
     let filler = layout.filler_count();
     let (filler, bulk_fill) = if filler > 0 {
@@ -175,35 +282,47 @@ async fn run_store(args: &RunArgs, total: usize, ceiling: &OpResult) -> Result<S
             "{total} secrets: bulk-inserting {filler} filler secrets"
         ));
         let t = Instant::now();
-        let n = kura::bulk_fill(&data.join("kura.db"), &layout, &sample_arn).await?;
+        let n = match &db {
+            Some(d) => pg::bulk_fill(&d.url, &layout, &sample_arn).await?,
+            None => kura::bulk_fill(&data.join("kura.db"), &layout, &sample_arn).await?,
+        };
         (n, Some(t.elapsed()))
     } else {
         (0, None)
     };
-    let db_bytes_filled = kura::database_bytes(&data);
+    let db_bytes_filled = db_bytes().await;
 
-    let (server, cold_start) = Kura::start(&args.kura, &data, &log).await?;
-    let mem_idle = server.memory();
+    let (cluster, cold_start) = Cluster::start(&args.kura, dir.path(), setup.nodes, db_url).await?;
+    let mem_idle = cluster.memory();
     let creds = if args.as_user {
         progress(format!(
             "{total} secrets: the load runs as a user with a policy"
         ));
-        Arc::new(kura::create_policy_user(server.addr, creds.clone()).await?)
+        Arc::new(kura::create_policy_user(cluster.nodes[0].addr, creds.clone()).await?)
     } else {
         creds
     };
-    // One real call before any load, so a broken setup fails loudly rather than as errors.
-    // (DescribeSecret: a GetSecretValue would spend one secret's first read of the day.)
-    Client::new(server.addr, creds.clone())
-        .call_ok(
-            "secretsmanager.DescribeSecret",
-            Bytes::from(
-                serde_json::to_vec(&serde_json::json!({"SecretId": api_names[0]}))
-                    .unwrap_or_default(),
-            ),
-        )
-        .await?;
+    // One real call to every node before any load, so a broken setup fails loudly rather
+    // than as errors. (DescribeSecret: a GetSecretValue would spend one secret's first
+    // read of the day.)
+    for node in &cluster.nodes {
+        Client::new(node.addr, creds.clone())
+            .call_ok(
+                "secretsmanager.DescribeSecret",
+                Bytes::from(
+                    serde_json::to_vec(&serde_json::json!({"SecretId": api_names[0]}))
+                        .unwrap_or_default(),
+                ),
+            )
+            .await
+            .map_err(|e| format!("node at {}: {e}", node.addr))?;
+    }
 
+    let target = load::Target {
+        addrs: cluster.addrs(),
+        pids: cluster.pids(),
+        database_url: db_url.map(str::to_string),
+    };
     let mut ops = Vec::new();
     println!("{}", report::op_header());
     for &op in &args.ops {
@@ -216,13 +335,17 @@ async fn run_store(args: &RunArgs, total: usize, ceiling: &OpResult) -> Result<S
             warmup: args.warmup,
             duration: args.duration,
         });
-        let r = load::run(server.addr, creds.clone(), w, Some(server.pid)).await?;
+        let r = load::run(&target, creds.clone(), w).await?;
         println!("{}", report::op_line(op, &r, Some(ceiling)));
+        if target.addrs.len() > 1 {
+            println!("{}", report::per_node_line(&r));
+        }
         ops.push((op, r));
     }
-    let mem_after_load = server.memory();
-    server.stop().await?;
-    let db_bytes_after = kura::database_bytes(&data);
+    let mem_after_load = cluster.memory();
+    cluster.stop().await?;
+    let db_bytes_after = db_bytes().await;
+    drop(db);
     drop(dir);
     Ok(StoreRun {
         total,
@@ -241,16 +364,8 @@ async fn run_store(args: &RunArgs, total: usize, ceiling: &OpResult) -> Result<S
     })
 }
 
-async fn run(args: RunArgs) -> Result<(), String> {
-    if !args.kura.is_file() {
-        return Err(format!(
-            "{} is not a file: build it with `cargo build --release -p kura` or pass --kura",
-            args.kura.display()
-        ));
-    }
-    let facts = report::Facts::gather(&args);
-    println!("{}", facts.header());
-
+/// Measures the bare axum ceiling in this process, with the client and load of `args`.
+async fn measure_ceiling(args: &RunArgs) -> Result<OpResult, String> {
     progress("ceiling: bare axum server in this process");
     let ceiling_addr = ceiling::start().await?;
     let dummy = Arc::new(Credentials {
@@ -258,8 +373,13 @@ async fn run(args: RunArgs) -> Result<(), String> {
         secret_access_key: "ceiling/ceiling/ceiling/ceiling/ceiling0".into(),
     });
     let ceiling_names: Arc<Vec<String>> = Arc::new((0..1000).map(kura::secret_name).collect());
+    let target = load::Target {
+        addrs: Arc::from([ceiling_addr]),
+        pids: Arc::from([]),
+        database_url: None,
+    };
     let ceiling = load::run(
-        ceiling_addr,
+        &target,
         dummy,
         Arc::new(Workload {
             op: Op::Ceiling,
@@ -269,24 +389,80 @@ async fn run(args: RunArgs) -> Result<(), String> {
             warmup: args.warmup,
             duration: args.duration,
         }),
-        None,
     )
     .await?;
     println!("{}", report::op_header());
     println!("{}", report::op_line(Op::Ceiling, &ceiling, None));
+    Ok(ceiling)
+}
 
+fn check_kura(args: &RunArgs) -> Result<(), String> {
+    if args.kura.is_file() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is not a file: build it with `cargo build --release -p kura` or pass --kura",
+            args.kura.display()
+        ))
+    }
+}
+
+/// Every store size of `args` on `setup`.
+async fn run_setup(
+    args: &RunArgs,
+    setup: &Setup,
+    ceiling: &OpResult,
+) -> Result<Vec<StoreRun>, String> {
     let mut stores = Vec::new();
     for &total in &args.secrets {
-        println!("\n== {} secrets ==", report::thousands(total as u64));
-        let s = run_store(&args, total, &ceiling).await?;
+        println!(
+            "\n== {} secrets, {} ==",
+            report::thousands(total as u64),
+            setup.label()
+        );
+        let s = run_store(args, setup, total, ceiling).await?;
         println!("{}", report::store_lines(&s));
         stores.push(s);
     }
+    Ok(stores)
+}
 
+fn write_markdown(path: &std::path::Path, md: &str) -> Result<(), String> {
+    std::fs::write(path, md).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    progress(format!("wrote {}", path.display()));
+    Ok(())
+}
+
+async fn run(args: RunArgs) -> Result<(), String> {
+    check_kura(&args)?;
+    let setup = Setup::of_run(&args);
+    let facts = report::Facts::gather(&args);
+    println!("{}", facts.header());
+    let ceiling = measure_ceiling(&args).await?;
+    let stores = run_setup(&args, &setup, &ceiling).await?;
     if let Some(path) = &args.markdown {
-        let md = report::markdown(&facts, &args, &ceiling, &stores);
-        std::fs::write(path, md).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        progress(format!("wrote {}", path.display()));
+        write_markdown(
+            path,
+            &report::markdown(&facts, &args, &ceiling, &[(setup, stores)]),
+        )?;
+    }
+    Ok(())
+}
+
+async fn compare(args: RunArgs) -> Result<(), String> {
+    check_kura(&args)?;
+    let setups = Setup::of_compare(&args)?;
+    let facts = report::Facts::gather(&args);
+    println!("{}", facts.header());
+    let ceiling = measure_ceiling(&args).await?;
+    let mut runs = Vec::new();
+    for setup in setups {
+        let stores = run_setup(&args, &setup, &ceiling).await?;
+        runs.push((setup, stores));
+    }
+    println!("\n{}", report::comparison(&ceiling, &runs));
+    if let Some(path) = &args.markdown {
+        write_markdown(path, &report::markdown(&facts, &args, &ceiling, &runs))?;
     }
     Ok(())
 }
@@ -296,6 +472,7 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args).await,
+        Command::Compare(args) => compare(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -303,5 +480,99 @@ async fn main() -> std::process::ExitCode {
             eprintln!("kura-bench: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("kura-bench").chain(args.iter().copied()))
+    }
+
+    fn run_args(cli: Cli) -> RunArgs {
+        match cli.command {
+            Command::Run(a) | Command::Compare(a) => a,
+        }
+    }
+
+    const PG: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+    #[test]
+    fn run_is_one_sqlite_node_unless_told_otherwise() {
+        let setup = Setup::of_run(&run_args(parse(&["run"]).expect("parses")));
+        assert_eq!(setup.database_url, None);
+        assert_eq!(setup.nodes, 1);
+        assert_eq!(setup.label(), "SQLite, 1 node");
+    }
+
+    #[test]
+    fn run_takes_a_database_url_and_a_node_count() {
+        let a = run_args(parse(&["run", "--database-url", PG, "--nodes", "3"]).expect("parses"));
+        let setup = Setup::of_run(&a);
+        assert_eq!(setup.database_url.as_deref(), Some(PG));
+        assert_eq!(setup.nodes, 3);
+        assert_eq!(setup.label(), "PostgreSQL, 3 nodes");
+        let one = Setup::of_run(&run_args(
+            parse(&["run", "--database-url", PG]).expect("parses"),
+        ));
+        assert_eq!(one.label(), "PostgreSQL, 1 node");
+    }
+
+    #[test]
+    fn nodes_need_a_database_url_and_a_sane_count() {
+        for args in [
+            &["run", "--nodes", "3"][..],
+            &["compare", "--nodes", "3"][..],
+        ] {
+            let e = parse(args).err().expect("refused");
+            assert_eq!(
+                e.kind(),
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "{e}"
+            );
+        }
+        for bad in ["0", "65", "three"] {
+            assert!(
+                parse(&["run", "--database-url", PG, "--nodes", bad]).is_err(),
+                "--nodes {bad} was taken"
+            );
+        }
+    }
+
+    #[test]
+    fn compare_is_sqlite_then_postgresql_then_a_cluster() {
+        let labels = |args: &[&str]| -> Vec<String> {
+            Setup::of_compare(&run_args(parse(args).expect("parses")))
+                .expect("setups")
+                .iter()
+                .map(Setup::label)
+                .collect()
+        };
+        assert_eq!(
+            labels(&["compare", "--database-url", PG]),
+            [
+                "SQLite, 1 node",
+                "PostgreSQL, 1 node",
+                "PostgreSQL, 3 nodes"
+            ]
+        );
+        assert_eq!(
+            labels(&["compare", "--database-url", PG, "--nodes", "5"]),
+            [
+                "SQLite, 1 node",
+                "PostgreSQL, 1 node",
+                "PostgreSQL, 5 nodes"
+            ]
+        );
+        // A "cluster" of one would only repeat the PostgreSQL column.
+        assert_eq!(
+            labels(&["compare", "--database-url", PG, "--nodes", "1"]),
+            ["SQLite, 1 node", "PostgreSQL, 1 node"]
+        );
+        let e = Setup::of_compare(&run_args(parse(&["compare"]).expect("parses")))
+            .expect_err("refused without a database");
+        assert!(e.contains("--database-url"), "{e}");
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::kura::Memory;
 use crate::load::{Op, OpResult};
-use crate::{RunArgs, StoreRun};
+use crate::{RunArgs, Setup, StoreRun};
 
 /// The machine, the code and the command line of a run.
 pub struct Facts {
@@ -158,7 +158,7 @@ fn cpu_per_op(r: &OpResult, cpu: Option<crate::kura::CpuTime>) -> String {
 
 pub fn op_header() -> String {
     format!(
-        "{:<18} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>13} {:>14} {:>14}",
+        "{:<18} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>13} {:>14} {:>14} {:>15}",
         "op",
         "ops/s",
         "p50 ms",
@@ -168,13 +168,14 @@ pub fn op_header() -> String {
         "errors",
         "kura/ceiling",
         "kura CPU us/op",
-        "bench CPU us/op"
+        "bench CPU us/op",
+        "PG CPU us/op"
     )
 }
 
 pub fn op_line(op: Op, r: &OpResult, ceiling: Option<&OpResult>) -> String {
     let mut line = format!(
-        "{:<18} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>13} {:>14} {:>14}",
+        "{:<18} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>13} {:>14} {:>14} {:>15}",
         op.name(),
         thousands(r.ops_per_sec().round() as u64),
         r.percentile_ms(50.0),
@@ -185,6 +186,7 @@ pub fn op_line(op: Op, r: &OpResult, ceiling: Option<&OpResult>) -> String {
         ceiling.map_or_else(|| "-".into(), |c| ratio(r, c)),
         cpu_per_op(r, r.server_cpu),
         cpu_per_op(r, r.bench_cpu),
+        cpu_per_op(r, r.db_cpu),
     );
     if let Some(e) = &r.first_error {
         let e: String = e.chars().take(200).collect();
@@ -194,6 +196,21 @@ pub fn op_line(op: Op, r: &OpResult, ceiling: Option<&OpResult>) -> String {
         write!(line, "\n    reconnects: {}", r.reconnects).ok();
     }
     line
+}
+
+/// Each node's ops/s, e.g. `1,210 / 1,190 / 1,205`.
+fn per_node_rates(r: &OpResult) -> String {
+    let secs = r.window.as_secs_f64();
+    r.per_node
+        .iter()
+        .map(|&n| thousands((n as f64 / secs).round() as u64))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// Each node's share of a multi-node rate, e.g. `per node: 1,210 / 1,190 / 1,205 ops/s`.
+pub fn per_node_line(r: &OpResult) -> String {
+    format!("    per node: {} ops/s", per_node_rates(r))
 }
 
 fn prefill_text(s: &StoreRun) -> String {
@@ -211,7 +228,7 @@ fn prefill_text(s: &StoreRun) -> String {
 
 pub fn store_lines(s: &StoreRun) -> String {
     format!(
-        "pre-fill   {}; database (db + WAL) {} after pre-fill, {} after the load\n\
+        "pre-fill   {}; database {} after pre-fill, {} after the load\n\
          start      first start (empty, initialises) {}; cold start holding {} secrets {}\n\
          memory     RSS after API pre-fill {}; idle after restart {}; after the load {} (VmHWM {})",
         prefill_text(s),
@@ -228,10 +245,13 @@ pub fn store_lines(s: &StoreRun) -> String {
 }
 
 fn md_op_row(first: &str, op: Op, r: &OpResult, ceiling: Option<&OpResult>) -> String {
+    let mut rate = thousands(r.ops_per_sec().round() as u64);
+    if r.per_node.len() > 1 {
+        write!(rate, " ({} per node)", per_node_rates(r)).ok();
+    }
     format!(
-        "| {first} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |\n",
+        "| {first} | {} | {rate} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} |\n",
         op.name(),
-        thousands(r.ops_per_sec().round() as u64),
         r.percentile_ms(50.0),
         r.percentile_ms(90.0),
         r.percentile_ms(99.0),
@@ -240,35 +260,80 @@ fn md_op_row(first: &str, op: Op, r: &OpResult, ceiling: Option<&OpResult>) -> S
         ceiling.map_or_else(|| "-".into(), |c| ratio(r, c)),
         cpu_per_op(r, r.server_cpu),
         cpu_per_op(r, r.bench_cpu),
+        cpu_per_op(r, r.db_cpu),
     )
 }
 
-pub fn markdown(facts: &Facts, args: &RunArgs, ceiling: &OpResult, stores: &[StoreRun]) -> String {
+/// A rate and its ratio to the ceiling, e.g. `4,120 (6.8%)`.
+fn rate_and_ratio(r: &OpResult, ceiling: &OpResult) -> String {
+    let mut cell = format!(
+        "{} ({})",
+        thousands(r.ops_per_sec().round() as u64),
+        ratio(r, ceiling)
+    );
+    if r.errors > 0 {
+        write!(cell, ", {} errors", r.errors).ok();
+    }
+    cell
+}
+
+/// The setups of a `compare` run side by side: per store size and operation, each setup's
+/// ops/s and its ratio to the ceiling (a Markdown table, readable as text too).
+pub fn comparison(ceiling: &OpResult, runs: &[(Setup, Vec<StoreRun>)]) -> String {
     let mut md = String::new();
-    let _ = writeln!(md, "## Results of {}\n", facts.date);
-    let _ = writeln!(md, "```\n{}\n```\n", facts.command_line);
+    let labels: Vec<String> = runs.iter().map(|(s, _)| s.label()).collect();
     let _ = writeln!(
         md,
-        "- Machine: {} CPUs ({}), {} RAM, Linux {}\n- kura: {}, commit {}\n- Load: {} workers (one keep-alive connection each), {:.0} s warm-up then {:.0} s measured per operation; values of {} characters\n",
-        facts.cpus,
-        facts.cpu_model,
-        facts.mem_total,
-        facts.kernel,
-        facts.kura_version,
-        facts.commit,
-        args.concurrency,
-        args.warmup.as_secs_f64(),
-        args.duration.as_secs_f64(),
-        args.value_size,
+        "| secrets | operation | {} |",
+        labels
+            .iter()
+            .map(|l| format!("{l}: ops/s (of ceiling)"))
+            .collect::<Vec<_>>()
+            .join(" | ")
     );
-    let _ = writeln!(md, "### Throughput and latency\n");
+    let _ = writeln!(md, "|---:|---|{}", "---:|".repeat(labels.len()));
     let _ = writeln!(
         md,
-        "| secrets | operation | ops/s | p50 ms | p90 ms | p99 ms | max ms | errors | kura/ceiling | kura CPU µs/op (user+sys) | bench CPU µs/op (user+sys) |"
+        "| - | {} | {} |",
+        Op::Ceiling.name(),
+        vec![thousands(ceiling.ops_per_sec().round() as u64); labels.len()].join(" | ")
+    );
+    // Rows in the order of the first setup's stores and operations; the other setups ran
+    // the same ones.
+    let Some((_, first)) = runs.first() else {
+        return md;
+    };
+    for (i, store) in first.iter().enumerate() {
+        for (j, (op, _)) in store.ops.iter().enumerate() {
+            let cells: Vec<String> = runs
+                .iter()
+                .map(|(_, stores)| {
+                    stores
+                        .get(i)
+                        .and_then(|s| s.ops.get(j))
+                        .map_or_else(|| "-".into(), |(_, r)| rate_and_ratio(r, ceiling))
+                })
+                .collect();
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} |",
+                thousands(store.total as u64),
+                op.name(),
+                cells.join(" | ")
+            );
+        }
+    }
+    md
+}
+
+fn md_throughput(md: &mut String, ceiling: &OpResult, stores: &[StoreRun]) {
+    let _ = writeln!(
+        md,
+        "| secrets | operation | ops/s | p50 ms | p90 ms | p99 ms | max ms | errors | kura/ceiling | kura CPU µs/op (user+sys) | bench CPU µs/op (user+sys) | PostgreSQL CPU µs/op (user+sys) |"
     );
     let _ = writeln!(
         md,
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     md.push_str(&md_op_row("-", Op::Ceiling, ceiling, None));
     for s in stores {
@@ -302,11 +367,12 @@ pub fn markdown(facts: &Facts, args: &RunArgs, ceiling: &OpResult, stores: &[Sto
             errors.join("\n")
         );
     }
+}
 
-    let _ = writeln!(md, "\n### Pre-fill, start and memory\n");
+fn md_stores(md: &mut String, stores: &[StoreRun]) {
     let _ = writeln!(
         md,
-        "| secrets | pre-fill | database (db + WAL) | first start | cold start | RSS after API pre-fill | RSS idle after restart | RSS after load | VmHWM after load |"
+        "| secrets | pre-fill | database | first start | cold start | RSS after API pre-fill | RSS idle after restart | RSS after load | VmHWM after load |"
     );
     let _ = writeln!(md, "|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     for s in stores {
@@ -323,6 +389,52 @@ pub fn markdown(facts: &Facts, args: &RunArgs, ceiling: &OpResult, stores: &[Sto
             mem(s.mem_after_load, false),
             mem(s.mem_after_load, true),
         );
+    }
+}
+
+/// The results as a Markdown section: for one setup (`run`) its tables; for several
+/// (`compare`) the side-by-side table first, then each setup's tables.
+pub fn markdown(
+    facts: &Facts,
+    args: &RunArgs,
+    ceiling: &OpResult,
+    runs: &[(Setup, Vec<StoreRun>)],
+) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "## Results of {}\n", facts.date);
+    let _ = writeln!(md, "```\n{}\n```\n", facts.command_line);
+    let _ = writeln!(
+        md,
+        "- Machine: {} CPUs ({}), {} RAM, Linux {}\n- kura: {}, commit {}\n- Load: {} workers (one keep-alive connection each, spread round-robin over the nodes), {:.0} s warm-up then {:.0} s measured per operation; values of {} characters\n- kura ran on: {}\n",
+        facts.cpus,
+        facts.cpu_model,
+        facts.mem_total,
+        facts.kernel,
+        facts.kura_version,
+        facts.commit,
+        args.concurrency,
+        args.warmup.as_secs_f64(),
+        args.duration.as_secs_f64(),
+        args.value_size,
+        runs.iter()
+            .map(|(s, _)| s.label())
+            .collect::<Vec<_>>()
+            .join("; "),
+    );
+    if runs.len() > 1 {
+        let _ = writeln!(md, "### Side by side\n");
+        md.push_str(&comparison(ceiling, runs));
+    }
+    for (setup, stores) in runs {
+        let title = if runs.len() > 1 {
+            format!(" ({})", setup.label())
+        } else {
+            String::new()
+        };
+        let _ = writeln!(md, "\n### Throughput and latency{title}\n");
+        md_throughput(&mut md, ceiling, stores);
+        let _ = writeln!(md, "\n### Pre-fill, start and memory{title}\n");
+        md_stores(&mut md, stores);
     }
     md
 }
