@@ -188,6 +188,35 @@ pub struct StoredVersion {
     pub stages: Vec<String>,
 }
 
+/// [`SecretStore::modify`] that hands back what the closure returned (from its last run, the
+/// one whose changes were written).
+#[async_trait]
+pub trait ModifyReturning {
+    async fn modify_returning<T, F>(&self, secret_id: i64, f: F) -> Result<(SecretState, T)>
+    where
+        T: Send,
+        F: FnMut(&mut SecretState) -> Result<T> + Send;
+}
+
+#[async_trait]
+impl<S: SecretStore + ?Sized> ModifyReturning for S {
+    async fn modify_returning<T, F>(&self, secret_id: i64, mut f: F) -> Result<(SecretState, T)>
+    where
+        T: Send,
+        F: FnMut(&mut SecretState) -> Result<T> + Send,
+    {
+        let mut out = None;
+        let state = self
+            .modify(secret_id, &mut |st| {
+                out = Some(f(st)?);
+                Ok(())
+            })
+            .await?;
+        let out = out.ok_or_else(|| kura_core::Error::internal("modify did not run its change"))?;
+        Ok((state, out))
+    }
+}
+
 pub type Mutation<'a> = dyn FnMut(&mut SecretState) -> Result<()> + Send + 'a;
 
 /// Settings and the keyring's wrapped keys.
@@ -387,6 +416,7 @@ impl<T> Store for T where
 
 /// The store traits, for `use kura_store::prelude::*;` wherever a store's methods are called.
 pub mod prelude {
+    pub use super::ModifyReturning;
     pub use crate::{
         AuditStore, IdentityStore, NotificationStore, RotationStore, SecretStore, SettingsStore,
         Store, StoreLifecycle,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use kura_core::model::{RotationPhase, RotationStep, SecretRecord, SecretState};
 use kura_core::{Error, Result, Timestamp};
 use kura_rotation::run::{self, Announcement, Outcome};
+use kura_store::ModifyReturning;
 use tokio::sync::{Notify, Semaphore, watch};
 
 use super::Event;
@@ -258,9 +259,9 @@ impl Service {
             {
                 return Ok(()); // another server took over
             }
-            let mut current = true;
-            self.store
-                .modify(id, &mut |st| {
+            let (_, current) = self
+                .store
+                .modify_returning(id, |st| {
                     let t = run::on_step_starting(
                         &st.secret.run,
                         &st.secret.rotation,
@@ -268,8 +269,7 @@ impl Service {
                         now,
                         until,
                     );
-                    current = t.apply(&mut st.secret) != Outcome::Stale;
-                    Ok(())
+                    Ok(t.apply(&mut st.secret) != Outcome::Stale)
                 })
                 .await?;
             if !current {
@@ -311,24 +311,21 @@ impl Service {
     /// Opens the scheduled cycle of a secret; false if there was nothing to start after all.
     async fn start_scheduled(&self, s: &SecretRecord, now: Timestamp) -> Result<bool> {
         let token = new_uuid();
-        let mut opened = None;
         let state = self
             .store
-            .modify(s.id, &mut |st| {
-                opened = None;
+            .modify_returning(s.id, |st| {
                 let Some(window) = run::on_scheduled_start(&st.secret.run, &st.secret.rotation, now)
                 else {
-                    return Ok(());
+                    return Ok(None);
                 };
                 if window.missed {
                     tracing::warn!(secret = %st.secret.arn, "the rotation window passed while kura was not running; rotating now");
                 }
-                opened = Some(self.start_cycle(st, &token, true, window.end, now)?);
-                Ok(())
+                Ok(Some(self.start_cycle(st, &token, true, window.end, now)?))
             })
             .await;
         match state {
-            Ok(st) => {
+            Ok((st, opened)) => {
                 if let Some(t) = &opened {
                     tracing::info!(secret = %st.secret.arn, version = %t, "scheduled rotation starting");
                     self.announce(&st.events);
@@ -365,11 +362,9 @@ impl Service {
         step: RotationStep,
     ) -> Result<()> {
         let now = self.clock.now();
-        let mut not_moved = None;
-        let mut finished = false;
-        let state = self
+        let (state, outcome) = self
             .store
-            .modify(s.id, &mut |st| {
+            .modify_returning(s.id, |st| {
                 let t = run::on_step_succeeded(
                     &st.secret.run,
                     &st.secret.rotation,
@@ -380,21 +375,16 @@ impl Service {
                 );
                 let outcome = t.apply(&mut st.secret);
                 self.queue_announcement(st, &outcome);
-                not_moved = match &outcome {
-                    Outcome::CurrentNotMoved { message } => Some(message.clone()),
-                    _ => None,
-                };
-                finished = matches!(outcome, Outcome::Succeeded { .. });
-                Ok(())
+                Ok(outcome)
             })
             .await?;
         tracing::info!(secret = %s.arn, step = step.as_str(), "rotation step done");
-        if let Some(msg) = not_moved {
+        if let Outcome::CurrentNotMoved { message } = outcome {
             return self
-                .step_failed(s, token, step, Some(function), StepFailure::own(msg))
+                .step_failed(s, token, step, Some(function), StepFailure::own(message))
                 .await;
         }
-        if finished {
+        if matches!(outcome, Outcome::Succeeded { .. }) {
             tracing::info!(secret = %state.secret.arn, version = %token, "rotation succeeded");
             self.announce(&state.events);
         }
@@ -414,11 +404,9 @@ impl Service {
         let msg = run::clip_error(&self.redacted_failure(s, &failure).await);
         let now = self.clock.now();
         let max_attempts = function.map(|f| f.max_attempts).unwrap_or(1);
-        let mut gave_up = false;
-        let mut retry_at = None;
-        let state = self
+        let (state, outcome) = self
             .store
-            .modify(s.id, &mut |st| {
+            .modify_returning(s.id, |st| {
                 let t = run::on_step_failed(
                     &st.secret.run,
                     &st.secret.rotation,
@@ -430,18 +418,13 @@ impl Service {
                 );
                 let outcome = t.apply(&mut st.secret);
                 self.queue_announcement(st, &outcome);
-                gave_up = matches!(outcome, Outcome::Failed { .. });
-                retry_at = match outcome {
-                    Outcome::Retry { at } => Some(at),
-                    _ => None,
-                };
-                Ok(())
+                Ok(outcome)
             })
             .await?;
-        if gave_up {
+        if matches!(outcome, Outcome::Failed { .. }) {
             tracing::warn!(secret = %s.arn, step = step.as_str(), error = %msg, "rotation failed; AWSCURRENT is unchanged");
             self.announce(&state.events);
-        } else if let Some(at) = retry_at {
+        } else if let Outcome::Retry { at } = outcome {
             tracing::warn!(secret = %s.arn, step = step.as_str(), error = %msg, retry_at = at.epoch_seconds(), "rotation step failed; will retry");
         }
         Ok(())

@@ -14,6 +14,7 @@ use kura_core::names::validate_version_id;
 use kura_core::{Error, Result, Timestamp};
 use kura_rotation::run;
 pub(crate) use kura_rotation::run::{after_manual_change, plan_next, schedule_of};
+use kura_store::ModifyReturning;
 
 pub(crate) use engine::RotationRuntime;
 pub use notify::Event;
@@ -102,10 +103,9 @@ impl Service {
         let immediately = req.rotate_immediately.unwrap_or(true);
         let secret = self.resolve_live(p, &req.secret_id).await?;
         let now = self.clock.now();
-        let mut started = None;
-        let state = self
+        let (state, started) = self
             .store
-            .modify(secret.id, &mut |st| {
+            .modify_returning(secret.id, |st| {
                 if st.secret.is_scheduled_for_deletion() {
                     return Err(Error::marked_for_deletion());
                 }
@@ -125,18 +125,16 @@ impl Service {
                     cfg.duration = r.duration.clone();
                 }
                 cfg.enabled = true;
-                started = None;
                 if !immediately {
                     if st.secret.run.phase != RotationPhase::InProgress {
                         let anchor = cfg.last_rotated_at.unwrap_or(now);
                         plan_next(cfg, anchor.max(now));
                     }
-                    return Ok(());
+                    return Ok(None);
                 }
                 if st.secret.run.phase == RotationPhase::InProgress {
                     if st.secret.run.token.as_deref() == Some(token.as_str()) {
-                        started = Some(token.clone()); // a retried call: same rotation
-                        return Ok(());
+                        return Ok(Some(token.clone())); // a retried call: same rotation
                     }
                     return Err(Error::invalid_request(format!(
                         "A previous rotation isn't complete: version {} is being rotated in (step {}). Wait for it, or call CancelRotateSecret.",
@@ -145,8 +143,7 @@ impl Service {
                     )));
                 }
                 let window_end = now.plus_ms(ON_DEMAND_WINDOW_MS);
-                started = Some(self.start_cycle(st, &token, false, window_end, now)?);
-                Ok(())
+                Ok(Some(self.start_cycle(st, &token, false, window_end, now)?))
             })
             .await?;
         if let Some(t) = &started {
