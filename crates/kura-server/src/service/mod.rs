@@ -1,4 +1,5 @@
-//! The service layer: one function per operation, transport-free. Every door (AWS protocol,
+//! The service layer, transport-free: the pipeline every door calls (`pipeline.rs`), the list of
+//! operations (`operation.rs`) and one function per operation. Every door (AWS protocol,
 //! extensions, CLI) calls these, so validation and (later) authorization cannot be skipped.
 
 pub(crate) mod access_keys;

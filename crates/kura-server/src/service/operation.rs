@@ -5,7 +5,36 @@
 
 use super::types::*;
 
-use super::authz::RequestFacts;
+/// The named, non-secret fields of a request, for authorization and the audit record. Each
+/// request type fills in its own (`operation::Facts`); value fields (`SecretString`,
+/// passwords, policy documents) have no place here.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    pub secret_id: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub user_name: Option<&'a str>,
+    pub target_id: Option<&'a str>,
+    pub version_id: Option<&'a str>,
+    pub version_stage: Option<&'a str>,
+    pub rotation_lambda_arn: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub kms_key_id: Option<&'a str>,
+    pub force_delete_without_recovery: Option<bool>,
+    pub recovery_window_in_days: Option<i64>,
+    pub block_public_policy: Option<bool>,
+    pub tags: Option<&'a [kura_core::model::Tag]>,
+    pub tag_keys: Option<&'a [String]>,
+}
+
+impl<'a> RequestFacts<'a> {
+    /// A request that names one secret and nothing else of note.
+    pub fn secret(secret_id: &'a str) -> Self {
+        RequestFacts {
+            secret_id: Some(secret_id),
+            ..Default::default()
+        }
+    }
+}
 
 /// Which API an operation belongs to: its IAM action prefix and its `X-Amz-Target` family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,8 +10,8 @@ use kura_core::model::SecretRecord;
 use kura_core::{Error, ErrorCode, Result};
 use kura_store::AuditRecord;
 
-use super::authz::{RequestFacts, RequestMeta};
-use super::operation::{Operation, Outcome};
+use super::authz::RequestMeta;
+use super::operation::{Operation, Outcome, RequestFacts};
 use super::{Principal, Service};
 
 /// What a door knows of a request apart from its operation.
