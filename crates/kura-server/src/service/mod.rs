@@ -1,6 +1,7 @@
 //! The service layer, transport-free: the pipeline every door calls (`pipeline.rs`), the list of
 //! operations (`operation.rs`) and one function per operation. Every door (AWS protocol,
-//! extensions, CLI) calls these, so validation and (later) authorization cannot be skipped.
+//! extensions, STS, and the console and CLI to come) goes through `Service::call`, so neither
+//! authorization nor the audit record can be skipped.
 
 pub(crate) mod access_keys;
 pub mod audit_events;
