@@ -82,13 +82,18 @@ pub async fn run(config: Config) -> Result<()> {
     });
     let jobs = tokio::spawn(background_jobs(state.clone()));
     let rotation = tokio::spawn(service.clone().rotation_loop());
+    // A node that joined a cluster has no credentials file: the first node wrote it.
+    let credentials = if opened.credentials_file.exists() {
+        opened.credentials_file.display().to_string()
+    } else {
+        "the root-credentials file of the node that initialised the database".to_string()
+    };
     tracing::info!(
         %addr,
         data_dir = %config.data_dir.display(),
         database = %config.database_url.as_deref().map(init::shown_url).unwrap_or_else(|| "embedded SQLite".into()),
-        credentials = %opened.credentials_file.display(),
-        "kura is serving; clients: AWS_SHARED_CREDENTIALS_FILE={} aws --endpoint-url http://{addr} secretsmanager ...",
-        opened.credentials_file.display()
+        %credentials,
+        "kura is serving; clients: AWS_SHARED_CREDENTIALS_FILE=<{credentials}> aws --endpoint-url http://{addr} secretsmanager ..."
     );
     http::conn::serve(
         listener,

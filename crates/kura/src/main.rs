@@ -114,9 +114,12 @@ fn seconds(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(n))
 }
 
+/// Info, without PostgreSQL's notices ("relation … already exists, skipping" at every start).
+const DEFAULT_LOG_FILTER: &str = "info,sqlx::postgres::notice=warn";
+
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KURA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

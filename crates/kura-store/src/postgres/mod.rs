@@ -260,6 +260,20 @@ impl PgStore {
                     IDLE_IN_TRANSACTION_TIMEOUT,
                 ),
             ]);
+        // One connection first: the pool's own error for an unreachable server is only that
+        // it timed out, and the operator needs the reason (refused, no such database, auth).
+        match tokio::time::timeout(ACQUIRE_TIMEOUT, sqlx::ConnectOptions::connect(&opts)).await {
+            Ok(Ok(conn)) => {
+                let _ = sqlx::Connection::close(conn).await;
+            }
+            Ok(Err(e)) => return Err(db_err(e)),
+            Err(_) => {
+                return Err(Error::unavailable(format!(
+                    "no answer from the database server within {} s",
+                    ACQUIRE_TIMEOUT.as_secs()
+                )));
+            }
+        }
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
