@@ -5,7 +5,8 @@
 //! unnoticed (`kura audit verify`).
 //!
 //! A request that changes something commits its record in the transaction of the change
-//! (`kura_store::with_audit_draft`), so a request refused for want of its record did
+//! (the `kura_store::AuditSlot` its `Caller` carries to the store), so a request refused for
+//! want of its record did
 //! nothing. Every other record (reads, failures, rotation steps, jobs) goes through one
 //! writer task that commits them in batches: requests arriving while a batch is being
 //! written share the next commit (group commit), so a read costs one write transaction per

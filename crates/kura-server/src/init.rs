@@ -278,13 +278,16 @@ async fn create_root_user(
 ) -> Result<()> {
     let store = svc.store();
     let created = store
-        .create_user(&kura_store::UserRecord {
-            name: "root".into(),
-            arn: format!("arn:aws:iam::{account}:root"),
-            user_id: crate::service::new_user_id()?,
-            created_at: now,
-            tags: Vec::new(),
-        })
+        .create_user(
+            &kura_store::UserRecord {
+                name: "root".into(),
+                arn: format!("arn:aws:iam::{account}:root"),
+                user_id: crate::service::new_user_id()?,
+                created_at: now,
+                tags: Vec::new(),
+            },
+            &kura_store::NO_AUDIT,
+        )
         .await;
     match created {
         Ok(()) => {}
@@ -293,7 +296,7 @@ async fn create_root_user(
         Err(e) => return Err(e),
     }
     let (access_key_id, secret) = svc
-        .create_access_key(NewAccessKey::long_term("root", None))
+        .create_access_key(NewAccessKey::long_term("root", None), &kura_store::NO_AUDIT)
         .await?;
     let contents = Zeroizing::new(format!(
         "# kura root credentials. Use with AWS_SHARED_CREDENTIALS_FILE={}\n[default]\naws_access_key_id = {access_key_id}\naws_secret_access_key = {}\n",

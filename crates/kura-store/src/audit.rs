@@ -1,15 +1,13 @@
 //! Audit records inside write transactions.
 //!
 //! A request's record is committed in the same transaction as the change it records, so a
-//! request refused because its record could not be written made no change. The HTTP layer
-//! hands the record down as a draft ([`with_audit_draft`]); the first write transaction of
-//! the request that changes something takes it, marks it a success, numbers and chains it
-//! (reading the chain's tail inside the transaction) and inserts it before COMMIT. A
-//! request whose draft no transaction took (a read, a failure, a no-op) is recorded by the
-//! caller as before.
-//!
-//! The draft travels in a task-local because every `Store` method would otherwise need an
-//! extra parameter that only requests use; this module is the only place that reads it.
+//! request refused because its record could not be written made no change. The service hands
+//! the record to the store as a draft in an [`AuditSlot`], passed to every write method a
+//! request can call; the first write transaction that changes something takes it, marks it a
+//! success, numbers and chains it (reading the chain's tail inside the transaction) and
+//! inserts it before COMMIT. A request whose draft no transaction took (a read, a failure, a
+//! no-op) is recorded by the service afterwards. Writes that are no request's change
+//! (bookkeeping, jobs, rotation steps) pass [`NO_AUDIT`].
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -46,92 +44,77 @@ pub(crate) struct Changed {
 }
 
 enum Slot {
+    /// No request's record: the write commits none.
+    Empty,
     Waiting(Box<AuditDraft>),
     /// A transaction took the draft and is committing it.
     Taken,
     Committed,
-    /// Background work run inside a request (test clock jobs) is not the request's change.
-    Hidden(Box<Slot>),
 }
 
-tokio::task_local! {
-    static DRAFT: Arc<Mutex<Slot>>;
+/// Where one request's audit record waits for the transaction that makes its change.
+pub struct AuditSlot {
+    slot: Mutex<Slot>,
 }
 
-/// Runs `f` (one request's operation) with `draft` available to its write transactions.
-/// Returns `f`'s output and whether a transaction committed the record.
-pub async fn with_audit_draft<F: std::future::Future>(
-    draft: AuditDraft,
-    f: F,
-) -> (F::Output, bool) {
-    let slot = Arc::new(Mutex::new(Slot::Waiting(Box::new(draft))));
-    let out = DRAFT.scope(slot.clone(), f).await;
-    let committed = matches!(
-        *slot.lock().unwrap_or_else(|p| p.into_inner()),
-        Slot::Committed
-    );
-    (out, committed)
-}
+/// For writes that are no request's change.
+pub static NO_AUDIT: AuditSlot = AuditSlot::empty();
 
-/// Runs `f` inside a request without offering it the request's draft: for work that is not
-/// the request's own change (jobs a test-clock move runs inline).
-pub async fn without_audit_draft<F: std::future::Future>(f: F) -> F::Output {
-    let Ok(slot) = DRAFT.try_with(Arc::clone) else {
-        return f.await;
-    };
-    swap(&slot, |s| Slot::Hidden(Box::new(s)));
-    let out = f.await;
-    swap(&slot, |s| match s {
-        Slot::Hidden(inner) => *inner,
-        other => other,
-    });
-    out
-}
-
-fn swap(slot: &Mutex<Slot>, f: impl FnOnce(Slot) -> Slot) {
-    let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
-    let old = std::mem::replace(&mut *guard, Slot::Taken);
-    *guard = f(old);
-}
-
-/// The draft's record, finished as a success of `changed`, if this task has one waiting.
-/// Pair with [`settle`].
-pub(crate) fn take(changed: &Changed) -> Option<AuditDraft> {
-    let slot = DRAFT.try_with(Arc::clone).ok()?;
-    let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
-    if !matches!(*guard, Slot::Waiting(_)) {
-        return None;
+impl AuditSlot {
+    pub const fn empty() -> Self {
+        AuditSlot {
+            slot: Mutex::new(Slot::Empty),
+        }
     }
-    let Slot::Waiting(draft) = std::mem::replace(&mut *guard, Slot::Taken) else {
-        return None;
-    };
-    let mut draft = *draft;
-    let r = &mut draft.record;
-    r.time = draft.clock.now().0;
-    r.outcome = "Success".into();
-    r.error_code = None;
-    r.duration_us = draft.started.elapsed().as_micros() as i64;
-    if let Some(arn) = &changed.arn {
-        r.resource = arn.clone();
-    }
-    if r.version_id.is_none() {
-        r.version_id = changed.version_id.clone();
-    }
-    Some(draft)
-}
 
-/// After the transaction that took the draft: committed, or rolled back (then the draft is
-/// offered again, and failing that the caller records the request's error).
-pub(crate) fn settle(draft: AuditDraft, committed: bool) {
-    let Ok(slot) = DRAFT.try_with(Arc::clone) else {
-        return;
-    };
-    let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
-    *guard = if committed {
-        Slot::Committed
-    } else {
-        Slot::Waiting(Box::new(draft))
-    };
+    /// Offers `draft` to the next write that changes something.
+    pub fn offer(&self, draft: AuditDraft) {
+        *self.lock() = Slot::Waiting(Box::new(draft));
+    }
+
+    /// Whether a transaction committed the draft (then the request has its record).
+    pub fn committed(&self) -> bool {
+        matches!(*self.lock(), Slot::Committed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The draft's record, finished as a success of `changed`, if one is waiting. Pair with
+    /// [`settle`](Self::settle).
+    pub(crate) fn take(&self, changed: &Changed) -> Option<AuditDraft> {
+        let mut guard = self.lock();
+        if !matches!(*guard, Slot::Waiting(_)) {
+            return None;
+        }
+        let Slot::Waiting(draft) = std::mem::replace(&mut *guard, Slot::Taken) else {
+            return None;
+        };
+        let mut draft = *draft;
+        let r = &mut draft.record;
+        r.time = draft.clock.now().0;
+        r.outcome = "Success".into();
+        r.error_code = None;
+        r.duration_us = draft.started.elapsed().as_micros() as i64;
+        if let Some(arn) = &changed.arn {
+            r.resource = arn.clone();
+        }
+        if r.version_id.is_none() {
+            r.version_id = changed.version_id.clone();
+        }
+        Some(draft)
+    }
+
+    /// After the transaction that took the draft: committed, or rolled back (then the draft
+    /// is offered again, and failing that the service records the request's error).
+    pub(crate) fn settle(&self, draft: AuditDraft, committed: bool) {
+        *self.lock() = if committed {
+            Slot::Committed
+        } else {
+            Slot::Waiting(Box::new(draft))
+        };
+    }
 }
 
 #[cfg(test)]
@@ -150,46 +133,38 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_draft_is_recorded_only_once_its_transaction_commits() {
+    #[test]
+    fn a_draft_is_recorded_only_once_its_transaction_commits() {
         let changed = Changed {
             arn: Some("arn:secret".into()),
             version_id: Some("v1".into()),
         };
-        let ((), recorded) = with_audit_draft(draft(), async {}).await;
-        assert!(!recorded, "no transaction took it");
-
-        let ((), recorded) = with_audit_draft(draft(), async {
-            let d = take(&changed).expect("offered");
-            assert_eq!(
-                (
-                    d.record.outcome.as_str(),
-                    d.record.resource.as_str(),
-                    d.record.time
-                ),
-                ("Success", "arn:secret", 42)
-            );
-            assert_eq!(d.record.version_id.as_deref(), Some("v1"));
-            assert!(take(&changed).is_none(), "taken once");
-            settle(d, false);
-            // Rolled back: the next change may still take it.
-            let d = take(&changed).expect("offered again");
-            settle(d, true);
-            assert!(take(&changed).is_none());
-        })
-        .await;
-        assert!(recorded);
+        let slot = AuditSlot::empty();
+        assert!(slot.take(&changed).is_none(), "nothing offered");
+        slot.offer(draft());
+        assert!(!slot.committed(), "no transaction took it");
+        let d = slot.take(&changed).expect("offered");
+        assert_eq!(
+            (
+                d.record.outcome.as_str(),
+                d.record.resource.as_str(),
+                d.record.time
+            ),
+            ("Success", "arn:secret", 42)
+        );
+        assert_eq!(d.record.version_id.as_deref(), Some("v1"));
+        assert!(slot.take(&changed).is_none(), "taken once");
+        slot.settle(d, false);
+        // Rolled back: the next change may still take it.
+        let d = slot.take(&changed).expect("offered again");
+        slot.settle(d, true);
+        assert!(slot.take(&changed).is_none());
+        assert!(slot.committed());
     }
 
-    #[tokio::test]
-    async fn background_work_inside_a_request_does_not_take_its_draft() {
-        let changed = Changed::default();
-        let ((), recorded) = with_audit_draft(draft(), async {
-            without_audit_draft(async { assert!(take(&changed).is_none()) }).await;
-            assert!(take(&changed).is_some(), "offered again afterwards");
-        })
-        .await;
-        assert!(!recorded, "taken but never settled as committed");
-        assert!(take(&changed).is_none(), "no request, no draft");
+    #[test]
+    fn writes_that_are_no_requests_change_take_nothing() {
+        assert!(NO_AUDIT.take(&Changed::default()).is_none());
+        assert!(!NO_AUDIT.committed());
     }
 }

@@ -14,7 +14,7 @@ use kura_core::model::{NewVersion, SealedValue, SecretRecord, SecretState, Versi
 use kura_core::names::SecretRef;
 use kura_core::{Result, Timestamp};
 
-pub use audit::{AuditChain, AuditDraft, with_audit_draft, without_audit_draft};
+pub use audit::{AuditChain, AuditDraft, AuditSlot, NO_AUDIT};
 pub use kura_core::filter::{FilterKey, ListFilter};
 pub use postgres::PgStore;
 pub use sqlite::{SqliteStore, open_read_only};
@@ -192,7 +192,12 @@ pub struct StoredVersion {
 /// one whose changes were written).
 #[async_trait]
 pub trait ModifyReturning {
-    async fn modify_returning<T, F>(&self, secret_id: i64, f: F) -> Result<(SecretState, T)>
+    async fn modify_returning<T, F>(
+        &self,
+        secret_id: i64,
+        audit: &AuditSlot,
+        f: F,
+    ) -> Result<(SecretState, T)>
     where
         T: Send,
         F: FnMut(&mut SecretState) -> Result<T> + Send;
@@ -200,17 +205,26 @@ pub trait ModifyReturning {
 
 #[async_trait]
 impl<S: SecretStore + ?Sized> ModifyReturning for S {
-    async fn modify_returning<T, F>(&self, secret_id: i64, mut f: F) -> Result<(SecretState, T)>
+    async fn modify_returning<T, F>(
+        &self,
+        secret_id: i64,
+        audit: &AuditSlot,
+        mut f: F,
+    ) -> Result<(SecretState, T)>
     where
         T: Send,
         F: FnMut(&mut SecretState) -> Result<T> + Send,
     {
         let mut out = None;
         let state = self
-            .modify(secret_id, &mut |st| {
-                out = Some(f(st)?);
-                Ok(())
-            })
+            .modify(
+                secret_id,
+                &mut |st| {
+                    out = Some(f(st)?);
+                    Ok(())
+                },
+                audit,
+            )
             .await?;
         let out = out.ok_or_else(|| kura_core::Error::internal("modify did not run its change"))?;
         Ok((state, out))
@@ -245,6 +259,7 @@ pub trait SecretStore: Send + Sync + 'static {
         secret: &SecretRecord,
         first: Option<&NewVersion>,
         stages: &Stages,
+        audit: &AuditSlot,
     ) -> Result<i64>;
     async fn find_secret(&self, secret: &SecretRef) -> Result<Option<SecretRecord>>;
     async fn versions(&self, secret_id: i64) -> Result<(Vec<VersionMeta>, Stages)>;
@@ -257,36 +272,51 @@ pub trait SecretStore: Send + Sync + 'static {
     /// writes back what changed; an error from `f` rolls everything back. A backend may run
     /// `f` again on a fresh state when the transaction must be retried (PostgreSQL, after a
     /// deadlock), so `f` should only change the state it is given.
-    async fn modify(&self, secret_id: i64, f: &mut Mutation<'_>) -> Result<SecretState>;
+    async fn modify(
+        &self,
+        secret_id: i64,
+        f: &mut Mutation<'_>,
+        audit: &AuditSlot,
+    ) -> Result<SecretState>;
     async fn list_secrets(&self, query: &ListQuery) -> Result<ListPage>;
     /// Secrets whose recovery window has ended, oldest first.
     async fn due_for_purge(&self, now: Timestamp, limit: usize) -> Result<Vec<i64>>;
     /// Records a read at day granularity; writes only when the stored day is older.
     async fn touch_accessed(&self, secret_id: i64, version_id: &str, day: Timestamp) -> Result<()>;
     /// Destroys a secret with all its versions, labels and tags.
-    async fn delete_secret(&self, secret_id: i64) -> Result<()>;
+    async fn delete_secret(&self, secret_id: i64, audit: &AuditSlot) -> Result<()>;
     async fn secret_by_id(&self, secret_id: i64) -> Result<Option<SecretRecord>>;
 }
 
 /// Users, their access keys and inline policies.
 #[async_trait]
 pub trait IdentityStore: Send + Sync + 'static {
-    async fn create_user(&self, user: &UserRecord) -> Result<()>;
+    async fn create_user(&self, user: &UserRecord, audit: &AuditSlot) -> Result<()>;
     async fn get_user(&self, name: &str) -> Result<Option<UserRecord>>;
     async fn list_users(&self) -> Result<Vec<UserRecord>>;
     /// Deletes a user with its access keys and policies; false if there was none.
-    async fn delete_user(&self, name: &str) -> Result<bool>;
+    async fn delete_user(&self, name: &str, audit: &AuditSlot) -> Result<bool>;
     async fn user_exists(&self, name: &str) -> Result<bool>;
     /// Inserts a key; with `max`, only if its user has fewer long-term keys (else
     /// LimitExceededException), checked in the same transaction.
-    async fn insert_access_key(&self, key: &AccessKeyRecord, max: Option<usize>) -> Result<()>;
+    async fn insert_access_key(
+        &self,
+        key: &AccessKeyRecord,
+        max: Option<usize>,
+        audit: &AuditSlot,
+    ) -> Result<()>;
     /// A user's long-term keys (short-lived rotation keys are not listed).
     async fn list_access_keys(&self, user: &str) -> Result<Vec<AccessKeyRecord>>;
     async fn find_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>>;
-    async fn set_access_key_status(&self, access_key_id: &str, active: bool) -> Result<bool>;
+    async fn set_access_key_status(
+        &self,
+        access_key_id: &str,
+        active: bool,
+        audit: &AuditSlot,
+    ) -> Result<bool>;
     /// Records use at day granularity; writes only when the stored day is older.
     async fn touch_access_key(&self, access_key_id: &str, day: Timestamp) -> Result<()>;
-    async fn delete_access_key(&self, access_key_id: &str) -> Result<()>;
+    async fn delete_access_key(&self, access_key_id: &str, audit: &AuditSlot) -> Result<()>;
     /// Deletes short-lived keys whose time is up; returns how many.
     async fn delete_expired_access_keys(&self, now: Timestamp) -> Result<u64>;
     async fn put_user_policy(
@@ -295,8 +325,9 @@ pub trait IdentityStore: Send + Sync + 'static {
         name: &str,
         document: &str,
         now: Timestamp,
+        audit: &AuditSlot,
     ) -> Result<()>;
-    async fn delete_user_policy(&self, user: &str, name: &str) -> Result<bool>;
+    async fn delete_user_policy(&self, user: &str, name: &str, audit: &AuditSlot) -> Result<bool>;
     /// A user's inline policies: (name, document), by name.
     async fn user_policies(&self, user: &str) -> Result<Vec<(String, String)>>;
 }
@@ -305,7 +336,7 @@ pub trait IdentityStore: Send + Sync + 'static {
 #[async_trait]
 pub trait AuditStore: Send + Sync + 'static {
     /// Gives the store the audit chain (set once, at start-up). From then on every write
-    /// transaction of a request commits the request's record ([`with_audit_draft`]).
+    /// transaction of a request commits the request's record (see [`AuditSlot`]).
     fn set_audit_chain(&self, chain: std::sync::Arc<dyn AuditChain>);
     /// Numbers and chains records after the last stored one and appends them, in one
     /// transaction; then hands them to the chain's `committed`, whose error it returns.
@@ -335,19 +366,32 @@ pub trait RotationStore: Send + Sync + 'static {
     /// (PostgreSQL) releases nothing and returns 0: a lease may be a live node's, and a dead
     /// node's lease expires by itself.
     async fn recover_rotations(&self, now: Timestamp) -> Result<u64>;
-    async fn insert_rotation_function(&self, f: &RotationFunctionRecord) -> Result<()>;
+    async fn insert_rotation_function(
+        &self,
+        f: &RotationFunctionRecord,
+        audit: &AuditSlot,
+    ) -> Result<()>;
     async fn rotation_function(&self, name: &str) -> Result<Option<RotationFunctionRecord>>;
     async fn list_rotation_functions(&self) -> Result<Vec<RotationFunctionRecord>>;
     /// Removes a function unless a secret's rotation uses it (InvalidRequestException).
-    async fn delete_rotation_function(&self, name: &str, arn: &str) -> Result<bool>;
+    async fn delete_rotation_function(
+        &self,
+        name: &str,
+        arn: &str,
+        audit: &AuditSlot,
+    ) -> Result<bool>;
 }
 
 /// Notification targets and the outbox of events waiting for delivery.
 #[async_trait]
 pub trait NotificationStore: Send + Sync + 'static {
-    async fn insert_notification_target(&self, t: &NotificationTargetRecord) -> Result<()>;
+    async fn insert_notification_target(
+        &self,
+        t: &NotificationTargetRecord,
+        audit: &AuditSlot,
+    ) -> Result<()>;
     async fn list_notification_targets(&self) -> Result<Vec<NotificationTargetRecord>>;
-    async fn delete_notification_target(&self, id: &str) -> Result<bool>;
+    async fn delete_notification_target(&self, id: &str, audit: &AuditSlot) -> Result<bool>;
     /// Queues `body` for every target subscribed to `event`.
     async fn enqueue_notification(&self, event: &str, body: &str, now: Timestamp) -> Result<()>;
     /// Items due at `now`, soonest first (a read: on a shared database several nodes may see

@@ -18,7 +18,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, Row, SqliteConnection, SqlitePool};
 
-use crate::audit::{self, AuditChain, Changed};
+use crate::audit::{AuditChain, AuditSlot, Changed};
 use crate::prelude::*;
 use crate::rows::*;
 use crate::{
@@ -150,12 +150,12 @@ impl SqliteStore {
     async fn write_one(
         &self,
         q: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
-        change: Option<Changed>,
+        change: Option<(Changed, &AuditSlot)>,
     ) -> Result<u64> {
         let (_writer, mut tx) = self.begin_write().await?;
         let done = q.execute(&mut *tx).await.map_err(db_err)?;
         match change {
-            Some(c) => self.commit_change(tx, c).await?,
+            Some((c, audit)) => self.commit_change(tx, c, audit).await?,
             None => tx.commit().await.map_err(db_err)?,
         }
         Ok(done.rows_affected())
@@ -170,12 +170,13 @@ impl SqliteStore {
         &self,
         mut tx: sqlx::Transaction<'static, sqlx::Sqlite>,
         changed: Changed,
+        audit: &AuditSlot,
     ) -> Result<()> {
         let chain = match self.chain.get() {
             Some(c) => c,
             None => return tx.commit().await.map_err(db_err),
         };
-        let Some(draft) = audit::take(&changed) else {
+        let Some(draft) = audit.take(&changed) else {
             return tx.commit().await.map_err(db_err);
         };
         let written =
@@ -185,7 +186,7 @@ impl SqliteStore {
             };
         match written {
             Ok(records) => {
-                audit::settle(draft, true);
+                audit.settle(draft, true);
                 // The change is done and its record durable in the database: a failed file
                 // append is the file's problem (logged by the chain, found by verify), not
                 // the request's.
@@ -193,7 +194,7 @@ impl SqliteStore {
                 Ok(())
             }
             Err(e) => {
-                audit::settle(draft, false);
+                audit.settle(draft, false);
                 Err(e)
             }
         }
@@ -635,7 +636,7 @@ impl SettingsStore for SqliteStore {
 
 #[async_trait]
 impl IdentityStore for SqliteStore {
-    async fn create_user(&self, u: &UserRecord) -> Result<()> {
+    async fn create_user(&self, u: &UserRecord, audit: &AuditSlot) -> Result<()> {
         let tags = serde_json::to_string(
             &u.tags
                 .iter()
@@ -661,7 +662,7 @@ impl IdentityStore for SqliteStore {
                 db_err(e)
             }
         })?;
-        self.commit_change(tx, Changed::default()).await?;
+        self.commit_change(tx, Changed::default(), audit).await?;
         Ok(())
     }
 
@@ -684,7 +685,7 @@ impl IdentityStore for SqliteStore {
         rows.iter().map(user_from_row).collect()
     }
 
-    async fn delete_user(&self, name: &str) -> Result<bool> {
+    async fn delete_user(&self, name: &str, audit: &AuditSlot) -> Result<bool> {
         let (_writer, mut tx) = self.begin_write().await?;
         for sql in [
             "DELETE FROM access_keys WHERE user_name = ?",
@@ -701,11 +702,16 @@ impl IdentityStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        self.commit_change(tx, Changed::default()).await?;
+        self.commit_change(tx, Changed::default(), audit).await?;
         Ok(done.rows_affected() == 1)
     }
 
-    async fn insert_access_key(&self, k: &AccessKeyRecord, max: Option<usize>) -> Result<()> {
+    async fn insert_access_key(
+        &self,
+        k: &AccessKeyRecord,
+        max: Option<usize>,
+        audit: &AuditSlot,
+    ) -> Result<()> {
         let (_writer, mut tx) = self.begin_write().await?;
         if let Some(max) = max {
             let have: i64 = sqlx::query_scalar(
@@ -723,7 +729,7 @@ impl IdentityStore for SqliteStore {
             }
         }
         insert_key_row(&mut tx, k).await?;
-        self.commit_change(tx, Changed::default()).await?;
+        self.commit_change(tx, Changed::default(), audit).await?;
         Ok(())
     }
 
@@ -739,13 +745,18 @@ impl IdentityStore for SqliteStore {
         rows.iter().map(access_key_from_row).collect()
     }
 
-    async fn set_access_key_status(&self, access_key_id: &str, active: bool) -> Result<bool> {
+    async fn set_access_key_status(
+        &self,
+        access_key_id: &str,
+        active: bool,
+        audit: &AuditSlot,
+    ) -> Result<bool> {
         let n = self
             .write_one(
                 sqlx::query("UPDATE access_keys SET status = ? WHERE access_key_id = ?")
                     .bind(if active { "Active" } else { "Inactive" })
                     .bind(access_key_id),
-                Some(Changed::default()),
+                Some((Changed::default(), audit)),
             )
             .await?;
         Ok(n == 1)
@@ -772,6 +783,7 @@ impl IdentityStore for SqliteStore {
         name: &str,
         document: &str,
         now: Timestamp,
+        audit: &AuditSlot,
     ) -> Result<()> {
         self.write_one(
             sqlx::query(
@@ -782,19 +794,19 @@ impl IdentityStore for SqliteStore {
             .bind(name)
             .bind(document)
             .bind(now.0),
-        Some(Changed::default()),
+        Some((Changed::default(), audit)),
         )
         .await?;
         Ok(())
     }
 
-    async fn delete_user_policy(&self, user: &str, name: &str) -> Result<bool> {
+    async fn delete_user_policy(&self, user: &str, name: &str, audit: &AuditSlot) -> Result<bool> {
         let n = self
             .write_one(
                 sqlx::query("DELETE FROM user_policies WHERE user_name = ? AND policy_name = ?")
                     .bind(user)
                     .bind(name),
-                Some(Changed::default()),
+                Some((Changed::default(), audit)),
             )
             .await?;
         Ok(n == 1)
@@ -837,10 +849,10 @@ impl IdentityStore for SqliteStore {
         Ok(n > 0)
     }
 
-    async fn delete_access_key(&self, access_key_id: &str) -> Result<()> {
+    async fn delete_access_key(&self, access_key_id: &str, audit: &AuditSlot) -> Result<()> {
         self.write_one(
             sqlx::query("DELETE FROM access_keys WHERE access_key_id = ?").bind(access_key_id),
-            Some(Changed::default()),
+            Some((Changed::default(), audit)),
         )
         .await?;
         Ok(())
@@ -943,6 +955,7 @@ impl SecretStore for SqliteStore {
         s: &SecretRecord,
         first: Option<&NewVersion>,
         stages: &Stages,
+        audit: &AuditSlot,
     ) -> Result<i64> {
         let (_writer, mut tx) = self.begin_write().await?;
         let id: i64 = sqlx::query_scalar(
@@ -978,7 +991,7 @@ impl SecretStore for SqliteStore {
             arn: Some(s.arn.clone()),
             version_id: first.map(|v| v.version_id.clone()),
         };
-        self.commit_change(tx, changed).await?;
+        self.commit_change(tx, changed, audit).await?;
         Ok(id)
     }
 
@@ -1077,7 +1090,12 @@ impl SecretStore for SqliteStore {
         }))
     }
 
-    async fn modify(&self, secret_id: i64, f: &mut Mutation<'_>) -> Result<SecretState> {
+    async fn modify(
+        &self,
+        secret_id: i64,
+        f: &mut Mutation<'_>,
+        audit: &AuditSlot,
+    ) -> Result<SecretState> {
         let (_writer, mut tx) = self.begin_write().await?;
         let secret = load_secret(&mut tx, secret_id)
             .await?
@@ -1182,7 +1200,7 @@ impl SecretStore for SqliteStore {
             arn: Some(state.secret.arn.clone()),
             version_id: changed_version(&before_run_token, &state),
         };
-        self.commit_change(tx, changed).await?;
+        self.commit_change(tx, changed, audit).await?;
         Ok(state)
     }
 
@@ -1297,7 +1315,7 @@ impl SecretStore for SqliteStore {
         Ok(())
     }
 
-    async fn delete_secret(&self, secret_id: i64) -> Result<()> {
+    async fn delete_secret(&self, secret_id: i64, audit: &AuditSlot) -> Result<()> {
         let (_writer, mut tx) = self.begin_write().await?;
         let arn: Option<String> = sqlx::query_scalar("SELECT arn FROM secrets WHERE id = ?")
             .bind(secret_id)
@@ -1324,6 +1342,7 @@ impl SecretStore for SqliteStore {
                 arn,
                 version_id: None,
             },
+            audit,
         )
         .await?;
         Ok(())
@@ -1414,7 +1433,11 @@ sqlx::query(
         Ok(resumed.rows_affected())
     }
 
-    async fn insert_rotation_function(&self, f: &RotationFunctionRecord) -> Result<()> {
+    async fn insert_rotation_function(
+        &self,
+        f: &RotationFunctionRecord,
+        audit: &AuditSlot,
+    ) -> Result<()> {
         let sealed = f.sealed_secret.as_ref();
         let (_writer, mut tx) = self.begin_write().await?;
         sqlx::query(
@@ -1438,7 +1461,7 @@ sqlx::query(
                 db_err(e)
             }
         })?;
-        self.commit_change(tx, Changed::default()).await
+        self.commit_change(tx, Changed::default(), audit).await
     }
 
     async fn rotation_function(&self, name: &str) -> Result<Option<RotationFunctionRecord>> {
@@ -1464,7 +1487,12 @@ sqlx::query(
         rows.iter().map(function_from_row).collect()
     }
 
-    async fn delete_rotation_function(&self, name: &str, arn: &str) -> Result<bool> {
+    async fn delete_rotation_function(
+        &self,
+        name: &str,
+        arn: &str,
+        audit: &AuditSlot,
+    ) -> Result<bool> {
         let (_writer, mut tx) = self.begin_write().await?;
         let users: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM secrets WHERE rotation_function = ?")
@@ -1482,14 +1510,18 @@ sqlx::query(
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        self.commit_change(tx, Changed::default()).await?;
+        self.commit_change(tx, Changed::default(), audit).await?;
         Ok(done.rows_affected() == 1)
     }
 }
 
 #[async_trait]
 impl NotificationStore for SqliteStore {
-    async fn insert_notification_target(&self, t: &NotificationTargetRecord) -> Result<()> {
+    async fn insert_notification_target(
+        &self,
+        t: &NotificationTargetRecord,
+        audit: &AuditSlot,
+    ) -> Result<()> {
         let events = serde_json::to_string(&t.events)
             .map_err(|e| Error::internal(format!("encoding events: {e}")))?;
         let (_writer, mut tx) = self.begin_write().await?;
@@ -1508,7 +1540,7 @@ impl NotificationStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        self.commit_change(tx, Changed::default()).await
+        self.commit_change(tx, Changed::default(), audit).await
     }
 
     async fn list_notification_targets(&self) -> Result<Vec<NotificationTargetRecord>> {
@@ -1535,11 +1567,11 @@ impl NotificationStore for SqliteStore {
             .collect()
     }
 
-    async fn delete_notification_target(&self, id: &str) -> Result<bool> {
+    async fn delete_notification_target(&self, id: &str, audit: &AuditSlot) -> Result<bool> {
         let done = self
             .write_one(
                 sqlx::query("DELETE FROM notification_targets WHERE id = ?").bind(id),
-                Some(Changed::default()),
+                Some((Changed::default(), audit)),
             )
             .await?;
         Ok(done == 1)

@@ -19,9 +19,9 @@ use kura_core::names::SecretRef;
 use kura_core::{ManualClock, Timestamp};
 use kura_store::prelude::*;
 use kura_store::{
-    AccessKeyRecord, AuditChain, AuditDraft, AuditQuery, AuditRecord, Cursor, ListQuery,
-    NotificationTargetRecord, PgStore, SortKey, SqliteStore, Store, UserRecord, VersionSelector,
-    with_audit_draft,
+    AccessKeyRecord, AuditChain, AuditDraft, AuditQuery, AuditRecord, AuditSlot, Cursor, ListQuery,
+    NO_AUDIT, NotificationTargetRecord, PgStore, SortKey, SqliteStore, Store, UserRecord,
+    VersionSelector,
 };
 
 const T0: Timestamp = Timestamp(1_800_000_000_000);
@@ -84,6 +84,7 @@ async fn create(store: &dyn Store, name: &str) -> i64 {
             &record(name),
             Some(&version("v1", Some("value-1"))),
             &stages(&[("AWSCURRENT", "v1")]),
+            &NO_AUDIT,
         )
         .await
         .unwrap_or_else(|e| panic!("create {name}: {e:?}"))
@@ -117,13 +118,17 @@ async fn label_moves(store: &dyn Store) {
     assert_eq!(stages_now(store, id).await, stages(&[("AWSCURRENT", "v1")]));
 
     let state = store
-        .modify(id, &mut |st| {
-            st.new_versions.push(version("v2", Some("value-2")));
-            st.stages.insert("AWSCURRENT".into(), "v2".into());
-            st.stages.insert("AWSPREVIOUS".into(), "v1".into());
-            st.stages.insert("blue".into(), "v1".into());
-            Ok(())
-        })
+        .modify(
+            id,
+            &mut |st| {
+                st.new_versions.push(version("v2", Some("value-2")));
+                st.stages.insert("AWSCURRENT".into(), "v2".into());
+                st.stages.insert("AWSPREVIOUS".into(), "v1".into());
+                st.stages.insert("blue".into(), "v1".into());
+                Ok(())
+            },
+            &NO_AUDIT,
+        )
         .await
         .unwrap();
     assert_eq!(state.stages["AWSCURRENT"], "v2");
@@ -151,26 +156,34 @@ async fn label_moves(store: &dyn Store) {
 
     // A custom label moves alone.
     store
-        .modify(id, &mut |st| {
-            st.stages.insert("blue".into(), "v2".into());
-            Ok(())
-        })
+        .modify(
+            id,
+            &mut |st| {
+                st.stages.insert("blue".into(), "v2".into());
+                Ok(())
+            },
+            &NO_AUDIT,
+        )
         .await
         .unwrap();
     assert_eq!(stages_now(store, id).await["blue"], "v2");
 
     // An error from the mutation rolls back its version, its labels and its events.
     let err = store
-        .modify(id, &mut |st| {
-            st.new_versions.push(version("v3", Some("value-3")));
-            st.stages.insert("AWSCURRENT".into(), "v3".into());
-            st.events.push(OutboxEvent {
-                event: "SecretValueChanged",
-                body: "{}".into(),
-                at: T0,
-            });
-            Err(kura_core::Error::invalid_request("refused by the test"))
-        })
+        .modify(
+            id,
+            &mut |st| {
+                st.new_versions.push(version("v3", Some("value-3")));
+                st.stages.insert("AWSCURRENT".into(), "v3".into());
+                st.events.push(OutboxEvent {
+                    event: "SecretValueChanged",
+                    body: "{}".into(),
+                    at: T0,
+                });
+                Err(kura_core::Error::invalid_request("refused by the test"))
+            },
+            &NO_AUDIT,
+        )
         .await
         .expect_err("the mutation failed");
     assert_eq!(err.message, "refused by the test");
@@ -186,11 +199,15 @@ async fn label_moves(store: &dyn Store) {
 
     // A version dropped from `versions` (with no label) is pruned.
     store
-        .modify(id, &mut |st| {
-            st.stages.remove("AWSPREVIOUS");
-            st.versions.retain(|v| v.version_id != "v1");
-            Ok(())
-        })
+        .modify(
+            id,
+            &mut |st| {
+                st.stages.remove("AWSPREVIOUS");
+                st.versions.retain(|v| v.version_id != "v1");
+                Ok(())
+            },
+            &NO_AUDIT,
+        )
         .await
         .unwrap();
     assert_eq!(version_ids(store, id).await, ["v2"]);
@@ -209,6 +226,7 @@ async fn idempotency(store: &dyn Store) {
             &record("idem/app"),
             Some(&version("other", Some("value-x"))),
             &stages(&[("AWSCURRENT", "other")]),
+            &NO_AUDIT,
         )
         .await
         .expect_err("a taken name");
@@ -216,7 +234,7 @@ async fn idempotency(store: &dyn Store) {
     let mut same_arn = record("idem/other-name");
     same_arn.arn = record("idem/app").arn;
     let again = store
-        .create_secret(&same_arn, None, &Stages::new())
+        .create_secret(&same_arn, None, &Stages::new(), &NO_AUDIT)
         .await
         .expect_err("a taken ARN");
     assert_eq!(again.code.as_str(), "ResourceExistsException");
@@ -237,22 +255,30 @@ async fn idempotency(store: &dyn Store) {
 
     // A placeholder (rotation's AWSPENDING before createSecret ran) is filled, not duplicated.
     store
-        .modify(id, &mut |st| {
-            st.new_versions.push(version("pending", None));
-            st.stages.insert("AWSPENDING".into(), "pending".into());
-            Ok(())
-        })
+        .modify(
+            id,
+            &mut |st| {
+                st.new_versions.push(version("pending", None));
+                st.stages.insert("AWSPENDING".into(), "pending".into());
+                Ok(())
+            },
+            &NO_AUDIT,
+        )
         .await
         .unwrap();
     let (metas, _) = store.versions(id).await.unwrap();
     let pending = metas.iter().find(|v| v.version_id == "pending").unwrap();
     assert!(!pending.has_value);
     store
-        .modify(id, &mut |st| {
-            st.new_versions
-                .push(version("pending", Some("value-pending")));
-            Ok(())
-        })
+        .modify(
+            id,
+            &mut |st| {
+                st.new_versions
+                    .push(version("pending", Some("value-pending")));
+                Ok(())
+            },
+            &NO_AUDIT,
+        )
         .await
         .unwrap();
     let (metas, stages_after) = store.versions(id).await.unwrap();
@@ -277,8 +303,8 @@ async fn idempotency(store: &dyn Store) {
 
     // Nothing changed: the same state comes back.
     let before = store.versions(id).await.unwrap().1;
-    store.modify(id, &mut |_| Ok(())).await.unwrap();
-    store.modify(id, &mut |_| Ok(())).await.unwrap();
+    store.modify(id, &mut |_| Ok(()), &NO_AUDIT).await.unwrap();
+    store.modify(id, &mut |_| Ok(()), &NO_AUDIT).await.unwrap();
     assert_eq!(store.versions(id).await.unwrap().1, before);
     assert_eq!(store.versions(id).await.unwrap().0.len(), metas.len());
 }
@@ -329,6 +355,7 @@ async fn pagination(store: &dyn Store) {
                 &r,
                 Some(&version("v1", Some("x"))),
                 &stages(&[("AWSCURRENT", "v1")]),
+                &NO_AUDIT,
             )
             .await
             .unwrap();
@@ -360,11 +387,15 @@ async fn pagination(store: &dyn Store) {
         .unwrap()
         .id;
     store
-        .modify(id, &mut |st| {
-            st.secret.deleted_at = Some(T0);
-            st.secret.purge_at = Some(T0.plus_ms(7 * 86_400_000));
-            Ok(())
-        })
+        .modify(
+            id,
+            &mut |st| {
+                st.secret.deleted_at = Some(T0);
+                st.secret.purge_at = Some(T0.plus_ms(7 * 86_400_000));
+                Ok(())
+            },
+            &NO_AUDIT,
+        )
         .await
         .unwrap();
     let (listed, _) = list_all(store, SortKey::Name, false, 2).await;
@@ -398,13 +429,17 @@ async fn leases(store: &dyn Store) {
     // A secret with nothing due: never listed below.
     create(store, "lease/idle").await;
     store
-        .modify(id, &mut |st| {
-            st.secret.run.phase = RotationPhase::InProgress;
-            st.secret.run.token = Some("v2".into());
-            st.secret.run.attempt = 1;
-            st.secret.run.resume_at = Some(T0);
-            Ok(())
-        })
+        .modify(
+            id,
+            &mut |st| {
+                st.secret.run.phase = RotationPhase::InProgress;
+                st.secret.run.token = Some("v2".into());
+                st.secret.run.attempt = 1;
+                st.secret.run.resume_at = Some(T0);
+                Ok(())
+            },
+            &NO_AUDIT,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -478,15 +513,18 @@ fn target(id: &str, events: &[&str]) -> NotificationTargetRecord {
 /// in a failed `modify` is never queued.
 async fn outbox(store: &dyn Store) {
     store
-        .insert_notification_target(&target("t-a", &["SecretValueChanged", "RotationFailed"]))
+        .insert_notification_target(
+            &target("t-a", &["SecretValueChanged", "RotationFailed"]),
+            &NO_AUDIT,
+        )
         .await
         .unwrap();
     store
-        .insert_notification_target(&target("t-b", &["RotationFailed"]))
+        .insert_notification_target(&target("t-b", &["RotationFailed"]), &NO_AUDIT)
         .await
         .unwrap();
     store
-        .insert_notification_target(&target("t-c", &["SecretValueChanged"]))
+        .insert_notification_target(&target("t-c", &["SecretValueChanged"]), &NO_AUDIT)
         .await
         .unwrap();
     let listed: Vec<String> = store
@@ -561,8 +599,18 @@ async fn outbox(store: &dyn Store) {
     );
 
     // Deleting a target drops what was queued for it.
-    assert!(store.delete_notification_target("t-a").await.unwrap());
-    assert!(!store.delete_notification_target("t-a").await.unwrap());
+    assert!(
+        store
+            .delete_notification_target("t-a", &NO_AUDIT)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_notification_target("t-a", &NO_AUDIT)
+            .await
+            .unwrap()
+    );
     assert!(
         store
             .due_notifications(T0.plus_ms(86_400_000), 50)
@@ -579,18 +627,26 @@ async fn outbox(store: &dyn Store) {
         at: T0,
     };
     let _ = store
-        .modify(id, &mut |st| {
-            st.events.push(event());
-            Err(kura_core::Error::invalid_request("no"))
-        })
+        .modify(
+            id,
+            &mut |st| {
+                st.events.push(event());
+                Err(kura_core::Error::invalid_request("no"))
+            },
+            &NO_AUDIT,
+        )
         .await
         .expect_err("refused");
     assert!(store.due_notifications(T0, 50).await.unwrap().is_empty());
     store
-        .modify(id, &mut |st| {
-            st.events.push(event());
-            Ok(())
-        })
+        .modify(
+            id,
+            &mut |st| {
+                st.events.push(event());
+                Ok(())
+            },
+            &NO_AUDIT,
+        )
         .await
         .unwrap();
     let due = store.due_notifications(T0, 50).await.unwrap();
@@ -650,12 +706,16 @@ async fn shared_database_recovery(store: &dyn Store) {
 async fn in_flight_rotation(store: &dyn Store, name: &str) -> i64 {
     let id = create(store, name).await;
     store
-        .modify(id, &mut |st| {
-            st.secret.run.phase = RotationPhase::InProgress;
-            st.secret.run.token = Some("v2".into());
-            st.secret.run.resume_at = Some(T0.plus_ms(60 * MINUTE));
-            Ok(())
-        })
+        .modify(
+            id,
+            &mut |st| {
+                st.secret.run.phase = RotationPhase::InProgress;
+                st.secret.run.token = Some("v2".into());
+                st.secret.run.resume_at = Some(T0.plus_ms(60 * MINUTE));
+                Ok(())
+            },
+            &NO_AUDIT,
+        )
         .await
         .unwrap();
     assert!(
@@ -734,7 +794,10 @@ async fn filters(store: &dyn Store) {
         let mut r = record(name);
         r.description = description.map(str::to_string);
         r.tags = tags.clone();
-        r.id = store.create_secret(&r, None, &Stages::new()).await.unwrap();
+        r.id = store
+            .create_secret(&r, None, &Stages::new(), &NO_AUDIT)
+            .await
+            .unwrap();
         records.push(r);
     }
     let cases: Vec<(Vec<ListFilter>, BTreeSet<String>)> = vec![
@@ -839,11 +902,15 @@ async fn filters(store: &dyn Store) {
     // Changed description and tags are what later filters see.
     let cache = records.iter().position(|r| r.name == "app/cache").unwrap();
     store
-        .modify(records[cache].id, &mut |st| {
-            st.secret.description = Some("Session store".into());
-            st.secret.tags = vec![tag("env", "prod")];
-            Ok(())
-        })
+        .modify(
+            records[cache].id,
+            &mut |st| {
+                st.secret.description = Some("Session store".into());
+                st.secret.tags = vec![tag("env", "prod")];
+                Ok(())
+            },
+            &NO_AUDIT,
+        )
         .await
         .unwrap();
     records[cache].description = Some("Session store".into());
@@ -1063,8 +1130,18 @@ async fn audit_chain(store: &dyn Store) {
         started: Instant::now(),
         clock: Arc::new(ManualClock::new(T0.plus_ms(3 * MINUTE))),
     };
-    let (id, recorded) = with_audit_draft(draft(), create(store, "audit/app")).await;
-    assert!(recorded, "the change committed its record");
+    let slot = AuditSlot::empty();
+    slot.offer(draft());
+    let id = store
+        .create_secret(
+            &record("audit/app"),
+            Some(&version("v1", Some("value-1"))),
+            &stages(&[("AWSCURRENT", "v1")]),
+            &slot,
+        )
+        .await
+        .unwrap();
+    assert!(slot.committed(), "the change committed its record");
     let last = store.last_audit().await.unwrap().unwrap();
     assert_eq!(last.seq, 4);
     assert_eq!(
@@ -1078,13 +1155,17 @@ async fn audit_chain(store: &dyn Store) {
     assert_eq!(last.version_id.as_deref(), Some("v1"));
     assert_eq!(last.time, T0.plus_ms(3 * MINUTE).0);
     // A refused change commits no record (the caller records the error).
-    let (result, recorded) = with_audit_draft(
-        draft(),
-        store.modify(id, &mut |_| Err(kura_core::Error::invalid_request("no"))),
-    )
-    .await;
+    let slot = AuditSlot::empty();
+    slot.offer(draft());
+    let result = store
+        .modify(
+            id,
+            &mut |_| Err(kura_core::Error::invalid_request("no")),
+            &slot,
+        )
+        .await;
     assert!(result.is_err());
-    assert!(!recorded);
+    assert!(!slot.committed());
     assert_eq!(store.last_audit().await.unwrap().unwrap().seq, 4);
 
     // Concurrent appenders (and request changes) still make one contiguous chain.
@@ -1098,15 +1179,20 @@ async fn audit_chain(store: &dyn Store) {
     };
     let changer = async {
         for i in 0..5 {
-            let (_, recorded) = with_audit_draft(
-                draft(),
-                store.modify(id, &mut |st| {
-                    st.secret.description = Some(format!("change {i}"));
-                    Ok(())
-                }),
-            )
-            .await;
-            assert!(recorded);
+            let slot = AuditSlot::empty();
+            slot.offer(draft());
+            store
+                .modify(
+                    id,
+                    &mut |st| {
+                        st.secret.description = Some(format!("change {i}"));
+                        Ok(())
+                    },
+                    &slot,
+                )
+                .await
+                .unwrap();
+            assert!(slot.committed());
         }
     };
     tokio::join!(appender("x"), appender("y"), changer);
@@ -1159,9 +1245,12 @@ async fn key_ids(store: &dyn Store, user: &str) -> Vec<String> {
 /// Users, their access keys (with a per-user maximum checked in the insert's transaction,
 /// short-lived keys apart) and inline policies; deleting a user takes its keys and policies.
 async fn identity(store: &dyn Store) {
-    store.create_user(&user("bob")).await.unwrap();
-    store.create_user(&user("alice")).await.unwrap();
-    let again = store.create_user(&user("alice")).await.expect_err("taken");
+    store.create_user(&user("bob"), &NO_AUDIT).await.unwrap();
+    store.create_user(&user("alice"), &NO_AUDIT).await.unwrap();
+    let again = store
+        .create_user(&user("alice"), &NO_AUDIT)
+        .await
+        .expect_err("taken");
     assert_eq!(again.code.as_str(), "ResourceExistsException");
     let names: Vec<String> = store
         .list_users()
@@ -1180,25 +1269,25 @@ async fn identity(store: &dyn Store) {
 
     // At most two long-term keys; a short-lived (rotation) key does not count and is not listed.
     store
-        .insert_access_key(&key("AKIA1", "alice", None), Some(2))
+        .insert_access_key(&key("AKIA1", "alice", None), Some(2), &NO_AUDIT)
         .await
         .unwrap();
     store
-        .insert_access_key(&key("AKIA2", "alice", None), Some(2))
+        .insert_access_key(&key("AKIA2", "alice", None), Some(2), &NO_AUDIT)
         .await
         .unwrap();
     let over = store
-        .insert_access_key(&key("AKIA3", "alice", None), Some(2))
+        .insert_access_key(&key("AKIA3", "alice", None), Some(2), &NO_AUDIT)
         .await
         .expect_err("over the maximum");
     assert_eq!(over.code.as_str(), "LimitExceededException");
     let expiry = T0.plus_ms(15 * MINUTE);
     store
-        .insert_access_key(&key("ASIA1", "alice", Some(expiry)), None)
+        .insert_access_key(&key("ASIA1", "alice", Some(expiry)), None, &NO_AUDIT)
         .await
         .unwrap();
     let dup = store
-        .insert_access_key(&key("AKIA1", "bob", None), Some(2))
+        .insert_access_key(&key("AKIA1", "bob", None), Some(2), &NO_AUDIT)
         .await
         .expect_err("a taken key id");
     assert_eq!(dup.code.as_str(), "ResourceExistsException");
@@ -1225,8 +1314,18 @@ async fn identity(store: &dyn Store) {
     );
 
     // Status, last use (at day granularity, never backwards), deletion.
-    assert!(store.set_access_key_status("AKIA1", false).await.unwrap());
-    assert!(!store.set_access_key_status("AKIA9", false).await.unwrap());
+    assert!(
+        store
+            .set_access_key_status("AKIA1", false, &NO_AUDIT)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_access_key_status("AKIA9", false, &NO_AUDIT)
+            .await
+            .unwrap()
+    );
     assert!(
         !store
             .find_access_key("AKIA1")
@@ -1247,10 +1346,10 @@ async fn identity(store: &dyn Store) {
             .last_used_at,
         Some(day)
     );
-    store.delete_access_key("AKIA2").await.unwrap();
+    store.delete_access_key("AKIA2", &NO_AUDIT).await.unwrap();
     assert_eq!(key_ids(store, "alice").await, ["AKIA1"]);
     store
-        .insert_access_key(&key("AKIA3", "alice", None), Some(2))
+        .insert_access_key(&key("AKIA3", "alice", None), Some(2), &NO_AUDIT)
         .await
         .unwrap();
 
@@ -1261,19 +1360,19 @@ async fn identity(store: &dyn Store) {
 
     // Inline policies: put replaces, listed by name, deleted once.
     store
-        .put_user_policy("alice", "read", "{\"v\":1}", T0)
+        .put_user_policy("alice", "read", "{\"v\":1}", T0, &NO_AUDIT)
         .await
         .unwrap();
     store
-        .put_user_policy("alice", "admin", "{}", T0)
+        .put_user_policy("alice", "admin", "{}", T0, &NO_AUDIT)
         .await
         .unwrap();
     store
-        .put_user_policy("alice", "read", "{\"v\":2}", T0)
+        .put_user_policy("alice", "read", "{\"v\":2}", T0, &NO_AUDIT)
         .await
         .unwrap();
     store
-        .put_user_policy("bob", "read", "{}", T0)
+        .put_user_policy("bob", "read", "{}", T0, &NO_AUDIT)
         .await
         .unwrap();
     assert_eq!(
@@ -1283,19 +1382,29 @@ async fn identity(store: &dyn Store) {
             ("read".to_string(), "{\"v\":2}".to_string())
         ]
     );
-    assert!(store.delete_user_policy("alice", "admin").await.unwrap());
-    assert!(!store.delete_user_policy("alice", "admin").await.unwrap());
+    assert!(
+        store
+            .delete_user_policy("alice", "admin", &NO_AUDIT)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_user_policy("alice", "admin", &NO_AUDIT)
+            .await
+            .unwrap()
+    );
 
     // Deleting a user takes its keys and policies, and nobody else's.
-    assert!(store.delete_user("alice").await.unwrap());
-    assert!(!store.delete_user("alice").await.unwrap());
+    assert!(store.delete_user("alice", &NO_AUDIT).await.unwrap());
+    assert!(!store.delete_user("alice", &NO_AUDIT).await.unwrap());
     assert!(store.get_user("alice").await.unwrap().is_none());
     assert!(store.find_access_key("AKIA1").await.unwrap().is_none());
     assert!(store.find_access_key("AKIA3").await.unwrap().is_none());
     assert!(store.user_policies("alice").await.unwrap().is_empty());
     assert_eq!(store.user_policies("bob").await.unwrap().len(), 1);
     // The name is free again, and a new user starts with no keys.
-    store.create_user(&user("alice")).await.unwrap();
+    store.create_user(&user("alice"), &NO_AUDIT).await.unwrap();
     assert!(key_ids(store, "alice").await.is_empty());
 }
 
@@ -1408,10 +1517,14 @@ async fn nul_characters(store: &dyn Store) {
     assert!(all[0].resource.starts_with("nul/app"));
     // A rotation's error output is kept, whatever it holds.
     store
-        .modify(id, &mut |st| {
-            st.secret.run.last_error = Some("exit 1: \0garbage".into());
-            Ok(())
-        })
+        .modify(
+            id,
+            &mut |st| {
+                st.secret.run.last_error = Some("exit 1: \0garbage".into());
+                Ok(())
+            },
+            &NO_AUDIT,
+        )
         .await
         .unwrap();
     let err = store
@@ -1432,7 +1545,7 @@ async fn nul_characters(store: &dyn Store) {
 /// then due again if not finished; concurrent claimants get disjoint items, all of them.
 async fn outbox_claims(store: &dyn Store) {
     store
-        .insert_notification_target(&target("t", &["SecretValueChanged"]))
+        .insert_notification_target(&target("t", &["SecretValueChanged"]), &NO_AUDIT)
         .await
         .unwrap();
     for i in 0..20 {
@@ -1636,7 +1749,10 @@ async fn pg_nodes_share_one_database() {
     assert_eq!(nodes[1].versions(id).await.unwrap().0.len(), 31);
 
     // The per-user key maximum holds when nodes create keys at once.
-    nodes[0].create_user(&user("racer")).await.unwrap();
+    nodes[0]
+        .create_user(&user("racer"), &NO_AUDIT)
+        .await
+        .unwrap();
     let made = tokio::join!(
         make_key(&nodes[0], 0),
         make_key(&nodes[1], 1),
@@ -1657,13 +1773,17 @@ async fn pg_nodes_share_one_database() {
 /// Ten read-modify-writes of one secret: a description one longer and a version each time.
 async fn bump(node: &dyn Store, id: i64, who: &str) {
     for _ in 0..10 {
-        node.modify(id, &mut |st| {
-            let n = st.secret.description.as_deref().map_or(0, str::len);
-            st.secret.description = Some("x".repeat(n + 1));
-            st.new_versions
-                .push(version(&format!("{who}-{n}"), Some("v")));
-            Ok(())
-        })
+        node.modify(
+            id,
+            &mut |st| {
+                let n = st.secret.description.as_deref().map_or(0, str::len);
+                st.secret.description = Some("x".repeat(n + 1));
+                st.new_versions
+                    .push(version(&format!("{who}-{n}"), Some("v")));
+                Ok(())
+            },
+            &NO_AUDIT,
+        )
         .await
         .unwrap();
     }
@@ -1671,9 +1791,13 @@ async fn bump(node: &dyn Store, id: i64, who: &str) {
 
 /// Whether `racer` got key number `i` (at most two allowed).
 async fn make_key(node: &dyn Store, i: usize) -> bool {
-    node.insert_access_key(&key(&format!("AKIARACE{i}"), "racer", None), Some(2))
-        .await
-        .is_ok()
+    node.insert_access_key(
+        &key(&format!("AKIARACE{i}"), "racer", None),
+        Some(2),
+        &NO_AUDIT,
+    )
+    .await
+    .is_ok()
 }
 
 /// An unreachable database fails fast, with the retryable error, instead of hanging.
@@ -1764,10 +1888,14 @@ async fn pg_outage_fails_fast_and_recovers() {
         .expect_err("the database is gone");
     assert!(err.is_unavailable(), "{err:?}");
     let err = store
-        .modify(id, &mut |st| {
-            st.secret.description = Some("lost?".into());
-            Ok(())
-        })
+        .modify(
+            id,
+            &mut |st| {
+                st.secret.description = Some("lost?".into());
+                Ok(())
+            },
+            &NO_AUDIT,
+        )
         .await
         .expect_err("the database is gone");
     assert!(err.is_unavailable(), "{err:?}");
@@ -1785,10 +1913,14 @@ async fn pg_outage_fails_fast_and_recovers() {
         .expect("acknowledged before the outage");
     assert_eq!(found.description, None, "the failed modify changed nothing");
     store
-        .modify(id, &mut |st| {
-            st.secret.description = Some("after".into());
-            Ok(())
-        })
+        .modify(
+            id,
+            &mut |st| {
+                st.secret.description = Some("after".into());
+                Ok(())
+            },
+            &NO_AUDIT,
+        )
         .await
         .unwrap();
     store.close().await;
@@ -1899,10 +2031,14 @@ async fn pg_a_stuck_lock_fails_writers_fast() {
         .unwrap();
     let started = Instant::now();
     let err = store
-        .modify(id, &mut |st| {
-            st.secret.description = Some("waits".into());
-            Ok(())
-        })
+        .modify(
+            id,
+            &mut |st| {
+                st.secret.description = Some("waits".into());
+                Ok(())
+            },
+            &NO_AUDIT,
+        )
         .await
         .expect_err("the row stays locked");
     assert!(err.is_unavailable(), "{err:?}");
@@ -1913,10 +2049,14 @@ async fn pg_a_stuck_lock_fails_writers_fast() {
     );
     held.rollback().await.unwrap();
     store
-        .modify(id, &mut |st| {
-            st.secret.description = Some("through".into());
-            Ok(())
-        })
+        .modify(
+            id,
+            &mut |st| {
+                st.secret.description = Some("through".into());
+                Ok(())
+            },
+            &NO_AUDIT,
+        )
         .await
         .unwrap();
     let _ = other.close().await;

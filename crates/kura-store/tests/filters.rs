@@ -12,7 +12,7 @@ use kura_core::filter::{self, FilterKey, ListFilter};
 use kura_core::labels::Stages;
 use kura_core::model::{SecretRecord, Tag};
 use kura_store::prelude::*;
-use kura_store::{Cursor, ListPage, ListQuery, PgStore, SortKey, SqliteStore};
+use kura_store::{Cursor, ListPage, ListQuery, NO_AUDIT, PgStore, SortKey, SqliteStore};
 use proptest::prelude::*;
 
 fn record(name: &str, description: Option<String>, tags: Vec<Tag>) -> SecretRecord {
@@ -124,7 +124,10 @@ async fn fill(
             continue;
         }
         let mut r = record(&name, description, tags);
-        r.id = store.create_secret(&r, None, &Stages::new()).await.unwrap();
+        r.id = store
+            .create_secret(&r, None, &Stages::new(), &NO_AUDIT)
+            .await
+            .unwrap();
         secrets.insert(name, r);
     }
     let names: Vec<String> = secrets.keys().cloned().collect();
@@ -134,11 +137,15 @@ async fn fill(
         };
         let r = secrets.get_mut(name).unwrap();
         store
-            .modify(r.id, &mut |st| {
-                st.secret.description = description.clone();
-                st.secret.tags = tags.clone();
-                Ok(())
-            })
+            .modify(
+                r.id,
+                &mut |st| {
+                    st.secret.description = description.clone();
+                    st.secret.tags = tags.clone();
+                    Ok(())
+                },
+                &NO_AUDIT,
+            )
             .await
             .unwrap();
         r.description = description;

@@ -48,6 +48,7 @@ impl Service {
     pub(crate) async fn create_access_key(
         &self,
         k: NewAccessKey<'_>,
+        audit: &kura_store::AuditSlot,
     ) -> Result<(String, Zeroizing<String>)> {
         let (id, secret) = match k.imported {
             Some(pair) => pair,
@@ -75,6 +76,7 @@ impl Service {
                     last_used_at: None,
                 },
                 k.max_per_user,
+                audit,
             )
             .await?;
         Ok((id, secret))

@@ -139,7 +139,7 @@ impl Service {
             created_at: self.clock.now(),
             tags,
         };
-        self.store.create_user(&user).await?;
+        self.store.create_user(&user, &p.audit).await?;
         self.subjects.forget(&user.name);
         tracing::info!(user = %user.name, by = %p.arn, "user created");
         Ok(UserResponse {
@@ -155,7 +155,7 @@ impl Service {
                 req.user_name
             )));
         }
-        if !self.store.delete_user(&req.user_name).await? {
+        if !self.store.delete_user(&req.user_name, &p.audit).await? {
             return Err(no_such_user(&req.user_name));
         }
         self.subjects.forget(&req.user_name);
@@ -209,7 +209,7 @@ impl Service {
             }
         };
         let (id, secret) = self
-            .create_access_key(NewAccessKey::long_term(&user.name, imported))
+            .create_access_key(NewAccessKey::long_term(&user.name, imported), &p.audit)
             .await?;
         tracing::info!(user = %user.name, access_key_id = %id, by = %p.arn, "access key created");
         Ok(CreateAccessKeyResponse {
@@ -240,7 +240,7 @@ impl Service {
         let user = self.target_user(p, req.user_name).await?;
         self.key_of(&user, &req.access_key_id).await?;
         self.store
-            .set_access_key_status(&req.access_key_id, active)
+            .set_access_key_status(&req.access_key_id, active, &p.audit)
             .await?;
         tracing::info!(user = %user.name, access_key_id = %req.access_key_id, status = status_str(active), by = %p.arn, "access key updated");
         Ok(Empty {})
@@ -253,7 +253,9 @@ impl Service {
     ) -> Result<Empty> {
         let user = self.target_user(p, req.user_name).await?;
         self.key_of(&user, &req.access_key_id).await?;
-        self.store.delete_access_key(&req.access_key_id).await?;
+        self.store
+            .delete_access_key(&req.access_key_id, &p.audit)
+            .await?;
         tracing::info!(user = %user.name, access_key_id = %req.access_key_id, by = %p.arn, "access key deleted");
         Ok(Empty {})
     }
@@ -286,7 +288,13 @@ impl Service {
         validate_iam_name("PolicyName", &req.policy_name, 128)?;
         let document = identity_policy_text("PolicyDocument", req.policy_document)?;
         self.store
-            .put_user_policy(&user.name, &req.policy_name, &document, self.clock.now())
+            .put_user_policy(
+                &user.name,
+                &req.policy_name,
+                &document,
+                self.clock.now(),
+                &p.audit,
+            )
             .await?;
         self.subjects.forget(&user.name);
         tracing::info!(user = %user.name, policy = %req.policy_name, by = %p.arn, "user policy set");
@@ -323,7 +331,7 @@ impl Service {
         let user = self.target_user(p, Some(req.user_name)).await?;
         if !self
             .store
-            .delete_user_policy(&user.name, &req.policy_name)
+            .delete_user_policy(&user.name, &req.policy_name, &p.audit)
             .await?
         {
             return Err(Error::new(

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use kura_core::model::SecretRecord;
 use kura_core::{Error, ErrorCode, Result};
-use kura_store::AuditRecord;
+use kura_store::{AuditRecord, AuditSlot};
 
 use super::authz::RequestMeta;
 use super::operation::{Operation, Outcome, RequestFacts};
@@ -43,6 +43,9 @@ pub struct Caller {
     /// The secret authorization resolved, keyed by the `SecretId` as sent, so the operation
     /// does not read it again.
     resolved: Mutex<Option<(String, SecretRecord)>>,
+    /// The request's audit record, waiting for the write that makes the request's change
+    /// (the operation passes it to the store's write methods).
+    pub(crate) audit: AuditSlot,
 }
 
 impl std::ops::Deref for Caller {
@@ -58,6 +61,7 @@ impl Caller {
             principal,
             request,
             resolved: Mutex::new(None),
+            audit: AuditSlot::empty(),
         }
     }
 
@@ -104,12 +108,13 @@ impl Service {
         let (result, recorded) = match allowed {
             Err(e) => (Err(e), false),
             Ok(()) => {
-                let draft = kura_store::AuditDraft {
+                c.audit.offer(kura_store::AuditDraft {
                     record: record.clone(),
                     started: c.request.started,
                     clock: self.clock.clone(),
-                };
-                kura_store::with_audit_draft(draft, self.run(c, op)).await
+                });
+                let result = self.run(c, op).await;
+                (result, c.audit.committed())
             }
         };
         let result = if recorded {

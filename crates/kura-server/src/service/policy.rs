@@ -27,7 +27,7 @@ impl Service {
             ));
         }
         let secret = self.resolve_live(p, &req.secret_id).await?;
-        self.set_policy(secret.id, Some(req.resource_policy))
+        self.set_policy(secret.id, Some(req.resource_policy), &p.audit)
             .await?;
         Ok(SecretVersionResponse {
             arn: secret.arn,
@@ -55,7 +55,7 @@ impl Service {
         req: SecretIdRequest,
     ) -> Result<SecretVersionResponse> {
         let secret = self.resolve_live(p, &req.secret_id).await?;
-        self.set_policy(secret.id, None).await?;
+        self.set_policy(secret.id, None, &p.audit).await?;
         Ok(SecretVersionResponse {
             arn: secret.arn,
             name: secret.name,
@@ -89,15 +89,24 @@ impl Service {
         })
     }
 
-    async fn set_policy(&self, secret_id: i64, policy: Option<String>) -> Result<()> {
+    async fn set_policy(
+        &self,
+        secret_id: i64,
+        policy: Option<String>,
+        audit: &kura_store::AuditSlot,
+    ) -> Result<()> {
         self.store
-            .modify(secret_id, &mut |st| {
-                if st.secret.is_scheduled_for_deletion() {
-                    return Err(Error::marked_for_deletion());
-                }
-                st.secret.resource_policy = policy.clone();
-                Ok(())
-            })
+            .modify(
+                secret_id,
+                &mut |st| {
+                    if st.secret.is_scheduled_for_deletion() {
+                        return Err(Error::marked_for_deletion());
+                    }
+                    st.secret.resource_policy = policy.clone();
+                    Ok(())
+                },
+                audit,
+            )
             .await?;
         Ok(())
     }

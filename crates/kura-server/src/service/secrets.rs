@@ -104,7 +104,7 @@ fn cursor_from_json(v: &serde_json::Value) -> Option<Cursor> {
 impl Service {
     pub async fn create_secret(
         &self,
-        _p: &Caller,
+        p: &Caller,
         req: CreateSecretRequest,
     ) -> Result<SecretVersionResponse> {
         validate_name(&req.name)?;
@@ -179,7 +179,7 @@ impl Service {
             None => None,
         };
         self.store
-            .create_secret(&secret, first.as_ref(), &stages)
+            .create_secret(&secret, first.as_ref(), &stages, &p.audit)
             .await?;
         Ok(SecretVersionResponse {
             arn: secret.arn,
@@ -318,24 +318,29 @@ impl Service {
                         description: req.description.as_deref(),
                         kms_key_id: kms,
                     },
+                    &p.audit,
                 )
                 .await;
         }
         let now = self.clock.now();
         self.store
-            .modify(secret.id, &mut |st| {
-                if st.secret.is_scheduled_for_deletion() {
-                    return Err(Error::marked_for_deletion());
-                }
-                if let Some(d) = &req.description {
-                    st.secret.description = Some(d.clone());
-                }
-                if let Some(k) = &kms {
-                    st.secret.kms_key_id = k.clone();
-                }
-                st.secret.changed_at = now;
-                Ok(())
-            })
+            .modify(
+                secret.id,
+                &mut |st| {
+                    if st.secret.is_scheduled_for_deletion() {
+                        return Err(Error::marked_for_deletion());
+                    }
+                    if let Some(d) = &req.description {
+                        st.secret.description = Some(d.clone());
+                    }
+                    if let Some(k) = &kms {
+                        st.secret.kms_key_id = k.clone();
+                    }
+                    st.secret.changed_at = now;
+                    Ok(())
+                },
+                &p.audit,
+            )
             .await?;
         Ok(SecretVersionResponse {
             arn: secret.arn,
@@ -346,7 +351,7 @@ impl Service {
 
     pub async fn delete_secret(
         &self,
-        _p: &Caller,
+        p: &Caller,
         req: DeleteSecretRequest,
     ) -> Result<DeleteSecretResponse> {
         let force = req.force_delete_without_recovery.unwrap_or(false);
@@ -386,7 +391,7 @@ impl Service {
             None => return Err(Error::secret_not_found()),
         };
         if force {
-            self.store.delete_secret(secret.id).await?;
+            self.store.delete_secret(secret.id, &p.audit).await?;
             self.emit(Event::SecretDeleted, &secret.arn, &secret.name, None, None)
                 .await;
             return Ok(DeleteSecretResponse {
@@ -397,22 +402,26 @@ impl Service {
         }
         let state = self
             .store
-            .modify(secret.id, &mut |st| {
-                if st.secret.is_scheduled_for_deletion() {
-                    return Err(Error::marked_for_deletion());
-                }
-                st.secret.deleted_at = Some(now);
-                st.secret.purge_at = Some(now.plus_days(days));
-                let e = self.event(
-                    Event::SecretScheduledForDeletion,
-                    &st.secret.arn,
-                    &st.secret.name,
-                    None,
-                    None,
-                );
-                st.events.push(e);
-                Ok(())
-            })
+            .modify(
+                secret.id,
+                &mut |st| {
+                    if st.secret.is_scheduled_for_deletion() {
+                        return Err(Error::marked_for_deletion());
+                    }
+                    st.secret.deleted_at = Some(now);
+                    st.secret.purge_at = Some(now.plus_days(days));
+                    let e = self.event(
+                        Event::SecretScheduledForDeletion,
+                        &st.secret.arn,
+                        &st.secret.name,
+                        None,
+                        None,
+                    );
+                    st.events.push(e);
+                    Ok(())
+                },
+                &p.audit,
+            )
             .await?;
         self.announce(&state.events);
         Ok(DeleteSecretResponse {
@@ -430,11 +439,15 @@ impl Service {
         let secret = self.resolve(p, &req.secret_id).await?;
         if secret.is_scheduled_for_deletion() {
             self.store
-                .modify(secret.id, &mut |st| {
-                    st.secret.deleted_at = None;
-                    st.secret.purge_at = None;
-                    Ok(())
-                })
+                .modify(
+                    secret.id,
+                    &mut |st| {
+                        st.secret.deleted_at = None;
+                        st.secret.purge_at = None;
+                        Ok(())
+                    },
+                    &p.audit,
+                )
                 .await?;
         }
         Ok(SecretVersionResponse {

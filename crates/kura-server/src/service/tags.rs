@@ -13,24 +13,28 @@ impl Service {
         let tags = to_core_tags(req.tags)?;
         let secret = self.resolve_live(p, &req.secret_id).await?;
         self.store
-            .modify(secret.id, &mut |st| {
-                if st.secret.is_scheduled_for_deletion() {
-                    return Err(Error::marked_for_deletion());
-                }
-                for t in &tags {
-                    match st.secret.tags.iter_mut().find(|x| x.key == t.key) {
-                        Some(existing) => existing.value = t.value.clone(),
-                        None => st.secret.tags.push(t.clone()),
+            .modify(
+                secret.id,
+                &mut |st| {
+                    if st.secret.is_scheduled_for_deletion() {
+                        return Err(Error::marked_for_deletion());
                     }
-                }
-                if st.secret.tags.len() > MAX_TAGS {
-                    return Err(Error::limit_exceeded(format!(
-                        "A secret can have at most {MAX_TAGS} tags."
-                    )));
-                }
-                st.secret.tags.sort_by(|a, b| a.key.cmp(&b.key));
-                Ok(())
-            })
+                    for t in &tags {
+                        match st.secret.tags.iter_mut().find(|x| x.key == t.key) {
+                            Some(existing) => existing.value = t.value.clone(),
+                            None => st.secret.tags.push(t.clone()),
+                        }
+                    }
+                    if st.secret.tags.len() > MAX_TAGS {
+                        return Err(Error::limit_exceeded(format!(
+                            "A secret can have at most {MAX_TAGS} tags."
+                        )));
+                    }
+                    st.secret.tags.sort_by(|a, b| a.key.cmp(&b.key));
+                    Ok(())
+                },
+                &p.audit,
+            )
             .await?;
         Ok(Empty {})
     }
@@ -41,13 +45,17 @@ impl Service {
         }
         let secret = self.resolve_live(p, &req.secret_id).await?;
         self.store
-            .modify(secret.id, &mut |st| {
-                if st.secret.is_scheduled_for_deletion() {
-                    return Err(Error::marked_for_deletion());
-                }
-                st.secret.tags.retain(|t| !req.tag_keys.contains(&t.key));
-                Ok(())
-            })
+            .modify(
+                secret.id,
+                &mut |st| {
+                    if st.secret.is_scheduled_for_deletion() {
+                        return Err(Error::marked_for_deletion());
+                    }
+                    st.secret.tags.retain(|t| !req.tag_keys.contains(&t.key));
+                    Ok(())
+                },
+                &p.audit,
+            )
             .await?;
         Ok(Empty {})
     }

@@ -4,7 +4,7 @@ use kura_core::labels::{self, StageMove};
 use kura_core::model::{NewVersion, SecretRecord, VersionMeta};
 use kura_core::names::validate_version_id;
 use kura_core::{Error, Result};
-use kura_store::VersionSelector;
+use kura_store::{AuditSlot, VersionSelector};
 
 use super::rotation::{Event, after_manual_change};
 use super::types::*;
@@ -27,6 +27,7 @@ impl Service {
         &self,
         secret: &SecretRecord,
         w: ValueWrite<'_>,
+        audit: &AuditSlot,
     ) -> Result<SecretVersionResponse> {
         let token = match w.token {
             Some(t) => {
@@ -69,53 +70,57 @@ impl Service {
         let requested = w.stages.as_deref();
         let state = self
             .store
-            .modify(secret.id, &mut |st| {
-                if st.secret.is_scheduled_for_deletion() {
-                    return Err(Error::marked_for_deletion());
-                }
-                let before_current = st.stages.get(labels::CURRENT).cloned();
-                match st.version(&token) {
-                    Some(v) if v.has_value => return Err(token_in_use(&token, &st.secret.arn)),
-                    Some(_) => {}
-                    None => st.versions.push(VersionMeta {
+            .modify(
+                secret.id,
+                &mut |st| {
+                    if st.secret.is_scheduled_for_deletion() {
+                        return Err(Error::marked_for_deletion());
+                    }
+                    let before_current = st.stages.get(labels::CURRENT).cloned();
+                    match st.version(&token) {
+                        Some(v) if v.has_value => return Err(token_in_use(&token, &st.secret.arn)),
+                        Some(_) => {}
+                        None => st.versions.push(VersionMeta {
+                            version_id: token.clone(),
+                            created_at: now,
+                            accessed_at: None,
+                            has_value: true,
+                        }),
+                    }
+                    st.new_versions.push(NewVersion {
                         version_id: token.clone(),
                         created_at: now,
-                        accessed_at: None,
-                        has_value: true,
-                    }),
-                }
-                st.new_versions.push(NewVersion {
-                    version_id: token.clone(),
-                    created_at: now,
-                    value: Some(sealed.clone()),
-                });
-                labels::attach_new_version(&mut st.stages, &token, requested, true)?;
-                let all: Vec<_> = st
-                    .versions
-                    .iter()
-                    .map(|v| (v.version_id.clone(), v.created_at))
-                    .collect();
-                let pruned = labels::versions_to_prune(&all, &st.stages, now)?;
-                st.versions.retain(|v| !pruned.contains(&v.version_id));
-                if let Some(d) = w.description {
-                    st.secret.description = Some(d.to_string());
-                }
-                if let Some(k) = &w.kms_key_id {
-                    st.secret.kms_key_id = k.clone();
-                }
-                st.secret.changed_at = now;
-                if after_manual_change(st, before_current.as_deref(), now) {
-                    let e = self.event(
-                        Event::SecretValueChanged,
-                        &st.secret.arn,
-                        &st.secret.name,
-                        Some(&token),
-                        None,
-                    );
-                    st.events.push(e);
-                }
-                Ok(())
-            })
+                        value: Some(sealed.clone()),
+                    });
+                    labels::attach_new_version(&mut st.stages, &token, requested, true)?;
+                    let all: Vec<_> = st
+                        .versions
+                        .iter()
+                        .map(|v| (v.version_id.clone(), v.created_at))
+                        .collect();
+                    let pruned = labels::versions_to_prune(&all, &st.stages, now)?;
+                    st.versions.retain(|v| !pruned.contains(&v.version_id));
+                    if let Some(d) = w.description {
+                        st.secret.description = Some(d.to_string());
+                    }
+                    if let Some(k) = &w.kms_key_id {
+                        st.secret.kms_key_id = k.clone();
+                    }
+                    st.secret.changed_at = now;
+                    if after_manual_change(st, before_current.as_deref(), now) {
+                        let e = self.event(
+                            Event::SecretValueChanged,
+                            &st.secret.arn,
+                            &st.secret.name,
+                            Some(&token),
+                            None,
+                        );
+                        st.events.push(e);
+                    }
+                    Ok(())
+                },
+                audit,
+            )
             .await?;
         self.announce(&state.events);
         Ok(answer(labels::stages_of(&state.stages, &token)))
@@ -139,6 +144,7 @@ impl Service {
                 description: None,
                 kms_key_id: None,
             },
+            &p.audit,
         )
         .await
     }
@@ -220,40 +226,44 @@ impl Service {
         let now = self.clock.now();
         let state = self
             .store
-            .modify(secret.id, &mut |st| {
-                if st.secret.is_scheduled_for_deletion() {
-                    return Err(Error::marked_for_deletion());
-                }
-                let versions = st.versions.clone();
-                let before_current = st.stages.get(labels::CURRENT).cloned();
-                labels::update_stage(
-                    &mut st.stages,
-                    StageMove {
-                        stage: &req.version_stage,
-                        remove_from: req.remove_from_version_id.as_deref(),
-                        move_to: req.move_to_version_id.as_deref(),
-                    },
-                    |id| {
-                        versions
-                            .iter()
-                            .find(|v| v.version_id == id)
-                            .map(|v| v.has_value)
-                    },
-                )?;
-                st.secret.changed_at = now;
-                if after_manual_change(st, before_current.as_deref(), now) {
-                    let current = st.stages.get(labels::CURRENT).cloned();
-                    let e = self.event(
-                        Event::SecretValueChanged,
-                        &st.secret.arn,
-                        &st.secret.name,
-                        current.as_deref(),
-                        None,
-                    );
-                    st.events.push(e);
-                }
-                Ok(())
-            })
+            .modify(
+                secret.id,
+                &mut |st| {
+                    if st.secret.is_scheduled_for_deletion() {
+                        return Err(Error::marked_for_deletion());
+                    }
+                    let versions = st.versions.clone();
+                    let before_current = st.stages.get(labels::CURRENT).cloned();
+                    labels::update_stage(
+                        &mut st.stages,
+                        StageMove {
+                            stage: &req.version_stage,
+                            remove_from: req.remove_from_version_id.as_deref(),
+                            move_to: req.move_to_version_id.as_deref(),
+                        },
+                        |id| {
+                            versions
+                                .iter()
+                                .find(|v| v.version_id == id)
+                                .map(|v| v.has_value)
+                        },
+                    )?;
+                    st.secret.changed_at = now;
+                    if after_manual_change(st, before_current.as_deref(), now) {
+                        let current = st.stages.get(labels::CURRENT).cloned();
+                        let e = self.event(
+                            Event::SecretValueChanged,
+                            &st.secret.arn,
+                            &st.secret.name,
+                            current.as_deref(),
+                            None,
+                        );
+                        st.events.push(e);
+                    }
+                    Ok(())
+                },
+                &p.audit,
+            )
             .await?;
         self.announce(&state.events);
         Ok(SecretVersionResponse {

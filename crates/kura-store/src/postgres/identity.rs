@@ -3,7 +3,7 @@
 use super::*;
 
 impl PgStore {
-    async fn delete_user_once(&self, name: &str) -> Result<bool> {
+    async fn delete_user_once(&self, name: &str, audit: &AuditSlot) -> Result<bool> {
         let mut tx = self.begin().await?;
         for sql in [
             "DELETE FROM access_keys WHERE user_name = $1",
@@ -20,11 +20,16 @@ impl PgStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        self.commit_change(tx, Changed::default()).await?;
+        self.commit_change(tx, Changed::default(), audit).await?;
         Ok(done.rows_affected() == 1)
     }
 
-    async fn insert_access_key_once(&self, k: &AccessKeyRecord, max: Option<usize>) -> Result<()> {
+    async fn insert_access_key_once(
+        &self,
+        k: &AccessKeyRecord,
+        max: Option<usize>,
+        audit: &AuditSlot,
+    ) -> Result<()> {
         let mut tx = self.begin().await?;
         if let Some(max) = max {
             // The user's row lock serializes key creation per user across nodes, so two
@@ -75,13 +80,13 @@ impl PgStore {
                 db_err(e)
             }
         })?;
-        self.commit_change(tx, Changed::default()).await
+        self.commit_change(tx, Changed::default(), audit).await
     }
 }
 
 #[async_trait]
 impl IdentityStore for PgStore {
-    async fn create_user(&self, u: &UserRecord) -> Result<()> {
+    async fn create_user(&self, u: &UserRecord, audit: &AuditSlot) -> Result<()> {
         let tags = serde_json::to_string(
             &u.tags
                 .iter()
@@ -107,7 +112,7 @@ impl IdentityStore for PgStore {
                 db_err(e)
             }
         })?;
-        self.commit_change(tx, Changed::default()).await
+        self.commit_change(tx, Changed::default(), audit).await
     }
 
     async fn get_user(&self, name: &str) -> Result<Option<UserRecord>> {
@@ -134,8 +139,8 @@ impl IdentityStore for PgStore {
         rows.iter().map(user_from_row).collect()
     }
 
-    async fn delete_user(&self, name: &str) -> Result<bool> {
-        retry!(self.delete_user_once(name))
+    async fn delete_user(&self, name: &str, audit: &AuditSlot) -> Result<bool> {
+        retry!(self.delete_user_once(name, audit))
     }
 
     async fn user_exists(&self, name: &str) -> Result<bool> {
@@ -149,8 +154,13 @@ impl IdentityStore for PgStore {
             .map_err(db_err)
     }
 
-    async fn insert_access_key(&self, k: &AccessKeyRecord, max: Option<usize>) -> Result<()> {
-        retry!(self.insert_access_key_once(k, max))
+    async fn insert_access_key(
+        &self,
+        k: &AccessKeyRecord,
+        max: Option<usize>,
+        audit: &AuditSlot,
+    ) -> Result<()> {
+        retry!(self.insert_access_key_once(k, max, audit))
     }
 
     async fn list_access_keys(&self, user: &str) -> Result<Vec<AccessKeyRecord>> {
@@ -179,13 +189,18 @@ impl IdentityStore for PgStore {
         row.as_ref().map(access_key_from_row).transpose()
     }
 
-    async fn set_access_key_status(&self, access_key_id: &str, active: bool) -> Result<bool> {
+    async fn set_access_key_status(
+        &self,
+        access_key_id: &str,
+        active: bool,
+        audit: &AuditSlot,
+    ) -> Result<bool> {
         let n = self
             .write_one(
                 sqlx::query("UPDATE access_keys SET status = $1 WHERE access_key_id = $2")
                     .bind(if active { "Active" } else { "Inactive" })
                     .bind(access_key_id),
-                Some(Changed::default()),
+                Some((Changed::default(), audit)),
             )
             .await?;
         Ok(n == 1)
@@ -206,10 +221,10 @@ impl IdentityStore for PgStore {
         Ok(())
     }
 
-    async fn delete_access_key(&self, access_key_id: &str) -> Result<()> {
+    async fn delete_access_key(&self, access_key_id: &str, audit: &AuditSlot) -> Result<()> {
         self.write_one(
             sqlx::query("DELETE FROM access_keys WHERE access_key_id = $1").bind(access_key_id),
-            Some(Changed::default()),
+            Some((Changed::default(), audit)),
         )
         .await?;
         Ok(())
@@ -229,6 +244,7 @@ impl IdentityStore for PgStore {
         name: &str,
         document: &str,
         now: Timestamp,
+        audit: &AuditSlot,
     ) -> Result<()> {
         self.write_one(
             sqlx::query(
@@ -240,19 +256,19 @@ impl IdentityStore for PgStore {
             .bind(name)
             .bind(document)
             .bind(now.0),
-            Some(Changed::default()),
+            Some((Changed::default(), audit)),
         )
         .await?;
         Ok(())
     }
 
-    async fn delete_user_policy(&self, user: &str, name: &str) -> Result<bool> {
+    async fn delete_user_policy(&self, user: &str, name: &str, audit: &AuditSlot) -> Result<bool> {
         let n = self
             .write_one(
                 sqlx::query("DELETE FROM user_policies WHERE user_name = $1 AND policy_name = $2")
                     .bind(user)
                     .bind(name),
-                Some(Changed::default()),
+                Some((Changed::default(), audit)),
             )
             .await?;
         Ok(n == 1)

@@ -26,7 +26,7 @@ use kura_core::{Error, Result, Timestamp};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Row};
 
-use crate::audit::{self, AuditChain, Changed};
+use crate::audit::{AuditChain, AuditSlot, Changed};
 use crate::prelude::*;
 use crate::sqlite::{Bind, changed_version, kind_str, prefix_upper_bound, sort_column, text_of};
 use crate::{
@@ -341,14 +341,14 @@ impl PgStore {
     async fn write_one(
         &self,
         q: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
-        change: Option<Changed>,
+        change: Option<(Changed, &AuditSlot)>,
     ) -> Result<u64> {
         match change {
             None => Ok(q.execute(&self.pool).await.map_err(db_err)?.rows_affected()),
-            Some(c) => {
+            Some((c, audit)) => {
                 let mut tx = self.begin().await?;
                 let done = q.execute(&mut *tx).await.map_err(db_err)?;
-                self.commit_change(tx, c).await?;
+                self.commit_change(tx, c, audit).await?;
                 Ok(done.rows_affected())
             }
         }
@@ -357,11 +357,11 @@ impl PgStore {
     /// Commits a transaction that changes something a request asked for, with the request's
     /// audit record if one is waiting, exactly as the SQLite backend does: "refused" then
     /// means "not done".
-    async fn commit_change(&self, mut tx: Tx, changed: Changed) -> Result<()> {
+    async fn commit_change(&self, mut tx: Tx, changed: Changed, audit: &AuditSlot) -> Result<()> {
         let Some(chain) = self.chain.get() else {
             return tx.commit().await.map_err(db_err);
         };
-        let Some(draft) = audit::take(&changed) else {
+        let Some(draft) = audit.take(&changed) else {
             return tx.commit().await.map_err(db_err);
         };
         let _order = self.audit_order.lock().await;
@@ -372,14 +372,14 @@ impl PgStore {
             };
         match written {
             Ok(records) => {
-                audit::settle(draft, true);
+                audit.settle(draft, true);
                 // The change and its record are durable: a failed file append is the file's
                 // problem (logged by the chain, found by verify), not the request's.
                 let _ = chain.committed(&records);
                 Ok(())
             }
             Err(e) => {
-                audit::settle(draft, false);
+                audit.settle(draft, false);
                 Err(e)
             }
         }

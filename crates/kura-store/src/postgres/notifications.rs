@@ -25,7 +25,11 @@ pub(super) async fn queue_event(
 
 #[async_trait]
 impl NotificationStore for PgStore {
-    async fn insert_notification_target(&self, t: &NotificationTargetRecord) -> Result<()> {
+    async fn insert_notification_target(
+        &self,
+        t: &NotificationTargetRecord,
+        audit: &AuditSlot,
+    ) -> Result<()> {
         let events = serde_json::to_string(&t.events)
             .map_err(|e| Error::internal(format!("encoding events: {e}")))?;
         let mut tx = self.begin().await?;
@@ -44,7 +48,7 @@ impl NotificationStore for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        self.commit_change(tx, Changed::default()).await
+        self.commit_change(tx, Changed::default(), audit).await
     }
 
     async fn list_notification_targets(&self) -> Result<Vec<NotificationTargetRecord>> {
@@ -71,11 +75,11 @@ impl NotificationStore for PgStore {
             .collect()
     }
 
-    async fn delete_notification_target(&self, id: &str) -> Result<bool> {
+    async fn delete_notification_target(&self, id: &str, audit: &AuditSlot) -> Result<bool> {
         let done = self
             .write_one(
                 sqlx::query("DELETE FROM notification_targets WHERE id = $1").bind(id),
-                Some(Changed::default()),
+                Some((Changed::default(), audit)),
             )
             .await?;
         Ok(done == 1)

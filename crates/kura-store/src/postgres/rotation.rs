@@ -3,7 +3,12 @@
 use super::*;
 
 impl PgStore {
-    async fn delete_rotation_function_once(&self, name: &str, arn: &str) -> Result<bool> {
+    async fn delete_rotation_function_once(
+        &self,
+        name: &str,
+        arn: &str,
+        audit: &AuditSlot,
+    ) -> Result<bool> {
         let mut tx = self.begin().await?;
         // Locked first, so a concurrent delete of the same function waits for this one.
         sqlx::query("SELECT 1 FROM rotation_functions WHERE name = $1 FOR UPDATE")
@@ -27,7 +32,7 @@ impl PgStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        self.commit_change(tx, Changed::default()).await?;
+        self.commit_change(tx, Changed::default(), audit).await?;
         Ok(done.rows_affected() == 1)
     }
 }
@@ -98,7 +103,11 @@ impl RotationStore for PgStore {
         Ok(0)
     }
 
-    async fn insert_rotation_function(&self, f: &RotationFunctionRecord) -> Result<()> {
+    async fn insert_rotation_function(
+        &self,
+        f: &RotationFunctionRecord,
+        audit: &AuditSlot,
+    ) -> Result<()> {
         let sealed = f.sealed_secret.as_ref();
         let mut tx = self.begin().await?;
         sqlx::query(
@@ -122,7 +131,7 @@ impl RotationStore for PgStore {
                 db_err(e)
             }
         })?;
-        self.commit_change(tx, Changed::default()).await
+        self.commit_change(tx, Changed::default(), audit).await
     }
 
     async fn rotation_function(&self, name: &str) -> Result<Option<RotationFunctionRecord>> {
@@ -151,7 +160,12 @@ impl RotationStore for PgStore {
         rows.iter().map(function_from_row).collect()
     }
 
-    async fn delete_rotation_function(&self, name: &str, arn: &str) -> Result<bool> {
-        retry!(self.delete_rotation_function_once(name, arn))
+    async fn delete_rotation_function(
+        &self,
+        name: &str,
+        arn: &str,
+        audit: &AuditSlot,
+    ) -> Result<bool> {
+        retry!(self.delete_rotation_function_once(name, arn, audit))
     }
 }

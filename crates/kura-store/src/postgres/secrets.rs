@@ -298,6 +298,7 @@ impl PgStore {
         s: &SecretRecord,
         first: Option<&NewVersion>,
         stages: &Stages,
+        audit: &AuditSlot,
     ) -> Result<i64> {
         let mut tx = self.begin().await?;
         let id: i64 = sqlx::query_scalar(
@@ -333,11 +334,16 @@ impl PgStore {
             arn: Some(s.arn.clone()),
             version_id: first.map(|v| v.version_id.clone()),
         };
-        self.commit_change(tx, changed).await?;
+        self.commit_change(tx, changed, audit).await?;
         Ok(id)
     }
 
-    async fn modify_once(&self, secret_id: i64, f: &mut Mutation<'_>) -> Result<SecretState> {
+    async fn modify_once(
+        &self,
+        secret_id: i64,
+        f: &mut Mutation<'_>,
+        audit: &AuditSlot,
+    ) -> Result<SecretState> {
         let mut tx = self.begin().await?;
         let secret = load_secret(&mut tx, secret_id, true)
             .await?
@@ -449,11 +455,11 @@ impl PgStore {
             arn: Some(state.secret.arn.clone()),
             version_id: changed_version(&before_run_token, &state),
         };
-        self.commit_change(tx, changed).await?;
+        self.commit_change(tx, changed, audit).await?;
         Ok(state)
     }
 
-    async fn delete_secret_once(&self, secret_id: i64) -> Result<()> {
+    async fn delete_secret_once(&self, secret_id: i64, audit: &AuditSlot) -> Result<()> {
         let mut tx = self.begin().await?;
         let arn: Option<String> =
             sqlx::query_scalar("SELECT arn FROM secrets WHERE id = $1 FOR UPDATE")
@@ -481,6 +487,7 @@ impl PgStore {
                 arn,
                 version_id: None,
             },
+            audit,
         )
         .await
     }
@@ -493,8 +500,9 @@ impl SecretStore for PgStore {
         s: &SecretRecord,
         first: Option<&NewVersion>,
         stages: &Stages,
+        audit: &AuditSlot,
     ) -> Result<i64> {
-        retry!(self.create_secret_once(s, first, stages))
+        retry!(self.create_secret_once(s, first, stages, audit))
     }
 
     async fn find_secret(&self, secret: &SecretRef) -> Result<Option<SecretRecord>> {
@@ -614,8 +622,13 @@ impl SecretStore for PgStore {
         }))
     }
 
-    async fn modify(&self, secret_id: i64, f: &mut Mutation<'_>) -> Result<SecretState> {
-        retry!(self.modify_once(secret_id, f))
+    async fn modify(
+        &self,
+        secret_id: i64,
+        f: &mut Mutation<'_>,
+        audit: &AuditSlot,
+    ) -> Result<SecretState> {
+        retry!(self.modify_once(secret_id, f, audit))
     }
 
     async fn list_secrets(&self, q: &ListQuery) -> Result<ListPage> {
@@ -734,8 +747,8 @@ impl SecretStore for PgStore {
         tx.commit().await.map_err(db_err)
     }
 
-    async fn delete_secret(&self, secret_id: i64) -> Result<()> {
-        retry!(self.delete_secret_once(secret_id))
+    async fn delete_secret(&self, secret_id: i64, audit: &AuditSlot) -> Result<()> {
+        retry!(self.delete_secret_once(secret_id, audit))
     }
 
     async fn secret_by_id(&self, secret_id: i64) -> Result<Option<SecretRecord>> {

@@ -261,7 +261,7 @@ impl Service {
             }
             let (_, current) = self
                 .store
-                .modify_returning(id, |st| {
+                .modify_returning(id, &kura_store::NO_AUDIT, |st| {
                     let t = run::on_step_starting(
                         &st.secret.run,
                         &st.secret.rotation,
@@ -313,7 +313,7 @@ impl Service {
         let token = new_uuid();
         let state = self
             .store
-            .modify_returning(s.id, |st| {
+            .modify_returning(s.id, &kura_store::NO_AUDIT, |st| {
                 let Some(window) = run::on_scheduled_start(&st.secret.run, &st.secret.rotation, now)
                 else {
                     return Ok(None);
@@ -339,13 +339,21 @@ impl Service {
                 tracing::warn!(secret = %s.arn, error = %msg, "scheduled rotation cannot start");
                 let failed = self
                     .store
-                    .modify(s.id, &mut |st| {
-                        let t =
-                            run::on_start_failed(&st.secret.run, &st.secret.rotation, &msg, now);
-                        let outcome = t.apply(&mut st.secret);
-                        self.queue_announcement(st, &outcome);
-                        Ok(())
-                    })
+                    .modify(
+                        s.id,
+                        &mut |st| {
+                            let t = run::on_start_failed(
+                                &st.secret.run,
+                                &st.secret.rotation,
+                                &msg,
+                                now,
+                            );
+                            let outcome = t.apply(&mut st.secret);
+                            self.queue_announcement(st, &outcome);
+                            Ok(())
+                        },
+                        &kura_store::NO_AUDIT,
+                    )
                     .await?;
                 self.announce(&failed.events);
                 Ok(false)
@@ -364,7 +372,7 @@ impl Service {
         let now = self.clock.now();
         let (state, outcome) = self
             .store
-            .modify_returning(s.id, |st| {
+            .modify_returning(s.id, &kura_store::NO_AUDIT, |st| {
                 let t = run::on_step_succeeded(
                     &st.secret.run,
                     &st.secret.rotation,
@@ -406,7 +414,7 @@ impl Service {
         let max_attempts = function.map(|f| f.max_attempts).unwrap_or(1);
         let (state, outcome) = self
             .store
-            .modify_returning(s.id, |st| {
+            .modify_returning(s.id, &kura_store::NO_AUDIT, |st| {
                 let t = run::on_step_failed(
                     &st.secret.run,
                     &st.secret.rotation,

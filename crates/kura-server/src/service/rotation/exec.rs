@@ -210,6 +210,7 @@ impl Service {
                 description: None,
                 kms_key_id: None,
             },
+            &kura_store::NO_AUDIT,
         )
         .await
         .map(|_| ())
@@ -248,13 +249,16 @@ impl Service {
         if !self.store.user_exists(&user).await? {
             match self
                 .store
-                .create_user(&kura_store::UserRecord {
-                    name: user.clone(),
-                    arn: self.function_principal_arn(function),
-                    user_id: crate::service::new_user_id()?,
-                    created_at: self.clock.now(),
-                    tags: Vec::new(),
-                })
+                .create_user(
+                    &kura_store::UserRecord {
+                        name: user.clone(),
+                        arn: self.function_principal_arn(function),
+                        user_id: crate::service::new_user_id()?,
+                        created_at: self.clock.now(),
+                        tags: Vec::new(),
+                    },
+                    &kura_store::NO_AUDIT,
+                )
                 .await
             {
                 Ok(()) => {}
@@ -262,14 +266,17 @@ impl Service {
                 Err(e) => return Err(e),
             }
         }
-        self.create_access_key(NewAccessKey {
-            user_name: &user,
-            prefix: "ASIA",
-            expires_at: Some(until),
-            scope_secret_id: Some(secret_id),
-            imported: None,
-            max_per_user: None,
-        })
+        self.create_access_key(
+            NewAccessKey {
+                user_name: &user,
+                prefix: "ASIA",
+                expires_at: Some(until),
+                scope_secret_id: Some(secret_id),
+                imported: None,
+                max_per_user: None,
+            },
+            &kura_store::NO_AUDIT,
+        )
         .await
     }
 
@@ -363,7 +370,11 @@ impl Service {
             })
         }
         .await;
-        if let Err(e) = self.store.delete_access_key(&key_id).await {
+        if let Err(e) = self
+            .store
+            .delete_access_key(&key_id, &kura_store::NO_AUDIT)
+            .await
+        {
             tracing::warn!(detail = ?e, "cannot delete a rotation credential; it expires anyway");
         }
         let also_read = self.rotation.take_reads(&key_id);

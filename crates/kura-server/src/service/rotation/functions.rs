@@ -460,7 +460,7 @@ impl Service {
             sealed_secret,
             created_at: self.clock.now(),
         };
-        self.store.insert_rotation_function(&rec).await?;
+        self.store.insert_rotation_function(&rec, &p.audit).await?;
         tracing::info!(function = %rec.name, kind = %rec.kind, by = %p.arn, "rotation function created");
         Ok(CreateRotationFunctionResponse {
             function: self.function_entry(&rec)?,
@@ -509,7 +509,11 @@ impl Service {
             )));
         }
         let arn = self.function_arn(&req.name);
-        if !self.store.delete_rotation_function(&req.name, &arn).await? {
+        if !self
+            .store
+            .delete_rotation_function(&req.name, &arn, &p.audit)
+            .await?
+        {
             return Err(Error::not_found(format!(
                 "The rotation function {} does not exist.",
                 req.name
@@ -517,7 +521,11 @@ impl Service {
         }
         // Its principal goes too (with any step key still alive): a function created again
         // under this name starts afresh.
-        if let Err(e) = self.store.delete_user(&principal_user(&req.name)).await {
+        if let Err(e) = self
+            .store
+            .delete_user(&principal_user(&req.name), &p.audit)
+            .await
+        {
             tracing::warn!(function = %req.name, detail = ?e, "cannot delete a rotation function's principal");
         }
         tracing::info!(function = %req.name, by = %p.arn, "rotation function deleted");

@@ -105,7 +105,7 @@ impl Service {
         let now = self.clock.now();
         let (state, started) = self
             .store
-            .modify_returning(secret.id, |st| {
+            .modify_returning(secret.id, &p.audit, |st| {
                 if st.secret.is_scheduled_for_deletion() {
                     return Err(Error::marked_for_deletion());
                 }
@@ -168,14 +168,18 @@ impl Service {
         let now = self.clock.now();
         let state = self
             .store
-            .modify(secret.id, &mut |st| {
-                if st.secret.is_scheduled_for_deletion() {
-                    return Err(Error::marked_for_deletion());
-                }
-                let _ =
-                    run::on_cancel(&st.secret.run, &st.secret.rotation, now).apply(&mut st.secret);
-                Ok(())
-            })
+            .modify(
+                secret.id,
+                &mut |st| {
+                    if st.secret.is_scheduled_for_deletion() {
+                        return Err(Error::marked_for_deletion());
+                    }
+                    let _ = run::on_cancel(&st.secret.run, &st.secret.rotation, now)
+                        .apply(&mut st.secret);
+                    Ok(())
+                },
+                &p.audit,
+            )
             .await?;
         tracing::info!(secret = %state.secret.arn, by = %p.arn, "rotation cancelled");
         let pending = has_pending_elsewhere(&state.stages)

@@ -206,7 +206,9 @@ impl Service {
             sealed_secret,
             created_at: self.clock.now(),
         };
-        self.store.insert_notification_target(&rec).await?;
+        self.store
+            .insert_notification_target(&rec, &p.audit)
+            .await?;
         tracing::info!(target_id = %rec.id, url = %rec.url, by = %p.arn, "notification target created");
         Ok(CreateNotificationTargetResponse {
             target: entry(&rec),
@@ -237,7 +239,7 @@ impl Service {
     ) -> Result<Empty> {
         if !self
             .store
-            .delete_notification_target(&req.target_id)
+            .delete_notification_target(&req.target_id, &p.audit)
             .await?
         {
             return Err(Error::not_found(format!(

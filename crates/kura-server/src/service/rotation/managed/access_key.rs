@@ -39,7 +39,7 @@ impl Service {
                     .map_err(|e| e.message)?
                     .ok_or_else(|| format!("the user {user} does not exist in kura"))?;
                 let (id, secret) = self
-                    .create_access_key(NewAccessKey::long_term(&user.name, None))
+                    .create_access_key(NewAccessKey::long_term(&user.name, None), &kura_store::NO_AUDIT)
                     .await
                     .map_err(|e| match e.code {
                         kura_core::ErrorCode::LimitExceeded => format!(
@@ -54,7 +54,10 @@ impl Service {
                 new["SecretAccessKey"] = Value::String(secret.to_string());
                 if let Err(e) = self.store_pending(s, token, &new).await {
                     // Without the pending value nobody knows the key: do not leave it behind.
-                    let _ = self.store.delete_access_key(&id).await;
+                    let _ = self
+                        .store
+                        .delete_access_key(&id, &kura_store::NO_AUDIT)
+                        .await;
                     return Err(e);
                 }
                 Ok(())
@@ -88,11 +91,11 @@ impl Service {
                 {
                     Some(k) if k.user_name == user => {
                         self.store
-                            .set_access_key_status(old, false)
+                            .set_access_key_status(old, false, &kura_store::NO_AUDIT)
                             .await
                             .map_err(|e| e.message)?;
                         self.store
-                            .delete_access_key(old)
+                            .delete_access_key(old, &kura_store::NO_AUDIT)
                             .await
                             .map_err(|e| e.message)?;
                         tracing::info!(
