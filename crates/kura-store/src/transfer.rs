@@ -387,6 +387,7 @@ async fn copy(
         .map_err(|e| sqlite_err("begin", e))?;
     check_sqlite_version(&mut src).await?;
 
+    check_reachable(pg_url).await?;
     let target = PgStore::connect(pg_url).await?;
     let result = async {
         check_columns(&target).await?;
@@ -449,6 +450,20 @@ async fn copy(
     .await;
     target.close().await;
     result
+}
+
+/// One plain connection first, for its error: the pool's own retries end in a timeout that
+/// hides why (refused, no such database, wrong password). The URL is not repeated: it may
+/// hold a password.
+async fn check_reachable(pg_url: &str) -> Result<()> {
+    use sqlx::Connection;
+    let conn = sqlx::PgConnection::connect(pg_url).await.map_err(|e| {
+        Error::invalid_request(format!(
+            "cannot connect to the target PostgreSQL database ({e}): check the URL (postgres://USER:PASSWORD@HOST:PORT/DATABASE), that the server is reachable and that the database exists (CREATE DATABASE …)"
+        ))
+    })?;
+    let _ = conn.close().await;
+    Ok(())
 }
 
 /// The copy reads the final SQLite schema; an older database is upgraded by starting kura on
@@ -531,7 +546,7 @@ async fn refuse_non_empty(tx: &mut sqlx::PgConnection) -> Result<()> {
         .map(|(t, n)| format!("{t}: {n} row{}", if *n == 1 { "" } else { "s" }))
         .collect();
     Err(Error::invalid_request(format!(
-        "the target database is not empty ({}); kura migrate copies only into an empty database, so nothing was copied: create a new one (CREATE DATABASE …) and migrate into that",
+        "the target database is not empty ({}); kura migrate copies only into an empty database: create a new one (CREATE DATABASE …) and migrate into that",
         what.join(", ")
     )))
 }
