@@ -67,6 +67,18 @@ impl Drop for Database {
     }
 }
 
+/// `from/root.key` copied into a new data directory `to`, owner-only as kura wants it.
+fn copy_root_key(from: &Path, to: &Path) {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(to)
+        .expect("create the node's data directory");
+    let key = to.join("root.key");
+    std::fs::copy(from.join("root.key"), &key).expect("copy root.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod root.key");
+}
+
 fn migrate(from: &Path, to: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kura"))
         .args(["migrate", "--from"])
@@ -226,9 +238,69 @@ async fn a_stopped_installation_moves_into_an_empty_postgres_database() {
         before
     );
 
-    // TODO(issue 12): once `kura server --database-url` has landed, start it here on the same
-    // data directory and this database and read every secret back through the SDK (same
-    // values, same labels, the deleted one still deleted).
+    // A node on the new database, with a data directory of its own holding only a copy of
+    // root.key, serves the same secrets to the same credentials.
+    let credentials = parse_credentials(
+        &std::fs::read_to_string(data_dir.join("root-credentials")).expect("root-credentials"),
+    );
+    let node_tmp = tempfile::Builder::new()
+        .prefix("kura-test-")
+        .tempdir()
+        .expect("create temp dir");
+    copy_root_key(&data_dir, &node_tmp.path().join("data"));
+    let node = Server::start_in_with(node_tmp, &["--database-url", &db.url()]).await;
+    let client = node
+        .client_with(&credentials.access_key_id, &credentials.secret_access_key)
+        .await;
+    assert_eq!(get_string(&client, &app).await, "second value of the app");
+    assert_eq!(describe_stages(&client, &app).await, app_stages);
+    let first = app_stages
+        .iter()
+        .find(|(_, labels)| labels.contains(&"AWSPREVIOUS".to_string()))
+        .map(|(v, _)| v.clone())
+        .expect("an AWSPREVIOUS version");
+    assert_eq!(
+        get_version_string(&client, &app, &first).await,
+        "first value of the app"
+    );
+    assert_eq!(
+        get_string(&client, &format!("migrate/plain-{suffix}")).await,
+        "a plain value here"
+    );
+    assert_api_err(
+        client.get_secret_value().secret_id(&old).send().await,
+        "InvalidRequestException",
+        Some(MARKED_FOR_DELETION_MSG),
+    );
+    let restored = ok(client.restore_secret().secret_id(&old).send().await);
+    assert_eq!(restored.name(), Some(old.as_str()));
+    assert_eq!(get_string(&client, &old).await, "value of the deleted one");
+    // New writes continue the copied ids and chain.
+    create_plain(
+        &client,
+        &format!("migrate/new-{suffix}"),
+        "written after the move",
+    )
+    .await;
+    assert_eq!(psql(&db.0, "SELECT count(*) FROM secrets"), "4");
+    let node_tmp = node.stop().await;
+
+    // One chain from the old node's records to the new node's: each data directory's audit
+    // file holds its node's records, all of them in the database, every MAC verified.
+    for dir in [data_dir.clone(), node_tmp.path().join("data")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_kura"))
+            .args(["audit", "verify", "--data-dir"])
+            .arg(&dir)
+            .args(["--database-url", &db.url()])
+            .output()
+            .expect("run kura audit verify");
+        let (stdout, stderr) = text(&out);
+        assert!(
+            out.status.success() && stdout.contains("audit trail intact"),
+            "kura audit verify on {}: {stdout}\n{stderr}",
+            dir.display()
+        );
+    }
     drop(tmp);
 }
 
