@@ -36,6 +36,13 @@ pub struct Progress {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Copied {
     pub tables: Vec<(&'static str, u64)>,
+    /// Rows (per table) with text holding a NUL character, which SQLite stores and
+    /// PostgreSQL text cannot: copied with U+FFFD in its place, as PgStore records such text.
+    pub nul_replaced: Vec<(&'static str, u64)>,
+    /// The audit records among them (by seq): their MACs were computed over the NUL, so
+    /// `kura audit verify` reports them as altered; the chain's links after them still hold.
+    /// Their originals stay in the SQLite database and the old node's audit file.
+    pub altered_audit_records: Vec<i64>,
 }
 
 impl Copied {
@@ -427,8 +434,12 @@ async fn copy(
                 })
             };
             report(0);
-            let rows = copy_table(table, &mut src, &mut tx, &mut report).await?;
-            copied.tables.push((table.name, rows));
+            let done = copy_table(table, &mut src, &mut tx, &mut report).await?;
+            copied.tables.push((table.name, done.rows));
+            if done.nul_rows > 0 {
+                copied.nul_replaced.push((table.name, done.nul_rows));
+            }
+            copied.altered_audit_records.extend(done.altered);
         }
         release_leases(&mut tx).await?;
         for table in TABLES {
@@ -551,13 +562,38 @@ async fn refuse_non_empty(tx: &mut sqlx::PgConnection) -> Result<()> {
     )))
 }
 
-/// Copies one table in batches; returns how many rows.
+/// Replaces each NUL in the row's text with U+FFFD; whether there was one.
+fn replace_nul(values: &mut [Value]) -> bool {
+    let mut replaced = false;
+    for v in values {
+        if let Value::Text(Some(t)) = v
+            && t.contains('\0')
+        {
+            *t = t.replace('\0', "\u{FFFD}");
+            replaced = true;
+        }
+    }
+    replaced
+}
+
+/// What one table's copy found.
+struct TableCopy {
+    rows: u64,
+    /// Rows whose text held a NUL (replaced).
+    nul_rows: u64,
+    /// Of those, the audit records' seq numbers.
+    altered: Vec<i64>,
+}
+
+/// Copies one table in batches.
 async fn copy_table(
     table: &Table,
     src: &mut sqlx::SqliteConnection,
     tx: &mut sqlx::PgConnection,
     report: &mut dyn FnMut(u64),
-) -> Result<u64> {
+) -> Result<TableCopy> {
+    let mut nul_rows = 0u64;
+    let mut altered = Vec::new();
     let keys: Vec<String> = (0..table.key.len()).map(|i| format!("k{i}")).collect();
     let key_select: Vec<String> = table
         .key
@@ -640,9 +676,22 @@ async fn copy_table(
         }
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for row in &rows {
+            let mut values = Vec::with_capacity(width);
             for (c, column) in table.columns.iter().enumerate() {
-                let v = read(row, table.key.len() + c, column.kind)
-                    .map_err(|e| sqlite_err(table.name, e))?;
+                values.push(
+                    read(row, table.key.len() + c, column.kind)
+                        .map_err(|e| sqlite_err(table.name, e))?,
+                );
+            }
+            if replace_nul(&mut values) {
+                nul_rows += 1;
+                if table.name == "audit_log"
+                    && let Some(Value::Int(Some(seq))) = values.first()
+                {
+                    altered.push(*seq);
+                }
+            }
+            for v in values {
                 q = bind_value(q, v);
             }
         }
@@ -668,7 +717,11 @@ async fn copy_table(
             break;
         }
     }
-    Ok(done)
+    Ok(TableCopy {
+        rows: done,
+        nul_rows,
+        altered,
+    })
 }
 
 /// The copied database is used by new nodes, never by the stopped node that held the leases:

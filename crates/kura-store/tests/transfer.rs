@@ -554,6 +554,7 @@ async fn an_installation_moves_to_postgres_unchanged() {
     assert_eq!(copied.rows("access_keys"), 3);
     assert_eq!(copied.rows("notification_outbox"), 2);
     assert!(copied.rows("secret_words") > 0);
+    assert!(copied.nul_replaced.is_empty() && copied.altered_audit_records.is_empty());
     for (table, rows) in &copied.tables {
         let last = seen
             .iter()
@@ -719,7 +720,7 @@ async fn an_installation_moves_to_postgres_unchanged() {
     assert_eq!(row_counts(&db.url()).await, counts);
 }
 
-/// One transaction: a row PostgreSQL rejects in the last table leaves every table empty.
+/// One transaction: a row PostgreSQL rejects in a late table leaves every table empty.
 #[tokio::test]
 async fn a_failed_copy_leaves_the_target_empty() {
     let dir = tempfile::tempdir().unwrap();
@@ -735,32 +736,78 @@ async fn a_failed_copy_leaves_the_target_empty() {
         .await
         .unwrap();
     sqlite.close().await;
-    // SQLite text may hold a NUL; PostgreSQL text cannot.
+    // A damaged file: a tag of a secret that does not exist (SQLite enforces foreign keys
+    // only when asked to; PostgreSQL always does).
     let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
         .await
         .unwrap();
-    sqlx::query(
-        "INSERT INTO audit_log (seq, time, request_id, kind, principal, access_key_id, action, \
-         resource, decision, outcome, duration_us, mac) \
-         VALUES (1, 0, 'r' || char(0), 'request', 'p', 'k', 'a', 'r', 'Allow', 'Success', 0, 'm')",
-    )
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    sqlx::query("PRAGMA foreign_keys = OFF")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO tags (secret_id, key, value) VALUES (999, 'orphan', 'tag')")
+        .execute(&mut conn)
+        .await
+        .unwrap();
     let _ = conn.close().await;
 
     let db = PgDatabase::create().await;
     let (result, seen) = copy(&path, &db.url()).await;
-    let err = result.expect_err("the NUL cannot be copied");
+    let err = result.expect_err("the orphan cannot be copied");
     assert!(
-        err.detail.as_deref().unwrap_or("").contains("audit_log"),
+        err.detail.as_deref().unwrap_or("").contains("(tags)"),
         "{err:?}"
     );
-    // It got as far as the secrets before failing.
-    assert!(seen.iter().any(|p| p.table == "secrets" && p.done == 1));
+    // It got as far as the secrets and versions before failing.
+    assert!(
+        seen.iter()
+            .any(|p| p.table == "secret_versions" && p.done == 1)
+    );
     for (table, n) in row_counts(&db.url()).await {
         assert_eq!(n, 0, "{table} after a failed copy");
     }
+}
+
+/// SQLite text may hold a NUL (an audited request's raw secret id), PostgreSQL text cannot:
+/// such text is copied with U+FFFD in its place, the audit records that held it are named,
+/// and the chain's links after them still hold.
+#[tokio::test]
+async fn text_with_nul_is_copied_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kura.db");
+    let sqlite = SqliteStore::open(&path).await.unwrap();
+    sqlite.set_audit_chain(Arc::new(TestChain));
+    let mut with_nul = audit_record(1);
+    with_nul.resource = "a\0b".into();
+    sqlite
+        .append_audit(&[audit_record(0), with_nul, audit_record(2)])
+        .await
+        .unwrap();
+    let original = sqlite.query_audit(&all_audit()).await.unwrap();
+    assert_chained(&original);
+    sqlite.close().await;
+
+    let db = PgDatabase::create().await;
+    let (result, _) = copy(&path, &db.url()).await;
+    let copied = result.unwrap_or_else(|e| panic!("copy: {e:?}"));
+    assert_eq!(copied.altered_audit_records, [2]);
+    assert_eq!(copied.nul_replaced, [("audit_log", 1)]);
+    let pg = PgStore::connect(&db.url()).await.unwrap();
+    let records = pg.query_audit(&all_audit()).await.unwrap();
+    assert_eq!(records[1].resource, "a\u{FFFD}b");
+    // Everything but the replaced character is as it was, MACs included.
+    let mut expected = original.clone();
+    expected[1].resource = "a\u{FFFD}b".into();
+    assert_eq!(records, expected);
+    assert_ne!(
+        records[1].mac,
+        TestChain.mac(Some(&records[0].mac), &records[1])
+    );
+    assert_eq!(
+        records[2].mac,
+        TestChain.mac(Some(&records[1].mac), &records[2])
+    );
+    pg.close().await;
 }
 
 /// A database written by an older kura is not copied half-right: it is refused with the way

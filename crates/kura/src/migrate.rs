@@ -7,20 +7,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use kura_server::init::{Copied, Progress};
-
-/// `url` as it may be printed: a password in it replaced by `****`.
-fn shown_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("****"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        // Not printed as given: an unparsable URL may still hold a password.
-        Err(_) => "URL".into(),
-    }
-}
+use kura_server::init::{Copied, Progress, shown_url};
 
 fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
@@ -102,6 +89,7 @@ pub fn run(runtime: &tokio::runtime::Runtime, from: &Path, to: &str) -> ExitCode
                 from.join("root.key").display(),
                 from.display()
             );
+            warn_about_nul(&copied, from);
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -109,5 +97,35 @@ pub fn run(runtime: &tokio::runtime::Runtime, from: &Path, to: &str) -> ExitCode
             eprintln!("Nothing was copied (the copy is one transaction).");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Text PostgreSQL could not hold as it was: said on stderr, with what it means for the
+/// audit trail.
+fn warn_about_nul(copied: &Copied, from: &Path) {
+    if copied.nul_replaced.is_empty() {
+        return;
+    }
+    let tables: Vec<String> = copied
+        .nul_replaced
+        .iter()
+        .map(|(t, n)| format!("{t}: {}", plural(*n, "row", "rows")))
+        .collect();
+    eprintln!(
+        "kura migrate: warning: text with NUL characters, which PostgreSQL cannot store, was copied with U+FFFD in their place ({}).",
+        tables.join(", ")
+    );
+    if !copied.altered_audit_records.is_empty() {
+        let seqs: Vec<String> = copied
+            .altered_audit_records
+            .iter()
+            .map(i64::to_string)
+            .collect();
+        eprintln!(
+            "kura migrate: warning: so `kura audit verify` will report audit record(s) {} as altered (the chain's links after them hold). The originals stay in {} and {}: keep them.",
+            seqs.join(", "),
+            from.join("kura.db").display(),
+            from.join("audit.jsonl").display()
+        );
     }
 }

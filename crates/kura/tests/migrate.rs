@@ -312,3 +312,50 @@ fn a_directory_that_is_no_installation_is_refused() {
     assert!(!out.status.success());
     assert!(err.contains("is not a kura data directory"), "{err}");
 }
+
+/// A request whose audit record holds a NUL (a raw secret id) does not block the move: the
+/// record is copied with U+FFFD, `kura migrate` says so, and `kura audit verify` names it.
+#[tokio::test]
+async fn an_audit_record_with_nul_moves_with_a_warning() {
+    if !have("psql") {
+        return;
+    }
+    let server = Server::start().await;
+    let client = server.client().await;
+    assert_api_err(
+        client.get_secret_value().secret_id("nul\0id").send().await,
+        "ResourceNotFoundException",
+        Some(NOT_FOUND_MSG),
+    );
+    let data_dir = server.data_dir.clone();
+    let _tmp = server.stop().await;
+    let db = Database::create();
+
+    let out = migrate(&data_dir, &db.url());
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("was copied with U+FFFD in their place (audit_log: 1 row)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("will report audit record(s) 1 as altered"),
+        "{stderr}"
+    );
+    assert_eq!(
+        psql(&db.0, "SELECT resource FROM audit_log WHERE seq = 1"),
+        "nul\u{FFFD}id"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_kura"))
+        .args(["audit", "verify", "--data-dir"])
+        .arg(&data_dir)
+        .args(["--database-url", &db.url()])
+        .output()
+        .expect("run kura audit verify");
+    let (stdout, _) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("record 1 does not match its MAC"),
+        "{stdout}"
+    );
+}
