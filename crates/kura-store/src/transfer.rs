@@ -16,9 +16,9 @@ use sqlx::{AssertSqlSafe, Postgres, Row};
 
 use crate::{PgStore, StoreLifecycle};
 
-/// Rows per INSERT: a statement may bind at most 65,535 values, and the widest table
-/// (`secrets`) has 32 columns.
-const BATCH: usize = 500;
+/// Rows per INSERT (each column bound as one array, so the width of a table does not limit
+/// it). Larger batches measured no faster here: reading SQLite takes a third of the time.
+const BATCH: usize = 1000;
 
 /// How the copy is going: `done` of `total` rows of `table` copied (called at the start of
 /// each table and after each batch).
@@ -328,14 +328,42 @@ fn read(row: &SqliteRow, index: usize, kind: Kind) -> std::result::Result<Value,
     })
 }
 
-fn bind_value<'q>(
-    q: sqlx::query::Query<'q, Postgres, PgArguments>,
-    v: Value,
-) -> sqlx::query::Query<'q, Postgres, PgArguments> {
-    match v {
-        Value::Int(i) => q.bind(i),
-        Value::Text(t) => q.bind(t),
-        Value::Blob(b) => q.bind(b),
+/// One column of a batch, bound as one PostgreSQL array.
+enum ColumnValues {
+    Int(Vec<Option<i64>>),
+    Text(Vec<Option<String>>),
+    Blob(Vec<Option<Vec<u8>>>),
+}
+
+impl ColumnValues {
+    fn new(kind: Kind, rows: usize) -> ColumnValues {
+        match kind {
+            Kind::Int => ColumnValues::Int(Vec::with_capacity(rows)),
+            Kind::Text => ColumnValues::Text(Vec::with_capacity(rows)),
+            Kind::Blob => ColumnValues::Blob(Vec::with_capacity(rows)),
+        }
+    }
+
+    /// Appends `v`, which has this column's kind (`read` decodes by it).
+    fn push(&mut self, v: Value) -> Result<()> {
+        match (self, v) {
+            (ColumnValues::Int(c), Value::Int(i)) => c.push(i),
+            (ColumnValues::Text(c), Value::Text(t)) => c.push(t),
+            (ColumnValues::Blob(c), Value::Blob(b)) => c.push(b),
+            _ => return Err(Error::internal("migrate: a value of the wrong kind")),
+        }
+        Ok(())
+    }
+
+    fn bind<'q>(
+        self,
+        q: sqlx::query::Query<'q, Postgres, PgArguments>,
+    ) -> sqlx::query::Query<'q, Postgres, PgArguments> {
+        match self {
+            ColumnValues::Int(c) => q.bind(c),
+            ColumnValues::Text(c) => q.bind(c),
+            ColumnValues::Blob(c) => q.bind(c),
+        }
     }
 }
 
@@ -629,10 +657,25 @@ async fn copy_table(
     } else {
         ""
     };
-    let insert_head = format!(
-        "INSERT INTO {} ({}){overriding} VALUES ",
+    // One statement per batch whatever its size: each column bound as one array.
+    let arrays: Vec<String> = table
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let ty = match c.kind {
+                Kind::Int => "bigint",
+                Kind::Text => "text",
+                Kind::Blob => "bytea",
+            };
+            format!("${}::{ty}[]", i + 1)
+        })
+        .collect();
+    let insert = format!(
+        "INSERT INTO {} ({}){overriding} SELECT * FROM UNNEST({})",
         table.name,
-        names.join(", ")
+        names.join(", "),
+        arrays.join(", ")
     );
 
     let mut after: Option<Vec<Value>> = None;
@@ -657,24 +700,11 @@ async fn copy_table(
             break;
         }
         let width = table.columns.len();
-        let mut sql = insert_head.clone();
-        let mut n = 0usize;
-        for r in 0..rows.len() {
-            if r > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('(');
-            for c in 0..width {
-                if c > 0 {
-                    sql.push_str(", ");
-                }
-                n += 1;
-                sql.push('$');
-                sql.push_str(&n.to_string());
-            }
-            sql.push(')');
-        }
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut columns: Vec<ColumnValues> = table
+            .columns
+            .iter()
+            .map(|c| ColumnValues::new(c.kind, rows.len()))
+            .collect();
         for row in &rows {
             let mut values = Vec::with_capacity(width);
             for (c, column) in table.columns.iter().enumerate() {
@@ -691,9 +721,13 @@ async fn copy_table(
                     altered.push(*seq);
                 }
             }
-            for v in values {
-                q = bind_value(q, v);
+            for (column, v) in columns.iter_mut().zip(values) {
+                column.push(v)?;
             }
+        }
+        let mut q = sqlx::query(AssertSqlSafe(insert.clone()));
+        for column in columns {
+            q = column.bind(q);
         }
         q.execute(&mut *tx)
             .await
