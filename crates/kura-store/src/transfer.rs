@@ -440,7 +440,15 @@ async fn copy(
         )))
         .execute(&mut *tx)
         .await
-        .map_err(|e| pg_err("locking the tables", e))?;
+        .map_err(|e| match &e {
+            // 55P03 lock_not_available: the session's lock_timeout passed.
+            sqlx::Error::Database(d) if d.code().as_deref() == Some("55P03") => {
+                Error::invalid_request(
+                    "the target database is in use (kura nodes or another kura migrate hold its tables): migrate only into a new, empty database that nothing else uses",
+                )
+            }
+            _ => pg_err("locking the tables", e),
+        })?;
         refuse_non_empty(&mut tx).await?;
 
         let mut copied = Copied::default();

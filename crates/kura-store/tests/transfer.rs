@@ -833,3 +833,34 @@ async fn an_outdated_sqlite_schema_is_refused() {
         "{err:?}"
     );
 }
+
+/// A target that something else holds (a node, another migrate) is refused once the lock
+/// wait ends, not waited on forever, and nothing is copied.
+#[tokio::test]
+async fn a_target_in_use_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kura.db");
+    let sqlite = SqliteStore::open(&path).await.unwrap();
+    sqlite.init_setting("account_id", b"1").await.unwrap();
+    sqlite.close().await;
+    let db = PgDatabase::create().await;
+    PgStore::connect(&db.url()).await.unwrap().close().await;
+    let mut holder = sqlx::PgConnection::connect(&db.url()).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("LOCK TABLE audit_log IN SHARE MODE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+
+    let (result, _) = copy(&path, &db.url()).await;
+    let err = result.expect_err("a target in use is refused");
+    assert!(
+        format!("{err:?}").contains("the target database is in use"),
+        "{err:?}"
+    );
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    let _ = holder.close().await;
+    for (table, n) in row_counts(&db.url()).await {
+        assert_eq!(n, 0, "{table}");
+    }
+}
