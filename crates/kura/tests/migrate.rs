@@ -220,12 +220,18 @@ async fn a_stopped_installation_moves_into_an_empty_postgres_database() {
     );
     assert!(audit_tail.contains(&mac), "{audit_tail} vs {mac}");
 
-    // A second move into the same database is refused and changes nothing.
+    // A second move into the same database (named by KURA_DATABASE_URL this time) is refused
+    // and changes nothing.
     let before = psql(
         &db.0,
         "SELECT (SELECT count(*) FROM secrets) || '/' || (SELECT count(*) FROM audit_log)",
     );
-    let out = migrate(&data_dir, &db.url());
+    let out = Command::new(env!("CARGO_BIN_EXE_kura"))
+        .args(["migrate", "--from"])
+        .arg(&data_dir)
+        .env("KURA_DATABASE_URL", db.url())
+        .output()
+        .expect("run kura migrate");
     let (_, err) = text(&out);
     assert!(!out.status.success());
     assert!(err.contains("the target database is not empty"), "{err}");
