@@ -301,6 +301,7 @@ const TABLES: &[Table] = &[
             col("error_code", Text),
             col("duration_us", Int),
             col("mac", Text),
+            col("node", Text),
         ],
         key: ROWID,
         identity: None,

@@ -125,6 +125,12 @@ fn audit_record(i: usize) -> AuditRecord {
             .is_multiple_of(10)
             .then(|| "ResourceNotFoundException".into()),
         duration_us: i as i64 * 3,
+        // Records from before nodes were named have none.
+        node: if i < 100 {
+            String::new()
+        } else {
+            "node-a".into()
+        },
         ..Default::default()
     }
 }
