@@ -111,6 +111,16 @@ pub const LOCK_FILE: &str = "kura.lock";
 /// Takes the data directory's lock. The embedded database and the start-up recovery of
 /// interrupted rotations both assume no other kura process uses the directory.
 fn lock_data_dir(dir: &Path) -> Result<std::fs::File> {
+    try_lock_data_dir(dir)?.ok_or_else(|| {
+        Error::internal(format!(
+            "another kura server is using the data directory {}; stop it first, or start this one with another --data-dir",
+            dir.display()
+        ))
+    })
+}
+
+/// The data directory's lock, or `None` while a kura process holds it.
+fn try_lock_data_dir(dir: &Path) -> Result<Option<std::fs::File>> {
     let path = dir.join(LOCK_FILE);
     let f = std::fs::OpenOptions::new()
         .create(true)
@@ -120,11 +130,8 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File> {
         .open(&path)
         .map_err(|e| io_err("cannot open", &path, e))?;
     match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::internal(format!(
-            "another kura server is using the data directory {}; stop it first, or start this one with another --data-dir",
-            dir.display()
-        ))),
+        Ok(()) => Ok(Some(f)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
         Err(std::fs::TryLockError::Error(e)) => Err(io_err("cannot lock", &path, e)),
     }
 }
@@ -427,4 +434,30 @@ pub async fn verify_audit(dir: &Path, database_url: Option<&str>) -> Result<Veri
         Some((&audit_file, holds)),
     )
     .await
+}
+
+pub use kura_store::transfer::{Copied, Progress};
+
+/// `kura migrate`: copies the data directory's SQLite database into the empty PostgreSQL
+/// database at `url`. Holds the directory's lock throughout, so no server changes the
+/// database while it is copied (nor starts on it half-way).
+pub async fn migrate_data_dir(
+    dir: &Path,
+    url: &str,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<Copied> {
+    let database = dir.join(DATABASE_FILE);
+    if !dir.join(ROOT_KEY_FILE).exists() || !database.exists() {
+        return Err(Error::invalid_request(format!(
+            "{} is not a kura data directory (it needs {ROOT_KEY_FILE} and {DATABASE_FILE}): give --from the --data-dir of the server to move",
+            dir.display()
+        )));
+    }
+    let Some(_lock) = try_lock_data_dir(dir)? else {
+        return Err(Error::invalid_request(format!(
+            "stop the kura server using {} first (it holds {LOCK_FILE}), then migrate: a database in use would be copied half-changed",
+            dir.display()
+        )));
+    };
+    kura_store::transfer::copy_sqlite_to_postgres(&database, url, progress).await
 }

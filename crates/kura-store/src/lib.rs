@@ -7,6 +7,7 @@ mod audit;
 mod postgres;
 mod rows;
 mod sqlite;
+pub mod transfer;
 
 use async_trait::async_trait;
 use kura_core::labels::Stages;

@@ -51,6 +51,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("../migrations/sqlite/0010_audit_node.sql")),
 ];
 
+/// The schema version after every migration (what `kura migrate` copies from).
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
 /// The migration that creates `secret_words`; its rows are computed in Rust.
 const WORDS_MIGRATION: i64 = 8;
 
@@ -215,6 +218,11 @@ impl SqliteStore {
             .await
             .map_err(db_err)?;
         Ok((guard, tx))
+    }
+
+    /// The connections, for the copy to PostgreSQL (`transfer`), which reads raw rows.
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 
     pub async fn open(path: &Path) -> Result<Self> {

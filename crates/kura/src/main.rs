@@ -1,6 +1,7 @@
 //! The `kura` command.
 
 mod api;
+mod migrate;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -62,6 +63,22 @@ enum Command {
         /// open-file limit (`ulimit -n`) with room for the database.
         #[arg(long, env = "KURA_MAX_CONNECTIONS", default_value = "512", value_parser = clap::value_parser!(u32).range(1..))]
         max_connections: u32,
+    },
+    /// Copy a single server's installation (its SQLite database) into an empty PostgreSQL
+    /// database, for nodes started with --database-url. Stop that server first.
+    Migrate {
+        /// The data directory of the server to move.
+        #[arg(long, value_name = "DATA_DIR")]
+        from: PathBuf,
+        /// The empty PostgreSQL database to copy into (postgres://…; `sslmode=require` or
+        /// `verify-full` for TLS).
+        #[arg(
+            long,
+            env = "KURA_DATABASE_URL",
+            value_name = "URL",
+            hide_env_values = true
+        )]
+        to: String,
     },
     /// Work with the audit trail.
     Audit {
@@ -196,6 +213,12 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+        Command::Migrate { from, to } => {
+            let Some(runtime) = runtime(false) else {
+                return ExitCode::FAILURE;
+            };
+            migrate::run(&runtime, &from, &to)
         }
         Command::Api {
             operation,

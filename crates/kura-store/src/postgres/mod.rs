@@ -331,6 +331,11 @@ impl PgStore {
         tx
     }
 
+    /// The connections, for the copy from SQLite (`transfer`), which writes raw rows.
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     async fn begin(&self) -> Result<Tx> {
         self.pool.begin().await.map_err(db_err)
     }

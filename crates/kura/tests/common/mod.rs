@@ -168,7 +168,8 @@ impl Server {
         Server::start_in_with(tmp, &[]).await
     }
 
-    async fn start_in_with(tmp: TempDir, args: &[&str]) -> Server {
+    /// Starts a server on `tmp/data` with extra `kura server` flags (e.g. `--database-url`).
+    pub async fn start_in_with(tmp: TempDir, args: &[&str]) -> Server {
         let data_dir = tmp.path().join("data");
         let log_path = tmp.path().join("server.log");
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
