@@ -15,8 +15,9 @@ use kura_core::{Clock, SystemClock, Timestamp};
 use kura_store::prelude::*;
 use kura_store::transfer::{self, Progress};
 use kura_store::{
-    AccessKeyRecord, AuditChain, AuditQuery, AuditRecord, ListQuery, NotificationTargetRecord,
-    PgStore, RotationFunctionRecord, SortKey, SqliteStore, UserRecord, VersionSelector,
+    AccessKeyRecord, AuditChain, AuditQuery, AuditRecord, ListQuery, NO_AUDIT,
+    NotificationTargetRecord, PgStore, RotationFunctionRecord, SortKey, SqliteStore, UserRecord,
+    VersionSelector,
 };
 use sqlx::Connection;
 
@@ -155,13 +156,16 @@ async fn populate(store: &SqliteStore) {
 
     for name in ["alice", "bob"] {
         store
-            .create_user(&UserRecord {
-                name: name.into(),
-                arn: format!("arn:aws:iam::123456789012:user/{name}"),
-                user_id: format!("AIDA{:0>16}", name.to_uppercase()),
-                created_at: T0,
-                tags: vec![tag("team", name)],
-            })
+            .create_user(
+                &UserRecord {
+                    name: name.into(),
+                    arn: format!("arn:aws:iam::123456789012:user/{name}"),
+                    user_id: format!("AIDA{:0>16}", name.to_uppercase()),
+                    created_at: T0,
+                    tags: vec![tag("team", name)],
+                },
+                &NO_AUDIT,
+            )
             .await
             .unwrap();
     }
@@ -178,20 +182,24 @@ async fn populate(store: &SqliteStore) {
         last_used_at: None,
     };
     store
-        .insert_access_key(&key("AKIAALICE1", "alice", None), Some(2))
+        .insert_access_key(&key("AKIAALICE1", "alice", None), Some(2), &NO_AUDIT)
         .await
         .unwrap();
     store
-        .insert_access_key(&key("AKIAALICE2", "alice", None), Some(2))
+        .insert_access_key(&key("AKIAALICE2", "alice", None), Some(2), &NO_AUDIT)
         .await
         .unwrap();
     store
-        .insert_access_key(&key("AKIAROTATE", "bob", Some(T0.plus_ms(MINUTE))), None)
+        .insert_access_key(
+            &key("AKIAROTATE", "bob", Some(T0.plus_ms(MINUTE))),
+            None,
+            &NO_AUDIT,
+        )
         .await
         .unwrap();
     assert!(
         store
-            .set_access_key_status("AKIAALICE2", false)
+            .set_access_key_status("AKIAALICE2", false, &NO_AUDIT)
             .await
             .unwrap()
     );
@@ -200,38 +208,53 @@ async fn populate(store: &SqliteStore) {
         .await
         .unwrap();
     store
-        .put_user_policy("alice", "read", r#"{"Version":"2012-10-17"}"#, T0)
+        .put_user_policy(
+            "alice",
+            "read",
+            r#"{"Version":"2012-10-17"}"#,
+            T0,
+            &NO_AUDIT,
+        )
         .await
         .unwrap();
 
     store
-        .insert_rotation_function(&RotationFunctionRecord {
-            name: "hook".into(),
-            kind: "webhook".into(),
-            config: r#"{"url":"http://127.0.0.1:9/rotate"}"#.into(),
-            sealed_secret: Some(sealed("hook signing", ValueKind::String)),
-            created_at: T0,
-        })
+        .insert_rotation_function(
+            &RotationFunctionRecord {
+                name: "hook".into(),
+                kind: "webhook".into(),
+                config: r#"{"url":"http://127.0.0.1:9/rotate"}"#.into(),
+                sealed_secret: Some(sealed("hook signing", ValueKind::String)),
+                created_at: T0,
+            },
+            &NO_AUDIT,
+        )
         .await
         .unwrap();
     store
-        .insert_rotation_function(&RotationFunctionRecord {
-            name: "cmd".into(),
-            kind: "command".into(),
-            config: r#"{"command":["/bin/true"]}"#.into(),
-            sealed_secret: None,
-            created_at: T0,
-        })
+        .insert_rotation_function(
+            &RotationFunctionRecord {
+                name: "cmd".into(),
+                kind: "command".into(),
+                config: r#"{"command":["/bin/true"]}"#.into(),
+                sealed_secret: None,
+                created_at: T0,
+            },
+            &NO_AUDIT,
+        )
         .await
         .unwrap();
     store
-        .insert_notification_target(&NotificationTargetRecord {
-            id: "ops".into(),
-            url: "http://127.0.0.1:9/events".into(),
-            events: vec!["RotationSucceeded".into(), "RotationFailed".into()],
-            sealed_secret: sealed("ops signing", ValueKind::String),
-            created_at: T0,
-        })
+        .insert_notification_target(
+            &NotificationTargetRecord {
+                id: "ops".into(),
+                url: "http://127.0.0.1:9/events".into(),
+                events: vec!["RotationSucceeded".into(), "RotationFailed".into()],
+                sealed_secret: sealed("ops signing", ValueKind::String),
+                created_at: T0,
+            },
+            &NO_AUDIT,
+        )
         .await
         .unwrap();
     store
@@ -263,18 +286,23 @@ async fn populate(store: &SqliteStore) {
             &app,
             Some(&version("v1", Some(sealed("app v1", ValueKind::String)))),
             &stages(&[("AWSCURRENT", "v1")]),
+            &NO_AUDIT,
         )
         .await
         .unwrap();
     store
-        .modify(app_id, &mut |st| {
-            st.new_versions
-                .push(version("v2", Some(sealed("app v2", ValueKind::String))));
-            st.new_versions
-                .push(version("v3", Some(sealed("app v3", ValueKind::Binary))));
-            st.stages = stages(&[("AWSCURRENT", "v3"), ("AWSPREVIOUS", "v2"), ("blue", "v1")]);
-            Ok(())
-        })
+        .modify(
+            app_id,
+            &mut |st| {
+                st.new_versions
+                    .push(version("v2", Some(sealed("app v2", ValueKind::String))));
+                st.new_versions
+                    .push(version("v3", Some(sealed("app v3", ValueKind::Binary))));
+                st.stages = stages(&[("AWSCURRENT", "v3"), ("AWSPREVIOUS", "v2"), ("blue", "v1")]);
+                Ok(())
+            },
+            &NO_AUDIT,
+        )
         .await
         .unwrap();
     store
@@ -289,29 +317,34 @@ async fn populate(store: &SqliteStore) {
             &record("svc/rotating"),
             Some(&version("r1", Some(sealed("rot r1", ValueKind::String)))),
             &stages(&[("AWSCURRENT", "r1")]),
+            &NO_AUDIT,
         )
         .await
         .unwrap();
     store
-        .modify(rot_id, &mut |st| {
-            st.secret.rotation.enabled = true;
-            st.secret.rotation.function_arn =
-                Some("arn:aws:lambda:us-east-1:123456789012:function:hook".into());
-            st.secret.rotation.after_days = Some(30);
-            st.secret.rotation.last_rotated_at = Some(T0);
-            st.secret.rotation.next_rotation_at = Some(T0.plus_ms(30 * 1440 * MINUTE));
-            st.secret.rotation.next_rotation_end = Some(T0.plus_ms(31 * 1440 * MINUTE));
-            st.new_versions.push(version("r2", None));
-            st.stages.insert("AWSPENDING".into(), "r2".into());
-            st.secret.run.phase = RotationPhase::InProgress;
-            st.secret.run.token = Some("r2".into());
-            st.secret.run.step = Some(kura_core::model::RotationStep::SetSecret);
-            st.secret.run.attempt = 2;
-            st.secret.run.last_error = Some("timed out".into());
-            st.secret.run.last_attempt_at = Some(T0);
-            st.secret.run.window_end = Some(T0.plus_ms(60 * MINUTE));
-            Ok(())
-        })
+        .modify(
+            rot_id,
+            &mut |st| {
+                st.secret.rotation.enabled = true;
+                st.secret.rotation.function_arn =
+                    Some("arn:aws:lambda:us-east-1:123456789012:function:hook".into());
+                st.secret.rotation.after_days = Some(30);
+                st.secret.rotation.last_rotated_at = Some(T0);
+                st.secret.rotation.next_rotation_at = Some(T0.plus_ms(30 * 1440 * MINUTE));
+                st.secret.rotation.next_rotation_end = Some(T0.plus_ms(31 * 1440 * MINUTE));
+                st.new_versions.push(version("r2", None));
+                st.stages.insert("AWSPENDING".into(), "r2".into());
+                st.secret.run.phase = RotationPhase::InProgress;
+                st.secret.run.token = Some("r2".into());
+                st.secret.run.step = Some(kura_core::model::RotationStep::SetSecret);
+                st.secret.run.attempt = 2;
+                st.secret.run.last_error = Some("timed out".into());
+                st.secret.run.last_attempt_at = Some(T0);
+                st.secret.run.window_end = Some(T0.plus_ms(60 * MINUTE));
+                Ok(())
+            },
+            &NO_AUDIT,
+        )
         .await
         .unwrap();
     assert!(
@@ -327,15 +360,20 @@ async fn populate(store: &SqliteStore) {
             &record("old/deleted"),
             Some(&version("d1", Some(sealed("gone", ValueKind::String)))),
             &stages(&[("AWSCURRENT", "d1")]),
+            &NO_AUDIT,
         )
         .await
         .unwrap();
     store
-        .modify(gone, &mut |st| {
-            st.secret.deleted_at = Some(T0);
-            st.secret.purge_at = Some(T0.plus_ms(7 * 1440 * MINUTE));
-            Ok(())
-        })
+        .modify(
+            gone,
+            &mut |st| {
+                st.secret.deleted_at = Some(T0);
+                st.secret.purge_at = Some(T0.plus_ms(7 * 1440 * MINUTE));
+                Ok(())
+            },
+            &NO_AUDIT,
+        )
         .await
         .unwrap();
     store
@@ -343,20 +381,22 @@ async fn populate(store: &SqliteStore) {
             &record("bin/blob"),
             Some(&version("b1", Some(sealed("blob", ValueKind::Binary)))),
             &stages(&[("AWSCURRENT", "b1")]),
+            &NO_AUDIT,
         )
         .await
         .unwrap();
     // A deleted secret leaves a gap in the ids, which the copy keeps.
     let destroyed = store
-        .create_secret(&record("destroyed"), None, &Stages::new())
+        .create_secret(&record("destroyed"), None, &Stages::new(), &NO_AUDIT)
         .await
         .unwrap();
-    store.delete_secret(destroyed).await.unwrap();
+    store.delete_secret(destroyed, &NO_AUDIT).await.unwrap();
     store
         .create_secret(
             &record("after/gap"),
             Some(&version("g1", Some(sealed("gap", ValueKind::String)))),
             &stages(&[("AWSCURRENT", "g1")]),
+            &NO_AUDIT,
         )
         .await
         .unwrap();
@@ -663,6 +703,7 @@ async fn an_installation_moves_to_postgres_unchanged() {
             &record("new/after-move"),
             Some(&version("n1", Some(sealed("new", ValueKind::String)))),
             &stages(&[("AWSCURRENT", "n1")]),
+            &NO_AUDIT,
         )
         .await
         .unwrap();
@@ -678,11 +719,15 @@ async fn an_installation_moves_to_postgres_unchanged() {
         .unwrap()
         .unwrap()
         .id;
-    pg.modify(app_id, &mut |st| {
-        st.new_versions
-            .push(version("v4", Some(sealed("app v4", ValueKind::String))));
-        Ok(())
-    })
+    pg.modify(
+        app_id,
+        &mut |st| {
+            st.new_versions
+                .push(version("v4", Some(sealed("app v4", ValueKind::String))));
+            Ok(())
+        },
+        &NO_AUDIT,
+    )
     .await
     .unwrap();
     let order: Vec<String> = pg
@@ -738,6 +783,7 @@ async fn a_failed_copy_leaves_the_target_empty() {
             &record("one"),
             Some(&version("v1", Some(sealed("one", ValueKind::String)))),
             &stages(&[("AWSCURRENT", "v1")]),
+            &NO_AUDIT,
         )
         .await
         .unwrap();

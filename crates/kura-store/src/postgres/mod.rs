@@ -299,6 +299,10 @@ impl PgStore {
         let out = tx.clone();
         tokio::spawn(async move {
             loop {
+                // The store was closed (shutdown): nothing is left to listen for.
+                if pool.is_closed() {
+                    return;
+                }
                 let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
                     Ok(l) => l,
                     Err(e) => {
