@@ -29,9 +29,6 @@ pub struct Config {
     pub limits: http::Limits,
 }
 
-/// How often the purge job looks for secrets whose recovery window has ended.
-const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// Runs the server until SIGINT or SIGTERM, then lets in-flight requests finish.
 pub async fn run(config: Config) -> Result<()> {
     let opened = init::open(
@@ -80,8 +77,7 @@ pub async fn run(config: Config) -> Result<()> {
         signing_keys: http::SigningKeyCache::default(),
         body_read_timeout: config.limits.body_read_timeout,
     });
-    let jobs = tokio::spawn(background_jobs(state.clone()));
-    let rotation = tokio::spawn(service.clone().rotation_loop());
+    let jobs = tokio::spawn(service.clone().run_jobs());
     // A node that joined a cluster has no credentials file: the first node wrote it.
     let credentials = if opened.credentials_file.exists() {
         opened.credentials_file.display().to_string()
@@ -103,21 +99,10 @@ pub async fn run(config: Config) -> Result<()> {
     )
     .await;
     jobs.abort();
-    rotation.abort();
     state.service.store().close().await;
     drop(opened.lock);
     tracing::info!("kura stopped");
     Ok(())
-}
-
-async fn background_jobs(state: Arc<http::AppState>) {
-    let mut tick = tokio::time::interval(PURGE_INTERVAL);
-    loop {
-        tick.tick().await;
-        if let Err(e) = state.service.purge_due().await {
-            tracing::error!(detail = ?e, "the purge job failed; it will try again");
-        }
-    }
 }
 
 async fn shutdown_signal() {

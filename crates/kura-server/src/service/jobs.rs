@@ -89,7 +89,6 @@ impl Service {
     async fn clock_moved(self: &Arc<Self>) -> Result<ClockResponse> {
         // The jobs' changes are theirs, audited as jobs (they write with NO_AUDIT), not this
         // request's change.
-        self.purge_due().await?;
         self.background_tick().await;
         self.wait_rotations_idle(CLOCK_WAIT).await;
         // Events the rotations just queued go out before the answer too.

@@ -14,6 +14,7 @@ mod password;
 mod pipeline;
 mod policy;
 pub mod rotation;
+mod scheduler;
 mod secrets;
 mod tags;
 mod tokens;

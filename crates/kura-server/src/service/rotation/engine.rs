@@ -19,8 +19,6 @@ use crate::service::{Service, new_uuid};
 
 /// Rotations running at once on one server.
 const CONCURRENCY: usize = 4;
-/// How often the scheduler looks for due work when nothing wakes it.
-const POLL: Duration = Duration::from_secs(5);
 /// A step's lease lasts its timeout plus this; a crashed owner's work is taken over after it.
 const LEASE_MARGIN_MS: i64 = 60_000;
 
@@ -90,6 +88,11 @@ impl RotationRuntime {
         self.wake.notify_one();
     }
 
+    /// Returns when someone calls [`kick`](Self::kick).
+    pub(crate) async fn woken(&self) {
+        self.wake.notified().await
+    }
+
     /// The client for webhooks, notifications and kura's calls to itself.
     pub(crate) fn http(&self) -> &reqwest::Client {
         self.http.get_or_init(|| {
@@ -118,8 +121,9 @@ impl Service {
         let _ = self.rotation.endpoint.set(url);
     }
 
-    /// Runs the scheduler until the process ends.
-    pub async fn rotation_loop(self: Arc<Self>) {
+    /// At start-up: rotations interrupted when kura last stopped are due again (SQLite: this
+    /// was the only process; PostgreSQL releases nothing, a dead node's leases expire).
+    pub(crate) async fn recover_interrupted_rotations(&self) {
         match self.store.recover_rotations(self.clock.now()).await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(
@@ -128,29 +132,12 @@ impl Service {
             ),
             Err(e) => tracing::error!(detail = ?e, "cannot recover interrupted rotations"),
         }
-        loop {
-            self.background_tick().await;
-            tokio::select! {
-                _ = self.rotation.wake.notified() => {}
-                _ = tokio::time::sleep(POLL) => {}
-            }
-        }
     }
 
-    /// One round of background work: due rotations, due notifications, expired keys.
+    /// One round of every background job (a test-clock move runs them inline).
     pub(crate) async fn background_tick(self: &Arc<Self>) {
-        if let Err(e) = self.rotation_tick().await {
-            tracing::error!(detail = ?e, "the rotation scheduler failed; it will try again");
-        }
-        if let Err(e) = self.deliver_notifications().await {
-            tracing::error!(detail = ?e, "notification delivery failed; it will try again");
-        }
-        if let Err(e) = self
-            .store
-            .delete_expired_access_keys(self.clock.now())
-            .await
-        {
-            tracing::warn!(detail = ?e, "cannot delete expired rotation credentials");
+        for job in super::super::scheduler::Job::ALL {
+            self.run_job(job).await;
         }
     }
 
