@@ -782,3 +782,26 @@ async fn records_name_the_node_that_wrote_them() {
     let (ok, out) = verify(&server.data_dir);
     assert!(ok, "{out}");
 }
+
+/// A request that fails authentication is recorded with the key it claimed and the secret it
+/// asked for, so an operator sees who probed what.
+#[tokio::test]
+async fn an_unauthenticated_request_is_recorded_with_the_secret_it_asked_for() {
+    let server = Server::start().await;
+    server
+        .raw_as(
+            "AKIAPROBEPROBEPROBE1",
+            "not-the-secret-key",
+            "secretsmanager.GetSecretValue",
+            r#"{"SecretId": "team-b/probed"}"#,
+        )
+        .await
+        .assert_error("UnrecognizedClientException");
+    let records = events(&server, json!({"Resource": "team-b/probed"})).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    let r = &records[0];
+    assert_eq!(r["Principal"], "-", "{r}");
+    assert_eq!(r["AccessKeyId"], "AKIAPROBEPROBEPROBE1", "{r}");
+    assert_eq!(r["Action"], "secretsmanager:GetSecretValue", "{r}");
+    assert_eq!(r["ErrorCode"], "UnrecognizedClientException", "{r}");
+}

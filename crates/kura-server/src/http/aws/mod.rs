@@ -357,7 +357,14 @@ pub(super) async fn serve(
     let principal = match req.authenticate(&body, auth::SERVICE_NAME).await {
         Ok(p) => p,
         Err(e) => {
-            let e = service.refuse(&req.info, None, &action, "*", e).await;
+            // Which secret an unauthenticated caller was after is worth keeping in the record.
+            let tried = target(&target_header).and_then(|(f, n)| decode(f, n, &body));
+            let resource = tried
+                .as_ref()
+                .ok()
+                .and_then(|op| op.facts().secret_id.or(op.facts().name))
+                .unwrap_or("*");
+            let e = service.refuse(&req.info, None, &action, resource, e).await;
             return error_response(&e);
         }
     };
