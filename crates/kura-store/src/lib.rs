@@ -419,6 +419,9 @@ pub trait StoreLifecycle: Send + Sync + 'static {
     /// Finishes pending work and closes the database; called once at shutdown.
     async fn close(&self);
 
+    /// Whether the database answers now (a readiness probe).
+    async fn ping(&self) -> Result<()>;
+
     /// Changes other processes made to what this one may cache (a shared database), as they
     /// commit. `None`: no other process writes (the embedded database).
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {

@@ -1692,6 +1692,14 @@ sqlx::query(
 
 #[async_trait]
 impl StoreLifecycle for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)
+            .map(|_| ())
+    }
+
     async fn close(&self) {
         // Fold the WAL into the database so nothing is left for the next start to replay.
         if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")

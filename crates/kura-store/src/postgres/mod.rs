@@ -472,6 +472,14 @@ impl SettingsStore for PgStore {
 
 #[async_trait]
 impl StoreLifecycle for PgStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)
+            .map(|_| ())
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }
