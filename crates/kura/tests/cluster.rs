@@ -1,0 +1,832 @@
+//! kura as a cluster: several `kura server` nodes on one PostgreSQL database (a fresh database
+//! per test, dropped at the end). Any node serves any request, a policy change applies on every
+//! node at once, a rotation runs once and survives the death of the node running it, the nodes
+//! share one audit chain, and a node rides out a cut connection to the database.
+//!
+//! PostgreSQL is part of the test machine (127.0.0.1:5432, user postgres): when it is not
+//! reachable these tests fail, saying how to start it.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const PG_ADDR: &str = "127.0.0.1:5432";
+
+// ---------------------------------------------------------------------------------------------
+// A fresh database and the nodes on it
+// ---------------------------------------------------------------------------------------------
+
+/// A database created for one test and dropped (with whatever is still connected) on drop.
+struct Database {
+    name: String,
+    url: String,
+}
+
+impl Database {
+    fn create() -> Database {
+        let reachable = Command::new("psql")
+            .args(["-X", "-Atc", "SELECT 1", PG_ADMIN_URL])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(
+            reachable,
+            "PostgreSQL is not reachable at {PG_ADMIN_URL} (psql on PATH, trust auth for user \
+             postgres on 127.0.0.1): the cluster tests need it. Start it, e.g. \
+             `service postgresql start` (or `pg_ctlcluster 15 main start`), then run \
+             scripts/test-services"
+        );
+        let name = format!("kura_cluster_{}", &unique_suffix()[..16]);
+        psql(PG_ADMIN_URL, &format!("CREATE DATABASE {name}"));
+        Database {
+            url: format!("postgres://postgres@{PG_ADDR}/{name}"),
+            name,
+        }
+    }
+
+    /// The same database reached through another address (a relay).
+    fn url_via(&self, addr: &str) -> String {
+        format!("postgres://postgres@{addr}/{}", self.name)
+    }
+
+    fn query(&self, sql: &str) -> String {
+        psql(&self.url, sql)
+    }
+
+    /// Every row of every table, in a stable order: what "the database did not change" compares.
+    fn dump(&self) -> String {
+        let out = Command::new("pg_dump")
+            .args([
+                "--data-only",
+                "--no-owner",
+                "--inserts",
+                "--dbname",
+                &self.url,
+            ])
+            .output()
+            .expect("run pg_dump");
+        assert!(
+            out.status.success(),
+            "pg_dump failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("INSERT"))
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        lines.join("\n")
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                "-X",
+                "-Atc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+                PG_ADMIN_URL,
+            ])
+            .output();
+    }
+}
+
+/// A temporary directory whose `data/` holds a copy of `root_key` (when given), as a joining
+/// node's data directory does.
+fn node_dir(root_key: Option<&Path>) -> TempDir {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let tmp = tempfile::Builder::new()
+        .prefix("kura-node-")
+        .tempdir()
+        .expect("create temp dir");
+    let data = tmp.path().join("data");
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&data)
+        .expect("create the data directory");
+    if let Some(key) = root_key {
+        let copy = data.join("root.key");
+        std::fs::copy(key, &copy).expect("copy root.key");
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    tmp
+}
+
+/// Nodes on one fresh database. Fields drop in order: the nodes (whose drop-time checks read
+/// the database) before the database.
+struct Cluster {
+    nodes: Vec<Server>,
+    db: Database,
+}
+
+impl Cluster {
+    /// Starts one node per entry of `args` (extra `kura server` flags): the first initialises
+    /// the database, the others join it with a copy of its root.key.
+    async fn start(args: &[&[&str]]) -> Cluster {
+        let db = Database::create();
+        let mut nodes: Vec<Server> = Vec::new();
+        for a in args {
+            let key = nodes.first().map(|n| n.data_dir.join("root.key"));
+            let mut node = Server::start_node(node_dir(key.as_deref()), &db.url, &db.url, a).await;
+            if let Some(first) = nodes.first() {
+                node.use_credentials(first.credentials());
+            }
+            nodes.push(node);
+        }
+        Cluster { nodes, db }
+    }
+
+    /// Three nodes without extra flags.
+    async fn three() -> Cluster {
+        Cluster::start(&[&[], &[], &[]]).await
+    }
+}
+
+/// `kura server` on `data` and `url`, expected to refuse to start: its exit status and output.
+fn start_refused(data: &Path, url: &str) -> (std::process::ExitStatus, String) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kura"))
+        .args([
+            "server",
+            "--listen",
+            &addr,
+            "--database-url",
+            url,
+            "--data-dir",
+        ])
+        .arg(data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn kura server");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if child.try_wait().expect("poll kura server").is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "kura server on {} started instead of refusing",
+                data.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child
+        .wait_with_output()
+        .expect("collect kura server output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status, text)
+}
+
+/// `kura audit verify --data-dir DIR --database-url URL`: success and output.
+fn verify(data_dir: &Path, url: &str) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kura"))
+        .args(["audit", "verify", "--database-url", url, "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("run kura audit verify");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Names and ARNs of ListSecrets (all pages), sorted.
+async fn list_names(server: &Server) -> Vec<(String, String)> {
+    let client = server.client().await;
+    let mut all = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let out = ok(client
+            .list_secrets()
+            .set_next_token(next.take())
+            .send()
+            .await);
+        for s in out.secret_list() {
+            all.push((
+                s.name().unwrap_or_default().to_string(),
+                s.arn().unwrap_or_default().to_string(),
+            ));
+        }
+        match out.next_token() {
+            Some(t) => next = Some(t.to_string()),
+            None => break,
+        }
+    }
+    all.sort();
+    all
+}
+
+fn rotate_body(id: &str, arn: &str, token: &str) -> String {
+    json!({
+        "SecretId": id,
+        "RotationLambdaARN": lambda_arn(arn, "kura-password"),
+        "ClientRequestToken": token,
+    })
+    .to_string()
+}
+
+/// The rotation steps the cluster's audit trail records for `arn`, in order.
+fn audited_steps(db: &Database, arn: &str) -> Vec<String> {
+    db.query(&format!(
+        "SELECT action FROM audit_log WHERE kind = 'rotation' AND resource = '{arn}' ORDER BY seq"
+    ))
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+const ALL_STEPS: [&str; 4] = [
+    "rotation:createSecret",
+    "rotation:setSecret",
+    "rotation:testSecret",
+    "rotation:finishSecret",
+];
+
+// ---------------------------------------------------------------------------------------------
+// 1. Any node serves any request
+// ---------------------------------------------------------------------------------------------
+
+/// Breaks if a node kept its own copy of anything (reads on 2 and 3 would miss the secret or
+/// see the old value) or if a joining node wrote its own root credentials.
+#[tokio::test]
+async fn any_node_serves_any_request() {
+    let cluster = Cluster::three().await;
+    let [n1, n2, n3] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    let (c1, c2, c3) = (n1.client().await, n2.client().await, n3.client().await);
+    let first = format!("first-value-{}", unique_suffix());
+    let (arn, v1) = create_string(&c1, "cluster/any", &first, &token(1)).await;
+
+    let (on2, on3) = tokio::join!(
+        get_stage(&c2, "cluster/any", "AWSCURRENT"),
+        get_stage(&c3, "cluster/any", "AWSCURRENT")
+    );
+    assert_eq!(
+        (on2.0.as_str(), on2.1.as_str()),
+        (v1.as_str(), first.as_str())
+    );
+    assert_eq!(
+        (on3.0.as_str(), on3.1.as_str()),
+        (v1.as_str(), first.as_str())
+    );
+
+    let second = format!("second-value-{}", unique_suffix());
+    put_string(&c3, &arn, &second, &token(2)).await;
+    assert_eq!(get_string(&c1, "cluster/any").await, second);
+    assert_eq!(
+        describe_stages(&c2, "cluster/any").await,
+        stages_of(&[(&token(1), &["AWSPREVIOUS"]), (&token(2), &["AWSCURRENT"])])
+    );
+
+    for i in 0..5 {
+        let node = &cluster.nodes[i % 3];
+        create_plain(
+            &node.client().await,
+            &format!("cluster/list-{i}"),
+            &format!("list-value-{i}-{}", unique_suffix()),
+        )
+        .await;
+    }
+    let listed = list_names(n1).await;
+    assert_eq!(listed.len(), 6, "{listed:?}");
+    assert_eq!(list_names(n2).await, listed);
+    assert_eq!(list_names(n3).await, listed);
+
+    assert!(n1.data_dir.join("root-credentials").exists());
+    for n in [n2, n3] {
+        assert!(
+            !n.data_dir.join("root-credentials").exists(),
+            "a joining node wrote root credentials into {}",
+            n.data_dir.display()
+        );
+    }
+    assert!(
+        n2.log().contains("joined an initialised database"),
+        "{}",
+        n2.log()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Joining needs the cluster's root.key
+// ---------------------------------------------------------------------------------------------
+
+/// Breaks if a node without root.key made a new one (and a keyring of its own), if a node with
+/// another key started, or if either wrote anything into the shared database.
+#[tokio::test]
+async fn a_node_without_the_clusters_root_key_refuses_to_start() {
+    let mut cluster = Cluster::start(&[&[]]).await;
+    let n1 = cluster.nodes.pop().unwrap();
+    create_plain(
+        &n1.client().await,
+        "cluster/join",
+        &format!("join-value-{}", unique_suffix()),
+    )
+    .await;
+    // Nothing else writes while the joins are tried.
+    let _dir = n1.stop().await;
+    let before = cluster.db.dump();
+    assert!(before.contains("cluster/join"), "the dump shows the rows");
+
+    let missing = node_dir(None);
+    let data = missing.path().join("data");
+    let (status, out) = start_refused(&data, &cluster.db.url);
+    assert!(!status.success(), "{out}");
+    assert!(
+        out.contains("root.key is missing") && out.contains("copy root.key from one of its nodes"),
+        "{out}"
+    );
+    assert!(
+        !data.join("root.key").exists(),
+        "made a root key of its own"
+    );
+    assert!(!data.join("root-credentials").exists());
+
+    let other = node_dir(None);
+    let data = other.path().join("data");
+    std::fs::write(data.join("root.key"), format!("{}\n", "ab".repeat(32))).unwrap();
+    let (status, out) = start_refused(&data, &cluster.db.url);
+    assert!(!status.success(), "{out}");
+    assert!(
+        out.contains("does not open this database's keyring"),
+        "{out}"
+    );
+    assert!(!data.join("root-credentials").exists());
+
+    assert_eq!(
+        cluster.db.dump(),
+        before,
+        "a refused node changed the database"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Identity changes reach every node
+// ---------------------------------------------------------------------------------------------
+
+/// Breaks without the LISTEN/NOTIFY invalidation: node 2 would keep its cached policy for its
+/// cache's lifetime (5 s) and go on allowing the read.
+#[tokio::test]
+async fn a_policy_change_on_one_node_applies_on_the_others_within_a_second() {
+    let cluster = Cluster::start(&[&[], &[]]).await;
+    let [n1, n2] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    let c1 = n1.client().await;
+    create_plain(
+        &c1,
+        "cluster/policy",
+        &format!("policy-value-{}", unique_suffix()),
+    )
+    .await;
+    n1.kura("CreateUser", r#"{"UserName": "reader"}"#)
+        .await
+        .assert_ok();
+    let (akid, secret) = create_access_key(n1, "reader").await;
+    remember_value(&secret);
+    let doc = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]});
+    n1.kura(
+        "PutUserPolicy",
+        &json!({"UserName": "reader", "PolicyName": "read", "PolicyDocument": doc}).to_string(),
+    )
+    .await
+    .assert_ok();
+    let reader = n2.client_with(&akid, &secret).await;
+    // Twice: the second read is served from node 2's cache.
+    for _ in 0..2 {
+        ok(reader
+            .get_secret_value()
+            .secret_id("cluster/policy")
+            .send()
+            .await);
+    }
+
+    n1.kura(
+        "DeleteUserPolicy",
+        r#"{"UserName": "reader", "PolicyName": "read"}"#,
+    )
+    .await
+    .assert_ok();
+    let changed = Instant::now();
+    loop {
+        let r = res(reader
+            .get_secret_value()
+            .secret_id("cluster/policy")
+            .send()
+            .await);
+        match r {
+            Err(e) if e.code == "AccessDeniedException" => break,
+            Err(e) => panic!("unexpected error: {e:?}"),
+            Ok(_) => {}
+        }
+        assert!(
+            changed.elapsed() < Duration::from_secs(1),
+            "node 2 still allows the read 1 s after node 1 deleted the policy"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. A rotation runs once
+// ---------------------------------------------------------------------------------------------
+
+/// Asserts that `secret`'s rotation went through each step once: two versions (the old one
+/// AWSPREVIOUS), and one audit record per step in the cluster's trail.
+async fn assert_rotated_once(cluster: &Cluster, node: &Server, secret: &(String, String, String)) {
+    let (id, arn, v1) = secret;
+    wait_rotation_succeeded(node, id).await;
+    let stages = list_versions(&node.client().await, id, true).await;
+    assert_eq!(
+        stages.len(),
+        2,
+        "AWSCURRENT moved once for {id}: {stages:?}"
+    );
+    assert_eq!(
+        stages.get(v1),
+        Some(&vec!["AWSPREVIOUS".to_string()]),
+        "{id}: {stages:?}"
+    );
+    assert_eq!(audited_steps(&cluster.db, arn), ALL_STEPS, "{id}");
+}
+
+/// `n` secrets created through node 1: (name, ARN, first version id).
+async fn secrets(cluster: &Cluster, prefix: &str, n: usize) -> Vec<(String, String, String)> {
+    let c1 = cluster.nodes[0].client().await;
+    let mut out = Vec::new();
+    for i in 0..n {
+        let id = format!("cluster/{prefix}-{i}");
+        let value = format!("before-rotation-{i}-{}", unique_suffix());
+        let (arn, v1) = create_string(&c1, &id, &value, &token(1)).await;
+        out.push((id, arn, v1));
+    }
+    out
+}
+
+/// Breaks if two nodes ran the same step (two records of it, or AWSCURRENT moved twice, leaving
+/// three versions). The scheduled part makes the three engines look for the same due work at
+/// the same moment (each `SetClock` runs its node's scheduler at once), so without the leases
+/// they would all run each rotation.
+#[tokio::test]
+async fn with_three_nodes_each_rotation_step_runs_once() {
+    let cluster = Cluster::start(&[&["--test-clock"], &["--test-clock"], &["--test-clock"]]).await;
+    let set_clocks = |t: i64| {
+        let body = json!({ "Time": t }).to_string();
+        let [n1, n2, n3] = &cluster.nodes[..] else {
+            unreachable!()
+        };
+        async move {
+            let (a, b, c) = tokio::join!(
+                n1.kura("SetClock", &body),
+                n2.kura("SetClock", &body),
+                n3.kura("SetClock", &body)
+            );
+            for r in [a, b, c] {
+                r.assert_ok();
+            }
+        }
+    };
+    // 2030-01-01T13:00:00Z
+    let t2030 = 1_893_456_000 + 13 * 3_600;
+    set_clocks(t2030).await;
+
+    // On demand: each node starts some rotations.
+    let on_demand = secrets(&cluster, "now", 3).await;
+    for (i, (id, arn, _)) in on_demand.iter().enumerate() {
+        cluster.nodes[i % 3]
+            .raw(
+                "RotateSecret",
+                &rotate_body(id, arn, &token(2)),
+                SignMode::Root,
+            )
+            .await
+            .assert_ok();
+    }
+    for (i, s) in on_demand.iter().enumerate() {
+        assert_rotated_once(&cluster, &cluster.nodes[(i + 1) % 3], s).await;
+    }
+
+    // On a schedule: the window opens at midnight; all three nodes' clocks jump into it at once.
+    let scheduled = secrets(&cluster, "scheduled", 8).await;
+    for (id, arn, _) in &scheduled {
+        let body = json!({
+            "SecretId": id,
+            "RotationLambdaARN": lambda_arn(arn, "kura-password"),
+            "RotationRules": {"ScheduleExpression": "rate(1 day)", "Duration": "4h"},
+            "RotateImmediately": false,
+        });
+        cluster.nodes[0]
+            .raw("RotateSecret", &body.to_string(), SignMode::Root)
+            .await
+            .assert_ok();
+    }
+    set_clocks(t2030 + 12 * 3_600).await;
+    for (i, s) in scheduled.iter().enumerate() {
+        assert_rotated_once(&cluster, &cluster.nodes[i % 3], s).await;
+    }
+
+    // The nodes' own files hold the same records, each written by one node.
+    let in_files: usize = cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            std::fs::read_to_string(n.data_dir.join("audit.jsonl"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|r| r["Kind"] == "rotation")
+                .count()
+        })
+        .sum();
+    assert_eq!(in_files, 4 * (on_demand.len() + scheduled.len()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. A node killed mid-rotation
+// ---------------------------------------------------------------------------------------------
+
+/// Breaks if a dead node's step is never taken over (the rotation would stay at setSecret), if
+/// another node takes over while the step's time (function timeout + lease margin) is not up
+/// (it would finish after the 1 s advance already), or if the node taking over starts a new
+/// cycle instead of finishing this one (three versions, or a second createSecret record).
+#[tokio::test]
+async fn a_rotation_whose_node_was_killed_is_finished_by_another_node() {
+    let mut cluster = Cluster::start(&[
+        &["--test-clock", "--test-pause-before-step", "setSecret"],
+        &["--test-clock"],
+    ])
+    .await;
+    let n2 = cluster.nodes.pop().unwrap();
+    let n1 = cluster.nodes.pop().unwrap();
+    let c1 = n1.client().await;
+    let old = format!("before-crash-{}", unique_suffix());
+    let (arn, v1) = create_string(&c1, "cluster/crash", &old, &token(1)).await;
+    n1.raw(
+        "RotateSecret",
+        &rotate_body("cluster/crash", &arn, &token(2)),
+        SignMode::Root,
+    )
+    .await
+    .assert_ok();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = describe_json(&n2, "cluster/crash").await["KuraRotation"].clone();
+        if r["Step"] == "setSecret" && n1.log().contains("rotation paused before this step") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rotation never reached setSecret: {r:#}\n{}",
+            n1.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _dir = n1.kill().await;
+
+    // Within the dead node's lease nobody takes over, even when node 2 looks for work.
+    n2.kura("AdvanceClock", r#"{"Seconds": 1}"#)
+        .await
+        .assert_ok();
+    let r = describe_json(&n2, "cluster/crash").await["KuraRotation"].clone();
+    assert_eq!(
+        (r["State"].as_str(), r["Step"].as_str()),
+        (Some("InProgress"), Some("setSecret")),
+        "{r:#}"
+    );
+    let c2 = n2.client().await;
+    assert_eq!(get_stage(&c2, "cluster/crash", "AWSCURRENT").await.0, v1);
+
+    // Past the lease, node 2 finishes the same cycle.
+    n2.kura("AdvanceClock", r#"{"Seconds": 600}"#)
+        .await
+        .assert_ok();
+    wait_rotation_succeeded(&n2, "cluster/crash").await;
+    assert_eq!(
+        list_versions(&c2, "cluster/crash", true).await,
+        stages_of(&[
+            (&v1, &["AWSPREVIOUS"]),
+            (&token(2), &["AWSCURRENT", "AWSPENDING"])
+        ])
+    );
+    assert_eq!(get_stage(&c2, "cluster/crash", "AWSPREVIOUS").await.1, old);
+    assert_eq!(audited_steps(&cluster.db, &arn), ALL_STEPS);
+    cluster.nodes.push(n2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. One audit chain
+// ---------------------------------------------------------------------------------------------
+
+/// Breaks if the nodes chained their records separately (verify would find broken links), if a
+/// node's file held records it did not write, or if verify missed an edited record.
+#[tokio::test]
+async fn the_nodes_share_one_audit_chain_that_verify_checks_from_any_node() {
+    let cluster = Cluster::three().await;
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let c = node.client().await;
+        let id = format!("cluster/audit-{i}");
+        create_plain(&c, &id, &format!("audit-value-{i}-{}", unique_suffix())).await;
+        for other in &cluster.nodes {
+            get_string(&other.client().await, &id).await;
+        }
+        put_string(
+            &c,
+            &id,
+            &format!("audit-next-{i}-{}", unique_suffix()),
+            &token(7),
+        )
+        .await;
+    }
+    for node in &cluster.nodes {
+        let (good, out) = verify(&node.data_dir, &cluster.db.url);
+        assert!(
+            good && out.contains("intact"),
+            "{}: {out}",
+            node.data_dir.display()
+        );
+    }
+
+    let middle = cluster
+        .db
+        .query("SELECT seq FROM audit_log ORDER BY seq OFFSET 10 LIMIT 1");
+    cluster.db.query(&format!(
+        "UPDATE audit_log SET principal = 'arn:aws:iam::000000000000:user/nobody' WHERE seq = {middle}"
+    ));
+    for node in &cluster.nodes {
+        let (good, out) = verify(&node.data_dir, &cluster.db.url);
+        assert!(
+            !good,
+            "{}: verify passed an edited record: {out}",
+            node.data_dir.display()
+        );
+        assert!(out.contains(&format!("record {middle}")), "{out}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. A database outage
+// ---------------------------------------------------------------------------------------------
+
+/// A TCP relay to PostgreSQL that the test can cut (every connection dropped, new ones
+/// refused) and restore on the same port.
+struct Relay {
+    port: u16,
+    accept: Option<JoinHandle<()>>,
+    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Relay {
+    async fn start(port: u16) -> Relay {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind the relay");
+        let port = listener.local_addr().unwrap().port();
+        let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let registry = conns.clone();
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    continue;
+                };
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(PG_ADDR).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                registry.lock().unwrap().push(conn);
+            }
+        });
+        Relay {
+            port,
+            accept: Some(accept),
+            conns,
+        }
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Stops accepting and drops every relayed connection.
+    async fn cut(&mut self) {
+        if let Some(accept) = self.accept.take() {
+            accept.abort();
+            let _ = accept.await;
+        }
+        let conns: Vec<_> = self.conns.lock().unwrap().drain(..).collect();
+        for c in conns {
+            c.abort();
+            let _ = c.await;
+        }
+    }
+}
+
+/// Breaks if a request waits for the database without bound (the 10 s limit), if the error is
+/// not the retryable "database is unavailable" one, if the node needs a restart to use the
+/// database again, or if something acknowledged before the cut was not committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_the_database_fails_fast_and_recovers_by_itself() {
+    let db = Database::create();
+    let n1 = Server::start_node(node_dir(None), &db.url, &db.url, &[]).await;
+    let mut relay = Relay::start(0).await;
+    let mut n2 = Server::start_node(
+        node_dir(Some(&n1.data_dir.join("root.key"))),
+        &db.url_via(&relay.addr()),
+        &db.url,
+        &[],
+    )
+    .await;
+    n2.use_credentials(n1.credentials());
+    let c2 = n2.client().await;
+    let mut acknowledged = Vec::new();
+    for i in 0..5 {
+        let id = format!("cluster/outage-{i}");
+        let value = format!("acknowledged-{i}-{}", unique_suffix());
+        create_plain(&c2, &id, &value).await;
+        acknowledged.push((id, value));
+    }
+
+    relay.cut().await;
+    for (op, body) in [
+        ("GetSecretValue", json!({"SecretId": "cluster/outage-0"})),
+        (
+            "PutSecretValue",
+            json!({"SecretId": "cluster/outage-1", "SecretString": "written-during-the-outage"}),
+        ),
+    ] {
+        let started = Instant::now();
+        let r = n2.raw(op, &body.to_string(), SignMode::Root).await;
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(10),
+            "{op} took {took:?} during the outage"
+        );
+        assert_eq!(r.status, 500, "{op} during the outage: {r:?}");
+        let json = r.json();
+        assert_eq!(json["__type"], "InternalServiceError", "{op}: {r:?}");
+        assert!(
+            json["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("database is unavailable")),
+            "{op}: {r:?}"
+        );
+    }
+    // Node 1 has its own connections and goes on serving.
+    assert_eq!(
+        get_string(&n1.client().await, "cluster/outage-2").await,
+        acknowledged[2].1
+    );
+
+    let relay = Relay::start(relay.port).await;
+    let restored = Instant::now();
+    loop {
+        let r = n2
+            .raw(
+                "GetSecretValue",
+                r#"{"SecretId": "cluster/outage-0"}"#,
+                SignMode::Root,
+            )
+            .await;
+        if r.status == 200 {
+            break;
+        }
+        assert!(
+            restored.elapsed() < Duration::from_secs(15),
+            "node 2 still fails {:?} after the database came back: {r:?}",
+            restored.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (id, value) in &acknowledged {
+        assert_eq!(&get_string(&c2, id).await, value, "{id} through node 2");
+    }
+    assert_eq!(list_names(&n1).await.len(), acknowledged.len());
+    drop(relay);
+}
