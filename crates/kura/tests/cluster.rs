@@ -495,7 +495,7 @@ async fn with_three_nodes_each_rotation_step_runs_once() {
 
 /// Breaks if a dead node's step is never taken over (the rotation would stay at setSecret), if
 /// another node takes over while the step's time (function timeout + lease margin) is not up
-/// (it would finish after the 1 s advance already), or if the node taking over starts a new
+/// (it would finish after the 30 s advance already), or if the node taking over starts a new
 /// cycle instead of finishing this one (three versions, or a second createSecret record).
 #[tokio::test]
 async fn a_rotation_whose_node_was_killed_is_finished_by_another_node() {
@@ -506,6 +506,15 @@ async fn a_rotation_whose_node_was_killed_is_finished_by_another_node() {
     .await;
     let n2 = cluster.nodes.pop().unwrap();
     let n1 = cluster.nodes.pop().unwrap();
+    // Node 2's clock 10 s behind node 1's: the rotation node 1 starts is not yet due for
+    // node 2, so node 1 runs it (its own scheduler wakes at once, node 2's only polls).
+    let t = 1_893_456_000; // 2030-01-01
+    n1.kura("SetClock", &json!({ "Time": t }).to_string())
+        .await
+        .assert_ok();
+    n2.kura("SetClock", &json!({ "Time": t - 10 }).to_string())
+        .await
+        .assert_ok();
     let c1 = n1.client().await;
     let old = format!("before-crash-{}", unique_suffix());
     let (arn, v1) = create_string(&c1, "cluster/crash", &old, &token(1)).await;
@@ -531,8 +540,9 @@ async fn a_rotation_whose_node_was_killed_is_finished_by_another_node() {
     }
     let _dir = n1.kill().await;
 
-    // Within the dead node's lease nobody takes over, even when node 2 looks for work.
-    n2.kura("AdvanceClock", r#"{"Seconds": 1}"#)
+    // Past the moment the step started but within its lease nobody takes over, even when
+    // node 2 looks for work.
+    n2.kura("AdvanceClock", r#"{"Seconds": 30}"#)
         .await
         .assert_ok();
     let r = describe_json(&n2, "cluster/crash").await["KuraRotation"].clone();

@@ -137,8 +137,10 @@ struct Script {
 
 impl Drop for Script {
     fn drop(&mut self) {
+        // The group is gone when the script started nothing in the background.
         let _ = Command::new("kill")
             .args(["-TERM", "--", &format!("-{}", self.pgid)])
+            .stderr(std::process::Stdio::null())
             .status();
     }
 }
