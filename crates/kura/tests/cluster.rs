@@ -703,6 +703,42 @@ async fn a_node_cut_off_from_the_database_fails_fast_and_recovers_by_itself() {
         create_plain(&c2, &id, &value).await;
         acknowledged.push((id, value));
     }
+    // Load through node 2 across the cut and the return: which writes were acknowledged, and
+    // how long each refused one took.
+    create_plain(
+        &c2,
+        "cluster/outage-load",
+        &format!("load-0-{}", unique_suffix()),
+    )
+    .await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = tokio::spawn({
+        let (client, stop) = (c2.clone(), stop.clone());
+        async move {
+            let (mut acked, mut refused) = (Vec::new(), Vec::new());
+            for i in 1.. {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let (version, value) = (token(i), format!("load-{i}-{}", unique_suffix()));
+                let started = Instant::now();
+                let r = client
+                    .put_secret_value()
+                    .secret_id("cluster/outage-load")
+                    .secret_string(&value)
+                    .client_request_token(&version)
+                    .send()
+                    .await;
+                match res(r) {
+                    Ok(_) => acked.push((version, value)),
+                    Err(e) => refused.push((started.elapsed(), e)),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (acked, refused)
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
     relay.cut().await;
     for (op, body) in [
@@ -755,9 +791,43 @@ async fn a_node_cut_off_from_the_database_fails_fast_and_recovers_by_itself() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acked, refused) = writer.await.expect("the writer");
+    assert!(
+        !refused.is_empty(),
+        "no write was refused during the outage"
+    );
+    for (took, e) in &refused {
+        assert!(
+            *took < Duration::from_secs(10),
+            "a write took {took:?}: {e:?}"
+        );
+        assert!(
+            e.status == 500 && e.message.contains("database is unavailable"),
+            "{e:?}"
+        );
+    }
+    assert!(
+        acked.len() >= 2,
+        "writes before and after the outage: {acked:?}"
+    );
+
+    let c1 = n1.client().await;
     for (id, value) in &acknowledged {
         assert_eq!(&get_string(&c2, id).await, value, "{id} through node 2");
     }
-    assert_eq!(list_names(&n1).await.len(), acknowledged.len());
+    for (version, value) in &acked {
+        assert_eq!(
+            &get_version_string(&c1, "cluster/outage-load", version).await,
+            value,
+            "acknowledged write {version}"
+        );
+    }
+    assert_eq!(list_names(&n1).await.len(), acknowledged.len() + 1);
+    for node in [&n1, &n2] {
+        let (good, out) = verify(&node.data_dir, &db.url);
+        assert!(good, "{}: {out}", node.data_dir.display());
+    }
     drop(relay);
 }
