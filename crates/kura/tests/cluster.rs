@@ -1,7 +1,8 @@
 //! kura as a cluster: several `kura server` nodes on one PostgreSQL database (a fresh database
 //! per test, dropped at the end). Any node serves any request, a policy change applies on every
-//! node at once, a rotation runs once and survives the death of the node running it, the nodes
-//! share one audit chain, and a node rides out a cut connection to the database.
+//! node at once, a rotation or purge runs once, a rotation survives the death of the node
+//! running it, the nodes share one audit chain, and a node rides out a cut connection to the
+//! database.
 //!
 //! PostgreSQL is part of the test machine (127.0.0.1:5432, user postgres): when it is not
 //! reachable these tests fail, saying how to start it.
@@ -379,6 +380,23 @@ async fn a_policy_change_on_one_node_applies_on_the_others_within_a_second() {
 // 4. A rotation runs once
 // ---------------------------------------------------------------------------------------------
 
+/// Sets every node's test clock to `t` at once; each node runs its scheduler and jobs then, so
+/// all of them look for the same due work at the same moment.
+async fn set_clocks(cluster: &Cluster, t: i64) {
+    let body = json!({ "Time": t }).to_string();
+    let [n1, n2, n3] = &cluster.nodes[..] else {
+        panic!("set_clocks expects three nodes")
+    };
+    let (a, b, c) = tokio::join!(
+        n1.kura("SetClock", &body),
+        n2.kura("SetClock", &body),
+        n3.kura("SetClock", &body)
+    );
+    for r in [a, b, c] {
+        r.assert_ok();
+    }
+}
+
 /// Asserts that `secret`'s rotation went through each step once: two versions (the old one
 /// AWSPREVIOUS), and one audit record per step in the cluster's trail.
 async fn assert_rotated_once(cluster: &Cluster, node: &Server, secret: &(String, String, String)) {
@@ -418,25 +436,9 @@ async fn secrets(cluster: &Cluster, prefix: &str, n: usize) -> Vec<(String, Stri
 #[tokio::test]
 async fn with_three_nodes_each_rotation_step_runs_once() {
     let cluster = Cluster::start(&[&["--test-clock"], &["--test-clock"], &["--test-clock"]]).await;
-    let set_clocks = |t: i64| {
-        let body = json!({ "Time": t }).to_string();
-        let [n1, n2, n3] = &cluster.nodes[..] else {
-            unreachable!()
-        };
-        async move {
-            let (a, b, c) = tokio::join!(
-                n1.kura("SetClock", &body),
-                n2.kura("SetClock", &body),
-                n3.kura("SetClock", &body)
-            );
-            for r in [a, b, c] {
-                r.assert_ok();
-            }
-        }
-    };
     // 2030-01-01T13:00:00Z
     let t2030 = 1_893_456_000 + 13 * 3_600;
-    set_clocks(t2030).await;
+    set_clocks(&cluster, t2030).await;
 
     // On demand: each node starts some rotations.
     let on_demand = secrets(&cluster, "now", 3).await;
@@ -468,7 +470,7 @@ async fn with_three_nodes_each_rotation_step_runs_once() {
             .await
             .assert_ok();
     }
-    set_clocks(t2030 + 12 * 3_600).await;
+    set_clocks(&cluster, t2030 + 12 * 3_600).await;
     for (i, s) in scheduled.iter().enumerate() {
         assert_rotated_once(&cluster, &cluster.nodes[i % 3], s).await;
     }
@@ -487,6 +489,33 @@ async fn with_three_nodes_each_rotation_step_runs_once() {
         })
         .sum();
     assert_eq!(in_files, 4 * (on_demand.len() + scheduled.len()));
+}
+
+/// Breaks if two nodes purged the same secret (two purge records) or none did: all three
+/// nodes' purge jobs run at the same moment on the same due secrets.
+#[tokio::test]
+async fn with_three_nodes_each_purge_runs_once() {
+    let cluster = Cluster::start(&[&["--test-clock"], &["--test-clock"], &["--test-clock"]]).await;
+    let t = 1_893_456_000; // 2030-01-01
+    set_clocks(&cluster, t).await;
+    let gone = secrets(&cluster, "purge", 6).await;
+    let c1 = cluster.nodes[0].client().await;
+    for (id, _, _) in &gone {
+        ok(c1
+            .delete_secret()
+            .secret_id(id)
+            .recovery_window_in_days(7)
+            .send()
+            .await);
+    }
+    set_clocks(&cluster, t + 8 * 86_400).await;
+    for (i, (id, arn, _)) in gone.iter().enumerate() {
+        assert_no_secret(&cluster.nodes[i % 3].client().await, id).await;
+        let purges = cluster.db.query(&format!(
+            "SELECT count(*) FROM audit_log WHERE action = 'job:PurgeSecret' AND resource = '{arn}'"
+        ));
+        assert_eq!(purges, "1", "{id}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
