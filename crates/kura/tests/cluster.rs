@@ -1,8 +1,8 @@
 //! kura as a cluster: several `kura server` nodes on one PostgreSQL database (a fresh database
 //! per test, dropped at the end). Any node serves any request, a policy change applies on every
-//! node at once, a rotation or purge runs once, a rotation survives the death of the node
-//! running it, the nodes share one audit chain, and a node rides out a cut connection to the
-//! database.
+//! node at once, a rotation, purge or notification runs once, a rotation survives the death of
+//! the node running it, the nodes share one audit chain, and a node rides out a cut connection
+//! to the database.
 //!
 //! PostgreSQL is part of the test machine (127.0.0.1:5432, user postgres): when it is not
 //! reachable these tests fail, saying how to start it.
@@ -515,6 +515,81 @@ async fn with_three_nodes_each_purge_runs_once() {
             "SELECT count(*) FROM audit_log WHERE action = 'job:PurgeSecret' AND resource = '{arn}'"
         ));
         assert_eq!(purges, "1", "{id}");
+    }
+}
+
+/// Breaks if several nodes delivered the same notification (an event arriving twice once the
+/// receiver accepts) or none did: all three nodes' delivery passes run at the same moment on
+/// the same due retries.
+#[tokio::test]
+async fn with_three_nodes_each_notification_is_delivered_once() {
+    use common::receiver::{Receiver, Reply};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let cluster = Cluster::start(&[&["--test-clock"], &["--test-clock"], &["--test-clock"]]).await;
+    let t = 1_893_456_000; // 2030-01-01
+    set_clocks(&cluster, t).await;
+    let accept = Arc::new(AtomicBool::new(false));
+    let receiver = {
+        let accept = accept.clone();
+        Receiver::start(Arc::new(move |_| -> Reply {
+            let status = if accept.load(Ordering::SeqCst) {
+                200
+            } else {
+                500
+            };
+            Box::pin(async move { status })
+        }))
+        .await
+    };
+    cluster.nodes[0]
+        .kura(
+            "CreateNotificationTarget",
+            &json!({
+                "Url": receiver.url,
+                "Events": ["SecretValueChanged"],
+                "SigningSecret": "cluster-signing-secret-0123456789",
+            })
+            .to_string(),
+        )
+        .await
+        .assert_ok();
+    let c1 = cluster.nodes[0].client().await;
+    let arn = create_plain(
+        &c1,
+        "cluster/notify",
+        &format!("notify-0-{}", unique_suffix()),
+    )
+    .await;
+    let versions: Vec<String> = (2..5).map(token).collect();
+    for (i, v) in versions.iter().enumerate() {
+        let c = cluster.nodes[i % 3].client().await;
+        put_string(&c, &arn, &format!("notify-{i}-{}", unique_suffix()), v).await;
+    }
+    // Each event's first try is refused; its retry waits for the nodes' (stopped) clocks.
+    let refused = receiver
+        .wait_until("the first tries", |all| {
+            versions
+                .iter()
+                .all(|v| all.iter().any(|r| r.json()["VersionId"] == json!(v)))
+        })
+        .await
+        .len();
+    assert_eq!(refused, versions.len(), "one first try per event");
+
+    accept.store(true, Ordering::SeqCst);
+    set_clocks(&cluster, t + 3_600).await;
+    receiver
+        .wait_until("the retries", |all| all.len() >= refused + versions.len())
+        .await;
+    // Anything still on its way arrives within this pause.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let all = receiver.requests().split_off(refused);
+    for v in &versions {
+        let n = all
+            .iter()
+            .filter(|r| r.json()["VersionId"] == json!(v))
+            .count();
+        assert_eq!(n, 1, "deliveries of the event of {v} once accepted");
     }
 }
 
