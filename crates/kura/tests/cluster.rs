@@ -642,7 +642,7 @@ async fn a_rotation_whose_node_was_killed_is_finished_by_another_node() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let _dir = n1.kill().await;
+    let dead = n1.kill().await;
 
     // Past the moment the step started but within its lease nobody takes over, even when
     // node 2 looks for work.
@@ -672,6 +672,11 @@ async fn a_rotation_whose_node_was_killed_is_finished_by_another_node() {
     );
     assert_eq!(get_stage(&c2, "cluster/crash", "AWSPREVIOUS").await.1, old);
     assert_eq!(audited_steps(&cluster.db, &arn), ALL_STEPS);
+    // The killed node's audit file is still the records it committed.
+    for dir in [&dead.path().join("data"), &n2.data_dir] {
+        let (good, out) = verify(dir, &cluster.db.url);
+        assert!(good, "{}: {out}", dir.display());
+    }
     cluster.nodes.push(n2);
 }
 
@@ -889,7 +894,7 @@ async fn a_node_cut_off_from_the_database_fails_fast_and_recovers_by_itself() {
             break;
         }
         assert!(
-            restored.elapsed() < Duration::from_secs(15),
+            restored.elapsed() < Duration::from_secs(5),
             "node 2 still fails {:?} after the database came back: {r:?}",
             restored.elapsed()
         );
