@@ -308,6 +308,76 @@ async fn a_node_without_the_clusters_root_key_refuses_to_start() {
     );
 }
 
+/// Breaks if both nodes started on the database (two keyrings), if neither did, or if the one
+/// that lost the race kept the root key it made, which would stand in for the cluster's key that
+/// has to be copied there (and, restarted, fail again with a misleading message).
+#[tokio::test]
+async fn of_two_nodes_started_at_once_on_an_empty_database_one_initialises_it() {
+    let db = Database::create();
+    let dirs = [node_dir(None), node_dir(None)];
+    let mut children: Vec<std::process::Child> = dirs
+        .iter()
+        .map(|d| {
+            let log = std::fs::File::create(d.path().join("server.log")).unwrap();
+            std::process::Command::new(env!("CARGO_BIN_EXE_kura"))
+                .args([
+                    "server",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--database-url",
+                    &db.url,
+                ])
+                .arg("--data-dir")
+                .arg(d.path().join("data"))
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("spawn kura server")
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let loser = loop {
+        let exited: Vec<usize> = (0..2)
+            .filter(|&i| children[i].try_wait().unwrap().is_some())
+            .collect();
+        if exited.len() == 1 {
+            let winner = 1 - exited[0];
+            if dirs[winner].path().join("data/root-credentials").exists() {
+                break exited[0];
+            }
+        }
+        let log = |i: usize| std::fs::read_to_string(dirs[i].path().join("server.log")).unwrap();
+        assert!(
+            exited.len() < 2 && Instant::now() < deadline,
+            "expected one node serving and one refused:\n{}\n---\n{}",
+            log(0),
+            log(1)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let winner = 1 - loser;
+    let log = std::fs::read_to_string(dirs[loser].path().join("server.log")).unwrap();
+    assert!(!children[loser].wait().unwrap().success());
+    // Racing, it says another node won; started just after, it finds the database initialised.
+    assert!(
+        log.contains("another node initialised this database at the same moment")
+            || log.contains("root.key is missing"),
+        "{log}"
+    );
+    let data = dirs[loser].path().join("data");
+    assert!(
+        !data.join("root.key").exists(),
+        "the losing node kept a root key: {log}"
+    );
+    assert!(!data.join("root-credentials").exists());
+    assert!(
+        children[winner].try_wait().unwrap().is_none(),
+        "the winner stopped"
+    );
+    let _ = children[winner].kill();
+    let _ = children[winner].wait();
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. Identity changes reach every node
 // ---------------------------------------------------------------------------------------------
