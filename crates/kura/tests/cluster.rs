@@ -315,26 +315,28 @@ async fn a_node_without_the_clusters_root_key_refuses_to_start() {
 async fn of_two_nodes_started_at_once_on_an_empty_database_one_initialises_it() {
     let db = Database::create();
     let dirs = [node_dir(None), node_dir(None)];
-    let mut children: Vec<std::process::Child> = dirs
-        .iter()
-        .map(|d| {
-            let log = std::fs::File::create(d.path().join("server.log")).unwrap();
-            std::process::Command::new(env!("CARGO_BIN_EXE_kura"))
-                .args([
-                    "server",
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--database-url",
-                    &db.url,
-                ])
-                .arg("--data-dir")
-                .arg(d.path().join("data"))
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("spawn kura server")
-        })
-        .collect();
+    let mut children = Children(
+        dirs.iter()
+            .map(|d| {
+                let log = std::fs::File::create(d.path().join("server.log")).unwrap();
+                std::process::Command::new(env!("CARGO_BIN_EXE_kura"))
+                    .args([
+                        "server",
+                        "--listen",
+                        "127.0.0.1:0",
+                        "--database-url",
+                        &db.url,
+                    ])
+                    .arg("--data-dir")
+                    .arg(d.path().join("data"))
+                    .stdout(log.try_clone().unwrap())
+                    .stderr(log)
+                    .spawn()
+                    .expect("spawn kura server")
+            })
+            .collect(),
+    );
+    let children = &mut children.0;
     let deadline = Instant::now() + Duration::from_secs(30);
     let loser = loop {
         let exited: Vec<usize> = (0..2)
@@ -374,8 +376,18 @@ async fn of_two_nodes_started_at_once_on_an_empty_database_one_initialises_it() 
         children[winner].try_wait().unwrap().is_none(),
         "the winner stopped"
     );
-    let _ = children[winner].kill();
-    let _ = children[winner].wait();
+}
+
+/// Server processes killed when the test ends, however it ends.
+struct Children(Vec<std::process::Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
