@@ -198,6 +198,7 @@ pub async fn open(
     let store = open_store(dir, database_url).await?;
     // A database with keys was initialised with some root key: never make a new one for it.
     let fresh = store.load_keys().await?.is_empty();
+    let had_root_key = dir.join(ROOT_KEY_FILE).exists();
     let root = load_or_create_root_key(dir, fresh)?;
     // The database holds only ciphertext, but its metadata is nobody else's business either.
     for suffix in ["", "-wal", "-shm"] {
@@ -233,12 +234,23 @@ pub async fn open(
         keys = store.load_keys().await?;
     }
     for (name, version, wrapped) in &keys {
-        keyring.load_kek(name, *version, wrapped).map_err(|_| {
-            Error::internal(format!(
+        if keyring.load_kek(name, *version, wrapped).is_err() {
+            let path = dir.join(ROOT_KEY_FILE);
+            if !had_root_key {
+                // Another node initialised the database at the same moment, so the key this
+                // start made protects nothing; left behind it would only stand in for the
+                // cluster's key that has to be copied here.
+                let _ = std::fs::remove_file(&path);
+                return Err(Error::internal(format!(
+                    "another node initialised this database at the same moment as this one: copy root.key from that node into {}, then start again",
+                    dir.display()
+                )));
+            }
+            return Err(Error::internal(format!(
                 "the root key in {} does not open this database's keyring (key {name} version {version}): it is not the root key of the installation that owns the database. Copy root.key from one of its nodes, or point --database-url at this node's own database",
-                dir.join(ROOT_KEY_FILE).display()
-            ))
-        })?;
+                path.display()
+            )));
+        }
     }
 
     let mut token_secret = Zeroizing::new([0u8; 32]);

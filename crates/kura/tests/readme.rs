@@ -1,6 +1,8 @@
 //! The README's examples, run as printed against a real server: the blocks tagged
 //! `<!-- test: aws-cli -->` and `<!-- test: boto3 -->`. Only the port is changed; the working
-//! directory has `./kura-data` pointing at the test server's data directory.
+//! directory has `./kura-data` pointing at the test server's data directory. The cluster
+//! blocks start their own servers (the kura binary first on PATH) on a fresh PostgreSQL
+//! database in `KURA_DATABASE_URL`.
 
 mod common;
 
@@ -46,8 +48,13 @@ fn run_in(dir: &Path, program: &str, args: &[&str]) -> String {
 }
 
 fn workdir(server: &Server) -> tempfile::TempDir {
+    workdir_for(&server.data_dir)
+}
+
+/// A working directory whose `./kura-data` is `data_dir`.
+fn workdir_for(data_dir: &Path) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
-    std::os::unix::fs::symlink(&server.data_dir, dir.path().join("kura-data")).expect("symlink");
+    std::os::unix::fs::symlink(data_dir, dir.path().join("kura-data")).expect("symlink");
     dir
 }
 
@@ -120,4 +127,150 @@ async fn readme_rotation_example_works_as_printed() {
         next, expected,
         "30 days after the rotation's day, at midnight UTC"
     );
+}
+
+/// A shell script run in its own process group, whose background processes (the README's
+/// `kura server ... &`) are ended with the group when this is dropped.
+struct Script {
+    pgid: u32,
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        // The group is gone when the script started nothing in the background.
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.pgid)])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// Runs `block` with `bash -euo pipefail` in `dir`, with the kura binary first on PATH and
+/// `KURA_DATABASE_URL` set; stdout and stderr go to files (background servers keep them open,
+/// so pipes would never close). Returns the script guard and its stdout.
+fn run_cluster_block(dir: &Path, block: &str, database_url: &str) -> (Script, String) {
+    use std::os::unix::process::CommandExt;
+    let bin = Path::new(env!("CARGO_BIN_EXE_kura")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out_path = dir.join("script.out");
+    let err_path = dir.join("script.err");
+    let mut child = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", block])
+        .current_dir(dir)
+        .env("PATH", path)
+        .env("KURA_DATABASE_URL", database_url)
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_ENDPOINT_URL_SECRETS_MANAGER")
+        .env_remove("KURA_DATA_DIR")
+        .env_remove("KURA_LISTEN")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .process_group(0)
+        .spawn()
+        .expect("run bash");
+    let script = Script { pgid: child.id() };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll bash") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            panic!(
+                "the README block did not finish within 120 s\nstderr: {}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    assert!(
+        status.success(),
+        "the README block failed: {status}\nstdout: {stdout}\nstderr: {}",
+        std::fs::read_to_string(&err_path).unwrap_or_default()
+    );
+    (script, stdout)
+}
+
+fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn readme_cluster_example_works_as_printed() {
+    if !have("aws") || !have("curl") {
+        return;
+    }
+    let db = common::postgres::Database::create();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut block = readme_block("cluster");
+    for port in ["8201", "8202", "8203"] {
+        block = block.replace(&format!("127.0.0.1:{port}"), &free_addr());
+    }
+    let (script, out) = run_cluster_block(dir.path(), &block, &db.url);
+    assert_eq!(out.lines().last(), Some("written through node 1"), "{out}");
+    // What the README says: only the first node has root credentials, all share the key.
+    let node = |n: u32| dir.path().join(format!("node{n}"));
+    assert!(node(1).join("root-credentials").exists());
+    for n in [2, 3] {
+        assert!(!node(n).join("root-credentials").exists());
+        assert_eq!(
+            std::fs::read(node(n).join("root.key")).unwrap(),
+            std::fs::read(node(1).join("root.key")).unwrap()
+        );
+    }
+    // And the secret is in the database, not in a node.
+    assert_eq!(
+        db.query("SELECT count(*) FROM secrets WHERE name = 'demo/shared'"),
+        "1"
+    );
+    // The servers end before their database is dropped.
+    drop(script);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn readme_cluster_migration_works_as_printed() {
+    let help = Command::new(env!("CARGO_BIN_EXE_kura"))
+        .args(["migrate", "--help"])
+        .output()
+        .expect("run kura migrate --help");
+    if !help.status.success() {
+        common::skip("this kura has no `migrate` command yet, which the README documents");
+        return;
+    }
+    // An existing single node, stopped, in ./kura-data.
+    let single = Server::start().await;
+    let value = format!("moved-value-{}", common::unique_suffix());
+    common::create_plain(&single.client().await, "demo/moved", &value).await;
+    let creds = single.credentials();
+    let single_dir = single.stop().await;
+    let dir = workdir_for(&single_dir.path().join("data"));
+
+    let db = common::postgres::Database::create();
+    let block = readme_block("cluster-migrate");
+    let (_script, _) = run_cluster_block(dir.path(), &block, &db.url);
+    let key = std::fs::read(dir.path().join("kura-data/root.key")).unwrap();
+    for n in 1..=3 {
+        let copied = dir.path().join(format!("node{n}/root.key"));
+        assert_eq!(std::fs::read(&copied).unwrap(), key, "{}", copied.display());
+    }
+
+    // A node started on node1 (as "start the nodes as above" does) serves the moved secret
+    // to the old root credentials.
+    let node_tmp = tempfile::tempdir().unwrap();
+    std::fs::rename(dir.path().join("node1"), node_tmp.path().join("data")).unwrap();
+    let mut node = Server::start_node(node_tmp, &db.url, &db.url, &[]).await;
+    node.use_credentials(creds);
+    assert_eq!(
+        common::get_string(&node.client().await, "demo/moved").await,
+        value
+    );
+    assert!(!node.data_dir.join("root-credentials").exists());
 }

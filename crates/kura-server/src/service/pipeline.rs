@@ -281,7 +281,9 @@ fn audit_failed(e: &Error) -> Error {
         "audit record not written, request not answered: {}",
         e.detail.as_deref().unwrap_or(&e.message)
     ));
-    if e.is_disk_full() {
+    // A full disk and an unreachable database are what the client should hear: both pass,
+    // and the second tells it to retry.
+    if e.is_disk_full() || e.is_unavailable() {
         return Error {
             detail,
             ..e.clone()

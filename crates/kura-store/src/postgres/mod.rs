@@ -68,9 +68,11 @@ const CONFLICT: &str = "transaction conflict";
 
 /// Pool limits: enough connections for a node's concurrent requests without exhausting a
 /// shared server's `max_connections` when several nodes run; an acquire that waits longer
-/// than this fails (the database is down or saturated) instead of hanging the request.
+/// than this fails (the database is down or saturated) instead of hanging the request. A
+/// request refused during an outage waits twice (its authentication or operation, then its
+/// audit record), so this bounds its answer at about 6 s.
 const MAX_CONNECTIONS: u32 = 16;
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Session settings (PostgreSQL syntax): how long a statement waits for a lock, and how long
 /// a transaction may sit idle before the server ends its session. Transactions here hold
 /// locks for milliseconds, so these only fire when something is wrong.

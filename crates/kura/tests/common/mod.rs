@@ -4,6 +4,7 @@
 //! the official AWS SDK (or through `Server::raw` for wire-level checks), and tears it down on drop.
 #![allow(dead_code)]
 
+pub mod postgres;
 pub mod receiver;
 
 use std::collections::BTreeMap;
@@ -49,6 +50,11 @@ pub struct Server {
     tmp: Option<TempDir>,
     child: Option<Child>,
     log_path: PathBuf,
+    /// A cluster node's PostgreSQL database, as the drop-time checks reach it (not through a
+    /// relay the test may have cut); `None`: the data directory's SQLite database.
+    database: Option<String>,
+    /// Root credentials for a node that joined a cluster (its data directory has none).
+    root: Option<RootCredentials>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -154,7 +160,6 @@ impl Server {
         Server::start_in(tmp).await
     }
 
-    /// Starts a server whose `--data-dir` is `tmp/data` (reusing whatever an earlier run left there).
     /// Starts a server on a new data directory with extra `kura server` flags (e.g. `--test-clock`).
     pub async fn start_with(args: &[&str]) -> Server {
         let tmp = tempfile::Builder::new()
@@ -164,12 +169,30 @@ impl Server {
         Server::start_in_with(tmp, args).await
     }
 
+    /// Starts a server whose `--data-dir` is `tmp/data` (reusing whatever an earlier run left there).
     pub async fn start_in(tmp: TempDir) -> Server {
         Server::start_in_with(tmp, &[]).await
     }
 
-    /// Starts a server on `tmp/data` with extra `kura server` flags (e.g. `--database-url`).
+    /// Starts a server whose `--data-dir` is `tmp/data`, with extra `kura server` flags.
     pub async fn start_in_with(tmp: TempDir, args: &[&str]) -> Server {
+        Server::spawn(tmp, args, None).await
+    }
+
+    /// Starts a cluster node on `tmp/data` with `--database-url node_url` and `args`;
+    /// `database` is the same database as the drop-time checks reach it (`psql` URL).
+    pub async fn start_node(tmp: TempDir, node_url: &str, database: &str, args: &[&str]) -> Server {
+        let mut all = vec!["--database-url", node_url];
+        all.extend_from_slice(args);
+        Server::spawn(tmp, &all, Some(database.to_string())).await
+    }
+
+    /// Signs with `creds` (a node that joined a cluster has no root-credentials file).
+    pub fn use_credentials(&mut self, creds: RootCredentials) {
+        self.root = Some(creds);
+    }
+
+    async fn spawn(tmp: TempDir, args: &[&str], database: Option<String>) -> Server {
         let data_dir = tmp.path().join("data");
         let log_path = tmp.path().join("server.log");
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -197,6 +220,8 @@ impl Server {
             tmp: Some(tmp),
             child: Some(child),
             log_path,
+            database,
+            root: None,
         };
         server.wait_healthy().await;
         server
@@ -294,6 +319,9 @@ impl Server {
 
     /// Parses `DATA_DIR/root-credentials` (AWS shared-credentials format, `[default]` profile).
     pub fn credentials(&self) -> RootCredentials {
+        if let Some(creds) = &self.root {
+            return creds.clone();
+        }
         let path = self.data_dir.join("root-credentials");
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
@@ -729,16 +757,13 @@ impl Server {
             .iter()
             .filter_map(|r| r["RequestId"].as_str().map(str::to_string))
             .collect();
+        let sql = "SELECT request_id FROM audit_log WHERE kind = 'request' ORDER BY seq";
         let db_path = self.data_dir.join("kura.db");
-        let table = db_path.exists().then(|| {
-            sqlite(
-                &db_path,
-                "SELECT request_id FROM audit_log WHERE kind = 'request' ORDER BY seq",
-            )
-            .lines()
-            .map(str::to_string)
-            .collect()
-        });
+        let table = match &self.database {
+            Some(url) => Some(psql(url, sql)),
+            None => db_path.exists().then(|| sqlite(&db_path, sql)),
+        };
+        let table = table.map(|t| t.lines().map(str::to_string).collect());
         (file, table, records)
     }
 
@@ -783,12 +808,25 @@ impl Server {
             logged, file,
             "requests logged vs audit records of requests in audit.jsonl, in {where_}"
         );
-        if let Some(mut table) = table {
-            table.sort();
-            assert_eq!(
-                file, table,
-                "audit records of requests in audit.jsonl vs the audit_log table, in {where_}"
-            );
+        match table {
+            // The cluster's table holds every node's records: this node's are among them.
+            Some(table) if self.database.is_some() => {
+                for id in &file {
+                    let n = table.iter().filter(|t| *t == id).count();
+                    assert_eq!(
+                        n, 1,
+                        "request {id} of audit.jsonl in {where_} has {n} records in the cluster's audit_log table (expected 1)"
+                    );
+                }
+            }
+            Some(mut table) => {
+                table.sort();
+                assert_eq!(
+                    file, table,
+                    "audit records of requests in audit.jsonl vs the audit_log table, in {where_}"
+                );
+            }
+            None => {}
         }
         for id in &t.request_ids {
             // A request whose record could not be written is refused, by design.
@@ -815,10 +853,10 @@ impl Server {
         let log = std::fs::read(&self.log_path).unwrap_or_default();
         let audit = std::fs::read(self.data_dir.join("audit.jsonl")).unwrap_or_default();
         let db_path = self.data_dir.join("kura.db");
-        let table = if db_path.exists() {
-            sqlite(&db_path, "SELECT * FROM audit_log").into_bytes()
-        } else {
-            Vec::new()
+        let table = match &self.database {
+            Some(url) => psql(url, "SELECT * FROM audit_log").into_bytes(),
+            None if db_path.exists() => sqlite(&db_path, "SELECT * FROM audit_log").into_bytes(),
+            None => Vec::new(),
         };
         let (_, _, records) = self.audited_request_ids();
         let stored_outside = records
@@ -858,6 +896,9 @@ impl Server {
                 .filter(|(k, _)| k.trim() == "aws_secret_access_key")
                 .map(|(_, v)| v.trim().as_bytes().to_vec());
             values.extend(secrets);
+        }
+        if let Some(creds) = &self.root {
+            values.push(creds.secret_access_key.as_bytes().to_vec());
         }
         for value in &values {
             for (form, needle) in leak_forms(value) {
@@ -1410,6 +1451,21 @@ pub fn sqlite(db: &Path, sql: &str) -> String {
     assert!(
         out.status.success(),
         "sqlite3 failed on {sql:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Runs `psql URL -Atc sql` (unaligned, tuples only) and returns its trimmed stdout (panics
+/// on failure).
+pub fn psql(url: &str, sql: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-Atc", sql, url])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql failed on {sql:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()

@@ -1,0 +1,86 @@
+//! A fresh PostgreSQL database per test, on the machine's PostgreSQL (127.0.0.1:5432, user
+//! postgres, trust authentication), for the tests of kura nodes on PostgreSQL.
+
+use std::process::Command;
+
+use super::{psql, unique_suffix};
+
+pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub const PG_ADDR: &str = "127.0.0.1:5432";
+
+/// A database created for one test and dropped (with whatever is still connected) on drop.
+pub struct Database {
+    pub name: String,
+    pub url: String,
+}
+
+impl Database {
+    pub fn create() -> Database {
+        let reachable = Command::new("psql")
+            .args(["-X", "-Atc", "SELECT 1", PG_ADMIN_URL])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(
+            reachable,
+            "PostgreSQL is not reachable at {PG_ADMIN_URL} (psql on PATH, trust auth for user \
+             postgres on 127.0.0.1): the cluster tests need it. Start it, e.g. \
+             `service postgresql start` (or `pg_ctlcluster 15 main start`), then run \
+             scripts/test-services"
+        );
+        let name = format!("kura_cluster_{}", &unique_suffix()[..16]);
+        psql(PG_ADMIN_URL, &format!("CREATE DATABASE {name}"));
+        Database {
+            url: format!("postgres://postgres@{PG_ADDR}/{name}"),
+            name,
+        }
+    }
+
+    /// The same database reached through another address (a relay).
+    pub fn url_via(&self, addr: &str) -> String {
+        format!("postgres://postgres@{addr}/{}", self.name)
+    }
+
+    pub fn query(&self, sql: &str) -> String {
+        psql(&self.url, sql)
+    }
+
+    /// Every row of every table, in a stable order: what "the database did not change" compares.
+    pub fn dump(&self) -> String {
+        let out = Command::new("pg_dump")
+            .args([
+                "--data-only",
+                "--no-owner",
+                "--inserts",
+                "--dbname",
+                &self.url,
+            ])
+            .output()
+            .expect("run pg_dump");
+        assert!(
+            out.status.success(),
+            "pg_dump failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("INSERT"))
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        lines.join("\n")
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                "-X",
+                "-Atc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+                PG_ADMIN_URL,
+            ])
+            .output();
+    }
+}
