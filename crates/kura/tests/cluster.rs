@@ -961,6 +961,27 @@ async fn a_node_cut_off_from_the_database_fails_fast_and_recovers_by_itself() {
         get_string(&n1.client().await, "cluster/outage-2").await,
         acknowledged[2].1
     );
+    // A load balancer's readiness check takes node 2 out, and leaves node 1 in.
+    let ready = |n: &Server| format!("{}/health?ready", n.endpoint());
+    let http = reqwest::Client::new();
+    let status = |url: String| {
+        let http = http.clone();
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .expect("GET /health?ready")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status(ready(&n2)).await, 503, "node 2 is not ready");
+    assert_eq!(status(ready(&n1)).await, 200, "node 1 is ready");
+    assert_eq!(
+        status(format!("{}/health", n2.endpoint())).await,
+        200,
+        "node 2 is alive all the same"
+    );
 
     let relay = Relay::start(relay.port).await;
     let restored = Instant::now();
@@ -982,6 +1003,7 @@ async fn a_node_cut_off_from_the_database_fails_fast_and_recovers_by_itself() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    assert_eq!(status(ready(&n2)).await, 200, "node 2 is ready again");
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (acked, refused) = writer.await.expect("the writer");

@@ -68,9 +68,10 @@ async fn request_id(mut req: Request, next: Next) -> Response {
 /// `GET /health`: the process is up. `GET /health?ready`: it can serve requests now (its
 /// database answers), so a load balancer can take a node out while its database is away.
 async fn health(State(state): State<Arc<AppState>>, uri: Uri) -> Response {
-    let ready = uri
-        .query()
-        .is_some_and(|q| q.split('&').any(|p| p == "ready" || p.starts_with("ready=")));
+    let ready = uri.query().is_some_and(|q| {
+        q.split('&')
+            .any(|p| p == "ready" || p.starts_with("ready="))
+    });
     let json = [("content-type", "application/json")];
     if !ready {
         return (json, r#"{"status":"ok"}"#).into_response();
@@ -78,7 +79,10 @@ async fn health(State(state): State<Arc<AppState>>, uri: Uri) -> Response {
     match state.service.store().ping().await {
         Ok(()) => (json, r#"{"status":"ok","database":"ok"}"#).into_response(),
         Err(e) => {
-            tracing::warn!(detail = e.detail.as_deref().unwrap_or(""), "readiness: the database does not answer");
+            tracing::warn!(
+                detail = e.detail.as_deref().unwrap_or(""),
+                "readiness: the database does not answer"
+            );
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 json,
