@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client;
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata};
 use common::*;
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -1132,14 +1131,6 @@ async fn sigkill_during_finish_secret_resumes_after_restart() {
 // 5. Webhook functions
 // ---------------------------------------------------------------------------------------------------------
 
-fn sdk_error<E, R>(e: aws_sdk_secretsmanager::error::SdkError<E, R>) -> String
-where
-    E: std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    format!("{}", DisplayErrorContext(&e))
-}
-
 /// What the test's webhook does at each step, with root credentials: the same work as an AWS
 /// rotation Lambda, with a deterministic new value.
 async fn webhook_step(
@@ -1149,68 +1140,7 @@ async fn webhook_step(
 ) -> Result<(), String> {
     let key = key.ok_or("the signing secret is not known yet")?;
     check_signature(key, request)?;
-    let event = request.json();
-    let (Some(step), Some(arn), Some(token)) = (
-        event["Step"].as_str(),
-        event["SecretId"].as_str(),
-        event["ClientRequestToken"].as_str(),
-    ) else {
-        return Err(format!("incomplete event {event}"));
-    };
-    match step {
-        "createSecret" => {
-            let existing = client
-                .get_secret_value()
-                .secret_id(arn)
-                .version_id(token)
-                .version_stage("AWSPENDING")
-                .send()
-                .await;
-            match existing {
-                Ok(_) => Ok(()),
-                Err(e) if e.code() == Some("ResourceNotFoundException") => client
-                    .put_secret_value()
-                    .secret_id(arn)
-                    .client_request_token(token)
-                    .secret_string(format!("webhook-password-{token}"))
-                    .version_stages("AWSPENDING")
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(sdk_error),
-                Err(e) => Err(sdk_error(e)),
-            }
-        }
-        "setSecret" | "testSecret" => Ok(()),
-        "finishSecret" => {
-            let d = client
-                .describe_secret()
-                .secret_id(arn)
-                .send()
-                .await
-                .map_err(sdk_error)?;
-            let current = d
-                .version_ids_to_stages()
-                .into_iter()
-                .flatten()
-                .find(|(_, labels)| labels.iter().any(|l| l == "AWSCURRENT"))
-                .map(|(id, _)| id.clone());
-            if current.as_deref() == Some(token) {
-                return Ok(());
-            }
-            client
-                .update_secret_version_stage()
-                .secret_id(arn)
-                .version_stage("AWSCURRENT")
-                .move_to_version_id(token)
-                .set_remove_from_version_id(current)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(sdk_error)
-        }
-        other => Err(format!("unknown step {other:?}")),
-    }
+    lambda_step(client, request).await
 }
 
 #[tokio::test]

@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client;
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata};
 use common::*;
 use serde_json::{Value, json};
 
@@ -70,80 +69,6 @@ fn assert_signed(request: &Received, secret: &str, kind: &str) -> Value {
     assert_eq!(request.header("kura-event"), Some(kind), "{request:?}");
     check_signature(secret, request).unwrap_or_else(|e| panic!("{e}"));
     request.json()
-}
-
-fn sdk_error<E, R>(e: aws_sdk_secretsmanager::error::SdkError<E, R>) -> String
-where
-    E: std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    format!("{}", DisplayErrorContext(&e))
-}
-
-/// The work of an AWS rotation Lambda, done by the test's webhook with root credentials.
-async fn webhook_step(client: &Client, request: &Received) -> Result<(), String> {
-    let event = request.json();
-    let (Some(step), Some(arn), Some(token)) = (
-        event["Step"].as_str(),
-        event["SecretId"].as_str(),
-        event["ClientRequestToken"].as_str(),
-    ) else {
-        return Err(format!("incomplete event {event}"));
-    };
-    match step {
-        "createSecret" => {
-            let existing = client
-                .get_secret_value()
-                .secret_id(arn)
-                .version_id(token)
-                .version_stage("AWSPENDING")
-                .send()
-                .await;
-            match existing {
-                Ok(_) => Ok(()),
-                Err(e) if e.code() == Some("ResourceNotFoundException") => client
-                    .put_secret_value()
-                    .secret_id(arn)
-                    .client_request_token(token)
-                    .secret_string(format!("webhook-password-{token}"))
-                    .version_stages("AWSPENDING")
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(sdk_error),
-                Err(e) => Err(sdk_error(e)),
-            }
-        }
-        "setSecret" | "testSecret" => Ok(()),
-        "finishSecret" => {
-            let d = client
-                .describe_secret()
-                .secret_id(arn)
-                .send()
-                .await
-                .map_err(sdk_error)?;
-            let current = d
-                .version_ids_to_stages()
-                .into_iter()
-                .flatten()
-                .find(|(_, labels)| labels.iter().any(|l| l == "AWSCURRENT"))
-                .map(|(id, _)| id.clone());
-            if current.as_deref() == Some(token) {
-                return Ok(());
-            }
-            client
-                .update_secret_version_stage()
-                .secret_id(arn)
-                .version_stage("AWSCURRENT")
-                .move_to_version_id(token)
-                .set_remove_from_version_id(current)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(sdk_error)
-        }
-        other => Err(format!("unknown step {other:?}")),
-    }
 }
 
 fn steps_of(requests: &[Received]) -> Vec<String> {
@@ -244,7 +169,7 @@ async fn a_webhook_that_fails_twice_is_retried_after_the_backoff_and_max_attempt
                 if n < 2 {
                     return 500;
                 }
-                match webhook_step(&client, &request).await {
+                match lambda_step(&client, &request).await {
                     Ok(()) => 200,
                     Err(_) => 400,
                 }

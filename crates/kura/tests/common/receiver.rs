@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -214,4 +215,82 @@ pub fn check_signature(secret: &str, request: &Received) -> Result<i64, String> 
         ));
     }
     Ok(t_secs)
+}
+
+pub fn sdk_error<E, R>(e: aws_sdk_secretsmanager::error::SdkError<E, R>) -> String
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    format!("{}", DisplayErrorContext(&e))
+}
+
+/// The work of an AWS rotation Lambda at one step, done by a test's webhook with `client`'s
+/// credentials, with a deterministic new value (`webhook-password-TOKEN`).
+pub async fn lambda_step(
+    client: &aws_sdk_secretsmanager::Client,
+    request: &Received,
+) -> Result<(), String> {
+    let event = request.json();
+    let (Some(step), Some(arn), Some(token)) = (
+        event["Step"].as_str(),
+        event["SecretId"].as_str(),
+        event["ClientRequestToken"].as_str(),
+    ) else {
+        return Err(format!("incomplete event {event}"));
+    };
+    match step {
+        "createSecret" => {
+            let existing = client
+                .get_secret_value()
+                .secret_id(arn)
+                .version_id(token)
+                .version_stage("AWSPENDING")
+                .send()
+                .await;
+            match existing {
+                Ok(_) => Ok(()),
+                Err(e) if e.code() == Some("ResourceNotFoundException") => client
+                    .put_secret_value()
+                    .secret_id(arn)
+                    .client_request_token(token)
+                    .secret_string(format!("webhook-password-{token}"))
+                    .version_stages("AWSPENDING")
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(sdk_error),
+                Err(e) => Err(sdk_error(e)),
+            }
+        }
+        "setSecret" | "testSecret" => Ok(()),
+        "finishSecret" => {
+            let d = client
+                .describe_secret()
+                .secret_id(arn)
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            let current = d
+                .version_ids_to_stages()
+                .into_iter()
+                .flatten()
+                .find(|(_, labels)| labels.iter().any(|l| l == "AWSCURRENT"))
+                .map(|(id, _)| id.clone());
+            if current.as_deref() == Some(token) {
+                return Ok(());
+            }
+            client
+                .update_secret_version_stage()
+                .secret_id(arn)
+                .version_stage("AWSCURRENT")
+                .move_to_version_id(token)
+                .set_remove_from_version_id(current)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(sdk_error)
+        }
+        other => Err(format!("unknown step {other:?}")),
+    }
 }
