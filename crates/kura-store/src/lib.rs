@@ -20,18 +20,6 @@ pub use kura_core::filter::{FilterKey, ListFilter};
 pub use postgres::PgStore;
 pub use sqlite::{SqliteStore, open_read_only};
 
-/// Opens the store `target` names: a PostgreSQL URL (`postgres://…` or `postgresql://…`),
-/// else the path of a SQLite database file (created if missing; `sqlite://` may prefix it).
-pub async fn open(target: &str) -> Result<std::sync::Arc<dyn Store>> {
-    if target.starts_with("postgres://") || target.starts_with("postgresql://") {
-        return Ok(std::sync::Arc::new(PgStore::connect(target).await?));
-    }
-    let path = target.strip_prefix("sqlite://").unwrap_or(target);
-    Ok(std::sync::Arc::new(
-        SqliteStore::open(std::path::Path::new(path)).await?,
-    ))
-}
-
 /// A stored access key; the secret half stays sealed until the keyring opens it.
 #[derive(Debug, Clone)]
 pub struct AccessKeyRecord {

@@ -1829,33 +1829,6 @@ fn test_urls_name_the_test_database() {
     );
 }
 
-/// `kura_store::open` picks the backend from what it is given.
-#[tokio::test]
-async fn open_picks_the_backend() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("kura.db");
-    for target in [
-        path.display().to_string(),
-        format!("sqlite://{}", path.display()),
-    ] {
-        let store = kura_store::open(&target).await.unwrap();
-        store.init_setting("k", b"sqlite").await.unwrap();
-        store.close().await;
-    }
-    assert!(path.exists());
-
-    let db = PgDatabase::create().await;
-    for url in [
-        db.url(),
-        db.url().replacen("postgres://", "postgresql://", 1),
-    ] {
-        let store = kura_store::open(&url).await.unwrap();
-        assert_eq!(store.init_setting("k", b"pg").await.unwrap(), b"pg");
-        store.close().await;
-    }
-    drop(db);
-}
-
 /// A PostgreSQL outage (every connection cut, the server refusing new ones): calls fail
 /// within seconds with the retryable error instead of hanging, nothing acknowledged before
 /// is lost, and the same store works again by itself once the database is back.
