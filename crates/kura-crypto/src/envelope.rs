@@ -58,6 +58,16 @@ fn open(key: &LessSafeKey, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8
     Ok(buf)
 }
 
+/// AES-256-GCM under raw key bytes (nonce ‖ ciphertext ‖ tag), for keys outside the keyring
+/// (the seal key that wraps the root key).
+pub(crate) fn seal_with(key: &[u8], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
+    seal(&aead_key(key)?, aad, plaintext)
+}
+
+pub(crate) fn open_with(key: &[u8], aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    open(&aead_key(key)?, aad, sealed)
+}
+
 /// The 256-bit root of the key hierarchy. Never printed, zeroed on drop.
 pub struct RootKey {
     bytes: Zeroizing<[u8; KEY_LEN]>,
