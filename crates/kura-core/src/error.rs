@@ -25,6 +25,8 @@ pub enum ErrorCode {
     AccessDenied,
     /// The client did not send its request in time (botocore and the SDKs retry it).
     RequestTimeout,
+    /// The node cannot serve now (it is sealed); another node or a later try may.
+    ServiceUnavailable,
     InternalServiceError,
 }
 
@@ -51,6 +53,7 @@ impl ErrorCode {
             UnrecognizedClient => "UnrecognizedClientException",
             AccessDenied => "AccessDeniedException",
             RequestTimeout => "RequestTimeoutException",
+            ServiceUnavailable => "ServiceUnavailable",
             InternalServiceError => "InternalServiceError",
         }
     }

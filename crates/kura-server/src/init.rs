@@ -62,7 +62,7 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
 }
 
 /// Reads the root key; creates one only when `may_create` (a database nothing has used yet).
-fn load_or_create_root_key(dir: &Path, may_create: bool) -> Result<RootKey> {
+pub(crate) fn load_or_create_root_key(dir: &Path, may_create: bool) -> Result<RootKey> {
     let path = dir.join(ROOT_KEY_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
@@ -97,13 +97,6 @@ fn load_or_create_root_key(dir: &Path, may_create: bool) -> Result<RootKey> {
         }
         Err(e) => Err(io_err("cannot read", &path, e)),
     }
-}
-
-pub struct Opened {
-    pub service: Service,
-    pub credentials_file: PathBuf,
-    /// Held while the server runs: one kura process per data directory.
-    pub lock: std::fs::File,
 }
 
 pub const LOCK_FILE: &str = "kura.lock";
@@ -181,14 +174,25 @@ async fn open_store(dir: &Path, database_url: Option<&str>) -> Result<Arc<dyn St
     }
 }
 
-/// Opens (creating on first start) everything in `dir` and the database, and returns the
-/// ready service.
-pub async fn open(
-    dir: &Path,
-    database_url: Option<&str>,
-    region: &str,
-    clock: Arc<dyn Clock>,
-) -> Result<Opened> {
+/// A data directory locked and its database open, before the root key is known (a sealed
+/// node stays here until it is unsealed).
+pub struct Prepared {
+    pub dir: PathBuf,
+    pub store: Arc<dyn Store>,
+    pub database_url: Option<String>,
+    /// Held while the server runs: one kura process per data directory.
+    pub lock: std::fs::File,
+}
+
+impl Prepared {
+    /// Whether nothing has initialised the database yet (it holds no keys).
+    pub async fn is_fresh(&self) -> Result<bool> {
+        Ok(self.store.load_keys().await?.is_empty())
+    }
+}
+
+/// Creates and locks `dir` and opens the database.
+pub async fn prepare(dir: &Path, database_url: Option<&str>) -> Result<Prepared> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -196,19 +200,35 @@ pub async fn open(
         .map_err(|e| io_err("cannot create the data directory", dir, e))?;
     let lock = lock_data_dir(dir)?;
     let store = open_store(dir, database_url).await?;
-    // A database with keys was initialised with some root key: never make a new one for it.
-    let fresh = store.load_keys().await?.is_empty();
-    let had_root_key = dir.join(ROOT_KEY_FILE).exists();
-    let root = load_or_create_root_key(dir, fresh)?;
-    // The database holds only ciphertext, but its metadata is nobody else's business either.
-    for suffix in ["", "-wal", "-shm"] {
-        let p = dir.join(format!("{DATABASE_FILE}{suffix}"));
-        if p.exists() {
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| io_err("cannot restrict permissions of", &p, e))?;
-        }
-    }
+    Ok(Prepared {
+        dir: dir.to_path_buf(),
+        store,
+        database_url: database_url.map(str::to_string),
+        lock,
+    })
+}
 
+/// Where the root key came from, for the error when it does not open the database's keyring.
+pub enum RootOrigin {
+    /// `root.key` was in the data directory.
+    KeptFile,
+    /// `root.key` was made by this start.
+    NewFile,
+    /// A seal opened it (`shamir`, `pkcs11`).
+    Seal,
+}
+
+/// With the root key: loads (making on first start) the keyring, the account, the audit
+/// trail and the root user, and returns the ready service.
+pub async fn finish(
+    prepared: &Prepared,
+    root: RootKey,
+    origin: RootOrigin,
+    region: &str,
+    clock: Arc<dyn Clock>,
+) -> Result<Service> {
+    let dir = prepared.dir.as_path();
+    let store = prepared.store.clone();
     let account_candidate: String = (0..12)
         .map(|_| random::index(10).map(|d| char::from(b'0' + d as u8)))
         .collect::<Result<_>>()?;
@@ -236,20 +256,25 @@ pub async fn open(
     for (name, version, wrapped) in &keys {
         if keyring.load_kek(name, *version, wrapped).is_err() {
             let path = dir.join(ROOT_KEY_FILE);
-            if !had_root_key {
-                // Another node initialised the database at the same moment, so the key this
-                // start made protects nothing; left behind it would only stand in for the
-                // cluster's key that has to be copied here.
-                let _ = std::fs::remove_file(&path);
-                return Err(Error::internal(format!(
-                    "another node initialised this database at the same moment as this one: copy root.key from that node into {}, then start again",
-                    dir.display()
-                )));
-            }
-            return Err(Error::internal(format!(
-                "the root key in {} does not open this database's keyring (key {name} version {version}): it is not the root key of the installation that owns the database. Copy root.key from one of its nodes, or point --database-url at this node's own database",
-                path.display()
-            )));
+            return Err(match origin {
+                RootOrigin::NewFile => {
+                    // Another node initialised the database at the same moment, so the key
+                    // this start made protects nothing; left behind it would only stand in
+                    // for the cluster's key that has to be copied here.
+                    let _ = std::fs::remove_file(&path);
+                    Error::internal(format!(
+                        "another node initialised this database at the same moment as this one: copy root.key from that node into {}, then start again",
+                        dir.display()
+                    ))
+                }
+                RootOrigin::KeptFile => Error::internal(format!(
+                    "the root key in {} does not open this database's keyring (key {name} version {version}): it is not the root key of the installation that owns the database. Copy root.key from one of its nodes, or point --database-url at this node's own database",
+                    path.display()
+                )),
+                RootOrigin::Seal => Error::internal(format!(
+                    "the unsealed root key does not open this database's keyring (key {name} version {version}): the seal record and the keys table belong to different installations"
+                )),
+            });
         }
     }
 
@@ -275,18 +300,14 @@ pub async fn open(
     let credentials_file = dir.join(CREDENTIALS_FILE);
     if !store.user_exists("root").await? {
         create_root_user(&service, &account, &credentials_file, clock.now()).await?;
-    } else if !credentials_file.exists() && database_url.is_some() {
+    } else if !credentials_file.exists() && prepared.database_url.is_some() {
         tracing::info!(
             "joined an initialised database: the root credentials are in the root-credentials file of the node that initialised it"
         );
     } else if !credentials_file.exists() {
         tracing::warn!(path = %credentials_file.display(), "the root credentials file is gone; the root access key still works for whoever kept a copy");
     }
-    Ok(Opened {
-        service,
-        credentials_file,
-        lock,
-    })
+    Ok(service)
 }
 
 async fn create_root_user(

@@ -3,6 +3,8 @@
 pub mod audit;
 pub mod http;
 pub mod init;
+pub mod node;
+pub mod seal;
 pub mod service;
 
 pub use kura_core::Error;
@@ -11,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use kura_core::{Clock, Result, SystemClock};
+use kura_core::Result;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -27,34 +29,21 @@ pub struct Config {
     pub test_pause_before_step: Option<String>,
     /// Connection timeouts and cap.
     pub limits: http::Limits,
+    /// The seal asked for (`--seal`); `None`: the installation's own (`file` for a new one).
+    pub seal: Option<seal::SealChoice>,
 }
 
 /// Runs the server until SIGINT or SIGTERM, then lets in-flight requests finish.
 pub async fn run(config: Config) -> Result<()> {
-    let opened = init::open(
-        &config.data_dir,
-        config.database_url.as_deref(),
-        &config.region,
-        Arc::new(SystemClock),
-    )
-    .await?;
-    let mut service = opened.service;
-    if config.test_clock {
-        tracing::warn!("running on a test clock: Kura.SetClock and Kura.AdvanceClock are enabled");
-        service = service.with_test_clock(Arc::new(kura_core::ManualClock::new(SystemClock.now())));
-    }
-    if let Some(step) = &config.test_pause_before_step {
-        let step = kura_core::model::RotationStep::parse(step).ok_or_else(|| {
+    let pause_before_step = match &config.test_pause_before_step {
+        Some(step) => Some(kura_core::model::RotationStep::parse(step).ok_or_else(|| {
             Error::invalid_parameter(format!(
                 "--test-pause-before-step {step:?} is not createSecret, setSecret, testSecret or finishSecret"
             ))
-        })?;
-        tracing::warn!(
-            step = step.as_str(),
-            "test mode: every rotation stops before this step"
-        );
-        service.test_pause_step = Some(step);
-    }
+        })?),
+        None => None,
+    };
+    let prepared = init::prepare(&config.data_dir, config.database_url.as_deref()).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::internal(format!("cannot listen on {}: {e}", config.listen)))?;
@@ -69,25 +58,31 @@ pub async fn run(config: Config) -> Result<()> {
         ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
         _ => addr,
     };
-    service.set_rotation_endpoint(format!("http://{callback}"));
-    let service = Arc::new(service);
-    service.follow_identity_changes();
+    let options = node::ServiceOptions {
+        region: config.region.clone(),
+        test_clock: config.test_clock,
+        pause_before_step,
+        endpoint: format!("http://{callback}"),
+    };
+    let node = node::Node::start(prepared, options, config.seal.clone()).await?;
     let state = Arc::new(http::AppState {
-        service: service.clone(),
-        signing_keys: http::SigningKeyCache::default(),
+        node: node.clone(),
         body_read_timeout: config.limits.body_read_timeout,
     });
-    let jobs = tokio::spawn(service.clone().run_jobs());
+    let credentials_file = config.data_dir.join(init::CREDENTIALS_FILE);
     // A node that joined a cluster has no credentials file: the first node wrote it.
-    let credentials = if opened.credentials_file.exists() {
-        opened.credentials_file.display().to_string()
+    let credentials = if credentials_file.exists() {
+        credentials_file.display().to_string()
     } else {
         "the root-credentials file of the node that initialised the database".to_string()
     };
+    let status = node.status().await;
     tracing::info!(
         %addr,
         data_dir = %config.data_dir.display(),
         database = %config.database_url.as_deref().map(init::shown_url).unwrap_or_else(|| "embedded SQLite".into()),
+        seal = status.seal_type,
+        sealed = status.sealed,
         %credentials,
         "kura is serving; clients: AWS_SHARED_CREDENTIALS_FILE=<{credentials}> aws --endpoint-url http://{addr} secretsmanager ..."
     );
@@ -98,9 +93,7 @@ pub async fn run(config: Config) -> Result<()> {
         shutdown_signal(),
     )
     .await;
-    jobs.abort();
-    state.service.store().close().await;
-    drop(opened.lock);
+    node.stop().await;
     tracing::info!("kura stopped");
     Ok(())
 }

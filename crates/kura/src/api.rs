@@ -73,7 +73,6 @@ fn credentials(explicit: Option<&Path>) -> Result<Credentials, String> {
 
 /// Runs the call; prints the answer (pretty JSON) on stdout, or the error on stderr.
 pub async fn run(args: ApiArgs) -> Result<(), String> {
-    let creds = credentials(args.credentials.as_deref())?;
     let target = if args.operation.contains('.') {
         args.operation.clone()
     } else {
@@ -91,20 +90,45 @@ pub async fn run(args: ApiArgs) -> Result<(), String> {
     };
     serde_json::from_str::<serde_json::Value>(&body)
         .map_err(|e| format!("the request body is not JSON: {e}"))?;
-    let url = reqwest::Url::parse(&args.endpoint)
-        .map_err(|e| format!("--endpoint {:?} is not a URL: {e}", args.endpoint))?;
+    let json = call(
+        &args.endpoint,
+        args.credentials.as_deref(),
+        &args.region,
+        &target,
+        body,
+    )
+    .await?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json).unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// One signed call (`target` as in `X-Amz-Target`); the answer's JSON, or the error as
+/// `Code: message`.
+pub async fn call(
+    endpoint: &str,
+    credentials_file: Option<&Path>,
+    region: &str,
+    target: &str,
+    body: String,
+) -> Result<serde_json::Value, String> {
+    let creds = credentials(credentials_file)?;
+    let url = reqwest::Url::parse(endpoint)
+        .map_err(|e| format!("--endpoint {endpoint:?} is not a URL: {e}"))?;
     let host = match (url.host_str(), url.port()) {
         (Some(h), Some(p)) => format!("{h}:{p}"),
         (Some(h), None) => h.to_string(),
-        _ => return Err(format!("--endpoint {:?} has no host", args.endpoint)),
+        _ => return Err(format!("--endpoint {endpoint:?} has no host")),
     };
     let headers = sigv4::json_call_headers(
         &host,
-        &target,
+        target,
         body.as_bytes(),
         &creds.access_key_id,
         &creds.secret_access_key,
-        &args.region,
+        region,
         chrono::Utc::now(),
     )
     .map_err(|e| format!("cannot sign the request: {e}"))?;
@@ -116,7 +140,12 @@ pub async fn run(args: ApiArgs) -> Result<(), String> {
         .body(body)
         .send()
         .await
-        .map_err(|e| format!("cannot reach {}: {e}", args.endpoint))?;
+        .map_err(|e| format!("cannot reach {endpoint}: {e}"))?;
+    answer(resp).await
+}
+
+/// A kura answer as JSON; an error answer as `Code: message`.
+pub async fn answer(resp: reqwest::Response) -> Result<serde_json::Value, String> {
     let ok = resp.status().is_success();
     let text = resp
         .text()
@@ -125,11 +154,7 @@ pub async fn run(args: ApiArgs) -> Result<(), String> {
     let json: serde_json::Value =
         serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
     if ok {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json).unwrap_or_default()
-        );
-        Ok(())
+        Ok(json)
     } else {
         Err(format!(
             "{}: {}",

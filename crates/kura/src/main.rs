@@ -2,6 +2,7 @@
 
 mod api;
 mod migrate;
+mod operator;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -63,6 +64,26 @@ enum Command {
         /// open-file limit (`ulimit -n`) with room for the database.
         #[arg(long, env = "KURA_MAX_CONNECTIONS", default_value = "512", value_parser = clap::value_parser!(u32).range(1..))]
         max_connections: u32,
+        /// How the root key is kept, chosen when the installation is initialised: `file`
+        /// (root.key in the data directory, the default), `shamir` (the server starts sealed;
+        /// `kura operator init` and `kura operator unseal`), or `pkcs11` (wrapped by a key in an
+        /// HSM; unseals itself). Later starts may leave it out.
+        #[arg(long, env = "KURA_SEAL", value_parser = ["file", "shamir", "pkcs11"])]
+        seal: Option<String>,
+        #[command(flatten)]
+        pkcs11: Pkcs11Args,
+    },
+    /// Initialise, unseal and seal a server (the `shamir` seal).
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCommand,
+        #[arg(
+            long,
+            env = "KURA_ENDPOINT",
+            default_value = "http://127.0.0.1:8200",
+            global = true
+        )]
+        endpoint: String,
     },
     /// Copy a single server's installation (its SQLite database) into an empty PostgreSQL
     /// database, for nodes started with --database-url. Stop that server first.
@@ -96,6 +117,110 @@ enum Command {
         endpoint: String,
         /// AWS shared-credentials file (default: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, then
         /// AWS_SHARED_CREDENTIALS_FILE, then ./kura-data/root-credentials).
+        #[arg(long)]
+        credentials: Option<PathBuf>,
+        #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+        region: String,
+    },
+}
+
+/// The HSM holding the key that wraps the root key (`--seal pkcs11`).
+#[derive(clap::Args)]
+struct Pkcs11Args {
+    /// The HSM vendor's PKCS#11 library (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so).
+    #[arg(long, env = "KURA_PKCS11_MODULE", value_name = "PATH")]
+    pkcs11_module: Option<PathBuf>,
+    /// The slot holding the token, by number ...
+    #[arg(long, env = "KURA_PKCS11_SLOT", value_name = "NUMBER")]
+    pkcs11_slot: Option<u64>,
+    /// ... or by its token's label.
+    #[arg(long, env = "KURA_PKCS11_TOKEN_LABEL", value_name = "LABEL")]
+    pkcs11_token_label: Option<String>,
+    /// The token's user PIN (better given as KURA_PKCS11_PIN than on the command line).
+    #[arg(
+        long,
+        env = "KURA_PKCS11_PIN",
+        value_name = "PIN",
+        hide_env_values = true
+    )]
+    pkcs11_pin: Option<String>,
+    /// The label of the AES key that wraps the root key; made in the HSM at initialisation
+    /// if the token has none.
+    #[arg(
+        long,
+        env = "KURA_PKCS11_KEY_LABEL",
+        value_name = "LABEL",
+        default_value = "kura-root-key"
+    )]
+    pkcs11_key_label: String,
+}
+
+impl Pkcs11Args {
+    /// The seal asked for, with what it needs; the error says which setting is missing.
+    fn seal_choice(
+        self,
+        seal: Option<String>,
+    ) -> Result<Option<kura_server::seal::SealChoice>, String> {
+        use kura_server::seal::SealChoice;
+        let pkcs11_given = self.pkcs11_module.is_some() || self.pkcs11_pin.is_some();
+        match seal.as_deref() {
+            None if pkcs11_given => Err("--pkcs11-* settings are given but not --seal pkcs11: add --seal pkcs11 (KURA_SEAL=pkcs11)".into()),
+            None => Ok(None),
+            Some("file") => Ok(Some(SealChoice::File)),
+            Some("shamir") => Ok(Some(SealChoice::Shamir)),
+            Some("pkcs11") => {
+                let module = self.pkcs11_module.ok_or("--seal pkcs11 needs --pkcs11-module (the HSM's PKCS#11 library)")?;
+                let pin = self.pkcs11_pin.ok_or("--seal pkcs11 needs the token's PIN: set KURA_PKCS11_PIN (or --pkcs11-pin)")?;
+                if self.pkcs11_slot.is_none() && self.pkcs11_token_label.is_none() {
+                    return Err("--seal pkcs11 needs --pkcs11-slot or --pkcs11-token-label (which token holds the key)".into());
+                }
+                Ok(Some(SealChoice::Pkcs11(hsm_config(module, self.pkcs11_slot, self.pkcs11_token_label, pin, self.pkcs11_key_label))))
+            }
+            Some(other) => Err(format!("--seal {other} is not file, shamir or pkcs11")),
+        }
+    }
+}
+
+fn hsm_config(
+    module: PathBuf,
+    slot: Option<u64>,
+    token_label: Option<String>,
+    pin: String,
+    key_label: String,
+) -> kura_server::seal::HsmConfig {
+    kura_server::seal::HsmConfig {
+        module,
+        slot,
+        token_label,
+        pin: zeroize::Zeroizing::new(pin),
+        key_label,
+    }
+}
+
+#[derive(Subcommand)]
+enum OperatorCommand {
+    /// Show whether the server is initialised and sealed, and how many shares it has.
+    Status,
+    /// Initialise a server started with --seal shamir: prints the unseal shares (once).
+    Init {
+        /// How many shares to make.
+        #[arg(long, default_value = "5")]
+        shares: u8,
+        /// How many of them unseal the server.
+        #[arg(long, default_value = "3")]
+        threshold: u8,
+    },
+    /// Give the server one unseal share (read from the terminal, not echoed, when not given).
+    Unseal {
+        /// The share; leave it out to be asked for it (keeps it out of the shell history).
+        share: Option<String>,
+        /// Forget the shares given so far and start over.
+        #[arg(long, conflicts_with = "share")]
+        reset: bool,
+    },
+    /// Seal the server: it forgets its keys and answers nothing until unsealed. Root only.
+    Seal {
+        /// AWS shared-credentials file of the root user (default: as `kura api`).
         #[arg(long)]
         credentials: Option<PathBuf>,
         #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
@@ -245,6 +370,33 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Operator { command, endpoint } => {
+            let Some(runtime) = runtime(false) else {
+                return ExitCode::FAILURE;
+            };
+            let done = runtime.block_on(async {
+                match command {
+                    OperatorCommand::Status => operator::status(&endpoint).await,
+                    OperatorCommand::Init { shares, threshold } => {
+                        operator::init(&endpoint, shares, threshold).await
+                    }
+                    OperatorCommand::Unseal { share, reset } => {
+                        operator::unseal(&endpoint, share, reset).await
+                    }
+                    OperatorCommand::Seal {
+                        credentials,
+                        region,
+                    } => operator::seal(&endpoint, credentials.as_deref(), &region).await,
+                }
+            });
+            match done {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("kura: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Server {
             listen,
             data_dir,
@@ -257,7 +409,16 @@ fn main() -> ExitCode {
             idle_timeout,
             body_read_timeout,
             max_connections,
+            seal,
+            pkcs11,
         } => {
+            let seal = match pkcs11.seal_choice(seal) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("kura: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             init_logging(log_json);
             let Some(runtime) = runtime(true) else {
                 return ExitCode::FAILURE;
@@ -275,6 +436,7 @@ fn main() -> ExitCode {
                     body_read_timeout,
                     max_connections: max_connections as usize,
                 },
+                seal,
             };
             match runtime.block_on(kura_server::run(config)) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -76,50 +76,6 @@ impl Cluster {
     }
 }
 
-/// `kura server` on `data` and `url`, expected to refuse to start: its exit status and output.
-fn start_refused(data: &Path, url: &str) -> (std::process::ExitStatus, String) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    drop(listener);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kura"))
-        .args([
-            "server",
-            "--listen",
-            &addr,
-            "--database-url",
-            url,
-            "--data-dir",
-        ])
-        .arg(data)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn kura server");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if child.try_wait().expect("poll kura server").is_some() {
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!(
-                "kura server on {} started instead of refusing",
-                data.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child
-        .wait_with_output()
-        .expect("collect kura server output");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status, text)
-}
-
 /// `kura audit verify --data-dir DIR --database-url URL`: success and output.
 fn verify(data_dir: &Path, url: &str) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_kura"))
@@ -278,7 +234,7 @@ async fn a_node_without_the_clusters_root_key_refuses_to_start() {
 
     let missing = node_dir(None);
     let data = missing.path().join("data");
-    let (status, out) = start_refused(&data, &cluster.db.url);
+    let (status, out) = start_refused(&data, &["--database-url", &cluster.db.url], &[]);
     assert!(!status.success(), "{out}");
     assert!(
         out.contains("root.key is missing") && out.contains("copy root.key from one of its nodes"),
@@ -293,7 +249,7 @@ async fn a_node_without_the_clusters_root_key_refuses_to_start() {
     let other = node_dir(None);
     let data = other.path().join("data");
     std::fs::write(data.join("root.key"), format!("{}\n", "ab".repeat(32))).unwrap();
-    let (status, out) = start_refused(&data, &cluster.db.url);
+    let (status, out) = start_refused(&data, &["--database-url", &cluster.db.url], &[]);
     assert!(!status.success(), "{out}");
     assert!(
         out.contains("does not open this database's keyring"),

@@ -5,6 +5,7 @@
 mod auth;
 mod aws;
 pub mod conn;
+mod operator;
 #[cfg(test)]
 mod props;
 mod sts;
@@ -21,8 +22,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use kura_core::{Error, ErrorCode, Result};
 
+use crate::node::{Live, Node};
 use crate::service::authz::RequestMeta;
-use crate::service::{Principal, RequestInfo, Service};
+use crate::service::{Principal, RequestInfo};
 pub use auth::SigningKeyCache;
 pub use conn::Limits;
 
@@ -35,8 +37,7 @@ pub const MAX_HEADERS: usize = 100;
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 pub struct AppState {
-    pub service: Arc<Service>,
-    pub signing_keys: SigningKeyCache,
+    pub node: Arc<Node>,
     /// How long a request body may take to arrive once its head has.
     pub body_read_timeout: Duration,
 }
@@ -48,6 +49,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", post(aws).fallback(not_found))
         .route("/health", get(health))
+        .route("/operator/seal-status", get(operator::seal_status))
+        .route("/operator/init", post(operator::init))
+        .route("/operator/unseal", post(operator::unseal))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), header_limits))
         .layer(middleware::from_fn(request_id))
@@ -65,18 +69,27 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     resp
 }
 
-/// `GET /health`: the process is up. `GET /health?ready`: it can serve requests now (its
-/// database answers), so a load balancer can take a node out while its database is away.
+/// `GET /health`: the process is up (and whether it is sealed). `GET /health?ready`: it can
+/// serve requests now (unsealed, its database answers), so a load balancer can take a node
+/// out while it is sealed or its database is away.
 async fn health(State(state): State<Arc<AppState>>, uri: Uri) -> Response {
     let ready = uri.query().is_some_and(|q| {
         q.split('&')
             .any(|p| p == "ready" || p.starts_with("ready="))
     });
     let json = [("content-type", "application/json")];
+    let Some(live) = state.node.live() else {
+        let status = if ready {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        };
+        return (status, json, r#"{"status":"sealed"}"#).into_response();
+    };
     if !ready {
         return (json, r#"{"status":"ok"}"#).into_response();
     }
-    match state.service.store().ping().await {
+    match live.service.store().ping().await {
         Ok(()) => (json, r#"{"status":"ok","database":"ok"}"#).into_response(),
         Err(e) => {
             tracing::warn!(
@@ -91,6 +104,17 @@ async fn health(State(state): State<Arc<AppState>>, uri: Uri) -> Response {
                 .into_response()
         }
     }
+}
+
+/// The answer to every API request while the node is sealed: nothing can be read or
+/// recorded without the root key.
+fn sealed_response() -> Response {
+    let mut r = error_response(&Error::new(
+        ErrorCode::ServiceUnavailable,
+        "kura is sealed: an operator must unseal it (`kura operator unseal`) before it answers requests.",
+    ));
+    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    r
 }
 
 /// Anything but `POST /` and `GET /health`: refused, and audited like every other request
@@ -170,10 +194,13 @@ async fn refuse(
     e: Error,
     status: Option<StatusCode>,
 ) -> Response {
+    let Some(live) = state.node.live() else {
+        return sealed_response();
+    };
     let info = request_info(r.request_id, r.peer, r.headers);
     let resource: String = r.uri.path().chars().take(2048).collect();
     let action = format!("http:{}", r.method);
-    let answered = state
+    let answered = live
         .service
         .refuse(&info, None, &action, &resource, e.clone())
         .await;
@@ -208,10 +235,13 @@ async fn aws(
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     req: Request,
 ) -> Response {
+    let Some(live) = state.node.live() else {
+        return sealed_response();
+    };
     let (parts, body) = req.into_parts();
     let info = request_info(request_id, peer, &parts.headers);
     let body = read_body(&parts.headers, body, state.body_read_timeout).await;
-    let req = Received { state, info, parts };
+    let req = Received { live, info, parts };
     if sts::is_query_request(&req.parts.headers)
         && let Ok(body) = &body
     {
@@ -223,7 +253,7 @@ async fn aws(
 /// A request as both doors (awsJson and STS's query protocol) take it: what authenticating it
 /// needs besides the body.
 struct Received {
-    state: Arc<AppState>,
+    live: Arc<Live>,
     info: RequestInfo,
     parts: axum::http::request::Parts,
 }
@@ -237,8 +267,8 @@ impl Received {
             headers: &self.parts.headers,
             body,
         };
-        let state = &self.state;
-        auth::authenticate(&state.service, &state.signing_keys, incoming, service).await
+        let live = &self.live;
+        auth::authenticate(&live.service, &live.signing_keys, incoming, service).await
     }
 }
 

@@ -54,7 +54,7 @@ fn read_form(body: &[u8]) -> Form {
 }
 
 pub async fn serve(req: Received, body: &[u8]) -> Response {
-    let service = &req.state.service;
+    let service = &req.live.service;
     let form = read_form(body);
     let action = format!("sts:{}", shown(form.action.as_deref().unwrap_or_default()));
     let principal = match req.authenticate(body, SERVICE_NAME).await {

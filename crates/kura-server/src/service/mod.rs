@@ -10,6 +10,7 @@ mod batch;
 mod identity;
 mod jobs;
 pub mod operation;
+mod operator;
 mod password;
 mod pipeline;
 mod policy;
@@ -84,6 +85,8 @@ pub struct Service {
     pub(crate) subjects: authz::SubjectCache,
     /// This process's name in the audit trail (`node-id` in the data directory).
     pub(crate) node_id: String,
+    /// Set when the node can be sealed again (the Shamir seal): `Kura.Seal` wakes it.
+    pub(crate) seal_requests: std::sync::OnceLock<Arc<tokio::sync::Notify>>,
 }
 
 /// A secret value: text (`SecretString`) or bytes (`SecretBinary`). `Debug` never shows it.
@@ -187,6 +190,7 @@ impl Service {
             audit: std::sync::OnceLock::new(),
             subjects: authz::SubjectCache::default(),
             node_id: String::new(),
+            seal_requests: std::sync::OnceLock::new(),
         }
     }
 

@@ -96,6 +96,7 @@ macro_rules! with_operations {
             Kura ListUserPolicies(UserNameRequest) -> ListUserPoliciesResponse = list_user_policies;
             Kura GetCallerIdentity(Empty) -> GetCallerIdentityResponse = get_caller_identity;
             Kura LookupAuditEvents(LookupAuditEventsRequest) -> LookupAuditEventsResponse = lookup_audit_events;
+            Kura Seal(Empty) -> Empty = seal_node;
             Sts StsGetCallerIdentity(Empty) -> GetCallerIdentityResponse = get_caller_identity;
         }
     };

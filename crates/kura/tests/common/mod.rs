@@ -6,6 +6,7 @@
 
 pub mod postgres;
 pub mod receiver;
+pub mod softhsm;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -176,7 +177,12 @@ impl Server {
 
     /// Starts a server whose `--data-dir` is `tmp/data`, with extra `kura server` flags.
     pub async fn start_in_with(tmp: TempDir, args: &[&str]) -> Server {
-        Server::spawn(tmp, args, None).await
+        Server::spawn(tmp, args, &[], None).await
+    }
+
+    /// As `start_in_with`, with extra environment variables for the server process.
+    pub async fn start_in_with_env(tmp: TempDir, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::spawn(tmp, args, env, None).await
     }
 
     /// Starts a cluster node on `tmp/data` with `--database-url node_url` and `args`;
@@ -184,7 +190,7 @@ impl Server {
     pub async fn start_node(tmp: TempDir, node_url: &str, database: &str, args: &[&str]) -> Server {
         let mut all = vec!["--database-url", node_url];
         all.extend_from_slice(args);
-        Server::spawn(tmp, &all, Some(database.to_string())).await
+        Server::spawn(tmp, &all, &[], Some(database.to_string())).await
     }
 
     /// Signs with `creds` (a node that joined a cluster has no root-credentials file).
@@ -192,7 +198,12 @@ impl Server {
         self.root = Some(creds);
     }
 
-    async fn spawn(tmp: TempDir, args: &[&str], database: Option<String>) -> Server {
+    async fn spawn(
+        tmp: TempDir,
+        args: &[&str],
+        env: &[(&str, &str)],
+        database: Option<String>,
+    ) -> Server {
         let data_dir = tmp.path().join("data");
         let log_path = tmp.path().join("server.log");
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -208,6 +219,7 @@ impl Server {
             .arg("--data-dir")
             .arg(&data_dir)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
@@ -453,6 +465,49 @@ impl Server {
     }
 }
 
+/// `kura server --data-dir data ARGS` (with `env`), expected to refuse to start: its exit
+/// status and output.
+pub fn start_refused(
+    data: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::ExitStatus, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kura"))
+        .args(["server", "--listen", &addr])
+        .args(args)
+        .envs(env.iter().copied())
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn kura server");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if child.try_wait().expect("poll kura server").is_some() {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "kura server on {} started instead of refusing",
+                data.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child
+        .wait_with_output()
+        .expect("collect kura server output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status, text)
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(child) = self.child.as_mut() {
@@ -580,7 +635,11 @@ impl Tracker {
     }
 
     fn add_response(&mut self, request_id: Option<&str>, body: &[u8]) {
-        if let Some(id) = request_id.filter(|id| !id.is_empty()) {
+        // A sealed node has no key to record anything with: it answers ServiceUnavailable
+        // and keeps no record, by design.
+        let sealed = serde_json::from_slice::<serde_json::Value>(body)
+            .is_ok_and(|v| v["__type"] == "ServiceUnavailable");
+        if let Some(id) = request_id.filter(|id| !id.is_empty() && !sealed) {
             self.request_ids.push(id.to_string());
         }
         self.add_json(body);
@@ -944,7 +1003,7 @@ pub fn parse_credentials(text: &str) -> RootCredentials {
     }
 }
 
-fn http_client() -> reqwest::Client {
+pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(30))

@@ -319,7 +319,7 @@ pub(super) async fn serve(
     req: Received,
     body: std::result::Result<Bytes, BodyRefusal>,
 ) -> Response {
-    let service = &req.state.service;
+    let service = &req.live.service;
     let target_header = req
         .parts
         .headers
@@ -390,6 +390,7 @@ pub(super) async fn serve(
 pub(super) fn status_of(code: ErrorCode) -> StatusCode {
     match code {
         ErrorCode::InternalServiceError => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_REQUEST,
     }
 }

@@ -1,0 +1,341 @@
+//! Seals: how the root key is kept. `shamir` starts uninitialised, is initialised and unsealed
+//! by operators with `kura operator`, serves nothing while sealed and is sealed again by root;
+//! `pkcs11` unseals itself with a key in a SoftHSM2 token. A `--seal` that is not the
+//! installation's is refused, as is every misconfiguration, each saying what to do.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::softhsm::{self, Token};
+use common::*;
+
+/// `kura operator ARGS --endpoint …` (with `stdin`): success, stdout, stderr.
+fn operator(server: &Server, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kura"))
+        .arg("operator")
+        .args(args)
+        .args(["--endpoint", &server.endpoint()])
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            server.data_dir.join("root-credentials"),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kura operator");
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("kura operator finishes");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `kura operator init`'s shares, in order.
+fn init(server: &Server, shares: u8, threshold: u8) -> Vec<String> {
+    let (ok, out, err) = operator(
+        server,
+        &[
+            "init",
+            "--shares",
+            &shares.to_string(),
+            "--threshold",
+            &threshold.to_string(),
+        ],
+        None,
+    );
+    assert!(ok, "kura operator init failed: {err}");
+    let shares: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("Unseal share "))
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        out.contains(&format!("any {threshold} of them unseal it")),
+        "{out}"
+    );
+    shares
+}
+
+fn status(server: &Server) -> String {
+    let (ok, out, err) = operator(server, &["status"], None);
+    assert!(ok, "kura operator status failed: {err}");
+    out.trim().to_string()
+}
+
+/// The answer to an API call while sealed: 503 ServiceUnavailable saying how to unseal.
+async fn assert_sealed(server: &Server) {
+    // Unsigned: nothing is checked before the seal (no key can be checked without it).
+    let r = server.raw("ListSecrets", "{}", SignMode::Unsigned).await;
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(r.json()["__type"], "ServiceUnavailable");
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("kura operator unseal"),
+        "{r:?}"
+    );
+    let ready = http_client()
+        .get(format!("{}/health?ready", server.endpoint()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 503, "not ready while sealed");
+}
+
+#[tokio::test]
+async fn shamir_init_unseal_seal_and_restart() {
+    let server = Server::start_with(&["--seal", "shamir"]).await;
+    assert_eq!(
+        status(&server),
+        "seal shamir: not initialised; run `kura operator init --shares 5 --threshold 3`"
+    );
+    assert_sealed(&server).await;
+    let (ok, _, err) = operator(&server, &["unseal", "AAAA"], None);
+    assert!(
+        !ok && err.contains("not initialised yet: run `kura operator init` first"),
+        "{err}"
+    );
+    let (ok, _, err) = operator(&server, &["init", "--shares", "1"], None);
+    assert!(!ok && err.contains("Give 2 to 16 shares"), "{err}");
+
+    let shares = init(&server, 5, 3);
+    assert_eq!(shares.len(), 5);
+    assert!(
+        !server.data_dir.join("root.key").exists(),
+        "no root key on disk under the Shamir seal"
+    );
+    let (ok, _, err) = operator(&server, &["init"], None);
+    assert!(!ok && err.contains("already initialised"), "{err}");
+
+    // Initialised means serving: the root credentials were written, secrets can be stored.
+    let client = server.client().await;
+    client
+        .create_secret()
+        .name("sealed/db")
+        .secret_string("correct horse battery staple")
+        .send()
+        .await
+        .expect("create while unsealed");
+
+    // Only root seals; then nothing is served.
+    server
+        .kura("CreateUser", r#"{"UserName":"ops"}"#)
+        .await
+        .assert_ok();
+    let user = create_access_key(&server, "ops").await;
+    let r = server.raw_as(&user.0, &user.1, "Kura.Seal", "{}").await;
+    r.assert_error("AccessDeniedException");
+    // Not even a policy that allows it: sealing stops the service for everyone.
+    let allow_all = serde_json::json!({"Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "kura:*", "Resource": "*"}]});
+    server
+        .kura(
+            "PutUserPolicy",
+            &serde_json::json!({"UserName": "ops", "PolicyName": "all",
+                "PolicyDocument": allow_all.to_string()})
+            .to_string(),
+        )
+        .await
+        .assert_ok();
+    let r = server.raw_as(&user.0, &user.1, "Kura.Seal", "{}").await;
+    let message = r.assert_error("AccessDeniedException");
+    assert!(message.contains("Only the root user"), "{message}");
+    let (ok, out, err) = operator(&server, &["seal"], None);
+    assert!(ok, "kura operator seal: {err}");
+    assert!(out.contains("kura is sealed"), "{out}");
+    assert_sealed(&server).await;
+    assert_eq!(
+        status(&server),
+        "seal shamir: sealed, 0 of 3 shares given; `kura operator unseal` takes the next"
+    );
+
+    // Shares one at a time: a repeat and a share of nothing are refused and not counted.
+    let (ok, out, _) = operator(&server, &["unseal", &shares[4]], None);
+    assert!(ok && out.contains("1 of 3 shares given"), "{out}");
+    let (ok, _, err) = operator(&server, &["unseal", &shares[4]], None);
+    assert!(
+        !ok && err.contains("Share number 5 was given already"),
+        "{err}"
+    );
+    let mut foreign = shares[0].clone().into_bytes();
+    let last = foreign.len() - 2;
+    foreign[last] = if foreign[last] == b'A' { b'B' } else { b'A' };
+    let foreign = String::from_utf8(foreign).unwrap();
+    let (ok, _, err) = operator(&server, &["unseal", &foreign], None);
+    assert!(
+        !ok && err.contains("not one of this installation's shares"),
+        "{err}"
+    );
+    let (ok, out, _) = operator(&server, &["unseal", "--reset"], None);
+    assert!(ok && out.contains("0 of 3 shares given"), "{out}");
+    for (i, share) in shares[1..4].iter().enumerate() {
+        // The share from stdin, as an operator pipes it in (on a terminal it is prompted).
+        let (ok, out, err) = operator(&server, &["unseal"], Some(&format!("{share}\n")));
+        assert!(ok, "unseal {i}: {err}");
+        if i < 2 {
+            assert!(
+                out.contains(&format!("{} of 3 shares given", i + 1)),
+                "{out}"
+            );
+        } else {
+            assert_eq!(out.trim(), "seal shamir: unsealed, serving");
+        }
+    }
+    let value = client
+        .get_secret_value()
+        .secret_id("sealed/db")
+        .send()
+        .await
+        .expect("read after unsealing");
+    assert_eq!(value.secret_string(), Some("correct horse battery staple"));
+
+    // Every start is sealed; `--seal` may be left out (the database says shamir).
+    let tmp = server.stop().await;
+    let server = Server::start_in(tmp).await;
+    assert_sealed(&server).await;
+    for share in [&shares[0], &shares[2], &shares[4]] {
+        let (ok, _, err) = operator(&server, &["unseal", share], None);
+        assert!(ok, "{err}");
+    }
+    let client = server.client().await;
+    let value = client
+        .get_secret_value()
+        .secret_id("sealed/db")
+        .send()
+        .await
+        .expect("read after a restart and unsealing");
+    assert_eq!(value.secret_string(), Some("correct horse battery staple"));
+    // Shares are secrets of their own: not in the log, not in the audit trail.
+    let audit = std::fs::read_to_string(server.data_dir.join("audit.jsonl")).unwrap();
+    for share in &shares {
+        assert!(!server.log().contains(share.as_str()), "a share in the log");
+        assert!(
+            !audit.contains(share.as_str()),
+            "a share in the audit trail"
+        );
+    }
+    // The seal is recorded, so a different `--seal` is refused, saying what to do.
+    let tmp = server.stop().await;
+    let (status, out) = start_refused(&tmp.path().join("data"), &["--seal", "file"], &[]);
+    assert!(!status.success());
+    assert!(
+        out.contains("sealed with `shamir`, not `file`")
+            && out.contains("kura operator migrate-seal"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn a_file_sealed_installation_refuses_another_seal_and_cannot_be_sealed() {
+    let server = Server::start().await;
+    let r = server.kura("Seal", "{}").await;
+    assert!(
+        r.assert_error("InvalidRequestException")
+            .contains("Sealing applies to the `shamir` seal"),
+        "{r:?}"
+    );
+    let tmp = server.stop().await;
+    let data = tmp.path().join("data");
+    let (status, out) = start_refused(&data, &["--seal", "shamir"], &[]);
+    assert!(!status.success());
+    assert!(
+        out.contains("sealed with `file`, not `shamir`")
+            && out.contains("kura operator migrate-seal"),
+        "{out}"
+    );
+    let (status, out) = start_refused(&data, &["--seal", "pkcs11"], &[]);
+    assert_eq!(status.code(), Some(2), "a usage error: {out}");
+    assert!(out.contains("--seal pkcs11 needs --pkcs11-module"), "{out}");
+    let server = Server::start_in(tmp).await;
+    server
+        .raw("ListSecrets", "{}", SignMode::Root)
+        .await
+        .assert_ok();
+}
+
+#[tokio::test]
+async fn pkcs11_unseals_itself_with_a_key_in_softhsm() {
+    let Some(token) = Token::new("kura-seal") else {
+        return;
+    };
+    let args = token.server_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let env = token.env(softhsm::PIN);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let tmp = tempfile::Builder::new()
+        .prefix("kura-test-")
+        .tempdir()
+        .unwrap();
+    let server = Server::start_in_with_env(tmp, &args, &env).await;
+    assert_eq!(status(&server), "seal pkcs11: unsealed, serving");
+    assert!(
+        !server.data_dir.join("root.key").exists(),
+        "the root key is wrapped by the HSM, not kept in a file"
+    );
+    let client = server.client().await;
+    client
+        .create_secret()
+        .name("hsm/api-key")
+        .secret_string("value-under-an-hsm-key")
+        .send()
+        .await
+        .expect("create under the pkcs11 seal");
+    let r = server.kura("Seal", "{}").await;
+    assert!(
+        r.assert_error("InvalidRequestException")
+            .contains("unseals itself"),
+        "{r:?}"
+    );
+
+    // A restart unseals by itself with the same HSM key.
+    let tmp = server.stop().await;
+    let server = Server::start_in_with_env(tmp, &args, &env).await;
+    let value = server
+        .client()
+        .await
+        .get_secret_value()
+        .secret_id("hsm/api-key")
+        .send()
+        .await
+        .expect("read after a restart");
+    assert_eq!(value.secret_string(), Some("value-under-an-hsm-key"));
+
+    // Misconfigurations refuse to start and say what to fix.
+    let tmp = server.stop().await;
+    let data = tmp.path().join("data");
+    let bad_pin = token.env("0000");
+    let bad_pin: Vec<(&str, &str)> = bad_pin
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let (status, out) = start_refused(&data, &args, &bad_pin);
+    assert!(!status.success());
+    assert!(
+        out.contains("refused to log in") && out.contains("KURA_PKCS11_PIN"),
+        "{out}"
+    );
+    let mut other_key = args.clone();
+    other_key.extend(["--pkcs11-key-label", "not-kuras"]);
+    let (status, out) = start_refused(&data, &other_key, &env);
+    assert!(!status.success());
+    assert!(out.contains("--pkcs11-key-label kura-root-key"), "{out}");
+    let (status, out) = start_refused(&data, &[], &env[..1]);
+    assert!(!status.success());
+    assert!(out.contains("start with --seal pkcs11"), "{out}");
+    let _ = Server::start_in_with_env(tmp, &args, &env).await;
+}
