@@ -339,3 +339,51 @@ async fn pkcs11_unseals_itself_with_a_key_in_softhsm() {
     assert!(out.contains("start with --seal pkcs11"), "{out}");
     let _ = Server::start_in_with_env(tmp, &args, &env).await;
 }
+
+/// Two nodes on one PostgreSQL database under the Shamir seal: both start uninitialised; the
+/// init on one is seen by the other, which stays sealed until it is given shares of its own.
+#[tokio::test]
+async fn shamir_cluster_nodes_are_unsealed_each_on_its_own() {
+    let db = common::postgres::Database::create();
+    let dir = || {
+        tempfile::Builder::new()
+            .prefix("kura-node-")
+            .tempdir()
+            .unwrap()
+    };
+    let seal = ["--seal", "shamir"];
+    let a = Server::start_node(dir(), &db.url, &db.url, &seal).await;
+    let mut b = Server::start_node(dir(), &db.url, &db.url, &seal).await;
+    assert!(status(&b).contains("not initialised"));
+    let shares = init(&a, 3, 2);
+    b.use_credentials(a.credentials());
+    assert_eq!(
+        status(&b),
+        "seal shamir: sealed, 0 of 2 shares given; `kura operator unseal` takes the next"
+    );
+    let (ok, _, err) = operator(&b, &["init"], None);
+    assert!(!ok && err.contains("already initialised"), "{err}");
+    a.client()
+        .await
+        .create_secret()
+        .name("cluster/sealed")
+        .secret_string("written-on-node-a")
+        .send()
+        .await
+        .expect("create on node a");
+    assert_sealed(&b).await;
+    for share in &shares[1..] {
+        let (ok, _, err) = operator(&b, &["unseal", share], None);
+        assert!(ok, "{err}");
+    }
+    let value = b
+        .client()
+        .await
+        .get_secret_value()
+        .secret_id("cluster/sealed")
+        .send()
+        .await
+        .expect("read on node b once unsealed");
+    assert_eq!(value.secret_string(), Some("written-on-node-a"));
+    drop((a, b));
+}
