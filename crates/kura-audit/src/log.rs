@@ -5,7 +5,7 @@
 //! unnoticed (`kura audit verify`).
 //!
 //! A request that changes something commits its record in the transaction of the change
-//! (the `kura_store::AuditSlot` its `Caller` carries to the store), so a request refused for
+//! (the `kura_store::AuditSlot` the request carries to the store), so a request refused for
 //! want of its record did
 //! nothing. Every other record (reads, failures, rotation steps, jobs) goes through one
 //! writer task that commits them in batches: requests arriving while a batch is being
@@ -18,9 +18,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::{AuditChain, AuditQuery, AuditRecord, AuditStore};
 use kura_core::{Error, Result};
 use kura_crypto::mac::MacKey;
-use kura_store::{AuditChain, AuditQuery, AuditRecord, Store};
 use tokio::sync::{mpsc, oneshot};
 
 pub const AUDIT_FILE: &str = "audit.jsonl";
@@ -118,7 +118,7 @@ impl AuditChain for FileChain {
 impl AuditLog {
     /// Hands the chain to the store (from now on its write transactions commit requests'
     /// records) and starts the writer for all other records.
-    pub async fn start(store: Arc<dyn Store>, key: MacKey, file: PathBuf) -> Result<AuditLog> {
+    pub async fn start(store: Arc<dyn AuditStore>, key: MacKey, file: PathBuf) -> Result<AuditLog> {
         let out = open_append(&file)?;
         let good_len = out
             .metadata()
@@ -165,7 +165,7 @@ fn open_append(path: &Path) -> Result<std::fs::File> {
         })
 }
 
-async fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
+async fn writer(store: Arc<dyn AuditStore>, mut rx: mpsc::Receiver<Job>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -214,7 +214,7 @@ pub enum FileHolds {
 /// line N must be the database's record N, and the file's MACs must chain on their own too.
 /// Every break of the database chain is reported; of the file, the first difference.
 pub async fn verify(
-    store: &dyn Store,
+    store: &dyn AuditStore,
     key: &MacKey,
     file: Option<(&Path, FileHolds)>,
 ) -> Result<VerifyReport> {
@@ -231,7 +231,7 @@ pub async fn verify(
 
 /// One pass of [`verify`]; also says whether the file's only fault is ending early.
 async fn verify_once(
-    store: &dyn Store,
+    store: &dyn AuditStore,
     key: &MacKey,
     file: Option<(&Path, FileHolds)>,
 ) -> Result<(VerifyReport, bool)> {
