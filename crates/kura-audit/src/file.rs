@@ -116,3 +116,44 @@ fn open_append(path: &Path) -> Result<std::fs::File> {
             ))
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::chain::tests::{chained, key, record};
+
+    #[test]
+    fn committed_records_are_appended_as_json_lines_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(AUDIT_FILE);
+        let t = chained(&key(), (1..=3).map(record).collect());
+        let chain = FileChain::open(key(), path.clone()).unwrap();
+        chain.committed(&t[..2]).unwrap();
+        drop(chain);
+        // A restarted server appends after the lines already there.
+        let chain = FileChain::open(key(), path.clone()).unwrap();
+        chain.committed(&t[2..]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let back: Vec<AuditRecord> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(back, t);
+        assert!(text.ends_with('\n'));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn the_store_signs_with_the_chains_key_from_the_genesis_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = FileChain::open(key(), dir.path().join(AUDIT_FILE)).unwrap();
+        let t = chained(&key(), (1..=2).map(record).collect());
+        assert_eq!(chain.mac(None, &t[0]), t[0].mac);
+        assert_eq!(chain.mac(Some(&t[0].mac), &t[1]), t[1].mac);
+        let other = FileChain::open(MacKey::new(b"other"), dir.path().join("x")).unwrap();
+        assert_ne!(other.mac(None, &t[0]), t[0].mac);
+    }
+}

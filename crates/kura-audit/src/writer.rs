@@ -19,6 +19,7 @@ const MAX_BATCH: usize = 512;
 /// A record to write; the store sets its `seq` and `mac`.
 type Job = (AuditRecord, oneshot::Sender<Result<()>>);
 
+/// The writer's handle: [`record`](Self::record) queues a record and waits for its batch.
 pub struct AuditLog {
     tx: mpsc::Sender<Job>,
 }
