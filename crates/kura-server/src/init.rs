@@ -17,9 +17,9 @@ use kura_crypto::{Keyring, RootKey, random};
 use kura_store::{PgStore, SqliteStore, Store};
 use zeroize::Zeroizing;
 
-use crate::audit::{AUDIT_FILE, AuditLog, FileHolds, VerifyReport};
 use crate::service::access_keys::NewAccessKey;
 use crate::service::{DEFAULT_KEY, Service};
+use kura_audit::{AUDIT_FILE, AuditLog, FileHolds, VerifyReport};
 
 pub const ROOT_KEY_FILE: &str = "root.key";
 pub const CREDENTIALS_FILE: &str = "root-credentials";
@@ -461,7 +461,7 @@ pub async fn verify_audit(dir: &Path, database_url: Option<&str>) -> Result<Veri
         &sealed.ciphertext,
         &sealed.wrapped_key,
     )?;
-    crate::audit::verify(
+    kura_audit::verify(
         store.as_ref(),
         &MacKey::new(&key),
         Some((&audit_file, holds)),

@@ -1,6 +1,5 @@
 //! kura's service layer and HTTP server.
 
-pub mod audit;
 pub mod http;
 pub mod init;
 pub mod node;

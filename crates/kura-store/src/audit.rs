@@ -14,17 +14,9 @@ use std::time::Instant;
 
 use kura_core::Clock;
 
-use crate::AuditRecord;
-
-/// The audit chain as a store sees it: kura-server owns the MAC key and the file.
-pub trait AuditChain: Send + Sync + 'static {
-    /// The MAC of `record` (its own `mac` ignored), chained after `prev`, the MAC of the
-    /// record before it (`None` for the first record).
-    fn mac(&self, prev: Option<&str>, record: &AuditRecord) -> String;
-    /// Called right after `records` committed and before any other audit-writing
-    /// transaction can begin, so calls come in commit order, which is seq order.
-    fn committed(&self, records: &[AuditRecord]) -> kura_core::Result<()>;
-}
+// The backends import the chain from here, beside the slot.
+pub(crate) use kura_audit::AuditChain;
+use kura_audit::AuditRecord;
 
 /// A request's audit record before its outcome is known.
 pub struct AuditDraft {

@@ -81,7 +81,7 @@ pub struct Service {
     pub(crate) rotation: rotation::RotationRuntime,
     /// Tests only (`--test-pause-before-step`): rotations hang before this step.
     pub test_pause_step: Option<kura_core::model::RotationStep>,
-    audit: std::sync::OnceLock<crate::audit::AuditLog>,
+    audit: std::sync::OnceLock<kura_audit::AuditLog>,
     pub(crate) subjects: authz::SubjectCache,
     /// This process's name in the audit trail (`node-id` in the data directory).
     pub(crate) node_id: String,
@@ -207,7 +207,7 @@ impl Service {
         self
     }
 
-    pub(crate) fn set_audit(&self, log: crate::audit::AuditLog) {
+    pub(crate) fn set_audit(&self, log: kura_audit::AuditLog) {
         let _ = self.audit.set(log);
     }
 

@@ -1,192 +1,12 @@
-//! The audit trail: one record per request, rotation step and background job, written to the
-//! database and to an append-only JSON-lines file before the request is answered (fail
-//! closed). Records are chained with an HMAC whose key is sealed by the root key, so someone
-//! who can write the database but cannot unseal kura cannot edit, drop or reorder records
-//! unnoticed (`kura audit verify`).
-//!
-//! A request that changes something commits its record in the transaction of the change
-//! (the `kura_store::AuditSlot` its `Caller` carries to the store), so a request refused for
-//! want of its record did
-//! nothing. Every other record (reads, failures, rotation steps, jobs) goes through one
-//! writer task that commits them in batches: requests arriving while a batch is being
-//! written share the next commit (group commit), so a read costs one write transaction per
-//! batch, not per request. Both paths number records from the chain's tail inside their
-//! transaction ([`FileChain`] signs them) and append them to the file before the next
-//! audit-writing transaction may begin.
+//! `kura audit verify`: the database's chain, and the file beside it, line by line.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 
 use kura_core::{Error, Result};
 use kura_crypto::mac::MacKey;
-use kura_store::{AuditChain, AuditQuery, AuditRecord, Store};
-use tokio::sync::{mpsc, oneshot};
 
-pub const AUDIT_FILE: &str = "audit.jsonl";
-const QUEUE: usize = 4096;
-const MAX_BATCH: usize = 512;
-
-/// A record to write; the store sets its `seq` and `mac`.
-type Job = (AuditRecord, oneshot::Sender<Result<()>>);
-
-pub struct AuditLog {
-    tx: mpsc::Sender<Job>,
-}
-
-/// The bytes a record's MAC covers: the previous MAC, then the record without its MAC.
-fn mac_of(key: &MacKey, prev: &str, r: &AuditRecord) -> String {
-    let mut unsigned = r.clone();
-    unsigned.mac.clear();
-    let mut data = prev.as_bytes().to_vec();
-    data.push(b'\n');
-    // Serialising a struct keeps field order, so this is a stable canonical form.
-    data.extend(serde_json::to_vec(&unsigned).unwrap_or_default());
-    hex::encode(key.sign(&data))
-}
-
-/// The chain starts from this "previous MAC".
-const GENESIS: &str = "kura-audit-v1";
-
-/// What the store needs of the chain: the MAC key, and the file that follows the database.
-pub struct FileChain {
-    key: MacKey,
-    file: Mutex<AuditFile>,
-}
-
-struct AuditFile {
-    out: std::fs::File,
-    path: PathBuf,
-    /// The file's length after its last whole line: a failed append is cut back to it, so
-    /// a half-written line never runs into the next one.
-    good_len: u64,
-    /// Lines committed to the database that the file could not take yet (a full disk): they
-    /// go first on the next append, so the file catches up, in order, once space is back.
-    pending: Vec<u8>,
-}
-
-/// Beyond this many bytes of lines waiting for the file, they are dropped (and the gap is
-/// logged; `kura audit verify` reports it) rather than held in memory without end.
-const MAX_PENDING: usize = 64 * 1024 * 1024;
-
-impl AuditChain for FileChain {
-    fn mac(&self, prev: Option<&str>, record: &AuditRecord) -> String {
-        mac_of(&self.key, prev.unwrap_or(GENESIS), record)
-    }
-
-    /// The database copy is the durable one and is already committed: a file that cannot be
-    /// appended to is logged and caught up later, never a reason to refuse the request.
-    fn committed(&self, records: &[AuditRecord]) -> Result<()> {
-        let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        let was_behind = !f.pending.is_empty();
-        for r in records {
-            f.pending.extend(serde_json::to_vec(r).unwrap_or_default());
-            f.pending.push(b'\n');
-        }
-        let lines = std::mem::take(&mut f.pending);
-        match f.out.write_all(&lines) {
-            Ok(()) => {
-                f.good_len += lines.len() as u64;
-                if was_behind {
-                    tracing::info!(path = %f.path.display(), "the audit file has caught up with the database");
-                }
-            }
-            Err(e) => {
-                let good_len = f.good_len;
-                let _ = f.out.set_len(good_len);
-                let first = records.first().map(|r| r.seq).unwrap_or_default();
-                if lines.len() <= MAX_PENDING {
-                    f.pending = lines;
-                    tracing::error!(
-                        path = %f.path.display(),
-                        first_seq = first,
-                        "cannot append audit records to the audit file ({e}); the database holds them and the file will catch up when it can"
-                    );
-                } else {
-                    tracing::error!(
-                        path = %f.path.display(),
-                        first_seq = first,
-                        "cannot append audit records to the audit file ({e}) for too long; records up to this one are missing from it, and kura audit verify will report the gap"
-                    );
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-impl AuditLog {
-    /// Hands the chain to the store (from now on its write transactions commit requests'
-    /// records) and starts the writer for all other records.
-    pub async fn start(store: Arc<dyn Store>, key: MacKey, file: PathBuf) -> Result<AuditLog> {
-        let out = open_append(&file)?;
-        let good_len = out
-            .metadata()
-            .map_err(|e| Error::internal(format!("cannot stat {}: {e}", file.display())))?
-            .len();
-        store.set_audit_chain(Arc::new(FileChain {
-            key,
-            file: Mutex::new(AuditFile {
-                out,
-                path: file,
-                good_len,
-                pending: Vec::new(),
-            }),
-        }));
-        let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(writer(store, rx));
-        Ok(AuditLog { tx })
-    }
-
-    /// Records `e` and returns once it is durable; an error means it was not written.
-    pub async fn record(&self, e: AuditRecord) -> Result<()> {
-        let (done, wait) = oneshot::channel();
-        self.tx
-            .send((e, done))
-            .await
-            .map_err(|_| Error::internal("the audit writer has stopped"))?;
-        wait.await
-            .map_err(|_| Error::internal("the audit writer has stopped"))?
-    }
-}
-
-fn open_append(path: &Path) -> Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| {
-            Error::internal(format!(
-                "cannot open the audit file {}: {e}",
-                path.display()
-            ))
-        })
-}
-
-async fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let records: Vec<AuditRecord> = batch.iter().map(|(e, _)| e.clone()).collect();
-        let result = store.append_audit(&records).await;
-        if let Err(e) = &result {
-            tracing::error!(
-                detail = e.detail.as_deref().unwrap_or(""),
-                "audit records could not be written; the requests they describe fail"
-            );
-        }
-        for (_, done) in batch {
-            let _ = done.send(result.clone());
-        }
-    }
-}
+use crate::chain::{ChainCheck, GENESIS, mac_of};
+use crate::{AuditQuery, AuditRecord, AuditStore};
 
 /// What `kura audit verify` found.
 #[derive(Debug, Default)]
@@ -214,7 +34,7 @@ pub enum FileHolds {
 /// line N must be the database's record N, and the file's MACs must chain on their own too.
 /// Every break of the database chain is reported; of the file, the first difference.
 pub async fn verify(
-    store: &dyn Store,
+    store: &dyn AuditStore,
     key: &MacKey,
     file: Option<(&Path, FileHolds)>,
 ) -> Result<VerifyReport> {
@@ -231,19 +51,12 @@ pub async fn verify(
 
 /// One pass of [`verify`]; also says whether the file's only fault is ending early.
 async fn verify_once(
-    store: &dyn Store,
+    store: &dyn AuditStore,
     key: &MacKey,
     file: Option<(&Path, FileHolds)>,
 ) -> Result<(VerifyReport, bool)> {
-    let mut report = VerifyReport::default();
-    let mut prev = GENESIS.to_string();
-    let mut expected = 1i64;
+    let mut check = Verifier::new(key, file)?;
     let mut after = None;
-    let mut last_seq = 0;
-    let mut lines = match file {
-        Some((path, holds)) => Some(FileCheck::open(path, holds)?),
-        None => None,
-    };
     loop {
         let page = store
             .query_audit(&AuditQuery {
@@ -256,39 +69,55 @@ async fn verify_once(
             break;
         }
         for r in &page {
-            report.records += 1;
-            if r.seq != expected {
-                report.problems.push(if r.seq > expected {
-                    format!(
-                        "records {expected} to {} are missing: deleted from the database",
-                        r.seq - 1
-                    )
-                } else {
-                    format!("record {} appears out of order", r.seq)
-                });
-            }
-            if mac_of(key, &prev, r) != r.mac {
-                report.problems.push(format!(
-                    "record {} does not match its MAC: it was edited, or records before it were removed or reordered",
-                    r.seq
-                ));
-            }
-            if let Some(f) = &mut lines {
-                f.check(key, r, &prev, report.records)?;
-            }
-            prev = r.mac.clone();
-            expected = r.seq + 1;
-            last_seq = r.seq;
+            check.record(r)?;
         }
         after = page.last().map(|r| r.seq);
     }
-    let mut behind = false;
-    if let Some(mut f) = lines {
-        f.finish(last_seq, &prev)?;
-        behind = f.behind;
-        report.problems.extend(f.problem);
+    check.finish()
+}
+
+/// One pass's checks, fed the database's records in order: the chain, and the file beside it.
+struct Verifier<'a> {
+    key: &'a MacKey,
+    chain: ChainCheck,
+    file: Option<FileCheck<'a>>,
+}
+
+impl<'a> Verifier<'a> {
+    fn new(key: &'a MacKey, file: Option<(&'a Path, FileHolds)>) -> Result<Self> {
+        Ok(Verifier {
+            key,
+            chain: ChainCheck::new(),
+            file: match file {
+                Some((path, holds)) => Some(FileCheck::open(path, holds)?),
+                None => None,
+            },
+        })
     }
-    Ok((report, behind))
+
+    fn record(&mut self, r: &AuditRecord) -> Result<()> {
+        if let Some(f) = &mut self.file {
+            f.check(self.key, r, self.chain.prev(), self.chain.records + 1)?;
+        }
+        self.chain.check(self.key, r);
+        Ok(())
+    }
+
+    /// The report, and whether the file's only fault is ending early.
+    fn finish(self) -> Result<(VerifyReport, bool)> {
+        let last_seq = self.chain.last_seq();
+        let mut report = VerifyReport {
+            records: self.chain.records,
+            problems: self.chain.problems,
+        };
+        let mut behind = false;
+        if let Some(mut f) = self.file {
+            f.finish(last_seq)?;
+            behind = f.behind;
+            report.problems.extend(f.problem);
+        }
+        Ok((report, behind))
+    }
 }
 
 /// The JSON-lines file, read line by line beside the database's records.
@@ -499,7 +328,7 @@ impl<'a> FileCheck<'a> {
     }
 
     /// After the database's last record (`last_seq`): the file must end too.
-    fn finish(&mut self, last_seq: i64, _db_prev: &str) -> Result<()> {
+    fn finish(&mut self, last_seq: i64) -> Result<()> {
         if self.problem.is_some() {
             return Ok(());
         }
@@ -541,4 +370,212 @@ fn fields_differing(a: &AuditRecord, b: &AuditRecord) -> Vec<String> {
         .filter(|(k, v)| b.get(*k) != Some(v))
         .map(|(k, _)| k.clone())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AUDIT_FILE;
+    use crate::chain::tests::{chained, key, record};
+
+    fn trail(n: i64) -> Vec<AuditRecord> {
+        chained(&key(), (1..=n).map(record).collect())
+    }
+
+    fn lines(records: &[AuditRecord]) -> String {
+        records
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap() + "\n")
+            .collect()
+    }
+
+    /// Verifies `db` (the database's records, in order) and, with `file`, the audit file
+    /// holding that text. Returns the problems and whether the file only ends early.
+    fn verify(db: &[AuditRecord], file: Option<&str>, holds: FileHolds) -> (Vec<String>, bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(AUDIT_FILE);
+        if let Some(text) = file {
+            std::fs::write(&path, text).unwrap();
+        }
+        let key = key();
+        let mut v = Verifier::new(&key, Some((&path, holds))).unwrap();
+        for r in db {
+            v.record(r).unwrap();
+        }
+        let (report, behind) = v.finish().unwrap();
+        assert_eq!(report.records, db.len() as u64);
+        (report.problems, behind)
+    }
+
+    fn one(problems: &[String], starts: &str) {
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with(starts) || problems[0].contains(starts),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_file_equal_to_the_database_passes() {
+        let t = trail(4);
+        assert_eq!(
+            verify(&t, Some(&lines(&t)), FileHolds::All),
+            (vec![], false)
+        );
+        assert_eq!(verify(&[], None, FileHolds::All), (vec![], false));
+        assert_eq!(verify(&[], Some(""), FileHolds::All), (vec![], false));
+    }
+
+    #[test]
+    fn a_missing_or_emptied_file_is_reported() {
+        let t = trail(3);
+        let (p, behind) = verify(&t, None, FileHolds::All);
+        one(&p, "is missing, but the database holds records");
+        assert!(!behind, "a missing file is not catching up");
+        let (p, behind) = verify(&t, Some(""), FileHolds::All);
+        one(&p, "is empty, but the database holds records from record 1");
+        assert!(behind);
+    }
+
+    #[test]
+    fn a_truncated_file_is_reported_as_behind() {
+        let t = trail(5);
+        let (p, behind) = verify(&t, Some(&lines(&t[..3])), FileHolds::All);
+        one(
+            &p,
+            "ends after line 3 (record 3), but the database goes on to record 4",
+        );
+        assert!(behind, "read again: a running server may append it yet");
+    }
+
+    #[test]
+    fn records_cut_off_the_databases_end_are_seen_in_the_file() {
+        let t = trail(5);
+        let (p, behind) = verify(&t[..3], Some(&lines(&t)), FileHolds::All);
+        one(&p, "the audit file goes on to record 4 (line 4 of");
+        assert!(!behind);
+    }
+
+    #[test]
+    fn an_edited_line_is_reported_with_the_fields_it_changed() {
+        let t = trail(4);
+        let mut file = t.clone();
+        file[2].principal = "arn:aws:iam::000000000000:user/mallory".into();
+        let (p, _) = verify(&t, Some(&lines(&file)), FileHolds::All);
+        one(
+            &p,
+            "(record 3) does not verify under this server's audit key and differs from the database in Principal",
+        );
+    }
+
+    #[test]
+    fn an_edited_database_record_is_reported_twice() {
+        // The chain breaks, and the file, still intact, disagrees with the database.
+        let t = trail(4);
+        let mut db = t.clone();
+        db[1].action = "secretsmanager:ListSecrets".into();
+        let (p, _) = verify(&db, Some(&lines(&t)), FileHolds::All);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].starts_with("record 2 does not match its MAC"), "{p:?}");
+        assert!(
+            p[1].contains("(record 2) differs from the database's record 2 in Action"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn another_servers_file_is_reported() {
+        let t = trail(3);
+        let other = chained(
+            &kura_crypto::mac::MacKey::new(b"another server"),
+            (1..=3).map(record).collect(),
+        );
+        let (p, _) = verify(&t, Some(&lines(&other)), FileHolds::All);
+        one(&p, "line 1 of");
+        assert!(
+            p[0].contains("does not verify under this server's audit key"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn removed_reordered_or_garbled_lines_are_reported() {
+        let t = trail(4);
+        let mut file = t.clone();
+        file.remove(1);
+        let (p, _) = verify(&t, Some(&lines(&file)), FileHolds::All);
+        one(&p, "line 2 of");
+        assert!(p[0].contains("is record 3, but the database's record number 2 is record 2"));
+
+        let mut file = t.clone();
+        file.swap(0, 1);
+        let (p, _) = verify(&t, Some(&lines(&file)), FileHolds::All);
+        one(&p, "line 1 of");
+
+        let text = lines(&t).replacen("{\"Seq\":2", "{\"Seq\":", 1);
+        let (p, _) = verify(&t, Some(&text), FileHolds::All);
+        one(
+            &p,
+            "is not an audit record (the database's record 2 belongs there)",
+        );
+    }
+
+    /// Six records on one chain, written by two nodes in turn: a's are 1, 3 and 4.
+    fn cluster_trail() -> (Vec<AuditRecord>, Vec<AuditRecord>) {
+        let db = chained(
+            &key(),
+            (1..=6)
+                .map(|i| AuditRecord {
+                    node: if [1, 3, 4].contains(&i) {
+                        "node-a"
+                    } else {
+                        "node-b"
+                    }
+                    .into(),
+                    ..record(i)
+                })
+                .collect(),
+        );
+        let own = db.iter().filter(|r| r.node == "node-a").cloned().collect();
+        (db, own)
+    }
+
+    #[test]
+    fn a_nodes_file_holds_its_own_records_in_the_chains_order() {
+        let (db, own) = cluster_trail();
+        assert_eq!(
+            verify(&db, Some(&lines(&own)), FileHolds::OwnRecords),
+            (vec![], false)
+        );
+        // A node's file that ends early is not reported (its missing lines cannot be told
+        // from other nodes' records: verify does not know which node it is).
+        assert_eq!(
+            verify(&db, Some(&lines(&own[..1])), FileHolds::OwnRecords),
+            (vec![], false)
+        );
+    }
+
+    #[test]
+    fn a_nodes_file_finds_records_cut_from_the_shared_database() {
+        let (db, own) = cluster_trail();
+        let (p, _) = verify(&db[..2], Some(&lines(&own)), FileHolds::OwnRecords);
+        one(&p, "holds record 3 but the database ends at record 2");
+    }
+
+    #[test]
+    fn a_nodes_file_with_an_edited_or_moved_line_is_reported() {
+        let (db, own) = cluster_trail();
+        let mut file = own.clone();
+        file[1].outcome = "Error".into();
+        let (p, _) = verify(&db, Some(&lines(&file)), FileHolds::OwnRecords);
+        one(
+            &p,
+            "(record 3) does not verify under this installation's audit key and differs from the database in Outcome",
+        );
+
+        let mut file = own.clone();
+        file.swap(1, 2);
+        let (p, _) = verify(&db, Some(&lines(&file)), FileHolds::OwnRecords);
+        one(&p, "is record 3, which is not where the database has it");
+    }
 }
