@@ -27,10 +27,29 @@ pub struct Config {
     pub test_pause_before_step: Option<String>,
     /// Connection timeouts and cap.
     pub limits: http::Limits,
+    /// Serve TLS with these files; `None`: plain HTTP.
+    pub tls: Option<http::TlsFiles>,
+    /// Allow plain HTTP on an address other than loopback (TLS ends in front of kura).
+    pub insecure_http: bool,
+}
+
+/// Plain HTTP is served on loopback only, unless the operator says TLS is handled elsewhere:
+/// signatures protect requests from tampering but not secret values from being read.
+fn check_transport(config: &Config) -> Result<()> {
+    if config.tls.is_some() || config.insecure_http || config.listen.ip().is_loopback() {
+        return Ok(());
+    }
+    Err(Error::invalid_parameter(format!(
+        "kura will not serve plain HTTP on {}, which is not a loopback address: secret values would cross the network unencrypted. Give --tls-cert FILE --tls-key FILE (KURA_TLS_CERT, KURA_TLS_KEY) to serve HTTPS, or --insecure-http (KURA_INSECURE_HTTP=true) if TLS ends in front of kura (a proxy or load balancer).",
+        config.listen
+    )))
 }
 
 /// Runs the server until SIGINT or SIGTERM, then lets in-flight requests finish.
 pub async fn run(config: Config) -> Result<()> {
+    check_transport(&config)?;
+    // Before anything is initialised: a wrong file is reported and nothing else done.
+    let tls = config.tls.clone().map(http::Tls::load).transpose()?;
     let opened = init::open(
         &config.data_dir,
         config.database_url.as_deref(),
@@ -69,7 +88,8 @@ pub async fn run(config: Config) -> Result<()> {
         ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
         _ => addr,
     };
-    service.set_rotation_endpoint(format!("http://{callback}"));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    service.set_rotation_endpoint(format!("{scheme}://{callback}"));
     let service = Arc::new(service);
     service.follow_identity_changes();
     let state = Arc::new(http::AppState {
@@ -78,6 +98,7 @@ pub async fn run(config: Config) -> Result<()> {
         body_read_timeout: config.limits.body_read_timeout,
     });
     let jobs = tokio::spawn(service.clone().run_jobs());
+    let tls_watch = tls.clone().map(http::Tls::watch);
     // A node that joined a cluster has no credentials file: the first node wrote it.
     let credentials = if opened.credentials_file.exists() {
         opened.credentials_file.display().to_string()
@@ -89,16 +110,21 @@ pub async fn run(config: Config) -> Result<()> {
         data_dir = %config.data_dir.display(),
         database = %config.database_url.as_deref().map(init::shown_url).unwrap_or_else(|| "embedded SQLite".into()),
         %credentials,
-        "kura is serving; clients: AWS_SHARED_CREDENTIALS_FILE=<{credentials}> aws --endpoint-url http://{addr} secretsmanager ..."
+        tls = tls.is_some(),
+        "kura is serving; clients: AWS_SHARED_CREDENTIALS_FILE=<{credentials}> aws --endpoint-url {scheme}://{addr} secretsmanager ..."
     );
     http::conn::serve(
         listener,
         http::router(state.clone()),
         config.limits,
+        tls,
         shutdown_signal(),
     )
     .await;
     jobs.abort();
+    if let Some(watch) = tls_watch {
+        watch.abort();
+    }
     state.service.store().close().await;
     drop(opened.lock);
     tracing::info!("kura stopped");
