@@ -98,7 +98,10 @@ pub async fn run(config: Config) -> Result<()> {
         body_read_timeout: config.limits.body_read_timeout,
     });
     let jobs = tokio::spawn(service.clone().run_jobs());
-    let tls_watch = tls.clone().map(http::Tls::watch);
+    let reloads = match tls.clone() {
+        Some(tls) => tls.watch(),
+        None => tokio::spawn(nothing_to_reload()),
+    };
     // A node that joined a cluster has no credentials file: the first node wrote it.
     let credentials = if opened.credentials_file.exists() {
         opened.credentials_file.display().to_string()
@@ -122,13 +125,23 @@ pub async fn run(config: Config) -> Result<()> {
     )
     .await;
     jobs.abort();
-    if let Some(watch) = tls_watch {
-        watch.abort();
-    }
+    reloads.abort();
     state.service.store().close().await;
     drop(opened.lock);
     tracing::info!("kura stopped");
     Ok(())
+}
+
+/// Without TLS there is nothing to reload, but SIGHUP (a service manager's "reload") must not
+/// end the server as it would by default.
+async fn nothing_to_reload() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        tracing::info!("SIGHUP: nothing to reload (kura serves no TLS)");
+    }
 }
 
 async fn shutdown_signal() {

@@ -588,3 +588,60 @@ async fn plain_http_beyond_loopback_is_refused_unless_insecure_http_is_given() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_command_rotation_function_calls_back_over_tls_with_aws_ca_bundle() {
+    let Some(python) = python_with_boto3() else {
+        return;
+    };
+    let ca = TestCa::new("kura test");
+    let tmp = temp();
+    let bundle = tmp.path().join("ca.pem");
+    std::fs::write(&bundle, ca.pem()).unwrap();
+    let server = start(temp(), &ca.server_cert(1), &[], ClientTls::trusting(&ca)).await;
+    // As the README says: the function's environment names the CA (without it, the step
+    // fails on the certificate).
+    create_python_function(
+        &server,
+        &python,
+        "tls-rotator",
+        &[("AWS_CA_BUNDLE", path_str(&bundle))],
+        1,
+    )
+    .await;
+    let client = server.client().await;
+    let arn = create_plain(&client, "tls/rotated", "before the rotation").await;
+    ok(client
+        .rotate_secret()
+        .secret_id("tls/rotated")
+        .rotation_lambda_arn(lambda_arn(&arn, "tls-rotator"))
+        .send()
+        .await);
+    wait_rotation_succeeded(&server, "tls/rotated").await;
+    let rotated = get_string(&client, "tls/rotated").await;
+    remember_value(&rotated);
+    assert_ne!(rotated, "before the rotation");
+    drop(tmp);
+}
+
+#[tokio::test]
+async fn sighup_without_tls_leaves_the_server_running() {
+    let server = Server::start().await;
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(hup.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.log().contains("SIGHUP: nothing to reload") {
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP not logged:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ok(server.client().await.list_secrets().send().await);
+    // Stops cleanly afterwards (exit 0 on SIGTERM).
+    server.stop().await;
+}
