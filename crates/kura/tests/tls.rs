@@ -145,6 +145,17 @@ async fn the_sdk_works_over_https_with_the_chain_and_an_untrusted_client_is_refu
     assert_eq!(served_certificate(&stream), issued.der);
     let chain = stream.get_ref().1.peer_certificates().map(<[_]>::len);
     assert_eq!(chain, Some(2), "the certificate and its intermediate");
+    // The SDK offers h2 and http/1.1 (as here) and so talks HTTP/2 to kura.
+    let mut offer = (*ClientTls::trusting(&ca).rustls()).clone();
+    offer.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let h2 = tokio_rustls::TlsConnector::from(std::sync::Arc::new(offer))
+        .connect(name, tcp)
+        .await
+        .expect("TLS connection offering h2");
+    assert_eq!(h2.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    drop(h2);
 
     // A client that trusts another CA does not get through, nor does plain HTTP.
     let stranger = ClientTls::trusting(&TestCa::new("stranger")).reqwest();
