@@ -30,10 +30,29 @@ pub struct Config {
     pub limits: http::Limits,
     /// The seal asked for (`--seal`); `None`: the installation's own (`file` for a new one).
     pub seal: Option<seal::SealChoice>,
+    /// Serve TLS with these files; `None`: plain HTTP.
+    pub tls: Option<http::TlsFiles>,
+    /// Allow plain HTTP on an address other than loopback (TLS ends in front of kura).
+    pub insecure_http: bool,
+}
+
+/// Plain HTTP is served on loopback only, unless the operator says TLS is handled elsewhere:
+/// signatures protect requests from tampering but not secret values from being read.
+fn check_transport(config: &Config) -> Result<()> {
+    if config.tls.is_some() || config.insecure_http || config.listen.ip().is_loopback() {
+        return Ok(());
+    }
+    Err(Error::invalid_parameter(format!(
+        "kura will not serve plain HTTP on {}, which is not a loopback address: secret values would cross the network unencrypted. Give --tls-cert FILE --tls-key FILE (KURA_TLS_CERT, KURA_TLS_KEY) to serve HTTPS, or --insecure-http (KURA_INSECURE_HTTP=true) if TLS ends in front of kura (a proxy or load balancer).",
+        config.listen
+    )))
 }
 
 /// Runs the server until SIGINT or SIGTERM, then lets in-flight requests finish.
 pub async fn run(config: Config) -> Result<()> {
+    check_transport(&config)?;
+    // Before anything is initialised: a wrong file is reported and nothing else done.
+    let tls = config.tls.clone().map(http::Tls::load).transpose()?;
     let pause_before_step = match &config.test_pause_before_step {
         Some(step) => Some(kura_core::model::RotationStep::parse(step).ok_or_else(|| {
             Error::invalid_parameter(format!(
@@ -57,11 +76,12 @@ pub async fn run(config: Config) -> Result<()> {
         ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
         _ => addr,
     };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let options = node::ServiceOptions {
         region: config.region.clone(),
         test_clock: config.test_clock,
         pause_before_step,
-        endpoint: format!("http://{callback}"),
+        endpoint: format!("{scheme}://{callback}"),
     };
     let node = node::Node::start(prepared, options, config.seal.clone()).await?;
     let state = Arc::new(http::AppState {
@@ -69,6 +89,10 @@ pub async fn run(config: Config) -> Result<()> {
         body_read_timeout: config.limits.body_read_timeout,
     });
     let credentials_file = config.data_dir.join(init::CREDENTIALS_FILE);
+    let reloads = match tls.clone() {
+        Some(tls) => tls.watch(),
+        None => tokio::spawn(nothing_to_reload()),
+    };
     // A node that joined a cluster has no credentials file: the first node wrote it.
     let credentials = if credentials_file.exists() {
         credentials_file.display().to_string()
@@ -83,18 +107,33 @@ pub async fn run(config: Config) -> Result<()> {
         seal = status.seal_type,
         sealed = status.sealed,
         %credentials,
-        "kura is serving; clients: AWS_SHARED_CREDENTIALS_FILE=<{credentials}> aws --endpoint-url http://{addr} secretsmanager ..."
+        tls = tls.is_some(),
+        "kura is serving; clients: AWS_SHARED_CREDENTIALS_FILE=<{credentials}> aws --endpoint-url {scheme}://{addr} secretsmanager ..."
     );
     http::conn::serve(
         listener,
         http::router(state.clone()),
         config.limits,
+        tls,
         shutdown_signal(),
     )
     .await;
+    reloads.abort();
     node.stop().await;
     tracing::info!("kura stopped");
     Ok(())
+}
+
+/// Without TLS there is nothing to reload, but SIGHUP (a service manager's "reload") must not
+/// end the server as it would by default.
+async fn nothing_to_reload() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        tracing::info!("SIGHUP: nothing to reload (kura serves no TLS)");
+    }
 }
 
 async fn shutdown_signal() {

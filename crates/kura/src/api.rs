@@ -71,6 +71,28 @@ fn credentials(explicit: Option<&Path>) -> Result<Credentials, String> {
     read_credentials_file(&file)
 }
 
+/// The HTTP client: when `AWS_CA_BUNDLE` names a PEM file, it trusts the certificates in it
+/// and no others (as the AWS CLI does); else the system's roots.
+fn http_client() -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(path) = std::env::var_os("AWS_CA_BUNDLE").filter(|p| !p.is_empty()) {
+        let shown = Path::new(&path).display().to_string();
+        let pem =
+            std::fs::read(&path).map_err(|e| format!("cannot read AWS_CA_BUNDLE {shown}: {e}"))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("AWS_CA_BUNDLE {shown} is not a PEM bundle: {e}"))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "AWS_CA_BUNDLE {shown} holds no PEM CERTIFICATE block"
+            ));
+        }
+        builder = builder.tls_certs_only(certs);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot set up the HTTP client: {e}"))
+}
+
 /// Runs the call; prints the answer (pretty JSON) on stdout, or the error on stderr.
 pub async fn run(args: ApiArgs) -> Result<(), String> {
     let target = if args.operation.contains('.') {
@@ -132,7 +154,7 @@ pub async fn call(
         chrono::Utc::now(),
     )
     .map_err(|e| format!("cannot sign the request: {e}"))?;
-    let mut request = reqwest::Client::new().post(url);
+    let mut request = http_client()?.post(url);
     for (name, value) in headers {
         request = request.header(name, value);
     }

@@ -64,6 +64,25 @@ enum Command {
         /// open-file limit (`ulimit -n`) with room for the database.
         #[arg(long, env = "KURA_MAX_CONNECTIONS", default_value = "512", value_parser = clap::value_parser!(u32).range(1..))]
         max_connections: u32,
+        /// Serve HTTPS with this certificate (PEM: the server's certificate, then its
+        /// intermediates). Reloaded on SIGHUP and when the file changes.
+        #[arg(long, env = "KURA_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The private key of --tls-cert (PEM).
+        #[arg(long, env = "KURA_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Require clients to present a certificate issued by a CA in this PEM file.
+        #[arg(
+            long,
+            env = "KURA_TLS_CLIENT_CA",
+            value_name = "FILE",
+            requires = "tls_cert"
+        )]
+        tls_client_ca: Option<PathBuf>,
+        /// Serve plain HTTP on an address other than loopback, for TLS that ends in front of
+        /// kura (a proxy or load balancer). Without it, such an address needs --tls-cert.
+        #[arg(long, env = "KURA_INSECURE_HTTP")]
+        insecure_http: bool,
         /// How the root key is kept, chosen when the installation is initialised: `file`
         /// (root.key in the data directory, the default), `shamir` (the server starts sealed;
         /// `kura operator init` and `kura operator unseal`), or `pkcs11` (wrapped by a key in an
@@ -409,6 +428,10 @@ fn main() -> ExitCode {
             idle_timeout,
             body_read_timeout,
             max_connections,
+            tls_cert,
+            tls_key,
+            tls_client_ca,
+            insecure_http,
             seal,
             pkcs11,
         } => {
@@ -436,6 +459,14 @@ fn main() -> ExitCode {
                     body_read_timeout,
                     max_connections: max_connections as usize,
                 },
+                tls: tls_cert
+                    .zip(tls_key)
+                    .map(|(cert, key)| kura_server::http::TlsFiles {
+                        cert,
+                        key,
+                        client_ca: tls_client_ca,
+                    }),
+                insecure_http,
                 seal,
             };
             match runtime.block_on(kura_server::run(config)) {

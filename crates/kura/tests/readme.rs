@@ -149,6 +149,15 @@ impl Drop for Script {
 /// `KURA_DATABASE_URL` set; stdout and stderr go to files (background servers keep them open,
 /// so pipes would never close). Returns the script guard and its stdout.
 fn run_cluster_block(dir: &Path, block: &str, database_url: &str) -> (Script, String) {
+    run_block_in_background(dir, block, Some(database_url))
+}
+
+/// `run_cluster_block`, with `KURA_DATABASE_URL` set only when a database is given.
+fn run_block_in_background(
+    dir: &Path,
+    block: &str,
+    database_url: Option<&str>,
+) -> (Script, String) {
     use std::os::unix::process::CommandExt;
     let bin = Path::new(env!("CARGO_BIN_EXE_kura")).parent().unwrap();
     let path = format!(
@@ -158,12 +167,17 @@ fn run_cluster_block(dir: &Path, block: &str, database_url: &str) -> (Script, St
     );
     let out_path = dir.join("script.out");
     let err_path = dir.join("script.err");
-    let mut child = Command::new("bash")
+    let mut command = Command::new("bash");
+    match database_url {
+        Some(url) => command.env("KURA_DATABASE_URL", url),
+        None => command.env_remove("KURA_DATABASE_URL"),
+    };
+    let mut child = command
         .args(["-euo", "pipefail", "-c", block])
         .current_dir(dir)
         .env("PATH", path)
-        .env("KURA_DATABASE_URL", database_url)
         .env_remove("AWS_PROFILE")
+        .env_remove("AWS_CA_BUNDLE")
         .env_remove("AWS_ENDPOINT_URL")
         .env_remove("AWS_ENDPOINT_URL_SECRETS_MANAGER")
         .env_remove("KURA_DATA_DIR")
@@ -273,4 +287,28 @@ async fn readme_cluster_migration_works_as_printed() {
         value
     );
     assert!(!node.data_dir.join("root-credentials").exists());
+}
+
+#[tokio::test]
+async fn readme_tls_example_works_as_printed() {
+    if !have("aws") || !have("curl") {
+        return;
+    }
+    // The files the README names, from a CA made here for localhost.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tls = dir.path().join("tls");
+    std::fs::create_dir(&tls).unwrap();
+    let ca = common::tls::TestCa::new("readme");
+    let issued = ca.server_cert(1);
+    std::fs::write(tls.join("server.pem"), &issued.chain).unwrap();
+    std::fs::write(tls.join("server.key"), &issued.key).unwrap();
+    std::fs::write(tls.join("ca.pem"), ca.pem()).unwrap();
+    let port = free_addr().rsplit_once(':').unwrap().1.to_string();
+    let block = readme_block("tls").replace(":8443", &format!(":{port}"));
+    assert!(block.contains(&format!("0.0.0.0:{port}")), "{block}");
+    let (script, out) = run_block_in_background(dir.path(), &block, None);
+    assert_eq!(out.lines().last(), Some("sent over TLS"), "{out}");
+    // `kura api` reached it too, through AWS_CA_BUNDLE.
+    assert!(out.contains(r#""Name": "demo/tls""#), "{out}");
+    drop(script);
 }

@@ -11,6 +11,10 @@
 //! At the connection cap a new connection takes the place of the waiting connection closest
 //! to its deadline, so that hundreds of silent or slow-header sockets cannot keep signed
 //! clients out; only when every connection is busy is the new one closed.
+//!
+//! On a TLS listener the handshake is part of the first wait: it and the first request head
+//! share the header-read deadline, and a connection still handshaking can be evicted like any
+//! other waiting one, so sockets that never finish a handshake cannot hold slots either.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -29,7 +33,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -261,14 +265,27 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
     }
 }
 
+/// A connection's byte stream once accepted: the socket itself, or TLS over it.
+trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+
+/// Whether a request came over TLS, for the doors (`aws:SecureTransport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transport {
+    pub tls: bool,
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and waits for
-/// the open connections to finish what they are serving.
+/// the open connections to finish what they are serving. With `tls`, every connection is a TLS
+/// one, accepted with the configuration current when it arrives.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: Limits,
+    tls: Option<Arc<super::tls::Tls>>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let transport = Transport { tls: tls.is_some() };
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -331,15 +348,17 @@ pub async fn serve(
         {
             open.insert(id, activity.clone());
         }
-        let io = TokioIo::new(Watched {
+        let watched = Watched {
             io: stream,
             activity: activity.clone(),
-        });
+        };
+        let acceptor = tls.as_ref().map(|tls| tls.acceptor());
         let service = {
             let activity = activity.clone();
             let router = router.clone();
             hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
+                req.extensions_mut().insert(transport);
                 let busy = activity.request_started();
                 let router = router.clone();
                 async move {
@@ -368,7 +387,21 @@ pub async fn serve(
                     slot
                 }
             };
-            let conn = builder.serve_connection(io, service);
+            let io: Box<dyn Stream> = match acceptor {
+                None => Box::new(watched),
+                Some(acceptor) => match handshake(acceptor, watched, &activity, &mut stop).await {
+                    Ok(stream) => Box::new(stream),
+                    Err(why) => {
+                        tracing::debug!(%peer, "closing a connection before TLS was set up: {why}");
+                        if let Ok(mut open) = open.lock() {
+                            open.remove(&id);
+                        }
+                        activity.release(slot);
+                        return;
+                    }
+                },
+            };
+            let conn = builder.serve_connection(TokioIo::new(io), service);
             let mut conn = std::pin::pin!(conn);
             let mut stopping = false;
             loop {
@@ -400,6 +433,21 @@ pub async fn serve(
     drop(listener);
     // Every connection holds a slot until it ends: having them all back means all are done.
     let _ = slots.acquire_many(max as u32).await;
+}
+
+/// The TLS handshake, within the connection's first deadline (which the first request head
+/// shares); it gives up when the connection is evicted or the server stops.
+async fn handshake(
+    acceptor: tokio_rustls::TlsAcceptor,
+    socket: Watched<tokio::net::TcpStream>,
+    activity: &Activity,
+    stop: &mut watch::Receiver<()>,
+) -> Result<tokio_rustls::server::TlsStream<Watched<tokio::net::TcpStream>>, String> {
+    tokio::select! {
+        done = acceptor.accept(socket) => done.map_err(|e| format!("TLS handshake failed: {e}")),
+        missed = activity.missed_deadline() => Err(missed.to_string()),
+        _ = stop.changed() => Err("the server is stopping".to_string()),
+    }
 }
 
 /// Evicts the waiting connection nearest its deadline and returns where its slot will come;

@@ -9,6 +9,7 @@ mod operator;
 #[cfg(test)]
 mod props;
 mod sts;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +27,8 @@ use crate::node::{Live, Node};
 use crate::service::authz::RequestMeta;
 use crate::service::{Principal, RequestInfo};
 pub use auth::SigningKeyCache;
-pub use conn::Limits;
+pub use conn::{Limits, Transport};
+pub use tls::{Tls, TlsFiles};
 
 pub const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 /// Largest body accepted: a 64 KiB binary value is ~88 KiB in base64, plus the rest.
@@ -123,6 +125,7 @@ async fn not_found(
     State(state): State<Arc<AppState>>,
     axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    transport: Option<axum::Extension<Transport>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -134,6 +137,7 @@ async fn not_found(
     let refused = Refused {
         request_id,
         peer,
+        tls: transport.is_some_and(|t| t.tls),
         method: &method,
         uri: &uri,
         headers: &headers,
@@ -165,6 +169,7 @@ async fn header_limits(
     let refused = Refused {
         request_id,
         peer,
+        tls: is_tls(req.extensions()),
         method: req.method(),
         uri: req.uri(),
         headers,
@@ -182,6 +187,7 @@ async fn header_limits(
 struct Refused<'a> {
     request_id: String,
     peer: std::net::SocketAddr,
+    tls: bool,
     method: &'a Method,
     uri: &'a Uri,
     headers: &'a HeaderMap,
@@ -197,7 +203,7 @@ async fn refuse(
     let Some(live) = state.node.live() else {
         return sealed_response();
     };
-    let info = request_info(r.request_id, r.peer, r.headers);
+    let info = request_info(r.request_id, r.peer, r.tls, r.headers);
     let resource: String = r.uri.path().chars().take(2048).collect();
     let action = format!("http:{}", r.method);
     let answered = live
@@ -239,7 +245,7 @@ async fn aws(
         return sealed_response();
     };
     let (parts, body) = req.into_parts();
-    let info = request_info(request_id, peer, &parts.headers);
+    let info = request_info(request_id, peer, is_tls(&parts.extensions), &parts.headers);
     let body = read_body(&parts.headers, body, state.body_read_timeout).await;
     let req = Received { live, info, parts };
     if sts::is_query_request(&req.parts.headers)
@@ -335,11 +341,22 @@ async fn read_body(
     }
 }
 
-/// What the door knows of a request before reading it: where it came from and which key it
-/// claims to be signed with (recorded when authentication fails).
-fn request_info(id: String, peer: std::net::SocketAddr, headers: &HeaderMap) -> RequestInfo {
+/// Whether the connection a request came on is a TLS one.
+fn is_tls(extensions: &axum::http::Extensions) -> bool {
+    extensions.get::<Transport>().is_some_and(|t| t.tls)
+}
+
+/// What the door knows of a request before reading it: where it came from, over what, and
+/// which key it claims to be signed with (recorded when authentication fails).
+fn request_info(
+    id: String,
+    peer: std::net::SocketAddr,
+    tls: bool,
+    headers: &HeaderMap,
+) -> RequestInfo {
     let meta = RequestMeta {
         source_ip: Some(peer.ip()),
+        secure_transport: tls,
         user_agent: headers
             .get("user-agent")
             .and_then(|v| v.to_str().ok())

@@ -74,6 +74,8 @@ impl Service {
 #[derive(Debug, Clone, Default)]
 pub struct RequestMeta {
     pub source_ip: Option<IpAddr>,
+    /// The request came over TLS (kura's own listener; a proxy's TLS in front is not seen).
+    pub secure_transport: bool,
     pub user_agent: Option<String>,
 }
 
@@ -235,8 +237,14 @@ impl Service {
         keys.set("aws:PrincipalArn", [p.arn.as_str()]);
         keys.set("aws:PrincipalAccount", [self.account.as_str()]);
         keys.set("aws:PrincipalType", ["User"]);
-        // kura serves plain HTTP; TLS, where there is any, ends in front of it.
-        keys.set("aws:SecureTransport", ["false"]);
+        keys.set(
+            "aws:SecureTransport",
+            [if meta.secure_transport {
+                "true"
+            } else {
+                "false"
+            }],
+        );
         keys.set_request_time(
             chrono::DateTime::from_timestamp_millis(self.clock.now().0).unwrap_or_default(),
         );

@@ -7,6 +7,7 @@
 pub mod postgres;
 pub mod receiver;
 pub mod softhsm;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -56,6 +57,8 @@ pub struct Server {
     database: Option<String>,
     /// Root credentials for a node that joined a cluster (its data directory has none).
     root: Option<RootCredentials>,
+    /// A TLS server: what its clients trust and present. `None`: plain HTTP.
+    tls: Option<tls::ClientTls>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,12 +180,18 @@ impl Server {
 
     /// Starts a server whose `--data-dir` is `tmp/data`, with extra `kura server` flags.
     pub async fn start_in_with(tmp: TempDir, args: &[&str]) -> Server {
-        Server::spawn(tmp, args, &[], None).await
+        Server::spawn(tmp, args, &[], None, None).await
     }
 
     /// As `start_in_with`, with extra environment variables for the server process.
     pub async fn start_in_with_env(tmp: TempDir, args: &[&str], env: &[(&str, &str)]) -> Server {
-        Server::spawn(tmp, args, env, None).await
+        Server::spawn(tmp, args, env, None, None).await
+    }
+
+    /// Starts a server on `tmp/data` with `args` (its `--tls-*` flags among them) whose clients
+    /// reach it over HTTPS as `client` says.
+    pub async fn start_tls(tmp: TempDir, args: &[&str], client: tls::ClientTls) -> Server {
+        Server::spawn(tmp, args, &[], None, Some(client)).await
     }
 
     /// Starts a cluster node on `tmp/data` with `--database-url node_url` and `args`;
@@ -190,7 +199,7 @@ impl Server {
     pub async fn start_node(tmp: TempDir, node_url: &str, database: &str, args: &[&str]) -> Server {
         let mut all = vec!["--database-url", node_url];
         all.extend_from_slice(args);
-        Server::spawn(tmp, &all, &[], Some(database.to_string())).await
+        Server::spawn(tmp, &all, &[], Some(database.to_string()), None).await
     }
 
     /// Signs with `creds` (a node that joined a cluster has no root-credentials file).
@@ -203,6 +212,7 @@ impl Server {
         args: &[&str],
         env: &[(&str, &str)],
         database: Option<String>,
+        tls: Option<tls::ClientTls>,
     ) -> Server {
         let data_dir = tmp.path().join("data");
         let log_path = tmp.path().join("server.log");
@@ -234,13 +244,14 @@ impl Server {
             log_path,
             database,
             root: None,
+            tls,
         };
         server.wait_healthy().await;
         server
     }
 
     async fn wait_healthy(&mut self) {
-        let http = http_client();
+        let http = self.http();
         let url = format!("{}/health", self.endpoint());
         let deadline = tokio::time::Instant::now() + HEALTH_TIMEOUT;
         loop {
@@ -285,7 +296,16 @@ impl Server {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// An HTTP client for this server: over TLS when it serves TLS, trusting its test CA.
+    pub fn http(&self) -> reqwest::Client {
+        match &self.tls {
+            Some(tls) => tls.reqwest(),
+            None => http_client(),
+        }
     }
 
     /// Graceful stop: SIGTERM, wait, assert exit status 0. Returns the directory for `start_in`.
@@ -349,15 +369,17 @@ impl Server {
 
     /// SDK client with arbitrary credentials.
     pub async fn client_with(&self, akid: &str, secret: &str) -> Client {
-        let config = aws_sdk_secretsmanager::Config::builder()
+        let mut config = aws_sdk_secretsmanager::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .endpoint_url(self.endpoint())
             .region(Region::new(REGION))
             .credentials_provider(Credentials::new(akid, secret, None, None, "kura-tests"))
             .retry_config(RetryConfig::disabled())
-            .interceptor(TrackingInterceptor(self.tracker()))
-            .build();
-        Client::from_conf(config)
+            .interceptor(TrackingInterceptor(self.tracker()));
+        if let Some(tls) = &self.tls {
+            config = config.http_client(tls.sdk_http_client());
+        }
+        Client::from_conf(config.build())
     }
 
     /// One `POST /` with `X-Amz-Target: secretsmanager.<target_op>` and a JSON body, signed per `sign`.
@@ -439,7 +461,8 @@ impl Server {
                 signed_body.as_bytes(),
             ));
         }
-        let mut request = http_client()
+        let mut request = self
+            .http()
             .post(&url)
             .header("content-type", content_type)
             .header("x-amz-target", target)
