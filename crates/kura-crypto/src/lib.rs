@@ -3,8 +3,10 @@
 pub mod envelope;
 pub mod mac;
 pub mod password;
+pub mod plain;
 pub mod random;
 pub mod verifiers;
 
 pub use envelope::{Keyring, RootKey};
 pub use password::{PasswordSpec, generate_password};
+pub use plain::Plain;

@@ -4,4 +4,6 @@
 //! every change of a cycle's state.
 
 pub mod function;
+pub mod functions;
+pub mod redact;
 pub mod run;

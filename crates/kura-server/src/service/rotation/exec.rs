@@ -14,12 +14,12 @@ use tokio::io::AsyncWriteExt;
 use zeroize::Zeroizing;
 
 use super::functions::{FunctionKind, RotationFunction, principal_user};
-use super::redact;
 use crate::service::access_keys::NewAccessKey;
 use crate::service::password::password_spec;
 use crate::service::types::{GetRandomPasswordRequest, UpdateSecretVersionStageRequest};
 use crate::service::versions::ValueWrite;
 use crate::service::{Caller, Plain, Service};
+use kura_rotation::redact;
 
 /// `t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">`, as kura signs webhooks and events.
 pub(crate) fn signature_header(secret: &[u8], now: Timestamp, body: &[u8]) -> String {
@@ -145,12 +145,12 @@ impl Service {
                     .version_plain(s, VersionSelector::Stage(labels::CURRENT))
                     .await?
                 {
-                    Some(p) if p.kind == ValueKind::Binary => {
+                    Some(p) if p.kind() == ValueKind::Binary => {
                         return Err(Error::invalid_request(
                             "kura-password rotates text secrets; this secret's value is binary",
                         ));
                     }
-                    Some(p) => match serde_json::from_slice::<serde_json::Value>(&p.bytes) {
+                    Some(p) => match serde_json::from_slice::<serde_json::Value>(p.bytes()) {
                         Ok(serde_json::Value::Object(mut map)) => {
                             if !map.get("password").is_some_and(|v| v.is_string()) {
                                 return Err(Error::invalid_request(
@@ -480,7 +480,7 @@ impl Service {
             let plain = self
                 .open(&s.arn, &v.version_id, sealed)
                 .map_err(|_| UNREADABLE)?;
-            out.push(plain.bytes);
+            out.push(plain.into_bytes());
         }
         Ok(out)
     }

@@ -6,7 +6,6 @@ mod exec;
 pub(crate) mod functions;
 pub(crate) mod managed;
 mod notify;
-mod redact;
 
 use kura_core::labels::{self, Stages};
 use kura_core::model::{RotationConfig, RotationPhase, SecretState};

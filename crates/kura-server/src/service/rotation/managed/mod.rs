@@ -4,10 +4,9 @@
 //! first checks whether its work is already done, so a retry or a resumed rotation is harmless.
 
 mod access_key;
-pub(crate) mod db;
-pub(crate) mod mysql;
-pub(crate) mod postgres;
-pub(crate) mod ssh;
+
+use kura_rotation::functions::managed::ssh::client as ssh;
+use kura_rotation::functions::managed::{db, mysql, postgres};
 
 use kura_core::labels;
 use kura_core::model::{RotationStep, SecretRecord, ValueKind};
@@ -141,12 +140,12 @@ impl Service {
         let Some(plain) = self.version_plain(s, which).await.map_err(|e| e.message)? else {
             return Ok(None);
         };
-        if plain.kind != ValueKind::String {
+        if plain.kind() != ValueKind::String {
             return Err(
                 "the secret's value is binary; managed rotation needs a JSON object".into(),
             );
         }
-        match serde_json::from_slice::<Value>(&plain.bytes) {
+        match serde_json::from_slice::<Value>(plain.bytes()) {
             Ok(v @ Value::Object(_)) => Ok(Some(v)),
             _ => {
                 let which = match which {

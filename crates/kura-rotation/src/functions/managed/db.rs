@@ -4,7 +4,7 @@
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-pub(crate) struct DbTarget {
+pub struct DbTarget {
     pub host: String,
     pub port: u16,
     pub username: String,
@@ -25,7 +25,7 @@ impl std::fmt::Debug for DbTarget {
     }
 }
 
-pub(crate) fn str_field<'a>(v: &'a Value, field: &str) -> Result<&'a str, String> {
+pub fn str_field<'a>(v: &'a Value, field: &str) -> Result<&'a str, String> {
     match v.get(field) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s),
         Some(_) => Err(format!(
@@ -35,7 +35,7 @@ pub(crate) fn str_field<'a>(v: &'a Value, field: &str) -> Result<&'a str, String
     }
 }
 
-pub(crate) fn port_field(v: &Value, default: u16) -> Result<u16, String> {
+pub fn port_field(v: &Value, default: u16) -> Result<u16, String> {
     match v.get("port") {
         None | Some(Value::Null) => Ok(default),
         Some(Value::Number(n)) => n
@@ -54,7 +54,7 @@ pub(crate) fn port_field(v: &Value, default: u16) -> Result<u16, String> {
 }
 
 impl DbTarget {
-    pub(crate) fn from_json(v: &Value, default_port: u16) -> Result<Self, String> {
+    pub fn from_json(v: &Value, default_port: u16) -> Result<Self, String> {
         let ssl = match v.get("ssl") {
             None | Some(Value::Null) => None,
             Some(Value::Bool(b)) => Some(*b),
@@ -78,7 +78,7 @@ impl DbTarget {
     }
 
     /// `host:port`, as errors name the system.
-    pub(crate) fn address(&self) -> String {
+    pub fn address(&self) -> String {
         if self.host.contains(':') {
             format!("[{}]:{}", self.host, self.port)
         } else {
@@ -87,14 +87,14 @@ impl DbTarget {
     }
 
     /// The same server and database as `other`, with this login.
-    pub(crate) fn same_server(&self, other: &DbTarget) -> bool {
+    pub fn same_server(&self, other: &DbTarget) -> bool {
         self.host == other.host && self.port == other.port
     }
 }
 
 /// A sqlx error as a message for LastError: the server's own words for database errors
 /// (they name roles, never passwords), the OS error for connection failures.
-pub(crate) fn describe(e: &sqlx::Error) -> String {
+pub fn describe(e: &sqlx::Error) -> String {
     match e {
         sqlx::Error::Database(d) => d.message().to_string(),
         sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {

@@ -1,0 +1,3 @@
+//! SSH servers' logins.
+
+pub mod client;

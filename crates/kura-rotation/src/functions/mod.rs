@@ -1,0 +1,3 @@
+//! The built-in rotation functions.
+
+pub mod managed;
