@@ -4,7 +4,6 @@
 mod engine;
 mod exec;
 pub(crate) mod functions;
-pub(crate) mod managed;
 mod notify;
 
 use kura_core::labels::{self, Stages};
