@@ -6,9 +6,11 @@ pub mod envelope;
 pub mod mac;
 pub mod password;
 pub mod pkcs11;
+pub mod plain;
 pub mod random;
 pub mod seal;
 pub mod verifiers;
 
 pub use envelope::{Keyring, RootKey};
 pub use password::{PasswordSpec, generate_password};
+pub use plain::Plain;

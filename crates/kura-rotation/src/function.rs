@@ -1,48 +1,34 @@
-//! A sketch, not wired yet: the trait the engine could run every step through, so that each
-//! kind of rotation (password, database users, SSH, access keys, command, webhook, later
-//! certificates) is one self-contained type instead of a branch of kura-server's `run_step`.
+//! The trait every kind of rotation function implements, and what a function may ask of kura
+//! while it runs a step.
 //!
 //! The engine keeps everything that is about the *cycle*: choosing the step, the lease, the
 //! timeout, retries and backoff ([`crate::run`]), auditing each step, and redacting a failure's
-//! text before it is kept. A function only does the *step*, and reaches the service solely
-//! through a [`StepContext`] scoped to the secret and cycle being rotated, so it cannot touch
-//! another secret's labels or read what its policy does not allow.
-//!
-//! What a step needs from the service, from what today's functions do:
-//! - read a version of the rotated secret (AWSCURRENT, AWSPREVIOUS, or the pending version by
-//!   token) — every built-in function;
-//! - read another secret's AWSCURRENT by ARN or name (the administrator's `masterarn` of the
-//!   alternating database and SSH functions), noted so its values are redacted from errors too;
-//! - stage a value as the pending version (createSecret);
-//! - move AWSCURRENT onto the pending version (finishSecret; AWSPREVIOUS follows);
-//! - issue a short-lived access key scoped to the secret, for a `command` function to call kura
-//!   back with, and revoke it; and create/delete a kura user's long-term keys (`kura-access-key`);
-//! - the step's event JSON with its signed `RotationToken`, kura's own endpoint, the region;
-//! - a signed HTTPS POST (webhooks) and an HTTP client (proving an access key against kura);
-//! - the clock.
-//!
-//! Values cross the boundary as the context's own `Value` type, so kura-server keeps its
-//! zeroizing, Debug-redacting `Plain` and this crate needs no crypto dependency.
+//! text ([`crate::redact`]) before it is kept. A function only does the *step*, and reaches
+//! kura solely through a [`StepContext`] scoped to the secret and cycle being rotated, so it
+//! cannot touch another secret's labels.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
 use kura_core::model::RotationStep;
+use kura_core::names::SecretRef;
 use kura_core::{Result, Timestamp};
+use kura_crypto::Plain;
+use zeroize::Zeroizing;
 
-/// A boxed future, so functions of different kinds can sit behind one `dyn RotationFunction`.
+/// A boxed future, so functions of different kinds can sit behind one `dyn RotationFunction`
+/// and kura-server can implement the `dyn StepContext` they call.
 pub type StepFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Which step of which cycle to run.
 #[derive(Debug, Clone, Copy)]
 pub struct StepRequest<'a> {
     pub secret_arn: &'a str,
+    pub secret_name: &'a str,
     /// The cycle's ClientRequestToken: the pending version's id.
     pub token: &'a str,
     pub step: RotationStep,
-    /// 1-based; a function may be more careful on a retry (every step must be safe to repeat).
-    pub attempt: i64,
 }
 
 /// Which version of the rotated secret to read.
@@ -54,12 +40,11 @@ pub enum VersionRef<'a> {
     Stage(&'a str),
 }
 
-/// A short-lived credential for a function to call kura with; revoked after the step (and it
-/// expires by itself at `expires_at` should revocation fail).
-pub struct StepKey<S> {
+/// A short-lived credential of the function's own principal, for a function to call kura
+/// with; revoked after the step (and it expires by itself at `expires_at` should that fail).
+pub struct StepKey {
     pub access_key_id: String,
-    pub secret_access_key: S,
-    pub expires_at: Timestamp,
+    pub secret_access_key: Zeroizing<String>,
 }
 
 /// Why a step failed. `text` may quote whatever the function or its target printed, so the
@@ -74,62 +59,96 @@ pub struct StepFailure {
     pub also_read: Vec<i64>,
 }
 
-/// What the service offers one step of one cycle. Implemented by kura-server over its store,
-/// keyring and HTTP client; every method acts on the rotated secret and its cycle only.
-pub trait StepContext: Send + Sync {
-    /// A secret value (kura-server's zeroizing `Plain`); never printed.
-    type Value: Send + Sync;
-    /// A credential's secret half; never printed.
-    type Secret: Send + Sync;
+impl StepFailure {
+    /// A message kura wrote itself, from nothing but names, versions and settings.
+    pub fn own(msg: impl Into<String>) -> Self {
+        let text = msg.into();
+        StepFailure {
+            safe: text.clone(),
+            text,
+            also_read: Vec::new(),
+        }
+    }
 
+    /// Whatever `function` reported, which may quote the secret.
+    pub fn of(function: &str, text: String) -> Self {
+        StepFailure {
+            text,
+            safe: format!("{function} failed"),
+            also_read: Vec::new(),
+        }
+    }
+}
+
+/// What kura offers one cycle of one secret's rotation. Implemented by kura-server over its
+/// store, keyring and HTTP client; every method that reads or writes acts on the rotated
+/// secret and its cycle only, except [`read_other_secret`](Self::read_other_secret) and the
+/// access-key methods that `kura-access-key` rotates with.
+pub trait StepContext: Send + Sync {
     fn now(&self) -> Timestamp;
     fn region(&self) -> &str;
     /// Where kura serves its API, for functions that call back; `None` before it is bound.
     fn endpoint(&self) -> Option<&str>;
+    /// kura's client for webhooks and its calls to itself.
+    fn http(&self) -> &reqwest::Client;
 
     /// A version's value; `None` when there is no such version or it has no value yet.
-    fn read_version<'a>(
+    fn read_version<'a>(&'a self, which: VersionRef<'a>) -> StepFuture<'a, Result<Option<Plain>>>;
+    /// Another secret's AWSCURRENT value (e.g. an administrator's `masterarn`); `None` when it
+    /// has none, ResourceNotFound when there is no such secret or it is being deleted.
+    fn read_other_secret<'a>(
         &'a self,
-        which: VersionRef<'a>,
-    ) -> StepFuture<'a, Result<Option<Self::Value>>>;
-    /// Another secret's AWSCURRENT value (e.g. an administrator's), as allowed by the
-    /// function's execution policy; noted for redaction.
-    fn read_other_secret<'a>(&'a self, secret_id: &'a str) -> StepFuture<'a, Result<Self::Value>>;
+        secret: &'a SecretRef,
+    ) -> StepFuture<'a, Result<Option<Plain>>>;
     /// createSecret's write: `value` becomes the pending version, labelled AWSPENDING.
-    fn stage_pending(&self, value: Self::Value) -> StepFuture<'_, Result<()>>;
-    /// finishSecret's move: AWSCURRENT onto the pending version; a no-op if it is there.
+    fn stage_pending(&self, value: Plain) -> StepFuture<'_, Result<()>>;
+    /// finishSecret's move: AWSCURRENT onto the pending version (AWSPREVIOUS follows); a
+    /// no-op if it is there already.
     fn move_current_to_pending(&self) -> StepFuture<'_, Result<()>>;
 
-    /// A key of the function's own principal, valid for this secret only, until `until`.
-    fn issue_step_key(&self, until: Timestamp) -> StepFuture<'_, Result<StepKey<Self::Secret>>>;
-    fn revoke_key<'a>(&'a self, access_key_id: &'a str) -> StepFuture<'a, Result<()>>;
-    /// The ids of other secrets read with `access_key_id` since it was issued.
-    fn reads_with_key(&self, access_key_id: &str) -> Vec<i64>;
+    /// The Lambda-style event of `step`, with its signed `RotationToken`.
+    fn event_json(&self, step: RotationStep) -> String;
+    /// A key of the function's own principal, valid for this secret only, until `until`;
+    /// what it reads beyond this secret is noted from now on.
+    fn issue_step_key(&self, until: Timestamp) -> StepFuture<'_, Result<StepKey>>;
+    /// Deletes a key [`issue_step_key`](Self::issue_step_key) made (a failure is logged: the
+    /// key expires anyway); the ids of the other secrets it read.
+    fn revoke_step_key<'a>(&'a self, access_key_id: &'a str) -> StepFuture<'a, Vec<i64>>;
 
-    /// The Lambda-style event for this step, with its signed `RotationToken`.
-    fn event_json(&self) -> String;
-    /// POSTs `body` signed with `signing_secret`; `Err` says why (no value in it).
-    fn post_signed<'a>(
+    /// A kura user's name as stored, `None` when there is no such user.
+    fn find_user<'a>(&'a self, user: &'a str) -> StepFuture<'a, Result<Option<String>>>;
+    /// A new long-term access key of `user`: its id and secret.
+    fn create_access_key<'a>(
         &'a self,
-        url: &'a str,
-        signing_secret: &'a [u8],
-        kind: &'a str,
-        body: String,
-    ) -> StepFuture<'a, std::result::Result<(), String>>;
+        user: &'a str,
+    ) -> StepFuture<'a, Result<(String, Zeroizing<String>)>>;
+    /// The user an access key belongs to, `None` when there is no such key.
+    fn access_key_owner<'a>(
+        &'a self,
+        access_key_id: &'a str,
+    ) -> StepFuture<'a, Result<Option<String>>>;
+    fn deactivate_access_key<'a>(&'a self, access_key_id: &'a str) -> StepFuture<'a, Result<()>>;
+    fn delete_access_key<'a>(&'a self, access_key_id: &'a str) -> StepFuture<'a, Result<()>>;
+}
+
+/// What every function has: its name, how long a step may take, how often a cycle tries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The function's name (the last part of its Lambda-style ARN).
+    pub name: String,
+    /// How long one step may take; the engine stops waiting then, and the lease covers it.
+    pub timeout: Duration,
+    /// Attempts per cycle before it fails (within its window).
+    pub max_attempts: i64,
 }
 
 /// One kind of rotation. Every step must be safe to run again: a retry, or another node
 /// resuming after a crash, repeats the step that was running.
-pub trait RotationFunction<C: StepContext + ?Sized>: Send + Sync {
-    /// The function's name (the last part of its Lambda-style ARN).
-    fn name(&self) -> &str;
-    /// How long one step may take; the engine stops waiting then, and the lease covers it.
-    fn timeout(&self) -> Duration;
-    /// Attempts per cycle before it fails (within its window).
-    fn max_attempts(&self) -> i64;
+pub trait RotationFunction: Send + Sync {
+    fn settings(&self) -> &Settings;
     fn run_step<'a>(
         &'a self,
-        ctx: &'a C,
+        ctx: &'a dyn StepContext,
         req: StepRequest<'a>,
     ) -> StepFuture<'a, std::result::Result<(), StepFailure>>;
 }
@@ -143,6 +162,7 @@ mod tests {
     use kura_core::model::{RotationConfig, RotationPhase};
 
     use super::*;
+    use crate::functions::password::PasswordFunction;
     use crate::run;
 
     /// The futures here never wait: one poll finishes them.
@@ -153,16 +173,23 @@ mod tests {
         }
     }
 
+    fn done<'a, T: Send + 'a>(v: T) -> StepFuture<'a, T> {
+        Box::pin(std::future::ready(v))
+    }
+
+    fn unused<'a, T: Send + 'a>() -> StepFuture<'a, Result<T>> {
+        done(Err(kura_core::Error::internal("not used by this function")))
+    }
+
     /// One secret in memory: version id → value, and its labels.
     struct Memory {
         token: String,
         values: Mutex<Vec<(String, String)>>,
         stages: Mutex<Stages>,
+        http: reqwest::Client,
     }
 
     impl StepContext for Memory {
-        type Value = String;
-        type Secret = String;
         fn now(&self) -> Timestamp {
             Timestamp(0)
         }
@@ -172,10 +199,13 @@ mod tests {
         fn endpoint(&self) -> Option<&str> {
             None
         }
+        fn http(&self) -> &reqwest::Client {
+            &self.http
+        }
         fn read_version<'a>(
             &'a self,
             which: VersionRef<'a>,
-        ) -> StepFuture<'a, Result<Option<String>>> {
+        ) -> StepFuture<'a, Result<Option<Plain>>> {
             let id = match which {
                 VersionRef::Pending => Some(self.token.clone()),
                 VersionRef::Stage(s) => self.stages.lock().unwrap().get(s).cloned(),
@@ -185,25 +215,24 @@ mod tests {
                 values
                     .iter()
                     .find(|(v, _)| *v == id)
-                    .map(|(_, x)| x.clone())
+                    .map(|(_, x)| Plain::text(x))
             });
-            Box::pin(std::future::ready(Ok(v)))
+            done(Ok(v))
         }
-        fn read_other_secret<'a>(&'a self, _: &'a str) -> StepFuture<'a, Result<String>> {
-            Box::pin(std::future::ready(Err(kura_core::Error::invalid_request(
-                "none",
-            ))))
+        fn read_other_secret<'a>(
+            &'a self,
+            _: &'a SecretRef,
+        ) -> StepFuture<'a, Result<Option<Plain>>> {
+            unused()
         }
-        fn stage_pending(&self, value: String) -> StepFuture<'_, Result<()>> {
-            self.values
-                .lock()
-                .unwrap()
-                .push((self.token.clone(), value));
+        fn stage_pending(&self, value: Plain) -> StepFuture<'_, Result<()>> {
+            let text = value.as_text().unwrap().unwrap().to_string();
+            self.values.lock().unwrap().push((self.token.clone(), text));
             self.stages
                 .lock()
                 .unwrap()
                 .insert(labels::PENDING.into(), self.token.clone());
-            Box::pin(std::future::ready(Ok(())))
+            done(Ok(()))
         }
         fn move_current_to_pending(&self) -> StepFuture<'_, Result<()>> {
             let mut st = self.stages.lock().unwrap();
@@ -211,105 +240,128 @@ mod tests {
                 st.insert(labels::PREVIOUS.into(), old);
             }
             st.remove(labels::PENDING);
-            Box::pin(std::future::ready(Ok(())))
+            done(Ok(()))
         }
-        fn issue_step_key(&self, _: Timestamp) -> StepFuture<'_, Result<StepKey<String>>> {
-            unreachable!("not used by this function")
-        }
-        fn revoke_key<'a>(&'a self, _: &'a str) -> StepFuture<'a, Result<()>> {
-            unreachable!("not used by this function")
-        }
-        fn reads_with_key(&self, _: &str) -> Vec<i64> {
-            Vec::new()
-        }
-        fn event_json(&self) -> String {
+        fn event_json(&self, _: RotationStep) -> String {
             String::new()
         }
-        fn post_signed<'a>(
+        fn issue_step_key(&self, _: Timestamp) -> StepFuture<'_, Result<StepKey>> {
+            unused()
+        }
+        fn revoke_step_key<'a>(&'a self, _: &'a str) -> StepFuture<'a, Vec<i64>> {
+            done(Vec::new())
+        }
+        fn find_user<'a>(&'a self, _: &'a str) -> StepFuture<'a, Result<Option<String>>> {
+            unused()
+        }
+        fn create_access_key<'a>(
             &'a self,
             _: &'a str,
-            _: &'a [u8],
-            _: &'a str,
-            _: String,
-        ) -> StepFuture<'a, std::result::Result<(), String>> {
-            unreachable!("not used by this function")
+        ) -> StepFuture<'a, Result<(String, Zeroizing<String>)>> {
+            unused()
+        }
+        fn access_key_owner<'a>(&'a self, _: &'a str) -> StepFuture<'a, Result<Option<String>>> {
+            unused()
+        }
+        fn deactivate_access_key<'a>(&'a self, _: &'a str) -> StepFuture<'a, Result<()>> {
+            unused()
+        }
+        fn delete_access_key<'a>(&'a self, _: &'a str) -> StepFuture<'a, Result<()>> {
+            unused()
         }
     }
 
-    /// Rotates to the current value with a "!" appended: enough to walk the protocol.
-    struct Exclaim;
+    fn memory(current: &str) -> Memory {
+        Memory {
+            token: "t1".into(),
+            values: Mutex::new(vec![("v0".into(), current.into())]),
+            stages: Mutex::new([(labels::CURRENT.to_string(), "v0".to_string())].into()),
+            http: reqwest::Client::new(),
+        }
+    }
 
-    impl<C: StepContext<Value = String> + ?Sized> RotationFunction<C> for Exclaim {
-        fn name(&self) -> &str {
-            "exclaim"
-        }
-        fn timeout(&self) -> Duration {
-            Duration::from_secs(1)
-        }
-        fn max_attempts(&self) -> i64 {
-            1
-        }
-        fn run_step<'a>(
-            &'a self,
-            ctx: &'a C,
-            req: StepRequest<'a>,
-        ) -> StepFuture<'a, std::result::Result<(), StepFailure>> {
-            Box::pin(async move {
-                let own = |e: kura_core::Error| StepFailure {
-                    safe: e.message.clone(),
-                    text: e.message,
-                    also_read: Vec::new(),
-                };
-                match req.step {
-                    RotationStep::CreateSecret => {
-                        if ctx
-                            .read_version(VersionRef::Pending)
-                            .await
-                            .map_err(own)?
-                            .is_some()
-                        {
-                            return Ok(());
-                        }
-                        let current = ctx
-                            .read_version(VersionRef::Stage(labels::CURRENT))
-                            .await
-                            .map_err(own)?
-                            .unwrap_or_default();
-                        ctx.stage_pending(current + "!").await.map_err(own)
-                    }
-                    RotationStep::SetSecret | RotationStep::TestSecret => Ok(()),
-                    RotationStep::FinishSecret => ctx.move_current_to_pending().await.map_err(own),
+    fn current(ctx: &Memory) -> String {
+        let v = ready(ctx.read_version(VersionRef::Stage(labels::CURRENT)));
+        v.unwrap().unwrap().as_text().unwrap().unwrap().to_string()
+    }
+
+    /// Walks every step of one cycle with `function`, deciding each with the run state
+    /// machine as the engine does.
+    fn rotate(function: &dyn RotationFunction, ctx: &Memory) -> RotationPhase {
+        let cfg = RotationConfig::default();
+        let mut run = run::started("t1", Timestamp(3_600_000), Timestamp(0));
+        while run.phase == RotationPhase::InProgress {
+            let step = run.step.expect("a cycle in progress is at a step");
+            let req = StepRequest {
+                secret_arn: "arn",
+                secret_name: "db",
+                token: "t1",
+                step,
+            };
+            let t = match ready(function.run_step(ctx, req)) {
+                Ok(()) => {
+                    let stages = ctx.stages.lock().unwrap().clone();
+                    run::on_step_succeeded(&run, &cfg, &stages, "t1", step, Timestamp(1))
                 }
-            })
+                Err(f) => run::on_step_failed(&run, &cfg, "t1", step, &f.text, 1, Timestamp(1)),
+            };
+            run = t.run;
         }
+        run.phase
+    }
+
+    fn password_function() -> Box<dyn RotationFunction> {
+        Box::new(PasswordFunction::new(
+            Settings {
+                name: "kura-password".into(),
+                timeout: Duration::from_secs(1),
+                max_attempts: 1,
+            },
+            kura_crypto::PasswordSpec {
+                length: 12,
+                ..Default::default()
+            },
+        ))
     }
 
     #[test]
-    fn a_function_behind_the_trait_walks_a_cycle_to_success() {
-        let ctx = Memory {
-            token: "t1".into(),
-            values: Mutex::new(vec![("v0".into(), "hello".into())]),
-            stages: Mutex::new([(labels::CURRENT.to_string(), "v0".to_string())].into()),
-        };
-        let function: Box<dyn RotationFunction<Memory>> = Box::new(Exclaim);
-        let cfg = RotationConfig::default();
-        let mut run = run::started("t1", Timestamp(3_600_000), Timestamp(0));
-        for step in RotationStep::ALL {
-            assert_eq!(run.step, Some(step), "the steps run in order");
-            let req = StepRequest {
-                secret_arn: "arn",
-                token: "t1",
-                step,
-                attempt: run.attempt,
-            };
-            ready(function.run_step(&ctx, req)).expect("the step succeeds");
-            let stages = ctx.stages.lock().unwrap().clone();
-            let t = run::on_step_succeeded(&run, &cfg, &stages, "t1", step, Timestamp(1));
-            run = t.run;
-        }
-        assert_eq!(run.phase, RotationPhase::Succeeded);
-        let current = ready(ctx.read_version(VersionRef::Stage(labels::CURRENT)));
-        assert_eq!(current.unwrap().as_deref(), Some("hello!"));
+    fn the_password_function_walks_a_cycle_to_success() {
+        let ctx = memory("old-password");
+        assert_eq!(
+            rotate(&*password_function(), &ctx),
+            RotationPhase::Succeeded
+        );
+        let new = current(&ctx);
+        assert_eq!(
+            new.chars().count(),
+            12,
+            "a fresh password of the rules' length"
+        );
+        assert_ne!(new, "old-password");
         assert_eq!(ctx.stages.lock().unwrap()[labels::PREVIOUS], "v0");
+    }
+
+    #[test]
+    fn the_password_function_replaces_only_the_password_of_a_json_secret() {
+        let ctx = memory(r#"{"username":"app","password":"old-password"}"#);
+        assert_eq!(
+            rotate(&*password_function(), &ctx),
+            RotationPhase::Succeeded
+        );
+        let new: serde_json::Value = serde_json::from_str(&current(&ctx)).unwrap();
+        assert_eq!(new["username"], "app");
+        assert_ne!(new["password"], "old-password");
+    }
+
+    #[test]
+    fn a_json_secret_without_a_password_fails_at_create_secret() {
+        let ctx = memory(r#"{"username":"app"}"#);
+        assert_eq!(rotate(&*password_function(), &ctx), RotationPhase::Failed);
+        assert_eq!(
+            current(&ctx),
+            r#"{"username":"app"}"#,
+            "AWSCURRENT unchanged"
+        );
+        assert!(!ctx.stages.lock().unwrap().contains_key(labels::PENDING));
     }
 }

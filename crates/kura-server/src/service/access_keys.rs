@@ -2,13 +2,11 @@
 
 use kura_core::{Result, Timestamp};
 use kura_crypto::random;
+use kura_iam::MAX_ACCESS_KEYS_PER_USER as MAX_KEYS_PER_USER;
 use kura_store::AccessKeyRecord;
 use zeroize::Zeroizing;
 
 use super::{Service, access_key_context};
-
-/// IAM's limit: two long-term access keys per user.
-pub(crate) const MAX_KEYS_PER_USER: usize = 2;
 
 /// AWS's access key id alphabet (base32).
 const KEY_ID_ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";

@@ -89,77 +89,35 @@ pub struct Service {
     pub(crate) seal_requests: std::sync::OnceLock<Arc<tokio::sync::Notify>>,
 }
 
-/// A secret value: text (`SecretString`) or bytes (`SecretBinary`). `Debug` never shows it.
-pub struct Plain {
-    kind: ValueKind,
-    bytes: Zeroizing<Vec<u8>>,
-}
+/// A secret value in the clear (zeroizing, never in `Debug`); it lives in kura-crypto so the
+/// rotation functions can take it too.
+pub use kura_crypto::Plain;
 
-impl std::fmt::Debug for Plain {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Plain({:?}, [redacted])", self.kind)
+/// A value any door may store: not empty, at most [`MAX_VALUE_BYTES`].
+fn check_value(value: &Plain) -> Result<()> {
+    let field = match value.kind() {
+        ValueKind::String => "SecretString",
+        ValueKind::Binary => "SecretBinary",
+    };
+    let len = value.bytes().len();
+    if len == 0 {
+        return Err(Error::invalid_parameter(format!(
+            "{field} must not be empty."
+        )));
     }
-}
-
-impl Plain {
-    pub fn text(s: &str) -> Self {
-        Plain {
-            kind: ValueKind::String,
-            bytes: Zeroizing::new(s.as_bytes().to_vec()),
-        }
+    // A length outside the model's bounds is ValidationException on AWS.
+    if len > MAX_VALUE_BYTES {
+        return Err(Error::validation(format!(
+            "{field} must be at most {MAX_VALUE_BYTES} bytes; this one has {len}."
+        )));
     }
-
-    pub fn binary(bytes: Zeroizing<Vec<u8>>) -> Self {
-        Plain {
-            kind: ValueKind::Binary,
-            bytes,
-        }
-    }
-
-    pub fn kind(&self) -> ValueKind {
-        self.kind
-    }
-
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-
-    /// The value as text, if it is a text value.
-    pub fn as_text(&self) -> Result<Option<&str>> {
-        match self.kind {
-            ValueKind::String => std::str::from_utf8(&self.bytes)
-                .map(Some)
-                .map_err(|_| Error::internal("stored SecretString is not UTF-8")),
-            ValueKind::Binary => Ok(None),
-        }
-    }
-
-    /// A value any door may store: not empty, at most [`MAX_VALUE_BYTES`].
-    fn check(&self) -> Result<()> {
-        let field = match self.kind {
-            ValueKind::String => "SecretString",
-            ValueKind::Binary => "SecretBinary",
-        };
-        if self.bytes.is_empty() {
-            return Err(Error::invalid_parameter(format!(
-                "{field} must not be empty."
-            )));
-        }
-        // A length outside the model's bounds is ValidationException on AWS.
-        if self.bytes.len() > MAX_VALUE_BYTES {
-            return Err(Error::validation(format!(
-                "{field} must be at most {MAX_VALUE_BYTES} bytes; this one has {}.",
-                self.bytes.len()
-            )));
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// A request's value, checked.
 fn take_value(value: Option<Plain>) -> Result<Option<Plain>> {
     if let Some(v) = &value {
-        v.check()?;
+        check_value(v)?;
     }
     Ok(value)
 }
@@ -323,16 +281,16 @@ impl Service {
         self.seal_with(
             &key_name,
             &seal_context(&secret.arn, version_id),
-            plain.kind,
-            &plain.bytes,
+            plain.kind(),
+            plain.bytes(),
         )
     }
 
     pub(crate) fn open(&self, arn: &str, version_id: &str, sealed: &SealedValue) -> Result<Plain> {
-        Ok(Plain {
-            kind: sealed.kind,
-            bytes: self.open_internal(&seal_context(arn, version_id), sealed)?,
-        })
+        Ok(Plain::new(
+            sealed.kind,
+            self.open_internal(&seal_context(arn, version_id), sealed)?,
+        ))
     }
 
     /// Opens a sealed access-key secret (the SigV4 verifier needs it to recompute signatures).

@@ -142,7 +142,7 @@ impl Service {
                 && let Some(sealed) = &v.value
             {
                 let old = self.open(&existing.arn, token, sealed)?;
-                if old.kind == plain.kind && old.bytes == plain.bytes {
+                if old.kind() == plain.kind() && old.bytes() == plain.bytes() {
                     return Ok(SecretVersionResponse {
                         arn: existing.arn,
                         name: existing.name,

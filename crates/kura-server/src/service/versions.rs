@@ -55,7 +55,7 @@ impl Service {
             && let Some(sealed) = &existing.value
         {
             let old = self.open(&secret.arn, &token, sealed)?;
-            return if old.kind == w.plain.kind && old.bytes == w.plain.bytes {
+            return if old.kind() == w.plain.kind() && old.bytes() == w.plain.bytes() {
                 Ok(answer(existing.stages))
             } else {
                 Err(token_in_use(&token, &secret.arn))

@@ -12,9 +12,9 @@ use kura_rotation::run::{self, Announcement, Outcome};
 use kura_store::ModifyReturning;
 use tokio::sync::{Notify, Semaphore, watch};
 
+use kura_rotation::function::{RotationFunction, StepFailure};
+
 use super::Event;
-use super::exec::StepFailure;
-use super::functions::RotationFunction;
 use crate::service::{Service, new_uuid};
 
 /// Rotations running at once on one server.
@@ -238,7 +238,8 @@ impl Service {
                     return Ok(());
                 }
             };
-            let until = now.plus_ms(function.timeout.as_millis() as i64 + LEASE_MARGIN_MS);
+            let settings = function.settings();
+            let until = now.plus_ms(settings.timeout.as_millis() as i64 + LEASE_MARGIN_MS);
             if !self
                 .store
                 .claim_rotation(id, &self.rotation.owner, now, until)
@@ -266,12 +267,12 @@ impl Service {
                 tracing::warn!(secret = %s.arn, step = step.as_str(), "test mode: rotation paused before this step");
                 std::future::pending::<()>().await;
             }
-            tracing::info!(secret = %s.arn, step = step.as_str(), attempt = s.run.attempt, function = %function.name, "rotation step starting");
+            tracing::info!(secret = %s.arn, step = step.as_str(), attempt = s.run.attempt, function = %settings.name, "rotation step starting");
             let started = std::time::Instant::now();
-            let outcome = self.run_step(&s, &function, step, &token).await;
+            let outcome = self.run_step(&s, &*function, step, &token).await;
             self.audit_background(kura_store::AuditRecord {
                 kind: "rotation".into(),
-                principal: self.function_principal_arn(&function.name),
+                principal: self.function_principal_arn(&settings.name),
                 action: format!("rotation:{}", step.as_str()),
                 resource: s.arn.clone(),
                 version_id: Some(token.clone()),
@@ -285,9 +286,9 @@ impl Service {
             })
             .await;
             match outcome {
-                Ok(()) => self.step_done(&s, &function, &token, step).await?,
+                Ok(()) => self.step_done(&s, &*function, &token, step).await?,
                 Err(failure) => {
-                    self.step_failed(&s, &token, step, Some(&function), failure)
+                    self.step_failed(&s, &token, step, Some(&*function), failure)
                         .await?;
                     return Ok(());
                 }
@@ -352,7 +353,7 @@ impl Service {
     async fn step_done(
         &self,
         s: &SecretRecord,
-        function: &RotationFunction,
+        function: &dyn RotationFunction,
         token: &str,
         step: RotationStep,
     ) -> Result<()> {
@@ -392,13 +393,13 @@ impl Service {
         s: &SecretRecord,
         token: &str,
         step: RotationStep,
-        function: Option<&RotationFunction>,
+        function: Option<&dyn RotationFunction>,
         failure: StepFailure,
     ) -> Result<()> {
         // Before the text goes anywhere: LastError, the log, the RotationFailed event.
         let msg = run::clip_error(&self.redacted_failure(s, &failure).await);
         let now = self.clock.now();
-        let max_attempts = function.map(|f| f.max_attempts).unwrap_or(1);
+        let max_attempts = function.map(|f| f.settings().max_attempts).unwrap_or(1);
         let (state, outcome) = self
             .store
             .modify_returning(s.id, &kura_store::NO_AUDIT, |st| {

@@ -9,14 +9,18 @@ use kura_store::RotationFunctionRecord;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::managed::Managed;
 use crate::service::identity::identity_policy_text;
 use crate::service::password::password_spec;
 use crate::service::types::*;
 use crate::service::{Caller, Service};
+use kura_rotation::function::{RotationFunction, Settings};
+use kura_rotation::functions::command::CommandFunction;
+use kura_rotation::functions::managed::Managed;
+use kura_rotation::functions::password::PasswordFunction;
+use kura_rotation::functions::webhook::WebhookFunction;
 
 /// The built-in function that regenerates a password (the whole string, or a JSON `password`).
-pub const KURA_PASSWORD: &str = "kura-password";
+pub const KURA_PASSWORD: &str = kura_rotation::functions::password::NAME;
 const DEFAULT_TIMEOUT_SECONDS: i64 = 60;
 const MAX_TIMEOUT_SECONDS: i64 = 900;
 const DEFAULT_MAX_ATTEMPTS: i64 = 5;
@@ -28,27 +32,6 @@ pub(crate) const PRINCIPAL_PREFIX: &str = "kura-rotation/";
 
 pub(crate) fn principal_user(function: &str) -> String {
     format!("{PRINCIPAL_PREFIX}{function}")
-}
-
-/// What a function does at each step.
-pub(crate) enum FunctionKind {
-    Password(GetRandomPasswordRequest),
-    Command {
-        argv: Vec<String>,
-        env: BTreeMap<String, String>,
-    },
-    Webhook {
-        url: String,
-        secret: Zeroizing<Vec<u8>>,
-    },
-    Managed(Managed),
-}
-
-pub(crate) struct RotationFunction {
-    pub name: String,
-    pub kind: FunctionKind,
-    pub timeout: Duration,
-    pub max_attempts: i64,
 }
 
 /// The JSON kept in `rotation_functions.config`: no secret. A webhook's signing secret and a
@@ -206,22 +189,21 @@ impl Service {
     }
 
     /// Loads a function by name; built-ins need no definition.
-    pub(crate) async fn load_function(&self, name: &str) -> Result<RotationFunction> {
+    pub(crate) async fn load_function(&self, name: &str) -> Result<Box<dyn RotationFunction>> {
+        let built_in = || Settings {
+            name: name.to_string(),
+            timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECONDS as u64),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        };
         if name == KURA_PASSWORD {
-            return Ok(RotationFunction {
-                name: name.to_string(),
-                kind: FunctionKind::Password(GetRandomPasswordRequest::default()),
-                timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECONDS as u64),
-                max_attempts: DEFAULT_MAX_ATTEMPTS,
-            });
+            let rules = GetRandomPasswordRequest::default();
+            return Ok(Box::new(PasswordFunction::new(
+                built_in(),
+                password_spec(&rules)?,
+            )));
         }
         if let Some(m) = Managed::from_name(name) {
-            return Ok(RotationFunction {
-                name: name.to_string(),
-                kind: FunctionKind::Managed(m),
-                timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECONDS as u64),
-                max_attempts: DEFAULT_MAX_ATTEMPTS,
-            });
+            return Ok(m.function(built_in()));
         }
         let rec = self.store.rotation_function(name).await?.ok_or_else(|| {
             Error::not_found(format!(
@@ -230,11 +212,18 @@ impl Service {
         })?;
         let cfg: StoredConfig = serde_json::from_str(&rec.config)
             .map_err(|e| Error::internal(format!("stored rotation function {name}: {e}")))?;
-        let kind = match rec.kind.as_str() {
-            KURA_PASSWORD => FunctionKind::Password(cfg.password_rules.unwrap_or_default().into()),
-            "command" => FunctionKind::Command {
-                argv: cfg.command.unwrap_or_default(),
-                env: match &rec.sealed_secret {
+        let settings = Settings {
+            name: name.to_string(),
+            timeout: Duration::from_secs(cfg.timeout_seconds.max(1) as u64),
+            max_attempts: cfg.max_attempts.max(1),
+        };
+        Ok(match rec.kind.as_str() {
+            KURA_PASSWORD => {
+                let rules = cfg.password_rules.unwrap_or_default().into();
+                Box::new(PasswordFunction::new(settings, password_spec(&rules)?))
+            }
+            "command" => {
+                let env = match &rec.sealed_secret {
                     Some(sealed) => {
                         let json = self.open_internal(&function_context(name), sealed)?;
                         serde_json::from_slice(&json).map_err(|_| {
@@ -244,29 +233,29 @@ impl Service {
                         })?
                     }
                     None => BTreeMap::new(),
-                },
-            },
+                };
+                Box::new(CommandFunction::new(
+                    settings,
+                    cfg.command.unwrap_or_default(),
+                    env,
+                ))
+            }
             "webhook" => {
                 let sealed = rec.sealed_secret.as_ref().ok_or_else(|| {
                     Error::internal(format!("webhook function {name} has no signing secret"))
                 })?;
                 let secret = self.open_internal(&function_context(name), sealed)?;
-                FunctionKind::Webhook {
-                    url: cfg.url.unwrap_or_default(),
+                Box::new(WebhookFunction::new(
+                    settings,
+                    cfg.url.unwrap_or_default(),
                     secret,
-                }
+                ))
             }
             other => {
                 return Err(Error::internal(format!(
                     "stored rotation function {name} has unknown type {other}"
                 )));
             }
-        };
-        Ok(RotationFunction {
-            name: name.to_string(),
-            kind,
-            timeout: Duration::from_secs(cfg.timeout_seconds.max(1) as u64),
-            max_attempts: cfg.max_attempts.max(1),
         })
     }
 

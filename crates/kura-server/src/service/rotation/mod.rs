@@ -4,9 +4,7 @@
 mod engine;
 mod exec;
 pub(crate) mod functions;
-pub(crate) mod managed;
 mod notify;
-mod redact;
 
 use kura_core::labels::{self, Stages};
 use kura_core::model::{RotationConfig, RotationPhase, SecretState};

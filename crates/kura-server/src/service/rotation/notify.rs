@@ -3,6 +3,7 @@
 
 use kura_core::model::OutboxEvent;
 use kura_core::{Error, Result, Timestamp};
+use kura_rotation::functions::webhook::post_signed;
 use kura_store::NotificationTargetRecord;
 use zeroize::Zeroizing;
 
@@ -145,9 +146,15 @@ impl Service {
                 continue;
             };
             let secret = self.open_internal(&target_context(&t.id), &t.sealed_secret)?;
-            match self
-                .post_signed(&t.url, &secret, "notification", item.body.clone())
-                .await
+            match post_signed(
+                self.rotation.http(),
+                self.clock.now(),
+                &t.url,
+                &secret,
+                "notification",
+                item.body.clone(),
+            )
+            .await
             {
                 Ok(()) => self.store.finish_notification(item.id).await?,
                 Err(e) if item.attempts + 1 >= MAX_DELIVERY_ATTEMPTS => {

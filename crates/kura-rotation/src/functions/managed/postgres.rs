@@ -6,23 +6,23 @@ use sqlx::{AssertSqlSafe, Connection};
 
 use super::db::{DbTarget, describe};
 
-pub(crate) const DEFAULT_PORT: u16 = 5432;
+pub const DEFAULT_PORT: u16 = 5432;
 
 fn err(t: &DbTarget, e: &sqlx::Error) -> String {
     format!("postgres {}: {}", t.address(), describe(e))
 }
 
 /// `"name"` with embedded quotes doubled: safe whatever the name holds.
-pub(crate) fn ident(name: &str) -> String {
+pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// `'text'` with embedded quotes doubled (standard_conforming_strings is on since 9.1).
-pub(crate) fn literal(text: &str) -> String {
+pub fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-pub(crate) async fn connect(t: &DbTarget) -> Result<PgConnection, String> {
+pub async fn connect(t: &DbTarget) -> Result<PgConnection, String> {
     if t.username.contains('\0') {
         return Err(format!(
             "postgres {}: the user name contains NUL",
@@ -46,7 +46,7 @@ pub(crate) async fn connect(t: &DbTarget) -> Result<PgConnection, String> {
         .map_err(|e| err(t, &e))
 }
 
-pub(crate) async fn check_login(t: &DbTarget) -> Result<(), String> {
+pub async fn check_login(t: &DbTarget) -> Result<(), String> {
     let mut c = connect(t).await?;
     sqlx::query("SELECT 1")
         .execute(&mut c)
@@ -65,7 +65,7 @@ async fn exec(c: &mut PgConnection, t: &DbTarget, sql: String) -> Result<(), Str
 }
 
 /// The logged-in user changes its own password.
-pub(crate) async fn set_own_password(login: &DbTarget, new_password: &str) -> Result<(), String> {
+pub async fn set_own_password(login: &DbTarget, new_password: &str) -> Result<(), String> {
     let verifier = kura_crypto::verifiers::postgres_scram(new_password).map_err(|e| e.message)?;
     let mut c = connect(login).await?;
     let r = exec(
@@ -83,7 +83,7 @@ pub(crate) async fn set_own_password(login: &DbTarget, new_password: &str) -> Re
 
 /// An administrator sets `user`'s password, creating the role first (as a member of
 /// `member_of`, so it has the same privileges) when it does not exist.
-pub(crate) async fn set_user_password(
+pub async fn set_user_password(
     admin: &DbTarget,
     user: &str,
     new_password: &str,

@@ -7,7 +7,7 @@ use sqlx::{AssertSqlSafe, Connection, Row};
 
 use super::db::{DbTarget, describe};
 
-pub(crate) const DEFAULT_PORT: u16 = 3306;
+pub const DEFAULT_PORT: u16 = 3306;
 
 fn err(t: &DbTarget, e: &sqlx::Error) -> String {
     format!("mysql {}: {}", t.address(), describe(e))
@@ -49,7 +49,7 @@ fn account(user: &str, host: &str) -> String {
     format!("'{user}'@'{host}'")
 }
 
-pub(crate) async fn connect(t: &DbTarget) -> Result<MySqlConnection, String> {
+pub async fn connect(t: &DbTarget) -> Result<MySqlConnection, String> {
     let mut opts = MySqlConnectOptions::new()
         .host(&t.host)
         .port(t.port)
@@ -68,7 +68,7 @@ pub(crate) async fn connect(t: &DbTarget) -> Result<MySqlConnection, String> {
         .map_err(|e| err(t, &e))
 }
 
-pub(crate) async fn check_login(t: &DbTarget) -> Result<(), String> {
+pub async fn check_login(t: &DbTarget) -> Result<(), String> {
     let mut c = connect(t).await?;
     sqlx::query("SELECT 1")
         .execute(&mut c)
@@ -112,7 +112,7 @@ async fn password_clause(
 }
 
 /// The logged-in user changes its own password.
-pub(crate) async fn set_own_password(login: &DbTarget, new_password: &str) -> Result<(), String> {
+pub async fn set_own_password(login: &DbTarget, new_password: &str) -> Result<(), String> {
     let mut c = connect(login).await?;
     let (hashed, value) = password_clause(&mut c, login, new_password).await?;
     let sql = if hashed {
@@ -127,7 +127,7 @@ pub(crate) async fn set_own_password(login: &DbTarget, new_password: &str) -> Re
 
 /// An administrator sets `user`'s password on every host `template` has an account for,
 /// creating the accounts with `template`'s grants when they do not exist.
-pub(crate) async fn set_user_password(
+pub async fn set_user_password(
     admin: &DbTarget,
     user: &str,
     new_password: &str,

@@ -5,7 +5,7 @@
 //! Without that sshd (or without root) the tests print "SKIPPED: ..." and pass, except under
 //! CI=true, where they fail.
 
-#[path = "../src/service/rotation/managed/ssh.rs"]
+#[path = "../src/functions/managed/ssh/client.rs"]
 mod ssh;
 
 use std::collections::hash_map::RandomState;

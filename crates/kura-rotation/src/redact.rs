@@ -7,11 +7,11 @@ use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use zeroize::Zeroizing;
 
 /// What replaces a value in the text.
-pub(crate) const MARK: &str = "[redacted]";
+pub const MARK: &str = "[redacted]";
 /// Shorter strings match unrelated text, so they cannot be searched for reliably.
-pub(crate) const MIN_SEARCHABLE_CHARS: usize = 3;
+pub const MIN_SEARCHABLE_CHARS: usize = 3;
 /// Longer texts are not searched (the work grows with text × values); their details are withheld.
-pub(crate) const MAX_TEXT_BYTES: usize = 16 * 1024;
+pub const MAX_TEXT_BYTES: usize = 16 * 1024;
 /// Bounds the work on a secret whose versions hold many large JSON documents.
 const MAX_NEEDLES: usize = 50_000;
 /// Base64 of a value inside a longer base64 text is searched by its middle part, if this long.
@@ -26,7 +26,7 @@ const MIN_ALIGNED_CHARS: usize = 8;
 /// base64 at any alignment) and in hex (lower and upper case). A string shorter than
 /// [`MIN_SEARCHABLE_CHARS`] makes the text unsafe; a number that short (0-99) is not
 /// searched, as it would match every digit of the text and such numbers are ports or counts.
-pub(crate) fn redact(text: &str, values: &[&[u8]]) -> Result<String, &'static str> {
+pub fn redact(text: &str, values: &[&[u8]]) -> Result<String, &'static str> {
     if text.len() > MAX_TEXT_BYTES {
         return Err("the error text is too long to check for secret values");
     }

@@ -41,7 +41,7 @@ const QUOTE_LIMIT: usize = 300;
 /// Where and as whom to log in, from a secret in kura's server-secret layout
 /// `{"host", "port", "username", "password" | "private_key" (+ "public_key"), "host_key"}`.
 #[derive(Clone)]
-pub(crate) struct SshTarget {
+pub struct SshTarget {
     pub host: String,
     pub port: u16,
     pub username: String,
@@ -69,7 +69,7 @@ impl fmt::Debug for SshTarget {
 impl SshTarget {
     /// Reads a target from a server secret. `port` defaults to 22; one of `password` and
     /// `private_key` is required; `host_key` is optional here (every login requires it).
-    pub(crate) fn from_json(v: &Value) -> Result<Self, String> {
+    pub fn from_json(v: &Value) -> Result<Self, String> {
         let obj = v
             .as_object()
             .ok_or("the secret is not a JSON object with \"host\", \"username\", ...")?;
@@ -142,14 +142,14 @@ impl SshTarget {
 
 /// The kinds of key pair [`generate_keypair`] makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum KeyKind {
+pub enum KeyKind {
     Rsa2048,
     Ed25519,
 }
 
 /// A new key pair: (OpenSSH private key text, OpenSSH public key line "TYPE BASE64 COMMENT").
 /// The randomness and the RSA key generation are aws-lc-rs's.
-pub(crate) fn generate_keypair(
+pub fn generate_keypair(
     kind: KeyKind,
     comment: &str,
 ) -> Result<(Zeroizing<String>, String), String> {
@@ -269,7 +269,7 @@ fn der_take(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
 
 /// The server's host key as an OpenSSH public key line (for trust on first use): connects,
 /// records the key the server proves it holds, and disconnects without authenticating.
-pub(crate) async fn fetch_host_key(host: &str, port: u16) -> Result<String, String> {
+pub async fn fetch_host_key(host: &str, port: u16) -> Result<String, String> {
     let label = label(host, port);
     let seen = Arc::new(Mutex::new(None));
     let handler = Client {
@@ -288,7 +288,7 @@ pub(crate) async fn fetch_host_key(host: &str, port: u16) -> Result<String, Stri
 
 /// Logs in (key first if there is one, then password) against the pinned host key and runs
 /// `true`. Ok if that worked.
-pub(crate) async fn check_login(t: &SshTarget) -> Result<(), String> {
+pub async fn check_login(t: &SshTarget) -> Result<(), String> {
     let conn = Conn::login(t).await?;
     let result = conn.run("true", &[]).await;
     conn.close().await;
@@ -312,11 +312,7 @@ pub(crate) async fn check_login(t: &SshTarget) -> Result<(), String> {
 /// (the current password from `login.password`, then the new one twice) and requiring exit
 /// status 0. Otherwise `login` is an administrator: `chpasswd` reads "user:new" on stdin, run
 /// directly when the login is root (uid 0), else through `sudo -n`.
-pub(crate) async fn set_password(
-    login: &SshTarget,
-    user: &str,
-    new_password: &str,
-) -> Result<(), String> {
+pub async fn set_password(login: &SshTarget, user: &str, new_password: &str) -> Result<(), String> {
     validate_user(user)?;
     if new_password.is_empty() {
         return Err("the new password is empty".into());
@@ -510,7 +506,7 @@ async fn chpasswd(conn: &Conn, login: &SshTarget, user: &str, new: &str) -> Resu
 /// as needed. The edit runs as `user`: directly when that is the login, else through `su` (a
 /// root login) or `sudo -n -u` (another administrator), so ownership comes out right and no
 /// link in the user's home can redirect a privileged write.
-pub(crate) async fn add_authorized_key(
+pub async fn add_authorized_key(
     login: &SshTarget,
     user: &str,
     public_key: &str,
@@ -520,7 +516,7 @@ pub(crate) async fn add_authorized_key(
 
 /// Removes every line of `user`'s `~/.ssh/authorized_keys` whose key (type and base64) is
 /// `public_key`'s; comments and options don't matter. Nothing to remove is success.
-pub(crate) async fn remove_authorized_key(
+pub async fn remove_authorized_key(
     login: &SshTarget,
     user: &str,
     public_key: &str,
