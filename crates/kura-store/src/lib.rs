@@ -6,6 +6,7 @@
 mod audit;
 mod postgres;
 mod rows;
+mod sql;
 mod sqlite;
 pub mod transfer;
 

@@ -21,6 +21,7 @@ use sqlx::{AssertSqlSafe, Row, SqliteConnection, SqlitePool};
 use crate::audit::{AuditChain, AuditSlot, Changed};
 use crate::prelude::*;
 use crate::rows::*;
+use crate::sql::{self, Conn, Stmt};
 use crate::{
     AccessKeyRecord, AuditQuery, AuditRecord, Cursor, CursorValue, FilterKey, ListFilter, ListPage,
     ListQuery, Mutation, NotificationTargetRecord, OutboxItem, RotationFunctionRecord, SortKey,
@@ -137,6 +138,36 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
+/// SQLite runs the shared SQL as it is: its one writer needs no row locks, its text sorts in
+/// code point order and holds any character.
+impl Conn for SqliteConnection {
+    type Row = SqliteRow;
+    const FOR_UPDATE: &'static str = "";
+    const CODE_POINT_ORDER: &'static str = "";
+    const TEXT_HOLDS_NUL: bool = true;
+
+    async fn execute(&mut self, mut s: Stmt<'_>) -> Result<u64> {
+        match s.query()?.execute(&mut *self).await {
+            Ok(done) => Ok(done.rows_affected()),
+            Err(e) => Err(s.error(e, db_err)),
+        }
+    }
+
+    async fn fetch_all(&mut self, mut s: Stmt<'_>) -> Result<Vec<SqliteRow>> {
+        let q = s.query()?;
+        q.fetch_all(&mut *self)
+            .await
+            .map_err(|e| s.error(e, db_err))
+    }
+
+    async fn fetch_optional(&mut self, mut s: Stmt<'_>) -> Result<Option<SqliteRow>> {
+        let q = s.query()?;
+        q.fetch_optional(&mut *self)
+            .await
+            .map_err(|e| s.error(e, db_err))
+    }
+}
+
 pub struct SqliteStore {
     pool: SqlitePool,
     /// SQLite has one writer at a time. Queuing writers here, in order, beats letting them
@@ -162,6 +193,25 @@ impl SqliteStore {
             None => tx.commit().await.map_err(db_err)?,
         }
         Ok(done.rows_affected())
+    }
+
+    /// One shared statement in its own write transaction; returns the rows it changed.
+    /// `change`: the statement is a request's change (see
+    /// [`commit_change`](Self::commit_change)), `None` for bookkeeping (last-used days,
+    /// leases, the outbox).
+    async fn write(&self, s: Stmt<'_>, change: Option<(Changed, &AuditSlot)>) -> Result<u64> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        let done = s.execute(&mut *tx).await?;
+        match change {
+            Some((c, audit)) => self.commit_change(tx, c, audit).await?,
+            None => tx.commit().await.map_err(db_err)?,
+        }
+        Ok(done)
+    }
+
+    /// A connection for reads.
+    async fn read(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>> {
+        self.pool.acquire().await.map_err(db_err)
     }
 
     /// Commits a transaction that changes something a request asked for, with the request's
@@ -588,39 +638,15 @@ async fn load_page_children(
 #[async_trait]
 impl SettingsStore for SqliteStore {
     async fn get_setting(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)
+        sql::settings::get_setting(&mut *self.read().await?, key).await
     }
 
     async fn init_setting(&self, key: &str, value: &[u8]) -> Result<Vec<u8>> {
-        sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
-            .bind(key)
-            .bind(value)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        self.get_setting(key)
-            .await?
-            .ok_or_else(|| Error::internal(format!("setting {key} vanished")))
+        sql::settings::init_setting(&mut *self.read().await?, key, value).await
     }
 
     async fn load_keys(&self) -> Result<Vec<(String, i64, Vec<u8>)>> {
-        let rows = sqlx::query("SELECT name, version, wrapped FROM keys ORDER BY name, version")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("name").map_err(db_err)?,
-                    r.try_get("version").map_err(db_err)?,
-                    r.try_get("wrapped").map_err(db_err)?,
-                ))
-            })
-            .collect()
+        sql::settings::load_keys(&mut *self.read().await?).await
     }
 
     async fn insert_key(
@@ -630,88 +656,35 @@ impl SettingsStore for SqliteStore {
         wrapped: &[u8],
         now: Timestamp,
     ) -> Result<()> {
-        sqlx::query("INSERT INTO keys (name, version, wrapped, created_at) VALUES (?, ?, ?, ?)")
-            .bind(name)
-            .bind(version)
-            .bind(wrapped)
-            .bind(now.0)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(())
+        sql::settings::insert_key(&mut *self.read().await?, name, version, wrapped, now).await
     }
 }
 
 #[async_trait]
 impl IdentityStore for SqliteStore {
     async fn create_user(&self, u: &UserRecord, audit: &AuditSlot) -> Result<()> {
-        let tags = serde_json::to_string(
-            &u.tags
-                .iter()
-                .map(|t| (t.key.as_str(), t.value.as_str()))
-                .collect::<Vec<_>>(),
-        )
-        .map_err(|e| Error::internal(format!("encoding user tags: {e}")))?;
         let (_writer, mut tx) = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO users (name, arn, user_id, created_at, tags) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&u.name)
-        .bind(&u.arn)
-        .bind(&u.user_id)
-        .bind(u.created_at.0)
-        .bind(tags)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                Error::exists(format!("The user {} already exists.", u.name))
-            } else {
-                db_err(e)
-            }
-        })?;
-        self.commit_change(tx, Changed::default(), audit).await?;
-        Ok(())
+        sql::identity::create_user(&mut *tx, u).await?;
+        self.commit_change(tx, Changed::default(), audit).await
     }
 
     async fn get_user(&self, name: &str) -> Result<Option<UserRecord>> {
-        let row =
-            sqlx::query("SELECT name, arn, user_id, created_at, tags FROM users WHERE name = ?")
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db_err)?;
-        row.as_ref().map(user_from_row).transpose()
+        sql::identity::get_user(&mut *self.read().await?, name).await
     }
 
     async fn list_users(&self) -> Result<Vec<UserRecord>> {
-        let rows =
-            sqlx::query("SELECT name, arn, user_id, created_at, tags FROM users ORDER BY name")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db_err)?;
-        rows.iter().map(user_from_row).collect()
+        sql::identity::list_users(&mut *self.read().await?).await
     }
 
     async fn delete_user(&self, name: &str, audit: &AuditSlot) -> Result<bool> {
         let (_writer, mut tx) = self.begin_write().await?;
-        for sql in [
-            "DELETE FROM access_keys WHERE user_name = ?",
-            "DELETE FROM user_policies WHERE user_name = ?",
-        ] {
-            sqlx::query(sql)
-                .bind(name)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        }
-        let done = sqlx::query("DELETE FROM users WHERE name = ?")
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        let deleted = sql::identity::delete_user(&mut *tx, name).await?;
         self.commit_change(tx, Changed::default(), audit).await?;
-        Ok(done.rows_affected() == 1)
+        Ok(deleted)
+    }
+
+    async fn user_exists(&self, name: &str) -> Result<bool> {
+        sql::identity::user_exists(&mut *self.read().await?, name).await
     }
 
     async fn insert_access_key(
@@ -721,36 +694,16 @@ impl IdentityStore for SqliteStore {
         audit: &AuditSlot,
     ) -> Result<()> {
         let (_writer, mut tx) = self.begin_write().await?;
-        if let Some(max) = max {
-            let have: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM access_keys WHERE user_name = ? AND expires_at IS NULL",
-            )
-            .bind(&k.user_name)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            if have as usize >= max {
-                return Err(Error::limit_exceeded(format!(
-                    "The user {} already has {max} access keys; delete one first.",
-                    k.user_name
-                )));
-            }
-        }
-        insert_key_row(&mut tx, k).await?;
-        self.commit_change(tx, Changed::default(), audit).await?;
-        Ok(())
+        sql::identity::insert_access_key(&mut *tx, k, max).await?;
+        self.commit_change(tx, Changed::default(), audit).await
     }
 
     async fn list_access_keys(&self, user: &str) -> Result<Vec<AccessKeyRecord>> {
-        let sql = format!(
-            "{ACCESS_KEY_SELECT} WHERE k.user_name = ? AND k.expires_at IS NULL ORDER BY k.created_at, k.access_key_id"
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(user)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        rows.iter().map(access_key_from_row).collect()
+        sql::identity::list_access_keys(&mut *self.read().await?, user).await
+    }
+
+    async fn find_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>> {
+        sql::identity::find_access_key(&mut *self.read().await?, access_key_id).await
     }
 
     async fn set_access_key_status(
@@ -759,30 +712,34 @@ impl IdentityStore for SqliteStore {
         active: bool,
         audit: &AuditSlot,
     ) -> Result<bool> {
-        let n = self
-            .write_one(
-                sqlx::query("UPDATE access_keys SET status = ? WHERE access_key_id = ?")
-                    .bind(if active { "Active" } else { "Inactive" })
-                    .bind(access_key_id),
-                Some((Changed::default(), audit)),
-            )
-            .await?;
-        Ok(n == 1)
+        let s = sql::identity::set_access_key_status(access_key_id, active);
+        Ok(self.write(s, Some((Changed::default(), audit))).await? == 1)
     }
 
     async fn touch_access_key(&self, access_key_id: &str, day: Timestamp) -> Result<()> {
-        self.write_one(
-            sqlx::query(
-                "UPDATE access_keys SET last_used_at = ? WHERE access_key_id = ? \
-                 AND (last_used_at IS NULL OR last_used_at < ?)",
-            )
-            .bind(day.0)
-            .bind(access_key_id)
-            .bind(day.0),
-            None,
-        )
-        .await?;
+        let s = sql::identity::touch_access_key(access_key_id, day);
+        self.write(s, None).await?;
         Ok(())
+    }
+
+    async fn delete_access_key(&self, access_key_id: &str, audit: &AuditSlot) -> Result<()> {
+        let s = sql::identity::delete_access_key(access_key_id);
+        self.write(s, Some((Changed::default(), audit))).await?;
+        Ok(())
+    }
+
+    async fn delete_expired_access_keys(&self, now: Timestamp) -> Result<u64> {
+        // Usually there are none: a read, not a write transaction, to find out.
+        let any: bool =
+            sql::stmt("SELECT EXISTS (SELECT 1 FROM access_keys WHERE expires_at <= $1)")
+                .bind(now)
+                .scalar(&mut *self.read().await?)
+                .await?;
+        if !any {
+            return Ok(0);
+        }
+        self.write(sql::identity::delete_expired_access_keys(now), None)
+            .await
     }
 
     async fn put_user_policy(
@@ -793,94 +750,18 @@ impl IdentityStore for SqliteStore {
         now: Timestamp,
         audit: &AuditSlot,
     ) -> Result<()> {
-        self.write_one(
-            sqlx::query(
-                "INSERT INTO user_policies (user_name, policy_name, document, created_at) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (user_name, policy_name) DO UPDATE SET document = excluded.document",
-            )
-            .bind(user)
-            .bind(name)
-            .bind(document)
-            .bind(now.0),
-        Some((Changed::default(), audit)),
-        )
-        .await?;
+        let s = sql::identity::put_user_policy(user, name, document, now);
+        self.write(s, Some((Changed::default(), audit))).await?;
         Ok(())
     }
 
     async fn delete_user_policy(&self, user: &str, name: &str, audit: &AuditSlot) -> Result<bool> {
-        let n = self
-            .write_one(
-                sqlx::query("DELETE FROM user_policies WHERE user_name = ? AND policy_name = ?")
-                    .bind(user)
-                    .bind(name),
-                Some((Changed::default(), audit)),
-            )
-            .await?;
-        Ok(n == 1)
+        let s = sql::identity::delete_user_policy(user, name);
+        Ok(self.write(s, Some((Changed::default(), audit))).await? == 1)
     }
 
     async fn user_policies(&self, user: &str) -> Result<Vec<(String, String)>> {
-        let rows = sqlx::query(
-            "SELECT policy_name, document FROM user_policies WHERE user_name = ? ORDER BY policy_name",
-        )
-        .bind(user)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("policy_name").map_err(db_err)?,
-                    r.try_get("document").map_err(db_err)?,
-                ))
-            })
-            .collect()
-    }
-
-    async fn find_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>> {
-        let sql = format!("{ACCESS_KEY_SELECT} WHERE k.access_key_id = ?");
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(access_key_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        row.as_ref().map(access_key_from_row).transpose()
-    }
-
-    async fn user_exists(&self, name: &str) -> Result<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE name = ?")
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(n > 0)
-    }
-
-    async fn delete_access_key(&self, access_key_id: &str, audit: &AuditSlot) -> Result<()> {
-        self.write_one(
-            sqlx::query("DELETE FROM access_keys WHERE access_key_id = ?").bind(access_key_id),
-            Some((Changed::default(), audit)),
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn delete_expired_access_keys(&self, now: Timestamp) -> Result<u64> {
-        let any: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM access_keys WHERE expires_at <= ?)")
-                .bind(now.0)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db_err)?;
-        if !any {
-            return Ok(0);
-        }
-        self.write_one(
-            sqlx::query("DELETE FROM access_keys WHERE expires_at <= ?").bind(now.0),
-            None,
-        )
-        .await
+        sql::identity::user_policies(&mut *self.read().await?, user).await
     }
 }
 
@@ -1710,34 +1591,6 @@ impl StoreLifecycle for SqliteStore {
         }
         self.pool.close().await;
     }
-}
-
-/// A sealed value kept in `ciphertext, wrapped_key, key_name, key_version` columns (nullable).
-async fn insert_key_row(conn: &mut SqliteConnection, k: &AccessKeyRecord) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO access_keys (access_key_id, user_name, ciphertext, wrapped_key, key_name, \
-         key_version, status, created_at, expires_at, scope_secret_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&k.access_key_id)
-    .bind(&k.user_name)
-    .bind(&k.sealed_secret.ciphertext)
-    .bind(&k.sealed_secret.wrapped_key)
-    .bind(&k.sealed_secret.key_name)
-    .bind(k.sealed_secret.key_version)
-    .bind(if k.active { "Active" } else { "Inactive" })
-    .bind(k.created_at.0)
-    .bind(k.expires_at.map(|t| t.0))
-    .bind(k.scope_secret_id)
-    .execute(&mut *conn)
-    .await
-    .map_err(|e| {
-        if is_unique_violation(&e) {
-            Error::exists(format!("The access key {} already exists.", k.access_key_id))
-        } else {
-            db_err(e)
-        }
-    })?;
-    Ok(())
 }
 
 /// The version a `modify` wrote (its one new version) or began rotating, for its audit record.

@@ -177,11 +177,42 @@ mod rows;
 mod secrets;
 
 use crate::rows::*;
+use crate::sql::{self, Conn, Stmt};
 use audit_log::insert_chained;
 use notifications::queue_event;
 use rows::*;
 
 type Tx = sqlx::Transaction<'static, Postgres>;
+
+/// PostgreSQL runs the shared SQL with row locks (writers run side by side), code point
+/// order asked for explicitly, and text that cannot hold NUL.
+impl Conn for PgConnection {
+    type Row = PgRow;
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
+    const CODE_POINT_ORDER: &'static str = " COLLATE \"C\"";
+    const TEXT_HOLDS_NUL: bool = false;
+
+    async fn execute(&mut self, mut s: Stmt<'_>) -> Result<u64> {
+        match s.query()?.execute(&mut *self).await {
+            Ok(done) => Ok(done.rows_affected()),
+            Err(e) => Err(s.error(e, db_err)),
+        }
+    }
+
+    async fn fetch_all(&mut self, mut s: Stmt<'_>) -> Result<Vec<PgRow>> {
+        let q = s.query()?;
+        q.fetch_all(&mut *self)
+            .await
+            .map_err(|e| s.error(e, db_err))
+    }
+
+    async fn fetch_optional(&mut self, mut s: Stmt<'_>) -> Result<Option<PgRow>> {
+        let q = s.query()?;
+        q.fetch_optional(&mut *self)
+            .await
+            .map_err(|e| s.error(e, db_err))
+    }
+}
 
 pub struct PgStore {
     pool: PgPool,
@@ -346,6 +377,25 @@ impl PgStore {
         self.pool.begin().await.map_err(db_err)
     }
 
+    /// A connection for reads.
+    async fn read(&self) -> Result<sqlx::pool::PoolConnection<Postgres>> {
+        self.pool.acquire().await.map_err(db_err)
+    }
+
+    /// One shared statement: bookkeeping (`change` None) runs alone; a request's change runs
+    /// in a transaction with its audit record. Returns the rows it changed.
+    async fn write(&self, s: Stmt<'_>, change: Option<(Changed, &AuditSlot)>) -> Result<u64> {
+        match change {
+            None => s.execute(&mut *self.read().await?).await,
+            Some((c, audit)) => {
+                let mut tx = self.begin().await?;
+                let done = s.execute(&mut *tx).await?;
+                self.commit_change(tx, c, audit).await?;
+                Ok(done)
+            }
+        }
+    }
+
     /// One statement in its own transaction; returns the rows it changed. `change`: the
     /// statement is a request's change (its audit record commits with it), `None` for
     /// bookkeeping (last-used days, leases, the outbox).
@@ -413,42 +463,15 @@ fn bind_all<'q>(
 #[async_trait]
 impl SettingsStore for PgStore {
     async fn get_setting(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)
+        sql::settings::get_setting(&mut *self.read().await?, key).await
     }
 
     async fn init_setting(&self, key: &str, value: &[u8]) -> Result<Vec<u8>> {
-        // A racing node's insert either lands first (ours does nothing) or waits on ours.
-        sqlx::query(
-            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(value)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
-        self.get_setting(key)
-            .await?
-            .ok_or_else(|| Error::internal(format!("setting {key} vanished")))
+        sql::settings::init_setting(&mut *self.read().await?, key, value).await
     }
 
     async fn load_keys(&self) -> Result<Vec<(String, i64, Vec<u8>)>> {
-        let rows = sqlx::query("SELECT name, version, wrapped FROM keys ORDER BY name, version")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("name").map_err(db_err)?,
-                    r.try_get("version").map_err(db_err)?,
-                    r.try_get("wrapped").map_err(db_err)?,
-                ))
-            })
-            .collect()
+        sql::settings::load_keys(&mut *self.read().await?).await
     }
 
     async fn insert_key(
@@ -458,17 +481,7 @@ impl SettingsStore for PgStore {
         wrapped: &[u8],
         now: Timestamp,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO keys (name, version, wrapped, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(name)
-        .bind(version)
-        .bind(wrapped)
-        .bind(now.0)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(())
+        sql::settings::insert_key(&mut *self.read().await?, name, version, wrapped, now).await
     }
 }
 
