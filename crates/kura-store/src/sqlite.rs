@@ -21,6 +21,7 @@ use sqlx::{AssertSqlSafe, Row, SqliteConnection, SqlitePool};
 use crate::audit::{AuditChain, AuditSlot, Changed};
 use crate::prelude::*;
 use crate::rows::*;
+use crate::sql::audit_log::Committable;
 use crate::sql::{self, Conn, Stmt};
 use crate::{
     AccessKeyRecord, AuditQuery, AuditRecord, Cursor, CursorValue, FilterKey, ListFilter, ListPage,
@@ -166,6 +167,38 @@ impl Conn for SqliteConnection {
             .await
             .map_err(|e| s.error(e, db_err))
     }
+
+    async fn queue_event(&mut self, event: &str, body: &str, at: Timestamp) -> Result<()> {
+        sql::stmt(
+            "INSERT INTO notification_outbox (target_id, body, next_attempt_at) \
+             SELECT t.id, $1, $2 FROM notification_targets t \
+             WHERE EXISTS (SELECT 1 FROM json_each(t.events) e WHERE e.value = $3)",
+        )
+        .bind(body)
+        .bind(at)
+        .bind(event)
+        .execute(self)
+        .await?;
+        Ok(())
+    }
+
+    async fn lock_audit_tail(&mut self) -> Result<()> {
+        // Every audit-writing transaction is a write transaction, entered one at a time
+        // (the writer queue, then BEGIN IMMEDIATE): the tail is already this one's.
+        Ok(())
+    }
+}
+
+impl Committable for sqlx::Transaction<'_, sqlx::Sqlite> {
+    type Conn = SqliteConnection;
+
+    fn conn(&mut self) -> &mut SqliteConnection {
+        self
+    }
+
+    async fn commit(self) -> Result<()> {
+        sqlx::Transaction::commit(self).await.map_err(db_err)
+    }
 }
 
 pub struct SqliteStore {
@@ -178,23 +211,6 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// One statement in its own write transaction; returns the rows it changed. `change`:
-    /// the statement is a request's change (see [`commit_change`](Self::commit_change)),
-    /// `None` for bookkeeping (last-used days, leases, the outbox).
-    async fn write_one(
-        &self,
-        q: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
-        change: Option<(Changed, &AuditSlot)>,
-    ) -> Result<u64> {
-        let (_writer, mut tx) = self.begin_write().await?;
-        let done = q.execute(&mut *tx).await.map_err(db_err)?;
-        match change {
-            Some((c, audit)) => self.commit_change(tx, c, audit).await?,
-            None => tx.commit().await.map_err(db_err)?,
-        }
-        Ok(done.rows_affected())
-    }
-
     /// One shared statement in its own write transaction; returns the rows it changed.
     /// `change`: the statement is a request's change (see
     /// [`commit_change`](Self::commit_change)), `None` for bookkeeping (last-used days,
@@ -221,36 +237,12 @@ impl SqliteStore {
     /// the next audit-writing transaction starts, so the file stays in seq order.
     async fn commit_change(
         &self,
-        mut tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+        tx: sqlx::Transaction<'static, sqlx::Sqlite>,
         changed: Changed,
         audit: &AuditSlot,
     ) -> Result<()> {
-        let chain = match self.chain.get() {
-            Some(c) => c,
-            None => return tx.commit().await.map_err(db_err),
-        };
-        let Some(draft) = audit.take(&changed) else {
-            return tx.commit().await.map_err(db_err);
-        };
-        let written =
-            match insert_chained(&mut tx, chain.as_ref(), vec![draft.record.clone()]).await {
-                Ok(records) => tx.commit().await.map_err(db_err).map(|()| records),
-                Err(e) => Err(e),
-            };
-        match written {
-            Ok(records) => {
-                audit.settle(draft, true);
-                // The change is done and its record durable in the database: a failed file
-                // append is the file's problem (logged by the chain, found by verify), not
-                // the request's.
-                let _ = chain.committed(&records);
-                Ok(())
-            }
-            Err(e) => {
-                audit.settle(draft, false);
-                Err(e)
-            }
-        }
+        let chain = self.chain.get().map(|c| c.as_ref());
+        sql::audit_log::commit_change(tx, chain, None, changed, audit).await
     }
 
     /// A write transaction, entered in turn: the in-process queue first, then SQLite's lock
@@ -777,63 +769,18 @@ impl AuditStore for SqliteStore {
             .get()
             .ok_or_else(|| Error::internal("the audit chain is not set up"))?;
         let (_writer, mut tx) = self.begin_write().await?;
-        let records = insert_chained(&mut tx, chain.as_ref(), records.to_vec()).await?;
+        let records =
+            sql::audit_log::insert_chained(&mut *tx, chain.as_ref(), records.to_vec()).await?;
         tx.commit().await.map_err(db_err)?;
         chain.committed(&records)
     }
 
     async fn last_audit(&self) -> Result<Option<AuditRecord>> {
-        let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_log ORDER BY seq DESC LIMIT 1");
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        row.as_ref().map(audit_from_row).transpose()
+        sql::audit_log::last_audit(&mut *self.read().await?).await
     }
 
     async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
-        let mut conds = vec!["1 = 1".to_string()];
-        let mut binds: Vec<Bind> = Vec::new();
-        if let Some(t) = q.start_time {
-            conds.push("time >= ?".into());
-            binds.push(Bind::Int(t));
-        }
-        if let Some(t) = q.end_time {
-            conds.push("time <= ?".into());
-            binds.push(Bind::Int(t));
-        }
-        if let Some(s) = q.after_seq {
-            conds.push("seq > ?".into());
-            binds.push(Bind::Int(s));
-        }
-        for (col, v) in [
-            ("principal", &q.principal),
-            ("action", &q.action),
-            ("resource", &q.resource),
-            ("outcome", &q.outcome),
-        ] {
-            if let Some(v) = v {
-                conds.push(format!("{col} = ?"));
-                binds.push(Bind::Text(v.clone()));
-            }
-        }
-        let sql = format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE {} ORDER BY seq LIMIT ?",
-            conds.join(" AND ")
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for b in binds {
-            query = match b {
-                Bind::Int(i) => query.bind(i),
-                Bind::Text(t) => query.bind(t),
-            };
-        }
-        let rows = query
-            .bind(q.limit as i64)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        rows.iter().map(audit_from_row).collect()
+        sql::audit_log::query_audit(&mut *self.read().await?, q).await
     }
 }
 
@@ -1083,7 +1030,7 @@ impl SecretStore for SqliteStore {
             write_stages(&mut tx, secret_id, &state.stages).await?;
         }
         for e in &state.events {
-            queue_event(&mut tx, e.event, &e.body, e.at).await?;
+            tx.queue_event(e.event, &e.body, e.at).await?;
         }
         let changed = Changed {
             arn: Some(state.secret.arn.clone()),
@@ -1246,23 +1193,7 @@ impl SecretStore for SqliteStore {
 #[async_trait]
 impl RotationStore for SqliteStore {
     async fn rotation_due(&self, now: Timestamp, limit: usize) -> Result<Vec<i64>> {
-        // Two index ranges: scheduled cycles to start, and cycles to continue.
-        sqlx::query_scalar(
-            "SELECT id FROM (\
-               SELECT id, next_rotation_at AS due, lease_expires_at FROM secrets \
-                 WHERE next_rotation_at <= ?1 AND rotation_enabled = 1 AND deleted_at IS NULL \
-                   AND rotation_state <> 'InProgress' \
-               UNION \
-               SELECT id, rotation_resume_at AS due, lease_expires_at FROM secrets \
-                 WHERE rotation_resume_at <= ?1 AND deleted_at IS NULL) \
-             WHERE lease_expires_at IS NULL OR lease_expires_at <= ?1 \
-             GROUP BY id ORDER BY MIN(due) LIMIT ?2",
-        )
-        .bind(now.0)
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)
+        sql::rotation::rotation_due(&mut *self.read().await?, now, limit).await
     }
 
     async fn claim_rotation(
@@ -1272,54 +1203,33 @@ impl RotationStore for SqliteStore {
         now: Timestamp,
         until: Timestamp,
     ) -> Result<bool> {
-        let done = self
-            .write_one(
-                sqlx::query(
-                    "UPDATE secrets SET lease_owner = ?, lease_expires_at = ? WHERE id = ? \
-             AND (lease_owner IS NULL OR lease_owner = ? OR lease_expires_at <= ?)",
-                )
-                .bind(owner)
-                .bind(until.0)
-                .bind(secret_id)
-                .bind(owner)
-                .bind(now.0),
-                None,
-            )
-            .await?;
-        Ok(done == 1)
+        let s = sql::rotation::claim_rotation(secret_id, owner, now, until);
+        Ok(self.write(s, None).await? == 1)
     }
 
     async fn release_rotation(&self, secret_id: i64, owner: &str) -> Result<()> {
-        self.write_one(
-sqlx::query(
-            "UPDATE secrets SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND lease_owner = ?",
-        )
-        .bind(secret_id)
-        .bind(owner),
-        None,
-        )
-        .await?;
+        self.write(sql::rotation::release_rotation(secret_id, owner), None)
+            .await?;
         Ok(())
     }
 
     async fn recover_rotations(&self, now: Timestamp) -> Result<u64> {
         let (_writer, mut tx) = self.begin_write().await?;
-        let resumed = sqlx::query(
-            "UPDATE secrets SET rotation_resume_at = ? WHERE lease_owner IS NOT NULL \
+        let resumed = sql::stmt(
+            "UPDATE secrets SET rotation_resume_at = $1 WHERE lease_owner IS NOT NULL \
              AND rotation_state = 'InProgress'",
         )
-        .bind(now.0)
+        .bind(now)
         .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        sqlx::query(
-            "UPDATE secrets SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner IS NOT NULL",
+        .await?;
+        sql::stmt(
+            "UPDATE secrets SET lease_owner = NULL, lease_expires_at = NULL \
+             WHERE lease_owner IS NOT NULL",
         )
         .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        .await?;
         tx.commit().await.map_err(db_err)?;
-        Ok(resumed.rows_affected())
+        Ok(resumed)
     }
 
     async fn insert_rotation_function(
@@ -1327,53 +1237,17 @@ sqlx::query(
         f: &RotationFunctionRecord,
         audit: &AuditSlot,
     ) -> Result<()> {
-        let sealed = f.sealed_secret.as_ref();
         let (_writer, mut tx) = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO rotation_functions (name, kind, config, ciphertext, wrapped_key, key_name, \
-             key_version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&f.name)
-        .bind(&f.kind)
-        .bind(&f.config)
-        .bind(sealed.map(|s| s.ciphertext.clone()))
-        .bind(sealed.map(|s| s.wrapped_key.clone()))
-        .bind(sealed.map(|s| s.key_name.clone()))
-        .bind(sealed.map(|s| s.key_version))
-        .bind(f.created_at.0)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                Error::exists(format!("A rotation function named {} already exists.", f.name))
-            } else {
-                db_err(e)
-            }
-        })?;
+        sql::rotation::insert_rotation_function(&mut *tx, f).await?;
         self.commit_change(tx, Changed::default(), audit).await
     }
 
     async fn rotation_function(&self, name: &str) -> Result<Option<RotationFunctionRecord>> {
-        let row = sqlx::query(
-            "SELECT name, kind, config, ciphertext, wrapped_key, key_name, key_version, created_at \
-             FROM rotation_functions WHERE name = ?",
-        )
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)?;
-        row.as_ref().map(function_from_row).transpose()
+        sql::rotation::rotation_function(&mut *self.read().await?, name).await
     }
 
     async fn list_rotation_functions(&self) -> Result<Vec<RotationFunctionRecord>> {
-        let rows = sqlx::query(
-            "SELECT name, kind, config, ciphertext, wrapped_key, key_name, key_version, created_at \
-             FROM rotation_functions ORDER BY name",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
-        rows.iter().map(function_from_row).collect()
+        sql::rotation::list_rotation_functions(&mut *self.read().await?).await
     }
 
     async fn delete_rotation_function(
@@ -1383,24 +1257,9 @@ sqlx::query(
         audit: &AuditSlot,
     ) -> Result<bool> {
         let (_writer, mut tx) = self.begin_write().await?;
-        let users: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM secrets WHERE rotation_function = ?")
-                .bind(arn)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        if users > 0 {
-            return Err(Error::invalid_request(format!(
-                "The rotation function {name} is used by {users} secret(s). Point their rotation at another function with RotateSecret first."
-            )));
-        }
-        let done = sqlx::query("DELETE FROM rotation_functions WHERE name = ?")
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        let deleted = sql::rotation::delete_rotation_function(&mut *tx, name, arn).await?;
         self.commit_change(tx, Changed::default(), audit).await?;
-        Ok(done.rows_affected() == 1)
+        Ok(deleted)
     }
 }
 
@@ -1411,99 +1270,39 @@ impl NotificationStore for SqliteStore {
         t: &NotificationTargetRecord,
         audit: &AuditSlot,
     ) -> Result<()> {
-        let events = serde_json::to_string(&t.events)
-            .map_err(|e| Error::internal(format!("encoding events: {e}")))?;
         let (_writer, mut tx) = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO notification_targets (id, url, events, ciphertext, wrapped_key, key_name, \
-             key_version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&t.id)
-        .bind(&t.url)
-        .bind(events)
-        .bind(&t.sealed_secret.ciphertext)
-        .bind(&t.sealed_secret.wrapped_key)
-        .bind(&t.sealed_secret.key_name)
-        .bind(t.sealed_secret.key_version)
-        .bind(t.created_at.0)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        sql::notifications::insert_notification_target(&mut *tx, t).await?;
         self.commit_change(tx, Changed::default(), audit).await
     }
 
     async fn list_notification_targets(&self) -> Result<Vec<NotificationTargetRecord>> {
-        let rows = sqlx::query(
-            "SELECT id, url, events, ciphertext, wrapped_key, key_name, key_version, created_at \
-             FROM notification_targets ORDER BY created_at, id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
-        rows.iter()
-            .map(|r| {
-                let events: String = r.try_get("events").map_err(db_err)?;
-                Ok(NotificationTargetRecord {
-                    id: r.try_get("id").map_err(db_err)?,
-                    url: r.try_get("url").map_err(db_err)?,
-                    events: serde_json::from_str(&events)
-                        .map_err(|e| Error::internal(format!("stored events: {e}")))?,
-                    sealed_secret: sealed_cols(r)?
-                        .ok_or_else(|| Error::internal("notification target without a secret"))?,
-                    created_at: Timestamp(r.try_get("created_at").map_err(db_err)?),
-                })
-            })
-            .collect()
+        sql::notifications::list_notification_targets(&mut *self.read().await?).await
     }
 
     async fn delete_notification_target(&self, id: &str, audit: &AuditSlot) -> Result<bool> {
-        let done = self
-            .write_one(
-                sqlx::query("DELETE FROM notification_targets WHERE id = ?").bind(id),
-                Some((Changed::default(), audit)),
-            )
-            .await?;
-        Ok(done == 1)
+        let s = sql::notifications::delete_notification_target(id);
+        Ok(self.write(s, Some((Changed::default(), audit))).await? == 1)
     }
 
     async fn enqueue_notification(&self, event: &str, body: &str, now: Timestamp) -> Result<()> {
         // Most servers have no targets: a read, not a write transaction, on every change.
-        let wanted: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM notification_targets t, json_each(t.events) e WHERE e.value = ?)",
+        let wanted: bool = sql::stmt(
+            "SELECT EXISTS (SELECT 1 FROM notification_targets t, json_each(t.events) e \
+             WHERE e.value = $1)",
         )
         .bind(event)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_err)?;
+        .scalar(&mut *self.read().await?)
+        .await?;
         if !wanted {
             return Ok(());
         }
         let (_writer, mut tx) = self.begin_write().await?;
-        queue_event(&mut tx, event, body, now).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(())
+        tx.queue_event(event, body, now).await?;
+        tx.commit().await.map_err(db_err)
     }
 
     async fn due_notifications(&self, now: Timestamp, limit: usize) -> Result<Vec<OutboxItem>> {
-        let rows = sqlx::query(
-            "SELECT id, target_id, body, attempts FROM notification_outbox \
-             WHERE next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
-        )
-        .bind(now.0)
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok(OutboxItem {
-                    id: r.try_get("id").map_err(db_err)?,
-                    target_id: r.try_get("target_id").map_err(db_err)?,
-                    body: r.try_get("body").map_err(db_err)?,
-                    attempts: r.try_get("attempts").map_err(db_err)?,
-                })
-            })
-            .collect()
+        sql::notifications::due_notifications(&mut *self.read().await?, now, limit).await
     }
 
     async fn claim_notifications(
@@ -1514,59 +1313,27 @@ impl NotificationStore for SqliteStore {
     ) -> Result<Vec<OutboxItem>> {
         // The write lock makes the read and the move one step.
         let (_writer, mut tx) = self.begin_write().await?;
-        let rows = sqlx::query(
-            "SELECT id, target_id, body, attempts FROM notification_outbox \
-             WHERE next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
-        )
-        .bind(now.0)
-        .bind(limit as i64)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let items = rows
-            .iter()
-            .map(|r| {
-                Ok(OutboxItem {
-                    id: r.try_get("id").map_err(db_err)?,
-                    target_id: r.try_get("target_id").map_err(db_err)?,
-                    body: r.try_get("body").map_err(db_err)?,
-                    attempts: r.try_get("attempts").map_err(db_err)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let items = sql::notifications::due_notifications(&mut *tx, now, limit).await?;
         for item in &items {
-            sqlx::query("UPDATE notification_outbox SET next_attempt_at = ? WHERE id = ?")
-                .bind(until.0)
+            sql::stmt("UPDATE notification_outbox SET next_attempt_at = $1 WHERE id = $2")
+                .bind(until)
                 .bind(item.id)
                 .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
+                .await?;
         }
         tx.commit().await.map_err(db_err)?;
         Ok(items)
     }
 
     async fn finish_notification(&self, id: i64) -> Result<()> {
-        self.write_one(
-            sqlx::query("DELETE FROM notification_outbox WHERE id = ?").bind(id),
-            None,
-        )
-        .await?;
+        self.write(sql::notifications::finish_notification(id), None)
+            .await?;
         Ok(())
     }
 
     async fn retry_notification(&self, id: i64, at: Timestamp, error: &str) -> Result<()> {
-        self.write_one(
-sqlx::query(
-            "UPDATE notification_outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? \
-             WHERE id = ?",
-        )
-        .bind(at.0)
-        .bind(error)
-        .bind(id),
-        None,
-        )
-        .await?;
+        let s = sql::notifications::retry_notification::<SqliteConnection>(id, at, error);
+        self.write(s, None).await?;
         Ok(())
     }
 }
@@ -1605,58 +1372,6 @@ pub(crate) fn changed_version(
     }
 }
 
-/// Numbers `records` after the chain's tail, as read in this transaction, chains their MACs
-/// and inserts them. The write lock and BEGIN IMMEDIATE make the tail read and the inserts
-/// one step no other writer can interleave with.
-async fn insert_chained(
-    conn: &mut SqliteConnection,
-    chain: &dyn AuditChain,
-    mut records: Vec<AuditRecord>,
-) -> Result<Vec<AuditRecord>> {
-    let tail: Option<(i64, String)> =
-        sqlx::query_as("SELECT seq, mac FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db_err)?;
-    let (mut seq, mut prev) = match tail {
-        Some((seq, mac)) => (seq, Some(mac)),
-        None => (0, None),
-    };
-    for r in &mut records {
-        seq += 1;
-        r.seq = seq;
-        r.mac = chain.mac(prev.as_deref(), r);
-        prev = Some(r.mac.clone());
-        sqlx::query(
-            "INSERT INTO audit_log (seq, time, request_id, kind, principal, access_key_id, action, \
-             resource, version_id, version_stage, source_ip, user_agent, decision, outcome, error_code, \
-             duration_us, mac, node) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(r.seq)
-        .bind(r.time)
-        .bind(&r.request_id)
-        .bind(&r.kind)
-        .bind(&r.principal)
-        .bind(&r.access_key_id)
-        .bind(&r.action)
-        .bind(&r.resource)
-        .bind(&r.version_id)
-        .bind(&r.version_stage)
-        .bind(&r.source_ip)
-        .bind(&r.user_agent)
-        .bind(&r.decision)
-        .bind(&r.outcome)
-        .bind(&r.error_code)
-        .bind(r.duration_us)
-        .bind(&r.mac)
-        .bind(&r.node)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_err)?;
-    }
-    Ok(records)
-}
-
 /// Opens a kura database read-only (for `kura audit verify`, beside a running server).
 pub async fn open_read_only(path: &Path) -> Result<SqliteStore> {
     let opts = SqliteConnectOptions::from_str("sqlite://")
@@ -1674,27 +1389,6 @@ pub async fn open_read_only(path: &Path) -> Result<SqliteStore> {
         write_lock: tokio::sync::Mutex::new(()),
         chain: std::sync::OnceLock::new(),
     })
-}
-
-/// Queues `body` for every target subscribed to `event`, in the caller's transaction.
-async fn queue_event(
-    conn: &mut SqliteConnection,
-    event: &str,
-    body: &str,
-    at: Timestamp,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO notification_outbox (target_id, body, next_attempt_at) \
-         SELECT t.id, ?, ? FROM notification_targets t \
-         WHERE EXISTS (SELECT 1 FROM json_each(t.events) e WHERE e.value = ?)",
-    )
-    .bind(body)
-    .bind(at.0)
-    .bind(event)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_err)?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -177,12 +177,11 @@ mod rows;
 mod secrets;
 
 use crate::rows::*;
+use crate::sql::audit_log::Committable;
 use crate::sql::{self, Conn, Stmt};
-use audit_log::insert_chained;
-use notifications::queue_event;
 use rows::*;
 
-type Tx = sqlx::Transaction<'static, Postgres>;
+type Tx<'c> = sqlx::Transaction<'c, Postgres>;
 
 /// PostgreSQL runs the shared SQL with row locks (writers run side by side), code point
 /// order asked for explicitly, and text that cannot hold NUL.
@@ -211,6 +210,43 @@ impl Conn for PgConnection {
         q.fetch_optional(&mut *self)
             .await
             .map_err(|e| s.error(e, db_err))
+    }
+
+    async fn queue_event(&mut self, event: &str, body: &str, at: Timestamp) -> Result<()> {
+        sql::stmt(
+            "INSERT INTO notification_outbox (target_id, body, next_attempt_at) \
+             SELECT t.id, $1, $2 FROM notification_targets t \
+             WHERE t.events::jsonb @> jsonb_build_array($3::text)",
+        )
+        .bind(body)
+        .bind(at)
+        .bind(event)
+        .execute(self)
+        .await?;
+        Ok(())
+    }
+
+    async fn lock_audit_tail(&mut self) -> Result<()> {
+        // Held until the transaction ends; serializes every audit append of every node. The
+        // tail read after it (a fresh snapshot per statement under READ COMMITTED) sees the
+        // last committed record.
+        sql::stmt("SELECT pg_advisory_xact_lock($1)")
+            .bind(AUDIT_LOCK)
+            .execute(self)
+            .await?;
+        Ok(())
+    }
+}
+
+impl Committable for Tx<'_> {
+    type Conn = PgConnection;
+
+    fn conn(&mut self) -> &mut PgConnection {
+        self
+    }
+
+    async fn commit(self) -> Result<()> {
+        sqlx::Transaction::commit(self).await.map_err(db_err)
     }
 }
 
@@ -373,7 +409,7 @@ impl PgStore {
         &self.pool
     }
 
-    async fn begin(&self) -> Result<Tx> {
+    async fn begin(&self) -> Result<Tx<'static>> {
         self.pool.begin().await.map_err(db_err)
     }
 
@@ -396,54 +432,12 @@ impl PgStore {
         }
     }
 
-    /// One statement in its own transaction; returns the rows it changed. `change`: the
-    /// statement is a request's change (its audit record commits with it), `None` for
-    /// bookkeeping (last-used days, leases, the outbox).
-    async fn write_one(
-        &self,
-        q: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
-        change: Option<(Changed, &AuditSlot)>,
-    ) -> Result<u64> {
-        match change {
-            None => Ok(q.execute(&self.pool).await.map_err(db_err)?.rows_affected()),
-            Some((c, audit)) => {
-                let mut tx = self.begin().await?;
-                let done = q.execute(&mut *tx).await.map_err(db_err)?;
-                self.commit_change(tx, c, audit).await?;
-                Ok(done.rows_affected())
-            }
-        }
-    }
-
     /// Commits a transaction that changes something a request asked for, with the request's
     /// audit record if one is waiting, exactly as the SQLite backend does: "refused" then
     /// means "not done".
-    async fn commit_change(&self, mut tx: Tx, changed: Changed, audit: &AuditSlot) -> Result<()> {
-        let Some(chain) = self.chain.get() else {
-            return tx.commit().await.map_err(db_err);
-        };
-        let Some(draft) = audit.take(&changed) else {
-            return tx.commit().await.map_err(db_err);
-        };
-        let _order = self.audit_order.lock().await;
-        let written =
-            match insert_chained(&mut tx, chain.as_ref(), vec![draft.record.clone()]).await {
-                Ok(records) => tx.commit().await.map_err(db_err).map(|()| records),
-                Err(e) => Err(e),
-            };
-        match written {
-            Ok(records) => {
-                audit.settle(draft, true);
-                // The change and its record are durable: a failed file append is the file's
-                // problem (logged by the chain, found by verify), not the request's.
-                let _ = chain.committed(&records);
-                Ok(())
-            }
-            Err(e) => {
-                audit.settle(draft, false);
-                Err(e)
-            }
-        }
+    async fn commit_change(&self, tx: Tx<'_>, changed: Changed, audit: &AuditSlot) -> Result<()> {
+        let chain = self.chain.get().map(|c| c.as_ref());
+        sql::audit_log::commit_change(tx, chain, Some(&self.audit_order), changed, audit).await
     }
 }
 
@@ -511,25 +505,6 @@ impl StoreLifecycle for PgStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn recorded_text_loses_its_nul_characters_only() {
-        assert_eq!(without_nul("a\0b"), "a\u{FFFD}b");
-        assert!(matches!(
-            without_nul("plain"),
-            std::borrow::Cow::Borrowed("plain")
-        ));
-        let mut r = AuditRecord {
-            resource: "x\0".into(),
-            user_agent: Some("\0ua".into()),
-            ..Default::default()
-        };
-        without_nul_record(&mut r);
-        assert_eq!(
-            (r.resource.as_str(), r.user_agent.as_deref()),
-            ("x\u{FFFD}", Some("\u{FFFD}ua"))
-        );
-    }
 
     #[test]
     fn placeholders_are_numbered_in_order() {

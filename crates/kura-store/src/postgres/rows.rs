@@ -1,6 +1,4 @@
-//! Rows as records, and the text PostgreSQL cannot hold.
-
-use super::*;
+//! The text PostgreSQL cannot hold.
 
 /// `s` with each NUL replaced by U+FFFD. For text kura records rather than validates (an
 /// audited request's raw fields, a rotation function's error output): PostgreSQL text cannot
@@ -17,31 +15,4 @@ pub(super) fn without_nul(s: &str) -> std::borrow::Cow<'_, str> {
 /// lookup finds nothing, as on SQLite, without asking the database (which would refuse it).
 pub(super) fn has_nul(keys: &[&str]) -> bool {
     keys.iter().any(|k| k.contains('\0'))
-}
-
-pub(super) fn without_nul_record(r: &mut AuditRecord) {
-    for field in [
-        &mut r.request_id,
-        &mut r.kind,
-        &mut r.principal,
-        &mut r.access_key_id,
-        &mut r.action,
-        &mut r.resource,
-        &mut r.decision,
-        &mut r.outcome,
-    ] {
-        *field = without_nul(field).into_owned();
-    }
-    for field in [
-        &mut r.version_id,
-        &mut r.version_stage,
-        &mut r.source_ip,
-        &mut r.user_agent,
-        &mut r.error_code,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        *field = without_nul(field).into_owned();
-    }
 }

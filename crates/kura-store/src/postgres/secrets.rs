@@ -449,7 +449,7 @@ impl PgStore {
             write_stages(&mut tx, secret_id, &state.stages).await?;
         }
         for e in &state.events {
-            queue_event(&mut tx, e.event, &e.body, e.at).await?;
+            tx.queue_event(e.event, &e.body, e.at).await?;
         }
         let changed = Changed {
             arn: Some(state.secret.arn.clone()),

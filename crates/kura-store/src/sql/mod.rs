@@ -20,7 +20,10 @@ use sqlx::{AssertSqlSafe, Database, Encode, Type};
 
 use crate::rows::{Column, Columns};
 
+pub(crate) mod audit_log;
 pub(crate) mod identity;
+pub(crate) mod notifications;
+pub(crate) mod rotation;
 pub(crate) mod settings;
 
 /// One backend's connection (or transaction, which derefs to one), as the shared SQL uses it.
@@ -43,6 +46,28 @@ pub(crate) trait Conn: Send {
         &mut self,
         s: Stmt<'_>,
     ) -> impl Future<Output = Result<Option<Self::Row>>> + Send;
+
+    /// Queues `body` for every target subscribed to `event`, in this transaction.
+    fn queue_event(
+        &mut self,
+        event: &str,
+        body: &str,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Makes this transaction the only one reading and extending the audit chain's tail
+    /// until it ends.
+    fn lock_audit_tail(&mut self) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Text kura records rather than validates (error output, an audited request's raw fields),
+/// in a form the backend can store: PostgreSQL text cannot hold NUL, so NULs become U+FFFD
+/// there; SQLite keeps the text as it is.
+pub(crate) fn recordable<C: Conn>(s: &str) -> Cow<'_, str> {
+    if !C::TEXT_HOLDS_NUL && s.contains('\0') {
+        s.replace('\0', "\u{FFFD}").into()
+    } else {
+        s.into()
+    }
 }
 
 /// Whether a lookup by these keys can find nothing because the backend cannot store them
@@ -250,6 +275,15 @@ impl<'a> Stmt<'a> {
             .await?
             .map(|row| row.first())
             .transpose()
+    }
+
+    /// The first column of every row.
+    pub(crate) async fn scalars<T: Column, C: Conn>(self, conn: &mut C) -> Result<Vec<T>> {
+        conn.fetch_all(self)
+            .await?
+            .iter()
+            .map(|row| row.first())
+            .collect()
     }
 }
 
