@@ -12,27 +12,24 @@
 //! beside it (`secrets`, `identity`, `audit_log`, `rotation`, `notifications`), and `rows`
 //! for decoding. The schema is `migrations/postgres/`.
 
-use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kura_core::filter;
 use kura_core::labels::Stages;
-use kura_core::model::{NewVersion, SecretRecord, SecretState, Tag, VersionMeta};
+use kura_core::model::{NewVersion, SecretRecord, SecretState, VersionMeta};
 use kura_core::names::SecretRef;
 use kura_core::{Error, Result, Timestamp};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Row};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres};
 
 use crate::audit::{AuditChain, AuditSlot, Changed};
 use crate::prelude::*;
-use crate::sqlite::{Bind, changed_version, kind_str, prefix_upper_bound, sort_column, text_of};
 use crate::{
-    AccessKeyRecord, AuditQuery, AuditRecord, Cursor, CursorValue, FilterKey, ListFilter, ListPage,
-    ListQuery, Mutation, NotificationTargetRecord, OutboxItem, RotationFunctionRecord, SortKey,
-    StoredVersion, UserRecord, VersionSelector,
+    AccessKeyRecord, AuditQuery, AuditRecord, CursorValue, ListPage, ListQuery, Mutation,
+    NotificationTargetRecord, OutboxItem, RotationFunctionRecord, SortKey, StoredVersion,
+    UserRecord, VersionSelector,
 };
 
 /// Versioned migrations, applied in order. PostgreSQL starts from the SQLite schema's final
@@ -78,23 +75,6 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 /// locks for milliseconds, so these only fire when something is wrong.
 const LOCK_TIMEOUT: &str = "5s";
 const IDLE_IN_TRANSACTION_TIMEOUT: &str = "60s";
-
-/// `?` placeholders numbered `$1, $2, …` in order, so SQL reads like the SQLite backend's.
-/// Only for SQL written here (no `?` inside literals).
-fn pg(sql: &str) -> AssertSqlSafe<String> {
-    let mut out = String::with_capacity(sql.len() + 16);
-    let mut n = 0;
-    for c in sql.chars() {
-        if c == '?' {
-            n += 1;
-            out.push('$');
-            out.push_str(&n.to_string());
-        } else {
-            out.push(c);
-        }
-    }
-    AssertSqlSafe(out)
-}
 
 fn db_err(e: sqlx::Error) -> Error {
     match &e {
@@ -165,21 +145,15 @@ macro_rules! retry {
     }};
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
-}
-
 mod audit_log;
 mod identity;
 mod notifications;
 mod rotation;
-mod rows;
 mod secrets;
 
 use crate::rows::*;
 use crate::sql::audit_log::Committable;
-use crate::sql::{self, Conn, Stmt};
-use rows::*;
+use crate::sql::{self, Arg, Args, Conn, Stmt};
 
 type Tx<'c> = sqlx::Transaction<'c, Postgres>;
 
@@ -189,27 +163,48 @@ impl Conn for PgConnection {
     type Row = PgRow;
     const FOR_UPDATE: &'static str = " FOR UPDATE";
     const CODE_POINT_ORDER: &'static str = " COLLATE \"C\"";
+    const INSERTION_ORDER: &'static str = "seq";
     const TEXT_HOLDS_NUL: bool = false;
 
     async fn execute(&mut self, mut s: Stmt<'_>) -> Result<u64> {
-        match s.query()?.execute(&mut *self).await {
+        match s.query(bind_ints)?.execute(&mut *self).await {
             Ok(done) => Ok(done.rows_affected()),
             Err(e) => Err(s.error(e, db_err)),
         }
     }
 
     async fn fetch_all(&mut self, mut s: Stmt<'_>) -> Result<Vec<PgRow>> {
-        let q = s.query()?;
+        let q = s.query(bind_ints)?;
         q.fetch_all(&mut *self)
             .await
             .map_err(|e| s.error(e, db_err))
     }
 
     async fn fetch_optional(&mut self, mut s: Stmt<'_>) -> Result<Option<PgRow>> {
-        let q = s.query()?;
+        let q = s.query(bind_ints)?;
         q.fetch_optional(&mut *self)
             .await
             .map_err(|e| s.error(e, db_err))
+    }
+
+    fn ids_in<'a>(column: &str, ids: &'a [i64], args: &mut Args<'a>) -> String {
+        format!("{column} = ANY({})", args.push(Arg::Ints(ids)))
+    }
+
+    async fn insert_words(&mut self, secret_id: i64, words: Vec<(i64, String)>) -> Result<()> {
+        let (fields, words): (Vec<i64>, Vec<String>) = words.into_iter().unzip();
+        // One statement for all of them: a round trip per word adds up over the network.
+        sqlx::query(
+            "INSERT INTO secret_words (secret_id, field, word) \
+             SELECT $1, f, w FROM UNNEST($2::bigint[], $3::text[]) AS t(f, w)",
+        )
+        .bind(secret_id)
+        .bind(fields)
+        .bind(words)
+        .execute(&mut *self)
+        .await
+        .map_err(db_err)?;
+        Ok(())
     }
 
     async fn queue_event(&mut self, event: &str, body: &str, at: Timestamp) -> Result<()> {
@@ -236,6 +231,10 @@ impl Conn for PgConnection {
             .await?;
         Ok(())
     }
+}
+
+fn bind_ints(q: sql::Query<Postgres>, ints: &[i64]) -> Result<sql::Query<Postgres>> {
+    Ok(q.bind(ints))
 }
 
 impl Committable for Tx<'_> {
@@ -441,19 +440,6 @@ impl PgStore {
     }
 }
 
-fn bind_all<'q>(
-    mut query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
-    binds: Vec<Bind>,
-) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
-    for b in binds {
-        query = match b {
-            Bind::Int(i) => query.bind(i),
-            Bind::Text(t) => query.bind(t),
-        };
-    }
-    query
-}
-
 #[async_trait]
 impl SettingsStore for PgStore {
     async fn get_setting(&self, key: &str) -> Result<Option<Vec<u8>>> {
@@ -505,15 +491,6 @@ impl StoreLifecycle for PgStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn placeholders_are_numbered_in_order() {
-        assert_eq!(
-            pg("SELECT a FROM t WHERE b = ? AND c IN (?, ?)").0,
-            "SELECT a FROM t WHERE b = $1 AND c IN ($2, $3)"
-        );
-        assert_eq!(pg("SELECT 1").0, "SELECT 1");
-    }
 
     #[test]
     fn conflicts_are_retryable_and_unavailable() {

@@ -24,6 +24,7 @@ pub(crate) mod audit_log;
 pub(crate) mod identity;
 pub(crate) mod notifications;
 pub(crate) mod rotation;
+pub(crate) mod secrets;
 pub(crate) mod settings;
 
 /// One backend's connection (or transaction, which derefs to one), as the shared SQL uses it.
@@ -36,6 +37,9 @@ pub(crate) trait Conn: Send {
     /// Appended to an `ORDER BY` text column: code point order, which is SQLite's own
     /// (`BINARY`); PostgreSQL sorts by its locale unless told `COLLATE "C"`.
     const CODE_POINT_ORDER: &'static str;
+    /// The column that orders a secret's versions created in the same millisecond in the
+    /// order they were written (`rowid` on SQLite, the `seq` identity on PostgreSQL).
+    const INSERTION_ORDER: &'static str;
     /// Whether text columns can hold NUL characters (PostgreSQL's cannot).
     const TEXT_HOLDS_NUL: bool;
 
@@ -47,6 +51,14 @@ pub(crate) trait Conn: Send {
         s: Stmt<'_>,
     ) -> impl Future<Output = Result<Option<Self::Row>>> + Send;
 
+    /// `column` is one of `ids`, as a condition; binds what it needs into `args`.
+    fn ids_in<'a>(column: &str, ids: &'a [i64], args: &mut Args<'a>) -> String;
+    /// Inserts a secret's `secret_words` rows (`(field, word)`; its old ones are gone).
+    fn insert_words(
+        &mut self,
+        secret_id: i64,
+        words: Vec<(i64, String)>,
+    ) -> impl Future<Output = Result<()>> + Send;
     /// Queues `body` for every target subscribed to `event`, in this transaction.
     fn queue_event(
         &mut self,
@@ -87,6 +99,8 @@ pub(crate) enum Arg<'a> {
     OptText(Option<Cow<'a, str>>),
     Bytes(&'a [u8]),
     OptBytes(Option<&'a [u8]>),
+    /// An array (PostgreSQL only: SQLite's `Conn::ids_in` builds none).
+    Ints(&'a [i64]),
 }
 
 impl From<i64> for Arg<'_> {
@@ -173,6 +187,12 @@ impl<'a> Args<'a> {
     }
 }
 
+/// A backend's query with its values bound.
+pub(crate) type Query<DB> = sqlx::query::Query<'static, DB, <DB as Database>::Arguments>;
+
+/// How a backend binds an array of integers.
+pub(crate) type BindInts<DB> = fn(Query<DB>, &[i64]) -> Result<Query<DB>>;
+
 /// One statement and its values.
 #[derive(Debug)]
 pub(crate) struct Stmt<'a> {
@@ -221,8 +241,9 @@ impl<'a> Stmt<'a> {
         }
     }
 
-    /// The backend's query for this statement, values bound in order.
-    pub(crate) fn query<DB>(&self) -> Result<sqlx::query::Query<'static, DB, DB::Arguments>>
+    /// The backend's query for this statement, values bound in order; `ints` binds an array
+    /// (or refuses, where the backend has none).
+    pub(crate) fn query<DB>(&self, ints: BindInts<DB>) -> Result<Query<DB>>
     where
         DB: Database,
         i64: for<'t> Encode<'t, DB> + Type<DB>,
@@ -241,6 +262,7 @@ impl<'a> Stmt<'a> {
                 Arg::OptText(v) => q.bind(v.as_deref()),
                 Arg::Bytes(v) => q.bind(*v),
                 Arg::OptBytes(v) => q.bind(*v),
+                Arg::Ints(v) => ints(q, v)?,
             };
         }
         Ok(q)
