@@ -143,26 +143,7 @@ impl Conn for SqliteConnection {
     const INSERTION_ORDER: &'static str = "rowid";
     const TEXT_HOLDS_NUL: bool = true;
 
-    async fn execute(&mut self, mut s: Stmt<'_>) -> Result<u64> {
-        match s.query(no_arrays)?.execute(&mut *self).await {
-            Ok(done) => Ok(done.rows_affected()),
-            Err(e) => Err(s.error(e, db_err)),
-        }
-    }
-
-    async fn fetch_all(&mut self, mut s: Stmt<'_>) -> Result<Vec<SqliteRow>> {
-        let q = s.query(no_arrays)?;
-        q.fetch_all(&mut *self)
-            .await
-            .map_err(|e| s.error(e, db_err))
-    }
-
-    async fn fetch_optional(&mut self, mut s: Stmt<'_>) -> Result<Option<SqliteRow>> {
-        let q = s.query(no_arrays)?;
-        q.fetch_optional(&mut *self)
-            .await
-            .map_err(|e| s.error(e, db_err))
-    }
+    sql::run_statements!(no_arrays, db_err);
 
     fn ids_in<'a>(column: &str, ids: &'a [i64], _: &mut Args<'a>) -> String {
         // Ids are integers from our own rows, so inlining them is safe.

@@ -166,26 +166,7 @@ impl Conn for PgConnection {
     const INSERTION_ORDER: &'static str = "seq";
     const TEXT_HOLDS_NUL: bool = false;
 
-    async fn execute(&mut self, mut s: Stmt<'_>) -> Result<u64> {
-        match s.query(bind_ints)?.execute(&mut *self).await {
-            Ok(done) => Ok(done.rows_affected()),
-            Err(e) => Err(s.error(e, db_err)),
-        }
-    }
-
-    async fn fetch_all(&mut self, mut s: Stmt<'_>) -> Result<Vec<PgRow>> {
-        let q = s.query(bind_ints)?;
-        q.fetch_all(&mut *self)
-            .await
-            .map_err(|e| s.error(e, db_err))
-    }
-
-    async fn fetch_optional(&mut self, mut s: Stmt<'_>) -> Result<Option<PgRow>> {
-        let q = s.query(bind_ints)?;
-        q.fetch_optional(&mut *self)
-            .await
-            .map_err(|e| s.error(e, db_err))
-    }
+    sql::run_statements!(bind_ints, db_err);
 
     fn ids_in<'a>(column: &str, ids: &'a [i64], args: &mut Args<'a>) -> String {
         format!("{column} = ANY({})", args.push(Arg::Ints(ids)))

@@ -71,6 +71,41 @@ pub(crate) trait Conn: Send {
     fn lock_audit_tail(&mut self) -> impl Future<Output = Result<()>> + Send;
 }
 
+/// The statement-running methods of a [`Conn`] implementation, the same for both drivers:
+/// bind, run on the connection, map the error. `$bind_ints` binds an array (or refuses one);
+/// `$db_err` is the backend's mapping of its driver's errors.
+macro_rules! run_statements {
+    ($bind_ints:expr, $db_err:expr) => {
+        async fn execute(&mut self, mut s: $crate::sql::Stmt<'_>) -> kura_core::Result<u64> {
+            match s.query($bind_ints)?.execute(&mut *self).await {
+                Ok(done) => Ok(done.rows_affected()),
+                Err(e) => Err(s.error(e, $db_err)),
+            }
+        }
+
+        async fn fetch_all(
+            &mut self,
+            mut s: $crate::sql::Stmt<'_>,
+        ) -> kura_core::Result<Vec<Self::Row>> {
+            let q = s.query($bind_ints)?;
+            q.fetch_all(&mut *self)
+                .await
+                .map_err(|e| s.error(e, $db_err))
+        }
+
+        async fn fetch_optional(
+            &mut self,
+            mut s: $crate::sql::Stmt<'_>,
+        ) -> kura_core::Result<Option<Self::Row>> {
+            let q = s.query($bind_ints)?;
+            q.fetch_optional(&mut *self)
+                .await
+                .map_err(|e| s.error(e, $db_err))
+        }
+    };
+}
+pub(crate) use run_statements;
+
 /// Text kura records rather than validates (error output, an audited request's raw fields),
 /// in a form the backend can store: PostgreSQL text cannot hold NUL, so NULs become U+FFFD
 /// there; SQLite keeps the text as it is.
