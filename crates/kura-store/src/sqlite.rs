@@ -1,6 +1,7 @@
 //! The embedded default backend: SQLite in WAL mode with synchronous=FULL, so an acknowledged
 //! write survives power loss. Writers take the lock up front (BEGIN IMMEDIATE) so a
-//! read-modify-write never fails half-way on an upgrade conflict.
+//! read-modify-write never fails half-way on an upgrade conflict. The statements themselves
+//! are the shared ones (`crate::sql`); here are the connection, migrations and transactions.
 
 use std::path::Path;
 use std::str::FromStr;

@@ -8,9 +8,10 @@
 //! serialization failures are retried a few times; an outage, a full pool or conflicts that
 //! persist answer [`Error::unavailable`] at once instead of hanging.
 //!
-//! Here: the pool, migrations, errors, retries and the audited commit; one file per aggregate
-//! beside it (`secrets`, `identity`, `audit_log`, `rotation`, `notifications`), and `rows`
-//! for decoding. The schema is `migrations/postgres/`.
+//! Here: the pool, migrations, errors, retries and how PostgreSQL runs the shared SQL
+//! (`crate::sql`, through `Conn for PgConnection`); one file per aggregate beside it
+//! (`secrets`, `identity`, `audit_log`, `rotation`, `notifications`) with its transactions.
+//! The schema is `migrations/postgres/`.
 
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
