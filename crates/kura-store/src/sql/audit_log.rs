@@ -1,5 +1,6 @@
 //! The audit chain: appends, the audited commit, queries.
 
+use std::borrow::Cow;
 use std::future::Future;
 
 use kura_core::Result;
@@ -9,8 +10,13 @@ use crate::audit::{AuditChain, AuditSlot, Changed};
 use crate::rows::*;
 use crate::{AuditQuery, AuditRecord};
 
-/// `r` in a form the backend can store (see [`recordable`]).
+/// `r` in a form the backend can store (see [`recordable`]); untouched where it is already.
 fn recordable_record<C: Conn>(r: &mut AuditRecord) {
+    fn fix<C: Conn>(field: &mut String) {
+        if let Cow::Owned(fixed) = recordable::<C>(field) {
+            *field = fixed;
+        }
+    }
     for field in [
         &mut r.request_id,
         &mut r.kind,
@@ -21,7 +27,7 @@ fn recordable_record<C: Conn>(r: &mut AuditRecord) {
         &mut r.decision,
         &mut r.outcome,
     ] {
-        *field = recordable::<C>(field).into_owned();
+        fix::<C>(field);
     }
     for field in [
         &mut r.version_id,
@@ -33,7 +39,7 @@ fn recordable_record<C: Conn>(r: &mut AuditRecord) {
     .into_iter()
     .flatten()
     {
-        *field = recordable::<C>(field).into_owned();
+        fix::<C>(field);
     }
 }
 
