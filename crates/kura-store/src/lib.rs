@@ -1,11 +1,13 @@
 //! Storage: the [`Store`] traits the service layer talks to (one per aggregate), and their
 //! two backends, SQLite (one node, embedded) and PostgreSQL (one or more nodes). The traits
 //! speak in whole-operation terms (one call = one transaction), so both backends give the
-//! same guarantees; `tests/contract.rs` runs one suite on both.
+//! same guarantees; `tests/contract.rs` runs one suite on both. Both run the same SQL, written
+//! once in `sql/`.
 
 mod audit;
 mod postgres;
 mod rows;
+mod sql;
 mod sqlite;
 pub mod transfer;
 

@@ -12,6 +12,8 @@ use crate::{AccessKeyRecord, AuditRecord, RotationFunctionRecord, UserRecord};
 /// Typed column reads by name: what a decoder needs of a row, whichever the backend.
 pub(crate) trait Columns {
     fn col<T: Column>(&self, column: &str) -> Result<T>;
+    /// The first column (a scalar query's answer).
+    fn first<T: Column>(&self) -> Result<T>;
 }
 
 /// A Rust type both backends decode a column into.
@@ -40,11 +42,19 @@ impl Columns for sqlx::sqlite::SqliteRow {
     fn col<T: Column>(&self, column: &str) -> Result<T> {
         sqlx::Row::try_get(self, column).map_err(|e| decode_err(column, e))
     }
+
+    fn first<T: Column>(&self) -> Result<T> {
+        sqlx::Row::try_get(self, 0).map_err(|e| decode_err("0", e))
+    }
 }
 
 impl Columns for sqlx::postgres::PgRow {
     fn col<T: Column>(&self, column: &str) -> Result<T> {
         sqlx::Row::try_get(self, column).map_err(|e| decode_err(column, e))
+    }
+
+    fn first<T: Column>(&self) -> Result<T> {
+        sqlx::Row::try_get(self, 0).map_err(|e| decode_err("0", e))
     }
 }
 

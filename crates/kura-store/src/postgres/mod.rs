@@ -8,31 +8,29 @@
 //! serialization failures are retried a few times; an outage, a full pool or conflicts that
 //! persist answer [`Error::unavailable`] at once instead of hanging.
 //!
-//! Here: the pool, migrations, errors, retries and the audited commit; one file per aggregate
-//! beside it (`secrets`, `identity`, `audit_log`, `rotation`, `notifications`), and `rows`
-//! for decoding. The schema is `migrations/postgres/`.
+//! Here: the pool, migrations, errors, retries and how PostgreSQL runs the shared SQL
+//! (`crate::sql`, through `Conn for PgConnection`); one file per aggregate beside it
+//! (`secrets`, `identity`, `audit_log`, `rotation`, `notifications`) with its transactions.
+//! The schema is `migrations/postgres/`.
 
-use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kura_core::filter;
 use kura_core::labels::Stages;
-use kura_core::model::{NewVersion, SecretRecord, SecretState, Tag, VersionMeta};
+use kura_core::model::{NewVersion, SecretRecord, SecretState, VersionMeta};
 use kura_core::names::SecretRef;
 use kura_core::{Error, Result, Timestamp};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Row};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres};
 
 use crate::audit::{AuditChain, AuditSlot, Changed};
 use crate::prelude::*;
-use crate::sqlite::{Bind, changed_version, kind_str, prefix_upper_bound, sort_column, text_of};
 use crate::{
-    AccessKeyRecord, AuditQuery, AuditRecord, Cursor, CursorValue, FilterKey, ListFilter, ListPage,
-    ListQuery, Mutation, NotificationTargetRecord, OutboxItem, RotationFunctionRecord, SortKey,
-    StoredVersion, UserRecord, VersionSelector,
+    AccessKeyRecord, AuditQuery, AuditRecord, CursorValue, ListPage, ListQuery, Mutation,
+    NotificationTargetRecord, OutboxItem, RotationFunctionRecord, SortKey, StoredVersion,
+    UserRecord, VersionSelector,
 };
 
 /// Versioned migrations, applied in order. PostgreSQL starts from the SQLite schema's final
@@ -78,23 +76,6 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 /// locks for milliseconds, so these only fire when something is wrong.
 const LOCK_TIMEOUT: &str = "5s";
 const IDLE_IN_TRANSACTION_TIMEOUT: &str = "60s";
-
-/// `?` placeholders numbered `$1, $2, …` in order, so SQL reads like the SQLite backend's.
-/// Only for SQL written here (no `?` inside literals).
-fn pg(sql: &str) -> AssertSqlSafe<String> {
-    let mut out = String::with_capacity(sql.len() + 16);
-    let mut n = 0;
-    for c in sql.chars() {
-        if c == '?' {
-            n += 1;
-            out.push('$');
-            out.push_str(&n.to_string());
-        } else {
-            out.push(c);
-        }
-    }
-    AssertSqlSafe(out)
-}
 
 fn db_err(e: sqlx::Error) -> Error {
     match &e {
@@ -165,23 +146,90 @@ macro_rules! retry {
     }};
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
-}
-
 mod audit_log;
 mod identity;
 mod notifications;
 mod rotation;
-mod rows;
 mod secrets;
 
 use crate::rows::*;
-use audit_log::insert_chained;
-use notifications::queue_event;
-use rows::*;
+use crate::sql::audit_log::Committable;
+use crate::sql::{self, Arg, Args, Conn, Stmt};
 
-type Tx = sqlx::Transaction<'static, Postgres>;
+type Tx<'c> = sqlx::Transaction<'c, Postgres>;
+
+/// PostgreSQL runs the shared SQL with row locks (writers run side by side), code point
+/// order asked for explicitly, and text that cannot hold NUL.
+impl Conn for PgConnection {
+    type Row = PgRow;
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
+    const CODE_POINT_ORDER: &'static str = " COLLATE \"C\"";
+    const INSERTION_ORDER: &'static str = "seq";
+    const TEXT_HOLDS_NUL: bool = false;
+
+    sql::run_statements!(bind_ints, db_err);
+
+    fn ids_in<'a>(column: &str, ids: &'a [i64], args: &mut Args<'a>) -> String {
+        format!("{column} = ANY({})", args.push(Arg::Ints(ids)))
+    }
+
+    async fn insert_words(&mut self, secret_id: i64, words: Vec<(i64, String)>) -> Result<()> {
+        let (fields, words): (Vec<i64>, Vec<String>) = words.into_iter().unzip();
+        // One statement for all of them: a round trip per word adds up over the network.
+        sqlx::query(
+            "INSERT INTO secret_words (secret_id, field, word) \
+             SELECT $1, f, w FROM UNNEST($2::bigint[], $3::text[]) AS t(f, w)",
+        )
+        .bind(secret_id)
+        .bind(fields)
+        .bind(words)
+        .execute(&mut *self)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn queue_event(&mut self, event: &str, body: &str, at: Timestamp) -> Result<()> {
+        sql::stmt(
+            "INSERT INTO notification_outbox (target_id, body, next_attempt_at) \
+             SELECT t.id, $1, $2 FROM notification_targets t \
+             WHERE t.events::jsonb @> jsonb_build_array($3::text)",
+        )
+        .bind(body)
+        .bind(at)
+        .bind(event)
+        .execute(self)
+        .await?;
+        Ok(())
+    }
+
+    async fn lock_audit_tail(&mut self) -> Result<()> {
+        // Held until the transaction ends; serializes every audit append of every node. The
+        // tail read after it (a fresh snapshot per statement under READ COMMITTED) sees the
+        // last committed record.
+        sql::stmt("SELECT pg_advisory_xact_lock($1)")
+            .bind(AUDIT_LOCK)
+            .execute(self)
+            .await?;
+        Ok(())
+    }
+}
+
+fn bind_ints(q: sql::Query<Postgres>, ints: &[i64]) -> Result<sql::Query<Postgres>> {
+    Ok(q.bind(ints))
+}
+
+impl Committable for Tx<'_> {
+    type Conn = PgConnection;
+
+    fn conn(&mut self) -> &mut PgConnection {
+        self
+    }
+
+    async fn commit(self) -> Result<()> {
+        sqlx::Transaction::commit(self).await.map_err(db_err)
+    }
+}
 
 pub struct PgStore {
     pool: PgPool,
@@ -342,25 +390,25 @@ impl PgStore {
         &self.pool
     }
 
-    async fn begin(&self) -> Result<Tx> {
+    async fn begin(&self) -> Result<Tx<'static>> {
         self.pool.begin().await.map_err(db_err)
     }
 
-    /// One statement in its own transaction; returns the rows it changed. `change`: the
-    /// statement is a request's change (its audit record commits with it), `None` for
-    /// bookkeeping (last-used days, leases, the outbox).
-    async fn write_one(
-        &self,
-        q: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
-        change: Option<(Changed, &AuditSlot)>,
-    ) -> Result<u64> {
+    /// A connection for reads.
+    async fn read(&self) -> Result<sqlx::pool::PoolConnection<Postgres>> {
+        self.pool.acquire().await.map_err(db_err)
+    }
+
+    /// One shared statement: bookkeeping (`change` None) runs alone; a request's change runs
+    /// in a transaction with its audit record. Returns the rows it changed.
+    async fn write(&self, s: Stmt<'_>, change: Option<(Changed, &AuditSlot)>) -> Result<u64> {
         match change {
-            None => Ok(q.execute(&self.pool).await.map_err(db_err)?.rows_affected()),
+            None => s.execute(&mut *self.read().await?).await,
             Some((c, audit)) => {
                 let mut tx = self.begin().await?;
-                let done = q.execute(&mut *tx).await.map_err(db_err)?;
+                let done = s.execute(&mut *tx).await?;
                 self.commit_change(tx, c, audit).await?;
-                Ok(done.rows_affected())
+                Ok(done)
             }
         }
     }
@@ -368,87 +416,24 @@ impl PgStore {
     /// Commits a transaction that changes something a request asked for, with the request's
     /// audit record if one is waiting, exactly as the SQLite backend does: "refused" then
     /// means "not done".
-    async fn commit_change(&self, mut tx: Tx, changed: Changed, audit: &AuditSlot) -> Result<()> {
-        let Some(chain) = self.chain.get() else {
-            return tx.commit().await.map_err(db_err);
-        };
-        let Some(draft) = audit.take(&changed) else {
-            return tx.commit().await.map_err(db_err);
-        };
-        let _order = self.audit_order.lock().await;
-        let written =
-            match insert_chained(&mut tx, chain.as_ref(), vec![draft.record.clone()]).await {
-                Ok(records) => tx.commit().await.map_err(db_err).map(|()| records),
-                Err(e) => Err(e),
-            };
-        match written {
-            Ok(records) => {
-                audit.settle(draft, true);
-                // The change and its record are durable: a failed file append is the file's
-                // problem (logged by the chain, found by verify), not the request's.
-                let _ = chain.committed(&records);
-                Ok(())
-            }
-            Err(e) => {
-                audit.settle(draft, false);
-                Err(e)
-            }
-        }
+    async fn commit_change(&self, tx: Tx<'_>, changed: Changed, audit: &AuditSlot) -> Result<()> {
+        let chain = self.chain.get().map(|c| c.as_ref());
+        sql::audit_log::commit_change(tx, chain, Some(&self.audit_order), changed, audit).await
     }
-}
-
-fn bind_all<'q>(
-    mut query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
-    binds: Vec<Bind>,
-) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
-    for b in binds {
-        query = match b {
-            Bind::Int(i) => query.bind(i),
-            Bind::Text(t) => query.bind(t),
-        };
-    }
-    query
 }
 
 #[async_trait]
 impl SettingsStore for PgStore {
     async fn get_setting(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)
+        sql::settings::get_setting(&mut *self.read().await?, key).await
     }
 
     async fn init_setting(&self, key: &str, value: &[u8]) -> Result<Vec<u8>> {
-        // A racing node's insert either lands first (ours does nothing) or waits on ours.
-        sqlx::query(
-            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(value)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
-        self.get_setting(key)
-            .await?
-            .ok_or_else(|| Error::internal(format!("setting {key} vanished")))
+        sql::settings::init_setting(&mut *self.read().await?, key, value).await
     }
 
     async fn load_keys(&self) -> Result<Vec<(String, i64, Vec<u8>)>> {
-        let rows = sqlx::query("SELECT name, version, wrapped FROM keys ORDER BY name, version")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("name").map_err(db_err)?,
-                    r.try_get("version").map_err(db_err)?,
-                    r.try_get("wrapped").map_err(db_err)?,
-                ))
-            })
-            .collect()
+        sql::settings::load_keys(&mut *self.read().await?).await
     }
 
     async fn insert_key(
@@ -458,17 +443,7 @@ impl SettingsStore for PgStore {
         wrapped: &[u8],
         now: Timestamp,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO keys (name, version, wrapped, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(name)
-        .bind(version)
-        .bind(wrapped)
-        .bind(now.0)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(())
+        sql::settings::insert_key(&mut *self.read().await?, name, version, wrapped, now).await
     }
 }
 
@@ -498,34 +473,6 @@ impl StoreLifecycle for PgStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn recorded_text_loses_its_nul_characters_only() {
-        assert_eq!(without_nul("a\0b"), "a\u{FFFD}b");
-        assert!(matches!(
-            without_nul("plain"),
-            std::borrow::Cow::Borrowed("plain")
-        ));
-        let mut r = AuditRecord {
-            resource: "x\0".into(),
-            user_agent: Some("\0ua".into()),
-            ..Default::default()
-        };
-        without_nul_record(&mut r);
-        assert_eq!(
-            (r.resource.as_str(), r.user_agent.as_deref()),
-            ("x\u{FFFD}", Some("\u{FFFD}ua"))
-        );
-    }
-
-    #[test]
-    fn placeholders_are_numbered_in_order() {
-        assert_eq!(
-            pg("SELECT a FROM t WHERE b = ? AND c IN (?, ?)").0,
-            "SELECT a FROM t WHERE b = $1 AND c IN ($2, $3)"
-        );
-        assert_eq!(pg("SELECT 1").0, "SELECT 1");
-    }
 
     #[test]
     fn conflicts_are_retryable_and_unavailable() {

@@ -1,4 +1,5 @@
-//! Rotation leases and rotation functions.
+//! Rotation leases and rotation functions: the shared SQL (`sql::rotation`); a shared
+//! database keeps every lease at start-up.
 
 use super::*;
 
@@ -10,54 +11,17 @@ impl PgStore {
         audit: &AuditSlot,
     ) -> Result<bool> {
         let mut tx = self.begin().await?;
-        // Locked first, so a concurrent delete of the same function waits for this one.
-        sqlx::query("SELECT 1 FROM rotation_functions WHERE name = $1 FOR UPDATE")
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        let users: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM secrets WHERE rotation_function = $1")
-                .bind(arn)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        if users > 0 {
-            return Err(Error::invalid_request(format!(
-                "The rotation function {name} is used by {users} secret(s). Point their rotation at another function with RotateSecret first."
-            )));
-        }
-        let done = sqlx::query("DELETE FROM rotation_functions WHERE name = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        let deleted = sql::rotation::delete_rotation_function(&mut *tx, name, arn).await?;
         self.commit_change(tx, Changed::default(), audit).await?;
-        Ok(done.rows_affected() == 1)
+        Ok(deleted)
     }
 }
 
 #[async_trait]
 impl RotationStore for PgStore {
     async fn rotation_due(&self, now: Timestamp, limit: usize) -> Result<Vec<i64>> {
-        // Two index ranges: scheduled cycles to start, and cycles to continue. Only a hint:
-        // the claim below decides which node runs each.
-        sqlx::query_scalar(
-            "SELECT id FROM (\
-               SELECT id, next_rotation_at AS due, lease_expires_at FROM secrets \
-                 WHERE next_rotation_at <= $1 AND rotation_enabled = 1 AND deleted_at IS NULL \
-                   AND rotation_state <> 'InProgress' \
-               UNION \
-               SELECT id, rotation_resume_at AS due, lease_expires_at FROM secrets \
-                 WHERE rotation_resume_at <= $1 AND deleted_at IS NULL) AS due \
-             WHERE lease_expires_at IS NULL OR lease_expires_at <= $1 \
-             GROUP BY id ORDER BY MIN(due) LIMIT $2",
-        )
-        .bind(now.0)
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)
+        // Only a hint: the claim decides which node runs each.
+        sql::rotation::rotation_due(&mut *self.read().await?, now, limit).await
     }
 
     async fn claim_rotation(
@@ -67,32 +31,13 @@ impl RotationStore for PgStore {
         now: Timestamp,
         until: Timestamp,
     ) -> Result<bool> {
-        // One conditional UPDATE: PostgreSQL re-checks the condition on the row's newest
-        // version when two nodes race, so exactly one of them gets the row back.
-        let claimed: Option<i64> = sqlx::query_scalar(
-            "UPDATE secrets SET lease_owner = $1, lease_expires_at = $2 WHERE id = $3 \
-             AND (lease_owner IS NULL OR lease_owner = $1 OR lease_expires_at <= $4) RETURNING id",
-        )
-        .bind(owner)
-        .bind(until.0)
-        .bind(secret_id)
-        .bind(now.0)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(claimed.is_some())
+        let s = sql::rotation::claim_rotation(secret_id, owner, now, until);
+        Ok(self.write(s, None).await? == 1)
     }
 
     async fn release_rotation(&self, secret_id: i64, owner: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE secrets SET lease_owner = NULL, lease_expires_at = NULL \
-             WHERE id = $1 AND lease_owner = $2",
-        )
-        .bind(secret_id)
-        .bind(owner)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
+        self.write(sql::rotation::release_rotation(secret_id, owner), None)
+            .await?;
         Ok(())
     }
 
@@ -108,56 +53,17 @@ impl RotationStore for PgStore {
         f: &RotationFunctionRecord,
         audit: &AuditSlot,
     ) -> Result<()> {
-        let sealed = f.sealed_secret.as_ref();
         let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO rotation_functions (name, kind, config, ciphertext, wrapped_key, key_name, \
-             key_version, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&f.name)
-        .bind(&f.kind)
-        .bind(&f.config)
-        .bind(sealed.map(|s| s.ciphertext.clone()))
-        .bind(sealed.map(|s| s.wrapped_key.clone()))
-        .bind(sealed.map(|s| s.key_name.clone()))
-        .bind(sealed.map(|s| s.key_version))
-        .bind(f.created_at.0)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                Error::exists(format!("A rotation function named {} already exists.", f.name))
-            } else {
-                db_err(e)
-            }
-        })?;
+        sql::rotation::insert_rotation_function(&mut *tx, f).await?;
         self.commit_change(tx, Changed::default(), audit).await
     }
 
     async fn rotation_function(&self, name: &str) -> Result<Option<RotationFunctionRecord>> {
-        if has_nul(&[name]) {
-            return Ok(None);
-        }
-        let row = sqlx::query(
-            "SELECT name, kind, config, ciphertext, wrapped_key, key_name, key_version, created_at \
-             FROM rotation_functions WHERE name = $1",
-        )
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)?;
-        row.as_ref().map(function_from_row).transpose()
+        sql::rotation::rotation_function(&mut *self.read().await?, name).await
     }
 
     async fn list_rotation_functions(&self) -> Result<Vec<RotationFunctionRecord>> {
-        let rows = sqlx::query(
-            "SELECT name, kind, config, ciphertext, wrapped_key, key_name, key_version, created_at \
-             FROM rotation_functions ORDER BY name COLLATE \"C\"",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
-        rows.iter().map(function_from_row).collect()
+        sql::rotation::list_rotation_functions(&mut *self.read().await?).await
     }
 
     async fn delete_rotation_function(
