@@ -93,8 +93,11 @@ fn value(string: Option<SecretText>, binary: Option<SecretText>) -> Result<Optio
         (None, Some(b)) => base64::engine::general_purpose::STANDARD
             .decode(b.0.as_bytes())
             .map(|bytes| Some(Plain::binary(zeroize::Zeroizing::new(bytes))))
+            // A blob that is not base64 is a body that does not decode, as for AWS's own
+            // deserializer: SerializationException, like every other malformed field.
             .map_err(|_| {
-                Error::invalid_parameter(
+                Error::new(
+                    ErrorCode::Serialization,
                     "SecretBinary must be base64-encoded (standard alphabet, with padding).",
                 )
             }),
