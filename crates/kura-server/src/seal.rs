@@ -5,10 +5,12 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use kura_core::{Error, Result};
+use kura_core::Error;
+pub use kura_core::Result;
 use kura_crypto::RootKey;
 pub use kura_crypto::pkcs11::HsmConfig;
 use kura_crypto::pkcs11::HsmSeal;
+pub use kura_crypto::seal::shamir::Share;
 use kura_crypto::seal::{SealKey, shamir};
 use kura_store::Store;
 use serde::{Deserialize, Serialize};
@@ -221,4 +223,165 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::internal(format!("the HSM call did not finish: {e}")))?
+}
+
+/// The seal `kura operator migrate-seal` moves to.
+pub enum SealTarget {
+    File,
+    Shamir { shares: u8, threshold: u8 },
+    Pkcs11(HsmConfig),
+}
+
+/// What moving the seal did.
+pub struct Migrated {
+    pub from: &'static str,
+    pub to: &'static str,
+    /// The new shares (to `shamir`), shown once.
+    pub shares: Vec<zeroize::Zeroizing<String>>,
+    /// `root.key` written (to `file`) or removed (from `file`).
+    pub root_key_file: Option<std::path::PathBuf>,
+}
+
+/// Moves an installation to another seal, the server stopped: opens the root key with the
+/// current seal (`hsm` for pkcs11, `ask_shares(threshold)` for shamir), checks it opens the
+/// keyring, and keeps it under the new one. Only the 32-byte root key is re-wrapped; no secret
+/// is touched. The record changes by compare-and-set, so a concurrent change fails this one.
+pub async fn migrate(
+    prepared: &crate::init::Prepared,
+    hsm: Option<&HsmConfig>,
+    ask_shares: &mut (dyn FnMut(u8) -> Result<Vec<shamir::Share>> + Send),
+    target: SealTarget,
+) -> Result<Migrated> {
+    let store = prepared.store.as_ref();
+    let key_file = prepared.dir.join(crate::init::ROOT_KEY_FILE);
+    if prepared.is_fresh().await? {
+        return Err(Error::invalid_request(
+            "this database is not initialised yet: choose its seal when it starts (`kura server --seal ...`)",
+        ));
+    }
+    let recorded = load(store).await?;
+    let from = recorded.as_ref().map(SealRecord::name).unwrap_or("file");
+    let to = match &target {
+        SealTarget::File => "file",
+        SealTarget::Shamir { .. } => "shamir",
+        SealTarget::Pkcs11(_) => "pkcs11",
+    };
+    if from == to {
+        return Err(Error::invalid_request(format!(
+            "the installation is sealed with `{from}` already"
+        )));
+    }
+    let root = match &recorded {
+        None => crate::init::load_or_create_root_key(&prepared.dir, false)?,
+        Some(record @ SealRecord::Shamir { threshold, .. }) => {
+            open_shamir(record, &ask_shares(*threshold)?)?
+        }
+        Some(SealRecord::Pkcs11 { .. }) => {
+            let hsm = hsm.ok_or_else(|| {
+                Error::invalid_request(
+                    "the installation is sealed with `pkcs11`: give the HSM's --pkcs11-* settings so its root key can be opened",
+                )
+            })?;
+            open_pkcs11(store, hsm, recorded.clone(), false).await?
+        }
+    };
+    // Never re-seal a key that is not this installation's.
+    let mut keyring = kura_crypto::Keyring::new(RootKey::from_bytes(root.expose_bytes())?);
+    for (name, version, wrapped) in store.load_keys().await? {
+        keyring.load_kek(&name, version, &wrapped).map_err(|_| {
+            Error::internal(format!(
+                "the root key opened by the `{from}` seal does not open this database's keyring (key {name} version {version})"
+            ))
+        })?;
+    }
+    // The record exactly as stored: the compare-and-set compares bytes.
+    let stored = store.get_setting(SEAL_SETTING).await?;
+    let expected = stored.as_deref();
+    let mut shares = Vec::new();
+    let new_record = match target {
+        SealTarget::File => None,
+        SealTarget::Shamir {
+            shares: n,
+            threshold,
+        } => {
+            shamir::check_counts(n, threshold)?;
+            let key = SealKey::generate()?;
+            let parts = shamir::split(&key, n, threshold)?;
+            shares = parts.iter().map(shamir::Share::to_text).collect();
+            Some(SealRecord::Shamir {
+                shares: n,
+                threshold,
+                share_digests: parts.iter().map(shamir::Share::digest).collect(),
+                wrapped_root: B64.encode(key.wrap_root(&root)?),
+            })
+        }
+        SealTarget::Pkcs11(cfg) => {
+            let label = cfg.key_label.clone();
+            let bytes = zeroize::Zeroizing::new(root.expose_bytes().to_vec());
+            let wrapped = blocking(move || {
+                let hsm = HsmSeal::open(&cfg, true)?;
+                hsm.wrap_root(&RootKey::from_bytes(&bytes)?)
+            })
+            .await?;
+            Some(SealRecord::Pkcs11 {
+                key_label: label,
+                wrapped_root: B64.encode(wrapped),
+            })
+        }
+    };
+    let mut root_key_file = None;
+    if new_record.is_none() {
+        write_root_key(&key_file, &root)?;
+        root_key_file = Some(key_file.clone());
+    }
+    let new_json = match &new_record {
+        Some(r) => Some(
+            serde_json::to_vec(r)
+                .map_err(|e| Error::internal(format!("encoding the seal record: {e}")))?,
+        ),
+        None => None,
+    };
+    if !store
+        .replace_setting(SEAL_SETTING, expected, new_json.as_deref())
+        .await?
+    {
+        if new_record.is_none() {
+            let _ = std::fs::remove_file(&key_file);
+        }
+        return Err(Error::invalid_request(
+            "the seal record changed while moving it (is a server or another migrate-seal running on this database?); nothing was changed",
+        ));
+    }
+    if recorded.is_none() {
+        // The key is kept by the new seal now; a copy left on disk would undo it.
+        std::fs::remove_file(&key_file).map_err(|e| {
+            Error::internal(format!(
+                "the seal moved, but {} could not be removed ({e}): remove it by hand",
+                key_file.display()
+            ))
+        })?;
+        root_key_file = Some(key_file);
+    }
+    Ok(Migrated {
+        from,
+        to,
+        shares,
+        root_key_file,
+    })
+}
+
+/// `root.key` as the file seal keeps it: hex, mode 0600, never over an existing file.
+fn write_root_key(path: &std::path::Path, root: &RootKey) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let text = zeroize::Zeroizing::new(format!("{}\n", hex::encode(root.expose_bytes())));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::invalid_request(format!("cannot create {}: {e}", path.display())))?;
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::internal(format!("cannot write {}: {e}", path.display())))
 }

@@ -186,6 +186,14 @@ pub trait SettingsStore: Send + Sync + 'static {
     async fn get_setting(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Stores `value` unless the key exists; returns what is stored either way.
     async fn init_setting(&self, key: &str, value: &[u8]) -> Result<Vec<u8>>;
+    /// Replaces the setting (`None` removes it) only while it is still `expected` (`None`:
+    /// absent); returns whether it did, so two writers cannot both think they won.
+    async fn replace_setting(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Result<bool>;
     async fn load_keys(&self) -> Result<Vec<(String, i64, Vec<u8>)>>;
     async fn insert_key(
         &self,

@@ -1432,6 +1432,35 @@ async fn settings(store: &dyn Store) {
     // Arbitrary bytes survive.
     let bytes: Vec<u8> = (0..=255).collect();
     assert_eq!(store.init_setting("bytes", &bytes).await.unwrap(), bytes);
+    // Replacing is compare-and-set: only from the value the writer saw, so of two writers
+    // that saw the same value one wins.
+    let seal = "seal";
+    assert!(store.replace_setting(seal, None, None).await.unwrap());
+    assert!(
+        store
+            .replace_setting(seal, None, Some(b"shamir"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .replace_setting(seal, None, Some(b"other"))
+            .await
+            .unwrap()
+    );
+    let swap = |v: &'static [u8]| store.replace_setting(seal, Some(b"shamir"), Some(v));
+    let (x, y) = tokio::join!(swap(b"pkcs11"), swap(b"file?"));
+    assert!(x.unwrap() ^ y.unwrap(), "exactly one replacement wins");
+    let now = store.get_setting(seal).await.unwrap().unwrap();
+    assert!(now == b"pkcs11" || now == b"file?", "{now:?}");
+    assert!(
+        !store
+            .replace_setting(seal, Some(b"shamir"), None)
+            .await
+            .unwrap()
+    );
+    assert!(store.replace_setting(seal, Some(&now), None).await.unwrap());
+    assert!(store.get_setting(seal).await.unwrap().is_none());
 
     store.insert_key("secrets", 2, b"w2", T0).await.unwrap();
     store.insert_key("secrets", 1, b"w1", T0).await.unwrap();

@@ -177,6 +177,17 @@ struct Pkcs11Args {
 }
 
 impl Pkcs11Args {
+    /// The HSM these settings name, if they name one (module and PIN given).
+    fn hsm(self) -> Result<Option<kura_server::seal::HsmConfig>, String> {
+        if self.pkcs11_module.is_none() && self.pkcs11_pin.is_none() {
+            return Ok(None);
+        }
+        self.seal_choice(Some("pkcs11".into())).map(|c| match c {
+            Some(kura_server::seal::SealChoice::Pkcs11(h)) => Some(h),
+            _ => None,
+        })
+    }
+
     /// The seal asked for, with what it needs; the error says which setting is missing.
     fn seal_choice(
         self,
@@ -238,6 +249,26 @@ enum OperatorCommand {
         /// Forget the shares given so far and start over.
         #[arg(long, conflicts_with = "share")]
         reset: bool,
+    },
+    /// Move an installation to another seal (file, shamir or pkcs11), its servers stopped.
+    /// Only the root key is re-wrapped; no secret is re-encrypted. From shamir it asks for
+    /// the shares (one per line on stdin); to shamir it prints the new shares.
+    MigrateSeal {
+        #[arg(long, env = "KURA_DATA_DIR", default_value = "./kura-data")]
+        data_dir: PathBuf,
+        #[arg(long, env = "KURA_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+        /// The seal to move to.
+        #[arg(long, value_parser = ["file", "shamir", "pkcs11"])]
+        to: String,
+        /// To shamir: how many shares, and how many unseal.
+        #[arg(long, default_value = "5")]
+        shares: u8,
+        #[arg(long, default_value = "3")]
+        threshold: u8,
+        /// The HSM, when moving from or to pkcs11.
+        #[command(flatten)]
+        pkcs11: Pkcs11Args,
     },
     /// Seal the server: it forgets its keys and answers nothing until unsealed. Root only.
     Seal {
@@ -408,6 +439,25 @@ fn main() -> ExitCode {
                         credentials,
                         region,
                     } => operator::seal(&endpoint, credentials.as_deref(), &region).await,
+                    OperatorCommand::MigrateSeal {
+                        data_dir,
+                        database_url,
+                        to,
+                        shares,
+                        threshold,
+                        pkcs11,
+                    } => {
+                        let hsm = pkcs11.hsm();
+                        operator::migrate_seal(
+                            &data_dir,
+                            database_url.as_deref(),
+                            &to,
+                            shares,
+                            threshold,
+                            hsm,
+                        )
+                        .await
+                    }
                 }
             });
             match done {

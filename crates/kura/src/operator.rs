@@ -122,3 +122,81 @@ pub async fn seal(endpoint: &str, credentials: Option<&Path>, region: &str) -> R
     );
     Ok(())
 }
+
+/// `kura operator migrate-seal`, against the data directory (and database), servers stopped.
+pub async fn migrate_seal(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    to: &str,
+    shares: u8,
+    threshold: u8,
+    hsm: Result<Option<kura_server::seal::HsmConfig>, String>,
+) -> Result<(), String> {
+    use kura_server::seal::SealTarget;
+    let hsm = hsm?;
+    let target = match to {
+        "file" => SealTarget::File,
+        "shamir" => SealTarget::Shamir { shares, threshold },
+        _ => SealTarget::Pkcs11(hsm.clone().ok_or(
+            "--to pkcs11 needs the HSM: --pkcs11-module, --pkcs11-slot or --pkcs11-token-label, and KURA_PKCS11_PIN",
+        )?),
+    };
+    let said = |e: kura_server::Error| e.detail.clone().unwrap_or(e.message);
+    let prepared = kura_server::init::prepare(data_dir, database_url)
+        .await
+        .map_err(said)?;
+    let mut ask = |threshold: u8| -> kura_server::seal::Result<Vec<kura_server::seal::Share>> {
+        let mut given = Vec::new();
+        for i in 1..=threshold {
+            let text = if std::io::stdin().is_terminal() {
+                rpassword::prompt_password(format!("Unseal share {i} of {threshold} (not shown): "))
+                    .map(Zeroizing::new)
+                    .map_err(|e| {
+                        kura_server::Error::invalid_parameter(format!("cannot read a share: {e}"))
+                    })?
+            } else {
+                let mut line = Zeroizing::new(String::new());
+                std::io::stdin().lock().read_line(&mut line).map_err(|e| {
+                    kura_server::Error::invalid_parameter(format!(
+                        "cannot read a share from stdin: {e}"
+                    ))
+                })?;
+                line
+            };
+            given.push(kura_server::seal::Share::parse(text.trim())?);
+        }
+        Ok(given)
+    };
+    let done = kura_server::seal::migrate(&prepared, hsm.as_ref(), &mut ask, target)
+        .await
+        .map_err(said)?;
+    let mut out = std::io::stdout().lock();
+    for (i, s) in done.shares.iter().enumerate() {
+        let _ = writeln!(out, "Unseal share {}: {}", i + 1, s.as_str());
+    }
+    let _ = writeln!(out, "The seal moved from {} to {}.", done.from, done.to);
+    match (done.to, &done.root_key_file) {
+        ("file", Some(path)) => {
+            let _ = writeln!(
+                out,
+                "The root key is in {} now: back it up, and copy it to every node of a cluster.",
+                path.display()
+            );
+        }
+        (_, Some(path)) => {
+            let _ = writeln!(
+                out,
+                "{} was removed; remove every other copy (backups, other nodes' data directories) too.",
+                path.display()
+            );
+        }
+        _ => {}
+    }
+    if done.to == "shamir" {
+        let _ = writeln!(
+            out,
+            "Every start is sealed now: any {threshold} of these shares unseal it (`kura operator unseal`)."
+        );
+    }
+    Ok(())
+}

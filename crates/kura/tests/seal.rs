@@ -387,3 +387,133 @@ async fn shamir_cluster_nodes_are_unsealed_each_on_its_own() {
     assert_eq!(value.secret_string(), Some("written-on-node-a"));
     drop((a, b));
 }
+
+/// `kura operator migrate-seal` against a stopped server's data directory: its output and
+/// whether it succeeded.
+fn migrate_seal(
+    data: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: &str,
+) -> (bool, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kura"))
+        .args(["operator", "migrate-seal", "--data-dir"])
+        .arg(data)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kura operator migrate-seal");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).unwrap();
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// file → shamir → pkcs11 → file: after each move the server starts under the new seal and
+/// serves the same secret; only the root key was re-wrapped.
+#[tokio::test]
+async fn migrate_seal_moves_between_file_shamir_and_pkcs11() {
+    let Some(token) = Token::new("kura-migrate") else {
+        return;
+    };
+    let server = Server::start().await;
+    server
+        .client()
+        .await
+        .create_secret()
+        .name("moved/secret")
+        .secret_string("the-same-value-under-every-seal")
+        .send()
+        .await
+        .expect("create under the file seal");
+    let creds = server.credentials();
+    let tmp = server.stop().await;
+    let data = tmp.path().join("data");
+    let read = |server: Server| async move {
+        let value = server
+            .client()
+            .await
+            .get_secret_value()
+            .secret_id("moved/secret")
+            .send()
+            .await
+            .expect("read after moving the seal");
+        assert_eq!(
+            value.secret_string(),
+            Some("the-same-value-under-every-seal")
+        );
+        server.stop().await
+    };
+
+    // file → shamir: root.key goes, shares come.
+    let (ok, out) = migrate_seal(
+        &data,
+        &["--to", "shamir", "--shares", "3", "--threshold", "2"],
+        &[],
+        "",
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("The seal moved from file to shamir") && out.contains("was removed"),
+        "{out}"
+    );
+    assert!(!data.join("root.key").exists());
+    let shares: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("Unseal share "))
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(shares.len(), 3);
+    let server = Server::start_in(tmp).await;
+    assert_sealed(&server).await;
+    for share in &shares[..2] {
+        let (ok, _, err) = operator(&server, &["unseal", share], None);
+        assert!(ok, "{err}");
+    }
+    let tmp = read(server).await;
+
+    // shamir → pkcs11: the shares open it (from stdin), the HSM keeps it.
+    let args = token.server_args();
+    let hsm_args: Vec<&str> = args[2..].iter().map(String::as_str).collect();
+    let env = token.env(softhsm::PIN);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut to_pkcs11 = vec!["--to", "pkcs11"];
+    to_pkcs11.extend(&hsm_args);
+    let (ok, out) = migrate_seal(&data, &to_pkcs11, &env, "not a share\n");
+    assert!(!ok && out.contains("not a kura unseal share"), "{out}");
+    let (ok, out) = migrate_seal(
+        &data,
+        &to_pkcs11,
+        &env,
+        &format!("{}\n{}\n", shares[2], shares[0]),
+    );
+    assert!(ok, "{out}");
+    let server_args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start_in_with_env(tmp, &server_args, &env).await;
+    assert_eq!(status(&server), "seal pkcs11: unsealed, serving");
+    let tmp = read(server).await;
+
+    // pkcs11 → file: root.key comes back; a plain start serves.
+    let mut to_file = vec!["--to", "file"];
+    to_file.extend(&hsm_args);
+    let (ok, out) = migrate_seal(&data, &to_file, &env, "");
+    assert!(ok, "{out}");
+    assert!(data.join("root.key").exists(), "{out}");
+    let (ok, out) = migrate_seal(&data, &["--to", "file"], &[], "");
+    assert!(!ok && out.contains("sealed with `file` already"), "{out}");
+    let mut server = Server::start_in(tmp).await;
+    server.use_credentials(creds);
+    read(server).await;
+}

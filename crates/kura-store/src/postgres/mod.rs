@@ -432,6 +432,15 @@ impl SettingsStore for PgStore {
         sql::settings::init_setting(&mut *self.read().await?, key, value).await
     }
 
+    async fn replace_setting(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Result<bool> {
+        sql::settings::replace_setting(&mut *self.read().await?, key, expected, value).await
+    }
+
     async fn load_keys(&self) -> Result<Vec<(String, i64, Vec<u8>)>> {
         sql::settings::load_keys(&mut *self.read().await?).await
     }
