@@ -76,6 +76,26 @@ fn status(server: &Server) -> String {
     out.trim().to_string()
 }
 
+/// A secret's current string value, read with the root key over the SDK.
+async fn value_of(server: &Server, id: &str) -> String {
+    server
+        .client()
+        .await
+        .get_secret_value()
+        .secret_id(id)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GetSecretValue {id}: {e:?}"))
+        .secret_string()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `(String, String)` pairs as the harness takes them.
+fn pairs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
 /// The answer to an API call while sealed: 503 ServiceUnavailable saying how to unseal.
 async fn assert_sealed(server: &Server) {
     // Unsigned: nothing is checked before the seal (no key can be checked without it).
@@ -196,13 +216,10 @@ async fn shamir_init_unseal_seal_and_restart() {
             assert_eq!(out.trim(), "seal shamir: unsealed, serving");
         }
     }
-    let value = client
-        .get_secret_value()
-        .secret_id("sealed/db")
-        .send()
-        .await
-        .expect("read after unsealing");
-    assert_eq!(value.secret_string(), Some("correct horse battery staple"));
+    assert_eq!(
+        value_of(&server, "sealed/db").await,
+        "correct horse battery staple"
+    );
 
     // Every start is sealed; `--seal` may be left out (the database says shamir).
     let tmp = server.stop().await;
@@ -212,14 +229,10 @@ async fn shamir_init_unseal_seal_and_restart() {
         let (ok, _, err) = operator(&server, &["unseal", share], None);
         assert!(ok, "{err}");
     }
-    let client = server.client().await;
-    let value = client
-        .get_secret_value()
-        .secret_id("sealed/db")
-        .send()
-        .await
-        .expect("read after a restart and unsealing");
-    assert_eq!(value.secret_string(), Some("correct horse battery staple"));
+    assert_eq!(
+        value_of(&server, "sealed/db").await,
+        "correct horse battery staple"
+    );
     // Shares are secrets of their own: not in the log, not in the audit trail.
     let audit = std::fs::read_to_string(server.data_dir.join("audit.jsonl")).unwrap();
     for share in &shares {
@@ -276,7 +289,7 @@ async fn pkcs11_unseals_itself_with_a_key_in_softhsm() {
     let args = token.server_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let env = token.env(softhsm::PIN);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let env = pairs(&env);
     let tmp = tempfile::Builder::new()
         .prefix("kura-test-")
         .tempdir()
@@ -305,24 +318,16 @@ async fn pkcs11_unseals_itself_with_a_key_in_softhsm() {
     // A restart unseals by itself with the same HSM key.
     let tmp = server.stop().await;
     let server = Server::start_in_with_env(tmp, &args, &env).await;
-    let value = server
-        .client()
-        .await
-        .get_secret_value()
-        .secret_id("hsm/api-key")
-        .send()
-        .await
-        .expect("read after a restart");
-    assert_eq!(value.secret_string(), Some("value-under-an-hsm-key"));
+    assert_eq!(
+        value_of(&server, "hsm/api-key").await,
+        "value-under-an-hsm-key"
+    );
 
     // Misconfigurations refuse to start and say what to fix.
     let tmp = server.stop().await;
     let data = tmp.path().join("data");
     let bad_pin = token.env("0000");
-    let bad_pin: Vec<(&str, &str)> = bad_pin
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let bad_pin = pairs(&bad_pin);
     let (status, out) = start_refused(&data, &args, &bad_pin);
     assert!(!status.success());
     assert!(
@@ -376,15 +381,7 @@ async fn shamir_cluster_nodes_are_unsealed_each_on_its_own() {
         let (ok, _, err) = operator(&b, &["unseal", share], None);
         assert!(ok, "{err}");
     }
-    let value = b
-        .client()
-        .await
-        .get_secret_value()
-        .secret_id("cluster/sealed")
-        .send()
-        .await
-        .expect("read on node b once unsealed");
-    assert_eq!(value.secret_string(), Some("written-on-node-a"));
+    assert_eq!(value_of(&b, "cluster/sealed").await, "written-on-node-a");
     drop((a, b));
 }
 
@@ -441,17 +438,9 @@ async fn migrate_seal_moves_between_file_shamir_and_pkcs11() {
     let tmp = server.stop().await;
     let data = tmp.path().join("data");
     let read = |server: Server| async move {
-        let value = server
-            .client()
-            .await
-            .get_secret_value()
-            .secret_id("moved/secret")
-            .send()
-            .await
-            .expect("read after moving the seal");
         assert_eq!(
-            value.secret_string(),
-            Some("the-same-value-under-every-seal")
+            value_of(&server, "moved/secret").await,
+            "the-same-value-under-every-seal"
         );
         server.stop().await
     };
@@ -488,7 +477,7 @@ async fn migrate_seal_moves_between_file_shamir_and_pkcs11() {
     let args = token.server_args();
     let hsm_args: Vec<&str> = args[2..].iter().map(String::as_str).collect();
     let env = token.env(softhsm::PIN);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let env = pairs(&env);
     let mut to_pkcs11 = vec!["--to", "pkcs11"];
     to_pkcs11.extend(&hsm_args);
     let (ok, out) = migrate_seal(&data, &to_pkcs11, &env, "not a share\n");
