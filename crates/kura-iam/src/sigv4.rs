@@ -95,6 +95,58 @@ impl fmt::Display for Authorization {
     }
 }
 
+/// Derived signing keys, so a verifier does one HMAC chain per access key and day instead of
+/// five HMACs and a decryption per request. Keyed by everything the derivation depends on;
+/// bounded (cleared when full: keys change daily, so it refills at once).
+#[derive(Default)]
+pub struct SigningKeyCache {
+    keys: std::sync::Mutex<std::collections::HashMap<ScopeKey, std::sync::Arc<SigningKey>>>,
+}
+
+/// (access key id, date, region, service)
+type ScopeKey = (String, String, String, String);
+
+impl SigningKeyCache {
+    /// Most keys kept: one per key, day, region and service seen; a small cache is plenty.
+    pub const MAX_KEYS: usize = 10_000;
+
+    fn scope(access_key_id: &str, date: &str, region: &str, service: &str) -> ScopeKey {
+        (
+            access_key_id.to_string(),
+            date.to_string(),
+            region.to_string(),
+            service.to_string(),
+        )
+    }
+
+    pub fn get(
+        &self,
+        access_key_id: &str,
+        date: &str,
+        region: &str,
+        service: &str,
+    ) -> Option<std::sync::Arc<SigningKey>> {
+        let scope = Self::scope(access_key_id, date, region, service);
+        self.keys.lock().ok()?.get(&scope).cloned()
+    }
+
+    pub fn insert(
+        &self,
+        access_key_id: &str,
+        date: &str,
+        region: &str,
+        service: &str,
+        key: std::sync::Arc<SigningKey>,
+    ) {
+        if let Ok(mut m) = self.keys.lock() {
+            if m.len() >= Self::MAX_KEYS {
+                m.clear();
+            }
+            m.insert(Self::scope(access_key_id, date, region, service), key);
+        }
+    }
+}
+
 /// The derived key `kSigning` for one date/region/service scope.
 ///
 /// It signs anything in that scope for a whole day, so it is handled like the
@@ -1268,6 +1320,31 @@ mod tests {
             signature: "5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7",
         },
     ];
+
+    #[test]
+    fn the_signing_key_cache_answers_per_scope_and_stays_bounded() {
+        let cache = SigningKeyCache::default();
+        let key = std::sync::Arc::new(derive_signing_key("secret", "20261130", "r", "s"));
+        assert!(cache.get("AKIA1", "20261130", "r", "s").is_none());
+        cache.insert("AKIA1", "20261130", "r", "s", key.clone());
+        assert!(cache.get("AKIA1", "20261130", "r", "s").is_some());
+        for other in [
+            ("AKIA2", "20261130", "r", "s"),
+            ("AKIA1", "20261201", "r", "s"),
+            ("AKIA1", "20261130", "x", "s"),
+            ("AKIA1", "20261130", "r", "sts"),
+        ] {
+            assert!(
+                cache.get(other.0, other.1, other.2, other.3).is_none(),
+                "{other:?}"
+            );
+        }
+        for i in 0..SigningKeyCache::MAX_KEYS {
+            cache.insert(&format!("K{i}"), "d", "r", "s", key.clone());
+        }
+        let held = cache.keys.lock().unwrap().len();
+        assert!(held <= SigningKeyCache::MAX_KEYS, "{held}");
+    }
 
     #[test]
     fn known_answer_vectors() {

@@ -10,11 +10,11 @@ use kura_core::model::RotationStep;
 use kura_core::{Clock, Error, ManualClock, Result, SystemClock};
 use kura_crypto::RootKey;
 use kura_crypto::seal::shamir::Share;
+use kura_iam::sigv4::SigningKeyCache;
 use serde::Serialize;
 use tokio::sync::Notify;
 use zeroize::Zeroizing;
 
-use crate::http::SigningKeyCache;
 use crate::init::{self, Prepared, RootOrigin};
 use crate::seal::{self, SealChoice, SealRecord};
 use crate::service::Service;

@@ -1,28 +1,13 @@
 //! SigV4 authentication: from a signed request to a [`Principal`].
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use axum::http::{HeaderMap, Method, Uri};
 use kura_core::{Error, ErrorCode, Result};
-use kura_iam::sigv4::{self, SigV4Error, SigningKey};
+use kura_iam::sigv4::{self, SigV4Error, SigningKeyCache};
 
 use crate::service::{Principal, Service};
 
 pub const SERVICE_NAME: &str = "secretsmanager";
 const MAX_SKEW_MINUTES: i64 = 15;
-/// Signing keys change daily per key, region and service; a small cache is plenty.
-const MAX_CACHED_KEYS: usize = 10_000;
-
-/// Derived signing keys, so the hot path does one HMAC chain per key and day instead of five
-/// HMACs and a decryption per request. Keyed by everything the derivation depends on.
-#[derive(Default)]
-pub struct SigningKeyCache {
-    keys: Mutex<HashMap<ScopeKey, std::sync::Arc<SigningKey>>>,
-}
-
-/// (access key id, date, region, service)
-type ScopeKey = (String, String, String, String);
 
 fn sig_err(e: SigV4Error) -> Error {
     let code = match e.code() {
@@ -109,17 +94,7 @@ pub async fn authenticate(
         body: req.body,
     };
 
-    let cache_key = (
-        auth.access_key_id.clone(),
-        auth.date.clone(),
-        auth.region.clone(),
-        auth.service.clone(),
-    );
-    let cached = cache
-        .keys
-        .lock()
-        .ok()
-        .and_then(|m| m.get(&cache_key).cloned());
+    let cached = cache.get(&auth.access_key_id, &auth.date, &auth.region, &auth.service);
     let first_today = cached.is_none();
     let key = match cached {
         Some(k) => k,
@@ -131,12 +106,13 @@ pub async fn authenticate(
                 &auth.region,
                 &auth.service,
             ));
-            if let Ok(mut m) = cache.keys.lock() {
-                if m.len() >= MAX_CACHED_KEYS {
-                    m.clear();
-                }
-                m.insert(cache_key, k.clone());
-            }
+            cache.insert(
+                &auth.access_key_id,
+                &auth.date,
+                &auth.region,
+                &auth.service,
+                k.clone(),
+            );
             k
         }
     };

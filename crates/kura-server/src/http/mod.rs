@@ -26,7 +26,6 @@ use kura_core::{Error, ErrorCode, Result};
 use crate::node::{Live, Node};
 use crate::service::authz::RequestMeta;
 use crate::service::{Principal, RequestInfo};
-pub use auth::SigningKeyCache;
 pub use conn::{Limits, Transport};
 pub use tls::{Tls, TlsFiles};
 
