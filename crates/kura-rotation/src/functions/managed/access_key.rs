@@ -10,7 +10,7 @@ use kura_iam::sigv4;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
-use super::db::str_field;
+use super::target::str_field;
 use super::{Step, current_json, failure, move_current, pending_json, store_pending, version_json};
 use crate::function::{
     RotationFunction, Settings, StepContext, StepFailure, StepFuture, StepRequest, VersionRef,

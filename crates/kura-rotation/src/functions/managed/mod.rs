@@ -10,6 +10,7 @@ mod db;
 mod mysql;
 mod postgres;
 mod ssh;
+mod target;
 
 use kura_core::ErrorCode;
 use kura_core::labels;
@@ -19,7 +20,7 @@ use kura_crypto::{PasswordSpec, Plain, generate_password};
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use self::db::str_field;
+use self::target::str_field;
 use crate::function::{
     RotationFunction, Settings, StepContext, StepFailure, StepRequest, VersionRef,
 };

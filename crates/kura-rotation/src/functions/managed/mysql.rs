@@ -5,7 +5,7 @@
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlSslMode};
 use sqlx::{AssertSqlSafe, Connection, Row};
 
-use super::db::{DbTarget, describe};
+use super::target::{DbTarget, describe};
 
 pub const DEFAULT_PORT: u16 = 3306;
 

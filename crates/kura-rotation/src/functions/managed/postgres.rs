@@ -4,7 +4,7 @@
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 use sqlx::{AssertSqlSafe, Connection};
 
-use super::db::{DbTarget, describe};
+use super::target::{DbTarget, describe};
 
 pub const DEFAULT_PORT: u16 = 5432;
 

@@ -9,7 +9,7 @@ use kura_core::model::RotationStep;
 use serde_json::Value;
 
 use self::client as ssh;
-use super::db::str_field;
+use super::target::str_field;
 use super::{
     Step, current_json, failure, master_json, move_current, new_password, pending_json,
     store_pending, version_json,
