@@ -201,6 +201,19 @@ async fn shamir_init_unseal_seal_and_restart() {
         !ok && err.contains("not one of this installation's shares"),
         "{err}"
     );
+    // A malformed body is refused without quoting what was sent (it may be a share).
+    let r = http_client()
+        .post(format!("{}/operator/unseal", server.endpoint()))
+        .body(r#"{"Key": 987654321987}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("SerializationException") && !body.contains("987654321987"),
+        "{body}"
+    );
     let (ok, out, _) = operator(&server, &["unseal", "--reset"], None);
     assert!(ok && out.contains("0 of 3 shares given"), "{out}");
     for (i, share) in shares[1..4].iter().enumerate() {

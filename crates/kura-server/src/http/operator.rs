@@ -44,10 +44,15 @@ async fn body<T: for<'de> Deserialize<'de>>(
         bytes.as_slice()
     };
     serde_json::from_slice(text).map_err(|e| {
-        // serde's message names the field and position, never a value.
+        // Only where it broke: serde's own text can quote what was sent, and a body here may
+        // hold an unseal share.
         error_response(&Error::new(
             ErrorCode::Serialization,
-            format!("The request body is not the JSON this call takes: {e}"),
+            format!(
+                "The request body is not the JSON this call takes (line {}, column {}): send an object with the fields this call documents.",
+                e.line(),
+                e.column()
+            ),
         ))
     })
 }
