@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::RwLock;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use kura_core::{Error, ErrorCode, Result};
@@ -116,8 +117,14 @@ fn dek_aad(name: &str, version: i64, context: &[u8]) -> Vec<u8> {
     aad
 }
 
-/// The unwrapped key-encryption keys, held in memory for the life of the process.
+/// The unwrapped key-encryption keys, held in memory for the life of the process. Keys are
+/// added (and the root key replaced) while requests use it, so its state sits behind a lock;
+/// each use holds the read lock only for one AES operation.
 pub struct Keyring {
+    inner: RwLock<Inner>,
+}
+
+struct Inner {
     root: RootKey,
     keks: HashMap<(String, i64), LessSafeKey>,
     current: HashMap<String, i64>,
@@ -125,9 +132,11 @@ pub struct Keyring {
 
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Keyring")
-            .field("keys", &self.current)
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("Keyring");
+        if let Ok(inner) = self.inner.read() {
+            d.field("keys", &inner.current);
+        }
+        d.finish_non_exhaustive()
     }
 }
 
@@ -138,61 +147,101 @@ pub struct Sealed {
     pub key_version: i64,
 }
 
+fn poisoned() -> Error {
+    Error::internal("the keyring's lock was poisoned by a panic")
+}
+
 impl Keyring {
     pub fn new(root: RootKey) -> Self {
         Keyring {
-            root,
-            keks: HashMap::new(),
-            current: HashMap::new(),
+            inner: RwLock::new(Inner {
+                root,
+                keks: HashMap::new(),
+                current: HashMap::new(),
+            }),
         }
+    }
+
+    fn read(&self) -> Result<std::sync::RwLockReadGuard<'_, Inner>> {
+        self.inner.read().map_err(|_| poisoned())
     }
 
     /// Creates new key material for `name`/`version`, returned wrapped by the root key for storage.
     pub fn new_kek(&self, name: &str, version: i64) -> Result<Vec<u8>> {
         let mut material = Zeroizing::new([0u8; KEY_LEN]);
         random::fill(material.as_mut_slice())?;
-        seal(&self.root.key, &kek_aad(name, version), material.as_slice())
+        seal(
+            &self.read()?.root.key,
+            &kek_aad(name, version),
+            material.as_slice(),
+        )
     }
 
     /// Loads a stored key-encryption key; the highest version of a name is the one new values use.
-    pub fn load_kek(&mut self, name: &str, version: i64, wrapped: &[u8]) -> Result<()> {
-        let material = open(&self.root.key, &kek_aad(name, version), wrapped).map_err(|_| {
+    pub fn load_kek(&self, name: &str, version: i64, wrapped: &[u8]) -> Result<()> {
+        let mut inner = self.inner.write().map_err(|_| poisoned())?;
+        let material = open(&inner.root.key, &kek_aad(name, version), wrapped).map_err(|_| {
             Error::internal(format!(
                 "key {name} version {version} does not open with this root key: wrong root key file?"
             ))
         })?;
-        self.keks
-            .insert((name.to_string(), version), aead_key(&material)?);
-        let cur = self.current.entry(name.to_string()).or_insert(version);
+        let key = aead_key(&material)?;
+        inner.keks.insert((name.to_string(), version), key);
+        let cur = inner.current.entry(name.to_string()).or_insert(version);
         *cur = (*cur).max(version);
         Ok(())
     }
 
-    pub fn has_key(&self, name: &str) -> bool {
-        self.current.contains_key(name)
+    /// Re-wraps a stored key-encryption key (wrapped by this keyring's root key) under `new_root`,
+    /// for root key rotation: the key material itself does not change.
+    pub fn rewrap_kek(
+        &self,
+        name: &str,
+        version: i64,
+        wrapped: &[u8],
+        new_root: &RootKey,
+    ) -> Result<Vec<u8>> {
+        let aad = kek_aad(name, version);
+        let material = open(&self.read()?.root.key, &aad, wrapped).map_err(|_| {
+            Error::internal(format!(
+                "key {name} version {version} does not open with this root key"
+            ))
+        })?;
+        seal(&new_root.key, &aad, material.as_slice())
     }
 
-    fn kek(&self, name: &str, version: i64) -> Result<&LessSafeKey> {
-        self.keks.get(&(name.to_string(), version)).ok_or_else(|| {
-            Error::new(
-                ErrorCode::DecryptionFailure,
-                format!(
-                    "The key {name} (version {version}) that protects this value is not available."
-                ),
-            )
-        })
+    /// Makes `root` the key new key-encryption keys are wrapped by (after a root key rotation).
+    pub fn replace_root(&self, root: RootKey) -> Result<()> {
+        self.inner.write().map_err(|_| poisoned())?.root = root;
+        Ok(())
+    }
+
+    pub fn has_key(&self, name: &str) -> bool {
+        self.read().is_ok_and(|i| i.current.contains_key(name))
+    }
+
+    /// The version of `name` new values are sealed under.
+    pub fn current_version(&self, name: &str) -> Option<i64> {
+        self.read().ok()?.current.get(name).copied()
+    }
+
+    /// Whether `name`/`version` is loaded.
+    pub fn has_version(&self, name: &str, version: i64) -> bool {
+        self.read()
+            .is_ok_and(|i| i.keks.contains_key(&(name.to_string(), version)))
     }
 
     /// Seals `plaintext` under a fresh data key wrapped by the current version of `key_name`.
     /// `context` (secret ARN + version id) is bound as associated data to both layers.
     pub fn seal(&self, key_name: &str, context: &[u8], plaintext: &[u8]) -> Result<Sealed> {
-        let key_version = *self.current.get(key_name).ok_or_else(|| {
+        let inner = self.read()?;
+        let key_version = *inner.current.get(key_name).ok_or_else(|| {
             Error::new(
                 ErrorCode::EncryptionFailure,
                 format!("The encryption key {key_name} does not exist."),
             )
         })?;
-        let kek = self.kek(key_name, key_version)?;
+        let kek = inner.kek(key_name, key_version)?;
         let mut dek = Zeroizing::new([0u8; KEY_LEN]);
         random::fill(dek.as_mut_slice())?;
         let wrapped_key = seal(
@@ -216,9 +265,48 @@ impl Keyring {
         ciphertext: &[u8],
         wrapped_key: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>> {
-        let kek = self.kek(key_name, key_version)?;
-        let dek = open(kek, &dek_aad(key_name, key_version, context), wrapped_key)?;
+        let dek = {
+            let inner = self.read()?;
+            let kek = inner.kek(key_name, key_version)?;
+            open(kek, &dek_aad(key_name, key_version, context), wrapped_key)?
+        };
         open(&aead_key(&dek)?, context, ciphertext)
+    }
+
+    /// Re-wraps a data key under the current version of `key_name` (key rotation's background
+    /// re-wrap): the value's ciphertext is unchanged. Returns the new wrapped key and version.
+    pub fn rewrap_data_key(
+        &self,
+        key_name: &str,
+        key_version: i64,
+        context: &[u8],
+        wrapped_key: &[u8],
+    ) -> Result<(Vec<u8>, i64)> {
+        let inner = self.read()?;
+        let old = inner.kek(key_name, key_version)?;
+        let dek = open(old, &dek_aad(key_name, key_version, context), wrapped_key)?;
+        let current = *inner.current.get(key_name).ok_or_else(|| {
+            Error::new(
+                ErrorCode::EncryptionFailure,
+                format!("The encryption key {key_name} does not exist."),
+            )
+        })?;
+        let new = inner.kek(key_name, current)?;
+        let wrapped = seal(new, &dek_aad(key_name, current, context), dek.as_slice())?;
+        Ok((wrapped, current))
+    }
+}
+
+impl Inner {
+    fn kek(&self, name: &str, version: i64) -> Result<&LessSafeKey> {
+        self.keks.get(&(name.to_string(), version)).ok_or_else(|| {
+            Error::new(
+                ErrorCode::DecryptionFailure,
+                format!(
+                    "The key {name} (version {version}) that protects this value is not available."
+                ),
+            )
+        })
     }
 }
 
@@ -227,7 +315,7 @@ mod tests {
     use super::*;
 
     fn ring() -> Keyring {
-        let mut k = Keyring::new(RootKey::generate().unwrap());
+        let k = Keyring::new(RootKey::generate().unwrap());
         let w = k.new_kek("alias/kura/default", 1).unwrap();
         k.load_kek("alias/kura/default", 1, &w).unwrap();
         k
@@ -274,11 +362,41 @@ mod tests {
     fn kek_needs_the_right_root() {
         let a = ring();
         let w = a.new_kek("k", 1).unwrap();
-        let mut b = Keyring::new(RootKey::generate().unwrap());
+        let b = Keyring::new(RootKey::generate().unwrap());
         assert!(b.load_kek("k", 1, &w).is_err());
         assert_eq!(
             format!("{:?}", RootKey::generate().unwrap()),
             "RootKey([redacted])"
         );
+    }
+
+    #[test]
+    fn root_rotation_rewraps_keks_and_key_rotation_rewraps_data_keys() {
+        let k = ring();
+        let name = "alias/kura/default";
+        let s = k.seal(name, b"ctx", b"v").unwrap();
+        // A new root: the KEK re-wrapped under it loads into a keyring built on the new root.
+        let new_root = RootKey::generate().unwrap();
+        let stored = k.new_kek("other", 1).unwrap();
+        let moved = k
+            .rewrap_kek(
+                "other",
+                1,
+                &stored,
+                &RootKey::from_bytes(new_root.expose_bytes()).unwrap(),
+            )
+            .unwrap();
+        let fresh = Keyring::new(new_root);
+        assert!(fresh.load_kek("other", 1, &stored).is_err());
+        fresh.load_kek("other", 1, &moved).unwrap();
+        // A second KEK version: the data key moves to it, the ciphertext stays.
+        let v2 = k.new_kek(name, 2).unwrap();
+        k.load_kek(name, 2, &v2).unwrap();
+        assert_eq!(k.current_version(name), Some(2));
+        let (wrapped, version) = k.rewrap_data_key(name, 1, b"ctx", &s.wrapped_key).unwrap();
+        assert_eq!(version, 2);
+        let p = k.open(name, 2, b"ctx", &s.ciphertext, &wrapped).unwrap();
+        assert_eq!(p.as_slice(), b"v");
+        assert!(k.open(name, 1, b"ctx", &s.ciphertext, &wrapped).is_err());
     }
 }

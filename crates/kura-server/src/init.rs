@@ -239,7 +239,7 @@ pub async fn finish(
     )
     .map_err(|_| Error::internal("stored account id is not UTF-8"))?;
 
-    let mut keyring = Keyring::new(root);
+    let keyring = Keyring::new(root);
     let mut keys = store.load_keys().await?;
     if !keys.iter().any(|(name, _, _)| name == DEFAULT_KEY) {
         let wrapped = keyring.new_kek(DEFAULT_KEY, 1)?;
@@ -439,7 +439,7 @@ pub async fn verify_audit(dir: &Path, database_url: Option<&str>) -> Result<Veri
             FileHolds::All,
         ),
     };
-    let mut keyring = Keyring::new(root);
+    let keyring = Keyring::new(root);
     for (name, version, wrapped) in store.load_keys().await? {
         keyring.load_kek(&name, version, &wrapped)?;
     }

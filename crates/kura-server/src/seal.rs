@@ -286,7 +286,7 @@ pub async fn migrate(
         }
     };
     // Never re-seal a key that is not this installation's.
-    let mut keyring = kura_crypto::Keyring::new(RootKey::from_bytes(root.expose_bytes())?);
+    let keyring = kura_crypto::Keyring::new(RootKey::from_bytes(root.expose_bytes())?);
     for (name, version, wrapped) in store.load_keys().await? {
         keyring.load_kek(&name, version, &wrapped).map_err(|_| {
             Error::internal(format!(
