@@ -770,6 +770,40 @@ fn set(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(|n| n.to_string()).collect()
 }
 
+/// Tags come back in code point order of their keys on every backend, one secret read or
+/// a page of them (PostgreSQL would otherwise sort by its locale: `_x a b B Z`).
+async fn tag_order(store: &dyn Store) {
+    let mut r = record("tagged");
+    r.tags = ["b", "B", "a", "_x", "Z"]
+        .iter()
+        .map(|k| tag(k, "v"))
+        .collect();
+    store
+        .create_secret(&r, None, &Stages::new(), &NO_AUDIT)
+        .await
+        .unwrap();
+    let want = ["B", "Z", "_x", "a", "b"];
+    let keys = |tags: &[Tag]| tags.iter().map(|t| t.key.clone()).collect::<Vec<_>>();
+    let found = store
+        .find_secret(&SecretRef::Name("tagged".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(keys(&found.tags), want, "one secret read");
+    let page = store
+        .list_secrets(&ListQuery {
+            include_deleted: false,
+            filters: vec![],
+            sort: SortKey::Name,
+            descending: false,
+            limit: 10,
+            after: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(keys(&page.secrets[0].0.tags), want, "a page of secrets");
+}
+
 /// ListSecrets' filters: prefixes of name, tag key and tag value; words of the description
 /// and of everything; negation; alternatives within a filter, conjunction across filters;
 /// what the store answers agrees with kura_core's matcher, also after a change and across
@@ -1692,6 +1726,7 @@ backend_tests!(
         outbox,
         outbox_claims,
         filters,
+        tag_order,
         audit_chain,
         identity,
         settings,
@@ -1711,6 +1746,7 @@ backend_tests!(
         outbox,
         outbox_claims,
         filters,
+        tag_order,
         audit_chain,
         identity,
         settings,

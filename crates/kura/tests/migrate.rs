@@ -41,7 +41,10 @@ struct Database(String);
 impl Database {
     fn create() -> Database {
         let name = format!("kura_migrate_{}", unique_suffix().to_lowercase());
-        psql("postgres", &format!("CREATE DATABASE {name}"));
+        psql(
+            "postgres",
+            &format!("CREATE DATABASE {name} {}", postgres::LANGUAGE_COLLATION),
+        );
         Database(name)
     }
 

@@ -44,7 +44,11 @@ impl PgDatabase {
             });
         let name = format!("kura_contract_{:016x}", rand::random::<u64>());
         admin
-            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            // A language's collation, as most installations have, so an ORDER BY that relies on
+            // the database sorting like SQLite (code point order) fails here.
+            .execute(sqlx::AssertSqlSafe(format!(
+                "CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+            )))
             .await
             .unwrap_or_else(|e| panic!("CREATE DATABASE {name} at {admin_url}: {e}"));
         let _ = admin.close().await;

@@ -5,6 +5,11 @@ use std::process::Command;
 
 use super::{psql, unique_suffix};
 
+/// A language's collation, as most installations have (the machine's databases sort in `C`),
+/// so nothing passes here only because PostgreSQL happened to sort like SQLite.
+pub const LANGUAGE_COLLATION: &str =
+    "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'";
+
 pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 pub const PG_ADDR: &str = "127.0.0.1:5432";
 
@@ -29,7 +34,10 @@ impl Database {
              scripts/test-services"
         );
         let name = format!("kura_cluster_{}", &unique_suffix()[..16]);
-        psql(PG_ADMIN_URL, &format!("CREATE DATABASE {name}"));
+        psql(
+            PG_ADMIN_URL,
+            &format!("CREATE DATABASE {name} {LANGUAGE_COLLATION}"),
+        );
         Database {
             url: format!("postgres://postgres@{PG_ADDR}/{name}"),
             name,
