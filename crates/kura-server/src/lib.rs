@@ -39,7 +39,10 @@ pub struct Config {
 /// Plain HTTP is served on loopback only, unless the operator says TLS is handled elsewhere:
 /// signatures protect requests from tampering but not secret values from being read.
 fn check_transport(config: &Config) -> Result<()> {
-    if config.tls.is_some() || config.insecure_http || config.listen.ip().is_loopback() {
+    if config.tls.is_some()
+        || config.insecure_http
+        || config.listen.ip().to_canonical().is_loopback()
+    {
         return Ok(());
     }
     Err(Error::invalid_parameter(format!(

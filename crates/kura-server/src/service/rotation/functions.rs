@@ -117,7 +117,7 @@ pub(crate) fn validate_hook_url(field: &str, url: &str) -> Result<()> {
         .map_err(|e| Error::invalid_parameter(format!("{field} {url:?} is not a URL: {e}.")))?;
     let loopback = match parsed.host() {
         Some(url::Host::Ipv4(a)) => a.is_loopback(),
-        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.to_canonical().is_loopback(),
         Some(url::Host::Domain(d)) => d == "localhost",
         None => false,
     };
@@ -524,4 +524,32 @@ impl Service {
 
 fn function_context(name: &str) -> Vec<u8> {
     format!("kura/rotation-function/{name}").into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_hook_url;
+
+    #[test]
+    fn plain_http_only_to_this_machine() {
+        for ok in [
+            "https://hooks.example.com/rotate",
+            "http://127.0.0.1:8080/rotate",
+            "http://[::1]:8080/rotate",
+            // An IPv4 loopback address written as IPv6 is this machine too.
+            "http://[::ffff:127.0.0.1]:8080/rotate",
+            "http://localhost/rotate",
+        ] {
+            assert!(validate_hook_url("Url", ok).is_ok(), "{ok}");
+        }
+        for refused in [
+            "http://hooks.example.com/rotate",
+            "http://[::ffff:10.0.0.1]/rotate",
+            "ftp://127.0.0.1/x",
+            "not a url",
+        ] {
+            let e = validate_hook_url("Url", refused).unwrap_err();
+            assert!(e.message.contains("Url"), "{refused}: {}", e.message);
+        }
+    }
 }
