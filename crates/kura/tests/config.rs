@@ -358,9 +358,24 @@ async fn a_server_serves_tls_with_the_files_its_configuration_names() {
             key.display()
         ),
     );
+    let ca_file = tmp.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).expect("write ca.pem");
     let server = Server::start_tls(tmp, &["--config", &config], ClientTls::trusting(&ca)).await;
     assert!(server.endpoint().starts_with("https://"));
     assert_eq!(arn_region(&server).await, "eu-west-3");
+
+    // `kura operator`, as the production set-up runs it, trusts the CA in AWS_CA_BUNDLE.
+    let endpoint = server.endpoint();
+    let status = ["operator", "status", "--endpoint", endpoint.as_str()];
+    let (code, out, err) = kura(&status, &[("AWS_CA_BUNDLE", ca_file.to_str().unwrap())]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "seal file: unsealed, serving");
+    let (code, _, err) = kura(&status, &[]);
+    assert_eq!(
+        code, 1,
+        "without the CA the server's certificate is not trusted: {err}"
+    );
+    assert!(err.contains("cannot reach"), "{err}");
 }
 
 // ---------------------------------------------------------------------------------------------
