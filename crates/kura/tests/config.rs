@@ -464,3 +464,99 @@ fn systemd_accepts_deploy_kura_service() {
         "systemd-analyze verify warns: {text}"
     );
 }
+
+/// `kura ARGS` with `env` and `stdin`, which must succeed: its stdout.
+fn kura_ok(args: &[&str], env: &[(&str, &str)], stdin: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(KURA)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kura");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait for kura");
+    assert!(
+        out.status.success(),
+        "kura {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The README's production set-up on one node, with deploy/kura.toml as printed but for the
+/// TLS files' paths (and the address and data directory, which the harness gives as flags):
+/// the server starts sealed under Shamir, `kura operator init` and `unseal` reach it over TLS
+/// with AWS_CA_BUNDLE, and each restart is sealed until unsealed.
+#[tokio::test]
+async fn the_production_set_up_runs_on_deploy_kura_toml() {
+    let tmp = temp();
+    let ca = TestCa::new("production");
+    let (cert, key) = write_pair(tmp.path(), &ca.server_cert(1));
+    let ca_file = tmp.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).expect("write ca.pem");
+    let deployed = std::fs::read_to_string(repo().join("deploy/kura.toml"))
+        .expect("read deploy/kura.toml")
+        .replace("/etc/kura/tls/server.pem", cert.to_str().unwrap())
+        .replace("/etc/kura/tls/server.key", key.to_str().unwrap());
+    assert!(deployed.contains(cert.to_str().unwrap()) && deployed.contains(key.to_str().unwrap()));
+    let config = write_config(tmp.path(), &deployed);
+    let args = ["--config", config.as_str()];
+    let client_tls = ClientTls::trusting(&ca);
+    let server = Server::start_tls(tmp, &args, client_tls.clone()).await;
+    server.exempt_audit_trail(
+        "deploy/kura.toml logs JSON lines, where the harness finds no request lines",
+    );
+
+    let endpoint = server.endpoint();
+    let env = [
+        ("KURA_ENDPOINT", endpoint.as_str()),
+        ("AWS_CA_BUNDLE", ca_file.to_str().unwrap()),
+    ];
+    let out = kura_ok(&["operator", "status"], &env, "");
+    assert!(out.contains("seal shamir: not initialised"), "{out}");
+    let out = kura_ok(
+        &["operator", "init", "--shares", "5", "--threshold", "3"],
+        &env,
+        "",
+    );
+    let shares: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("Unseal share "))
+        .filter_map(|l| l.split_once(": ").map(|(_, s)| s.to_string()))
+        .collect();
+    assert_eq!(shares.len(), 5, "{out}");
+    let client = server.client().await;
+    common::create_plain(&client, "prod/db", "kept under shamir over TLS").await;
+
+    // A restart (as systemd's Restart=on-failure would do) is sealed until 3 shares are given.
+    let tmp = server.stop().await;
+    let server = Server::start_tls(tmp, &args, client_tls).await;
+    server.exempt_audit_trail(
+        "deploy/kura.toml logs JSON lines, where the harness finds no request lines",
+    );
+    let endpoint = server.endpoint();
+    let env = [
+        ("KURA_ENDPOINT", endpoint.as_str()),
+        ("AWS_CA_BUNDLE", ca_file.to_str().unwrap()),
+    ];
+    let out = kura_ok(&["operator", "status"], &env, "");
+    assert!(out.contains("sealed, 0 of 3 shares given"), "{out}");
+    for share in &shares[2..] {
+        kura_ok(&["operator", "unseal"], &env, &format!("{share}\n"));
+    }
+    let out = kura_ok(&["operator", "status"], &env, "");
+    assert_eq!(out.trim(), "seal shamir: unsealed, serving");
+    let client = server.client().await;
+    assert_eq!(
+        common::get_string(&client, "prod/db").await,
+        "kept under shamir over TLS"
+    );
+}
