@@ -73,7 +73,7 @@ fn credentials(explicit: Option<&Path>) -> Result<Credentials, String> {
 
 /// The HTTP client: when `AWS_CA_BUNDLE` names a PEM file, it trusts the certificates in it
 /// and no others (as the AWS CLI does); else the system's roots.
-fn http_client() -> Result<reqwest::Client, String> {
+pub(crate) fn http_client() -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder();
     if let Some(path) = std::env::var_os("AWS_CA_BUNDLE").filter(|p| !p.is_empty()) {
         let shown = Path::new(&path).display().to_string();

@@ -1,6 +1,7 @@
 //! The `kura` command.
 
 mod api;
+mod config;
 mod migrate;
 mod operator;
 
@@ -37,7 +38,7 @@ enum Command {
         /// A PostgreSQL database (postgres://user:password@host/db?sslmode=require) instead of
         /// the embedded SQLite one: several nodes on one database form a cluster. Every node
         /// needs the same root.key in its data directory.
-        #[arg(long, env = "KURA_DATABASE_URL")]
+        #[arg(long, env = "KURA_DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
         /// The region written into secret ARNs. Clients may sign for any region.
         #[arg(long, env = "KURA_REGION", default_value = "us-east-1")]
@@ -68,18 +69,15 @@ enum Command {
         max_connections: u32,
         /// Serve HTTPS with this certificate (PEM: the server's certificate, then its
         /// intermediates). Reloaded on SIGHUP and when the file changes.
-        #[arg(long, env = "KURA_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+        // Which TLS options go together is checked after parsing (`tls_files`): clap's
+        // `requires` would not see values that came from the configuration file.
+        #[arg(long, env = "KURA_TLS_CERT", value_name = "FILE")]
         tls_cert: Option<PathBuf>,
         /// The private key of --tls-cert (PEM).
-        #[arg(long, env = "KURA_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+        #[arg(long, env = "KURA_TLS_KEY", value_name = "FILE")]
         tls_key: Option<PathBuf>,
         /// Require clients to present a certificate issued by a CA in this PEM file.
-        #[arg(
-            long,
-            env = "KURA_TLS_CLIENT_CA",
-            value_name = "FILE",
-            requires = "tls_cert"
-        )]
+        #[arg(long, env = "KURA_TLS_CLIENT_CA", value_name = "FILE")]
         tls_client_ca: Option<PathBuf>,
         /// Serve plain HTTP on an address other than loopback, for TLS that ends in front of
         /// kura (a proxy or load balancer). Without it, such an address needs --tls-cert.
@@ -93,6 +91,14 @@ enum Command {
         seal: Option<String>,
         #[command(flatten)]
         pkcs11: Pkcs11Args,
+        /// Read the options from this TOML file: each key is an option's name without `--`
+        /// (`listen = "0.0.0.0:8200"`, `tls-cert = "/etc/kura/tls/server.pem"`). Options given
+        /// as flags or KURA_* variables override the file's.
+        #[arg(long, env = "KURA_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print the configuration this start would use, as TOML with secrets masked, and exit.
+        #[arg(long)]
+        print_config: bool,
     },
     /// Initialise, unseal and seal a server (the `shamir` seal).
     Operator {
@@ -350,8 +356,34 @@ fn cli_message(e: &kura_server::Error) -> String {
     }
 }
 
+/// The TLS files, if TLS is asked for; the error says which option is missing.
+fn tls_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+) -> Result<Option<kura_server::http::TlsFiles>, String> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(kura_server::http::TlsFiles {
+            cert,
+            key,
+            client_ca,
+        })),
+        (Some(_), None) => Err("--tls-cert needs --tls-key (KURA_TLS_KEY, tls-key), its private key".into()),
+        (None, Some(_)) => Err("--tls-key needs --tls-cert (KURA_TLS_CERT, tls-cert), the certificate it belongs to".into()),
+        (None, None) if client_ca.is_some() => Err("--tls-client-ca needs --tls-cert and --tls-key: client certificates are asked for over TLS only".into()),
+        (None, None) => Ok(None),
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let parsed = match config::parse::<Cli>() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("kura: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = parsed.cli;
     match cli.command {
         Command::Audit {
             command:
@@ -486,14 +518,25 @@ fn main() -> ExitCode {
             insecure_http,
             seal,
             pkcs11,
+            config: _,
+            print_config,
         } => {
-            let seal = match pkcs11.seal_choice(seal) {
-                Ok(s) => s,
+            let checked = pkcs11
+                .seal_choice(seal)
+                .and_then(|seal| Ok((seal, tls_files(tls_cert, tls_key, tls_client_ca)?)));
+            let (seal, tls) = match checked {
+                Ok(c) => c,
                 Err(e) => {
                     eprintln!("kura: {e}");
                     return ExitCode::from(2);
                 }
             };
+            if print_config {
+                if let Some(effective) = &parsed.server {
+                    print!("{}", effective.to_toml());
+                }
+                return ExitCode::SUCCESS;
+            }
             init_logging(log_json);
             let Some(runtime) = runtime(true) else {
                 return ExitCode::FAILURE;
@@ -511,13 +554,7 @@ fn main() -> ExitCode {
                     body_read_timeout,
                     max_connections: max_connections as usize,
                 },
-                tls: tls_cert
-                    .zip(tls_key)
-                    .map(|(cert, key)| kura_server::http::TlsFiles {
-                        cert,
-                        key,
-                        client_ca: tls_client_ca,
-                    }),
+                tls,
                 insecure_http,
                 seal,
             };

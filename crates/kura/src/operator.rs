@@ -16,7 +16,9 @@ async fn post(
     path: &str,
     body: serde_json::Value,
 ) -> Result<serde_json::Value, String> {
-    let resp = reqwest::Client::new()
+    // AWS_CA_BUNDLE is trusted as by `kura api`, so operators reach a TLS server with a
+    // private CA.
+    let resp = api::http_client()?
         .post(url(endpoint, path))
         .header("content-type", "application/json")
         .body(body.to_string())
@@ -27,7 +29,9 @@ async fn post(
 }
 
 async fn get(endpoint: &str, path: &str) -> Result<serde_json::Value, String> {
-    let resp = reqwest::get(url(endpoint, path))
+    let resp = api::http_client()?
+        .get(url(endpoint, path))
+        .send()
         .await
         .map_err(|e| format!("cannot reach {endpoint}: {e}"))?;
     api::answer(resp).await
