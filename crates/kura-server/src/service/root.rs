@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::access_keys::NewAccessKey;
+use super::pipeline::log_request;
 use super::types::Empty;
 use super::{Caller, RequestInfo, Service};
 
@@ -33,10 +34,13 @@ fn challenge_context(id: &str) -> Vec<u8> {
     format!("kura/generate-root\n{id}").into_bytes()
 }
 
-/// Challenges handed out and not yet answered: id → (when, the random bytes sealed).
+/// A challenge handed out: when, and the random bytes sealed in it.
+type Waiting = (Instant, Zeroizing<Vec<u8>>);
+
+/// Challenges handed out and not yet answered, by id.
 #[derive(Default)]
 pub(crate) struct RootChallenges {
-    map: Mutex<HashMap<String, (Instant, Zeroizing<Vec<u8>>)>>,
+    map: Mutex<HashMap<String, Waiting>>,
 }
 
 /// What `POST /operator/generate-root/challenge` answers: random bytes sealed under the
@@ -201,6 +205,12 @@ impl Service {
                     if let Ok(done) = &result {
                         tracing::warn!(access_key_id = %done.access_key_id, deleted = done.deleted.len(), "an operator generated new root credentials");
                     }
+                    log_request(
+                        request,
+                        "GenerateRoot",
+                        "operator",
+                        result.as_ref().map(|_| ()),
+                    );
                     return result;
                 }
                 result
@@ -218,6 +228,12 @@ impl Service {
             Err(e) => record.error_code = Some(e.code.as_str().to_string()),
         }
         self.audit(record).await?;
+        log_request(
+            request,
+            "GenerateRoot",
+            "operator",
+            result.as_ref().map(|_| ()),
+        );
         result
     }
 
