@@ -237,6 +237,20 @@ pub async fn generate_root(g: GenerateRoot<'_>) -> Result<(), String> {
     use kura_server::service::root::{RootChallenge, answer_challenge};
     let said = |e: kura_server::Error| e.detail.clone().unwrap_or(e.message);
     let hsm = g.hsm?;
+    // The server first: nobody types shares for a server that cannot take the answer.
+    let status = get(g.endpoint, "/operator/seal-status")
+        .await
+        .map_err(|e| {
+            format!(
+                "{e}; generate-root asks the running server for the new credentials: start it first"
+            )
+        })?;
+    if status["Sealed"].as_bool().unwrap_or(true) {
+        return Err(format!(
+            "the server at {} is sealed or not initialised: unseal it first (`kura operator unseal`), then generate root credentials",
+            g.endpoint
+        ));
+    }
     let (store, _) = kura_server::init::open_store_beside_server(g.data_dir, g.database_url)
         .await
         .map_err(said)?;
@@ -287,6 +301,13 @@ pub async fn generate_root(g: GenerateRoot<'_>) -> Result<(), String> {
             "# New root credentials (shown once, written nowhere). Opened with the `{}` seal.",
             opened.seal
         );
+        if path.exists() && !g.keep_old_keys {
+            let _ = writeln!(
+                out,
+                "# {} holds a key deleted now: replace or remove it.",
+                path.display()
+            );
+        }
     } else {
         let replaced = write_credentials(&path, contents.as_bytes())?;
         let _ = writeln!(

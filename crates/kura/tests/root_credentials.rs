@@ -298,6 +298,13 @@ async fn root_is_disabled_only_once_an_administrator_exists() {
         !ok && err.contains("Create an administrator first"),
         "{err}"
     );
+    // Nor may that user disable root itself: its condition does not hold over plain HTTP.
+    let admin_file = credentials_file(scratch.path(), "admin", &akid, &secret);
+    let (ok, _, err) = operator_as(&server, &admin_file, &["disable-root"]);
+    assert!(
+        !ok && err.contains("AccessDeniedException") && err.contains("kura:DisableRoot"),
+        "{err}"
+    );
 
     let admin = serde_json::json!({
         "Version": "2012-10-17",
@@ -334,7 +341,6 @@ async fn root_is_disabled_only_once_an_administrator_exists() {
     );
 
     // An administrator enables root again, and disables it.
-    let admin_file = credentials_file(scratch.path(), "admin", &akid, &secret);
     let (ok, _, err) = operator_as(&server, &admin_file, &["enable-root"]);
     assert!(ok, "{err}");
     assert!(
@@ -384,6 +390,8 @@ fn init_shamir(server: &Server, shares: u8, threshold: u8) -> Vec<String> {
 #[tokio::test]
 async fn generate_root_and_audit_verify_with_shamir_shares() {
     let server = Server::start_with(&["--seal", "shamir"]).await;
+    let (ok, _, err) = generate_root(&server, &[], &[], "");
+    assert!(!ok && err.contains("unseal it first"), "{err}");
     let shares = init_shamir(&server, 3, 2);
     assert_eq!(shares.len(), 3);
     create_plain(&server.client().await, "glass/three", "behind-the-glass-3").await;

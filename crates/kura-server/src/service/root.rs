@@ -366,3 +366,62 @@ impl Service {
         Ok(found)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD as B64;
+    use kura_crypto::{Keyring, RootKey};
+
+    use super::{RootChallenge, answer_challenge, challenge_context};
+
+    /// A keyring with one key, and the same keyring as an operator's command opens it.
+    fn installation() -> (Keyring, Keyring) {
+        let root = RootKey::generate().unwrap();
+        let server = Keyring::new(RootKey::from_bytes(root.expose_bytes()).unwrap());
+        let wrapped = server.new_kek("alias/kura/default", 1).unwrap();
+        server.load_kek("alias/kura/default", 1, &wrapped).unwrap();
+        let operator = Keyring::new(root);
+        operator
+            .load_kek("alias/kura/default", 1, &wrapped)
+            .unwrap();
+        (server, operator)
+    }
+
+    fn challenge(server: &Keyring, id: &str, bytes: &[u8]) -> RootChallenge {
+        let s = server
+            .seal("alias/kura/default", &challenge_context(id), bytes)
+            .unwrap();
+        RootChallenge {
+            challenge_id: id.into(),
+            ciphertext: B64.encode(&s.ciphertext),
+            wrapped_key: B64.encode(&s.wrapped_key),
+            key_name: "alias/kura/default".into(),
+            key_version: s.key_version,
+        }
+    }
+
+    #[test]
+    fn only_the_installations_root_key_answers_its_challenge() {
+        let (server, operator) = installation();
+        let c = challenge(&server, "one", b"thirty-two bytes of challenge...");
+        let answer = answer_challenge(&operator, &c).unwrap();
+        assert_eq!(
+            B64.decode(answer.as_str()).unwrap(),
+            b"thirty-two bytes of challenge..."
+        );
+
+        // Another installation's root key opens nothing.
+        let (_, stranger) = installation();
+        let e = answer_challenge(&stranger, &c).unwrap_err();
+        assert!(
+            e.message.contains("does not open the server's challenge"),
+            "{e:?}"
+        );
+
+        // A challenge is bound to its id: moved to another id it does not open.
+        let mut moved = c.clone();
+        moved.challenge_id = "two".into();
+        assert!(answer_challenge(&operator, &moved).is_err());
+    }
+}
