@@ -488,3 +488,94 @@ async fn generate_root_and_audit_verify_with_the_hsm() {
     let (ok, out) = audit_verify(&server.data_dir, &hsm_args, &env, "");
     assert!(ok && out.contains("audit trail intact"), "{out}");
 }
+
+/// Two nodes on one PostgreSQL database: root credentials generated through one node work on
+/// the other at once, and disabling root on one refuses root on the other.
+#[tokio::test]
+async fn in_a_cluster_generated_and_disabled_root_apply_on_every_node() {
+    use common::postgres::Database;
+    let db = Database::create();
+    let first_dir = tempfile::Builder::new()
+        .prefix("kura-node-")
+        .tempdir()
+        .unwrap();
+    let first = Server::start_node(first_dir, &db.url, &db.url, &[]).await;
+    let second_dir = tempfile::Builder::new()
+        .prefix("kura-node-")
+        .tempdir()
+        .unwrap();
+    std::fs::create_dir(second_dir.path().join("data")).unwrap();
+    std::fs::copy(
+        first.data_dir.join("root.key"),
+        second_dir.path().join("data/root.key"),
+    )
+    .unwrap();
+    let mut second = Server::start_node(second_dir, &db.url, &db.url, &[]).await;
+    let old = first.credentials();
+    second.use_credentials(old.clone());
+
+    let data = second.data_dir.display().to_string();
+    let (ok, out, err) = kura(
+        &[
+            "operator",
+            "generate-root",
+            "--data-dir",
+            &data,
+            "--database-url",
+            &db.url,
+            "--endpoint",
+            &second.endpoint(),
+        ],
+        &[],
+        "",
+    );
+    assert!(ok, "{err}");
+    assert!(!out.contains("in place of"), "node 2 had no file: {out}");
+    let new = parse_credentials(
+        &std::fs::read_to_string(second.data_dir.join("root-credentials")).unwrap(),
+    );
+    for node in [&first, &second] {
+        assert!(
+            list_as(node, &new.access_key_id, &new.secret_access_key)
+                .await
+                .is_none()
+        );
+        assert!(
+            list_as(node, &old.access_key_id, &old.secret_access_key)
+                .await
+                .is_some()
+        );
+    }
+
+    // An administrator, then root disabled through node 1: node 2 refuses root too.
+    let root_file = second.data_dir.join("root-credentials");
+    let admin = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]
+    });
+    for (op, body) in [
+        ("Kura.CreateUser", r#"{"UserName":"ops"}"#.to_string()),
+        (
+            "Kura.PutUserPolicy",
+            serde_json::json!({"UserName": "ops", "PolicyName": "all", "PolicyDocument": admin})
+                .to_string(),
+        ),
+        ("Kura.CreateAccessKey", r#"{"UserName":"ops"}"#.to_string()),
+    ] {
+        let r = first
+            .raw_as(&new.access_key_id, &new.secret_access_key, op, &body)
+            .await;
+        assert_eq!(r.status, 200, "{op}: {r:?}");
+    }
+    let (ok, _, err) = operator_as(&first, &root_file, &["disable-root"]);
+    assert!(ok, "{err}");
+    let (code, _) = list_as(&second, &new.access_key_id, &new.secret_access_key)
+        .await
+        .expect("root refused on node 2");
+    assert_eq!(code, "AccessDeniedException");
+
+    let (ok, out) = audit_verify(&second.data_dir, &["--database-url", &db.url], &[], "");
+    assert!(ok && out.contains("audit trail intact"), "{out}");
+    drop(first);
+    drop(second);
+}
