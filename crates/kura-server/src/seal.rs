@@ -326,8 +326,9 @@ pub struct Migrated {
 }
 
 /// Moves an installation to another seal, the server stopped: opens the root key with the
-/// current seal ([`open_root_offline`]) and keeps it under the new one. Only the 32-byte root key is re-wrapped; no secret
-/// is touched. The record changes by compare-and-set, so a concurrent change fails this one.
+/// current seal ([`open_root_offline`]) and keeps it under the new one. Only the 32-byte root
+/// key is re-wrapped; no secret is touched. The record changes by compare-and-set, so a
+/// concurrent change fails this one.
 pub async fn migrate(
     prepared: &crate::init::Prepared,
     hsm: Option<&HsmConfig>,
