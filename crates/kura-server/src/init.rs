@@ -420,29 +420,43 @@ async fn load_or_create_audit_key(service: &Service, audit_file: &Path) -> Resul
     Ok(MacKey::new(&key))
 }
 
-/// `kura audit verify`: checks the audit chain of a data directory (and of its database,
-/// when that is a PostgreSQL one), read-only, beside a running server or not.
-pub async fn verify_audit(dir: &Path, database_url: Option<&str>) -> Result<VerifyReport> {
-    let root_path = dir.join(ROOT_KEY_FILE);
-    if !root_path.exists() {
-        return Err(Error::internal(format!(
-            "{} has no root key ({}): is it a kura data directory?",
+/// The database of a data directory (or the cluster's PostgreSQL one) for an operator's
+/// command that runs beside the server: the SQLite file read-only, no lock taken. Also says
+/// which audit records the directory's audit file holds.
+pub async fn open_store_beside_server(
+    dir: &Path,
+    database_url: Option<&str>,
+) -> Result<(Arc<dyn Store>, FileHolds)> {
+    if database_url.is_none() && !dir.join(DATABASE_FILE).exists() {
+        return Err(Error::invalid_request(format!(
+            "{} has no root key ({}) and no database ({DATABASE_FILE}): is it a kura data directory? Give the server's --data-dir (and --database-url for a cluster).",
             dir.display(),
-            root_path.display()
+            dir.join(ROOT_KEY_FILE).display()
         )));
     }
-    let root = load_or_create_root_key(dir, false)?;
-    let (store, holds): (Arc<dyn Store>, _) = match database_url {
+    Ok(match database_url {
         Some(url) => (open_store(dir, Some(url)).await?, FileHolds::OwnRecords),
         None => (
             Arc::new(kura_store::open_read_only(&dir.join(DATABASE_FILE)).await?),
             FileHolds::All,
         ),
-    };
-    let keyring = Keyring::new(root);
-    for (name, version, wrapped) in store.load_keys().await? {
-        keyring.load_kek(&name, version, &wrapped)?;
-    }
+    })
+}
+
+/// `kura audit verify`: checks the audit chain of a data directory (and of its database,
+/// when that is a PostgreSQL one), read-only, beside a running server or not. The root key
+/// that opens the chain's key comes from the installation's seal (`hsm` for pkcs11,
+/// `ask_shares` for shamir).
+pub async fn verify_audit(
+    dir: &Path,
+    database_url: Option<&str>,
+    hsm: Option<&crate::seal::HsmConfig>,
+    ask_shares: &mut crate::seal::AskShares<'_>,
+) -> Result<VerifyReport> {
+    let (store, holds) = open_store_beside_server(dir, database_url).await?;
+    let keyring = crate::seal::open_root_offline(store.as_ref(), dir, hsm, ask_shares)
+        .await?
+        .keyring;
     let audit_file = dir.join(AUDIT_FILE);
     let Some(stored) = store.get_setting(AUDIT_KEY_SETTING).await? else {
         let mut report = VerifyReport::default();

@@ -225,6 +225,89 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| Error::internal(format!("the HSM call did not finish: {e}")))?
 }
 
+/// Asks the operators for `threshold` shares (a prompt, stdin, `--share` flags).
+pub type AskShares<'a> = dyn FnMut(u8) -> Result<Vec<shamir::Share>> + Send + 'a;
+
+/// The installation's root key, opened by an operator's command rather than a server, with
+/// the keyring it was checked against.
+pub struct OpenedRoot {
+    /// The seal that kept it: `file`, `shamir` or `pkcs11`.
+    pub seal: &'static str,
+    pub root: RootKey,
+    /// Every key-encryption key of the database, opened.
+    pub keyring: kura_crypto::Keyring,
+}
+
+/// Opens the root key as the installation's seal keeps it — `file`: `root.key` in `dir`;
+/// `shamir`: `threshold` shares from `ask_shares`; `pkcs11`: the HSM `hsm` names — and checks
+/// that it opens every key of the database's keyring, so nothing is ever done with a key that
+/// is not this installation's. Takes no lock and writes nothing: it runs beside a server
+/// (`kura operator generate-root`, `kura audit verify`) as well as without one (`migrate-seal`).
+pub async fn open_root_offline(
+    store: &dyn Store,
+    dir: &std::path::Path,
+    hsm: Option<&HsmConfig>,
+    ask_shares: &mut AskShares<'_>,
+) -> Result<OpenedRoot> {
+    let recorded = load(store).await?;
+    let seal = recorded.as_ref().map(SealRecord::name).unwrap_or("file");
+    let root = match &recorded {
+        None => crate::init::load_or_create_root_key(dir, false)?,
+        Some(record @ SealRecord::Shamir { threshold, .. }) => {
+            let given = ask_shares(*threshold)?;
+            check_shares(record, *threshold, &given)?;
+            open_shamir(record, &given)?
+        }
+        Some(SealRecord::Pkcs11 { .. }) => {
+            let hsm = hsm.ok_or_else(|| {
+                Error::invalid_request(
+                    "the installation is sealed with `pkcs11`: give the HSM's --pkcs11-module, --pkcs11-slot or --pkcs11-token-label, --pkcs11-key-label and KURA_PKCS11_PIN so its root key can be opened",
+                )
+            })?;
+            open_pkcs11(store, hsm, recorded.clone(), false).await?
+        }
+    };
+    let keyring = kura_crypto::Keyring::new(RootKey::from_bytes(root.expose_bytes())?);
+    for (name, version, wrapped) in store.load_keys().await? {
+        keyring.load_kek(&name, version, &wrapped).map_err(|_| {
+            Error::internal(format!(
+                "the root key opened by the `{seal}` seal does not open this database's keyring (key {name} version {version}): it is not this installation's root key"
+            ))
+        })?;
+    }
+    Ok(OpenedRoot {
+        seal,
+        root,
+        keyring,
+    })
+}
+
+/// Shares given to a command: enough, each one of the installation's, none twice. Each is
+/// judged by its digest before any is combined, so the error names the share at fault.
+fn check_shares(record: &SealRecord, threshold: u8, given: &[shamir::Share]) -> Result<()> {
+    if given.len() < usize::from(threshold) {
+        return Err(Error::invalid_parameter(format!(
+            "opening the root key takes {threshold} shares; {} were given. Give {threshold} different operators' shares.",
+            given.len()
+        )));
+    }
+    for (i, share) in given.iter().enumerate() {
+        if !is_known_share(record, share) {
+            return Err(Error::invalid_parameter(format!(
+                "share {} of those given is not one of this installation's shares (or it was mistyped)",
+                i + 1
+            )));
+        }
+        if given[..i].iter().any(|g| g.index() == share.index()) {
+            return Err(Error::invalid_parameter(format!(
+                "share number {} was given twice; give {threshold} different operators' shares",
+                share.index()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The seal `kura operator migrate-seal` moves to.
 pub enum SealTarget {
     File,
@@ -243,13 +326,13 @@ pub struct Migrated {
 }
 
 /// Moves an installation to another seal, the server stopped: opens the root key with the
-/// current seal (`hsm` for pkcs11, `ask_shares(threshold)` for shamir), checks it opens the
-/// keyring, and keeps it under the new one. Only the 32-byte root key is re-wrapped; no secret
-/// is touched. The record changes by compare-and-set, so a concurrent change fails this one.
+/// current seal ([`open_root_offline`]) and keeps it under the new one. Only the 32-byte root
+/// key is re-wrapped; no secret is touched. The record changes by compare-and-set, so a
+/// concurrent change fails this one.
 pub async fn migrate(
     prepared: &crate::init::Prepared,
     hsm: Option<&HsmConfig>,
-    ask_shares: &mut (dyn FnMut(u8) -> Result<Vec<shamir::Share>> + Send),
+    ask_shares: &mut AskShares<'_>,
     target: SealTarget,
 ) -> Result<Migrated> {
     let store = prepared.store.as_ref();
@@ -271,29 +354,9 @@ pub async fn migrate(
             "the installation is sealed with `{from}` already"
         )));
     }
-    let root = match &recorded {
-        None => crate::init::load_or_create_root_key(&prepared.dir, false)?,
-        Some(record @ SealRecord::Shamir { threshold, .. }) => {
-            open_shamir(record, &ask_shares(*threshold)?)?
-        }
-        Some(SealRecord::Pkcs11 { .. }) => {
-            let hsm = hsm.ok_or_else(|| {
-                Error::invalid_request(
-                    "the installation is sealed with `pkcs11`: give the HSM's --pkcs11-* settings so its root key can be opened",
-                )
-            })?;
-            open_pkcs11(store, hsm, recorded.clone(), false).await?
-        }
-    };
-    // Never re-seal a key that is not this installation's.
-    let keyring = kura_crypto::Keyring::new(RootKey::from_bytes(root.expose_bytes())?);
-    for (name, version, wrapped) in store.load_keys().await? {
-        keyring.load_kek(&name, version, &wrapped).map_err(|_| {
-            Error::internal(format!(
-                "the root key opened by the `{from}` seal does not open this database's keyring (key {name} version {version})"
-            ))
-        })?;
-    }
+    let root = open_root_offline(store, &prepared.dir, hsm, ask_shares)
+        .await?
+        .root;
     // The record exactly as stored: the compare-and-set compares bytes.
     let stored = store.get_setting(SEAL_SETTING).await?;
     let expected = stored.as_deref();

@@ -100,7 +100,8 @@ enum Command {
         #[arg(long)]
         print_config: bool,
     },
-    /// Initialise, unseal and seal a server (the `shamir` seal).
+    /// Initialise, unseal and seal a server (the `shamir` seal), move its seal, issue new root
+    /// credentials, disable root.
     Operator {
         #[command(subcommand)]
         command: OperatorCommand,
@@ -276,6 +277,47 @@ enum OperatorCommand {
         #[command(flatten)]
         pkcs11: Pkcs11Args,
     },
+    /// Issue new root credentials (when the old ones are lost), proving to the running server
+    /// that you hold the root key: root.key in --data-dir (file seal), `threshold` unseal
+    /// shares (shamir: --share, or one per line on stdin), or the HSM (--pkcs11-*). Root's
+    /// earlier access keys are deleted (a lost key may be a stolen one) unless
+    /// --keep-old-keys; a disabled root is enabled again. Writes DATA_DIR/root-credentials,
+    /// replacing the earlier file, or prints them with --print.
+    GenerateRoot {
+        #[arg(long, env = "KURA_DATA_DIR", default_value = "./kura-data")]
+        data_dir: PathBuf,
+        #[arg(long, env = "KURA_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+        /// An unseal share (shamir seal); repeat it, or give the shares on stdin.
+        #[arg(long = "share", value_name = "SHARE")]
+        shares: Vec<String>,
+        /// Print the new credentials instead of writing them to DATA_DIR/root-credentials.
+        #[arg(long)]
+        print: bool,
+        /// Leave root's earlier access keys working (root has at most two).
+        #[arg(long)]
+        keep_old_keys: bool,
+        #[command(flatten)]
+        pkcs11: Pkcs11Args,
+    },
+    /// Disable the root user: its access keys are refused. Refused unless an administrator
+    /// exists (a user with an active access key whose policies allow every kura:* and
+    /// secretsmanager:* action on "*"). Needs kura:DisableRoot (root or an administrator).
+    DisableRoot {
+        /// AWS shared-credentials file (default: as `kura api`).
+        #[arg(long)]
+        credentials: Option<PathBuf>,
+        #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+        region: String,
+    },
+    /// Enable the root user again (needs kura:EnableRoot: an administrator).
+    EnableRoot {
+        /// AWS shared-credentials file of an administrator (default: as `kura api`).
+        #[arg(long)]
+        credentials: Option<PathBuf>,
+        #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+        region: String,
+    },
     /// Seal the server: it forgets its keys and answers nothing until unsealed. Root only.
     Seal {
         /// AWS shared-credentials file of the root user (default: as `kura api`).
@@ -297,6 +339,13 @@ enum AuditCommand {
         /// audit file holds this node's records among them.
         #[arg(long, env = "KURA_DATABASE_URL")]
         database_url: Option<String>,
+        /// An unseal share, when the installation is sealed with shamir; repeat it, or give
+        /// the shares on stdin.
+        #[arg(long = "share", value_name = "SHARE")]
+        shares: Vec<String>,
+        /// The HSM, when the installation is sealed with pkcs11.
+        #[command(flatten)]
+        pkcs11: Pkcs11Args,
     },
 }
 
@@ -390,14 +439,26 @@ fn main() -> ExitCode {
                 AuditCommand::Verify {
                     data_dir,
                     database_url,
+                    shares,
+                    pkcs11,
                 },
         } => {
             let Some(runtime) = runtime(false) else {
                 return ExitCode::FAILURE;
             };
+            let hsm = match pkcs11.hsm() {
+                Ok(h) => h,
+                Err(e) => {
+                    eprintln!("kura: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let mut ask = operator::share_asker(shares);
             match runtime.block_on(kura_server::init::verify_audit(
                 &data_dir,
                 database_url.as_deref(),
+                hsm.as_ref(),
+                &mut ask,
             )) {
                 Ok(report) if report.problems.is_empty() => {
                     println!(
@@ -471,6 +532,44 @@ fn main() -> ExitCode {
                         credentials,
                         region,
                     } => operator::seal(&endpoint, credentials.as_deref(), &region).await,
+                    OperatorCommand::GenerateRoot {
+                        data_dir,
+                        database_url,
+                        shares,
+                        print,
+                        keep_old_keys,
+                        pkcs11,
+                    } => {
+                        operator::generate_root(operator::GenerateRoot {
+                            endpoint: &endpoint,
+                            data_dir: &data_dir,
+                            database_url: database_url.as_deref(),
+                            shares,
+                            hsm: pkcs11.hsm(),
+                            print,
+                            keep_old_keys,
+                        })
+                        .await
+                    }
+                    OperatorCommand::DisableRoot {
+                        credentials,
+                        region,
+                    } => {
+                        operator::set_root_enabled(
+                            &endpoint,
+                            credentials.as_deref(),
+                            &region,
+                            false,
+                        )
+                        .await
+                    }
+                    OperatorCommand::EnableRoot {
+                        credentials,
+                        region,
+                    } => {
+                        operator::set_root_enabled(&endpoint, credentials.as_deref(), &region, true)
+                            .await
+                    }
                     OperatorCommand::MigrateSeal {
                         data_dir,
                         database_url,

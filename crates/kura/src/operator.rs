@@ -1,4 +1,5 @@
-//! `kura operator …`: initialising, unsealing and sealing a node.
+//! `kura operator …`: initialising, unsealing and sealing a node; moving its seal; new root
+//! credentials and disabling root.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
@@ -149,28 +150,7 @@ pub async fn migrate_seal(
     let prepared = kura_server::init::prepare(data_dir, database_url)
         .await
         .map_err(said)?;
-    let mut ask = |threshold: u8| -> kura_server::seal::Result<Vec<kura_server::seal::Share>> {
-        let mut given = Vec::new();
-        for i in 1..=threshold {
-            let text = if std::io::stdin().is_terminal() {
-                rpassword::prompt_password(format!("Unseal share {i} of {threshold} (not shown): "))
-                    .map(Zeroizing::new)
-                    .map_err(|e| {
-                        kura_server::Error::invalid_parameter(format!("cannot read a share: {e}"))
-                    })?
-            } else {
-                let mut line = Zeroizing::new(String::new());
-                std::io::stdin().lock().read_line(&mut line).map_err(|e| {
-                    kura_server::Error::invalid_parameter(format!(
-                        "cannot read a share from stdin: {e}"
-                    ))
-                })?;
-                line
-            };
-            given.push(kura_server::seal::Share::parse(text.trim())?);
-        }
-        Ok(given)
-    };
+    let mut ask = share_asker(Vec::new());
     let done = kura_server::seal::migrate(&prepared, hsm.as_ref(), &mut ask, target)
         .await
         .map_err(said)?;
@@ -200,6 +180,237 @@ pub async fn migrate_seal(
         let _ = writeln!(
             out,
             "Every start is sealed now: any {threshold} of these shares unseal it (`kura operator unseal`)."
+        );
+    }
+    Ok(())
+}
+
+/// Shares for a command that opens the root key itself: those given as `--share` first, then
+/// one per line from stdin (prompted, not echoed, on a terminal) until `threshold`. At the end
+/// of stdin it stops; the seal then says how many were missing.
+pub fn share_asker(
+    given: Vec<String>,
+) -> impl FnMut(u8) -> kura_server::seal::Result<Vec<kura_server::seal::Share>> + Send {
+    use kura_server::seal::Share;
+    let mut given: Vec<Zeroizing<String>> = given.into_iter().map(Zeroizing::new).collect();
+    move |threshold: u8| {
+        let mut shares = Vec::new();
+        for text in given.drain(..) {
+            shares.push(Share::parse(text.trim())?);
+        }
+        for i in shares.len() + 1..=usize::from(threshold) {
+            let text = if std::io::stdin().is_terminal() {
+                rpassword::prompt_password(format!("Unseal share {i} of {threshold} (not shown): "))
+                    .map(Zeroizing::new)
+                    .map_err(|e| {
+                        kura_server::Error::invalid_parameter(format!("cannot read a share: {e}"))
+                    })?
+            } else {
+                let mut line = Zeroizing::new(String::new());
+                let n = std::io::stdin().lock().read_line(&mut line).map_err(|e| {
+                    kura_server::Error::invalid_parameter(format!(
+                        "cannot read a share from stdin: {e}"
+                    ))
+                })?;
+                if n == 0 {
+                    break;
+                }
+                line
+            };
+            shares.push(Share::parse(text.trim())?);
+        }
+        Ok(shares)
+    }
+}
+
+/// What `kura operator generate-root` is asked to do.
+pub struct GenerateRoot<'a> {
+    pub endpoint: &'a str,
+    pub data_dir: &'a Path,
+    pub database_url: Option<&'a str>,
+    pub shares: Vec<String>,
+    pub hsm: Result<Option<kura_server::seal::HsmConfig>, String>,
+    pub print: bool,
+    pub keep_old_keys: bool,
+}
+
+/// `kura operator generate-root`: opens the root key from the installation's seal (as
+/// `audit verify` does, beside the running server), proves it to the server by opening its
+/// challenge, and keeps the new root credentials it answers with.
+pub async fn generate_root(g: GenerateRoot<'_>) -> Result<(), String> {
+    use kura_server::service::root::{RootChallenge, answer_challenge};
+    let said = |e: kura_server::Error| e.detail.clone().unwrap_or(e.message);
+    let hsm = g.hsm?;
+    // The server first: nobody types shares for a server that cannot take the answer.
+    let status = get(g.endpoint, "/operator/seal-status")
+        .await
+        .map_err(|e| {
+            format!(
+                "{e}; generate-root asks the running server for the new credentials: start it first"
+            )
+        })?;
+    if status["Sealed"].as_bool().unwrap_or(true) {
+        return Err(format!(
+            "the server at {} is sealed or not initialised: unseal it first (`kura operator unseal`), then generate root credentials",
+            g.endpoint
+        ));
+    }
+    let (store, _) = kura_server::init::open_store_beside_server(g.data_dir, g.database_url)
+        .await
+        .map_err(said)?;
+    let mut ask = share_asker(g.shares);
+    let opened =
+        kura_server::seal::open_root_offline(store.as_ref(), g.data_dir, hsm.as_ref(), &mut ask)
+            .await
+            .map_err(said)?;
+    store.close().await;
+    let challenge = post(
+        g.endpoint,
+        "/operator/generate-root/challenge",
+        serde_json::json!({}),
+    )
+    .await?;
+    let challenge: RootChallenge = serde_json::from_value(challenge)
+        .map_err(|e| format!("{} did not answer with a challenge: {e}", g.endpoint))?;
+    let answer = answer_challenge(&opened.keyring, &challenge).map_err(said)?;
+    let done = post(
+        g.endpoint,
+        "/operator/generate-root",
+        serde_json::json!({
+            "ChallengeId": challenge.challenge_id,
+            "Answer": answer.as_str(),
+            "KeepOldKeys": g.keep_old_keys,
+        }),
+    )
+    .await?;
+    let (Some(id), Some(secret)) = (
+        done["AccessKeyId"].as_str(),
+        done["SecretAccessKey"].as_str(),
+    ) else {
+        return Err(format!(
+            "{} did not answer with credentials; see its log",
+            g.endpoint
+        ));
+    };
+    let path = g.data_dir.join(kura_server::init::CREDENTIALS_FILE);
+    let contents = Zeroizing::new(format!(
+        "# kura root credentials. Use with AWS_SHARED_CREDENTIALS_FILE={}\n[default]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n",
+        path.display()
+    ));
+    let mut out = std::io::stdout().lock();
+    if g.print {
+        let _ = write!(out, "{}", contents.as_str());
+        let _ = writeln!(
+            out,
+            "# New root credentials (shown once, written nowhere). Opened with the `{}` seal.",
+            opened.seal
+        );
+        if path.exists() && !g.keep_old_keys {
+            let _ = writeln!(
+                out,
+                "# {} holds a key deleted now: replace or remove it.",
+                path.display()
+            );
+        }
+    } else {
+        let replaced = write_credentials(&path, contents.as_bytes())?;
+        let _ = writeln!(
+            out,
+            "New root credentials (access key {id}) are in {}{}. Opened with the `{}` seal.",
+            path.display(),
+            if replaced {
+                ", in place of the earlier file"
+            } else {
+                ""
+            },
+            opened.seal
+        );
+    }
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let deleted = ids(&done["DeletedAccessKeyIds"]);
+    let kept = ids(&done["KeptAccessKeyIds"]);
+    let say = |out: &mut std::io::StdoutLock<'_>, line: String| {
+        let line = if g.print { format!("# {line}") } else { line };
+        let _ = writeln!(out, "{line}");
+    };
+    if !deleted.is_empty() {
+        say(
+            &mut out,
+            format!(
+                "Root's earlier access keys are deleted: {}.",
+                deleted.join(", ")
+            ),
+        );
+    }
+    if !kept.is_empty() {
+        say(
+            &mut out,
+            format!(
+                "Root's earlier access keys still work (--keep-old-keys): {}. Delete them (Kura.DeleteAccessKey) if they may have been seen by anyone else.",
+                kept.join(", ")
+            ),
+        );
+    }
+    if done["ReEnabled"].as_bool().unwrap_or(false) {
+        say(
+            &mut out,
+            "The root user was disabled and is enabled again.".into(),
+        );
+    }
+    Ok(())
+}
+
+/// Writes the credentials file (mode 0600) through a new file renamed over the old one, so
+/// a crash leaves the old file or the new one, never half of either. Whether it replaced one.
+fn write_credentials(path: &Path, contents: &[u8]) -> Result<bool, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let replaced = path.exists();
+    let tmp = path.with_extension("new");
+    let _ = std::fs::remove_file(&tmp);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(contents).and_then(|_| f.sync_all()))
+        .and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!(
+            "the new root credentials could not be written to {} ({e}); they are valid, so run `kura operator generate-root --print` to see a fresh pair (this one is deleted then)",
+            path.display()
+        ));
+    }
+    Ok(replaced)
+}
+
+/// `kura operator disable-root` / `enable-root`: signed calls to `Kura.DisableRoot` /
+/// `Kura.EnableRoot`.
+pub async fn set_root_enabled(
+    endpoint: &str,
+    credentials: Option<&Path>,
+    region: &str,
+    enable: bool,
+) -> Result<(), String> {
+    let op = if enable {
+        "Kura.EnableRoot"
+    } else {
+        "Kura.DisableRoot"
+    };
+    api::call(endpoint, credentials, region, op, "{}".into()).await?;
+    if enable {
+        println!("The root user is enabled: its access keys work again.");
+    } else {
+        println!(
+            "The root user is disabled: its access keys are refused. `kura operator enable-root` (an administrator) or `kura operator generate-root` (an operator holding the root key) enables it again."
         );
     }
     Ok(())

@@ -126,6 +126,8 @@ pub async fn authenticate(
         chrono::Duration::minutes(MAX_SKEW_MINUTES),
     )
     .map_err(sig_err)?;
+    // Only once the signature holds: whether root is disabled is nobody else's business.
+    svc.check_root_enabled(&record.user_name).await?;
     // LastUsedDate at day granularity: the signing key is derived once per key and day.
     if first_today
         && let Err(e) = svc

@@ -53,6 +53,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/operator/seal-status", get(operator::seal_status))
         .route("/operator/init", post(operator::init))
         .route("/operator/unseal", post(operator::unseal))
+        .route(
+            "/operator/generate-root/challenge",
+            post(operator::root_challenge),
+        )
+        .route("/operator/generate-root", post(operator::generate_root))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), header_limits))
         .layer(middleware::from_fn(request_id))

@@ -13,7 +13,10 @@ use kura_core::{Error, ErrorCode};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use super::{AppState, JSON_CONTENT_TYPE, error_response, read_body};
+use super::{
+    AppState, JSON_CONTENT_TYPE, RequestId, error_response, is_tls, read_body, request_info,
+    sealed_response,
+};
 
 fn json(status: StatusCode, body: serde_json::Value) -> Response {
     (
@@ -110,6 +113,62 @@ pub(super) async fn unseal(State(state): State<Arc<AppState>>, req: Request<Body
         .await
     {
         Ok(status) => json(StatusCode::OK, serde_json::json!(status)),
+        Err(e) => failed(e),
+    }
+}
+
+/// `POST /operator/generate-root/challenge`: bytes sealed under the keyring, for
+/// `kura operator generate-root` to open with the root key it opened from the seal.
+pub(super) async fn root_challenge(State(state): State<Arc<AppState>>) -> Response {
+    let Some(live) = state.node.live() else {
+        return sealed_response();
+    };
+    match live.service.root_challenge() {
+        Ok(c) => json(StatusCode::OK, serde_json::json!(c)),
+        Err(e) => failed(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(super) struct GenerateRootRequest {
+    challenge_id: String,
+    answer: Zeroizing<String>,
+    #[serde(default)]
+    keep_old_keys: bool,
+}
+
+/// `POST /operator/generate-root`: the challenge opened, so new root credentials. The
+/// answer is its own authentication, as unseal shares are.
+pub(super) async fn generate_root(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    req: Request<Body>,
+) -> Response {
+    let Some(live) = state.node.live() else {
+        return sealed_response();
+    };
+    let info = request_info(request_id, peer, is_tls(req.extensions()), req.headers());
+    let r: GenerateRootRequest = match body(&state, req).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    match live
+        .service
+        .generate_root(&info, &r.challenge_id, &r.answer, r.keep_old_keys)
+        .await
+    {
+        Ok(done) => json(
+            StatusCode::OK,
+            serde_json::json!({
+                "AccessKeyId": done.access_key_id,
+                "SecretAccessKey": done.secret_access_key.as_str(),
+                "DeletedAccessKeyIds": done.deleted,
+                "KeptAccessKeyIds": done.kept,
+                "ReEnabled": done.re_enabled,
+            }),
+        ),
         Err(e) => failed(e),
     }
 }

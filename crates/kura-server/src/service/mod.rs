@@ -14,6 +14,7 @@ mod operator;
 mod password;
 mod pipeline;
 mod policy;
+pub mod root;
 pub mod rotation;
 mod scheduler;
 mod secrets;
@@ -87,6 +88,8 @@ pub struct Service {
     pub(crate) node_id: String,
     /// Set when the node can be sealed again (the Shamir seal): `Kura.Seal` wakes it.
     pub(crate) seal_requests: std::sync::OnceLock<Arc<tokio::sync::Notify>>,
+    /// `kura operator generate-root` challenges waiting for their answer.
+    pub(crate) root_challenges: root::RootChallenges,
 }
 
 /// A secret value in the clear (zeroizing, never in `Debug`); it lives in kura-crypto so the
@@ -149,6 +152,7 @@ impl Service {
             subjects: authz::SubjectCache::default(),
             node_id: String::new(),
             seal_requests: std::sync::OnceLock::new(),
+            root_challenges: root::RootChallenges::default(),
         }
     }
 

@@ -97,6 +97,8 @@ macro_rules! with_operations {
             Kura GetCallerIdentity(Empty) -> GetCallerIdentityResponse = get_caller_identity;
             Kura LookupAuditEvents(LookupAuditEventsRequest) -> LookupAuditEventsResponse = lookup_audit_events;
             Kura Seal(Empty) -> Empty = seal_node;
+            Kura DisableRoot(Empty) -> Empty = disable_root;
+            Kura EnableRoot(Empty) -> Empty = enable_root;
             Sts StsGetCallerIdentity(Empty) -> GetCallerIdentityResponse = get_caller_identity;
         }
     };
@@ -164,6 +166,16 @@ macro_rules! define_operations {
     };
 }
 with_operations!(define_operations);
+
+macro_rules! define_action_list {
+    ($($family:ident $op:ident($req:ty) -> $resp:ty = $handler:ident;)*) => {
+        /// Every action an operation is authorized as (`kura:CreateUser`, …).
+        pub fn all_actions() -> Vec<String> {
+            vec![$(format!("{}:{}", Family::$family.action_prefix(), wire_name(stringify!($op))),)*]
+        }
+    };
+}
+with_operations!(define_action_list);
 
 /// A variant's wire name: the STS door's variant carries a prefix that the wire does not.
 const fn wire_name(variant: &'static str) -> &'static str {

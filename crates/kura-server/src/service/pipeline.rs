@@ -238,7 +238,7 @@ fn finish(
 pub const REQUEST_LOG_TARGET: &str = "kura::request";
 
 /// The request's one log line; an internal error's detail goes to the log only.
-fn log_request(
+pub(super) fn log_request(
     request: &RequestInfo,
     op: &str,
     who: &str,
