@@ -87,6 +87,8 @@ pub struct Service {
     pub(crate) node_id: String,
     /// Set when the node can be sealed again (the Shamir seal): `Kura.Seal` wakes it.
     pub(crate) seal_requests: std::sync::OnceLock<Arc<tokio::sync::Notify>>,
+    /// How this node keeps its root key, for `Kura.RotateRootKey` (set by the node).
+    pub(crate) root_keeper: std::sync::OnceLock<Arc<crate::rootkey::RootKeeper>>,
 }
 
 /// A secret value in the clear (zeroizing, never in `Debug`); it lives in kura-crypto so the
@@ -149,6 +151,7 @@ impl Service {
             subjects: authz::SubjectCache::default(),
             node_id: String::new(),
             seal_requests: std::sync::OnceLock::new(),
+            root_keeper: std::sync::OnceLock::new(),
         }
     }
 

@@ -97,6 +97,7 @@ macro_rules! with_operations {
             Kura GetCallerIdentity(Empty) -> GetCallerIdentityResponse = get_caller_identity;
             Kura LookupAuditEvents(LookupAuditEventsRequest) -> LookupAuditEventsResponse = lookup_audit_events;
             Kura Seal(Empty) -> Empty = seal_node;
+            Kura RotateRootKey(Empty) -> RotateRootKeyResponse = rotate_root_key;
             Sts StsGetCallerIdentity(Empty) -> GetCallerIdentityResponse = get_caller_identity;
         }
     };
@@ -226,6 +227,7 @@ macro_rules! no_target {
 }
 no_target!(
     Empty,
+    RotateRootKeyResponse,
     SecretListPage,
     GetRandomPasswordResponse,
     BatchGetSecretValueResponse,

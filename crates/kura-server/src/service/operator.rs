@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use kura_core::{Error, ErrorCode, Result};
 
-use super::types::Empty;
+use super::types::{Empty, RotateRootKeyResponse};
 use super::{Caller, Service};
 
 impl Service {
@@ -24,6 +24,57 @@ impl Service {
         };
         requests.notify_one();
         Ok(Empty {})
+    }
+
+    /// `Kura.RotateRootKey`: a new root key; every key-encryption key is re-wrapped under it
+    /// and the seal keeps it, in one transaction, while requests go on. Root only.
+    pub async fn rotate_root_key(&self, c: &Caller, _: Empty) -> Result<RotateRootKeyResponse> {
+        if !c.is_administrator() {
+            return Err(Error::new(
+                ErrorCode::AccessDenied,
+                "Only the root user may rotate the root key.",
+            ));
+        }
+        let Some(keeper) = self.root_keeper.get() else {
+            return Err(Error::invalid_request(
+                "This kura was started without a seal that can keep a new root key.",
+            ));
+        };
+        let done = keeper
+            .rotate(self.store.as_ref(), &self.keyring, self.clock.now().0)
+            .await?;
+        Ok(RotateRootKeyResponse {
+            seal_type: done.seal_type.to_string(),
+            keys_rewrapped: done.keys_rewrapped as i64,
+            root_key_generation: done.generation,
+        })
+    }
+
+    /// The root key generation this node holds, when it keeps one.
+    pub fn root_key_generation(&self) -> Option<i64> {
+        self.root_keeper.get().map(|k| k.generation())
+    }
+
+    /// Gives the node's root key custody to `Kura.RotateRootKey`, and follows rotations
+    /// other nodes make (checked every few seconds: one setting read).
+    pub(crate) fn keep_root(self: &Arc<Self>, keeper: Arc<crate::rootkey::RootKeeper>) {
+        let _ = self.root_keeper.set(keeper);
+        let svc = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(crate::rootkey::CHECK_INTERVAL).await;
+                let Some(svc) = svc.upgrade() else { return };
+                let Some(keeper) = svc.root_keeper.get() else {
+                    return;
+                };
+                if let Err(e) = keeper
+                    .follow(svc.store.as_ref(), &svc.keyring, svc.clock.now().0)
+                    .await
+                {
+                    tracing::warn!(detail = %e.message, "cannot follow the installation's root key");
+                }
+            }
+        });
     }
 
     /// Lets `Kura.Seal` wake the node through `requests`.
