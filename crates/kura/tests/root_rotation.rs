@@ -454,3 +454,61 @@ async fn a_cluster_node_follows_a_rotation_made_on_another() {
     assert_eq!(get_string(&a.client().await, "rot/2").await, "written-on-b");
     drop((a, b));
 }
+
+/// The file seal's two ways back after a rotation, once the upgrade entries are gone (15
+/// minutes, moved on a test clock): a `root.key.next` the rotation committed but did not yet
+/// rename is taken at start; an old `root.key` alone is refused, saying what to copy.
+#[tokio::test]
+async fn file_seal_recovers_root_key_next_and_refuses_a_stale_root_key_after_the_grace_period() {
+    let server = Server::start_with(&["--test-clock"]).await;
+    let key_file = server.data_dir.join("root.key");
+    let first_key = std::fs::read(&key_file).unwrap();
+    let secrets = create_secrets(&server, 2).await;
+    rotate(&server, "file", 2);
+    let rotated_key = std::fs::read(&key_file).unwrap();
+    let db = server.data_dir.join("kura.db");
+    let entries = "SELECT count(*) FROM settings WHERE key = 'root-upgrade'";
+    assert_eq!(
+        sqlite(&db, entries).trim(),
+        "1",
+        "the rotation left an upgrade entry"
+    );
+    server
+        .kura("AdvanceClock", &json!({"Seconds": 16 * 60}).to_string())
+        .await
+        .assert_ok();
+    let mut pruned = false;
+    for _ in 0..100 {
+        if sqlite(&db, entries).trim() == "0" {
+            pruned = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(pruned, "the upgrade entry outlived its 15 minutes");
+
+    // A crash between the commit and the rename: root.key old, root.key.next the current key.
+    let tmp = server.stop().await;
+    let data = tmp.path().join("data");
+    std::fs::rename(data.join("root.key"), data.join("root.key.next")).unwrap();
+    std::fs::write(data.join("root.key"), &first_key).unwrap();
+    let server = Server::start_in_with(tmp, &["--test-clock"]).await;
+    read_all(&server, &secrets).await;
+    assert_eq!(std::fs::read(&key_file).unwrap(), rotated_key);
+    assert!(!server.data_dir.join("root.key.next").exists());
+
+    // The old root.key alone, after the grace period: refused, with what to do.
+    let tmp = server.stop().await;
+    let data = tmp.path().join("data");
+    std::fs::write(data.join("root.key"), &first_key).unwrap();
+    let (status, out) = start_refused(&data, &["--test-clock"], &[]);
+    assert!(!status.success());
+    assert!(
+        out.contains("root key was rotated (it is at generation 2)")
+            && out.contains("Copy root.key from a node that has the current root key"),
+        "{out}"
+    );
+    std::fs::write(data.join("root.key"), &rotated_key).unwrap();
+    let server = Server::start_in_with(tmp, &["--test-clock"]).await;
+    read_all(&server, &secrets).await;
+}
