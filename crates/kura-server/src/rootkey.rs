@@ -555,3 +555,89 @@ impl RootKeeper {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kura_core::Timestamp;
+    use kura_store::SqliteStore;
+    use kura_store::prelude::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "kura-rootkey-{name}-{}-{}",
+            std::process::id(),
+            kura_crypto::random::alnum(8).unwrap()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn root_in(dir: &Path) -> RootKey {
+        let text = std::fs::read_to_string(dir.join(crate::init::ROOT_KEY_FILE)).unwrap();
+        RootKey::from_bytes(&hex::decode(text.trim()).unwrap()).unwrap()
+    }
+
+    /// Two file-sealed nodes on one database: one rotates; a key the other stores under the
+    /// previous root key afterwards is re-wrapped; the other follows; entries expire.
+    #[tokio::test]
+    async fn rotation_rewraps_late_keys_and_the_other_node_follows() {
+        let (dir_a, dir_b) = (temp_dir("a"), temp_dir("b"));
+        let store = SqliteStore::open(&dir_a.join("kura.db")).await.unwrap();
+        let first = RootKey::generate().unwrap();
+        let a = Keyring::new(copy(&first).unwrap());
+        let b = Keyring::new(copy(&first).unwrap());
+        let w = a.new_kek("alias/kura/default", 1).unwrap();
+        store
+            .insert_key("alias/kura/default", 1, &w, Timestamp(0))
+            .await
+            .unwrap();
+        a.load_kek("alias/kura/default", 1, &w).unwrap();
+        b.load_kek("alias/kura/default", 1, &w).unwrap();
+        let keeper_a = RootKeeper::new(Custody::File { dir: dir_a.clone() }, 1);
+        let keeper_b = RootKeeper::new(Custody::File { dir: dir_b.clone() }, 1);
+
+        let done = keeper_a.rotate(&store, &a, 0).await.unwrap();
+        assert_eq!((done.generation, done.keys_rewrapped), (2, 1));
+        let second = root_in(&dir_a);
+        assert!(opens_all(&second, &store.load_keys().await.unwrap()).unwrap());
+        assert!(!opens_all(&first, &store.load_keys().await.unwrap()).unwrap());
+
+        // B, not yet following, stores a key under the first root key; A's next check moves it.
+        let late = b.new_kek("team", 1).unwrap();
+        store
+            .insert_key("team", 1, &late, Timestamp(0))
+            .await
+            .unwrap();
+        keeper_a.follow(&store, &a, 1_000).await.unwrap();
+        assert!(opens_all(&second, &store.load_keys().await.unwrap()).unwrap());
+        assert!(a.has_version("team", 1));
+
+        // B follows the upgrade entry and writes its own root.key.
+        keeper_b.follow(&store, &b, 2_000).await.unwrap();
+        assert_eq!(keeper_b.generation(), 2);
+        assert_eq!(root_in(&dir_b).expose_bytes(), second.expose_bytes());
+        b.with_root(|r| {
+            assert_eq!(r.expose_bytes(), second.expose_bytes());
+            Ok(())
+        })
+        .unwrap();
+
+        // A second rotation from B; after the grace period the entries are gone.
+        assert_eq!(
+            keeper_b.rotate(&store, &b, 3_000).await.unwrap().generation,
+            3
+        );
+        keeper_a.follow(&store, &a, 4_000).await.unwrap();
+        assert_eq!(keeper_a.generation(), 3);
+        assert!(store.get_setting(UPGRADE_SETTING).await.unwrap().is_some());
+        keeper_a
+            .follow(&store, &a, 3_000 + UPGRADE_GRACE_MS)
+            .await
+            .unwrap();
+        assert!(store.get_setting(UPGRADE_SETTING).await.unwrap().is_none());
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir_a);
+        let _ = std::fs::remove_dir_all(&dir_b);
+    }
+}
