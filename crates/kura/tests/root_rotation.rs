@@ -512,3 +512,50 @@ async fn file_seal_recovers_root_key_next_and_refuses_a_stale_root_key_after_the
     let server = Server::start_in_with(tmp, &["--test-clock"]).await;
     read_all(&server, &secrets).await;
 }
+
+/// Two Shamir-sealed nodes: node B is sealed while node A rotates twice; B's next unseal, with
+/// the same shares, opens the current root key (the record is read again, not the one B held).
+#[tokio::test]
+async fn a_sealed_shamir_node_unseals_with_the_same_shares_after_another_node_rotated() {
+    let db = common::postgres::Database::create();
+    let dir = || {
+        tempfile::Builder::new()
+            .prefix("kura-node-")
+            .tempdir()
+            .unwrap()
+    };
+    let seal = ["--seal", "shamir"];
+    let a = Server::start_node(dir(), &db.url, &db.url, &seal).await;
+    let mut b = Server::start_node(dir(), &db.url, &db.url, &seal).await;
+    let (ok, out, err) = operator(&a, &["init", "--shares", "3", "--threshold", "2"], None);
+    assert!(ok, "{err}");
+    let shares: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("Unseal share "))
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(str::to_string)
+        .collect();
+    b.use_credentials(a.credentials());
+    let secrets = create_secrets(&a, 2).await;
+    // B learns of the initialisation (its record is read now) and stays sealed.
+    assert!(status(&b).contains("sealed, 0 of 2 shares given"));
+    rotate(&a, "shamir", 2);
+    rotate(&a, "shamir", 3);
+    for share in &shares[..2] {
+        let (ok, _, err) = operator(&b, &["unseal", share], None);
+        assert!(ok, "{err}");
+    }
+    assert!(
+        status(&b).ends_with("root key generation 3"),
+        "{}",
+        status(&b)
+    );
+    read_all(&b, &secrets).await;
+    let client = b.client().await;
+    put_string(&client, "rot/0", "written-on-b-after-rotation", &token(4)).await;
+    assert_eq!(
+        get_string(&a.client().await, "rot/0").await,
+        "written-on-b-after-rotation"
+    );
+    drop((a, b));
+}
