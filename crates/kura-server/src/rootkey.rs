@@ -311,6 +311,14 @@ impl RootKeeper {
         });
         let upgrades = encode_upgrades(&entries)?;
         let seal_raw = store.get_setting(SEAL_SETTING).await?;
+        let recorded = seal_raw.as_deref().map(seal::decode).transpose()?;
+        let recorded_name = recorded.as_ref().map(|r| r.name()).unwrap_or("file");
+        if recorded_name != self.custody.name() {
+            return Err(Error::invalid_request(format!(
+                "the database records the `{recorded_name}` seal, but this node runs with `{}` (was the seal migrated while it ran?): restart the node, then rotate",
+                self.custody.name()
+            )));
+        }
         let new_seal = match (&self.custody, &seal_raw) {
             (Custody::File { .. }, None) => None,
             (Custody::Shamir { key }, Some(raw)) => {

@@ -55,23 +55,39 @@ impl Service {
         self.root_keeper.get().map(|k| k.generation())
     }
 
+    /// Catches up with a root key rotation another node made, now rather than at the next
+    /// periodic check: for a caller that found a stored key that does not open with this
+    /// node's root key (a key-encryption key written after a rotation elsewhere).
+    pub async fn follow_root(&self) -> Result<()> {
+        match self.root_keeper.get() {
+            Some(keeper) => {
+                keeper
+                    .follow(self.store.as_ref(), &self.keyring, self.clock.now().0)
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Gives the node's root key custody to `Kura.RotateRootKey`, and follows rotations
     /// other nodes make (checked every few seconds: one setting read).
     pub(crate) fn keep_root(self: &Arc<Self>, keeper: Arc<crate::rootkey::RootKeeper>) {
         let _ = self.root_keeper.set(keeper);
         let svc = Arc::downgrade(self);
         tokio::spawn(async move {
+            // The same failure is logged once, not every few seconds.
+            let mut last_failure: Option<String> = None;
             loop {
                 tokio::time::sleep(crate::rootkey::CHECK_INTERVAL).await;
                 let Some(svc) = svc.upgrade() else { return };
-                let Some(keeper) = svc.root_keeper.get() else {
-                    return;
-                };
-                if let Err(e) = keeper
-                    .follow(svc.store.as_ref(), &svc.keyring, svc.clock.now().0)
-                    .await
-                {
-                    tracing::warn!(detail = %e.message, "cannot follow the installation's root key");
+                match svc.follow_root().await {
+                    Ok(()) => last_failure = None,
+                    Err(e) => {
+                        if last_failure.as_deref() != Some(e.message.as_str()) {
+                            tracing::warn!(detail = %e.message, "cannot follow the installation's root key");
+                        }
+                        last_failure = Some(e.message);
+                    }
                 }
             }
         });
