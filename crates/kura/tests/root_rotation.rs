@@ -65,6 +65,38 @@ fn status(server: &Server) -> String {
     out.trim().to_string()
 }
 
+/// `rotate`, off the async threads, so the readers keep reading while it runs; returns how
+/// many reads they made meanwhile.
+async fn rotate_while_reading(
+    server: &Server,
+    readers: &Readers,
+    seal: &str,
+    generation: i64,
+) -> usize {
+    let before = readers.reads.load(Ordering::SeqCst);
+    let endpoint = server.endpoint();
+    let credentials = server.data_dir.join("root-credentials");
+    let seal = seal.to_string();
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new(env!("CARGO_BIN_EXE_kura"))
+            .args(["operator", "rotate-root-key", "--endpoint", &endpoint])
+            .env("AWS_SHARED_CREDENTIALS_FILE", credentials)
+            .output()
+            .expect("run kura operator rotate-root-key");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success()
+                && text.contains(&format!("Rotated the root key: generation {generation}"))
+                && text.contains(&format!("kept by the {seal} seal")),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    })
+    .await
+    .unwrap();
+    readers.reads.load(Ordering::SeqCst) - before
+}
+
 /// `kura operator rotate-root-key`, which must succeed and say what it did.
 fn rotate(server: &Server, seal: &str, generation: i64) {
     let (ok, out, err) = operator(server, &["rotate-root-key"], None);
@@ -188,11 +220,12 @@ async fn rotate_twice_under_reads(
 ) -> Vec<(String, String)> {
     let readers = Readers::start(server, &secrets).await;
     readers.read_on(20).await;
-    rotate(server, seal, 2);
+    let mut during = rotate_while_reading(server, &readers, seal, 2).await;
     readers.read_on(20).await;
-    rotate(server, seal, 3);
+    during += rotate_while_reading(server, &readers, seal, 3).await;
     readers.read_on(20).await;
     readers.finish().await;
+    assert!(during > 0, "no read ran while the root key was rotated");
     assert!(
         status(server).ends_with("root key generation 3"),
         "{}",
@@ -216,7 +249,7 @@ async fn rotate_twice_under_reads(
     secrets
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_seal_rotates_under_reads_and_an_old_root_key_file_catches_up() {
     let server = Server::start().await;
     let key_file = server.data_dir.join("root.key");
@@ -297,7 +330,7 @@ async fn file_seal_rotates_under_reads_and_an_old_root_key_file_catches_up() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shamir_rotates_under_reads_and_the_same_shares_unseal() {
     let server = Server::start_with(&["--seal", "shamir"]).await;
     let (ok, out, err) = operator(
@@ -340,7 +373,7 @@ async fn shamir_rotates_under_reads_and_the_same_shares_unseal() {
     assert_eq!(get_string(&client, "rot/1").await, "written-after-restart");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pkcs11_rotates_under_reads_and_restarts_with_the_hsm_key() {
     let Some(token) = Token::new("kura-rootrot") else {
         return;
@@ -364,7 +397,7 @@ async fn pkcs11_rotates_under_reads_and_restarts_with_the_hsm_key() {
 
 /// Two file-sealed nodes on one PostgreSQL database: node A rotates while node B serves
 /// reads; B follows (and rewrites its own root.key), writes on B work, and B restarts.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_node_follows_a_rotation_made_on_another() {
     let db = common::postgres::Database::create();
     let dir = |key: Option<&std::path::Path>| {
@@ -392,10 +425,11 @@ async fn a_cluster_node_follows_a_rotation_made_on_another() {
 
     let readers = Readers::start(&b, &secrets).await;
     readers.read_on(20).await;
-    rotate(&a, "file", 2);
+    let mut during = rotate_while_reading(&a, &readers, "file", 2).await;
     readers.read_on(20).await;
-    rotate(&a, "file", 3);
+    during += rotate_while_reading(&a, &readers, "file", 3).await;
     readers.read_on(20).await;
+    assert!(during > 0, "no read ran on B while A rotated");
     // B catches up within a few seconds (it checks the generation every 2 s).
     let mut followed = false;
     for _ in 0..100 {
