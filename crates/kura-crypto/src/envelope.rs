@@ -99,6 +99,30 @@ impl RootKey {
     pub fn expose_bytes(&self) -> &[u8; KEY_LEN] {
         &self.bytes
     }
+
+    /// `next` (the root key of `generation`) sealed under this one, its predecessor: the
+    /// upgrade entry a node still holding this key follows after a root key rotation. The
+    /// generation is bound as associated data, so an entry cannot pass for another.
+    pub fn wrap_successor(&self, next: &RootKey, generation: i64) -> Result<Vec<u8>> {
+        seal(
+            &self.key,
+            &successor_aad(generation),
+            next.expose_bytes().as_slice(),
+        )
+    }
+
+    /// The root key of `generation` from its upgrade entry; `None` when this key is not its
+    /// predecessor (or the entry was altered).
+    pub fn open_successor(&self, wrapped: &[u8], generation: i64) -> Result<Option<RootKey>> {
+        match open(&self.key, &successor_aad(generation), wrapped) {
+            Ok(bytes) => RootKey::from_bytes(&bytes).map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+fn successor_aad(generation: i64) -> Vec<u8> {
+    format!("kura/root-upgrade/{generation}").into_bytes()
 }
 
 impl fmt::Debug for RootKey {
@@ -210,10 +234,16 @@ impl Keyring {
         seal(&new_root.key, &aad, material.as_slice())
     }
 
-    /// Makes `root` the key new key-encryption keys are wrapped by (after a root key rotation).
-    pub fn replace_root(&self, root: RootKey) -> Result<()> {
-        self.inner.write().map_err(|_| poisoned())?.root = root;
-        Ok(())
+    /// Makes `root` the key new key-encryption keys are wrapped by (after a root key rotation);
+    /// returns the one it replaces.
+    pub fn replace_root(&self, root: RootKey) -> Result<RootKey> {
+        let mut inner = self.inner.write().map_err(|_| poisoned())?;
+        Ok(std::mem::replace(&mut inner.root, root))
+    }
+
+    /// Runs `f` with the root key (root key rotation wraps the next one under it).
+    pub fn with_root<T>(&self, f: impl FnOnce(&RootKey) -> Result<T>) -> Result<T> {
+        f(&self.read()?.root)
     }
 
     pub fn has_key(&self, name: &str) -> bool {
@@ -398,5 +428,16 @@ mod tests {
         let p = k.open(name, 2, b"ctx", &s.ciphertext, &wrapped).unwrap();
         assert_eq!(p.as_slice(), b"v");
         assert!(k.open(name, 1, b"ctx", &s.ciphertext, &wrapped).is_err());
+    }
+
+    #[test]
+    fn an_upgrade_entry_opens_with_the_previous_root_only_for_its_generation() {
+        let old = RootKey::generate().unwrap();
+        let next = RootKey::generate().unwrap();
+        let entry = old.wrap_successor(&next, 3).unwrap();
+        let opened = old.open_successor(&entry, 3).unwrap().unwrap();
+        assert_eq!(opened.expose_bytes(), next.expose_bytes());
+        assert!(old.open_successor(&entry, 4).unwrap().is_none());
+        assert!(next.open_successor(&entry, 3).unwrap().is_none());
     }
 }

@@ -3,6 +3,7 @@
 pub mod http;
 pub mod init;
 pub mod node;
+pub mod rootkey;
 pub mod seal;
 pub mod service;
 

@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use zeroize::Zeroizing;
 
 use crate::init::{self, Prepared, RootOrigin};
+use crate::rootkey::{self, Custody, RootKeeper};
 use crate::seal::{self, SealChoice, SealRecord};
 use crate::service::Service;
 
@@ -73,6 +74,9 @@ pub struct SealStatus {
     pub shares: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<u8>,
+    /// The root key generation an unsealed node holds (1 until the first rotation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root_key_generation: Option<i64>,
 }
 
 /// The answer to `kura operator init`: the shares, shown once.
@@ -135,14 +139,21 @@ impl Node {
                     RootOrigin::NewFile
                 };
                 let root = init::load_or_create_root_key(dir, fresh)?;
-                node.bring_up(root, origin, None).await?;
+                let root = rootkey::file_root_at_start(store.as_ref(), dir, root).await?;
+                let custody = Custody::File { dir: dir.clone() };
+                node.bring_up(root, origin, None, custody).await?;
                 *node.phase.lock().await = Phase::Unsealed { record: None };
             }
             SealChoice::Pkcs11(hsm) => {
                 let root = seal::open_pkcs11(store.as_ref(), &hsm, recorded, fresh).await?;
                 let record = seal::load(store.as_ref()).await?;
-                node.bring_up(root, RootOrigin::Seal, record.as_ref())
-                    .await?;
+                node.bring_up(
+                    root,
+                    RootOrigin::Seal,
+                    record.as_ref(),
+                    Custody::Pkcs11 { hsm },
+                )
+                .await?;
                 *node.phase.lock().await = Phase::Unsealed { record };
             }
             SealChoice::Shamir => {
@@ -183,8 +194,10 @@ impl Node {
         root: RootKey,
         origin: RootOrigin,
         record: Option<&SealRecord>,
+        custody: Custody,
     ) -> Result<()> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let generation = rootkey::read_generation(self.prepared.store.as_ref()).await?;
         let opts = &self.options;
         let mut service = init::finish(&self.prepared, root, origin, &opts.region, clock).await?;
         if opts.test_clock {
@@ -206,6 +219,7 @@ impl Node {
         }
         let service = Arc::new(service);
         service.follow_identity_changes();
+        service.keep_root(Arc::new(RootKeeper::new(custody, generation)));
         let jobs = tokio::spawn(service.clone().run_jobs());
         let live = Arc::new(Live {
             service,
@@ -240,7 +254,12 @@ impl Node {
         else {
             return;
         };
-        let record = record.clone();
+        // A root key rotation since the unseal changed the record: the next unseal opens the
+        // current one.
+        let record = match seal::load(self.prepared.store.as_ref()).await {
+            Ok(Some(fresh @ SealRecord::Shamir { .. })) => fresh,
+            _ => record.clone(),
+        };
         let live = self.live.write().ok().and_then(|mut l| l.take());
         *phase = Phase::Sealed {
             record,
@@ -253,7 +272,9 @@ impl Node {
     pub async fn status(&self) -> SealStatus {
         let mut phase = self.phase.lock().await;
         self.notice_initialisation(&mut phase).await;
-        status_of(&phase)
+        let mut status = status_of(&phase);
+        status.root_key_generation = self.live().and_then(|l| l.service.root_key_generation());
+        status
     }
 
     /// While uninitialised, another node of the cluster may have initialised the database.
@@ -276,7 +297,7 @@ impl Node {
             return Err(seal::already_initialised());
         }
         let store = self.prepared.store.clone();
-        let (root, parts) = match seal::init_shamir(store.as_ref(), shares, threshold).await {
+        let (root, key, parts) = match seal::init_shamir(store.as_ref(), shares, threshold).await {
             Ok(made) => made,
             Err(e) => {
                 drop(phase);
@@ -285,8 +306,13 @@ impl Node {
             }
         };
         let record = seal::load(store.as_ref()).await?;
-        self.bring_up(root, RootOrigin::Seal, record.as_ref())
-            .await?;
+        self.bring_up(
+            root,
+            RootOrigin::Seal,
+            record.as_ref(),
+            Custody::Shamir { key },
+        )
+        .await?;
         *phase = Phase::Unsealed { record };
         drop(phase);
         tracing::info!(
@@ -346,16 +372,30 @@ impl Node {
         if given.len() < usize::from(*threshold) {
             return Ok(status_of(&phase));
         }
-        let opened = seal::open_shamir(record, given);
-        let record = record.clone();
+        // The record as stored now: another node may have rotated the root key since this
+        // one sealed (the shares stay the same).
+        let current = match seal::load(self.prepared.store.as_ref()).await {
+            Ok(Some(fresh @ SealRecord::Shamir { .. })) => fresh,
+            _ => record.clone(),
+        };
+        let opened = seal::open_shamir_key(&current, given);
         given.clear();
-        let root = opened?;
-        self.bring_up(root, RootOrigin::Seal, Some(&record)).await?;
+        let (root, key) = opened?;
+        self.bring_up(
+            root,
+            RootOrigin::Seal,
+            Some(&current),
+            Custody::Shamir { key },
+        )
+        .await?;
+        let record = current;
         *phase = Phase::Unsealed {
             record: Some(record),
         };
         tracing::info!("kura is unsealed");
-        Ok(status_of(&phase))
+        let mut status = status_of(&phase);
+        status.root_key_generation = self.live().and_then(|l| l.service.root_key_generation());
+        Ok(status)
     }
 
     /// Stops serving and closes the database (shutdown).
@@ -375,6 +415,7 @@ fn status_of(phase: &Phase) -> SealStatus {
             threshold: None,
             shares: None,
             progress: None,
+            root_key_generation: None,
         },
         Phase::Sealed { record, given } => {
             let (threshold, shares) = match record {
@@ -390,6 +431,7 @@ fn status_of(phase: &Phase) -> SealStatus {
                 threshold,
                 shares,
                 progress: Some(given.len() as u8),
+                root_key_generation: None,
             }
         }
         Phase::Unsealed { record } => SealStatus {
@@ -405,6 +447,7 @@ fn status_of(phase: &Phase) -> SealStatus {
                 _ => None,
             },
             progress: None,
+            root_key_generation: None,
         },
     }
 }

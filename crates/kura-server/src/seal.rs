@@ -10,8 +10,9 @@ pub use kura_core::Result;
 use kura_crypto::RootKey;
 pub use kura_crypto::pkcs11::HsmConfig;
 use kura_crypto::pkcs11::HsmSeal;
+pub use kura_crypto::seal::SealKey;
+use kura_crypto::seal::shamir;
 pub use kura_crypto::seal::shamir::Share;
-use kura_crypto::seal::{SealKey, shamir};
 use kura_store::Store;
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +61,17 @@ impl SealRecord {
             SealRecord::Shamir { .. } => "shamir",
             SealRecord::Pkcs11 { .. } => "pkcs11",
         }
+    }
+
+    /// The same record holding another wrapped root key (after a root key rotation).
+    pub fn with_wrapped_root(&self, wrapped: &[u8]) -> SealRecord {
+        let mut next = self.clone();
+        match &mut next {
+            SealRecord::Shamir { wrapped_root, .. } | SealRecord::Pkcs11 { wrapped_root, .. } => {
+                *wrapped_root = B64.encode(wrapped)
+            }
+        }
+        next
     }
 
     fn wrapped_root(&self) -> Result<Vec<u8>> {
@@ -113,7 +125,7 @@ pub async fn init_shamir(
     store: &dyn Store,
     shares: u8,
     threshold: u8,
-) -> Result<(RootKey, Vec<shamir::Share>)> {
+) -> Result<(RootKey, SealKey, Vec<shamir::Share>)> {
     shamir::check_counts(shares, threshold)?;
     let root = RootKey::generate()?;
     let key = SealKey::generate()?;
@@ -127,7 +139,7 @@ pub async fn init_shamir(
     if record(store, &ours).await? != ours {
         return Err(already_initialised());
     }
-    Ok((root, parts))
+    Ok((root, key, parts))
 }
 
 pub fn already_initialised() -> Error {
@@ -138,15 +150,58 @@ pub fn already_initialised() -> Error {
 
 /// The root key from `threshold` shares, or why not.
 pub fn open_shamir(record: &SealRecord, given: &[shamir::Share]) -> Result<RootKey> {
+    open_shamir_key(record, given).map(|(root, _)| root)
+}
+
+/// The root key and the seal key the shares rebuild: an unsealed node keeps the seal key, so
+/// a root key rotation can wrap the new root key for the same shares.
+pub fn open_shamir_key(record: &SealRecord, given: &[shamir::Share]) -> Result<(RootKey, SealKey)> {
     let SealRecord::Shamir { threshold, .. } = record else {
         return Err(Error::internal("not a Shamir seal"));
     };
     let key = shamir::combine(given, *threshold)?;
-    key.unwrap_root(&record.wrapped_root()?)?.ok_or_else(|| {
+    let root = key.unwrap_root(&record.wrapped_root()?)?.ok_or_else(|| {
         Error::invalid_parameter(
             "These shares do not open kura's root key, though each is one of its shares; start over with `kura operator unseal --reset`.",
         )
+    })?;
+    Ok((root, key))
+}
+
+/// The root key the record holds, opened with a seal key kept in memory (after another node
+/// rotated the root key); `None` if it does not open.
+pub fn reopen_shamir(record: &SealRecord, key: &SealKey) -> Result<Option<RootKey>> {
+    key.unwrap_root(&record.wrapped_root()?)
+}
+
+/// `root` wrapped by the HSM's key, off the async threads.
+pub async fn hsm_wrap(hsm: &HsmConfig, root: &RootKey) -> Result<Vec<u8>> {
+    let cfg = hsm.clone();
+    let bytes = zeroize::Zeroizing::new(root.expose_bytes().to_vec());
+    blocking(move || {
+        let hsm = HsmSeal::open(&cfg, false)?;
+        hsm.wrap_root(&RootKey::from_bytes(&bytes)?)
     })
+    .await
+}
+
+/// The root key a pkcs11 record holds, unwrapped by the HSM; `None` if it does not open.
+pub async fn hsm_unwrap(hsm: &HsmConfig, record: &SealRecord) -> Result<Option<RootKey>> {
+    let cfg = hsm.clone();
+    let wrapped = record.wrapped_root()?;
+    blocking(move || HsmSeal::open(&cfg, false)?.unwrap_root(&wrapped)).await
+}
+
+/// The record as stored.
+pub fn encode(record: &SealRecord) -> Result<Vec<u8>> {
+    serde_json::to_vec(record)
+        .map_err(|e| Error::internal(format!("encoding the seal record: {e}")))
+}
+
+/// A stored record.
+pub fn decode(bytes: &[u8]) -> Result<SealRecord> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::internal(format!("the database's seal record is damaged: {e}")))
 }
 
 /// Whether `share` is one of the installation's shares (by its digest).

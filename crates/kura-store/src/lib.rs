@@ -180,6 +180,23 @@ impl<S: SecretStore + ?Sized> ModifyReturning for S {
 
 pub type Mutation<'a> = dyn FnMut(&mut SecretState) -> Result<()> + Send + 'a;
 
+/// One row of `keys` as a root key rotation found it (`old`) and re-wrapped it (`new`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRewrap {
+    pub name: String,
+    pub version: i64,
+    pub old: Vec<u8>,
+    pub new: Vec<u8>,
+}
+
+/// A compare-and-set of one setting, as [`SettingsStore::replace_setting`] takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct SettingSwap<'a> {
+    pub key: &'a str,
+    pub expected: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+}
+
 /// Settings and the keyring's wrapped keys.
 #[async_trait]
 pub trait SettingsStore: Send + Sync + 'static {
@@ -195,6 +212,12 @@ pub trait SettingsStore: Send + Sync + 'static {
         value: Option<&[u8]>,
     ) -> Result<bool>;
     async fn load_keys(&self) -> Result<Vec<(String, i64, Vec<u8>)>>;
+    /// Root key rotation, in one transaction: every row of `keys` gets its `new` wrapping and
+    /// every swap is applied, only if `keys` holds exactly the rows `keys` lists (same names,
+    /// versions and `old` wrappings: no key added, removed or re-wrapped meanwhile, by this
+    /// node or another) and every swap's setting is still `expected`. Otherwise nothing
+    /// changes and it returns false, for the caller to read again and retry.
+    async fn rewrap_keys(&self, keys: &[KeyRewrap], swaps: &[SettingSwap<'_>]) -> Result<bool>;
     async fn insert_key(
         &self,
         name: &str,

@@ -24,9 +24,9 @@ use crate::rows::*;
 use crate::sql::audit_log::Committable;
 use crate::sql::{self, Args, Conn, Stmt};
 use crate::{
-    AccessKeyRecord, AuditQuery, AuditRecord, ListPage, ListQuery, Mutation,
-    NotificationTargetRecord, OutboxItem, RotationFunctionRecord, StoredVersion, UserRecord,
-    VersionSelector,
+    AccessKeyRecord, AuditQuery, AuditRecord, KeyRewrap, ListPage, ListQuery, Mutation,
+    NotificationTargetRecord, OutboxItem, RotationFunctionRecord, SettingSwap, StoredVersion,
+    UserRecord, VersionSelector,
 };
 
 /// Versioned migrations, applied in order, each in its own transaction. Embedded in the binary
@@ -345,6 +345,17 @@ impl SettingsStore for SqliteStore {
 
     async fn load_keys(&self) -> Result<Vec<(String, i64, Vec<u8>)>> {
         sql::settings::load_keys(&mut *self.read().await?).await
+    }
+
+    async fn rewrap_keys(&self, keys: &[KeyRewrap], swaps: &[SettingSwap<'_>]) -> Result<bool> {
+        // BEGIN IMMEDIATE: no other writer (a key inserted by this process or another) until
+        // the commit.
+        let (_writer, mut tx) = self.begin_write().await?;
+        if !sql::settings::rewrap_keys(&mut *tx, keys, swaps).await? {
+            return Ok(false);
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
     }
 
     async fn insert_key(

@@ -19,9 +19,9 @@ use kura_core::names::SecretRef;
 use kura_core::{ManualClock, Timestamp};
 use kura_store::prelude::*;
 use kura_store::{
-    AccessKeyRecord, AuditChain, AuditDraft, AuditQuery, AuditRecord, AuditSlot, Cursor, ListQuery,
-    NO_AUDIT, NotificationTargetRecord, PgStore, SortKey, SqliteStore, Store, UserRecord,
-    VersionSelector,
+    AccessKeyRecord, AuditChain, AuditDraft, AuditQuery, AuditRecord, AuditSlot, Cursor, KeyRewrap,
+    ListQuery, NO_AUDIT, NotificationTargetRecord, PgStore, SettingSwap, SortKey, SqliteStore,
+    Store, UserRecord, VersionSelector,
 };
 
 const T0: Timestamp = Timestamp(1_800_000_000_000);
@@ -1507,6 +1507,70 @@ async fn settings(store: &dyn Store) {
             ("secrets".to_string(), 1, b"w1".to_vec()),
             ("secrets".to_string(), 2, b"w2".to_vec()),
         ]
+    );
+
+    // Root key rotation: every key re-wrapped and the settings swapped in one transaction,
+    // refused whole when the keys are not the ones the rotation saw.
+    let rewrap = |name: &str, version: i64, old: &[u8], new: &[u8]| KeyRewrap {
+        name: name.into(),
+        version,
+        old: old.to_vec(),
+        new: new.to_vec(),
+    };
+    let all = [
+        rewrap("audit", 1, b"a1", b"A1"),
+        rewrap("secrets", 1, b"w1", b"W1"),
+        rewrap("secrets", 2, b"w2", b"W2"),
+    ];
+    let generation = SettingSwap {
+        key: "root-generation",
+        expected: None,
+        value: Some(b"2"),
+    };
+    let before = store.load_keys().await.unwrap();
+    // A key missing from the list (added by another node meanwhile): nothing changes.
+    assert!(!store.rewrap_keys(&all[..2], &[generation]).await.unwrap());
+    // A key whose stored wrapping is not the one seen.
+    let mut stale = all.clone();
+    stale[0].old = b"a0".to_vec();
+    assert!(!store.rewrap_keys(&stale, &[generation]).await.unwrap());
+    // A setting that moved.
+    let moved = SettingSwap {
+        expected: Some(b"1"),
+        ..generation
+    };
+    assert!(!store.rewrap_keys(&all, &[moved]).await.unwrap());
+    assert_eq!(store.load_keys().await.unwrap(), before);
+    assert!(
+        store
+            .get_setting("root-generation")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Two rotations from the same state: exactly one wins.
+    let other = [
+        rewrap("audit", 1, b"a1", b"B1"),
+        rewrap("secrets", 1, b"w1", b"X1"),
+        rewrap("secrets", 2, b"w2", b"X2"),
+    ];
+    let swaps = [generation];
+    let (x, y) = tokio::join!(
+        store.rewrap_keys(&all, &swaps),
+        store.rewrap_keys(&other, &swaps)
+    );
+    assert!(x.unwrap() ^ y.unwrap(), "exactly one rotation wins");
+    let after = store.load_keys().await.unwrap();
+    let won = if after[0].2 == b"A1" { &all } else { &other };
+    assert_eq!(
+        after,
+        won.iter()
+            .map(|k| (k.name.clone(), k.version, k.new.clone()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        store.get_setting("root-generation").await.unwrap(),
+        Some(b"2".to_vec())
     );
 }
 

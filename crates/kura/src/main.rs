@@ -318,6 +318,16 @@ enum OperatorCommand {
         #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
         region: String,
     },
+    /// Rotate the root key on the running server: a new root key wraps every key-encryption
+    /// key, kept by the server's seal (same shares, same HSM key; the file seal rewrites
+    /// root.key). Reads and writes go on; other nodes of a cluster follow. Root only.
+    RotateRootKey {
+        /// AWS shared-credentials file of the root user (default: as `kura api`).
+        #[arg(long)]
+        credentials: Option<PathBuf>,
+        #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+        region: String,
+    },
     /// Seal the server: it forgets its keys and answers nothing until unsealed. Root only.
     Seal {
         /// AWS shared-credentials file of the root user (default: as `kura api`).
@@ -569,6 +579,12 @@ fn main() -> ExitCode {
                     } => {
                         operator::set_root_enabled(&endpoint, credentials.as_deref(), &region, true)
                             .await
+                    }
+                    OperatorCommand::RotateRootKey {
+                        credentials,
+                        region,
+                    } => {
+                        operator::rotate_root_key(&endpoint, credentials.as_deref(), &region).await
                     }
                     OperatorCommand::MigrateSeal {
                         data_dir,

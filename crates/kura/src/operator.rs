@@ -47,7 +47,10 @@ fn describe(s: &serde_json::Value) -> String {
         );
     }
     if !s["Sealed"].as_bool().unwrap_or(true) {
-        return format!("seal {kind}: unsealed, serving");
+        return match s["RootKeyGeneration"].as_i64() {
+            Some(g) => format!("seal {kind}: unsealed, serving; root key generation {g}"),
+            None => format!("seal {kind}: unsealed, serving"),
+        };
     }
     match (s["Progress"].as_u64(), s["Threshold"].as_u64()) {
         (Some(p), Some(t)) => format!(
@@ -125,6 +128,38 @@ pub async fn seal(endpoint: &str, credentials: Option<&Path>, region: &str) -> R
     println!(
         "kura is sealed: it answers no request until `kura operator unseal` is given enough shares"
     );
+    Ok(())
+}
+
+pub async fn rotate_root_key(
+    endpoint: &str,
+    credentials: Option<&Path>,
+    region: &str,
+) -> Result<(), String> {
+    let answer = api::call(
+        endpoint,
+        credentials,
+        region,
+        "Kura.RotateRootKey",
+        "{}".into(),
+    )
+    .await?;
+    let seal = answer["SealType"].as_str().unwrap_or("?");
+    let keys = answer["KeysRewrapped"].as_i64().unwrap_or(0);
+    let generation = answer["RootKeyGeneration"].as_i64().unwrap_or(0);
+    println!(
+        "Rotated the root key: generation {generation}, {keys} key-encryption key(s) re-wrapped, kept by the {seal} seal."
+    );
+    let after = match seal {
+        "file" => {
+            "root.key in the server's data directory holds the new key now: replace your backup of it. Other nodes of a cluster follow within seconds and rewrite their own root.key."
+        }
+        "shamir" => {
+            "The same unseal shares open it. Other nodes of a cluster follow within seconds."
+        }
+        _ => "Other nodes of a cluster follow within seconds.",
+    };
+    println!("{after}");
     Ok(())
 }
 

@@ -226,7 +226,10 @@ async fn shamir_init_unseal_seal_and_restart() {
                 "{out}"
             );
         } else {
-            assert_eq!(out.trim(), "seal shamir: unsealed, serving");
+            assert_eq!(
+                out.trim(),
+                "seal shamir: unsealed, serving; root key generation 1"
+            );
         }
     }
     assert_eq!(
@@ -308,7 +311,10 @@ async fn pkcs11_unseals_itself_with_a_key_in_softhsm() {
         .tempdir()
         .unwrap();
     let server = Server::start_in_with_env(tmp, &args, &env).await;
-    assert_eq!(status(&server), "seal pkcs11: unsealed, serving");
+    assert_eq!(
+        status(&server),
+        "seal pkcs11: unsealed, serving; root key generation 1"
+    );
     assert!(
         !server.data_dir.join("root.key").exists(),
         "the root key is wrapped by the HSM, not kept in a file"
@@ -504,7 +510,10 @@ async fn migrate_seal_moves_between_file_shamir_and_pkcs11() {
     assert!(ok, "{out}");
     let server_args: Vec<&str> = args.iter().map(String::as_str).collect();
     let server = Server::start_in_with_env(tmp, &server_args, &env).await;
-    assert_eq!(status(&server), "seal pkcs11: unsealed, serving");
+    assert_eq!(
+        status(&server),
+        "seal pkcs11: unsealed, serving; root key generation 1"
+    );
     let tmp = read(server).await;
 
     // pkcs11 → file: root.key comes back; a plain start serves.

@@ -90,6 +90,8 @@ pub struct Service {
     pub(crate) seal_requests: std::sync::OnceLock<Arc<tokio::sync::Notify>>,
     /// `kura operator generate-root` challenges waiting for their answer.
     pub(crate) root_challenges: root::RootChallenges,
+    /// How this node keeps its root key, for `Kura.RotateRootKey` (set by the node).
+    pub(crate) root_keeper: std::sync::OnceLock<Arc<crate::rootkey::RootKeeper>>,
 }
 
 /// A secret value in the clear (zeroizing, never in `Debug`); it lives in kura-crypto so the
@@ -153,6 +155,7 @@ impl Service {
             node_id: String::new(),
             seal_requests: std::sync::OnceLock::new(),
             root_challenges: root::RootChallenges::default(),
+            root_keeper: std::sync::OnceLock::new(),
         }
     }
 

@@ -99,6 +99,7 @@ macro_rules! with_operations {
             Kura Seal(Empty) -> Empty = seal_node;
             Kura DisableRoot(Empty) -> Empty = disable_root;
             Kura EnableRoot(Empty) -> Empty = enable_root;
+            Kura RotateRootKey(Empty) -> RotateRootKeyResponse = rotate_root_key;
             Sts StsGetCallerIdentity(Empty) -> GetCallerIdentityResponse = get_caller_identity;
         }
     };
@@ -238,6 +239,7 @@ macro_rules! no_target {
 }
 no_target!(
     Empty,
+    RotateRootKeyResponse,
     SecretListPage,
     GetRandomPasswordResponse,
     BatchGetSecretValueResponse,

@@ -323,6 +323,14 @@ pub struct UntagResourceRequest {
 #[derive(Debug)]
 pub struct Empty {}
 
+/// What `Kura.RotateRootKey` did.
+#[derive(Debug)]
+pub struct RotateRootKeyResponse {
+    pub seal_type: String,
+    pub keys_rewrapped: i64,
+    pub root_key_generation: i64,
+}
+
 #[derive(Debug)]
 pub struct BatchGetSecretValueRequest {
     pub secret_id_list: Option<Vec<String>>,

@@ -28,9 +28,9 @@ use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres};
 use crate::audit::{AuditChain, AuditSlot, Changed};
 use crate::prelude::*;
 use crate::{
-    AccessKeyRecord, AuditQuery, AuditRecord, CursorValue, ListPage, ListQuery, Mutation,
-    NotificationTargetRecord, OutboxItem, RotationFunctionRecord, SortKey, StoredVersion,
-    UserRecord, VersionSelector,
+    AccessKeyRecord, AuditQuery, AuditRecord, CursorValue, KeyRewrap, ListPage, ListQuery,
+    Mutation, NotificationTargetRecord, OutboxItem, RotationFunctionRecord, SettingSwap, SortKey,
+    StoredVersion, UserRecord, VersionSelector,
 };
 
 /// Versioned migrations, applied in order. PostgreSQL starts from the SQLite schema's final
@@ -443,6 +443,21 @@ impl SettingsStore for PgStore {
 
     async fn load_keys(&self) -> Result<Vec<(String, i64, Vec<u8>)>> {
         sql::settings::load_keys(&mut *self.read().await?).await
+    }
+
+    async fn rewrap_keys(&self, keys: &[KeyRewrap], swaps: &[SettingSwap<'_>]) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        // Another node's INSERT into keys waits until this commits (reads do not): the rows
+        // compared below are then all the rows there are.
+        sqlx::query("LOCK TABLE keys IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if !sql::settings::rewrap_keys(&mut *tx, keys, swaps).await? {
+            return Ok(false);
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
     }
 
     async fn insert_key(

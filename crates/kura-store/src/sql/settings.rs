@@ -74,6 +74,45 @@ pub(crate) async fn load_keys<C: Conn>(conn: &mut C) -> Result<Vec<(String, i64,
         .collect()
 }
 
+/// The body of [`crate::SettingsStore::rewrap_keys`], inside the caller's write transaction
+/// (which must keep other writers from adding keys until it ends). Whether it changed
+/// everything; on false the caller rolls back.
+pub(crate) async fn rewrap_keys<C: Conn>(
+    tx: &mut C,
+    keys: &[crate::KeyRewrap],
+    swaps: &[crate::SettingSwap<'_>],
+) -> Result<bool> {
+    let mut stored = load_keys(tx).await?;
+    let mut expected: Vec<(String, i64, Vec<u8>)> = keys
+        .iter()
+        .map(|k| (k.name.clone(), k.version, k.old.clone()))
+        .collect();
+    stored.sort();
+    expected.sort();
+    if stored != expected {
+        return Ok(false);
+    }
+    for k in keys {
+        let changed =
+            stmt("UPDATE keys SET wrapped = $3 WHERE name = $1 AND version = $2 AND wrapped = $4")
+                .bind(&k.name)
+                .bind(k.version)
+                .bind(&k.new)
+                .bind(&k.old)
+                .execute(tx)
+                .await?;
+        if changed != 1 {
+            return Ok(false);
+        }
+    }
+    for s in swaps {
+        if !replace_setting(tx, s.key, s.expected, s.value).await? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 pub(crate) async fn insert_key<C: Conn>(
     conn: &mut C,
     name: &str,

@@ -161,6 +161,7 @@ SecretVersionResponse { arn, name, version_id, version_stages };
     Empty {};
     ApiErrorEntry { secret_id, error_code, message };
     ClockResponse { time };
+    RotateRootKeyResponse { seal_type, keys_rewrapped, root_key_generation };
     GetResourcePolicyResponse { arn, name, resource_policy };
     ValidationErrorEntry { check_name, error_message };
     ValidateResourcePolicyResponse { policy_validation_passed, validation_errors };

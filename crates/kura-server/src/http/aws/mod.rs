@@ -165,6 +165,7 @@ encode_as_converted!(
     DeleteSecretResponse,
     GetRandomPasswordResponse,
     Empty,
+    RotateRootKeyResponse,
     ClockResponse,
     GetResourcePolicyResponse,
     ValidateResourcePolicyResponse,

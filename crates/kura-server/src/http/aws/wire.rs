@@ -411,6 +411,14 @@ pub struct UntagResourceRequest {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Empty {}
 
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RotateRootKeyResponse {
+    pub seal_type: String,
+    pub keys_rewrapped: i64,
+    pub root_key_generation: i64,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct BatchGetSecretValueRequest {
