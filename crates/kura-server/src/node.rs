@@ -293,8 +293,16 @@ impl Node {
     pub async fn init(self: &Arc<Self>, shares: u8, threshold: u8) -> Result<Initialised> {
         let mut phase = self.phase.lock().await;
         self.notice_initialisation(&mut phase).await;
-        if !matches!(*phase, Phase::Uninitialised) {
-            return Err(seal::already_initialised());
+        match &*phase {
+            Phase::Uninitialised => {}
+            // File and HSM installations initialise themselves when they first start.
+            Phase::Unsealed { record } if !matches!(record, Some(SealRecord::Shamir { .. })) => {
+                let name = record.as_ref().map(SealRecord::name).unwrap_or("file");
+                return Err(Error::invalid_request(format!(
+                    "kura is sealed with `{name}` and initialised itself when it first started: `kura operator init` is only for a new installation started with --seal shamir (to move to Shamir shares, use `kura operator migrate-seal --to shamir`)."
+                )));
+            }
+            _ => return Err(seal::already_initialised()),
         }
         let store = self.prepared.store.clone();
         let (root, key, parts) = match seal::init_shamir(store.as_ref(), shares, threshold).await {

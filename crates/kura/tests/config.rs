@@ -369,7 +369,10 @@ async fn a_server_serves_tls_with_the_files_its_configuration_names() {
     let status = ["operator", "status", "--endpoint", endpoint.as_str()];
     let (code, out, err) = kura(&status, &[("AWS_CA_BUNDLE", ca_file.to_str().unwrap())]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out.trim(), "seal file: unsealed, serving; root key generation 1");
+    assert_eq!(
+        out.trim(),
+        "seal file: unsealed, serving; root key generation 1"
+    );
     let (code, _, err) = kura(&status, &[]);
     assert_eq!(
         code, 1,
@@ -553,7 +556,10 @@ async fn the_production_set_up_runs_on_deploy_kura_toml() {
         kura_ok(&["operator", "unseal"], &env, &format!("{share}\n"));
     }
     let out = kura_ok(&["operator", "status"], &env, "");
-    assert_eq!(out.trim(), "seal shamir: unsealed, serving; root key generation 1");
+    assert_eq!(
+        out.trim(),
+        "seal shamir: unsealed, serving; root key generation 1"
+    );
     let client = server.client().await;
     assert_eq!(
         common::get_string(&client, "prod/db").await,

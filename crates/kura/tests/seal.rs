@@ -295,6 +295,13 @@ async fn a_file_sealed_installation_refuses_another_seal_and_cannot_be_sealed() 
         .raw("ListSecrets", "{}", SignMode::Root)
         .await
         .assert_ok();
+    // `init` is for Shamir's new installations; this one says what it is instead.
+    let (ok, _, err) = operator(&server, &["init"], None);
+    assert!(
+        !ok && err.contains("sealed with `file` and initialised itself")
+            && err.contains("migrate-seal --to shamir"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
