@@ -200,9 +200,11 @@ async fn copy_postgres(
             .identity
             .map(|c| format!(" ORDER BY {c}"))
             .unwrap_or_default();
-        // A cursor: a large audit trail is read in batches, not loaded whole.
+        // A cursor: a large audit trail is read in batches, not loaded whole. One per table:
+        // a prepared FETCH keeps the row shape of the cursor it was first prepared for.
+        let cursor = format!("backup_{}", table.name);
         sqlx::query(AssertSqlSafe(format!(
-            "DECLARE backup_rows NO SCROLL CURSOR FOR SELECT {} FROM {}{order}",
+            "DECLARE {cursor} NO SCROLL CURSOR FOR SELECT {} FROM {}{order}",
             select.join(", "),
             table.name
         )))
@@ -218,7 +220,7 @@ async fn copy_postgres(
         );
         let mut done = 0u64;
         loop {
-            let rows = sqlx::query("FETCH 1000 FROM backup_rows")
+            let rows = sqlx::query(AssertSqlSafe(format!("FETCH 1000 FROM {cursor}")))
                 .fetch_all(&mut *pg)
                 .await
                 .map_err(|e| pg_err(table.name, e))?;
@@ -250,7 +252,7 @@ async fn copy_postgres(
             done += rows.len() as u64;
             report(done);
         }
-        sqlx::query("CLOSE backup_rows")
+        sqlx::query(AssertSqlSafe(format!("CLOSE {cursor}")))
             .execute(&mut *pg)
             .await
             .map_err(|e| pg_err(table.name, e))?;
