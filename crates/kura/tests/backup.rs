@@ -588,3 +588,89 @@ async fn backup_and_restore_refuse_what_would_lose_or_mix_data() {
     // And the untouched backup restores.
     restored_ok(&restore(&output, &data, &["--root-key", path(&root_key)]));
 }
+
+/// `kura operator ARGS --endpoint` of `server`: success and stdout + stderr.
+fn operator(server: &Server, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kura"))
+        .arg("operator")
+        .args(args)
+        .args(["--endpoint", &server.endpoint()])
+        .output()
+        .expect("run kura operator");
+    (out.status.success(), text(&out))
+}
+
+#[tokio::test]
+async fn a_shamir_sealed_backup_restores_without_a_root_key_and_unseals_with_the_same_shares() {
+    let server = Server::start_with(&["--seal", "shamir"]).await;
+    let (ok, out) = operator(&server, &["init", "--shares", "3", "--threshold", "2"]);
+    assert!(ok, "{out}");
+    let shares: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("Unseal share "))
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(shares.len(), 3, "{out}");
+    let client = server.client().await;
+    let name = format!("backup/sealed-{}", unique_suffix());
+    create_plain(&client, &name, "a value under the shamir seal").await;
+
+    let work = tempdir();
+    let output = work.path().join("sealed.db");
+    let out = kura(&[
+        "operator",
+        "backup",
+        "--data-dir",
+        path(&server.data_dir),
+        "--output",
+        path(&output),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("sealed with shamir: the seal record is in the backup"),
+        "{}",
+        text(&out)
+    );
+
+    // A root key is refused: the seal keeps it.
+    let target = tempdir();
+    let data = target.path().join("data");
+    let stray = work.path().join("stray.key");
+    std::fs::write(&stray, format!("{}\n", "cd".repeat(32))).unwrap();
+    let out = restore(&output, &data, &["--root-key", path(&stray)]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("leave --root-key out"),
+        "{}",
+        text(&out)
+    );
+    assert!(!data.exists());
+
+    let out = restore(&output, &data, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("unseal the server, then check its audit trail"),
+        "{}",
+        text(&out)
+    );
+    assert!(!data.join("root.key").exists());
+
+    let creds = server.credentials();
+    let mut restored = Server::start_in_with(target, &["--seal", "shamir"]).await;
+    restored.use_credentials(creds);
+    restored.exempt_audit_trail(
+        "restored from a backup: its trail holds the backed-up installation's requests",
+    );
+    for share in &shares[1..] {
+        let (ok, out) = operator(&restored, &["unseal", share]);
+        assert!(ok, "{out}");
+    }
+    let client = restored.client().await;
+    assert_eq!(
+        get_string(&client, &name).await,
+        "a value under the shamir seal"
+    );
+    drop(server);
+}
