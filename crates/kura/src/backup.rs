@@ -116,9 +116,20 @@ pub async fn restore(
             })?;
     let Restored {
         manifest,
-        copied: _,
+        copied,
         audit,
     } = restored;
+    if let Some(copied) = copied.filter(|c| !c.nul_replaced.is_empty()) {
+        let tables: Vec<String> = copied
+            .nul_replaced
+            .iter()
+            .map(|(t, n)| format!("{t}: {}", plural(*n, "row", "rows")))
+            .collect();
+        eprintln!(
+            "kura restore: warning: text with NUL characters, which PostgreSQL cannot store, was copied with U+FFFD in their place ({}); the backup file keeps the originals.",
+            tables.join(", ")
+        );
+    }
     let target = match database_url {
         Some(url) => format!(
             "{} (the data directory {} holds the node's files)",
