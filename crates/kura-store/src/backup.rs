@@ -443,3 +443,41 @@ pub async fn strip_manifest(db: &Path) -> Result<()> {
     let _ = conn.close().await;
     result.map(|_| ())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite's rowid orders versions created in the same millisecond (and becomes
+    /// PostgreSQL's `seq`): the snapshot keeps every rowid, gaps and all, in tables with a
+    /// non-integer key (as secret_versions) and without any index.
+    #[tokio::test]
+    async fn a_sqlite_snapshot_keeps_rowids() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("source.db");
+        let out = dir.path().join("copy.db");
+        std::fs::File::create(&db).unwrap();
+        let mut conn = open_file(&db, false).await.unwrap();
+        let setup = "CREATE TABLE keyed (a TEXT NOT NULL, b TEXT NOT NULL, PRIMARY KEY (a, b));
+             CREATE TABLE bare (a TEXT);
+             INSERT INTO keyed (rowid, a, b) VALUES (9, 'x', '1'), (2, 'x', '2'), (5, 'y', '1');
+             INSERT INTO bare (rowid, a) VALUES (8, 'p'), (3, 'q'), (6, 'r');
+             DELETE FROM keyed WHERE rowid = 5;
+             DELETE FROM bare WHERE rowid = 3;";
+        sqlx::raw_sql(setup).execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+        std::fs::File::create(&out).unwrap();
+        snapshot_sqlite(&db, &out).await.unwrap();
+        let mut copy = open_file(&out, true).await.unwrap();
+        for (table, expected) in [("keyed", "2:x2,9:x1"), ("bare", "6:r,8:p")] {
+            let rows: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT rowid || ':' || {} FROM {table} ORDER BY rowid",
+                if table == "keyed" { "a || b" } else { "a" }
+            )))
+            .fetch_all(&mut copy)
+            .await
+            .unwrap();
+            assert_eq!(rows.join(","), expected, "{table}");
+        }
+    }
+}
