@@ -275,7 +275,16 @@ pub async fn restore(
         is_postgres(url)?;
     }
     let existed = check_empty_dir(dir)?;
-    let root = match (manifest.seal.as_str(), root_key) {
+    // The seal record decides, not the manifest's word for it.
+    let seal = seal_of(input).await?;
+    if seal != manifest.seal {
+        return Err(Error::invalid_request(format!(
+            "the manifest of {} says the {} seal but its settings hold the {seal} seal: the file was changed after it was taken",
+            input.display(),
+            manifest.seal
+        )));
+    }
+    let root = match (seal.as_str(), root_key) {
         ("file", Some(path)) => {
             let root = read_root_key(path)?;
             let text = Zeroizing::new(format!("{}\n", hex::encode(root.expose_bytes())));

@@ -401,6 +401,18 @@ pub async fn read_manifest(file: &Path) -> Result<Manifest> {
                 file.display()
             )));
         }
+        // The names go into SQL: only tables this kura knows are counted.
+        if let Some(unknown) = manifest
+            .rows
+            .keys()
+            .find(|t| !TABLES.iter().any(|known| known.name == t.as_str()))
+        {
+            return Err(Error::invalid_request(format!(
+                "the manifest of {} lists a table this kura does not know ({unknown:?}): restore it with the kura version that wrote it ({})",
+                file.display(),
+                manifest.kura_version
+            )));
+        }
         let found = count_rows(&mut conn, manifest.rows.keys().map(String::as_str)).await;
         let found = found.map_err(|e| {
             Error::invalid_request(format!(

@@ -585,6 +585,34 @@ async fn backup_and_restore_refuse_what_would_lose_or_mix_data() {
     );
     assert!(!data.exists());
 
+    // A manifest naming a table kura does not know (its names are used in SQL), and one whose
+    // seal is not the file's.
+    std::fs::copy(&output, &altered).unwrap();
+    sqlite(
+        &altered,
+        "UPDATE kura_backup SET manifest = json_set(manifest, '$.rows.\"secrets; DROP TABLE keys\"', 1)",
+    );
+    let out = restore(&altered, &data, &["--root-key", path(&root_key)]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("lists a table this kura does not know"),
+        "{}",
+        text(&out)
+    );
+    std::fs::copy(&output, &altered).unwrap();
+    sqlite(
+        &altered,
+        "UPDATE kura_backup SET manifest = json_set(manifest, '$.seal', 'shamir')",
+    );
+    let out = restore(&altered, &data, &[]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("says the shamir seal but its settings hold the file seal"),
+        "{}",
+        text(&out)
+    );
+    assert!(!data.exists());
+
     // And the untouched backup restores.
     restored_ok(&restore(&output, &data, &["--root-key", path(&root_key)]));
 }
