@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_sdk_secretsmanager::Client;
@@ -88,7 +88,13 @@ fn state_after(ops: &[&Op]) -> (Vec<(String, String)>, Stages) {
 
 /// Writes until `stop`: each secret gets a value, then three times a new value and the
 /// `blue` label moved onto it; then the writer starts on a new secret.
-async fn writer(client: Client, w: usize, suffix: String, stop: Arc<AtomicBool>) -> Vec<History> {
+async fn writer(
+    client: Client,
+    w: usize,
+    suffix: String,
+    stop: Arc<AtomicBool>,
+    acked: Arc<AtomicUsize>,
+) -> Vec<History> {
     let mut all = Vec::new();
     let mut s = 0u64;
     while !stop.load(Ordering::Relaxed) {
@@ -109,6 +115,7 @@ async fn writer(client: Client, w: usize, suffix: String, stop: Arc<AtomicBool>)
             sent,
             acked: Instant::now(),
         });
+        acked.fetch_add(1, Ordering::Relaxed);
         let mut blue: Option<String> = None;
         for j in 1..=3 {
             if stop.load(Ordering::Relaxed) {
@@ -124,6 +131,7 @@ async fn writer(client: Client, w: usize, suffix: String, stop: Arc<AtomicBool>)
                 sent,
                 acked: Instant::now(),
             });
+            acked.fetch_add(1, Ordering::Relaxed);
             let sent = Instant::now();
             ok(client
                 .update_secret_version_stage()
@@ -141,6 +149,7 @@ async fn writer(client: Client, w: usize, suffix: String, stop: Arc<AtomicBool>)
                 sent,
                 acked: Instant::now(),
             });
+            acked.fetch_add(1, Ordering::Relaxed);
         }
         all.push(h);
         s += 1;
@@ -148,17 +157,27 @@ async fn writer(client: Client, w: usize, suffix: String, stop: Arc<AtomicBool>)
     all
 }
 
-/// The load: `writers` tasks writing on `server` until the returned flag is set.
+/// The load: `writers` tasks writing on `server` until the returned flag is set, and the
+/// count of writes acknowledged so far.
+#[allow(clippy::type_complexity)]
 fn start_writers(
     client: &Client,
     writers: usize,
-) -> (Arc<AtomicBool>, Vec<tokio::task::JoinHandle<Vec<History>>>) {
+) -> (
+    Arc<AtomicBool>,
+    Arc<AtomicUsize>,
+    Vec<tokio::task::JoinHandle<Vec<History>>>,
+) {
     let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicUsize::new(0));
     let suffix = unique_suffix()[..12].to_string();
     let tasks = (0..writers)
-        .map(|w| tokio::spawn(writer(client.clone(), w, suffix.clone(), stop.clone())))
+        .map(|w| {
+            let (client, suffix) = (client.clone(), suffix.clone());
+            tokio::spawn(writer(client, w, suffix, stop.clone(), acked.clone()))
+        })
         .collect();
-    (stop, tasks)
+    (stop, acked, tasks)
 }
 
 async fn kura(args: &[&str]) -> Output {
@@ -189,9 +208,13 @@ async fn backup_under_load(
     output: &Path,
     args: &[&str],
 ) -> (Vec<History>, Instant, Instant) {
-    let (stop, tasks) = start_writers(client, 3);
-    // Let the load build up, so the backup starts among writes in flight.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (stop, acked, tasks) = start_writers(client, 3);
+    // Let the load build up, so the backup starts among writes in flight, with enough of
+    // them acknowledged before it to check (however slow the machine is today).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acked.load(Ordering::Relaxed) < 12 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut all = vec!["operator", "backup", "--output", path(output)];
     all.extend_from_slice(args);
     let started = Instant::now();
