@@ -99,6 +99,21 @@ pub async fn backup(
             Some(db)
         }
     };
+    // Never into the data directory: --force could replace the live database or root.key,
+    // and a backup beside the database is lost with it.
+    let parent = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if let (Ok(a), Ok(b)) = (parent.canonicalize(), dir.canonicalize())
+        && a.starts_with(&b)
+    {
+        return Err(Error::invalid_parameter(format!(
+            "--output {} is inside the data directory {}: write backups elsewhere (a backup kept beside the database is lost with it)",
+            output.display(),
+            dir.display()
+        )));
+    }
     let partial = partial_path(output);
     // Created empty and private first: VACUUM INTO writes into an empty file, and the copy is
     // never readable by others, even for a moment.

@@ -517,6 +517,34 @@ async fn backup_and_restore_refuse_what_would_lose_or_mix_data() {
     .await;
     assert!(out.status.success(), "{}", text(&out));
 
+    // Never into the data directory, even with --force (it would replace the live database).
+    let live = server.data_dir.join("kura.db");
+    let before = std::fs::metadata(&live).unwrap().len();
+    let out = kura(&[
+        "operator",
+        "backup",
+        "--data-dir",
+        dir,
+        "--output",
+        path(&live),
+        "--force",
+    ])
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("is inside the data directory"),
+        "{}",
+        text(&out)
+    );
+    assert!(std::fs::metadata(&live).unwrap().len() >= before);
+    assert_eq!(
+        sqlite(
+            &live,
+            "SELECT count(*) FROM sqlite_master WHERE name = 'kura_backup'"
+        ),
+        "0"
+    );
+
     // Not a data directory.
     let out = kura(&[
         "operator",
