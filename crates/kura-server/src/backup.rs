@@ -200,7 +200,7 @@ async fn check_root_key(db: &Path, root: RootKey, key_path: &Path) -> Result<()>
     for (name, version, wrapped) in keys? {
         if keyring.load_kek(&name, version, &wrapped).is_err() {
             return Err(Error::invalid_request(format!(
-                "the root key in {} does not open this backup's keyring (key {name} version {version}): give the root.key of the installation the backup was taken from",
+                "the root key in {} does not open this backup's keyring (key {name} version {version}): give the root.key the installation had when the backup was taken (after a root key rotation, older backups need the older key)",
                 key_path.display()
             )));
         }
