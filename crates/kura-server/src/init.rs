@@ -44,12 +44,12 @@ fn load_or_create_node_id(dir: &Path) -> Result<String> {
     }
 }
 
-fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
+pub(crate) fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::internal(format!("{what} {}: {e}", path.display()))
 }
 
 /// Writes a new file readable by its owner only; fails if it exists (never overwrite keys).
-fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -113,7 +113,7 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File> {
 }
 
 /// The data directory's lock, or `None` while a kura process holds it.
-fn try_lock_data_dir(dir: &Path) -> Result<Option<std::fs::File>> {
+pub(crate) fn try_lock_data_dir(dir: &Path) -> Result<Option<std::fs::File>> {
     let path = dir.join(LOCK_FILE);
     let f = std::fs::OpenOptions::new()
         .create(true)

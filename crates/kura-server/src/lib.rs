@@ -1,5 +1,6 @@
 //! kura's service layer and HTTP server.
 
+pub mod backup;
 pub mod http;
 pub mod init;
 pub mod node;

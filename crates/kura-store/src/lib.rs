@@ -5,6 +5,7 @@
 //! once in `sql/`.
 
 mod audit;
+pub mod backup;
 mod postgres;
 mod rows;
 mod sql;

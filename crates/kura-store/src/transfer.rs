@@ -56,17 +56,17 @@ impl Copied {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Kind {
+pub(crate) enum Kind {
     Int,
     Text,
     Blob,
 }
 
 /// One column: its name in PostgreSQL, the SQLite expression it is read from, its type.
-struct Column {
-    name: &'static str,
-    source: &'static str,
-    kind: Kind,
+pub(crate) struct Column {
+    pub(crate) name: &'static str,
+    pub(crate) source: &'static str,
+    pub(crate) kind: Kind,
 }
 
 const fn col(name: &'static str, kind: Kind) -> Column {
@@ -77,14 +77,14 @@ const fn col(name: &'static str, kind: Kind) -> Column {
     }
 }
 
-struct Table {
-    name: &'static str,
-    columns: &'static [Column],
+pub(crate) struct Table {
+    pub(crate) name: &'static str,
+    pub(crate) columns: &'static [Column],
     /// The SQLite key the rows are read in order of, batch after batch (keyset paging, so a
     /// large audit trail is neither loaded whole nor rescanned per batch).
     key: &'static [(&'static str, Kind)],
     /// An identity column whose sequence must continue after the copied ids.
-    identity: Option<&'static str>,
+    pub(crate) identity: Option<&'static str>,
 }
 
 use Kind::{Blob, Int, Text};
@@ -94,7 +94,7 @@ const ROWID: &[(&str, Kind)] = &[("rowid", Int)];
 /// Every table of the schema, parents before children (foreign keys hold at each INSERT).
 /// `check_columns` compares this list with the PostgreSQL schema before anything is copied,
 /// so a column added by a later migration cannot be left behind silently.
-const TABLES: &[Table] = &[
+pub(crate) const TABLES: &[Table] = &[
     Table {
         name: "settings",
         columns: &[col("key", Text), col("value", Blob)],
@@ -308,7 +308,8 @@ const TABLES: &[Table] = &[
     },
 ];
 
-/// The tables `copy_sqlite_to_postgres` copies, in order.
+/// The tables `copy_sqlite_to_postgres` copies, in order (and a backup counts and copies).
+/// A table added by a migration is added here too, or neither copy carries it.
 pub fn tables() -> impl Iterator<Item = &'static str> {
     TABLES.iter().map(|t| t.name)
 }
@@ -426,7 +427,7 @@ async fn copy(
     check_reachable(pg_url).await?;
     let target = PgStore::connect(pg_url).await?;
     let result = async {
-        check_columns(&target).await?;
+        check_columns(target.pool()).await?;
         let mut tx = target
             .pool()
             .begin()
@@ -503,7 +504,7 @@ async fn copy(
 /// One plain connection first, for its error: the pool's own retries end in a timeout that
 /// hides why (refused, no such database, wrong password). The URL is not repeated: it may
 /// hold a password.
-async fn check_reachable(pg_url: &str) -> Result<()> {
+pub(crate) async fn check_reachable(pg_url: &str) -> Result<()> {
     use sqlx::Connection;
     let conn = sqlx::PgConnection::connect(pg_url).await.map_err(|e| {
         Error::invalid_request(format!(
@@ -539,14 +540,14 @@ async fn check_sqlite_version(src: &mut sqlx::SqliteConnection) -> Result<()> {
 }
 
 /// Every column of the PostgreSQL tables is one this copy writes, and the other way round.
-async fn check_columns(target: &PgStore) -> Result<()> {
+pub(crate) async fn check_columns<'e>(target: impl sqlx::PgExecutor<'e>) -> Result<()> {
     let names: Vec<String> = tables().map(str::to_string).collect();
     let rows = sqlx::query(
         "SELECT table_name::text AS t, column_name::text AS c FROM information_schema.columns \
          WHERE table_schema = current_schema() AND table_name = ANY($1)",
     )
     .bind(&names)
-    .fetch_all(target.pool())
+    .fetch_all(target)
     .await
     .map_err(|e| pg_err("reading the schema", e))?;
     let mut in_db = BTreeSet::new();

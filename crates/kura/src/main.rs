@@ -1,6 +1,7 @@
 //! The `kura` command.
 
 mod api;
+mod backup;
 mod config;
 mod migrate;
 mod operator;
@@ -100,7 +101,8 @@ enum Command {
         #[arg(long)]
         print_config: bool,
     },
-    /// Initialise, unseal and seal a server (the `shamir` seal), move its seal, issue new root
+    /// Operate an installation: initialise, unseal and seal a server (the `shamir` seal), move
+    /// it to another seal, rotate its root key, back it up and restore it, issue new root
     /// credentials, disable root.
     Operator {
         #[command(subcommand)]
@@ -327,6 +329,40 @@ enum OperatorCommand {
         credentials: Option<PathBuf>,
         #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
         region: String,
+    },
+    /// Take a consistent backup of the installation while its servers run: every table,
+    /// still encrypted, with the audit chain, into one file (a SQLite database with a
+    /// manifest). The root key is not in it: with the file seal, keep root.key apart.
+    Backup {
+        /// The backup file to write (written beside it, then renamed: never half-written).
+        #[arg(long, value_name = "FILE")]
+        output: PathBuf,
+        /// The data directory of the server to back up (its kura.db).
+        #[arg(long, env = "KURA_DATA_DIR", default_value = "./kura-data")]
+        data_dir: PathBuf,
+        /// Back up this PostgreSQL database instead (a cluster's), from one snapshot.
+        #[arg(long, env = "KURA_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+        /// Replace --output if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Build a new installation from a backup: into a new or empty data directory, and into
+    /// an empty PostgreSQL database when --database-url is given.
+    Restore {
+        /// The backup file (from `kura operator backup`).
+        #[arg(long, value_name = "FILE")]
+        input: PathBuf,
+        /// The new installation's data directory; must be new or empty.
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// Restore into this empty PostgreSQL database instead of a SQLite one.
+        #[arg(long, value_name = "URL")]
+        database_url: Option<String>,
+        /// The root.key of the backed-up installation (file seal only); copied into the data
+        /// directory once it is checked to open the backup's keyring.
+        #[arg(long, value_name = "FILE")]
+        root_key: Option<PathBuf>,
     },
     /// Seal the server: it forgets its keys and answers nothing until unsealed. Root only.
     Seal {
@@ -585,6 +621,26 @@ fn main() -> ExitCode {
                         region,
                     } => {
                         operator::rotate_root_key(&endpoint, credentials.as_deref(), &region).await
+                    }
+                    OperatorCommand::Backup {
+                        output,
+                        data_dir,
+                        database_url,
+                        force,
+                    } => backup::backup(&data_dir, database_url.as_deref(), &output, force).await,
+                    OperatorCommand::Restore {
+                        input,
+                        data_dir,
+                        database_url,
+                        root_key,
+                    } => {
+                        backup::restore(
+                            &input,
+                            &data_dir,
+                            database_url.as_deref(),
+                            root_key.as_deref(),
+                        )
+                        .await
                     }
                     OperatorCommand::MigrateSeal {
                         data_dir,

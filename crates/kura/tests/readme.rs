@@ -312,3 +312,31 @@ async fn readme_tls_example_works_as_printed() {
     assert!(out.contains(r#""Name": "demo/tls""#), "{out}");
     drop(script);
 }
+
+#[tokio::test]
+async fn readme_backup_example_works_as_printed() {
+    // The server runs while the backup is taken.
+    let server = Server::start().await;
+    let value = format!("backed-up-value-{}", common::unique_suffix());
+    common::create_plain(&server.client().await, "demo/backed-up", &value).await;
+    let creds = server.credentials();
+    let dir = workdir(&server);
+    let (_script, out) = run_block_in_background(dir.path(), &readme_block("backup"), None);
+    assert!(out.contains("audit trail intact"), "{out}");
+
+    let restored_tmp = tempfile::tempdir().unwrap();
+    std::fs::rename(
+        dir.path().join("restored"),
+        restored_tmp.path().join("data"),
+    )
+    .unwrap();
+    let mut restored = Server::start_in(restored_tmp).await;
+    restored.use_credentials(creds);
+    restored.exempt_audit_trail(
+        "restored from a backup: its trail holds the backed-up server's requests",
+    );
+    assert_eq!(
+        common::get_string(&restored.client().await, "demo/backed-up").await,
+        value
+    );
+}

@@ -244,6 +244,9 @@ pub struct PgStore {
     changes: OnceLock<tokio::sync::broadcast::Sender<crate::Change>>,
 }
 
+/// The schema version after every migration (what a backup of a PostgreSQL database reads).
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
 async fn migrate(pool: &PgPool) -> Result<()> {
     // One transaction under an advisory lock: nodes starting together wait for the first to
     // finish, then find its migrations applied.
