@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_secretsmanager::Client;
 use common::postgres::Database;
+use common::operator::{operator, operator_init};
 use common::*;
 
 /// One write of a writer, on the secret it owns.
@@ -668,29 +669,10 @@ async fn backup_and_restore_refuse_what_would_lose_or_mix_data() {
     restored_ok(&restore(&output, &data, &["--root-key", path(&root_key)]));
 }
 
-/// `kura operator ARGS --endpoint` of `server`: success and stdout + stderr.
-fn operator(server: &Server, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kura"))
-        .arg("operator")
-        .args(args)
-        .args(["--endpoint", &server.endpoint()])
-        .output()
-        .expect("run kura operator");
-    (out.status.success(), text(&out))
-}
-
 #[tokio::test]
 async fn a_shamir_sealed_backup_restores_without_a_root_key_and_unseals_with_the_same_shares() {
     let server = Server::start_with(&["--seal", "shamir"]).await;
-    let (ok, out) = operator(&server, &["init", "--shares", "3", "--threshold", "2"]);
-    assert!(ok, "{out}");
-    let shares: Vec<String> = out
-        .lines()
-        .filter_map(|l| l.strip_prefix("Unseal share "))
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(str::to_string)
-        .collect();
-    assert_eq!(shares.len(), 3, "{out}");
+    let shares = operator_init(&server, 3, 2);
     let client = server.client().await;
     let name = format!("backup/sealed-{}", unique_suffix());
     create_plain(&client, &name, "a value under the shamir seal").await;
@@ -743,7 +725,8 @@ async fn a_shamir_sealed_backup_restores_without_a_root_key_and_unseals_with_the
         "restored from a backup: its trail holds the backed-up installation's requests",
     );
     for share in &shares[1..] {
-        let (ok, out) = operator(&restored, &["unseal", share]);
+        let (ok, out, err) = operator(&restored, &["unseal", share], None);
+        let out = format!("{out}{err}");
         assert!(ok, "{out}");
     }
     let client = restored.client().await;

@@ -530,11 +530,7 @@ async fn the_production_set_up_runs_on_deploy_kura_toml() {
         &env,
         "",
     );
-    let shares: Vec<String> = out
-        .lines()
-        .filter_map(|l| l.strip_prefix("Unseal share "))
-        .filter_map(|l| l.split_once(": ").map(|(_, s)| s.to_string()))
-        .collect();
+    let shares = common::operator::printed_shares(&out);
     assert_eq!(shares.len(), 5, "{out}");
     let client = server.client().await;
     common::create_plain(&client, "prod/db", "kept under shamir over TLS").await;

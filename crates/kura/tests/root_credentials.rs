@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::softhsm::{self, Token};
+use common::operator::{operator_as, operator_init};
 use common::*;
 
 /// `kura ARGS` with `env` and `stdin`: success, stdout, stderr.
@@ -64,16 +65,6 @@ fn audit_verify(data: &Path, extra: &[&str], env: &[(&str, &str)], stdin: &str) 
     args.extend_from_slice(extra);
     let (ok, out, err) = kura(&args, env, stdin);
     (ok, format!("{out}{err}"))
-}
-
-/// `kura operator ARGS` signed with the credentials in `credentials`.
-fn operator_as(server: &Server, credentials: &Path, args: &[&str]) -> (bool, String, String) {
-    let endpoint = server.endpoint();
-    let mut all = vec!["operator"];
-    all.extend_from_slice(args);
-    all.extend(["--endpoint", &endpoint]);
-    let creds = credentials.display().to_string();
-    kura(&all, &[("AWS_SHARED_CREDENTIALS_FILE", creds.as_str())], "")
 }
 
 /// A credentials file for `akid`/`secret` in `dir`.
@@ -258,7 +249,7 @@ async fn root_is_disabled_only_once_an_administrator_exists() {
     let root_file = server.data_dir.join("root-credentials");
     let scratch = tempfile::tempdir().unwrap();
 
-    let (ok, _, err) = operator_as(&server, &root_file, &["disable-root"]);
+    let (ok, _, err) = operator_as(&server, &root_file, &["disable-root"], None);
     assert!(
         !ok && err.contains("Create an administrator first"),
         "{err}"
@@ -293,14 +284,14 @@ async fn root_is_disabled_only_once_an_administrator_exists() {
         .as_str()
         .unwrap()
         .to_string();
-    let (ok, _, err) = operator_as(&server, &root_file, &["disable-root"]);
+    let (ok, _, err) = operator_as(&server, &root_file, &["disable-root"], None);
     assert!(
         !ok && err.contains("Create an administrator first"),
         "{err}"
     );
     // Nor may that user disable root itself: its condition does not hold over plain HTTP.
     let admin_file = credentials_file(scratch.path(), "admin", &akid, &secret);
-    let (ok, _, err) = operator_as(&server, &admin_file, &["disable-root"]);
+    let (ok, _, err) = operator_as(&server, &admin_file, &["disable-root"], None);
     assert!(
         !ok && err.contains("AccessDeniedException") && err.contains("kura:DisableRoot"),
         "{err}"
@@ -318,7 +309,7 @@ async fn root_is_disabled_only_once_an_administrator_exists() {
         )
         .await
         .assert_ok();
-    let (ok, out, err) = operator_as(&server, &root_file, &["disable-root"]);
+    let (ok, out, err) = operator_as(&server, &root_file, &["disable-root"], None);
     assert!(ok, "{err}");
     assert!(out.contains("The root user is disabled"), "{out}");
 
@@ -341,14 +332,14 @@ async fn root_is_disabled_only_once_an_administrator_exists() {
     );
 
     // An administrator enables root again, and disables it.
-    let (ok, _, err) = operator_as(&server, &admin_file, &["enable-root"]);
+    let (ok, _, err) = operator_as(&server, &admin_file, &["enable-root"], None);
     assert!(ok, "{err}");
     assert!(
         list_as(&server, &root.access_key_id, &root.secret_access_key)
             .await
             .is_none()
     );
-    let (ok, _, err) = operator_as(&server, &admin_file, &["disable-root"]);
+    let (ok, _, err) = operator_as(&server, &admin_file, &["disable-root"], None);
     assert!(ok, "{err}");
 
     // Break glass: generate-root enables root with new credentials.
@@ -363,36 +354,12 @@ async fn root_is_disabled_only_once_an_administrator_exists() {
     assert!(ok, "{out}");
 }
 
-/// `kura operator init` on a `--seal shamir` server: its shares.
-fn init_shamir(server: &Server, shares: u8, threshold: u8) -> Vec<String> {
-    let (ok, out, err) = kura(
-        &[
-            "operator",
-            "init",
-            "--shares",
-            &shares.to_string(),
-            "--threshold",
-            &threshold.to_string(),
-            "--endpoint",
-            &server.endpoint(),
-        ],
-        &[],
-        "",
-    );
-    assert!(ok, "{err}");
-    out.lines()
-        .filter_map(|l| l.strip_prefix("Unseal share "))
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(str::to_string)
-        .collect()
-}
-
 #[tokio::test]
 async fn generate_root_and_audit_verify_with_shamir_shares() {
     let server = Server::start_with(&["--seal", "shamir"]).await;
     let (ok, _, err) = generate_root(&server, &[], &[], "");
     assert!(!ok && err.contains("unseal it first"), "{err}");
-    let shares = init_shamir(&server, 3, 2);
+    let shares = operator_init(&server, 3, 2);
     assert_eq!(shares.len(), 3);
     create_plain(&server.client().await, "glass/three", "behind-the-glass-3").await;
     let old = server.credentials();
@@ -567,7 +534,7 @@ async fn in_a_cluster_generated_and_disabled_root_apply_on_every_node() {
             .await;
         assert_eq!(r.status, 200, "{op}: {r:?}");
     }
-    let (ok, _, err) = operator_as(&first, &root_file, &["disable-root"]);
+    let (ok, _, err) = operator_as(&first, &root_file, &["disable-root"], None);
     assert!(ok, "{err}");
     let (code, _) = list_as(&second, &new.access_key_id, &new.secret_access_key)
         .await

@@ -11,59 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::operator::{operator, operator_as, operator_init, operator_status as status};
 use common::softhsm::{self, Token};
 use common::*;
 use serde_json::json;
-
-/// `kura operator ARGS --endpoint …` signed with `credentials` (with `stdin`): success,
-/// stdout, stderr.
-fn operator_as(
-    server: &Server,
-    credentials: &std::path::Path,
-    args: &[&str],
-    stdin: Option<&str>,
-) -> (bool, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kura"))
-        .arg("operator")
-        .args(args)
-        .args(["--endpoint", &server.endpoint()])
-        .env("AWS_SHARED_CREDENTIALS_FILE", credentials)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kura operator");
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().expect("kura operator finishes");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn operator(server: &Server, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    operator_as(
-        server,
-        &server.data_dir.join("root-credentials"),
-        args,
-        stdin,
-    )
-}
-
-fn status(server: &Server) -> String {
-    let (ok, out, err) = operator(server, &["status"], None);
-    assert!(ok, "kura operator status failed: {err}");
-    out.trim().to_string()
-}
 
 /// `rotate`, off the async threads, so the readers keep reading while it runs; returns how
 /// many reads they made meanwhile.
@@ -333,19 +284,7 @@ async fn file_seal_rotates_under_reads_and_an_old_root_key_file_catches_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shamir_rotates_under_reads_and_the_same_shares_unseal() {
     let server = Server::start_with(&["--seal", "shamir"]).await;
-    let (ok, out, err) = operator(
-        &server,
-        &["init", "--shares", "3", "--threshold", "2"],
-        None,
-    );
-    assert!(ok, "{err}");
-    let shares: Vec<String> = out
-        .lines()
-        .filter_map(|l| l.strip_prefix("Unseal share "))
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(str::to_string)
-        .collect();
-    assert_eq!(shares.len(), 3);
+    let shares = operator_init(&server, 3, 2);
     let secrets = create_secrets(&server, 4).await;
     let secrets = rotate_twice_under_reads(&server, "shamir", secrets).await;
     assert!(!server.data_dir.join("root.key").exists());
@@ -561,14 +500,7 @@ async fn a_sealed_shamir_node_unseals_with_the_same_shares_after_another_node_ro
     let seal = ["--seal", "shamir"];
     let a = Server::start_node(dir(), &db.url, &db.url, &seal).await;
     let mut b = Server::start_node(dir(), &db.url, &db.url, &seal).await;
-    let (ok, out, err) = operator(&a, &["init", "--shares", "3", "--threshold", "2"], None);
-    assert!(ok, "{err}");
-    let shares: Vec<String> = out
-        .lines()
-        .filter_map(|l| l.strip_prefix("Unseal share "))
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(str::to_string)
-        .collect();
+    let shares = operator_init(&a, 3, 2);
     b.use_credentials(a.credentials());
     let secrets = create_secrets(&a, 2).await;
     // B learns of the initialisation (its record is read now) and stays sealed.

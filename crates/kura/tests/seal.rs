@@ -8,73 +8,9 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use common::operator::{operator, operator_init as init, operator_status as status};
 use common::softhsm::{self, Token};
 use common::*;
-
-/// `kura operator ARGS --endpoint …` (with `stdin`): success, stdout, stderr.
-fn operator(server: &Server, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kura"))
-        .arg("operator")
-        .args(args)
-        .args(["--endpoint", &server.endpoint()])
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            server.data_dir.join("root-credentials"),
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kura operator");
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().expect("kura operator finishes");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// `kura operator init`'s shares, in order.
-fn init(server: &Server, shares: u8, threshold: u8) -> Vec<String> {
-    let (ok, out, err) = operator(
-        server,
-        &[
-            "init",
-            "--shares",
-            &shares.to_string(),
-            "--threshold",
-            &threshold.to_string(),
-        ],
-        None,
-    );
-    assert!(ok, "kura operator init failed: {err}");
-    let shares: Vec<String> = out
-        .lines()
-        .filter_map(|l| l.strip_prefix("Unseal share "))
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(str::to_string)
-        .collect();
-    assert!(
-        out.contains(&format!("any {threshold} of them unseal it")),
-        "{out}"
-    );
-    shares
-}
-
-fn status(server: &Server) -> String {
-    let (ok, out, err) = operator(server, &["status"], None);
-    assert!(ok, "kura operator status failed: {err}");
-    out.trim().to_string()
-}
 
 /// A secret's current string value, read with the root key over the SDK.
 async fn value_of(server: &Server, id: &str) -> String {
