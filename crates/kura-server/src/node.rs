@@ -206,6 +206,7 @@ impl Node {
         }
         let service = Arc::new(service);
         service.follow_identity_changes();
+        service.follow_key_changes();
         let jobs = tokio::spawn(service.clone().run_jobs());
         let live = Arc::new(Live {
             service,

@@ -74,6 +74,48 @@ pub struct NotificationTargetRecord {
     pub created_at: Timestamp,
 }
 
+/// A key of the keyring as `Kura.CreateKey` made it (or the default key): its versions are the
+/// `keys` rows under `name`, the name its data keys record.
+#[derive(Debug, Clone)]
+pub struct KmsKeyRecord {
+    pub id: String,
+    pub name: String,
+    pub alias: Option<String>,
+    pub description: Option<String>,
+    /// The key policy (JSON), if any.
+    pub policy: Option<String>,
+    pub tags: Vec<kura_core::model::Tag>,
+    pub created_at: Timestamp,
+    /// The version a rotation's re-wrap moves data keys to (the last one, once finished).
+    pub rewrap_target: Option<i64>,
+    /// Data keys the re-wrap toward `rewrap_target` has moved so far.
+    pub rewrap_done: i64,
+    /// Whether that re-wrap still has data keys to move.
+    pub rewrap_running: bool,
+}
+
+/// Where a wrapped data key is stored: what the re-wrap rewrites and what binds it (its
+/// associated data is made from these).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPlace {
+    SecretVersion {
+        secret_id: i64,
+        version_id: String,
+        arn: String,
+    },
+    AccessKey(String),
+    RotationFunction(String),
+    NotificationTarget(String),
+}
+
+/// A data key wrapped by an older version of its key.
+#[derive(Debug, Clone)]
+pub struct WrappedDataKey {
+    pub place: KeyPlace,
+    pub key_version: i64,
+    pub wrapped_key: Vec<u8>,
+}
+
 /// An event waiting for delivery to one target.
 #[derive(Debug, Clone)]
 pub struct OutboxItem {
@@ -202,6 +244,63 @@ pub trait SettingsStore: Send + Sync + 'static {
         wrapped: &[u8],
         now: Timestamp,
     ) -> Result<()>;
+}
+
+/// Named keys, their versions, and the background re-wrap after a rotation.
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
+    /// Stores `key` unless a key of its name exists (the default key's row, at start-up).
+    async fn ensure_kms_key(&self, key: &KmsKeyRecord) -> Result<()>;
+    /// Stores a new key and its first version (wrapped by the root key) together. A taken
+    /// alias answers AlreadyExists.
+    async fn create_kms_key(
+        &self,
+        key: &KmsKeyRecord,
+        wrapped: &[u8],
+        audit: &AuditSlot,
+    ) -> Result<()>;
+    /// Every key, by id.
+    async fn kms_keys(&self) -> Result<Vec<KmsKeyRecord>>;
+    /// Stores version `version` of key `name` and starts the re-wrap toward it, in one
+    /// transaction; a version someone stored first answers ResourceExists (try the next).
+    async fn add_key_version(
+        &self,
+        name: &str,
+        version: i64,
+        wrapped: &[u8],
+        now: Timestamp,
+        audit: &AuditSlot,
+    ) -> Result<()>;
+    async fn put_key_policy(&self, name: &str, policy: &str, audit: &AuditSlot) -> Result<bool>;
+    /// Keys whose re-wrap is running and whose lease is free or expired.
+    async fn rewrap_due(&self, now: Timestamp) -> Result<Vec<String>>;
+    /// Takes (or renews) the re-wrap lease of a key; false if another owner holds it.
+    async fn claim_rewrap(
+        &self,
+        name: &str,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool>;
+    /// Up to `limit` data keys of `name` wrapped by a version below `below`.
+    async fn rewrap_candidates(
+        &self,
+        name: &str,
+        below: i64,
+        limit: usize,
+    ) -> Result<Vec<WrappedDataKey>>;
+    /// Writes re-wrapped data keys (`(old, new wrapped key, new version)`) in one
+    /// transaction, each only where the row still holds the old version, and counts them in
+    /// the key's progress; returns how many were written.
+    async fn apply_rewrap(
+        &self,
+        name: &str,
+        updates: &[(WrappedDataKey, Vec<u8>, i64)],
+    ) -> Result<u64>;
+    /// Ends the re-wrap toward `target` (nothing is left below it) and frees its lease.
+    async fn finish_rewrap(&self, name: &str, target: i64) -> Result<()>;
+    /// How many data keys of `name` are wrapped by a version below `below`.
+    async fn rewrap_remaining(&self, name: &str, below: i64) -> Result<i64>;
 }
 
 /// Secrets with their versions, labels and tags.
@@ -374,6 +473,8 @@ pub trait StoreLifecycle: Send + Sync + 'static {
 pub enum Change {
     /// A user's tags, policies or existence.
     User(String),
+    /// A key was created, rotated, or given a new policy: reload the keys.
+    Keys,
     /// Announcements may have been missed: drop everything cached.
     Everything,
 }
@@ -382,6 +483,7 @@ pub enum Change {
 /// trait, and `Arc<dyn Store>` reaches them all.
 pub trait Store:
     SettingsStore
+    + KeyStore
     + SecretStore
     + IdentityStore
     + AuditStore
@@ -393,6 +495,7 @@ pub trait Store:
 
 impl<T> Store for T where
     T: SettingsStore
+        + KeyStore
         + SecretStore
         + IdentityStore
         + AuditStore
@@ -406,7 +509,7 @@ impl<T> Store for T where
 pub mod prelude {
     pub use super::ModifyReturning;
     pub use crate::{
-        AuditStore, IdentityStore, NotificationStore, RotationStore, SecretStore, SettingsStore,
-        Store, StoreLifecycle,
+        AuditStore, IdentityStore, KeyStore, NotificationStore, RotationStore, SecretStore,
+        SettingsStore, Store, StoreLifecycle,
     };
 }

@@ -14,6 +14,8 @@ pub struct RequestFacts<'a> {
     pub name: Option<&'a str>,
     pub user_name: Option<&'a str>,
     pub target_id: Option<&'a str>,
+    /// A key (`Kura.*Key` operations), as the request named it.
+    pub key_id: Option<&'a str>,
     pub version_id: Option<&'a str>,
     pub version_stage: Option<&'a str>,
     pub rotation_lambda_arn: Option<&'a str>,
@@ -97,6 +99,11 @@ macro_rules! with_operations {
             Kura GetCallerIdentity(Empty) -> GetCallerIdentityResponse = get_caller_identity;
             Kura LookupAuditEvents(LookupAuditEventsRequest) -> LookupAuditEventsResponse = lookup_audit_events;
             Kura Seal(Empty) -> Empty = seal_node;
+            Kura CreateKey(CreateKeyRequest) -> KeyResponse = create_key;
+            Kura DescribeKey(KeyIdRequest) -> KeyResponse = describe_key;
+            Kura ListKeys(ListKeysRequest) -> ListKeysResponse = list_keys;
+            Kura RotateKey(KeyIdRequest) -> KeyResponse = rotate_key;
+            Kura PutKeyPolicy(PutKeyPolicyRequest) -> Empty = put_key_policy;
             Sts StsGetCallerIdentity(Empty) -> GetCallerIdentityResponse = get_caller_identity;
         }
     };
@@ -219,6 +226,7 @@ no_facts!(
     SetClockRequest,
     AdvanceClockRequest,
     LookupAuditEventsRequest,
+    ListKeysRequest,
 );
 
 macro_rules! no_target {
@@ -242,7 +250,42 @@ no_target!(
     ListUserPoliciesResponse,
     GetCallerIdentityResponse,
     LookupAuditEventsResponse,
+    ListKeysResponse,
 );
+
+impl AuditTarget for KeyResponse {
+    fn audit_target(&self) -> (Option<&str>, Option<&str>) {
+        (Some(&self.key_metadata.arn), None)
+    }
+}
+
+impl Facts for CreateKeyRequest {
+    fn facts(&self) -> RequestFacts<'_> {
+        RequestFacts {
+            tags: self.tags.as_deref(),
+            ..Default::default()
+        }
+    }
+}
+
+impl Facts for KeyIdRequest {
+    fn facts(&self) -> RequestFacts<'_> {
+        RequestFacts {
+            // RotateKey without KeyId rotates the default key.
+            key_id: Some(self.key_id.as_deref().unwrap_or(super::DEFAULT_KEY)),
+            ..Default::default()
+        }
+    }
+}
+
+impl Facts for PutKeyPolicyRequest {
+    fn facts(&self) -> RequestFacts<'_> {
+        RequestFacts {
+            key_id: Some(&self.key_id),
+            ..Default::default()
+        }
+    }
+}
 
 impl AuditTarget for SecretVersionResponse {
     fn audit_target(&self) -> (Option<&str>, Option<&str>) {

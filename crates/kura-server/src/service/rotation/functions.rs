@@ -522,6 +522,6 @@ impl Service {
     }
 }
 
-fn function_context(name: &str) -> Vec<u8> {
+pub(crate) fn function_context(name: &str) -> Vec<u8> {
     format!("kura/rotation-function/{name}").into_bytes()
 }
