@@ -172,8 +172,12 @@ impl Service {
     /// Loads key versions this node has not seen into the keyring and rebuilds the catalog.
     pub(crate) async fn reload_keys(&self) -> Result<()> {
         for (name, version, wrapped) in self.store.load_keys().await? {
-            if !self.keyring.has_version(&name, version) {
-                self.keyring.load_kek(&name, version, &wrapped)?;
+            // One version that does not open (the root key changed under this node) must
+            // not keep the others out: it is logged, and a use of it fails on its own.
+            if !self.keyring.has_version(&name, version)
+                && let Err(e) = self.keyring.load_kek(&name, version, &wrapped)
+            {
+                tracing::error!(key = %name, version, detail = ?e, "a stored key version does not open with this node's root key");
             }
         }
         let mut map = HashMap::new();
@@ -295,7 +299,10 @@ impl Service {
         keys.set("aws:PrincipalArn", [c.arn.as_str()]);
         keys.set("aws:PrincipalAccount", [self.account.as_str()]);
         keys.set("kms:CallerAccount", [self.account.as_str()]);
-        keys.set("kms:ViaService", ["secretsmanager"]);
+        keys.set(
+            "kms:ViaService",
+            [format!("secretsmanager.{}.amazonaws.com", self.region)],
+        );
         let ctx = RequestContext {
             principal_arn: &c.arn,
             account: &self.account,
