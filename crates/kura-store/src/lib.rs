@@ -252,11 +252,13 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Stores `key` unless a key of its name exists (the default key's row, at start-up).
     async fn ensure_kms_key(&self, key: &KmsKeyRecord) -> Result<()>;
     /// Stores a new key and its first version (wrapped by the root key) together. A taken
-    /// alias answers AlreadyExists.
+    /// alias answers AlreadyExists. `arn` names the key in the request's audit record (as
+    /// for the other key changes).
     async fn create_kms_key(
         &self,
         key: &KmsKeyRecord,
         wrapped: &[u8],
+        arn: &str,
         audit: &AuditSlot,
     ) -> Result<()>;
     /// Every key, by id.
@@ -269,9 +271,16 @@ pub trait KeyStore: Send + Sync + 'static {
         version: i64,
         wrapped: &[u8],
         now: Timestamp,
+        arn: &str,
         audit: &AuditSlot,
     ) -> Result<()>;
-    async fn put_key_policy(&self, name: &str, policy: &str, audit: &AuditSlot) -> Result<bool>;
+    async fn put_key_policy(
+        &self,
+        name: &str,
+        policy: &str,
+        arn: &str,
+        audit: &AuditSlot,
+    ) -> Result<bool>;
     /// Keys whose re-wrap is running and whose lease is free or expired.
     async fn rewrap_due(&self, now: Timestamp) -> Result<Vec<String>>;
     /// Takes (or renews) the re-wrap lease of a key; false if another owner holds it.
@@ -299,6 +308,9 @@ pub trait KeyStore: Send + Sync + 'static {
     ) -> Result<u64>;
     /// Ends the re-wrap toward `target` (nothing is left below it) and frees its lease.
     async fn finish_rewrap(&self, name: &str, target: i64) -> Result<()>;
+    /// Runs the finished re-wrap toward `target` again (a data key under an older version
+    /// turned up after it finished: a node that had not yet heard of the rotation sealed it).
+    async fn restart_rewrap(&self, name: &str, target: i64) -> Result<()>;
     /// How many data keys of `name` are wrapped by a version below `below`.
     async fn rewrap_remaining(&self, name: &str, below: i64) -> Result<i64>;
 }

@@ -371,12 +371,13 @@ impl KeyStore for SqliteStore {
         &self,
         key: &KmsKeyRecord,
         wrapped: &[u8],
+        arn: &str,
         audit: &AuditSlot,
     ) -> Result<()> {
         let (_writer, mut tx) = self.begin_write().await?;
         sql::keys::insert_kms_key(&mut *tx, key, false).await?;
         sql::settings::insert_key(&mut *tx, &key.name, 1, wrapped, key.created_at).await?;
-        self.commit_change(tx, Changed::default(), audit).await
+        self.commit_change(tx, key_changed(arn), audit).await
     }
 
     async fn kms_keys(&self) -> Result<Vec<KmsKeyRecord>> {
@@ -389,17 +390,24 @@ impl KeyStore for SqliteStore {
         version: i64,
         wrapped: &[u8],
         now: Timestamp,
+        arn: &str,
         audit: &AuditSlot,
     ) -> Result<()> {
         let (_writer, mut tx) = self.begin_write().await?;
         sql::keys::add_key_version(&mut *tx, name, version, wrapped, now).await?;
-        self.commit_change(tx, Changed::default(), audit).await
+        self.commit_change(tx, key_changed(arn), audit).await
     }
 
-    async fn put_key_policy(&self, name: &str, policy: &str, audit: &AuditSlot) -> Result<bool> {
+    async fn put_key_policy(
+        &self,
+        name: &str,
+        policy: &str,
+        arn: &str,
+        audit: &AuditSlot,
+    ) -> Result<bool> {
         let (_writer, mut tx) = self.begin_write().await?;
         let done = sql::keys::put_key_policy(&mut *tx, name, policy).await?;
-        self.commit_change(tx, Changed::default(), audit).await?;
+        self.commit_change(tx, key_changed(arn), audit).await?;
         Ok(done)
     }
 
@@ -444,6 +452,12 @@ impl KeyStore for SqliteStore {
 
     async fn finish_rewrap(&self, name: &str, target: i64) -> Result<()> {
         self.write(sql::keys::finish_rewrap(name, target), None)
+            .await?;
+        Ok(())
+    }
+
+    async fn restart_rewrap(&self, name: &str, target: i64) -> Result<()> {
+        self.write(sql::keys::restart_rewrap(name, target), None)
             .await?;
         Ok(())
     }
@@ -850,6 +864,14 @@ pub async fn open_read_only(path: &Path) -> Result<SqliteStore> {
         write_lock: tokio::sync::Mutex::new(()),
         chain: std::sync::OnceLock::new(),
     })
+}
+
+/// A key change names the key in its request's audit record.
+fn key_changed(arn: &str) -> Changed {
+    Changed {
+        arn: Some(arn.to_string()),
+        version_id: None,
+    }
 }
 
 #[cfg(test)]

@@ -257,6 +257,33 @@ async fn keys_are_created_described_listed_and_named_by_id_arn_alias_or_alias_ar
         .await
         .assert_error("InvalidParameterException");
 
+    // Key operations are audited like any other, under the key's ARN.
+    let events = server
+        .kura(
+            "LookupAuditEvents",
+            &json!({"Action": "kura:CreateKey", "Outcome": "Success"}).to_string(),
+        )
+        .await
+        .assert_ok();
+    let resources: Vec<String> = events["Events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| s(&e["Resource"]))
+        .collect();
+    assert!(
+        resources.contains(&a_arn) && resources.contains(&b_arn),
+        "{events}"
+    );
+    let events = server
+        .kura(
+            "LookupAuditEvents",
+            &json!({"Action": "kura:RotateKey"}).to_string(),
+        )
+        .await
+        .assert_ok();
+    assert_eq!(events["Events"][0]["Resource"], a_arn.as_str(), "{events}");
+
     // The keys and their use survive a restart.
     let server = server.restart().await;
     let client = server.client().await;

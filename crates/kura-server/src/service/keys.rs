@@ -389,7 +389,9 @@ impl Service {
             rewrap_running: false,
         };
         let wrapped = self.keyring.new_kek(&rec.name, 1)?;
-        self.store.create_kms_key(&rec, &wrapped, &c.audit).await?;
+        self.store
+            .create_kms_key(&rec, &wrapped, &self.key_arn(&id), &c.audit)
+            .await?;
         self.keyring.load_kek(&rec.name, 1, &wrapped)?;
         self.reload_keys().await?;
         let key = self.find_key(Some(&id)).await?;
@@ -450,7 +452,14 @@ impl Service {
             let wrapped = self.keyring.new_kek(&name, version)?;
             match self
                 .store
-                .add_key_version(&name, version, &wrapped, self.clock.now(), &c.audit)
+                .add_key_version(
+                    &name,
+                    version,
+                    &wrapped,
+                    self.clock.now(),
+                    &key.arn,
+                    &c.audit,
+                )
                 .await
             {
                 Ok(()) => break (version, wrapped),
@@ -481,7 +490,7 @@ impl Service {
         }
         let text = key_policy_text(req.policy)?;
         self.store
-            .put_key_policy(&key.rec.name, &text, &c.audit)
+            .put_key_policy(&key.rec.name, &text, &key.arn, &c.audit)
             .await?;
         self.reload_keys().await?;
         Ok(Empty {})
@@ -490,6 +499,15 @@ impl Service {
     /// The background re-wrap: every key whose rotation left data keys under older versions
     /// gets them moved, batch by batch, by whichever node holds its lease.
     pub(crate) async fn rewrap_tick(&self) -> Result<()> {
+        // A finished re-wrap with data keys below its target again (sealed by a node that
+        // had not heard of the rotation yet) runs again.
+        for k in self.store.kms_keys().await? {
+            if let (false, Some(target)) = (k.rewrap_running, k.rewrap_target)
+                && self.store.rewrap_remaining(&k.name, target).await? > 0
+            {
+                self.store.restart_rewrap(&k.name, target).await?;
+            }
+        }
         let now = self.clock.now();
         for name in self.store.rewrap_due(now).await? {
             let owner = &self.rotation.owner;

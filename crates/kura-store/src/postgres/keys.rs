@@ -9,12 +9,13 @@ impl PgStore {
         &self,
         key: &KmsKeyRecord,
         wrapped: &[u8],
+        arn: &str,
         audit: &AuditSlot,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
         sql::keys::insert_kms_key(&mut *tx, key, false).await?;
         sql::settings::insert_key(&mut *tx, &key.name, 1, wrapped, key.created_at).await?;
-        self.commit_change(tx, Changed::default(), audit).await
+        self.commit_change(tx, key_changed(arn), audit).await
     }
 
     async fn add_key_version_once(
@@ -23,22 +24,24 @@ impl PgStore {
         version: i64,
         wrapped: &[u8],
         now: Timestamp,
+        arn: &str,
         audit: &AuditSlot,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
         sql::keys::add_key_version(&mut *tx, name, version, wrapped, now).await?;
-        self.commit_change(tx, Changed::default(), audit).await
+        self.commit_change(tx, key_changed(arn), audit).await
     }
 
     async fn put_key_policy_once(
         &self,
         name: &str,
         policy: &str,
+        arn: &str,
         audit: &AuditSlot,
     ) -> Result<bool> {
         let mut tx = self.begin().await?;
         let done = sql::keys::put_key_policy(&mut *tx, name, policy).await?;
-        self.commit_change(tx, Changed::default(), audit).await?;
+        self.commit_change(tx, key_changed(arn), audit).await?;
         Ok(done)
     }
 
@@ -68,9 +71,10 @@ impl KeyStore for PgStore {
         &self,
         key: &KmsKeyRecord,
         wrapped: &[u8],
+        arn: &str,
         audit: &AuditSlot,
     ) -> Result<()> {
-        retry!(self.create_kms_key_once(key, wrapped, audit))
+        retry!(self.create_kms_key_once(key, wrapped, arn, audit))
     }
 
     async fn kms_keys(&self) -> Result<Vec<KmsKeyRecord>> {
@@ -83,13 +87,20 @@ impl KeyStore for PgStore {
         version: i64,
         wrapped: &[u8],
         now: Timestamp,
+        arn: &str,
         audit: &AuditSlot,
     ) -> Result<()> {
-        retry!(self.add_key_version_once(name, version, wrapped, now, audit))
+        retry!(self.add_key_version_once(name, version, wrapped, now, arn, audit))
     }
 
-    async fn put_key_policy(&self, name: &str, policy: &str, audit: &AuditSlot) -> Result<bool> {
-        retry!(self.put_key_policy_once(name, policy, audit))
+    async fn put_key_policy(
+        &self,
+        name: &str,
+        policy: &str,
+        arn: &str,
+        audit: &AuditSlot,
+    ) -> Result<bool> {
+        retry!(self.put_key_policy_once(name, policy, arn, audit))
     }
 
     async fn rewrap_due(&self, now: Timestamp) -> Result<Vec<String>> {
@@ -131,7 +142,20 @@ impl KeyStore for PgStore {
         Ok(())
     }
 
+    async fn restart_rewrap(&self, name: &str, target: i64) -> Result<()> {
+        self.write(sql::keys::restart_rewrap(name, target), None)
+            .await?;
+        Ok(())
+    }
+
     async fn rewrap_remaining(&self, name: &str, below: i64) -> Result<i64> {
         sql::keys::rewrap_remaining(&mut *self.read().await?, name, below).await
+    }
+}
+
+fn key_changed(arn: &str) -> Changed {
+    Changed {
+        arn: Some(arn.to_string()),
+        version_id: None,
     }
 }

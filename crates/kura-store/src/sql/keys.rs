@@ -161,6 +161,15 @@ pub(crate) fn finish_rewrap(name: &str, target: i64) -> super::Stmt<'_> {
     .bind(target)
 }
 
+pub(crate) fn restart_rewrap(name: &str, target: i64) -> super::Stmt<'_> {
+    stmt(
+        "UPDATE kms_keys SET rewrap_running = 1 \
+         WHERE name = $1 AND rewrap_target = $2 AND rewrap_running = 0",
+    )
+    .bind(name)
+    .bind(target)
+}
+
 /// The four places a wrapped data key lives, each with what names its row.
 const PLACES: [&str; 4] = [
     "SELECT v.secret_id AS sid, v.version_id AS k, s.arn AS arn, v.key_version, v.wrapped_key \
