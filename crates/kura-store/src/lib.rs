@@ -92,6 +92,8 @@ pub struct KmsKeyRecord {
     pub rewrap_done: i64,
     /// Whether that re-wrap still has data keys to move.
     pub rewrap_running: bool,
+    /// When a scheduled deletion destroys the key.
+    pub deletion_date: Option<Timestamp>,
 }
 
 /// Where a wrapped data key is stored: what the re-wrap rewrites and what binds it (its
@@ -311,6 +313,25 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Runs the finished re-wrap toward `target` again (a data key under an older version
     /// turned up after it finished: a node that had not yet heard of the rotation sealed it).
     async fn restart_rewrap(&self, name: &str, target: i64) -> Result<()>;
+    /// How many data keys `name` wraps plus how many secrets name it in `KmsKeyId` (by any
+    /// of `references`).
+    async fn key_uses(&self, name: &str, references: &[String]) -> Result<i64>;
+    /// Schedules (`Some`) or cancels (`None`) the key's deletion.
+    async fn set_key_deletion(
+        &self,
+        name: &str,
+        at: Option<Timestamp>,
+        arn: &str,
+        audit: &AuditSlot,
+    ) -> Result<bool>;
+    /// Destroys the key (its row and every version) if its deletion date has passed and
+    /// nothing uses it (checked in the same transaction); whether it did.
+    async fn delete_kms_key(
+        &self,
+        name: &str,
+        references: &[String],
+        now: Timestamp,
+    ) -> Result<bool>;
     /// How many data keys of `name` are wrapped by a version below `below`.
     async fn rewrap_remaining(&self, name: &str, below: i64) -> Result<i64>;
 }

@@ -456,6 +456,33 @@ impl KeyStore for SqliteStore {
         Ok(())
     }
 
+    async fn key_uses(&self, name: &str, references: &[String]) -> Result<i64> {
+        sql::keys::key_uses(&mut *self.read().await?, name, references).await
+    }
+
+    async fn set_key_deletion(
+        &self,
+        name: &str,
+        at: Option<Timestamp>,
+        arn: &str,
+        audit: &AuditSlot,
+    ) -> Result<bool> {
+        let s = sql::keys::set_key_deletion(name, at);
+        Ok(self.write(s, Some((key_changed(arn), audit))).await? == 1)
+    }
+
+    async fn delete_kms_key(
+        &self,
+        name: &str,
+        references: &[String],
+        now: Timestamp,
+    ) -> Result<bool> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        let done = sql::keys::delete_kms_key(&mut *tx, name, references, now).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done)
+    }
+
     async fn restart_rewrap(&self, name: &str, target: i64) -> Result<()> {
         self.write(sql::keys::restart_rewrap(name, target), None)
             .await?;

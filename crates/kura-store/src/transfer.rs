@@ -127,6 +127,7 @@ const TABLES: &[Table] = &[
             col("rewrap_running", Int),
             col("lease_owner", Text),
             col("lease_expires_at", Int),
+            col("deletion_date", Int),
         ],
         key: ROWID,
         identity: None,

@@ -757,3 +757,125 @@ async fn a_key_created_on_one_node_is_used_on_another() {
     drop((a, b));
     drop(db);
 }
+
+#[tokio::test]
+async fn a_key_is_deleted_after_its_window_only_when_nothing_uses_it() {
+    let server = Server::start_with(&["--test-clock"]).await;
+    let client = server.client().await;
+    let used = create_key(&server, json!({"Alias": "alias/used"})).await;
+    let unused = create_key(&server, json!({"Alias": "alias/unused"})).await;
+    create_under(
+        &client,
+        "delete/keyed",
+        &format!("keyed-value-{}", unique_suffix()),
+        &s(&used["Arn"]),
+    )
+    .await;
+
+    // In use: refused, saying why. The default key is never deleted.
+    let m = server
+        .kura(
+            "ScheduleKeyDeletion",
+            &json!({"KeyId": "alias/used", "PendingWindowInDays": 7}).to_string(),
+        )
+        .await
+        .assert_error("InvalidRequestException");
+    assert!(m.contains("in use"), "{m}");
+    server
+        .kura(
+            "ScheduleKeyDeletion",
+            &json!({"KeyId": "alias/kura/default"}).to_string(),
+        )
+        .await
+        .assert_error("InvalidRequestException");
+    server
+        .kura(
+            "ScheduleKeyDeletion",
+            &json!({"KeyId": "alias/unused", "PendingWindowInDays": 3}).to_string(),
+        )
+        .await
+        .assert_error("ValidationException");
+
+    // Unused: pending for the window, refused for new values, and cancellable.
+    let pending = server
+        .kura(
+            "ScheduleKeyDeletion",
+            &json!({"KeyId": "alias/unused", "PendingWindowInDays": 7}).to_string(),
+        )
+        .await
+        .assert_ok()["KeyMetadata"]
+        .clone();
+    assert_eq!(pending["KeyState"], "PendingDeletion");
+    let when = pending["DeletionDate"].as_f64().unwrap();
+    assert!(
+        (when - pending["CreationDate"].as_f64().unwrap() - 7.0 * 86_400.0).abs() < 60.0,
+        "{pending}"
+    );
+    let e = api_err(
+        client
+            .create_secret()
+            .name("delete/late")
+            .secret_string("late-secret-value")
+            .kms_key_id("alias/unused")
+            .send()
+            .await,
+    );
+    assert_eq!(e.code, "InvalidRequestException", "{e:?}");
+    assert!(e.message.contains("pending deletion"), "{e:?}");
+    let back = server
+        .kura(
+            "CancelKeyDeletion",
+            &json!({"KeyId": "alias/unused"}).to_string(),
+        )
+        .await
+        .assert_ok();
+    assert_eq!(back["KeyMetadata"]["KeyState"], "Enabled");
+    assert!(back["KeyMetadata"].get("DeletionDate").is_none());
+    server
+        .kura(
+            "ScheduleKeyDeletion",
+            &json!({"KeyId": "alias/unused", "PendingWindowInDays": 7}).to_string(),
+        )
+        .await
+        .assert_ok();
+
+    // Six days on it is still there; past the window it is gone, and its alias is free.
+    server
+        .kura("AdvanceClock", &json!({"Seconds": 6 * 86_400}).to_string())
+        .await
+        .assert_ok();
+    server
+        .kura("DescribeKey", &json!({"KeyId": "alias/unused"}).to_string())
+        .await
+        .assert_ok();
+    server
+        .kura("AdvanceClock", &json!({"Seconds": 2 * 86_400}).to_string())
+        .await
+        .assert_ok();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = server
+            .kura(
+                "DescribeKey",
+                &json!({"KeyId": s(&unused["KeyId"])}).to_string(),
+            )
+            .await;
+        if r.status == 400 {
+            r.assert_error("ResourceNotFoundException");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the key was not deleted: {}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    create_key(&server, json!({"Alias": "alias/unused"})).await;
+    // The key in use was never touched.
+    assert_eq!(
+        describe_key(&server, "alias/used").await["KeyState"],
+        "Enabled"
+    );
+    get_string(&client, "delete/keyed").await;
+}

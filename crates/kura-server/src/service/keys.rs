@@ -164,6 +164,7 @@ impl Service {
                 rewrap_target: None,
                 rewrap_done: 0,
                 rewrap_running: false,
+                deletion_date: None,
             })
             .await?;
         self.reload_keys().await
@@ -234,14 +235,119 @@ impl Service {
             .ok_or_else(|| not_found(reference.unwrap_or("")))
     }
 
-    /// The key a secret's `KmsKeyId` names; an unknown key is a parameter to fix.
+    /// The key a secret's `KmsKeyId` names, to seal a value under; an unknown key is a
+    /// parameter to fix, a key pending deletion is refused.
     pub(crate) async fn key_for(&self, kms_key_id: Option<&str>) -> Result<Arc<KeyEntry>> {
-        self.find_key(kms_key_id).await.map_err(|_| {
+        let key = self.find_key(kms_key_id).await.map_err(|_| {
             Error::invalid_parameter(format!(
                 "The encryption key {:?} does not exist in kura: KmsKeyId takes a key's id, ARN, alias or alias ARN (Kura.ListKeys lists them), or omit it to use the default key {DEFAULT_KEY}.",
                 kms_key_id.unwrap_or("")
             ))
+        })?;
+        if key.rec.deletion_date.is_some() {
+            return Err(Error::invalid_request(format!(
+                "The key {} is pending deletion, so nothing new is encrypted under it: call Kura.CancelKeyDeletion to use it again, or choose another key.",
+                key.arn
+            )));
+        }
+        Ok(key)
+    }
+
+    /// Every way a secret's `KmsKeyId` can name `key`.
+    fn references(&self, key: &KeyEntry) -> Vec<String> {
+        let mut refs = vec![key.rec.id.clone(), key.arn.clone()];
+        if let Some(a) = &key.rec.alias {
+            refs.push(a.clone());
+            refs.push(format!("arn:aws:kms:{}:{}:{a}", self.region, self.account));
+        }
+        refs
+    }
+
+    pub async fn schedule_key_deletion(
+        &self,
+        c: &Caller,
+        req: ScheduleKeyDeletionRequest,
+    ) -> Result<KeyResponse> {
+        let days = req.pending_window_in_days.unwrap_or(30);
+        if !(7..=30).contains(&days) {
+            return Err(Error::validation(format!(
+                "PendingWindowInDays must be between 7 and 30; got {days}."
+            )));
+        }
+        let key = self.find_key(Some(&req.key_id)).await?;
+        if key.is_default() {
+            return Err(Error::invalid_request(format!(
+                "The default key {DEFAULT_KEY} cannot be deleted: kura's own secrets are sealed under it."
+            )));
+        }
+        let uses = self
+            .store
+            .key_uses(&key.rec.name, &self.references(&key))
+            .await?;
+        if uses > 0 {
+            return Err(Error::invalid_request(format!(
+                "The key {} is in use ({uses} secret value(s) or secret(s) name it): move those secrets to another key (UpdateSecret with KmsKeyId and a new value) and delete their old versions first.",
+                key.arn
+            )));
+        }
+        let at = Timestamp(self.clock.now().0 + days * 86_400_000);
+        self.store
+            .set_key_deletion(&key.rec.name, Some(at), &key.arn, &c.audit)
+            .await?;
+        self.reload_keys().await?;
+        let key = self.find_key(Some(&key.rec.id)).await?;
+        Ok(KeyResponse {
+            key_metadata: self.metadata(&key).await?,
         })
+    }
+
+    pub async fn cancel_key_deletion(&self, c: &Caller, req: KeyIdRequest) -> Result<KeyResponse> {
+        let reference = req.key_id.ok_or_else(|| {
+            Error::invalid_parameter("KeyId is required: a key's id, ARN, alias or alias ARN.")
+        })?;
+        let key = self.find_key(Some(&reference)).await?;
+        self.store
+            .set_key_deletion(&key.rec.name, None, &key.arn, &c.audit)
+            .await?;
+        self.reload_keys().await?;
+        let key = self.find_key(Some(&key.rec.id)).await?;
+        Ok(KeyResponse {
+            key_metadata: self.metadata(&key).await?,
+        })
+    }
+
+    /// Destroys keys whose deletion date has passed; one still in use stays (and says so).
+    async fn delete_due_keys(&self) -> Result<()> {
+        let now = self.clock.now();
+        let due: Vec<Arc<KeyEntry>> = self
+            .store
+            .kms_keys()
+            .await?
+            .into_iter()
+            .filter(|k| k.deletion_date.is_some_and(|d| d <= now))
+            .filter_map(|k| self.known_key(Some(&k.id)))
+            .collect();
+        for key in due {
+            if self
+                .store
+                .delete_kms_key(&key.rec.name, &self.references(&key), now)
+                .await?
+            {
+                self.audit_background(kura_store::AuditRecord {
+                    kind: "job".into(),
+                    principal: "kura".into(),
+                    action: "job:DeleteKey".into(),
+                    resource: key.arn.clone(),
+                    outcome: "Success".into(),
+                    ..Default::default()
+                })
+                .await;
+                self.reload_keys().await?;
+            } else {
+                tracing::warn!(key = %key.arn, "a key due for deletion is still in use (a secret was sealed under it while the deletion was being scheduled); it stays until Kura.CancelKeyDeletion or until nothing uses it");
+            }
+        }
+        Ok(())
     }
 
     /// The data key's version is loaded here, reloading from the store if another node
@@ -351,7 +457,13 @@ impl Service {
             description: rec.description.clone(),
             creation_date: rec.created_at,
             current_version: self.keyring.current_version(&rec.name).unwrap_or(1),
-            key_state: "Enabled".into(),
+            key_state: if rec.deletion_date.is_some() {
+                "PendingDeletion"
+            } else {
+                "Enabled"
+            }
+            .into(),
+            deletion_date: rec.deletion_date,
             policy: rec.policy.clone(),
             tags: (!rec.tags.is_empty()).then(|| rec.tags.clone()),
             rewrap_status,
@@ -387,6 +499,7 @@ impl Service {
             rewrap_target: None,
             rewrap_done: 0,
             rewrap_running: false,
+            deletion_date: None,
         };
         let wrapped = self.keyring.new_kek(&rec.name, 1)?;
         self.store
@@ -499,6 +612,7 @@ impl Service {
     /// The background re-wrap: every key whose rotation left data keys under older versions
     /// gets them moved, batch by batch, by whichever node holds its lease.
     pub(crate) async fn rewrap_tick(&self) -> Result<()> {
+        self.delete_due_keys().await?;
         // A finished re-wrap with data keys below its target again (sealed by a node that
         // had not heard of the rotation yet) runs again.
         for k in self.store.kms_keys().await? {

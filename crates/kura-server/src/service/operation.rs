@@ -104,6 +104,8 @@ macro_rules! with_operations {
             Kura ListKeys(ListKeysRequest) -> ListKeysResponse = list_keys;
             Kura RotateKey(KeyIdRequest) -> KeyResponse = rotate_key;
             Kura PutKeyPolicy(PutKeyPolicyRequest) -> Empty = put_key_policy;
+            Kura ScheduleKeyDeletion(ScheduleKeyDeletionRequest) -> KeyResponse = schedule_key_deletion;
+            Kura CancelKeyDeletion(KeyIdRequest) -> KeyResponse = cancel_key_deletion;
             Sts StsGetCallerIdentity(Empty) -> GetCallerIdentityResponse = get_caller_identity;
         }
     };
@@ -273,6 +275,15 @@ impl Facts for KeyIdRequest {
         RequestFacts {
             // RotateKey without KeyId rotates the default key.
             key_id: Some(self.key_id.as_deref().unwrap_or(super::DEFAULT_KEY)),
+            ..Default::default()
+        }
+    }
+}
+
+impl Facts for ScheduleKeyDeletionRequest {
+    fn facts(&self) -> RequestFacts<'_> {
+        RequestFacts {
+            key_id: Some(&self.key_id),
             ..Default::default()
         }
     }

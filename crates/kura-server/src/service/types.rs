@@ -526,6 +526,12 @@ pub struct ListKeysRequest {
 }
 
 #[derive(Debug)]
+pub struct ScheduleKeyDeletionRequest {
+    pub key_id: String,
+    pub pending_window_in_days: Option<i64>,
+}
+
+#[derive(Debug)]
 pub struct PutKeyPolicyRequest {
     pub key_id: String,
     pub policy: serde_json::Value,
@@ -550,6 +556,7 @@ pub struct KeyMetadata {
     pub creation_date: Timestamp,
     pub current_version: i64,
     pub key_state: String,
+    pub deletion_date: Option<Timestamp>,
     pub policy: Option<String>,
     pub tags: Option<Vec<Tag>>,
     pub rewrap_status: Option<RewrapStatus>,

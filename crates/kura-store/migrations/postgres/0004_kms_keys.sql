@@ -16,7 +16,9 @@ CREATE TABLE kms_keys (
     rewrap_done      BIGINT NOT NULL DEFAULT 0,
     rewrap_running   BIGINT NOT NULL DEFAULT 0,
     lease_owner      TEXT,
-    lease_expires_at BIGINT
+    lease_expires_at BIGINT,
+    -- Set by ScheduleKeyDeletion: the key is destroyed then (unless cancelled or in use).
+    deletion_date    BIGINT
 );
 
 -- The re-wrap finds the data keys still under a key's older versions without a scan.
@@ -33,5 +35,5 @@ $$ LANGUAGE plpgsql;
 
 CREATE TRIGGER keys_changed AFTER INSERT OR UPDATE OF wrapped ON keys
     FOR EACH STATEMENT EXECUTE FUNCTION kura_keys_changed();
-CREATE TRIGGER kms_keys_changed AFTER INSERT OR UPDATE OF policy, alias, description OR DELETE ON kms_keys
+CREATE TRIGGER kms_keys_changed AFTER INSERT OR UPDATE OF policy, alias, description, deletion_date OR DELETE ON kms_keys
     FOR EACH STATEMENT EXECUTE FUNCTION kura_keys_changed();

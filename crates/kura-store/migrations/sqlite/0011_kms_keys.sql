@@ -16,7 +16,9 @@ CREATE TABLE kms_keys (
     rewrap_done      INTEGER NOT NULL DEFAULT 0,
     rewrap_running   INTEGER NOT NULL DEFAULT 0,
     lease_owner      TEXT,
-    lease_expires_at INTEGER
+    lease_expires_at INTEGER,
+    -- Set by ScheduleKeyDeletion: the key is destroyed then (unless cancelled or in use).
+    deletion_date    INTEGER
 );
 
 -- The re-wrap finds the data keys still under a key's older versions without a scan.

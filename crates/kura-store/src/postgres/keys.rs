@@ -45,6 +45,23 @@ impl PgStore {
         Ok(done)
     }
 
+    async fn delete_kms_key_once(
+        &self,
+        name: &str,
+        references: &[String],
+        now: Timestamp,
+    ) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        // Locked first, so a concurrent delete of the same key waits for this one.
+        sql::stmt("SELECT 1 FROM kms_keys WHERE name = $1 FOR UPDATE")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        let done = sql::keys::delete_kms_key(&mut *tx, name, references, now).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done)
+    }
+
     async fn apply_rewrap_once(
         &self,
         name: &str,
@@ -140,6 +157,30 @@ impl KeyStore for PgStore {
         self.write(sql::keys::finish_rewrap(name, target), None)
             .await?;
         Ok(())
+    }
+
+    async fn key_uses(&self, name: &str, references: &[String]) -> Result<i64> {
+        sql::keys::key_uses(&mut *self.read().await?, name, references).await
+    }
+
+    async fn set_key_deletion(
+        &self,
+        name: &str,
+        at: Option<Timestamp>,
+        arn: &str,
+        audit: &AuditSlot,
+    ) -> Result<bool> {
+        let s = sql::keys::set_key_deletion(name, at);
+        Ok(self.write(s, Some((key_changed(arn), audit))).await? == 1)
+    }
+
+    async fn delete_kms_key(
+        &self,
+        name: &str,
+        references: &[String],
+        now: Timestamp,
+    ) -> Result<bool> {
+        retry!(self.delete_kms_key_once(name, references, now))
     }
 
     async fn restart_rewrap(&self, name: &str, target: i64) -> Result<()> {

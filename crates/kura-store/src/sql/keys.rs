@@ -8,7 +8,7 @@ use crate::rows::*;
 use crate::{KeyPlace, KmsKeyRecord, WrappedDataKey};
 
 const KEY_COLUMNS: &str = "id, name, alias, description, policy, tags, created_at, rewrap_target, \
-     rewrap_done, rewrap_running";
+     rewrap_done, rewrap_running, deletion_date";
 
 fn key_from_row(r: &impl Columns) -> Result<KmsKeyRecord> {
     let tags: String = r.col("tags")?;
@@ -28,6 +28,7 @@ fn key_from_row(r: &impl Columns) -> Result<KmsKeyRecord> {
         rewrap_target: r.col("rewrap_target")?,
         rewrap_done: r.col("rewrap_done")?,
         rewrap_running: r.col::<i64>("rewrap_running")? != 0,
+        deletion_date: opt_ts(r, "deletion_date")?,
     })
 }
 
@@ -300,4 +301,53 @@ pub(crate) async fn rewrap_remaining<C: Conn>(conn: &mut C, name: &str, below: i
     .bind(below)
     .scalar(conn)
     .await
+}
+
+pub(crate) async fn key_uses<C: Conn>(
+    conn: &mut C,
+    name: &str,
+    references: &[String],
+) -> Result<i64> {
+    let wrapped = rewrap_remaining(conn, name, i64::MAX).await?;
+    let mut named = 0;
+    for r in references {
+        let n: i64 = stmt("SELECT COUNT(*) FROM secrets WHERE kms_key_id = $1")
+            .bind(r.as_str())
+            .scalar(conn)
+            .await?;
+        named += n;
+    }
+    Ok(wrapped + named)
+}
+
+pub(crate) fn set_key_deletion(name: &str, at: Option<Timestamp>) -> super::Stmt<'_> {
+    stmt("UPDATE kms_keys SET deletion_date = $2 WHERE name = $1")
+        .bind(name)
+        .bind(at.map(|t| t.0))
+}
+
+pub(crate) async fn delete_kms_key<C: Conn>(
+    tx: &mut C,
+    name: &str,
+    references: &[String],
+    now: Timestamp,
+) -> Result<bool> {
+    let due: Option<i64> =
+        stmt("SELECT deletion_date FROM kms_keys WHERE name = $1 AND deletion_date <= $2")
+            .bind(name)
+            .bind(now)
+            .optional_scalar(tx)
+            .await?;
+    if due.is_none() || key_uses(tx, name, references).await? > 0 {
+        return Ok(false);
+    }
+    stmt("DELETE FROM keys WHERE name = $1")
+        .bind(name)
+        .execute(tx)
+        .await?;
+    Ok(stmt("DELETE FROM kms_keys WHERE name = $1")
+        .bind(name)
+        .execute(tx)
+        .await?
+        == 1)
 }

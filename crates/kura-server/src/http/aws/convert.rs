@@ -146,6 +146,7 @@ SecretIdRequest { secret_id };
     KeyIdRequest { key_id };
     ListKeysRequest { max_results, next_token };
     PutKeyPolicyRequest { key_id, policy };
+    ScheduleKeyDeletionRequest { key_id, pending_window_in_days };
 }
 
 to_wire! {
@@ -180,7 +181,7 @@ SecretVersionResponse { arn, name, version_id, version_stages };
     GetCallerIdentityResponse { user_id, account, arn };
     LookupAuditEventsResponse { events, next_token };
     RewrapStatus { state, target_version, done, remaining };
-    KeyMetadata { key_id, arn, alias, description, creation_date, current_version, key_state, policy, tags, rewrap_status };
+    KeyMetadata { key_id, arn, alias, description, creation_date, current_version, key_state, deletion_date, policy, tags, rewrap_status };
     KeyResponse { key_metadata };
     ListKeysResponse { keys, next_token };
 }

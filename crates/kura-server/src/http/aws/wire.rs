@@ -684,6 +684,13 @@ pub struct ListKeysRequest {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
+pub struct ScheduleKeyDeletionRequest {
+    pub key_id: String,
+    pub pending_window_in_days: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct PutKeyPolicyRequest {
     pub key_id: String,
     pub policy: serde_json::Value,
@@ -710,6 +717,8 @@ pub struct KeyMetadata {
     pub creation_date: f64,
     pub current_version: i64,
     pub key_state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deletion_date: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
