@@ -239,6 +239,55 @@ pub fn evaluate(
     }
 }
 
+/// Decides the use of a KMS key as AWS KMS does: the key policy is the root of access. A
+/// key-policy Allow naming the caller grants on its own; one naming the caller's account
+/// delegates to IAM, so the caller's identity policies must allow too; without either the
+/// request is denied whatever the identity policies say. An explicit Deny in any policy wins.
+pub fn evaluate_key_policy(
+    ctx: &RequestContext<'_>,
+    identity: &[&PolicyDocument],
+    key_policy: &PolicyDocument,
+) -> Decision {
+    let env = Env::new(ctx);
+    let variables = key_policy.version.as_deref() == Some(VARIABLES_VERSION);
+    let (mut direct, mut delegated) = (false, false);
+    for s in &key_policy.statements {
+        if s.effect == Effect::Deny {
+            if env
+                .applies(s, PolicySource::Resource, variables)
+                .unwrap_or(false)
+            {
+                return Decision::ExplicitDeny {
+                    statement: s.sid.clone().filter(|sid| !sid.is_empty()),
+                    policy: PolicySource::Resource,
+                };
+            }
+            continue;
+        }
+        if !env.applies_to_anyone(s, variables).unwrap_or(false) {
+            continue;
+        }
+        if env.principal_applies(s) {
+            direct = true;
+        } else if s
+            .principal
+            .as_ref()
+            .is_some_and(|p| listed(p, Identity::Account(ctx.account)))
+        {
+            delegated = true;
+        }
+    }
+    let by_iam = evaluate(ctx, identity, None);
+    if let Decision::ExplicitDeny { .. } = by_iam {
+        return by_iam;
+    }
+    if direct || (delegated && by_iam.is_allow()) {
+        Decision::Allow
+    } else {
+        Decision::ImplicitDeny
+    }
+}
+
 /// The statement can't be evaluated; it applies neither as Allow nor as Deny.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Unusable;
@@ -291,6 +340,19 @@ impl<'c, 'a> Env<'c, 'a> {
         if source == PolicySource::Resource && !self.principal_applies(s) {
             return Ok(false);
         }
+        if !self.action_applies(s) || !self.resource_applies(s, vars)? {
+            return Ok(false);
+        }
+        for clause in &s.condition {
+            if !self.clause_holds(clause, vars)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Whether the statement's action, resource and conditions apply, its principal aside.
+    fn applies_to_anyone(&self, s: &Statement, vars: bool) -> Result<bool, Unusable> {
         if !self.action_applies(s) || !self.resource_applies(s, vars)? {
             return Ok(false);
         }
@@ -1611,5 +1673,69 @@ mod tests {
                 let _ = arn_like(&toks, &segments);
             }
         }
+    }
+
+    #[test]
+    fn key_policy_is_the_root_of_access_to_a_key() {
+        const KEY: &str = "arn:aws:kms:us-east-1:123456789012:key/k1";
+        let doc = |t: &str, kind| parse(t, kind).unwrap();
+        let alice_may = doc(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#,
+            PolicyKind::Identity,
+        );
+        let direct = doc(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:user/bob"},"Action":"kms:Decrypt","Resource":"*"}]}"#,
+            PolicyKind::Resource,
+        );
+        let to_iam = doc(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"kms:*","Resource":"*"}]}"#,
+            PolicyKind::Resource,
+        );
+        let deny_alice = doc(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"123456789012"},"Action":"kms:*","Resource":"*"},{"Sid":"NoAlice","Effect":"Deny","Principal":{"AWS":"arn:aws:iam::123456789012:user/alice"},"Action":"kms:Decrypt","Resource":"*"}]}"#,
+            PolicyKind::Resource,
+        );
+        let keys = ConditionKeys::new();
+        let ctx = |who, action| RequestContext {
+            principal_arn: who,
+            account: ACCOUNT,
+            action,
+            resource: KEY,
+            keys: &keys,
+        };
+        let decrypt = "kms:Decrypt";
+        // Named in the key policy: allowed without any identity policy; others are not.
+        assert!(evaluate_key_policy(&ctx(BOB, decrypt), &[], &direct).is_allow());
+        assert_eq!(
+            evaluate_key_policy(&ctx(BOB, "kms:GenerateDataKey"), &[], &direct),
+            Decision::ImplicitDeny
+        );
+        // An identity policy alone does not open a key whose policy does not delegate.
+        assert_eq!(
+            evaluate_key_policy(&ctx(ALICE, decrypt), &[&alice_may], &direct),
+            Decision::ImplicitDeny
+        );
+        // Delegated to the account: the identity policy decides.
+        assert!(evaluate_key_policy(&ctx(ALICE, decrypt), &[&alice_may], &to_iam).is_allow());
+        assert_eq!(
+            evaluate_key_policy(&ctx(BOB, decrypt), &[], &to_iam),
+            Decision::ImplicitDeny
+        );
+        // An explicit Deny in the key policy wins over the delegation and the identity Allow.
+        assert_eq!(
+            evaluate_key_policy(&ctx(ALICE, decrypt), &[&alice_may], &deny_alice),
+            Decision::ExplicitDeny {
+                statement: Some("NoAlice".into()),
+                policy: PolicySource::Resource
+            }
+        );
+        assert!(
+            evaluate_key_policy(
+                &ctx(ALICE, "kms:GenerateDataKey"),
+                &[&alice_may],
+                &deny_alice
+            )
+            .is_allow()
+        );
     }
 }

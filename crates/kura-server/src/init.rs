@@ -294,6 +294,7 @@ pub async fn finish(
         kura_crypto::mac::MacKey::new(&token_secret),
     )
     .with_node_id(load_or_create_node_id(dir)?);
+    service.load_keys().await?;
     let audit_file = dir.join(AUDIT_FILE);
     let audit_key = load_or_create_audit_key(&service, &audit_file).await?;
     service.set_audit(AuditLog::start(store.clone(), audit_key, audit_file).await?);

@@ -220,6 +220,7 @@ impl Node {
         let service = Arc::new(service);
         service.follow_identity_changes();
         service.keep_root(Arc::new(RootKeeper::new(custody, generation)));
+        service.follow_key_changes();
         let jobs = tokio::spawn(service.clone().run_jobs());
         let live = Arc::new(Live {
             service,

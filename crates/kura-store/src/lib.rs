@@ -75,6 +75,50 @@ pub struct NotificationTargetRecord {
     pub created_at: Timestamp,
 }
 
+/// A key of the keyring as `Kura.CreateKey` made it (or the default key): its versions are the
+/// `keys` rows under `name`, the name its data keys record.
+#[derive(Debug, Clone)]
+pub struct KmsKeyRecord {
+    pub id: String,
+    pub name: String,
+    pub alias: Option<String>,
+    pub description: Option<String>,
+    /// The key policy (JSON), if any.
+    pub policy: Option<String>,
+    pub tags: Vec<kura_core::model::Tag>,
+    pub created_at: Timestamp,
+    /// The version a rotation's re-wrap moves data keys to (the last one, once finished).
+    pub rewrap_target: Option<i64>,
+    /// Data keys the re-wrap toward `rewrap_target` has moved so far.
+    pub rewrap_done: i64,
+    /// Whether that re-wrap still has data keys to move.
+    pub rewrap_running: bool,
+    /// When a scheduled deletion destroys the key.
+    pub deletion_date: Option<Timestamp>,
+}
+
+/// Where a wrapped data key is stored: what the re-wrap rewrites and what binds it (its
+/// associated data is made from these).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPlace {
+    SecretVersion {
+        secret_id: i64,
+        version_id: String,
+        arn: String,
+    },
+    AccessKey(String),
+    RotationFunction(String),
+    NotificationTarget(String),
+}
+
+/// A data key wrapped by an older version of its key.
+#[derive(Debug, Clone)]
+pub struct WrappedDataKey {
+    pub place: KeyPlace,
+    pub key_version: i64,
+    pub wrapped_key: Vec<u8>,
+}
+
 /// An event waiting for delivery to one target.
 #[derive(Debug, Clone)]
 pub struct OutboxItem {
@@ -226,6 +270,94 @@ pub trait SettingsStore: Send + Sync + 'static {
         wrapped: &[u8],
         now: Timestamp,
     ) -> Result<()>;
+}
+
+/// Named keys, their versions, and the background re-wrap after a rotation.
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
+    /// Stores `key` unless a key of its name exists (the default key's row, at start-up).
+    async fn ensure_kms_key(&self, key: &KmsKeyRecord) -> Result<()>;
+    /// Stores a new key and its first version (wrapped by the root key) together. A taken
+    /// alias answers AlreadyExists. `arn` names the key in the request's audit record (as
+    /// for the other key changes).
+    async fn create_kms_key(
+        &self,
+        key: &KmsKeyRecord,
+        wrapped: &[u8],
+        arn: &str,
+        audit: &AuditSlot,
+    ) -> Result<()>;
+    /// Every key, by id.
+    async fn kms_keys(&self) -> Result<Vec<KmsKeyRecord>>;
+    /// Stores version `version` of key `name` and starts the re-wrap toward it, in one
+    /// transaction; a version someone stored first answers ResourceExists (try the next).
+    async fn add_key_version(
+        &self,
+        name: &str,
+        version: i64,
+        wrapped: &[u8],
+        now: Timestamp,
+        arn: &str,
+        audit: &AuditSlot,
+    ) -> Result<()>;
+    async fn put_key_policy(
+        &self,
+        name: &str,
+        policy: &str,
+        arn: &str,
+        audit: &AuditSlot,
+    ) -> Result<bool>;
+    /// Keys whose re-wrap is running and whose lease is free or expired.
+    async fn rewrap_due(&self, now: Timestamp) -> Result<Vec<String>>;
+    /// Takes (or renews) the re-wrap lease of a key; false if another owner holds it.
+    async fn claim_rewrap(
+        &self,
+        name: &str,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool>;
+    /// Up to `limit` data keys of `name` wrapped by a version below `below`.
+    async fn rewrap_candidates(
+        &self,
+        name: &str,
+        below: i64,
+        limit: usize,
+    ) -> Result<Vec<WrappedDataKey>>;
+    /// Writes re-wrapped data keys (`(old, new wrapped key, new version)`) in one
+    /// transaction, each only where the row still holds the old version, and counts them in
+    /// the key's progress; returns how many were written.
+    async fn apply_rewrap(
+        &self,
+        name: &str,
+        updates: &[(WrappedDataKey, Vec<u8>, i64)],
+    ) -> Result<u64>;
+    /// Ends the re-wrap toward `target` (nothing is left below it) and frees its lease.
+    async fn finish_rewrap(&self, name: &str, target: i64) -> Result<()>;
+    /// Runs the finished re-wrap toward `target` again (a data key under an older version
+    /// turned up after it finished: a node that had not yet heard of the rotation sealed it).
+    async fn restart_rewrap(&self, name: &str, target: i64) -> Result<()>;
+    /// How many data keys `name` wraps plus how many secrets name it in `KmsKeyId` (by any
+    /// of `references`).
+    async fn key_uses(&self, name: &str, references: &[String]) -> Result<i64>;
+    /// Schedules (`Some`) or cancels (`None`) the key's deletion.
+    async fn set_key_deletion(
+        &self,
+        name: &str,
+        at: Option<Timestamp>,
+        arn: &str,
+        audit: &AuditSlot,
+    ) -> Result<bool>;
+    /// Destroys the key (its row and every version) if its deletion date has passed and
+    /// nothing uses it (checked in the same transaction); whether it did.
+    async fn delete_kms_key(
+        &self,
+        name: &str,
+        references: &[String],
+        now: Timestamp,
+    ) -> Result<bool>;
+    /// How many data keys of `name` are wrapped by a version below `below`.
+    async fn rewrap_remaining(&self, name: &str, below: i64) -> Result<i64>;
 }
 
 /// Secrets with their versions, labels and tags.
@@ -398,6 +530,8 @@ pub trait StoreLifecycle: Send + Sync + 'static {
 pub enum Change {
     /// A user's tags, policies or existence.
     User(String),
+    /// A key was created, rotated, or given a new policy: reload the keys.
+    Keys,
     /// Announcements may have been missed: drop everything cached.
     Everything,
 }
@@ -406,6 +540,7 @@ pub enum Change {
 /// trait, and `Arc<dyn Store>` reaches them all.
 pub trait Store:
     SettingsStore
+    + KeyStore
     + SecretStore
     + IdentityStore
     + AuditStore
@@ -417,6 +552,7 @@ pub trait Store:
 
 impl<T> Store for T where
     T: SettingsStore
+        + KeyStore
         + SecretStore
         + IdentityStore
         + AuditStore
@@ -430,7 +566,7 @@ impl<T> Store for T where
 pub mod prelude {
     pub use super::ModifyReturning;
     pub use crate::{
-        AuditStore, IdentityStore, NotificationStore, RotationStore, SecretStore, SettingsStore,
-        Store, StoreLifecycle,
+        AuditStore, IdentityStore, KeyStore, NotificationStore, RotationStore, SecretStore,
+        SettingsStore, Store, StoreLifecycle,
     };
 }

@@ -24,9 +24,9 @@ use crate::rows::*;
 use crate::sql::audit_log::Committable;
 use crate::sql::{self, Args, Conn, Stmt};
 use crate::{
-    AccessKeyRecord, AuditQuery, AuditRecord, KeyRewrap, ListPage, ListQuery, Mutation,
-    NotificationTargetRecord, OutboxItem, RotationFunctionRecord, SettingSwap, StoredVersion,
-    UserRecord, VersionSelector,
+    AccessKeyRecord, AuditQuery, AuditRecord, KeyRewrap, KmsKeyRecord, ListPage, ListQuery,
+    Mutation, NotificationTargetRecord, OutboxItem, RotationFunctionRecord, SettingSwap,
+    StoredVersion, UserRecord, VersionSelector, WrappedDataKey,
 };
 
 /// Versioned migrations, applied in order, each in its own transaction. Embedded in the binary
@@ -51,6 +51,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (9, include_str!("../migrations/sqlite/0009_user_ids.sql")),
     (10, include_str!("../migrations/sqlite/0010_audit_node.sql")),
+    (11, include_str!("../migrations/sqlite/0011_kms_keys.sql")),
 ];
 
 /// The schema version after every migration (what `kura migrate` copies from).
@@ -370,6 +371,141 @@ impl SettingsStore for SqliteStore {
 }
 
 #[async_trait]
+impl KeyStore for SqliteStore {
+    async fn ensure_kms_key(&self, key: &KmsKeyRecord) -> Result<()> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        sql::keys::insert_kms_key(&mut *tx, key, true).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn create_kms_key(
+        &self,
+        key: &KmsKeyRecord,
+        wrapped: &[u8],
+        arn: &str,
+        audit: &AuditSlot,
+    ) -> Result<()> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        sql::keys::insert_kms_key(&mut *tx, key, false).await?;
+        sql::settings::insert_key(&mut *tx, &key.name, 1, wrapped, key.created_at).await?;
+        self.commit_change(tx, key_changed(arn), audit).await
+    }
+
+    async fn kms_keys(&self) -> Result<Vec<KmsKeyRecord>> {
+        sql::keys::kms_keys(&mut *self.read().await?).await
+    }
+
+    async fn add_key_version(
+        &self,
+        name: &str,
+        version: i64,
+        wrapped: &[u8],
+        now: Timestamp,
+        arn: &str,
+        audit: &AuditSlot,
+    ) -> Result<()> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        sql::keys::add_key_version(&mut *tx, name, version, wrapped, now).await?;
+        self.commit_change(tx, key_changed(arn), audit).await
+    }
+
+    async fn put_key_policy(
+        &self,
+        name: &str,
+        policy: &str,
+        arn: &str,
+        audit: &AuditSlot,
+    ) -> Result<bool> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        let done = sql::keys::put_key_policy(&mut *tx, name, policy).await?;
+        self.commit_change(tx, key_changed(arn), audit).await?;
+        Ok(done)
+    }
+
+    async fn rewrap_due(&self, now: Timestamp) -> Result<Vec<String>> {
+        sql::keys::rewrap_due(&mut *self.read().await?, now).await
+    }
+
+    async fn claim_rewrap(
+        &self,
+        name: &str,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool> {
+        let s = sql::keys::claim_rewrap(name, owner, now, until);
+        Ok(self.write(s, None).await? == 1)
+    }
+
+    async fn rewrap_candidates(
+        &self,
+        name: &str,
+        below: i64,
+        limit: usize,
+    ) -> Result<Vec<WrappedDataKey>> {
+        sql::keys::rewrap_candidates(&mut *self.read().await?, name, below, limit).await
+    }
+
+    async fn apply_rewrap(
+        &self,
+        name: &str,
+        updates: &[(WrappedDataKey, Vec<u8>, i64)],
+    ) -> Result<u64> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        let mut done = 0;
+        for (old, wrapped, version) in updates {
+            done += sql::keys::apply_one(&mut *tx, name, old, wrapped, *version).await?;
+        }
+        sql::keys::count_progress(&mut *tx, name, done).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done)
+    }
+
+    async fn finish_rewrap(&self, name: &str, target: i64) -> Result<()> {
+        self.write(sql::keys::finish_rewrap(name, target), None)
+            .await?;
+        Ok(())
+    }
+
+    async fn key_uses(&self, name: &str, references: &[String]) -> Result<i64> {
+        sql::keys::key_uses(&mut *self.read().await?, name, references).await
+    }
+
+    async fn set_key_deletion(
+        &self,
+        name: &str,
+        at: Option<Timestamp>,
+        arn: &str,
+        audit: &AuditSlot,
+    ) -> Result<bool> {
+        let s = sql::keys::set_key_deletion(name, at);
+        Ok(self.write(s, Some((key_changed(arn), audit))).await? == 1)
+    }
+
+    async fn delete_kms_key(
+        &self,
+        name: &str,
+        references: &[String],
+        now: Timestamp,
+    ) -> Result<bool> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        let done = sql::keys::delete_kms_key(&mut *tx, name, references, now).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done)
+    }
+
+    async fn restart_rewrap(&self, name: &str, target: i64) -> Result<()> {
+        self.write(sql::keys::restart_rewrap(name, target), None)
+            .await?;
+        Ok(())
+    }
+
+    async fn rewrap_remaining(&self, name: &str, below: i64) -> Result<i64> {
+        sql::keys::rewrap_remaining(&mut *self.read().await?, name, below).await
+    }
+}
+
+#[async_trait]
 impl IdentityStore for SqliteStore {
     async fn create_user(&self, u: &UserRecord, audit: &AuditSlot) -> Result<()> {
         let (_writer, mut tx) = self.begin_write().await?;
@@ -610,6 +746,13 @@ impl RotationStore for SqliteStore {
         )
         .execute(&mut *tx)
         .await?;
+        // A key re-wrap interrupted by the same exit resumes at once too.
+        sql::stmt(
+            "UPDATE kms_keys SET lease_owner = NULL, lease_expires_at = NULL \
+             WHERE lease_owner IS NOT NULL",
+        )
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await.map_err(db_err)?;
         Ok(resumed)
     }
@@ -759,6 +902,14 @@ pub async fn open_read_only(path: &Path) -> Result<SqliteStore> {
         write_lock: tokio::sync::Mutex::new(()),
         chain: std::sync::OnceLock::new(),
     })
+}
+
+/// A key change names the key in its request's audit record.
+fn key_changed(arn: &str) -> Changed {
+    Changed {
+        arn: Some(arn.to_string()),
+        version_id: None,
+    }
 }
 
 #[cfg(test)]

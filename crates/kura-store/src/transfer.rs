@@ -113,6 +113,26 @@ pub(crate) const TABLES: &[Table] = &[
         identity: None,
     },
     Table {
+        name: "kms_keys",
+        columns: &[
+            col("id", Text),
+            col("name", Text),
+            col("alias", Text),
+            col("description", Text),
+            col("policy", Text),
+            col("tags", Text),
+            col("created_at", Int),
+            col("rewrap_target", Int),
+            col("rewrap_done", Int),
+            col("rewrap_running", Int),
+            col("lease_owner", Text),
+            col("lease_expires_at", Int),
+            col("deletion_date", Int),
+        ],
+        key: ROWID,
+        identity: None,
+    },
+    Table {
         name: "users",
         columns: &[
             col("name", Text),
@@ -786,5 +806,11 @@ async fn release_leases(tx: &mut sqlx::PgConnection) -> Result<()> {
     .execute(&mut *tx)
     .await
     .map_err(|e| pg_err("secrets", e))?;
+    sqlx::query(
+        "UPDATE kms_keys SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner IS NOT NULL",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| pg_err("kms_keys", e))?;
     Ok(())
 }

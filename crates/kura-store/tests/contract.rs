@@ -19,9 +19,9 @@ use kura_core::names::SecretRef;
 use kura_core::{ManualClock, Timestamp};
 use kura_store::prelude::*;
 use kura_store::{
-    AccessKeyRecord, AuditChain, AuditDraft, AuditQuery, AuditRecord, AuditSlot, Cursor, KeyRewrap,
-    ListQuery, NO_AUDIT, NotificationTargetRecord, PgStore, SettingSwap, SortKey, SqliteStore,
-    Store, UserRecord, VersionSelector,
+    AccessKeyRecord, AuditChain, AuditDraft, AuditQuery, AuditRecord, AuditSlot, Cursor, KeyPlace,
+    KeyRewrap, KmsKeyRecord, ListQuery, NO_AUDIT, NotificationTargetRecord, PgStore, SettingSwap,
+    SortKey, SqliteStore, Store, UserRecord, VersionSelector,
 };
 
 const T0: Timestamp = Timestamp(1_800_000_000_000);
@@ -1740,6 +1740,232 @@ async fn outbox_claims(store: &dyn Store) {
     );
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Named keys and the re-wrap after a rotation
+// ---------------------------------------------------------------------------------------------------------
+
+fn kms_key(id: &str, alias: &str) -> KmsKeyRecord {
+    KmsKeyRecord {
+        id: id.into(),
+        name: id.into(),
+        alias: Some(alias.into()),
+        description: None,
+        policy: None,
+        tags: vec![tag("team", "a")],
+        created_at: T0,
+        rewrap_target: None,
+        rewrap_done: 0,
+        rewrap_running: false,
+        deletion_date: None,
+    }
+}
+
+fn under(key: &str, marker: &str) -> NewVersion {
+    let mut v = version(marker, Some(marker));
+    if let Some(s) = &mut v.value {
+        s.key_name = key.into();
+    }
+    v
+}
+
+/// A key and its first version are stored together; an alias is taken once; a rotation starts
+/// the re-wrap, whose lease goes to one owner; a batch rewrites only rows still on the version
+/// it read (a value written meanwhile keeps what it has) and counts what it moved; a finished
+/// re-wrap can run again; a key in use is not deleted, an unused one past its date is.
+async fn named_keys(store: &dyn Store) {
+    store
+        .create_kms_key(&kms_key("k1", "alias/a"), b"v1", "arn-k1", &NO_AUDIT)
+        .await
+        .unwrap();
+    let e = store
+        .create_kms_key(&kms_key("k2", "alias/a"), b"v1", "arn-k2", &NO_AUDIT)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, kura_core::ErrorCode::ResourceExists, "{e:?}");
+    assert!(e.message.contains("alias/a"), "{e:?}");
+    let keys = store.kms_keys().await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].tags, vec![tag("team", "a")]);
+    assert!(
+        store
+            .load_keys()
+            .await
+            .unwrap()
+            .contains(&("k1".to_string(), 1, b"v1".to_vec()))
+    );
+
+    // Three values under k1 version 1.
+    let id = store
+        .create_secret(
+            &record("keyed"),
+            Some(&under("k1", "a1")),
+            &stages(&[("AWSCURRENT", "a1")]),
+            &NO_AUDIT,
+        )
+        .await
+        .unwrap();
+    for v in ["a2", "a3"] {
+        store
+            .modify(
+                id,
+                &mut |st| {
+                    st.new_versions.push(under("k1", v));
+                    st.versions.push(kura_core::model::VersionMeta {
+                        version_id: v.into(),
+                        created_at: T0,
+                        accessed_at: None,
+                        has_value: true,
+                    });
+                    Ok(())
+                },
+                &NO_AUDIT,
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.rewrap_remaining("k1", 2).await.unwrap(), 3);
+    assert!(store.rewrap_due(T0).await.unwrap().is_empty());
+
+    // Rotation: version 2 stored, the re-wrap runs; version 2 again is a conflict.
+    store
+        .add_key_version("k1", 2, b"v2", T0, "arn-k1", &NO_AUDIT)
+        .await
+        .unwrap();
+    let e = store
+        .add_key_version("k1", 2, b"v2", T0, "arn-k1", &NO_AUDIT)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, kura_core::ErrorCode::ResourceExists, "{e:?}");
+    assert_eq!(store.rewrap_due(T0).await.unwrap(), vec!["k1".to_string()]);
+    assert!(
+        store
+            .claim_rewrap("k1", "node-a", T0, T0.plus_ms(MINUTE))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_rewrap("k1", "node-b", T0, T0.plus_ms(MINUTE))
+            .await
+            .unwrap()
+    );
+    assert!(store.rewrap_due(T0).await.unwrap().is_empty());
+
+    let found = store.rewrap_candidates("k1", 2, 10).await.unwrap();
+    assert_eq!(found.len(), 3);
+    assert!(found.iter().all(|w| w.key_version == 1));
+    assert!(matches!(
+        &found[0].place,
+        KeyPlace::SecretVersion { secret_id, .. } if *secret_id == id
+    ));
+    // One of them is rewritten meanwhile (a concurrent re-wrap or write): the batch leaves it.
+    let (raced, rest) = found.split_first().unwrap();
+    assert_eq!(
+        store
+            .apply_rewrap("k1", &[(raced.clone(), b"theirs".to_vec(), 3)])
+            .await
+            .unwrap(),
+        1
+    );
+    let batch: Vec<_> = found
+        .iter()
+        .map(|w| (w.clone(), b"ours".to_vec(), 2))
+        .collect();
+    assert_eq!(store.apply_rewrap("k1", &batch).await.unwrap(), 2);
+    assert_eq!(store.rewrap_remaining("k1", 2).await.unwrap(), 0);
+    let k = store.kms_keys().await.unwrap().remove(0);
+    assert_eq!(
+        (k.rewrap_target, k.rewrap_done, k.rewrap_running),
+        (Some(2), 3, true)
+    );
+    let raced_id = match &raced.place {
+        KeyPlace::SecretVersion { version_id, .. } => version_id.clone(),
+        p => panic!("{p:?}"),
+    };
+    let kept = store
+        .read_version(id, VersionSelector::Id(&raced_id))
+        .await
+        .unwrap()
+        .unwrap()
+        .value
+        .unwrap();
+    assert_eq!(
+        (kept.wrapped_key.as_slice(), kept.key_version),
+        (&b"theirs"[..], 3)
+    );
+    for w in rest {
+        let KeyPlace::SecretVersion { version_id, .. } = &w.place else {
+            panic!()
+        };
+        let v = store
+            .read_version(id, VersionSelector::Id(version_id))
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .unwrap();
+        assert_eq!((v.wrapped_key.as_slice(), v.key_version), (&b"ours"[..], 2));
+    }
+
+    // Finished; a straggler under version 1 runs it again.
+    store.finish_rewrap("k1", 2).await.unwrap();
+    let k = store.kms_keys().await.unwrap().remove(0);
+    assert!(!k.rewrap_running);
+    store.restart_rewrap("k1", 2).await.unwrap();
+    assert_eq!(
+        store.rewrap_due(T0.plus_ms(2 * MINUTE)).await.unwrap(),
+        vec!["k1".to_string()]
+    );
+    store.finish_rewrap("k1", 2).await.unwrap();
+
+    // Deletion: k1 is in use; an unused k2 goes once its date has passed.
+    let refs = vec!["k1".to_string()];
+    assert!(store.key_uses("k1", &refs).await.unwrap() >= 3);
+    store
+        .set_key_deletion("k1", Some(T0), "arn-k1", &NO_AUDIT)
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .delete_kms_key("k1", &refs, T0.plus_ms(MINUTE))
+            .await
+            .unwrap()
+    );
+    store
+        .create_kms_key(&kms_key("k2", "alias/b"), b"v1", "arn-k2", &NO_AUDIT)
+        .await
+        .unwrap();
+    let refs2 = vec!["k2".to_string(), "alias/b".to_string()];
+    assert_eq!(store.key_uses("k2", &refs2).await.unwrap(), 0);
+    store
+        .set_key_deletion("k2", Some(T0.plus_ms(MINUTE)), "arn-k2", &NO_AUDIT)
+        .await
+        .unwrap();
+    assert!(!store.delete_kms_key("k2", &refs2, T0).await.unwrap());
+    assert!(
+        store
+            .delete_kms_key("k2", &refs2, T0.plus_ms(MINUTE))
+            .await
+            .unwrap()
+    );
+    let names: Vec<String> = store
+        .kms_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(names, vec!["k1".to_string()]);
+    assert!(
+        !store
+            .load_keys()
+            .await
+            .unwrap()
+            .iter()
+            .any(|(n, _, _)| n == "k2")
+    );
+}
+
 /// A SQLite store on a fresh temporary file (kept alive by the returned directory).
 async fn sqlite() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::Builder::new()
@@ -1796,6 +2022,7 @@ backend_tests!(
         settings,
         nul_characters,
         single_server_recovery,
+        named_keys,
     ]
 );
 
@@ -1816,6 +2043,7 @@ backend_tests!(
         settings,
         nul_characters,
         shared_database_recovery,
+        named_keys,
     ]
 );
 

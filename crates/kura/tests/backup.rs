@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_sdk_secretsmanager::Client;
-use common::postgres::Database;
 use common::operator::{operator, operator_init};
+use common::postgres::Database;
 use common::*;
 
 /// One write of a writer, on the secret it owns.

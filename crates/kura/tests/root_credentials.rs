@@ -9,8 +9,8 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::softhsm::{self, Token};
 use common::operator::{operator_as, operator_init};
+use common::softhsm::{self, Token};
 use common::*;
 
 /// `kura ARGS` with `env` and `stdin`: success, stdout, stderr.

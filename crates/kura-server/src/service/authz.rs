@@ -19,7 +19,7 @@ const SUBJECT_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 /// A user as authorization needs it: tags and parsed identity policies.
 pub(crate) struct Subject {
     tags: Vec<kura_core::model::Tag>,
-    policies: Vec<PolicyDocument>,
+    pub(crate) policies: Vec<PolicyDocument>,
 }
 
 /// Per-user cache of [`Subject`]s, so a request does not load and parse policies again.
@@ -59,6 +59,8 @@ impl Service {
                 let Some(svc) = svc.upgrade() else { return };
                 match change {
                     Ok(kura_store::Change::User(name)) => svc.subjects.forget(&name),
+                    // Keys are followed by `follow_key_changes`.
+                    Ok(kura_store::Change::Keys) => {}
                     Ok(kura_store::Change::Everything)
                     | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         svc.subjects.forget_everyone()
@@ -170,6 +172,9 @@ impl Service {
                     (self.requested_arn(name), None)
                 }
                 (_, _, Some(user)) if family == Family::Kura => (self.user_arn(user), None),
+                _ if family == Family::Kura && facts.key_id.is_some() => {
+                    (self.key_resource(facts.key_id.unwrap_or_default()), None)
+                }
                 _ => ("*".to_string(), None),
             },
         };
@@ -331,6 +336,11 @@ impl Service {
             );
         }
         Ok(subject)
+    }
+
+    /// The caller's identity policies (cached), for decisions made outside `authorize`.
+    pub(crate) async fn identity_policies(&self, p: &Principal) -> Result<std::sync::Arc<Subject>> {
+        self.subject_of(p).await
     }
 
     /// Whose policies decide: a user's own, or — for a rotation function's short-lived key —

@@ -9,6 +9,7 @@ pub mod authz;
 mod batch;
 mod identity;
 mod jobs;
+mod keys;
 pub mod operation;
 mod operator;
 mod password;
@@ -84,6 +85,8 @@ pub struct Service {
     pub test_pause_step: Option<kura_core::model::RotationStep>,
     audit: std::sync::OnceLock<kura_audit::AuditLog>,
     pub(crate) subjects: authz::SubjectCache,
+    /// The named keys this node knows (`keys.rs`).
+    pub(crate) keys: keys::KeyCatalog,
     /// This process's name in the audit trail (`node-id` in the data directory).
     pub(crate) node_id: String,
     /// Set when the node can be sealed again (the Shamir seal): `Kura.Seal` wakes it.
@@ -127,7 +130,7 @@ fn take_value(value: Option<Plain>) -> Result<Option<Plain>> {
     Ok(value)
 }
 
-fn seal_context(arn: &str, version_id: &str) -> Vec<u8> {
+pub(crate) fn seal_context(arn: &str, version_id: &str) -> Vec<u8> {
     format!("{arn}\n{version_id}").into_bytes()
 }
 
@@ -152,6 +155,7 @@ impl Service {
             test_pause_step: None,
             audit: std::sync::OnceLock::new(),
             subjects: authz::SubjectCache::default(),
+            keys: keys::KeyCatalog::default(),
             node_id: String::new(),
             seal_requests: std::sync::OnceLock::new(),
             root_challenges: root::RootChallenges::default(),
@@ -228,19 +232,6 @@ impl Service {
         Ok(s)
     }
 
-    /// Maps a request's `KmsKeyId` to a key of the keyring (`None`: the default key).
-    pub(crate) fn key_for(&self, kms_key_id: Option<&str>) -> Result<(String, Option<String>)> {
-        match kms_key_id {
-            None | Some("") | Some(DEFAULT_KEY) | Some("alias/aws/secretsmanager") => {
-                Ok((DEFAULT_KEY.to_string(), None))
-            }
-            Some(k) if self.keyring.has_key(k) => Ok((k.to_string(), Some(k.to_string()))),
-            Some(k) => Err(Error::invalid_parameter(format!(
-                "The encryption key {k:?} does not exist in kura. Omit KmsKeyId to use the default key {DEFAULT_KEY}."
-            ))),
-        }
-    }
-
     /// Seals kura's own secrets (access keys, signing secrets) under the default key,
     /// bound to `context` so a sealed blob cannot be moved to another owner.
     pub(crate) fn seal_internal(&self, context: &[u8], bytes: &[u8]) -> Result<SealedValue> {
@@ -278,15 +269,16 @@ impl Service {
         )
     }
 
-    pub(crate) fn seal(
+    /// Seals a secret's value under the key its `KmsKeyId` names.
+    pub(crate) async fn seal(
         &self,
         secret: &SecretRecord,
         version_id: &str,
         plain: &Plain,
     ) -> Result<SealedValue> {
-        let (key_name, _) = self.key_for(secret.kms_key_id.as_deref())?;
+        let key = self.key_for(secret.kms_key_id.as_deref()).await?;
         self.seal_with(
-            &key_name,
+            &key.rec.name,
             &seal_context(&secret.arn, version_id),
             plain.kind(),
             plain.bytes(),

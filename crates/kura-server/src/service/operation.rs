@@ -14,6 +14,8 @@ pub struct RequestFacts<'a> {
     pub name: Option<&'a str>,
     pub user_name: Option<&'a str>,
     pub target_id: Option<&'a str>,
+    /// A key (`Kura.*Key` operations), as the request named it.
+    pub key_id: Option<&'a str>,
     pub version_id: Option<&'a str>,
     pub version_stage: Option<&'a str>,
     pub rotation_lambda_arn: Option<&'a str>,
@@ -100,6 +102,13 @@ macro_rules! with_operations {
             Kura DisableRoot(Empty) -> Empty = disable_root;
             Kura EnableRoot(Empty) -> Empty = enable_root;
             Kura RotateRootKey(Empty) -> RotateRootKeyResponse = rotate_root_key;
+            Kura CreateKey(CreateKeyRequest) -> KeyResponse = create_key;
+            Kura DescribeKey(KeyIdRequest) -> KeyResponse = describe_key;
+            Kura ListKeys(ListKeysRequest) -> ListKeysResponse = list_keys;
+            Kura RotateKey(KeyIdRequest) -> KeyResponse = rotate_key;
+            Kura PutKeyPolicy(PutKeyPolicyRequest) -> Empty = put_key_policy;
+            Kura ScheduleKeyDeletion(ScheduleKeyDeletionRequest) -> KeyResponse = schedule_key_deletion;
+            Kura CancelKeyDeletion(KeyIdRequest) -> KeyResponse = cancel_key_deletion;
             Sts StsGetCallerIdentity(Empty) -> GetCallerIdentityResponse = get_caller_identity;
         }
     };
@@ -232,6 +241,7 @@ no_facts!(
     SetClockRequest,
     AdvanceClockRequest,
     LookupAuditEventsRequest,
+    ListKeysRequest,
 );
 
 macro_rules! no_target {
@@ -256,7 +266,51 @@ no_target!(
     ListUserPoliciesResponse,
     GetCallerIdentityResponse,
     LookupAuditEventsResponse,
+    ListKeysResponse,
 );
+
+impl AuditTarget for KeyResponse {
+    fn audit_target(&self) -> (Option<&str>, Option<&str>) {
+        (Some(&self.key_metadata.arn), None)
+    }
+}
+
+impl Facts for CreateKeyRequest {
+    fn facts(&self) -> RequestFacts<'_> {
+        RequestFacts {
+            tags: self.tags.as_deref(),
+            ..Default::default()
+        }
+    }
+}
+
+impl Facts for KeyIdRequest {
+    fn facts(&self) -> RequestFacts<'_> {
+        RequestFacts {
+            // RotateKey without KeyId rotates the default key.
+            key_id: Some(self.key_id.as_deref().unwrap_or(super::DEFAULT_KEY)),
+            ..Default::default()
+        }
+    }
+}
+
+impl Facts for ScheduleKeyDeletionRequest {
+    fn facts(&self) -> RequestFacts<'_> {
+        RequestFacts {
+            key_id: Some(&self.key_id),
+            ..Default::default()
+        }
+    }
+}
+
+impl Facts for PutKeyPolicyRequest {
+    fn facts(&self) -> RequestFacts<'_> {
+        RequestFacts {
+            key_id: Some(&self.key_id),
+            ..Default::default()
+        }
+    }
+}
 
 impl AuditTarget for SecretVersionResponse {
     fn audit_target(&self) -> (Option<&str>, Option<&str>) {

@@ -180,6 +180,7 @@ impl Service {
             .or_else(|| facts.name.map(str::to_string))
             .or_else(|| facts.user_name.map(|u| self.user_arn(u)))
             .or_else(|| facts.target_id.map(str::to_string))
+            .or_else(|| facts.key_id.map(|k| self.key_resource(k)))
             .unwrap_or_else(|| "*".to_string());
         AuditRecord {
             time: self.now_ms(),

@@ -22,14 +22,17 @@ pub(crate) enum Job {
     KeyExpiry,
     /// Destroy secrets whose recovery window has ended (claimed by lease).
     Purge,
+    /// Move data keys to a rotated key's new version (claimed by lease per key).
+    KeyRewrap,
 }
 
 impl Job {
-    pub(crate) const ALL: [Job; 4] = [
+    pub(crate) const ALL: [Job; 5] = [
         Job::Rotations,
         Job::Notifications,
         Job::KeyExpiry,
         Job::Purge,
+        Job::KeyRewrap,
     ];
 
     fn name(self) -> &'static str {
@@ -38,12 +41,13 @@ impl Job {
             Job::Notifications => "notifications",
             Job::KeyExpiry => "key expiry",
             Job::Purge => "purge",
+            Job::KeyRewrap => "key re-wrap",
         }
     }
 
     fn every(self) -> Duration {
         match self {
-            Job::Rotations | Job::Notifications => Duration::from_secs(5),
+            Job::Rotations | Job::Notifications | Job::KeyRewrap => Duration::from_secs(5),
             Job::KeyExpiry => Duration::from_secs(30),
             Job::Purge => Duration::from_secs(60),
         }
@@ -51,7 +55,7 @@ impl Job {
 
     /// Whether a wake-up (a rotation requested, an event queued) is for this job.
     fn woken_by_requests(self) -> bool {
-        matches!(self, Job::Rotations | Job::Notifications)
+        matches!(self, Job::Rotations | Job::Notifications | Job::KeyRewrap)
     }
 }
 
@@ -67,6 +71,7 @@ impl Service {
                 .await
                 .map(|_| ()),
             Job::Purge => self.purge_due().await.map(|_| ()),
+            Job::KeyRewrap => self.rewrap_tick().await,
         };
         if let Err(e) = result {
             tracing::error!(job = job.name(), detail = ?e, "a background job failed; it runs again on its next turn");

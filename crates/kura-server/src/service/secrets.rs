@@ -6,6 +6,7 @@ use kura_core::names::{self, SecretRef, validate_description, validate_name, val
 use kura_core::{Error, Result};
 use kura_store::{Cursor, CursorValue, FilterKey, ListFilter, ListQuery, SortKey};
 
+use super::keys::ENCRYPT_ACTION;
 use super::rotation::Event;
 use super::types::*;
 use super::versions::{ValueWrite, page_size, token_in_use};
@@ -121,7 +122,13 @@ impl Service {
         }
         let tags = to_core_tags(req.tags.unwrap_or_default())?;
         let plain = take_value(req.value)?;
-        let (_, kms_key_id) = self.key_for(req.kms_key_id.as_deref())?;
+        let key = self.key_for(req.kms_key_id.as_deref()).await?;
+        // Stored as the caller named it (DescribeSecret shows it so, as AWS does); the default
+        // key is stored as no key.
+        let kms_key_id = req.kms_key_id.clone().filter(|_| !key.is_default());
+        if plain.is_some() {
+            self.authorize_key_use(p, &key, ENCRYPT_ACTION).await?;
+        }
 
         if let Some(existing) = self
             .store
@@ -141,6 +148,8 @@ impl Service {
                     .await?
                 && let Some(sealed) = &v.value
             {
+                self.ready_version(&sealed.key_name, sealed.key_version)
+                    .await?;
                 let old = self.open(&existing.arn, token, sealed)?;
                 if old.kind() == plain.kind() && old.bytes() == plain.bytes() {
                     return Ok(SecretVersionResponse {
@@ -171,7 +180,7 @@ impl Service {
                 let version_id = req.client_request_token.unwrap_or_else(new_uuid);
                 labels::attach_new_version(&mut stages, &version_id, None, true)?;
                 Some(NewVersion {
-                    value: Some(self.seal(&secret, &version_id, plain)?),
+                    value: Some(self.seal(&secret, &version_id, plain).await?),
                     version_id,
                     created_at: now,
                 })
@@ -303,11 +312,20 @@ impl Service {
         }
         let plain = take_value(req.value)?;
         let kms = match &req.kms_key_id {
-            Some(k) => Some(self.key_for(Some(k))?.1),
+            Some(k) => {
+                let key = self.key_for(Some(k)).await?;
+                Some(Some(k.clone()).filter(|_| !key.is_default()))
+            }
             None => None,
         };
         let secret = self.resolve_live(p, &req.secret_id).await?;
         if let Some(plain) = plain {
+            let target = match &kms {
+                Some(k) => k.as_deref(),
+                None => secret.kms_key_id.as_deref(),
+            };
+            let key = self.key_for(target).await?;
+            self.authorize_key_use(p, &key, ENCRYPT_ACTION).await?;
             return self
                 .write_value(
                     &secret,

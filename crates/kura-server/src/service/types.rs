@@ -510,3 +510,73 @@ pub struct GetCallerIdentityResponse {
     pub account: String,
     pub arn: String,
 }
+
+/// Kura.CreateKey.
+#[derive(Debug, Default)]
+pub struct CreateKeyRequest {
+    pub description: Option<String>,
+    pub alias: Option<String>,
+    /// A key policy: a JSON object, or that object as a string.
+    pub policy: Option<serde_json::Value>,
+    pub tags: Option<Vec<Tag>>,
+}
+
+/// A key named by id, ARN, alias or alias ARN (`None`: the default key, where allowed).
+#[derive(Debug, Default)]
+pub struct KeyIdRequest {
+    pub key_id: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct ListKeysRequest {
+    pub max_results: Option<i64>,
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct ScheduleKeyDeletionRequest {
+    pub key_id: String,
+    pub pending_window_in_days: Option<i64>,
+}
+
+#[derive(Debug)]
+pub struct PutKeyPolicyRequest {
+    pub key_id: String,
+    pub policy: serde_json::Value,
+}
+
+/// Where a rotation's background re-wrap of data keys stands.
+#[derive(Debug)]
+pub struct RewrapStatus {
+    /// `InProgress` or `Complete`.
+    pub state: String,
+    pub target_version: i64,
+    pub done: i64,
+    pub remaining: i64,
+}
+
+#[derive(Debug)]
+pub struct KeyMetadata {
+    pub key_id: String,
+    pub arn: String,
+    pub alias: Option<String>,
+    pub description: Option<String>,
+    pub creation_date: Timestamp,
+    pub current_version: i64,
+    pub key_state: String,
+    pub deletion_date: Option<Timestamp>,
+    pub policy: Option<String>,
+    pub tags: Option<Vec<Tag>>,
+    pub rewrap_status: Option<RewrapStatus>,
+}
+
+#[derive(Debug)]
+pub struct KeyResponse {
+    pub key_metadata: KeyMetadata,
+}
+
+#[derive(Debug)]
+pub struct ListKeysResponse {
+    pub keys: Vec<KeyMetadata>,
+    pub next_token: Option<String>,
+}

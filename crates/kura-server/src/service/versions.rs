@@ -6,6 +6,7 @@ use kura_core::names::validate_version_id;
 use kura_core::{Error, Result};
 use kura_store::{AuditSlot, VersionSelector};
 
+use super::keys::{DECRYPT_ACTION, ENCRYPT_ACTION};
 use super::rotation::{Event, after_manual_change};
 use super::types::*;
 use super::{Caller, Plain, Service, new_uuid, take_value};
@@ -54,6 +55,8 @@ impl Service {
             .await?
             && let Some(sealed) = &existing.value
         {
+            self.ready_version(&sealed.key_name, sealed.key_version)
+                .await?;
             let old = self.open(&secret.arn, &token, sealed)?;
             return if old.kind() == w.plain.kind() && old.bytes() == w.plain.bytes() {
                 Ok(answer(existing.stages))
@@ -65,7 +68,7 @@ impl Service {
         if let Some(k) = &w.kms_key_id {
             target.kms_key_id = k.clone();
         }
-        let sealed = self.seal(&target, &token, &w.plain)?;
+        let sealed = self.seal(&target, &token, &w.plain).await?;
         let now = self.clock.now();
         let requested = w.stages.as_deref();
         let state = self
@@ -135,6 +138,8 @@ impl Service {
             Error::invalid_parameter("You must provide either SecretString or SecretBinary.")
         })?;
         let secret = self.resolve_live(p, &req.secret_id).await?;
+        let key = self.key_for(secret.kms_key_id.as_deref()).await?;
+        self.authorize_key_use(p, &key, ENCRYPT_ACTION).await?;
         self.write_value(
             &secret,
             ValueWrite {
@@ -186,6 +191,11 @@ impl Service {
             )));
         }
         let sealed = v.value.as_ref().ok_or_else(not_found)?;
+        // The key that sealed this version decides, whatever the secret's KmsKeyId is now.
+        let key = self.find_key(Some(&sealed.key_name)).await?;
+        self.authorize_key_use(p, &key, DECRYPT_ACTION).await?;
+        self.ready_version(&sealed.key_name, sealed.key_version)
+            .await?;
         // A rotation function reading another secret: its error text must not show that either.
         self.rotation.note_read(p, secret.id);
         // LastAccessedDate is kept per day, so only the first read of a day writes.

@@ -48,10 +48,16 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../migrations/postgres/0003_audit_node.sql"),
     ),
+    (
+        4,
+        include_str!("../../migrations/postgres/0004_kms_keys.sql"),
+    ),
 ];
 
 /// The channel the database announces identity changes on (migration 0002).
 const IDENTITY_CHANNEL: &str = "kura_identity";
+/// The channel key changes are announced on (migration 0004).
+const KEYS_CHANNEL: &str = "kura_keys";
 
 /// Advisory lock keys (arbitrary constants, "kura" in ASCII plus a suffix), so they do not
 /// collide with another application's locks on a shared server.
@@ -148,6 +154,7 @@ macro_rules! retry {
 
 mod audit_log;
 mod identity;
+mod keys;
 mod notifications;
 mod rotation;
 mod secrets;
@@ -364,7 +371,7 @@ impl PgStore {
                         continue;
                     }
                 };
-                if let Err(e) = listener.listen(IDENTITY_CHANNEL).await {
+                if let Err(e) = listener.listen_all([IDENTITY_CHANNEL, KEYS_CHANNEL]).await {
                     tracing::warn!(detail = %e, "cannot listen for identity changes; retrying");
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                     continue;
@@ -373,6 +380,9 @@ impl PgStore {
                 let _ = out.send(crate::Change::Everything);
                 loop {
                     match listener.try_recv().await {
+                        Ok(Some(n)) if n.channel() == KEYS_CHANNEL => {
+                            let _ = out.send(crate::Change::Keys);
+                        }
                         Ok(Some(n)) => {
                             let _ = out.send(crate::Change::User(n.payload().to_string()));
                         }

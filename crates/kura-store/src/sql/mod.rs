@@ -22,6 +22,7 @@ use crate::rows::{Column, Columns};
 
 pub(crate) mod audit_log;
 pub(crate) mod identity;
+pub(crate) mod keys;
 pub(crate) mod notifications;
 pub(crate) mod rotation;
 pub(crate) mod secrets;

@@ -142,6 +142,11 @@ SecretIdRequest { secret_id };
     PutUserPolicyRequest { user_name, policy_name, policy_document };
     UserPolicyRequest { user_name, policy_name };
     LookupAuditEventsRequest { start_time, end_time, principal, action, resource, outcome, max_results, next_token };
+    CreateKeyRequest { description, alias, policy, tags };
+    KeyIdRequest { key_id };
+    ListKeysRequest { max_results, next_token };
+    PutKeyPolicyRequest { key_id, policy };
+    ScheduleKeyDeletionRequest { key_id, pending_window_in_days };
 }
 
 to_wire! {
@@ -176,4 +181,8 @@ SecretVersionResponse { arn, name, version_id, version_stages };
     ListUserPoliciesResponse { policy_names };
     GetCallerIdentityResponse { user_id, account, arn };
     LookupAuditEventsResponse { events, next_token };
+    RewrapStatus { state, target_version, done, remaining };
+    KeyMetadata { key_id, arn, alias, description, creation_date, current_version, key_state, deletion_date, policy, tags, rewrap_status };
+    KeyResponse { key_metadata };
+    ListKeysResponse { keys, next_token };
 }

@@ -181,6 +181,8 @@ encode_as_converted!(
     ListUserPoliciesResponse,
     GetCallerIdentityResponse,
     LookupAuditEventsResponse,
+    KeyResponse,
+    ListKeysResponse,
 );
 
 fn value_out(v: &types::GetSecretValueResponse) -> Result<wire::GetSecretValueResponse<'_>> {

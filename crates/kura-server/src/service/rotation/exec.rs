@@ -252,10 +252,13 @@ impl Service {
         let Some(v) = self.store.read_version(s.id, which).await? else {
             return Ok(None);
         };
-        v.value
-            .as_ref()
-            .map(|sealed| self.open(&s.arn, &v.meta.version_id, sealed))
-            .transpose()
+        let Some(sealed) = &v.value else {
+            return Ok(None);
+        };
+        // Sealed under a key version another node added: load it first.
+        self.ready_version(&sealed.key_name, sealed.key_version)
+            .await?;
+        self.open(&s.arn, &v.meta.version_id, sealed).map(Some)
     }
 
     /// finishSecret's label move: AWSCURRENT to `token` (AWSPREVIOUS follows). A no-op when

@@ -522,7 +522,7 @@ impl Service {
     }
 }
 
-fn function_context(name: &str) -> Vec<u8> {
+pub(crate) fn function_context(name: &str) -> Vec<u8> {
     format!("kura/rotation-function/{name}").into_bytes()
 }
 

@@ -4,7 +4,7 @@
 mod engine;
 mod exec;
 pub(crate) mod functions;
-mod notify;
+pub(crate) mod notify;
 
 use kura_core::labels::{self, Stages};
 use kura_core::model::{RotationConfig, RotationPhase, SecretState};

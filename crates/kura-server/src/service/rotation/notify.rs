@@ -50,7 +50,7 @@ impl Event {
     }
 }
 
-fn target_context(id: &str) -> Vec<u8> {
+pub(crate) fn target_context(id: &str) -> Vec<u8> {
     format!("kura/notification-target/{id}").into_bytes()
 }
 
