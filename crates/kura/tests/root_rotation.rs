@@ -424,6 +424,32 @@ async fn a_cluster_node_follows_a_rotation_made_on_another() {
     }
     assert!(followed, "node A did not follow B's rotation:\n{}", a.log());
     assert_eq!(get_string(&a.client().await, "rot/2").await, "written-on-b");
+
+    // A key made right after a rotation, before B's periodic check: B, asked to use it, finds
+    // it does not open with its root key, follows the rotation at once and uses it.
+    let (ok, out, err) = operator(&a, &["rotate-root-key"], None);
+    assert!(ok && out.contains("generation 5"), "{out}{err}");
+    let made = a
+        .kura(
+            "CreateKey",
+            &json!({"Alias": "alias/after-rotation"}).to_string(),
+        )
+        .await;
+    made.assert_ok();
+    let r = b
+        .raw(
+            "CreateSecret",
+            &json!({"Name": "rot/new-key", "SecretString": "under-a-key-made-after-rotation",
+                    "KmsKeyId": "alias/after-rotation"})
+            .to_string(),
+            SignMode::Root,
+        )
+        .await;
+    r.assert_ok();
+    assert_eq!(
+        get_string(&a.client().await, "rot/new-key").await,
+        "under-a-key-made-after-rotation"
+    );
     drop((a, b));
 }
 

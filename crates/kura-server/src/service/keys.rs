@@ -172,13 +172,25 @@ impl Service {
 
     /// Loads key versions this node has not seen into the keyring and rebuilds the catalog.
     pub(crate) async fn reload_keys(&self) -> Result<()> {
+        let mut closed = Vec::new();
         for (name, version, wrapped) in self.store.load_keys().await? {
-            // One version that does not open (the root key changed under this node) must
-            // not keep the others out: it is logged, and a use of it fails on its own.
             if !self.keyring.has_version(&name, version)
-                && let Err(e) = self.keyring.load_kek(&name, version, &wrapped)
+                && self.keyring.load_kek(&name, version, &wrapped).is_err()
             {
-                tracing::error!(key = %name, version, detail = ?e, "a stored key version does not open with this node's root key");
+                closed.push((name, version, wrapped));
+            }
+        }
+        if !closed.is_empty() {
+            // Written under a root key another node rotated to: catch up now, then try again.
+            if let Err(e) = self.follow_root().await {
+                tracing::warn!(detail = %e.message, "cannot follow the installation's root key");
+            }
+            for (name, version, wrapped) in closed {
+                // One version that still does not open must not keep the others out: it is
+                // logged, and a use of it fails on its own.
+                if let Err(e) = self.keyring.load_kek(&name, version, &wrapped) {
+                    tracing::error!(key = %name, version, detail = ?e, "a stored key version does not open with this node's root key");
+                }
             }
         }
         let mut map = HashMap::new();
