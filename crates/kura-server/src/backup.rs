@@ -18,7 +18,8 @@ pub use kura_store::backup::Manifest;
 use kura_store::{AuditQuery, AuditStore, SettingsStore};
 use zeroize::Zeroizing;
 
-use crate::init::{DATABASE_FILE, ROOT_KEY_FILE, io_err, try_lock_data_dir, write_private};
+use crate::init::{DATABASE_FILE, try_lock_data_dir};
+use crate::root_file::{ROOT_KEY_FILE, io_err, sync_file_and_dir, write_private};
 
 pub use kura_store::transfer::{Copied, Progress, tables};
 
@@ -37,20 +38,6 @@ fn partial_path(output: &Path) -> PathBuf {
     let mut name = output.as_os_str().to_owned();
     name.push(".partial");
     PathBuf::from(name)
-}
-
-/// Flushes `path` and the directory entry that names it to disk.
-fn sync_file_and_dir(path: &Path) -> Result<()> {
-    std::fs::File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| io_err("cannot sync", path, e))?;
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    std::fs::File::open(parent)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| io_err("cannot sync", parent, e))
 }
 
 /// The seal recorded in the database at `db` (`file` when none is).

@@ -5,7 +5,6 @@
 //! (`--database-url`) shared by several nodes. Then the first node to start initialises the
 //! database and writes `root-credentials`; every other node needs a copy of its `root.key`.
 
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,11 +16,11 @@ use kura_crypto::{Keyring, RootKey, random};
 use kura_store::{PgStore, SqliteStore, Store};
 use zeroize::Zeroizing;
 
+use crate::root_file::{ROOT_KEY_FILE, io_err, write_private};
 use crate::service::access_keys::NewAccessKey;
 use crate::service::{DEFAULT_KEY, Service};
 use kura_audit::{AUDIT_FILE, AuditLog, FileHolds, VerifyReport};
 
-pub const ROOT_KEY_FILE: &str = "root.key";
 pub const CREDENTIALS_FILE: &str = "root-credentials";
 pub const DATABASE_FILE: &str = "kura.db";
 pub const NODE_ID_FILE: &str = "node-id";
@@ -39,61 +38,6 @@ fn load_or_create_node_id(dir: &Path) -> Result<String> {
             let id = format!("node-{}", random::alnum(10)?.to_lowercase());
             write_private(&path, format!("{id}\n").as_bytes())?;
             Ok(id)
-        }
-        Err(e) => Err(io_err("cannot read", &path, e)),
-    }
-}
-
-pub(crate) fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
-    Error::internal(format!("{what} {}: {e}", path.display()))
-}
-
-/// Writes a new file readable by its owner only; fails if it exists (never overwrite keys).
-pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| io_err("cannot create", path, e))?;
-    f.write_all(contents)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| io_err("cannot write", path, e))
-}
-
-/// Reads the root key; creates one only when `may_create` (a database nothing has used yet).
-pub(crate) fn load_or_create_root_key(dir: &Path, may_create: bool) -> Result<RootKey> {
-    let path = dir.join(ROOT_KEY_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let mode = std::fs::metadata(&path)
-                .map_err(|e| io_err("cannot stat", &path, e))?
-                .permissions()
-                .mode();
-            if mode & 0o077 != 0 {
-                tracing::warn!(path = %path.display(), "the root key file is readable by others; chmod 600 it");
-            }
-            let bytes = Zeroizing::new(hex::decode(text.trim()).map_err(|_| {
-                Error::internal(format!(
-                    "{} is not a hex-encoded 32-byte key",
-                    path.display()
-                ))
-            })?);
-            RootKey::from_bytes(&bytes)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !may_create => {
-            Err(Error::internal(format!(
-                "{} is missing, and the database already belongs to a kura installation: copy root.key from one of its nodes (or from the data directory `kura migrate` copied from) into {}, then start again",
-                path.display(),
-                dir.display()
-            )))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = RootKey::generate()?;
-            let text = Zeroizing::new(format!("{}\n", hex::encode(key.expose_bytes())));
-            write_private(&path, text.as_bytes())?;
-            tracing::info!(path = %path.display(), "created the root key; back it up: without it no secret can be read");
-            Ok(key)
         }
         Err(e) => Err(io_err("cannot read", &path, e)),
     }

@@ -4,6 +4,7 @@ pub mod backup;
 pub mod http;
 pub mod init;
 pub mod node;
+pub mod root_file;
 pub mod rootkey;
 pub mod seal;
 pub mod service;

@@ -133,12 +133,12 @@ impl Node {
         match choice {
             SealChoice::File => {
                 let dir = &node.prepared.dir;
-                let origin = if dir.join(init::ROOT_KEY_FILE).exists() {
+                let origin = if dir.join(crate::root_file::ROOT_KEY_FILE).exists() {
                     RootOrigin::KeptFile
                 } else {
                     RootOrigin::NewFile
                 };
-                let root = init::load_or_create_root_key(dir, fresh)?;
+                let root = crate::root_file::load_or_create_root_key(dir, fresh)?;
                 let root = rootkey::file_root_at_start(store.as_ref(), dir, root).await?;
                 let custody = Custody::File { dir: dir.clone() };
                 node.bring_up(root, origin, None, custody).await?;

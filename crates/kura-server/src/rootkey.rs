@@ -23,6 +23,10 @@ use kura_crypto::{Keyring, RootKey};
 use kura_store::{KeyRewrap, SettingSwap, Store};
 use serde::{Deserialize, Serialize};
 
+use crate::root_file::{
+    NEXT_ROOT_KEY_FILE, ROOT_KEY_FILE, install_next_file, read_root_key, rewrite_root_file,
+    write_next_file,
+};
 use crate::seal::{self, HsmConfig, SEAL_SETTING, SealKey};
 
 /// The generation of the root key the installation is at (absent: 1, the first).
@@ -32,8 +36,6 @@ pub const UPGRADE_SETTING: &str = "root-upgrade";
 /// How long a rotation's upgrade entry stays: nodes holding the previous root key follow it
 /// within seconds; after this, one that was down needs its seal or a copy of `root.key`.
 pub const UPGRADE_GRACE_MS: i64 = 15 * 60 * 1000;
-/// Where the file seal writes the next root key before the rotation commits.
-pub const NEXT_ROOT_KEY_FILE: &str = "root.key.next";
 /// How often a node checks whether another node rotated the root key.
 pub const CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -147,45 +149,6 @@ fn follow_entries(root: &RootKey, entries: &[UpgradeEntry]) -> Result<Option<(Ro
     Ok(reached)
 }
 
-fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
-    Error::internal(format!("{what} {}: {e}", path.display()))
-}
-
-/// Writes `root.key.next` (mode 0600, synced), replacing a leftover one.
-fn write_next_file(dir: &Path, root: &RootKey) -> Result<PathBuf> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = dir.join(NEXT_ROOT_KEY_FILE);
-    let _ = std::fs::remove_file(&path);
-    let text = zeroize::Zeroizing::new(format!("{}\n", hex::encode(root.expose_bytes())));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| io_err("cannot create", &path, e))?;
-    f.write_all(text.as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(|e| io_err("cannot write", &path, e))?;
-    Ok(path)
-}
-
-/// Renames `root.key.next` over `root.key` and syncs the directory, so the rename survives.
-fn install_next_file(dir: &Path) -> Result<()> {
-    let next = dir.join(NEXT_ROOT_KEY_FILE);
-    let target = dir.join(crate::init::ROOT_KEY_FILE);
-    std::fs::rename(&next, &target).map_err(|e| io_err("cannot rename", &next, e))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_err("cannot sync", dir, e))
-}
-
-/// Replaces `root.key` with `root`, crash-safely (write, sync, rename, sync the directory).
-fn rewrite_root_file(dir: &Path, root: &RootKey) -> Result<()> {
-    write_next_file(dir, root)?;
-    install_next_file(dir)
-}
-
 /// At the start of a file-sealed node: the root key that opens the keyring, from `root.key`,
 /// from a `root.key.next` a rotation committed before it could rename it, or by following
 /// the upgrade entries from an older `root.key` (another node rotated); `root.key` is then
@@ -198,17 +161,15 @@ pub async fn file_root_at_start(store: &dyn Store, dir: &Path, root: RootKey) ->
         let _ = std::fs::remove_file(&next_path);
         return Ok(root);
     }
-    if let Ok(text) = std::fs::read_to_string(&next_path) {
-        let bytes = zeroize::Zeroizing::new(hex::decode(text.trim()).unwrap_or_default());
-        if let Ok(next) = RootKey::from_bytes(&bytes)
-            && opens_all(&next, &keys)?
-        {
-            install_next_file(dir)?;
-            tracing::info!(
-                "root.key.next holds the root key a rotation committed before this node stopped: it is root.key now"
-            );
-            return Ok(next);
-        }
+    if next_path.exists()
+        && let Ok(next) = read_root_key(&next_path)
+        && opens_all(&next, &keys)?
+    {
+        install_next_file(dir)?;
+        tracing::info!(
+            "root.key.next holds the root key a rotation committed before this node stopped: it is root.key now"
+        );
+        return Ok(next);
     }
     let (_, entries) = read_upgrades(store).await?;
     if let Some((next, generation)) = follow_entries(&root, &entries)?
@@ -225,7 +186,7 @@ pub async fn file_root_at_start(store: &dyn Store, dir: &Path, root: RootKey) ->
     if generation > 1 {
         return Err(Error::internal(format!(
             "the root key in {} does not open this database's keyring. The installation's root key was rotated (it is at generation {generation}); a node holding an older root key follows a rotation for {} minutes after it, and this one did not. Copy root.key from a node that has the current root key (one that rotated or was running since), then start again",
-            dir.join(crate::init::ROOT_KEY_FILE).display(),
+            dir.join(ROOT_KEY_FILE).display(),
             UPGRADE_GRACE_MS / 60_000
         )));
     }
@@ -582,7 +543,7 @@ mod tests {
     }
 
     fn root_in(dir: &Path) -> RootKey {
-        let text = std::fs::read_to_string(dir.join(crate::init::ROOT_KEY_FILE)).unwrap();
+        let text = std::fs::read_to_string(dir.join(ROOT_KEY_FILE)).unwrap();
         RootKey::from_bytes(&hex::decode(text.trim()).unwrap()).unwrap()
     }
 

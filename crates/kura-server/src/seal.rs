@@ -307,7 +307,7 @@ pub async fn open_root_offline(
     let recorded = load(store).await?;
     let seal = recorded.as_ref().map(SealRecord::name).unwrap_or("file");
     let root = match &recorded {
-        None => crate::init::load_or_create_root_key(dir, false)?,
+        None => crate::root_file::load_or_create_root_key(dir, false)?,
         Some(record @ SealRecord::Shamir { threshold, .. }) => {
             let given = ask_shares(*threshold)?;
             check_shares(record, *threshold, &given)?;
@@ -385,14 +385,15 @@ pub struct Migrated {
 /// key is re-wrapped; no secret is touched. The record changes by compare-and-set, so a
 /// concurrent change fails this one.
 pub async fn migrate(
-    prepared: &crate::init::Prepared,
+    store: &dyn Store,
+    dir: &std::path::Path,
     hsm: Option<&HsmConfig>,
     ask_shares: &mut AskShares<'_>,
     target: SealTarget,
 ) -> Result<Migrated> {
-    let store = prepared.store.as_ref();
-    let key_file = prepared.dir.join(crate::init::ROOT_KEY_FILE);
-    if prepared.is_fresh().await? {
+    let key_file = dir.join(crate::root_file::ROOT_KEY_FILE);
+    // A database with no key-encryption key yet: nothing was ever sealed with it.
+    if store.load_keys().await?.is_empty() {
         return Err(Error::invalid_request(
             "this database is not initialised yet: choose its seal when it starts (`kura server --seal ...`)",
         ));
@@ -409,9 +410,7 @@ pub async fn migrate(
             "the installation is sealed with `{from}` already"
         )));
     }
-    let root = open_root_offline(store, &prepared.dir, hsm, ask_shares)
-        .await?
-        .root;
+    let root = open_root_offline(store, dir, hsm, ask_shares).await?.root;
     // The record exactly as stored: the compare-and-set compares bytes.
     let stored = store.get_setting(SEAL_SETTING).await?;
     let expected = stored.as_deref();
@@ -449,7 +448,7 @@ pub async fn migrate(
     };
     let mut root_key_file = None;
     if new_record.is_none() {
-        write_root_key(&key_file, &root)?;
+        crate::root_file::write_root_key(&key_file, &root)?;
         root_key_file = Some(key_file.clone());
     }
     let new_json = match &new_record {
@@ -486,20 +485,4 @@ pub async fn migrate(
         shares,
         root_key_file,
     })
-}
-
-/// `root.key` as the file seal keeps it: hex, mode 0600, never over an existing file.
-fn write_root_key(path: &std::path::Path, root: &RootKey) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let text = zeroize::Zeroizing::new(format!("{}\n", hex::encode(root.expose_bytes())));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::invalid_request(format!("cannot create {}: {e}", path.display())))?;
-    f.write_all(text.as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Error::internal(format!("cannot write {}: {e}", path.display())))
 }

@@ -79,7 +79,7 @@ pub async fn backup(
     println!("Rows per table: {}.", rows(&manifest));
     println!("Every value is still encrypted under the installation's keyring.");
     if manifest.seal == "file" {
-        let key = data_dir.join(kura_server::init::ROOT_KEY_FILE);
+        let key = data_dir.join(kura_server::root_file::ROOT_KEY_FILE);
         let at = if key.exists() {
             key.display().to_string()
         } else {

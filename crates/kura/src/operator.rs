@@ -186,9 +186,15 @@ pub async fn migrate_seal(
         .await
         .map_err(said)?;
     let mut ask = share_asker(Vec::new());
-    let done = kura_server::seal::migrate(&prepared, hsm.as_ref(), &mut ask, target)
-        .await
-        .map_err(said)?;
+    let done = kura_server::seal::migrate(
+        prepared.store.as_ref(),
+        &prepared.dir,
+        hsm.as_ref(),
+        &mut ask,
+        target,
+    )
+    .await
+    .map_err(said)?;
     let mut out = std::io::stdout().lock();
     for (i, s) in done.shares.iter().enumerate() {
         let _ = writeln!(out, "Unseal share {}: {}", i + 1, s.as_str());

@@ -15,9 +15,9 @@ use kura_iam::eval::{self, ConditionKeys, Decision, RequestContext};
 use kura_iam::policy::{self, PolicyDocument, PolicyKind};
 use kura_store::{KeyPlace, KmsKeyRecord, WrappedDataKey};
 
-use super::secrets::to_core_tags;
+use super::tags::validated_tags;
+use super::tokens::page_size;
 use super::types::*;
-use super::versions::page_size;
 use super::{Caller, DEFAULT_KEY, Service, access_key_context, new_uuid, seal_context};
 
 /// Data keys moved per transaction.
@@ -497,7 +497,7 @@ impl Service {
             Some(p) => key_policy_text(p)?,
             None => self.default_key_policy(),
         };
-        let tags = to_core_tags(req.tags.unwrap_or_default())?;
+        let tags = validated_tags(req.tags.unwrap_or_default())?;
         let id = new_uuid();
         let rec = KmsKeyRecord {
             id: id.clone(),

@@ -1,31 +1,21 @@
 //! Creating, describing, listing, updating, deleting and restoring secrets.
 
 use kura_core::labels::{self, Stages};
-use kura_core::model::{NewVersion, SecretRecord, Tag};
+use kura_core::model::{NewVersion, SecretRecord};
 use kura_core::names::{self, SecretRef, validate_description, validate_name, validate_version_id};
 use kura_core::{Error, Result};
 use kura_store::{Cursor, CursorValue, FilterKey, ListFilter, ListQuery, SortKey};
 
 use super::keys::ENCRYPT_ACTION;
 use super::rotation::Event;
+use super::tags::validated_tags;
+use super::tokens::page_size;
 use super::types::*;
-use super::versions::{ValueWrite, page_size, token_in_use};
+use super::versions::{ValueWrite, token_in_use};
 use super::{Caller, Service, new_uuid, take_value};
 
 const MIN_RECOVERY_DAYS: i64 = 7;
 const MAX_RECOVERY_DAYS: i64 = 30;
-
-pub(crate) fn to_core_tags(tags: Vec<Tag>) -> Result<Vec<Tag>> {
-    tags.into_iter()
-        .map(|t| {
-            names::validate_tag(&t.key, &t.value)?;
-            Ok(Tag {
-                key: t.key,
-                value: t.value,
-            })
-        })
-        .collect()
-}
 
 fn sort_key(s: Option<&str>) -> Result<SortKey> {
     Ok(match s {
@@ -120,7 +110,7 @@ impl Service {
                 "Replication to other regions is not available on this kura server; remove AddReplicaRegions.",
             ));
         }
-        let tags = to_core_tags(req.tags.unwrap_or_default())?;
+        let tags = validated_tags(req.tags.unwrap_or_default())?;
         let plain = take_value(req.value)?;
         let key = self.key_for(req.kms_key_id.as_deref()).await?;
         // Stored as the caller named it (DescribeSecret shows it so, as AWS does); the default

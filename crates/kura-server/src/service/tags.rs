@@ -1,16 +1,25 @@
 //! TagResource / UntagResource.
 
+use kura_core::model::Tag;
+use kura_core::names;
 use kura_core::{Error, Result};
 
-use super::secrets::to_core_tags;
 use super::{Caller, Service};
 use crate::service::types::*;
 
 const MAX_TAGS: usize = 50;
 
+/// Tags as given, each checked against AWS's rules for keys and values.
+pub(crate) fn validated_tags(tags: Vec<Tag>) -> Result<Vec<Tag>> {
+    for t in &tags {
+        names::validate_tag(&t.key, &t.value)?;
+    }
+    Ok(tags)
+}
+
 impl Service {
     pub async fn tag_resource(&self, p: &Caller, req: TagResourceRequest) -> Result<Empty> {
-        let tags = to_core_tags(req.tags)?;
+        let tags = validated_tags(req.tags)?;
         let secret = self.resolve_live(p, &req.secret_id).await?;
         self.store
             .modify(

@@ -7,6 +7,17 @@ use kura_core::{Error, ErrorCode, Result};
 
 use super::Service;
 
+/// `MaxResults`: 1–100, default 100.
+pub(crate) fn page_size(max_results: Option<i64>) -> Result<usize> {
+    match max_results {
+        None => Ok(100),
+        Some(n @ 1..=100) => Ok(n as usize),
+        Some(n) => Err(Error::invalid_parameter(format!(
+            "MaxResults must be between 1 and 100; got {n}."
+        ))),
+    }
+}
+
 pub(crate) fn invalid() -> Error {
     Error::new(
         ErrorCode::InvalidNextToken,

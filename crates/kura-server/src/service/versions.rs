@@ -8,6 +8,7 @@ use kura_store::{AuditSlot, VersionSelector};
 
 use super::keys::{DECRYPT_ACTION, ENCRYPT_ACTION};
 use super::rotation::{Event, after_manual_change};
+use super::tokens::page_size;
 use super::types::*;
 use super::{Caller, Plain, Service, new_uuid, take_value};
 
@@ -329,15 +330,4 @@ pub(crate) fn token_in_use(token: &str, arn: &str) -> Error {
     Error::exists(format!(
         "You can't use ClientRequestToken {token} because that value is already in use for a version of secret {arn}."
     ))
-}
-
-/// `MaxResults`: 1–100, default 100.
-pub(crate) fn page_size(max_results: Option<i64>) -> Result<usize> {
-    match max_results {
-        None => Ok(100),
-        Some(n @ 1..=100) => Ok(n as usize),
-        Some(n) => Err(Error::invalid_parameter(format!(
-            "MaxResults must be between 1 and 100; got {n}."
-        ))),
-    }
 }
