@@ -147,11 +147,7 @@ mod tests {
         );
         assert!(!dir.path().join(NEXT_ROOT_KEY_FILE).exists());
         std::fs::write(&path, "not hex").unwrap();
-        assert!(
-            read_root_key(&path)
-                .unwrap_err()
-                .message
-                .contains("not a hex-encoded")
-        );
+        let e = read_root_key(&path).unwrap_err();
+        assert!(e.detail.unwrap_or_default().contains("not a hex-encoded"));
     }
 }
