@@ -20,6 +20,9 @@ const VERSION: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
 const VALUE: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const CREATED: Timestamp = Timestamp(1_795_000_000_000);
 
+/// Builds an answer afresh: encoding consumes it.
+type MakeAnswer = fn() -> Outcome;
+
 fn value_answer() -> Outcome {
     Outcome::GetSecretValue(GetSecretValueResponse {
         arn: ARN.into(),
@@ -115,7 +118,7 @@ fn bench(c: &mut Criterion) {
         });
     }
     // The answer is consumed by encoding it; building it is outside the measurement.
-    let answers: [(&str, fn() -> Outcome); 3] = [
+    let answers: [(&str, MakeAnswer); 3] = [
         ("GetSecretValue", value_answer),
         ("PutSecretValue", put_answer),
         ("ListSecrets_100", list_answer),
