@@ -376,3 +376,21 @@ fn request_info(
         .unwrap_or_default();
     info
 }
+
+/// The AWS door's codec on its own, for the micro-benchmarks in `benches/codec.rs`: not an API.
+#[doc(hidden)]
+pub mod bench_support {
+    use kura_core::Result;
+
+    use crate::service::{Operation, Outcome};
+
+    /// `X-Amz-Target` and body to the typed operation, as the door decodes a request.
+    pub fn decode(target: &str, body: &[u8]) -> Result<Operation> {
+        super::aws::target(target).and_then(|(family, name)| super::aws::decode(family, name, body))
+    }
+
+    /// An operation's answer to the response body, as the door encodes it.
+    pub fn encode(outcome: Outcome) -> Result<Vec<u8>> {
+        super::aws::encode(outcome)
+    }
+}

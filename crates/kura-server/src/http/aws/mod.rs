@@ -72,7 +72,7 @@ macro_rules! define_codec {
             $((Family::$family, stringify!($op)),)*
         ];
 
-        fn encode(outcome: Outcome) -> Result<Vec<u8>> {
+        pub(super) fn encode(outcome: Outcome) -> Result<Vec<u8>> {
             match outcome {
                 $(Outcome::$op(r) => r.encode(),)*
             }
@@ -310,7 +310,7 @@ fn unknown_operation(family: Family, name: &str) -> Error {
 }
 
 /// `X-Amz-Target: secretsmanager.<Op>` or `Kura.<Op>`.
-fn target(value: &str) -> Result<(Family, &str)> {
+pub(super) fn target(value: &str) -> Result<(Family, &str)> {
     match value.split_once('.') {
         Some(("secretsmanager", op)) => Ok((Family::SecretsManager, op)),
         Some(("Kura", op)) => Ok((Family::Kura, op)),
