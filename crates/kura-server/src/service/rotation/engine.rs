@@ -26,6 +26,9 @@ pub const DEFAULT_CONCURRENCY: usize = 32;
 const EXTERNAL_FUNCTION_CONCURRENCY: usize = 4;
 /// A step's lease lasts its timeout plus this; a crashed owner's work is taken over after it.
 const LEASE_MARGIN_MS: i64 = 60_000;
+/// The lease a rotation is claimed with before its function is known: long enough for a step
+/// of a function with the default timeout (kura-password), so that step needs no claim of its own.
+const FIRST_LEASE_MS: i64 = super::functions::DEFAULT_TIMEOUT_SECONDS * 1000 + LEASE_MARGIN_MS;
 
 /// The engine's per-process state, held by the service.
 pub(crate) struct RotationRuntime {
@@ -169,6 +172,7 @@ impl Service {
             return Ok(0);
         }
         let now = self.clock.now();
+        let lease = now.plus_ms(FIRST_LEASE_MS);
         let due = self.store.rotation_due(now, free).await?;
         let mut started = 0;
         for id in due {
@@ -187,7 +191,7 @@ impl Service {
             };
             let claimed = self
                 .store
-                .claim_rotation(id, &self.rotation.owner, now, now.plus_ms(LEASE_MARGIN_MS))
+                .claim_rotation(id, &self.rotation.owner, now, lease)
                 .await;
             if !matches!(claimed, Ok(true)) {
                 self.rotation.forget(id);
@@ -197,7 +201,7 @@ impl Service {
             self.rotation.inflight.send_modify(|n| *n += 1);
             let svc = self.clone();
             tokio::spawn(async move {
-                if let Err(e) = svc.drive(id).await {
+                if let Err(e) = svc.drive(id, lease).await {
                     tracing::error!(secret_id = id, detail = ?e, "rotation run failed; it will be retried");
                 }
                 if let Err(e) = svc.store.release_rotation(id, &svc.rotation.owner).await {
@@ -221,9 +225,10 @@ impl Service {
     }
 
     /// Works on one secret while it has due rotation work.
-    async fn drive(&self, id: i64) -> Result<()> {
+    /// `lease` is when the lease taken to start it ends.
+    async fn drive(&self, id: i64, lease: Timestamp) -> Result<()> {
         // The end of the lease this server took in its last claim.
-        let mut lease_end: Option<Timestamp> = None;
+        let mut lease_end = Some(lease);
         // The record as the last step's transaction left it, when that transaction also
         // leased the next step: nothing to read, claim or record before running it.
         let mut leased: Option<SecretRecord> = None;
@@ -284,16 +289,27 @@ impl Service {
                     }
                 }
             }
+            // A step may start under the lease still held when it covers the step's whole
+            // timeout plus half the margin (what a fresh claim would give, less half the margin).
+            let step_ms = settings.timeout.as_millis() as i64;
+            let covered =
+                lease_end.filter(|end| *end >= now.plus_ms(step_ms + LEASE_MARGIN_MS / 2));
             if !already_leased {
-                let until = now.plus_ms(settings.timeout.as_millis() as i64 + LEASE_MARGIN_MS);
-                if !self
-                    .store
-                    .claim_rotation(id, &self.rotation.owner, now, until)
-                    .await?
-                {
-                    return Ok(()); // another server took over
-                }
-                lease_end = Some(until);
+                let until = match covered {
+                    Some(end) => end,
+                    None => {
+                        let until = now.plus_ms(step_ms + LEASE_MARGIN_MS);
+                        if !self
+                            .store
+                            .claim_rotation(id, &self.rotation.owner, now, until)
+                            .await?
+                        {
+                            return Ok(()); // another server took over
+                        }
+                        lease_end = Some(until);
+                        until
+                    }
+                };
                 let (_, current) = self
                     .store
                     .modify_returning(id, &kura_store::NO_AUDIT, |st| {
@@ -335,13 +351,10 @@ impl Service {
             .await;
             match outcome {
                 Ok(()) => {
-                    // The next step may start under the lease still held when it covers that
-                    // step's whole timeout plus half the margin (as a fresh claim would).
+                    // The next step starts in the same transaction when the lease covers it.
                     let now = self.clock.now();
-                    let keep = lease_end.filter(|end| {
-                        *end >= now
-                            .plus_ms(settings.timeout.as_millis() as i64 + LEASE_MARGIN_MS / 2)
-                    });
+                    let keep =
+                        lease_end.filter(|end| *end >= now.plus_ms(step_ms + LEASE_MARGIN_MS / 2));
                     leased = self.step_done(&s, &*function, &token, step, keep).await?;
                 }
                 Err(failure) => {
