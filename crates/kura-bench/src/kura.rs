@@ -138,12 +138,14 @@ pub struct Kura {
 impl Kura {
     /// Spawns `kura server` on a free port and waits for `GET /health` to answer 200.
     /// Returns the server and the time from spawn to that first 200. With `database_url`
-    /// it runs on that PostgreSQL database, else on SQLite in `data_dir`.
+    /// it runs on that PostgreSQL database, else on SQLite in `data_dir`. `extra` is appended
+    /// to `kura server`'s arguments (e.g. `--test-clock`).
     pub async fn start(
         bin: &Path,
         data_dir: &Path,
         log: &Path,
         database_url: Option<&str>,
+        extra: &[String],
     ) -> Result<(Kura, Duration), String> {
         let port = free_port()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -169,6 +171,7 @@ impl Kura {
             .arg(addr.to_string())
             .arg("--data-dir")
             .arg(data_dir)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(log_err)
@@ -206,7 +209,7 @@ impl Kura {
         memory_of(self.pid)
     }
 
-    fn log_tail(&self) -> String {
+    pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
@@ -261,7 +264,7 @@ impl Cluster {
         database_url: Option<&str>,
     ) -> Result<(Cluster, Duration), String> {
         let (data, log) = node_paths(dir, 0);
-        let (first, took) = Kura::start(bin, &data, &log, database_url).await?;
+        let (first, took) = Kura::start(bin, &data, &log, database_url, &[]).await?;
         let mut cluster = Cluster { nodes: vec![first] };
         let root_key = data.join("root.key");
         for i in 1..count {
@@ -278,7 +281,7 @@ impl Cluster {
                     )
                 })?;
             }
-            let (node, _) = Kura::start(bin, &node_data, &node_log, database_url).await?;
+            let (node, _) = Kura::start(bin, &node_data, &node_log, database_url, &[]).await?;
             cluster.nodes.push(node);
         }
         Ok((cluster, took))

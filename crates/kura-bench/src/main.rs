@@ -9,6 +9,7 @@ mod kura;
 mod load;
 mod pg;
 mod report;
+mod rotation;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,6 +41,9 @@ enum Command {
     /// nodes on PostgreSQL; then print every operation as a rate and a ratio to the
     /// ceiling side by side. Needs --database-url.
     Compare(RunArgs),
+    /// N secrets whose kura-password rotation falls due at once (on kura's test clock): the
+    /// time until all have rotated, rotations/s, and the read rate of readers meanwhile.
+    Rotation(rotation::RotationArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -473,6 +477,7 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args).await,
         Command::Compare(args) => compare(args).await,
+        Command::Rotation(args) => rotation::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -494,6 +499,7 @@ mod tests {
     fn run_args(cli: Cli) -> RunArgs {
         match cli.command {
             Command::Run(a) | Command::Compare(a) => a,
+            Command::Rotation(_) => panic!("not a run"),
         }
     }
 

@@ -146,6 +146,13 @@ pub struct Settings {
 /// resuming after a crash, repeats the step that was running.
 pub trait RotationFunction: Send + Sync {
     fn settings(&self) -> &Settings;
+    /// The function does its work inside kura (nothing outside waits on it), so the engine
+    /// may run as many of its cycles at once as it runs rotations. Functions that reach a
+    /// command, a webhook, a database or a host say no (the default): they get a bound of
+    /// their own, so an emergency rotation does not flood what they talk to.
+    fn in_process(&self) -> bool {
+        false
+    }
     fn run_step<'a>(
         &'a self,
         ctx: &'a dyn StepContext,

@@ -10,6 +10,8 @@ pub mod seal;
 pub mod service;
 
 pub use kura_core::Error;
+/// Rotations running at once on a server unless `--rotation-concurrency` says otherwise.
+pub const DEFAULT_ROTATION_CONCURRENCY: usize = service::rotation::DEFAULT_CONCURRENCY;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,6 +31,8 @@ pub struct Config {
     pub test_clock: bool,
     /// Tests only: rotations stop before this step (`setSecret`, ...).
     pub test_pause_before_step: Option<String>,
+    /// Rotations running at once on this server (`--rotation-concurrency`).
+    pub rotation_concurrency: usize,
     /// Connection timeouts and cap.
     pub limits: http::Limits,
     /// The seal asked for (`--seal`); `None`: the installation's own (`file` for a new one).
@@ -88,6 +92,7 @@ pub async fn run(config: Config) -> Result<()> {
         test_clock: config.test_clock,
         pause_before_step,
         endpoint: format!("{scheme}://{callback}"),
+        rotation_concurrency: config.rotation_concurrency,
     };
     let node = node::Node::start(prepared, options, config.seal.clone()).await?;
     let state = Arc::new(http::AppState {

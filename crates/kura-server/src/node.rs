@@ -44,6 +44,8 @@ pub struct ServiceOptions {
     pub pause_before_step: Option<RotationStep>,
     /// Where rotation functions call kura back.
     pub endpoint: String,
+    /// Rotations running at once on this node.
+    pub rotation_concurrency: usize,
 }
 
 enum Phase {
@@ -200,6 +202,7 @@ impl Node {
         let generation = rootkey::read_generation(self.prepared.store.as_ref()).await?;
         let opts = &self.options;
         let mut service = init::finish(&self.prepared, root, origin, &opts.region, clock).await?;
+        service = service.with_rotation_concurrency(opts.rotation_concurrency);
         if opts.test_clock {
             tracing::warn!(
                 "running on a test clock: Kura.SetClock and Kura.AdvanceClock are enabled"

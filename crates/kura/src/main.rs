@@ -51,6 +51,11 @@ enum Command {
         /// recovery kill it then). Needs --test-clock.
         #[arg(long, hide = true, requires = "test_clock")]
         test_pause_before_step: Option<String>,
+        /// Rotations running at once on this server. `kura-password` cycles all share this
+        /// bound; every other function (command, webhook, managed database or SSH) also runs at
+        /// most 4 secrets at once, so an emergency rotation does not flood what it talks to.
+        #[arg(long, env = "KURA_ROTATION_CONCURRENCY", default_value_t = kura_server::DEFAULT_ROTATION_CONCURRENCY as u32, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+        rotation_concurrency: u32,
         /// Log as JSON lines instead of text.
         #[arg(long, env = "KURA_LOG_JSON")]
         log_json: bool,
@@ -678,6 +683,7 @@ fn main() -> ExitCode {
             region,
             test_clock,
             test_pause_before_step,
+            rotation_concurrency,
             log_json,
             header_read_timeout,
             idle_timeout,
@@ -719,6 +725,7 @@ fn main() -> ExitCode {
                 region,
                 test_clock,
                 test_pause_before_step,
+                rotation_concurrency: rotation_concurrency as usize,
                 limits: kura_server::http::Limits {
                     header_read_timeout,
                     idle_timeout,

@@ -73,6 +73,10 @@ impl RotationFunction for PasswordFunction {
         &self.settings
     }
 
+    fn in_process(&self) -> bool {
+        true
+    }
+
     fn run_step<'a>(
         &'a self,
         ctx: &'a dyn StepContext,

@@ -151,7 +151,7 @@ impl Service {
             account,
             token_key,
             test_clock: None,
-            rotation: rotation::RotationRuntime::new(),
+            rotation: rotation::RotationRuntime::new(rotation::DEFAULT_CONCURRENCY),
             test_pause_step: None,
             audit: std::sync::OnceLock::new(),
             subjects: authz::SubjectCache::default(),
@@ -166,6 +166,12 @@ impl Service {
     /// Names this process in the audit records it writes.
     pub fn with_node_id(mut self, node_id: String) -> Self {
         self.node_id = node_id;
+        self
+    }
+
+    /// Runs at most `n` rotations at once (set before the service starts its jobs).
+    pub fn with_rotation_concurrency(mut self, n: usize) -> Self {
+        self.rotation = rotation::RotationRuntime::new(n);
         self
     }
 

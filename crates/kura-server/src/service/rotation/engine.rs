@@ -17,10 +17,18 @@ use kura_rotation::function::{RotationFunction, StepFailure};
 use super::Event;
 use crate::service::{Service, new_uuid};
 
-/// Rotations running at once on one server.
-const CONCURRENCY: usize = 4;
+/// Rotations running at once on one server, unless `kura server --rotation-concurrency`
+/// says otherwise. Chosen by `kura-bench rotation`: past this, an emergency rotation of
+/// thousands of `kura-password` secrets gets no faster on SQLite (one writer) and readers slow.
+pub const DEFAULT_CONCURRENCY: usize = 32;
+/// Secrets one function that is not in-process (a command, a webhook, a managed database or
+/// SSH host) rotates at once on one server: what it talks to may not take more than this.
+const EXTERNAL_FUNCTION_CONCURRENCY: usize = 4;
 /// A step's lease lasts its timeout plus this; a crashed owner's work is taken over after it.
 const LEASE_MARGIN_MS: i64 = 60_000;
+/// The lease a rotation is claimed with before its function is known: long enough for a step
+/// of a function with the default timeout (kura-password), so that step needs no claim of its own.
+const FIRST_LEASE_MS: i64 = super::functions::DEFAULT_TIMEOUT_SECONDS * 1000 + LEASE_MARGIN_MS;
 
 /// The engine's per-process state, held by the service.
 pub(crate) struct RotationRuntime {
@@ -29,6 +37,8 @@ pub(crate) struct RotationRuntime {
     running: Mutex<HashSet<i64>>,
     inflight: watch::Sender<usize>,
     permits: Arc<Semaphore>,
+    /// Per function that is not in-process: its own bound (EXTERNAL_FUNCTION_CONCURRENCY).
+    function_slots: Mutex<std::collections::HashMap<String, Arc<Semaphore>>>,
     endpoint: OnceLock<String>,
     /// Built on first use: most servers never call a webhook, and building loads TLS roots.
     http: OnceLock<reqwest::Client>,
@@ -40,13 +50,15 @@ pub(crate) struct RotationRuntime {
 }
 
 impl RotationRuntime {
-    pub(crate) fn new() -> Self {
+    /// An engine running at most `concurrency` rotations at once (at least one).
+    pub(crate) fn new(concurrency: usize) -> Self {
         RotationRuntime {
             owner: new_uuid(),
             wake: Notify::new(),
             running: Mutex::new(HashSet::new()),
             inflight: watch::Sender::new(0),
-            permits: Arc::new(Semaphore::new(CONCURRENCY)),
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            function_slots: Mutex::new(std::collections::HashMap::new()),
             endpoint: OnceLock::new(),
             http: OnceLock::new(),
             delivering: tokio::sync::Mutex::new(()),
@@ -108,6 +120,18 @@ impl RotationRuntime {
         self.endpoint.get().map(String::as_str)
     }
 
+    /// The bound shared by every cycle of the function `name`.
+    fn function_slots(&self, name: &str) -> Arc<Semaphore> {
+        match self.function_slots.lock() {
+            Ok(mut m) => m
+                .entry(name.to_string())
+                .or_insert_with(|| Arc::new(Semaphore::new(EXTERNAL_FUNCTION_CONCURRENCY)))
+                .clone(),
+            // A poisoned map: a bound of its own still holds this cycle's share.
+            Err(_) => Arc::new(Semaphore::new(EXTERNAL_FUNCTION_CONCURRENCY)),
+        }
+    }
+
     fn forget(&self, id: i64) {
         if let Ok(mut r) = self.running.lock() {
             r.remove(&id);
@@ -148,6 +172,7 @@ impl Service {
             return Ok(0);
         }
         let now = self.clock.now();
+        let lease = now.plus_ms(FIRST_LEASE_MS);
         let due = self.store.rotation_due(now, free).await?;
         let mut started = 0;
         for id in due {
@@ -166,7 +191,7 @@ impl Service {
             };
             let claimed = self
                 .store
-                .claim_rotation(id, &self.rotation.owner, now, now.plus_ms(LEASE_MARGIN_MS))
+                .claim_rotation(id, &self.rotation.owner, now, lease)
                 .await;
             if !matches!(claimed, Ok(true)) {
                 self.rotation.forget(id);
@@ -176,7 +201,7 @@ impl Service {
             self.rotation.inflight.send_modify(|n| *n += 1);
             let svc = self.clone();
             tokio::spawn(async move {
-                if let Err(e) = svc.drive(id).await {
+                if let Err(e) = svc.drive(id, lease).await {
                     tracing::error!(secret_id = id, detail = ?e, "rotation run failed; it will be retried");
                 }
                 if let Err(e) = svc.store.release_rotation(id, &svc.rotation.owner).await {
@@ -185,6 +210,8 @@ impl Service {
                 svc.rotation.forget(id);
                 drop(permit);
                 svc.rotation.inflight.send_modify(|n| *n -= 1);
+                // A place is free: start the next due rotation now, not at the next poll.
+                svc.rotation.kick();
             });
             started += 1;
         }
@@ -198,10 +225,22 @@ impl Service {
     }
 
     /// Works on one secret while it has due rotation work.
-    async fn drive(&self, id: i64) -> Result<()> {
+    /// `lease` is when the lease taken to start it ends.
+    async fn drive(&self, id: i64, lease: Timestamp) -> Result<()> {
+        // The end of the lease this server took in its last claim.
+        let mut lease_end = Some(lease);
+        // The record as the last step's transaction left it, when that transaction also
+        // leased the next step: nothing to read, claim or record before running it.
+        let mut leased: Option<SecretRecord> = None;
+        // This secret's share of its function's bound, held until the cycle stops here.
+        let mut slot: Option<tokio::sync::OwnedSemaphorePermit> = None;
         loop {
-            let Some(s) = self.store.secret_by_id(id).await? else {
-                return Ok(());
+            let (s, already_leased) = match leased.take() {
+                Some(s) => (s, true),
+                None => match self.store.secret_by_id(id).await? {
+                    Some(s) => (s, false),
+                    None => return Ok(()),
+                },
             };
             if s.is_scheduled_for_deletion() {
                 return Ok(());
@@ -213,7 +252,7 @@ impl Service {
                 }
                 continue;
             }
-            if s.run.resume_at.is_some_and(|t| t > now) {
+            if !already_leased && s.run.resume_at.is_some_and(|t| t > now) {
                 return Ok(());
             }
             let (Some(token), Some(step)) = (s.run.token.clone(), s.run.step) else {
@@ -239,29 +278,54 @@ impl Service {
                 }
             };
             let settings = function.settings();
-            let until = now.plus_ms(settings.timeout.as_millis() as i64 + LEASE_MARGIN_MS);
-            if !self
-                .store
-                .claim_rotation(id, &self.rotation.owner, now, until)
-                .await?
-            {
-                return Ok(()); // another server took over
+            if !function.in_process() && slot.is_none() {
+                let slots = self.rotation.function_slots(&settings.name);
+                match slots.clone().try_acquire_owned() {
+                    Ok(p) => slot = Some(p),
+                    Err(_) => {
+                        // Waited for the function: the record read before may be old now.
+                        slot = slots.acquire_owned().await.ok();
+                        continue;
+                    }
+                }
             }
-            let (_, current) = self
-                .store
-                .modify_returning(id, &kura_store::NO_AUDIT, |st| {
-                    let t = run::on_step_starting(
-                        &st.secret.run,
-                        &st.secret.rotation,
-                        &token,
-                        now,
-                        until,
-                    );
-                    Ok(t.apply(&mut st.secret) != Outcome::Stale)
-                })
-                .await?;
-            if !current {
-                continue;
+            // A step may start under the lease still held when it covers the step's whole
+            // timeout plus half the margin (what a fresh claim would give, less half the margin).
+            let step_ms = settings.timeout.as_millis() as i64;
+            let covered =
+                lease_end.filter(|end| *end >= now.plus_ms(step_ms + LEASE_MARGIN_MS / 2));
+            if !already_leased {
+                let until = match covered {
+                    Some(end) => end,
+                    None => {
+                        let until = now.plus_ms(step_ms + LEASE_MARGIN_MS);
+                        if !self
+                            .store
+                            .claim_rotation(id, &self.rotation.owner, now, until)
+                            .await?
+                        {
+                            return Ok(()); // another server took over
+                        }
+                        lease_end = Some(until);
+                        until
+                    }
+                };
+                let (_, current) = self
+                    .store
+                    .modify_returning(id, &kura_store::NO_AUDIT, |st| {
+                        let t = run::on_step_starting(
+                            &st.secret.run,
+                            &st.secret.rotation,
+                            &token,
+                            now,
+                            until,
+                        );
+                        Ok(t.apply(&mut st.secret) != Outcome::Stale)
+                    })
+                    .await?;
+                if !current {
+                    continue;
+                }
             }
             if self.test_pause_step == Some(step) {
                 tracing::warn!(secret = %s.arn, step = step.as_str(), "test mode: rotation paused before this step");
@@ -286,7 +350,13 @@ impl Service {
             })
             .await;
             match outcome {
-                Ok(()) => self.step_done(&s, &*function, &token, step).await?,
+                Ok(()) => {
+                    // The next step starts in the same transaction when the lease covers it.
+                    let now = self.clock.now();
+                    let keep =
+                        lease_end.filter(|end| *end >= now.plus_ms(step_ms + LEASE_MARGIN_MS / 2));
+                    leased = self.step_done(&s, &*function, &token, step, keep).await?;
+                }
                 Err(failure) => {
                     self.step_failed(&s, &token, step, Some(&*function), failure)
                         .await?;
@@ -349,16 +419,20 @@ impl Service {
         }
     }
 
-    /// Records a finished step; after finishSecret, checks AWSCURRENT really moved.
+    /// Records a finished step; after finishSecret, checks AWSCURRENT really moved. With
+    /// `lease_until`, the same transaction also starts the next step under that lease (what
+    /// a claim and `on_step_starting` would record, one commit sooner) and the record is
+    /// returned: the caller runs that step next.
     async fn step_done(
         &self,
         s: &SecretRecord,
         function: &dyn RotationFunction,
         token: &str,
         step: RotationStep,
-    ) -> Result<()> {
+        lease_until: Option<Timestamp>,
+    ) -> Result<Option<SecretRecord>> {
         let now = self.clock.now();
-        let (state, outcome) = self
+        let (state, (outcome, leased)) = self
             .store
             .modify_returning(s.id, &kura_store::NO_AUDIT, |st| {
                 let t = run::on_step_succeeded(
@@ -371,20 +445,33 @@ impl Service {
                 );
                 let outcome = t.apply(&mut st.secret);
                 self.queue_announcement(st, &outcome);
-                Ok(outcome)
+                let leased = match (&outcome, lease_until) {
+                    (Outcome::NextStep { .. }, Some(until)) => {
+                        let t = run::on_step_starting(
+                            &st.secret.run,
+                            &st.secret.rotation,
+                            token,
+                            now,
+                            until,
+                        );
+                        t.apply(&mut st.secret) != Outcome::Stale
+                    }
+                    _ => false,
+                };
+                Ok((outcome, leased))
             })
             .await?;
         tracing::info!(secret = %s.arn, step = step.as_str(), "rotation step done");
         if let Outcome::CurrentNotMoved { message } = outcome {
-            return self
-                .step_failed(s, token, step, Some(function), StepFailure::own(message))
-                .await;
+            self.step_failed(s, token, step, Some(function), StepFailure::own(message))
+                .await?;
+            return Ok(None);
         }
         if matches!(outcome, Outcome::Succeeded { .. }) {
             tracing::info!(secret = %state.secret.arn, version = %token, "rotation succeeded");
             self.announce(&state.events);
         }
-        Ok(())
+        Ok(leased.then_some(state.secret))
     }
 
     /// Records a failed attempt: retry after a backoff inside the window, else the cycle fails.

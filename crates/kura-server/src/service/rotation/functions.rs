@@ -21,7 +21,7 @@ use kura_rotation::functions::webhook::WebhookFunction;
 
 /// The built-in function that regenerates a password (the whole string, or a JSON `password`).
 pub const KURA_PASSWORD: &str = kura_rotation::functions::password::NAME;
-const DEFAULT_TIMEOUT_SECONDS: i64 = 60;
+pub(super) const DEFAULT_TIMEOUT_SECONDS: i64 = 60;
 const MAX_TIMEOUT_SECONDS: i64 = 900;
 const DEFAULT_MAX_ATTEMPTS: i64 = 5;
 const MAX_ATTEMPTS: i64 = 10;

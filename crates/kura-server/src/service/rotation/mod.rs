@@ -14,7 +14,7 @@ use kura_rotation::run;
 pub(crate) use kura_rotation::run::{after_manual_change, plan_next, schedule_of};
 use kura_store::ModifyReturning;
 
-pub(crate) use engine::RotationRuntime;
+pub(crate) use engine::{DEFAULT_CONCURRENCY, RotationRuntime};
 pub use notify::Event;
 
 use super::{Caller, Service, new_uuid};
