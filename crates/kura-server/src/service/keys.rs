@@ -172,6 +172,11 @@ impl Service {
 
     /// Loads key versions this node has not seen into the keyring and rebuilds the catalog.
     pub(crate) async fn reload_keys(&self) -> Result<()> {
+        // The catalog first, then the key versions: a key and its first version commit
+        // together, so every key the catalog read names has its versions in the later read. The
+        // other order let a reload that began before a CreateKey publish the key without its
+        // key material (a cluster test caught it once in CI).
+        let records = self.store.kms_keys().await?;
         let mut closed = Vec::new();
         for (name, version, wrapped) in self.store.load_keys().await? {
             if !self.keyring.has_version(&name, version)
@@ -194,7 +199,7 @@ impl Service {
             }
         }
         let mut map = HashMap::new();
-        for rec in self.store.kms_keys().await? {
+        for rec in records {
             let policy = rec.policy.as_deref().and_then(|text| {
                 policy::parse(text, PolicyKind::Resource)
                     .map_err(|e| {
