@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::operator::{operator, operator_as, operator_init, operator_status as status};
-use common::softhsm::{self, Token};
+use common::softhsm::Token;
 use common::*;
 use serde_json::json;
 
@@ -56,10 +56,6 @@ fn rotate(server: &Server, seal: &str, generation: i64) {
             && out.contains(&format!("kept by the {seal} seal")),
         "{out}"
     );
-}
-
-fn pairs(env: &[(String, String)]) -> Vec<(&str, &str)> {
-    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
 /// Secrets `rot/N` with values `value-of-rot-N-...`, created on `server`.
@@ -316,19 +312,11 @@ async fn pkcs11_rotates_under_reads_and_restarts_with_the_hsm_key() {
     let Some(token) = Token::new("kura-rootrot") else {
         return;
     };
-    let args = token.server_args();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let env = token.env(softhsm::PIN);
-    let env = pairs(&env);
-    let tmp = tempfile::Builder::new()
-        .prefix("kura-test-")
-        .tempdir()
-        .unwrap();
-    let server = Server::start_in_with_env(tmp, &args, &env).await;
+    let server = token.start_server(None).await;
     let secrets = create_secrets(&server, 4).await;
     let secrets = rotate_twice_under_reads(&server, "pkcs11", secrets).await;
     let tmp = server.stop().await;
-    let server = Server::start_in_with_env(tmp, &args, &env).await;
+    let server = token.start_server(Some(tmp)).await;
     read_all(&server, &secrets).await;
     assert!(status(&server).ends_with("root key generation 3"));
 }

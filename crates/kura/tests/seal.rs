@@ -249,11 +249,7 @@ async fn pkcs11_unseals_itself_with_a_key_in_softhsm() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let env = token.env(softhsm::PIN);
     let env = pairs(&env);
-    let tmp = tempfile::Builder::new()
-        .prefix("kura-test-")
-        .tempdir()
-        .unwrap();
-    let server = Server::start_in_with_env(tmp, &args, &env).await;
+    let server = token.start_server(None).await;
     assert_eq!(
         status(&server),
         "seal pkcs11: unsealed, serving; root key generation 1"
@@ -279,7 +275,7 @@ async fn pkcs11_unseals_itself_with_a_key_in_softhsm() {
 
     // A restart unseals by itself with the same HSM key.
     let tmp = server.stop().await;
-    let server = Server::start_in_with_env(tmp, &args, &env).await;
+    let server = token.start_server(Some(tmp)).await;
     assert_eq!(
         value_of(&server, "hsm/api-key").await,
         "value-under-an-hsm-key"

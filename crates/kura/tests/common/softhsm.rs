@@ -79,4 +79,20 @@ impl Token {
             ("KURA_PKCS11_PIN".into(), pin.into()),
         ]
     }
+
+    /// `kura server` sealed by this token (the PIN in its environment), in `tmp`, or in a new
+    /// temporary directory.
+    pub async fn start_server(&self, tmp: Option<TempDir>) -> super::Server {
+        let args = self.server_args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env = self.env(PIN);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let tmp = tmp.unwrap_or_else(|| {
+            tempfile::Builder::new()
+                .prefix("kura-test-")
+                .tempdir()
+                .unwrap()
+        });
+        super::Server::start_in_with_env(tmp, &args, &env).await
+    }
 }
