@@ -6,6 +6,7 @@
 
 mod audit;
 pub mod backup;
+mod cache;
 mod postgres;
 mod rows;
 mod sql;
@@ -19,6 +20,7 @@ use kura_core::names::SecretRef;
 use kura_core::{Result, Timestamp};
 
 pub use audit::{AuditDraft, AuditSlot, NO_AUDIT};
+pub use cache::CacheStats;
 // The audit trail's own types live in kura-audit; its callers keep naming them from here.
 pub use kura_audit::{AuditChain, AuditQuery, AuditRecord, AuditStore};
 pub use kura_core::filter::{FilterKey, ListFilter};
@@ -523,6 +525,9 @@ pub trait StoreLifecycle: Send + Sync + 'static {
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
         None
     }
+
+    /// What the read cache did and holds (metrics, tests).
+    fn cache_stats(&self) -> CacheStats;
 }
 
 /// A change another node made, announced by a shared database.

@@ -19,6 +19,7 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, SqliteConnection, SqlitePool};
 
 use crate::audit::{AuditChain, AuditSlot, Changed};
+use crate::cache::{self, ReadCache};
 use crate::prelude::*;
 use crate::rows::*;
 use crate::sql::audit_log::Committable;
@@ -210,6 +211,9 @@ pub struct SqliteStore {
     write_lock: tokio::sync::Mutex<()>,
     /// Set once the server has its audit key; until then writes commit no record.
     chain: std::sync::OnceLock<std::sync::Arc<dyn AuditChain>>,
+    /// What reads find, kept until a write of this process changes it (only this process
+    /// writes the file while the server runs).
+    cache: ReadCache,
 }
 
 impl SqliteStore {
@@ -291,6 +295,7 @@ impl SqliteStore {
             pool,
             write_lock: tokio::sync::Mutex::new(()),
             chain: std::sync::OnceLock::new(),
+            cache: ReadCache::live(cache::DEFAULT_BUDGET),
         })
     }
 }
@@ -328,11 +333,14 @@ async fn backfill_words(conn: &mut SqliteConnection) -> Result<()> {
 #[async_trait]
 impl SettingsStore for SqliteStore {
     async fn get_setting(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        sql::settings::get_setting(&mut *self.read().await?, key).await
+        let load = async { sql::settings::get_setting(&mut *self.read().await?, key).await };
+        self.cache.setting(key, load).await
     }
 
     async fn init_setting(&self, key: &str, value: &[u8]) -> Result<Vec<u8>> {
-        sql::settings::init_setting(&mut *self.read().await?, key, value).await
+        let done = sql::settings::init_setting(&mut *self.read().await?, key, value).await;
+        self.cache.settings_changed();
+        done
     }
 
     async fn replace_setting(
@@ -341,7 +349,10 @@ impl SettingsStore for SqliteStore {
         expected: Option<&[u8]>,
         value: Option<&[u8]>,
     ) -> Result<bool> {
-        sql::settings::replace_setting(&mut *self.read().await?, key, expected, value).await
+        let done =
+            sql::settings::replace_setting(&mut *self.read().await?, key, expected, value).await;
+        self.cache.settings_changed();
+        done
     }
 
     async fn load_keys(&self) -> Result<Vec<(String, i64, Vec<u8>)>> {
@@ -355,8 +366,9 @@ impl SettingsStore for SqliteStore {
         if !sql::settings::rewrap_keys(&mut *tx, keys, swaps).await? {
             return Ok(false);
         }
-        tx.commit().await.map_err(db_err)?;
-        Ok(true)
+        let done = tx.commit().await.map_err(db_err);
+        self.cache.settings_changed();
+        done.map(|()| true)
     }
 
     async fn insert_key(
@@ -457,8 +469,9 @@ impl KeyStore for SqliteStore {
             done += sql::keys::apply_one(&mut *tx, name, old, wrapped, *version).await?;
         }
         sql::keys::count_progress(&mut *tx, name, done).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(done)
+        let committed = tx.commit().await.map_err(db_err);
+        self.cache.rewrapped(updates);
+        committed.map(|()| done)
     }
 
     async fn finish_rewrap(&self, name: &str, target: i64) -> Result<()> {
@@ -524,8 +537,9 @@ impl IdentityStore for SqliteStore {
     async fn delete_user(&self, name: &str, audit: &AuditSlot) -> Result<bool> {
         let (_writer, mut tx) = self.begin_write().await?;
         let deleted = sql::identity::delete_user(&mut *tx, name).await?;
-        self.commit_change(tx, Changed::default(), audit).await?;
-        Ok(deleted)
+        let done = self.commit_change(tx, Changed::default(), audit).await;
+        self.cache.access_keys_changed();
+        done.map(|()| deleted)
     }
 
     async fn user_exists(&self, name: &str) -> Result<bool> {
@@ -540,7 +554,9 @@ impl IdentityStore for SqliteStore {
     ) -> Result<()> {
         let (_writer, mut tx) = self.begin_write().await?;
         sql::identity::insert_access_key(&mut *tx, k, max).await?;
-        self.commit_change(tx, Changed::default(), audit).await
+        let done = self.commit_change(tx, Changed::default(), audit).await;
+        self.cache.access_key_changed(&k.access_key_id);
+        done
     }
 
     async fn list_access_keys(&self, user: &str) -> Result<Vec<AccessKeyRecord>> {
@@ -548,7 +564,9 @@ impl IdentityStore for SqliteStore {
     }
 
     async fn find_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>> {
-        sql::identity::find_access_key(&mut *self.read().await?, access_key_id).await
+        let load =
+            async { sql::identity::find_access_key(&mut *self.read().await?, access_key_id).await };
+        self.cache.access_key(access_key_id, load).await
     }
 
     async fn set_access_key_status(
@@ -558,19 +576,23 @@ impl IdentityStore for SqliteStore {
         audit: &AuditSlot,
     ) -> Result<bool> {
         let s = sql::identity::set_access_key_status(access_key_id, active);
-        Ok(self.write(s, Some((Changed::default(), audit))).await? == 1)
+        let done = self.write(s, Some((Changed::default(), audit))).await;
+        self.cache.access_key_changed(access_key_id);
+        Ok(done? == 1)
     }
 
     async fn touch_access_key(&self, access_key_id: &str, day: Timestamp) -> Result<()> {
         let s = sql::identity::touch_access_key(access_key_id, day);
-        self.write(s, None).await?;
-        Ok(())
+        let done = self.write(s, None).await;
+        self.cache.access_key_changed(access_key_id);
+        done.map(|_| ())
     }
 
     async fn delete_access_key(&self, access_key_id: &str, audit: &AuditSlot) -> Result<()> {
         let s = sql::identity::delete_access_key(access_key_id);
-        self.write(s, Some((Changed::default(), audit))).await?;
-        Ok(())
+        let done = self.write(s, Some((Changed::default(), audit))).await;
+        self.cache.access_key_changed(access_key_id);
+        done.map(|_| ())
     }
 
     async fn delete_expired_access_keys(&self, now: Timestamp) -> Result<u64> {
@@ -583,8 +605,11 @@ impl IdentityStore for SqliteStore {
         if !any {
             return Ok(0);
         }
-        self.write(sql::identity::delete_expired_access_keys(now), None)
-            .await
+        let done = self
+            .write(sql::identity::delete_expired_access_keys(now), None)
+            .await;
+        self.cache.access_keys_changed();
+        done
     }
 
     async fn put_user_policy(
@@ -648,19 +673,25 @@ impl SecretStore for SqliteStore {
     ) -> Result<i64> {
         let (_writer, mut tx) = self.begin_write().await?;
         let (id, changed) = sql::secrets::create_secret(&mut *tx, s, first, stages).await?;
-        self.commit_change(tx, changed, audit).await?;
-        Ok(id)
+        let done = self.commit_change(tx, changed, audit).await;
+        // A store id may be reused after a delete: nothing of an earlier owner survives.
+        self.cache.secret_changed(id);
+        done.map(|()| id)
     }
 
     async fn find_secret(&self, secret: &SecretRef) -> Result<Option<SecretRecord>> {
-        sql::secrets::find_secret(&mut *self.read().await?, secret).await
+        let load = async { sql::secrets::find_secret(&mut *self.read().await?, secret).await };
+        self.cache.secret(secret, load).await
     }
 
     async fn versions(&self, secret_id: i64) -> Result<(Vec<VersionMeta>, Stages)> {
-        let mut conn = self.read().await?;
-        let versions = sql::secrets::load_versions(&mut *conn, secret_id).await?;
-        let stages = sql::secrets::load_stages(&mut *conn, secret_id).await?;
-        Ok((versions, stages))
+        let load = async {
+            let mut conn = self.read().await?;
+            let versions = sql::secrets::load_versions(&mut *conn, secret_id).await?;
+            let stages = sql::secrets::load_stages(&mut *conn, secret_id).await?;
+            Ok((versions, stages))
+        };
+        self.cache.versions(secret_id, load).await
     }
 
     async fn read_version(
@@ -668,7 +699,9 @@ impl SecretStore for SqliteStore {
         secret_id: i64,
         which: VersionSelector<'_>,
     ) -> Result<Option<StoredVersion>> {
-        sql::secrets::read_version(&mut *self.read().await?, secret_id, which).await
+        let load =
+            async { sql::secrets::read_version(&mut *self.read().await?, secret_id, which).await };
+        self.cache.version(secret_id, which, load).await
     }
 
     async fn modify(
@@ -677,10 +710,15 @@ impl SecretStore for SqliteStore {
         f: &mut Mutation<'_>,
         audit: &AuditSlot,
     ) -> Result<SecretState> {
-        let (_writer, mut tx) = self.begin_write().await?;
-        let (state, changed) = sql::secrets::modify(&mut *tx, secret_id, f).await?;
-        self.commit_change(tx, changed, audit).await?;
-        Ok(state)
+        let done = async {
+            let (_writer, mut tx) = self.begin_write().await?;
+            let (state, changed) = sql::secrets::modify(&mut *tx, secret_id, f).await?;
+            self.commit_change(tx, changed, audit).await?;
+            Ok(state)
+        }
+        .await;
+        self.cache.secret_changed(secret_id);
+        done
     }
 
     async fn list_secrets(&self, q: &ListQuery) -> Result<ListPage> {
@@ -692,19 +730,31 @@ impl SecretStore for SqliteStore {
     }
 
     async fn touch_accessed(&self, secret_id: i64, version_id: &str, day: Timestamp) -> Result<()> {
-        let (_writer, mut tx) = self.begin_write().await?;
-        sql::secrets::touch_accessed(&mut *tx, secret_id, version_id, day).await?;
-        tx.commit().await.map_err(db_err)
+        let done = async {
+            let (_writer, mut tx) = self.begin_write().await?;
+            sql::secrets::touch_accessed(&mut *tx, secret_id, version_id, day).await?;
+            tx.commit().await.map_err(db_err)
+        }
+        .await;
+        self.cache.secret_changed(secret_id);
+        done
     }
 
     async fn delete_secret(&self, secret_id: i64, audit: &AuditSlot) -> Result<()> {
-        let (_writer, mut tx) = self.begin_write().await?;
-        let changed = sql::secrets::delete_secret(&mut *tx, secret_id).await?;
-        self.commit_change(tx, changed, audit).await
+        let done = async {
+            let (_writer, mut tx) = self.begin_write().await?;
+            let changed = sql::secrets::delete_secret(&mut *tx, secret_id).await?;
+            self.commit_change(tx, changed, audit).await
+        }
+        .await;
+        self.cache.secret_changed(secret_id);
+        done
     }
 
     async fn secret_by_id(&self, secret_id: i64) -> Result<Option<SecretRecord>> {
-        sql::secrets::load_secret(&mut *self.read().await?, secret_id, false).await
+        let load =
+            async { sql::secrets::load_secret(&mut *self.read().await?, secret_id, false).await };
+        self.cache.secret_by_id(secret_id, load).await
     }
 }
 
@@ -753,8 +803,9 @@ impl RotationStore for SqliteStore {
         )
         .execute(&mut *tx)
         .await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(resumed)
+        let done = tx.commit().await.map_err(db_err);
+        self.cache.clear();
+        done.map(|()| resumed)
     }
 
     async fn insert_rotation_function(
@@ -865,6 +916,10 @@ impl NotificationStore for SqliteStore {
 
 #[async_trait]
 impl StoreLifecycle for SqliteStore {
+    fn cache_stats(&self) -> crate::CacheStats {
+        self.cache.stats()
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -901,6 +956,8 @@ pub async fn open_read_only(path: &Path) -> Result<SqliteStore> {
         pool,
         write_lock: tokio::sync::Mutex::new(()),
         chain: std::sync::OnceLock::new(),
+        // A look at a database another process may be writing: never cached.
+        cache: ReadCache::new(0),
     })
 }
 

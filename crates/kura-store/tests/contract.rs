@@ -1978,12 +1978,14 @@ async fn sqlite() -> (tempfile::TempDir, SqliteStore) {
     (dir, store)
 }
 
-/// A PostgreSQL store on a fresh database of its own.
+/// A PostgreSQL store on a fresh database of its own, listening for changes as a server's
+/// does (so its read cache is in use once the listener is connected).
 async fn postgres() -> (PgDatabase, PgStore) {
     let db = PgDatabase::create().await;
     let store = PgStore::connect(&db.url())
         .await
         .unwrap_or_else(|e| panic!("connecting to {}: {e:?}", db.url()));
+    let _ = store.changes();
     (db, store)
 }
 
@@ -2124,6 +2126,62 @@ async fn pg_nodes_share_one_database() {
     for n in &nodes {
         n.close().await;
     }
+    drop(db);
+}
+
+/// Two nodes, each with its read cache: a label moved (or a description changed) by one node
+/// is what the other reads as soon as the move is acknowledged, though it had the old one in
+/// memory; and it does answer from memory while nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_a_node_never_reads_what_another_node_changed() {
+    let db = PgDatabase::create().await;
+    let a = PgStore::connect(&db.url()).await.unwrap();
+    let b = PgStore::connect(&db.url()).await.unwrap();
+    let (_ra, _rb) = (a.changes(), b.changes());
+    let id = create(&a, "moving").await;
+    let current = || b.read_version(id, VersionSelector::Stage("AWSCURRENT"));
+    // Until B's listener is connected its cache is off: wait for a read from memory.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while b.cache_stats().hits == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B never used its cache"
+        );
+        current().await.unwrap();
+        b.find_secret(&SecretRef::Name("moving".into()))
+            .await
+            .unwrap();
+    }
+    let hits = b.cache_stats().hits;
+    for i in 0..100 {
+        let v = format!("v{}", i + 2);
+        a.modify(
+            id,
+            &mut |st| {
+                st.new_versions.push(version(&v, Some("value")));
+                st.stages.insert("AWSCURRENT".into(), v.clone());
+                st.secret.description = Some(v.clone());
+                Ok(())
+            },
+            &NO_AUDIT,
+        )
+        .await
+        .unwrap();
+        for _ in 0..2 {
+            let seen = current().await.unwrap().unwrap();
+            assert_eq!(seen.meta.version_id, v, "round {i}: B read a moved label");
+            let s = b
+                .find_secret(&SecretRef::Name("moving".into()))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(s.description.as_deref(), Some(v.as_str()), "round {i}");
+        }
+    }
+    // The second read of each round came from memory.
+    assert!(b.cache_stats().hits >= hits + 200, "{:?}", b.cache_stats());
+    a.close().await;
+    b.close().await;
     drop(db);
 }
 

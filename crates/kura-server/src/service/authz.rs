@@ -1,7 +1,9 @@
 //! Authorization of every request with AWS's policy language: the caller's identity policies
 //! and the secret's resource policy, evaluated by `kura_iam::eval`.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use kura_core::model::SecretRecord;
 use kura_core::{Error, ErrorCode, Result};
@@ -19,7 +21,7 @@ const SUBJECT_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 /// A user as authorization needs it: tags and parsed identity policies.
 pub(crate) struct Subject {
     tags: Vec<kura_core::model::Tag>,
-    pub(crate) policies: Vec<PolicyDocument>,
+    pub(crate) policies: Vec<Arc<PolicyDocument>>,
 }
 
 /// Per-user cache of [`Subject`]s, so a request does not load and parse policies again.
@@ -28,6 +30,42 @@ pub(crate) struct SubjectCache {
     map: std::sync::Mutex<
         std::collections::HashMap<String, (std::time::Instant, std::sync::Arc<Subject>)>,
     >,
+}
+
+/// Parsed policies by their text, so a request does not parse the policy it is judged by
+/// again (a secret's resource policy, a rotation credential's). Keyed by content, so nothing
+/// is ever stale; bounded by count.
+#[derive(Default)]
+pub(crate) struct CompiledPolicies {
+    resource: std::sync::Mutex<HashMap<String, Arc<PolicyDocument>>>,
+    identity: std::sync::Mutex<HashMap<String, Arc<PolicyDocument>>>,
+}
+
+const MAX_COMPILED: usize = 10_000;
+
+impl CompiledPolicies {
+    /// `text` parsed as a policy of `kind`; a text that does not parse is not kept.
+    pub(crate) fn get(
+        &self,
+        text: &str,
+        kind: PolicyKind,
+    ) -> std::result::Result<Arc<PolicyDocument>, String> {
+        let map = match kind {
+            PolicyKind::Resource => &self.resource,
+            PolicyKind::Identity => &self.identity,
+        };
+        if let Some(d) = map.lock().ok().and_then(|m| m.get(text).cloned()) {
+            return Ok(d);
+        }
+        let d = Arc::new(policy::parse(text, kind).map_err(|e| e.to_string())?);
+        if let Ok(mut m) = map.lock() {
+            if m.len() >= MAX_COMPILED {
+                m.clear();
+            }
+            m.insert(text.to_string(), d.clone());
+        }
+        Ok(d)
+    }
 }
 
 impl SubjectCache {
@@ -274,7 +312,13 @@ impl Service {
         }
         let resource_policy = secret
             .and_then(|s| s.resource_policy.as_deref())
-            .and_then(|text| policy::parse(text, PolicyKind::Resource).ok());
+            .and_then(|text| match self.compiled.get(text, PolicyKind::Resource) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::error!(secret = %resource, error = %e, "a stored resource policy no longer parses; ignoring it");
+                    None
+                }
+            });
         let ctx = RequestContext {
             principal_arn: &p.arn,
             account: &self.account,
@@ -282,8 +326,8 @@ impl Service {
             resource,
             keys: &keys,
         };
-        let refs: Vec<&PolicyDocument> = subject.policies.iter().collect();
-        let decision = eval::evaluate(&ctx, &refs, resource_policy.as_ref());
+        let refs: Vec<&PolicyDocument> = subject.policies.iter().map(Arc::as_ref).collect();
+        let decision = eval::evaluate(&ctx, &refs, resource_policy.as_deref());
         let shown = RequestContext {
             resource: shown,
             ..ctx
@@ -317,7 +361,7 @@ impl Service {
             .user_policies(user)
             .await?
             .iter()
-            .filter_map(|(name, text)| match policy::parse(text, PolicyKind::Identity) {
+            .filter_map(|(name, text)| match self.compiled.get(text, PolicyKind::Identity) {
                 Ok(d) => Some(d),
                 Err(e) => {
                     tracing::error!(user, policy = %name, error = %e, "a stored policy no longer parses; ignoring it");
@@ -372,7 +416,9 @@ impl Service {
             ]
         })
         .to_string();
-        let policy = policy::parse(&text, PolicyKind::Identity)
+        let policy = self
+            .compiled
+            .get(&text, PolicyKind::Identity)
             .map_err(|e| Error::internal(format!("the rotation credential policy: {e}")))?;
         let mut policies = vec![policy];
         // The function's execution policy adds to that (an explicit Deny in it wins, as in IAM).
@@ -381,7 +427,7 @@ impl Service {
             .strip_prefix(super::rotation::functions::PRINCIPAL_PREFIX)
             && let Some(text) = self.function_policy(function).await?
         {
-            match policy::parse(&text, PolicyKind::Identity) {
+            match self.compiled.get(&text, PolicyKind::Identity) {
                 Ok(d) => policies.push(d),
                 Err(e) => {
                     tracing::error!(function, error = %e, "a rotation function's stored policy no longer parses; ignoring it");

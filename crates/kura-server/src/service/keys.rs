@@ -433,7 +433,7 @@ impl Service {
             resource: &key.arn,
             keys: &keys,
         };
-        let refs: Vec<&PolicyDocument> = identity.policies.iter().collect();
+        let refs: Vec<&PolicyDocument> = identity.policies.iter().map(|d| d.as_ref()).collect();
         match eval::evaluate_key_policy(&ctx, &refs, key_policy) {
             Decision::Allow => Ok(()),
             Decision::ImplicitDeny => Err(Error::new(

@@ -85,6 +85,7 @@ pub struct Service {
     pub test_pause_step: Option<kura_core::model::RotationStep>,
     audit: std::sync::OnceLock<kura_audit::AuditLog>,
     pub(crate) subjects: authz::SubjectCache,
+    pub(crate) compiled: authz::CompiledPolicies,
     /// The named keys this node knows (`keys.rs`).
     pub(crate) keys: keys::KeyCatalog,
     /// This process's name in the audit trail (`node-id` in the data directory).
@@ -155,6 +156,7 @@ impl Service {
             test_pause_step: None,
             audit: std::sync::OnceLock::new(),
             subjects: authz::SubjectCache::default(),
+            compiled: authz::CompiledPolicies::default(),
             keys: keys::KeyCatalog::default(),
             node_id: String::new(),
             seal_requests: std::sync::OnceLock::new(),

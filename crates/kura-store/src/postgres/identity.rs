@@ -40,7 +40,9 @@ impl IdentityStore for PgStore {
     }
 
     async fn delete_user(&self, name: &str, audit: &AuditSlot) -> Result<bool> {
-        retry!(self.delete_user_once(name, audit))
+        let done = retry!(self.delete_user_once(name, audit));
+        self.cache.access_keys_changed();
+        done
     }
 
     async fn user_exists(&self, name: &str) -> Result<bool> {
@@ -53,7 +55,9 @@ impl IdentityStore for PgStore {
         max: Option<usize>,
         audit: &AuditSlot,
     ) -> Result<()> {
-        retry!(self.insert_access_key_once(k, max, audit))
+        let done = retry!(self.insert_access_key_once(k, max, audit));
+        self.cache.access_key_changed(&k.access_key_id);
+        done
     }
 
     async fn list_access_keys(&self, user: &str) -> Result<Vec<AccessKeyRecord>> {
@@ -61,7 +65,9 @@ impl IdentityStore for PgStore {
     }
 
     async fn find_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>> {
-        sql::identity::find_access_key(&mut *self.read().await?, access_key_id).await
+        let load =
+            async { sql::identity::find_access_key(&mut *self.read().await?, access_key_id).await };
+        self.cache.access_key(access_key_id, load).await
     }
 
     async fn set_access_key_status(
@@ -71,24 +77,31 @@ impl IdentityStore for PgStore {
         audit: &AuditSlot,
     ) -> Result<bool> {
         let s = sql::identity::set_access_key_status(access_key_id, active);
-        Ok(self.write(s, Some((Changed::default(), audit))).await? == 1)
+        let done = self.write(s, Some((Changed::default(), audit))).await;
+        self.cache.access_key_changed(access_key_id);
+        Ok(done? == 1)
     }
 
     async fn touch_access_key(&self, access_key_id: &str, day: Timestamp) -> Result<()> {
         let s = sql::identity::touch_access_key(access_key_id, day);
-        self.write(s, None).await?;
-        Ok(())
+        let done = self.write(s, None).await;
+        self.cache.access_key_changed(access_key_id);
+        done.map(|_| ())
     }
 
     async fn delete_access_key(&self, access_key_id: &str, audit: &AuditSlot) -> Result<()> {
         let s = sql::identity::delete_access_key(access_key_id);
-        self.write(s, Some((Changed::default(), audit))).await?;
-        Ok(())
+        let done = self.write(s, Some((Changed::default(), audit))).await;
+        self.cache.access_key_changed(access_key_id);
+        done.map(|_| ())
     }
 
     async fn delete_expired_access_keys(&self, now: Timestamp) -> Result<u64> {
-        self.write(sql::identity::delete_expired_access_keys(now), None)
-            .await
+        let done = self
+            .write(sql::identity::delete_expired_access_keys(now), None)
+            .await;
+        self.cache.access_keys_changed();
+        done
     }
 
     async fn put_user_policy(

@@ -150,7 +150,9 @@ impl KeyStore for PgStore {
         name: &str,
         updates: &[(WrappedDataKey, Vec<u8>, i64)],
     ) -> Result<u64> {
-        retry!(self.apply_rewrap_once(name, updates))
+        let done = retry!(self.apply_rewrap_once(name, updates));
+        self.cache.rewrapped(updates);
+        done
     }
 
     async fn finish_rewrap(&self, name: &str, target: i64) -> Result<()> {

@@ -26,6 +26,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres};
 
 use crate::audit::{AuditChain, AuditSlot, Changed};
+use crate::cache::{self, ReadCache};
 use crate::prelude::*;
 use crate::{
     AccessKeyRecord, AuditQuery, AuditRecord, CursorValue, KeyRewrap, ListPage, ListQuery,
@@ -52,12 +53,18 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../migrations/postgres/0004_kms_keys.sql"),
     ),
+    (
+        5,
+        include_str!("../../migrations/postgres/0005_cache_changes.sql"),
+    ),
 ];
 
 /// The channel the database announces identity changes on (migration 0002).
 const IDENTITY_CHANNEL: &str = "kura_identity";
 /// The channel key changes are announced on (migration 0004).
 const KEYS_CHANNEL: &str = "kura_keys";
+/// The channel changes to what the read cache holds are announced on (migration 0005).
+const CACHE_CHANNEL: &str = "kura_cache";
 
 /// Advisory lock keys (arbitrary constants, "kura" in ASCII plus a suffix), so they do not
 /// collide with another application's locks on a shared server.
@@ -155,6 +162,7 @@ macro_rules! retry {
 mod audit_log;
 mod identity;
 mod keys;
+mod listen;
 mod notifications;
 mod rotation;
 mod secrets;
@@ -249,6 +257,8 @@ pub struct PgStore {
     /// Identity changes heard from the database, for whoever caches users (started on the
     /// first `changes` call).
     changes: OnceLock<tokio::sync::broadcast::Sender<crate::Change>>,
+    /// What reads find, used while the listener hears every change (`listen.rs`).
+    cache: Arc<ReadCache>,
 }
 
 /// The schema version after every migration (what a backup of a PostgreSQL database reads).
@@ -348,54 +358,8 @@ impl PgStore {
             chain: OnceLock::new(),
             audit_order: tokio::sync::Mutex::new(()),
             changes: OnceLock::new(),
+            cache: Arc::new(ReadCache::new(cache::DEFAULT_BUDGET)),
         })
-    }
-
-    /// Listens on the identity channel and passes what it hears on. A lost connection may
-    /// have missed announcements: then everything is announced as changed.
-    fn listen_for_changes(&self) -> tokio::sync::broadcast::Sender<crate::Change> {
-        let (tx, _) = tokio::sync::broadcast::channel(1024);
-        let pool = self.pool.clone();
-        let out = tx.clone();
-        tokio::spawn(async move {
-            loop {
-                // The store was closed (shutdown): nothing is left to listen for.
-                if pool.is_closed() {
-                    return;
-                }
-                let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::warn!(detail = %e, "cannot listen for identity changes; retrying");
-                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                        continue;
-                    }
-                };
-                if let Err(e) = listener.listen_all([IDENTITY_CHANNEL, KEYS_CHANNEL]).await {
-                    tracing::warn!(detail = %e, "cannot listen for identity changes; retrying");
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                    continue;
-                }
-                // Whatever changed before (or while) listening was not heard.
-                let _ = out.send(crate::Change::Everything);
-                loop {
-                    match listener.try_recv().await {
-                        Ok(Some(n)) if n.channel() == KEYS_CHANNEL => {
-                            let _ = out.send(crate::Change::Keys);
-                        }
-                        Ok(Some(n)) => {
-                            let _ = out.send(crate::Change::User(n.payload().to_string()));
-                        }
-                        // The connection was lost: start over (and announce everything).
-                        Ok(None) | Err(_) => break,
-                    }
-                    if out.receiver_count() == 0 {
-                        return;
-                    }
-                }
-            }
-        });
-        tx
     }
 
     /// The connections, for the copy from SQLite (`transfer`), which writes raw rows.
@@ -438,11 +402,14 @@ impl PgStore {
 #[async_trait]
 impl SettingsStore for PgStore {
     async fn get_setting(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        sql::settings::get_setting(&mut *self.read().await?, key).await
+        let load = async { sql::settings::get_setting(&mut *self.read().await?, key).await };
+        self.cache.setting(key, load).await
     }
 
     async fn init_setting(&self, key: &str, value: &[u8]) -> Result<Vec<u8>> {
-        sql::settings::init_setting(&mut *self.read().await?, key, value).await
+        let done = sql::settings::init_setting(&mut *self.read().await?, key, value).await;
+        self.cache.settings_changed();
+        done
     }
 
     async fn replace_setting(
@@ -451,7 +418,10 @@ impl SettingsStore for PgStore {
         expected: Option<&[u8]>,
         value: Option<&[u8]>,
     ) -> Result<bool> {
-        sql::settings::replace_setting(&mut *self.read().await?, key, expected, value).await
+        let done =
+            sql::settings::replace_setting(&mut *self.read().await?, key, expected, value).await;
+        self.cache.settings_changed();
+        done
     }
 
     async fn load_keys(&self) -> Result<Vec<(String, i64, Vec<u8>)>> {
@@ -469,8 +439,9 @@ impl SettingsStore for PgStore {
         if !sql::settings::rewrap_keys(&mut *tx, keys, swaps).await? {
             return Ok(false);
         }
-        tx.commit().await.map_err(db_err)?;
-        Ok(true)
+        let done = tx.commit().await.map_err(db_err);
+        self.cache.settings_changed();
+        done.map(|()| true)
     }
 
     async fn insert_key(
@@ -486,6 +457,10 @@ impl SettingsStore for PgStore {
 
 #[async_trait]
 impl StoreLifecycle for PgStore {
+    fn cache_stats(&self) -> crate::CacheStats {
+        self.cache.stats()
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)

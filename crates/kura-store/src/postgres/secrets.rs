@@ -53,19 +53,25 @@ impl SecretStore for PgStore {
         stages: &Stages,
         audit: &AuditSlot,
     ) -> Result<i64> {
-        retry!(self.create_secret_once(s, first, stages, audit))
+        let id = retry!(self.create_secret_once(s, first, stages, audit))?;
+        self.cache.secret_changed(id);
+        Ok(id)
     }
 
     async fn find_secret(&self, secret: &SecretRef) -> Result<Option<SecretRecord>> {
-        sql::secrets::find_secret(&mut *self.read().await?, secret).await
+        let load = async { sql::secrets::find_secret(&mut *self.read().await?, secret).await };
+        self.cache.secret(secret, load).await
     }
 
     async fn versions(&self, secret_id: i64) -> Result<(Vec<VersionMeta>, Stages)> {
-        let mut tx = self.snapshot().await?;
-        let versions = sql::secrets::load_versions(&mut *tx, secret_id).await?;
-        let stages = sql::secrets::load_stages(&mut *tx, secret_id).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok((versions, stages))
+        let load = async {
+            let mut tx = self.snapshot().await?;
+            let versions = sql::secrets::load_versions(&mut *tx, secret_id).await?;
+            let stages = sql::secrets::load_stages(&mut *tx, secret_id).await?;
+            tx.commit().await.map_err(db_err)?;
+            Ok((versions, stages))
+        };
+        self.cache.versions(secret_id, load).await
     }
 
     async fn read_version(
@@ -73,10 +79,13 @@ impl SecretStore for PgStore {
         secret_id: i64,
         which: VersionSelector<'_>,
     ) -> Result<Option<StoredVersion>> {
-        let mut tx = self.snapshot().await?;
-        let version = sql::secrets::read_version(&mut *tx, secret_id, which).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(version)
+        let load = async {
+            let mut tx = self.snapshot().await?;
+            let version = sql::secrets::read_version(&mut *tx, secret_id, which).await?;
+            tx.commit().await.map_err(db_err)?;
+            Ok(version)
+        };
+        self.cache.version(secret_id, which, load).await
     }
 
     async fn modify(
@@ -85,7 +94,9 @@ impl SecretStore for PgStore {
         f: &mut Mutation<'_>,
         audit: &AuditSlot,
     ) -> Result<SecretState> {
-        retry!(self.modify_once(secret_id, f, audit))
+        let done = retry!(self.modify_once(secret_id, f, audit));
+        self.cache.secret_changed(secret_id);
+        done
     }
 
     async fn list_secrets(&self, q: &ListQuery) -> Result<ListPage> {
@@ -109,16 +120,25 @@ impl SecretStore for PgStore {
     async fn touch_accessed(&self, secret_id: i64, version_id: &str, day: Timestamp) -> Result<()> {
         // Conditional updates without an explicit lock: a `modify` holding the row is waited
         // for.
-        let mut tx = self.begin().await?;
-        sql::secrets::touch_accessed(&mut *tx, secret_id, version_id, day).await?;
-        tx.commit().await.map_err(db_err)
+        let done = async {
+            let mut tx = self.begin().await?;
+            sql::secrets::touch_accessed(&mut *tx, secret_id, version_id, day).await?;
+            tx.commit().await.map_err(db_err)
+        }
+        .await;
+        self.cache.secret_changed(secret_id);
+        done
     }
 
     async fn delete_secret(&self, secret_id: i64, audit: &AuditSlot) -> Result<()> {
-        retry!(self.delete_secret_once(secret_id, audit))
+        let done = retry!(self.delete_secret_once(secret_id, audit));
+        self.cache.secret_changed(secret_id);
+        done
     }
 
     async fn secret_by_id(&self, secret_id: i64) -> Result<Option<SecretRecord>> {
-        sql::secrets::load_secret(&mut *self.read().await?, secret_id, false).await
+        let load =
+            async { sql::secrets::load_secret(&mut *self.read().await?, secret_id, false).await };
+        self.cache.secret_by_id(secret_id, load).await
     }
 }

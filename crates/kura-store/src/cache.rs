@@ -1,0 +1,604 @@
+//! The read cache: what a request reads on every call (a secret's row and tags, its labelled
+//! versions' ciphertext and wrapped data key, access keys, settings), kept in memory so a
+//! read does not query the database when nothing changed.
+//!
+//! It never answers with something a committed write has changed:
+//! - Every write of this process drops what it touched, after its transaction ends (committed
+//!   or not), before it returns, so before the write is acknowledged.
+//! - A fill races with writes: a reader takes a ticket (the cache's epoch) before it reads the
+//!   database and stores what it read only if no entry was dropped since. A write that
+//!   committed after the read began drops entries after it committed, so either the fill sees
+//!   the new epoch and stores nothing, or the drop removes what the fill stored.
+//! - On a shared database other nodes write too (PostgreSQL): triggers announce every change
+//!   on a channel this node listens to (and drops entries as it hears them), and before each
+//!   lookup a [`Barrier`] waits until this node has heard everything committed before the
+//!   lookup began. While the listener is down the cache is not used at all.
+//!
+//! Plaintext is never here: values stay sealed until the service opens them. The cache is
+//! bounded by an estimate of the bytes it holds; when full it drops an arbitrary share of its
+//! secrets (cheap, and a read-mostly working set refills at once).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use async_trait::async_trait;
+use kura_core::Result;
+use kura_core::labels::Stages;
+use kura_core::model::{SecretRecord, VersionMeta};
+use kura_core::names::SecretRef;
+
+use crate::{AccessKeyRecord, KeyPlace, StoredVersion, VersionSelector, WrappedDataKey};
+
+/// Default bound on what the cache holds, in estimated bytes.
+pub const DEFAULT_BUDGET: usize = 64 << 20;
+
+/// Access keys and settings are few and small: bounded by count.
+const MAX_SMALL_ENTRIES: usize = 100_000;
+
+/// Waits until this node has heard every change committed before the call began (a shared
+/// database); false when it cannot know (then the cache is not used).
+#[async_trait]
+pub(crate) trait Barrier: Send + Sync {
+    async fn fresh(&self) -> bool;
+}
+
+/// What one secret's reads found.
+#[derive(Default)]
+struct Entry {
+    record: Option<SecretRecord>,
+    /// The lookup keys (name or ARN forms) that resolved to it.
+    refs: Vec<String>,
+    /// `read_version` answers by selector, including "no such version".
+    versions: HashMap<String, Option<StoredVersion>>,
+    /// `versions()`: every version with the labels.
+    all: Option<(Vec<VersionMeta>, Stages)>,
+    bytes: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Whether the cache may be used (a shared database: while its listener is connected).
+    live: bool,
+    /// Bumped by every drop; a fill stores only under the epoch it began with.
+    epoch: u64,
+    refs: HashMap<String, i64>,
+    secrets: HashMap<i64, Entry>,
+    keys: HashMap<String, Option<AccessKeyRecord>>,
+    settings: HashMap<String, Option<Vec<u8>>>,
+    bytes: usize,
+}
+
+/// The epoch a fill began under.
+#[derive(Clone, Copy)]
+pub(crate) struct Ticket(u64);
+
+pub(crate) struct ReadCache {
+    inner: Mutex<Inner>,
+    budget: usize,
+    barrier: OnceLock<Arc<dyn Barrier>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// What the read cache did so far and holds now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Lookups answered from memory.
+    pub hits: u64,
+    /// Lookups that read the database while the cache was in use.
+    pub misses: u64,
+    pub secrets: usize,
+    /// Estimated bytes held for secrets.
+    pub bytes: usize,
+}
+
+fn ref_key(r: &SecretRef) -> String {
+    match r {
+        SecretRef::Name(name) => format!("n\0{name}"),
+        SecretRef::Arn { arn, .. } => format!("a\0{arn}"),
+    }
+}
+
+fn version_key(which: VersionSelector<'_>) -> String {
+    match which {
+        VersionSelector::Id(id) => format!("i\0{id}"),
+        VersionSelector::Stage(stage) => format!("s\0{stage}"),
+    }
+}
+
+fn opt_len(s: &Option<String>) -> usize {
+    s.as_ref().map_or(0, String::len)
+}
+
+/// Roughly what a record holds on the heap, for the budget.
+fn record_bytes(s: &SecretRecord) -> usize {
+    256 + s.name.len()
+        + s.arn.len()
+        + opt_len(&s.description)
+        + opt_len(&s.kms_key_id)
+        + opt_len(&s.resource_policy)
+        + s.tags
+            .iter()
+            .map(|t| 48 + t.key.len() + t.value.len())
+            .sum::<usize>()
+}
+
+fn version_bytes(v: &Option<StoredVersion>) -> usize {
+    128 + v.as_ref().map_or(0, |v| {
+        v.meta.version_id.len()
+            + v.stages.iter().map(|s| 24 + s.len()).sum::<usize>()
+            + v.value.as_ref().map_or(0, |s| {
+                s.ciphertext.len() + s.wrapped_key.len() + s.key_name.len()
+            })
+    })
+}
+
+fn all_bytes(all: &(Vec<VersionMeta>, Stages)) -> usize {
+    64 + all.0.len() * 96 + all.1.len() * 96
+}
+
+impl ReadCache {
+    /// A cache used from the start (a database only this process writes).
+    pub(crate) fn live(budget: usize) -> Self {
+        let cache = ReadCache::new(budget);
+        cache.lock().live = true;
+        cache
+    }
+
+    /// A cache used only once [`set_live`](Self::set_live) says so.
+    pub(crate) fn new(budget: usize) -> Self {
+        ReadCache {
+            inner: Mutex::new(Inner::default()),
+            budget,
+            barrier: OnceLock::new(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn set_barrier(&self, barrier: Arc<dyn Barrier>) {
+        let _ = self.barrier.set(barrier);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drops everything; `live` says whether it may be used from now on.
+    pub(crate) fn set_live(&self, live: bool) {
+        let mut g = self.lock();
+        let epoch = g.epoch + 1;
+        *g = Inner {
+            live,
+            epoch,
+            ..Inner::default()
+        };
+    }
+
+    /// Drops everything (a write changed rows it cannot name).
+    pub(crate) fn clear(&self) {
+        let live = self.lock().live;
+        self.set_live(live);
+    }
+
+    /// Ready for a lookup: fresh with respect to other nodes, and usable.
+    async fn begin(&self) -> Option<Ticket> {
+        if self.budget == 0 || !self.lock().live {
+            return None;
+        }
+        if let Some(b) = self.barrier.get()
+            && !b.fresh().await
+        {
+            return None;
+        }
+        let g = self.lock();
+        g.live.then_some(Ticket(g.epoch))
+    }
+
+    /// The secret `r` names: from the cache, or from `load` (then remembered).
+    pub(crate) async fn secret(
+        &self,
+        r: &SecretRef,
+        load: impl Future<Output = Result<Option<SecretRecord>>>,
+    ) -> Result<Option<SecretRecord>> {
+        let Some(ticket) = self.begin().await else {
+            return load.await;
+        };
+        let key = ref_key(r);
+        {
+            let g = self.lock();
+            if let Some(s) = g
+                .refs
+                .get(&key)
+                .and_then(|id| g.secrets.get(id))
+                .and_then(|e| e.record.as_ref())
+            {
+                self.hit();
+                return Ok(Some(s.clone()));
+            }
+        }
+        self.miss();
+        let found = load.await?;
+        if let Some(s) = &found {
+            let mut g = self.lock();
+            if g.live && g.epoch == ticket.0 {
+                let bytes = record_bytes(s) + key.len();
+                let e = g.secrets.entry(s.id).or_default();
+                e.bytes += bytes;
+                e.refs.push(key.clone());
+                e.record = Some(s.clone());
+                g.refs.insert(key, s.id);
+                g.bytes += bytes;
+                self.trim(&mut g);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The secret with store id `id`.
+    pub(crate) async fn secret_by_id(
+        &self,
+        id: i64,
+        load: impl Future<Output = Result<Option<SecretRecord>>>,
+    ) -> Result<Option<SecretRecord>> {
+        let Some(ticket) = self.begin().await else {
+            return load.await;
+        };
+        if let Some(s) = self.lock().secrets.get(&id).and_then(|e| e.record.clone()) {
+            self.hit();
+            return Ok(Some(s));
+        }
+        self.miss();
+        let found = load.await?;
+        if let Some(s) = &found {
+            let mut g = self.lock();
+            if g.live && g.epoch == ticket.0 {
+                let bytes = record_bytes(s);
+                let e = g.secrets.entry(id).or_default();
+                if e.record.is_none() {
+                    e.bytes += bytes;
+                    e.record = Some(s.clone());
+                    g.bytes += bytes;
+                }
+                self.trim(&mut g);
+            }
+        }
+        Ok(found)
+    }
+
+    /// One version of secret `id`, or its absence.
+    pub(crate) async fn version(
+        &self,
+        id: i64,
+        which: VersionSelector<'_>,
+        load: impl Future<Output = Result<Option<StoredVersion>>>,
+    ) -> Result<Option<StoredVersion>> {
+        let Some(ticket) = self.begin().await else {
+            return load.await;
+        };
+        let key = version_key(which);
+        if let Some(v) = self
+            .lock()
+            .secrets
+            .get(&id)
+            .and_then(|e| e.versions.get(&key))
+        {
+            self.hit();
+            return Ok(v.clone());
+        }
+        self.miss();
+        let found = load.await?;
+        let mut g = self.lock();
+        if g.live && g.epoch == ticket.0 {
+            let bytes = version_bytes(&found) + key.len();
+            let e = g.secrets.entry(id).or_default();
+            e.bytes += bytes;
+            e.versions.insert(key, found.clone());
+            g.bytes += bytes;
+            self.trim(&mut g);
+        }
+        Ok(found)
+    }
+
+    /// Every version of secret `id` with its labels.
+    pub(crate) async fn versions(
+        &self,
+        id: i64,
+        load: impl Future<Output = Result<(Vec<VersionMeta>, Stages)>>,
+    ) -> Result<(Vec<VersionMeta>, Stages)> {
+        let Some(ticket) = self.begin().await else {
+            return load.await;
+        };
+        if let Some(all) = self.lock().secrets.get(&id).and_then(|e| e.all.clone()) {
+            self.hit();
+            return Ok(all);
+        }
+        self.miss();
+        let found = load.await?;
+        let mut g = self.lock();
+        if g.live && g.epoch == ticket.0 {
+            let bytes = all_bytes(&found);
+            let e = g.secrets.entry(id).or_default();
+            if e.all.is_none() {
+                e.bytes += bytes;
+                e.all = Some(found.clone());
+                g.bytes += bytes;
+            }
+            self.trim(&mut g);
+        }
+        Ok(found)
+    }
+
+    /// The access key `id`, or its absence.
+    pub(crate) async fn access_key(
+        &self,
+        id: &str,
+        load: impl Future<Output = Result<Option<AccessKeyRecord>>>,
+    ) -> Result<Option<AccessKeyRecord>> {
+        let Some(ticket) = self.begin().await else {
+            return load.await;
+        };
+        if let Some(k) = self.lock().keys.get(id) {
+            self.hit();
+            return Ok(k.clone());
+        }
+        self.miss();
+        let found = load.await?;
+        let mut g = self.lock();
+        if g.live && g.epoch == ticket.0 {
+            if g.keys.len() >= MAX_SMALL_ENTRIES {
+                g.keys.clear();
+            }
+            g.keys.insert(id.to_string(), found.clone());
+        }
+        Ok(found)
+    }
+
+    /// The setting `key`, or its absence.
+    pub(crate) async fn setting(
+        &self,
+        key: &str,
+        load: impl Future<Output = Result<Option<Vec<u8>>>>,
+    ) -> Result<Option<Vec<u8>>> {
+        let Some(ticket) = self.begin().await else {
+            return load.await;
+        };
+        if let Some(v) = self.lock().settings.get(key) {
+            self.hit();
+            return Ok(v.clone());
+        }
+        self.miss();
+        let found = load.await?;
+        let mut g = self.lock();
+        if g.live && g.epoch == ticket.0 {
+            if g.settings.len() >= MAX_SMALL_ENTRIES {
+                g.settings.clear();
+            }
+            g.settings.insert(key.to_string(), found.clone());
+        }
+        Ok(found)
+    }
+
+    /// A write changed secret `id` (its row, versions, labels or tags), or may have.
+    pub(crate) fn secret_changed(&self, id: i64) {
+        let mut g = self.lock();
+        g.epoch += 1;
+        if let Some(e) = g.secrets.remove(&id) {
+            g.bytes -= e.bytes.min(g.bytes);
+            for r in &e.refs {
+                g.refs.remove(r);
+            }
+        }
+    }
+
+    /// A write changed access key `id`, or may have.
+    pub(crate) fn access_key_changed(&self, id: &str) {
+        let mut g = self.lock();
+        g.epoch += 1;
+        g.keys.remove(id);
+    }
+
+    /// A write changed access keys it cannot name (a user's, the expired ones).
+    pub(crate) fn access_keys_changed(&self) {
+        let mut g = self.lock();
+        g.epoch += 1;
+        g.keys.clear();
+    }
+
+    /// A key re-wrap rewrote these data keys.
+    pub(crate) fn rewrapped(&self, updates: &[(WrappedDataKey, Vec<u8>, i64)]) {
+        for (old, _, _) in updates {
+            match &old.place {
+                KeyPlace::SecretVersion { secret_id, .. } => self.secret_changed(*secret_id),
+                KeyPlace::AccessKey(id) => self.access_key_changed(id),
+                KeyPlace::RotationFunction(_) | KeyPlace::NotificationTarget(_) => {}
+            }
+        }
+    }
+
+    /// A write changed a setting.
+    pub(crate) fn settings_changed(&self) {
+        let mut g = self.lock();
+        g.epoch += 1;
+        g.settings.clear();
+    }
+
+    /// Keeps the secrets within the budget by dropping about an eighth of them.
+    fn trim(&self, g: &mut Inner) {
+        if g.bytes <= self.budget {
+            return;
+        }
+        let drop = (g.secrets.len() / 8).max(1);
+        let victims: Vec<i64> = g.secrets.keys().take(drop).copied().collect();
+        for id in victims {
+            if let Some(e) = g.secrets.remove(&id) {
+                g.bytes -= e.bytes.min(g.bytes);
+                for r in &e.refs {
+                    g.refs.remove(r);
+                }
+            }
+        }
+    }
+
+    fn hit(&self) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn miss(&self) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn stats(&self) -> CacheStats {
+        let g = self.lock();
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            secrets: g.secrets.len(),
+            bytes: g.bytes,
+        }
+    }
+
+    /// How many secrets and estimated bytes it holds.
+    #[cfg(test)]
+    fn size(&self) -> (usize, usize) {
+        let s = self.stats();
+        (s.secrets, s.bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kura_core::Timestamp;
+
+    fn record(id: i64, name: &str) -> SecretRecord {
+        SecretRecord {
+            id,
+            name: name.into(),
+            arn: format!("arn:aws:secretsmanager:r:1:secret:{name}-abcdef"),
+            description: None,
+            kms_key_id: None,
+            created_at: Timestamp(0),
+            changed_at: Timestamp(0),
+            accessed_at: None,
+            deleted_at: None,
+            purge_at: None,
+            resource_policy: None,
+            tags: Vec::new(),
+            tagged: false,
+            rotation: Default::default(),
+            run: Default::default(),
+        }
+    }
+
+    fn by_name(name: &str) -> SecretRef {
+        SecretRef::Name(name.into())
+    }
+
+    #[tokio::test]
+    async fn a_second_read_is_answered_from_memory_until_a_write_drops_it() {
+        let cache = ReadCache::live(DEFAULT_BUDGET);
+        let first = cache
+            .secret(&by_name("a"), async { Ok(Some(record(1, "a"))) })
+            .await
+            .unwrap();
+        assert_eq!(first.map(|s| s.id), Some(1));
+        let again = cache
+            .secret(&by_name("a"), async { panic!("not from memory") })
+            .await
+            .unwrap();
+        assert_eq!(again.map(|s| s.id), Some(1));
+        cache.secret_changed(1);
+        let mut changed = record(1, "a");
+        changed.description = Some("new".into());
+        let after = cache
+            .secret(&by_name("a"), async { Ok(Some(changed)) })
+            .await
+            .unwrap();
+        assert_eq!(after.and_then(|s| s.description).as_deref(), Some("new"));
+    }
+
+    #[tokio::test]
+    async fn a_fill_that_raced_a_write_is_not_kept() {
+        let cache = ReadCache::live(DEFAULT_BUDGET);
+        // The read began, then a write committed and dropped the secret, then the read's
+        // (old) answer arrived: it is answered but not kept.
+        let stale = cache
+            .secret(&by_name("a"), async {
+                cache.secret_changed(1);
+                Ok(Some(record(1, "a")))
+            })
+            .await
+            .unwrap();
+        assert!(stale.is_some());
+        let fresh = cache
+            .secret(&by_name("a"), async {
+                let mut s = record(1, "a");
+                s.description = Some("new".into());
+                Ok(Some(s))
+            })
+            .await
+            .unwrap();
+        assert_eq!(fresh.and_then(|s| s.description).as_deref(), Some("new"));
+    }
+
+    #[tokio::test]
+    async fn versions_and_their_absence_are_kept_per_secret() {
+        let cache = ReadCache::live(DEFAULT_BUDGET);
+        let none = cache
+            .version(1, VersionSelector::Stage("AWSPENDING"), async { Ok(None) })
+            .await
+            .unwrap();
+        assert!(none.is_none());
+        let still = cache
+            .version(1, VersionSelector::Stage("AWSPENDING"), async {
+                panic!("not from memory")
+            })
+            .await
+            .unwrap();
+        assert!(still.is_none());
+        cache.secret_changed(1);
+        let loaded = std::cell::Cell::new(false);
+        let _ = cache
+            .version(1, VersionSelector::Stage("AWSPENDING"), async {
+                loaded.set(true);
+                Ok(None)
+            })
+            .await
+            .unwrap();
+        assert!(loaded.get(), "a write drops the secret's versions too");
+    }
+
+    #[tokio::test]
+    async fn a_cache_that_is_not_live_always_reads_the_database() {
+        let cache = ReadCache::new(DEFAULT_BUDGET);
+        for _ in 0..2 {
+            let loaded = std::cell::Cell::new(false);
+            let _ = cache
+                .secret(&by_name("a"), async {
+                    loaded.set(true);
+                    Ok(Some(record(1, "a")))
+                })
+                .await
+                .unwrap();
+            assert!(loaded.get());
+        }
+    }
+
+    #[tokio::test]
+    async fn the_budget_bounds_what_is_kept() {
+        let cache = ReadCache::live(64 << 10);
+        for i in 0..10_000 {
+            let name = format!("s{i}");
+            let _ = cache
+                .secret(&by_name(&name), async { Ok(Some(record(i, &name))) })
+                .await
+                .unwrap();
+        }
+        let (count, bytes) = cache.size();
+        assert!(bytes <= 64 << 10, "{bytes} bytes held");
+        assert!(count > 0 && count < 10_000, "{count} secrets held");
+    }
+}
