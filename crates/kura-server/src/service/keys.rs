@@ -49,7 +49,15 @@ impl KeyEntry {
 #[derive(Default)]
 pub(crate) struct KeyCatalog {
     map: RwLock<HashMap<String, Arc<KeyEntry>>>,
+    /// One reload at a time for readers missing a key version; those who waited find what
+    /// it loaded.
+    reloading: tokio::sync::Mutex<()>,
+    /// Versions a reload did not make usable, and when: reads of them do not reload again
+    /// for [`MISSING_RETRY`], so one unopenable version cannot turn every read into a reload.
+    missing: std::sync::Mutex<HashMap<(String, i64), std::time::Instant>>,
 }
+
+const MISSING_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl KeyCatalog {
     fn get(&self, k: &str) -> Option<Arc<KeyEntry>> {
@@ -370,8 +378,29 @@ impl Service {
     /// The data key's version is loaded here, reloading from the store if another node
     /// rotated the key.
     pub(crate) async fn ready_version(&self, name: &str, version: i64) -> Result<()> {
-        if !self.keyring.has_version(name, version) {
-            self.reload_keys().await?;
+        if self.keyring.has_version(name, version) {
+            return Ok(());
+        }
+        let _one = self.keys.reloading.lock().await;
+        if self.keyring.has_version(name, version) {
+            return Ok(());
+        }
+        let key = (name.to_string(), version);
+        let recently = |m: &HashMap<(String, i64), std::time::Instant>| {
+            m.get(&key).is_some_and(|at| at.elapsed() < MISSING_RETRY)
+        };
+        if self.keys.missing.lock().is_ok_and(|m| recently(&m)) {
+            // The open that follows fails on its own, as right after the last reload.
+            return Ok(());
+        }
+        self.reload_keys().await?;
+        if !self.keyring.has_version(name, version)
+            && let Ok(mut m) = self.keys.missing.lock()
+        {
+            if m.len() >= 1024 {
+                m.clear();
+            }
+            m.insert(key, std::time::Instant::now());
         }
         Ok(())
     }
