@@ -20,6 +20,10 @@ pub enum Op {
     /// secret's first read of the day, which makes kura record LastAccessedDate (a write).
     FirstGet,
     Get,
+    /// GetSecretValue open-loop at half the rate the closed-loop `Get` reached just before:
+    /// requests leave on a fixed schedule whatever the answers do, and a latency counts
+    /// from the scheduled moment, so queueing shows (no coordinated omission).
+    GetAtHalf,
     Describe,
     Put,
     Create,
@@ -33,13 +37,14 @@ impl Op {
         Ok(match s.trim().to_ascii_lowercase().as_str() {
             "first-get" | "firstget" => Op::FirstGet,
             "get" | "getsecretvalue" => Op::Get,
+            "get-half" | "gethalf" => Op::GetAtHalf,
             "describe" | "describesecret" => Op::Describe,
             "put" | "putsecretvalue" => Op::Put,
             "create" | "createsecret" => Op::Create,
             "list" | "listsecrets" => Op::List,
             other => {
                 return Err(format!(
-                    "unknown op {other:?}: use first-get, get, describe, put, create, list"
+                    "unknown op {other:?}: use first-get, get, get-half, describe, put, create, list"
                 ));
             }
         })
@@ -49,6 +54,7 @@ impl Op {
         match self {
             Op::FirstGet => "GetSecretValue 1st",
             Op::Get => "GetSecretValue",
+            Op::GetAtHalf => "GetSecretValue at ½ peak",
             Op::Describe => "DescribeSecret",
             Op::Put => "PutSecretValue",
             Op::Create => "CreateSecret",
@@ -59,7 +65,7 @@ impl Op {
 
     fn target(self) -> &'static str {
         match self {
-            Op::FirstGet | Op::Get | Op::Ceiling => "secretsmanager.GetSecretValue",
+            Op::FirstGet | Op::Get | Op::GetAtHalf | Op::Ceiling => "secretsmanager.GetSecretValue",
             Op::Describe => "secretsmanager.DescribeSecret",
             Op::Put => "secretsmanager.PutSecretValue",
             Op::Create => "secretsmanager.CreateSecret",
@@ -77,6 +83,9 @@ pub struct Workload {
     pub concurrency: usize,
     pub warmup: Duration,
     pub duration: Duration,
+    /// Open loop: this many requests per second in all, spread evenly over the workers.
+    /// `None`: closed loop (each worker sends as soon as it has its answer).
+    pub rate: Option<f64>,
 }
 
 fn json(v: serde_json::Value) -> Bytes {
@@ -86,7 +95,9 @@ fn json(v: serde_json::Value) -> Bytes {
 fn body(w: &Workload, rng: &mut SmallRng, worker: usize, seq: u64) -> Bytes {
     let pick = |rng: &mut SmallRng| w.names[rng.random_range(0..w.names.len())].as_str();
     match w.op {
-        Op::Get | Op::Describe | Op::Ceiling => json(serde_json::json!({"SecretId": pick(rng)})),
+        Op::Get | Op::GetAtHalf | Op::Describe | Op::Ceiling => {
+            json(serde_json::json!({"SecretId": pick(rng)}))
+        }
         Op::FirstGet => json(serde_json::json!({"SecretId": w.names[seq as usize]})),
         Op::Put => {
             let id = pick(rng);
@@ -289,9 +300,16 @@ pub async fn run(
     let measure_from = start + w.warmup;
     let end = measure_from + w.duration;
     let cpu = sample_cpu(t.clone(), measure_from, end);
+    // Open loop: worker i sends at start + (i/n + k) × interval.
+    let workers = clients.len().max(1);
+    let interval = w
+        .rate
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(workers as f64 / r));
     let mut handles = Vec::new();
     for (worker, (node, mut client)) in clients.into_iter().enumerate() {
         let w = w.clone();
+        let mut next_at = interval.map(|iv| start + iv.mul_f64(worker as f64 / workers as f64));
         handles.push(tokio::spawn(async move {
             let mut rng: SmallRng = rand::make_rng();
             let mut r = WorkerResult {
@@ -303,13 +321,23 @@ pub async fn run(
             };
             let mut seq = 0u64;
             loop {
+                let scheduled = match (&mut next_at, interval) {
+                    (Some(at), Some(iv)) => {
+                        let s = *at;
+                        *at += iv;
+                        tokio::time::sleep_until(s.into()).await;
+                        Some(s)
+                    }
+                    _ => None,
+                };
                 let t0 = Instant::now();
                 if t0 >= end {
                     break;
                 }
                 let req = body(&w, &mut rng, worker, seq);
                 seq += 1;
-                let sent = Instant::now();
+                // Open loop: from the moment the request was due, not when it got out.
+                let sent = scheduled.unwrap_or_else(Instant::now);
                 let outcome = client.call(w.op.target(), req).await;
                 let done = Instant::now();
                 if done < measure_from || done >= end {

@@ -64,8 +64,9 @@ pub struct RunArgs {
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     warmup: Duration,
     /// Operations to measure, in this order: first-get (every API-created secret read
-    /// once: its first read of the day), get, describe, put, create, list.
-    #[arg(long, default_value = "first-get,get,describe,put,create,list", value_delimiter = ',', value_parser = Op::parse)]
+    /// once: its first read of the day), get, get-half (GetSecretValue open-loop at half
+    /// the rate get reached, for its latency), describe, put, create, list.
+    #[arg(long, default_value = "first-get,get,get-half,describe,put,create,list", value_delimiter = ',', value_parser = Op::parse)]
     ops: Vec<Op>,
     /// At most this many secrets per store are created through the API; the rest are
     /// bulk-inserted into the database while kura is stopped.
@@ -327,9 +328,19 @@ async fn run_store(
         pids: cluster.pids(),
         database_url: db_url.map(str::to_string),
     };
-    let mut ops = Vec::new();
+    let mut ops: Vec<(Op, load::OpResult)> = Vec::new();
     println!("{}", report::op_header());
     for &op in &args.ops {
+        let rate = match op {
+            Op::GetAtHalf => match ops.iter().rev().find(|(o, _)| *o == Op::Get) {
+                Some((_, r)) => Some(r.ops_per_sec() / 2.0),
+                None => {
+                    progress("get-half needs get measured before it in --ops; skipped");
+                    continue;
+                }
+            },
+            _ => None,
+        };
         progress(format!("{total} secrets: {}", op.name()));
         let w = Arc::new(Workload {
             op,
@@ -338,6 +349,7 @@ async fn run_store(
             concurrency: args.concurrency,
             warmup: args.warmup,
             duration: args.duration,
+            rate,
         });
         let r = load::run(&target, creds.clone(), w).await?;
         println!("{}", report::op_line(op, &r, Some(ceiling)));
@@ -392,6 +404,7 @@ async fn measure_ceiling(args: &RunArgs) -> Result<OpResult, String> {
             concurrency: args.concurrency,
             warmup: args.warmup,
             duration: args.duration,
+            rate: None,
         }),
     )
     .await?;

@@ -234,6 +234,7 @@ async fn measure_ceiling(args: &RotationArgs) -> Result<Option<f64>, String> {
             concurrency: args.readers,
             warmup: Duration::from_millis(500),
             duration: args.ceiling,
+            rate: None,
         }),
     )
     .await?;
