@@ -33,6 +33,8 @@ pub struct Config {
     pub test_pause_before_step: Option<String>,
     /// Rotations running at once on this server (`--rotation-concurrency`).
     pub rotation_concurrency: usize,
+    /// The read cache's bound in bytes (`--cache-size`); 0: no cache.
+    pub cache_bytes: usize,
     /// Connection timeouts and cap.
     pub limits: http::Limits,
     /// The seal asked for (`--seal`); `None`: the installation's own (`file` for a new one).
@@ -72,6 +74,7 @@ pub async fn run(config: Config) -> Result<()> {
         None => None,
     };
     let prepared = init::prepare(&config.data_dir, config.database_url.as_deref()).await?;
+    prepared.store.set_cache_budget(config.cache_bytes);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::internal(format!("cannot listen on {}: {e}", config.listen)))?;

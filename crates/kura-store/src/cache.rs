@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use async_trait::async_trait;
@@ -76,7 +76,7 @@ pub(crate) struct Ticket(u64);
 
 pub(crate) struct ReadCache {
     inner: Mutex<Inner>,
-    budget: usize,
+    budget: AtomicUsize,
     barrier: OnceLock<Arc<dyn Barrier>>,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -151,7 +151,7 @@ impl ReadCache {
     pub(crate) fn new(budget: usize) -> Self {
         ReadCache {
             inner: Mutex::new(Inner::default()),
-            budget,
+            budget: AtomicUsize::new(budget),
             barrier: OnceLock::new(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -177,6 +177,14 @@ impl ReadCache {
         };
     }
 
+    /// A new bound; what is held beyond it goes at the next fill.
+    pub(crate) fn set_budget(&self, bytes: usize) {
+        self.budget.store(bytes, Ordering::Relaxed);
+        if bytes == 0 {
+            self.clear();
+        }
+    }
+
     /// Drops everything (a write changed rows it cannot name).
     pub(crate) fn clear(&self) {
         let live = self.lock().live;
@@ -185,12 +193,13 @@ impl ReadCache {
 
     /// Ready for a lookup: fresh with respect to other nodes, and usable.
     async fn begin(&self) -> Option<Ticket> {
-        if self.budget == 0 || !self.lock().live {
+        if self.budget.load(Ordering::Relaxed) == 0 || !self.lock().live {
             return None;
         }
         if let Some(b) = self.barrier.get()
             && !b.fresh().await
         {
+            // The listener starts over and keeps the cache off until it listens again.
             return None;
         }
         let g = self.lock();
@@ -427,7 +436,7 @@ impl ReadCache {
 
     /// Keeps the secrets within the budget by dropping about an eighth of them.
     fn trim(&self, g: &mut Inner) {
-        if g.bytes <= self.budget {
+        if g.bytes <= self.budget.load(Ordering::Relaxed) {
             return;
         }
         let drop = (g.secrets.len() / 8).max(1);

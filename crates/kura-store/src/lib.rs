@@ -528,6 +528,9 @@ pub trait StoreLifecycle: Send + Sync + 'static {
 
     /// What the read cache did and holds (metrics, tests).
     fn cache_stats(&self) -> CacheStats;
+
+    /// Bounds the read cache to about `bytes` (0: no cache).
+    fn set_cache_budget(&self, bytes: usize);
 }
 
 /// A change another node made, announced by a shared database.

@@ -920,6 +920,10 @@ impl StoreLifecycle for SqliteStore {
         self.cache.stats()
     }
 
+    fn set_cache_budget(&self, bytes: usize) {
+        self.cache.set_budget(bytes);
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)

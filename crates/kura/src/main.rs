@@ -56,6 +56,11 @@ enum Command {
         /// most 4 secrets at once, so an emergency rotation does not flood what it talks to.
         #[arg(long, env = "KURA_ROTATION_CONCURRENCY", default_value_t = kura_server::DEFAULT_ROTATION_CONCURRENCY as u32, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
         rotation_concurrency: u32,
+        /// Memory for the read cache, in MiB: secrets' sealed versions and metadata, access
+        /// keys and settings that reads need, kept until a write changes them (values stay
+        /// encrypted there). 0 turns it off: every read queries the database.
+        #[arg(long, env = "KURA_CACHE_SIZE", default_value_t = 64, value_name = "MIB", value_parser = clap::value_parser!(u32).range(0..=65536))]
+        cache_size: u32,
         /// Log as JSON lines instead of text.
         #[arg(long, env = "KURA_LOG_JSON")]
         log_json: bool,
@@ -684,6 +689,7 @@ fn main() -> ExitCode {
             test_clock,
             test_pause_before_step,
             rotation_concurrency,
+            cache_size,
             log_json,
             header_read_timeout,
             idle_timeout,
@@ -726,6 +732,7 @@ fn main() -> ExitCode {
                 test_clock,
                 test_pause_before_step,
                 rotation_concurrency: rotation_concurrency as usize,
+                cache_bytes: (cache_size as usize) << 20,
                 limits: kura_server::http::Limits {
                     header_read_timeout,
                     idle_timeout,

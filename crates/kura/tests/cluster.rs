@@ -211,6 +211,96 @@ async fn any_node_serves_any_request() {
     );
 }
 
+/// Every node answers reads from its own memory, yet a change acknowledged by one node is what
+/// every node answers next: a label moved by PutSecretValue, and an access key deactivated
+/// (refused at once everywhere, not after a cache's lifetime). Breaks if a node served what it
+/// had cached before another node's change.
+#[tokio::test]
+async fn a_change_on_one_node_is_what_every_node_answers_next() {
+    let cluster = Cluster::three().await;
+    let mut clients = Vec::new();
+    for n in &cluster.nodes {
+        clients.push(n.client().await);
+    }
+    let (arn, _) = create_string(&clients[0], "cluster/cached", "value-0", &token(100)).await;
+    for round in 1..=15usize {
+        for c in &clients {
+            for _ in 0..2 {
+                get_string(c, "cluster/cached").await;
+            }
+        }
+        let value = format!("value-{round}");
+        put_string(
+            &clients[round % 3],
+            &arn,
+            &value,
+            &token(100 + round as u64),
+        )
+        .await;
+        for (i, c) in clients.iter().enumerate() {
+            assert_eq!(
+                get_string(c, "cluster/cached").await,
+                value,
+                "round {round}: node {} answered an old AWSCURRENT",
+                i + 1
+            );
+        }
+    }
+
+    let n1 = &cluster.nodes[0];
+    n1.kura("CreateUser", r#"{"UserName": "cached-user"}"#)
+        .await
+        .assert_ok();
+    let key = n1
+        .kura("CreateAccessKey", r#"{"UserName": "cached-user"}"#)
+        .await
+        .assert_ok();
+    let (akid, secret) = (
+        key["AccessKey"]["AccessKeyId"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        key["AccessKey"]["SecretAccessKey"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
+    for round in 0..3 {
+        let active = round % 2 == 0;
+        for n in &cluster.nodes {
+            for _ in 0..2 {
+                let r = n
+                    .raw_as(&akid, &secret, "Kura.GetCallerIdentity", "{}")
+                    .await;
+                if active {
+                    r.assert_ok();
+                } else {
+                    r.assert_error("UnrecognizedClientException");
+                }
+            }
+        }
+        let status = if active { "Inactive" } else { "Active" };
+        cluster.nodes[1 + round % 2]
+            .kura(
+                "UpdateAccessKey",
+                &json!({"UserName": "cached-user", "AccessKeyId": akid, "Status": status})
+                    .to_string(),
+            )
+            .await
+            .assert_ok();
+        for n in &cluster.nodes {
+            let r = n
+                .raw_as(&akid, &secret, "Kura.GetCallerIdentity", "{}")
+                .await;
+            if active {
+                r.assert_error("UnrecognizedClientException");
+            } else {
+                r.assert_ok();
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. Joining needs the cluster's root.key
 // ---------------------------------------------------------------------------------------------

@@ -17,8 +17,10 @@ use tokio::sync::{Notify, watch};
 use super::{CACHE_CHANNEL, IDENTITY_CHANNEL, KEYS_CHANNEL, PgStore};
 use crate::cache::{Barrier, ReadCache};
 
-/// How long a lookup waits for its ping before it reads the database instead.
-const PING_WAIT: Duration = Duration::from_secs(1);
+/// How long a lookup waits for its ping. A ping that does not come back in time means the
+/// listener may be deaf: the cache is turned off (lookups read the database) and the
+/// listener starts over, turning it on again once it listens.
+const PING_WAIT: Duration = Duration::from_millis(500);
 
 /// Pings sent and asked for; the listener reports those heard.
 struct Freshness {
@@ -28,6 +30,8 @@ struct Freshness {
     pings: Mutex<(u64, u64)>,
     wake: Notify,
     heard: watch::Sender<u64>,
+    /// Asks the listener to start over (a ping was not heard in time).
+    restart: Notify,
 }
 
 #[async_trait]
@@ -42,10 +46,14 @@ impl Barrier for Freshness {
         };
         self.wake.notify_one();
         let mut heard = self.heard.subscribe();
-        matches!(
+        let fresh = matches!(
             tokio::time::timeout(PING_WAIT, heard.wait_for(|h| *h >= want)).await,
             Ok(Ok(_))
-        )
+        );
+        if !fresh {
+            self.restart.notify_one();
+        }
+        fresh
     }
 }
 
@@ -135,6 +143,7 @@ impl PgStore {
             pings: Mutex::new((0, 0)),
             wake: Notify::new(),
             heard: watch::Sender::new(0),
+            restart: Notify::new(),
         });
         self.cache.set_barrier(fresh.clone());
         tokio::spawn(fresh.clone().send_pings(pool.clone()));
@@ -168,7 +177,14 @@ impl PgStore {
                 drop(cache);
                 loop {
                     let Some(cache) = weak.upgrade() else { return };
-                    match listener.try_recv().await {
+                    let heard = tokio::select! {
+                        heard = listener.try_recv() => heard,
+                        () = fresh.restart.notified() => {
+                            tracing::warn!("the read cache's ping was not heard in time; it is off until the listener is back");
+                            break;
+                        }
+                    };
+                    match heard {
                         Ok(Some(n)) if n.channel() == CACHE_CHANNEL => {
                             apply(&cache, &fresh, n.payload());
                         }
@@ -199,6 +215,7 @@ mod tests {
             pings: Mutex::new((0, 0)),
             wake: Notify::new(),
             heard: watch::Sender::new(0),
+            restart: Notify::new(),
         };
         fresh.heard("other:5");
         assert_eq!(*fresh.heard.borrow(), 0);
