@@ -275,6 +275,10 @@ impl SqliteStore {
             .pragma("secure_delete", "ON");
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            // A connection is a thread of this process, not a network peer that may have
+            // gone: pinging it before each use (sqlx's default) costs every read a round trip
+            // to that thread and finds nothing (a dead one fails its next statement anyway).
+            .test_before_acquire(false)
             .after_release(release_outside_transaction)
             .connect_with(opts)
             .await

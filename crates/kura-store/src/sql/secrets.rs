@@ -485,6 +485,16 @@ fn sort_column(k: SortKey) -> &'static str {
     }
 }
 
+/// A listed secret's value of [`sort_column`]: where a page that ends with it stops.
+fn sort_value(k: SortKey, s: &SecretRecord) -> CursorValue {
+    match k {
+        SortKey::Created => CursorValue::Int(s.created_at.0),
+        SortKey::LastAccessed => CursorValue::Int(s.accessed_at.map_or(0, |t| t.0)),
+        SortKey::LastChanged => CursorValue::Int(s.changed_at.0),
+        SortKey::Name => CursorValue::Text(s.name.clone()),
+    }
+}
+
 /// The smallest string above every string that starts with `prefix` (in code point order,
 /// which is SQLite's byte order for UTF-8): its last character raised by one, after dropping
 /// trailing `char::MAX`es. `None` when no string is above them all (`prefix` is empty or
@@ -624,7 +634,7 @@ pub(crate) async fn list_secrets<C: Conn>(conn: &mut C, q: &ListQuery) -> Result
     // brings its tags and labels, so they are gathered for the rows of the page only, even
     // when the sort has to read every match.
     let sql = format!(
-        "SELECT s.*, {tags} AS tags_json, {stages} AS stages_json FROM \
+        "SELECT {cols}, {tags} AS tags_json, {stages} AS stages_json FROM \
          (SELECT {cols}, {col} AS sort_value FROM secrets s {where_sql} \
          ORDER BY {col} {dir}, s.id {dir} LIMIT {limit}) s \
          ORDER BY s.sort_value {dir}, s.id {dir}",
@@ -635,7 +645,6 @@ pub(crate) async fn list_secrets<C: Conn>(conn: &mut C, q: &ListQuery) -> Result
     let more = rows.len() > q.limit;
     let page = &rows[..rows.len().min(q.limit)];
     let mut secrets = Vec::with_capacity(page.len());
-    let mut next = None;
     for r in page {
         let mut s = secret_from_row(r)?;
         s.tags = json_pairs(r, "tags_json")?
@@ -643,17 +652,11 @@ pub(crate) async fn list_secrets<C: Conn>(conn: &mut C, q: &ListQuery) -> Result
             .map(|(key, value)| Tag { key, value })
             .collect();
         let stages: Stages = json_pairs(r, "stages_json")?.into_iter().collect();
-        if more {
-            next = Some(Cursor {
-                value: if q.sort == SortKey::Name {
-                    CursorValue::Text(s.name.clone())
-                } else {
-                    CursorValue::Int(r.col("sort_value")?)
-                },
-                id: s.id,
-            });
-        }
         secrets.push((s, stages));
     }
+    let next = secrets.last().filter(|_| more).map(|(s, _)| Cursor {
+        value: sort_value(q.sort, s),
+        id: s.id,
+    });
     Ok(ListPage { secrets, next })
 }
