@@ -23,7 +23,7 @@ use crate::cache::{self, ReadCache};
 use crate::prelude::*;
 use crate::rows::*;
 use crate::sql::audit_log::Committable;
-use crate::sql::{self, Args, Conn, Stmt};
+use crate::sql::{self, Conn, Stmt};
 use crate::{
     AccessKeyRecord, AuditQuery, AuditRecord, KeyRewrap, KmsKeyRecord, ListPage, ListQuery,
     Mutation, NotificationTargetRecord, OutboxItem, RotationFunctionRecord, SettingSwap,
@@ -145,14 +145,12 @@ impl Conn for SqliteConnection {
     const CODE_POINT_ORDER: &'static str = "";
     const INSERTION_ORDER: &'static str = "rowid";
     const TEXT_HOLDS_NUL: bool = true;
+    const TAGS_JSON: &'static str = "(SELECT json_group_array(json_array(t.key, t.value) ORDER BY t.key) \
+         FROM tags t WHERE t.secret_id = s.id)";
+    const STAGES_JSON: &'static str = "(SELECT json_group_array(json_array(v.stage, v.version_id)) \
+         FROM version_stages v WHERE v.secret_id = s.id)";
 
-    sql::run_statements!(no_arrays, db_err);
-
-    fn ids_in<'a>(column: &str, ids: &'a [i64], _: &mut Args<'a>) -> String {
-        // Ids are integers from our own rows, so inlining them is safe.
-        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-        format!("{column} IN ({list})")
-    }
+    sql::run_statements!(db_err);
 
     async fn insert_words(&mut self, secret_id: i64, words: Vec<(i64, String)>) -> Result<()> {
         for (field, word) in words {
@@ -185,11 +183,6 @@ impl Conn for SqliteConnection {
         // (the writer queue, then BEGIN IMMEDIATE): the tail is already this one's.
         Ok(())
     }
-}
-
-/// SQLite has no array parameters; the shared SQL gives it none (see `Conn::ids_in`).
-fn no_arrays(_: sql::Query<sqlx::Sqlite>, _: &[i64]) -> Result<sql::Query<sqlx::Sqlite>> {
-    Err(Error::internal("SQLite takes no array parameters"))
 }
 
 impl Committable for sqlx::Transaction<'_, sqlx::Sqlite> {
@@ -286,6 +279,10 @@ impl SqliteStore {
             .pragma("secure_delete", "ON");
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            // A connection is a thread of this process, not a network peer that may have
+            // gone: pinging it before each use (sqlx's default) costs every read a round trip
+            // to that thread and finds nothing (a dead one fails its next statement anyway).
+            .test_before_acquire(false)
             .after_release(release_outside_transaction)
             .connect_with(opts)
             .await

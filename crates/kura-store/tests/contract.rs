@@ -804,6 +804,89 @@ async fn tag_order(store: &dyn Store) {
     assert_eq!(keys(&page.secrets[0].0.tags), want, "a page of secrets");
 }
 
+/// A page carries each secret as a read of it does: its row, its tags (values with quotes,
+/// backslashes, control and non-ASCII characters kept as they are) and every label, on
+/// secrets with several versions and labels, with none, and with no tags.
+async fn page_contents(store: &dyn Store) {
+    let mut r = record("page/full");
+    r.description = Some("described".into());
+    r.tags = vec![
+        tag("quote\"key", "back\\slash"),
+        tag("ctl", "a\u{1}b\tc\nd"),
+        tag("uni", "蔵 é 🗝"),
+        tag("empty", ""),
+    ];
+    let full = store
+        .create_secret(
+            &r,
+            Some(&version("v1", Some("one"))),
+            &stages(&[("AWSCURRENT", "v1")]),
+            &NO_AUDIT,
+        )
+        .await
+        .unwrap();
+    store
+        .modify(
+            full,
+            &mut |st| {
+                st.new_versions.push(version("v2", Some("two")));
+                st.stages = stages(&[
+                    ("AWSCURRENT", "v2"),
+                    ("AWSPREVIOUS", "v1"),
+                    ("custom", "v2"),
+                    ("AWSPENDING", "v1"),
+                ]);
+                Ok(())
+            },
+            &NO_AUDIT,
+        )
+        .await
+        .unwrap();
+    create(store, "page/plain").await;
+    store
+        .create_secret(&record("page/bare"), None, &Stages::new(), &NO_AUDIT)
+        .await
+        .unwrap();
+
+    let page = store
+        .list_secrets(&ListQuery {
+            include_deleted: false,
+            filters: vec![],
+            sort: SortKey::Name,
+            descending: false,
+            limit: 10,
+            after: None,
+        })
+        .await
+        .unwrap();
+    let names: Vec<&str> = page.secrets.iter().map(|(s, _)| s.name.as_str()).collect();
+    assert_eq!(names, ["page/bare", "page/full", "page/plain"]);
+    for (listed, listed_stages) in &page.secrets {
+        let read = store
+            .find_secret(&SecretRef::Name(listed.name.clone()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            format!("{listed:?}"),
+            format!("{read:?}"),
+            "{}",
+            listed.name
+        );
+        assert_eq!(
+            *listed_stages,
+            stages_now(store, read.id).await,
+            "{}",
+            listed.name
+        );
+    }
+    let (full_listed, full_stages) = &page.secrets[1];
+    assert_eq!(full_listed.tags.len(), 4);
+    assert_eq!(full_listed.tags[0], tag("ctl", "a\u{1}b\tc\nd"));
+    assert_eq!(full_stages.len(), 4);
+    assert!(page.secrets[0].0.tags.is_empty() && page.secrets[0].1.is_empty());
+}
+
 /// ListSecrets' filters: prefixes of name, tag key and tag value; words of the description
 /// and of everything; negation; alternatives within a filter, conjunction across filters;
 /// what the store answers agrees with kura_core's matcher, also after a change and across
@@ -2019,6 +2102,7 @@ backend_tests!(
         outbox_claims,
         filters,
         tag_order,
+        page_contents,
         audit_chain,
         identity,
         settings,
@@ -2040,6 +2124,7 @@ backend_tests!(
         outbox_claims,
         filters,
         tag_order,
+        page_contents,
         audit_chain,
         identity,
         settings,

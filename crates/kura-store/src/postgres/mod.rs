@@ -169,7 +169,7 @@ mod secrets;
 
 use crate::rows::*;
 use crate::sql::audit_log::Committable;
-use crate::sql::{self, Arg, Args, Conn, Stmt};
+use crate::sql::{self, Conn, Stmt};
 
 type Tx<'c> = sqlx::Transaction<'c, Postgres>;
 
@@ -181,12 +181,12 @@ impl Conn for PgConnection {
     const CODE_POINT_ORDER: &'static str = " COLLATE \"C\"";
     const INSERTION_ORDER: &'static str = "seq";
     const TEXT_HOLDS_NUL: bool = false;
+    const TAGS_JSON: &'static str = "(SELECT json_agg(json_build_array(t.key, t.value) ORDER BY t.key)::text \
+         FROM tags t WHERE t.secret_id = s.id)";
+    const STAGES_JSON: &'static str = "(SELECT json_agg(json_build_array(v.stage, v.version_id))::text \
+         FROM version_stages v WHERE v.secret_id = s.id)";
 
-    sql::run_statements!(bind_ints, db_err);
-
-    fn ids_in<'a>(column: &str, ids: &'a [i64], args: &mut Args<'a>) -> String {
-        format!("{column} = ANY({})", args.push(Arg::Ints(ids)))
-    }
+    sql::run_statements!(db_err);
 
     async fn insert_words(&mut self, secret_id: i64, words: Vec<(i64, String)>) -> Result<()> {
         let (fields, words): (Vec<i64>, Vec<String>) = words.into_iter().unzip();
@@ -228,10 +228,6 @@ impl Conn for PgConnection {
             .await?;
         Ok(())
     }
-}
-
-fn bind_ints(q: sql::Query<Postgres>, ints: &[i64]) -> Result<sql::Query<Postgres>> {
-    Ok(q.bind(ints))
 }
 
 impl Committable for Tx<'_> {

@@ -52,8 +52,11 @@ pub(crate) trait Conn: Send {
         s: Stmt<'_>,
     ) -> impl Future<Output = Result<Option<Self::Row>>> + Send;
 
-    /// `column` is one of `ids`, as a condition; binds what it needs into `args`.
-    fn ids_in<'a>(column: &str, ids: &'a [i64], args: &mut Args<'a>) -> String;
+    /// A listed secret's (`s`) tags, as a JSON array of `[key, value]` pairs in key order,
+    /// and its labels, as `[stage, version_id]` pairs (either NULL or `[]` when it has none):
+    /// aggregated inside a page's own statement, so a page of any size is one statement.
+    const TAGS_JSON: &'static str;
+    const STAGES_JSON: &'static str;
     /// Inserts a secret's `secret_words` rows (`(field, word)`; its old ones are gone).
     fn insert_words(
         &mut self,
@@ -73,12 +76,12 @@ pub(crate) trait Conn: Send {
 }
 
 /// The statement-running methods of a [`Conn`] implementation, the same for both drivers:
-/// bind, run on the connection, map the error. `$bind_ints` binds an array (or refuses one);
-/// `$db_err` is the backend's mapping of its driver's errors.
+/// bind, run on the connection, map the error. `$db_err` is the backend's mapping of its
+/// driver's errors.
 macro_rules! run_statements {
-    ($bind_ints:expr, $db_err:expr) => {
+    ($db_err:expr) => {
         async fn execute(&mut self, mut s: $crate::sql::Stmt<'_>) -> kura_core::Result<u64> {
-            match s.query($bind_ints)?.execute(&mut *self).await {
+            match s.query().execute(&mut *self).await {
                 Ok(done) => Ok(done.rows_affected()),
                 Err(e) => Err(s.error(e, $db_err)),
             }
@@ -88,7 +91,7 @@ macro_rules! run_statements {
             &mut self,
             mut s: $crate::sql::Stmt<'_>,
         ) -> kura_core::Result<Vec<Self::Row>> {
-            let q = s.query($bind_ints)?;
+            let q = s.query();
             q.fetch_all(&mut *self)
                 .await
                 .map_err(|e| s.error(e, $db_err))
@@ -98,7 +101,7 @@ macro_rules! run_statements {
             &mut self,
             mut s: $crate::sql::Stmt<'_>,
         ) -> kura_core::Result<Option<Self::Row>> {
-            let q = s.query($bind_ints)?;
+            let q = s.query();
             q.fetch_optional(&mut *self)
                 .await
                 .map_err(|e| s.error(e, $db_err))
@@ -135,8 +138,6 @@ pub(crate) enum Arg<'a> {
     OptText(Option<Cow<'a, str>>),
     Bytes(&'a [u8]),
     OptBytes(Option<&'a [u8]>),
-    /// An array (PostgreSQL only: SQLite's `Conn::ids_in` builds none).
-    Ints(&'a [i64]),
 }
 
 impl From<i64> for Arg<'_> {
@@ -226,9 +227,6 @@ impl<'a> Args<'a> {
 /// A backend's query with its values bound.
 pub(crate) type Query<DB> = sqlx::query::Query<'static, DB, <DB as Database>::Arguments>;
 
-/// How a backend binds an array of integers.
-pub(crate) type BindInts<DB> = fn(Query<DB>, &[i64]) -> Result<Query<DB>>;
-
 /// One statement and its values.
 #[derive(Debug)]
 pub(crate) struct Stmt<'a> {
@@ -277,9 +275,8 @@ impl<'a> Stmt<'a> {
         }
     }
 
-    /// The backend's query for this statement, values bound in order; `ints` binds an array
-    /// (or refuses, where the backend has none).
-    pub(crate) fn query<DB>(&self, ints: BindInts<DB>) -> Result<Query<DB>>
+    /// The backend's query for this statement, values bound in order.
+    pub(crate) fn query<DB>(&self) -> Query<DB>
     where
         DB: Database,
         i64: for<'t> Encode<'t, DB> + Type<DB>,
@@ -298,10 +295,9 @@ impl<'a> Stmt<'a> {
                 Arg::OptText(v) => q.bind(v.as_deref()),
                 Arg::Bytes(v) => q.bind(*v),
                 Arg::OptBytes(v) => q.bind(*v),
-                Arg::Ints(v) => ints(q, v)?,
             };
         }
-        Ok(q)
+        q
     }
 
     pub(crate) async fn execute<C: Conn>(self, conn: &mut C) -> Result<u64> {

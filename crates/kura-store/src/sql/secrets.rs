@@ -1,6 +1,6 @@
 //! Secrets, their versions, labels, tags and words; ListSecrets' SQL.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use kura_core::filter;
 use kura_core::labels::Stages;
@@ -485,6 +485,16 @@ fn sort_column(k: SortKey) -> &'static str {
     }
 }
 
+/// A listed secret's value of [`sort_column`]: where a page that ends with it stops.
+fn sort_value(k: SortKey, s: &SecretRecord) -> CursorValue {
+    match k {
+        SortKey::Created => CursorValue::Int(s.created_at.0),
+        SortKey::LastAccessed => CursorValue::Int(s.accessed_at.map_or(0, |t| t.0)),
+        SortKey::LastChanged => CursorValue::Int(s.changed_at.0),
+        SortKey::Name => CursorValue::Text(s.name.clone()),
+    }
+}
+
 /// The smallest string above every string that starts with `prefix` (in code point order,
 /// which is SQLite's byte order for UTF-8): its last character raised by one, after dropping
 /// trailing `char::MAX`es. `None` when no string is above them all (`prefix` is empty or
@@ -575,38 +585,13 @@ fn filter_clause<C: Conn>(f: &ListFilter, args: &mut Args<'_>) -> String {
     format!("({})", any.join(" OR "))
 }
 
-/// Tags and labels of a page of secrets in two statements, not two per secret.
-async fn load_page_children<C: Conn>(
-    conn: &mut C,
-    ids: &[i64],
-) -> Result<(HashMap<i64, Vec<Tag>>, HashMap<i64, Stages>)> {
-    let mut tags: HashMap<i64, Vec<Tag>> = HashMap::new();
-    let mut stages: HashMap<i64, Stages> = HashMap::new();
-    if ids.is_empty() {
-        return Ok((tags, stages));
+/// `[a, b]` pairs from a page row's JSON column ([`Conn::TAGS_JSON`], [`Conn::STAGES_JSON`]).
+fn json_pairs(r: &impl Columns, column: &str) -> Result<Vec<(String, String)>> {
+    match r.col::<Option<String>>(column)? {
+        None => Ok(Vec::new()),
+        Some(json) => serde_json::from_str(&json)
+            .map_err(|e| Error::internal(format!("reading column {column}: {e}"))),
     }
-    let mut args = Args::default();
-    let sql = format!(
-        "SELECT secret_id, key, value FROM tags WHERE {} ORDER BY key",
-        C::ids_in("secret_id", ids, &mut args)
-    );
-    for r in built(sql, args).fetch_all(&mut *conn).await? {
-        tags.entry(r.col("secret_id")?)
-            .or_default()
-            .push(tag_from_row(&r)?);
-    }
-    let mut args = Args::default();
-    let sql = format!(
-        "SELECT secret_id, stage, version_id FROM version_stages WHERE {}",
-        C::ids_in("secret_id", ids, &mut args)
-    );
-    for r in built(sql, args).fetch_all(conn).await? {
-        stages
-            .entry(r.col("secret_id")?)
-            .or_default()
-            .insert(r.col("stage")?, r.col("version_id")?);
-    }
-    Ok((tags, stages))
 }
 
 pub(crate) async fn list_secrets<C: Conn>(conn: &mut C, q: &ListQuery) -> Result<ListPage> {
@@ -645,35 +630,33 @@ pub(crate) async fn list_secrets<C: Conn>(conn: &mut C, q: &ListQuery) -> Result
         .collect::<Vec<_>>()
         .join(", ");
     let limit = args.push(q.limit as i64 + 1);
+    // One statement per page: the page's rows are chosen (and sorted) first, then each
+    // brings its tags and labels, so they are gathered for the rows of the page only, even
+    // when the sort has to read every match.
     let sql = format!(
-        "SELECT {cols}, {col} AS sort_value FROM secrets s {where_sql} \
-         ORDER BY {col} {dir}, s.id {dir} LIMIT {limit}"
+        "SELECT {cols}, {tags} AS tags_json, {stages} AS stages_json FROM \
+         (SELECT {cols}, {col} AS sort_value FROM secrets s {where_sql} \
+         ORDER BY {col} {dir}, s.id {dir} LIMIT {limit}) s \
+         ORDER BY s.sort_value {dir}, s.id {dir}",
+        tags = C::TAGS_JSON,
+        stages = C::STAGES_JSON,
     );
-    let rows = built(sql, args).fetch_all(&mut *conn).await?;
+    let rows = built(sql, args).fetch_all(conn).await?;
     let more = rows.len() > q.limit;
     let page = &rows[..rows.len().min(q.limit)];
-    let ids = page
-        .iter()
-        .map(|r| r.col::<i64>("id"))
-        .collect::<Result<Vec<_>>>()?;
-    let (mut tags, mut stages) = load_page_children(conn, &ids).await?;
     let mut secrets = Vec::with_capacity(page.len());
-    let mut next = None;
     for r in page {
         let mut s = secret_from_row(r)?;
-        s.tags = tags.remove(&s.id).unwrap_or_default();
-        let stages = stages.remove(&s.id).unwrap_or_default();
-        if more {
-            next = Some(Cursor {
-                value: if q.sort == SortKey::Name {
-                    CursorValue::Text(s.name.clone())
-                } else {
-                    CursorValue::Int(r.col("sort_value")?)
-                },
-                id: s.id,
-            });
-        }
+        s.tags = json_pairs(r, "tags_json")?
+            .into_iter()
+            .map(|(key, value)| Tag { key, value })
+            .collect();
+        let stages: Stages = json_pairs(r, "stages_json")?.into_iter().collect();
         secrets.push((s, stages));
     }
+    let next = secrets.last().filter(|_| more).map(|(s, _)| Cursor {
+        value: sort_value(q.sort, s),
+        id: s.id,
+    });
     Ok(ListPage { secrets, next })
 }

@@ -2,6 +2,8 @@
 //! [`Operation`], hands it to [`Service::call`], and writes the [`Outcome`] or the error
 //! (`__type`, status) back. Authorization, running and auditing are the service's.
 
+use std::collections::BTreeMap;
+
 use axum::body::Bytes;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -226,9 +228,15 @@ impl Encode for types::BatchGetSecretValueResponse {
 }
 
 /// DescribeSecret's answer, and a ListSecrets entry (which names the stage map differently).
-fn describe(d: &types::SecretDescription, listed: bool) -> wire::DescribeSecretResponse {
+fn describe(d: &types::SecretDescription, listed: bool) -> wire::DescribeSecretResponse<'_> {
     let s = &d.secret;
-    let map = kura_core::labels::versions_to_stages(&d.stages);
+    // kura_core::labels::versions_to_stages, borrowed: each version's stages in stage order.
+    let mut map: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (stage, version) in &d.stages {
+        map.entry(version.as_str())
+            .or_default()
+            .push(stage.as_str());
+    }
     let map = (!map.is_empty()).then_some(map);
     let (cfg, run) = (&s.rotation, &s.run);
     let rules = cfg.has_rules().then(|| wire::RotationRules {
@@ -252,14 +260,14 @@ fn describe(d: &types::SecretDescription, listed: bool) -> wire::DescribeSecretR
             }
         });
     wire::DescribeSecretResponse {
-        arn: s.arn.clone(),
-        name: s.name.clone(),
-        description: s.description.clone(),
-        kms_key_id: s.kms_key_id.clone(),
+        arn: &s.arn,
+        name: &s.name,
+        description: s.description.as_deref(),
+        kms_key_id: s.kms_key_id.as_deref(),
         // AWS leaves RotationEnabled out until rotation was first configured (a rotation
         // function set); after CancelRotateSecret it is false.
         rotation_enabled: (cfg.enabled || cfg.function_arn.is_some()).then_some(cfg.enabled),
-        rotation_lambda_arn: cfg.function_arn.clone(),
+        rotation_lambda_arn: cfg.function_arn.as_deref(),
         rotation_rules: rules,
         last_rotated_date: cfg.last_rotated_at.map(|t| t.epoch_seconds()),
         next_rotation_date: cfg
@@ -273,9 +281,9 @@ fn describe(d: &types::SecretDescription, listed: bool) -> wire::DescribeSecretR
         tags: (s.tagged || !s.tags.is_empty()).then(|| {
             s.tags
                 .iter()
-                .map(|t| wire::Tag {
-                    key: t.key.clone(),
-                    value: t.value.clone(),
+                .map(|t| wire::TagRef {
+                    key: &t.key,
+                    value: &t.value,
                 })
                 .collect()
         }),
@@ -293,10 +301,16 @@ impl Encode for types::SecretDescription {
 
 impl Encode for types::SecretListPage {
     fn encode(self) -> Result<Vec<u8>> {
-        to_body(&wire::ListSecretsResponse {
+        let page = wire::ListSecretsResponse {
             secret_list: self.secrets.iter().map(|d| describe(d, true)).collect(),
-            next_token: self.next_token.clone(),
-        })
+            next_token: self.next_token.as_deref(),
+        };
+        // Room for a typical entry each, so a page is written without growing the buffer
+        // again and again.
+        let mut body = Vec::with_capacity(512 * (self.secrets.len() + 1));
+        serde_json::to_writer(&mut body, &page)
+            .map_err(|e| Error::internal(format!("serialising a response: {e}")))?;
+        Ok(body)
     }
 }
 

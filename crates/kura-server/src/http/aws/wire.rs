@@ -115,16 +115,18 @@ pub struct UpdateSecretVersionStageRequest {
     pub move_to_version_id: Option<String>,
 }
 
+/// DescribeSecret's answer and a ListSecrets entry, borrowing from the secret it describes
+/// (a page of 100 is encoded without copying its strings first).
 #[derive(Debug, Serialize, Default)]
 #[serde(rename_all = "PascalCase")]
-pub struct DescribeSecretResponse {
+pub struct DescribeSecretResponse<'a> {
     #[serde(rename = "ARN")]
-    pub arn: String,
-    pub name: String,
+    pub arn: &'a str,
+    pub name: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
+    pub description: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub kms_key_id: Option<String>,
+    pub kms_key_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rotation_enabled: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -134,18 +136,18 @@ pub struct DescribeSecretResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deleted_date: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tags: Option<Vec<Tag>>,
+    pub tags: Option<Vec<TagRef<'a>>>,
     /// DescribeSecret calls it `VersionIdsToStages`, ListSecrets `SecretVersionsToStages`.
     #[serde(rename = "VersionIdsToStages", skip_serializing_if = "Option::is_none")]
-    pub version_ids_to_stages: Option<BTreeMap<String, Vec<String>>>,
+    pub version_ids_to_stages: Option<BTreeMap<&'a str, Vec<&'a str>>>,
     #[serde(
         rename = "SecretVersionsToStages",
         skip_serializing_if = "Option::is_none"
     )]
-    pub secret_versions_to_stages: Option<BTreeMap<String, Vec<String>>>,
+    pub secret_versions_to_stages: Option<BTreeMap<&'a str, Vec<&'a str>>>,
     pub created_date: f64,
     #[serde(rename = "RotationLambdaARN", skip_serializing_if = "Option::is_none")]
-    pub rotation_lambda_arn: Option<String>,
+    pub rotation_lambda_arn: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rotation_rules: Option<RotationRules>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -155,6 +157,15 @@ pub struct DescribeSecretResponse {
     /// kura's extension: how the current or last rotation went.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kura_rotation: Option<KuraRotation>,
+}
+
+/// A tag as [`Tag`] writes it, borrowed.
+#[derive(Debug, Serialize)]
+pub struct TagRef<'a> {
+    #[serde(rename = "Key")]
+    pub key: &'a str,
+    #[serde(rename = "Value")]
+    pub value: &'a str,
 }
 
 #[derive(Debug, Deserialize, Serialize, Default, Clone)]
@@ -322,10 +333,10 @@ pub struct ListSecretsRequest {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct ListSecretsResponse {
-    pub secret_list: Vec<DescribeSecretResponse>,
+pub struct ListSecretsResponse<'a> {
+    pub secret_list: Vec<DescribeSecretResponse<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_token: Option<String>,
+    pub next_token: Option<&'a str>,
 }
 
 #[derive(Debug, Deserialize)]
