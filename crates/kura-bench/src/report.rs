@@ -18,6 +18,8 @@ pub struct Facts {
     pub commit: String,
     pub kura_version: String,
     pub date: String,
+    /// The disk's single-writer fsync rate where the data directories go (or why unknown).
+    pub fsync: Result<f64, String>,
 }
 
 fn shell_quote(a: &str) -> String {
@@ -89,21 +91,37 @@ impl Facts {
             commit,
             kura_version: command_output(&kura, &["--version"]).unwrap_or_else(|| "unknown".into()),
             date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+            fsync: crate::fsync::rate(
+                &args.work_dir.clone().unwrap_or_else(std::env::temp_dir),
+                std::time::Duration::from_secs(2),
+            ),
         }
     }
 
     pub fn header(&self) -> String {
         format!(
-            "kura-bench  {}\nmachine     {} CPUs ({}), {} RAM, Linux {}\nkura        {} at commit {}\ncommand     {}",
+            "kura-bench  {}\nmachine     {} CPUs ({}), {} RAM, Linux {}\ndisk        {}\nkura        {} at commit {}\ncommand     {}",
             self.date,
             self.cpus,
             self.cpu_model,
             self.mem_total,
             self.kernel,
+            self.fsync_text(),
             self.kura_version,
             self.commit,
             self.command_line
         )
+    }
+
+    /// The fsync rate as the header and the Markdown state it.
+    pub fn fsync_text(&self) -> String {
+        match &self.fsync {
+            Ok(rate) => format!(
+                "{} fsyncs/s (one writer, 4 KiB appends, each fdatasync'd)",
+                thousands(rate.round() as u64)
+            ),
+            Err(e) => format!("fsync rate unknown: {e}"),
+        }
     }
 }
 
@@ -405,11 +423,12 @@ pub fn markdown(
     let _ = writeln!(md, "```\n{}\n```\n", facts.command_line);
     let _ = writeln!(
         md,
-        "- Machine: {} CPUs ({}), {} RAM, Linux {}\n- kura: {}, commit {}\n- Load: {} workers (one keep-alive connection each, spread round-robin over the nodes), {:.0} s warm-up then {:.0} s measured per operation; values of {} characters\n- kura ran on: {}\n",
+        "- Machine: {} CPUs ({}), {} RAM, Linux {}\n- Disk: {}\n- kura: {}, commit {}\n- Load: {} workers (one keep-alive connection each, spread round-robin over the nodes), {:.0} s warm-up then {:.0} s measured per operation; values of {} characters\n- kura ran on: {}\n",
         facts.cpus,
         facts.cpu_model,
         facts.mem_total,
         facts.kernel,
+        facts.fsync_text(),
         facts.kura_version,
         facts.commit,
         args.concurrency,

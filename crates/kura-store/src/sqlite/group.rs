@@ -65,6 +65,8 @@ struct State {
     batch_since: Option<Instant>,
     /// A commit task is waiting for the lock; it will commit whatever is released by then.
     commit_queued: bool,
+    /// COMMITs made (for the tests: how many writes shared one).
+    commits: u64,
 }
 
 /// A released turn waiting for its commit.
@@ -89,6 +91,7 @@ impl Writer {
                     batch: Vec::new(),
                     batch_since: None,
                     commit_queued: false,
+                    commits: 0,
                 })),
                 opts,
                 chain: OnceLock::new(),
@@ -296,6 +299,7 @@ impl State {
         self.suspect = false;
         self.open = false;
         self.batch_since = None;
+        self.commits += 1;
         let batch = std::mem::take(&mut self.batch);
         if let Some(chain) = shared.chain.get() {
             let records: Vec<AuditRecord> = batch
@@ -311,5 +315,83 @@ impl State {
         for r in batch {
             let _ = r.done.send(Ok(()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+
+    async fn writer(dir: &std::path::Path) -> (Arc<Writer>, SqliteConnectOptions) {
+        let opts = SqliteConnectOptions::new()
+            .filename(dir.join("w.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full);
+        let w = Arc::new(Writer::open(opts.clone()).await.unwrap());
+        let mut t = w.turn().await.unwrap();
+        sqlx::query("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+            .execute(&mut *t)
+            .await
+            .unwrap();
+        t.commit(Vec::new()).await.unwrap();
+        (w, opts)
+    }
+
+    /// What another connection (a reader) sees.
+    async fn committed(opts: &SqliteConnectOptions) -> Vec<i64> {
+        let mut c = SqliteConnection::connect_with(opts).await.unwrap();
+        sqlx::query_scalar("SELECT n FROM t ORDER BY n")
+            .fetch_all(&mut c)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_share_commits_and_a_failed_one_undoes_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, opts) = writer(dir.path()).await;
+        let before = w.shared.state.lock().await.commits;
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..64i64 {
+            let w = w.clone();
+            tasks.spawn(async move {
+                let mut t = w.turn().await?;
+                sqlx::query("INSERT INTO t (n) VALUES ($1)")
+                    .bind(n)
+                    .execute(&mut *t)
+                    .await
+                    .map_err(db_err)?;
+                if n % 4 == 0 {
+                    // Fails after its insert, as a request whose later statement fails.
+                    return Err(Error::internal("refused"));
+                }
+                t.commit(Vec::new()).await
+            });
+        }
+        let results = tasks.join_all().await;
+        assert_eq!(results.iter().filter(|r| r.is_err()).count(), 16);
+        let expected: Vec<i64> = (0..64).filter(|n| n % 4 != 0).collect();
+        assert_eq!(committed(&opts).await, expected);
+        let commits = w.shared.state.lock().await.commits - before;
+        assert!(
+            commits < 32,
+            "64 writes queued at once took {commits} commits"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_is_visible_to_readers_only_once_its_commit_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, opts) = writer(dir.path()).await;
+        let mut t = w.turn().await.unwrap();
+        sqlx::query("INSERT INTO t (n) VALUES (7)")
+            .execute(&mut *t)
+            .await
+            .unwrap();
+        assert_eq!(committed(&opts).await, Vec::<i64>::new());
+        t.commit(Vec::new()).await.unwrap();
+        assert_eq!(committed(&opts).await, vec![7]);
     }
 }
