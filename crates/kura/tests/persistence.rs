@@ -441,6 +441,10 @@ async fn a_server_killed_under_64_concurrent_writers_loses_no_acknowledged_write
     use std::sync::{Arc, Mutex};
 
     let mut server = Server::start().await;
+    server.exempt_audit_trail(
+        "killed under 64 writers: a request committed just before the kill has its record but \
+         no log line; kura audit verify checks the trail after each restart instead",
+    );
     let acked = Arc::new(Mutex::new(Acknowledged::default()));
     {
         let client = server.client().await;
@@ -524,17 +528,65 @@ async fn a_server_killed_under_64_concurrent_writers_loses_no_acknowledged_write
     }
 }
 
-/// `kura audit verify` passes on the server's data directory.
-fn assert_audit_verifies(server: &Server) {
+/// `kura audit verify` on `data_dir`: whether it passed, and what it said.
+fn audit_verify(data_dir: &Path) -> (bool, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kura"))
         .args(["audit", "verify", "--data-dir"])
-        .arg(&server.data_dir)
+        .arg(data_dir)
         .output()
         .expect("run kura audit verify");
-    assert!(
-        out.status.success(),
-        "kura audit verify after the crash:\n{}{}",
+    let said = format!(
+        "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    (out.status.success(), said)
+}
+
+/// `kura audit verify` passes on the server's data directory.
+fn assert_audit_verifies(server: &Server) {
+    let (passed, said) = audit_verify(&server.data_dir);
+    assert!(passed, "kura audit verify after the crash:\n{said}");
+}
+
+/// A server killed between a COMMIT and its append to audit.jsonl leaves the file short of
+/// the database's last records; the next start appends them before anything else, so the
+/// file and the chain agree again.
+#[tokio::test]
+async fn an_audit_file_a_crash_left_behind_the_database_catches_up_at_start() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    let value = format!("catch-up-{}", unique_suffix());
+    create_string(&client, "audit/catch-up", &value, &token(1)).await;
+    for n in 2..6 {
+        put_string(
+            &client,
+            "audit/catch-up",
+            &format!("{value}-{n}"),
+            &token(n),
+        )
+        .await;
+    }
+    let tmp = server.stop().await;
+    let file = tmp.path().join("data/audit.jsonl");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() > 2, "{text}");
+    let short = lines[..lines.len() - 2].join("\n") + "\n";
+    std::fs::write(&file, short).unwrap();
+    let (passed, said) = audit_verify(&tmp.path().join("data"));
+    assert!(!passed, "verify must find the file behind: {said}");
+
+    let server = Server::start_in(tmp).await;
+    assert!(
+        server.log().contains("appended the missing records"),
+        "{}",
+        server.log()
+    );
+    let caught_up = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        caught_up.starts_with(&text),
+        "the file must end as it was, and go on"
+    );
+    assert_audit_verifies(&server);
 }
