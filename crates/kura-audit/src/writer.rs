@@ -3,7 +3,8 @@
 //! batches. Requests arriving while a batch is being written share the next commit, so a
 //! read costs one write transaction per batch, not per request.
 
-use std::path::PathBuf;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kura_core::{Error, Result};
@@ -11,7 +12,7 @@ use kura_crypto::mac::MacKey;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::file::FileChain;
-use crate::{AuditRecord, AuditStore};
+use crate::{AuditChain, AuditQuery, AuditRecord, AuditStore};
 
 const QUEUE: usize = 4096;
 const MAX_BATCH: usize = 512;
@@ -28,7 +29,9 @@ impl AuditLog {
     /// Hands the chain to the store (from now on its write transactions commit requests'
     /// records) and starts the writer for all other records.
     pub async fn start(store: Arc<dyn AuditStore>, key: MacKey, file: PathBuf) -> Result<AuditLog> {
-        store.set_audit_chain(Arc::new(FileChain::open(key, file)?));
+        let chain = Arc::new(FileChain::open(key, file.clone())?);
+        catch_up(store.as_ref(), &chain, &file).await?;
+        store.set_audit_chain(chain);
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(writer(store, rx));
         Ok(AuditLog { tx })
@@ -67,4 +70,65 @@ async fn writer(store: Arc<dyn AuditStore>, mut rx: mpsc::Receiver<Job>) {
             let _ = done.send(result.clone());
         }
     }
+}
+
+/// A crash between a COMMIT and its append to the file (SIGKILL, power loss) leaves the file
+/// behind the database by that commit's records. Before anything else is written they are
+/// appended from the database, so the file follows the chain again. Only when the file's last
+/// line is the database's record of the same number, field for field: a file that is not
+/// this chain's, or ends in a torn line, is left as it is for `kura audit verify` to report.
+/// Only this node's records (those of the last line's node): in a cluster the file holds
+/// only its own node's.
+async fn catch_up(store: &dyn AuditStore, chain: &FileChain, path: &Path) -> Result<()> {
+    let Some(last) = last_record(path) else {
+        return Ok(());
+    };
+    let page = |after: i64| AuditQuery {
+        after_seq: Some(after),
+        limit: 1000,
+        ..Default::default()
+    };
+    let same = AuditQuery {
+        limit: 1,
+        ..page(last.seq - 1)
+    };
+    if store.query_audit(&same).await?.first() != Some(&last) {
+        return Ok(());
+    }
+    let mut after = last.seq;
+    let mut appended = 0;
+    loop {
+        let records = store.query_audit(&page(after)).await?;
+        let Some(end) = records.last() else {
+            break;
+        };
+        after = end.seq;
+        let mine: Vec<AuditRecord> = records
+            .into_iter()
+            .filter(|r| r.node == last.node)
+            .collect();
+        appended += mine.len();
+        chain.committed(&mine)?;
+    }
+    if appended > 0 {
+        tracing::warn!(
+            path = %path.display(),
+            records = appended,
+            "the audit file was behind the database (the server stopped between a commit and its append); appended the missing records"
+        );
+    }
+    Ok(())
+}
+
+/// The file's last record, if its last line is a whole one.
+fn last_record(path: &Path) -> Option<AuditRecord> {
+    const TAIL: u64 = 64 * 1024;
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(TAIL))).ok()?;
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail).ok()?;
+    let body = tail.strip_suffix(b"\n")?;
+    let line = body.rsplit(|b| *b == b'\n').next()?;
+    serde_json::from_slice(line).ok()
 }

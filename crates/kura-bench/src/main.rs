@@ -5,6 +5,7 @@
 
 mod ceiling;
 mod client;
+mod fsync;
 mod kura;
 mod load;
 mod pg;

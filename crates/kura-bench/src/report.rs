@@ -18,8 +18,8 @@ pub struct Facts {
     pub commit: String,
     pub kura_version: String,
     pub date: String,
-    /// The disk's single-writer fsync rate, per second ([`fsync_rate`]).
-    pub fsync: Option<f64>,
+    /// The disk's single-writer fsync rate where the data directories go (or why unknown).
+    pub fsync: Result<f64, String>,
 }
 
 fn shell_quote(a: &str) -> String {
@@ -91,53 +91,38 @@ impl Facts {
             commit,
             kura_version: command_output(&kura, &["--version"]).unwrap_or_else(|| "unknown".into()),
             date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
-            fsync: fsync_rate(
+            fsync: crate::fsync::rate(
                 &args.work_dir.clone().unwrap_or_else(std::env::temp_dir),
-                Duration::from_secs(2),
+                std::time::Duration::from_secs(2),
             ),
         }
     }
 
     pub fn header(&self) -> String {
-        let fsync = match self.fsync {
-            Some(n) => format!("{}/s", thousands(n as u64)),
-            None => "not measured (the work directory is not writable)".into(),
-        };
         format!(
-            "kura-bench  {}\nmachine     {} CPUs ({}), {} RAM, Linux {}\ndisk        single-writer fsync rate (4 KiB appended + fdatasync, as a WAL commit): {fsync}\nkura        {} at commit {}\ncommand     {}",
+            "kura-bench  {}\nmachine     {} CPUs ({}), {} RAM, Linux {}\ndisk        {}\nkura        {} at commit {}\ncommand     {}",
             self.date,
             self.cpus,
             self.cpu_model,
             self.mem_total,
             self.kernel,
+            self.fsync_text(),
             self.kura_version,
             self.commit,
             self.command_line
         )
     }
-}
 
-/// How many durable appends one writer gets per second in `dir`: 4 KiB appended, then
-/// fdatasync, as a database commits its log. The ceiling a write path without group
-/// commit cannot pass.
-pub fn fsync_rate(dir: &std::path::Path, window: Duration) -> Option<f64> {
-    use std::io::Write;
-    let path = dir.join(format!(".kura-bench-fsync-{}", std::process::id()));
-    let mut f = std::fs::File::create(&path).ok()?;
-    let page = [0x5au8; 4096];
-    let start = std::time::Instant::now();
-    let mut n = 0u64;
-    let mut ok = true;
-    while start.elapsed() < window {
-        if f.write_all(&page).and_then(|()| f.sync_data()).is_err() {
-            ok = false;
-            break;
+    /// The fsync rate as the header and the Markdown state it.
+    pub fn fsync_text(&self) -> String {
+        match &self.fsync {
+            Ok(rate) => format!(
+                "{} fsyncs/s (one writer, 4 KiB appends, each fdatasync'd)",
+                thousands(rate.round() as u64)
+            ),
+            Err(e) => format!("fsync rate unknown: {e}"),
         }
-        n += 1;
     }
-    let elapsed = start.elapsed().as_secs_f64();
-    let _ = std::fs::remove_file(&path);
-    (ok && n > 0).then(|| n as f64 / elapsed)
 }
 
 pub fn thousands(n: u64) -> String {
@@ -436,20 +421,14 @@ pub fn markdown(
     let mut md = String::new();
     let _ = writeln!(md, "## Results of {}\n", facts.date);
     let _ = writeln!(md, "```\n{}\n```\n", facts.command_line);
-    if let Some(n) = facts.fsync {
-        let _ = writeln!(
-            md,
-            "- Disk: {}/s single-writer fsyncs (4 KiB appended + fdatasync, as a WAL commit), measured in the work directory before the load",
-            thousands(n as u64)
-        );
-    }
     let _ = writeln!(
         md,
-        "- Machine: {} CPUs ({}), {} RAM, Linux {}\n- kura: {}, commit {}\n- Load: {} workers (one keep-alive connection each, spread round-robin over the nodes), {:.0} s warm-up then {:.0} s measured per operation; values of {} characters\n- kura ran on: {}\n",
+        "- Machine: {} CPUs ({}), {} RAM, Linux {}\n- Disk: {}\n- kura: {}, commit {}\n- Load: {} workers (one keep-alive connection each, spread round-robin over the nodes), {:.0} s warm-up then {:.0} s measured per operation; values of {} characters\n- kura ran on: {}\n",
         facts.cpus,
         facts.cpu_model,
         facts.mem_total,
         facts.kernel,
+        facts.fsync_text(),
         facts.kura_version,
         facts.commit,
         args.concurrency,

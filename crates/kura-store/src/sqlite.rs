@@ -1,6 +1,7 @@
 //! The embedded default backend: SQLite in WAL mode with synchronous=FULL, so an acknowledged
-//! write survives power loss. Writers take the lock up front (BEGIN IMMEDIATE) so a
-//! read-modify-write never fails half-way on an upgrade conflict. The statements themselves
+//! write survives power loss. Writes run one at a time on one connection, each in a savepoint
+//! of a transaction taken up front (BEGIN IMMEDIATE), and the writes that queued meanwhile
+//! share its COMMIT (`group`: one fsync per batch). The statements themselves
 //! are the shared ones (`crate::sql`); here are the connection, migrations and transactions.
 
 use std::path::Path;
@@ -22,13 +23,16 @@ use crate::audit::{AuditChain, AuditSlot, Changed};
 use crate::cache::{self, ReadCache};
 use crate::prelude::*;
 use crate::rows::*;
-use crate::sql::audit_log::Committable;
 use crate::sql::{self, Conn, Stmt};
+use group::{Turn, Writer};
+
 use crate::{
     AccessKeyRecord, AuditQuery, AuditRecord, KeyRewrap, KmsKeyRecord, ListPage, ListQuery,
     Mutation, NotificationTargetRecord, OutboxItem, RotationFunctionRecord, SettingSwap,
     StoredVersion, UserRecord, VersionSelector, WrappedDataKey,
 };
+
+mod group;
 
 /// Versioned migrations, applied in order, each in its own transaction. Embedded in the binary
 /// (sqlx's `migrate!` needs its macros feature, which rebuilds every driver).
@@ -185,25 +189,12 @@ impl Conn for SqliteConnection {
     }
 }
 
-impl Committable for sqlx::Transaction<'_, sqlx::Sqlite> {
-    type Conn = SqliteConnection;
-
-    fn conn(&mut self) -> &mut SqliteConnection {
-        self
-    }
-
-    async fn commit(self) -> Result<()> {
-        sqlx::Transaction::commit(self).await.map_err(db_err)
-    }
-}
-
 pub struct SqliteStore {
+    /// Connections for reads (WAL: they see only committed data).
     pool: SqlitePool,
-    /// SQLite has one writer at a time. Queuing writers here, in order, beats letting them
-    /// collide on the database lock, where SQLite makes the losers sleep and retry (long tails).
-    write_lock: tokio::sync::Mutex<()>,
-    /// Set once the server has its audit key; until then writes commit no record.
-    chain: std::sync::OnceLock<std::sync::Arc<dyn AuditChain>>,
+    /// Every write runs here, in turn, and shares commits with the writes queued beside it
+    /// (see `group`).
+    writer: Writer,
     /// What reads find, kept until a write of this process changes it (only this process
     /// writes the file while the server runs).
     cache: ReadCache,
@@ -215,11 +206,11 @@ impl SqliteStore {
     /// [`commit_change`](Self::commit_change)), `None` for bookkeeping (last-used days,
     /// leases, the outbox).
     async fn write(&self, s: Stmt<'_>, change: Option<(Changed, &AuditSlot)>) -> Result<u64> {
-        let (_writer, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let done = s.execute(&mut *tx).await?;
         match change {
             Some((c, audit)) => self.commit_change(tx, c, audit).await?,
-            None => tx.commit().await.map_err(db_err)?,
+            None => tx.commit(Vec::new()).await?,
         }
         Ok(done)
     }
@@ -229,36 +220,32 @@ impl SqliteStore {
         self.pool.acquire().await.map_err(db_err)
     }
 
-    /// Commits a transaction that changes something a request asked for, with the request's
-    /// audit record if one is waiting: "refused" then means "not done". Every such write
-    /// path ends here. Call it while holding the write lock (from `begin_write`): the chain's
-    /// tail is read inside the transaction, and the file append follows the commit before
-    /// the next audit-writing transaction starts, so the file stays in seq order.
-    async fn commit_change(
-        &self,
-        tx: sqlx::Transaction<'static, sqlx::Sqlite>,
-        changed: Changed,
-        audit: &AuditSlot,
-    ) -> Result<()> {
-        let chain = self.chain.get().map(|c| c.as_ref());
-        sql::audit_log::commit_change(tx, chain, None, changed, audit).await
+    /// Commits a turn that changes something a request asked for, with the request's audit
+    /// record if one is waiting: "refused" then means "not done". Every such write path ends
+    /// here. The record is numbered and chained inside the turn (the tail read there is the
+    /// shared transaction's, with every earlier turn's records); the draft is settled once
+    /// the COMMIT holding it returned.
+    async fn commit_change(&self, mut tx: Turn, changed: Changed, audit: &AuditSlot) -> Result<()> {
+        let Some(chain) = self.writer.chain() else {
+            return tx.commit(Vec::new()).await;
+        };
+        let Some(draft) = audit.take(&changed) else {
+            return tx.commit(Vec::new()).await;
+        };
+        let done = match sql::audit_log::insert_chained(&mut *tx, chain, vec![draft.record.clone()])
+            .await
+        {
+            Ok(records) => tx.commit(records).await,
+            Err(e) => Err(e),
+        };
+        audit.settle(draft, done.is_ok());
+        done
     }
 
-    /// A write transaction, entered in turn: the in-process queue first, then SQLite's lock
-    /// (BEGIN IMMEDIATE), which other processes on the same file still contend for.
-    async fn begin_write(
-        &self,
-    ) -> Result<(
-        tokio::sync::MutexGuard<'_, ()>,
-        sqlx::Transaction<'static, sqlx::Sqlite>,
-    )> {
-        let guard = self.write_lock.lock().await;
-        let tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db_err)?;
-        Ok((guard, tx))
+    /// A write turn: the connection inside a savepoint of the shared write transaction,
+    /// entered in order (see `group`).
+    async fn begin_write(&self) -> Result<Turn> {
+        self.writer.turn().await
     }
 
     /// The connections, for the copy to PostgreSQL (`transfer`), which reads raw rows.
@@ -284,14 +271,14 @@ impl SqliteStore {
             // to that thread and finds nothing (a dead one fails its next statement anyway).
             .test_before_acquire(false)
             .after_release(release_outside_transaction)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await
             .map_err(db_err)?;
         migrate(&pool).await?;
+        let writer = Writer::open(opts).await?;
         Ok(SqliteStore {
             pool,
-            write_lock: tokio::sync::Mutex::new(()),
-            chain: std::sync::OnceLock::new(),
+            writer,
             cache: ReadCache::live(cache::DEFAULT_BUDGET),
         })
     }
@@ -335,7 +322,13 @@ impl SettingsStore for SqliteStore {
     }
 
     async fn init_setting(&self, key: &str, value: &[u8]) -> Result<Vec<u8>> {
-        let done = sql::settings::init_setting(&mut *self.read().await?, key, value).await;
+        let done = async {
+            let mut tx = self.begin_write().await?;
+            let stored = sql::settings::init_setting(&mut *tx, key, value).await?;
+            tx.commit(Vec::new()).await?;
+            Ok(stored)
+        }
+        .await;
         self.cache.settings_changed();
         done
     }
@@ -346,8 +339,13 @@ impl SettingsStore for SqliteStore {
         expected: Option<&[u8]>,
         value: Option<&[u8]>,
     ) -> Result<bool> {
-        let done =
-            sql::settings::replace_setting(&mut *self.read().await?, key, expected, value).await;
+        let done = async {
+            let mut tx = self.begin_write().await?;
+            let done = sql::settings::replace_setting(&mut *tx, key, expected, value).await?;
+            tx.commit(Vec::new()).await?;
+            Ok(done)
+        }
+        .await;
         self.cache.settings_changed();
         done
     }
@@ -359,11 +357,11 @@ impl SettingsStore for SqliteStore {
     async fn rewrap_keys(&self, keys: &[KeyRewrap], swaps: &[SettingSwap<'_>]) -> Result<bool> {
         // BEGIN IMMEDIATE: no other writer (a key inserted by this process or another) until
         // the commit.
-        let (_writer, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         if !sql::settings::rewrap_keys(&mut *tx, keys, swaps).await? {
             return Ok(false);
         }
-        let done = tx.commit().await.map_err(db_err);
+        let done = tx.commit(Vec::new()).await;
         self.cache.settings_changed();
         done.map(|()| true)
     }
@@ -375,16 +373,18 @@ impl SettingsStore for SqliteStore {
         wrapped: &[u8],
         now: Timestamp,
     ) -> Result<()> {
-        sql::settings::insert_key(&mut *self.read().await?, name, version, wrapped, now).await
+        let mut tx = self.begin_write().await?;
+        sql::settings::insert_key(&mut *tx, name, version, wrapped, now).await?;
+        tx.commit(Vec::new()).await
     }
 }
 
 #[async_trait]
 impl KeyStore for SqliteStore {
     async fn ensure_kms_key(&self, key: &KmsKeyRecord) -> Result<()> {
-        let (_writer, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         sql::keys::insert_kms_key(&mut *tx, key, true).await?;
-        tx.commit().await.map_err(db_err)
+        tx.commit(Vec::new()).await
     }
 
     async fn create_kms_key(
@@ -394,7 +394,7 @@ impl KeyStore for SqliteStore {
         arn: &str,
         audit: &AuditSlot,
     ) -> Result<()> {
-        let (_writer, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         sql::keys::insert_kms_key(&mut *tx, key, false).await?;
         sql::settings::insert_key(&mut *tx, &key.name, 1, wrapped, key.created_at).await?;
         self.commit_change(tx, key_changed(arn), audit).await
@@ -413,7 +413,7 @@ impl KeyStore for SqliteStore {
         arn: &str,
         audit: &AuditSlot,
     ) -> Result<()> {
-        let (_writer, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         sql::keys::add_key_version(&mut *tx, name, version, wrapped, now).await?;
         self.commit_change(tx, key_changed(arn), audit).await
     }
@@ -425,7 +425,7 @@ impl KeyStore for SqliteStore {
         arn: &str,
         audit: &AuditSlot,
     ) -> Result<bool> {
-        let (_writer, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let done = sql::keys::put_key_policy(&mut *tx, name, policy).await?;
         self.commit_change(tx, key_changed(arn), audit).await?;
         Ok(done)
@@ -460,13 +460,13 @@ impl KeyStore for SqliteStore {
         name: &str,
         updates: &[(WrappedDataKey, Vec<u8>, i64)],
     ) -> Result<u64> {
-        let (_writer, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let mut done = 0;
         for (old, wrapped, version) in updates {
             done += sql::keys::apply_one(&mut *tx, name, old, wrapped, *version).await?;
         }
         sql::keys::count_progress(&mut *tx, name, done).await?;
-        let committed = tx.commit().await.map_err(db_err);
+        let committed = tx.commit(Vec::new()).await;
         self.cache.rewrapped(updates);
         committed.map(|()| done)
     }
@@ -498,9 +498,9 @@ impl KeyStore for SqliteStore {
         references: &[String],
         now: Timestamp,
     ) -> Result<bool> {
-        let (_writer, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let done = sql::keys::delete_kms_key(&mut *tx, name, references, now).await?;
-        tx.commit().await.map_err(db_err)?;
+        tx.commit(Vec::new()).await?;
         Ok(done)
     }
 
@@ -518,7 +518,7 @@ impl KeyStore for SqliteStore {
 #[async_trait]
 impl IdentityStore for SqliteStore {
     async fn create_user(&self, u: &UserRecord, audit: &AuditSlot) -> Result<()> {
-        let (_writer, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         sql::identity::create_user(&mut *tx, u).await?;
         self.commit_change(tx, Changed::default(), audit).await
     }
@@ -532,7 +532,7 @@ impl IdentityStore for SqliteStore {
     }
 
     async fn delete_user(&self, name: &str, audit: &AuditSlot) -> Result<bool> {
-        let (_writer, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let deleted = sql::identity::delete_user(&mut *tx, name).await?;
         let done = self.commit_change(tx, Changed::default(), audit).await;
         self.cache.access_keys_changed();
@@ -549,7 +549,7 @@ impl IdentityStore for SqliteStore {
         max: Option<usize>,
         audit: &AuditSlot,
     ) -> Result<()> {
-        let (_writer, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         sql::identity::insert_access_key(&mut *tx, k, max).await?;
         let done = self.commit_change(tx, Changed::default(), audit).await;
         self.cache.access_key_changed(&k.access_key_id);
@@ -635,19 +635,18 @@ impl IdentityStore for SqliteStore {
 #[async_trait]
 impl AuditStore for SqliteStore {
     fn set_audit_chain(&self, chain: std::sync::Arc<dyn AuditChain>) {
-        let _ = self.chain.set(chain);
+        self.writer.set_chain(chain);
     }
 
     async fn append_audit(&self, records: &[AuditRecord]) -> Result<()> {
         let chain = self
-            .chain
-            .get()
+            .writer
+            .chain()
             .ok_or_else(|| Error::internal("the audit chain is not set up"))?;
-        let (_writer, mut tx) = self.begin_write().await?;
-        let records =
-            sql::audit_log::insert_chained(&mut *tx, chain.as_ref(), records.to_vec()).await?;
-        tx.commit().await.map_err(db_err)?;
-        chain.committed(&records)
+        let mut tx = self.begin_write().await?;
+        let records = sql::audit_log::insert_chained(&mut *tx, chain, records.to_vec()).await?;
+        // The records go to the audit file right after the commit that holds them.
+        tx.commit(records).await
     }
 
     async fn last_audit(&self) -> Result<Option<AuditRecord>> {
@@ -668,7 +667,7 @@ impl SecretStore for SqliteStore {
         stages: &Stages,
         audit: &AuditSlot,
     ) -> Result<i64> {
-        let (_writer, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let (id, changed) = sql::secrets::create_secret(&mut *tx, s, first, stages).await?;
         let done = self.commit_change(tx, changed, audit).await;
         // A store id may be reused after a delete: nothing of an earlier owner survives.
@@ -708,7 +707,7 @@ impl SecretStore for SqliteStore {
         audit: &AuditSlot,
     ) -> Result<SecretState> {
         let done = async {
-            let (_writer, mut tx) = self.begin_write().await?;
+            let mut tx = self.begin_write().await?;
             let (state, changed) = sql::secrets::modify(&mut *tx, secret_id, f).await?;
             self.commit_change(tx, changed, audit).await?;
             Ok(state)
@@ -728,9 +727,9 @@ impl SecretStore for SqliteStore {
 
     async fn touch_accessed(&self, secret_id: i64, version_id: &str, day: Timestamp) -> Result<()> {
         let done = async {
-            let (_writer, mut tx) = self.begin_write().await?;
+            let mut tx = self.begin_write().await?;
             sql::secrets::touch_accessed(&mut *tx, secret_id, version_id, day).await?;
-            tx.commit().await.map_err(db_err)
+            tx.commit(Vec::new()).await
         }
         .await;
         self.cache.secret_changed(secret_id);
@@ -739,7 +738,7 @@ impl SecretStore for SqliteStore {
 
     async fn delete_secret(&self, secret_id: i64, audit: &AuditSlot) -> Result<()> {
         let done = async {
-            let (_writer, mut tx) = self.begin_write().await?;
+            let mut tx = self.begin_write().await?;
             let changed = sql::secrets::delete_secret(&mut *tx, secret_id).await?;
             self.commit_change(tx, changed, audit).await
         }
@@ -779,7 +778,7 @@ impl RotationStore for SqliteStore {
     }
 
     async fn recover_rotations(&self, now: Timestamp) -> Result<u64> {
-        let (_writer, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let resumed = sql::stmt(
             "UPDATE secrets SET rotation_resume_at = $1 WHERE lease_owner IS NOT NULL \
              AND rotation_state = 'InProgress'",
@@ -800,7 +799,7 @@ impl RotationStore for SqliteStore {
         )
         .execute(&mut *tx)
         .await?;
-        let done = tx.commit().await.map_err(db_err);
+        let done = tx.commit(Vec::new()).await;
         self.cache.clear();
         done.map(|()| resumed)
     }
@@ -810,7 +809,7 @@ impl RotationStore for SqliteStore {
         f: &RotationFunctionRecord,
         audit: &AuditSlot,
     ) -> Result<()> {
-        let (_writer, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         sql::rotation::insert_rotation_function(&mut *tx, f).await?;
         self.commit_change(tx, Changed::default(), audit).await
     }
@@ -829,7 +828,7 @@ impl RotationStore for SqliteStore {
         arn: &str,
         audit: &AuditSlot,
     ) -> Result<bool> {
-        let (_writer, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let deleted = sql::rotation::delete_rotation_function(&mut *tx, name, arn).await?;
         self.commit_change(tx, Changed::default(), audit).await?;
         Ok(deleted)
@@ -843,7 +842,7 @@ impl NotificationStore for SqliteStore {
         t: &NotificationTargetRecord,
         audit: &AuditSlot,
     ) -> Result<()> {
-        let (_writer, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         sql::notifications::insert_notification_target(&mut *tx, t).await?;
         self.commit_change(tx, Changed::default(), audit).await
     }
@@ -869,9 +868,9 @@ impl NotificationStore for SqliteStore {
         if !wanted {
             return Ok(());
         }
-        let (_writer, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         tx.queue_event(event, body, now).await?;
-        tx.commit().await.map_err(db_err)
+        tx.commit(Vec::new()).await
     }
 
     async fn due_notifications(&self, now: Timestamp, limit: usize) -> Result<Vec<OutboxItem>> {
@@ -885,7 +884,7 @@ impl NotificationStore for SqliteStore {
         limit: usize,
     ) -> Result<Vec<OutboxItem>> {
         // The write lock makes the read and the move one step.
-        let (_writer, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let items = sql::notifications::due_notifications(&mut *tx, now, limit).await?;
         for item in &items {
             sql::stmt("UPDATE notification_outbox SET next_attempt_at = $1 WHERE id = $2")
@@ -894,7 +893,7 @@ impl NotificationStore for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await.map_err(db_err)?;
+        tx.commit(Vec::new()).await?;
         Ok(items)
     }
 
@@ -937,6 +936,7 @@ impl StoreLifecycle for SqliteStore {
         {
             tracing::warn!("checkpoint at shutdown failed: {e}");
         }
+        self.writer.flush().await;
         self.pool.close().await;
     }
 }
@@ -950,13 +950,13 @@ pub async fn open_read_only(path: &Path) -> Result<SqliteStore> {
         .busy_timeout(Duration::from_secs(10));
     let pool = SqlitePoolOptions::new()
         .max_connections(2)
-        .connect_with(opts)
+        .connect_with(opts.clone())
         .await
         .map_err(db_err)?;
+    let writer = Writer::open(opts).await?;
     Ok(SqliteStore {
         pool,
-        write_lock: tokio::sync::Mutex::new(()),
-        chain: std::sync::OnceLock::new(),
+        writer,
         // A look at a database another process may be writing: never cached.
         cache: ReadCache::new(0),
     })

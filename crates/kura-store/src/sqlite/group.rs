@@ -1,0 +1,397 @@
+//! Group commit for SQLite's one writer.
+//!
+//! Every write runs on one connection, in turn (a FIFO lock), inside a shared open
+//! transaction: a turn is a SAVEPOINT, released when its work succeeds and rolled back to when
+//! it fails, so one failed request undoes only its own work. A released turn then waits for
+//! the COMMIT that makes it durable. That COMMIT (and its fsync) is run by a commit task which
+//! queues for the lock behind the writers already waiting, so everything they release joins
+//! the same commit: with N writers at once, one fsync serves up to N writes. Nobody is answered
+//! before the COMMIT that holds their change returned (synchronous=FULL), and a COMMIT that
+//! fails fails every turn of its batch.
+//!
+//! Audit records inserted by a turn go to the audit file (`AuditChain::committed`) from the
+//! commit task, right after COMMIT and before the lock is released, so the file follows
+//! commit order, which is seq order.
+//!
+//! A turn that ends without releasing (an error returned with `?`, or a request dropped
+//! mid-way) leaves its savepoint to the next holder of the lock, which rolls it back before
+//! anything else runs. If that roll-back finds the savepoint gone, SQLite rolled back the
+//! whole transaction (it may, on a full disk or an I/O error): every turn released into it
+//! is lost and told so, and the connection is replaced.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use kura_audit::AuditRecord;
+use kura_core::{Error, Result};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{Connection as _, SqliteConnection};
+use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
+
+use super::db_err;
+use crate::audit::AuditChain;
+
+/// At most this many turns share one commit, so a turn's wait for its commit stays bounded
+/// however many writers queue (FIFO already keeps bookkeeping from starving requests).
+const MAX_BATCH: usize = 256;
+/// A batch older than this is committed by the next turn that releases into it.
+const MAX_BATCH_AGE: Duration = Duration::from_millis(20);
+
+/// The writer: one connection and the transaction its turns share.
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Arc<Mutex<State>>,
+    opts: SqliteConnectOptions,
+    /// Set once the server has its audit key; until then writes commit no record.
+    chain: OnceLock<Arc<dyn AuditChain>>,
+}
+
+struct State {
+    conn: SqliteConnection,
+    /// The connection's transaction state is unknown (a BEGIN, ROLLBACK TO or COMMIT failed
+    /// or was cut short): replace the connection before the next turn.
+    suspect: bool,
+    /// BEGIN IMMEDIATE ran and no COMMIT since.
+    open: bool,
+    /// A turn's savepoint may still be open: roll it back before anything else.
+    dirty: bool,
+    /// Turns released into the open transaction, in the order they ran (seq order).
+    batch: Vec<Released>,
+    /// When the first turn of `batch` was released.
+    batch_since: Option<Instant>,
+    /// A commit task is waiting for the lock; it will commit whatever is released by then.
+    commit_queued: bool,
+    /// COMMITs made (for the tests: how many writes shared one).
+    commits: u64,
+}
+
+/// A released turn waiting for its commit.
+struct Released {
+    /// Audit records it inserted, for the file once committed.
+    records: Vec<AuditRecord>,
+    done: oneshot::Sender<Result<()>>,
+}
+
+impl Writer {
+    pub(crate) async fn open(opts: SqliteConnectOptions) -> Result<Writer> {
+        let conn = SqliteConnection::connect_with(&opts)
+            .await
+            .map_err(db_err)?;
+        Ok(Writer {
+            shared: Arc::new(Shared {
+                state: Arc::new(Mutex::new(State {
+                    conn,
+                    suspect: false,
+                    open: false,
+                    dirty: false,
+                    batch: Vec::new(),
+                    batch_since: None,
+                    commit_queued: false,
+                    commits: 0,
+                })),
+                opts,
+                chain: OnceLock::new(),
+            }),
+        })
+    }
+
+    pub(crate) fn set_chain(&self, chain: Arc<dyn AuditChain>) {
+        let _ = self.shared.chain.set(chain);
+    }
+
+    pub(crate) fn chain(&self) -> Option<&dyn AuditChain> {
+        self.shared.chain.get().map(|c| c.as_ref())
+    }
+
+    /// The next turn: waits for the writer, then opens a savepoint in the shared transaction
+    /// (beginning it with BEGIN IMMEDIATE if none is open).
+    pub(crate) async fn turn(&self) -> Result<Turn> {
+        let mut st = self.shared.state.clone().lock_owned().await;
+        st.roll_back_dirty().await;
+        if st.suspect {
+            st.replace_conn(&self.shared.opts).await?;
+        }
+        if !st.open {
+            // Suspect until BEGIN answers: cut short, it may or may not have begun.
+            st.suspect = true;
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut st.conn)
+                .await
+                .map_err(db_err)?;
+            st.suspect = false;
+            st.open = true;
+        }
+        // Dirty until released or rolled back, even if the SAVEPOINT itself is cut short.
+        st.dirty = true;
+        if let Err(e) = sqlx::query("SAVEPOINT turn").execute(&mut st.conn).await {
+            // Rolled back by the next holder (or the commit task this drop queues).
+            drop(Turn::new(self.shared.clone(), st));
+            return Err(db_err(e));
+        }
+        Ok(Turn::new(self.shared.clone(), st))
+    }
+
+    /// Commits what is released and waits for any commit in progress (at shutdown).
+    pub(crate) async fn flush(&self) {
+        let mut st = self.shared.state.clone().lock_owned().await;
+        st.commit(&self.shared).await;
+    }
+}
+
+/// One writer's turn: the connection, inside its savepoint. Derefs to the connection. End it
+/// with [`commit`](Self::commit); dropped instead, its work is rolled back.
+pub(crate) struct Turn {
+    shared: Arc<Shared>,
+    /// `None` only while dropping.
+    state: Option<OwnedMutexGuard<State>>,
+    released: bool,
+}
+
+impl Turn {
+    fn new(shared: Arc<Shared>, state: OwnedMutexGuard<State>) -> Turn {
+        Turn {
+            shared,
+            state: Some(state),
+            released: false,
+        }
+    }
+
+    fn state(&mut self) -> &mut State {
+        // Taken only by `drop`, after which nothing else runs.
+        self.state
+            .as_mut()
+            .expect("a turn holds the writer until dropped")
+    }
+
+    /// Releases the savepoint into the shared transaction, gives up the writer and returns
+    /// once the COMMIT that holds this turn's work has returned: Ok means durable. `records`
+    /// are the audit records the turn inserted, appended to the audit file after the commit.
+    pub(crate) async fn commit(mut self, records: Vec<AuditRecord>) -> Result<()> {
+        let st = self.state();
+        sqlx::query("RELEASE turn")
+            .execute(&mut st.conn)
+            .await
+            .map_err(db_err)?;
+        st.dirty = false;
+        let (done, wait) = oneshot::channel();
+        st.batch.push(Released { records, done });
+        st.batch_since.get_or_insert_with(Instant::now);
+        self.released = true;
+        // Dropping hands the writer on and makes sure a commit will come.
+        drop(self);
+        wait.await.unwrap_or_else(|_| {
+            Err(Error::internal(
+                "the write was not confirmed: kura is stopping",
+            ))
+        })
+    }
+}
+
+impl Deref for Turn {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        &self
+            .state
+            .as_ref()
+            .expect("a turn holds the writer until dropped")
+            .conn
+    }
+}
+
+impl DerefMut for Turn {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.state().conn
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let Some(mut st) = self.state.take() else {
+            return;
+        };
+        if !self.released {
+            st.dirty = true;
+        }
+        // Without a runtime (only while it shuts down) nothing can commit: the transaction
+        // is rolled back when the connection closes, and nobody was answered.
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let full = st.batch.len() >= MAX_BATCH
+            || st.batch_since.is_some_and(|t| t.elapsed() >= MAX_BATCH_AGE);
+        if full {
+            // Commit now, keeping the writer: the lock moves into the commit task.
+            let shared = self.shared.clone();
+            rt.spawn(async move { st.commit(&shared).await });
+        } else if (st.open || st.dirty) && !st.commit_queued {
+            // The commit task queues behind the writers already waiting, so their turns
+            // join this commit.
+            st.commit_queued = true;
+            let shared = self.shared.clone();
+            rt.spawn(async move {
+                let mut st = shared.state.clone().lock_owned().await;
+                st.commit_queued = false;
+                st.commit(&shared).await;
+            });
+        }
+    }
+}
+
+impl State {
+    /// Rolls back a savepoint a turn left open. If that fails the transaction is lost.
+    async fn roll_back_dirty(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        let undone = match sqlx::query("ROLLBACK TO turn")
+            .execute(&mut self.conn)
+            .await
+        {
+            Ok(_) => sqlx::query("RELEASE turn").execute(&mut self.conn).await,
+            Err(e) => Err(e),
+        };
+        self.dirty = false;
+        if let Err(e) = undone {
+            self.lose_transaction(db_err(e));
+        }
+    }
+
+    /// The shared transaction is gone or unusable: every turn released into it is told
+    /// `e`, and the connection is replaced (closing it rolls back whatever is left).
+    fn lose_transaction(&mut self, e: Error) {
+        self.suspect = true;
+        self.open = false;
+        self.batch_since = None;
+        for r in self.batch.drain(..) {
+            let _ = r.done.send(Err(e.clone()));
+        }
+    }
+
+    async fn replace_conn(&mut self, opts: &SqliteConnectOptions) -> Result<()> {
+        let fresh = SqliteConnection::connect_with(opts).await.map_err(db_err)?;
+        let old = std::mem::replace(&mut self.conn, fresh);
+        // Closing waits until SQLite let go of the old connection's write lock, if any.
+        let _ = old.close().await;
+        self.suspect = false;
+        self.open = false;
+        Ok(())
+    }
+
+    /// COMMITs the shared transaction, appends the batch's audit records to the file, then
+    /// answers every turn of the batch.
+    async fn commit(&mut self, shared: &Shared) {
+        self.roll_back_dirty().await;
+        if !self.open {
+            return;
+        }
+        self.suspect = true;
+        if let Err(e) = sqlx::query("COMMIT").execute(&mut self.conn).await {
+            // SQLite may have rolled back already (a full disk); replacing the connection
+            // makes sure (failing that, the next turn tries again).
+            self.lose_transaction(db_err(e));
+            let _ = self.replace_conn(&shared.opts).await;
+            return;
+        }
+        self.suspect = false;
+        self.open = false;
+        self.batch_since = None;
+        self.commits += 1;
+        let batch = std::mem::take(&mut self.batch);
+        if let Some(chain) = shared.chain.get() {
+            let records: Vec<AuditRecord> = batch
+                .iter()
+                .flat_map(|r| r.records.iter().cloned())
+                .collect();
+            if !records.is_empty() {
+                // Durable in the database: a failed file append is the file's problem (logged
+                // by the chain, found by verify), not the writers'.
+                let _ = chain.committed(&records);
+            }
+        }
+        for r in batch {
+            let _ = r.done.send(Ok(()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+
+    async fn writer(dir: &std::path::Path) -> (Arc<Writer>, SqliteConnectOptions) {
+        let opts = SqliteConnectOptions::new()
+            .filename(dir.join("w.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full);
+        let w = Arc::new(Writer::open(opts.clone()).await.unwrap());
+        let mut t = w.turn().await.unwrap();
+        sqlx::query("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+            .execute(&mut *t)
+            .await
+            .unwrap();
+        t.commit(Vec::new()).await.unwrap();
+        (w, opts)
+    }
+
+    /// What another connection (a reader) sees.
+    async fn committed(opts: &SqliteConnectOptions) -> Vec<i64> {
+        let mut c = SqliteConnection::connect_with(opts).await.unwrap();
+        sqlx::query_scalar("SELECT n FROM t ORDER BY n")
+            .fetch_all(&mut c)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_share_commits_and_a_failed_one_undoes_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, opts) = writer(dir.path()).await;
+        let before = w.shared.state.lock().await.commits;
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..64i64 {
+            let w = w.clone();
+            tasks.spawn(async move {
+                let mut t = w.turn().await?;
+                sqlx::query("INSERT INTO t (n) VALUES ($1)")
+                    .bind(n)
+                    .execute(&mut *t)
+                    .await
+                    .map_err(db_err)?;
+                if n % 4 == 0 {
+                    // Fails after its insert, as a request whose later statement fails.
+                    return Err(Error::internal("refused"));
+                }
+                t.commit(Vec::new()).await
+            });
+        }
+        let results = tasks.join_all().await;
+        assert_eq!(results.iter().filter(|r| r.is_err()).count(), 16);
+        let expected: Vec<i64> = (0..64).filter(|n| n % 4 != 0).collect();
+        assert_eq!(committed(&opts).await, expected);
+        let commits = w.shared.state.lock().await.commits - before;
+        assert!(
+            commits < 32,
+            "64 writes queued at once took {commits} commits"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_is_visible_to_readers_only_once_its_commit_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, opts) = writer(dir.path()).await;
+        let mut t = w.turn().await.unwrap();
+        sqlx::query("INSERT INTO t (n) VALUES (7)")
+            .execute(&mut *t)
+            .await
+            .unwrap();
+        assert_eq!(committed(&opts).await, Vec::<i64>::new());
+        t.commit(Vec::new()).await.unwrap();
+        assert_eq!(committed(&opts).await, vec![7]);
+    }
+}
