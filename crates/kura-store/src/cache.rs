@@ -135,6 +135,14 @@ fn version_bytes(v: &Option<StoredVersion>) -> usize {
     })
 }
 
+/// Access keys and settings: bounded by count, all dropped at once when full.
+fn keep_small<T: Clone>(map: &mut HashMap<String, Option<T>>, key: &str, found: &Option<T>) {
+    if map.len() >= MAX_SMALL_ENTRIES {
+        map.clear();
+    }
+    map.insert(key.to_string(), found.clone());
+}
+
 fn all_bytes(all: &(Vec<VersionMeta>, Stages)) -> usize {
     64 + all.0.len() * 96 + all.1.len() * 96
 }
@@ -206,44 +214,54 @@ impl ReadCache {
         g.live.then_some(Ticket(g.epoch))
     }
 
+    /// Every lookup's shape: `find` in memory, or `load` from the database and `keep` what
+    /// it found, unless a drop happened since the lookup began.
+    async fn through<T: Clone>(
+        &self,
+        find: impl FnOnce(&Inner) -> Option<T>,
+        load: impl Future<Output = Result<T>>,
+        keep: impl FnOnce(&mut Inner, &T),
+    ) -> Result<T> {
+        let Some(ticket) = self.begin().await else {
+            return load.await;
+        };
+        if let Some(v) = find(&self.lock()) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(v);
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let found = load.await?;
+        let mut g = self.lock();
+        if g.live && g.epoch == ticket.0 {
+            keep(&mut g, &found);
+            self.trim(&mut g);
+        }
+        Ok(found)
+    }
+
     /// The secret `r` names: from the cache, or from `load` (then remembered).
     pub(crate) async fn secret(
         &self,
         r: &SecretRef,
         load: impl Future<Output = Result<Option<SecretRecord>>>,
     ) -> Result<Option<SecretRecord>> {
-        let Some(ticket) = self.begin().await else {
-            return load.await;
-        };
         let key = ref_key(r);
-        {
-            let g = self.lock();
-            if let Some(s) = g
-                .refs
-                .get(&key)
-                .and_then(|id| g.secrets.get(id))
-                .and_then(|e| e.record.as_ref())
-            {
-                self.hit();
-                return Ok(Some(s.clone()));
-            }
-        }
-        self.miss();
-        let found = load.await?;
-        if let Some(s) = &found {
-            let mut g = self.lock();
-            if g.live && g.epoch == ticket.0 {
+        let find = |g: &Inner| {
+            let id = g.refs.get(&key)?;
+            Some(Some(g.secrets.get(id)?.record.clone()?))
+        };
+        let keep = |g: &mut Inner, found: &Option<SecretRecord>| {
+            if let Some(s) = found {
                 let bytes = record_bytes(s) + key.len();
                 let e = g.secrets.entry(s.id).or_default();
                 e.bytes += bytes;
                 e.refs.push(key.clone());
                 e.record = Some(s.clone());
-                g.refs.insert(key, s.id);
+                g.refs.insert(key.clone(), s.id);
                 g.bytes += bytes;
-                self.trim(&mut g);
             }
-        }
-        Ok(found)
+        };
+        self.through(find, load, keep).await
     }
 
     /// The secret with store id `id`.
@@ -252,18 +270,9 @@ impl ReadCache {
         id: i64,
         load: impl Future<Output = Result<Option<SecretRecord>>>,
     ) -> Result<Option<SecretRecord>> {
-        let Some(ticket) = self.begin().await else {
-            return load.await;
-        };
-        if let Some(s) = self.lock().secrets.get(&id).and_then(|e| e.record.clone()) {
-            self.hit();
-            return Ok(Some(s));
-        }
-        self.miss();
-        let found = load.await?;
-        if let Some(s) = &found {
-            let mut g = self.lock();
-            if g.live && g.epoch == ticket.0 {
+        let find = |g: &Inner| Some(Some(g.secrets.get(&id)?.record.clone()?));
+        let keep = |g: &mut Inner, found: &Option<SecretRecord>| {
+            if let Some(s) = found {
                 let bytes = record_bytes(s);
                 let e = g.secrets.entry(id).or_default();
                 if e.record.is_none() {
@@ -271,10 +280,9 @@ impl ReadCache {
                     e.record = Some(s.clone());
                     g.bytes += bytes;
                 }
-                self.trim(&mut g);
             }
-        }
-        Ok(found)
+        };
+        self.through(find, load, keep).await
     }
 
     /// One version of secret `id`, or its absence.
@@ -284,31 +292,16 @@ impl ReadCache {
         which: VersionSelector<'_>,
         load: impl Future<Output = Result<Option<StoredVersion>>>,
     ) -> Result<Option<StoredVersion>> {
-        let Some(ticket) = self.begin().await else {
-            return load.await;
-        };
         let key = version_key(which);
-        if let Some(v) = self
-            .lock()
-            .secrets
-            .get(&id)
-            .and_then(|e| e.versions.get(&key))
-        {
-            self.hit();
-            return Ok(v.clone());
-        }
-        self.miss();
-        let found = load.await?;
-        let mut g = self.lock();
-        if g.live && g.epoch == ticket.0 {
-            let bytes = version_bytes(&found) + key.len();
+        let find = |g: &Inner| g.secrets.get(&id)?.versions.get(&key).cloned();
+        let keep = |g: &mut Inner, found: &Option<StoredVersion>| {
+            let bytes = version_bytes(found) + key.len();
             let e = g.secrets.entry(id).or_default();
             e.bytes += bytes;
-            e.versions.insert(key, found.clone());
+            e.versions.insert(key.clone(), found.clone());
             g.bytes += bytes;
-            self.trim(&mut g);
-        }
-        Ok(found)
+        };
+        self.through(find, load, keep).await
     }
 
     /// Every version of secret `id` with its labels.
@@ -317,27 +310,17 @@ impl ReadCache {
         id: i64,
         load: impl Future<Output = Result<(Vec<VersionMeta>, Stages)>>,
     ) -> Result<(Vec<VersionMeta>, Stages)> {
-        let Some(ticket) = self.begin().await else {
-            return load.await;
-        };
-        if let Some(all) = self.lock().secrets.get(&id).and_then(|e| e.all.clone()) {
-            self.hit();
-            return Ok(all);
-        }
-        self.miss();
-        let found = load.await?;
-        let mut g = self.lock();
-        if g.live && g.epoch == ticket.0 {
-            let bytes = all_bytes(&found);
+        let find = |g: &Inner| g.secrets.get(&id)?.all.clone();
+        let keep = |g: &mut Inner, found: &(Vec<VersionMeta>, Stages)| {
+            let bytes = all_bytes(found);
             let e = g.secrets.entry(id).or_default();
             if e.all.is_none() {
                 e.bytes += bytes;
                 e.all = Some(found.clone());
                 g.bytes += bytes;
             }
-            self.trim(&mut g);
-        }
-        Ok(found)
+        };
+        self.through(find, load, keep).await
     }
 
     /// The access key `id`, or its absence.
@@ -346,23 +329,10 @@ impl ReadCache {
         id: &str,
         load: impl Future<Output = Result<Option<AccessKeyRecord>>>,
     ) -> Result<Option<AccessKeyRecord>> {
-        let Some(ticket) = self.begin().await else {
-            return load.await;
-        };
-        if let Some(k) = self.lock().keys.get(id) {
-            self.hit();
-            return Ok(k.clone());
-        }
-        self.miss();
-        let found = load.await?;
-        let mut g = self.lock();
-        if g.live && g.epoch == ticket.0 {
-            if g.keys.len() >= MAX_SMALL_ENTRIES {
-                g.keys.clear();
-            }
-            g.keys.insert(id.to_string(), found.clone());
-        }
-        Ok(found)
+        let find = |g: &Inner| g.keys.get(id).cloned();
+        let keep =
+            |g: &mut Inner, found: &Option<AccessKeyRecord>| keep_small(&mut g.keys, id, found);
+        self.through(find, load, keep).await
     }
 
     /// The setting `key`, or its absence.
@@ -371,23 +341,9 @@ impl ReadCache {
         key: &str,
         load: impl Future<Output = Result<Option<Vec<u8>>>>,
     ) -> Result<Option<Vec<u8>>> {
-        let Some(ticket) = self.begin().await else {
-            return load.await;
-        };
-        if let Some(v) = self.lock().settings.get(key) {
-            self.hit();
-            return Ok(v.clone());
-        }
-        self.miss();
-        let found = load.await?;
-        let mut g = self.lock();
-        if g.live && g.epoch == ticket.0 {
-            if g.settings.len() >= MAX_SMALL_ENTRIES {
-                g.settings.clear();
-            }
-            g.settings.insert(key.to_string(), found.clone());
-        }
-        Ok(found)
+        let find = |g: &Inner| g.settings.get(key).cloned();
+        let keep = |g: &mut Inner, found: &Option<Vec<u8>>| keep_small(&mut g.settings, key, found);
+        self.through(find, load, keep).await
     }
 
     /// A write changed secret `id` (its row, versions, labels or tags), or may have.
@@ -449,14 +405,6 @@ impl ReadCache {
                 }
             }
         }
-    }
-
-    fn hit(&self) {
-        self.hits.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn miss(&self) {
-        self.misses.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn stats(&self) -> CacheStats {

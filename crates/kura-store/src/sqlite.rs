@@ -929,14 +929,15 @@ impl StoreLifecycle for SqliteStore {
     }
 
     async fn close(&self) {
-        // Fold the WAL into the database so nothing is left for the next start to replay.
+        // What is released commits first; then the WAL is folded into the database so
+        // nothing is left for the next start to replay.
+        self.writer.close().await;
         if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&self.pool)
             .await
         {
             tracing::warn!("checkpoint at shutdown failed: {e}");
         }
-        self.writer.flush().await;
         self.pool.close().await;
     }
 }

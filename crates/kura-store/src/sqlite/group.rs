@@ -135,10 +135,20 @@ impl Writer {
         Ok(Turn::new(self.shared.clone(), st))
     }
 
-    /// Commits what is released and waits for any commit in progress (at shutdown).
-    pub(crate) async fn flush(&self) {
+    /// Commits what is released, then closes the writer's connection, so the file is free
+    /// for whoever opens it next (a restore or a backup reopens the file it just made). A
+    /// turn after this opens a new connection.
+    pub(crate) async fn close(&self) {
         let mut st = self.shared.state.clone().lock_owned().await;
         st.commit(&self.shared).await;
+        let Ok(placeholder) = SqliteConnection::connect("sqlite::memory:").await else {
+            return;
+        };
+        let old = std::mem::replace(&mut st.conn, placeholder);
+        // The placeholder is never written to: the next turn replaces it first.
+        st.suspect = true;
+        st.open = false;
+        let _ = old.close().await;
     }
 }
 
