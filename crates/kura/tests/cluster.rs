@@ -251,20 +251,7 @@ async fn a_change_on_one_node_is_what_every_node_answers_next() {
     n1.kura("CreateUser", r#"{"UserName": "cached-user"}"#)
         .await
         .assert_ok();
-    let key = n1
-        .kura("CreateAccessKey", r#"{"UserName": "cached-user"}"#)
-        .await
-        .assert_ok();
-    let (akid, secret) = (
-        key["AccessKey"]["AccessKeyId"]
-            .as_str()
-            .unwrap()
-            .to_string(),
-        key["AccessKey"]["SecretAccessKey"]
-            .as_str()
-            .unwrap()
-            .to_string(),
-    );
+    let (akid, secret) = n1.new_access_key("cached-user").await;
     for round in 0..3 {
         let active = round % 2 == 0;
         for n in &cluster.nodes {

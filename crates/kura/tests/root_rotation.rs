@@ -223,20 +223,7 @@ async fn file_seal_rotates_under_reads_and_an_old_root_key_file_catches_up() {
         )
         .await
         .assert_ok();
-    let key = server
-        .kura("CreateAccessKey", &json!({"UserName": "ops"}).to_string())
-        .await
-        .assert_ok();
-    let (id, secret) = (
-        key["AccessKey"]["AccessKeyId"]
-            .as_str()
-            .unwrap()
-            .to_string(),
-        key["AccessKey"]["SecretAccessKey"]
-            .as_str()
-            .unwrap()
-            .to_string(),
-    );
+    let (id, secret) = server.new_access_key("ops").await;
     let r = server
         .raw_as(&id, &secret, "Kura.RotateRootKey", "{}")
         .await;

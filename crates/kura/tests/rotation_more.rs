@@ -531,20 +531,7 @@ async fn only_administrators_create_command_functions_even_with_an_allow_all_pol
         .kura("CreateUser", r#"{"UserName": "operator"}"#)
         .await
         .assert_ok();
-    let key = server
-        .kura("CreateAccessKey", r#"{"UserName": "operator"}"#)
-        .await
-        .assert_ok();
-    let (akid, secret) = (
-        key["AccessKey"]["AccessKeyId"]
-            .as_str()
-            .unwrap()
-            .to_string(),
-        key["AccessKey"]["SecretAccessKey"]
-            .as_str()
-            .unwrap()
-            .to_string(),
-    );
+    let (akid, secret) = server.new_access_key("operator").await;
     remember_value(&secret);
     let everything = json!({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": "*", "Resource": "*"}]});

@@ -390,6 +390,24 @@ impl Server {
             .await
     }
 
+    /// A new access key for `user` (made by root): its id and secret.
+    pub async fn new_access_key(&self, user: &str) -> (String, String) {
+        let key = self
+            .kura(
+                "CreateAccessKey",
+                &serde_json::json!({"UserName": user}).to_string(),
+            )
+            .await
+            .assert_ok();
+        let field = |f: &str| {
+            key["AccessKey"][f]
+                .as_str()
+                .unwrap_or_else(|| panic!("CreateAccessKey answered no {f}: {key}"))
+                .to_string()
+        };
+        (field("AccessKeyId"), field("SecretAccessKey"))
+    }
+
     /// One call with a full `X-Amz-Target` (`Kura.X` or `secretsmanager.X`), signed with the given key.
     pub async fn raw_as(&self, akid: &str, secret: &str, target: &str, body: &str) -> RawResponse {
         let sign = SignMode::Custom {
