@@ -206,7 +206,10 @@ impl SqliteStore {
     /// [`commit_change`](Self::commit_change)), `None` for bookkeeping (last-used days,
     /// leases, the outbox).
     async fn write(&self, s: Stmt<'_>, change: Option<(Changed, &AuditSlot)>) -> Result<u64> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = match change {
+            Some(_) => self.begin_write().await?,
+            None => self.writer.background_turn().await?,
+        };
         let done = s.execute(&mut *tx).await?;
         match change {
             Some((c, audit)) => self.commit_change(tx, c, audit).await?,
@@ -246,6 +249,16 @@ impl SqliteStore {
     /// entered in order (see `group`).
     async fn begin_write(&self) -> Result<Turn> {
         self.writer.turn().await
+    }
+
+    /// A turn for a change that is a request's (`audit` holds its record) or work nobody
+    /// waits for (`NO_AUDIT`: rotation steps, the purge), which lets requests go first.
+    async fn begin_change(&self, audit: &AuditSlot) -> Result<Turn> {
+        if std::ptr::eq(audit, &crate::NO_AUDIT) {
+            self.writer.background_turn().await
+        } else {
+            self.writer.turn().await
+        }
     }
 
     /// The connections, for the copy to PostgreSQL (`transfer`), which reads raw rows.
@@ -460,7 +473,7 @@ impl KeyStore for SqliteStore {
         name: &str,
         updates: &[(WrappedDataKey, Vec<u8>, i64)],
     ) -> Result<u64> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.writer.background_turn().await?;
         let mut done = 0;
         for (old, wrapped, version) in updates {
             done += sql::keys::apply_one(&mut *tx, name, old, wrapped, *version).await?;
@@ -667,7 +680,7 @@ impl SecretStore for SqliteStore {
         stages: &Stages,
         audit: &AuditSlot,
     ) -> Result<i64> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_change(audit).await?;
         let (id, changed) = sql::secrets::create_secret(&mut *tx, s, first, stages).await?;
         let done = self.commit_change(tx, changed, audit).await;
         // A store id may be reused after a delete: nothing of an earlier owner survives.
@@ -707,7 +720,7 @@ impl SecretStore for SqliteStore {
         audit: &AuditSlot,
     ) -> Result<SecretState> {
         let done = async {
-            let mut tx = self.begin_write().await?;
+            let mut tx = self.begin_change(audit).await?;
             let (state, changed) = sql::secrets::modify(&mut *tx, secret_id, f).await?;
             self.commit_change(tx, changed, audit).await?;
             Ok(state)
@@ -738,7 +751,7 @@ impl SecretStore for SqliteStore {
 
     async fn delete_secret(&self, secret_id: i64, audit: &AuditSlot) -> Result<()> {
         let done = async {
-            let mut tx = self.begin_write().await?;
+            let mut tx = self.begin_change(audit).await?;
             let changed = sql::secrets::delete_secret(&mut *tx, secret_id).await?;
             self.commit_change(tx, changed, audit).await
         }
@@ -884,7 +897,7 @@ impl NotificationStore for SqliteStore {
         limit: usize,
     ) -> Result<Vec<OutboxItem>> {
         // The write lock makes the read and the move one step.
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.writer.background_turn().await?;
         let items = sql::notifications::due_notifications(&mut *tx, now, limit).await?;
         for item in &items {
             sql::stmt("UPDATE notification_outbox SET next_attempt_at = $1 WHERE id = $2")

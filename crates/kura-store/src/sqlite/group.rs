@@ -20,6 +20,7 @@
 //! is lost and told so, and the connection is replaced.
 
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -27,7 +28,7 @@ use kura_audit::AuditRecord;
 use kura_core::{Error, Result};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection as _, SqliteConnection};
-use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
+use tokio::sync::{Mutex, Notify, OwnedMutexGuard, oneshot};
 
 use super::db_err;
 use crate::audit::AuditChain;
@@ -48,6 +49,25 @@ struct Shared {
     opts: SqliteConnectOptions,
     /// Set once the server has its audit key; until then writes commit no record.
     chain: OnceLock<Arc<dyn AuditChain>>,
+    /// Requests' turns waiting for the writer; background turns let them go first.
+    urgent: AtomicUsize,
+    /// Told when `urgent` falls to zero.
+    urgent_gone: Notify,
+}
+
+/// How long a background turn (rotation bookkeeping, leases, the outbox, re-wraps) defers to
+/// requests' turns before it queues anyway, so background work is slowed, never starved.
+const BACKGROUND_DEFERS: Duration = Duration::from_millis(50);
+
+/// Counts a request's turn as waiting until it has the writer (or gave up).
+struct Urgent<'a>(&'a Shared);
+
+impl Drop for Urgent<'_> {
+    fn drop(&mut self) {
+        if self.0.urgent.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.urgent_gone.notify_waiters();
+        }
+    }
 }
 
 struct State {
@@ -95,6 +115,8 @@ impl Writer {
                 })),
                 opts,
                 chain: OnceLock::new(),
+                urgent: AtomicUsize::new(0),
+                urgent_gone: Notify::new(),
             }),
         })
     }
@@ -107,9 +129,33 @@ impl Writer {
         self.shared.chain.get().map(|c| c.as_ref())
     }
 
-    /// The next turn: waits for the writer, then opens a savepoint in the shared transaction
-    /// (beginning it with BEGIN IMMEDIATE if none is open).
+    /// The next turn for a request's write (or a read's audit records): waits for the writer,
+    /// ahead of background turns that have not queued yet, then opens a savepoint in the
+    /// shared transaction (beginning it with BEGIN IMMEDIATE if none is open).
     pub(crate) async fn turn(&self) -> Result<Turn> {
+        self.shared.urgent.fetch_add(1, Ordering::AcqRel);
+        let _waiting = Urgent(&self.shared);
+        self.queue().await
+    }
+
+    /// The next turn for work no request waits for: it lets requests' turns that are waiting
+    /// go first, for at most [`BACKGROUND_DEFERS`].
+    pub(crate) async fn background_turn(&self) -> Result<Turn> {
+        let until = tokio::time::Instant::now() + BACKGROUND_DEFERS;
+        loop {
+            // Created before the check: a notification between the two is not lost.
+            let gone = self.shared.urgent_gone.notified();
+            if self.shared.urgent.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(until, gone).await.is_err() {
+                break;
+            }
+        }
+        self.queue().await
+    }
+
+    async fn queue(&self) -> Result<Turn> {
         let mut st = self.shared.state.clone().lock_owned().await;
         st.roll_back_dirty().await;
         if st.suspect {
@@ -356,6 +402,41 @@ mod tests {
             .fetch_all(&mut c)
             .await
             .unwrap()
+    }
+
+    /// A request's turn that queues after a background turn still goes first; the background
+    /// turn waits until no request's turn is waiting.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_turns_go_before_background_turns() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, _) = writer(dir.path()).await;
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let held = w.turn().await.unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for (name, urgent) in [
+            ("request 1", true),
+            ("background", false),
+            ("request 2", true),
+        ] {
+            let (w, order) = (w.clone(), order.clone());
+            tasks.spawn(async move {
+                let t = if urgent {
+                    w.turn().await
+                } else {
+                    w.background_turn().await
+                }
+                .unwrap();
+                order.lock().unwrap().push(name);
+                t.commit(Vec::new()).await.unwrap();
+            });
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        held.commit(Vec::new()).await.unwrap();
+        while tasks.join_next().await.is_some() {}
+        assert_eq!(
+            *order.lock().unwrap(),
+            ["request 1", "request 2", "background"]
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
