@@ -135,6 +135,15 @@ fn version_bytes(v: &Option<StoredVersion>) -> usize {
     })
 }
 
+/// Empties the cache, which `live` says may be used from now on; in-flight fills are not kept.
+fn reset(g: &mut Inner, live: bool) {
+    *g = Inner {
+        live,
+        epoch: g.epoch + 1,
+        ..Inner::default()
+    };
+}
+
 /// Access keys and settings: bounded by count, all dropped at once when full.
 fn keep_small<T: Clone>(map: &mut HashMap<String, Option<T>>, key: &str, found: &Option<T>) {
     if map.len() >= MAX_SMALL_ENTRIES {
@@ -176,13 +185,7 @@ impl ReadCache {
 
     /// Drops everything; `live` says whether it may be used from now on.
     pub(crate) fn set_live(&self, live: bool) {
-        let mut g = self.lock();
-        let epoch = g.epoch + 1;
-        *g = Inner {
-            live,
-            epoch,
-            ..Inner::default()
-        };
+        reset(&mut self.lock(), live);
     }
 
     /// A new bound; what is held beyond it goes at the next fill.
@@ -193,10 +196,12 @@ impl ReadCache {
         }
     }
 
-    /// Drops everything (a write changed rows it cannot name).
+    /// Drops everything (a write changed rows it cannot name, or an announcement was not
+    /// understood).
     pub(crate) fn clear(&self) {
-        let live = self.lock().live;
-        self.set_live(live);
+        let mut g = self.lock();
+        let live = g.live;
+        reset(&mut g, live);
     }
 
     /// Ready for a lookup: fresh with respect to other nodes, and usable.

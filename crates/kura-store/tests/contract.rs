@@ -20,8 +20,8 @@ use kura_core::{ManualClock, Timestamp};
 use kura_store::prelude::*;
 use kura_store::{
     AccessKeyRecord, AuditChain, AuditDraft, AuditQuery, AuditRecord, AuditSlot, Cursor, KeyPlace,
-    KeyRewrap, KmsKeyRecord, ListQuery, NO_AUDIT, NotificationTargetRecord, PgStore, SettingSwap,
-    SortKey, SqliteStore, Store, UserRecord, VersionSelector,
+    KeyRewrap, KmsKeyRecord, ListPage, ListQuery, NO_AUDIT, NotificationTargetRecord, PgStore,
+    SettingSwap, SortKey, SqliteStore, Store, UserRecord, VersionSelector,
 };
 
 const T0: Timestamp = Timestamp(1_800_000_000_000);
@@ -770,6 +770,21 @@ fn set(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(|n| n.to_string()).collect()
 }
 
+/// The first ten secrets by name, deleted ones left out.
+async fn first_page_by_name(store: &dyn Store) -> ListPage {
+    store
+        .list_secrets(&ListQuery {
+            include_deleted: false,
+            filters: vec![],
+            sort: SortKey::Name,
+            descending: false,
+            limit: 10,
+            after: None,
+        })
+        .await
+        .unwrap()
+}
+
 /// Tags come back in code point order of their keys on every backend, one secret read or
 /// a page of them (PostgreSQL would otherwise sort by its locale: `_x a b B Z`).
 async fn tag_order(store: &dyn Store) {
@@ -790,17 +805,7 @@ async fn tag_order(store: &dyn Store) {
         .unwrap()
         .unwrap();
     assert_eq!(keys(&found.tags), want, "one secret read");
-    let page = store
-        .list_secrets(&ListQuery {
-            include_deleted: false,
-            filters: vec![],
-            sort: SortKey::Name,
-            descending: false,
-            limit: 10,
-            after: None,
-        })
-        .await
-        .unwrap();
+    let page = first_page_by_name(store).await;
     assert_eq!(keys(&page.secrets[0].0.tags), want, "a page of secrets");
 }
 
@@ -848,17 +853,7 @@ async fn page_contents(store: &dyn Store) {
         .await
         .unwrap();
 
-    let page = store
-        .list_secrets(&ListQuery {
-            include_deleted: false,
-            filters: vec![],
-            sort: SortKey::Name,
-            descending: false,
-            limit: 10,
-            after: None,
-        })
-        .await
-        .unwrap();
+    let page = first_page_by_name(store).await;
     let names: Vec<&str> = page.secrets.iter().map(|(s, _)| s.name.as_str()).collect();
     assert_eq!(names, ["page/bare", "page/full", "page/plain"]);
     for (listed, listed_stages) in &page.secrets {

@@ -118,13 +118,13 @@ fn apply(cache: &ReadCache, fresh: &Freshness, payload: &str) {
     match payload.split_once(':') {
         Some(("s", id)) => match id.parse() {
             Ok(id) => cache.secret_changed(id),
-            Err(_) => cache.set_live(true),
+            Err(_) => cache.clear(),
         },
         Some(("k", id)) => cache.access_key_changed(id),
         Some(("g", _)) => cache.settings_changed(),
         Some(("p", rest)) => fresh.heard(rest),
         // Not understood (a newer node?): drop everything rather than keep something stale.
-        _ => cache.set_live(true),
+        _ => cache.clear(),
     }
 }
 

@@ -57,6 +57,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("../../migrations/postgres/0005_cache_changes.sql"),
     ),
+    (
+        6,
+        include_str!("../../migrations/postgres/0006_cache_changes_by_exclusion.sql"),
+    ),
 ];
 
 /// The channel the database announces identity changes on (migration 0002).
