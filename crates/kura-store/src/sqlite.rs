@@ -6,7 +6,8 @@
 
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use kura_core::filter;
@@ -57,6 +58,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../migrations/sqlite/0009_user_ids.sql")),
     (10, include_str!("../migrations/sqlite/0010_audit_node.sql")),
     (11, include_str!("../migrations/sqlite/0011_kms_keys.sql")),
+    (
+        12,
+        include_str!("../migrations/sqlite/0012_audit_lookup_behind.sql"),
+    ),
 ];
 
 /// The schema version after every migration (what `kura migrate` copies from).
@@ -149,6 +154,7 @@ impl Conn for SqliteConnection {
     const CODE_POINT_ORDER: &'static str = "";
     const INSERTION_ORDER: &'static str = "rowid";
     const TEXT_HOLDS_NUL: bool = true;
+    const AUDIT_LOOKUP_BEHIND: bool = true;
     const TAGS_JSON: &'static str = "(SELECT json_group_array(json_array(t.key, t.value) ORDER BY t.key) \
          FROM tags t WHERE t.secret_id = s.id)";
     const STAGES_JSON: &'static str = "(SELECT json_group_array(json_array(v.stage, v.version_id)) \
@@ -195,6 +201,8 @@ pub struct SqliteStore {
     /// Every write runs here, in turn, and shares commits with the writes queued beside it
     /// (see `group`).
     writer: Writer,
+    /// Keeps the audit lookup tables close behind the trail.
+    lookup: Arc<LookupIndexer>,
     /// What reads find, kept until a write of this process changes it (only this process
     /// writes the file while the server runs).
     cache: ReadCache,
@@ -242,6 +250,9 @@ impl SqliteStore {
             Err(e) => Err(e),
         };
         audit.settle(draft, done.is_ok());
+        if done.is_ok() {
+            self.audit_committed(1);
+        }
         done
     }
 
@@ -292,8 +303,87 @@ impl SqliteStore {
         Ok(SqliteStore {
             pool,
             writer,
+            lookup: Arc::default(),
             cache: ReadCache::live(cache::DEFAULT_BUDGET),
         })
+    }
+}
+
+/// Keeps the audit lookup tables (`audit_by_resource`, `audit_by_principal`) about a second
+/// behind the trail: after a commit that added records, once the last pass is a second old
+/// or enough records wait, one background turn adds what is new
+/// ([`sql::audit_log::index_behind`]). Lookups read what is not in them yet from the trail.
+#[derive(Default)]
+struct LookupIndexer {
+    state: std::sync::Mutex<IndexerState>,
+}
+
+#[derive(Default)]
+struct IndexerState {
+    /// When the last pass ended; `None` before the first (records of an earlier run may
+    /// wait) and after a pass that stopped at its limit.
+    last: Option<Instant>,
+    /// Records committed since the last pass.
+    waiting: usize,
+    running: bool,
+    closed: bool,
+}
+
+/// A pass runs at least this often while records are written ...
+const LOOKUP_EVERY: Duration = Duration::from_secs(1);
+/// ... or once this many wait.
+const LOOKUP_WAITING: usize = 8192;
+/// Records one pass adds at most, so a backlog (an upgraded database) is taken in turns.
+const LOOKUP_PER_PASS: i64 = 50_000;
+
+impl SqliteStore {
+    /// `records` audit records were committed: starts a pass of the lookup indexer if one
+    /// is due.
+    fn audit_committed(&self, records: usize) {
+        {
+            let Ok(mut st) = self.lookup.state.lock() else {
+                return;
+            };
+            st.waiting += records;
+            let due =
+                st.waiting >= LOOKUP_WAITING || st.last.is_none_or(|t| t.elapsed() >= LOOKUP_EVERY);
+            if st.running || st.closed || !due {
+                return;
+            }
+            st.running = true;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (writer, lookup) = (self.writer.clone(), self.lookup.clone());
+        rt.spawn(async move {
+            let pass = async {
+                let mut tx = writer.background_turn().await?;
+                let added = sql::audit_log::index_behind(&mut *tx, LOOKUP_PER_PASS).await?;
+                tx.commit(Vec::new()).await?;
+                Ok::<_, Error>(added)
+            };
+            let result = pass.await;
+            let Ok(mut st) = lookup.state.lock() else {
+                return;
+            };
+            st.running = false;
+            match result {
+                Ok(added) => {
+                    st.waiting = st.waiting.saturating_sub(added as usize);
+                    st.last = (added < LOOKUP_PER_PASS).then(Instant::now);
+                }
+                Err(e) => {
+                    // Lookups stay right (they read the rest from the trail); the next
+                    // commit tries again after the interval.
+                    st.last = Some(Instant::now());
+                    tracing::warn!(
+                        detail = e.detail.as_deref().unwrap_or(&e.message),
+                        "the audit lookup tables could not be brought up to date"
+                    );
+                }
+            }
+        });
     }
 }
 
@@ -658,8 +748,11 @@ impl AuditStore for SqliteStore {
             .ok_or_else(|| Error::internal("the audit chain is not set up"))?;
         let mut tx = self.begin_write().await?;
         let records = sql::audit_log::insert_chained(&mut *tx, chain, records.to_vec()).await?;
+        let n = records.len();
         // The records go to the audit file right after the commit that holds them.
-        tx.commit(records).await
+        tx.commit(records).await?;
+        self.audit_committed(n);
+        Ok(())
     }
 
     async fn last_audit(&self) -> Result<Option<AuditRecord>> {
@@ -942,6 +1035,9 @@ impl StoreLifecycle for SqliteStore {
     }
 
     async fn close(&self) {
+        if let Ok(mut st) = self.lookup.state.lock() {
+            st.closed = true;
+        }
         // What is released commits first; then the WAL is folded into the database so
         // nothing is left for the next start to replay.
         self.writer.close().await;
@@ -971,6 +1067,7 @@ pub async fn open_read_only(path: &Path) -> Result<SqliteStore> {
     Ok(SqliteStore {
         pool,
         writer,
+        lookup: Arc::default(),
         // A look at a database another process may be writing: never cached.
         cache: ReadCache::new(0),
     })
@@ -1016,5 +1113,135 @@ mod durability_tests {
                 .unwrap();
             assert_eq!(synchronous, 2, "synchronous must be FULL");
         }
+    }
+}
+
+#[cfg(test)]
+mod audit_lookup_tests {
+    use super::*;
+    use crate::AuditQuery;
+
+    struct Chain;
+    impl AuditChain for Chain {
+        fn mac(&self, prev: Option<&str>, r: &AuditRecord) -> String {
+            format!("{}>{}", prev.unwrap_or("").len(), r.request_id)
+        }
+        fn committed(&self, _: &[AuditRecord]) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    fn record(i: usize) -> AuditRecord {
+        AuditRecord {
+            time: i as i64,
+            request_id: format!("r{i}"),
+            kind: "request".into(),
+            principal: ["alice", "bob", "carol"][i % 3].into(),
+            access_key_id: "AKIATEST".into(),
+            action: ["GetSecretValue", "PutSecretValue"][i % 2].into(),
+            resource: format!("secret-{}", i % 5),
+            decision: "Allow".into(),
+            outcome: "Success".into(),
+            ..Default::default()
+        }
+    }
+
+    /// Lookups by resource or principal find exactly what a scan of the trail finds, in
+    /// order and page by page, wherever the lookup tables stop (before the first record, in
+    /// the middle, at the end): the part they cover and the part read from the trail meet
+    /// without a gap or a record twice.
+    #[tokio::test]
+    async fn lookups_behind_the_trail_answer_as_a_scan_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("kura.db"))
+            .await
+            .unwrap();
+        // No passes of its own: this test moves the tables' end itself.
+        store.lookup.state.lock().unwrap().closed = true;
+        store.set_audit_chain(Arc::new(Chain));
+        let mut all = Vec::new();
+        for batch in 0..6 {
+            let records: Vec<AuditRecord> = (batch * 7..batch * 7 + 7).map(record).collect();
+            store.append_audit(&records).await.unwrap();
+            all.extend(records);
+            if batch % 2 == 1 {
+                let mut tx = store.writer.background_turn().await.unwrap();
+                sql::audit_log::index_behind(&mut *tx, 9).await.unwrap();
+                tx.commit(Vec::new()).await.unwrap();
+            }
+            let upto: i64 = sqlx::query_scalar("SELECT upto FROM audit_indexed")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+            let stored = store
+                .query_audit(&AuditQuery {
+                    limit: 1000,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            for q in [
+                AuditQuery {
+                    resource: Some("secret-2".into()),
+                    ..Default::default()
+                },
+                AuditQuery {
+                    principal: Some("bob".into()),
+                    ..Default::default()
+                },
+                AuditQuery {
+                    resource: Some("secret-1".into()),
+                    principal: Some("bob".into()),
+                    ..Default::default()
+                },
+                AuditQuery {
+                    principal: Some("carol".into()),
+                    action: Some("PutSecretValue".into()),
+                    ..Default::default()
+                },
+            ] {
+                let expected: Vec<i64> = stored
+                    .iter()
+                    .filter(|r| q.resource.as_ref().is_none_or(|x| *x == r.resource))
+                    .filter(|r| q.principal.as_ref().is_none_or(|x| *x == r.principal))
+                    .filter(|r| q.action.as_ref().is_none_or(|x| *x == r.action))
+                    .map(|r| r.seq)
+                    .collect();
+                // Pages of 2, then of everything.
+                let mut paged = Vec::new();
+                let mut after = None;
+                loop {
+                    let page = store
+                        .query_audit(&AuditQuery {
+                            limit: 2,
+                            after_seq: after,
+                            ..q.clone()
+                        })
+                        .await
+                        .unwrap();
+                    let Some(last) = page.last() else { break };
+                    after = Some(last.seq);
+                    paged.extend(page.iter().map(|r| r.seq));
+                }
+                assert_eq!(paged, expected, "{q:?} in pages of 2, tables up to {upto}");
+                let whole: Vec<i64> = store
+                    .query_audit(&AuditQuery {
+                        limit: 1000,
+                        ..q.clone()
+                    })
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.seq)
+                    .collect();
+                assert_eq!(whole, expected, "{q:?}, tables up to {upto}");
+            }
+        }
+        assert_eq!(all.len(), 42);
+        let upto: i64 = sqlx::query_scalar("SELECT upto FROM audit_indexed")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(upto, 27, "three passes of at most 9 records each");
     }
 }

@@ -185,6 +185,7 @@ impl Conn for PgConnection {
     const CODE_POINT_ORDER: &'static str = " COLLATE \"C\"";
     const INSERTION_ORDER: &'static str = "seq";
     const TEXT_HOLDS_NUL: bool = false;
+    const AUDIT_LOOKUP_BEHIND: bool = false;
     const TAGS_JSON: &'static str = "(SELECT json_agg(json_build_array(t.key, t.value) ORDER BY t.key)::text \
          FROM tags t WHERE t.secret_id = s.id)";
     const STAGES_JSON: &'static str = "(SELECT json_agg(json_build_array(v.stage, v.version_id))::text \

@@ -43,6 +43,43 @@ fn recordable_record<C: Conn>(r: &mut AuditRecord) {
     }
 }
 
+/// Rows per multi-row INSERT, largest first (18 parameters a row: 64 rows stay far below
+/// both backends' parameter limits).
+const INSERT_ROWS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
+const AUDIT_INSERT_COLUMNS: usize = 18;
+
+/// `INSERT INTO audit_log … VALUES (…), (…)` for `rows` rows, built once per size.
+fn insert_statement(rows: usize) -> &'static str {
+    static TEXTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let texts = TEXTS.get_or_init(|| {
+        INSERT_ROWS
+            .iter()
+            .map(|&n| {
+                let values: Vec<String> = (0..n)
+                    .map(|row| {
+                        let first = row * AUDIT_INSERT_COLUMNS + 1;
+                        let params: Vec<String> = (first..first + AUDIT_INSERT_COLUMNS)
+                            .map(|p| format!("${p}"))
+                            .collect();
+                        format!("({})", params.join(", "))
+                    })
+                    .collect();
+                format!(
+                    "INSERT INTO audit_log (seq, time, request_id, kind, principal, access_key_id, \
+                     action, resource, version_id, version_stage, source_ip, user_agent, decision, \
+                     outcome, error_code, duration_us, mac, node) VALUES {}",
+                    values.join(", ")
+                )
+            })
+            .collect()
+    });
+    let i = INSERT_ROWS
+        .iter()
+        .position(|n| *n == rows)
+        .unwrap_or(INSERT_ROWS.len() - 1);
+    &texts[i]
+}
+
 /// Numbers `records` after the chain's tail, as read in this transaction, chains their MACs
 /// and inserts them. The backend's tail lock (SQLite: its one writer; PostgreSQL: an
 /// advisory lock held until the transaction ends) makes the tail read and the inserts one
@@ -66,32 +103,43 @@ pub(crate) async fn insert_chained<C: Conn>(
         r.seq = seq;
         r.mac = chain.mac(prev.as_deref(), r);
         prev = Some(r.mac.clone());
-        stmt(
-            "INSERT INTO audit_log (seq, time, request_id, kind, principal, access_key_id, action, \
-             resource, version_id, version_stage, source_ip, user_agent, decision, outcome, \
-             error_code, duration_us, mac, node) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
-        )
-        .bind(r.seq)
-        .bind(r.time)
-        .bind(&r.request_id)
-        .bind(&r.kind)
-        .bind(&r.principal)
-        .bind(&r.access_key_id)
-        .bind(&r.action)
-        .bind(&r.resource)
-        .bind(&r.version_id)
-        .bind(&r.version_stage)
-        .bind(&r.source_ip)
-        .bind(&r.user_agent)
-        .bind(&r.decision)
-        .bind(&r.outcome)
-        .bind(&r.error_code)
-        .bind(r.duration_us)
-        .bind(&r.mac)
-        .bind(&r.node)
-        .execute(tx)
-        .await?;
+    }
+    // Many rows per statement: each statement is a round trip to the driver's connection
+    // thread, which under read load cost more than the rows themselves. Chunk sizes are
+    // powers of two so a handful of statement texts cover every batch (each is prepared
+    // once and cached).
+    let mut rest = &records[..];
+    while !rest.is_empty() {
+        let n = INSERT_ROWS
+            .iter()
+            .copied()
+            .find(|n| *n <= rest.len())
+            .unwrap_or(1);
+        let (chunk, after) = rest.split_at(n);
+        let mut s = stmt(insert_statement(n));
+        for r in chunk {
+            s = s
+                .bind(r.seq)
+                .bind(r.time)
+                .bind(&r.request_id)
+                .bind(&r.kind)
+                .bind(&r.principal)
+                .bind(&r.access_key_id)
+                .bind(&r.action)
+                .bind(&r.resource)
+                .bind(&r.version_id)
+                .bind(&r.version_stage)
+                .bind(&r.source_ip)
+                .bind(&r.user_agent)
+                .bind(&r.decision)
+                .bind(&r.outcome)
+                .bind(&r.error_code)
+                .bind(r.duration_us)
+                .bind(&r.mac)
+                .bind(&r.node);
+        }
+        s.execute(tx).await?;
+        rest = after;
     }
     Ok(records)
 }
@@ -156,30 +204,15 @@ pub(crate) async fn last_audit<C: Conn>(conn: &mut C) -> Result<Option<AuditReco
 
 /// Records matching `q`, oldest first.
 pub(crate) async fn query_audit<C: Conn>(conn: &mut C, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
-    let mut conds = vec!["TRUE".to_string()];
+    if C::AUDIT_LOOKUP_BEHIND
+        && let Some((table, column, key)) = lookup_table(q)
+    {
+        return query_behind(conn, q, table, column, key).await;
+    }
     let mut args = Args::default();
-    if let Some(t) = q.start_time {
-        conds.push(format!("time >= {}", args.push(t)));
-    }
-    if let Some(t) = q.end_time {
-        conds.push(format!("time <= {}", args.push(t)));
-    }
-    if let Some(s) = q.after_seq {
-        conds.push(format!("seq > {}", args.push(s)));
-    }
-    for (col, v) in [
-        ("principal", &q.principal),
-        ("action", &q.action),
-        ("resource", &q.resource),
-        ("outcome", &q.outcome),
-    ] {
-        if let Some(v) = v {
-            conds.push(format!("{col} = {}", args.push(v)));
-        }
-    }
+    let conds = conditions(q, &mut args, "", true);
     let sql = format!(
-        "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE {} ORDER BY seq LIMIT {}",
-        conds.join(" AND "),
+        "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE {conds} ORDER BY seq LIMIT {}",
         args.push(q.limit as i64)
     );
     built(sql, args)
@@ -188,6 +221,141 @@ pub(crate) async fn query_audit<C: Conn>(conn: &mut C, q: &AuditQuery) -> Result
         .iter()
         .map(audit_from_row)
         .collect()
+}
+
+/// The filters of `q` as SQL over `audit_log` (aliased `prefix`), values pushed to `args`;
+/// `with_keys`: include the resource and principal filters.
+fn conditions<'a>(q: &'a AuditQuery, args: &mut Args<'a>, prefix: &str, with_keys: bool) -> String {
+    let mut conds = vec!["TRUE".to_string()];
+    if let Some(t) = q.start_time {
+        conds.push(format!("{prefix}time >= {}", args.push(t)));
+    }
+    if let Some(t) = q.end_time {
+        conds.push(format!("{prefix}time <= {}", args.push(t)));
+    }
+    if let Some(s) = q.after_seq {
+        conds.push(format!("{prefix}seq > {}", args.push(s)));
+    }
+    for (col, v, key) in [
+        ("principal", &q.principal, true),
+        ("action", &q.action, false),
+        ("resource", &q.resource, true),
+        ("outcome", &q.outcome, false),
+    ] {
+        if let Some(v) = v
+            && (with_keys || !key)
+        {
+            conds.push(format!("{prefix}{col} = {}", args.push(v)));
+        }
+    }
+    conds.join(" AND ")
+}
+
+/// The lookup table serving `q`'s resource or principal filter (the resource when both: it
+/// names fewer records), if it has one.
+fn lookup_table(q: &AuditQuery) -> Option<(&'static str, &'static str, &str)> {
+    if let Some(r) = &q.resource {
+        return Some(("audit_by_resource", "resource", r.as_str()));
+    }
+    q.principal
+        .as_deref()
+        .map(|p| ("audit_by_principal", "principal", p))
+}
+
+/// A lookup by resource or principal where the lookup tables cover the trail only up to
+/// `audit_indexed.upto`: the records up to there come through the table, the rest (the last
+/// second or so) from a scan of `audit_log` past `upto` by sequence number. Every record of
+/// the first part precedes every record of the second, so their concatenation is in order.
+async fn query_behind<C: Conn>(
+    conn: &mut C,
+    q: &AuditQuery,
+    table: &str,
+    column: &str,
+    key: &str,
+) -> Result<Vec<AuditRecord>> {
+    let upto: i64 = stmt("SELECT upto FROM audit_indexed").scalar(conn).await?;
+    let mut found = Vec::new();
+    if q.after_seq.is_none_or(|after| after < upto) {
+        let mut args = Args::default();
+        let conds = conditions(q, &mut args, "a.", true);
+        // The lookup table drives the join (CROSS JOIN keeps that order), read in sequence
+        // order from its primary key.
+        let sql = format!(
+            "SELECT {cols} FROM {table} i CROSS JOIN audit_log a ON a.seq = i.seq \
+             WHERE i.{column} = {key} AND i.seq > {after} AND i.seq <= {upto} AND {conds} \
+             ORDER BY i.seq LIMIT {limit}",
+            cols = prefixed_audit_columns("a."),
+            key = args.push(key),
+            after = args.push(q.after_seq.unwrap_or(0)),
+            upto = args.push(upto),
+            limit = args.push(q.limit as i64),
+        );
+        found = built(sql, args)
+            .fetch_all(conn)
+            .await?
+            .iter()
+            .map(audit_from_row)
+            .collect::<Result<Vec<_>>>()?;
+    }
+    if found.len() < q.limit {
+        let mut args = Args::default();
+        let conds = conditions(q, &mut args, "", true);
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > {upto} AND {conds} \
+             ORDER BY seq LIMIT {limit}",
+            upto = args.push(upto),
+            limit = args.push((q.limit - found.len()) as i64),
+        );
+        for row in built(sql, args).fetch_all(conn).await? {
+            found.push(audit_from_row(&row)?);
+        }
+    }
+    Ok(found)
+}
+
+/// [`AUDIT_COLUMNS`] of the table aliased `prefix`.
+fn prefixed_audit_columns(prefix: &str) -> String {
+    AUDIT_COLUMNS
+        .split(',')
+        .map(|c| format!("{prefix}{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Adds records `(after, upto]` of the trail (at most `max` of them) to the lookup tables
+/// and moves `audit_indexed.upto`; returns how many it added. In the caller's transaction.
+pub(crate) async fn index_behind<C: Conn>(conn: &mut C, max: i64) -> Result<i64> {
+    let after: i64 = stmt("SELECT upto FROM audit_indexed").scalar(conn).await?;
+    let last: i64 = stmt("SELECT coalesce(max(seq), 0) FROM audit_log")
+        .scalar(conn)
+        .await?;
+    let upto = last.min(after + max);
+    if upto <= after {
+        return Ok(0);
+    }
+    // Sorted by key, each table's new entries land in key order: one pass over the pages
+    // they touch.
+    for (table, column) in [
+        ("audit_by_resource", "resource"),
+        ("audit_by_principal", "principal"),
+    ] {
+        built(
+            format!(
+                "INSERT INTO {table} ({column}, seq) SELECT {column}, seq FROM audit_log \
+                 WHERE seq > $1 AND seq <= $2 ORDER BY {column}, seq"
+            ),
+            Args::default(),
+        )
+        .bind(after)
+        .bind(upto)
+        .execute(conn)
+        .await?;
+    }
+    stmt("UPDATE audit_indexed SET upto = $1")
+        .bind(upto)
+        .execute(conn)
+        .await?;
+    Ok(upto - after)
 }
 
 #[cfg(test)]

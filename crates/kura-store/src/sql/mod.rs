@@ -43,6 +43,10 @@ pub(crate) trait Conn: Send {
     const INSERTION_ORDER: &'static str;
     /// Whether text columns can hold NUL characters (PostgreSQL's cannot).
     const TEXT_HOLDS_NUL: bool;
+    /// Whether audit lookups by resource or principal go through the lookup tables filled
+    /// behind the trail (SQLite: `audit_by_resource`, `audit_by_principal`, `audit_indexed`)
+    /// rather than indexes on `audit_log` itself (PostgreSQL).
+    const AUDIT_LOOKUP_BEHIND: bool;
 
     /// Runs a statement; returns the rows it changed.
     fn execute(&mut self, s: Stmt<'_>) -> impl Future<Output = Result<u64>> + Send;

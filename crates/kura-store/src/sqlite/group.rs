@@ -39,7 +39,8 @@ const MAX_BATCH: usize = 256;
 /// A batch older than this is committed by the next turn that releases into it.
 const MAX_BATCH_AGE: Duration = Duration::from_millis(20);
 
-/// The writer: one connection and the transaction its turns share.
+/// The writer: one connection and the transaction its turns share. Clones share both.
+#[derive(Clone)]
 pub(crate) struct Writer {
     shared: Arc<Shared>,
 }
