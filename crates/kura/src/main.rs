@@ -2,6 +2,8 @@
 
 mod api;
 mod backup;
+mod cli;
+mod client;
 mod config;
 mod migrate;
 mod operator;
@@ -17,12 +19,22 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "kura",
     version,
-    about = "A self-hosted secrets manager that speaks the AWS Secrets Manager API"
+    about = "A self-hosted secrets manager that speaks the AWS Secrets Manager API",
+    after_help = EXIT_CODES
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+/// The client commands' exit codes (`kura secret`, `kura api`).
+const EXIT_CODES: &str = "Exit codes of the client commands (secret, api):
+  0  done
+  1  a server error, or another failure
+  2  bad usage or input (an argument, a file, or a request the server found invalid)
+  3  not found (no such secret, version or label)
+  4  denied (credentials refused, or not allowed)
+  5  the server could not be reached";
 
 // Parsed once per process: the size of the server's variant costs nothing.
 #[allow(clippy::large_enum_variant)]
@@ -146,21 +158,39 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Work with secrets: create, get, put, list, rotate, delete, ...
+    #[command(after_help = SECRET_HELP)]
+    Secret {
+        #[command(subcommand)]
+        command: cli::secret::SecretCommand,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
     /// Call one operation on a kura server, signed: an AWS one (`CreateSecret`) or one of
     /// kura's extensions (`Kura.CreateRotationFunction`). Prints the JSON answer.
+    #[command(
+        after_help = "Examples:\n  kura api ListSecrets\n  kura api Kura.CreateUser '{\"UserName\": \"billing\"}'\n  kura api DescribeSecret - < request.json"
+    )]
     Api {
         /// `Kura.<Op>` or an AWS Secrets Manager operation name.
         operation: String,
         /// The request as JSON (`-` reads it from stdin; default `{}`).
         body: Option<String>,
-        #[arg(long, env = "KURA_ENDPOINT", default_value = "http://127.0.0.1:8200")]
-        endpoint: String,
-        /// AWS shared-credentials file (default: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, then
-        /// AWS_SHARED_CREDENTIALS_FILE, then ./kura-data/root-credentials).
-        #[arg(long)]
+        /// The server's URL [default: AWS_ENDPOINT_URL_SECRETS_MANAGER, AWS_ENDPOINT_URL, the
+        /// profile's endpoint_url, KURA_ENDPOINT, then http://127.0.0.1:8200].
+        #[arg(long, value_name = "URL")]
+        endpoint: Option<String>,
+        /// AWS shared-credentials file to sign with (its [default] profile, or --profile's)
+        /// [default: as `kura secret`: AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,
+        /// AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials, then ./kura-data/root-credentials].
+        #[arg(long, value_name = "FILE")]
         credentials: Option<PathBuf>,
-        #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
-        region: String,
+        /// A profile of ~/.aws/credentials and ~/.aws/config.
+        #[arg(long, value_name = "NAME")]
+        profile: Option<String>,
+        /// The region to sign for [default: AWS_REGION, AWS_DEFAULT_REGION, the profile's, us-east-1].
+        #[arg(long)]
+        region: Option<String>,
     },
 }
 
@@ -405,6 +435,16 @@ enum AuditCommand {
     },
 }
 
+const SECRET_HELP: &str = "Examples:
+  kura secret create prod/db '{\"username\": \"app\", \"password\": \"s3cret\"}'
+  kura secret get prod/db --field password
+  kura secret list --filter name=prod/
+  kura --help shows the exit codes.
+
+The server and credentials are found as the AWS CLI finds them (--profile, AWS_PROFILE,
+AWS_ACCESS_KEY_ID, ~/.aws/credentials, ~/.aws/config, AWS_ENDPOINT_URL_SECRETS_MANAGER,
+AWS_CA_BUNDLE), then KURA_ENDPOINT and ./kura-data/root-credentials.";
+
 /// A number of seconds (fractions allowed), more than 0 and at most a day.
 fn seconds(text: &str) -> Result<Duration, String> {
     let n: f64 = text
@@ -551,23 +591,35 @@ fn main() -> ExitCode {
             body,
             endpoint,
             credentials,
+            profile,
             region,
         } => {
             let Some(runtime) = runtime(false) else {
                 return ExitCode::FAILURE;
             };
-            let args = api::ApiArgs {
+            let connect = client::ConnectOptions {
                 endpoint,
-                credentials,
+                profile,
                 region,
-                operation,
-                body,
+                credentials_file: credentials,
             };
-            match runtime.block_on(api::run(args)) {
+            match runtime.block_on(api::run(&connect, &operation, body)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("kura: {e}");
-                    ExitCode::FAILURE
+                    eprintln!("kura: {}", api::error_text(&e));
+                    ExitCode::from(e.exit_code())
+                }
+            }
+        }
+        Command::Secret { command, client } => {
+            let Some(runtime) = runtime(false) else {
+                return ExitCode::FAILURE;
+            };
+            match runtime.block_on(cli::secret::run(command, &client)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("kura: {}", cli::message(&e));
+                    ExitCode::from(e.exit_code())
                 }
             }
         }

@@ -1,0 +1,868 @@
+//! `kura secret …` as a user runs it: the built binary against a real server, its JSON parsed,
+//! its tables read, its exit codes and its configuration (profiles, endpoint variables).
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::*;
+
+/// What one run of `kura` gave.
+struct Run {
+    code: i32,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+impl Run {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}); exit {}, stderr: {}\nstdout: {}",
+                self.code,
+                self.stderr,
+                self.text()
+            )
+        })
+    }
+    /// Asserts success; returns itself for the output.
+    fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "kura failed: {}", self.stderr);
+        self
+    }
+    /// Asserts the exit code; returns stderr.
+    fn fails(self, code: i32) -> String {
+        assert_eq!(
+            self.code,
+            code,
+            "expected exit {code}; stderr: {}; stdout: {}",
+            self.stderr,
+            self.text()
+        );
+        assert!(self.stdout.is_empty(), "a failure printed: {}", self.text());
+        self.stderr
+    }
+}
+
+/// A user's shell: a home without AWS configuration, a working directory whose `./kura-data`
+/// is the server's data directory, and no AWS or kura variables but those set here.
+struct Shell {
+    home: tempfile::TempDir,
+    cwd: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+const AWS_VARS: &[&str] = &[
+    "AWS_PROFILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONFIG_FILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "KURA_ENDPOINT",
+    "NO_COLOR",
+];
+
+impl Shell {
+    fn new(data_dir: &Path) -> Shell {
+        let home = tempfile::tempdir().unwrap();
+        let cwd = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(data_dir, cwd.path().join("kura-data")).unwrap();
+        Shell {
+            home,
+            cwd,
+            env: Vec::new(),
+        }
+    }
+
+    fn set(&mut self, k: &str, v: &str) {
+        self.env.push((k.to_string(), v.to_string()));
+    }
+
+    fn run_with(&self, args: &[&str], stdin: &[u8]) -> Run {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kura"));
+        cmd.args(args)
+            .current_dir(self.cwd.path())
+            .env("HOME", self.home.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for v in AWS_VARS {
+            cmd.env_remove(v);
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("run kura");
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin).unwrap();
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: out.stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, b"")
+    }
+}
+
+/// `kura secret ARGS --endpoint SERVER` in a shell whose ./kura-data is the server's.
+struct Cli<'a> {
+    server: &'a Server,
+    shell: Shell,
+}
+
+impl<'a> Cli<'a> {
+    fn new(server: &'a Server) -> Cli<'a> {
+        Cli {
+            server,
+            shell: Shell::new(&server.data_dir),
+        }
+    }
+    fn secret_with(&self, args: &[&str], stdin: &[u8]) -> Run {
+        let endpoint = self.server.endpoint();
+        let mut all = vec!["secret"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--endpoint", &endpoint]);
+        self.shell.run_with(&all, stdin)
+    }
+    fn secret(&self, args: &[&str]) -> Run {
+        self.secret_with(args, b"")
+    }
+}
+
+fn names(list: &serde_json::Value) -> Vec<String> {
+    list["SecretList"]
+        .as_array()
+        .expect("SecretList")
+        .iter()
+        .map(|s| s["Name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_secret_command_against_a_server() {
+    let server = Server::start().await;
+    let cli = Cli::new(&server);
+    let first = format!("first-{}", unique_suffix());
+    let second = format!("second-{}", unique_suffix());
+    let third = format!("third-{}", unique_suffix());
+    for v in [&first, &second, &third] {
+        server.remember(v);
+    }
+
+    // create with the value as an argument; JSON by default when stdout is not a terminal.
+    let created = cli
+        .secret(&[
+            "create",
+            "app/db",
+            &first,
+            "--description",
+            "the app's db",
+            "--tag",
+            "team=web",
+        ])
+        .ok()
+        .json();
+    assert_eq!(created["Name"], "app/db");
+    let v1 = created["VersionId"].as_str().unwrap().to_string();
+
+    // get prints the value exactly, no newline when piped.
+    assert_eq!(cli.secret(&["get", "app/db"]).ok().stdout, first.as_bytes());
+
+    // put from a file, then from stdin.
+    let file = cli.shell.cwd.path().join("value.txt");
+    std::fs::write(&file, &second).unwrap();
+    let put = cli
+        .secret(&["put", "app/db", &format!("@{}", file.display())])
+        .ok()
+        .json();
+    let v2 = put["VersionId"].as_str().unwrap().to_string();
+    assert_eq!(put["VersionStages"], serde_json::json!(["AWSCURRENT"]));
+    assert_eq!(
+        cli.secret(&["get", "app/db"]).ok().stdout,
+        second.as_bytes()
+    );
+    let put = cli
+        .secret_with(&["put", "app/db", "-"], third.as_bytes())
+        .ok()
+        .json();
+    let v3 = put["VersionId"].as_str().unwrap().to_string();
+    // No argument and stdin not a terminal: stdin is read too.
+    let pending = format!("pending-{}", unique_suffix());
+    server.remember(&pending);
+    cli.secret_with(
+        &["put", "app/db", "--stage", "AWSPENDING"],
+        pending.as_bytes(),
+    )
+    .ok();
+    assert_eq!(cli.secret(&["get", "app/db"]).ok().stdout, third.as_bytes());
+    assert_eq!(
+        cli.secret(&["get", "app/db", "--stage", "AWSPENDING"])
+            .ok()
+            .stdout,
+        pending.as_bytes()
+    );
+    assert_eq!(
+        cli.secret(&["get", "app/db", "--version", &v2]).ok().stdout,
+        second.as_bytes()
+    );
+    // --output json: the whole answer.
+    let answer = cli
+        .secret(&[
+            "get",
+            "app/db",
+            "--stage",
+            "AWSPREVIOUS",
+            "--output",
+            "json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(answer["SecretString"], second.as_str());
+    assert_eq!(answer["VersionId"], v2.as_str());
+
+    // versions: every version with its labels.
+    let versions = cli.secret(&["versions", "app/db"]).ok().json();
+    let labels = |id: &str| -> Vec<String> {
+        versions["Versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["VersionId"] == id)
+            .map(|v| serde_json::from_value(v["VersionStages"].clone()).unwrap())
+            .unwrap_or_default()
+    };
+    assert_eq!(labels(&v3), ["AWSCURRENT"]);
+    assert_eq!(labels(&v2), ["AWSPREVIOUS"]);
+    let table = cli
+        .secret(&["versions", "app/db", "--output", "table"])
+        .ok()
+        .text();
+    let mut lines = table.lines();
+    assert!(
+        lines.next().unwrap().starts_with("VERSION ") && table.contains("STAGES"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(&v3) && l.contains("AWSCURRENT")),
+        "{table}"
+    );
+
+    // label: AWSCURRENT back to the first version.
+    cli.secret(&[
+        "label",
+        "app/db",
+        "--stage",
+        "AWSCURRENT",
+        "--to",
+        &v1,
+        "--from",
+        &v3,
+    ])
+    .ok();
+    assert_eq!(cli.secret(&["get", "app/db"]).ok().stdout, first.as_bytes());
+    // A custom label on, then off.
+    cli.secret(&["label", "app/db", "--stage", "blue", "--to", &v2])
+        .ok();
+    assert_eq!(
+        cli.secret(&["get", "app/db", "--stage", "blue"])
+            .ok()
+            .stdout,
+        second.as_bytes()
+    );
+    cli.secret(&["label", "app/db", "--stage", "blue", "--from", &v2])
+        .ok();
+    cli.secret(&["get", "app/db", "--stage", "blue"]).fails(3);
+
+    // tag, untag, update; describe shows them.
+    cli.secret(&["tag", "app/db", "env=prod", "tier=1"]).ok();
+    cli.secret(&["untag", "app/db", "tier"]).ok();
+    cli.secret(&["update", "app/db", "--description", "primary db"])
+        .ok();
+    let d = cli.secret(&["describe", "app/db"]).ok().json();
+    assert_eq!(d["Description"], "primary db");
+    let mut tags: Vec<(String, String)> = d["Tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["Key"].as_str().unwrap().into(),
+                t["Value"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    tags.sort();
+    assert_eq!(
+        tags,
+        [("env".into(), "prod".into()), ("team".into(), "web".into())]
+    );
+    assert_eq!(
+        d["VersionIdsToStages"][&v1],
+        serde_json::json!(["AWSCURRENT"])
+    );
+
+    // describe as a table: key/value lines, never a value.
+    let table = cli
+        .secret(&["describe", "app/db", "--output", "table"])
+        .ok()
+        .text();
+    assert!(table.starts_with("Name:"), "{table}");
+    assert!(
+        table.contains("Description:") && table.contains("primary db"),
+        "{table}"
+    );
+    assert!(table.contains("env=prod, team=web"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains(&v1) && l.contains("AWSCURRENT")),
+        "{table}"
+    );
+    assert!(
+        !table.contains('\x1b'),
+        "colour when not a terminal: {table:?}"
+    );
+    for v in [&first, &second, &third, &pending] {
+        assert!(
+            !table.contains(v.as_str()),
+            "describe's table shows a value"
+        );
+    }
+    // update with a value.
+    let fourth = format!("fourth-{}", unique_suffix());
+    server.remember(&fourth);
+    cli.secret(&["update", "app/db", "--value", &fourth]).ok();
+    assert_eq!(
+        cli.secret(&["get", "app/db"]).ok().stdout,
+        fourth.as_bytes()
+    );
+
+    // delete with a recovery window, refused reads, restore; then delete for good.
+    let deleted = cli
+        .secret(&["delete", "app/db", "--recovery-window-days", "7"])
+        .ok()
+        .json();
+    assert!(deleted["DeletionDate"].as_f64().is_some(), "{deleted}");
+    let err = cli.secret(&["get", "app/db"]).fails(2);
+    assert!(err.contains("kura secret restore app/db"), "{err}");
+    assert_eq!(
+        names(&cli.secret(&["list"]).ok().json()),
+        Vec::<String>::new()
+    );
+    let text = cli
+        .secret(&["delete", "app/db", "--output", "text"])
+        .fails(2);
+    assert!(text.contains("restore"), "{text}");
+    cli.secret(&["restore", "app/db"]).ok();
+    assert_eq!(
+        cli.secret(&["get", "app/db"]).ok().stdout,
+        fourth.as_bytes()
+    );
+    let line = cli
+        .secret(&["delete", "app/db", "--force", "--output", "table"])
+        .ok()
+        .text();
+    assert_eq!(line.trim(), "deleted app/db for good");
+    let err = cli.secret(&["describe", "app/db"]).fails(3);
+    assert!(
+        err.contains("no secret named app/db") && err.contains("kura secret list"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn get_prints_one_field_and_binary_values_as_bytes() {
+    let server = Server::start().await;
+    let cli = Cli::new(&server);
+    let password = format!("pw-{}", unique_suffix());
+    server.remember(&password);
+    let value = serde_json::json!({"username": "app", "password": password, "port": 5432});
+    cli.secret(&["create", "app/login", &value.to_string()])
+        .ok();
+    assert_eq!(
+        cli.secret(&["get", "app/login", "--field", "password"])
+            .ok()
+            .stdout,
+        password.as_bytes()
+    );
+    assert_eq!(
+        cli.secret(&["get", "app/login", "--field", "port"])
+            .ok()
+            .stdout,
+        b"5432"
+    );
+    let err = cli
+        .secret(&["get", "app/login", "--field", "host"])
+        .fails(2);
+    assert!(
+        err.contains("username") && err.contains("password"),
+        "{err}"
+    );
+    assert!(!err.contains(&password), "an error shows the value");
+    // --output json with --field: the field only, not the whole value.
+    let shown = cli
+        .secret(&[
+            "get",
+            "app/login",
+            "--field",
+            "username",
+            "--output",
+            "json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(shown["FieldValue"], "app");
+    assert!(shown.get("SecretString").is_none(), "{shown}");
+
+    // A table for get shows the value (the one table that does).
+    let table = cli
+        .secret(&["get", "app/login", "--output", "table"])
+        .ok()
+        .text();
+    assert!(
+        table.contains("AWSCURRENT") && table.contains(&password),
+        "{table}"
+    );
+
+    // Bytes that are not UTF-8: refused as text, stored with --binary, printed as they are.
+    let bytes: Vec<u8> = (0u8..=255).rev().chain(0u8..32).collect();
+    let file = cli.shell.cwd.path().join("blob.bin");
+    std::fs::write(&file, &bytes).unwrap();
+    let at = format!("@{}", file.display());
+    let err = cli.secret(&["create", "app/blob", &at]).fails(2);
+    assert!(err.contains("--binary"), "{err}");
+    cli.secret(&["create", "app/blob", &at, "--binary"]).ok();
+    assert_eq!(cli.secret(&["get", "app/blob"]).ok().stdout, bytes);
+    let err = cli.secret(&["get", "app/blob", "--field", "x"]).fails(2);
+    assert!(err.contains("binary"), "{err}");
+
+    // A secret with no value yet; an empty value is refused.
+    let created = cli
+        .secret(&["create", "app/later", "--no-value"])
+        .ok()
+        .json();
+    assert!(created.get("VersionId").is_none(), "{created}");
+    let err = cli.secret_with(&["put", "app/later"], b"").fails(2);
+    assert!(err.contains("empty"), "{err}");
+}
+
+#[tokio::test]
+async fn list_pages_through_everything_and_filters() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    let cli = Cli::new(&server);
+    let mut expected = Vec::new();
+    for i in 0..7 {
+        let name = format!("prod/svc-{i}");
+        create_plain(&client, &name, &format!("value-{i}-{}", unique_suffix())).await;
+        expected.push(name);
+    }
+    create_plain(&client, "dev/tool", &format!("dev-{}", unique_suffix())).await;
+    client
+        .tag_resource()
+        .secret_id("prod/svc-3")
+        .tags(tag("team", "billing"))
+        .send()
+        .await
+        .unwrap();
+
+    // Pages of 2: all 8 come back.
+    let all = names(&cli.secret(&["list", "--page-size", "2"]).ok().json());
+    assert_eq!(all.len(), 8, "{all:?}");
+    let prod = names(
+        &cli.secret(&[
+            "list",
+            "--filter",
+            "name=prod/",
+            "--page-size",
+            "3",
+            "--sort-by",
+            "name",
+        ])
+        .ok()
+        .json(),
+    );
+    assert_eq!(prod, expected);
+    let desc = names(
+        &cli.secret(&[
+            "list",
+            "--filter",
+            "name=prod/",
+            "--sort-by",
+            "name",
+            "--sort",
+            "desc",
+        ])
+        .ok()
+        .json(),
+    );
+    assert_eq!(desc, expected.iter().rev().cloned().collect::<Vec<_>>());
+    let tagged = names(
+        &cli.secret(&["list", "--filter", "tag-key=team"])
+            .ok()
+            .json(),
+    );
+    assert_eq!(tagged, ["prod/svc-3"]);
+    // Two values of one key: either matches.
+    let two = names(
+        &cli.secret(&[
+            "list",
+            "--filter",
+            "name=dev/",
+            "--filter",
+            "name=prod/svc-1",
+        ])
+        .ok()
+        .json(),
+    );
+    assert_eq!(two.len(), 2, "{two:?}");
+
+    cli.secret(&["delete", "dev/tool"]).ok();
+    assert_eq!(names(&cli.secret(&["list"]).ok().json()).len(), 7);
+    let with_deleted = cli
+        .secret(&["list", "--include-planned-deletion", "--output", "table"])
+        .ok()
+        .text();
+    let mut lines = with_deleted.lines();
+    let header = lines.next().unwrap();
+    assert!(
+        header.starts_with("NAME ")
+            && header.contains("ROTATION")
+            && header.contains("LAST CHANGED"),
+        "{with_deleted}"
+    );
+    assert!(header.contains("DELETION PLANNED"), "{with_deleted}");
+    assert!(
+        with_deleted
+            .lines()
+            .any(|l| l.starts_with("dev/tool ") && l.contains(" off ")),
+        "{with_deleted}"
+    );
+    // text: tab-separated, no header.
+    let text = cli
+        .secret(&["list", "--output", "text", "--sort-by", "name"])
+        .ok()
+        .text();
+    let first: Vec<&str> = text
+        .lines()
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    assert_eq!(first, expected);
+    // A filter that is not KEY=VALUE, and one the server refuses.
+    cli.secret(&["list", "--filter", "prod"]).fails(2);
+    cli.secret(&["list", "--filter", "colour=blue"]).fails(2);
+}
+
+#[tokio::test]
+async fn rotate_and_cancel_rotation() {
+    let server = Server::start().await;
+    let cli = Cli::new(&server);
+    let initial = format!("initial-{}", unique_suffix());
+    server.remember(&initial);
+    let value = serde_json::json!({"username": "app", "password": initial});
+    cli.secret(&["create", "app/rotating", &value.to_string()])
+        .ok();
+    let rotated = cli
+        .secret(&[
+            "rotate",
+            "app/rotating",
+            "--function",
+            "kura-password",
+            "--schedule",
+            "rate(30 days)",
+        ])
+        .ok()
+        .json();
+    assert!(rotated["VersionId"].is_string(), "{rotated}");
+    wait_rotation_succeeded(&server, "app/rotating").await;
+    let password = cli
+        .secret(&["get", "app/rotating", "--field", "password"])
+        .ok()
+        .text();
+    assert_eq!(password.len(), 32);
+    assert_ne!(password, initial);
+    let table = cli.secret(&["list", "--output", "table"]).ok().text();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("app/rotating ") && l.contains("rate(30 days) (kura-password)")),
+        "{table}"
+    );
+    let d = cli.secret(&["describe", "app/rotating"]).ok().json();
+    assert_eq!(d["RotationEnabled"], true);
+    assert_eq!(d["RotationRules"]["ScheduleExpression"], "rate(30 days)");
+
+    cli.secret(&["cancel-rotation", "app/rotating"]).ok();
+    let d = cli.secret(&["describe", "app/rotating"]).ok().json();
+    assert_eq!(d["RotationEnabled"], false);
+    let line = cli
+        .secret(&[
+            "rotate",
+            "app/rotating",
+            "--every-days",
+            "7",
+            "--no-rotate-now",
+            "-o",
+            "table",
+        ])
+        .ok()
+        .text();
+    assert_eq!(line.trim(), "rotation of app/rotating set");
+    let d = cli.secret(&["describe", "app/rotating"]).ok().json();
+    assert_eq!(d["RotationRules"]["AutomaticallyAfterDays"], 7);
+}
+
+#[tokio::test]
+async fn exit_codes_say_what_went_wrong() {
+    let server = Server::start().await;
+    let cli = Cli::new(&server);
+    let value = format!("guarded-{}", unique_suffix());
+    server.remember(&value);
+    cli.secret(&["create", "team/guarded", &value]).ok();
+
+    // 2: usage (clap's), input, and what the server calls invalid.
+    let err = cli.secret(&["get"]).fails(2);
+    assert!(err.contains("Usage"), "{err}");
+    cli.secret(&[
+        "delete",
+        "team/guarded",
+        "--force",
+        "--recovery-window-days",
+        "7",
+    ])
+    .fails(2);
+    let err = cli
+        .secret(&["delete", "team/guarded", "--recovery-window-days", "3"])
+        .fails(2);
+    assert!(
+        err.contains("RecoveryWindowInDays") || err.contains("7"),
+        "{err}"
+    );
+    cli.secret(&["tag", "team/guarded", "no-equals-sign"])
+        .fails(2);
+    cli.secret(&["create", "x/y", "@/nonexistent/file"])
+        .fails(2);
+    cli.secret(&["update", "team/guarded"]).fails(2);
+
+    // 3: not found, saying where to look.
+    let err = cli.secret(&["get", "team/missing"]).fails(3);
+    assert!(
+        err.contains("no secret named team/missing") && err.contains("kura secret list"),
+        "{err}"
+    );
+    assert!(err.contains("ResourceNotFoundException"), "{err}");
+
+    // 4: a user without permission, an unknown key, a wrong secret key.
+    server
+        .kura("CreateUser", r#"{"UserName": "nobody"}"#)
+        .await
+        .assert_ok();
+    let (akid, secret) = server.new_access_key("nobody").await;
+    let mut as_nobody = Cli::new(&server);
+    as_nobody.shell.set("AWS_ACCESS_KEY_ID", &akid);
+    as_nobody.shell.set("AWS_SECRET_ACCESS_KEY", &secret);
+    let err = as_nobody.secret(&["get", "team/guarded"]).fails(4);
+    assert!(
+        err.contains("AccessDeniedException")
+            && err.contains(&akid)
+            && err.contains("AWS_ACCESS_KEY_ID"),
+        "{err}"
+    );
+    let mut unknown = Cli::new(&server);
+    unknown
+        .shell
+        .set("AWS_ACCESS_KEY_ID", "AKIAUNKNOWN000000000");
+    unknown
+        .shell
+        .set("AWS_SECRET_ACCESS_KEY", "wrong-secret-key");
+    unknown.secret(&["list"]).fails(4);
+    let mut wrong = Cli::new(&server);
+    wrong.shell.set("AWS_ACCESS_KEY_ID", &akid);
+    wrong
+        .shell
+        .set("AWS_SECRET_ACCESS_KEY", "not-the-secret-key");
+    let err = wrong.secret(&["list"]).fails(4);
+    assert!(err.contains("secret key"), "{err}");
+
+    // 5: nothing listening.
+    let closed = closed_port_endpoint();
+    let err = cli
+        .shell
+        .run(&["secret", "list", "--endpoint", &closed])
+        .fails(5);
+    assert!(
+        err.contains(&closed) && err.contains("cannot reach"),
+        "{err}"
+    );
+
+    // The help documents them, and every command has an example.
+    let help = cli.shell.run(&["--help"]).ok().text();
+    for code in [
+        "2  bad usage",
+        "3  not found",
+        "4  denied",
+        "5  the server could not be reached",
+    ] {
+        assert!(help.contains(code), "{help}");
+    }
+    for command in [
+        "create",
+        "get",
+        "put",
+        "update",
+        "describe",
+        "list",
+        "versions",
+        "label",
+        "tag",
+        "untag",
+        "delete",
+        "restore",
+        "rotate",
+        "cancel-rotation",
+    ] {
+        let help = cli.shell.run(&["secret", command, "--help"]).ok().text();
+        assert!(
+            help.contains("Example") && help.contains(&format!("kura secret {command} ")),
+            "{command}: {help}"
+        );
+    }
+}
+
+/// An address where nothing listens.
+fn closed_port_endpoint() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn configuration_is_found_as_the_aws_cli_finds_it() {
+    let server = Server::start().await;
+    let value = format!("configured-{}", unique_suffix());
+    server.remember(&value);
+    let root = server.credentials();
+    let closed = closed_port_endpoint();
+
+    // Nothing configured but ./kura-data: the root credentials, and KURA_ENDPOINT.
+    let mut shell = Shell::new(&server.data_dir);
+    shell.set("KURA_ENDPOINT", &server.endpoint());
+    shell.run(&["secret", "create", "cfg/one", &value]).ok();
+
+    // A profile in ~/.aws: its key from credentials, its endpoint_url from config.
+    let aws = shell.home.path().join(".aws");
+    std::fs::create_dir_all(&aws).unwrap();
+    std::fs::write(
+        aws.join("credentials"),
+        format!(
+            "[default]\naws_access_key_id = AKIANOTKNOWN00000000\naws_secret_access_key = x\n\n\
+             [kura]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            root.access_key_id, root.secret_access_key
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        aws.join("config"),
+        format!(
+            "[profile kura]\nregion = eu-west-1\nendpoint_url = {}\n",
+            server.endpoint()
+        ),
+    )
+    .unwrap();
+    let mut shell = Shell::new(&server.data_dir);
+    std::fs::create_dir_all(shell.home.path().join(".aws")).unwrap();
+    for f in ["credentials", "config"] {
+        std::fs::copy(aws.join(f), shell.home.path().join(".aws").join(f)).unwrap();
+    }
+    shell.set("KURA_ENDPOINT", &closed);
+    let get = |shell: &Shell, args: &[&str]| {
+        let mut all = vec!["secret", "get", "cfg/one"];
+        all.extend_from_slice(args);
+        shell.run(&all)
+    };
+    // --profile: the profile's endpoint_url comes before KURA_ENDPOINT.
+    assert_eq!(
+        get(&shell, &["--profile", "kura"]).ok().stdout,
+        value.as_bytes()
+    );
+    // The default profile's key is not known to the server: 4, naming where it came from.
+    let err = shell
+        .run(&["secret", "list", "--endpoint", &server.endpoint()])
+        .fails(4);
+    assert!(
+        err.contains("profile default of") && err.contains(".aws/credentials"),
+        "{err}"
+    );
+    // AWS_PROFILE names it too.
+    shell.set("AWS_PROFILE", "kura");
+    assert_eq!(get(&shell, &[]).ok().stdout, value.as_bytes());
+    // AWS_ENDPOINT_URL_SECRETS_MANAGER beats the profile's endpoint_url (here: nothing there).
+    shell.set("AWS_ENDPOINT_URL_SECRETS_MANAGER", &closed);
+    get(&shell, &[]).fails(5);
+    // ... and --endpoint beats that.
+    assert_eq!(
+        get(&shell, &["--endpoint", &server.endpoint()]).ok().stdout,
+        value.as_bytes()
+    );
+    // A profile that does not exist: 2, naming the files.
+    let err = get(&shell, &["--profile", "nope"]).fails(2);
+    assert!(
+        err.contains("no profile nope") && err.contains("--profile"),
+        "{err}"
+    );
+
+    // AWS_ENDPOINT_URL_SECRETS_MANAGER alone, and AWS_SHARED_CREDENTIALS_FILE.
+    let mut shell = Shell::new(&server.data_dir);
+    shell.set("AWS_ENDPOINT_URL_SECRETS_MANAGER", &server.endpoint());
+    shell.set("KURA_ENDPOINT", &closed);
+    shell.set(
+        "AWS_SHARED_CREDENTIALS_FILE",
+        server.data_dir.join("root-credentials").to_str().unwrap(),
+    );
+    assert_eq!(get(&shell, &[]).ok().stdout, value.as_bytes());
+
+    // No credentials anywhere: 2, saying what to set.
+    let empty = tempfile::tempdir().unwrap();
+    let mut shell = Shell::new(empty.path());
+    shell.set("KURA_ENDPOINT", &server.endpoint());
+    let err = shell.run(&["secret", "list"]).fails(2);
+    assert!(
+        err.contains("AWS_ACCESS_KEY_ID") && err.contains("--profile"),
+        "{err}"
+    );
+
+    // kura api shares the resolution: the profile's endpoint and key.
+    let mut shell = Shell::new(empty.path());
+    std::fs::create_dir_all(shell.home.path().join(".aws")).unwrap();
+    for f in ["credentials", "config"] {
+        std::fs::copy(aws.join(f), shell.home.path().join(".aws").join(f)).unwrap();
+    }
+    shell.set("AWS_PROFILE", "kura");
+    let out = shell
+        .run(&["api", "DescribeSecret", r#"{"SecretId": "cfg/one"}"#])
+        .ok()
+        .json();
+    assert_eq!(out["Name"], "cfg/one");
+    let err = shell
+        .run(&["api", "DescribeSecret", r#"{"SecretId": "cfg/none"}"#])
+        .fails(3);
+    assert!(err.contains("ResourceNotFoundException"), "{err}");
+}
