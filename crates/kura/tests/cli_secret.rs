@@ -866,3 +866,72 @@ async fn configuration_is_found_as_the_aws_cli_finds_it() {
         .fails(3);
     assert!(err.contains("ResourceNotFoundException"), "{err}");
 }
+
+#[tokio::test]
+async fn on_a_terminal_a_coloured_table_and_a_prompt_without_echo() {
+    if !have("script") {
+        return skip("no `script` (util-linux) to run kura on a terminal");
+    }
+    let server = Server::start().await;
+    let shell = Shell::new(&server.data_dir);
+    let kura = env!("CARGO_BIN_EXE_kura");
+    let endpoint = server.endpoint();
+    // `script` runs the command on a pseudo-terminal; its exit code is the command's.
+    let on_tty = |command: &str, input: &str, no_color: bool| {
+        let script = format!("script -qec '{kura} {command} --endpoint {endpoint}' /dev/null");
+        // The input comes after the prompt turned echo off (it would be echoed before).
+        let feed = format!("(sleep 1; {input}) | {script}");
+        let mut extra = vec![];
+        if no_color {
+            extra.push(("NO_COLOR", "1"));
+        }
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &feed])
+            .current_dir(shell.cwd.path())
+            .env("HOME", shell.home.path());
+        for v in AWS_VARS {
+            cmd.env_remove(v);
+        }
+        cmd.envs(extra);
+        let out = cmd.output().expect("run script");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n"),
+        )
+    };
+
+    let typed = format!("typed-{}", unique_suffix());
+    server.remember(&typed);
+    let feed = format!("printf '%s\\n' {typed}; sleep 0.5; printf '%s\\n' {typed}");
+    let (code, out) = on_tty("secret create tty/typed", &feed, false);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Value of tty/typed (not shown)"), "{out}");
+    assert!(out.contains("created tty/typed (version "), "{out}");
+    assert!(!out.contains(&typed), "the typed value was echoed: {out}");
+    let client = server.client().await;
+    assert_eq!(get_string(&client, "tty/typed").await, typed);
+    // Two different values: nothing stored.
+    let (code, out) = on_tty(
+        "secret put tty/typed",
+        "printf 'one-value\\n'; sleep 0.5; printf 'another\\n'",
+        false,
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("differ"), "{out}");
+    assert_eq!(get_string(&client, "tty/typed").await, typed);
+
+    // A table by default, its header bold; NO_COLOR: the same table, plain.
+    let (code, out) = on_tty("secret list", "true", false);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("\x1b[1mNAME"), "{out:?}");
+    assert!(out.lines().any(|l| l.starts_with("tty/typed ")), "{out}");
+    let (code, plain) = on_tty("secret list", "true", true);
+    assert_eq!(code, 0, "{plain}");
+    assert!(
+        plain.starts_with("NAME ") && !plain.contains('\x1b'),
+        "{plain:?}"
+    );
+    // On a terminal get ends the value with a newline.
+    let (_, out) = on_tty("secret get tty/typed", "true", false);
+    assert_eq!(out, format!("{typed}\n"));
+}
