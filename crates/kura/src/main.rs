@@ -166,6 +166,14 @@ enum Command {
         #[command(flatten)]
         client: cli::ClientArgs,
     },
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  kura completion bash > /etc/bash_completion.d/kura\n  kura completion zsh > \"${fpath[1]}/_kura\"\n  kura completion fish > ~/.config/fish/completions/kura.fish"
+    )]
+    Completion {
+        /// bash, zsh, fish (also elvish, powershell).
+        shell: clap_complete::Shell,
+    },
     /// Call one operation on a kura server, signed: an AWS one (`CreateSecret`) or one of
     /// kura's extensions (`Kura.CreateRotationFunction`). Prints the JSON answer.
     #[command(
@@ -608,6 +616,18 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("kura: {}", api::error_text(&e));
                     ExitCode::from(e.exit_code())
+                }
+            }
+        }
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "kura", &mut script);
+            match cli::emit(&script) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("kura: {}", cli::message(&e));
+                    ExitCode::FAILURE
                 }
             }
         }

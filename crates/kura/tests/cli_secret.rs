@@ -935,3 +935,39 @@ async fn on_a_terminal_a_coloured_table_and_a_prompt_without_echo() {
     let (_, out) = on_tty("secret get tty/typed", "true", false);
     assert_eq!(out, format!("{typed}\n"));
 }
+
+#[test]
+fn completion_scripts_for_bash_zsh_and_fish() {
+    let shell = Shell::new(Path::new("/nonexistent"));
+    let bash = shell.run(&["completion", "bash"]).ok().text();
+    for word in [
+        "secret",
+        "cancel-rotation",
+        "--recovery-window-days",
+        "--output",
+    ] {
+        assert!(bash.contains(word), "bash completion lacks {word}");
+    }
+    let file = shell.cwd.path().join("kura.bash");
+    std::fs::write(&file, &bash).unwrap();
+    // It parses, and once sourced completes `kura secret de` to delete and describe.
+    let check = format!(
+        "source {}; COMP_WORDS=(kura secret de); COMP_CWORD=2; _kura kura de secret; echo \"${{COMPREPLY[@]}}\"",
+        file.display()
+    );
+    let out = Command::new("bash").args(["-c", &check]).output().unwrap();
+    let words = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && words.contains("delete") && words.contains("describe"),
+        "{words} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let zsh = shell.run(&["completion", "zsh"]).ok().text();
+    assert!(
+        zsh.starts_with("#compdef kura") && zsh.contains("cancel-rotation"),
+        "{zsh}"
+    );
+    let fish = shell.run(&["completion", "fish"]).ok().text();
+    assert!(fish.contains("complete -c kura") && fish.contains("cancel-rotation"));
+    shell.run(&["completion", "tcsh"]).fails(2);
+}

@@ -75,25 +75,30 @@ pub struct Out {
 }
 
 impl Out {
-    pub fn json(&self, value: &serde_json::Value) {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(value).unwrap_or_default()
-        );
+    pub fn json(&self, value: &serde_json::Value) -> Result<(), ClientError> {
+        let mut text = Zeroizing::new(serde_json::to_string_pretty(value).unwrap_or_default());
+        text.push('\n');
+        emit(text.as_bytes())
+    }
+
+    /// A line of text.
+    pub fn line(&self, text: &str) -> Result<(), ClientError> {
+        emit(format!("{text}\n").as_bytes())
     }
 
     /// Rows under a header (table), or tab-separated without it (text).
-    pub fn rows(&self, header: &[&str], rows: &[Vec<String>]) {
+    pub fn rows(&self, header: &[&str], rows: &[Vec<String>]) -> Result<(), ClientError> {
         let text = match self.format {
             Format::Text => rows.iter().map(|r| format!("{}\n", r.join("\t"))).collect(),
             _ => table(header, rows, self.color),
         };
-        print!("{text}");
+        emit(text.as_bytes())
     }
 
     /// `key: value` lines (table), or `key<TAB>value` (text).
-    pub fn pairs(&self, pairs: &[(&str, String)]) {
-        let text: String = match self.format {
+    pub fn pairs(&self, pairs: &[(&str, String)]) -> Result<(), ClientError> {
+        // `get --output table` shows a value here: the text is wiped after.
+        let text: Zeroizing<String> = Zeroizing::new(match self.format {
             Format::Text => pairs.iter().map(|(k, v)| format!("{k}\t{v}\n")).collect(),
             _ => {
                 let width = pairs
@@ -113,8 +118,8 @@ impl Out {
                     })
                     .collect()
             }
-        };
-        print!("{text}");
+        });
+        emit(text.as_bytes())
     }
 
     fn bold(&self, s: &str) -> String {
@@ -237,11 +242,19 @@ fn read_stdin() -> Result<Zeroizing<Vec<u8>>, ClientError> {
 
 /// Writes bytes to stdout as they are (a value), with a newline after on a terminal only.
 pub fn print_raw(bytes: &[u8], tty: bool) -> Result<(), ClientError> {
+    emit(bytes)?;
+    if tty { emit(b"\n") } else { Ok(()) }
+}
+
+/// Writes to stdout. A reader that went away (`| head`) is no error; a full disk is.
+pub fn emit(bytes: &[u8]) -> Result<(), ClientError> {
     let mut out = std::io::stdout().lock();
-    out.write_all(bytes)
-        .and_then(|_| if tty { out.write_all(b"\n") } else { Ok(()) })
-        .and_then(|_| out.flush())
-        .map_err(|e| ClientError::Other(format!("cannot write to stdout: {e}")))
+    match out.write_all(bytes).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(ClientError::Other(format!("cannot write to stdout: {e}")))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Takes the secret fields out of an answer so they are wiped when dropped.

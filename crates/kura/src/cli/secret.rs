@@ -444,10 +444,10 @@ impl Secrets {
     }
 
     /// A one-line report of a change (table and text), or the answer (JSON).
-    fn done(&self, answer: &Json, line: String) {
+    fn done(&self, answer: &Json, line: String) -> Result<(), ClientError> {
         match self.out.format {
             Format::Json => self.out.json(answer),
-            _ => println!("{line}"),
+            _ => self.out.line(&line),
         }
     }
 
@@ -473,8 +473,7 @@ impl Secrets {
             Some(v) => format!("created {} (version {v})", a.name),
             None => format!("created {} (no value yet)", a.name),
         };
-        self.done(&answer, line);
-        Ok(())
+        self.done(&answer, line)
     }
 
     async fn get(&self, a: GetArgs) -> Result<(), ClientError> {
@@ -518,14 +517,11 @@ impl Secrets {
                 wipe(&mut shown);
                 shown["Field"] = json!(a.field);
                 shown["FieldValue"] = json!(String::from_utf8_lossy(&bytes));
-                self.out.json(&shown);
+                let printed = self.out.json(&shown);
                 scrub(shown);
-                Ok(())
+                printed
             }
-            (true, Format::Json) => {
-                self.out.json(answer);
-                Ok(())
-            }
+            (true, Format::Json) => self.out.json(answer),
             (true, Format::Table) => {
                 let value = match std::str::from_utf8(&bytes) {
                     Ok(t) => t.to_string(),
@@ -534,15 +530,16 @@ impl Secrets {
                         bytes.len()
                     ),
                 };
-                let value = zeroize::Zeroizing::new(value);
-                self.out.pairs(&[
+                let mut pairs = [
                     ("Name", s(&answer["Name"])),
                     ("Version", s(&answer["VersionId"])),
                     ("Stages", stages(&answer["VersionStages"])),
                     ("Created", date(&answer["CreatedDate"])),
-                    ("Value", value.to_string()),
-                ]);
-                Ok(())
+                    ("Value", value),
+                ];
+                let printed = self.out.pairs(&pairs);
+                drop(zeroize::Zeroizing::new(std::mem::take(&mut pairs[4].1)));
+                printed
             }
             _ => print_raw(&bytes, self.out.tty),
         }
@@ -564,8 +561,7 @@ impl Secrets {
             s(&answer["VersionId"]),
             stages(&answer["VersionStages"])
         );
-        self.done(&answer, line);
-        Ok(())
+        self.done(&answer, line)
     }
 
     async fn update(&self, a: UpdateArgs) -> Result<(), ClientError> {
@@ -592,8 +588,7 @@ impl Secrets {
             Some(v) => format!("updated {} (new version {v})", a.name),
             None => format!("updated {}", a.name),
         };
-        self.done(&answer, line);
-        Ok(())
+        self.done(&answer, line)
     }
 
     async fn describe(&self, name: &str) -> Result<(), ClientError> {
@@ -601,8 +596,7 @@ impl Secrets {
             .call("DescribeSecret", &json!({"SecretId": name}), name)
             .await?;
         if self.out.format == Format::Json {
-            self.out.json(&d);
-            return Ok(());
+            return self.out.json(&d);
         }
         let mut pairs: Vec<(&str, String)> = vec![
             ("Name", s(&d["Name"])),
@@ -654,8 +648,7 @@ impl Secrets {
             .map(|(id, st)| format!("{id} {st}"))
             .collect();
         pairs.push(("Versions", versions.join("\n")));
-        self.out.pairs(&pairs);
-        Ok(())
+        self.out.pairs(&pairs)
     }
 
     async fn list(&self, a: ListArgs) -> Result<(), ClientError> {
@@ -689,8 +682,7 @@ impl Secrets {
         }
         let all = self.pages("ListSecrets", body, "SecretList", "").await?;
         if self.out.format == Format::Json {
-            self.out.json(&json!({"SecretList": all}));
-            return Ok(());
+            return self.out.json(&json!({"SecretList": all}));
         }
         let deleting = all.iter().any(|d| !d["DeletedDate"].is_null());
         let mut header = vec!["NAME", "ROTATION", "LAST CHANGED"];
@@ -709,8 +701,7 @@ impl Secrets {
                 row
             })
             .collect();
-        self.out.rows(&header, &rows);
-        Ok(())
+        self.out.rows(&header, &rows)
     }
 
     /// Every page of a listing: the items under `key`.
@@ -746,8 +737,7 @@ impl Secrets {
             .pages("ListSecretVersionIds", body, "Versions", &a.name)
             .await?;
         if self.out.format == Format::Json {
-            self.out.json(&json!({"Name": a.name, "Versions": all}));
-            return Ok(());
+            return self.out.json(&json!({"Name": a.name, "Versions": all}));
         }
         let rows: Vec<Vec<String>> = all
             .iter()
@@ -761,8 +751,7 @@ impl Secrets {
             })
             .collect();
         self.out
-            .rows(&["VERSION", "STAGES", "CREATED", "LAST ACCESSED"], &rows);
-        Ok(())
+            .rows(&["VERSION", "STAGES", "CREATED", "LAST ACCESSED"], &rows)
     }
 
     async fn label(&self, a: LabelArgs) -> Result<(), ClientError> {
@@ -781,22 +770,19 @@ impl Secrets {
             (None, Some(from)) => format!("{} of {} is off version {from}", a.stage, a.name),
             (None, None) => String::new(),
         };
-        self.done(&answer, line);
-        Ok(())
+        self.done(&answer, line)
     }
 
     async fn tag(&self, a: TagArgs) -> Result<(), ClientError> {
         let body = json!({"SecretId": a.name, "Tags": tags_json(&a.tags)?});
         let answer = self.call("TagResource", &body, &a.name).await?;
-        self.done(&answer, format!("tagged {}", a.name));
-        Ok(())
+        self.done(&answer, format!("tagged {}", a.name))
     }
 
     async fn untag(&self, a: UntagArgs) -> Result<(), ClientError> {
         let body = json!({"SecretId": a.name, "TagKeys": a.keys});
         let answer = self.call("UntagResource", &body, &a.name).await?;
-        self.done(&answer, format!("untagged {}", a.name));
-        Ok(())
+        self.done(&answer, format!("untagged {}", a.name))
     }
 
     async fn delete(&self, a: DeleteArgs) -> Result<(), ClientError> {
@@ -818,16 +804,14 @@ impl Secrets {
                 a.name
             )
         };
-        self.done(&answer, line);
-        Ok(())
+        self.done(&answer, line)
     }
 
     async fn restore(&self, name: &str) -> Result<(), ClientError> {
         let answer = self
             .call("RestoreSecret", &json!({"SecretId": name}), name)
             .await?;
-        self.done(&answer, format!("restored {name}"));
-        Ok(())
+        self.done(&answer, format!("restored {name}"))
     }
 
     async fn rotate(&self, a: RotateArgs) -> Result<(), ClientError> {
@@ -862,15 +846,13 @@ impl Secrets {
                 a.name
             )
         };
-        self.done(&answer, line);
-        Ok(())
+        self.done(&answer, line)
     }
 
     async fn cancel_rotation(&self, name: &str) -> Result<(), ClientError> {
         let answer = self
             .call("CancelRotateSecret", &json!({"SecretId": name}), name)
             .await?;
-        self.done(&answer, format!("rotation of {name} is off"));
-        Ok(())
+        self.done(&answer, format!("rotation of {name} is off"))
     }
 }
