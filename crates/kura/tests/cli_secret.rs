@@ -970,4 +970,16 @@ fn completion_scripts_for_bash_zsh_and_fish() {
     let fish = shell.run(&["completion", "fish"]).ok().text();
     assert!(fish.contains("complete -c kura") && fish.contains("cancel-rotation"));
     shell.run(&["completion", "tcsh"]).fails(2);
+    // A reader that stops early (89 KB is more than a pipe holds): a quiet, successful end.
+    let piped = format!(
+        "{} completion bash | head -c 10 >/dev/null; exit ${{PIPESTATUS[0]}}",
+        env!("CARGO_BIN_EXE_kura")
+    );
+    let out = Command::new("bash").args(["-c", &piped]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.is_empty(),
+        "{:?} {err}",
+        out.status
+    );
 }
