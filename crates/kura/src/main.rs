@@ -28,7 +28,7 @@ struct Cli {
 }
 
 /// The client commands' exit codes (`kura secret`, `kura api`).
-const EXIT_CODES: &str = "Exit codes of the client commands (secret, api):
+const EXIT_CODES: &str = "Exit codes of the client commands (secret, user, key, policy, api):
   0  done
   1  a server error, or another failure
   2  bad usage or input (an argument, a file, or a request the server found invalid)
@@ -163,6 +163,36 @@ enum Command {
     Secret {
         #[command(subcommand)]
         command: cli::secret::SecretCommand,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
+    /// Manage users and their access keys.
+    #[command(
+        after_help = "Examples:\n  kura user create billing\n  kura user create-key billing\n  kura user whoami"
+    )]
+    User {
+        #[command(subcommand)]
+        command: cli::admin::UserCommand,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
+    /// Manage the keys that protect secrets.
+    #[command(
+        after_help = "Examples:\n  kura key create --alias alias/billing\n  kura key rotate alias/billing"
+    )]
+    Key {
+        #[command(subcommand)]
+        command: cli::admin::KeyCommand,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
+    /// Manage users' policies and secrets' resource policies.
+    #[command(
+        after_help = "Examples:\n  kura policy validate @read-billing.json\n  kura policy put --user billing --name read-billing @read-billing.json"
+    )]
+    Policy {
+        #[command(subcommand)]
+        command: cli::admin::PolicyCommand,
         #[command(flatten)]
         client: cli::ClientArgs,
     },
@@ -528,6 +558,22 @@ fn tls_files(
     }
 }
 
+/// Runs a client command; its error on stderr and its exit code.
+fn client_command(
+    command: impl std::future::Future<Output = Result<(), client::ClientError>>,
+) -> ExitCode {
+    let Some(runtime) = runtime(false) else {
+        return ExitCode::FAILURE;
+    };
+    match runtime.block_on(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kura: {}", cli::message(&e));
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let parsed = match config::parse::<Cli>() {
         Ok(p) => p,
@@ -631,18 +677,10 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Secret { command, client } => {
-            let Some(runtime) = runtime(false) else {
-                return ExitCode::FAILURE;
-            };
-            match runtime.block_on(cli::secret::run(command, &client)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("kura: {}", cli::message(&e));
-                    ExitCode::from(e.exit_code())
-                }
-            }
-        }
+        Command::Secret { command, client } => client_command(cli::secret::run(command, &client)),
+        Command::User { command, client } => client_command(cli::admin::user(command, &client)),
+        Command::Key { command, client } => client_command(cli::admin::key(command, &client)),
+        Command::Policy { command, client } => client_command(cli::admin::policy(command, &client)),
         Command::Operator { command, endpoint } => {
             let Some(runtime) = runtime(false) else {
                 return ExitCode::FAILURE;

@@ -3,146 +3,11 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+use common::cli::*;
 use common::*;
-
-/// What one run of `kura` gave.
-struct Run {
-    code: i32,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-impl Run {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "not JSON ({e}); exit {}, stderr: {}\nstdout: {}",
-                self.code,
-                self.stderr,
-                self.text()
-            )
-        })
-    }
-    /// Asserts success; returns itself for the output.
-    fn ok(self) -> Run {
-        assert_eq!(self.code, 0, "kura failed: {}", self.stderr);
-        self
-    }
-    /// Asserts the exit code; returns stderr.
-    fn fails(self, code: i32) -> String {
-        assert_eq!(
-            self.code,
-            code,
-            "expected exit {code}; stderr: {}; stdout: {}",
-            self.stderr,
-            self.text()
-        );
-        assert!(self.stdout.is_empty(), "a failure printed: {}", self.text());
-        self.stderr
-    }
-}
-
-/// A user's shell: a home without AWS configuration, a working directory whose `./kura-data`
-/// is the server's data directory, and no AWS or kura variables but those set here.
-struct Shell {
-    home: tempfile::TempDir,
-    cwd: tempfile::TempDir,
-    env: Vec<(String, String)>,
-}
-
-const AWS_VARS: &[&str] = &[
-    "AWS_PROFILE",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_SECRETS_MANAGER",
-    "AWS_SHARED_CREDENTIALS_FILE",
-    "AWS_CONFIG_FILE",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "KURA_ENDPOINT",
-    "NO_COLOR",
-];
-
-impl Shell {
-    fn new(data_dir: &Path) -> Shell {
-        let home = tempfile::tempdir().unwrap();
-        let cwd = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink(data_dir, cwd.path().join("kura-data")).unwrap();
-        Shell {
-            home,
-            cwd,
-            env: Vec::new(),
-        }
-    }
-
-    fn set(&mut self, k: &str, v: &str) {
-        self.env.push((k.to_string(), v.to_string()));
-    }
-
-    fn run_with(&self, args: &[&str], stdin: &[u8]) -> Run {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kura"));
-        cmd.args(args)
-            .current_dir(self.cwd.path())
-            .env("HOME", self.home.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for v in AWS_VARS {
-            cmd.env_remove(v);
-        }
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("run kura");
-        let mut input = child.stdin.take().unwrap();
-        input.write_all(stdin).unwrap();
-        drop(input);
-        let out = child.wait_with_output().unwrap();
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: out.stdout,
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        self.run_with(args, b"")
-    }
-}
-
-/// `kura secret ARGS --endpoint SERVER` in a shell whose ./kura-data is the server's.
-struct Cli<'a> {
-    server: &'a Server,
-    shell: Shell,
-}
-
-impl<'a> Cli<'a> {
-    fn new(server: &'a Server) -> Cli<'a> {
-        Cli {
-            server,
-            shell: Shell::new(&server.data_dir),
-        }
-    }
-    fn secret_with(&self, args: &[&str], stdin: &[u8]) -> Run {
-        let endpoint = self.server.endpoint();
-        let mut all = vec!["secret"];
-        all.extend_from_slice(args);
-        all.extend_from_slice(&["--endpoint", &endpoint]);
-        self.shell.run_with(&all, stdin)
-    }
-    fn secret(&self, args: &[&str]) -> Run {
-        self.secret_with(args, b"")
-    }
-}
 
 fn names(list: &serde_json::Value) -> Vec<String> {
     list["SecretList"]
@@ -744,14 +609,6 @@ async fn exit_codes_say_what_went_wrong() {
             "{command}: {help}"
         );
     }
-}
-
-/// An address where nothing listens.
-fn closed_port_endpoint() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{addr}")
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! The client commands (`kura secret …`): their shared options, output formats, and how a
 //! value is read from the user.
 
+pub mod admin;
 pub mod secret;
 
 use std::io::{IsTerminal, Read, Write};
@@ -230,6 +231,24 @@ pub fn read_value(arg: Option<&str>, binary: bool, what: &str) -> Result<Value, 
             "the value of {what} is not UTF-8 text: add --binary to store it as bytes"
         ))),
     }
+}
+
+/// A JSON document (a policy): the JSON itself, `@FILE`, or `-` (stdin).
+pub fn read_document(arg: &str) -> Result<serde_json::Value, ClientError> {
+    let text = match arg {
+        "-" => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s).map_err(|e| {
+                ClientError::Usage(format!("cannot read the document from stdin: {e}"))
+            })?;
+            s
+        }
+        a if a.starts_with('@') => std::fs::read_to_string(&a[1..])
+            .map_err(|e| ClientError::Usage(format!("cannot read {}: {e}", &a[1..])))?,
+        a => a.to_string(),
+    };
+    serde_json::from_str(&text)
+        .map_err(|e| ClientError::Usage(format!("the document is not JSON: {e}")))
 }
 
 fn read_stdin() -> Result<Zeroizing<Vec<u8>>, ClientError> {

@@ -419,7 +419,8 @@ impl Secrets {
                 )
             }
             "ResourceNotFoundException" => format!(
-                "{message} ({id}); `kura secret versions {id}` shows its versions and labels"
+                "{} ({id}); `kura secret versions {id}` shows its versions and labels",
+                message.trim_end_matches('.')
             ),
             "ResourceExistsException" => format!(
                 "a secret named {id} exists already; `kura secret put {id}` stores a new value"
