@@ -189,6 +189,15 @@ async fn every_secret_command_against_a_server() {
         .ok()
         .text();
     assert!(table.starts_with("Name:"), "{table}");
+    // As text: key<TAB>value, a line for each version.
+    let text = cli
+        .secret(&["describe", "app/db", "-o", "text"])
+        .ok()
+        .text();
+    assert!(text.lines().any(|l| l == "Name\tapp/db"), "{text}");
+    let versions = text.lines().filter(|l| l.starts_with("Versions\t")).count();
+    // Labelled versions only: AWSCURRENT, AWSPREVIOUS and AWSPENDING.
+    assert_eq!(versions, 3, "{text}");
     assert!(
         table.contains("Description:") && table.contains("primary db"),
         "{table}"
@@ -679,6 +688,13 @@ async fn configuration_is_found_as_the_aws_cli_finds_it() {
         get(&shell, &["--endpoint", &server.endpoint()]).ok().stdout,
         value.as_bytes()
     );
+    // A session token is sent, and signed (the server refuses unsigned x-amz-* headers).
+    let mut with_token = Shell::new(&server.data_dir);
+    with_token.set("AWS_ACCESS_KEY_ID", &root.access_key_id);
+    with_token.set("AWS_SECRET_ACCESS_KEY", &root.secret_access_key);
+    with_token.set("AWS_SESSION_TOKEN", "a-session-token");
+    with_token.set("AWS_ENDPOINT_URL", &server.endpoint());
+    assert_eq!(get(&with_token, &[]).ok().stdout, value.as_bytes());
     // A profile that does not exist: 2, naming the files.
     let err = get(&shell, &["--profile", "nope"]).fails(2);
     assert!(

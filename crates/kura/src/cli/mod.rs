@@ -90,7 +90,15 @@ impl Out {
     /// Rows under a header (table), or tab-separated without it (text).
     pub fn rows(&self, header: &[&str], rows: &[Vec<String>]) -> Result<(), ClientError> {
         let text = match self.format {
-            Format::Text => rows.iter().map(|r| format!("{}\n", r.join("\t"))).collect(),
+            // One record a line, one field a column: tabs and newlines inside become spaces.
+            Format::Text => rows
+                .iter()
+                .map(|r| {
+                    let cells: Vec<String> =
+                        r.iter().map(|c| c.replace(['\t', '\n'], " ")).collect();
+                    format!("{}\n", cells.join("\t"))
+                })
+                .collect(),
             _ => table(header, rows, self.color),
         };
         emit(text.as_bytes())
@@ -100,7 +108,11 @@ impl Out {
     pub fn pairs(&self, pairs: &[(&str, String)]) -> Result<(), ClientError> {
         // `get --output table` shows a value here: the text is wiped after.
         let text: Zeroizing<String> = Zeroizing::new(match self.format {
-            Format::Text => pairs.iter().map(|(k, v)| format!("{k}\t{v}\n")).collect(),
+            // A multi-line value (describe's versions): one `key<TAB>line` per line.
+            Format::Text => pairs
+                .iter()
+                .flat_map(|(k, v)| v.split('\n').map(move |line| format!("{k}\t{line}\n")))
+                .collect(),
             _ => {
                 let width = pairs
                     .iter()
