@@ -169,6 +169,15 @@ pub fn resolve(
         }
         Ok(None)
     };
+    // kura signs with static keys only (no SSO, credential_process or assumed roles).
+    let no_profile = || {
+        format!(
+            "no profile {profile} (named by {named_by}) with aws_access_key_id and \
+             aws_secret_access_key in {} or {}; add it there, or leave {named_by} out",
+            shown(&credentials_path),
+            shown(&config_path)
+        )
+    };
     let (credentials, credentials_source) = if let Some(path) = &opts.credentials_file {
         let text = std::fs::read_to_string(path)
             .map(Zeroizing::new)
@@ -183,10 +192,8 @@ pub fn resolve(
                 )
             })?;
         (c, format!("profile {profile} of {}", path.display()))
-    } else if flag_profile.is_some()
-        && let Some(found) = from_profile()?
-    {
-        found
+    } else if flag_profile.is_some() {
+        from_profile()?.ok_or_else(no_profile)?
     } else if let (Some(id), Some(secret)) =
         (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"))
     {
@@ -199,12 +206,7 @@ pub fn resolve(
     } else if let Some(found) = from_profile()? {
         found
     } else if named.is_some() {
-        return Err(format!(
-            "no profile {profile} (named by {named_by}) with aws_access_key_id and \
-             aws_secret_access_key in {} or {}; add it there, or leave {named_by} out",
-            shown(&credentials_path),
-            shown(&config_path)
-        ));
+        return Err(no_profile());
     } else {
         match read_optional(cwd_root)? {
             Some(text) => {
@@ -368,6 +370,22 @@ mod tests {
             e.contains("no profile nope") && e.contains("AWS_PROFILE"),
             "{e}"
         );
+
+        // A profile named on the command line is never silently replaced by the environment's key.
+        f.set("AWS_ACCESS_KEY_ID", "AKIAENV");
+        f.set("AWS_SECRET_ACCESS_KEY", "e");
+        let missing = ConnectOptions {
+            profile: Some("missing".into()),
+            ..Default::default()
+        };
+        let e = f.resolve(&missing).unwrap_err();
+        assert!(
+            e.contains("no profile missing") && e.contains("--profile"),
+            "{e}"
+        );
+        // AWS_PROFILE gives way to the environment's key, as in the AWS CLI.
+        let s = f.resolve(&ConnectOptions::default()).unwrap();
+        assert_eq!(s.credentials.access_key_id, "AKIAENV");
     }
 
     #[test]
