@@ -28,7 +28,8 @@ struct Cli {
 }
 
 /// The client commands' exit codes (`kura secret`, `kura api`).
-const EXIT_CODES: &str = "Exit codes of the client commands (secret, user, key, policy, api):
+const EXIT_CODES: &str = "Exit codes of the client commands (secret, user, key, policy,
+audit lookup, api):
   0  done
   1  a server error, or another failure
   2  bad usage or input (an argument, a file, or a request the server found invalid)
@@ -454,6 +455,16 @@ enum OperatorCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
+    /// Show audit records from a running server, filtered (who did what, when, and how it went).
+    #[command(
+        after_help = "Examples:\n  kura audit lookup --since 1h --outcome Error\n  kura audit lookup --action secretsmanager:GetSecretValue --resource arn:aws:secretsmanager:...\n  kura audit lookup --since 2026-12-01T00:00:00Z --output json"
+    )]
+    Lookup {
+        #[command(flatten)]
+        lookup: cli::audit::LookupArgs,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
     /// Check that no audit record was edited, deleted or reordered; say where the chain breaks.
     /// Reads the data directory only, so it may run beside the server.
     Verify {
@@ -584,6 +595,9 @@ fn main() -> ExitCode {
     };
     let cli = parsed.cli;
     match cli.command {
+        Command::Audit {
+            command: AuditCommand::Lookup { lookup, client },
+        } => client_command(cli::audit::lookup(lookup, &client)),
         Command::Audit {
             command:
                 AuditCommand::Verify {

@@ -357,5 +357,82 @@ fn every_command_has_an_example_in_its_help() {
         }
     }
     let help = shell.run(&["--help"]).ok().text();
-    assert!(help.contains("(secret, user, key, policy, api)"), "{help}");
+    assert!(
+        help.contains("(secret, user, key, policy,\naudit lookup, api)"),
+        "{help}"
+    );
+}
+
+#[tokio::test]
+async fn audit_lookup_shows_who_did_what() {
+    let server = Server::start().await;
+    let cli = Cli::new(&server);
+    let value = format!("audited-{}", unique_suffix());
+    server.remember(&value);
+    cli.secret(&["create", "audit/one", &value]).ok();
+    cli.secret(&["get", "audit/one"]).ok();
+    cli.secret(&["get", "audit/missing"]).fails(3);
+
+    let errors = cli
+        .kura(&["audit", "lookup", "--since", "5m", "--outcome", "Error"])
+        .ok()
+        .json();
+    let events = errors["Events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{errors}");
+    assert_eq!(events[0]["Action"], "secretsmanager:GetSecretValue");
+    assert_eq!(events[0]["ErrorCode"], "ResourceNotFoundException");
+    // The CLI names itself in the trail.
+    assert!(
+        events[0]["UserAgent"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("kura/"),
+        "{errors}"
+    );
+    let reads = cli
+        .kura(&[
+            "audit",
+            "lookup",
+            "--action",
+            "secretsmanager:GetSecretValue",
+        ])
+        .ok()
+        .json();
+    assert_eq!(reads["Events"].as_array().unwrap().len(), 2, "{reads}");
+    let limited = cli.kura(&["audit", "lookup", "--limit", "1"]).ok().json();
+    assert_eq!(limited["Events"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        limited["Events"][0]["Action"],
+        "secretsmanager:CreateSecret"
+    );
+    // Nothing in the future.
+    let none = cli
+        .kura(&["audit", "lookup", "--since", "2099-01-01T00:00:00Z"])
+        .ok()
+        .json();
+    assert_eq!(none["Events"], serde_json::json!([]));
+
+    let table = cli
+        .kura(&["audit", "lookup", "--outcome", "Error", "-o", "table"])
+        .ok()
+        .text();
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.starts_with("TIME (UTC) ") && header.contains("ACTION"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("secretsmanager:GetSecretValue")
+                && l.contains("ResourceNotFoundException")),
+        "{table}"
+    );
+    let err = cli
+        .kura(&["audit", "lookup", "--since", "yesterday"])
+        .fails(2);
+    assert!(err.contains("RFC 3339"), "{err}");
+    // `audit verify` is still there, beside it.
+    let help = cli.shell.run(&["audit", "--help"]).ok().text();
+    assert!(help.contains("verify") && help.contains("lookup"), "{help}");
 }

@@ -2,6 +2,7 @@
 //! value is read from the user.
 
 pub mod admin;
+pub mod audit;
 pub mod secret;
 
 use std::io::{IsTerminal, Read, Write};

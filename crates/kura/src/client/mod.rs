@@ -79,8 +79,10 @@ pub fn is_denied(code: &str) -> bool {
 /// The HTTP client: when `AWS_CA_BUNDLE` names a PEM file, it trusts the certificates in it
 /// and no others (as the AWS CLI does); else the system's roots.
 pub fn http_client() -> Result<reqwest::Client, String> {
-    let mut builder =
-        reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(10));
+    // The user agent lands in the audit trail: say which client made a request.
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .user_agent(concat!("kura/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = std::env::var_os("AWS_CA_BUNDLE").filter(|p| !p.is_empty()) {
         let shown = Path::new(&path).display().to_string();
         let pem =
