@@ -29,7 +29,7 @@ struct Cli {
 
 /// The client commands' exit codes (`kura secret`, `kura api`).
 const EXIT_CODES: &str = "Exit codes of the client commands (secret, user, key, policy,
-audit lookup, api):
+function, notify, audit lookup, api):
   0  done
   1  a server error, or another failure
   2  bad usage or input (an argument, a file, or a request the server found invalid)
@@ -194,6 +194,26 @@ enum Command {
     Policy {
         #[command(subcommand)]
         command: cli::admin::PolicyCommand,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
+    /// Manage rotation functions.
+    #[command(
+        after_help = "Examples:\n  kura function list\n  kura function create @rotate-app.json"
+    )]
+    Function {
+        #[command(subcommand)]
+        command: cli::admin::FunctionCommand,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
+    /// Manage notification targets (webhooks told of rotations and deletions).
+    #[command(
+        after_help = "Example:\n  kura notify create https://hooks.example/kura --event RotationFailed"
+    )]
+    Notify {
+        #[command(subcommand)]
+        command: cli::admin::NotifyCommand,
         #[command(flatten)]
         client: cli::ClientArgs,
     },
@@ -695,6 +715,10 @@ fn main() -> ExitCode {
         Command::User { command, client } => client_command(cli::admin::user(command, &client)),
         Command::Key { command, client } => client_command(cli::admin::key(command, &client)),
         Command::Policy { command, client } => client_command(cli::admin::policy(command, &client)),
+        Command::Function { command, client } => {
+            client_command(cli::admin::function(command, &client))
+        }
+        Command::Notify { command, client } => client_command(cli::admin::notify(command, &client)),
         Command::Operator { command, endpoint } => {
             let Some(runtime) = runtime(false) else {
                 return ExitCode::FAILURE;

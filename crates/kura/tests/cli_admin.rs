@@ -346,6 +346,9 @@ fn every_command_has_an_example_in_its_help() {
             ],
         ),
         ("policy", &["validate", "put", "get", "list", "delete"]),
+        ("function", &["create", "list", "delete"]),
+        ("notify", &["create", "list", "delete"]),
+        ("audit", &["lookup"]),
     ];
     for (group, subs) in commands {
         for sub in *subs {
@@ -358,7 +361,7 @@ fn every_command_has_an_example_in_its_help() {
     }
     let help = shell.run(&["--help"]).ok().text();
     assert!(
-        help.contains("(secret, user, key, policy,\naudit lookup, api)"),
+        help.contains("function, notify, audit lookup, api)"),
         "{help}"
     );
 }
@@ -435,4 +438,150 @@ async fn audit_lookup_shows_who_did_what() {
     // `audit verify` is still there, beside it.
     let help = cli.shell.run(&["audit", "--help"]).ok().text();
     assert!(help.contains("verify") && help.contains("lookup"), "{help}");
+}
+
+#[tokio::test]
+async fn rotation_functions_and_notification_targets() {
+    let server = Server::start().await;
+    let cli = Cli::new(&server);
+    let pin = r#"{"Name": "pin", "Type": "kura-password",
+      "PasswordRules": {"PasswordLength": 8, "ExcludePunctuation": true}}"#;
+    let created = cli.kura(&["function", "create", pin]).ok().json();
+    assert_eq!(created["Name"], "pin");
+    let listed = cli.kura(&["function", "list"]).ok().json();
+    let names: Vec<&str> = listed["RotationFunctions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["Name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"pin") && names.contains(&"kura-password"),
+        "{names:?}"
+    );
+    let table = cli.kura(&["function", "list", "-o", "table"]).ok().text();
+    assert!(
+        table.starts_with("NAME ") && table.contains("BUILT-IN"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("pin ") && l.contains("kura-password") && l.contains(" no ")),
+        "{table}"
+    );
+
+    // A secret rotated by it: eight characters, no punctuation.
+    let initial = format!("initial-{}", unique_suffix());
+    server.remember(&initial);
+    cli.secret(&["create", "app/pin", &initial]).ok();
+    cli.secret(&["rotate", "app/pin", "--function", "pin"]).ok();
+    wait_rotation_succeeded(&server, "app/pin").await;
+    let value = cli.secret(&["get", "app/pin"]).ok().text();
+    assert!(
+        value.len() == 8 && value.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "{} bytes",
+        value.len()
+    );
+    // In use: refused, saying so.
+    let refused = cli.kura(&["function", "delete", "pin"]);
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.stderr.contains("app/pin") || refused.stderr.contains("use"),
+        "{}",
+        refused.stderr
+    );
+
+    // A webhook function: the signing secret kura made is shown once, after the line.
+    let hook = r#"{"Name": "hook", "Type": "webhook", "Url": "http://127.0.0.1:9/rotate"}"#;
+    let shown = cli
+        .kura(&["function", "create", hook, "-o", "table"])
+        .ok()
+        .text();
+    let mut lines = shown.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("created rotation function hook (webhook)"),
+        "{} bytes",
+        shown.len()
+    );
+    let secret = lines
+        .next()
+        .unwrap()
+        .strip_prefix("SigningSecret: ")
+        .expect("the signing secret");
+    server.remember(secret);
+    let listed = cli.kura(&["function", "list"]).ok().text();
+    assert!(!listed.contains(secret), "list shows a signing secret");
+    cli.kura(&["function", "delete", "hook"]).ok();
+    cli.kura(&["function", "delete", "hook"]).fails(3);
+    cli.kura(&["function", "create", "{\"Name\": \"x\"}"])
+        .fails(2);
+
+    // Notification targets.
+    let made = cli
+        .kura(&[
+            "notify",
+            "create",
+            "http://127.0.0.1:9/events",
+            "--event",
+            "RotationFailed",
+            "--event",
+            "SecretDeleted",
+            "-o",
+            "json",
+        ])
+        .ok()
+        .json();
+    let target = made["TargetId"].as_str().unwrap().to_string();
+    let generated = made["SigningSecret"]
+        .as_str()
+        .expect("a generated signing secret")
+        .to_string();
+    server.remember(&generated);
+    let own = format!("own-signing-secret-{}", unique_suffix());
+    server.remember(&own);
+    let second = cli
+        .shell
+        .run_with(
+            &[
+                "notify",
+                "create",
+                "http://127.0.0.1:9/other",
+                "--event",
+                "SecretValueChanged",
+                "--signing-secret",
+                "-",
+                "--endpoint",
+                &server.endpoint(),
+            ],
+            own.as_bytes(),
+        )
+        .ok()
+        .json();
+    assert!(second.get("SigningSecret").is_none(), "{second}");
+    let table = cli.kura(&["notify", "list", "-o", "table"]).ok().text();
+    assert!(
+        table.starts_with("TARGET ID ") && table.contains("EVENTS"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(&target) && l.contains("RotationFailed,SecretDeleted")),
+        "{table}"
+    );
+    assert!(!table.contains(&generated) && !table.contains(&own));
+    cli.kura(&["notify", "delete", &target]).ok();
+    cli.kura(&["notify", "delete", &target]).fails(3);
+    cli.kura(&[
+        "notify",
+        "create",
+        "http://127.0.0.1:9/x",
+        "--event",
+        "Nope",
+    ])
+    .fails(2);
 }

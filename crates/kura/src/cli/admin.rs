@@ -707,3 +707,183 @@ fn validate(document: &str, resource: bool, out: &Out) -> Result<(), ClientError
         Err(e) => Err(ClientError::Usage(format!("the policy is not valid: {e}"))),
     }
 }
+
+#[derive(Subcommand)]
+pub enum FunctionCommand {
+    /// Create a rotation function from its definition (Kura.CreateRotationFunction's JSON).
+    #[command(
+        after_help = "Examples:\n  kura function create '{\"Name\": \"pin\", \"Type\": \"kura-password\", \"PasswordRules\": {\"PasswordLength\": 8, \"ExcludePunctuation\": true}}'\n  kura function create @rotate-app.json     # {\"Name\", \"Type\": \"command\", \"Command\": [...], ...}\n  kura secret rotate prod/pin --function pin --every-days 30"
+    )]
+    Create {
+        /// JSON, @FILE or - (stdin).
+        definition: String,
+    },
+    /// List the rotation functions, built-in ones included.
+    #[command(after_help = "Example:\n  kura function list")]
+    List,
+    /// Delete a rotation function (refused while a secret uses it).
+    #[command(after_help = "Example:\n  kura function delete pin")]
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum NotifyCommand {
+    /// Send events to a URL (signed JSON, retried until it answers 2xx).
+    #[command(
+        after_help = "Example:\n  kura notify create https://hooks.example/kura --event RotationFailed --event SecretDeleted"
+    )]
+    Create {
+        url: String,
+        /// RotationStarted, RotationSucceeded, RotationFailed, SecretValueChanged,
+        /// SecretScheduledForDeletion or SecretDeleted; repeat it for more.
+        #[arg(long = "event", required = true, value_name = "EVENT")]
+        events: Vec<String>,
+        /// Sign with this secret (@FILE or - for stdin) [default: kura makes one and shows it once].
+        #[arg(long, value_name = "SECRET")]
+        signing_secret: Option<String>,
+    },
+    /// List the notification targets.
+    #[command(after_help = "Example:\n  kura notify list")]
+    List,
+    /// Stop sending to a target.
+    #[command(after_help = "Example:\n  kura notify delete 6f1c…")]
+    Delete { target_id: String },
+}
+
+/// Prints a secret the server made and shows once, after `line`; wipes it from the answer.
+fn once(a: &Admin, answer: &mut Json, field: &str, line: String) -> Result<(), ClientError> {
+    let shown = match a.out.format {
+        Format::Json => a.out.json(answer),
+        _ => match answer[field].as_str() {
+            Some(secret) => {
+                let text = Zeroizing::new(format!("{line}\n{field}: {secret}\n"));
+                emit(text.as_bytes())
+            }
+            None => a.out.line(&line),
+        },
+    };
+    if let Some(Json::String(secret)) = answer.as_object_mut().and_then(|m| m.remove(field)) {
+        drop(Zeroizing::new(secret));
+    }
+    shown
+}
+
+pub async fn function(command: FunctionCommand, args: &ClientArgs) -> Result<(), ClientError> {
+    let a = Admin::new(args)?;
+    const LIST: &str = "kura function list";
+    match command {
+        FunctionCommand::Create { definition } => {
+            let body = read_document(&definition)?;
+            let mut answer = a.call("CreateRotationFunction", &body, LIST).await?;
+            let line = format!(
+                "created rotation function {} ({}); `kura secret rotate NAME --function {}` uses it",
+                s(&answer["Name"]),
+                s(&answer["Type"]),
+                s(&answer["Name"])
+            );
+            once(&a, &mut answer, "SigningSecret", line)
+        }
+        FunctionCommand::List => {
+            let answer = a.call("ListRotationFunctions", &json!({}), LIST).await?;
+            if a.out.format == Format::Json {
+                return a.out.json(&answer);
+            }
+            let rows: Vec<Vec<String>> = answer["RotationFunctions"]
+                .as_array()
+                .map(|fs| {
+                    fs.iter()
+                        .map(|f| {
+                            vec![
+                                s(&f["Name"]),
+                                s(&f["Type"]),
+                                if f["BuiltIn"].as_bool() == Some(true) {
+                                    "yes".into()
+                                } else {
+                                    "no".into()
+                                },
+                                f["TimeoutSeconds"].to_string(),
+                                f["MaxAttempts"].to_string(),
+                            ]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            a.out.rows(
+                &["NAME", "TYPE", "BUILT-IN", "TIMEOUT (S)", "MAX ATTEMPTS"],
+                &rows,
+            )
+        }
+        FunctionCommand::Delete { name } => {
+            let answer = a
+                .call("DeleteRotationFunction", &json!({"Name": name}), LIST)
+                .await?;
+            a.done(&answer, format!("deleted rotation function {name}"))
+        }
+    }
+}
+
+pub async fn notify(command: NotifyCommand, args: &ClientArgs) -> Result<(), ClientError> {
+    let a = Admin::new(args)?;
+    const LIST: &str = "kura notify list";
+    match command {
+        NotifyCommand::Create {
+            url,
+            events,
+            signing_secret,
+        } => {
+            let mut body = json!({"Url": url, "Events": events});
+            if let Some(secret) = signing_secret {
+                let value = super::read_value(Some(&secret), false, "the signing secret")?;
+                if let super::Value::Text(t) = &value {
+                    body["SigningSecret"] = json!(t.as_str());
+                }
+            }
+            let answer = a.call("CreateNotificationTarget", &body, LIST).await;
+            if let Some(Json::String(s)) =
+                body.as_object_mut().and_then(|m| m.remove("SigningSecret"))
+            {
+                drop(Zeroizing::new(s));
+            }
+            let mut answer = answer?;
+            let line = format!("created notification target {}", s(&answer["TargetId"]));
+            once(&a, &mut answer, "SigningSecret", line)
+        }
+        NotifyCommand::List => {
+            let answer = a.call("ListNotificationTargets", &json!({}), LIST).await?;
+            if a.out.format == Format::Json {
+                return a.out.json(&answer);
+            }
+            let rows: Vec<Vec<String>> = answer["NotificationTargets"]
+                .as_array()
+                .map(|ts| {
+                    ts.iter()
+                        .map(|t| {
+                            let events: Vec<&str> = t["Events"]
+                                .as_array()
+                                .map(|e| e.iter().filter_map(Json::as_str).collect())
+                                .unwrap_or_default();
+                            vec![
+                                s(&t["TargetId"]),
+                                s(&t["Url"]),
+                                events.join(","),
+                                date(&t["CreatedDate"]),
+                            ]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            a.out
+                .rows(&["TARGET ID", "URL", "EVENTS", "CREATED"], &rows)
+        }
+        NotifyCommand::Delete { target_id } => {
+            let answer = a
+                .call(
+                    "DeleteNotificationTarget",
+                    &json!({"TargetId": target_id}),
+                    LIST,
+                )
+                .await?;
+            a.done(&answer, format!("deleted notification target {target_id}"))
+        }
+    }
+}
