@@ -1,5 +1,5 @@
-//! The client commands (`kura secret …`): their shared options, output formats, and how a
-//! value is read from the user.
+//! The client commands (`kura secret …`, `user`, `key`, `policy`, `function`, `notify`,
+//! `audit lookup`): their shared options, output formats, and how a value is read from the user.
 
 pub mod admin;
 pub mod audit;
@@ -19,8 +19,8 @@ pub struct ClientArgs {
     #[arg(long, global = true, value_name = "URL")]
     pub endpoint: Option<String>,
     /// A profile of ~/.aws/credentials and ~/.aws/config (AWS_SHARED_CREDENTIALS_FILE,
-    /// AWS_CONFIG_FILE) [default: AWS_PROFILE, then AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,
-    /// the default profile, then ./kura-data/root-credentials].
+    /// AWS_CONFIG_FILE) [default: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, else the
+    /// AWS_PROFILE or default profile, else ./kura-data/root-credentials].
     #[arg(long, global = true, value_name = "NAME")]
     pub profile: Option<String>,
     /// The region to sign for [default: AWS_REGION, AWS_DEFAULT_REGION, the profile's, us-east-1].
