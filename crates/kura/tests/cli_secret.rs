@@ -575,6 +575,15 @@ async fn exit_codes_say_what_went_wrong() {
     let err = wrong.secret(&["list"]).fails(4);
     assert!(err.contains("secret key"), "{err}");
 
+    // An endpoint without its scheme: 2, saying how to write it.
+    for slip in ["localhost:8200", "127.0.0.1:8200"] {
+        let err = cli
+            .shell
+            .run(&["secret", "list", "--endpoint", slip])
+            .fails(2);
+        assert!(err.contains(&format!("http://{slip}")), "{err}");
+    }
+
     // 5: nothing listening.
     let closed = closed_port_endpoint();
     let err = cli

@@ -120,21 +120,26 @@ impl Client {
 
     pub fn new(settings: Settings) -> Result<Client, ClientError> {
         let endpoint = &settings.endpoint;
-        let url = reqwest::Url::parse(endpoint).map_err(|e| {
+        let bad = |why: String| {
+            // `127.0.0.1:8200` or `localhost:8200` without a scheme is the usual slip.
+            let hint = if endpoint.contains("://") {
+                String::new()
+            } else {
+                format!("; write it as http://{endpoint} or https://{endpoint}")
+            };
             ClientError::Usage(format!(
-                "the endpoint {endpoint:?} (from {}) is not a URL: {e}",
+                "the endpoint {endpoint:?} (from {}) {why}{hint}",
                 settings.endpoint_source
             ))
-        })?;
+        };
+        let url = reqwest::Url::parse(endpoint).map_err(|e| bad(format!("is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(bad("is not an http:// or https:// URL".into()));
+        }
         let host = match (url.host_str(), url.port()) {
             (Some(h), Some(p)) => format!("{h}:{p}"),
             (Some(h), None) => h.to_string(),
-            _ => {
-                return Err(ClientError::Usage(format!(
-                    "the endpoint {endpoint:?} (from {}) has no host",
-                    settings.endpoint_source
-                )));
-            }
+            _ => return Err(bad("has no host".into())),
         };
         let http = http_client().map_err(ClientError::Usage)?;
         Ok(Client {
