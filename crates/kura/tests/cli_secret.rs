@@ -758,63 +758,92 @@ async fn on_a_terminal_a_coloured_table_and_a_prompt_without_echo() {
     let shell = Shell::new(&server.data_dir);
     let kura = env!("CARGO_BIN_EXE_kura");
     let endpoint = server.endpoint();
-    // `script` runs the command on a pseudo-terminal; its exit code is the command's.
-    let on_tty = |command: &str, input: &str, no_color: bool| {
-        let script = format!("script -qec '{kura} {command} --endpoint {endpoint}' /dev/null");
-        // The input comes after the prompt turned echo off (it would be echoed before).
-        let feed = format!("(sleep 1; {input}) | {script}");
-        let mut extra = vec![];
-        if no_color {
-            extra.push(("NO_COLOR", "1"));
-        }
-        let mut cmd = Command::new("sh");
-        cmd.args(["-c", &feed])
+    // `script` runs the command on a pseudo-terminal; its exit code is the command's. Each
+    // answer is typed once the prompt before it is on the screen (typed earlier, it would be
+    // echoed).
+    let on_tty = |command: &str, answers: &[(&str, &str)], no_color: bool| {
+        use std::io::{Read, Write};
+        let script = format!("{kura} {command} --endpoint {endpoint}");
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &script, "/dev/null"])
             .current_dir(shell.cwd.path())
-            .env("HOME", shell.home.path());
+            .env("HOME", shell.home.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
         for v in AWS_VARS {
             cmd.env_remove(v);
         }
-        cmd.envs(extra);
-        let out = cmd.output().expect("run script");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n"),
-        )
+        if no_color {
+            cmd.env("NO_COLOR", "1");
+        }
+        let mut child = cmd.spawn().expect("run script");
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let reader = {
+            let screen = screen.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stdout.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    screen.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            })
+        };
+        for (prompt, answer) in answers {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while !String::from_utf8_lossy(&screen.lock().unwrap()).contains(prompt) {
+                assert!(std::time::Instant::now() < deadline, "no prompt {prompt:?}");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            // A moment for the prompt to turn echo off after printing itself.
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
+        }
+        let status = child.wait().expect("wait for script");
+        drop(stdin);
+        reader.join().unwrap();
+        let out = String::from_utf8_lossy(&screen.lock().unwrap()).replace("\r\n", "\n");
+        (status.code().unwrap_or(-1), out)
     };
 
     let typed = format!("typed-{}", unique_suffix());
     server.remember(&typed);
-    let feed = format!("printf '%s\\n' {typed}; sleep 0.5; printf '%s\\n' {typed}");
-    let (code, out) = on_tty("secret create tty/typed", &feed, false);
+    let answers = [
+        ("Value of tty/typed (not shown): ", typed.as_str()),
+        ("The same again: ", typed.as_str()),
+    ];
+    let (code, out) = on_tty("secret create tty/typed", &answers, false);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("Value of tty/typed (not shown)"), "{out}");
     assert!(out.contains("created tty/typed (version "), "{out}");
     assert!(!out.contains(&typed), "the typed value was echoed: {out}");
     let client = server.client().await;
     assert_eq!(get_string(&client, "tty/typed").await, typed);
     // Two different values: nothing stored.
-    let (code, out) = on_tty(
-        "secret put tty/typed",
-        "printf 'one-value\\n'; sleep 0.5; printf 'another\\n'",
-        false,
-    );
+    let answers = [
+        ("Value of tty/typed (not shown): ", "one-value"),
+        ("The same again: ", "another-value"),
+    ];
+    let (code, out) = on_tty("secret put tty/typed", &answers, false);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("differ"), "{out}");
     assert_eq!(get_string(&client, "tty/typed").await, typed);
 
     // A table by default, its header bold; NO_COLOR: the same table, plain.
-    let (code, out) = on_tty("secret list", "true", false);
+    let (code, out) = on_tty("secret list", &[], false);
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("\x1b[1mNAME"), "{out:?}");
     assert!(out.lines().any(|l| l.starts_with("tty/typed ")), "{out}");
-    let (code, plain) = on_tty("secret list", "true", true);
+    let (code, plain) = on_tty("secret list", &[], true);
     assert_eq!(code, 0, "{plain}");
     assert!(
         plain.starts_with("NAME ") && !plain.contains('\x1b'),
         "{plain:?}"
     );
     // On a terminal get ends the value with a newline.
-    let (_, out) = on_tty("secret get tty/typed", "true", false);
+    let (_, out) = on_tty("secret get tty/typed", &[], false);
     assert_eq!(out, format!("{typed}\n"));
 }
 
