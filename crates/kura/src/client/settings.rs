@@ -49,35 +49,39 @@ pub struct Settings {
 }
 
 /// The sections of an INI file (AWS's shared-credentials and config format): section name →
-/// key → value. Nested values (an indented block under `key =`) are skipped: kura reads none.
+/// key → value. A nested block (`secretsmanager =` then indented `key = value` lines, as in
+/// `[services …]` sections) is stored as `secretsmanager.key`.
 pub fn parse_ini(text: &str) -> BTreeMap<String, BTreeMap<String, Zeroizing<String>>> {
     let mut sections: BTreeMap<String, BTreeMap<String, Zeroizing<String>>> = BTreeMap::new();
     let mut current: Option<String> = None;
-    let mut nested = false;
+    // The key whose indented block this is, while in one.
+    let mut parent: Option<String> = None;
     for raw in text.lines() {
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-            continue;
-        }
-        let indented = raw.starts_with([' ', '\t']);
-        if indented && nested {
             continue;
         }
         if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
             let name = name.trim().to_string();
             sections.entry(name.clone()).or_default();
             current = Some(name);
-            nested = false;
+            parent = None;
             continue;
         }
         let (Some(section), Some((key, value))) = (&current, line.split_once('=')) else {
             continue;
         };
-        let value = value.trim();
-        // `s3 =` followed by indented `key = value` lines: a sub-section.
-        nested = value.is_empty();
+        let (key, value) = (key.trim(), value.trim());
+        let indented = raw.starts_with([' ', '\t']);
+        let key = match &parent {
+            Some(p) if indented => format!("{p}.{key}"),
+            _ => {
+                parent = value.is_empty().then(|| key.to_string());
+                key.to_string()
+            }
+        };
         if let Some(keys) = sections.get_mut(section) {
-            keys.insert(key.trim().to_string(), Zeroizing::new(value.to_string()));
+            keys.insert(key, Zeroizing::new(value.to_string()));
         }
     }
     sections
@@ -239,6 +243,19 @@ pub fn resolve(
         (e, "AWS_ENDPOINT_URL_SECRETS_MANAGER".to_string())
     } else if let Some(e) = env("AWS_ENDPOINT_URL") {
         (e, "AWS_ENDPOINT_URL".to_string())
+    } else if let Some((e, services)) = from_config("services").and_then(|name| {
+        let url = config
+            .get(&format!("services {name}"))?
+            .get("secretsmanager.endpoint_url")?;
+        Some((url.to_string(), name))
+    }) {
+        (
+            e,
+            format!(
+                "secretsmanager endpoint_url of [services {services}] in {}",
+                shown(&config_path)
+            ),
+        )
     } else if let Some(e) = from_config("endpoint_url") {
         (
             e,
@@ -340,6 +357,10 @@ mod tests {
             "home/.aws/config",
             "[default]\nregion = eu-west-1\n[profile prod]\nregion = eu-north-1\n\
              endpoint_url = https://kura.prod:8200\ns3 =\n  endpoint_url = https://wrong\n\
+             [profile svc]\naws_access_key_id = AKIASVC\naws_secret_access_key = v\n\
+             endpoint_url = https://general:1\nservices = kura-svc\n\
+             [services kura-svc]\ns3 =\n  endpoint_url = https://s3:2\n\
+             secretsmanager =\n  endpoint_url = https://kura-svc:3\n\
              [profile cfgonly]\naws_access_key_id = AKIACFG\naws_secret_access_key = c\n",
         );
         let s = f.resolve(&ConnectOptions::default()).unwrap();
@@ -359,6 +380,19 @@ mod tests {
         );
         assert_eq!(s.region, "eu-north-1");
         assert_eq!(s.endpoint, "https://kura.prod:8200");
+
+        // A [services] section's secretsmanager endpoint_url beats the profile's own.
+        let svc = ConnectOptions {
+            profile: Some("svc".into()),
+            ..Default::default()
+        };
+        let s = f.resolve(&svc).unwrap();
+        assert_eq!(s.endpoint, "https://kura-svc:3");
+        assert!(
+            s.endpoint_source.contains("[services kura-svc]"),
+            "{}",
+            s.endpoint_source
+        );
 
         f.set("AWS_PROFILE", "cfgonly");
         let s = f.resolve(&ConnectOptions::default()).unwrap();
