@@ -34,7 +34,14 @@ pub struct Credentials {
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Credentials({}, secret hidden)", self.access_key_id)
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"[redacted]")
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
     }
 }
 
@@ -490,6 +497,10 @@ mod tests {
             secret_access_key: Zeroizing::new("very-secret".into()),
             session_token: None,
         };
-        assert!(!format!("{c:?}").contains("very-secret"));
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("very-secret") && shown.contains("[redacted]"),
+            "{shown}"
+        );
     }
 }
