@@ -584,6 +584,31 @@ async fn exit_codes_say_what_went_wrong() {
         assert!(err.contains(&format!("http://{slip}")), "{err}");
     }
 
+    // 1: something that is not kura answers (a proxy's error page).
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let answering = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut conn, _) = proxy.accept().unwrap();
+        let mut buf = [0u8; 65536];
+        let _ = conn.read(&mut buf);
+        let page = "<html>Bad Gateway</html>";
+        let _ = write!(
+            conn,
+            "HTTP/1.1 502 Bad Gateway\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+            page.len()
+        );
+    });
+    let err = cli
+        .shell
+        .run(&["secret", "list", "--endpoint", &proxy_url])
+        .fails(1);
+    answering.join().unwrap();
+    assert!(
+        err.contains("not from a kura server") && err.contains("Bad Gateway"),
+        "{err}"
+    );
+
     // 5: nothing listening.
     let closed = closed_port_endpoint();
     let err = cli

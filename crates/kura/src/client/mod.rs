@@ -268,11 +268,20 @@ pub async fn answer(resp: reqwest::Response) -> Result<serde_json::Value, Client
         // `com.amazonaws...#Code` in some AWS answers.
         .map(|t| t.rsplit('#').next().unwrap_or(t).to_string())
         .unwrap_or_else(|| format!("HTTP {}", status.as_u16()));
-    let message = json["message"]
+    let message = match json["message"]
         .as_str()
         .or_else(|| json["Message"].as_str())
-        .unwrap_or("(no message)")
-        .to_string();
+    {
+        Some(m) => m.to_string(),
+        // Not kura's answer (a proxy's page, say): its start says whose it is.
+        None => match json.as_str().map(str::trim).filter(|t| !t.is_empty()) {
+            Some(text) => format!(
+                "the answer is not from a kura server? It begins: {:?}",
+                text.chars().take(120).collect::<String>()
+            ),
+            None => "(no message)".to_string(),
+        },
+    };
     Err(ClientError::Api {
         status: status.as_u16(),
         code,
