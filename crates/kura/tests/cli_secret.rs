@@ -919,3 +919,19 @@ fn completion_scripts_for_bash_zsh_and_fish() {
         out.status
     );
 }
+
+#[tokio::test]
+async fn a_sealed_server_is_an_error_that_says_how_to_unseal() {
+    let server = Server::start_with(&["--seal", "shamir"]).await;
+    // Not initialised, so no root credentials yet: any key will do, the seal answers first.
+    let mut cli = Cli::new(&server);
+    cli.shell.set("AWS_ACCESS_KEY_ID", "AKIAANYTHING00000000");
+    cli.shell.set("AWS_SECRET_ACCESS_KEY", "anything");
+    let err = cli.secret(&["list"]).fails(1);
+    assert!(
+        err.contains("ServiceUnavailable") && err.contains("kura operator unseal"),
+        "{err}"
+    );
+    let err = cli.kura(&["user", "list"]).fails(1);
+    assert!(err.contains("kura operator unseal"), "{err}");
+}

@@ -6,7 +6,7 @@ use serde_json::{Value as Json, json};
 use zeroize::Zeroizing;
 
 use super::{ClientArgs, Format, Out, date, emit, read_document};
-use crate::client::{Client, ClientError, is_denied};
+use crate::client::{Client, ClientError};
 
 #[derive(Subcommand)]
 pub enum UserCommand {
@@ -208,8 +208,7 @@ impl Admin {
                             message.trim_end_matches('.')
                         )
                     }
-                    c if is_denied(c) => format!("{message} — {}", self.client.denied_hint(c)),
-                    _ => message,
+                    c => self.client.general_hint(c, &message).unwrap_or(message),
                 };
                 Err(ClientError::Api {
                     status,

@@ -80,7 +80,24 @@ pub async fn lookup(a: LookupArgs, args: &ClientArgs) -> Result<(), ClientError>
     let mut events: Vec<Json> = Vec::new();
     while events.len() < limit {
         body["MaxResults"] = json!((limit - events.len()).min(100));
-        let mut page = client.call("Kura.LookupAuditEvents", &body).await?;
+        let mut page = client
+            .call("Kura.LookupAuditEvents", &body)
+            .await
+            .map_err(|e| match e {
+                ClientError::Api {
+                    status,
+                    code,
+                    message,
+                } => {
+                    let message = client.general_hint(&code, &message).unwrap_or(message);
+                    ClientError::Api {
+                        status,
+                        code,
+                        message,
+                    }
+                }
+                other => other,
+            })?;
         if let Some(items) = page["Events"].as_array_mut() {
             events.append(items);
         }

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value as Json, json};
 
 use super::{ClientArgs, Format, Out, Value, date, print_raw, read_value, wipe};
-use crate::client::{Client, ClientError, is_denied};
+use crate::client::{Client, ClientError};
 
 const VALUE_HELP: &str = "The value: the text itself, @FILE (a file's contents), or - (stdin). \
 Left out: asked for without echo on a terminal, else read from stdin. Stored exactly as given \
@@ -431,11 +431,7 @@ impl Secrets {
             "InvalidRequestException" if message.contains("scheduled for deletion") => format!(
                 "a secret named {id} is to be deleted: `kura secret restore {id}`, or wait until it is gone ({message})"
             ),
-            c if is_denied(c) => format!("{message} — {}", self.client.denied_hint(c)),
-            "ServiceUnavailable" => {
-                format!("{message}; if the server is sealed, `kura operator unseal` opens it")
-            }
-            _ => message,
+            c => self.client.general_hint(c, &message).unwrap_or(message),
         };
         ClientError::Api {
             status,

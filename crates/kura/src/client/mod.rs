@@ -214,6 +214,16 @@ impl Client {
         self.call_raw(target, body.to_string()).await
     }
 
+    /// The server's message with what to do, for errors any command may meet (refusals, a
+    /// sealed server); `None` for the others, which each command explains itself.
+    pub fn general_hint(&self, code: &str, message: &str) -> Option<String> {
+        if is_denied(code) {
+            return Some(format!("{message} — {}", self.denied_hint(code)));
+        }
+        (code == "ServiceUnavailable")
+            .then(|| format!("{message}; if the server is sealed, `kura operator unseal` opens it"))
+    }
+
     /// Explains a refusal: which key was used, from where, and what to check.
     pub fn denied_hint(&self, code: &str) -> String {
         let creds = &self.settings;
