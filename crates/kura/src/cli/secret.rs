@@ -853,3 +853,59 @@ impl Secrets {
         self.done(&answer, format!("rotation of {name} is off"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_field_is_printed_bare_and_a_missing_one_lists_names_only() {
+        let value = br#"{"username": "app", "password": "hunter2-secret", "port": 5432}"#;
+        assert_eq!(
+            field_of(value, "password", "x").unwrap().as_slice(),
+            b"hunter2-secret"
+        );
+        assert_eq!(field_of(value, "port", "x").unwrap().as_slice(), b"5432");
+        let Err(ClientError::Usage(e)) = field_of(value, "host", "prod/db") else {
+            panic!("a missing field is a usage error");
+        };
+        assert!(
+            e.contains("password, port, username") && !e.contains("hunter2"),
+            "{e}"
+        );
+        assert!(matches!(
+            field_of(b"plain", "a", "x"),
+            Err(ClientError::Usage(_))
+        ));
+        assert!(matches!(
+            field_of(b"[1]", "a", "x"),
+            Err(ClientError::Usage(_))
+        ));
+        assert!(matches!(
+            field_of(&[0xff, 0xfe], "a", "x"),
+            Err(ClientError::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn rotation_in_a_few_words() {
+        assert_eq!(rotation(&json!({})), "off");
+        assert_eq!(rotation(&json!({"RotationEnabled": false})), "off");
+        let d = json!({"RotationEnabled": true,
+            "RotationLambdaARN": "arn:aws:lambda:us-east-1:1:function:kura-password",
+            "RotationRules": {"ScheduleExpression": "rate(30 days)"}});
+        assert_eq!(rotation(&d), "rate(30 days) (kura-password)");
+        let d = json!({"RotationEnabled": true, "RotationRules": {"AutomaticallyAfterDays": 7}});
+        assert_eq!(rotation(&d), "every 7 days");
+        assert_eq!(rotation(&json!({"RotationEnabled": true})), "on demand");
+    }
+
+    #[test]
+    fn key_value_splits_at_the_first_equals_sign() {
+        assert_eq!(
+            key_value("name=a=b", "x").unwrap(),
+            ("name".to_string(), "a=b".to_string())
+        );
+        assert!(key_value("name", "the filter").is_err());
+    }
+}
