@@ -2,6 +2,8 @@
 
 mod api;
 mod backup;
+mod cli;
+mod client;
 mod config;
 mod migrate;
 mod operator;
@@ -17,12 +19,23 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "kura",
     version,
-    about = "A self-hosted secrets manager that speaks the AWS Secrets Manager API"
+    about = "A self-hosted secrets manager that speaks the AWS Secrets Manager API",
+    after_help = EXIT_CODES
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+/// The client commands' exit codes (`kura secret`, `kura api`).
+const EXIT_CODES: &str = "Exit codes of the client commands (secret, user, key, policy,
+function, notify, audit lookup, api):
+  0  done
+  1  a server error, or another failure
+  2  bad usage or input (an argument, a file, or a request the server found invalid)
+  3  not found (no such secret, version or label)
+  4  denied (credentials refused, or not allowed)
+  5  the server could not be reached";
 
 // Parsed once per process: the size of the server's variant costs nothing.
 #[allow(clippy::large_enum_variant)]
@@ -146,21 +159,97 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Work with secrets: create, get, put, list, rotate, delete, ...
+    #[command(after_help = SECRET_HELP)]
+    Secret {
+        #[command(subcommand)]
+        command: cli::secret::SecretCommand,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
+    /// Manage users and their access keys.
+    #[command(
+        after_help = "Examples:\n  kura user create billing\n  kura user create-key billing\n  kura user whoami"
+    )]
+    User {
+        #[command(subcommand)]
+        command: cli::admin::UserCommand,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
+    /// Manage the keys that protect secrets.
+    #[command(
+        after_help = "Examples:\n  kura key create --alias alias/billing\n  kura key rotate alias/billing"
+    )]
+    Key {
+        #[command(subcommand)]
+        command: cli::admin::KeyCommand,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
+    /// Manage users' policies and secrets' resource policies.
+    #[command(
+        after_help = "Examples:\n  kura policy validate @read-billing.json\n  kura policy put --user billing --name read-billing @read-billing.json"
+    )]
+    Policy {
+        #[command(subcommand)]
+        command: cli::admin::PolicyCommand,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
+    /// Manage rotation functions.
+    #[command(
+        after_help = "Examples:\n  kura function list\n  kura function create @rotate-app.json"
+    )]
+    Function {
+        #[command(subcommand)]
+        command: cli::admin::FunctionCommand,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
+    /// Manage notification targets (webhooks told of rotations and deletions).
+    #[command(
+        after_help = "Example:\n  kura notify create https://hooks.example/kura --event RotationFailed"
+    )]
+    Notify {
+        #[command(subcommand)]
+        command: cli::admin::NotifyCommand,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  kura completion bash > /etc/bash_completion.d/kura\n  kura completion zsh > \"${fpath[1]}/_kura\"\n  kura completion fish > ~/.config/fish/completions/kura.fish"
+    )]
+    Completion {
+        /// bash, zsh, fish (also elvish, powershell).
+        shell: clap_complete::Shell,
+    },
     /// Call one operation on a kura server, signed: an AWS one (`CreateSecret`) or one of
     /// kura's extensions (`Kura.CreateRotationFunction`). Prints the JSON answer.
+    #[command(
+        after_help = "Examples:\n  kura api ListSecrets\n  kura api Kura.CreateUser '{\"UserName\": \"billing\"}'\n  kura api DescribeSecret - < request.json"
+    )]
     Api {
         /// `Kura.<Op>` or an AWS Secrets Manager operation name.
         operation: String,
         /// The request as JSON (`-` reads it from stdin; default `{}`).
         body: Option<String>,
-        #[arg(long, env = "KURA_ENDPOINT", default_value = "http://127.0.0.1:8200")]
-        endpoint: String,
-        /// AWS shared-credentials file (default: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, then
-        /// AWS_SHARED_CREDENTIALS_FILE, then ./kura-data/root-credentials).
-        #[arg(long)]
+        /// The server's URL [default: AWS_ENDPOINT_URL_SECRETS_MANAGER, AWS_ENDPOINT_URL, the
+        /// profile's endpoint_url, KURA_ENDPOINT, then http://127.0.0.1:8200].
+        #[arg(long, value_name = "URL")]
+        endpoint: Option<String>,
+        /// AWS shared-credentials file to sign with (its [default] profile, or --profile's)
+        /// [default: as `kura secret`: AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,
+        /// AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials, then ./kura-data/root-credentials].
+        #[arg(long, value_name = "FILE")]
         credentials: Option<PathBuf>,
-        #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
-        region: String,
+        /// A profile of ~/.aws/credentials and ~/.aws/config.
+        #[arg(long, value_name = "NAME")]
+        profile: Option<String>,
+        /// The region to sign for [default: AWS_REGION, AWS_DEFAULT_REGION, the profile's, us-east-1].
+        #[arg(long)]
+        region: Option<String>,
     },
 }
 
@@ -386,6 +475,16 @@ enum OperatorCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
+    /// Show audit records from a running server, filtered (who did what, when, and how it went).
+    #[command(
+        after_help = "Examples:\n  kura audit lookup --since 1h --outcome Error\n  kura audit lookup --action secretsmanager:GetSecretValue --resource arn:aws:secretsmanager:...\n  kura audit lookup --since 2026-12-01T00:00:00Z --output json"
+    )]
+    Lookup {
+        #[command(flatten)]
+        lookup: cli::audit::LookupArgs,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
     /// Check that no audit record was edited, deleted or reordered; say where the chain breaks.
     /// Reads the data directory only, so it may run beside the server.
     Verify {
@@ -404,6 +503,16 @@ enum AuditCommand {
         pkcs11: Pkcs11Args,
     },
 }
+
+const SECRET_HELP: &str = "Examples:
+  kura secret create prod/db '{\"username\": \"app\", \"password\": \"s3cret\"}'
+  kura secret get prod/db --field password
+  kura secret list --filter name=prod/
+  kura --help shows the exit codes.
+
+The server and credentials are found as the AWS CLI finds them (--profile, AWS_PROFILE,
+AWS_ACCESS_KEY_ID, ~/.aws/credentials, ~/.aws/config, AWS_ENDPOINT_URL_SECRETS_MANAGER,
+AWS_CA_BUNDLE), then KURA_ENDPOINT and ./kura-data/root-credentials.";
 
 /// A number of seconds (fractions allowed), more than 0 and at most a day.
 fn seconds(text: &str) -> Result<Duration, String> {
@@ -480,6 +589,22 @@ fn tls_files(
     }
 }
 
+/// Runs a client command; its error on stderr and its exit code.
+fn client_command(
+    command: impl std::future::Future<Output = Result<(), client::ClientError>>,
+) -> ExitCode {
+    let Some(runtime) = runtime(false) else {
+        return ExitCode::FAILURE;
+    };
+    match runtime.block_on(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kura: {}", cli::message(&e));
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let parsed = match config::parse::<Cli>() {
         Ok(p) => p,
@@ -490,6 +615,9 @@ fn main() -> ExitCode {
     };
     let cli = parsed.cli;
     match cli.command {
+        Command::Audit {
+            command: AuditCommand::Lookup { lookup, client },
+        } => client_command(cli::audit::lookup(lookup, &client)),
         Command::Audit {
             command:
                 AuditCommand::Verify {
@@ -551,26 +679,46 @@ fn main() -> ExitCode {
             body,
             endpoint,
             credentials,
+            profile,
             region,
         } => {
             let Some(runtime) = runtime(false) else {
                 return ExitCode::FAILURE;
             };
-            let args = api::ApiArgs {
+            let connect = client::ConnectOptions {
                 endpoint,
-                credentials,
+                profile,
                 region,
-                operation,
-                body,
+                credentials_file: credentials,
             };
-            match runtime.block_on(api::run(args)) {
+            match runtime.block_on(api::run(&connect, &operation, body)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("kura: {e}");
+                    eprintln!("kura: {}", api::error_text(&e));
+                    ExitCode::from(e.exit_code())
+                }
+            }
+        }
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "kura", &mut script);
+            match cli::emit(&script) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("kura: {}", cli::message(&e));
                     ExitCode::FAILURE
                 }
             }
         }
+        Command::Secret { command, client } => client_command(cli::secret::run(command, &client)),
+        Command::User { command, client } => client_command(cli::admin::user(command, &client)),
+        Command::Key { command, client } => client_command(cli::admin::key(command, &client)),
+        Command::Policy { command, client } => client_command(cli::admin::policy(command, &client)),
+        Command::Function { command, client } => {
+            client_command(cli::admin::function(command, &client))
+        }
+        Command::Notify { command, client } => client_command(cli::admin::notify(command, &client)),
         Command::Operator { command, endpoint } => {
             let Some(runtime) = runtime(false) else {
                 return ExitCode::FAILURE;

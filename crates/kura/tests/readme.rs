@@ -92,6 +92,58 @@ async fn readme_aws_cli_then_boto3_examples_work_as_printed() {
 }
 
 #[tokio::test]
+async fn readme_command_line_example_works_as_printed() {
+    let server = Server::start().await;
+    server.remember("first-password");
+    server.remember("second-password");
+    let dir = workdir(&server);
+    let home = tempfile::tempdir().expect("temp dir");
+    let block = readme_block("kura-cli");
+    let bin = Path::new(env!("CARGO_BIN_EXE_kura")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // The block names no address: the test server's port is given the way a user would.
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &block])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env("HOME", home.path())
+        .env("KURA_ENDPOINT", server.endpoint())
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SHARED_CREDENTIALS_FILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_ENDPOINT_URL_SECRETS_MANAGER")
+        .output()
+        .expect("run bash");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.lines().last(), Some("second-password"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("NAME ") && l.contains("LAST CHANGED")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.starts_with("demo/app-login ")),
+        "{stdout}"
+    );
+    // What the README says next: the replaced value is AWSPREVIOUS.
+    let client = server.client().await;
+    let prev = common::get_stage(&client, "demo/app-login", "AWSPREVIOUS").await;
+    assert!(prev.1.contains("first-password"));
+}
+
+#[tokio::test]
 async fn readme_rotation_example_works_as_printed() {
     if !have("aws") {
         return;

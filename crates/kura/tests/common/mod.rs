@@ -4,6 +4,7 @@
 //! the official AWS SDK (or through `Server::raw` for wire-level checks), and tears it down on drop.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod operator;
 pub mod postgres;
 pub mod receiver;
