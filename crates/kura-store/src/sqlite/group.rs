@@ -163,14 +163,18 @@ impl Writer {
             st.replace_conn(&self.shared.opts).await?;
         }
         if !st.open {
-            // Suspect until BEGIN answers: cut short, it may or may not have begun.
+            // Suspect until BEGIN answers: cut short, it may or may not have begun. The
+            // first turn's SAVEPOINT goes with it: one hand-off to the connection's thread
+            // instead of two (each costs more than the statement).
             st.suspect = true;
-            sqlx::query("BEGIN IMMEDIATE")
+            sqlx::raw_sql("BEGIN IMMEDIATE; SAVEPOINT turn")
                 .execute(&mut st.conn)
                 .await
                 .map_err(db_err)?;
             st.suspect = false;
             st.open = true;
+            st.dirty = true;
+            return Ok(Turn::new(self.shared.clone(), st));
         }
         // Dirty until released or rolled back, even if the SAVEPOINT itself is cut short.
         st.dirty = true;

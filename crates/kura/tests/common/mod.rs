@@ -1543,9 +1543,13 @@ pub fn base64_fragments(bytes: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// Runs `sqlite3 db sql` and returns its trimmed stdout (panics on failure).
+/// Runs `sqlite3 db sql` and returns its trimmed stdout (panics on failure). Against a
+/// running server it waits for the server's write transaction to end (its writer holds one
+/// open for a batch, and a background pass may take a turn at any time) as a second writer
+/// would, instead of failing at once with "database is locked".
 pub fn sqlite(db: &Path, sql: &str) -> String {
     let out = std::process::Command::new("sqlite3")
+        .args(["-cmd", ".timeout 10000"])
         .arg(db)
         .arg(sql)
         .output()
