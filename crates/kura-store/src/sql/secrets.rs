@@ -85,18 +85,32 @@ pub(crate) async fn load_secret<C: Conn>(
     secret_id: i64,
     lock: bool,
 ) -> Result<Option<SecretRecord>> {
+    Ok(load_secret_row(conn, secret_id, lock)
+        .await?
+        .map(|(s, _)| s))
+}
+
+/// The secret's row with its tags and, for a change, its labels: one statement (a write
+/// holds the writer while it waits for each).
+async fn load_secret_row<C: Conn>(
+    conn: &mut C,
+    secret_id: i64,
+    lock: bool,
+) -> Result<Option<(SecretRecord, Stages)>> {
     let sql = format!(
-        "SELECT {SECRET_COLUMNS} FROM secrets WHERE id = $1{}",
-        if lock { C::FOR_UPDATE } else { "" }
+        "SELECT {SECRET_COLUMNS}, {tags} AS tags_json, {stages} AS stages_json \
+         FROM secrets s WHERE id = $1{lock}",
+        tags = C::TAGS_JSON,
+        stages = C::STAGES_JSON,
+        lock = if lock { C::FOR_UPDATE } else { "" }
     );
     let mut args = Args::default();
     args.push(secret_id);
     let Some(row) = built(sql, args).fetch_optional(&mut *conn).await? else {
         return Ok(None);
     };
-    let mut s = secret_from_row(&row)?;
-    s.tags = load_tags(conn, secret_id).await?;
-    Ok(Some(s))
+    let stages = json_pairs(&row, "stages_json")?.into_iter().collect();
+    Ok(Some((secret_with_tags(&row)?, stages)))
 }
 
 async fn write_version<C: Conn>(conn: &mut C, secret_id: i64, v: &NewVersion) -> Result<()> {
@@ -125,26 +139,52 @@ async fn write_version<C: Conn>(conn: &mut C, secret_id: i64, v: &NewVersion) ->
 }
 
 async fn write_stages<C: Conn>(conn: &mut C, secret_id: i64, stages: &Stages) -> Result<()> {
-    for (stage, version) in stages {
-        stmt("INSERT INTO version_stages (secret_id, stage, version_id) VALUES ($1, $2, $3)")
-            .bind(secret_id)
-            .bind(stage)
-            .bind(version)
-            .execute(conn)
-            .await?;
-    }
-    Ok(())
+    insert_pairs(
+        conn,
+        "version_stages (secret_id, stage, version_id)",
+        secret_id,
+        stages
+            .iter()
+            .map(|(stage, version)| (stage.as_str(), version.as_str())),
+    )
+    .await
 }
 
 async fn write_tags<C: Conn>(conn: &mut C, secret_id: i64, tags: &[Tag]) -> Result<()> {
-    for t in tags {
-        stmt("INSERT INTO tags (secret_id, key, value) VALUES ($1, $2, $3)")
-            .bind(secret_id)
-            .bind(&t.key)
-            .bind(&t.value)
-            .execute(conn)
-            .await?;
+    insert_pairs(
+        conn,
+        "tags (secret_id, key, value)",
+        secret_id,
+        tags.iter().map(|t| (t.key.as_str(), t.value.as_str())),
+    )
+    .await
+}
+
+/// Inserts `(secret_id, a, b)` rows into `table` (its name and columns), all in one
+/// statement: a write holds the writer while it waits for each statement. A secret has at
+/// most 50 tags and 20 labels, far below the parameter limits.
+async fn insert_pairs<'a, C: Conn>(
+    conn: &mut C,
+    table: &str,
+    secret_id: i64,
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Result<()> {
+    let mut args = Args::default();
+    let rows: Vec<String> = pairs
+        .map(|(a, b)| {
+            format!(
+                "({}, {}, {})",
+                args.push(secret_id),
+                args.push(a),
+                args.push(b)
+            )
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
     }
+    let sql = format!("INSERT INTO {table} VALUES {}", rows.join(", "));
+    built(sql, args).execute(conn).await?;
     Ok(())
 }
 
@@ -219,11 +259,10 @@ pub(crate) async fn modify<C: Conn>(
     secret_id: i64,
     f: &mut Mutation<'_>,
 ) -> Result<(SecretState, Changed)> {
-    let secret = load_secret(tx, secret_id, true)
+    let (secret, stages) = load_secret_row(tx, secret_id, true)
         .await?
         .ok_or_else(Error::secret_not_found)?;
     let versions = load_versions(tx, secret_id).await?;
-    let stages = load_stages(tx, secret_id).await?;
     let before_ids: HashSet<String> = versions.iter().map(|v| v.version_id.clone()).collect();
     let before_tags = secret.tags.clone();
     let before_description = secret.description.clone();
@@ -355,7 +394,13 @@ pub(crate) async fn find_secret<C: Conn>(
     if unstorable::<C>(&keys) {
         return Ok(None);
     }
-    let by = |cond: &str| format!("SELECT {SECRET_COLUMNS} FROM secrets WHERE {cond}");
+    // The secret's tags come in the same statement (one round trip, not two).
+    let by = |cond: &str| {
+        format!(
+            "SELECT {SECRET_COLUMNS}, {tags} AS tags_json FROM secrets s WHERE {cond}",
+            tags = C::TAGS_JSON
+        )
+    };
     let row = match secret {
         SecretRef::Name(name) => {
             let mut args = Args::default();
@@ -381,9 +426,17 @@ pub(crate) async fn find_secret<C: Conn>(
         }
     };
     let Some(row) = row else { return Ok(None) };
-    let mut s = secret_from_row(&row)?;
-    s.tags = load_tags(conn, s.id).await?;
-    Ok(Some(s))
+    secret_with_tags(&row).map(Some)
+}
+
+/// A secret from a row holding its columns and its tags as `tags_json`.
+fn secret_with_tags(r: &impl Columns) -> Result<SecretRecord> {
+    let mut s = secret_from_row(r)?;
+    s.tags = json_pairs(r, "tags_json")?
+        .into_iter()
+        .map(|(key, value)| Tag { key, value })
+        .collect();
+    Ok(s)
 }
 
 pub(crate) async fn read_version<C: Conn>(
