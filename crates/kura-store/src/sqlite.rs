@@ -159,6 +159,9 @@ impl Conn for SqliteConnection {
          FROM tags t WHERE t.secret_id = s.id)";
     const STAGES_JSON: &'static str = "(SELECT json_group_array(json_array(v.stage, v.version_id)) \
          FROM version_stages v WHERE v.secret_id = s.id)";
+    const VERSIONS_JSON: &'static str = "(SELECT json_group_array(json_array(v.version_id, \
+         v.created_at, v.accessed_at, CASE WHEN v.value_kind IS NULL THEN 0 ELSE 1 END) \
+         ORDER BY v.created_at, v.rowid) FROM secret_versions v WHERE v.secret_id = s.id)";
 
     sql::run_statements!(db_err);
 

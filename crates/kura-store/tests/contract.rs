@@ -219,6 +219,50 @@ async fn label_moves(store: &dyn Store) {
 
 /// Creating twice is refused with ResourceExistsException (by name, and by ARN); a value-less
 /// placeholder is filled in place; a mutation that changes nothing changes nothing.
+/// A change sees the secret's versions as `versions` lists them: oldest first, those of one
+/// millisecond in the order they were written (not by id), each with what it holds (a
+/// placeholder has no value).
+async fn versions_a_change_sees(store: &dyn Store) {
+    let id = create(store, "versions/order").await;
+    store
+        .modify(
+            id,
+            &mut |st| {
+                // Written after v1 in the same millisecond, yet sorting before it by id.
+                st.new_versions.push(version("v0", Some("value-0")));
+                st.new_versions.push(version("pending", None));
+                st.stages.insert("AWSCURRENT".into(), "v0".into());
+                st.stages.insert("AWSPREVIOUS".into(), "v1".into());
+                st.stages.insert("AWSPENDING".into(), "pending".into());
+                Ok(())
+            },
+            &NO_AUDIT,
+        )
+        .await
+        .unwrap();
+    let listed = store.versions(id).await.unwrap().0;
+    let ids: Vec<&str> = listed.iter().map(|v| v.version_id.as_str()).collect();
+    assert_eq!(ids, ["v1", "v0", "pending"]);
+    assert_eq!(
+        listed.iter().map(|v| v.has_value).collect::<Vec<_>>(),
+        [true, true, false]
+    );
+    let mut seen = Vec::new();
+    let state = store
+        .modify(
+            id,
+            &mut |st| {
+                seen = st.versions.clone();
+                Ok(())
+            },
+            &NO_AUDIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(seen, listed);
+    assert_eq!(state.stages, stages_now(store, id).await);
+}
+
 async fn idempotency(store: &dyn Store) {
     let id = create(store, "idem/app").await;
     let again = store
@@ -2090,6 +2134,7 @@ backend_tests!(
     sqlite(),
     [
         label_moves,
+        versions_a_change_sees,
         idempotency,
         pagination,
         leases,
@@ -2112,6 +2157,7 @@ backend_tests!(
     postgres(),
     [
         label_moves,
+        versions_a_change_sees,
         idempotency,
         pagination,
         leases,

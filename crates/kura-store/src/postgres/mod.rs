@@ -190,6 +190,9 @@ impl Conn for PgConnection {
          FROM tags t WHERE t.secret_id = s.id)";
     const STAGES_JSON: &'static str = "(SELECT json_agg(json_build_array(v.stage, v.version_id))::text \
          FROM version_stages v WHERE v.secret_id = s.id)";
+    const VERSIONS_JSON: &'static str = "(SELECT json_agg(json_build_array(v.version_id, \
+         v.created_at, v.accessed_at, CASE WHEN v.value_kind IS NULL THEN 0 ELSE 1 END) \
+         ORDER BY v.created_at, v.seq)::text FROM secret_versions v WHERE v.secret_id = s.id)";
 
     sql::run_statements!(db_err);
 

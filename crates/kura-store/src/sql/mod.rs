@@ -61,6 +61,10 @@ pub(crate) trait Conn: Send {
     /// aggregated inside a page's own statement, so a page of any size is one statement.
     const TAGS_JSON: &'static str;
     const STAGES_JSON: &'static str;
+    /// A secret's (`s`) versions as `[version_id, created_at, accessed_at, has_value (0/1)]`
+    /// arrays, oldest first, in the order they were written within a millisecond (as
+    /// `load_versions` reads them); NULL when it has none.
+    const VERSIONS_JSON: &'static str;
     /// Inserts a secret's `secret_words` rows (`(field, word)`; its old ones are gone).
     fn insert_words(
         &mut self,

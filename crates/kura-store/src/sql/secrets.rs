@@ -85,32 +85,57 @@ pub(crate) async fn load_secret<C: Conn>(
     secret_id: i64,
     lock: bool,
 ) -> Result<Option<SecretRecord>> {
-    Ok(load_secret_row(conn, secret_id, lock)
-        .await?
-        .map(|(s, _)| s))
-}
-
-/// The secret's row with its tags and, for a change, its labels: one statement (a write
-/// holds the writer while it waits for each).
-async fn load_secret_row<C: Conn>(
-    conn: &mut C,
-    secret_id: i64,
-    lock: bool,
-) -> Result<Option<(SecretRecord, Stages)>> {
     let sql = format!(
-        "SELECT {SECRET_COLUMNS}, {tags} AS tags_json, {stages} AS stages_json \
-         FROM secrets s WHERE id = $1{lock}",
+        "SELECT {SECRET_COLUMNS}, {tags} AS tags_json FROM secrets s WHERE id = $1{lock}",
         tags = C::TAGS_JSON,
-        stages = C::STAGES_JSON,
         lock = if lock { C::FOR_UPDATE } else { "" }
     );
     let mut args = Args::default();
     args.push(secret_id);
-    let Some(row) = built(sql, args).fetch_optional(&mut *conn).await? else {
+    built(sql, args)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|row| secret_with_tags(&row))
+        .transpose()
+}
+
+/// Everything a change starts from, the secret's row locked: its tags, labels and
+/// versions, in one statement (a write holds the writer, or a row lock, while it waits for
+/// each).
+async fn load_for_change<C: Conn>(
+    tx: &mut C,
+    secret_id: i64,
+) -> Result<Option<(SecretRecord, Stages, Vec<VersionMeta>)>> {
+    let sql = format!(
+        "SELECT {SECRET_COLUMNS}, {tags} AS tags_json, {stages} AS stages_json, \
+         {versions} AS versions_json FROM secrets s WHERE id = $1{lock}",
+        tags = C::TAGS_JSON,
+        stages = C::STAGES_JSON,
+        versions = C::VERSIONS_JSON,
+        lock = C::FOR_UPDATE,
+    );
+    let mut args = Args::default();
+    args.push(secret_id);
+    let Some(row) = built(sql, args).fetch_optional(&mut *tx).await? else {
         return Ok(None);
     };
     let stages = json_pairs(&row, "stages_json")?.into_iter().collect();
-    Ok(Some((secret_with_tags(&row)?, stages)))
+    let versions = match row.col::<Option<String>>("versions_json")? {
+        None => Vec::new(),
+        Some(json) => serde_json::from_str::<Vec<(String, i64, Option<i64>, i64)>>(&json)
+            .map_err(|e| Error::internal(format!("reading a secret's versions: {e}")))?
+            .into_iter()
+            .map(
+                |(version_id, created_at, accessed_at, has_value)| VersionMeta {
+                    version_id,
+                    created_at: Timestamp(created_at),
+                    accessed_at: accessed_at.map(Timestamp),
+                    has_value: has_value != 0,
+                },
+            )
+            .collect(),
+    };
+    Ok(Some((secret_with_tags(&row)?, stages, versions)))
 }
 
 async fn write_version<C: Conn>(conn: &mut C, secret_id: i64, v: &NewVersion) -> Result<()> {
@@ -259,10 +284,9 @@ pub(crate) async fn modify<C: Conn>(
     secret_id: i64,
     f: &mut Mutation<'_>,
 ) -> Result<(SecretState, Changed)> {
-    let (secret, stages) = load_secret_row(tx, secret_id, true)
+    let (secret, stages, versions) = load_for_change(tx, secret_id)
         .await?
         .ok_or_else(Error::secret_not_found)?;
-    let versions = load_versions(tx, secret_id).await?;
     let before_ids: HashSet<String> = versions.iter().map(|v| v.version_id.clone()).collect();
     let before_tags = secret.tags.clone();
     let before_description = secret.description.clone();
