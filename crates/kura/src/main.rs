@@ -217,6 +217,15 @@ enum Command {
         #[command(flatten)]
         client: cli::ClientArgs,
     },
+    /// Run a command with secrets in its environment (the values never printed unless
+    /// --print-env asks); signals pass to it, its exit code is kura run's.
+    #[command(after_help = cli::run::RUN_HELP)]
+    Run {
+        #[command(flatten)]
+        run: cli::run::RunArgs,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  kura completion bash > /etc/bash_completion.d/kura\n  kura completion zsh > \"${fpath[1]}/_kura\"\n  kura completion fish > ~/.config/fish/completions/kura.fish"
@@ -708,6 +717,31 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("kura: {}", cli::message(&e));
                     ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Run { mut run, client } => {
+            // Which --secret an --as belongs to is in the command line's order, which the
+            // derived struct does not keep.
+            use clap::CommandFactory;
+            let matches = Cli::command().get_matches();
+            if let Some(m) = matches.subcommand_matches("run") {
+                let at = |id: &str| -> Vec<usize> {
+                    m.indices_of(id).map(|i| i.collect()).unwrap_or_default()
+                };
+                if let Err(e) = run.pair_as(&at("secrets"), &at("as_vars")) {
+                    eprintln!("kura: {}", cli::message(&e));
+                    return ExitCode::from(e.exit_code());
+                }
+            }
+            let Some(runtime) = runtime(false) else {
+                return ExitCode::FAILURE;
+            };
+            match runtime.block_on(cli::run::run(run, &client)) {
+                Ok(code) => ExitCode::from(code),
+                Err(e) => {
+                    eprintln!("kura: {}", cli::message(&e));
+                    ExitCode::from(e.exit_code())
                 }
             }
         }
