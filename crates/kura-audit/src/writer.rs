@@ -23,6 +23,8 @@ type Job = (AuditRecord, oneshot::Sender<Result<()>>);
 /// The writer's handle: [`record`](Self::record) queues a record and waits for its batch.
 pub struct AuditLog {
     tx: mpsc::Sender<Job>,
+    /// The audit file (`/health?ready` checks it can still be written).
+    file: PathBuf,
 }
 
 impl AuditLog {
@@ -34,7 +36,25 @@ impl AuditLog {
         store.set_audit_chain(chain);
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(writer(store, rx));
-        Ok(AuditLog { tx })
+        Ok(AuditLog { tx, file })
+    }
+
+    /// Records waiting for the writer (metrics).
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// Whether records can be written now: the writer runs and the audit file opens for
+    /// appending. Writes nothing.
+    pub fn check_writable(&self) -> std::result::Result<(), String> {
+        if self.tx.is_closed() {
+            return Err("the audit writer has stopped".into());
+        }
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.file)
+            .map(drop)
+            .map_err(|e| format!("the audit file cannot be opened for writing: {e}"))
     }
 
     /// Records `e` and returns once it is durable; an error means it was not written.

@@ -115,6 +115,15 @@ enum Command {
         seal: Option<String>,
         #[command(flatten)]
         pkcs11: Pkcs11Args,
+        /// Serve GET /metrics (Prometheus text format, no authentication: counts only, never
+        /// secret names or values) on the API listener (`main`), or not at all (`off`).
+        /// --metrics-listen serves it on an address of its own instead.
+        #[arg(long, env = "KURA_METRICS", default_value = "main", value_parser = ["main", "off"])]
+        metrics: String,
+        /// Serve GET /metrics on this address only (plain HTTP, e.g. 127.0.0.1:9464), not on
+        /// the API listener.
+        #[arg(long, env = "KURA_METRICS_LISTEN", value_name = "ADDR")]
+        metrics_listen: Option<SocketAddr>,
         /// Read the options from this TOML file: each key is an option's name without `--`
         /// (`listen = "0.0.0.0:8200"`, `tls-cert = "/etc/kura/tls/server.pem"`). Options given
         /// as flags or KURA_* variables override the file's.
@@ -883,9 +892,22 @@ fn main() -> ExitCode {
             insecure_http,
             seal,
             pkcs11,
+            metrics,
+            metrics_listen,
             config: _,
             print_config,
         } => {
+            let metrics = match (metrics.as_str(), metrics_listen) {
+                ("off", Some(_)) => {
+                    eprintln!(
+                        "kura: --metrics off and --metrics-listen contradict each other: give one"
+                    );
+                    return ExitCode::from(2);
+                }
+                ("off", None) => kura_server::http::MetricsExposure::Off,
+                (_, Some(at)) => kura_server::http::MetricsExposure::Listen(at),
+                _ => kura_server::http::MetricsExposure::Main,
+            };
             let checked = pkcs11
                 .seal_choice(seal)
                 .and_then(|seal| Ok((seal, tls_files(tls_cert, tls_key, tls_client_ca)?)));
@@ -924,6 +946,7 @@ fn main() -> ExitCode {
                 tls,
                 insecure_http,
                 seal,
+                metrics,
             };
             match runtime.block_on(kura_server::run(config)) {
                 Ok(()) => ExitCode::SUCCESS,
