@@ -35,7 +35,9 @@ function, notify, audit lookup, api):
   2  bad usage or input (an argument, a file, or a request the server found invalid)
   3  not found (no such secret, version or label)
   4  denied (credentials refused, or not allowed)
-  5  the server could not be reached";
+  5  the server could not be reached
+kura run exits with its command's code instead (128+N for a signal N, 126 cannot run,
+127 not found) once the command started, and with the codes above when it did not.";
 
 // Parsed once per process: the size of the server's variant costs nothing.
 #[allow(clippy::large_enum_variant)]

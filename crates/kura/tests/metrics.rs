@@ -231,3 +231,30 @@ async fn metrics_off_or_on_their_own_listener() {
     let (status, _, _) = scrape(&format!("http://{at}/health")).await;
     assert_eq!(status, 404, "the metrics listener serves /metrics only");
 }
+
+#[tokio::test]
+async fn a_rotation_is_counted_by_function_and_outcome() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    let name = format!("metrics/rotated-{}", unique_suffix());
+    let arn = create_plain(&client, &name, &format!("value-{}", unique_suffix())).await;
+    client
+        .rotate_secret()
+        .secret_id(&name)
+        .rotation_lambda_arn(lambda_arn(&arn, "kura-password"))
+        .send()
+        .await
+        .expect("RotateSecret");
+    wait_rotation_succeeded(&server, &name).await;
+    let (_, _, text) = scrape(&format!("{}/metrics", server.endpoint())).await;
+    assert!(!text.contains(&name), "a secret's name is in the metrics");
+    let Some(samples) = parse(&text) else {
+        return;
+    };
+    let labels = [("function", "kura-password"), ("outcome", "succeeded")];
+    assert_eq!(
+        value(&samples, "kura_rotations_total", &labels),
+        1.0,
+        "{text}"
+    );
+}
