@@ -5,7 +5,7 @@
 //! time, outcomes are error codes, functions are rotation-function names chosen by an
 //! operator. Never a secret's name or value.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::{LazyLock, Mutex};
 
@@ -29,21 +29,36 @@ struct Histogram {
     count: u64,
 }
 
+/// One operation's answers.
+#[derive(Default)]
+struct OperationStats {
+    /// (outcome, requests): a handful per operation, so a scan beats a map.
+    outcomes: Vec<(String, u64)>,
+    latency: Histogram,
+}
+
 #[derive(Default)]
 struct Counters {
-    /// (operation, outcome) → requests.
-    requests: BTreeMap<(String, String), u64>,
-    latency: BTreeMap<String, Histogram>,
+    operations: BTreeMap<&'static str, OperationStats>,
     /// (function, outcome) → finished rotation cycles.
     rotations: BTreeMap<(String, String), u64>,
 }
 
 static COUNTERS: LazyLock<Mutex<Counters>> = LazyLock::new(Default::default);
 
-/// Every operation's IAM action: what the operation label may be (else `unknown`).
-static OPERATIONS: LazyLock<HashSet<String>> = LazyLock::new(|| {
+/// `X-Amz-Target` → the operation's IAM action, for every operation kura serves: what the
+/// operation label may be (else `unknown`). Looked up without allocating, on every request.
+static TARGETS: LazyLock<HashMap<String, String>> = LazyLock::new(|| {
     crate::service::operation::all_actions()
         .into_iter()
+        .filter_map(|action| {
+            let target = match action.split_once(':') {
+                Some(("secretsmanager", op)) => format!("secretsmanager.{op}"),
+                Some(("kura", op)) => format!("Kura.{op}"),
+                _ => return None,
+            };
+            Some((target, action))
+        })
         .collect()
 });
 
@@ -54,26 +69,19 @@ fn counters() -> std::sync::MutexGuard<'static, Counters> {
 
 /// The operation label for an `X-Amz-Target` (`secretsmanager.GetSecretValue` →
 /// `secretsmanager:GetSecretValue`); `unknown` for anything kura does not serve.
-pub fn operation_label(target: &str) -> String {
-    let action = match target.split_once('.') {
-        Some(("secretsmanager", op)) => format!("secretsmanager:{op}"),
-        Some(("Kura", op)) => format!("kura:{op}"),
-        _ => return "unknown".into(),
-    };
-    if OPERATIONS.contains(&action) {
-        action
-    } else {
-        "unknown".into()
-    }
+pub fn operation_label(target: &str) -> &'static str {
+    TARGETS.get(target).map(String::as_str).unwrap_or("unknown")
 }
 
 /// One answered request.
-pub fn request(operation: String, outcome: &str, seconds: f64) {
+pub fn request(operation: &'static str, outcome: &str, seconds: f64) {
     let mut c = counters();
-    *c.requests
-        .entry((operation.clone(), outcome.to_string()))
-        .or_default() += 1;
-    let h = c.latency.entry(operation).or_default();
+    let stats = c.operations.entry(operation).or_default();
+    match stats.outcomes.iter_mut().find(|(o, _)| o == outcome) {
+        Some((_, n)) => *n += 1,
+        None => stats.outcomes.push((outcome.to_string(), 1)),
+    }
+    let h = &mut stats.latency;
     if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
         h.buckets[i] += 1;
     }
@@ -134,13 +142,17 @@ pub async fn render(node: &Node) -> String {
             "counter",
             "API requests answered, by operation (IAM action) and outcome (success or the error code).",
         );
-        for ((op, outcome), n) in &c.requests {
-            let _ = writeln!(
-                out,
-                "kura_requests_total{{operation=\"{}\",outcome=\"{}\"}} {n}",
-                esc(op),
-                esc(outcome)
-            );
+        for (op, stats) in &c.operations {
+            let mut outcomes: Vec<&(String, u64)> = stats.outcomes.iter().collect();
+            outcomes.sort();
+            for (outcome, n) in outcomes {
+                let _ = writeln!(
+                    out,
+                    "kura_requests_total{{operation=\"{}\",outcome=\"{}\"}} {n}",
+                    esc(op),
+                    esc(outcome)
+                );
+            }
         }
         header(
             &mut out,
@@ -148,7 +160,8 @@ pub async fn render(node: &Node) -> String {
             "histogram",
             "Time from a request's arrival to its answer, by operation.",
         );
-        for (op, h) in &c.latency {
+        for (op, stats) in &c.operations {
+            let h = &stats.latency;
             let op = esc(op);
             let mut cumulative = 0;
             for (bound, n) in BUCKETS.iter().zip(h.buckets) {
