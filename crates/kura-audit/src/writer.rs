@@ -25,6 +25,7 @@ pub struct AuditLog {
     tx: mpsc::Sender<Job>,
     /// The audit file (`/health?ready` checks it can still be written).
     file: PathBuf,
+    chain: Arc<FileChain>,
 }
 
 impl AuditLog {
@@ -33,10 +34,15 @@ impl AuditLog {
     pub async fn start(store: Arc<dyn AuditStore>, key: MacKey, file: PathBuf) -> Result<AuditLog> {
         let chain = Arc::new(FileChain::open(key, file.clone())?);
         catch_up(store.as_ref(), &chain, &file).await?;
-        store.set_audit_chain(chain);
+        store.set_audit_chain(chain.clone());
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(writer(store, rx));
-        Ok(AuditLog { tx, file })
+        Ok(AuditLog { tx, file, chain })
+    }
+
+    /// Records this process committed, by the writer or with a store transaction (metrics).
+    pub fn records_committed(&self) -> u64 {
+        self.chain.records_committed()
     }
 
     /// Records waiting for the writer (metrics).

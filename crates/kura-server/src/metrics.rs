@@ -238,6 +238,15 @@ pub async fn render(node: &Node) -> String {
         );
         let _ = writeln!(out, "kura_audit_queue_depth {depth}");
     }
+    if let Some(n) = service.audit_records_committed() {
+        header(
+            &mut out,
+            "kura_audit_records_total",
+            "counter",
+            "Audit records this server committed to the trail.",
+        );
+        let _ = writeln!(out, "kura_audit_records_total {n}");
+    }
     let now = Timestamp(service.now_ms());
     if let Ok(due) = store.rotation_due(now, COUNT_LIMIT).await {
         header(

@@ -128,6 +128,10 @@ async fn counters_move_and_histograms_are_monotone() {
     };
     assert_eq!(delta("success"), 1.0);
     assert_eq!(delta("AccessDeniedException"), 1.0);
+    // Both reads, the user and its key were audited (at least those four records).
+    let audited = value(&after, "kura_audit_records_total", &[])
+        - value(&before, "kura_audit_records_total", &[]);
+    assert!(audited >= 4.0, "{audited}");
 
     // Buckets grow with le and end at the count.
     let mut buckets: Vec<(f64, f64)> = after

@@ -202,6 +202,13 @@ impl Service {
         self.audit.get().map(kura_audit::AuditLog::queue_depth)
     }
 
+    /// Audit records this process committed; `None` without an audit log.
+    pub fn audit_records_committed(&self) -> Option<u64> {
+        self.audit
+            .get()
+            .map(kura_audit::AuditLog::records_committed)
+    }
+
     /// Whether audit records can be written now (`/health?ready`).
     pub fn audit_writable(&self) -> std::result::Result<(), String> {
         match self.audit.get() {

@@ -1545,7 +1545,10 @@ pub fn base64_fragments(bytes: &[u8]) -> Vec<String> {
 
 /// Runs `sqlite3 db sql` and returns its trimmed stdout (panics on failure).
 pub fn sqlite(db: &Path, sql: &str) -> String {
+    // The running server writes too (the audit lookup tables fill a second behind the
+    // trail): wait for its lock instead of failing with "database is locked".
     let out = std::process::Command::new("sqlite3")
+        .args(["-cmd", ".timeout 5000"])
         .arg(db)
         .arg(sql)
         .output()
