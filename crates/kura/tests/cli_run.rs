@@ -343,7 +343,8 @@ async fn fallback_when_kura_is_unreachable() {
         "--",
         "sh",
         "-c",
-        r#"printf '%s' "$FB" > out"#,
+        // The passphrase is not passed on: the command gets the value alone.
+        r#"printf '%s%s' "$FB" "${KURA_FALLBACK_PASSPHRASE-}" > out"#,
     ];
 
     // No passphrase: refused before anything runs.

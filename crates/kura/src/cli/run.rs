@@ -45,9 +45,12 @@ running, reads the values again and starts the command anew (one line on stderr 
 
 --fallback FILE: after each successful read, the values are written to FILE (mode 0600),
 encrypted with AES-256-GCM under a key derived from KURA_FALLBACK_PASSPHRASE (PBKDF2-HMAC-SHA256,
-600,000 iterations, a random salt). When kura cannot be reached at start (no answer; a refusal
-or an unknown secret is never covered up), FILE's values are used and stderr says so and how
-old they are.";
+600,000 iterations, a random salt; the variable is not passed on to the command). When kura
+cannot be reached at start (no answer; a refusal or an unknown secret is never covered up),
+FILE's values are used and stderr says so and how old they are.";
+
+/// Where `--fallback` finds its passphrase.
+const PASSPHRASE_VAR: &str = "KURA_FALLBACK_PASSPHRASE";
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -386,7 +389,7 @@ pub async fn run(args: RunArgs, client_args: &ClientArgs) -> Result<u8, ClientEr
     }
     let passphrase = match &args.fallback {
         None => None,
-        Some(_) => match std::env::var("KURA_FALLBACK_PASSPHRASE") {
+        Some(_) => match std::env::var(PASSPHRASE_VAR) {
             Ok(p) if !p.is_empty() => Some(Zeroizing::new(p)),
             _ => {
                 return Err(usage(
@@ -507,7 +510,8 @@ fn spawn(
         return Err(usage("no command to run: give it after --".into()));
     };
     let mut cmd = tokio::process::Command::new(program);
-    cmd.args(rest).envs(vars);
+    // The fallback's passphrase is kura run's, not the command's.
+    cmd.args(rest).env_remove(PASSPHRASE_VAR).envs(vars);
     cmd.spawn().map_err(|e| {
         let shown = Path::new(program).display();
         match e.kind() {
