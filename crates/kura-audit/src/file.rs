@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use kura_core::{Error, Result};
 use kura_crypto::mac::MacKey;
@@ -19,6 +20,8 @@ pub const AUDIT_FILE: &str = "audit.jsonl";
 pub struct FileChain {
     key: MacKey,
     file: Mutex<AuditFile>,
+    /// Records committed to the database by this process (metrics).
+    committed: AtomicU64,
 }
 
 struct AuditFile {
@@ -44,6 +47,8 @@ impl AuditChain for FileChain {
     /// The database copy is the durable one and is already committed: a file that cannot be
     /// appended to is logged and caught up later, never a reason to refuse the request.
     fn committed(&self, records: &[AuditRecord]) -> Result<()> {
+        self.committed
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
         let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
         let was_behind = !f.pending.is_empty();
         for r in records {
@@ -83,6 +88,11 @@ impl AuditChain for FileChain {
 }
 
 impl FileChain {
+    /// Records committed to the database since this process opened the chain.
+    pub fn records_committed(&self) -> u64 {
+        self.committed.load(Ordering::Relaxed)
+    }
+
     /// Signs with `key` and appends to the file at `path` (created, mode 0600, if missing).
     pub(crate) fn open(key: MacKey, path: PathBuf) -> Result<FileChain> {
         let out = open_append(&path)?;
@@ -98,6 +108,7 @@ impl FileChain {
                 good_len,
                 pending: Vec::new(),
             }),
+            committed: AtomicU64::new(0),
         })
     }
 }

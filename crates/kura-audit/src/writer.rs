@@ -23,6 +23,9 @@ type Job = (AuditRecord, oneshot::Sender<Result<()>>);
 /// The writer's handle: [`record`](Self::record) queues a record and waits for its batch.
 pub struct AuditLog {
     tx: mpsc::Sender<Job>,
+    /// The audit file (`/health?ready` checks it can still be written).
+    file: PathBuf,
+    chain: Arc<FileChain>,
 }
 
 impl AuditLog {
@@ -31,10 +34,33 @@ impl AuditLog {
     pub async fn start(store: Arc<dyn AuditStore>, key: MacKey, file: PathBuf) -> Result<AuditLog> {
         let chain = Arc::new(FileChain::open(key, file.clone())?);
         catch_up(store.as_ref(), &chain, &file).await?;
-        store.set_audit_chain(chain);
+        store.set_audit_chain(chain.clone());
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(writer(store, rx));
-        Ok(AuditLog { tx })
+        Ok(AuditLog { tx, file, chain })
+    }
+
+    /// Records this process committed, by the writer or with a store transaction (metrics).
+    pub fn records_committed(&self) -> u64 {
+        self.chain.records_committed()
+    }
+
+    /// Records waiting for the writer (metrics).
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// Whether records can be written now: the writer runs and the audit file opens for
+    /// appending. Writes nothing.
+    pub fn check_writable(&self) -> std::result::Result<(), String> {
+        if self.tx.is_closed() {
+            return Err("the audit writer has stopped".into());
+        }
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.file)
+            .map(drop)
+            .map_err(|e| format!("the audit file cannot be opened for writing: {e}"))
     }
 
     /// Records `e` and returns once it is durable; an error means it was not written.

@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod http;
 pub mod init;
+pub mod metrics;
 pub mod node;
 pub mod root_file;
 pub mod rootkey;
@@ -43,6 +44,8 @@ pub struct Config {
     pub tls: Option<http::TlsFiles>,
     /// Allow plain HTTP on an address other than loopback (TLS ends in front of kura).
     pub insecure_http: bool,
+    /// Where `GET /metrics` is served.
+    pub metrics: http::MetricsExposure,
 }
 
 /// Plain HTTP is served on loopback only, unless the operator says TLS is handled elsewhere:
@@ -101,7 +104,23 @@ pub async fn run(config: Config) -> Result<()> {
     let state = Arc::new(http::AppState {
         node: node.clone(),
         body_read_timeout: config.limits.body_read_timeout,
+        metrics_on_main: config.metrics == http::MetricsExposure::Main,
     });
+    let metrics_listener = match config.metrics {
+        http::MetricsExposure::Listen(at) => {
+            let listener = tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|e| Error::internal(format!("cannot listen for metrics on {at}: {e}")))?;
+            let router = http::metrics_router(state.clone());
+            tracing::info!(addr = %at, "serving GET /metrics");
+            Some(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router.into_make_service()).await {
+                    tracing::error!("the metrics listener failed: {e}");
+                }
+            }))
+        }
+        _ => None,
+    };
     let credentials_file = config.data_dir.join(init::CREDENTIALS_FILE);
     let reloads = match tls.clone() {
         Some(tls) => tls.watch(),
@@ -133,6 +152,9 @@ pub async fn run(config: Config) -> Result<()> {
     )
     .await;
     reloads.abort();
+    if let Some(m) = metrics_listener {
+        m.abort();
+    }
     node.stop().await;
     tracing::info!("kura stopped");
     Ok(())

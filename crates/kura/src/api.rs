@@ -11,7 +11,10 @@ pub use crate::client::http_client;
 pub fn error_text(e: &ClientError) -> String {
     match e {
         ClientError::Api { code, message, .. } => format!("{code}: {message}"),
-        ClientError::Usage(m) | ClientError::Unreachable(m) | ClientError::Other(m) => m.clone(),
+        ClientError::Usage(m)
+        | ClientError::Unreachable(m)
+        | ClientError::Other(m)
+        | ClientError::Child(_, m) => m.clone(),
     }
 }
 

@@ -35,7 +35,9 @@ function, notify, audit lookup, api):
   2  bad usage or input (an argument, a file, or a request the server found invalid)
   3  not found (no such secret, version or label)
   4  denied (credentials refused, or not allowed)
-  5  the server could not be reached";
+  5  the server could not be reached
+kura run exits with its command's code instead (128+N for a signal N, 126 cannot run,
+127 not found) once the command started, and with the codes above when it did not.";
 
 // Parsed once per process: the size of the server's variant costs nothing.
 #[allow(clippy::large_enum_variant)]
@@ -115,6 +117,15 @@ enum Command {
         seal: Option<String>,
         #[command(flatten)]
         pkcs11: Pkcs11Args,
+        /// Serve GET /metrics (Prometheus text format, no authentication: counts only, never
+        /// secret names or values) on the API listener (`main`), or not at all (`off`).
+        /// --metrics-listen serves it on an address of its own instead.
+        #[arg(long, env = "KURA_METRICS", default_value = "main", value_parser = ["main", "off"])]
+        metrics: String,
+        /// Serve GET /metrics on this address only (plain HTTP, e.g. 127.0.0.1:9464), not on
+        /// the API listener.
+        #[arg(long, env = "KURA_METRICS_LISTEN", value_name = "ADDR")]
+        metrics_listen: Option<SocketAddr>,
         /// Read the options from this TOML file: each key is an option's name without `--`
         /// (`listen = "0.0.0.0:8200"`, `tls-cert = "/etc/kura/tls/server.pem"`). Options given
         /// as flags or KURA_* variables override the file's.
@@ -214,6 +225,15 @@ enum Command {
     Notify {
         #[command(subcommand)]
         command: cli::admin::NotifyCommand,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
+    /// Run a command with secrets in its environment (the values never printed unless
+    /// --print-env asks); signals pass to it, its exit code is kura run's.
+    #[command(after_help = cli::run::RUN_HELP)]
+    Run {
+        #[command(flatten)]
+        run: cli::run::RunArgs,
         #[command(flatten)]
         client: cli::ClientArgs,
     },
@@ -711,6 +731,31 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Run { mut run, client } => {
+            // Which --secret an --as belongs to is in the command line's order, which the
+            // derived struct does not keep.
+            use clap::CommandFactory;
+            let matches = Cli::command().get_matches();
+            if let Some(m) = matches.subcommand_matches("run") {
+                let at = |id: &str| -> Vec<usize> {
+                    m.indices_of(id).map(|i| i.collect()).unwrap_or_default()
+                };
+                if let Err(e) = run.pair_as(&at("secrets"), &at("as_vars")) {
+                    eprintln!("kura: {}", cli::message(&e));
+                    return ExitCode::from(e.exit_code());
+                }
+            }
+            let Some(runtime) = runtime(false) else {
+                return ExitCode::FAILURE;
+            };
+            match runtime.block_on(cli::run::run(run, &client)) {
+                Ok(code) => ExitCode::from(code),
+                Err(e) => {
+                    eprintln!("kura: {}", cli::message(&e));
+                    ExitCode::from(e.exit_code())
+                }
+            }
+        }
         Command::Secret { command, client } => client_command(cli::secret::run(command, &client)),
         Command::User { command, client } => client_command(cli::admin::user(command, &client)),
         Command::Key { command, client } => client_command(cli::admin::key(command, &client)),
@@ -849,9 +894,22 @@ fn main() -> ExitCode {
             insecure_http,
             seal,
             pkcs11,
+            metrics,
+            metrics_listen,
             config: _,
             print_config,
         } => {
+            let metrics = match (metrics.as_str(), metrics_listen) {
+                ("off", Some(_)) => {
+                    eprintln!(
+                        "kura: --metrics off and --metrics-listen contradict each other: give one"
+                    );
+                    return ExitCode::from(2);
+                }
+                ("off", None) => kura_server::http::MetricsExposure::Off,
+                (_, Some(at)) => kura_server::http::MetricsExposure::Listen(at),
+                _ => kura_server::http::MetricsExposure::Main,
+            };
             let checked = pkcs11
                 .seal_choice(seal)
                 .and_then(|seal| Ok((seal, tls_files(tls_cert, tls_key, tls_client_ca)?)));
@@ -890,6 +948,7 @@ fn main() -> ExitCode {
                 tls,
                 insecure_http,
                 seal,
+                metrics,
             };
             match runtime.block_on(kura_server::run(config)) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -392,3 +392,49 @@ async fn readme_backup_example_works_as_printed() {
         value
     );
 }
+
+#[tokio::test]
+async fn readme_kura_run_example_works_as_printed() {
+    let server = Server::start().await;
+    server.remember("db-password-1");
+    let dir = workdir(&server);
+    let home = tempfile::tempdir().expect("temp dir");
+    let block = readme_block("kura-run");
+    let bin = Path::new(env!("CARGO_BIN_EXE_kura")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = Command::new("bash");
+    cmd.args(["-euo", "pipefail", "-c", &block])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env("HOME", home.path())
+        .env("KURA_ENDPOINT", server.endpoint());
+    for v in common::cli::AWS_VARS
+        .iter()
+        .filter(|v| **v != "KURA_ENDPOINT")
+    {
+        cmd.env_remove(v);
+    }
+    let out = cmd.output().expect("run bash");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[lines.len() - 4..],
+        [
+            "DB_PASSWORD",
+            "DB_PORT",
+            "DB_USERNAME",
+            "app connects on port 5432"
+        ],
+        "{stdout}"
+    );
+    assert!(!stdout.contains("db-password-1"), "{stdout}");
+}

@@ -41,13 +41,30 @@ pub struct AppState {
     pub node: Arc<Node>,
     /// How long a request body may take to arrive once its head has.
     pub body_read_timeout: Duration,
+    /// Serve `GET /metrics` on this listener (`--metrics main`).
+    pub metrics_on_main: bool,
+}
+
+/// Where `GET /metrics` is served (`--metrics`, `--metrics-listen`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsExposure {
+    /// Not at all.
+    Off,
+    /// On the API listener, beside `/health`.
+    Main,
+    /// On a listener of its own (plain HTTP), and not on the API's.
+    Listen(std::net::SocketAddr),
 }
 
 #[derive(Clone)]
 struct RequestId(String);
 
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let mut router = Router::new();
+    if state.metrics_on_main {
+        router = router.route("/metrics", get(metrics));
+    }
+    router
         .route("/", post(aws).fallback(not_found))
         .route("/health", get(health))
         .route("/operator/seal-status", get(operator::seal_status))
@@ -64,6 +81,29 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// The router of a listener serving `GET /metrics` only (`--metrics-listen`).
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                "this listener serves GET /metrics only\n",
+            )
+        })
+        .with_state(state)
+}
+
+/// `GET /metrics`: Prometheus' text format. Unauthenticated, as Prometheus scrapes; what it
+/// shows is counts, never names or values (restrict it with `--metrics-listen` or turn it off).
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        crate::metrics::render(&state.node).await,
+    )
+        .into_response()
+}
+
 /// Every answer carries `x-amzn-RequestId`, errors included.
 async fn request_id(mut req: Request, next: Next) -> Response {
     let id = uuid::Uuid::new_v4().to_string();
@@ -76,8 +116,9 @@ async fn request_id(mut req: Request, next: Next) -> Response {
 }
 
 /// `GET /health`: the process is up (and whether it is sealed). `GET /health?ready`: it can
-/// serve requests now (unsealed, its database answers), so a load balancer can take a node
-/// out while it is sealed or its database is away.
+/// serve requests now (unsealed, its database answers, audit records can be written), so a
+/// load balancer can take a node out while it is sealed or its database is away; the body
+/// names each check and the failed ones.
 async fn health(State(state): State<Arc<AppState>>, uri: Uri) -> Response {
     let ready = uri.query().is_some_and(|q| {
         q.split('&')
@@ -90,26 +131,50 @@ async fn health(State(state): State<Arc<AppState>>, uri: Uri) -> Response {
         } else {
             StatusCode::OK
         };
-        return (status, json, r#"{"status":"sealed"}"#).into_response();
+        let body = if ready {
+            r#"{"status":"sealed","sealed":"unavailable","failed":["sealed"]}"#
+        } else {
+            r#"{"status":"sealed"}"#
+        };
+        return (status, json, body).into_response();
     };
     if !ready {
         return (json, r#"{"status":"ok"}"#).into_response();
     }
-    match live.service.store().ping().await {
-        Ok(()) => (json, r#"{"status":"ok","database":"ok"}"#).into_response(),
+    let mut failed = Vec::new();
+    let database = match live.service.store().ping().await {
+        Ok(()) => "ok",
         Err(e) => {
             tracing::warn!(
                 detail = e.detail.as_deref().unwrap_or(""),
                 "readiness: the database does not answer"
             );
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                json,
-                r#"{"status":"unavailable","database":"unavailable"}"#,
-            )
-                .into_response()
+            failed.push("database");
+            "unavailable"
         }
-    }
+    };
+    let audit = match live.service.audit_writable() {
+        Ok(()) => "ok",
+        Err(why) => {
+            tracing::warn!(detail = %why, "readiness: the audit trail cannot be written");
+            failed.push("audit");
+            "unavailable"
+        }
+    };
+    let ok = failed.is_empty();
+    let body = serde_json::json!({
+        "status": if ok { "ok" } else { "unavailable" },
+        "sealed": "ok",
+        "database": database,
+        "audit": audit,
+        "failed": failed,
+    });
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, json, body.to_string()).into_response()
 }
 
 /// The answer to every API request while the node is sealed: nothing can be read or
@@ -243,6 +308,33 @@ async fn aws(
     State(state): State<Arc<AppState>>,
     axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    req: Request,
+) -> Response {
+    let started = std::time::Instant::now();
+    let operation = crate::metrics::operation_label(
+        req.headers()
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    );
+    let response = answer(state, request_id, peer, req).await;
+    let outcome = if response.status().is_success() {
+        "success"
+    } else {
+        response
+            .headers()
+            .get("x-amzn-ErrorType")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("error")
+    };
+    crate::metrics::request(operation, outcome, started.elapsed().as_secs_f64());
+    response
+}
+
+async fn answer(
+    state: Arc<AppState>,
+    request_id: String,
+    peer: std::net::SocketAddr,
     req: Request,
 ) -> Response {
     let Some(live) = state.node.live() else {

@@ -197,6 +197,26 @@ impl Service {
         }
     }
 
+    /// Audit records waiting for the writer; `None` without an audit log.
+    pub fn audit_queue_depth(&self) -> Option<usize> {
+        self.audit.get().map(kura_audit::AuditLog::queue_depth)
+    }
+
+    /// Audit records this process committed; `None` without an audit log.
+    pub fn audit_records_committed(&self) -> Option<u64> {
+        self.audit
+            .get()
+            .map(kura_audit::AuditLog::records_committed)
+    }
+
+    /// Whether audit records can be written now (`/health?ready`).
+    pub fn audit_writable(&self) -> std::result::Result<(), String> {
+        match self.audit.get() {
+            Some(log) => log.check_writable(),
+            None => Err("no audit log is open".into()),
+        }
+    }
+
     pub fn now_ms(&self) -> i64 {
         self.clock.now().0
     }

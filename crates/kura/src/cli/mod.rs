@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod run;
 pub mod secret;
 
 use std::io::{IsTerminal, Read, Write};
@@ -186,7 +187,10 @@ pub fn table(header: &[&str], rows: &[Vec<String>], color: bool) -> String {
 pub fn message(e: &ClientError) -> String {
     match e {
         ClientError::Api { code, message, .. } => format!("{message} ({code})"),
-        ClientError::Usage(m) | ClientError::Unreachable(m) | ClientError::Other(m) => m.clone(),
+        ClientError::Usage(m)
+        | ClientError::Unreachable(m)
+        | ClientError::Other(m)
+        | ClientError::Child(_, m) => m.clone(),
     }
 }
 

@@ -35,6 +35,8 @@ pub enum ClientError {
     Unreachable(String),
     /// Anything else (an answer that is not what was expected).
     Other(String),
+    /// `kura run`'s command could not be started: the shell's exit code (126, 127) and why.
+    Child(u8, String),
 }
 
 impl ClientError {
@@ -43,6 +45,7 @@ impl ClientError {
             ClientError::Usage(_) => exit::USAGE,
             ClientError::Unreachable(_) => exit::UNREACHABLE,
             ClientError::Other(_) => exit::OTHER,
+            ClientError::Child(code, _) => *code,
             ClientError::Api { code, .. } => code_exit(code),
         }
     }

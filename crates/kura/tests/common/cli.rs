@@ -86,7 +86,8 @@ impl Shell {
         self.env.push((k.to_string(), v.to_string()));
     }
 
-    pub fn run_with(&self, args: &[&str], stdin: &[u8]) -> Run {
+    /// `kura ARGS` in this shell, not started (stdin, stdout and stderr piped).
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kura"));
         cmd.args(args)
             .current_dir(self.cwd.path())
@@ -100,6 +101,11 @@ impl Shell {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
+        cmd
+    }
+
+    pub fn run_with(&self, args: &[&str], stdin: &[u8]) -> Run {
+        let mut cmd = self.command(args);
         let mut child = cmd.spawn().expect("run kura");
         let mut input = child.stdin.take().unwrap();
         input.write_all(stdin).unwrap();

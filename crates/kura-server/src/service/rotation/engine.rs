@@ -468,6 +468,7 @@ impl Service {
             return Ok(None);
         }
         if matches!(outcome, Outcome::Succeeded { .. }) {
+            crate::metrics::rotation(s.rotation.function_arn.as_deref(), "succeeded");
             tracing::info!(secret = %state.secret.arn, version = %token, "rotation succeeded");
             self.announce(&state.events);
         }
@@ -505,6 +506,7 @@ impl Service {
             })
             .await?;
         if matches!(outcome, Outcome::Failed { .. }) {
+            crate::metrics::rotation(s.rotation.function_arn.as_deref(), "failed");
             tracing::warn!(secret = %s.arn, step = step.as_str(), error = %msg, "rotation failed; AWSCURRENT is unchanged");
             self.announce(&state.events);
         } else if let Outcome::Retry { at } = outcome {

@@ -1,0 +1,290 @@
+//! `GET /metrics` in Prometheus' text format (0.0.4), written by hand: a few counters, one
+//! histogram family and some gauges read at scrape time need no metrics crate.
+//!
+//! Labels are bounded and say nothing secret: operations are IAM action names known at build
+//! time, outcomes are error codes, functions are rotation-function names chosen by an
+//! operator. Never a secret's name or value.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
+use std::sync::{LazyLock, Mutex};
+
+use kura_core::Timestamp;
+
+use crate::node::Node;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Due rotations and notifications are counted up to this many (one scrape, one query each).
+pub const COUNT_LIMIT: usize = 10_000;
+
+#[derive(Default)]
+struct Histogram {
+    /// Observations per bucket (not cumulative; made so when written).
+    buckets: [u64; BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+/// One operation's answers.
+#[derive(Default)]
+struct OperationStats {
+    /// (outcome, requests): a handful per operation, so a scan beats a map.
+    outcomes: Vec<(String, u64)>,
+    latency: Histogram,
+}
+
+#[derive(Default)]
+struct Counters {
+    operations: BTreeMap<&'static str, OperationStats>,
+    /// (function, outcome) → finished rotation cycles.
+    rotations: BTreeMap<(String, String), u64>,
+}
+
+static COUNTERS: LazyLock<Mutex<Counters>> = LazyLock::new(Default::default);
+
+/// `X-Amz-Target` → the operation's IAM action, for every operation kura serves: what the
+/// operation label may be (else `unknown`). Looked up without allocating, on every request.
+static TARGETS: LazyLock<HashMap<String, String>> = LazyLock::new(|| {
+    crate::service::operation::all_actions()
+        .into_iter()
+        .filter_map(|action| {
+            let target = match action.split_once(':') {
+                Some(("secretsmanager", op)) => format!("secretsmanager.{op}"),
+                Some(("kura", op)) => format!("Kura.{op}"),
+                _ => return None,
+            };
+            Some((target, action))
+        })
+        .collect()
+});
+
+fn counters() -> std::sync::MutexGuard<'static, Counters> {
+    // A panic while holding the lock leaves counts that are still counts.
+    COUNTERS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The operation label for an `X-Amz-Target` (`secretsmanager.GetSecretValue` →
+/// `secretsmanager:GetSecretValue`); `unknown` for anything kura does not serve.
+pub fn operation_label(target: &str) -> &'static str {
+    TARGETS.get(target).map(String::as_str).unwrap_or("unknown")
+}
+
+/// One answered request.
+pub fn request(operation: &'static str, outcome: &str, seconds: f64) {
+    let mut c = counters();
+    let stats = c.operations.entry(operation).or_default();
+    match stats.outcomes.iter_mut().find(|(o, _)| o == outcome) {
+        Some((_, n)) => *n += 1,
+        None => stats.outcomes.push((outcome.to_string(), 1)),
+    }
+    let h = &mut stats.latency;
+    if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
+        h.buckets[i] += 1;
+    }
+    h.sum += seconds;
+    h.count += 1;
+}
+
+/// One rotation cycle that ended (`succeeded` or `failed`), by the function that ran it.
+pub fn rotation(function_arn: Option<&str>, outcome: &str) {
+    let function = function_arn
+        .map(|a| a.rsplit(':').next().unwrap_or(a))
+        .unwrap_or("none");
+    *counters()
+        .rotations
+        .entry((function.to_string(), outcome.to_string()))
+        .or_default() += 1;
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// The text of one scrape.
+pub async fn render(node: &Node) -> String {
+    let mut out = String::new();
+    header(
+        &mut out,
+        "kura_build_info",
+        "gauge",
+        "kura's version (always 1).",
+    );
+    let _ = writeln!(
+        out,
+        "kura_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    let live = node.live();
+    header(
+        &mut out,
+        "kura_sealed",
+        "gauge",
+        "1 while the server is sealed (it answers nothing until unsealed), else 0.",
+    );
+    let _ = writeln!(out, "kura_sealed {}", u8::from(live.is_none()));
+    {
+        let c = counters();
+        header(
+            &mut out,
+            "kura_requests_total",
+            "counter",
+            "API requests answered, by operation (IAM action) and outcome (success or the error code).",
+        );
+        for (op, stats) in &c.operations {
+            let mut outcomes: Vec<&(String, u64)> = stats.outcomes.iter().collect();
+            outcomes.sort();
+            for (outcome, n) in outcomes {
+                let _ = writeln!(
+                    out,
+                    "kura_requests_total{{operation=\"{}\",outcome=\"{}\"}} {n}",
+                    esc(op),
+                    esc(outcome)
+                );
+            }
+        }
+        header(
+            &mut out,
+            "kura_request_duration_seconds",
+            "histogram",
+            "Time from a request's arrival to its answer, by operation.",
+        );
+        for (op, stats) in &c.operations {
+            let h = &stats.latency;
+            let op = esc(op);
+            let mut cumulative = 0;
+            for (bound, n) in BUCKETS.iter().zip(h.buckets) {
+                cumulative += n;
+                let _ = writeln!(
+                    out,
+                    "kura_request_duration_seconds_bucket{{operation=\"{op}\",le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "kura_request_duration_seconds_bucket{{operation=\"{op}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "kura_request_duration_seconds_sum{{operation=\"{op}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "kura_request_duration_seconds_count{{operation=\"{op}\"}} {}",
+                h.count
+            );
+        }
+        header(
+            &mut out,
+            "kura_rotations_total",
+            "counter",
+            "Rotation cycles this server ended, by rotation function and outcome (succeeded, failed).",
+        );
+        for ((function, outcome), n) in &c.rotations {
+            let _ = writeln!(
+                out,
+                "kura_rotations_total{{function=\"{}\",outcome=\"{}\"}} {n}",
+                esc(function),
+                esc(outcome)
+            );
+        }
+    }
+    let Some(live) = live else {
+        return out;
+    };
+    let service = &live.service;
+    let store = service.store();
+    let cache = store.cache_stats();
+    header(
+        &mut out,
+        "kura_cache_hits_total",
+        "counter",
+        "Reads answered from the read cache.",
+    );
+    let _ = writeln!(out, "kura_cache_hits_total {}", cache.hits);
+    header(
+        &mut out,
+        "kura_cache_misses_total",
+        "counter",
+        "Reads that queried the database while the cache was on.",
+    );
+    let _ = writeln!(out, "kura_cache_misses_total {}", cache.misses);
+    header(
+        &mut out,
+        "kura_cache_bytes",
+        "gauge",
+        "Estimated bytes the read cache holds.",
+    );
+    let _ = writeln!(out, "kura_cache_bytes {}", cache.bytes);
+    if let Some(depth) = service.audit_queue_depth() {
+        header(
+            &mut out,
+            "kura_audit_queue_depth",
+            "gauge",
+            "Audit records waiting for the audit writer's next commit.",
+        );
+        let _ = writeln!(out, "kura_audit_queue_depth {depth}");
+    }
+    if let Some(n) = service.audit_records_committed() {
+        header(
+            &mut out,
+            "kura_audit_records_total",
+            "counter",
+            "Audit records this server committed to the trail.",
+        );
+        let _ = writeln!(out, "kura_audit_records_total {n}");
+    }
+    let now = Timestamp(service.now_ms());
+    if let Ok(due) = store.rotation_due(now, COUNT_LIMIT).await {
+        header(
+            &mut out,
+            "kura_rotations_due",
+            "gauge",
+            "Secrets with rotation work due now and not leased by a node (counted up to 10000).",
+        );
+        let _ = writeln!(out, "kura_rotations_due {}", due.len());
+    }
+    if let Ok(due) = store.due_notifications(now, COUNT_LIMIT).await {
+        header(
+            &mut out,
+            "kura_notifications_due",
+            "gauge",
+            "Notifications due for delivery and not yet delivered (counted up to 10000).",
+        );
+        let _ = writeln!(out, "kura_notifications_due {}", due.len());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_outside_kura_are_unknown() {
+        assert_eq!(
+            operation_label("secretsmanager.GetSecretValue"),
+            "secretsmanager:GetSecretValue"
+        );
+        assert_eq!(operation_label("secretsmanager.prod/db"), "unknown");
+        assert_eq!(operation_label("x"), "unknown");
+    }
+
+    #[test]
+    fn labels_are_escaped() {
+        assert_eq!(esc("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
