@@ -65,13 +65,21 @@ impl AuditLog {
 
     /// Records `e` and returns once it is durable; an error means it was not written.
     pub async fn record(&self, e: AuditRecord) -> Result<()> {
+        self.queue(e).await?.await
+    }
+
+    /// Queues `e`; the record is then written whether or not anyone waits for it. The
+    /// returned future answers once it is durable (an error: it was not written).
+    pub async fn queue(&self, e: AuditRecord) -> Result<impl Future<Output = Result<()>> + use<>> {
         let (done, wait) = oneshot::channel();
         self.tx
             .send((e, done))
             .await
             .map_err(|_| Error::internal("the audit writer has stopped"))?;
-        wait.await
-            .map_err(|_| Error::internal("the audit writer has stopped"))?
+        Ok(async move {
+            wait.await
+                .map_err(|_| Error::internal("the audit writer has stopped"))?
+        })
     }
 }
 

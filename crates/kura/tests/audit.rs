@@ -5,6 +5,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
@@ -392,6 +393,89 @@ async fn a_request_whose_record_cannot_be_written_fails_and_returns_no_secret() 
     assert_eq!(get_string(&c, "audit/closed").await, "must-not-be-returned");
     let (ok_, out) = verify(&server.data_dir);
     assert!(ok_, "the chain continues after the failure: {out}");
+}
+
+/// A client that goes away while its request's record is being written: the record is
+/// written anyway (fail closed means no answer without it, not no record), and the request
+/// still gets its one log line, saying it was abandoned, so log and trail agree.
+#[tokio::test]
+async fn a_request_abandoned_while_its_record_is_written_is_logged_and_audited() {
+    if !have("sqlite3") {
+        return;
+    }
+    let server = Server::start().await;
+    let c = server.client().await;
+    let value = format!("abandoned-{}", unique_suffix());
+    create_plain(&c, "audit/abandoned", &value).await;
+    // Today's first read marks the version read today (a write); the next one writes nothing
+    // but its record.
+    assert_eq!(get_string(&c, "audit/abandoned").await, value);
+
+    // Another writer holds the database's write lock, so the audit writer waits for it.
+    let mut holder = Command::new("sqlite3")
+        .args(["-cmd", ".timeout 10000"])
+        .arg(server.data_dir.join("kura.db"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sqlite3");
+    let mut stdin = holder.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b"BEGIN IMMEDIATE;\nSELECT 'locked';\n").unwrap();
+    let mut stdout = std::io::BufReader::new(holder.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line.trim(), "locked");
+
+    // The client gives up after 500 ms and closes its connection.
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(500),
+        server.raw(
+            "GetSecretValue",
+            r#"{"SecretId": "audit/abandoned"}"#,
+            SignMode::Root,
+        ),
+    )
+    .await;
+    assert!(
+        gave_up.is_err(),
+        "answered while the audit writer could not write"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::io::Write::write_all(&mut stdin, b"COMMIT;\n").unwrap();
+    drop(stdin);
+    assert!(holder.wait().unwrap().success());
+
+    let abandoned = || {
+        server
+            .log()
+            .lines()
+            .filter(|l| l.contains("outcome=\"abandoned\"") && l.contains("GetSecretValue"))
+            .filter_map(|l| l.split("request_id=\"").nth(1)?.split('"').next())
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (mut file, mut ids) = (Vec::new(), abandoned());
+    while std::time::Instant::now() < deadline {
+        ids = abandoned();
+        file = server.audited_request_ids().0;
+        if ids.len() == 1 && file.contains(&ids[0]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        ids.len(),
+        1,
+        "one abandoned request logged: {}",
+        server.log()
+    );
+    assert!(
+        file.contains(&ids[0]),
+        "its record {} is in audit.jsonl",
+        ids[0]
+    );
+    server.assert_one_audit_record_per_request();
 }
 
 #[tokio::test]

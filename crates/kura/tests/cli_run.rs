@@ -23,11 +23,6 @@ fn spawn(shell: &Shell, endpoint: &str, args: &[&str]) -> Child {
     shell.command(&all).spawn().expect("start kura run")
 }
 
-/// kura run --watch may end while one of its DescribeSecret calls is in flight: the server
-/// then audits the request (its record was queued) but not its log line (the client went
-/// away first), which the harness's log-line-per-record comparison counts as a mismatch.
-const WATCH_EXEMPTION: &str = "kura run --watch may exit while a DescribeSecret is in flight";
-
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
@@ -279,7 +274,6 @@ async fn exit_codes_and_signals_pass_through() {
 #[tokio::test]
 async fn watch_restarts_the_child_when_the_secret_moves() {
     let server = Server::start().await;
-    server.exempt_audit_trail(WATCH_EXEMPTION);
     let cli = Cli::new(&server);
     let ep = server.endpoint();
     let first = format!("first-{}", unique_suffix());
@@ -401,7 +395,6 @@ async fn fallback_when_kura_is_unreachable() {
 #[tokio::test]
 async fn watch_kills_a_child_that_ignores_sigterm_after_the_grace() {
     let server = Server::start().await;
-    server.exempt_audit_trail(WATCH_EXEMPTION);
     let cli = Cli::new(&server);
     let ep = server.endpoint();
     let first = format!("first-{}", unique_suffix());

@@ -197,6 +197,23 @@ impl Service {
         }
     }
 
+    /// Records `entry` as [`audit`](Self::audit) does, telling `queued` once the record will
+    /// be written whatever becomes of the caller (a request whose client went away).
+    pub(crate) async fn audit_telling(
+        &self,
+        entry: kura_store::AuditRecord,
+        queued: &mut bool,
+    ) -> Result<()> {
+        match self.audit.get() {
+            Some(log) => {
+                let written = log.queue(entry).await?;
+                *queued = true;
+                written.await
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Audit records waiting for the writer; `None` without an audit log.
     pub fn audit_queue_depth(&self) -> Option<usize> {
         self.audit.get().map(kura_audit::AuditLog::queue_depth)

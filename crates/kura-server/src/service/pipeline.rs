@@ -93,6 +93,7 @@ impl Service {
     /// audit record is durable (fail closed).
     pub async fn call(self: &Arc<Self>, c: &Caller, op: Operation) -> Result<Outcome> {
         let name = op.name();
+        let mut line = LogLine::new(&c.request, name, &c.arn, Some(&c.audit));
         let allowed = self.authorize(c, &op).await;
         let decision = if allowed.is_ok() { "Allow" } else { "Deny" };
         let mut record = self.request_record(
@@ -130,12 +131,12 @@ impl Service {
             result
         } else {
             finish(&mut record, self.now_ms(), &c.request, result.as_ref());
-            match self.audit(record).await {
+            match self.audit_telling(record, &mut line.recorded).await {
                 Ok(()) => result,
                 Err(e) => Err(audit_failed(&e)),
             }
         };
-        log_request(&c.request, name, &c.arn, result.as_ref().map(|_| ()));
+        line.write(result.as_ref().map(|_| ()));
         result
     }
 
@@ -155,12 +156,13 @@ impl Service {
         };
         let mut record = self.request_record(request, principal, action, &facts, "-");
         finish(&mut record, self.now_ms(), request, Err::<&Outcome, _>(&e));
-        let e = match self.audit(record).await {
+        let who = principal.map(|p| p.arn.as_str()).unwrap_or("-");
+        let mut line = LogLine::new(request, action, who, None);
+        let e = match self.audit_telling(record, &mut line.recorded).await {
             Ok(()) => e,
             Err(audit) => audit_failed(&audit),
         };
-        let who = principal.map(|p| p.arn.as_str()).unwrap_or("-");
-        log_request(request, action, who, Err(&e));
+        line.write(Err(&e));
         e
     }
 
@@ -273,6 +275,62 @@ pub(super) fn log_request(
             outcome = e.code.as_str(),
             duration_ms = ms
         ),
+    }
+}
+
+/// A request's one log line. Written when the request ends, and also when its future is
+/// dropped first (the client went away while its record was being written) if its record
+/// will exist anyway (committed with its change, or queued to the writer), so every audited
+/// request is logged; one dropped before that left no record and logs nothing.
+struct LogLine<'a> {
+    request: &'a RequestInfo,
+    op: &'a str,
+    who: &'a str,
+    /// The draft a store transaction may have committed with the request's change.
+    draft: Option<&'a AuditSlot>,
+    /// The record is queued to the audit writer.
+    recorded: bool,
+    written: bool,
+}
+
+impl<'a> LogLine<'a> {
+    fn new(
+        request: &'a RequestInfo,
+        op: &'a str,
+        who: &'a str,
+        draft: Option<&'a AuditSlot>,
+    ) -> Self {
+        LogLine {
+            request,
+            op,
+            who,
+            draft,
+            recorded: false,
+            written: false,
+        }
+    }
+
+    fn write(&mut self, outcome: std::result::Result<(), &Error>) {
+        self.written = true;
+        log_request(self.request, self.op, self.who, outcome);
+    }
+}
+
+impl Drop for LogLine<'_> {
+    fn drop(&mut self) {
+        let recorded = self.recorded || self.draft.is_some_and(AuditSlot::committed);
+        if self.written || !recorded {
+            return;
+        }
+        tracing::info!(
+            target: REQUEST_LOG_TARGET,
+            request_id = self.request.id.as_str(),
+            op = self.op,
+            principal = self.who,
+            // The client went away before the answer; the request is in the audit trail.
+            outcome = "abandoned",
+            duration_ms = self.request.started.elapsed().as_secs_f64() * 1000.0
+        );
     }
 }
 

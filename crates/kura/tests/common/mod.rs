@@ -848,7 +848,9 @@ impl Server {
     }
 
     /// Audit records of requests, from the file and from the database table.
-    fn audited_request_ids(&self) -> (Vec<String>, Option<Vec<String>>, Vec<serde_json::Value>) {
+    pub fn audited_request_ids(
+        &self,
+    ) -> (Vec<String>, Option<Vec<String>>, Vec<serde_json::Value>) {
         let audit = std::fs::read_to_string(self.data_dir.join("audit.jsonl")).unwrap_or_default();
         let records: Vec<serde_json::Value> = audit
             .lines()
