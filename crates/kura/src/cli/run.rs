@@ -358,26 +358,13 @@ async fn fetch(client: &Client, specs: &[Spec], stage: &str) -> Result<Vec<Fetch
 }
 
 fn explain(client: &Client, e: ClientError, id: &str, stage: &str) -> ClientError {
-    let ClientError::Api {
-        status,
-        code,
-        message,
-    } = e
-    else {
-        return e;
-    };
-    let text = match code.as_str() {
+    e.explained(|code, message| match code {
         "ResourceNotFoundException" => format!(
             "{} ({id}, {stage}); `kura secret list` shows the names, `kura secret versions {id}` the labels",
             message.trim_end_matches('.')
         ),
         c => client.general_hint(c, &message).unwrap_or(message),
-    };
-    ClientError::Api {
-        status,
-        code,
-        message: text,
-    }
+    })
 }
 
 /// Runs `kura run`; the exit code to leave with.

@@ -401,15 +401,7 @@ impl Secrets {
 
     /// The server's error, with what to do about it.
     fn explain(&self, e: ClientError, id: &str) -> ClientError {
-        let ClientError::Api {
-            status,
-            code,
-            message,
-        } = e
-        else {
-            return e;
-        };
-        let text = match code.as_str() {
+        e.explained(|code, message| match code {
             "ResourceNotFoundException"
                 if message == "Secrets Manager can't find the specified secret." =>
             {
@@ -432,12 +424,7 @@ impl Secrets {
                 "a secret named {id} is to be deleted: `kura secret restore {id}`, or wait until it is gone ({message})"
             ),
             c => self.client.general_hint(c, &message).unwrap_or(message),
-        };
-        ClientError::Api {
-            status,
-            code,
-            message: text,
-        }
+        })
     }
 
     /// A one-line report of a change (table and text), or the answer (JSON).

@@ -40,6 +40,23 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// The server's error with its message rewritten by `explain(code, message)` (what to do
+    /// about it); any other error as it is.
+    pub fn explained(self, explain: impl FnOnce(&str, String) -> String) -> ClientError {
+        match self {
+            ClientError::Api {
+                status,
+                code,
+                message,
+            } => ClientError::Api {
+                message: explain(&code, message),
+                status,
+                code,
+            },
+            other => other,
+        }
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self {
             ClientError::Usage(_) => exit::USAGE,
