@@ -453,6 +453,13 @@ async fn rotate_and_cancel_rotation() {
     let value = serde_json::json!({"username": "app", "password": initial});
     cli.secret(&["create", "app/rotating", &value.to_string()])
         .ok();
+    // Without a function yet: the error says how to give it one.
+    let err = cli.secret(&["rotate", "app/rotating"]).fails(2);
+    assert!(
+        err.contains("kura secret rotate app/rotating --function kura-password")
+            && err.contains("kura function list"),
+        "{err}"
+    );
     let rotated = cli
         .secret(&[
             "rotate",

@@ -233,7 +233,8 @@ pub struct DeleteArgs {
 pub struct RotateArgs {
     /// The secret's name or ARN.
     name: String,
-    /// The rotation function (kura-password, or one made with Kura.CreateRotationFunction).
+    /// The rotation function: kura-password (built in), or one made with `kura function
+    /// create` (`kura function list` shows them).
     #[arg(long, value_name = "NAME")]
     function: Option<String>,
     /// When to rotate: rate(30 days), rate(12 hours), or cron(0 4 1 * ? *).
@@ -416,6 +417,10 @@ impl Secrets {
             ),
             "ResourceExistsException" => format!(
                 "a secret named {id} exists already; `kura secret put {id}` stores a new value"
+            ),
+            "InvalidRequestException" if message.contains("has no rotation function") => format!(
+                "{id} has no rotation function yet: `kura secret rotate {id} --function kura-password` \
+                 (built in), or a function of `kura function list`"
             ),
             "InvalidRequestException" if message.contains("marked for deletion") => {
                 format!("{id} is to be deleted: `kura secret restore {id}` first ({message})")
