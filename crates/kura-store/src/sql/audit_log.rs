@@ -210,7 +210,7 @@ pub(crate) async fn query_audit<C: Conn>(conn: &mut C, q: &AuditQuery) -> Result
         return query_behind(conn, q, table, column, key).await;
     }
     let mut args = Args::default();
-    let conds = conditions(q, &mut args, "", true);
+    let conds = conditions(q, &mut args, "");
     let sql = format!(
         "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE {conds} ORDER BY seq LIMIT {}",
         args.push(q.limit as i64)
@@ -223,9 +223,8 @@ pub(crate) async fn query_audit<C: Conn>(conn: &mut C, q: &AuditQuery) -> Result
         .collect()
 }
 
-/// The filters of `q` as SQL over `audit_log` (aliased `prefix`), values pushed to `args`;
-/// `with_keys`: include the resource and principal filters.
-fn conditions<'a>(q: &'a AuditQuery, args: &mut Args<'a>, prefix: &str, with_keys: bool) -> String {
+/// The filters of `q` as SQL over `audit_log` (aliased `prefix`), values pushed to `args`.
+fn conditions<'a>(q: &'a AuditQuery, args: &mut Args<'a>, prefix: &str) -> String {
     let mut conds = vec!["TRUE".to_string()];
     if let Some(t) = q.start_time {
         conds.push(format!("{prefix}time >= {}", args.push(t)));
@@ -236,15 +235,13 @@ fn conditions<'a>(q: &'a AuditQuery, args: &mut Args<'a>, prefix: &str, with_key
     if let Some(s) = q.after_seq {
         conds.push(format!("{prefix}seq > {}", args.push(s)));
     }
-    for (col, v, key) in [
-        ("principal", &q.principal, true),
-        ("action", &q.action, false),
-        ("resource", &q.resource, true),
-        ("outcome", &q.outcome, false),
+    for (col, v) in [
+        ("principal", &q.principal),
+        ("action", &q.action),
+        ("resource", &q.resource),
+        ("outcome", &q.outcome),
     ] {
-        if let Some(v) = v
-            && (with_keys || !key)
-        {
+        if let Some(v) = v {
             conds.push(format!("{prefix}{col} = {}", args.push(v)));
         }
     }
@@ -277,7 +274,7 @@ async fn query_behind<C: Conn>(
     let mut found = Vec::new();
     if q.after_seq.is_none_or(|after| after < upto) {
         let mut args = Args::default();
-        let conds = conditions(q, &mut args, "a.", true);
+        let conds = conditions(q, &mut args, "a.");
         // The lookup table drives the join (CROSS JOIN keeps that order), read in sequence
         // order from its primary key.
         let sql = format!(
@@ -299,7 +296,7 @@ async fn query_behind<C: Conn>(
     }
     if found.len() < q.limit {
         let mut args = Args::default();
-        let conds = conditions(q, &mut args, "", true);
+        let conds = conditions(q, &mut args, "");
         let sql = format!(
             "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > {upto} AND {conds} \
              ORDER BY seq LIMIT {limit}",
