@@ -16,9 +16,10 @@ pub(crate) trait Columns {
     fn first<T: Column>(&self) -> Result<T>;
 }
 
-/// A Rust type both backends decode a column into.
+/// A Rust type both backends decode a column into (SQLite's writer through rusqlite).
 pub(crate) trait Column:
-    for<'r> sqlx::Decode<'r, sqlx::Sqlite>
+    rusqlite::types::FromSql
+    + for<'r> sqlx::Decode<'r, sqlx::Sqlite>
     + sqlx::Type<sqlx::Sqlite>
     + for<'r> sqlx::Decode<'r, sqlx::Postgres>
     + sqlx::Type<sqlx::Postgres>
@@ -26,7 +27,8 @@ pub(crate) trait Column:
 }
 
 impl<T> Column for T where
-    T: for<'r> sqlx::Decode<'r, sqlx::Sqlite>
+    T: rusqlite::types::FromSql
+        + for<'r> sqlx::Decode<'r, sqlx::Sqlite>
         + sqlx::Type<sqlx::Sqlite>
         + for<'r> sqlx::Decode<'r, sqlx::Postgres>
         + sqlx::Type<sqlx::Postgres>

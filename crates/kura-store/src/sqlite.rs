@@ -25,6 +25,7 @@ use crate::cache::{self, ReadCache};
 use crate::prelude::*;
 use crate::rows::*;
 use crate::sql::{self, Conn, Stmt};
+use conn::WriteConn;
 use group::{Turn, Writer};
 
 use crate::{
@@ -33,6 +34,7 @@ use crate::{
     StoredVersion, UserRecord, VersionSelector, WrappedDataKey,
 };
 
+mod conn;
 mod group;
 
 /// Versioned migrations, applied in order, each in its own transaction. Embedded in the binary
@@ -147,54 +149,77 @@ fn release_outside_transaction(
 }
 
 /// SQLite runs the shared SQL as it is: its one writer needs no row locks, its text sorts in
-/// code point order and holds any character.
+/// code point order and holds any character. The same for the read pool's connections
+/// (sqlx) and the writer's (`conn`).
+macro_rules! sqlite_dialect {
+    () => {
+        const FOR_UPDATE: &'static str = "";
+        const CODE_POINT_ORDER: &'static str = "";
+        const INSERTION_ORDER: &'static str = "rowid";
+        const TEXT_HOLDS_NUL: bool = true;
+        const AUDIT_LOOKUP_BEHIND: bool = true;
+        const TAGS_JSON: &'static str = "(SELECT json_group_array(json_array(t.key, t.value) ORDER BY t.key) \
+             FROM tags t WHERE t.secret_id = s.id)";
+        const STAGES_JSON: &'static str = "(SELECT json_group_array(json_array(v.stage, v.version_id)) \
+             FROM version_stages v WHERE v.secret_id = s.id)";
+        const VERSIONS_JSON: &'static str = "(SELECT json_group_array(json_array(v.version_id, \
+             v.created_at, v.accessed_at, CASE WHEN v.value_kind IS NULL THEN 0 ELSE 1 END) \
+             ORDER BY v.created_at, v.rowid) FROM secret_versions v WHERE v.secret_id = s.id)";
+
+        async fn insert_words(&mut self, secret_id: i64, words: Vec<(i64, String)>) -> Result<()> {
+            for (field, word) in words {
+                sql::stmt("INSERT INTO secret_words (secret_id, field, word) VALUES ($1, $2, $3)")
+                    .bind(secret_id)
+                    .bind(field)
+                    .bind(word)
+                    .execute(&mut *self)
+                    .await?;
+            }
+            Ok(())
+        }
+
+        async fn queue_event(&mut self, event: &str, body: &str, at: Timestamp) -> Result<()> {
+            sql::stmt(
+                "INSERT INTO notification_outbox (target_id, body, next_attempt_at) \
+                 SELECT t.id, $1, $2 FROM notification_targets t \
+                 WHERE EXISTS (SELECT 1 FROM json_each(t.events) e WHERE e.value = $3)",
+            )
+            .bind(body)
+            .bind(at)
+            .bind(event)
+            .execute(self)
+            .await?;
+            Ok(())
+        }
+
+        async fn lock_audit_tail(&mut self) -> Result<()> {
+            // Every audit-writing transaction is a write transaction, entered one at a time
+            // (the writer queue, then BEGIN IMMEDIATE): the tail is already this one's.
+            Ok(())
+        }
+    };
+}
+
 impl Conn for SqliteConnection {
     type Row = SqliteRow;
-    const FOR_UPDATE: &'static str = "";
-    const CODE_POINT_ORDER: &'static str = "";
-    const INSERTION_ORDER: &'static str = "rowid";
-    const TEXT_HOLDS_NUL: bool = true;
-    const AUDIT_LOOKUP_BEHIND: bool = true;
-    const TAGS_JSON: &'static str = "(SELECT json_group_array(json_array(t.key, t.value) ORDER BY t.key) \
-         FROM tags t WHERE t.secret_id = s.id)";
-    const STAGES_JSON: &'static str = "(SELECT json_group_array(json_array(v.stage, v.version_id)) \
-         FROM version_stages v WHERE v.secret_id = s.id)";
-    const VERSIONS_JSON: &'static str = "(SELECT json_group_array(json_array(v.version_id, \
-         v.created_at, v.accessed_at, CASE WHEN v.value_kind IS NULL THEN 0 ELSE 1 END) \
-         ORDER BY v.created_at, v.rowid) FROM secret_versions v WHERE v.secret_id = s.id)";
-
+    sqlite_dialect!();
     sql::run_statements!(db_err);
+}
 
-    async fn insert_words(&mut self, secret_id: i64, words: Vec<(i64, String)>) -> Result<()> {
-        for (field, word) in words {
-            sql::stmt("INSERT INTO secret_words (secret_id, field, word) VALUES ($1, $2, $3)")
-                .bind(secret_id)
-                .bind(field)
-                .bind(word)
-                .execute(&mut *self)
-                .await?;
-        }
-        Ok(())
+impl Conn for WriteConn {
+    type Row = conn::WriteRow;
+    sqlite_dialect!();
+
+    async fn execute(&mut self, s: Stmt<'_>) -> Result<u64> {
+        WriteConn::execute(self, s)
     }
 
-    async fn queue_event(&mut self, event: &str, body: &str, at: Timestamp) -> Result<()> {
-        sql::stmt(
-            "INSERT INTO notification_outbox (target_id, body, next_attempt_at) \
-             SELECT t.id, $1, $2 FROM notification_targets t \
-             WHERE EXISTS (SELECT 1 FROM json_each(t.events) e WHERE e.value = $3)",
-        )
-        .bind(body)
-        .bind(at)
-        .bind(event)
-        .execute(self)
-        .await?;
-        Ok(())
+    async fn fetch_all(&mut self, s: Stmt<'_>) -> Result<Vec<Self::Row>> {
+        WriteConn::fetch_all(self, s)
     }
 
-    async fn lock_audit_tail(&mut self) -> Result<()> {
-        // Every audit-writing transaction is a write transaction, entered one at a time
-        // (the writer queue, then BEGIN IMMEDIATE): the tail is already this one's.
-        Ok(())
+    async fn fetch_optional(&mut self, s: Stmt<'_>) -> Result<Option<Self::Row>> {
+        WriteConn::fetch_optional(self, s)
     }
 }
 
@@ -302,7 +327,7 @@ impl SqliteStore {
             .await
             .map_err(db_err)?;
         migrate(&pool).await?;
-        let writer = Writer::open(opts).await?;
+        let writer = Writer::open(path, false).await?;
         Ok(SqliteStore {
             pool,
             writer,
@@ -1066,7 +1091,7 @@ pub async fn open_read_only(path: &Path) -> Result<SqliteStore> {
         .connect_with(opts.clone())
         .await
         .map_err(db_err)?;
-    let writer = Writer::open(opts).await?;
+    let writer = Writer::open(path, true).await?;
     Ok(SqliteStore {
         pool,
         writer,

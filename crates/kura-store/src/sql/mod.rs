@@ -277,10 +277,24 @@ impl<'a> Stmt<'a> {
 
     /// The error to answer for `e`, given the backend's own mapping of everything else.
     pub(crate) fn error(&mut self, e: sqlx::Error, db_err: fn(sqlx::Error) -> Error) -> Error {
-        match (&e, self.taken.take()) {
-            (sqlx::Error::Database(d), Some(taken)) if d.is_unique_violation() => taken,
-            _ => db_err(e),
+        let unique = matches!(&e, sqlx::Error::Database(d) if d.is_unique_violation());
+        self.error_with(unique, || db_err(e))
+    }
+
+    /// The error to answer for a failure that is a unique violation or not (`other`).
+    pub(crate) fn error_with(&mut self, unique: bool, other: impl FnOnce() -> Error) -> Error {
+        match self.taken.take() {
+            Some(taken) if unique => taken,
+            _ => other(),
         }
+    }
+
+    pub(crate) fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    pub(crate) fn args(&self) -> &[Arg<'a>] {
+        &self.args
     }
 
     /// The backend's query for this statement, values bound in order.

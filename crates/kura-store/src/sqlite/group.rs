@@ -18,19 +18,23 @@
 //! anything else runs. If that roll-back finds the savepoint gone, SQLite rolled back the
 //! whole transaction (it may, on a full disk or an I/O error): every turn released into it
 //! is lost and told so, and the connection is replaced.
+//!
+//! Statements run in place on the connection (`conn`): a turn's work is a few microseconds of
+//! SQLite on pages in memory. What waits on the disk runs on a blocking thread: COMMIT (the
+//! fsync), opening and closing the connection, and a BEGIN that finds the file locked by
+//! another connection.
 
 use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use kura_audit::AuditRecord;
 use kura_core::{Error, Result};
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Connection as _, SqliteConnection};
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard, oneshot};
 
-use super::db_err;
+use super::conn::{self, WriteConn, write_err};
 use crate::audit::AuditChain;
 
 /// At most this many turns share one commit, so a turn's wait for its commit stays bounded
@@ -38,6 +42,8 @@ use crate::audit::AuditChain;
 const MAX_BATCH: usize = 256;
 /// A batch older than this is committed by the next turn that releases into it.
 const MAX_BATCH_AGE: Duration = Duration::from_millis(20);
+/// How long a BEGIN waits for another connection to let go of the file.
+const BUSY_WAIT: Duration = Duration::from_secs(10);
 
 /// The writer: one connection and the transaction its turns share. Clones share both.
 #[derive(Clone)]
@@ -47,7 +53,8 @@ pub(crate) struct Writer {
 
 struct Shared {
     state: Arc<Mutex<State>>,
-    opts: SqliteConnectOptions,
+    path: PathBuf,
+    read_only: bool,
     /// Set once the server has its audit key; until then writes commit no record.
     chain: OnceLock<Arc<dyn AuditChain>>,
     /// Requests' turns waiting for the writer; background turns let them go first.
@@ -72,7 +79,7 @@ impl Drop for Urgent<'_> {
 }
 
 struct State {
-    conn: SqliteConnection,
+    conn: WriteConn,
     /// The connection's transaction state is unknown (a BEGIN, ROLLBACK TO or COMMIT failed
     /// or was cut short): replace the connection before the next turn.
     suspect: bool,
@@ -98,14 +105,16 @@ struct Released {
 }
 
 impl Writer {
-    pub(crate) async fn open(opts: SqliteConnectOptions) -> Result<Writer> {
-        let conn = SqliteConnection::connect_with(&opts)
-            .await
-            .map_err(db_err)?;
+    /// The writer of the database at `path` (`read_only`: a look at a database another
+    /// process writes, whose turns fail if they write).
+    pub(crate) async fn open(path: &Path, read_only: bool) -> Result<Writer> {
+        let path = path.to_path_buf();
+        let p = path.clone();
+        let db = blocking(move || WriteConn::open(&p, read_only)).await??;
         Ok(Writer {
             shared: Arc::new(Shared {
                 state: Arc::new(Mutex::new(State {
-                    conn,
+                    conn: WriteConn { db: Some(db) },
                     suspect: false,
                     open: false,
                     dirty: false,
@@ -114,7 +123,8 @@ impl Writer {
                     commit_queued: false,
                     commits: 0,
                 })),
-                opts,
+                path,
+                read_only,
                 chain: OnceLock::new(),
                 urgent: AtomicUsize::new(0),
                 urgent_gone: Notify::new(),
@@ -158,19 +168,14 @@ impl Writer {
 
     async fn queue(&self) -> Result<Turn> {
         let mut st = self.shared.state.clone().lock_owned().await;
-        st.roll_back_dirty().await;
-        if st.suspect {
-            st.replace_conn(&self.shared.opts).await?;
+        st.roll_back_dirty();
+        if st.suspect || st.conn.db.is_none() {
+            st.replace_conn(&self.shared).await?;
         }
         if !st.open {
-            // Suspect until BEGIN answers: cut short, it may or may not have begun. The
-            // first turn's SAVEPOINT goes with it: one hand-off to the connection's thread
-            // instead of two (each costs more than the statement).
+            // Suspect until BEGIN answers: cut short, it may or may not have begun.
             st.suspect = true;
-            sqlx::raw_sql("BEGIN IMMEDIATE; SAVEPOINT turn")
-                .execute(&mut st.conn)
-                .await
-                .map_err(db_err)?;
+            st.begin().await?;
             st.suspect = false;
             st.open = true;
             st.dirty = true;
@@ -178,10 +183,10 @@ impl Writer {
         }
         // Dirty until released or rolled back, even if the SAVEPOINT itself is cut short.
         st.dirty = true;
-        if let Err(e) = sqlx::query("SAVEPOINT turn").execute(&mut st.conn).await {
+        if let Err(e) = st.conn.batch("SAVEPOINT turn") {
             // Rolled back by the next holder (or the commit task this drop queues).
             drop(Turn::new(self.shared.clone(), st));
-            return Err(db_err(e));
+            return Err(write_err(e));
         }
         Ok(Turn::new(self.shared.clone(), st))
     }
@@ -192,14 +197,11 @@ impl Writer {
     pub(crate) async fn close(&self) {
         let mut st = self.shared.state.clone().lock_owned().await;
         st.commit(&self.shared).await;
-        let Ok(placeholder) = SqliteConnection::connect("sqlite::memory:").await else {
-            return;
-        };
-        let old = std::mem::replace(&mut st.conn, placeholder);
-        // The placeholder is never written to: the next turn replaces it first.
         st.suspect = true;
         st.open = false;
-        let _ = old.close().await;
+        if let Some(old) = st.conn.db.take() {
+            let _ = blocking(move || drop(old)).await;
+        }
     }
 }
 
@@ -233,10 +235,7 @@ impl Turn {
     /// are the audit records the turn inserted, appended to the audit file after the commit.
     pub(crate) async fn commit(mut self, records: Vec<AuditRecord>) -> Result<()> {
         let st = self.state();
-        sqlx::query("RELEASE turn")
-            .execute(&mut st.conn)
-            .await
-            .map_err(db_err)?;
+        st.conn.batch("RELEASE turn").map_err(write_err)?;
         st.dirty = false;
         let (done, wait) = oneshot::channel();
         st.batch.push(Released { records, done });
@@ -253,8 +252,8 @@ impl Turn {
 }
 
 impl Deref for Turn {
-    type Target = SqliteConnection;
-    fn deref(&self) -> &SqliteConnection {
+    type Target = WriteConn;
+    fn deref(&self) -> &WriteConn {
         &self
             .state
             .as_ref()
@@ -264,7 +263,7 @@ impl Deref for Turn {
 }
 
 impl DerefMut for Turn {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
+    fn deref_mut(&mut self) -> &mut WriteConn {
         &mut self.state().conn
     }
 }
@@ -304,20 +303,44 @@ impl Drop for Turn {
 
 impl State {
     /// Rolls back a savepoint a turn left open. If that fails the transaction is lost.
-    async fn roll_back_dirty(&mut self) {
+    fn roll_back_dirty(&mut self) {
         if !self.dirty {
             return;
         }
-        let undone = match sqlx::query("ROLLBACK TO turn")
-            .execute(&mut self.conn)
-            .await
-        {
-            Ok(_) => sqlx::query("RELEASE turn").execute(&mut self.conn).await,
-            Err(e) => Err(e),
-        };
+        let undone = self.conn.batch("ROLLBACK TO turn; RELEASE turn");
         self.dirty = false;
         if let Err(e) = undone {
-            self.lose_transaction(db_err(e));
+            self.lose_transaction(write_err(e));
+        }
+    }
+
+    /// Begins the shared transaction with the first turn's savepoint: in place, or, while
+    /// another connection holds the file, waiting on a blocking thread.
+    async fn begin(&mut self) -> Result<()> {
+        const BEGIN: &str = "BEGIN IMMEDIATE; SAVEPOINT turn";
+        match self.conn.batch(BEGIN) {
+            Ok(()) => return Ok(()),
+            Err(e) if conn::is_busy(&e) => {}
+            Err(e) => return Err(write_err(e)),
+        }
+        self.conn.db()?.busy_timeout(BUSY_WAIT).map_err(write_err)?;
+        let db = self.conn.db.take();
+        // Cut short, the connection stays with the thread: the next turn opens another.
+        let (db, begun) = blocking(move || {
+            let begun = db.as_ref().map(|db| db.execute_batch(BEGIN));
+            (db, begun)
+        })
+        .await?;
+        self.conn.db = db;
+        self.conn
+            .db()?
+            .busy_timeout(Duration::ZERO)
+            .map_err(write_err)?;
+        match begun {
+            Some(begun) => begun.map_err(write_err),
+            None => Err(Error::internal(
+                "database: the writer's connection is closed",
+            )),
         }
     }
 
@@ -332,11 +355,16 @@ impl State {
         }
     }
 
-    async fn replace_conn(&mut self, opts: &SqliteConnectOptions) -> Result<()> {
-        let fresh = SqliteConnection::connect_with(opts).await.map_err(db_err)?;
-        let old = std::mem::replace(&mut self.conn, fresh);
-        // Closing waits until SQLite let go of the old connection's write lock, if any.
-        let _ = old.close().await;
+    async fn replace_conn(&mut self, shared: &Shared) -> Result<()> {
+        let old = self.conn.db.take();
+        let (path, read_only) = (shared.path.clone(), shared.read_only);
+        // Closing first rolls back what the old connection holds and lets go of the file.
+        let fresh = blocking(move || {
+            drop(old);
+            WriteConn::open(&path, read_only)
+        })
+        .await??;
+        self.conn.db = Some(fresh);
         self.suspect = false;
         self.open = false;
         Ok(())
@@ -345,16 +373,32 @@ impl State {
     /// COMMITs the shared transaction, appends the batch's audit records to the file, then
     /// answers every turn of the batch.
     async fn commit(&mut self, shared: &Shared) {
-        self.roll_back_dirty().await;
+        self.roll_back_dirty();
         if !self.open {
             return;
         }
         self.suspect = true;
-        if let Err(e) = sqlx::query("COMMIT").execute(&mut self.conn).await {
+        let db = self.conn.db.take();
+        let committed = blocking(move || {
+            let done = db.as_ref().map(|db| db.execute_batch("COMMIT"));
+            (db, done)
+        })
+        .await;
+        let done = match committed {
+            Ok((db, Some(done))) => {
+                self.conn.db = db;
+                done.map_err(write_err)
+            }
+            Ok((_, None)) => Err(Error::internal(
+                "database: the writer's connection is closed",
+            )),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = done {
             // SQLite may have rolled back already (a full disk); replacing the connection
             // makes sure (failing that, the next turn tries again).
-            self.lose_transaction(db_err(e));
-            let _ = self.replace_conn(&shared.opts).await;
+            self.lose_transaction(e);
+            let _ = self.replace_conn(shared).await;
             return;
         }
         self.suspect = false;
@@ -379,20 +423,26 @@ impl State {
     }
 }
 
+/// Runs `f` on a blocking thread (what waits on the disk).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::internal(format!("database: the writer's thread failed: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+    use crate::sql::stmt;
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::{Connection as _, SqliteConnection};
 
     async fn writer(dir: &std::path::Path) -> (Arc<Writer>, SqliteConnectOptions) {
-        let opts = SqliteConnectOptions::new()
-            .filename(dir.join("w.db"))
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full);
-        let w = Arc::new(Writer::open(opts.clone()).await.unwrap());
+        let path = dir.join("w.db");
+        let opts = SqliteConnectOptions::new().filename(&path);
+        let w = Arc::new(Writer::open(&path, false).await.unwrap());
         let mut t = w.turn().await.unwrap();
-        sqlx::query("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+        stmt("CREATE TABLE t (n INTEGER PRIMARY KEY)")
             .execute(&mut *t)
             .await
             .unwrap();
@@ -454,11 +504,10 @@ mod tests {
             let w = w.clone();
             tasks.spawn(async move {
                 let mut t = w.turn().await?;
-                sqlx::query("INSERT INTO t (n) VALUES ($1)")
+                stmt("INSERT INTO t (n) VALUES ($1)")
                     .bind(n)
                     .execute(&mut *t)
-                    .await
-                    .map_err(db_err)?;
+                    .await?;
                 if n % 4 == 0 {
                     // Fails after its insert, as a request whose later statement fails.
                     return Err(Error::internal("refused"));
@@ -482,7 +531,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (w, opts) = writer(dir.path()).await;
         let mut t = w.turn().await.unwrap();
-        sqlx::query("INSERT INTO t (n) VALUES (7)")
+        stmt("INSERT INTO t (n) VALUES (7)")
             .execute(&mut *t)
             .await
             .unwrap();

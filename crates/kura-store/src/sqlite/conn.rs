@@ -1,0 +1,210 @@
+//! The writer's connection: SQLite called directly (rusqlite) on the thread that holds the
+//! writer, rather than through sqlx's connection thread.
+//!
+//! Every sqlx statement is a round trip to that thread, which cost more than the statement
+//! (the `sqlite_handoff` benchmark: PutSecretValue's 8 statements take 533 µs through sqlx,
+//! 32 µs called in place). Statements in a turn touch pages already in memory and take
+//! microseconds, so they run in place, as any other short computation of the request; what
+//! waits on the disk (COMMIT's fsync, a BEGIN that finds the file locked, opening and closing)
+//! runs on tokio's blocking threads (see `group`).
+//!
+//! It runs the shared SQL as it is ([`Conn`]): `$N` parameters are bound by their number, as
+//! sqlx's SQLite driver and PostgreSQL read them, and rows are decoded by the same record
+//! decoders ([`Columns`]).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use kura_core::{Error, Result};
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use crate::rows::{Column, Columns};
+use crate::sql::{Arg, Stmt};
+
+/// Statement texts kept prepared: the shared SQL has a few dozen write statements, and the
+/// audit inserts a handful of batch sizes.
+const PREPARED: usize = 256;
+
+/// The writer's connection; `None` once it was closed or lost (the next turn opens another).
+pub(crate) struct WriteConn {
+    pub(super) db: Option<Connection>,
+}
+
+impl WriteConn {
+    /// Opens the database file for writing (or, `read_only`, for a look that must not
+    /// write), with the settings every kura connection has (the read pool's are set through
+    /// sqlx's options): WAL, an fsync per commit, foreign keys, deleted content overwritten.
+    /// Blocks: call it on a blocking thread.
+    pub(super) fn open(path: &Path, read_only: bool) -> Result<Connection> {
+        let flags = if read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+        };
+        let db = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(write_err)?;
+        if !read_only {
+            db.execute_batch("PRAGMA journal_mode = WAL")
+                .map_err(write_err)?;
+        }
+        db.execute_batch(
+            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;",
+        )
+        .map_err(write_err)?;
+        // A locked file is waited for on a blocking thread (`group`), never in place.
+        db.busy_timeout(std::time::Duration::ZERO)
+            .map_err(write_err)?;
+        db.set_prepared_statement_cache_capacity(PREPARED);
+        Ok(db)
+    }
+
+    pub(super) fn db(&mut self) -> Result<&mut Connection> {
+        self.db
+            .as_mut()
+            .ok_or_else(|| Error::internal("database: the writer's connection is closed"))
+    }
+
+    /// Runs SQL without parameters or rows (transaction control).
+    pub(super) fn batch(&mut self, sql: &str) -> std::result::Result<(), rusqlite::Error> {
+        match self.db.as_mut() {
+            Some(db) => db.execute_batch(sql),
+            None => Err(rusqlite::Error::InvalidQuery),
+        }
+    }
+
+    /// Runs `s`, handing each row to `row` as values in column order; returns the rows it
+    /// changed and the column names.
+    fn run(
+        &mut self,
+        mut s: Stmt<'_>,
+        mut row: impl FnMut(Vec<Value>),
+    ) -> Result<(u64, Arc<[String]>)> {
+        let db = self.db()?;
+        match run(db, &s, &mut row) {
+            Ok(done) => Ok(done),
+            Err(e) => {
+                let unique = matches!(
+                    &e,
+                    rusqlite::Error::SqliteFailure(f, _)
+                        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                            || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                );
+                Err(s.error_with(unique, || write_err(e)))
+            }
+        }
+    }
+
+    pub(super) fn execute(&mut self, s: Stmt<'_>) -> Result<u64> {
+        self.run(s, |_| {}).map(|(done, _)| done)
+    }
+
+    pub(super) fn fetch_all(&mut self, s: Stmt<'_>) -> Result<Vec<WriteRow>> {
+        let mut rows = Vec::new();
+        let (_, names) = self.run(s, |values| rows.push(values))?;
+        Ok(rows
+            .into_iter()
+            .map(|values| WriteRow {
+                names: names.clone(),
+                values,
+            })
+            .collect())
+    }
+
+    pub(super) fn fetch_optional(&mut self, s: Stmt<'_>) -> Result<Option<WriteRow>> {
+        Ok(self.fetch_all(s)?.into_iter().next())
+    }
+}
+
+fn run(
+    db: &Connection,
+    s: &Stmt<'_>,
+    row: &mut impl FnMut(Vec<Value>),
+) -> rusqlite::Result<(u64, Arc<[String]>)> {
+    let mut st = db.prepare_cached(s.sql())?;
+    let args = s.args();
+    for i in 1..=st.parameter_count() {
+        // `$N` is SQLite's named parameter "$N", numbered in order of first appearance;
+        // the shared SQL means the N-th value.
+        let n = match st.parameter_name(i) {
+            Some(name) => name
+                .strip_prefix('$')
+                .and_then(|n| n.parse::<usize>().ok())
+                .ok_or(rusqlite::Error::InvalidParameterName(name.to_owned()))?,
+            None => i,
+        };
+        let arg = args
+            .get(n - 1)
+            .ok_or(rusqlite::Error::InvalidParameterCount(n, args.len()))?;
+        match arg {
+            Arg::Int(v) => st.raw_bind_parameter(i, v)?,
+            Arg::OptInt(v) => st.raw_bind_parameter(i, v)?,
+            Arg::Text(v) => st.raw_bind_parameter(i, v.as_ref())?,
+            Arg::OptText(v) => st.raw_bind_parameter(i, v.as_deref())?,
+            Arg::Bytes(v) => st.raw_bind_parameter(i, v)?,
+            Arg::OptBytes(v) => st.raw_bind_parameter(i, v)?,
+        }
+    }
+    let columns = st.column_count();
+    let names: Arc<[String]> = st.column_names().into_iter().map(String::from).collect();
+    let readonly = st.readonly();
+    let mut rows = st.raw_query();
+    while let Some(r) = rows.next()? {
+        let mut values = Vec::with_capacity(columns);
+        for i in 0..columns {
+            values.push(r.get::<_, Value>(i)?);
+        }
+        row(values);
+    }
+    drop(rows);
+    let changed = if readonly { 0 } else { db.changes() };
+    Ok((changed, names))
+}
+
+/// A row the writer read, owned.
+pub(crate) struct WriteRow {
+    names: Arc<[String]>,
+    values: Vec<Value>,
+}
+
+impl WriteRow {
+    fn at<T: Column>(&self, i: usize, column: &str) -> Result<T> {
+        let v = self
+            .values
+            .get(i)
+            .ok_or_else(|| Error::internal(format!("reading column {column}: no such column")))?;
+        T::column_result(ValueRef::from(v))
+            .map_err(|e| Error::internal(format!("reading column {column}: {e}")))
+    }
+}
+
+impl Columns for WriteRow {
+    fn col<T: Column>(&self, column: &str) -> Result<T> {
+        match self.names.iter().position(|n| n == column) {
+            Some(i) => self.at(i, column),
+            None => Err(Error::internal(format!(
+                "reading column {column}: no such column"
+            ))),
+        }
+    }
+
+    fn first<T: Column>(&self) -> Result<T> {
+        self.at(0, "0")
+    }
+}
+
+/// A failure of the writer's connection, mapped as the read pool's are (`db_err`).
+pub(super) fn write_err(e: rusqlite::Error) -> Error {
+    if e.sqlite_error_code() == Some(ErrorCode::DiskFull) {
+        return Error::disk_full(format!("database: {e}"));
+    }
+    Error::internal(format!("database: {e}"))
+}
+
+/// The file is locked by another connection (a BEGIN to wait for on a blocking thread).
+pub(super) fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
