@@ -237,6 +237,15 @@ enum Command {
         #[command(flatten)]
         client: cli::ClientArgs,
     },
+    /// Serve the AWS Secrets Manager Agent's HTTP interface on this machine: a cache that
+    /// follows the server's changes, and secrets written to files.
+    #[command(after_help = cli::agent::AGENT_HELP)]
+    Agent {
+        #[command(flatten)]
+        agent: cli::agent::AgentArgs,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  kura completion bash > /etc/bash_completion.d/kura\n  kura completion zsh > \"${fpath[1]}/_kura\"\n  kura completion fish > ~/.config/fish/completions/kura.fish"
@@ -756,6 +765,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Agent { agent, client } => client_command(cli::agent::run(agent, &client)),
         Command::Secret { command, client } => client_command(cli::secret::run(command, &client)),
         Command::User { command, client } => client_command(cli::admin::user(command, &client)),
         Command::Key { command, client } => client_command(cli::admin::key(command, &client)),
