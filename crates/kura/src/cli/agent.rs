@@ -579,7 +579,21 @@ async fn watch(agent: Arc<Agent>) {
         if let Some(c) = &cursor {
             body["Cursor"] = json!(c);
         }
-        match agent.client.call("Kura.WatchSecrets", &body).await {
+        // A server that vanished without closing the connection must not hold the watch.
+        let limit = Duration::from_secs(WATCH_WAIT_SECONDS as u64 + 15);
+        let answer = match tokio::time::timeout(
+            limit,
+            agent.client.call("Kura.WatchSecrets", &body),
+        )
+        .await
+        {
+            Ok(answer) => answer,
+            Err(_) => Err(ClientError::Unreachable(format!(
+                "no answer within {}s",
+                limit.as_secs()
+            ))),
+        };
+        match answer {
             Ok(answer) => {
                 if was_down {
                     eprintln!("kura agent: watching the server again");
