@@ -296,7 +296,10 @@ async fn a_watch_missed_while_the_server_restarted_resumes_from_its_cursor() {
     assert_eq!(value(&a, "gap/app").await, "gap-value-1");
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let server = server.restart_same_port().await;
+    // Down long enough for the agent's retries to back off past a second, so the change
+    // below is made while its watch is not yet back: only resuming from its cursor (not
+    // watching "from now") reports it.
+    let server = server.restart_same_port(Duration::from_millis(1500)).await;
     let c = server.client().await;
     put_string(&c, "gap/app", "gap-value-2", &token(2)).await;
     // The watch comes back within its backoff (at most 5 s) and catches up from its cursor.

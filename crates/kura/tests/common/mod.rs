@@ -356,11 +356,12 @@ impl Server {
         self.tmp.take().unwrap()
     }
 
-    /// `stop()` then a start on the same directory and the same port (clients that keep
-    /// the address, such as `kura agent`, reach it again).
-    pub async fn restart_same_port(self) -> Server {
+    /// `stop()`, `down` of nothing listening, then a start on the same directory and the
+    /// same port (clients that keep the address, such as `kura agent`, reach it again).
+    pub async fn restart_same_port(self, down: Duration) -> Server {
         let addr = self.addr;
         let tmp = self.stop().await;
+        tokio::time::sleep(down).await;
         Server::spawn_at(addr, tmp, &[], &[], None, None).await
     }
 
