@@ -307,6 +307,66 @@ async fn a_watch_missed_while_the_server_restarted_resumes_from_its_cursor() {
     eprintln!("the change after the restart reached the agent in {took:?}");
 }
 
+/// The same access key in a server: user `agent`, allowed to read and watch everything.
+async fn agent_user(server: &Server) {
+    server
+        .kura("CreateUser", r#"{"UserName": "agent"}"#)
+        .await
+        .assert_ok();
+    let policy = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret",
+                   "kura:WatchSecrets"],
+        "Resource": "*"}]});
+    server
+        .kura(
+            "PutUserPolicy",
+            &json!({"UserName": "agent", "PolicyName": "agent", "PolicyDocument": policy.to_string()})
+                .to_string(),
+        )
+        .await
+        .assert_ok();
+    server
+        .kura(
+            "CreateAccessKey",
+            &json!({"UserName": "agent", "AccessKeyId": AGENT_KEY_ID,
+                    "SecretAccessKey": AGENT_KEY_SECRET})
+            .to_string(),
+        )
+        .await
+        .assert_ok();
+}
+
+const AGENT_KEY_ID: &str = "AKIAAGENTTESTKEY0001";
+const AGENT_KEY_SECRET: &str = "agent-test-secret-access-key-0001";
+
+#[tokio::test]
+async fn a_cursor_the_server_cannot_resume_drops_everything_cached() {
+    // The agent's server is replaced by another installation on the same address (as a
+    // database restored from an older backup): its audit trail is shorter than the agent's
+    // cursor, so the agent cannot know what it missed and must drop what it holds.
+    let first = Server::start().await;
+    agent_user(&first).await;
+    let c = first.client().await;
+    create_string(&c, "reset/app", "reset-value-old", &token(1)).await;
+    for _ in 0..30 {
+        get_string(&c, "reset/app").await;
+    }
+    let mut shell = shell_with_token(&first);
+    shell.set("AWS_ACCESS_KEY_ID", AGENT_KEY_ID);
+    shell.set("AWS_SECRET_ACCESS_KEY", AGENT_KEY_SECRET);
+    let a = agent(&shell, &first, &[]).await;
+    assert_eq!(value(&a, "reset/app").await, "reset-value-old");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let addr = first.addr();
+    drop(first.stop().await);
+    let second = Server::start_at(addr).await;
+    agent_user(&second).await;
+    let c = second.client().await;
+    create_string(&c, "reset/app", "reset-value-new", &token(1)).await;
+    until_served(&a, "reset/app", "reset-value-new", Duration::from_secs(8)).await;
+}
+
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }

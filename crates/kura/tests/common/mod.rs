@@ -365,6 +365,19 @@ impl Server {
         Server::spawn_at(addr, tmp, &[], &[], None, None).await
     }
 
+    /// Starts a server on a brand-new data directory listening on `addr`.
+    pub async fn start_at(addr: SocketAddr) -> Server {
+        let tmp = tempfile::Builder::new()
+            .prefix("kura-test-")
+            .tempdir()
+            .expect("create temp dir");
+        Server::spawn_at(addr, tmp, &[], &[], None, None).await
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// `stop()` then `start_in()` on the same directory (the port changes).
     pub async fn restart(self) -> Server {
         let tmp = self.stop().await;
