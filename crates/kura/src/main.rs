@@ -29,7 +29,7 @@ struct Cli {
 
 /// The client commands' exit codes (`kura secret`, `kura api`).
 const EXIT_CODES: &str = "Exit codes of the client commands (secret, user, key, policy,
-function, notify, audit lookup, api):
+function, notify, audit lookup, agent, api):
   0  done
   1  a server error, or another failure
   2  bad usage or input (an argument, a file, or a request the server found invalid)
