@@ -307,6 +307,44 @@ async fn a_watch_missed_while_the_server_restarted_resumes_from_its_cursor() {
     eprintln!("the change after the restart reached the agent in {took:?}");
 }
 
+#[tokio::test]
+async fn an_expired_answer_is_served_while_the_server_is_down_and_limits_are_awss() {
+    let server = Server::start().await;
+    let c = server.client().await;
+    create_string(&c, "down/app", "down-value-1", &token(1)).await;
+    let shell = shell_with_token(&server);
+    let a = agent(&shell, &server, &["--ttl-seconds", "1", "--no-watch"]).await;
+    assert_eq!(value(&a, "down/app").await, "down-value-1");
+    let (status, _) = get(
+        &a,
+        "/v1/down/nothing",
+        &[("X-Aws-Parameters-Secrets-Token", TOKEN)],
+    )
+    .await;
+    assert_eq!(status, 400);
+    let _dir = server.stop().await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Past its TTL, with no server to ask: the last answer, as AWS's agent does.
+    assert_eq!(value(&a, "down/app").await, "down-value-1");
+    // Nothing cached: the failure, as AWS's agent reports it.
+    let (status, body) = get(
+        &a,
+        "/v1/down/other",
+        &[("X-Aws-Parameters-Secrets-Token", TOKEN)],
+    )
+    .await;
+    assert_eq!(status, 502, "{body}");
+    let e: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(e["__type"], "ConnectionError");
+
+    for bad in [["--ttl-seconds", "3601"], ["--cache-size", "0"]] {
+        let mut args = vec!["agent"];
+        args.extend_from_slice(&bad);
+        let err = shell.run(&args).fails(2);
+        assert!(err.contains(bad[0]), "{err}");
+    }
+}
+
 /// The same access key in a server: user `agent`, allowed to read and watch everything.
 async fn agent_user(server: &Server) {
     server

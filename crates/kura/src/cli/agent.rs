@@ -42,7 +42,9 @@ the server (Kura.WatchSecrets, which needs kura:WatchSecrets and shows changes o
 the agent's key may DescribeSecret): an entry is dropped within a second of its secret
 changing (a new value, a stage moved, a rotation, deletion). While the watch is down the TTL
 alone applies; it is re-established with backoff and resumes where it left off, and when it
-cannot (the server's trail does not know the cursor) everything cached is dropped.
+cannot (the server's trail does not know the cursor) everything cached is dropped. As with
+AWS's agent, an answer past its TTL is still served while the server cannot be reached (or
+fails), unless the watch dropped it.
 
 Files: --file NAME=PATH[:FIELD] writes the secret's value (or one field of its JSON) to PATH;
 --template NAME=PATH:TEMPLATE writes the file TEMPLATE with each {{ .field }} replaced by that
@@ -68,13 +70,15 @@ pub struct AgentArgs {
     /// The address to serve on (AWS's agent: localhost, http_port 2773).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:2773")]
     pub listen: SocketAddr,
-    /// How long an answer is served from the cache (AWS's agent: ttl_seconds, 300); 0 caches
-    /// nothing.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    /// How long an answer is served from the cache, 0 to 3600 (AWS's agent: ttl_seconds,
+    /// 300); 0 caches nothing.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub ttl_seconds: u64,
-    /// At most this many answers are cached (AWS's agent: cache_size, 1000).
-    #[arg(long, value_name = "N", default_value_t = 1000)]
-    pub cache_size: usize,
+    /// At most this many answers are cached, 1 to 1000 (AWS's agent: cache_size, 1000).
+    #[arg(long, value_name = "N", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub cache_size: u64,
     /// Write a secret's value (or one JSON field of it) to a file. Repeatable.
     #[arg(long = "file", value_name = "NAME=PATH[:FIELD]")]
     pub files: Vec<String>,
@@ -279,10 +283,20 @@ impl Agent {
             request["VersionStage"] = json!(s);
         }
         // serde_json's values cannot be zeroized; the text kept in the cache is.
-        let answer = self
+        let answer = match self
             .client
             .call("secretsmanager.GetSecretValue", &request)
-            .await?;
+            .await
+        {
+            Ok(answer) => answer,
+            // As AWS's agent (ignore_transient_errors): while the server cannot answer, an
+            // expired answer the watch has not dropped is better than none.
+            Err(e) if transient(&e) => match self.lock().entries.get(&key) {
+                Some(old) => return Ok(old.body.clone()),
+                None => return Err(e),
+            },
+            Err(e) => return Err(e),
+        };
         let body = Zeroizing::new(answer.to_string());
         let arn = answer["ARN"].as_str().unwrap_or_default().to_string();
         let mut cache = self.lock();
@@ -433,6 +447,15 @@ impl Agent {
         let content = render(&answer, &f.render).map_err(ClientError::Usage)?;
         write_atomic(&f.path, &content)
             .map_err(|e| ClientError::Other(format!("writing the file: {e}")))
+    }
+}
+
+/// No answer, or the server's own failure: worth serving a cached answer past its TTL.
+fn transient(e: &ClientError) -> bool {
+    match e {
+        ClientError::Unreachable(_) => true,
+        ClientError::Api { status, .. } => *status >= 500,
+        _ => false,
     }
 }
 
@@ -650,7 +673,7 @@ pub async fn run(args: AgentArgs, client: &ClientArgs) -> Result<(), ClientError
         client: Client::connect(&client.connect_options())?,
         token,
         ttl: Duration::from_secs(args.ttl_seconds),
-        size: args.cache_size,
+        size: args.cache_size as usize,
         cache: Mutex::new(Cache::default()),
         files,
     });
