@@ -22,6 +22,9 @@ const MAX_WAIT_SECONDS: i64 = 60;
 const DEFAULT_MAX_RESULTS: i64 = 100;
 /// Audit records read per query while scanning for changes.
 const SCAN_PAGE: usize = 1000;
+/// Pages one call reads at most: a cursor far behind is caught up over several calls, each
+/// answering promptly with the cursor moved on.
+const SCAN_PAGES: usize = 50;
 /// How often a waiting call looks at a shared database for other nodes' changes.
 const CLUSTER_RECHECK: Duration = Duration::from_millis(400);
 
@@ -163,9 +166,9 @@ impl Service {
         let mut allowed: HashMap<String, bool> = HashMap::new();
         loop {
             changed.borrow_and_update();
-            let changes = self.scan(c, &ids, &mut cursor, limit, &mut allowed).await?;
+            let (changes, more) = self.scan(c, &ids, &mut cursor, limit, &mut allowed).await?;
             let now = tokio::time::Instant::now();
-            if !changes.is_empty() || now >= deadline || *stopping.borrow_and_update() {
+            if !changes.is_empty() || more || now >= deadline || *stopping.borrow_and_update() {
                 return Ok(WatchSecretsResponse {
                     changes,
                     cursor: cursor.to_string(),
@@ -186,7 +189,7 @@ impl Service {
     }
 
     /// The changes after `cursor` the caller may see, at most `limit`; moves `cursor` past
-    /// what was read.
+    /// what was read. `true` when records are left to read (SCAN_PAGES were read).
     async fn scan(
         &self,
         c: &Caller,
@@ -194,9 +197,9 @@ impl Service {
         cursor: &mut i64,
         limit: usize,
         allowed: &mut HashMap<String, bool>,
-    ) -> Result<Vec<WatchChange>> {
+    ) -> Result<(Vec<WatchChange>, bool)> {
         let mut out = Vec::new();
-        loop {
+        for _ in 0..SCAN_PAGES {
             let page = self
                 .store
                 .query_audit(&AuditQuery {
@@ -214,13 +217,14 @@ impl Service {
                 }
                 *cursor = r.seq;
                 if out.len() == limit {
-                    return Ok(out);
+                    return Ok((out, false));
                 }
             }
             if !full {
-                return Ok(out);
+                return Ok((out, false));
             }
         }
+        Ok((out, true))
     }
 
     /// A change record as the caller may see it: only for secrets it may describe.
