@@ -22,7 +22,12 @@ pub struct FileChain {
     file: Mutex<AuditFile>,
     /// Records committed to the database by this process (metrics).
     committed: AtomicU64,
+    /// Told of each commit's records, in commit order (the watch operation's wake-up).
+    observer: std::sync::OnceLock<Observer>,
 }
+
+/// Called with each commit's records right after they commit; must not block.
+pub type Observer = Box<dyn Fn(&[AuditRecord]) + Send + Sync>;
 
 struct AuditFile {
     out: std::fs::File,
@@ -49,6 +54,9 @@ impl AuditChain for FileChain {
     fn committed(&self, records: &[AuditRecord]) -> Result<()> {
         self.committed
             .fetch_add(records.len() as u64, Ordering::Relaxed);
+        if let Some(observe) = self.observer.get() {
+            observe(records);
+        }
         let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
         let was_behind = !f.pending.is_empty();
         for r in records {
@@ -93,6 +101,11 @@ impl FileChain {
         self.committed.load(Ordering::Relaxed)
     }
 
+    /// Sets the one observer of committed records (later calls are ignored).
+    pub fn observe(&self, observer: Observer) {
+        let _ = self.observer.set(observer);
+    }
+
     /// Signs with `key` and appends to the file at `path` (created, mode 0600, if missing).
     pub(crate) fn open(key: MacKey, path: PathBuf) -> Result<FileChain> {
         let out = open_append(&path)?;
@@ -109,6 +122,7 @@ impl FileChain {
                 pending: Vec::new(),
             }),
             committed: AtomicU64::new(0),
+            observer: std::sync::OnceLock::new(),
         })
     }
 }

@@ -45,6 +45,12 @@ impl AuditLog {
         self.chain.records_committed()
     }
 
+    /// Calls `observer` with each commit's records, in commit order, right after they
+    /// commit (by the writer or with a store transaction). One observer per log.
+    pub fn observe(&self, observer: crate::file::Observer) {
+        self.chain.observe(observer);
+    }
+
     /// Records waiting for the writer (metrics).
     pub fn queue_depth(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()

@@ -143,12 +143,20 @@ pub async fn run(config: Config) -> Result<()> {
         tls = tls.is_some(),
         "kura is serving; clients: AWS_SHARED_CREDENTIALS_FILE=<{credentials}> aws --endpoint-url {scheme}://{addr} secretsmanager ..."
     );
+    let stopping = node.clone();
+    let shutdown = async move {
+        shutdown_signal().await;
+        // Long-polls answer now rather than holding the shutdown for their whole wait.
+        if let Some(live) = stopping.live() {
+            live.service.stop_watches();
+        }
+    };
     http::conn::serve(
         listener,
         http::router(state.clone()),
         config.limits,
         tls,
-        shutdown_signal(),
+        shutdown,
     )
     .await;
     reloads.abort();

@@ -29,7 +29,7 @@ struct Cli {
 
 /// The client commands' exit codes (`kura secret`, `kura api`).
 const EXIT_CODES: &str = "Exit codes of the client commands (secret, user, key, policy,
-function, notify, audit lookup, api):
+function, notify, audit lookup, agent, api):
   0  done
   1  a server error, or another failure
   2  bad usage or input (an argument, a file, or a request the server found invalid)
@@ -234,6 +234,15 @@ enum Command {
     Run {
         #[command(flatten)]
         run: cli::run::RunArgs,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
+    /// Serve the AWS Secrets Manager Agent's HTTP interface on this machine: a cache that
+    /// follows the server's changes, and secrets written to files.
+    #[command(after_help = cli::agent::AGENT_HELP)]
+    Agent {
+        #[command(flatten)]
+        agent: cli::agent::AgentArgs,
         #[command(flatten)]
         client: cli::ClientArgs,
     },
@@ -756,6 +765,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Agent { agent, client } => client_command(cli::agent::run(agent, &client)),
         Command::Secret { command, client } => client_command(cli::secret::run(command, &client)),
         Command::User { command, client } => client_command(cli::admin::user(command, &client)),
         Command::Key { command, client } => client_command(cli::admin::key(command, &client)),

@@ -1077,3 +1077,57 @@ async fn a_node_cut_off_from_the_database_fails_fast_and_recovers_by_itself() {
     }
     drop(relay);
 }
+
+/// Kura.WatchSecrets on one node: a poll waiting there answers within a second of a change
+/// committed through another node, and a cursor one node gave resumes on another.
+#[tokio::test]
+async fn a_watch_on_one_node_sees_changes_made_through_another() {
+    let cluster = Cluster::start(&[&[], &[]]).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let ca = a.client().await;
+    create_string(&ca, "cluster/watched", "watched-value-1", &token(1)).await;
+    let now = b
+        .kura("WatchSecrets", r#"{"WaitSeconds": 0}"#)
+        .await
+        .assert_ok();
+    let cursor = now["Cursor"].as_str().unwrap().to_string();
+    let poll = async {
+        b.kura(
+            "WatchSecrets",
+            &json!({"Cursor": cursor, "WaitSeconds": 30}).to_string(),
+        )
+        .await
+        .assert_ok()
+    };
+    let change = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        put_string(&ca, "cluster/watched", "watched-value-2", &token(2)).await;
+        Instant::now()
+    };
+    let (seen, changed_at) = tokio::join!(poll, change);
+    let waited = changed_at.elapsed();
+    assert_eq!(seen["Changes"][0]["Name"], "cluster/watched", "{seen}");
+    assert_eq!(seen["Changes"][0]["Change"], "ValueChanged");
+    assert!(
+        waited < Duration::from_secs(1),
+        "answered {waited:?} after the change"
+    );
+
+    // The cursor node A gave resumes on node B: nothing is lost or repeated.
+    let from_a = a
+        .kura(
+            "WatchSecrets",
+            &json!({"Cursor": cursor, "WaitSeconds": 0}).to_string(),
+        )
+        .await
+        .assert_ok();
+    assert_eq!(from_a["Changes"], seen["Changes"]);
+    let next = b
+        .kura(
+            "WatchSecrets",
+            &json!({"Cursor": from_a["Cursor"], "WaitSeconds": 0}).to_string(),
+        )
+        .await
+        .assert_ok();
+    assert_eq!(next["Changes"], json!([]), "{next}");
+}

@@ -438,3 +438,43 @@ async fn readme_kura_run_example_works_as_printed() {
     );
     assert!(!stdout.contains("db-password-1"), "{stdout}");
 }
+
+#[tokio::test]
+async fn readme_kura_agent_example_works_as_printed() {
+    if !have("curl") {
+        common::skip("curl is not installed");
+        return;
+    }
+    let server = Server::start().await;
+    server.remember("agent-password-1");
+    server.remember("agent-password-2");
+    let dir = workdir(&server);
+    // Only the agent's port changes; the endpoint is given as a user would, in KURA_ENDPOINT.
+    let block = format!(
+        "export KURA_ENDPOINT={}\n{}",
+        server.endpoint(),
+        readme_block("kura-agent").replace("127.0.0.1:2773", &free_addr())
+    );
+    let (_script, out) = run_block_in_background(dir.path(), &block, None);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[lines.len() - 2..],
+        ["agent-password-1", "agent-password-2"],
+        "{out}"
+    );
+    let answer: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("answer.json")).unwrap()).unwrap();
+    assert_eq!(answer["Name"], "demo/agent-db");
+    assert!(
+        answer["SecretString"]
+            .as_str()
+            .unwrap()
+            .contains("agent-password-1")
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("db-password"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}

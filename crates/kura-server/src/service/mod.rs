@@ -23,6 +23,7 @@ mod tags;
 mod tokens;
 pub mod types;
 mod versions;
+mod watch;
 
 use std::sync::Arc;
 
@@ -96,6 +97,8 @@ pub struct Service {
     pub(crate) root_challenges: root::RootChallenges,
     /// How this node keeps its root key, for `Kura.RotateRootKey` (set by the node).
     pub(crate) root_keeper: std::sync::OnceLock<Arc<crate::rootkey::RootKeeper>>,
+    /// What wakes Kura.WatchSecrets calls (`watch.rs`).
+    watch: watch::WatchHub,
 }
 
 /// A secret value in the clear (zeroizing, never in `Debug`); it lives in kura-crypto so the
@@ -162,6 +165,7 @@ impl Service {
             seal_requests: std::sync::OnceLock::new(),
             root_challenges: root::RootChallenges::default(),
             root_keeper: std::sync::OnceLock::new(),
+            watch: watch::WatchHub::default(),
         }
     }
 
@@ -185,6 +189,7 @@ impl Service {
     }
 
     pub(crate) fn set_audit(&self, log: kura_audit::AuditLog) {
+        log.observe(self.watch_observer());
         let _ = self.audit.set(log);
     }
 

@@ -98,6 +98,7 @@ macro_rules! with_operations {
             Kura ListUserPolicies(UserNameRequest) -> ListUserPoliciesResponse = list_user_policies;
             Kura GetCallerIdentity(Empty) -> GetCallerIdentityResponse = get_caller_identity;
             Kura LookupAuditEvents(LookupAuditEventsRequest) -> LookupAuditEventsResponse = lookup_audit_events;
+            Kura WatchSecrets(WatchSecretsRequest) -> WatchSecretsResponse = watch_secrets;
             Kura Seal(Empty) -> Empty = seal_node;
             Kura DisableRoot(Empty) -> Empty = disable_root;
             Kura EnableRoot(Empty) -> Empty = enable_root;
@@ -241,6 +242,7 @@ no_facts!(
     SetClockRequest,
     AdvanceClockRequest,
     LookupAuditEventsRequest,
+    WatchSecretsRequest,
     ListKeysRequest,
 );
 
@@ -266,6 +268,7 @@ no_target!(
     ListUserPoliciesResponse,
     GetCallerIdentityResponse,
     LookupAuditEventsResponse,
+    WatchSecretsResponse,
     ListKeysResponse,
 );
 

@@ -47,6 +47,45 @@ pub struct LookupAuditEventsResponse {
     pub next_token: Option<String>,
 }
 
+/// Kura.WatchSecrets: changes to secrets after a cursor, waiting for them up to a limit.
+#[derive(Debug)]
+pub struct WatchSecretsRequest {
+    /// A `Cursor` from an earlier answer; absent: from now.
+    pub cursor: Option<String>,
+    /// Only these secrets (names or ARNs); absent: every secret the caller may describe.
+    pub secret_ids: Option<Vec<String>>,
+    /// How long to wait for a change, 0 to 60 seconds (default 20).
+    pub wait_seconds: Option<i64>,
+    pub max_results: Option<i64>,
+}
+
+/// One change to a secret; never a value.
+#[derive(Debug)]
+pub struct WatchChange {
+    /// The audit record's sequence number.
+    pub seq: i64,
+    /// Epoch seconds.
+    pub time: f64,
+    pub arn: String,
+    pub name: String,
+    /// `Created`, `ValueChanged`, `StagesMoved`, `RotationStarted`, `Rotated`,
+    /// `MetadataChanged`, `Deleted`, `Restored` or `Purged`.
+    pub change: String,
+    /// The action that made it (`secretsmanager:PutSecretValue`, `rotation:finishSecret`, …).
+    pub action: String,
+    pub version_id: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct WatchSecretsResponse {
+    pub changes: Vec<WatchChange>,
+    /// Where the next call resumes.
+    pub cursor: String,
+    /// The cursor given was not from this audit trail (ahead of its end): changes may have
+    /// been missed, so whatever the caller holds should be dropped.
+    pub reset: bool,
+}
+
 #[derive(Debug)]
 pub struct CreateSecretRequest {
     pub name: String,

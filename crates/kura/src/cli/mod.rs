@@ -2,6 +2,7 @@
 //! `audit lookup`): their shared options, output formats, and how a value is read from the user.
 
 pub mod admin;
+pub mod agent;
 pub mod audit;
 pub mod run;
 pub mod secret;

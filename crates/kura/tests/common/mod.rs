@@ -151,7 +151,7 @@ pub fn assert_common_headers(headers: &HeaderMap) {
     assert_eq!(content_type, "application/x-amz-json-1.1");
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().unwrap().port()
 }
@@ -216,9 +216,20 @@ impl Server {
         database: Option<String>,
         tls: Option<tls::ClientTls>,
     ) -> Server {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        Server::spawn_at(addr, tmp, args, env, database, tls).await
+    }
+
+    async fn spawn_at(
+        addr: SocketAddr,
+        tmp: TempDir,
+        args: &[&str],
+        env: &[(&str, &str)],
+        database: Option<String>,
+        tls: Option<tls::ClientTls>,
+    ) -> Server {
         let data_dir = tmp.path().join("data");
         let log_path = tmp.path().join("server.log");
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -343,6 +354,28 @@ impl Server {
         let mut child = self.child.take().expect("server already stopped");
         child.kill().await.expect("SIGKILL the server");
         self.tmp.take().unwrap()
+    }
+
+    /// `stop()`, `down` of nothing listening, then a start on the same directory and the
+    /// same port (clients that keep the address, such as `kura agent`, reach it again).
+    pub async fn restart_same_port(self, down: Duration) -> Server {
+        let addr = self.addr;
+        let tmp = self.stop().await;
+        tokio::time::sleep(down).await;
+        Server::spawn_at(addr, tmp, &[], &[], None, None).await
+    }
+
+    /// Starts a server on a brand-new data directory listening on `addr`.
+    pub async fn start_at(addr: SocketAddr) -> Server {
+        let tmp = tempfile::Builder::new()
+            .prefix("kura-test-")
+            .tempdir()
+            .expect("create temp dir");
+        Server::spawn_at(addr, tmp, &[], &[], None, None).await
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// `stop()` then `start_in()` on the same directory (the port changes).

@@ -183,6 +183,7 @@ encode_as_converted!(
     ListUserPoliciesResponse,
     GetCallerIdentityResponse,
     LookupAuditEventsResponse,
+    WatchSecretsResponse,
     KeyResponse,
     ListKeysResponse,
 );

@@ -676,6 +676,38 @@ pub struct LookupAuditEventsResponse {
     pub next_token: Option<String>,
 }
 
+/// Kura.WatchSecrets.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WatchSecretsRequest {
+    pub cursor: Option<String>,
+    pub secret_ids: Option<Vec<String>>,
+    pub wait_seconds: Option<i64>,
+    pub max_results: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WatchChange {
+    pub seq: i64,
+    pub time: f64,
+    #[serde(rename = "ARN")]
+    pub arn: String,
+    pub name: String,
+    pub change: String,
+    pub action: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WatchSecretsResponse {
+    pub changes: Vec<WatchChange>,
+    pub cursor: String,
+    pub reset: bool,
+}
+
 /// Kura.CreateKey.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
