@@ -25,7 +25,7 @@ use crate::cache::{self, ReadCache};
 use crate::prelude::*;
 use crate::rows::*;
 use crate::sql::{self, Conn, Stmt};
-use conn::WriteConn;
+use conn::{DirectConn, DirectReaders};
 use group::{Turn, Writer};
 
 use crate::{
@@ -206,20 +206,20 @@ impl Conn for SqliteConnection {
     sql::run_statements!(db_err);
 }
 
-impl Conn for WriteConn {
-    type Row = conn::WriteRow;
+impl Conn for DirectConn {
+    type Row = conn::DirectRow;
     sqlite_dialect!();
 
     async fn execute(&mut self, s: Stmt<'_>) -> Result<u64> {
-        WriteConn::execute(self, s)
+        DirectConn::execute(self, s)
     }
 
     async fn fetch_all(&mut self, s: Stmt<'_>) -> Result<Vec<Self::Row>> {
-        WriteConn::fetch_all(self, s)
+        DirectConn::fetch_all(self, s)
     }
 
     async fn fetch_optional(&mut self, s: Stmt<'_>) -> Result<Option<Self::Row>> {
-        WriteConn::fetch_optional(self, s)
+        DirectConn::fetch_optional(self, s)
     }
 }
 
@@ -234,6 +234,8 @@ pub struct SqliteStore {
     /// What reads find, kept until a write of this process changes it (only this process
     /// writes the file while the server runs).
     cache: ReadCache,
+    /// Reads of many rows, called directly (see `conn`).
+    readers: DirectReaders,
 }
 
 impl SqliteStore {
@@ -333,6 +335,7 @@ impl SqliteStore {
             writer,
             lookup: Arc::default(),
             cache: ReadCache::live(cache::DEFAULT_BUDGET),
+            readers: DirectReaders::new(path, false),
         })
     }
 }
@@ -788,7 +791,10 @@ impl AuditStore for SqliteStore {
     }
 
     async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
-        sql::audit_log::query_audit(&mut *self.read().await?, q).await
+        let q = q.clone();
+        self.readers
+            .run(move |c| conn::ready(sql::audit_log::query_audit(c, &q))?)
+            .await
     }
 }
 
@@ -852,7 +858,10 @@ impl SecretStore for SqliteStore {
     }
 
     async fn list_secrets(&self, q: &ListQuery) -> Result<ListPage> {
-        sql::secrets::list_secrets(&mut *self.read().await?, q).await
+        let q = q.clone();
+        self.readers
+            .run(move |c| conn::ready(sql::secrets::list_secrets(c, &q))?)
+            .await
     }
 
     async fn due_for_purge(&self, now: Timestamp, limit: usize) -> Result<Vec<i64>> {
@@ -1069,6 +1078,7 @@ impl StoreLifecycle for SqliteStore {
         // What is released commits first; then the WAL is folded into the database so
         // nothing is left for the next start to replay.
         self.writer.close().await;
+        self.readers.close();
         if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&self.pool)
             .await
@@ -1096,6 +1106,7 @@ pub async fn open_read_only(path: &Path) -> Result<SqliteStore> {
         pool,
         writer,
         lookup: Arc::default(),
+        readers: DirectReaders::new(path, true),
         // A look at a database another process may be writing: never cached.
         cache: ReadCache::new(0),
     })

@@ -1,5 +1,6 @@
-//! The writer's connection: SQLite called directly (rusqlite) on the thread that holds the
-//! writer, rather than through sqlx's connection thread.
+//! SQLite called directly (rusqlite): the writer's connection, on the task that holds the
+//! writer, and the connections of reads that return many rows, on a blocking thread, rather
+//! than through sqlx's connection thread.
 //!
 //! Every sqlx statement is a round trip to that thread, which cost more than the statement
 //! (the `sqlite_handoff` benchmark: PutSecretValue's 8 statements take 533 µs through sqlx,
@@ -10,10 +11,14 @@
 //!
 //! It runs the shared SQL as it is ([`Conn`]): `$N` parameters are bound by their number, as
 //! sqlx's SQLite driver and PostgreSQL read them, and rows are decoded by the same record
-//! decoders ([`Columns`]).
+//! decoders ([`Columns`]). Its methods never wait, so the shared SQL's futures over it are
+//! ready at their first poll ([`ready`]).
 
-use std::path::Path;
-use std::sync::Arc;
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use kura_core::{Error, Result};
 use rusqlite::types::{Value, ValueRef};
@@ -26,12 +31,13 @@ use crate::sql::{Arg, Stmt};
 /// audit inserts a handful of batch sizes.
 const PREPARED: usize = 256;
 
-/// The writer's connection; `None` once it was closed or lost (the next turn opens another).
-pub(crate) struct WriteConn {
+/// A connection called directly; `None` once it was closed or lost (the writer's next turn
+/// opens another).
+pub(crate) struct DirectConn {
     pub(super) db: Option<Connection>,
 }
 
-impl WriteConn {
+impl DirectConn {
     /// Opens the database file for writing (or, `read_only`, for a look that must not
     /// write), with the settings every kura connection has (the read pool's are set through
     /// sqlx's options): WAL, an fsync per commit, foreign keys, deleted content overwritten.
@@ -43,19 +49,30 @@ impl WriteConn {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
         };
         let db = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .map_err(write_err)?;
+            .map_err(direct_err)?;
         if !read_only {
             db.execute_batch("PRAGMA journal_mode = WAL")
-                .map_err(write_err)?;
+                .map_err(direct_err)?;
         }
         db.execute_batch(
             "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;",
         )
-        .map_err(write_err)?;
+        .map_err(direct_err)?;
         // A locked file is waited for on a blocking thread (`group`), never in place.
         db.busy_timeout(std::time::Duration::ZERO)
-            .map_err(write_err)?;
+            .map_err(direct_err)?;
         db.set_prepared_statement_cache_capacity(PREPARED);
+        Ok(db)
+    }
+
+    /// Opens a connection for reads (`query_only`: a read that tried to write fails).
+    fn open_reader(path: &Path, read_only: bool) -> Result<Connection> {
+        let db = Self::open(path, read_only)?;
+        db.execute_batch("PRAGMA query_only = ON")
+            .map_err(direct_err)?;
+        // Readers wait on a blocking thread anyway; a WAL reader rarely finds a lock.
+        db.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(direct_err)?;
         Ok(db)
     }
 
@@ -90,7 +107,7 @@ impl WriteConn {
                         if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
                             || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
                 );
-                Err(s.error_with(unique, || write_err(e)))
+                Err(s.error_with(unique, || direct_err(e)))
             }
         }
     }
@@ -99,19 +116,20 @@ impl WriteConn {
         self.run(s, |_| {}).map(|(done, _)| done)
     }
 
-    pub(super) fn fetch_all(&mut self, s: Stmt<'_>) -> Result<Vec<WriteRow>> {
+    pub(super) fn fetch_all(&mut self, s: Stmt<'_>) -> Result<Vec<DirectRow>> {
         let mut rows = Vec::new();
         let (_, names) = self.run(s, |values| rows.push(values))?;
         Ok(rows
             .into_iter()
-            .map(|values| WriteRow {
+            .map(|values| DirectRow {
                 names: names.clone(),
                 values,
+                next: Cell::new(0),
             })
             .collect())
     }
 
-    pub(super) fn fetch_optional(&mut self, s: Stmt<'_>) -> Result<Option<WriteRow>> {
+    pub(super) fn fetch_optional(&mut self, s: Stmt<'_>) -> Result<Option<DirectRow>> {
         Ok(self.fetch_all(s)?.into_iter().next())
     }
 }
@@ -172,13 +190,16 @@ fn numbered(sql: &str) -> String {
     out
 }
 
-/// A row the writer read, owned.
-pub(crate) struct WriteRow {
+/// A row read directly, owned.
+pub(crate) struct DirectRow {
     names: Arc<[String]>,
     values: Vec<Value>,
+    /// Where the next column by name is looked for first: decoders read columns in the
+    /// order they are selected, so a lookup is usually one comparison, not a scan.
+    next: Cell<usize>,
 }
 
-impl WriteRow {
+impl DirectRow {
     fn at<T: Column>(&self, i: usize, column: &str) -> Result<T> {
         let v = self
             .values
@@ -189,10 +210,18 @@ impl WriteRow {
     }
 }
 
-impl Columns for WriteRow {
+impl Columns for DirectRow {
     fn col<T: Column>(&self, column: &str) -> Result<T> {
-        match self.names.iter().position(|n| n == column) {
-            Some(i) => self.at(i, column),
+        let n = self.names.len();
+        let start = self.next.get();
+        let found = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| self.names[i] == column);
+        match found {
+            Some(i) => {
+                self.next.set(i + 1);
+                self.at(i, column)
+            }
             None => Err(Error::internal(format!(
                 "reading column {column}: no such column"
             ))),
@@ -204,8 +233,76 @@ impl Columns for WriteRow {
     }
 }
 
+/// The output of a future over a [`DirectConn`], which never waits: polled once.
+pub(crate) fn ready<F: Future>(f: F) -> Result<F::Output> {
+    match pin!(f).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(out) => Ok(out),
+        Poll::Pending => Err(Error::internal(
+            "database: a direct SQLite call waited for something",
+        )),
+    }
+}
+
+/// Connections for reads that return many rows (a ListSecrets page, an audit lookup): the
+/// query runs directly on a blocking thread, one hand-off per query, where sqlx hands each
+/// row over and copies each value. Idle connections are kept for the next read.
+pub(crate) struct DirectReaders {
+    path: PathBuf,
+    read_only: bool,
+    idle: Mutex<Vec<Connection>>,
+}
+
+/// Idle reader connections kept at most (more may be open at once under load).
+const IDLE_READERS: usize = 4;
+
+impl DirectReaders {
+    pub(crate) fn new(path: &Path, read_only: bool) -> DirectReaders {
+        DirectReaders {
+            path: path.to_path_buf(),
+            read_only,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `f` on a reader connection on a blocking thread.
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut DirectConn) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let (path, read_only) = (self.path.clone(), self.read_only);
+        let (db, out) = tokio::task::spawn_blocking(move || {
+            let db = match idle {
+                Some(db) => db,
+                None => match DirectConn::open_reader(&path, read_only) {
+                    Ok(db) => db,
+                    Err(e) => return (None, Err(e)),
+                },
+            };
+            let mut conn = DirectConn { db: Some(db) };
+            let out = f(&mut conn);
+            (conn.db, out)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("database: a reader's thread failed: {e}")))?;
+        if let (Some(db), Ok(mut idle)) = (db, self.idle.lock())
+            && idle.len() < IDLE_READERS
+        {
+            idle.push(db);
+        }
+        out
+    }
+
+    /// Closes the idle connections (the file is let go at shutdown, before a restore).
+    pub(crate) fn close(&self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
+        }
+    }
+}
+
 /// A failure of the writer's connection, mapped as the read pool's are (`db_err`).
-pub(super) fn write_err(e: rusqlite::Error) -> Error {
+pub(super) fn direct_err(e: rusqlite::Error) -> Error {
     if e.sqlite_error_code() == Some(ErrorCode::DiskFull) {
         return Error::disk_full(format!("database: {e}"));
     }
@@ -239,7 +336,7 @@ mod tests {
     /// Values bound to `$N` in any order and repeated, read back by column name.
     #[test]
     fn the_shared_sql_runs_as_it_is_written() {
-        let mut c = WriteConn {
+        let mut c = DirectConn {
             db: Some(Connection::open_in_memory().unwrap()),
         };
         let rows = c

@@ -34,7 +34,7 @@ use kura_audit::AuditRecord;
 use kura_core::{Error, Result};
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard, oneshot};
 
-use super::conn::{self, WriteConn, write_err};
+use super::conn::{self, DirectConn, direct_err};
 use crate::audit::AuditChain;
 
 /// At most this many turns share one commit, so a turn's wait for its commit stays bounded
@@ -79,7 +79,7 @@ impl Drop for Urgent<'_> {
 }
 
 struct State {
-    conn: WriteConn,
+    conn: DirectConn,
     /// The connection's transaction state is unknown (a BEGIN, ROLLBACK TO or COMMIT failed
     /// or was cut short): replace the connection before the next turn.
     suspect: bool,
@@ -110,11 +110,11 @@ impl Writer {
     pub(crate) async fn open(path: &Path, read_only: bool) -> Result<Writer> {
         let path = path.to_path_buf();
         let p = path.clone();
-        let db = blocking(move || WriteConn::open(&p, read_only)).await??;
+        let db = blocking(move || DirectConn::open(&p, read_only)).await??;
         Ok(Writer {
             shared: Arc::new(Shared {
                 state: Arc::new(Mutex::new(State {
-                    conn: WriteConn { db: Some(db) },
+                    conn: DirectConn { db: Some(db) },
                     suspect: false,
                     open: false,
                     dirty: false,
@@ -186,7 +186,7 @@ impl Writer {
         if let Err(e) = st.conn.batch("SAVEPOINT turn") {
             // Rolled back by the next holder (or the commit task this drop queues).
             drop(Turn::new(self.shared.clone(), st));
-            return Err(write_err(e));
+            return Err(direct_err(e));
         }
         Ok(Turn::new(self.shared.clone(), st))
     }
@@ -235,7 +235,7 @@ impl Turn {
     /// are the audit records the turn inserted, appended to the audit file after the commit.
     pub(crate) async fn commit(mut self, records: Vec<AuditRecord>) -> Result<()> {
         let st = self.state();
-        st.conn.batch("RELEASE turn").map_err(write_err)?;
+        st.conn.batch("RELEASE turn").map_err(direct_err)?;
         st.dirty = false;
         let (done, wait) = oneshot::channel();
         st.batch.push(Released { records, done });
@@ -252,8 +252,8 @@ impl Turn {
 }
 
 impl Deref for Turn {
-    type Target = WriteConn;
-    fn deref(&self) -> &WriteConn {
+    type Target = DirectConn;
+    fn deref(&self) -> &DirectConn {
         &self
             .state
             .as_ref()
@@ -263,7 +263,7 @@ impl Deref for Turn {
 }
 
 impl DerefMut for Turn {
-    fn deref_mut(&mut self) -> &mut WriteConn {
+    fn deref_mut(&mut self) -> &mut DirectConn {
         &mut self.state().conn
     }
 }
@@ -310,7 +310,7 @@ impl State {
         let undone = self.conn.batch("ROLLBACK TO turn; RELEASE turn");
         self.dirty = false;
         if let Err(e) = undone {
-            self.lose_transaction(write_err(e));
+            self.lose_transaction(direct_err(e));
         }
     }
 
@@ -321,9 +321,9 @@ impl State {
         match self.conn.batch(BEGIN) {
             Ok(()) => return Ok(()),
             Err(e) if conn::is_busy(&e) => {}
-            Err(e) => return Err(write_err(e)),
+            Err(e) => return Err(direct_err(e)),
         }
-        self.conn.db()?.busy_timeout(BUSY_WAIT).map_err(write_err)?;
+        self.conn.db()?.busy_timeout(BUSY_WAIT).map_err(direct_err)?;
         let db = self.conn.db.take();
         // Cut short, the connection stays with the thread: the next turn opens another.
         let (db, begun) = blocking(move || {
@@ -335,9 +335,9 @@ impl State {
         self.conn
             .db()?
             .busy_timeout(Duration::ZERO)
-            .map_err(write_err)?;
+            .map_err(direct_err)?;
         match begun {
-            Some(begun) => begun.map_err(write_err),
+            Some(begun) => begun.map_err(direct_err),
             None => Err(Error::internal(
                 "database: the writer's connection is closed",
             )),
@@ -361,7 +361,7 @@ impl State {
         // Closing first rolls back what the old connection holds and lets go of the file.
         let fresh = blocking(move || {
             drop(old);
-            WriteConn::open(&path, read_only)
+            DirectConn::open(&path, read_only)
         })
         .await??;
         self.conn.db = Some(fresh);
@@ -387,7 +387,7 @@ impl State {
         let done = match committed {
             Ok((db, Some(done))) => {
                 self.conn.db = db;
-                done.map_err(write_err)
+                done.map_err(direct_err)
             }
             Ok((_, None)) => Err(Error::internal(
                 "database: the writer's connection is closed",
