@@ -246,6 +246,22 @@ enum Command {
         #[command(flatten)]
         client: cli::ClientArgs,
     },
+    /// Import secrets from a .env file, a JSON or YAML map, or a Vault/OpenBao KV v2 export.
+    #[command(after_help = cli::transfer::IMPORT_HELP)]
+    Import {
+        #[command(flatten)]
+        import: cli::transfer::ImportArgs,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
+    /// Write secrets' names and metadata (values with --with-values) as .env, JSON or YAML.
+    #[command(after_help = cli::transfer::EXPORT_HELP)]
+    Export {
+        #[command(flatten)]
+        export: cli::transfer::ExportArgs,
+        #[command(flatten)]
+        conn: cli::transfer::ConnArgs,
+    },
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  kura completion bash > /etc/bash_completion.d/kura\n  kura completion zsh > \"${fpath[1]}/_kura\"\n  kura completion fish > ~/.config/fish/completions/kura.fish"
@@ -766,6 +782,10 @@ fn main() -> ExitCode {
             }
         }
         Command::Agent { agent, client } => client_command(cli::agent::run(agent, &client)),
+        Command::Import { import, client } => {
+            client_command(cli::transfer::import(import, &client))
+        }
+        Command::Export { export, conn } => client_command(cli::transfer::export(export, &conn)),
         Command::Secret { command, client } => client_command(cli::secret::run(command, &client)),
         Command::User { command, client } => client_command(cli::admin::user(command, &client)),
         Command::Key { command, client } => client_command(cli::admin::key(command, &client)),
