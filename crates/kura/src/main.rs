@@ -29,7 +29,7 @@ struct Cli {
 
 /// The client commands' exit codes (`kura secret`, `kura api`).
 const EXIT_CODES: &str = "Exit codes of the client commands (secret, user, key, policy,
-function, notify, audit lookup, agent, api):
+function, notify, audit lookup, agent, import, export, api):
   0  done
   1  a server error, or another failure
   2  bad usage or input (an argument, a file, or a request the server found invalid)
@@ -246,7 +246,8 @@ enum Command {
         #[command(flatten)]
         client: cli::ClientArgs,
     },
-    /// Import secrets from a .env file, a JSON or YAML map, or a Vault/OpenBao KV v2 export.
+    /// Import secrets from a .env file, a JSON or YAML map, a Vault/OpenBao KV v2 export, or
+    /// another AWS Secrets Manager endpoint (--from-endpoint).
     #[command(after_help = cli::transfer::IMPORT_HELP)]
     Import {
         #[command(flatten)]
