@@ -601,6 +601,27 @@ async fn import_from_another_endpoint_copies_versions_labels_tags_and_policy() {
         .await
         .unwrap();
     assert_eq!(cur.version_id(), fourth.version_id());
+
+    // A label moved at the source between versions already copied: moved there too.
+    c.update_secret_version_stage()
+        .secret_id("ep/db")
+        .version_stage("blue")
+        .move_to_version_id(second.version_id().unwrap())
+        .remove_from_version_id(first.version_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let dry = import(&["--dry-run"]).ok().json();
+    assert_eq!(names(&dry, "Updated"), ["ep/db"], "{dry}");
+    let s = import(&[]).ok().json();
+    assert_eq!(names(&s, "Updated"), ["ep/db"], "{s}");
+    let d = t.describe_secret().secret_id("ep/db").send().await.unwrap();
+    let mut blue = d.version_ids_to_stages().unwrap()[second.version_id().unwrap()].clone();
+    blue.sort();
+    assert_eq!(blue, ["AWSPREVIOUS", "blue"]);
+    let s = import(&[]).ok().json();
+    assert_eq!(names(&s, "Unchanged"), ["ep/bin", "ep/db"], "{s}");
+    assert_eq!(version_count(&target, "ep/db").await, 4);
     source.assert_no_stored_value_leaked();
     target.assert_no_stored_value_leaked();
 }

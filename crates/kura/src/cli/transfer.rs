@@ -552,6 +552,51 @@ async fn copy_one(
         }
         call("PutSecretValue", body).await?;
     }
+    // Labels the source moved since a version was copied (a put skips versions already
+    // there): each label but AWSPREVIOUS, which follows AWSCURRENT, moved to where it is there.
+    if existing.is_some() {
+        let now = if dry_run {
+            existing.clone().unwrap_or_default()
+        } else {
+            call("DescribeSecret", json!({"SecretId": dest})).await?
+        };
+        let holder = |label: &str| -> Option<String> {
+            now["VersionIdsToStages"].as_object().and_then(|m| {
+                m.iter()
+                    .find(|(_, st)| st.as_array().is_some_and(|a| a.iter().any(|x| x == label)))
+                    .map(|(id, _)| id.clone())
+            })
+        };
+        let mut moves: Vec<(String, String)> = Vec::new();
+        for v in &versions {
+            let id = v["VersionId"].as_str().unwrap_or_default();
+            for label in v["VersionStages"].as_array().into_iter().flatten() {
+                let Some(label) = label.as_str().filter(|l| *l != "AWSPREVIOUS") else {
+                    continue;
+                };
+                // In a dry run, versions not yet copied would come with their labels.
+                if dry_run && !present.iter().any(|p| p == id) {
+                    continue;
+                }
+                if holder(label).as_deref() != Some(id) {
+                    moves.push((label.to_string(), id.to_string()));
+                }
+            }
+        }
+        // AWSCURRENT last, so the version it leaves becomes AWSPREVIOUS after the others moved.
+        moves.sort_by_key(|(l, _)| l == "AWSCURRENT");
+        for (label, id) in moves {
+            changed = true;
+            if dry_run {
+                continue;
+            }
+            let mut body = json!({"SecretId": dest, "VersionStage": label, "MoveToVersionId": id});
+            if let Some(from) = holder(&label) {
+                body["RemoveFromVersionId"] = json!(from);
+            }
+            call("UpdateSecretVersionStage", body).await?;
+        }
+    }
     Ok(match (existing.is_none(), changed) {
         (true, _) => Outcome::Created,
         (false, true) => Outcome::Updated,
