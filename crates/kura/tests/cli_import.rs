@@ -274,6 +274,22 @@ async fn json_yaml_and_vault_files_and_failures_do_not_stop_the_rest() {
         .ok()
         .json();
     assert_eq!(names(&s, "Unchanged"), ["v/a", "v/b"]);
+    // Several: a list of exports, each with its path.
+    let mut a = vault.clone();
+    a["path"] = serde_json::json!("v/list-a");
+    let list = dir.join("list.json");
+    std::fs::write(&list, serde_json::json!([a]).to_string()).unwrap();
+    let s = cli
+        .kura(&["import", list.to_str().unwrap(), "--format", "vault"])
+        .ok()
+        .json();
+    assert_eq!(names(&s, "Created"), ["v/list-a"]);
+    std::fs::write(&list, serde_json::json!([vault]).to_string()).unwrap();
+    let err = cli
+        .kura(&["import", list.to_str().unwrap(), "--format", "vault"])
+        .fails(2);
+    assert!(err.contains("no \"path\""), "{err}");
+    assert!(!err.contains(&secret), "{err}");
     // Not a Vault export: said so.
     let err = cli
         .kura(&["import", json_file.to_str().unwrap(), "--format", "vault"])
