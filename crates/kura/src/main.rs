@@ -29,7 +29,7 @@ struct Cli {
 
 /// The client commands' exit codes (`kura secret`, `kura api`).
 const EXIT_CODES: &str = "Exit codes of the client commands (secret, user, key, policy,
-function, notify, audit lookup, agent, api):
+function, notify, audit lookup, agent, import, export, api):
   0  done
   1  a server error, or another failure
   2  bad usage or input (an argument, a file, or a request the server found invalid)
@@ -245,6 +245,23 @@ enum Command {
         agent: cli::agent::AgentArgs,
         #[command(flatten)]
         client: cli::ClientArgs,
+    },
+    /// Import secrets from a .env file, a JSON or YAML map, a Vault/OpenBao KV v2 export, or
+    /// another AWS Secrets Manager endpoint (--from-endpoint).
+    #[command(after_help = cli::transfer::IMPORT_HELP)]
+    Import {
+        #[command(flatten)]
+        import: cli::transfer::ImportArgs,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
+    /// Write secrets' names and metadata (values with --with-values) as .env, JSON or YAML.
+    #[command(after_help = cli::transfer::EXPORT_HELP)]
+    Export {
+        #[command(flatten)]
+        export: cli::transfer::ExportArgs,
+        #[command(flatten)]
+        conn: cli::transfer::ConnArgs,
     },
     /// Print a shell completion script.
     #[command(
@@ -766,6 +783,10 @@ fn main() -> ExitCode {
             }
         }
         Command::Agent { agent, client } => client_command(cli::agent::run(agent, &client)),
+        Command::Import { import, client } => {
+            client_command(cli::transfer::import(import, &client))
+        }
+        Command::Export { export, conn } => client_command(cli::transfer::export(export, &conn)),
         Command::Secret { command, client } => client_command(cli::secret::run(command, &client)),
         Command::User { command, client } => client_command(cli::admin::user(command, &client)),
         Command::Key { command, client } => client_command(cli::admin::key(command, &client)),

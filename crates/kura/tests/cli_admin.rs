@@ -361,7 +361,7 @@ fn every_command_has_an_example_in_its_help() {
     }
     let help = shell.run(&["--help"]).ok().text();
     assert!(
-        help.contains("function, notify, audit lookup, api)"),
+        help.contains("function, notify, audit lookup, agent, import, export, api)"),
         "{help}"
     );
 }

@@ -478,3 +478,57 @@ async fn readme_kura_agent_example_works_as_printed() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+#[tokio::test]
+async fn readme_import_example_works_as_printed() {
+    let server = Server::start().await;
+    server.remember("import-password-1");
+    let dir = workdir(&server);
+    let home = tempfile::tempdir().expect("temp dir");
+    let block = readme_block("kura-import");
+    let bin = Path::new(env!("CARGO_BIN_EXE_kura")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = Command::new("bash");
+    cmd.args(["-euo", "pipefail", "-c", &block])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env("HOME", home.path())
+        .env("KURA_ENDPOINT", server.endpoint());
+    for v in common::cli::AWS_VARS
+        .iter()
+        .filter(|v| **v != "KURA_ENDPOINT")
+    {
+        cmd.env_remove(v);
+    }
+    let out = cmd.output().expect("run bash");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("demo/imported\tunchanged\n0 created, 0 updated, 1 unchanged, 0 failed\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("demo/imported:"), "{stdout}");
+    assert!(!stdout.contains("import-password-1"), "{stdout}");
+    let value = server
+        .client()
+        .await
+        .get_secret_value()
+        .secret_id("demo/imported")
+        .send()
+        .await
+        .expect("get the imported secret");
+    let doc: serde_json::Value =
+        serde_json::from_str(value.secret_string().unwrap()).expect("JSON");
+    assert_eq!(
+        doc,
+        serde_json::json!({"DB_USER": "app", "DB_PASSWORD": "import-password-1"})
+    );
+}

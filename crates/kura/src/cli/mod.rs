@@ -6,6 +6,7 @@ pub mod agent;
 pub mod audit;
 pub mod run;
 pub mod secret;
+pub mod transfer;
 
 use std::io::{IsTerminal, Read, Write};
 
