@@ -245,15 +245,17 @@ pub(crate) fn ready<F: Future>(f: F) -> Result<F::Output> {
 
 /// Connections for reads that return many rows (a ListSecrets page, an audit lookup): the
 /// query runs directly on a blocking thread, one hand-off per query, where sqlx hands each
-/// row over and copies each value. Idle connections are kept for the next read.
+/// row over and copies each value. At most [`READERS`] run at once (more would only share
+/// the cores), each on a connection kept open with its prepared statements.
 pub(crate) struct DirectReaders {
     path: PathBuf,
     read_only: bool,
     idle: Mutex<Vec<Connection>>,
+    turns: tokio::sync::Semaphore,
 }
 
-/// Idle reader connections kept at most (more may be open at once under load).
-const IDLE_READERS: usize = 4;
+/// Reads of many rows running at once, and the connections kept for them.
+const READERS: usize = 4;
 
 impl DirectReaders {
     pub(crate) fn new(path: &Path, read_only: bool) -> DirectReaders {
@@ -261,6 +263,7 @@ impl DirectReaders {
             path: path.to_path_buf(),
             read_only,
             idle: Mutex::new(Vec::new()),
+            turns: tokio::sync::Semaphore::new(READERS),
         }
     }
 
@@ -269,6 +272,11 @@ impl DirectReaders {
         &self,
         f: impl FnOnce(&mut DirectConn) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        let _turn = self
+            .turns
+            .acquire()
+            .await
+            .map_err(|_| Error::internal("database: the readers are closed"))?;
         let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let (path, read_only) = (self.path.clone(), self.read_only);
         let (db, out) = tokio::task::spawn_blocking(move || {
@@ -286,7 +294,7 @@ impl DirectReaders {
         .await
         .map_err(|e| Error::internal(format!("database: a reader's thread failed: {e}")))?;
         if let (Some(db), Ok(mut idle)) = (db, self.idle.lock())
-            && idle.len() < IDLE_READERS
+            && idle.len() < READERS
         {
             idle.push(db);
         }
