@@ -82,10 +82,11 @@ impl DirectConn {
             .ok_or_else(|| Error::internal("database: the writer's connection is closed"))
     }
 
-    /// Runs SQL without parameters or rows (transaction control).
-    pub(super) fn batch(&mut self, sql: &str) -> std::result::Result<(), rusqlite::Error> {
-        match self.db.as_mut() {
-            Some(db) => db.execute_batch(sql),
+    /// Runs statements without parameters or rows (transaction control), each prepared
+    /// once per connection.
+    pub(super) fn batch(&mut self, sqls: &[&str]) -> std::result::Result<(), rusqlite::Error> {
+        match self.db.as_ref() {
+            Some(db) => control(db, sqls),
             None => Err(rusqlite::Error::InvalidQuery),
         }
     }
@@ -132,6 +133,14 @@ impl DirectConn {
     pub(super) fn fetch_optional(&mut self, s: Stmt<'_>) -> Result<Option<DirectRow>> {
         Ok(self.fetch_all(s)?.into_iter().next())
     }
+}
+
+/// Runs transaction-control statements on `db`, each prepared once.
+pub(super) fn control(db: &Connection, sqls: &[&str]) -> rusqlite::Result<()> {
+    for sql in sqls {
+        db.prepare_cached(sql)?.raw_execute()?;
+    }
+    Ok(())
 }
 
 fn run(

@@ -183,7 +183,7 @@ impl Writer {
         }
         // Dirty until released or rolled back, even if the SAVEPOINT itself is cut short.
         st.dirty = true;
-        if let Err(e) = st.conn.batch("SAVEPOINT turn") {
+        if let Err(e) = st.conn.batch(&["SAVEPOINT turn"]) {
             // Rolled back by the next holder (or the commit task this drop queues).
             drop(Turn::new(self.shared.clone(), st));
             return Err(direct_err(e));
@@ -235,7 +235,7 @@ impl Turn {
     /// are the audit records the turn inserted, appended to the audit file after the commit.
     pub(crate) async fn commit(mut self, records: Vec<AuditRecord>) -> Result<()> {
         let st = self.state();
-        st.conn.batch("RELEASE turn").map_err(direct_err)?;
+        st.conn.batch(&["RELEASE turn"]).map_err(direct_err)?;
         st.dirty = false;
         let (done, wait) = oneshot::channel();
         st.batch.push(Released { records, done });
@@ -307,7 +307,7 @@ impl State {
         if !self.dirty {
             return;
         }
-        let undone = self.conn.batch("ROLLBACK TO turn; RELEASE turn");
+        let undone = self.conn.batch(&["ROLLBACK TO turn", "RELEASE turn"]);
         self.dirty = false;
         if let Err(e) = undone {
             self.lose_transaction(direct_err(e));
@@ -317,7 +317,7 @@ impl State {
     /// Begins the shared transaction with the first turn's savepoint: in place, or, while
     /// another connection holds the file, waiting on a blocking thread.
     async fn begin(&mut self) -> Result<()> {
-        const BEGIN: &str = "BEGIN IMMEDIATE; SAVEPOINT turn";
+        const BEGIN: &[&str] = &["BEGIN IMMEDIATE", "SAVEPOINT turn"];
         match self.conn.batch(BEGIN) {
             Ok(()) => return Ok(()),
             Err(e) if conn::is_busy(&e) => {}
@@ -327,7 +327,7 @@ impl State {
         let db = self.conn.db.take();
         // Cut short, the connection stays with the thread: the next turn opens another.
         let (db, begun) = blocking(move || {
-            let begun = db.as_ref().map(|db| db.execute_batch(BEGIN));
+            let begun = db.as_ref().map(|db| conn::control(db, BEGIN));
             (db, begun)
         })
         .await?;
@@ -380,7 +380,7 @@ impl State {
         self.suspect = true;
         let db = self.conn.db.take();
         let committed = blocking(move || {
-            let done = db.as_ref().map(|db| db.execute_batch("COMMIT"));
+            let done = db.as_ref().map(|db| conn::control(db, &["COMMIT"]));
             (db, done)
         })
         .await;
