@@ -491,7 +491,7 @@ async fn create_reveal_and_store_a_new_value() {
     );
 
     c.go("/console/secret?id=prod/app/db").await;
-    c.click("details summary").await;
+    c.click("#new-value summary").await;
     c.fill("#plaintext", "console-second-value-5521").await;
     remember_value("console-second-value-5521");
     c.press("Store value").await;
@@ -826,4 +826,130 @@ async fn the_pages_fit_a_narrow_screen() {
     c.go("/console/secret?id=mobile/a-rather-long-secret-name/for-the-narrow-screen")
         .await;
     c.finish().await;
+}
+
+/// The version holding `label`.
+fn holder(stages: &Stages, label: &str) -> String {
+    stages
+        .iter()
+        .find(|(_, labels)| labels.iter().any(|l| l == label))
+        .map(|(id, _)| id.clone())
+        .unwrap_or_else(|| panic!("no version has {label}: {stages:?}"))
+}
+
+#[tokio::test]
+async fn move_awscurrent_back_to_the_previous_version() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    create_plain(&client, "labels/app", "first-value-2841").await;
+    let first = holder(&describe_stages(&client, "labels/app").await, "AWSCURRENT");
+    put_string(&client, "labels/app", "second-value-2841", &token(2)).await;
+    remember_value("first-value-2841");
+    remember_value("second-value-2841");
+    let Some(c) = open(&server, "move-label").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.go("/console/secret?id=labels/app").await;
+    c.fill("#label", "AWSCURRENT").await;
+    c.click(&format!("#to option[value='{first}']")).await;
+    c.press("Move label").await;
+    c.assert_text(&format!("Moved AWSCURRENT to version {first}"))
+        .await;
+    assert_eq!(get_string(&client, "labels/app").await, "first-value-2841");
+    let stages = describe_stages(&client, "labels/app").await;
+    assert_eq!(holder(&stages, "AWSCURRENT"), first, "{stages:?}");
+    // AWSPREVIOUS follows, as UpdateSecretVersionStage does it.
+    assert_ne!(holder(&stages, "AWSPREVIOUS"), first, "{stages:?}");
+    c.finish().await;
+}
+
+#[tokio::test]
+async fn the_rotation_editor_turns_rotation_on_and_off() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    create_plain(&client, "sched/app", "scheduled-value-7719").await;
+    remember_value("scheduled-value-7719");
+    let Some(c) = open(&server, "rotation-editor").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.go("/console/secret?id=sched/app").await;
+    c.click("#edit-rotation summary").await;
+    // Neither days nor an expression: nothing changes, and the page says why.
+    c.press("Save rotation").await;
+    c.assert_text("give either a number of days or a schedule expression")
+        .await;
+    c.click("#edit-rotation summary").await;
+    c.fill("#expression", "rate(10 days)").await;
+    c.fill("#duration", "3h").await;
+    c.click("#immediately").await;
+    c.press("Save rotation").await;
+    c.assert_text("Saved the rotation schedule").await;
+    let d = client
+        .describe_secret()
+        .secret_id("sched/app")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.rotation_enabled(), Some(true));
+    let rules = d.rotation_rules().expect("rotation rules");
+    assert_eq!(rules.schedule_expression(), Some("rate(10 days)"));
+    assert_eq!(rules.duration(), Some("3h"));
+    // Not rotated: "rotate immediately" was unticked.
+    assert_eq!(
+        get_string(&client, "sched/app").await,
+        "scheduled-value-7719"
+    );
+    c.assert_text("rate(10 days)").await;
+    c.click("#edit-rotation summary").await;
+    c.press("Turn off automatic rotation").await;
+    c.assert_text("Turned off automatic rotation").await;
+    let d = client
+        .describe_secret()
+        .secret_id("sched/app")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(d.rotation_enabled(), Some(true));
+    c.finish().await;
+}
+
+#[tokio::test]
+async fn over_tls_the_session_cookie_is_secure() {
+    let ca = common::tls::TestCa::new("console-test-ca");
+    let tmp = tempfile::Builder::new()
+        .prefix("kura-test-")
+        .tempdir()
+        .unwrap();
+    let (cert, key) = common::tls::write_pair(tmp.path(), &ca.server_cert(1));
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let server = Server::start_tls(
+        tmp,
+        &["--tls-cert", &cert, "--tls-key", &key],
+        common::tls::ClientTls::trusting(&ca),
+    )
+    .await;
+    let creds = server.credentials();
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap()])
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signed_in = http
+        .post(format!("{}/console/sign-in", server.endpoint()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "access_key_id={}&secret_access_key={}",
+            creds.access_key_id,
+            url_encode(&creds.secret_access_key)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+    for attr in ["Secure", "HttpOnly", "SameSite=Strict"] {
+        assert!(cookie.contains(attr), "{cookie} lacks {attr}");
+    }
 }

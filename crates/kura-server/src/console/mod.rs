@@ -71,6 +71,18 @@ pub fn router() -> Router<Arc<AppState>> {
             "/console/secret/restore",
             axum::routing::post(secret::restore),
         )
+        .route(
+            "/console/secret/label",
+            axum::routing::post(secret::move_label),
+        )
+        .route(
+            "/console/secret/rotation",
+            axum::routing::post(secret::set_rotation),
+        )
+        .route(
+            "/console/secret/rotation/off",
+            axum::routing::post(secret::rotation_off),
+        )
         .route("/console/audit", get(audit::trail))
         .layer(middleware::map_response(harden))
 }

@@ -12,7 +12,8 @@ use super::secrets::{schedule, value_of};
 use super::{Ctx, Params, call, enc, layout};
 use crate::service::types::{
     DeleteSecretRequest, GetSecretValueRequest, GetSecretValueResponse,
-    ListSecretVersionIdsRequest, PutSecretValueRequest, RotateSecretRequest, SecretIdRequest,
+    ListSecretVersionIdsRequest, PutSecretValueRequest, RotateSecretRequest, RotationRules,
+    SecretIdRequest, UpdateSecretVersionStageRequest,
 };
 
 pub(super) async fn show(ctx: Ctx, uri: Uri) -> Response {
@@ -79,15 +80,20 @@ async fn page(ctx: &Ctx, id: &str, revealed: Option<GetSecretValueResponse>) -> 
             h2 #versions { "Versions" }
             @match &versions {
                 Err(e) => (layout::error_box(e)),
-                Ok(v) => div.scroll { table {
+                Ok(list) => {
+                  div.scroll { table {
                     thead { tr { th scope="col" { "Version" } th scope="col" { "Labels" } th scope="col" { "Created" } th scope="col" { "Last accessed" } } }
-                    tbody { @for v in &v.versions { tr {
+                    tbody { @for v in &list.versions { tr {
                         td { code { (v.version_id) } }
                         td { @for l in &v.version_stages { span.badge.label { (l) } " " } }
                         td { (layout::time(v.created_date)) }
                         td { (layout::opt_day(v.last_accessed_date)) }
                     } } }
-                } }
+                  } }
+                  @if !deleted && !list.versions.is_empty() {
+                      (label_form(ctx, s, &d.stages, &list.versions))
+                  }
+                }
             }
         }
         section aria-labelledby="tags" {
@@ -130,7 +136,7 @@ fn value_section(ctx: &Ctx, s: &SecretRecord, revealed: Option<&GetSecretValueRe
                 }
             }
             @if !deleted {
-                details {
+                details #new-value {
                     summary { "Store a new value" }
                     form.stack method="post" action="/console/secret/value" {
                         (layout::csrf(ctx))
@@ -182,7 +188,91 @@ fn rotation_section(ctx: &Ctx, s: &SecretRecord) -> Markup {
                         span.hint { " Runs the function now: a new version becomes AWSCURRENT." }
                     }
                 } @else {
-                    p.hint { "No rotation function is set. Give it one with " code { "kura secret rotate " (s.name) " --function kura-password" } "." }
+                    p.hint { "No rotation function is set yet." }
+                }
+                (rotation_editor(ctx, s))
+            }
+        }
+    }
+}
+
+/// Moves a staging label (AWSCURRENT or one of your own) onto a version.
+fn label_form(
+    ctx: &Ctx,
+    s: &SecretRecord,
+    stages: &kura_core::labels::Stages,
+    versions: &[crate::service::types::VersionEntry],
+) -> Markup {
+    html! {
+        form.inline method="post" action="/console/secret/label" {
+            (layout::csrf(ctx))
+            input type="hidden" name="id" value=(s.name);
+            div.field {
+                label for="label" { "Label" }
+                input #label name="label" list="labels" required value="AWSCURRENT" spellcheck="false" autocapitalize="off";
+                datalist #labels { @for l in stages.keys() { option value=(l) {} } }
+            }
+            div.field {
+                label for="to" { "Move to version" }
+                select #to name="to" {
+                    @for v in versions {
+                        option value=(v.version_id) {
+                            (v.version_id.get(..8).unwrap_or(&v.version_id)) "…"
+                            @if !v.version_stages.is_empty() { " (" (v.version_stages.join(", ")) ")" }
+                        }
+                    }
+                }
+            }
+            button type="submit" { "Move label" }
+        }
+    }
+}
+
+/// Turns rotation on or changes it (RotateSecret with a function and rules), or off
+/// (CancelRotateSecret).
+fn rotation_editor(ctx: &Ctx, s: &SecretRecord) -> Markup {
+    let r = &s.rotation;
+    let function = r
+        .function_arn
+        .as_deref()
+        .map(|a| a.rsplit(':').next().unwrap_or(a))
+        .unwrap_or("kura-password");
+    let days = r.after_days.map(|d| d.to_string());
+    html! {
+        details #edit-rotation {
+            summary { @if r.enabled { "Change the schedule" } @else { "Turn on automatic rotation" } }
+            form.stack method="post" action="/console/secret/rotation" {
+                (layout::csrf(ctx))
+                input type="hidden" name="id" value=(s.name);
+                div.field {
+                    label for="function" { "Rotation function" }
+                    input #function name="function" required value=(function) spellcheck="false" autocapitalize="off" aria-describedby="function-hint";
+                    small #function-hint { "A function's name: kura-password, or one of yours (kura function list)." }
+                }
+                div.field {
+                    label for="after_days" { "Every N days" }
+                    input #after_days type="number" name="after_days" min="1" max="1000" value=[days.as_deref()] aria-describedby="schedule-hint";
+                }
+                div.field {
+                    label for="expression" { "Or a schedule expression" }
+                    input #expression name="expression" value=[r.schedule_expression.as_deref()] placeholder="rate(12 hours) or cron(0 4 ? * MON *)" spellcheck="false" autocapitalize="off" aria-describedby="schedule-hint";
+                    small #schedule-hint { "Give one: a number of days, or rate(N hours|days|months), or cron(minutes hours day month weekday year) in UTC." }
+                }
+                div.field {
+                    label for="duration" { "Window (optional)" }
+                    input #duration name="duration" value=[r.duration.as_deref()] placeholder="4h" spellcheck="false";
+                }
+                div.field.check {
+                    input #immediately type="checkbox" name="immediately" checked;
+                    label for="immediately" { "Rotate immediately after saving" }
+                }
+                div.actions { button.primary type="submit" { "Save rotation" } }
+            }
+            @if r.enabled {
+                form.inline method="post" action="/console/secret/rotation/off" {
+                    (layout::csrf(ctx))
+                    input type="hidden" name="id" value=(s.name);
+                    button type="submit" { "Turn off automatic rotation" }
                 }
             }
         }
@@ -392,6 +482,101 @@ pub(super) async fn restore(ctx: Ctx, body: Bytes) -> Response {
         }
     ) {
         Ok(_) => ctx.flash(true, format!("Restored the secret {id}.")),
+        Err(e) => ctx.flash_error(&e),
+    }
+    back(&id)
+}
+
+pub(super) async fn move_label(ctx: Ctx, body: Bytes) -> Response {
+    let (form, id) = match checked(&ctx, &body, "/console/secret/label").await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let label = form.get("label").trim().to_string();
+    let to = form.get("to").to_string();
+    // Where the label is now: UpdateSecretVersionStage must name it to move it.
+    let from = match call!(
+        ctx,
+        DescribeSecret,
+        SecretIdRequest {
+            secret_id: id.clone()
+        }
+    ) {
+        Ok(d) => d.stages.get(&label).cloned(),
+        Err(e) => {
+            ctx.flash_error(&e);
+            return back(&id);
+        }
+    };
+    if from.as_deref() == Some(to.as_str()) {
+        ctx.flash(true, format!("{label} is already on that version."));
+        return back(&id);
+    }
+    let req = UpdateSecretVersionStageRequest {
+        secret_id: id.clone(),
+        version_stage: label.clone(),
+        remove_from_version_id: from,
+        move_to_version_id: Some(to.clone()),
+    };
+    match call!(ctx, UpdateSecretVersionStage, req) {
+        Ok(_) => ctx.flash(true, format!("Moved {label} to version {to}.")),
+        Err(e) => ctx.flash_error(&e),
+    }
+    back(&id)
+}
+
+pub(super) async fn set_rotation(ctx: Ctx, body: Bytes) -> Response {
+    let (form, id) = match checked(&ctx, &body, "/console/secret/rotation").await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let after_days = match form.opt("after_days").map(|d| d.parse::<i64>()) {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(_)) => {
+            ctx.flash(false, "Every N days needs a whole number of days.");
+            return back(&id);
+        }
+    };
+    let expression = form.opt("expression");
+    if after_days.is_some() == expression.is_some() {
+        ctx.flash(
+            false,
+            "Nothing was changed: give either a number of days or a schedule expression, not both and not neither.",
+        );
+        return back(&id);
+    }
+    let req = RotateSecretRequest {
+        secret_id: id.clone(),
+        client_request_token: None,
+        rotation_lambda_arn: form.opt("function"),
+        rotation_rules: Some(RotationRules {
+            automatically_after_days: after_days,
+            duration: form.opt("duration"),
+            schedule_expression: expression,
+        }),
+        rotate_immediately: Some(form.get("immediately") == "on"),
+    };
+    match call!(ctx, RotateSecret, req) {
+        Ok(_) => ctx.flash(true, "Saved the rotation schedule."),
+        Err(e) => ctx.flash_error(&e),
+    }
+    back(&id)
+}
+
+pub(super) async fn rotation_off(ctx: Ctx, body: Bytes) -> Response {
+    let (_, id) = match checked(&ctx, &body, "/console/secret/rotation/off").await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    match call!(
+        ctx,
+        CancelRotateSecret,
+        SecretIdRequest {
+            secret_id: id.clone()
+        }
+    ) {
+        Ok(_) => ctx.flash(true, "Turned off automatic rotation."),
         Err(e) => ctx.flash_error(&e),
     }
     back(&id)
