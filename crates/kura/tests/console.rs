@@ -790,6 +790,7 @@ async fn the_pages_fit_a_narrow_screen() {
         "/console/secret?id=mobile/a-rather-long-secret-name/for-the-narrow-screen",
         "/console/secrets/new",
         "/console/audit",
+        "/console/users",
     ] {
         c.go(path).await;
         // Tables scroll inside their box; the page itself does not scroll sideways.
@@ -952,4 +953,68 @@ async fn over_tls_the_session_cookie_is_secure() {
     for attr in ["Secure", "HttpOnly", "SameSite=Strict"] {
         assert!(cookie.contains(attr), "{cookie} lacks {attr}");
     }
+}
+
+#[tokio::test]
+async fn an_administrator_creates_a_user_with_a_policy_and_a_key() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    create_plain(&client, "shared/config", "shared-config-3390").await;
+    remember_value("shared-config-3390");
+    let Some(c) = open(&server, "users").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.press("Users").await;
+    c.fill("#user_name", "alice").await;
+    c.press("Create user").await;
+    c.assert_text("Created the user alice").await;
+    // A document that is not JSON is refused with IAM's error.
+    c.click("#put-policy summary").await;
+    c.fill("#policy_name", "read").await;
+    c.fill("#document", "{not json").await;
+    c.press("Save policy").await;
+    c.assert_text("MalformedPolicyDocument").await;
+    c.click("#put-policy summary").await;
+    c.fill("#policy_name", "read").await;
+    let doc = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Action": ["secretsmanager:ListSecrets", "secretsmanager:DescribeSecret"], "Resource": "*"}]});
+    c.fill("#document", &doc.to_string()).await;
+    c.press("Save policy").await;
+    c.assert_text("Saved the policy read").await;
+    c.assert_text("secretsmanager:DescribeSecret").await;
+    c.press("Create access key").await;
+    c.assert_text("Copy its secret now").await;
+    let akid = c.find("#new-key-id").await.text().await.unwrap();
+    let secret = c.find("#new-key-secret").await.text().await.unwrap();
+    remember_value(&secret);
+    // Shown once: the next view of the page has only the id.
+    c.go("/console/user?name=alice").await;
+    c.assert_text(&akid).await;
+    assert!(!c.text().await.contains(&secret));
+    let keys = server
+        .kura("ListAccessKeys", &json!({"UserName": "alice"}).to_string())
+        .await
+        .assert_ok();
+    assert_eq!(keys["AccessKeyMetadata"][0]["AccessKeyId"], akid.as_str());
+
+    // alice signs in with it: she may list, not administer.
+    c.press("Sign out").await;
+    c.sign_in(&akid, &secret).await;
+    c.assert_text("shared/config").await;
+    c.go("/console/users").await;
+    c.assert_text("AccessDeniedException").await;
+    c.press("Sign out").await;
+
+    // Deactivating the key ends what it can do, in the console too.
+    c.sign_in_root(&server).await;
+    c.go("/console/user?name=alice").await;
+    c.press("Deactivate").await;
+    c.assert_text("is now Inactive").await;
+    c.press("Sign out").await;
+    c.sign_in(&akid, &secret).await;
+    c.assert_text("UnrecognizedClientException").await;
+    c.sign_in_root(&server).await;
+    c.go("/console/user?name=alice").await;
+    c.finish().await;
 }

@@ -26,6 +26,7 @@ pub(crate) fn page(title: &str, ctx: Option<&Ctx>, body: Markup, status: StatusC
                         nav aria-label="Main" {
                             a href="/console/secrets" { "Secrets" }
                             a href="/console/audit" { "Audit" }
+                            a href="/console/users" { "Users" }
                         }
                         div.who {
                             span.user title=(ctx.principal.arn) { (ctx.principal.user_name) }

@@ -11,6 +11,7 @@ mod secret;
 mod secrets;
 pub mod session;
 mod signin;
+mod users;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -84,6 +85,23 @@ pub fn router() -> Router<Arc<AppState>> {
             axum::routing::post(secret::rotation_off),
         )
         .route("/console/audit", get(audit::trail))
+        .route("/console/users", get(users::list))
+        .route("/console/users/new", axum::routing::post(users::create))
+        .route("/console/user", get(users::show))
+        .route("/console/user/key", axum::routing::post(users::create_key))
+        .route(
+            "/console/user/key/update",
+            axum::routing::post(users::update_key),
+        )
+        .route(
+            "/console/user/policy",
+            axum::routing::post(users::put_policy),
+        )
+        .route(
+            "/console/user/policy/delete",
+            axum::routing::post(users::delete_policy),
+        )
+        .route("/console/user/delete", axum::routing::post(users::delete))
         .layer(middleware::map_response(harden))
 }
 
