@@ -27,14 +27,22 @@ struct Console {
     base: String,
     name: &'static str,
     _driver: Driver,
+    /// Removed once the browser using it is gone (fields drop in order).
+    _profile: tempfile::TempDir,
     _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
-/// Kills chromedriver (and so its Chromium) when the test ends, however it ends.
+/// Kills chromedriver and its Chromium when the test ends, however it ends: the driver runs
+/// in a process group of its own, which the browser's processes join, and the whole group is
+/// killed (killing the driver alone leaves Chromium running, adopted by init).
 struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        if let Some(pid) = self.0.id() {
+            // SAFETY: kill(2) on our own child's process group; no memory is involved.
+            unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
+        }
         let _ = self.0.start_kill();
     }
 }
@@ -59,6 +67,7 @@ async fn open(server: &Server, name: &'static str) -> Option<Console> {
     };
     let driver = Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -93,13 +102,12 @@ async fn open(server: &Server, name: &'static str) -> Option<Console> {
     let browser = WebDriver::new(url.as_str(), caps)
         .await
         .expect("a Chromium session through chromedriver");
-    // The profile directory goes with the browser process, which the driver's kill ends.
-    std::mem::forget(profile);
     Some(Console {
         browser,
         base: server.endpoint(),
         name,
         _driver: driver,
+        _profile: profile,
         _turn: turn,
     })
 }
@@ -316,6 +324,28 @@ async fn the_console_pages_carry_a_strict_policy_and_the_cookie_is_strict() {
         .unwrap();
     assert_eq!(signed_in.status(), 303);
     assert_eq!(signed_in.headers()["location"], "/console/secrets");
+    // A sign-in form posted from another site is refused (login CSRF).
+    let forged = http
+        .post(format!("{}/console/sign-in", server.endpoint()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", "https://attacker.example")
+        .body(format!(
+            "access_key_id={}&secret_access_key={}",
+            creds.access_key_id,
+            url_encode(&creds.secret_access_key)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert!(forged.headers().get("set-cookie").is_none());
+    assert!(
+        forged
+            .text()
+            .await
+            .unwrap()
+            .contains("sent from another site")
+    );
     let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
     for attr in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
         assert!(cookie.contains(attr), "{cookie} lacks {attr}");
@@ -1016,5 +1046,35 @@ async fn an_administrator_creates_a_user_with_a_policy_and_a_key() {
     c.assert_text("UnrecognizedClientException").await;
     c.sign_in_root(&server).await;
     c.go("/console/user?name=alice").await;
+    c.finish().await;
+}
+
+#[tokio::test]
+async fn tags_are_added_and_removed() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    create_plain(&client, "tagged/app", "tagged-value-5120").await;
+    remember_value("tagged-value-5120");
+    let Some(c) = open(&server, "tags").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.go("/console/secret?id=tagged/app").await;
+    c.fill("#tag_key", "team").await;
+    c.fill("#tag_value", "payments").await;
+    c.press("Add tag").await;
+    c.assert_text("Tagged with team").await;
+    c.fill("#tag_key", "env").await;
+    c.fill("#tag_value", "prod").await;
+    c.press("Add tag").await;
+    let tags = describe_tags(&client, "tagged/app").await;
+    assert_eq!(tags.get("team").map(String::as_str), Some("payments"));
+    assert_eq!(tags.get("env").map(String::as_str), Some("prod"));
+    c.submitting(c.find("button[aria-label='Remove tag env']").await)
+        .await;
+    c.assert_text("Removed the tag env").await;
+    let tags = describe_tags(&client, "tagged/app").await;
+    assert!(!tags.contains_key("env"), "{tags:?}");
+    assert!(tags.contains_key("team"), "{tags:?}");
     c.finish().await;
 }

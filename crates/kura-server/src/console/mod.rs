@@ -76,6 +76,8 @@ pub fn router() -> Router<Arc<AppState>> {
             "/console/secret/label",
             axum::routing::post(secret::move_label),
         )
+        .route("/console/secret/tag", axum::routing::post(secret::tag))
+        .route("/console/secret/untag", axum::routing::post(secret::untag))
         .route(
             "/console/secret/rotation",
             axum::routing::post(secret::set_rotation),
@@ -119,9 +121,11 @@ async fn harden(mut resp: Response) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // same-origin, not no-referrer: with no-referrer a browser sends `Origin: null` on the
+    // console's own form posts, and sign-in refuses any Origin but this server's.
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     resp

@@ -13,7 +13,8 @@ use super::{Ctx, Params, call, enc, layout};
 use crate::service::types::{
     DeleteSecretRequest, GetSecretValueRequest, GetSecretValueResponse,
     ListSecretVersionIdsRequest, PutSecretValueRequest, RotateSecretRequest, RotationRules,
-    SecretIdRequest, UpdateSecretVersionStageRequest,
+    SecretIdRequest, Tag, TagResourceRequest, UntagResourceRequest,
+    UpdateSecretVersionStageRequest,
 };
 
 pub(super) async fn show(ctx: Ctx, uri: Uri) -> Response {
@@ -96,17 +97,7 @@ async fn page(ctx: &Ctx, id: &str, revealed: Option<GetSecretValueResponse>) -> 
                 }
             }
         }
-        section aria-labelledby="tags" {
-            h2 #tags { "Tags" }
-            @if s.tags.is_empty() {
-                p.muted { "No tags." }
-            } @else {
-                div.scroll { table {
-                    thead { tr { th scope="col" { "Key" } th scope="col" { "Value" } } }
-                    tbody { @for t in &s.tags { tr { td { (t.key) } td { (t.value) } } } }
-                } }
-            }
-        }
+        (tags_section(ctx, s))
         (delete_section(ctx, s))
     };
     layout::ok(&s.name, ctx, body)
@@ -273,6 +264,49 @@ fn rotation_editor(ctx: &Ctx, s: &SecretRecord) -> Markup {
                     (layout::csrf(ctx))
                     input type="hidden" name="id" value=(s.name);
                     button type="submit" { "Turn off automatic rotation" }
+                }
+            }
+        }
+    }
+}
+
+fn tags_section(ctx: &Ctx, s: &SecretRecord) -> Markup {
+    let live = s.deleted_at.is_none();
+    html! {
+        section aria-labelledby="tags" {
+            h2 #tags { "Tags" }
+            @if s.tags.is_empty() {
+                p.muted { "No tags." }
+            } @else {
+                div.scroll { table {
+                    thead { tr { th scope="col" { "Key" } th scope="col" { "Value" } @if live { th scope="col" { span.sr { "Actions" } } } } }
+                    tbody { @for t in &s.tags { tr {
+                        td { (t.key) }
+                        td { (t.value) }
+                        @if live { td {
+                            form.inline method="post" action="/console/secret/untag" {
+                                (layout::csrf(ctx))
+                                input type="hidden" name="id" value=(s.name);
+                                input type="hidden" name="key" value=(t.key);
+                                button type="submit" aria-label={ "Remove tag " (t.key) } { "Remove" }
+                            }
+                        } }
+                    } } }
+                } }
+            }
+            @if live {
+                form.inline method="post" action="/console/secret/tag" {
+                    (layout::csrf(ctx))
+                    input type="hidden" name="id" value=(s.name);
+                    div.field {
+                        label for="tag_key" { "Tag key" }
+                        input #tag_key name="key" required maxlength="128" spellcheck="false" autocapitalize="off";
+                    }
+                    div.field {
+                        label for="tag_value" { "Value" }
+                        input #tag_value name="value" maxlength="256" spellcheck="false";
+                    }
+                    button type="submit" { "Add tag" }
                 }
             }
         }
@@ -577,6 +611,43 @@ pub(super) async fn rotation_off(ctx: Ctx, body: Bytes) -> Response {
         }
     ) {
         Ok(_) => ctx.flash(true, "Turned off automatic rotation."),
+        Err(e) => ctx.flash_error(&e),
+    }
+    back(&id)
+}
+
+pub(super) async fn tag(ctx: Ctx, body: Bytes) -> Response {
+    let (form, id) = match checked(&ctx, &body, "/console/secret/tag").await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let key = form.get("key").trim().to_string();
+    let req = TagResourceRequest {
+        secret_id: id.clone(),
+        tags: vec![Tag {
+            key: key.clone(),
+            value: form.get("value").to_string(),
+        }],
+    };
+    match call!(ctx, TagResource, req) {
+        Ok(_) => ctx.flash(true, format!("Tagged with {key}.")),
+        Err(e) => ctx.flash_error(&e),
+    }
+    back(&id)
+}
+
+pub(super) async fn untag(ctx: Ctx, body: Bytes) -> Response {
+    let (form, id) = match checked(&ctx, &body, "/console/secret/untag").await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let key = form.get("key").to_string();
+    let req = UntagResourceRequest {
+        secret_id: id.clone(),
+        tag_keys: vec![key.clone()],
+    };
+    match call!(ctx, UntagResource, req) {
+        Ok(_) => ctx.flash(true, format!("Removed the tag {key}.")),
         Err(e) => ctx.flash_error(&e),
     }
     back(&id)

@@ -81,6 +81,15 @@ pub(super) async fn submit(
             form_page(Some(layout::error_box(&e)), status)
         }
     };
+    // Login CSRF: a page elsewhere must not sign this browser in (to its own key). Browsers
+    // send Origin with every form POST; it must name this server.
+    if !same_origin(&headers) {
+        let e = Error::new(
+            ErrorCode::AccessDenied,
+            "This sign-in form was sent from another site (its Origin is not this server). Open the console's own sign-in page.",
+        );
+        return refused(e, StatusCode::FORBIDDEN).await;
+    }
     if state.console.throttled(peer.ip()) {
         let e = Error::new(
             ErrorCode::LimitExceeded,
@@ -118,6 +127,20 @@ pub(super) async fn submit(
         Redirect::to("/console/secrets"),
     )
         .into_response()
+}
+
+/// Whether the request's `Origin`, if it has one, is the host it was sent to.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest.trim_end_matches('/'));
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
 pub(super) async fn sign_out(
