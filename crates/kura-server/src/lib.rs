@@ -1,6 +1,7 @@
 //! kura's service layer and HTTP server.
 
 pub mod backup;
+pub mod console;
 pub mod http;
 pub mod init;
 pub mod metrics;
@@ -46,6 +47,8 @@ pub struct Config {
     pub insecure_http: bool,
     /// Where `GET /metrics` is served.
     pub metrics: http::MetricsExposure,
+    /// How long web console sessions last.
+    pub console: console::Settings,
 }
 
 /// Plain HTTP is served on loopback only, unless the operator says TLS is handled elsewhere:
@@ -105,6 +108,7 @@ pub async fn run(config: Config) -> Result<()> {
         node: node.clone(),
         body_read_timeout: config.limits.body_read_timeout,
         metrics_on_main: config.metrics == http::MetricsExposure::Main,
+        console: console::Console::new(config.console),
     });
     let metrics_listener = match config.metrics {
         http::MetricsExposure::Listen(at) => {

@@ -126,6 +126,12 @@ enum Command {
         /// the API listener.
         #[arg(long, env = "KURA_METRICS_LISTEN", value_name = "ADDR")]
         metrics_listen: Option<SocketAddr>,
+        /// Seconds a web console session may stay unused before it ends.
+        #[arg(long, env = "KURA_CONSOLE_IDLE_TIMEOUT", default_value = "900", value_name = "SECONDS", value_parser = seconds)]
+        console_idle_timeout: Duration,
+        /// Seconds a web console session lasts after sign-in, however busy.
+        #[arg(long, env = "KURA_CONSOLE_SESSION_LIFETIME", default_value = "28800", value_name = "SECONDS", value_parser = seconds)]
+        console_session_lifetime: Duration,
         /// Read the options from this TOML file: each key is an option's name without `--`
         /// (`listen = "0.0.0.0:8200"`, `tls-cert = "/etc/kura/tls/server.pem"`). Options given
         /// as flags or KURA_* variables override the file's.
@@ -927,6 +933,8 @@ fn main() -> ExitCode {
             pkcs11,
             metrics,
             metrics_listen,
+            console_idle_timeout,
+            console_session_lifetime,
             config: _,
             print_config,
         } => {
@@ -980,6 +988,10 @@ fn main() -> ExitCode {
                 insecure_http,
                 seal,
                 metrics,
+                console: kura_server::console::Settings {
+                    idle_timeout: console_idle_timeout,
+                    lifetime: console_session_lifetime,
+                },
             };
             match runtime.block_on(kura_server::run(config)) {
                 Ok(()) => ExitCode::SUCCESS,

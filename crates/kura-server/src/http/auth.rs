@@ -147,6 +147,49 @@ pub async fn authenticate(
     })
 }
 
+/// The console's sign-in: the user behind `access_key_id` if `secret` is its secret key, checked
+/// as SigV4 checks a signature (the sealed secret opened, compared in constant time, root's keys
+/// refused while root is disabled). Every failure is the same error, so a guesser learns
+/// nothing of which part was wrong. Short-lived keys (a rotation step's) cannot sign in.
+pub async fn sign_in(svc: &Service, access_key_id: &str, secret: &str) -> Result<Principal> {
+    let wrong = || {
+        Error::new(
+            ErrorCode::UnrecognizedClient,
+            "The access key id or the secret key is wrong, or the key is inactive.",
+        )
+    };
+    let record = svc
+        .store()
+        .find_access_key(access_key_id)
+        .await?
+        .filter(|r| r.active && r.expires_at.is_none())
+        .ok_or_else(wrong)?;
+    let stored = svc.open_access_key(&record.access_key_id, &record.sealed_secret)?;
+    if aws_lc_rs::constant_time::verify_slices_are_equal(stored.as_bytes(), secret.as_bytes())
+        .is_err()
+    {
+        return Err(wrong());
+    }
+    svc.check_root_enabled(&record.user_name).await?;
+    let user_id = caller_user_id(&record);
+    Ok(Principal {
+        user_name: record.user_name,
+        arn: record.user_arn,
+        user_id,
+        access_key_id: record.access_key_id,
+        scope_secret_id: record.scope_secret_id,
+    })
+}
+
+/// Whether a console session's key still works: active, and root not disabled if it is root's.
+pub async fn key_still_valid(svc: &Service, p: &Principal) -> bool {
+    let active = matches!(
+        svc.store().find_access_key(&p.access_key_id).await,
+        Ok(Some(r)) if r.active
+    );
+    active && svc.check_root_enabled(&p.user_name).await.is_ok()
+}
+
 /// The caller's unique id: the user's `AIDA…` id, or for a short-lived key (a rotation function's
 /// step) AWS's assumed-role form `AROA…:session`, with the same 16 characters as the owning
 /// user's id and the key's id as the session name.

@@ -2,7 +2,7 @@
 //! `GET /health`. Thin: they authenticate, decode an operation, call the service's pipeline
 //! and encode the answer or the error.
 
-mod auth;
+pub(crate) mod auth;
 mod aws;
 pub mod conn;
 mod operator;
@@ -43,6 +43,8 @@ pub struct AppState {
     pub body_read_timeout: Duration,
     /// Serve `GET /metrics` on this listener (`--metrics main`).
     pub metrics_on_main: bool,
+    /// The web console's sessions.
+    pub console: crate::console::Console,
 }
 
 /// Where `GET /metrics` is served (`--metrics`, `--metrics-listen`).
@@ -57,7 +59,7 @@ pub enum MetricsExposure {
 }
 
 #[derive(Clone)]
-struct RequestId(String);
+pub(crate) struct RequestId(pub(crate) String);
 
 pub fn router(state: Arc<AppState>) -> Router {
     let mut router = Router::new();
@@ -75,6 +77,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(operator::root_challenge),
         )
         .route("/operator/generate-root", post(operator::generate_root))
+        .merge(crate::console::router())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), header_limits))
         .layer(middleware::from_fn(request_id))
@@ -438,13 +441,13 @@ async fn read_body(
 }
 
 /// Whether the connection a request came on is a TLS one.
-fn is_tls(extensions: &axum::http::Extensions) -> bool {
+pub(crate) fn is_tls(extensions: &axum::http::Extensions) -> bool {
     extensions.get::<Transport>().is_some_and(|t| t.tls)
 }
 
 /// What the door knows of a request before reading it: where it came from, over what, and
 /// which key it claims to be signed with (recorded when authentication fails).
-fn request_info(
+pub(crate) fn request_info(
     id: String,
     peer: std::net::SocketAddr,
     tls: bool,

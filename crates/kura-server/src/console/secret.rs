@@ -1,0 +1,654 @@
+//! One secret's page (DescribeSecret, ListSecretVersionIds) and its actions: reveal the value
+//! (GetSecretValue, on an explicit POST so the value is never in a URL), store a new value,
+//! rotate now, delete (with a recovery window, or at once after typing the name), restore.
+
+use axum::body::Bytes;
+use axum::http::Uri;
+use axum::response::{IntoResponse, Redirect, Response};
+use kura_core::model::{RotationPhase, SecretRecord, ValueKind};
+use maud::{Markup, html};
+
+use super::secrets::{schedule, value_of};
+use super::{Ctx, Params, call, enc, layout};
+use crate::service::types::{
+    DeleteSecretRequest, GetSecretValueRequest, GetSecretValueResponse,
+    ListSecretVersionIdsRequest, PutSecretValueRequest, RotateSecretRequest, RotationRules,
+    SecretIdRequest, Tag, TagResourceRequest, UntagResourceRequest,
+    UpdateSecretVersionStageRequest,
+};
+
+pub(super) async fn show(ctx: Ctx, uri: Uri) -> Response {
+    let id = Params::query(&uri).get("id").to_string();
+    page(&ctx, &id, None).await
+}
+
+fn href(id: &str) -> String {
+    format!("/console/secret?id={}", enc(id))
+}
+
+/// The secret page, with the value when it was just revealed.
+async fn page(ctx: &Ctx, id: &str, revealed: Option<GetSecretValueResponse>) -> Response {
+    let described = call!(
+        ctx,
+        DescribeSecret,
+        SecretIdRequest {
+            secret_id: id.to_string()
+        }
+    );
+    let d = match described {
+        Ok(d) => d,
+        Err(e) => return layout::failed("Secret", ctx, &e),
+    };
+    let versions = call!(
+        ctx,
+        ListSecretVersionIds,
+        ListSecretVersionIdsRequest {
+            secret_id: id.to_string(),
+            max_results: Some(100),
+            next_token: None,
+            include_deprecated: Some(false),
+        }
+    );
+    let s = &d.secret;
+    let deleted = s.deleted_at.is_some();
+    let body = html! {
+        nav.crumbs aria-label="Breadcrumb" { a href="/console/secrets" { "Secrets" } " / " }
+        div.titlebar {
+            h1 { (s.name) }
+            @if deleted { span.badge.warn { "Pending deletion" } }
+        }
+        div.columns {
+        section aria-labelledby="details" {
+            h2 #details { "Details" }
+            dl.grid {
+                dt { "ARN" } dd { code { (s.arn) } }
+                dt { "Description" } dd { (s.description.as_deref().unwrap_or("—")) }
+                dt { "Encryption key" } dd { (s.kms_key_id.as_deref().unwrap_or(crate::service::DEFAULT_KEY)) }
+                dt { "Created" } dd { (layout::time(s.created_at)) }
+                dt { "Last changed" } dd { (layout::time(s.changed_at)) }
+                // Kept at day granularity, as AWS does.
+                dt { "Last accessed" } dd { (layout::opt_day(s.accessed_at)) }
+                @if let Some(purge) = s.purge_at.filter(|_| deleted) {
+                    dt { "Deletion date" } dd { (layout::time(purge)) }
+                }
+            }
+            p { a href={ "/console/audit?resource=" (enc(&s.arn)) } { "Audit trail of this secret" } }
+        }
+            (rotation_section(ctx, s))
+        }
+        (value_section(ctx, s, revealed.as_ref()))
+        section aria-labelledby="versions" {
+            h2 #versions { "Versions" }
+            @match &versions {
+                Err(e) => (layout::error_box(e)),
+                Ok(list) => {
+                  div.scroll { table {
+                    thead { tr { th scope="col" { "Version" } th scope="col" { "Labels" } th scope="col" { "Created" } th scope="col" { "Last accessed" } } }
+                    tbody { @for v in &list.versions { tr {
+                        td { code { (v.version_id) } }
+                        td { @for l in &v.version_stages { span.badge.label { (l) } " " } }
+                        td { (layout::time(v.created_date)) }
+                        td { (layout::opt_day(v.last_accessed_date)) }
+                    } } }
+                  } }
+                  @if !deleted && !list.versions.is_empty() {
+                      (label_form(ctx, s, &d.stages, &list.versions))
+                  }
+                }
+            }
+        }
+        (tags_section(ctx, s))
+        (delete_section(ctx, s))
+    };
+    layout::ok(&s.name, ctx, body)
+}
+
+fn value_section(ctx: &Ctx, s: &SecretRecord, revealed: Option<&GetSecretValueResponse>) -> Markup {
+    let deleted = s.deleted_at.is_some();
+    html! {
+        section aria-labelledby="value" {
+            h2 #value { "Value" }
+            @if let Some(v) = revealed {
+                p.muted { "Version " code { (v.version_id) } " (" (v.version_stages.join(", ")) "). Reading it was recorded in the audit trail." }
+                @match v.value.kind() {
+                    ValueKind::String => pre.value tabindex="0" aria-label="Secret value" { (String::from_utf8_lossy(v.value.bytes())) },
+                    ValueKind::Binary => {
+                        p.muted { "Binary, shown as base64:" }
+                        pre.value tabindex="0" aria-label="Secret value (base64)" { (base64_of(v.value.bytes())) }
+                    },
+                }
+                p { a href=(href(&s.name)) { "Hide value" } }
+            } @else if !deleted {
+                form.inline method="post" action="/console/secret/reveal" {
+                    (layout::csrf(ctx))
+                    input type="hidden" name="id" value=(s.name);
+                    button type="submit" { "Reveal value" }
+                    span.hint { " Shows AWSCURRENT; recorded as GetSecretValue." }
+                }
+            }
+            @if !deleted {
+                details #new-value {
+                    summary { "Store a new value" }
+                    form.stack method="post" action="/console/secret/value" {
+                        (layout::csrf(ctx))
+                        input type="hidden" name="id" value=(s.name);
+                        div.field {
+                            label for="plaintext" { "New value" }
+                            textarea #plaintext name="plaintext" rows="4" required spellcheck="false" autocomplete="off" {}
+                            small { "Becomes AWSCURRENT; the current value becomes AWSPREVIOUS." }
+                        }
+                        div.actions { button.primary type="submit" { "Store value" } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn rotation_section(ctx: &Ctx, s: &SecretRecord) -> Markup {
+    let r = &s.rotation;
+    let function = r
+        .function_arn
+        .as_deref()
+        .map(|a| a.rsplit(':').next().unwrap_or(a));
+    html! {
+        section aria-labelledby="rotation" {
+            h2 #rotation { "Rotation" }
+            dl.grid {
+                dt { "Automatic rotation" } dd { @if r.enabled { span.badge.on { "On" } " " (schedule(s)) } @else { span.badge { "Off" } } }
+                dt { "Function" } dd { (function.unwrap_or("—")) }
+                @if let Some(w) = &r.duration { dt { "Window" } dd { (w) } }
+                dt { "Last rotated" } dd { (layout::opt_time(r.last_rotated_at)) }
+                dt { "Next rotation" } dd { (layout::opt_time(r.next_rotation_at)) }
+                dt { "Status" } dd { (phase(s.run.phase)) }
+                @if let Some(e) = &s.run.last_error {
+                    dt { "Last error" } dd.error { (e) }
+                }
+            }
+            @if s.deleted_at.is_none() {
+                @if function.is_some() {
+                    form.inline method="post" action="/console/secret/rotate" {
+                        (layout::csrf(ctx))
+                        input type="hidden" name="id" value=(s.name);
+                        button type="submit" { "Rotate now" }
+                        span.hint { " Runs the function now: a new version becomes AWSCURRENT." }
+                    }
+                } @else {
+                    p.hint { "No rotation function is set yet." }
+                }
+                (rotation_editor(ctx, s))
+            }
+        }
+    }
+}
+
+/// Moves a staging label (AWSCURRENT or one of your own) onto a version.
+fn label_form(
+    ctx: &Ctx,
+    s: &SecretRecord,
+    stages: &kura_core::labels::Stages,
+    versions: &[crate::service::types::VersionEntry],
+) -> Markup {
+    html! {
+        form.inline method="post" action="/console/secret/label" {
+            (layout::csrf(ctx))
+            input type="hidden" name="id" value=(s.name);
+            div.field {
+                label for="label" { "Label" }
+                input #label name="label" list="labels" required value="AWSCURRENT" spellcheck="false" autocapitalize="off";
+                datalist #labels { @for l in stages.keys() { option value=(l) {} } }
+            }
+            div.field {
+                label for="to" { "Move to version" }
+                select #to name="to" {
+                    @for v in versions {
+                        option value=(v.version_id) {
+                            (v.version_id.get(..8).unwrap_or(&v.version_id)) "…"
+                            @if !v.version_stages.is_empty() { " (" (v.version_stages.join(", ")) ")" }
+                        }
+                    }
+                }
+            }
+            button type="submit" { "Move label" }
+        }
+    }
+}
+
+/// Turns rotation on or changes it (RotateSecret with a function and rules), or off
+/// (CancelRotateSecret).
+fn rotation_editor(ctx: &Ctx, s: &SecretRecord) -> Markup {
+    let r = &s.rotation;
+    let function = r
+        .function_arn
+        .as_deref()
+        .map(|a| a.rsplit(':').next().unwrap_or(a))
+        .unwrap_or("kura-password");
+    let days = r.after_days.map(|d| d.to_string());
+    html! {
+        details #edit-rotation {
+            summary { @if r.enabled { "Change the schedule" } @else { "Turn on automatic rotation" } }
+            form.stack method="post" action="/console/secret/rotation" {
+                (layout::csrf(ctx))
+                input type="hidden" name="id" value=(s.name);
+                div.field {
+                    label for="function" { "Rotation function" }
+                    input #function name="function" required value=(function) spellcheck="false" autocapitalize="off" aria-describedby="function-hint";
+                    small #function-hint { "A function's name: kura-password, or one of yours (kura function list)." }
+                }
+                div.field {
+                    label for="after_days" { "Every N days" }
+                    input #after_days type="number" name="after_days" min="1" max="1000" value=[days.as_deref()] aria-describedby="schedule-hint";
+                }
+                div.field {
+                    label for="expression" { "Or a schedule expression" }
+                    input #expression name="expression" value=[r.schedule_expression.as_deref()] placeholder="rate(12 hours) or cron(0 4 ? * MON *)" spellcheck="false" autocapitalize="off" aria-describedby="schedule-hint";
+                    small #schedule-hint { "Give one: a number of days, or rate(N hours|days|months), or cron(minutes hours day month weekday year) in UTC." }
+                }
+                div.field {
+                    label for="duration" { "Window (optional)" }
+                    input #duration name="duration" value=[r.duration.as_deref()] placeholder="4h" spellcheck="false";
+                }
+                div.field.check {
+                    input #immediately type="checkbox" name="immediately" checked;
+                    label for="immediately" { "Rotate immediately after saving" }
+                }
+                div.actions { button.primary type="submit" { "Save rotation" } }
+            }
+            @if r.enabled {
+                form.inline method="post" action="/console/secret/rotation/off" {
+                    (layout::csrf(ctx))
+                    input type="hidden" name="id" value=(s.name);
+                    button type="submit" { "Turn off automatic rotation" }
+                }
+            }
+        }
+    }
+}
+
+fn tags_section(ctx: &Ctx, s: &SecretRecord) -> Markup {
+    let live = s.deleted_at.is_none();
+    html! {
+        section aria-labelledby="tags" {
+            h2 #tags { "Tags" }
+            @if s.tags.is_empty() {
+                p.muted { "No tags." }
+            } @else {
+                div.scroll { table {
+                    thead { tr { th scope="col" { "Key" } th scope="col" { "Value" } @if live { th scope="col" { span.sr { "Actions" } } } } }
+                    tbody { @for t in &s.tags { tr {
+                        td { (t.key) }
+                        td { (t.value) }
+                        @if live { td {
+                            form.inline method="post" action="/console/secret/untag" {
+                                (layout::csrf(ctx))
+                                input type="hidden" name="id" value=(s.name);
+                                input type="hidden" name="key" value=(t.key);
+                                button type="submit" aria-label={ "Remove tag " (t.key) } { "Remove" }
+                            }
+                        } }
+                    } } }
+                } }
+            }
+            @if live {
+                form.inline method="post" action="/console/secret/tag" {
+                    (layout::csrf(ctx))
+                    input type="hidden" name="id" value=(s.name);
+                    div.field {
+                        label for="tag_key" { "Tag key" }
+                        input #tag_key name="key" required maxlength="128" spellcheck="false" autocapitalize="off";
+                    }
+                    div.field {
+                        label for="tag_value" { "Value" }
+                        input #tag_value name="value" maxlength="256" spellcheck="false";
+                    }
+                    button type="submit" { "Add tag" }
+                }
+            }
+        }
+    }
+}
+
+fn phase(p: RotationPhase) -> Markup {
+    match p {
+        RotationPhase::Idle => html! { "Idle" },
+        RotationPhase::InProgress => html! { span.badge { "In progress" } },
+        RotationPhase::Succeeded => html! { span.badge.ok { "Succeeded" } },
+        RotationPhase::Failed => html! { span.badge.warn { "Failed" } },
+    }
+}
+
+fn delete_section(ctx: &Ctx, s: &SecretRecord) -> Markup {
+    html! {
+        section.danger aria-labelledby="delete" {
+            @if s.deleted_at.is_some() {
+                h2 #delete { "Restore" }
+                p { "This secret is scheduled for deletion. Restoring it cancels the deletion; its versions and settings are kept." }
+                form.inline method="post" action="/console/secret/restore" {
+                    (layout::csrf(ctx))
+                    input type="hidden" name="id" value=(s.name);
+                    button.primary type="submit" { "Restore secret" }
+                }
+            } @else {
+                h2 #delete { "Delete" }
+                form.inline method="post" action="/console/secret/delete" {
+                    (layout::csrf(ctx))
+                    input type="hidden" name="id" value=(s.name);
+                    div.field {
+                        label for="days" { "Recovery window (days)" }
+                        input #days type="number" name="days" min="7" max="30" value="30" required;
+                    }
+                    button.danger type="submit" { "Schedule deletion" }
+                }
+                form.inline method="post" action="/console/secret/delete" {
+                    (layout::csrf(ctx))
+                    input type="hidden" name="id" value=(s.name);
+                    input type="hidden" name="now" value="1";
+                    div.field {
+                        label for="confirm" { "Delete immediately, without recovery: type " strong { (s.name) } }
+                        input #confirm name="confirm" required autocomplete="off" spellcheck="false" autocapitalize="off";
+                    }
+                    button.danger type="submit" { "Delete now" }
+                }
+            }
+        }
+    }
+}
+
+/// Checks a secret action's form; the secret it names.
+async fn checked(ctx: &Ctx, body: &Bytes, path: &str) -> Result<(Params, String), Response> {
+    let form = Params::parse(body);
+    ctx.check_csrf(&form, path).await?;
+    let id = form.get("id").to_string();
+    Ok((form, id))
+}
+
+fn back(id: &str) -> Response {
+    Redirect::to(&href(id)).into_response()
+}
+
+pub(super) async fn reveal(ctx: Ctx, body: Bytes) -> Response {
+    let (_, id) = match checked(&ctx, &body, "/console/secret/reveal").await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let req = GetSecretValueRequest {
+        secret_id: id.clone(),
+        version_id: None,
+        version_stage: None,
+    };
+    match call!(ctx, GetSecretValue, req) {
+        Ok(v) => page(&ctx, &id, Some(v)).await,
+        Err(e) => {
+            ctx.flash_error(&e);
+            back(&id)
+        }
+    }
+}
+
+pub(super) async fn put_value(ctx: Ctx, body: Bytes) -> Response {
+    let (form, id) = match checked(&ctx, &body, "/console/secret/value").await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let value = match value_of(&form) {
+        Ok(Some(v)) => v,
+        Ok(None) => {
+            ctx.flash(false, "The new value is empty: type the value to store.");
+            return back(&id);
+        }
+        Err(why) => {
+            ctx.flash(false, why);
+            return back(&id);
+        }
+    };
+    let req = PutSecretValueRequest {
+        secret_id: id.clone(),
+        client_request_token: None,
+        value: Some(value),
+        version_stages: None,
+    };
+    match call!(ctx, PutSecretValue, req) {
+        Ok(v) => ctx.flash(
+            true,
+            format!(
+                "Stored a new value: version {} is AWSCURRENT.",
+                v.version_id.unwrap_or_default()
+            ),
+        ),
+        Err(e) => ctx.flash_error(&e),
+    }
+    back(&id)
+}
+
+pub(super) async fn rotate(ctx: Ctx, body: Bytes) -> Response {
+    let (_, id) = match checked(&ctx, &body, "/console/secret/rotate").await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let req = RotateSecretRequest {
+        secret_id: id.clone(),
+        client_request_token: None,
+        rotation_lambda_arn: None,
+        rotation_rules: None,
+        rotate_immediately: None,
+    };
+    match call!(ctx, RotateSecret, req) {
+        Ok(v) => ctx.flash(
+            true,
+            format!(
+                "Rotation started: version {} is being made.",
+                v.version_id.unwrap_or_default()
+            ),
+        ),
+        Err(e) => ctx.flash_error(&e),
+    }
+    back(&id)
+}
+
+pub(super) async fn delete(ctx: Ctx, body: Bytes) -> Response {
+    let (form, id) = match checked(&ctx, &body, "/console/secret/delete").await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let now = !form.get("now").is_empty();
+    if now && form.get("confirm").trim() != id {
+        ctx.flash(
+            false,
+            format!("Nothing was deleted: to delete it immediately, type the secret's name, {id}, exactly."),
+        );
+        return back(&id);
+    }
+    let days = if now {
+        None
+    } else {
+        match form.get("days").trim().parse::<i64>() {
+            Ok(d) => Some(d),
+            Err(_) => {
+                ctx.flash(
+                    false,
+                    "The recovery window must be a number of days from 7 to 30.",
+                );
+                return back(&id);
+            }
+        }
+    };
+    let req = DeleteSecretRequest {
+        secret_id: id.clone(),
+        recovery_window_in_days: days,
+        force_delete_without_recovery: now.then_some(true),
+    };
+    match call!(ctx, DeleteSecret, req) {
+        Ok(_) if now => {
+            ctx.flash(true, format!("Deleted the secret {id}."));
+            Redirect::to("/console/secrets").into_response()
+        }
+        Ok(_) => {
+            ctx.flash(
+                true,
+                format!(
+                    "The secret {id} will be deleted after its recovery window; restore it until then."
+                ),
+            );
+            back(&id)
+        }
+        Err(e) => {
+            ctx.flash_error(&e);
+            back(&id)
+        }
+    }
+}
+
+pub(super) async fn restore(ctx: Ctx, body: Bytes) -> Response {
+    let (_, id) = match checked(&ctx, &body, "/console/secret/restore").await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    match call!(
+        ctx,
+        RestoreSecret,
+        SecretIdRequest {
+            secret_id: id.clone()
+        }
+    ) {
+        Ok(_) => ctx.flash(true, format!("Restored the secret {id}.")),
+        Err(e) => ctx.flash_error(&e),
+    }
+    back(&id)
+}
+
+pub(super) async fn move_label(ctx: Ctx, body: Bytes) -> Response {
+    let (form, id) = match checked(&ctx, &body, "/console/secret/label").await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let label = form.get("label").trim().to_string();
+    let to = form.get("to").to_string();
+    // Where the label is now: UpdateSecretVersionStage must name it to move it.
+    let from = match call!(
+        ctx,
+        DescribeSecret,
+        SecretIdRequest {
+            secret_id: id.clone()
+        }
+    ) {
+        Ok(d) => d.stages.get(&label).cloned(),
+        Err(e) => {
+            ctx.flash_error(&e);
+            return back(&id);
+        }
+    };
+    if from.as_deref() == Some(to.as_str()) {
+        ctx.flash(true, format!("{label} is already on that version."));
+        return back(&id);
+    }
+    let req = UpdateSecretVersionStageRequest {
+        secret_id: id.clone(),
+        version_stage: label.clone(),
+        remove_from_version_id: from,
+        move_to_version_id: Some(to.clone()),
+    };
+    match call!(ctx, UpdateSecretVersionStage, req) {
+        Ok(_) => ctx.flash(true, format!("Moved {label} to version {to}.")),
+        Err(e) => ctx.flash_error(&e),
+    }
+    back(&id)
+}
+
+pub(super) async fn set_rotation(ctx: Ctx, body: Bytes) -> Response {
+    let (form, id) = match checked(&ctx, &body, "/console/secret/rotation").await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let after_days = match form.opt("after_days").map(|d| d.parse::<i64>()) {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(_)) => {
+            ctx.flash(false, "Every N days needs a whole number of days.");
+            return back(&id);
+        }
+    };
+    let expression = form.opt("expression");
+    if after_days.is_some() == expression.is_some() {
+        ctx.flash(
+            false,
+            "Nothing was changed: give either a number of days or a schedule expression, not both and not neither.",
+        );
+        return back(&id);
+    }
+    let req = RotateSecretRequest {
+        secret_id: id.clone(),
+        client_request_token: None,
+        rotation_lambda_arn: form.opt("function"),
+        rotation_rules: Some(RotationRules {
+            automatically_after_days: after_days,
+            duration: form.opt("duration"),
+            schedule_expression: expression,
+        }),
+        rotate_immediately: Some(form.get("immediately") == "on"),
+    };
+    match call!(ctx, RotateSecret, req) {
+        Ok(_) => ctx.flash(true, "Saved the rotation schedule."),
+        Err(e) => ctx.flash_error(&e),
+    }
+    back(&id)
+}
+
+pub(super) async fn rotation_off(ctx: Ctx, body: Bytes) -> Response {
+    let (_, id) = match checked(&ctx, &body, "/console/secret/rotation/off").await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    match call!(
+        ctx,
+        CancelRotateSecret,
+        SecretIdRequest {
+            secret_id: id.clone()
+        }
+    ) {
+        Ok(_) => ctx.flash(true, "Turned off automatic rotation."),
+        Err(e) => ctx.flash_error(&e),
+    }
+    back(&id)
+}
+
+pub(super) async fn tag(ctx: Ctx, body: Bytes) -> Response {
+    let (form, id) = match checked(&ctx, &body, "/console/secret/tag").await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let key = form.get("key").trim().to_string();
+    let req = TagResourceRequest {
+        secret_id: id.clone(),
+        tags: vec![Tag {
+            key: key.clone(),
+            value: form.get("value").to_string(),
+        }],
+    };
+    match call!(ctx, TagResource, req) {
+        Ok(_) => ctx.flash(true, format!("Tagged with {key}.")),
+        Err(e) => ctx.flash_error(&e),
+    }
+    back(&id)
+}
+
+pub(super) async fn untag(ctx: Ctx, body: Bytes) -> Response {
+    let (form, id) = match checked(&ctx, &body, "/console/secret/untag").await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let key = form.get("key").to_string();
+    let req = UntagResourceRequest {
+        secret_id: id.clone(),
+        tag_keys: vec![key.clone()],
+    };
+    match call!(ctx, UntagResource, req) {
+        Ok(_) => ctx.flash(true, format!("Removed the tag {key}.")),
+        Err(e) => ctx.flash_error(&e),
+    }
+    back(&id)
+}

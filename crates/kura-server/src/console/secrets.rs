@@ -1,0 +1,307 @@
+//! The secrets list (ListSecrets: filters, sort, paging) and the create form (CreateSecret).
+
+use axum::body::Bytes;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Redirect, Response};
+use kura_core::model::SecretRecord;
+use maud::{Markup, html};
+use zeroize::Zeroizing;
+
+use super::{Ctx, Params, call, enc, layout};
+use crate::service::Plain;
+use crate::service::types::{CreateSecretRequest, Filter, ListSecretsRequest};
+
+const FILTER_KEYS: [(&str, &str); 5] = [
+    ("name", "Name starts with"),
+    ("description", "Description word"),
+    ("tag-key", "Tag key"),
+    ("tag-value", "Tag value"),
+    ("all", "Anything"),
+];
+const SORTS: [(&str, &str); 4] = [
+    ("name", "Name"),
+    ("created-date", "Created"),
+    ("last-changed-date", "Last changed"),
+    ("last-accessed-date", "Last accessed"),
+];
+const DEFAULT_PAGE: i64 = 25;
+
+pub(super) async fn list(ctx: Ctx, uri: Uri) -> Response {
+    let q = Params::query(&uri);
+    let filter_key = match q.get("filter") {
+        k if FILTER_KEYS.iter().any(|(f, _)| *f == k) => k.to_string(),
+        _ => "name".to_string(),
+    };
+    let search = q.opt("q");
+    let deleted = q.get("deleted") == "on";
+    let sort = match q.get("sort") {
+        s if SORTS.iter().any(|(k, _)| *k == s) => s.to_string(),
+        _ => "name".to_string(),
+    };
+    let desc = q.get("order") == "desc";
+    let size = q
+        .get("size")
+        .parse::<i64>()
+        .unwrap_or(DEFAULT_PAGE)
+        .clamp(1, 100);
+    let req = ListSecretsRequest {
+        include_planned_deletion: Some(deleted),
+        max_results: Some(size),
+        next_token: q.opt("next"),
+        filters: search.clone().map(|v| {
+            vec![Filter {
+                key: Some(filter_key.clone()),
+                values: Some(vec![v]),
+            }]
+        }),
+        sort_order: Some(if desc { "desc" } else { "asc" }.into()),
+        sort_by: Some(sort.clone()),
+    };
+    let page = call!(ctx, ListSecrets, req);
+    // The query of this page without its token: the base of the next page's link.
+    let base = format!(
+        "filter={}&q={}&sort={}&order={}&size={size}{}",
+        enc(&filter_key),
+        enc(search.as_deref().unwrap_or("")),
+        enc(&sort),
+        if desc { "desc" } else { "asc" },
+        if deleted { "&deleted=on" } else { "" }
+    );
+    let body = html! {
+        div.titlebar {
+            h1 { "Secrets" }
+            a.button.primary href="/console/secrets/new" { "Create secret" }
+        }
+        form.filters method="get" action="/console/secrets" role="search" {
+            div.field {
+                label for="filter" { "Search by" }
+                select #filter name="filter" {
+                    @for (k, label) in FILTER_KEYS {
+                        option value=(k) selected[k == filter_key] { (label) }
+                    }
+                }
+            }
+            div.field.grow {
+                label for="q" { "Search" }
+                input #q type="search" name="q" value=(search.as_deref().unwrap_or("")) placeholder="prod/";
+            }
+            div.field {
+                label for="sort" { "Sort by" }
+                select #sort name="sort" {
+                    @for (k, label) in SORTS {
+                        option value=(k) selected[k == sort] { (label) }
+                    }
+                }
+            }
+            div.field {
+                label for="order" { "Order" }
+                select #order name="order" {
+                    option value="asc" selected[!desc] { "Ascending" }
+                    option value="desc" selected[desc] { "Descending" }
+                }
+            }
+            div.field.check {
+                input #deleted type="checkbox" name="deleted" checked[deleted];
+                label for="deleted" { "Include pending deletion" }
+            }
+            input type="hidden" name="size" value=(size);
+            button type="submit" { "Search" }
+        }
+        @match &page {
+            Err(e) => (layout::error_box(e)),
+            Ok(page) if page.secrets.is_empty() => {
+                p.empty { "No secrets match." }
+            }
+            Ok(page) => {
+                div.scroll {
+                    table {
+                        thead { tr {
+                            th scope="col" { "Name" }
+                            th scope="col" { "Description" }
+                            th scope="col" { "Last changed" }
+                            th scope="col" { "Rotation" }
+                            th scope="col" { "Next rotation" }
+                            th scope="col" { "Status" }
+                        } }
+                        tbody {
+                            @for d in &page.secrets {
+                                (row(&d.secret))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        nav.pager aria-label="Pages" {
+            @if q.opt("next").is_some() {
+                a href={ "/console/secrets?" (base) } { "First page" }
+            }
+            @if let Some(next) = page.as_ref().ok().and_then(|p| p.next_token.as_ref()) {
+                a href={ "/console/secrets?" (base) "&next=" (enc(next)) } rel="next" { "Next page" }
+            }
+        }
+    };
+    let status = match &page {
+        Err(e) => layout::status_of(e),
+        Ok(_) => StatusCode::OK,
+    };
+    layout::page("Secrets", Some(&ctx), body, status)
+}
+
+fn row(s: &SecretRecord) -> Markup {
+    let r = &s.rotation;
+    html! {
+        tr {
+            td { a href={ "/console/secret?id=" (enc(&s.name)) } { (s.name) } }
+            td.muted { (s.description.as_deref().unwrap_or("")) }
+            td { (layout::time(s.changed_at)) }
+            td {
+                @if r.enabled {
+                    span.badge.on { "On" } " " (schedule(s))
+                } @else {
+                    span.badge { "Off" }
+                }
+            }
+            td { @if r.enabled { (layout::opt_time(r.next_rotation_at)) } }
+            td {
+                @if let Some(purge) = s.purge_at.filter(|_| s.deleted_at.is_some()) {
+                    span.badge.warn { "Deletion " } " " (layout::time(purge))
+                } @else if s.run.phase == kura_core::model::RotationPhase::Failed {
+                    span.badge.warn { "Rotation failed" }
+                } @else if s.run.phase == kura_core::model::RotationPhase::InProgress {
+                    span.badge { "Rotating" }
+                } @else {
+                    span.badge.ok { "Active" }
+                }
+            }
+        }
+    }
+}
+
+/// A rotation schedule in words.
+pub(super) fn schedule(s: &SecretRecord) -> String {
+    let r = &s.rotation;
+    match (&r.schedule_expression, r.after_days) {
+        (Some(e), _) => e.clone(),
+        (None, Some(1)) => "every day".into(),
+        (None, Some(d)) => format!("every {d} days"),
+        (None, None) => "on demand".into(),
+    }
+}
+
+/// Rows of the key/value editor.
+const KV_ROWS: usize = 6;
+
+fn create_page(ctx: &Ctx, name: &str, description: &str, error: Option<Markup>) -> Response {
+    let body = html! {
+        h1 { "Create a secret" }
+        @if let Some(e) = error { (e) }
+        form.stack method="post" action="/console/secrets/new" {
+            (layout::csrf(ctx))
+            div.field {
+                label for="name" { "Name" }
+                input #name name="name" required value=(name) maxlength="512" spellcheck="false" autocapitalize="off" aria-describedby="name-hint";
+                small #name-hint { "Letters, digits and /_+=.@-, e.g. prod/billing/db." }
+            }
+            div.field {
+                label for="description" { "Description (optional)" }
+                input #description name="description" value=(description) maxlength="2048";
+            }
+            fieldset {
+                legend { "Value" }
+                p.hint { "Either key/value pairs (stored as a JSON object) or plain text. Plain text wins when both are filled in." }
+                table.kv {
+                    thead { tr { th scope="col" { "Key" } th scope="col" { "Value" } } }
+                    tbody {
+                        @for i in 0..KV_ROWS {
+                            tr {
+                                td { input name="key" aria-label={ "Key " (i + 1) } spellcheck="false" autocapitalize="off"; }
+                                td { input name="value" aria-label={ "Value " (i + 1) } spellcheck="false" autocomplete="off" autocapitalize="off"; }
+                            }
+                        }
+                    }
+                }
+                div.field {
+                    label for="plaintext" { "Plain text" }
+                    textarea #plaintext name="plaintext" rows="4" spellcheck="false" autocomplete="off" {}
+                }
+            }
+            div.actions {
+                button.primary type="submit" { "Create secret" }
+                a.button href="/console/secrets" { "Cancel" }
+            }
+        }
+    };
+    layout::ok("Create a secret", ctx, body)
+}
+
+pub(super) async fn new_form(ctx: Ctx) -> Response {
+    create_page(&ctx, "", "", None)
+}
+
+/// The value a form's editor describes: its plain text, or its key/value pairs as a JSON
+/// object; `None` when both are empty.
+pub(super) fn value_of(form: &Params) -> Result<Option<Plain>, String> {
+    let text = form.get("plaintext");
+    if !text.is_empty() {
+        return Ok(Some(Plain::text(text)));
+    }
+    let mut object = serde_json::Map::new();
+    for (k, v) in form.all("key").zip(form.all("value")) {
+        let k = k.trim();
+        if k.is_empty() {
+            if !v.is_empty() {
+                return Err("A value has no key: give each value a key.".into());
+            }
+            continue;
+        }
+        if object
+            .insert(k.to_string(), serde_json::Value::String(v.to_string()))
+            .is_some()
+        {
+            return Err(format!("The key {k:?} is given twice."));
+        }
+    }
+    if object.is_empty() {
+        return Ok(None);
+    }
+    let json = Zeroizing::new(serde_json::Value::Object(object).to_string());
+    Ok(Some(Plain::text(&json)))
+}
+
+pub(super) async fn create(ctx: Ctx, body: Bytes) -> Response {
+    let form = Params::parse(&body);
+    if let Err(r) = ctx.check_csrf(&form, "/console/secrets/new").await {
+        return r;
+    }
+    let name = form.get("name").trim().to_string();
+    let description = form.opt("description");
+    let value = match value_of(&form) {
+        Ok(v) => v,
+        Err(why) => {
+            let e = html! { div.flash.error role="alert" { (why) } };
+            return create_page(&ctx, &name, description.as_deref().unwrap_or(""), Some(e));
+        }
+    };
+    let req = CreateSecretRequest {
+        name: name.clone(),
+        client_request_token: None,
+        description: description.clone(),
+        kms_key_id: None,
+        value,
+        tags: None,
+        replica_regions: false,
+    };
+    match call!(ctx, CreateSecret, req) {
+        Ok(_) => {
+            ctx.flash(true, format!("Created the secret {name}."));
+            Redirect::to(&format!("/console/secret?id={}", enc(&name))).into_response()
+        }
+        Err(e) => create_page(
+            &ctx,
+            &name,
+            description.as_deref().unwrap_or(""),
+            Some(layout::error_box(&e)),
+        ),
+    }
+}

@@ -1,0 +1,1080 @@
+//! The web console at /console/, driven in a real headless Chromium through chromedriver
+//! (Debian's `chromium` and `chromium-driver`, installed by scripts/test): sign-in and its
+//! failures, the secrets list, a secret's page, reveal, create, new value, rotate now, delete
+//! and restore, the audit trail, a user whose policy refuses an action, CSRF, session expiry.
+//! Each test saves a screenshot of the page it ends on under target/console-shots/NAME.png.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+use thirtyfour::prelude::*;
+use tokio::process::{Child, Command};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// One browser at a time: each is a Chromium, and the machine has two cores.
+static BROWSERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A headless Chromium on a console, and the chromedriver driving it.
+struct Console {
+    browser: WebDriver,
+    base: String,
+    name: &'static str,
+    _driver: Driver,
+    /// Removed once the browser using it is gone (fields drop in order).
+    _profile: tempfile::TempDir,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+/// Kills chromedriver and its Chromium when the test ends, however it ends: the driver runs
+/// in a process group of its own, which the browser's processes join, and the whole group is
+/// killed (killing the driver alone leaves Chromium running, adopted by init).
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.id() {
+            // SAFETY: kill(2) on our own child's process group; no memory is involved.
+            unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
+        }
+        let _ = self.0.start_kill();
+    }
+}
+
+fn shots_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    target.join("console-shots")
+}
+
+/// A browser on `server`'s console, or `None` (the test skipped) when Chromium is absent.
+async fn open(server: &Server, name: &'static str) -> Option<Console> {
+    if !std::path::Path::new(CHROMIUM).exists() || !std::path::Path::new(CHROMEDRIVER).exists() {
+        skip("chromium and chromium-driver are not installed (scripts/test installs them)");
+        return None;
+    }
+    let turn = BROWSERS.lock().await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        l.local_addr().unwrap().port()
+    };
+    let driver = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start chromedriver");
+    let driver = Driver(driver);
+    let url = format!("http://127.0.0.1:{port}");
+    let http = http_client();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while http.get(format!("{url}/status")).send().await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "chromedriver did not answer on {url} within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let profile = tempfile::tempdir().expect("a browser profile directory");
+    let mut caps = DesiredCapabilities::chrome();
+    caps.set_binary(CHROMIUM).unwrap();
+    for arg in [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1280,860",
+        "--hide-scrollbars",
+        "--force-device-scale-factor=1",
+        &format!("--user-data-dir={}", profile.path().display()),
+    ] {
+        caps.add_arg(arg).unwrap();
+    }
+    let browser = WebDriver::new(url.as_str(), caps)
+        .await
+        .expect("a Chromium session through chromedriver");
+    Some(Console {
+        browser,
+        base: server.endpoint(),
+        name,
+        _driver: driver,
+        _profile: profile,
+        _turn: turn,
+    })
+}
+
+impl Console {
+    async fn go(&self, path: &str) {
+        self.browser
+            .goto(&format!("{}{path}", self.base))
+            .await
+            .unwrap_or_else(|e| panic!("open {path}: {e}"));
+    }
+
+    async fn find(&self, css: &str) -> WebElement {
+        match self.browser.find(By::Css(css)).await {
+            Ok(e) => e,
+            Err(e) => panic!("no element {css} on {}: {e}", self.path().await),
+        }
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let field = self.find(css).await;
+        field.clear().await.expect("clear a field");
+        field.send_keys(text).await.expect("type into a field");
+    }
+
+    async fn click(&self, css: &str) {
+        self.find(css).await.click().await.expect("click");
+    }
+
+    /// Clicks `target` and waits for the page it loads: until the old page's root element is
+    /// gone and the new one has loaded (a form may post back to its own URL).
+    async fn submitting(&self, target: WebElement) {
+        let old = self.find("html").await;
+        target.click().await.expect("click");
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while old.tag_name().await.is_ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no new page 15 s after the click, on {}",
+                self.path().await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        while self
+            .browser
+            .execute("return document.readyState", vec![])
+            .await
+            .ok()
+            .and_then(|v| v.json().as_str().map(str::to_string))
+            .as_deref()
+            != Some("complete")
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the page did not load"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Clicks the button whose text is `label`.
+    async fn press(&self, label: &str) {
+        let xpath =
+            format!("//button[normalize-space(.)='{label}'] | //a[normalize-space(.)='{label}']");
+        let button = match self.browser.find(By::XPath(&xpath)).await {
+            Ok(b) => b,
+            Err(e) => panic!("no button {label:?} on {}: {e}", self.path().await),
+        };
+        self.submitting(button).await;
+    }
+
+    async fn text(&self) -> String {
+        self.find("body")
+            .await
+            .text()
+            .await
+            .expect("the page's text")
+    }
+
+    async fn path(&self) -> String {
+        self.browser
+            .current_url()
+            .await
+            .map(|u| match u.query() {
+                Some(q) => format!("{}?{q}", u.path()),
+                None => u.path().to_string(),
+            })
+            .unwrap_or_default()
+    }
+
+    async fn assert_text(&self, expected: &str) {
+        let text = self.text().await;
+        assert!(
+            text.contains(expected),
+            "the page {} should say {expected:?}; it says:\n{text}",
+            self.path().await
+        );
+    }
+
+    async fn sign_in(&self, akid: &str, secret: &str) {
+        self.go("/console/").await;
+        self.fill("#access_key_id", akid).await;
+        self.fill("#secret_access_key", secret).await;
+        self.press("Sign in").await;
+    }
+
+    async fn sign_in_root(&self, server: &Server) {
+        let creds = server.credentials();
+        self.sign_in(&creds.access_key_id, &creds.secret_access_key)
+            .await;
+        assert_eq!(
+            self.path().await,
+            "/console/secrets",
+            "{}",
+            self.text().await
+        );
+    }
+
+    /// The session cookie, as the browser holds it.
+    async fn session_cookie(&self) -> String {
+        let cookies = self.browser.get_all_cookies().await.expect("cookies");
+        let c = cookies
+            .iter()
+            .find(|c| c.name == "kura_console")
+            .expect("a kura_console cookie");
+        assert_eq!(c.http_only, Some(true), "the session cookie is HttpOnly");
+        format!("kura_console={}", c.value)
+    }
+
+    /// Saves the page as target/console-shots/NAME.png and ends the session.
+    async fn finish(self) {
+        let png = self
+            .browser
+            .screenshot_as_png()
+            .await
+            .expect("a screenshot");
+        let dir = shots_dir();
+        std::fs::create_dir_all(&dir).expect("create target/console-shots");
+        std::fs::write(dir.join(format!("{}.png", self.name)), png).expect("save the screenshot");
+        let _ = self.browser.quit().await;
+    }
+}
+
+async fn audit(server: &Server, filter: serde_json::Value) -> Vec<serde_json::Value> {
+    let r = server
+        .kura("LookupAuditEvents", &filter.to_string())
+        .await
+        .assert_ok();
+    r["Events"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_wrong_secret_key_is_refused_audited_and_throttled() {
+    let server = Server::start().await;
+    let Some(c) = open(&server, "sign-in-failure").await else {
+        return;
+    };
+    let creds = server.credentials();
+    c.sign_in(&creds.access_key_id, "not-the-secret-key").await;
+    c.assert_text("UnrecognizedClientException").await;
+    c.assert_text("The access key id or the secret key is wrong")
+        .await;
+    assert_eq!(c.path().await, "/console/sign-in");
+    let failed = audit(&server, json!({"Action": "console:SignIn"})).await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["Outcome"], "Error");
+    assert_eq!(failed[0]["AccessKeyId"], creds.access_key_id.as_str());
+    // Five failures from one address, then even the right key is refused for a while.
+    for _ in 0..4 {
+        c.sign_in(&creds.access_key_id, "still-wrong").await;
+    }
+    c.sign_in(&creds.access_key_id, &creds.secret_access_key)
+        .await;
+    c.assert_text("Too many failed sign-ins").await;
+    assert_eq!(
+        audit(&server, json!({"Action": "console:SignIn"}))
+            .await
+            .len(),
+        6
+    );
+    c.finish().await;
+}
+
+#[tokio::test]
+async fn the_console_pages_carry_a_strict_policy_and_the_cookie_is_strict() {
+    let server = Server::start().await;
+    let creds = server.credentials();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = http
+        .get(format!("{}/console/sign-in", server.endpoint()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    let body = page.text().await.unwrap();
+    assert!(!body.contains("<script"), "the console runs no script");
+    let signed_in = http
+        .post(format!("{}/console/sign-in", server.endpoint()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "access_key_id={}&secret_access_key={}",
+            creds.access_key_id,
+            url_encode(&creds.secret_access_key)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    assert_eq!(signed_in.headers()["location"], "/console/secrets");
+    // A sign-in form posted from another site is refused (login CSRF).
+    let forged = http
+        .post(format!("{}/console/sign-in", server.endpoint()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", "https://attacker.example")
+        .body(format!(
+            "access_key_id={}&secret_access_key={}",
+            creds.access_key_id,
+            url_encode(&creds.secret_access_key)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert!(forged.headers().get("set-cookie").is_none());
+    assert!(
+        forged
+            .text()
+            .await
+            .unwrap()
+            .contains("sent from another site")
+    );
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
+        assert!(cookie.contains(attr), "{cookie} lacks {attr}");
+    }
+    // Plain HTTP (loopback): Secure would make the browser drop it.
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    // The sign-in is in the audit trail as root asking who it is.
+    let who = audit(&server, json!({"Action": "kura:GetCallerIdentity"})).await;
+    assert_eq!(who.len(), 1, "{who:?}");
+    // Without a session, pages send you to sign in.
+    let anonymous = http
+        .get(format!("{}/console/secrets", server.endpoint()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 303);
+    assert_eq!(anonymous.headers()["location"], "/console/sign-in");
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_list_searches_sorts_pages_and_shows_rotation_and_deletion() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    let described = [
+        ("prod/api", "API signing key"),
+        ("prod/billing", "Billing database login"),
+        ("prod/search", "Search cluster token"),
+        ("dev/api", "Old development key"),
+    ];
+    for (name, description) in described {
+        create_plain(&client, name, "list-test-value-1").await;
+        client
+            .update_secret()
+            .secret_id(name)
+            .description(description)
+            .send()
+            .await
+            .expect("describe a secret");
+    }
+    remember_value("list-test-value-1");
+    client
+        .rotate_secret()
+        .secret_id("prod/billing")
+        .rotation_lambda_arn("kura-password")
+        .rotation_rules(
+            aws_sdk_secretsmanager::types::RotationRulesType::builder()
+                .schedule_expression("rate(30 days)")
+                .build(),
+        )
+        .rotate_immediately(false)
+        .send()
+        .await
+        .expect("turn on rotation");
+    client
+        .delete_secret()
+        .secret_id("dev/api")
+        .recovery_window_in_days(7)
+        .send()
+        .await
+        .expect("schedule a deletion");
+    let Some(c) = open(&server, "secrets-list").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.assert_text("prod/api").await;
+    assert!(
+        !c.text().await.contains("dev/api"),
+        "pending deletion is hidden by default"
+    );
+    // Rotation state and the next date.
+    let row = c.find("tbody tr:nth-child(2)").await.text().await.unwrap();
+    assert!(
+        row.contains("prod/billing") && row.contains("On") && row.contains("rate(30 days)"),
+        "{row}"
+    );
+    assert!(row.contains(" UTC"), "the next rotation date: {row}");
+    // Search, with the deleted included: the deletion date shows.
+    c.fill("#q", "dev/").await;
+    c.click("#deleted").await;
+    c.press("Search").await;
+    let rows = c.find("tbody").await.text().await.unwrap();
+    assert!(
+        rows.contains("dev/api") && rows.contains("Deletion"),
+        "{rows}"
+    );
+    assert!(!c.text().await.contains("prod/api"), "{}", c.text().await);
+    // Paging: two a page, in descending name order.
+    c.go("/console/secrets?sort=name&order=desc&size=2").await;
+    let names = c.find("tbody").await.text().await.unwrap();
+    assert!(
+        names.find("prod/search") < names.find("prod/billing"),
+        "{names}"
+    );
+    assert!(!names.contains("prod/api"), "{names}");
+    c.press("Next page").await;
+    c.assert_text("prod/api").await;
+    assert!(!c.text().await.contains("prod/search"));
+    c.go("/console/secrets?deleted=on").await;
+    c.finish().await;
+}
+
+#[tokio::test]
+async fn create_reveal_and_store_a_new_value() {
+    let server = Server::start().await;
+    let Some(c) = open(&server, "secret-page").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.press("Create secret").await;
+    c.fill("#name", "prod/app/db").await;
+    c.fill("#description", "The app's database login").await;
+    let keys = c
+        .browser
+        .find_all(By::Css("input[name=key]"))
+        .await
+        .unwrap();
+    let values = c
+        .browser
+        .find_all(By::Css("input[name=value]"))
+        .await
+        .unwrap();
+    keys[0].send_keys("username").await.unwrap();
+    values[0].send_keys("app").await.unwrap();
+    keys[1].send_keys("password").await.unwrap();
+    values[1]
+        .send_keys("console-created-pw-7731")
+        .await
+        .unwrap();
+    remember_value("console-created-pw-7731");
+    c.press("Create secret").await;
+    assert_eq!(
+        c.path().await,
+        "/console/secret?id=prod%2Fapp%2Fdb",
+        "{}",
+        c.text().await
+    );
+    c.assert_text("Created the secret prod/app/db").await;
+    c.assert_text("AWSCURRENT").await;
+    assert!(
+        !c.text().await.contains("console-created-pw-7731"),
+        "hidden until revealed"
+    );
+    let client = server.client().await;
+    let stored: serde_json::Value =
+        serde_json::from_str(&get_string(&client, "prod/app/db").await).unwrap();
+    assert_eq!(
+        stored,
+        json!({"username": "app", "password": "console-created-pw-7731"})
+    );
+
+    c.press("Reveal value").await;
+    c.assert_text("console-created-pw-7731").await;
+    // A POST answered the value: it is not in the URL.
+    assert!(!c.path().await.contains("pw-7731"));
+    let reads = audit(&server, json!({"Action": "secretsmanager:GetSecretValue"})).await;
+    assert!(
+        reads
+            .iter()
+            .any(|r| r["Principal"].as_str().unwrap().ends_with(":root")
+                && r["UserAgent"].as_str().unwrap_or("").contains("Chrome")),
+        "the reveal is audited as root's GetSecretValue from the browser: {reads:?}"
+    );
+
+    c.go("/console/secret?id=prod/app/db").await;
+    c.click("#new-value summary").await;
+    c.fill("#plaintext", "console-second-value-5521").await;
+    remember_value("console-second-value-5521");
+    c.press("Store value").await;
+    c.assert_text("Stored a new value").await;
+    c.assert_text("AWSPREVIOUS").await;
+    assert_eq!(
+        get_string(&client, "prod/app/db").await,
+        "console-second-value-5521"
+    );
+    c.finish().await;
+}
+
+#[tokio::test]
+async fn rotate_now_makes_a_new_current_version() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    create_plain(&client, "prod/rotating", "before-rotation-9043").await;
+    remember_value("before-rotation-9043");
+    client
+        .rotate_secret()
+        .secret_id("prod/rotating")
+        .rotation_lambda_arn("kura-password")
+        .rotation_rules(
+            aws_sdk_secretsmanager::types::RotationRulesType::builder()
+                .automatically_after_days(30)
+                .build(),
+        )
+        .rotate_immediately(false)
+        .send()
+        .await
+        .expect("turn on rotation");
+    let Some(c) = open(&server, "rotate-now").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.go("/console/secret?id=prod/rotating").await;
+    c.assert_text("every 30 days").await;
+    c.press("Rotate now").await;
+    c.assert_text("Rotation started").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = get_string(&client, "prod/rotating").await;
+        if v != "before-rotation-9043" {
+            remember_value(&v);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rotation did not finish in 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    c.go("/console/secret?id=prod/rotating").await;
+    c.assert_text("AWSPREVIOUS").await;
+    c.assert_text("Succeeded").await;
+    c.finish().await;
+}
+
+#[tokio::test]
+async fn delete_with_a_window_restore_then_delete_at_once() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    create_plain(&client, "tmp/doomed", "doomed-value-3381").await;
+    remember_value("doomed-value-3381");
+    let Some(c) = open(&server, "delete-restore").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.go("/console/secret?id=tmp/doomed").await;
+    c.fill("#days", "7").await;
+    c.press("Schedule deletion").await;
+    c.assert_text("will be deleted after its recovery window")
+        .await;
+    c.assert_text("Pending deletion").await;
+    c.assert_text("Deletion date").await;
+    let d = client
+        .describe_secret()
+        .secret_id("tmp/doomed")
+        .send()
+        .await
+        .unwrap();
+    assert_near(d.deleted_date(), now_secs(), 60, "DeletedDate");
+    c.press("Restore secret").await;
+    c.assert_text("Restored the secret tmp/doomed").await;
+    let d = client
+        .describe_secret()
+        .secret_id("tmp/doomed")
+        .send()
+        .await
+        .unwrap();
+    assert!(d.deleted_date().is_none());
+    // A wrong name deletes nothing.
+    c.fill("#confirm", "tmp/doome").await;
+    c.press("Delete now").await;
+    c.assert_text("Nothing was deleted").await;
+    assert_eq!(get_string(&client, "tmp/doomed").await, "doomed-value-3381");
+    c.fill("#confirm", "tmp/doomed").await;
+    c.press("Delete now").await;
+    c.assert_text("Deleted the secret tmp/doomed").await;
+    assert_eq!(c.path().await, "/console/secrets");
+    assert_no_secret(&client, "tmp/doomed").await;
+    c.finish().await;
+}
+
+#[tokio::test]
+async fn the_audit_trail_filters_and_pages() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    create_plain(&client, "audit/one", "audited-value-1").await;
+    create_plain(&client, "audit/two", "audited-value-2").await;
+    remember_value("audited-value-1");
+    get_string(&client, "audit/one").await;
+    get_string(&client, "audit/two").await;
+    let Some(c) = open(&server, "audit").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.go("/console/audit").await;
+    c.assert_text("secretsmanager:CreateSecret").await;
+    c.fill("#action", "secretsmanager:GetSecretValue").await;
+    c.press("Filter").await;
+    let rows = c.browser.find_all(By::Css("tbody tr")).await.unwrap();
+    assert_eq!(rows.len(), 2, "{}", c.text().await);
+    assert!(!c.text().await.contains("secretsmanager:CreateSecret"));
+    // Paging: one a page.
+    let path = c.path().await.replace("size=50", "size=1");
+    c.go(&path).await;
+    assert_eq!(
+        c.browser.find_all(By::Css("tbody tr")).await.unwrap().len(),
+        1
+    );
+    c.press("Next page").await;
+    assert_eq!(
+        c.browser.find_all(By::Css("tbody tr")).await.unwrap().len(),
+        1
+    );
+    // Errors only, today.
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    c.go(&format!(
+        "/console/audit?outcome=Error&from={today}&to={today}"
+    ))
+    .await;
+    c.assert_text("No audit records match").await;
+    c.go("/console/audit").await;
+    c.finish().await;
+}
+
+#[tokio::test]
+async fn a_user_without_permission_sees_access_denied() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    create_plain(&client, "team/secret", "not-for-viewers-6610").await;
+    remember_value("not-for-viewers-6610");
+    server
+        .kura("CreateUser", &json!({"UserName": "viewer"}).to_string())
+        .await
+        .assert_ok();
+    let doc = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": [
+        "secretsmanager:ListSecrets", "secretsmanager:DescribeSecret",
+        "secretsmanager:ListSecretVersionIds"], "Resource": "*"}]});
+    server
+        .kura(
+            "PutUserPolicy",
+            &json!({"UserName": "viewer", "PolicyName": "view", "PolicyDocument": doc}).to_string(),
+        )
+        .await
+        .assert_ok();
+    let (akid, secret) = server.new_access_key("viewer").await;
+    remember_value(&secret);
+    let Some(c) = open(&server, "access-denied").await else {
+        return;
+    };
+    c.sign_in(&akid, &secret).await;
+    c.assert_text("team/secret").await;
+    c.assert_text("viewer").await;
+    c.go("/console/secret?id=team/secret").await;
+    c.fill("#confirm", "team/secret").await;
+    c.press("Delete now").await;
+    c.assert_text("AccessDeniedException").await;
+    c.press("Reveal value").await;
+    c.assert_text("AccessDeniedException").await;
+    c.assert_text("secretsmanager:GetSecretValue").await;
+    assert!(!c.text().await.contains("not-for-viewers-6610"));
+    assert_eq!(
+        get_string(&client, "team/secret").await,
+        "not-for-viewers-6610"
+    );
+    let denied = audit(&server, json!({"Action": "secretsmanager:GetSecretValue"})).await;
+    assert!(
+        denied.iter().any(
+            |r| r["Principal"].as_str().unwrap().ends_with(":user/viewer")
+                && r["Decision"] == "Deny"
+        ),
+        "{denied:?}"
+    );
+    c.finish().await;
+}
+
+#[tokio::test]
+async fn a_form_without_its_csrf_token_is_refused() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    create_plain(&client, "csrf/target", "csrf-protected-4410").await;
+    remember_value("csrf-protected-4410");
+    let Some(c) = open(&server, "csrf").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.go("/console/secret?id=csrf/target").await;
+    // A request forged elsewhere: the session's cookie, no token.
+    let cookie = c.session_cookie().await;
+    let forged = http_client()
+        .post(format!("{}/console/secret/delete", server.endpoint()))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("id=csrf%2Ftarget&now=1&confirm=csrf%2Ftarget")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let body = forged.text().await.unwrap();
+    assert!(body.contains("CSRF token is missing or wrong"), "{body}");
+    let wrong = http_client()
+        .post(format!("{}/console/secret/reveal", server.endpoint()))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("id=csrf%2Ftarget&csrf=0000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 403);
+    assert!(!wrong.text().await.unwrap().contains("csrf-protected-4410"));
+    assert_eq!(
+        get_string(&client, "csrf/target").await,
+        "csrf-protected-4410"
+    );
+    let refused = audit(&server, json!({"Action": "console:POST"})).await;
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    // The same in the browser: the form's token removed before it is sent.
+    c.browser
+        .execute(
+            "document.querySelectorAll('input[name=csrf]').forEach(e => e.remove())",
+            vec![],
+        )
+        .await
+        .unwrap();
+    c.press("Reveal value").await;
+    c.assert_text("CSRF token is missing or wrong").await;
+    c.finish().await;
+}
+
+#[tokio::test]
+async fn an_idle_session_ends_and_sign_out_ends_it_too() {
+    let server = Server::start_with(&["--console-idle-timeout", "2"]).await;
+    let Some(c) = open(&server, "session-expired").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.press("Sign out").await;
+    c.assert_text("You signed out").await;
+    c.go("/console/secrets").await;
+    assert_eq!(c.path().await, "/console/sign-in");
+    c.sign_in_root(&server).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    c.go("/console/audit").await;
+    assert_eq!(
+        c.path().await,
+        "/console/audit",
+        "used within the idle timeout"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    c.go("/console/secrets").await;
+    assert_eq!(c.path().await, "/console/sign-in?ended=1");
+    c.assert_text("Your session ended").await;
+    c.finish().await;
+}
+
+#[tokio::test]
+async fn the_pages_fit_a_narrow_screen() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    create_plain(
+        &client,
+        "mobile/a-rather-long-secret-name/for-the-narrow-screen",
+        "narrow-value-1",
+    )
+    .await;
+    remember_value("narrow-value-1");
+    let Some(c) = open(&server, "narrow").await else {
+        return;
+    };
+    c.browser.set_window_rect(0, 0, 360, 780).await.unwrap();
+    c.sign_in_root(&server).await;
+    for path in [
+        "/console/secrets",
+        "/console/secret?id=mobile/a-rather-long-secret-name/for-the-narrow-screen",
+        "/console/secrets/new",
+        "/console/audit",
+        "/console/users",
+    ] {
+        c.go(path).await;
+        // Tables scroll inside their box; the page itself does not scroll sideways.
+        let overflow = c
+            .browser
+            .execute(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            overflow.json().as_i64(),
+            Some(0),
+            "{path} is wider than 360 px"
+        );
+        // Every input has a label.
+        let unlabelled = c
+            .browser
+            .execute(
+                "return [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+                   .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+                   .map(e => e.name)",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            unlabelled.json(),
+            &json!([]),
+            "inputs without a label on {path}"
+        );
+    }
+    c.go("/console/secret?id=mobile/a-rather-long-secret-name/for-the-narrow-screen")
+        .await;
+    c.finish().await;
+}
+
+/// The version holding `label`.
+fn holder(stages: &Stages, label: &str) -> String {
+    stages
+        .iter()
+        .find(|(_, labels)| labels.iter().any(|l| l == label))
+        .map(|(id, _)| id.clone())
+        .unwrap_or_else(|| panic!("no version has {label}: {stages:?}"))
+}
+
+#[tokio::test]
+async fn move_awscurrent_back_to_the_previous_version() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    create_plain(&client, "labels/app", "first-value-2841").await;
+    let first = holder(&describe_stages(&client, "labels/app").await, "AWSCURRENT");
+    put_string(&client, "labels/app", "second-value-2841", &token(2)).await;
+    remember_value("first-value-2841");
+    remember_value("second-value-2841");
+    let Some(c) = open(&server, "move-label").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.go("/console/secret?id=labels/app").await;
+    c.fill("#label", "AWSCURRENT").await;
+    c.click(&format!("#to option[value='{first}']")).await;
+    c.press("Move label").await;
+    c.assert_text(&format!("Moved AWSCURRENT to version {first}"))
+        .await;
+    assert_eq!(get_string(&client, "labels/app").await, "first-value-2841");
+    let stages = describe_stages(&client, "labels/app").await;
+    assert_eq!(holder(&stages, "AWSCURRENT"), first, "{stages:?}");
+    // AWSPREVIOUS follows, as UpdateSecretVersionStage does it.
+    assert_ne!(holder(&stages, "AWSPREVIOUS"), first, "{stages:?}");
+    c.finish().await;
+}
+
+#[tokio::test]
+async fn the_rotation_editor_turns_rotation_on_and_off() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    create_plain(&client, "sched/app", "scheduled-value-7719").await;
+    remember_value("scheduled-value-7719");
+    let Some(c) = open(&server, "rotation-editor").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.go("/console/secret?id=sched/app").await;
+    c.click("#edit-rotation summary").await;
+    // Neither days nor an expression: nothing changes, and the page says why.
+    c.press("Save rotation").await;
+    c.assert_text("give either a number of days or a schedule expression")
+        .await;
+    c.click("#edit-rotation summary").await;
+    c.fill("#expression", "rate(10 days)").await;
+    c.fill("#duration", "3h").await;
+    c.click("#immediately").await;
+    c.press("Save rotation").await;
+    c.assert_text("Saved the rotation schedule").await;
+    let d = client
+        .describe_secret()
+        .secret_id("sched/app")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.rotation_enabled(), Some(true));
+    let rules = d.rotation_rules().expect("rotation rules");
+    assert_eq!(rules.schedule_expression(), Some("rate(10 days)"));
+    assert_eq!(rules.duration(), Some("3h"));
+    // Not rotated: "rotate immediately" was unticked.
+    assert_eq!(
+        get_string(&client, "sched/app").await,
+        "scheduled-value-7719"
+    );
+    c.assert_text("rate(10 days)").await;
+    c.click("#edit-rotation summary").await;
+    c.press("Turn off automatic rotation").await;
+    c.assert_text("Turned off automatic rotation").await;
+    let d = client
+        .describe_secret()
+        .secret_id("sched/app")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(d.rotation_enabled(), Some(true));
+    c.finish().await;
+}
+
+#[tokio::test]
+async fn over_tls_the_session_cookie_is_secure() {
+    let ca = common::tls::TestCa::new("console-test-ca");
+    let tmp = tempfile::Builder::new()
+        .prefix("kura-test-")
+        .tempdir()
+        .unwrap();
+    let (cert, key) = common::tls::write_pair(tmp.path(), &ca.server_cert(1));
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let server = Server::start_tls(
+        tmp,
+        &["--tls-cert", &cert, "--tls-key", &key],
+        common::tls::ClientTls::trusting(&ca),
+    )
+    .await;
+    let creds = server.credentials();
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap()])
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signed_in = http
+        .post(format!("{}/console/sign-in", server.endpoint()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "access_key_id={}&secret_access_key={}",
+            creds.access_key_id,
+            url_encode(&creds.secret_access_key)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+    for attr in ["Secure", "HttpOnly", "SameSite=Strict"] {
+        assert!(cookie.contains(attr), "{cookie} lacks {attr}");
+    }
+}
+
+#[tokio::test]
+async fn an_administrator_creates_a_user_with_a_policy_and_a_key() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    create_plain(&client, "shared/config", "shared-config-3390").await;
+    remember_value("shared-config-3390");
+    let Some(c) = open(&server, "users").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.press("Users").await;
+    c.fill("#user_name", "alice").await;
+    c.press("Create user").await;
+    c.assert_text("Created the user alice").await;
+    // A document that is not JSON is refused with IAM's error.
+    c.click("#put-policy summary").await;
+    c.fill("#policy_name", "read").await;
+    c.fill("#document", "{not json").await;
+    c.press("Save policy").await;
+    c.assert_text("MalformedPolicyDocument").await;
+    c.click("#put-policy summary").await;
+    c.fill("#policy_name", "read").await;
+    let doc = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Action": ["secretsmanager:ListSecrets", "secretsmanager:DescribeSecret"], "Resource": "*"}]});
+    c.fill("#document", &doc.to_string()).await;
+    c.press("Save policy").await;
+    c.assert_text("Saved the policy read").await;
+    c.assert_text("secretsmanager:DescribeSecret").await;
+    c.press("Create access key").await;
+    c.assert_text("Copy its secret now").await;
+    let akid = c.find("#new-key-id").await.text().await.unwrap();
+    let secret = c.find("#new-key-secret").await.text().await.unwrap();
+    remember_value(&secret);
+    // Shown once: the next view of the page has only the id.
+    c.go("/console/user?name=alice").await;
+    c.assert_text(&akid).await;
+    assert!(!c.text().await.contains(&secret));
+    let keys = server
+        .kura("ListAccessKeys", &json!({"UserName": "alice"}).to_string())
+        .await
+        .assert_ok();
+    assert_eq!(keys["AccessKeyMetadata"][0]["AccessKeyId"], akid.as_str());
+
+    // alice signs in with it: she may list, not administer.
+    c.press("Sign out").await;
+    c.sign_in(&akid, &secret).await;
+    c.assert_text("shared/config").await;
+    c.go("/console/users").await;
+    c.assert_text("AccessDeniedException").await;
+    c.press("Sign out").await;
+
+    // Deactivating the key ends what it can do, in the console too.
+    c.sign_in_root(&server).await;
+    c.go("/console/user?name=alice").await;
+    c.press("Deactivate").await;
+    c.assert_text("is now Inactive").await;
+    c.press("Sign out").await;
+    c.sign_in(&akid, &secret).await;
+    c.assert_text("UnrecognizedClientException").await;
+    c.sign_in_root(&server).await;
+    c.go("/console/user?name=alice").await;
+    c.finish().await;
+}
+
+#[tokio::test]
+async fn tags_are_added_and_removed() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    create_plain(&client, "tagged/app", "tagged-value-5120").await;
+    remember_value("tagged-value-5120");
+    let Some(c) = open(&server, "tags").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.go("/console/secret?id=tagged/app").await;
+    c.fill("#tag_key", "team").await;
+    c.fill("#tag_value", "payments").await;
+    c.press("Add tag").await;
+    c.assert_text("Tagged with team").await;
+    c.fill("#tag_key", "env").await;
+    c.fill("#tag_value", "prod").await;
+    c.press("Add tag").await;
+    let tags = describe_tags(&client, "tagged/app").await;
+    assert_eq!(tags.get("team").map(String::as_str), Some("payments"));
+    assert_eq!(tags.get("env").map(String::as_str), Some("prod"));
+    c.submitting(c.find("button[aria-label='Remove tag env']").await)
+        .await;
+    c.assert_text("Removed the tag env").await;
+    let tags = describe_tags(&client, "tagged/app").await;
+    assert!(!tags.contains_key("env"), "{tags:?}");
+    assert!(tags.contains_key("team"), "{tags:?}");
+    c.finish().await;
+}
