@@ -323,7 +323,10 @@ impl State {
             Err(e) if conn::is_busy(&e) => {}
             Err(e) => return Err(direct_err(e)),
         }
-        self.conn.db()?.busy_timeout(BUSY_WAIT).map_err(direct_err)?;
+        self.conn
+            .db()?
+            .busy_timeout(BUSY_WAIT)
+            .map_err(direct_err)?;
         let db = self.conn.db.take();
         // Cut short, the connection stays with the thread: the next turn opens another.
         let (db, begun) = blocking(move || {
