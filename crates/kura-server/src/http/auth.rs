@@ -137,14 +137,7 @@ pub async fn authenticate(
     {
         tracing::warn!(detail = ?e, "could not record an access key's last use");
     }
-    let user_id = caller_user_id(&record);
-    Ok(Principal {
-        user_name: record.user_name,
-        arn: record.user_arn,
-        user_id,
-        access_key_id: record.access_key_id,
-        scope_secret_id: record.scope_secret_id,
-    })
+    Ok(principal_of(record))
 }
 
 /// The console's sign-in: the user behind `access_key_id` if `secret` is its secret key, checked
@@ -171,14 +164,7 @@ pub async fn sign_in(svc: &Service, access_key_id: &str, secret: &str) -> Result
         return Err(wrong());
     }
     svc.check_root_enabled(&record.user_name).await?;
-    let user_id = caller_user_id(&record);
-    Ok(Principal {
-        user_name: record.user_name,
-        arn: record.user_arn,
-        user_id,
-        access_key_id: record.access_key_id,
-        scope_secret_id: record.scope_secret_id,
-    })
+    Ok(principal_of(record))
 }
 
 /// Whether a console session's key still works: active, and root not disabled if it is root's.
@@ -188,6 +174,18 @@ pub async fn key_still_valid(svc: &Service, p: &Principal) -> bool {
         Ok(Some(r)) if r.active
     );
     active && svc.check_root_enabled(&p.user_name).await.is_ok()
+}
+
+/// The principal an access key signs as.
+fn principal_of(record: kura_store::AccessKeyRecord) -> Principal {
+    let user_id = caller_user_id(&record);
+    Principal {
+        user_name: record.user_name,
+        arn: record.user_arn,
+        user_id,
+        access_key_id: record.access_key_id,
+        scope_secret_id: record.scope_secret_id,
+    }
 }
 
 /// The caller's unique id: the user's `AIDA…` id, or for a short-lived key (a rotation function's

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -445,7 +445,7 @@ impl Agent {
         let answer: Json = serde_json::from_str(&body)
             .map_err(|e| ClientError::Other(format!("the answer is not JSON: {e}")))?;
         let content = render(&answer, &f.render).map_err(ClientError::Usage)?;
-        write_atomic(&f.path, &content)
+        super::write_private(&f.path, &content)
             .map_err(|e| ClientError::Other(format!("writing the file: {e}")))
     }
 }
@@ -559,37 +559,6 @@ fn render(answer: &Json, how: &Render) -> Result<Zeroizing<Vec<u8>>, String> {
             Ok(Zeroizing::new(out.as_bytes().to_vec()))
         }
     }
-}
-
-/// Writes `content` to a new file beside `path` (mode 0600), then renames it over `path`, so
-/// a reader sees the old file or the new one, never half of one.
-fn write_atomic(path: &Path, content: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let base = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{base}.kura-{}", std::process::id()));
-    let written = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(content)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
 }
 
 /// Follows Kura.WatchSecrets: drops changed secrets' entries and rewrites their files.

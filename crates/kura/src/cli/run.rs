@@ -706,9 +706,7 @@ fn age(t: chrono::DateTime<chrono::Utc>) -> String {
 mod fallback {
     use super::*;
     use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-    use std::io::Write;
     use std::num::NonZeroU32;
-    use std::os::unix::fs::OpenOptionsExt;
 
     const FORMAT: &str = "kura-run-fallback/1";
     /// OWASP's figure for PBKDF2-HMAC-SHA256 (2023).
@@ -789,31 +787,8 @@ mod fallback {
             "nonce": b64().encode(nonce),
             "ciphertext": b64().encode(&plain[..]),
         });
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
-        let result = (|| -> std::io::Result<()> {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(doc.to_string().as_bytes())?;
-            f.sync_all()?;
-            // Renamed only once complete: a reader never sees half a file.
-            std::fs::rename(&tmp, path)
-        })();
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(fail(e.to_string()));
-        }
+        crate::cli::write_private(path, doc.to_string().as_bytes())
+            .map_err(|e| fail(e.to_string()))?;
         Ok(())
     }
 
