@@ -542,4 +542,32 @@ mod tests {
         t.commit(Vec::new()).await.unwrap();
         assert_eq!(committed(&opts).await, vec![7]);
     }
+
+    /// Another connection holding the file's write lock makes a turn wait for it (on a
+    /// blocking thread, the runtime's own threads free meanwhile), not fail.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_turn_waits_for_another_connections_write_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, opts) = writer(dir.path()).await;
+        let other = rusqlite::Connection::open(dir.path().join("w.db")).unwrap();
+        other
+            .execute_batch("BEGIN IMMEDIATE; INSERT INTO t (n) VALUES (1)")
+            .unwrap();
+        let turn = tokio::spawn({
+            let w = w.clone();
+            async move {
+                let mut t = w.turn().await?;
+                stmt("INSERT INTO t (n) VALUES (2)")
+                    .execute(&mut *t)
+                    .await?;
+                t.commit(Vec::new()).await
+            }
+        });
+        // The runtime still runs other tasks while the turn waits.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!turn.is_finished(), "the turn went ahead of the lock");
+        other.execute_batch("COMMIT").unwrap();
+        turn.await.unwrap().unwrap();
+        assert_eq!(committed(&opts).await, vec![1, 2]);
+    }
 }
