@@ -10,8 +10,8 @@
 //! fails fails every turn of its batch.
 //!
 //! Audit records inserted by a turn go to the audit file (`AuditChain::committed`) from the
-//! commit task, right after COMMIT and before the lock is released, so the file follows
-//! commit order, which is seq order.
+//! commit task, on the thread that ran COMMIT right after it, before the lock is released, so
+//! the file follows commit order, which is seq order.
 //!
 //! A turn that ends without releasing (an error returned with `?`, or a request dropped
 //! mid-way) leaves its savepoint to the next holder of the lock, which rolls it back before
@@ -382,8 +382,24 @@ impl State {
         }
         self.suspect = true;
         let db = self.conn.db.take();
+        // The batch's records go to the audit file on the same thread, right after COMMIT
+        // returned: the file follows the database as closely as it can (a kill in between
+        // leaves the file behind, and the next start catches it up).
+        let chain = shared.chain.get().cloned();
+        let records: Vec<AuditRecord> = self
+            .batch
+            .iter()
+            .flat_map(|r| r.records.iter().cloned())
+            .collect();
         let committed = blocking(move || {
             let done = db.as_ref().map(|db| conn::control(db, &["COMMIT"]));
+            if let (Some(Ok(())), Some(chain)) = (&done, chain)
+                && !records.is_empty()
+            {
+                // Durable in the database: a failed file append is the file's problem
+                // (logged by the chain, found by verify), not the writers'.
+                let _ = chain.committed(&records);
+            }
             (db, done)
         })
         .await;
@@ -408,19 +424,7 @@ impl State {
         self.open = false;
         self.batch_since = None;
         self.commits += 1;
-        let batch = std::mem::take(&mut self.batch);
-        if let Some(chain) = shared.chain.get() {
-            let records: Vec<AuditRecord> = batch
-                .iter()
-                .flat_map(|r| r.records.iter().cloned())
-                .collect();
-            if !records.is_empty() {
-                // Durable in the database: a failed file append is the file's problem (logged
-                // by the chain, found by verify), not the writers'.
-                let _ = chain.committed(&records);
-            }
-        }
-        for r in batch {
+        for r in std::mem::take(&mut self.batch) {
             let _ = r.done.send(Ok(()));
         }
     }
