@@ -67,7 +67,8 @@ pub trait AuditStore: Send + Sync + 'static {
     fn set_audit_chain(&self, chain: std::sync::Arc<dyn AuditChain>);
     /// Numbers and chains records after the last stored one and appends them, in one
     /// transaction; then hands them to the chain's `committed`, whose error it returns.
-    async fn append_audit(&self, records: &[AuditRecord]) -> Result<()>;
+    /// Taken by value: a read's record is moved, never copied, on its way to the disk.
+    async fn append_audit(&self, records: Vec<AuditRecord>) -> Result<()>;
     async fn last_audit(&self) -> Result<Option<AuditRecord>>;
     /// Records matching `q`, oldest first.
     async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>>;

@@ -98,15 +98,15 @@ async fn writer(store: Arc<dyn AuditStore>, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let records: Vec<AuditRecord> = batch.iter().map(|(e, _)| e.clone()).collect();
-        let result = store.append_audit(&records).await;
+        let (records, waiting): (Vec<AuditRecord>, Vec<_>) = batch.into_iter().unzip();
+        let result = store.append_audit(records).await;
         if let Err(e) = &result {
             tracing::error!(
                 detail = e.detail.as_deref().unwrap_or(""),
                 "audit records could not be written; the requests they describe fail"
             );
         }
-        for (_, done) in batch {
+        for done in waiting {
             let _ = done.send(result.clone());
         }
     }

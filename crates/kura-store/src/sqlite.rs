@@ -451,7 +451,9 @@ async fn backfill_words(conn: &mut SqliteConnection) -> Result<()> {
 #[async_trait]
 impl SettingsStore for SqliteStore {
     async fn get_setting(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let load = async { sql::settings::get_setting(&mut *self.read().await?, key).await };
+        let load = self
+            .readers
+            .point(|c| conn::ready(sql::settings::get_setting(c, key))?);
         self.cache.setting(key, load).await
     }
 
@@ -695,8 +697,9 @@ impl IdentityStore for SqliteStore {
     }
 
     async fn find_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>> {
-        let load =
-            async { sql::identity::find_access_key(&mut *self.read().await?, access_key_id).await };
+        let load = self
+            .readers
+            .point(|c| conn::ready(sql::identity::find_access_key(c, access_key_id))?);
         self.cache.access_key(access_key_id, load).await
     }
 
@@ -772,13 +775,13 @@ impl AuditStore for SqliteStore {
         self.writer.set_chain(chain);
     }
 
-    async fn append_audit(&self, records: &[AuditRecord]) -> Result<()> {
+    async fn append_audit(&self, records: Vec<AuditRecord>) -> Result<()> {
         let chain = self
             .writer
             .chain()
             .ok_or_else(|| Error::internal("the audit chain is not set up"))?;
         let mut tx = self.begin_write().await?;
-        let records = sql::audit_log::insert_chained(&mut *tx, chain, records.to_vec()).await?;
+        let records = sql::audit_log::insert_chained(&mut *tx, chain, records).await?;
         let n = records.len();
         // The records go to the audit file right after the commit that holds them.
         tx.commit(records).await?;
@@ -816,17 +819,20 @@ impl SecretStore for SqliteStore {
     }
 
     async fn find_secret(&self, secret: &SecretRef) -> Result<Option<SecretRecord>> {
-        let load = async { sql::secrets::find_secret(&mut *self.read().await?, secret).await };
+        let load = self
+            .readers
+            .point(|c| conn::ready(sql::secrets::find_secret(c, secret))?);
         self.cache.secret(secret, load).await
     }
 
     async fn versions(&self, secret_id: i64) -> Result<(Vec<VersionMeta>, Stages)> {
-        let load = async {
-            let mut conn = self.read().await?;
-            let versions = sql::secrets::load_versions(&mut *conn, secret_id).await?;
-            let stages = sql::secrets::load_stages(&mut *conn, secret_id).await?;
-            Ok((versions, stages))
-        };
+        let load = self.readers.point(|c| {
+            conn::ready(async {
+                let versions = sql::secrets::load_versions(c, secret_id).await?;
+                let stages = sql::secrets::load_stages(c, secret_id).await?;
+                Ok((versions, stages))
+            })?
+        });
         self.cache.versions(secret_id, load).await
     }
 
@@ -835,8 +841,9 @@ impl SecretStore for SqliteStore {
         secret_id: i64,
         which: VersionSelector<'_>,
     ) -> Result<Option<StoredVersion>> {
-        let load =
-            async { sql::secrets::read_version(&mut *self.read().await?, secret_id, which).await };
+        let load = self
+            .readers
+            .point(|c| conn::ready(sql::secrets::read_version(c, secret_id, which))?);
         self.cache.version(secret_id, which, load).await
     }
 
@@ -891,8 +898,9 @@ impl SecretStore for SqliteStore {
     }
 
     async fn secret_by_id(&self, secret_id: i64) -> Result<Option<SecretRecord>> {
-        let load =
-            async { sql::secrets::load_secret(&mut *self.read().await?, secret_id, false).await };
+        let load = self
+            .readers
+            .point(|c| conn::ready(sql::secrets::load_secret(c, secret_id, false))?);
         self.cache.secret_by_id(secret_id, load).await
     }
 }
@@ -1201,7 +1209,7 @@ mod audit_lookup_tests {
         let mut all = Vec::new();
         for batch in 0..6 {
             let records: Vec<AuditRecord> = (batch * 7..batch * 7 + 7).map(record).collect();
-            store.append_audit(&records).await.unwrap();
+            store.append_audit(records.clone()).await.unwrap();
             all.extend(records);
             if batch % 2 == 1 {
                 let mut tx = store.writer.background_turn().await.unwrap();

@@ -1150,7 +1150,12 @@ async fn all_audit(store: &dyn Store) -> Vec<AuditRecord> {
 async fn append_many(store: &dyn Store, who: &str, n: usize) {
     for i in 0..n {
         store
-            .append_audit(&[audit_record(&format!("{who}-{i}"), who, "ListSecrets", T0)])
+            .append_audit(vec![audit_record(
+                &format!("{who}-{i}"),
+                who,
+                "ListSecrets",
+                T0,
+            )])
             .await
             .unwrap();
     }
@@ -1185,14 +1190,14 @@ async fn audit_chain(store: &dyn Store) {
     assert!(store.last_audit().await.unwrap().is_none());
 
     store
-        .append_audit(&[
+        .append_audit(vec![
             audit_record("r1", "alice", "GetSecretValue", T0),
             audit_record("r2", "bob", "CreateSecret", T0.plus_ms(MINUTE)),
         ])
         .await
         .unwrap();
     store
-        .append_audit(&[audit_record(
+        .append_audit(vec![audit_record(
             "r3",
             "alice",
             "CreateSecret",
@@ -1328,7 +1333,12 @@ async fn audit_chain(store: &dyn Store) {
     let appender = |who: &'static str| async move {
         for i in 0..15 {
             store
-                .append_audit(&[audit_record(&format!("{who}-{i}"), who, "ListSecrets", T0)])
+                .append_audit(vec![audit_record(
+                    &format!("{who}-{i}"),
+                    who,
+                    "ListSecrets",
+                    T0,
+                )])
                 .await
                 .unwrap();
         }
@@ -1759,7 +1769,7 @@ async fn nul_characters(store: &dyn Store) {
     let mut r = audit_record("r\0", "p", "GetSecretValue", T0);
     r.resource = "nul/app\0".into();
     r.user_agent = Some("agent\0".into());
-    store.append_audit(&[r]).await.unwrap();
+    store.append_audit(vec![r]).await.unwrap();
     let all = all_audit(store).await;
     assert_eq!(all.len(), 1);
     assert_chained(&chain, &all);

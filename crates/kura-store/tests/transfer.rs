@@ -402,7 +402,7 @@ async fn populate(store: &SqliteStore) {
         .unwrap();
 
     let records: Vec<AuditRecord> = (0..AUDIT_RECORDS).map(audit_record).collect();
-    store.append_audit(&records).await.unwrap();
+    store.append_audit(records).await.unwrap();
 }
 
 fn all_secrets() -> ListQuery {
@@ -752,7 +752,7 @@ async fn an_installation_moves_to_postgres_unchanged() {
         .await
         .unwrap();
     assert_eq!(outbox_new, outbox_max + 1);
-    pg.append_audit(&[audit_record(AUDIT_RECORDS)])
+    pg.append_audit(vec![audit_record(AUDIT_RECORDS)])
         .await
         .unwrap();
     assert_chained(&pg.query_audit(&all_audit()).await.unwrap());
@@ -833,7 +833,7 @@ async fn text_with_nul_is_copied_and_named() {
     let mut with_nul = audit_record(1);
     with_nul.resource = "a\0b".into();
     sqlite
-        .append_audit(&[audit_record(0), with_nul, audit_record(2)])
+        .append_audit(vec![audit_record(0), with_nul, audit_record(2)])
         .await
         .unwrap();
     let original = sqlite.query_audit(&all_audit()).await.unwrap();

@@ -26,12 +26,12 @@ impl AuditStore for PgStore {
         let _ = self.chain.set(chain);
     }
 
-    async fn append_audit(&self, records: &[AuditRecord]) -> Result<()> {
+    async fn append_audit(&self, records: Vec<AuditRecord>) -> Result<()> {
         let chain = self
             .chain
             .get()
             .ok_or_else(|| Error::internal("the audit chain is not set up"))?;
-        retry!(self.append_audit_once(chain, records))
+        retry!(self.append_audit_once(chain, &records))
     }
 
     async fn last_audit(&self) -> Result<Option<AuditRecord>> {

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use kura_core::{Error, Result};
 use rusqlite::types::{Value, ValueRef};
@@ -65,14 +66,13 @@ impl DirectConn {
         Ok(db)
     }
 
-    /// Opens a connection for reads (`query_only`: a read that tried to write fails).
-    fn open_reader(path: &Path, read_only: bool) -> Result<Connection> {
+    /// Opens a connection for reads (`query_only`: a read that tried to write fails) that
+    /// waits up to `busy` for a lock (a WAL reader rarely finds one).
+    fn open_reader(path: &Path, read_only: bool, busy: Duration) -> Result<Connection> {
         let db = Self::open(path, read_only)?;
         db.execute_batch("PRAGMA query_only = ON")
             .map_err(direct_err)?;
-        // Readers wait on a blocking thread anyway; a WAL reader rarely finds a lock.
-        db.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(direct_err)?;
+        db.busy_timeout(busy).map_err(direct_err)?;
         Ok(db)
     }
 
@@ -256,15 +256,24 @@ pub(crate) fn ready<F: Future>(f: F) -> Result<F::Output> {
 /// query runs directly on a blocking thread, one hand-off per query, where sqlx hands each
 /// row over and copies each value. At most [`READERS`] run at once (more would only share
 /// the cores), each on a connection kept open with its prepared statements.
+///
+/// Reads of a row or a few by key (what the read cache misses) run in place instead: see
+/// [`point`](DirectReaders::point).
 pub(crate) struct DirectReaders {
     path: PathBuf,
     read_only: bool,
     idle: Mutex<Vec<Connection>>,
     turns: tokio::sync::Semaphore,
+    /// Connections for point reads; they never wait for a lock in place.
+    point_idle: Mutex<Vec<Connection>>,
 }
 
 /// Reads of many rows running at once, and the connections kept for them.
 const READERS: usize = 4;
+/// Point-read connections kept: one per worker thread in use at once is enough.
+const POINT_KEPT: usize = 8;
+/// How long a reader waits for a lock before the read fails.
+const READER_BUSY_WAIT: Duration = Duration::from_secs(10);
 
 impl DirectReaders {
     pub(crate) fn new(path: &Path, read_only: bool) -> DirectReaders {
@@ -273,6 +282,48 @@ impl DirectReaders {
             read_only,
             idle: Mutex::new(Vec::new()),
             turns: tokio::sync::Semaphore::new(READERS),
+            point_idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `f`, a read of a row or a few by key, on a reader connection on the caller's
+    /// thread, as the writer runs its statements: a few microseconds of SQLite on pages in
+    /// memory, where handing the read to another thread (as sqlx does, per row) costs more
+    /// than the read. In the rare moment a reader finds the file locked (a checkpoint that
+    /// resets the log), it waits here, asynchronously, and tries again.
+    pub(crate) async fn point<T>(
+        &self,
+        mut f: impl FnMut(&mut DirectConn) -> Result<T>,
+    ) -> Result<T> {
+        let started = Instant::now();
+        loop {
+            let kept = self.point_idle.lock().ok().and_then(|mut idle| idle.pop());
+            let db = match kept {
+                Some(db) => db,
+                None => {
+                    let (path, read_only) = (self.path.clone(), self.read_only);
+                    tokio::task::spawn_blocking(move || {
+                        DirectConn::open_reader(&path, read_only, Duration::ZERO)
+                    })
+                    .await
+                    .map_err(|e| {
+                        Error::internal(format!("database: a reader's thread failed: {e}"))
+                    })??
+                }
+            };
+            let mut conn = DirectConn { db: Some(db) };
+            let out = f(&mut conn);
+            if let (Some(db), Ok(mut idle)) = (conn.db, self.point_idle.lock())
+                && idle.len() < POINT_KEPT
+            {
+                idle.push(db);
+            }
+            match out {
+                Err(e) if e.is_unavailable() && started.elapsed() < READER_BUSY_WAIT => {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                out => return out,
+            }
         }
     }
 
@@ -291,7 +342,7 @@ impl DirectReaders {
         let (db, out) = tokio::task::spawn_blocking(move || {
             let db = match idle {
                 Some(db) => db,
-                None => match DirectConn::open_reader(&path, read_only) {
+                None => match DirectConn::open_reader(&path, read_only, READER_BUSY_WAIT) {
                     Ok(db) => db,
                     Err(e) => return (None, Err(e)),
                 },
@@ -312,8 +363,10 @@ impl DirectReaders {
 
     /// Closes the idle connections (the file is let go at shutdown, before a restore).
     pub(crate) fn close(&self) {
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.clear();
+        for idle in [&self.idle, &self.point_idle] {
+            if let Ok(mut idle) = idle.lock() {
+                idle.clear();
+            }
         }
     }
 }
@@ -322,6 +375,10 @@ impl DirectReaders {
 pub(super) fn direct_err(e: rusqlite::Error) -> Error {
     if e.sqlite_error_code() == Some(ErrorCode::DiskFull) {
         return Error::disk_full(format!("database: {e}"));
+    }
+    // Another connection holds the lock: worth trying again (a point read does).
+    if is_busy(&e) {
+        return Error::unavailable(format!("database: {e}"));
     }
     Error::internal(format!("database: {e}"))
 }
@@ -347,6 +404,40 @@ mod tests {
         assert_eq!(
             numbered("SELECT json_extract(x, '$.a') + $1"),
             "SELECT json_extract(x, '$.a') + ?1"
+        );
+    }
+
+    /// A point read that finds the file locked waits (asynchronously) for the lock and then
+    /// answers, rather than failing or blocking its thread.
+    #[tokio::test]
+    async fn a_point_read_waits_out_a_lock_and_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kura.db");
+        // A rollback-journal database, looked at read-only: there an exclusive lock keeps
+        // readers out (WAL readers are kept out only in rare moments, hard to make happen).
+        let holder = Connection::open(&path).unwrap();
+        holder
+            .execute_batch("CREATE TABLE t (k TEXT); INSERT INTO t VALUES ('v');")
+            .unwrap();
+        let readers = DirectReaders::new(&path, true);
+        let read = |c: &mut DirectConn| {
+            let row = c.fetch_optional(crate::sql::stmt("SELECT k FROM t"))?;
+            row.map(|r| r.col::<String>("k")).transpose()
+        };
+        assert_eq!(readers.point(read).await.unwrap().as_deref(), Some("v"));
+        holder
+            .execute_batch("BEGIN EXCLUSIVE; INSERT INTO t VALUES ('w');")
+            .unwrap();
+        let release = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            holder.execute_batch("ROLLBACK;").unwrap();
+        };
+        let started = Instant::now();
+        let (value, ()) = tokio::join!(readers.point(read), release);
+        assert_eq!(value.unwrap().as_deref(), Some("v"));
+        assert!(
+            started.elapsed() >= Duration::from_millis(100),
+            "the read answered while the lock was held"
         );
     }
 

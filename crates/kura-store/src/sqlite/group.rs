@@ -386,10 +386,11 @@ impl State {
         // returned: the file follows the database as closely as it can (a kill in between
         // leaves the file behind, and the next start catches it up).
         let chain = shared.chain.get().cloned();
+        // Taken, not copied: a failed commit writes nothing to the file.
         let records: Vec<AuditRecord> = self
             .batch
-            .iter()
-            .flat_map(|r| r.records.iter().cloned())
+            .iter_mut()
+            .flat_map(|r| std::mem::take(&mut r.records))
             .collect();
         let committed = blocking(move || {
             let done = db.as_ref().map(|db| conn::control(db, &["COMMIT"]));
