@@ -348,6 +348,19 @@ fn every_command_has_an_example_in_its_help() {
         ("policy", &["validate", "put", "get", "list", "delete"]),
         ("function", &["create", "list", "delete"]),
         ("notify", &["create", "list", "delete"]),
+        (
+            "ca",
+            &[
+                "create",
+                "import",
+                "describe",
+                "certificate",
+                "list",
+                "delete",
+                "revoke",
+            ],
+        ),
+        ("cert-template", &["create", "describe", "list", "delete"]),
         ("audit", &["lookup"]),
     ];
     for (group, subs) in commands {
@@ -361,7 +374,9 @@ fn every_command_has_an_example_in_its_help() {
     }
     let help = shell.run(&["--help"]).ok().text();
     assert!(
-        help.contains("function, notify, audit lookup, agent, import, export, api)"),
+        help.contains(
+            "function, notify, ca, cert-template, audit lookup, agent, import, export, api)"
+        ),
         "{help}"
     );
 }
