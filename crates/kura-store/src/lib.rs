@@ -155,6 +155,8 @@ pub enum KeyPlace {
     AccessKey(String),
     RotationFunction(String),
     NotificationTarget(String),
+    /// A certificate authority's private key, by the CA's name.
+    CertificateAuthority(String),
 }
 
 /// A data key wrapped by an older version of its key.

@@ -761,6 +761,49 @@ async fn an_intermediate_whose_csr_an_external_root_signs_issues_after_its_impor
         now,
     )
     .await;
+    // The CA's key moves with the default key's rotation (its data key re-wrapped) and still
+    // signs afterwards.
+    ok_kura(&server, "RotateKey", json!({})).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let k = ok_kura(
+            &server,
+            "DescribeKey",
+            json!({"KeyId": "alias/kura/default"}),
+        )
+        .await;
+        let r = &k["KeyMetadata"]["RewrapStatus"];
+        if r["State"] == "Complete" && r["Remaining"] == 0 {
+            assert!(
+                r["Done"].as_i64().unwrap() >= 1,
+                "the CA key was re-wrapped: {r}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "re-wrap did not finish: {k}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server
+        .raw(
+            "RotateSecret",
+            &rotate_body(&arn, "certs/ext", None).to_string(),
+            SignMode::Root,
+        )
+        .await
+        .assert_ok();
+    wait_rotation_succeeded(&server, "certs/ext").await;
+    let again = value_of(&server, "certs/ext").await;
+    assert_ne!(again["serial_number"], v["serial_number"]);
+    openssl_verify(
+        dir,
+        &root_pem,
+        &int_pem,
+        again["certificate"].as_str().unwrap(),
+        now,
+    );
     // The CRL is signed by the imported intermediate: openssl checks it against its certificate.
     let der = get(&server, "/pki/ext/crl").await.bytes().await.unwrap();
     std::fs::write(dir.join("ext.crl"), &der).unwrap();

@@ -25,7 +25,7 @@ const DEFAULT_CERTIFICATE_TTL: &str = "720h"; // 30 days
 /// How long a CRL served now stays valid: clients fetch a fresh one within a day.
 const CRL_VALID_MS: i64 = Timestamp::MS_PER_DAY;
 
-fn ca_context(name: &str) -> Vec<u8> {
+pub(crate) fn ca_context(name: &str) -> Vec<u8> {
     format!("kura/certificate-authority/{name}").into_bytes()
 }
 

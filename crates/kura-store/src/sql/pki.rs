@@ -146,6 +146,11 @@ pub(crate) async fn delete_authority<C: Conn>(tx: &mut C, name: &str) -> Result<
             children.join(", ")
         )));
     }
+    // Its issued certificates go with it: a CA made again under this name starts a new CRL.
+    stmt("DELETE FROM pki_certificates WHERE authority = $1")
+        .bind(name)
+        .execute(tx)
+        .await?;
     Ok(stmt("DELETE FROM pki_authorities WHERE name = $1")
         .bind(name)
         .execute(tx)
