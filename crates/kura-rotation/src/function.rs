@@ -80,6 +80,43 @@ impl StepFailure {
     }
 }
 
+/// A certificate to issue under a template (`kura-private-certificate`).
+pub struct CertificateRequest<'a> {
+    pub template: &'a str,
+    pub common_name: &'a str,
+    pub alt_names: &'a [String],
+    pub ip_sans: &'a [String],
+    /// `90d`, `720h`, …; the template's TTL when `None`.
+    pub ttl: Option<&'a str>,
+    /// The key to certify again (`rotate_keys: false`), PEM.
+    pub private_key: Option<Zeroizing<String>>,
+}
+
+/// An issued certificate, with the fields a certificate secret's value gains (IBM's names).
+pub struct IssuedCertificate {
+    pub certificate: String,
+    pub private_key: Zeroizing<String>,
+    /// The certificates between the certificate and the root (PEM), empty under a root.
+    pub intermediate: String,
+    /// The issuing CA's name.
+    pub issuer: String,
+    pub serial_number: String,
+    /// RFC 3339.
+    pub expiration_date: String,
+    pub key_algorithm: String,
+}
+
+impl std::fmt::Debug for IssuedCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedCertificate")
+            .field("issuer", &self.issuer)
+            .field("serial_number", &self.serial_number)
+            .field("expiration_date", &self.expiration_date)
+            .field("private_key", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
+
 /// What kura offers one cycle of one secret's rotation. Implemented by kura-server over its
 /// store, keyring and HTTP client; every method that reads or writes acts on the rotated
 /// secret and its cycle only, except [`read_other_secret`](Self::read_other_secret) and the
@@ -129,6 +166,28 @@ pub trait StepContext: Send + Sync {
     ) -> StepFuture<'a, Result<Option<String>>>;
     fn deactivate_access_key<'a>(&'a self, access_key_id: &'a str) -> StepFuture<'a, Result<()>>;
     fn delete_access_key<'a>(&'a self, access_key_id: &'a str) -> StepFuture<'a, Result<()>>;
+
+    /// Issues a certificate for the rotated secret under a template; the template's rules
+    /// and its CA's lifetime decide, and a refusal says which rule.
+    fn issue_certificate<'a>(
+        &'a self,
+        _req: CertificateRequest<'a>,
+    ) -> StepFuture<'a, Result<IssuedCertificate>> {
+        Box::pin(std::future::ready(Err(kura_core::Error::internal(
+            "this kura cannot issue certificates here",
+        ))))
+    }
+
+    /// Revokes a certificate `authority` issued (a no-op if it already is revoked).
+    fn revoke_certificate<'a>(
+        &'a self,
+        _authority: &'a str,
+        _serial_number: &'a str,
+    ) -> StepFuture<'a, Result<()>> {
+        Box::pin(std::future::ready(Err(kura_core::Error::internal(
+            "this kura cannot revoke certificates here",
+        ))))
+    }
 }
 
 /// What every function has: its name, how long a step may take, how often a cycle tries.

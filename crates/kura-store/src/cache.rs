@@ -383,7 +383,9 @@ impl ReadCache {
             match &old.place {
                 KeyPlace::SecretVersion { secret_id, .. } => self.secret_changed(*secret_id),
                 KeyPlace::AccessKey(id) => self.access_key_changed(id),
-                KeyPlace::RotationFunction(_) | KeyPlace::NotificationTarget(_) => {}
+                KeyPlace::RotationFunction(_)
+                | KeyPlace::NotificationTarget(_)
+                | KeyPlace::CertificateAuthority(_) => {}
             }
         }
     }

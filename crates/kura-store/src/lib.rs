@@ -68,6 +68,50 @@ pub struct RotationFunctionRecord {
     pub created_at: Timestamp,
 }
 
+/// A private certificate authority. Its key is sealed; `certificate` is `None` while an
+/// intermediate waits for an external root to sign its `csr`.
+#[derive(Debug, Clone)]
+pub struct AuthorityRecord {
+    pub name: String,
+    /// `root` or `intermediate`.
+    pub kind: String,
+    /// The kura CA that signed this one, if any.
+    pub parent: Option<String>,
+    pub common_name: String,
+    pub key_algorithm: String,
+    /// PEM.
+    pub certificate: Option<String>,
+    /// The certificates above this one, root excluded (PEM, concatenated).
+    pub chain: String,
+    pub csr: Option<String>,
+    pub not_after: Option<Timestamp>,
+    pub sealed_key: SealedValue,
+    pub created_at: Timestamp,
+}
+
+/// A certificate template: its CA, and its rules as JSON (kura-pki's `Template`).
+#[derive(Debug, Clone)]
+pub struct TemplateRecord {
+    pub name: String,
+    pub authority: String,
+    pub config: String,
+    pub created_at: Timestamp,
+}
+
+/// A certificate a CA issued: what revocation and the CRL need (no key, no body).
+#[derive(Debug, Clone)]
+pub struct IssuedCertificateRecord {
+    pub authority: String,
+    /// Lowercase hex, no separators.
+    pub serial: String,
+    pub template: Option<String>,
+    pub common_name: String,
+    pub secret_arn: Option<String>,
+    pub issued_at: Timestamp,
+    pub not_after: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
 #[derive(Debug, Clone)]
 pub struct NotificationTargetRecord {
     pub id: String,
@@ -111,6 +155,8 @@ pub enum KeyPlace {
     AccessKey(String),
     RotationFunction(String),
     NotificationTarget(String),
+    /// A certificate authority's private key, by the CA's name.
+    CertificateAuthority(String),
 }
 
 /// A data key wrapped by an older version of its key.
@@ -544,6 +590,51 @@ pub enum Change {
     Everything,
 }
 
+/// Certificate authorities, templates and issued certificates (Kura.*CertificateAuthority,
+/// Kura.*CertificateTemplate, the kura-private-certificate rotation, Kura.RevokeCertificate).
+#[async_trait]
+pub trait PkiStore: Send + Sync + 'static {
+    async fn insert_authority(&self, a: &AuthorityRecord, audit: &AuditSlot) -> Result<()>;
+    async fn authority(&self, name: &str) -> Result<Option<AuthorityRecord>>;
+    async fn list_authorities(&self) -> Result<Vec<AuthorityRecord>>;
+    /// Completes an intermediate that waits for its certificate; false if none waits.
+    async fn set_authority_certificate(
+        &self,
+        name: &str,
+        certificate: &str,
+        chain: &str,
+        not_after: Timestamp,
+        audit: &AuditSlot,
+    ) -> Result<bool>;
+    /// Refused (InvalidRequest) while a template or an intermediate uses it; false if none.
+    async fn delete_authority(&self, name: &str, audit: &AuditSlot) -> Result<bool>;
+    /// ResourceNotFound when its CA does not exist.
+    async fn insert_template(&self, t: &TemplateRecord, audit: &AuditSlot) -> Result<()>;
+    async fn template(&self, name: &str) -> Result<Option<TemplateRecord>>;
+    async fn list_templates(&self) -> Result<Vec<TemplateRecord>>;
+    async fn delete_template(&self, name: &str, audit: &AuditSlot) -> Result<bool>;
+    async fn insert_certificate(&self, c: &IssuedCertificateRecord) -> Result<()>;
+    async fn certificate(
+        &self,
+        authority: &str,
+        serial: &str,
+    ) -> Result<Option<IssuedCertificateRecord>>;
+    /// Marks it revoked at `at` unless it already is; whether this call revoked it.
+    async fn revoke_certificate(
+        &self,
+        authority: &str,
+        serial: &str,
+        at: Timestamp,
+        audit: &AuditSlot,
+    ) -> Result<bool>;
+    /// Revoked certificates of `authority` not expired at `now`: serial (hex) and when.
+    async fn revoked_certificates(
+        &self,
+        authority: &str,
+        now: Timestamp,
+    ) -> Result<Vec<(String, Timestamp)>>;
+}
+
 /// Everything the service needs from its database: one backend implements every aggregate's
 /// trait, and `Arc<dyn Store>` reaches them all.
 pub trait Store:
@@ -554,6 +645,7 @@ pub trait Store:
     + AuditStore
     + RotationStore
     + NotificationStore
+    + PkiStore
     + StoreLifecycle
 {
 }
@@ -566,6 +658,7 @@ impl<T> Store for T where
         + AuditStore
         + RotationStore
         + NotificationStore
+        + PkiStore
         + StoreLifecycle
 {
 }
@@ -574,7 +667,7 @@ impl<T> Store for T where
 pub mod prelude {
     pub use super::ModifyReturning;
     pub use crate::{
-        AuditStore, IdentityStore, KeyStore, NotificationStore, RotationStore, SecretStore,
-        SettingsStore, Store, StoreLifecycle,
+        AuditStore, IdentityStore, KeyStore, NotificationStore, PkiStore, RotationStore,
+        SecretStore, SettingsStore, Store, StoreLifecycle,
     };
 }

@@ -36,6 +36,7 @@ use crate::{
 
 mod conn;
 mod group;
+mod pki;
 
 /// Versioned migrations, applied in order, each in its own transaction. Embedded in the binary
 /// (sqlx's `migrate!` needs its macros feature, which rebuilds every driver).
@@ -64,6 +65,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("../migrations/sqlite/0012_audit_lookup_behind.sql"),
     ),
+    (13, include_str!("../migrations/sqlite/0013_pki.sql")),
 ];
 
 /// The schema version after every migration (what `kura migrate` copies from).

@@ -19,9 +19,10 @@ use kura_core::names::SecretRef;
 use kura_core::{ManualClock, Timestamp};
 use kura_store::prelude::*;
 use kura_store::{
-    AccessKeyRecord, AuditChain, AuditDraft, AuditQuery, AuditRecord, AuditSlot, Cursor, KeyPlace,
-    KeyRewrap, KmsKeyRecord, ListPage, ListQuery, NO_AUDIT, NotificationTargetRecord, PgStore,
-    SettingSwap, SortKey, SqliteStore, Store, UserRecord, VersionSelector,
+    AccessKeyRecord, AuditChain, AuditDraft, AuditQuery, AuditRecord, AuditSlot, AuthorityRecord,
+    Cursor, IssuedCertificateRecord, KeyPlace, KeyRewrap, KmsKeyRecord, ListPage, ListQuery,
+    NO_AUDIT, NotificationTargetRecord, PgStore, SettingSwap, SortKey, SqliteStore, Store,
+    TemplateRecord, UserRecord, VersionSelector,
 };
 
 const T0: Timestamp = Timestamp(1_800_000_000_000);
@@ -2122,6 +2123,162 @@ async fn postgres() -> (PgDatabase, PgStore) {
 }
 
 /// One test per contract function for a backend; `$open` yields `(guard, store)`.
+/// Certificate authorities, templates and issued certificates: a CA in use is not deleted, a
+/// pending intermediate takes its certificate once, revocation is kept once, the CRL's list
+/// leaves out what expired, and a CA's certificates go with it.
+async fn pki(store: &dyn Store) {
+    let authority = |name: &str, parent: Option<&str>, certificate: Option<&str>| AuthorityRecord {
+        name: name.into(),
+        kind: if parent.is_some() {
+            "intermediate"
+        } else {
+            "root"
+        }
+        .into(),
+        parent: parent.map(str::to_string),
+        common_name: name.into(),
+        key_algorithm: "EC_P256".into(),
+        certificate: certificate.map(str::to_string),
+        chain: String::new(),
+        csr: certificate.is_none().then(|| "CSR".to_string()),
+        not_after: certificate.map(|_| T0.plus_days(365)),
+        sealed_key: sealed(name),
+        created_at: T0,
+    };
+    store
+        .insert_authority(&authority("root", None, Some("ROOT")), &NO_AUDIT)
+        .await
+        .unwrap();
+    store
+        .insert_authority(&authority("int", Some("root"), None), &NO_AUDIT)
+        .await
+        .unwrap();
+    let e = store
+        .insert_authority(&authority("root", None, Some("X")), &NO_AUDIT)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, kura_core::ErrorCode::ResourceExists);
+    let names: Vec<String> = store
+        .list_authorities()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
+    assert_eq!(names, ["int", "root"]);
+    let int = store.authority("int").await.unwrap().unwrap();
+    assert_eq!((int.certificate, int.csr.as_deref()), (None, Some("CSR")));
+    assert_eq!(int.sealed_key, sealed("int"));
+    assert!(
+        store
+            .set_authority_certificate("int", "INT", "", T0.plus_days(30), &NO_AUDIT)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_authority_certificate("int", "AGAIN", "", T0, &NO_AUDIT)
+            .await
+            .unwrap(),
+        "only once"
+    );
+    let int = store.authority("int").await.unwrap().unwrap();
+    assert_eq!(
+        (int.certificate.as_deref(), int.csr, int.not_after),
+        (Some("INT"), None, Some(T0.plus_days(30)))
+    );
+
+    let template = |name: &str, authority: &str| TemplateRecord {
+        name: name.into(),
+        authority: authority.into(),
+        config: "{}".into(),
+        created_at: T0,
+    };
+    let e = store
+        .insert_template(&template("t", "absent"), &NO_AUDIT)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, kura_core::ErrorCode::ResourceNotFound);
+    store
+        .insert_template(&template("t", "int"), &NO_AUDIT)
+        .await
+        .unwrap();
+    assert_eq!(store.template("t").await.unwrap().unwrap().authority, "int");
+    assert_eq!(store.list_templates().await.unwrap().len(), 1);
+    let e = store.delete_authority("int", &NO_AUDIT).await.unwrap_err();
+    assert!(e.message.contains("t"), "{}", e.message);
+    let e = store.delete_authority("root", &NO_AUDIT).await.unwrap_err();
+    assert!(e.message.contains("int"), "{}", e.message);
+
+    let cert = |serial: &str, not_after: Timestamp| IssuedCertificateRecord {
+        authority: "int".into(),
+        serial: serial.into(),
+        template: Some("t".into()),
+        common_name: "a.example.test".into(),
+        secret_arn: None,
+        issued_at: T0,
+        not_after,
+        revoked_at: None,
+    };
+    store
+        .insert_certificate(&cert("0a", T0.plus_days(10)))
+        .await
+        .unwrap();
+    store
+        .insert_certificate(&cert("0b", T0.plus_days(1)))
+        .await
+        .unwrap();
+    assert!(
+        store.insert_certificate(&cert("0a", T0)).await.is_err(),
+        "a serial once per CA"
+    );
+    assert!(
+        store
+            .revoke_certificate("int", "0a", T0.plus_ms(MINUTE), &NO_AUDIT)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_certificate("int", "0a", T0.plus_days(2), &NO_AUDIT)
+            .await
+            .unwrap(),
+        "revoked once"
+    );
+    assert!(
+        store
+            .revoke_certificate("int", "0b", T0, &NO_AUDIT)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_certificate("int", "0c", T0, &NO_AUDIT)
+            .await
+            .unwrap()
+    );
+    let got = store.certificate("int", "0a").await.unwrap().unwrap();
+    assert_eq!(got.revoked_at, Some(T0.plus_ms(MINUTE)));
+    assert_eq!(
+        store
+            .revoked_certificates("int", T0.plus_days(5))
+            .await
+            .unwrap(),
+        [("0a".to_string(), T0.plus_ms(MINUTE))],
+        "0b expired: off the CRL"
+    );
+
+    assert!(store.delete_template("t", &NO_AUDIT).await.unwrap());
+    assert!(!store.delete_template("t", &NO_AUDIT).await.unwrap());
+    assert!(store.delete_authority("int", &NO_AUDIT).await.unwrap());
+    assert!(
+        store.certificate("int", "0a").await.unwrap().is_none(),
+        "its certificates went with it"
+    );
+    assert!(store.delete_authority("root", &NO_AUDIT).await.unwrap());
+    assert!(!store.delete_authority("root", &NO_AUDIT).await.unwrap());
+}
+
 macro_rules! backend_tests {
     ($backend:ident, $open:expr, [$($case:ident),* $(,)?]) => {
         mod $backend {
@@ -2159,6 +2316,7 @@ backend_tests!(
         nul_characters,
         single_server_recovery,
         named_keys,
+        pki,
     ]
 );
 
@@ -2182,6 +2340,7 @@ backend_tests!(
         nul_characters,
         shared_database_recovery,
         named_keys,
+        pki,
     ]
 );
 

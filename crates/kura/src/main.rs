@@ -29,7 +29,7 @@ struct Cli {
 
 /// The client commands' exit codes (`kura secret`, `kura api`).
 const EXIT_CODES: &str = "Exit codes of the client commands (secret, user, key, policy,
-function, notify, audit lookup, agent, import, export, api):
+function, notify, ca, cert-template, audit lookup, agent, import, export, api):
   0  done
   1  a server error, or another failure
   2  bad usage or input (an argument, a file, or a request the server found invalid)
@@ -221,6 +221,27 @@ enum Command {
     Function {
         #[command(subcommand)]
         command: cli::admin::FunctionCommand,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
+    /// Manage private certificate authorities (certificates come from `kura-private-certificate`
+    /// secrets issued under a `kura cert-template`).
+    #[command(
+        after_help = "Examples:\n  kura ca create root --type root\n  kura ca create issuing --type intermediate --parent root\n  kura ca certificate root > root.pem"
+    )]
+    Ca {
+        #[command(subcommand)]
+        command: cli::admin::CaCommand,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
+    /// Manage certificate templates: which CA issues, for how long, for which names.
+    #[command(
+        after_help = "Example:\n  kura cert-template create web --ca issuing --allowed-domain .example.com --ttl 30d"
+    )]
+    CertTemplate {
+        #[command(subcommand)]
+        command: cli::admin::CertTemplateCommand,
         #[command(flatten)]
         client: cli::ClientArgs,
     },
@@ -801,6 +822,10 @@ fn main() -> ExitCode {
             client_command(cli::admin::function(command, &client))
         }
         Command::Notify { command, client } => client_command(cli::admin::notify(command, &client)),
+        Command::Ca { command, client } => client_command(cli::admin::ca(command, &client)),
+        Command::CertTemplate { command, client } => {
+            client_command(cli::admin::cert_template(command, &client))
+        }
         Command::Operator { command, endpoint } => {
             let Some(runtime) = runtime(false) else {
                 return ExitCode::FAILURE;

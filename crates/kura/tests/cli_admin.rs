@@ -348,6 +348,19 @@ fn every_command_has_an_example_in_its_help() {
         ("policy", &["validate", "put", "get", "list", "delete"]),
         ("function", &["create", "list", "delete"]),
         ("notify", &["create", "list", "delete"]),
+        (
+            "ca",
+            &[
+                "create",
+                "import",
+                "describe",
+                "certificate",
+                "list",
+                "delete",
+                "revoke",
+            ],
+        ),
+        ("cert-template", &["create", "describe", "list", "delete"]),
         ("audit", &["lookup"]),
     ];
     for (group, subs) in commands {
@@ -361,7 +374,9 @@ fn every_command_has_an_example_in_its_help() {
     }
     let help = shell.run(&["--help"]).ok().text();
     assert!(
-        help.contains("function, notify, audit lookup, agent, import, export, api)"),
+        help.contains(
+            "function, notify, ca, cert-template, audit lookup, agent, import, export, api)"
+        ),
         "{help}"
     );
 }
@@ -584,4 +599,133 @@ async fn rotation_functions_and_notification_targets() {
         "Nope",
     ])
     .fails(2);
+}
+
+#[tokio::test]
+async fn certificate_authorities_and_templates_from_the_command_line() {
+    let server = Server::start().await;
+    let cli = Cli::new(&server);
+    let root = cli
+        .kura(&[
+            "ca",
+            "create",
+            "root",
+            "--type",
+            "root",
+            "--key-algorithm",
+            "ED25519",
+        ])
+        .ok()
+        .json();
+    assert_eq!(root["CertificateAuthority"]["Status"], "Active");
+    let pem = cli.kura(&["ca", "certificate", "root"]).ok().text();
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+    // An intermediate for an external root: the CSR alone on stdout.
+    let csr = cli
+        .kura(&[
+            "ca",
+            "create",
+            "ext",
+            "--type",
+            "intermediate",
+            "-o",
+            "table",
+        ])
+        .ok()
+        .text();
+    assert!(
+        csr.starts_with("-----BEGIN CERTIFICATE REQUEST-----"),
+        "{csr}"
+    );
+    let refused = cli.kura(&["ca", "certificate", "ext"]);
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.stderr.contains("kura ca import ext"),
+        "{}",
+        refused.stderr
+    );
+    let table = cli.kura(&["ca", "list", "-o", "table"]).ok().text();
+    assert!(
+        table.starts_with("NAME ") && table.contains("STATUS"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("ext ") && l.contains("PendingCertificate")),
+        "{table}"
+    );
+
+    cli.kura(&[
+        "cert-template",
+        "create",
+        "web",
+        "--ca",
+        "root",
+        "--allowed-domain",
+        ".example.test",
+        "--ttl",
+        "10d",
+        "--key-usage",
+        "client",
+    ])
+    .ok();
+    let t = cli.kura(&["cert-template", "describe", "web"]).ok().json();
+    assert_eq!(
+        t["CertificateTemplate"]["KeyUsages"],
+        serde_json::json!(["client"])
+    );
+    assert_eq!(t["CertificateTemplate"]["MaxTtl"], "10d");
+    let table = cli
+        .kura(&["cert-template", "list", "-o", "table"])
+        .ok()
+        .text();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("web ") && l.contains(".example.test")),
+        "{table}"
+    );
+    let bad = cli.kura(&[
+        "cert-template",
+        "create",
+        "x",
+        "--ca",
+        "root",
+        "--allowed-domain",
+        "a.test",
+        "--key-usage",
+        "email",
+    ]);
+    assert_ne!(bad.code, 0);
+    assert!(bad.stderr.contains("KeyUsages"), "{}", bad.stderr);
+
+    // A certificate, then its revocation.
+    let request = r#"{"template": "web", "common_name": "c.example.test"}"#;
+    server.remember(request);
+    cli.secret(&["create", "certs/c", request]).ok();
+    cli.secret(&[
+        "rotate",
+        "certs/c",
+        "--function",
+        "kura-private-certificate",
+    ])
+    .ok();
+    wait_rotation_succeeded(&server, "certs/c").await;
+    let serial = cli
+        .secret(&["get", "certs/c", "--field", "serial_number"])
+        .ok()
+        .text();
+    let revoked = cli
+        .kura(&["ca", "revoke", "root", serial.trim()])
+        .ok()
+        .json();
+    assert_eq!(revoked["SerialNumber"], serial.trim());
+    let refused = cli.kura(&["ca", "delete", "root"]);
+    assert_ne!(refused.code, 0);
+    assert!(refused.stderr.contains("web"), "{}", refused.stderr);
+    cli.kura(&["cert-template", "delete", "web"]).ok();
+    cli.kura(&["ca", "delete", "root"]).ok();
+    let gone = cli.kura(&["ca", "describe", "root"]);
+    assert_eq!(gone.code, 3, "not found: {}", gone.stderr);
 }

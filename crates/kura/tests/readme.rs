@@ -181,6 +181,54 @@ async fn readme_rotation_example_works_as_printed() {
     );
 }
 
+#[tokio::test]
+async fn readme_private_certificate_example_works_as_printed() {
+    if !have("openssl") {
+        return;
+    }
+    let server = Server::start().await;
+    let dir = workdir(&server);
+    let home = tempfile::tempdir().expect("temp dir");
+    let bin = Path::new(env!("CARGO_BIN_EXE_kura")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &readme_block("pki")])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env("HOME", home.path())
+        .env("KURA_ENDPOINT", server.endpoint())
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SHARED_CREDENTIALS_FILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_ENDPOINT_URL_SECRETS_MANAGER")
+        .output()
+        .expect("run bash");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // What the README promises: openssl accepts the chain, and the value has IBM's fields.
+    assert_eq!(stdout.lines().last(), Some("app.pem: OK"), "{stdout}");
+    let client = server.client().await;
+    let value: serde_json::Value =
+        serde_json::from_str(&common::get_string(&client, "certs/app").await).unwrap();
+    assert_eq!(value["issuer"], "issuing");
+    assert_eq!(value["key_algorithm"], "EC_P256");
+    assert!(
+        value["expiration_date"]
+            .as_str()
+            .is_some_and(|d| d.ends_with('Z'))
+    );
+}
+
 /// A shell script run in its own process group, whose background processes (the README's
 /// `kura server ... &`) are ended with the group when this is dropped.
 struct Script {

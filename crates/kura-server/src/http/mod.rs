@@ -69,6 +69,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     router
         .route("/", post(aws).fallback(not_found))
         .route("/health", get(health))
+        .route("/pki/{name}/{file}", get(pki))
         .route("/operator/seal-status", get(operator::seal_status))
         .route("/operator/init", post(operator::init))
         .route("/operator/unseal", post(operator::unseal))
@@ -291,6 +292,44 @@ async fn refuse(
             .insert("connection", HeaderValue::from_static("close"));
     }
     response
+}
+
+/// `GET /pki/<ca>/ca.pem` (the CA's certificate, PEM) and `GET /pki/<ca>/crl` (its CRL, DER,
+/// as RFC 5280 has HTTP CRL distribution points serve it). Unauthenticated, as clients that
+/// verify certificates fetch them; neither holds anything secret.
+async fn pki(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path((name, file)): axum::extract::Path<(String, String)>,
+) -> Response {
+    let Some(live) = state.node.live() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "kura is sealed\n").into_response();
+    };
+    let svc = &live.service;
+    let answer = match file.as_str() {
+        "ca.pem" => svc
+            .ca_certificate_pem(&name)
+            .await
+            .map(|pem| ([("content-type", "application/x-pem-file")], pem).into_response()),
+        "crl" => svc
+            .ca_crl_der(&name)
+            .await
+            .map(|der| ([("content-type", "application/pkix-crl")], der).into_response()),
+        _ => {
+            return (
+                StatusCode::NOT_FOUND,
+                "kura serves /pki/<ca>/ca.pem and /pki/<ca>/crl\n",
+            )
+                .into_response();
+        }
+    };
+    match answer {
+        Ok(r) => r,
+        Err(e) if e.code == ErrorCode::InternalServiceError => {
+            tracing::error!(authority = %name, detail = e.detail.as_deref().unwrap_or(""), "cannot serve a CA file");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
+        }
+        Err(e) => (StatusCode::NOT_FOUND, format!("{}\n", e.message)).into_response(),
+    }
 }
 
 fn error_response(e: &Error) -> Response {

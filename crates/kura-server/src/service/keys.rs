@@ -746,6 +746,7 @@ fn place_context(w: &WrappedDataKey) -> Vec<u8> {
         KeyPlace::AccessKey(id) => access_key_context(id),
         KeyPlace::RotationFunction(n) => super::rotation::functions::function_context(n),
         KeyPlace::NotificationTarget(id) => super::rotation::notify::target_context(id),
+        KeyPlace::CertificateAuthority(n) => super::pki::ca_context(n),
     }
 }
 

@@ -14,6 +14,7 @@ pub mod operation;
 mod operator;
 mod password;
 mod pipeline;
+mod pki;
 mod policy;
 pub mod root;
 pub mod rotation;

@@ -110,6 +110,16 @@ macro_rules! with_operations {
             Kura PutKeyPolicy(PutKeyPolicyRequest) -> Empty = put_key_policy;
             Kura ScheduleKeyDeletion(ScheduleKeyDeletionRequest) -> KeyResponse = schedule_key_deletion;
             Kura CancelKeyDeletion(KeyIdRequest) -> KeyResponse = cancel_key_deletion;
+            Kura CreateCertificateAuthority(CreateCertificateAuthorityRequest) -> CertificateAuthorityResponse = create_certificate_authority;
+            Kura DescribeCertificateAuthority(NameRequest) -> CertificateAuthorityResponse = describe_certificate_authority;
+            Kura ListCertificateAuthorities(Empty) -> ListCertificateAuthoritiesResponse = list_certificate_authorities;
+            Kura DeleteCertificateAuthority(NameRequest) -> Empty = delete_certificate_authority;
+            Kura ImportCertificateAuthorityCertificate(ImportCertificateAuthorityCertificateRequest) -> CertificateAuthorityResponse = import_certificate_authority_certificate;
+            Kura CreateCertificateTemplate(CreateCertificateTemplateRequest) -> CertificateTemplateResponse = create_certificate_template;
+            Kura DescribeCertificateTemplate(NameRequest) -> CertificateTemplateResponse = describe_certificate_template;
+            Kura ListCertificateTemplates(Empty) -> ListCertificateTemplatesResponse = list_certificate_templates;
+            Kura DeleteCertificateTemplate(NameRequest) -> Empty = delete_certificate_template;
+            Kura RevokeCertificate(RevokeCertificateRequest) -> RevokeCertificateResponse = revoke_certificate;
             Sts StsGetCallerIdentity(Empty) -> GetCallerIdentityResponse = get_caller_identity;
         }
     };
@@ -270,6 +280,11 @@ no_target!(
     LookupAuditEventsResponse,
     WatchSecretsResponse,
     ListKeysResponse,
+    CertificateAuthorityResponse,
+    ListCertificateAuthoritiesResponse,
+    CertificateTemplateResponse,
+    ListCertificateTemplatesResponse,
+    RevokeCertificateResponse,
 );
 
 impl AuditTarget for KeyResponse {
@@ -547,4 +562,24 @@ user_facts!(
     AccessKeyIdRequest: user_name,
     PutUserPolicyRequest: user_name,
     UserPolicyRequest: user_name,
+);
+
+macro_rules! name_facts {
+    ($($t:ty: $field:ident),* $(,)?) => {
+        $(impl Facts for $t {
+            fn facts(&self) -> RequestFacts<'_> {
+                RequestFacts {
+                    name: Some(&self.$field),
+                    ..Default::default()
+                }
+            }
+        })*
+    };
+}
+
+name_facts!(
+    CreateCertificateAuthorityRequest: name,
+    ImportCertificateAuthorityCertificateRequest: name,
+    CreateCertificateTemplateRequest: name,
+    RevokeCertificateRequest: certificate_authority,
 );

@@ -619,3 +619,105 @@ pub struct ListKeysResponse {
     pub keys: Vec<KeyMetadata>,
     pub next_token: Option<String>,
 }
+
+/// Kura.CreateCertificateAuthority: a root, an intermediate signed by the kura CA
+/// `parent_authority`, or (no parent) an intermediate whose CSR an external root signs.
+#[derive(Debug)]
+pub struct CreateCertificateAuthorityRequest {
+    pub name: String,
+    /// `root` or `intermediate`.
+    pub kind: String,
+    pub common_name: Option<String>,
+    pub key_algorithm: Option<String>,
+    pub ttl: Option<String>,
+    pub parent_authority: Option<String>,
+}
+
+/// A CA as the API shows it; never its key.
+#[derive(Debug)]
+pub struct CertificateAuthorityEntry {
+    pub name: String,
+    pub kind: String,
+    /// `Active`, or `PendingCertificate` while an external root has not signed it yet.
+    pub status: String,
+    pub common_name: String,
+    pub key_algorithm: String,
+    pub parent_authority: Option<String>,
+    pub certificate: Option<String>,
+    pub certificate_chain: Option<String>,
+    pub csr: Option<String>,
+    pub expiration_date: Option<Timestamp>,
+    pub created_date: Timestamp,
+    /// Where the certificate and the CRL are served, unauthenticated (paths on this server).
+    pub certificate_path: String,
+    pub crl_path: String,
+}
+
+#[derive(Debug)]
+pub struct CertificateAuthorityResponse {
+    pub certificate_authority: CertificateAuthorityEntry,
+}
+
+#[derive(Debug)]
+pub struct ListCertificateAuthoritiesResponse {
+    pub certificate_authorities: Vec<CertificateAuthorityEntry>,
+}
+
+/// Kura.ImportCertificateAuthorityCertificate: the certificate an external root signed for a
+/// pending intermediate, and the certificates between it and the root (root excluded).
+#[derive(Debug)]
+pub struct ImportCertificateAuthorityCertificateRequest {
+    pub name: String,
+    pub certificate: String,
+    pub certificate_chain: Option<String>,
+}
+
+/// Kura.CreateCertificateTemplate.
+#[derive(Debug)]
+pub struct CreateCertificateTemplateRequest {
+    pub name: String,
+    pub certificate_authority: String,
+    pub ttl: Option<String>,
+    pub max_ttl: Option<String>,
+    pub allowed_domains: Vec<String>,
+    pub allow_ip_sans: Option<bool>,
+    pub key_algorithm: Option<String>,
+    pub key_usages: Option<Vec<String>>,
+}
+
+#[derive(Debug)]
+pub struct CertificateTemplateEntry {
+    pub name: String,
+    pub certificate_authority: String,
+    pub ttl: String,
+    pub max_ttl: String,
+    pub allowed_domains: Vec<String>,
+    pub allow_ip_sans: bool,
+    pub key_algorithm: String,
+    pub key_usages: Vec<String>,
+    pub created_date: Timestamp,
+}
+
+#[derive(Debug)]
+pub struct CertificateTemplateResponse {
+    pub certificate_template: CertificateTemplateEntry,
+}
+
+#[derive(Debug)]
+pub struct ListCertificateTemplatesResponse {
+    pub certificate_templates: Vec<CertificateTemplateEntry>,
+}
+
+/// Kura.RevokeCertificate: by the issuing CA and the serial number.
+#[derive(Debug)]
+pub struct RevokeCertificateRequest {
+    pub certificate_authority: String,
+    pub serial_number: String,
+}
+
+#[derive(Debug)]
+pub struct RevokeCertificateResponse {
+    pub certificate_authority: String,
+    pub serial_number: String,
+    pub revocation_date: Timestamp,
+}

@@ -61,6 +61,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../../migrations/postgres/0006_cache_changes_by_exclusion.sql"),
     ),
+    (7, include_str!("../../migrations/postgres/0007_pki.sql")),
 ];
 
 /// The channel the database announces identity changes on (migration 0002).
@@ -168,6 +169,7 @@ mod identity;
 mod keys;
 mod listen;
 mod notifications;
+mod pki;
 mod rotation;
 mod secrets;
 

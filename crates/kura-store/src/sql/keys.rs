@@ -171,8 +171,8 @@ pub(crate) fn restart_rewrap(name: &str, target: i64) -> super::Stmt<'_> {
     .bind(target)
 }
 
-/// The four places a wrapped data key lives, each with what names its row.
-const PLACES: [&str; 4] = [
+/// The five places a wrapped data key lives, each with what names its row.
+const PLACES: [&str; 5] = [
     "SELECT v.secret_id AS sid, v.version_id AS k, s.arn AS arn, v.key_version, v.wrapped_key \
      FROM secret_versions v JOIN secrets s ON s.id = v.secret_id \
      WHERE v.key_name = $1 AND v.key_version < $2 AND v.wrapped_key IS NOT NULL LIMIT $3",
@@ -181,6 +181,8 @@ const PLACES: [&str; 4] = [
     "SELECT CAST(0 AS BIGINT) AS sid, name AS k, CAST('' AS TEXT) AS arn, key_version, wrapped_key FROM rotation_functions \
      WHERE key_name = $1 AND key_version < $2 AND wrapped_key IS NOT NULL LIMIT $3",
     "SELECT CAST(0 AS BIGINT) AS sid, id AS k, CAST('' AS TEXT) AS arn, key_version, wrapped_key FROM notification_targets \
+     WHERE key_name = $1 AND key_version < $2 LIMIT $3",
+    "SELECT CAST(0 AS BIGINT) AS sid, name AS k, CAST('' AS TEXT) AS arn, key_version, wrapped_key FROM pki_authorities \
      WHERE key_name = $1 AND key_version < $2 LIMIT $3",
 ];
 
@@ -212,7 +214,8 @@ pub(crate) async fn rewrap_candidates<C: Conn>(
                 },
                 1 => KeyPlace::AccessKey(k),
                 2 => KeyPlace::RotationFunction(k),
-                _ => KeyPlace::NotificationTarget(k),
+                3 => KeyPlace::NotificationTarget(k),
+                _ => KeyPlace::CertificateAuthority(k),
             };
             out.push(WrappedDataKey {
                 place,
@@ -275,6 +278,15 @@ pub(crate) async fn apply_one<C: Conn>(
         .bind(name)
         .bind(old.key_version)
         .bind(id.as_str()),
+        KeyPlace::CertificateAuthority(n) => stmt(
+            "UPDATE pki_authorities SET wrapped_key = $1, key_version = $2 \
+             WHERE name = $5 AND key_name = $3 AND key_version = $4",
+        )
+        .bind(wrapped)
+        .bind(version)
+        .bind(name)
+        .bind(old.key_version)
+        .bind(n.as_str()),
     };
     s.execute(tx).await
 }
@@ -295,7 +307,8 @@ pub(crate) async fn rewrap_remaining<C: Conn>(conn: &mut C, name: &str, below: i
               + (SELECT COUNT(*) FROM access_keys WHERE key_name = $1 AND key_version < $2) \
               + (SELECT COUNT(*) FROM rotation_functions \
                   WHERE key_name = $1 AND key_version < $2 AND wrapped_key IS NOT NULL) \
-              + (SELECT COUNT(*) FROM notification_targets WHERE key_name = $1 AND key_version < $2)",
+              + (SELECT COUNT(*) FROM notification_targets WHERE key_name = $1 AND key_version < $2) \
+              + (SELECT COUNT(*) FROM pki_authorities WHERE key_name = $1 AND key_version < $2)",
     )
     .bind(name)
     .bind(below)

@@ -24,6 +24,7 @@ pub(crate) mod audit_log;
 pub(crate) mod identity;
 pub(crate) mod keys;
 pub(crate) mod notifications;
+pub(crate) mod pki;
 pub(crate) mod rotation;
 pub(crate) mod secrets;
 pub(crate) mod settings;

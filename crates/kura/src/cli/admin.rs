@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value as Json, json};
 use zeroize::Zeroizing;
 
-use super::{ClientArgs, Format, Out, date, emit, read_document};
+use super::{ClientArgs, Format, Out, date, emit, read_document, read_text};
 use crate::client::{Client, ClientError};
 
 #[derive(Subcommand)]
@@ -883,6 +883,366 @@ pub async fn notify(command: NotifyCommand, args: &ClientArgs) -> Result<(), Cli
                 )
                 .await?;
             a.done(&answer, format!("deleted notification target {target_id}"))
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum CaCommand {
+    /// Create a certificate authority: a root, an intermediate signed by a kura CA (--parent),
+    /// or an intermediate whose CSR an external root signs (no --parent; finish it with
+    /// `kura ca import`).
+    #[command(
+        after_help = "Examples:\n  kura ca create root --type root --common-name \"Example Root\" --key-algorithm EC_P384\n  kura ca create issuing --type intermediate --parent root --ttl 365d\n  kura ca create ext --type intermediate > ext.csr     # the CSR, for the external root"
+    )]
+    Create {
+        name: String,
+        /// root or intermediate.
+        #[arg(long = "type", default_value = "root")]
+        kind: String,
+        /// The kura CA that signs an intermediate.
+        #[arg(long)]
+        parent: Option<String>,
+        /// [default: the name]
+        #[arg(long)]
+        common_name: Option<String>,
+        /// RSA_2048, RSA_3072, RSA_4096, EC_P256, EC_P384 or ED25519 [default: EC_P256].
+        #[arg(long)]
+        key_algorithm: Option<String>,
+        /// How long the CA lives, e.g. 3650d [default: 10 years for a root, 5 for an intermediate].
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// Give an intermediate the certificate an external root signed for its CSR.
+    #[command(
+        after_help = "Example:\n  kura ca import ext --certificate @ext.pem --chain @ext-chain.pem"
+    )]
+    Import {
+        name: String,
+        /// PEM, @FILE or - (stdin).
+        #[arg(long)]
+        certificate: String,
+        /// The certificates between it and the root, root excluded (PEM, @FILE or -).
+        #[arg(long)]
+        chain: Option<String>,
+    },
+    /// Show a CA (never its key).
+    #[command(after_help = "Example:\n  kura ca describe issuing")]
+    Describe { name: String },
+    /// Print a CA's certificate (PEM), as GET /pki/NAME/ca.pem serves it.
+    #[command(after_help = "Example:\n  kura ca certificate root > root.pem")]
+    Certificate { name: String },
+    /// List the CAs.
+    #[command(after_help = "Example:\n  kura ca list")]
+    List,
+    /// Delete a CA (refused while a template uses it or it signed an intermediate).
+    #[command(after_help = "Example:\n  kura ca delete issuing")]
+    Delete { name: String },
+    /// Revoke a certificate the CA issued, by serial number (it goes on the CA's CRL).
+    #[command(after_help = "Example:\n  kura ca revoke issuing 4f:1c:09:…")]
+    Revoke { name: String, serial_number: String },
+}
+
+#[derive(Subcommand)]
+pub enum CertTemplateCommand {
+    /// Create a certificate template: which CA issues, for how long, for which names.
+    #[command(
+        after_help = "Example:\n  kura cert-template create web --ca issuing --allowed-domain .example.com --ttl 30d --max-ttl 90d --key-usage server"
+    )]
+    Create {
+        name: String,
+        /// The CA that issues.
+        #[arg(long = "ca")]
+        authority: String,
+        /// example.com (exactly), .example.com (any name below it) or a glob such as
+        /// web-*.example.com; repeat it for more.
+        #[arg(long = "allowed-domain", required = true, value_name = "DOMAIN")]
+        allowed_domains: Vec<String>,
+        /// A certificate's lifetime unless the secret asks for another [default: 720h].
+        #[arg(long)]
+        ttl: Option<String>,
+        /// The longest lifetime a secret may ask for [default: the ttl].
+        #[arg(long)]
+        max_ttl: Option<String>,
+        /// Allow IP addresses among a certificate's names.
+        #[arg(long)]
+        allow_ip_sans: bool,
+        /// The issued keys' algorithm [default: EC_P256].
+        #[arg(long)]
+        key_algorithm: Option<String>,
+        /// server, client or code_signing; repeat it for more [default: server].
+        #[arg(long = "key-usage", value_name = "USAGE")]
+        key_usages: Vec<String>,
+    },
+    /// Show a template's rules.
+    #[command(after_help = "Example:\n  kura cert-template describe web")]
+    Describe { name: String },
+    /// List the templates.
+    #[command(after_help = "Example:\n  kura cert-template list")]
+    List,
+    /// Delete a template.
+    #[command(after_help = "Example:\n  kura cert-template delete web")]
+    Delete { name: String },
+}
+
+fn ca_line(ca: &Json) -> String {
+    let mut line = format!(
+        "{} ({} CA, {}): {}",
+        s(&ca["Name"]),
+        s(&ca["Type"]),
+        s(&ca["KeyAlgorithm"]),
+        s(&ca["Status"])
+    );
+    if ca["ExpirationDate"].is_number() {
+        line.push_str(&format!(", expires {}", date(&ca["ExpirationDate"])));
+    }
+    line
+}
+
+pub async fn ca(command: CaCommand, args: &ClientArgs) -> Result<(), ClientError> {
+    let a = Admin::new(args)?;
+    const LIST: &str = "kura ca list";
+    match command {
+        CaCommand::Create {
+            name,
+            kind,
+            parent,
+            common_name,
+            key_algorithm,
+            ttl,
+        } => {
+            let mut body = json!({"Name": name, "Type": kind});
+            for (field, v) in [
+                ("ParentAuthority", parent),
+                ("CommonName", common_name),
+                ("KeyAlgorithm", key_algorithm),
+                ("Ttl", ttl),
+            ] {
+                if let Some(v) = v {
+                    body[field] = Json::String(v);
+                }
+            }
+            let answer = a.call("CreateCertificateAuthority", &body, LIST).await?;
+            let ca = &answer["CertificateAuthority"];
+            match (a.out.format, ca["Csr"].as_str()) {
+                (Format::Json, _) => a.out.json(&answer),
+                // The CSR alone on stdout, for the external root; what to do next on stderr.
+                (_, Some(csr)) => {
+                    eprintln!(
+                        "created {}; have the external root sign this CSR, then `kura ca import {} --certificate @SIGNED.pem`",
+                        ca_line(ca),
+                        s(&ca["Name"])
+                    );
+                    emit(csr.as_bytes())
+                }
+                _ => a.out.line(&format!(
+                    "created {}; its certificate: `kura ca certificate {}` or GET {}",
+                    ca_line(ca),
+                    s(&ca["Name"]),
+                    s(&ca["CertificatePath"])
+                )),
+            }
+        }
+        CaCommand::Import {
+            name,
+            certificate,
+            chain,
+        } => {
+            let mut body = json!({"Name": name, "Certificate": read_text(&certificate)?});
+            if let Some(c) = chain {
+                body["CertificateChain"] = Json::String(read_text(&c)?);
+            }
+            let answer = a
+                .call("ImportCertificateAuthorityCertificate", &body, LIST)
+                .await?;
+            a.done(
+                &answer,
+                format!("imported: {}", ca_line(&answer["CertificateAuthority"])),
+            )
+        }
+        CaCommand::Describe { name } => {
+            let answer = a
+                .call("DescribeCertificateAuthority", &json!({"Name": name}), LIST)
+                .await?;
+            if a.out.format == Format::Json {
+                return a.out.json(&answer);
+            }
+            let ca = &answer["CertificateAuthority"];
+            let mut lines = vec![ca_line(ca)];
+            lines.push(format!("common name: {}", s(&ca["CommonName"])));
+            if let Some(p) = ca["ParentAuthority"].as_str() {
+                lines.push(format!("signed by: {p}"));
+            }
+            lines.push(format!("certificate: GET {}", s(&ca["CertificatePath"])));
+            lines.push(format!("CRL: GET {}", s(&ca["CrlPath"])));
+            a.out.line(&lines.join("\n"))
+        }
+        CaCommand::Certificate { name } => {
+            let answer = a
+                .call("DescribeCertificateAuthority", &json!({"Name": name}), LIST)
+                .await?;
+            match answer["CertificateAuthority"]["Certificate"].as_str() {
+                Some(pem) => emit(pem.as_bytes()),
+                None => Err(ClientError::Usage(format!(
+                    "the CA {name} has no certificate yet: `kura ca import {name} --certificate @SIGNED.pem` gives it the one its external root signed"
+                ))),
+            }
+        }
+        CaCommand::List => {
+            let answer = a
+                .call("ListCertificateAuthorities", &json!({}), LIST)
+                .await?;
+            if a.out.format == Format::Json {
+                return a.out.json(&answer);
+            }
+            let rows: Vec<Vec<String>> = answer["CertificateAuthorities"]
+                .as_array()
+                .map(|cas| {
+                    cas.iter()
+                        .map(|c| {
+                            vec![
+                                s(&c["Name"]),
+                                s(&c["Type"]),
+                                s(&c["Status"]),
+                                s(&c["KeyAlgorithm"]),
+                                date(&c["ExpirationDate"]),
+                                s(&c["ParentAuthority"]),
+                            ]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            a.out.rows(
+                &["NAME", "TYPE", "STATUS", "KEY", "EXPIRES", "PARENT"],
+                &rows,
+            )
+        }
+        CaCommand::Delete { name } => {
+            let answer = a
+                .call("DeleteCertificateAuthority", &json!({"Name": name}), LIST)
+                .await?;
+            a.done(&answer, format!("deleted certificate authority {name}"))
+        }
+        CaCommand::Revoke {
+            name,
+            serial_number,
+        } => {
+            let body = json!({"CertificateAuthority": name, "SerialNumber": serial_number});
+            let answer = a.call("RevokeCertificate", &body, LIST).await?;
+            a.done(
+                &answer,
+                format!(
+                    "revoked {} of {name}; it is on GET /pki/{name}/crl",
+                    s(&answer["SerialNumber"])
+                ),
+            )
+        }
+    }
+}
+
+fn template_rows(t: &Json) -> Vec<String> {
+    let list = |v: &Json| {
+        v.as_array()
+            .map(|a| a.iter().map(s).collect::<Vec<_>>().join(","))
+            .unwrap_or_default()
+    };
+    vec![
+        s(&t["Name"]),
+        s(&t["CertificateAuthority"]),
+        s(&t["Ttl"]),
+        s(&t["MaxTtl"]),
+        list(&t["AllowedDomains"]),
+        if t["AllowIpSans"].as_bool() == Some(true) {
+            "yes".into()
+        } else {
+            "no".into()
+        },
+        s(&t["KeyAlgorithm"]),
+        list(&t["KeyUsages"]),
+    ]
+}
+
+const TEMPLATE_HEADER: [&str; 8] = [
+    "NAME", "CA", "TTL", "MAX TTL", "DOMAINS", "IP SANS", "KEY", "USAGES",
+];
+
+pub async fn cert_template(
+    command: CertTemplateCommand,
+    args: &ClientArgs,
+) -> Result<(), ClientError> {
+    let a = Admin::new(args)?;
+    const LIST: &str = "kura cert-template list";
+    match command {
+        CertTemplateCommand::Create {
+            name,
+            authority,
+            allowed_domains,
+            ttl,
+            max_ttl,
+            allow_ip_sans,
+            key_algorithm,
+            key_usages,
+        } => {
+            let mut body = json!({
+                "Name": name,
+                "CertificateAuthority": authority,
+                "AllowedDomains": allowed_domains,
+                "AllowIpSans": allow_ip_sans,
+            });
+            for (field, v) in [
+                ("Ttl", ttl),
+                ("MaxTtl", max_ttl),
+                ("KeyAlgorithm", key_algorithm),
+            ] {
+                if let Some(v) = v {
+                    body[field] = Json::String(v);
+                }
+            }
+            if !key_usages.is_empty() {
+                body["KeyUsages"] = json!(key_usages);
+            }
+            let answer = a.call("CreateCertificateTemplate", &body, LIST).await?;
+            let t = &answer["CertificateTemplate"];
+            a.done(
+                &answer,
+                format!(
+                    "created certificate template {} (CA {}, ttl {}, max {}); a secret {{\"template\": \"{}\", \"common_name\": ...}} rotated by kura-private-certificate uses it",
+                    s(&t["Name"]),
+                    s(&t["CertificateAuthority"]),
+                    s(&t["Ttl"]),
+                    s(&t["MaxTtl"]),
+                    s(&t["Name"])
+                ),
+            )
+        }
+        CertTemplateCommand::Describe { name } => {
+            let answer = a
+                .call("DescribeCertificateTemplate", &json!({"Name": name}), LIST)
+                .await?;
+            if a.out.format == Format::Json {
+                return a.out.json(&answer);
+            }
+            a.out.rows(
+                &TEMPLATE_HEADER,
+                &[template_rows(&answer["CertificateTemplate"])],
+            )
+        }
+        CertTemplateCommand::List => {
+            let answer = a.call("ListCertificateTemplates", &json!({}), LIST).await?;
+            if a.out.format == Format::Json {
+                return a.out.json(&answer);
+            }
+            let rows: Vec<Vec<String>> = answer["CertificateTemplates"]
+                .as_array()
+                .map(|ts| ts.iter().map(template_rows).collect())
+                .unwrap_or_default();
+            a.out.rows(&TEMPLATE_HEADER, &rows)
+        }
+        CertTemplateCommand::Delete { name } => {
+            let answer = a
+                .call("DeleteCertificateTemplate", &json!({"Name": name}), LIST)
+                .await?;
+            a.done(&answer, format!("deleted certificate template {name}"))
         }
     }
 }

@@ -254,7 +254,14 @@ pub fn read_value(arg: Option<&str>, binary: bool, what: &str) -> Result<Value, 
 
 /// A JSON document (a policy): the JSON itself, `@FILE`, or `-` (stdin).
 pub fn read_document(arg: &str) -> Result<serde_json::Value, ClientError> {
-    let text = match arg {
+    let text = read_text(arg)?;
+    serde_json::from_str(&text)
+        .map_err(|e| ClientError::Usage(format!("the document is not JSON: {e}")))
+}
+
+/// An argument's text: as given, `@FILE`, or `-` for stdin.
+pub fn read_text(arg: &str) -> Result<String, ClientError> {
+    Ok(match arg {
         "-" => {
             let mut s = String::new();
             std::io::stdin().read_to_string(&mut s).map_err(|e| {
@@ -265,9 +272,7 @@ pub fn read_document(arg: &str) -> Result<serde_json::Value, ClientError> {
         a if a.starts_with('@') => std::fs::read_to_string(&a[1..])
             .map_err(|e| ClientError::Usage(format!("cannot read {}: {e}", &a[1..])))?,
         a => a.to_string(),
-    };
-    serde_json::from_str(&text)
-        .map_err(|e| ClientError::Usage(format!("the document is not JSON: {e}")))
+    })
 }
 
 fn read_stdin() -> Result<Zeroizing<Vec<u8>>, ClientError> {

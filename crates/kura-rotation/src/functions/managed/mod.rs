@@ -3,9 +3,11 @@
 //! `db.rs`, the password or key pair of a user on an SSH server (Alibaba's "ECS secret") in
 //! `ssh/`, and a kura user's own access key in `access_key.rs`. Every step is safe to run again:
 //! a step first checks whether its work is already done, so a retry or a resumed rotation is
-//! harmless.
+//! harmless. `certificate.rs` (`kura-private-certificate`) is built in the same way, its
+//! "system" being kura's own certificate authorities.
 
 mod access_key;
+mod certificate;
 mod db;
 mod mysql;
 mod postgres;
@@ -38,10 +40,11 @@ pub enum Managed {
     SshPassword,
     SshKeypair,
     AccessKey,
+    PrivateCertificate,
 }
 
 impl Managed {
-    pub const ALL: [Managed; 7] = [
+    pub const ALL: [Managed; 8] = [
         Managed::PostgresSingle,
         Managed::PostgresAlternating,
         Managed::MysqlSingle,
@@ -49,6 +52,7 @@ impl Managed {
         Managed::SshPassword,
         Managed::SshKeypair,
         Managed::AccessKey,
+        Managed::PrivateCertificate,
     ];
 
     pub fn name(self) -> &'static str {
@@ -60,6 +64,7 @@ impl Managed {
             Managed::SshPassword => "kura-ssh-password",
             Managed::SshKeypair => "kura-ssh-keypair",
             Managed::AccessKey => "kura-access-key",
+            Managed::PrivateCertificate => "kura-private-certificate",
         }
     }
 
@@ -84,6 +89,9 @@ impl Managed {
             Managed::SshPassword => Box::new(ssh::SshFunction::new(settings, false)),
             Managed::SshKeypair => Box::new(ssh::SshFunction::new(settings, true)),
             Managed::AccessKey => Box::new(access_key::AccessKeyFunction::new(settings)),
+            Managed::PrivateCertificate => {
+                Box::new(certificate::CertificateFunction::new(settings))
+            }
         }
     }
 }

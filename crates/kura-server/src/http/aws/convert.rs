@@ -148,6 +148,10 @@ SecretIdRequest { secret_id };
     ListKeysRequest { max_results, next_token };
     PutKeyPolicyRequest { key_id, policy };
     ScheduleKeyDeletionRequest { key_id, pending_window_in_days };
+    CreateCertificateAuthorityRequest { name, kind, common_name, key_algorithm, ttl, parent_authority };
+    ImportCertificateAuthorityCertificateRequest { name, certificate, certificate_chain };
+    CreateCertificateTemplateRequest { name, certificate_authority, ttl, max_ttl, allowed_domains, allow_ip_sans, key_algorithm, key_usages };
+    RevokeCertificateRequest { certificate_authority, serial_number };
 }
 
 to_wire! {
@@ -188,4 +192,11 @@ SecretVersionResponse { arn, name, version_id, version_stages };
     KeyMetadata { key_id, arn, alias, description, creation_date, current_version, key_state, deletion_date, policy, tags, rewrap_status };
     KeyResponse { key_metadata };
     ListKeysResponse { keys, next_token };
+    CertificateAuthorityEntry { name, kind, status, common_name, key_algorithm, parent_authority, certificate, certificate_chain, csr, expiration_date, created_date, certificate_path, crl_path };
+    CertificateAuthorityResponse { certificate_authority };
+    ListCertificateAuthoritiesResponse { certificate_authorities };
+    CertificateTemplateEntry { name, certificate_authority, ttl, max_ttl, allowed_domains, allow_ip_sans, key_algorithm, key_usages, created_date };
+    CertificateTemplateResponse { certificate_template };
+    ListCertificateTemplatesResponse { certificate_templates };
+    RevokeCertificateResponse { certificate_authority, serial_number, revocation_date };
 }

@@ -186,6 +186,11 @@ encode_as_converted!(
     WatchSecretsResponse,
     KeyResponse,
     ListKeysResponse,
+    CertificateAuthorityResponse,
+    ListCertificateAuthoritiesResponse,
+    CertificateTemplateResponse,
+    ListCertificateTemplatesResponse,
+    RevokeCertificateResponse,
 );
 
 fn value_out(v: &types::GetSecretValueResponse) -> Result<wire::GetSecretValueResponse<'_>> {

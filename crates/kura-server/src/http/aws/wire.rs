@@ -791,3 +791,118 @@ pub struct ListKeysResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
 }
+
+/// Kura.CreateCertificateAuthority.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateCertificateAuthorityRequest {
+    pub name: String,
+    /// `root` or `intermediate`.
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub common_name: Option<String>,
+    pub key_algorithm: Option<String>,
+    pub ttl: Option<String>,
+    pub parent_authority: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CertificateAuthorityEntry {
+    pub name: String,
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub status: String,
+    pub common_name: String,
+    pub key_algorithm: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_authority: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_chain: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiration_date: Option<f64>,
+    pub created_date: f64,
+    pub certificate_path: String,
+    pub crl_path: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CertificateAuthorityResponse {
+    pub certificate_authority: CertificateAuthorityEntry,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListCertificateAuthoritiesResponse {
+    pub certificate_authorities: Vec<CertificateAuthorityEntry>,
+}
+
+/// Kura.ImportCertificateAuthorityCertificate.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImportCertificateAuthorityCertificateRequest {
+    pub name: String,
+    pub certificate: String,
+    pub certificate_chain: Option<String>,
+}
+
+/// Kura.CreateCertificateTemplate.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateCertificateTemplateRequest {
+    pub name: String,
+    pub certificate_authority: String,
+    pub ttl: Option<String>,
+    pub max_ttl: Option<String>,
+    pub allowed_domains: Vec<String>,
+    pub allow_ip_sans: Option<bool>,
+    pub key_algorithm: Option<String>,
+    pub key_usages: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CertificateTemplateEntry {
+    pub name: String,
+    pub certificate_authority: String,
+    pub ttl: String,
+    pub max_ttl: String,
+    pub allowed_domains: Vec<String>,
+    pub allow_ip_sans: bool,
+    pub key_algorithm: String,
+    pub key_usages: Vec<String>,
+    pub created_date: f64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CertificateTemplateResponse {
+    pub certificate_template: CertificateTemplateEntry,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListCertificateTemplatesResponse {
+    pub certificate_templates: Vec<CertificateTemplateEntry>,
+}
+
+/// Kura.RevokeCertificate.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RevokeCertificateRequest {
+    pub certificate_authority: String,
+    pub serial_number: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RevokeCertificateResponse {
+    pub certificate_authority: String,
+    pub serial_number: String,
+    pub revocation_date: f64,
+}

@@ -8,7 +8,8 @@ use kura_core::model::{RotationStep, SecretRecord};
 use kura_core::names::SecretRef;
 use kura_core::{Error, Result, Timestamp};
 use kura_rotation::function::{
-    RotationFunction, StepContext, StepFailure, StepFuture, StepKey, StepRequest, VersionRef,
+    CertificateRequest, IssuedCertificate, RotationFunction, StepContext, StepFailure, StepFuture,
+    StepKey, StepRequest, VersionRef,
 };
 use kura_rotation::redact;
 use kura_store::VersionSelector;
@@ -207,6 +208,20 @@ impl StepContext for CycleContext<'_> {
                 .map(|_| ())
         })
     }
+    fn issue_certificate<'a>(
+        &'a self,
+        req: CertificateRequest<'a>,
+    ) -> StepFuture<'a, Result<IssuedCertificate>> {
+        Box::pin(self.svc.issue_for_secret(&self.secret.arn, req))
+    }
+
+    fn revoke_certificate<'a>(
+        &'a self,
+        authority: &'a str,
+        serial_number: &'a str,
+    ) -> StepFuture<'a, Result<()>> {
+        Box::pin(self.svc.revoke_replaced(authority, serial_number))
+    }
 }
 
 impl Service {
@@ -244,7 +259,7 @@ impl Service {
     }
 
     /// A version's value, opened; `None` when there is no such version or it has no value.
-    async fn version_plain(
+    pub(crate) async fn version_plain(
         &self,
         s: &SecretRecord,
         which: VersionSelector<'_>,

@@ -46,6 +46,60 @@ impl Service {
     }
 }
 
+impl Service {
+    /// IBM's rule for certificate secrets: a schedule whose interval is longer than the
+    /// certificates' lifetime would let each expire before the next is issued.
+    async fn check_certificate_interval(
+        &self,
+        secret: &kura_core::model::SecretRecord,
+        function_arn: Option<&str>,
+        rules: Option<&RotationConfig>,
+    ) -> Result<()> {
+        let certificates = self
+            .function_arn(kura_rotation::functions::managed::Managed::PrivateCertificate.name());
+        let function = function_arn.or(secret.rotation.function_arn.as_deref());
+        if function != Some(certificates.as_str()) {
+            return Ok(());
+        }
+        let cfg = match rules {
+            Some(r) => r.clone(),
+            None if secret.rotation.enabled => secret.rotation.clone(),
+            None => return Ok(()),
+        };
+        let Some(schedule) = schedule_of(&cfg)? else {
+            return Ok(());
+        };
+        let Some(first) = schedule.next_window(self.clock.now()) else {
+            return Ok(());
+        };
+        let Some(second) = schedule.next_window(first.start) else {
+            return Ok(());
+        };
+        let interval_s = (second.start.0 - first.start.0) / 1000;
+        let current = self
+            .version_plain(secret, kura_store::VersionSelector::Stage(labels::CURRENT))
+            .await?;
+        let Some(value) = current
+            .as_ref()
+            .and_then(|v| serde_json::from_slice::<serde_json::Value>(v.bytes()).ok())
+        else {
+            return Ok(());
+        };
+        let Some((template, ttl)) = self.certificate_ttl_of(&value).await? else {
+            return Ok(());
+        };
+        if interval_s > ttl {
+            return Err(Error::invalid_request(format!(
+                "The rotation interval ({}) is longer than the lifetime of this secret's certificates ({}, from template {template} or the secret's ttl): each would expire before the next is issued. Rotate at least every {}.",
+                kura_pki::show_duration(interval_s),
+                kura_pki::show_duration(ttl),
+                kura_pki::show_duration(ttl)
+            )));
+        }
+        Ok(())
+    }
+}
+
 fn has_pending_elsewhere(stages: &Stages) -> bool {
     let p = stages.get(labels::PENDING);
     p.is_some() && p != stages.get(labels::CURRENT)
@@ -100,6 +154,8 @@ impl Service {
         };
         let immediately = req.rotate_immediately.unwrap_or(true);
         let secret = self.resolve_live(p, &req.secret_id).await?;
+        self.check_certificate_interval(&secret, function_arn.as_deref(), rules.as_ref())
+            .await?;
         let now = self.clock.now();
         let (state, started) = self
             .store
