@@ -57,6 +57,12 @@ impl ClientError {
         }
     }
 
+    /// The server's error with `context` put before its message (which secret, which
+    /// server); any other error as it is.
+    pub fn prefixed(self, context: &str) -> ClientError {
+        self.explained(|_, message| format!("{context}{message}"))
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self {
             ClientError::Usage(_) => exit::USAGE,
