@@ -282,6 +282,27 @@ async fn keys_are_created_rotated_and_scheduled_for_deletion() {
         value.as_bytes()
     );
 
+    // A new policy from a file: the key's default one with a statement id added.
+    let mut policy: serde_json::Value =
+        serde_json::from_str(created["KeyMetadata"]["Policy"].as_str().unwrap()).unwrap();
+    policy["Statement"][0]["Sid"] = serde_json::json!("SetByTheCli");
+    let file = cli.shell.cwd.path().join("team-key.json");
+    std::fs::write(&file, policy.to_string()).unwrap();
+    let at_file = format!("@{}", file.display());
+    let line = cli
+        .kura(&["key", "put-policy", "alias/team", &at_file, "-o", "text"])
+        .ok()
+        .text();
+    assert!(line.contains("policy of key alias/team replaced"), "{line}");
+    let d = cli.kura(&["key", "describe", "alias/team"]).ok().json();
+    let now: serde_json::Value =
+        serde_json::from_str(d["KeyMetadata"]["Policy"].as_str().unwrap()).unwrap();
+    assert_eq!(now["Statement"][0]["Sid"], "SetByTheCli", "{now}");
+    let err = cli
+        .kura(&["key", "put-policy", "alias/team", r#"{"Statement": "no"}"#])
+        .fails(2);
+    assert!(err.contains("Statement"), "{err}");
+
     // In use: deletion refused; unused: scheduled, then cancelled.
     cli.kura(&["key", "delete", "alias/team", "--pending-window-days", "7"])
         .fails(2);
