@@ -270,7 +270,7 @@ async fn import_one(client: &Client, item: &Item, dry_run: bool) -> Result<Outco
         let r = client.call(&format!("secretsmanager.{op}"), &body).await;
         let mut body = body;
         wipe(&mut body);
-        r.map_err(|e| e.explained(|code, m| client.general_hint(code, &m).unwrap_or(m)))
+        r.map_err(|e| client.hinted(e))
     };
     let current = client
         .call(
@@ -394,7 +394,7 @@ async fn copy_one(
     let call = |c: &'static str, mut body: Json| async move {
         let r = target.call(&format!("secretsmanager.{c}"), &body).await;
         wipe(&mut body);
-        r.map_err(|e| e.explained(|code, m| target.general_hint(code, &m).unwrap_or(m)))
+        r.map_err(|e| target.hinted(e))
     };
     let d = source
         .call("secretsmanager.DescribeSecret", &json!({"SecretId": name}))
@@ -928,7 +928,7 @@ pub async fn export(a: ExportArgs, conn: &ConnArgs) -> Result<(), ClientError> {
         region: conn.region.clone(),
         credentials_file: None,
     })?;
-    let hint = |e: ClientError| e.explained(|code, m| client.general_hint(code, &m).unwrap_or(m));
+    let hint = |e: ClientError| client.hinted(e);
     let body = super::secret::list_body(&a.filters)?;
     let mut secrets = pages(body, "SecretList", async |b| {
         client.call("secretsmanager.ListSecrets", b).await

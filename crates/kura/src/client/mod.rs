@@ -250,6 +250,11 @@ impl Client {
             .then(|| format!("{message}; if the server is sealed, `kura operator unseal` opens it"))
     }
 
+    /// `e` with [`general_hint`](Self::general_hint)'s advice when it has some.
+    pub fn hinted(&self, e: ClientError) -> ClientError {
+        e.explained(|code, m| self.general_hint(code, &m).unwrap_or(m))
+    }
+
     /// Explains a refusal: which key was used, from where, and what to check.
     pub fn denied_hint(&self, code: &str) -> String {
         let creds = &self.settings;
