@@ -1,9 +1,9 @@
-//! `GET /metrics` in Prometheus' text format (0.0.4), written by hand: a few counters, one
-//! histogram family and some gauges read at scrape time need no metrics crate.
+//! `GET /metrics` in Prometheus' text format (0.0.4), written by hand: a few counters, two
+//! histogram families and some gauges read at scrape time need no metrics crate.
 //!
 //! Labels are bounded and say nothing secret: operations are IAM action names known at build
 //! time, outcomes are error codes, functions are rotation-function names chosen by an
-//! operator. Never a secret's name or value.
+//! operator, pools are the store's fixed names. Never a secret's name or value.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
