@@ -24,10 +24,15 @@ pub struct FileChain {
     committed: AtomicU64,
     /// Told of each commit's records, in commit order (the watch operation's wake-up).
     observer: std::sync::OnceLock<Observer>,
+    /// Told how long each commit of records took (metrics).
+    latency: std::sync::OnceLock<LatencyObserver>,
 }
 
 /// Called with each commit's records right after they commit; must not block.
 pub type Observer = Box<dyn Fn(&[AuditRecord]) + Send + Sync>;
+
+/// Called with each audit commit's latency (see [`AuditChain::commit_took`]); must not block.
+pub type LatencyObserver = Box<dyn Fn(std::time::Duration) + Send + Sync>;
 
 struct AuditFile {
     out: std::fs::File,
@@ -93,6 +98,12 @@ impl AuditChain for FileChain {
         }
         Ok(())
     }
+
+    fn commit_took(&self, took: std::time::Duration) {
+        if let Some(observe) = self.latency.get() {
+            observe(took);
+        }
+    }
 }
 
 impl FileChain {
@@ -104,6 +115,11 @@ impl FileChain {
     /// Sets the one observer of committed records (later calls are ignored).
     pub fn observe(&self, observer: Observer) {
         let _ = self.observer.set(observer);
+    }
+
+    /// Sets the one observer of commit latencies (later calls are ignored).
+    pub fn observe_latency(&self, observer: LatencyObserver) {
+        let _ = self.latency.set(observer);
     }
 
     /// Signs with `key` and appends to the file at `path` (created, mode 0600, if missing).
@@ -123,6 +139,7 @@ impl FileChain {
             }),
             committed: AtomicU64::new(0),
             observer: std::sync::OnceLock::new(),
+            latency: std::sync::OnceLock::new(),
         })
     }
 }

@@ -26,7 +26,7 @@ mod record;
 mod verify;
 mod writer;
 
-pub use file::{AUDIT_FILE, Observer};
+pub use file::{AUDIT_FILE, LatencyObserver, Observer};
 pub use record::{AuditChain, AuditQuery, AuditRecord, AuditStore};
 pub use verify::{FileHolds, VerifyReport, verify};
 pub use writer::AuditLog;

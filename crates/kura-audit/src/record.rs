@@ -57,6 +57,9 @@ pub trait AuditChain: Send + Sync + 'static {
     /// Called right after `records` committed and before any other audit-writing
     /// transaction can begin, so calls come in commit order, which is seq order.
     fn committed(&self, records: &[AuditRecord]) -> Result<()>;
+    /// How long a commit that made audit records durable took: from the first of its records
+    /// written into the transaction until COMMIT returned (the commit latency of `/metrics`).
+    fn commit_took(&self, _took: std::time::Duration) {}
 }
 
 /// The audit chain.

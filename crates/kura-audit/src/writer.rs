@@ -51,6 +51,13 @@ impl AuditLog {
         self.chain.observe(observer);
     }
 
+    /// Calls `observer` with how long each commit of audit records took, from its first
+    /// record written into the transaction until COMMIT returned (by the writer or with a
+    /// store transaction). One observer per log.
+    pub fn observe_latency(&self, observer: crate::file::LatencyObserver) {
+        self.chain.observe_latency(observer);
+    }
+
     /// Records waiting for the writer (metrics).
     pub fn queue_depth(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()

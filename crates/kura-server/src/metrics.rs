@@ -1,9 +1,9 @@
-//! `GET /metrics` in Prometheus' text format (0.0.4), written by hand: a few counters, one
-//! histogram family and some gauges read at scrape time need no metrics crate.
+//! `GET /metrics` in Prometheus' text format (0.0.4), written by hand: a few counters, two
+//! histogram families and some gauges read at scrape time need no metrics crate.
 //!
 //! Labels are bounded and say nothing secret: operations are IAM action names known at build
 //! time, outcomes are error codes, functions are rotation-function names chosen by an
-//! operator. Never a secret's name or value.
+//! operator, pools are the store's fixed names. Never a secret's name or value.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -29,6 +29,33 @@ struct Histogram {
     count: u64,
 }
 
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
+            self.buckets[i] += 1;
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+
+    /// The `_bucket`, `_sum` and `_count` lines of `name`; `labels` (`k="v",` each, escaped)
+    /// go before `le`.
+    fn write(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (bound, n) in BUCKETS.iter().zip(self.buckets) {
+            cumulative += n;
+            let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{bound}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {}", self.count);
+        let labels = match labels.trim_end_matches(',') {
+            "" => String::new(),
+            l => format!("{{{l}}}"),
+        };
+        let _ = writeln!(out, "{name}_sum{labels} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{labels} {}", self.count);
+    }
+}
+
 /// One operation's answers.
 #[derive(Default)]
 struct OperationStats {
@@ -42,6 +69,9 @@ struct Counters {
     operations: BTreeMap<&'static str, OperationStats>,
     /// (function, outcome) → finished rotation cycles.
     rotations: BTreeMap<(String, String), u64>,
+    /// Commits of audit records, from the first record written into the transaction until
+    /// COMMIT returned.
+    audit_commits: Histogram,
 }
 
 static COUNTERS: LazyLock<Mutex<Counters>> = LazyLock::new(Default::default);
@@ -81,12 +111,12 @@ pub fn request(operation: &'static str, outcome: &str, seconds: f64) {
         Some((_, n)) => *n += 1,
         None => stats.outcomes.push((outcome.to_string(), 1)),
     }
-    let h = &mut stats.latency;
-    if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
-        h.buckets[i] += 1;
-    }
-    h.sum += seconds;
-    h.count += 1;
+    stats.latency.observe(seconds);
+}
+
+/// One commit that made audit records durable, and how long it took.
+pub fn audit_commit(took: std::time::Duration) {
+    counters().audit_commits.observe(took.as_secs_f64());
 }
 
 /// One rotation cycle that ended (`succeeded` or `failed`), by the function that ran it.
@@ -161,31 +191,10 @@ pub async fn render(node: &Node) -> String {
             "Time from a request's arrival to its answer, by operation.",
         );
         for (op, stats) in &c.operations {
-            let h = &stats.latency;
-            let op = esc(op);
-            let mut cumulative = 0;
-            for (bound, n) in BUCKETS.iter().zip(h.buckets) {
-                cumulative += n;
-                let _ = writeln!(
-                    out,
-                    "kura_request_duration_seconds_bucket{{operation=\"{op}\",le=\"{bound}\"}} {cumulative}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "kura_request_duration_seconds_bucket{{operation=\"{op}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "kura_request_duration_seconds_sum{{operation=\"{op}\"}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "kura_request_duration_seconds_count{{operation=\"{op}\"}} {}",
-                h.count
-            );
+            let labels = format!("operation=\"{}\",", esc(op));
+            stats
+                .latency
+                .write(&mut out, "kura_request_duration_seconds", &labels);
         }
         header(
             &mut out,
@@ -201,6 +210,14 @@ pub async fn render(node: &Node) -> String {
                 esc(outcome)
             );
         }
+        header(
+            &mut out,
+            "kura_audit_commit_duration_seconds",
+            "histogram",
+            "Commits that made audit records durable: from the first record written into the transaction (SQLite: released into the group commit) until COMMIT returned.",
+        );
+        c.audit_commits
+            .write(&mut out, "kura_audit_commit_duration_seconds", "");
     }
     let Some(live) = live else {
         return out;
@@ -257,6 +274,15 @@ pub async fn render(node: &Node) -> String {
         );
         let _ = writeln!(out, "kura_rotations_due {}", due.len());
     }
+    if let Ok(overdue) = store.rotation_overdue(now, COUNT_LIMIT).await {
+        header(
+            &mut out,
+            "kura_rotations_overdue",
+            "gauge",
+            "Secrets whose scheduled rotation is late, leased or not: the rotation window closed before a cycle started, or the cycle still runs after the window's end (counted up to 10000).",
+        );
+        let _ = writeln!(out, "kura_rotations_overdue {}", overdue.len());
+    }
     if let Ok(due) = store.due_notifications(now, COUNT_LIMIT).await {
         header(
             &mut out,
@@ -265,6 +291,35 @@ pub async fn render(node: &Node) -> String {
             "Notifications due for delivery and not yet delivered (counted up to 10000).",
         );
         let _ = writeln!(out, "kura_notifications_due {}", due.len());
+    }
+    let pools = store.pool_stats();
+    header(
+        &mut out,
+        "kura_db_connections",
+        "gauge",
+        "Database connections by pool (PostgreSQL: main; SQLite: read, read-direct, and write, its one writer) and state (in_use, idle).",
+    );
+    for p in &pools {
+        for (state, n) in [("in_use", p.in_use), ("idle", p.idle)] {
+            let _ = writeln!(
+                out,
+                "kura_db_connections{{pool=\"{}\",state=\"{state}\"}} {n}",
+                p.pool
+            );
+        }
+    }
+    header(
+        &mut out,
+        "kura_db_connections_max",
+        "gauge",
+        "The most connections each database pool opens.",
+    );
+    for p in &pools {
+        let _ = writeln!(
+            out,
+            "kura_db_connections_max{{pool=\"{}\"}} {}",
+            p.pool, p.max
+        );
     }
     out
 }
@@ -281,6 +336,25 @@ mod tests {
         );
         assert_eq!(operation_label("secretsmanager.prod/db"), "unknown");
         assert_eq!(operation_label("x"), "unknown");
+    }
+
+    #[test]
+    fn a_histogram_is_cumulative_and_ends_at_its_count() {
+        let mut h = Histogram::default();
+        for s in [0.0001, 0.003, 0.003, 99.0] {
+            h.observe(s);
+        }
+        let mut out = String::new();
+        h.write(&mut out, "x", "");
+        assert!(out.contains("x_bucket{le=\"0.0005\"} 1\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"0.005\"} 3\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"10\"} 3\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"+Inf\"} 4\nx_sum 99."), "{out}");
+        assert!(out.ends_with("\nx_count 4\n"), "{out}");
+        let mut out = String::new();
+        h.write(&mut out, "x", "op=\"a\",");
+        assert!(out.contains("x_bucket{op=\"a\",le=\"+Inf\"} 4\n"), "{out}");
+        assert!(out.contains("x_count{op=\"a\"} 4\n"), "{out}");
     }
 
     #[test]

@@ -497,6 +497,9 @@ pub trait RotationStore: Send + Sync + 'static {
     /// Secrets with rotation work due at `now` (a scheduled cycle to start, or a cycle to
     /// continue) whose lease is free or expired, soonest first.
     async fn rotation_due(&self, now: Timestamp, limit: usize) -> Result<Vec<i64>>;
+    /// Secrets whose scheduled rotation is overdue at `now` (leased or not): its window
+    /// closed before a cycle started, or its cycle still runs past the window's end.
+    async fn rotation_overdue(&self, now: Timestamp, limit: usize) -> Result<Vec<i64>>;
     /// Takes (or renews) the rotation lease of a secret; false if another owner holds it.
     async fn claim_rotation(
         &self,
@@ -575,8 +578,40 @@ pub trait StoreLifecycle: Send + Sync + 'static {
     /// What the read cache did and holds (metrics, tests).
     fn cache_stats(&self) -> CacheStats;
 
+    /// The database connections each of the store's pools holds now (metrics).
+    fn pool_stats(&self) -> Vec<PoolStats>;
+
     /// Bounds the read cache to about `bytes` (0: no cache).
     fn set_cache_budget(&self, bytes: usize);
+}
+
+/// The connections of one of a store's pools, at one moment (metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Which pool: `main` (PostgreSQL); `read`, `read-direct` and `write` (SQLite).
+    pub pool: &'static str,
+    /// Connections lent out: running a query or a transaction.
+    pub in_use: usize,
+    /// Connections open and waiting for work.
+    pub idle: usize,
+    /// The most the pool opens at once.
+    pub max: usize,
+}
+
+impl PoolStats {
+    /// The stats of a sqlx pool.
+    pub(crate) fn of<DB: sqlx::Database>(pool: &'static str, p: &sqlx::Pool<DB>) -> PoolStats {
+        let open = p.size() as usize;
+        // Read one after the other: an idle count above the open one means a connection
+        // came back in between.
+        let idle = p.num_idle().min(open);
+        PoolStats {
+            pool,
+            in_use: open - idle,
+            idle,
+            max: p.options().get_max_connections() as usize,
+        }
+    }
 }
 
 /// A change another node made, announced by a shared database.

@@ -913,6 +913,10 @@ impl RotationStore for SqliteStore {
         sql::rotation::rotation_due(&mut *self.read().await?, now, limit).await
     }
 
+    async fn rotation_overdue(&self, now: Timestamp, limit: usize) -> Result<Vec<i64>> {
+        sql::rotation::rotation_overdue(&mut *self.read().await?, now, limit).await
+    }
+
     async fn claim_rotation(
         &self,
         secret_id: i64,
@@ -1071,6 +1075,21 @@ impl StoreLifecycle for SqliteStore {
 
     fn set_cache_budget(&self, bytes: usize) {
         self.cache.set_budget(bytes);
+    }
+
+    fn pool_stats(&self) -> Vec<crate::PoolStats> {
+        // The writer is one connection, kept open, busy while a turn or a commit holds it.
+        let busy = usize::from(self.writer.busy());
+        vec![
+            crate::PoolStats::of("read", &self.pool),
+            self.readers.stats("read-direct"),
+            crate::PoolStats {
+                pool: "write",
+                in_use: busy,
+                idle: 1 - busy,
+                max: 1,
+            },
+        ]
     }
 
     async fn ping(&self) -> Result<()> {

@@ -468,6 +468,89 @@ async fn pagination(store: &dyn Store) {
     );
 }
 
+/// A scheduled rotation is overdue once its window closed with no cycle started, leased or
+/// not, or while its cycle runs past the window's end; not while the window is open, nor
+/// once the cycle ended.
+async fn overdue_rotations(store: &dyn Store) {
+    let hour = 60 * MINUTE;
+    let end = T0.plus_ms(hour);
+    let late = create(store, "overdue/late").await;
+    let running = create(store, "overdue/running").await;
+    create(store, "overdue/idle").await;
+    store
+        .modify(
+            late,
+            &mut |st| {
+                st.secret.rotation.enabled = true;
+                st.secret.rotation.next_rotation_at = Some(T0);
+                st.secret.rotation.next_rotation_end = Some(end);
+                Ok(())
+            },
+            &NO_AUDIT,
+        )
+        .await
+        .unwrap();
+    store
+        .modify(
+            running,
+            &mut |st| {
+                st.secret.run.phase = RotationPhase::InProgress;
+                st.secret.run.token = Some("v2".into());
+                st.secret.run.attempt = 1;
+                st.secret.run.resume_at = Some(T0);
+                st.secret.run.window_end = Some(end);
+                Ok(())
+            },
+            &NO_AUDIT,
+        )
+        .await
+        .unwrap();
+    let overdue = async |at: Timestamp, limit: usize| {
+        let mut ids = store.rotation_overdue(at, limit).await.unwrap();
+        ids.sort();
+        ids
+    };
+    assert!(overdue(T0, 10).await.is_empty(), "the window is open");
+    assert!(overdue(end.plus_ms(-1), 10).await.is_empty());
+    assert_eq!(overdue(end, 10).await, [late, running]);
+    assert_eq!(overdue(end, 1).await.len(), 1, "counted up to the limit");
+    // A lease (a node that took it and is gone) does not make it on time.
+    assert!(
+        store
+            .claim_rotation(late, "gone", end, end.plus_ms(hour))
+            .await
+            .unwrap()
+    );
+    assert_eq!(overdue(end, 10).await, [late, running]);
+    // Both ran: the next window is tomorrow.
+    store
+        .modify(
+            late,
+            &mut |st| {
+                st.secret.rotation.next_rotation_at = Some(T0.plus_ms(24 * hour));
+                st.secret.rotation.next_rotation_end = Some(end.plus_ms(24 * hour));
+                Ok(())
+            },
+            &NO_AUDIT,
+        )
+        .await
+        .unwrap();
+    store
+        .modify(
+            running,
+            &mut |st| {
+                st.secret.run.phase = RotationPhase::Succeeded;
+                st.secret.run.resume_at = None;
+                st.secret.run.window_end = None;
+                Ok(())
+            },
+            &NO_AUDIT,
+        )
+        .await
+        .unwrap();
+    assert!(overdue(end.plus_ms(hour), 10).await.is_empty());
+}
+
 /// A rotation lease is held by one owner until released or expired; a held secret is not due.
 async fn leases(store: &dyn Store) {
     let id = create(store, "lease/app").await;
@@ -2305,6 +2388,7 @@ backend_tests!(
         idempotency,
         pagination,
         leases,
+        overdue_rotations,
         outbox,
         outbox_claims,
         filters,
@@ -2329,6 +2413,7 @@ backend_tests!(
         idempotency,
         pagination,
         leases,
+        overdue_rotations,
         outbox,
         outbox_claims,
         filters,

@@ -44,6 +44,9 @@ kura run exits with its command's code instead (128+N for a signal N, 126 cannot
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (on first start it initialises the data directory).
+    #[command(
+        after_help = "Examples:\n  kura server                                   # 127.0.0.1:8200, SQLite in ./kura-data\n  kura server --listen 0.0.0.0:8200 --tls-cert /etc/kura/tls/server.pem --tls-key /etc/kura/tls/server.key\n  kura server --database-url \"$KURA_DATABASE_URL\"   # a node of a cluster on PostgreSQL\n  kura server --config /etc/kura/kura.toml --print-config"
+    )]
     Server {
         /// Address to listen on.
         #[arg(long, env = "KURA_LISTEN", default_value = "127.0.0.1:8200")]
@@ -157,6 +160,9 @@ enum Command {
     },
     /// Copy a single server's installation (its SQLite database) into an empty PostgreSQL
     /// database, for nodes started with --database-url. Stop that server first.
+    #[command(
+        after_help = "Example:\n  kura migrate --from ./kura-data --to \"$KURA_DATABASE_URL\""
+    )]
     Migrate {
         /// The data directory of the server to move.
         #[arg(long, value_name = "DATA_DIR")]
@@ -413,8 +419,12 @@ fn hsm_config(
 #[derive(Subcommand)]
 enum OperatorCommand {
     /// Show whether the server is initialised and sealed, and how many shares it has.
+    #[command(
+        after_help = "Examples:\n  kura operator status\n  kura operator status --endpoint https://kura.internal:8200"
+    )]
     Status,
     /// Initialise a server started with --seal shamir: prints the unseal shares (once).
+    #[command(after_help = "Examples:\n  kura operator init --shares 5 --threshold 3")]
     Init {
         /// How many shares to make.
         #[arg(long, default_value = "5")]
@@ -424,6 +434,9 @@ enum OperatorCommand {
         threshold: u8,
     },
     /// Give the server one unseal share (read from the terminal, not echoed, when not given).
+    #[command(
+        after_help = "Examples:\n  kura operator unseal                # asks for a share, not echoed\n  kura operator unseal --reset        # forget the shares given so far"
+    )]
     Unseal {
         /// The share; leave it out to be asked for it (keeps it out of the shell history).
         share: Option<String>,
@@ -434,6 +447,9 @@ enum OperatorCommand {
     /// Move an installation to another seal (file, shamir or pkcs11), its servers stopped.
     /// Only the root key is re-wrapped; no secret is re-encrypted. From shamir it asks for
     /// the shares (one per line on stdin); to shamir it prints the new shares.
+    #[command(
+        after_help = "Examples:\n  kura operator migrate-seal --data-dir ./kura-data --to shamir --shares 5 --threshold 3\n  kura operator migrate-seal --data-dir ./kura-data --to file"
+    )]
     MigrateSeal {
         #[arg(long, env = "KURA_DATA_DIR", default_value = "./kura-data")]
         data_dir: PathBuf,
@@ -457,6 +473,9 @@ enum OperatorCommand {
     /// earlier access keys are deleted (a lost key may be a stolen one) unless
     /// --keep-old-keys; a disabled root is enabled again. Writes DATA_DIR/root-credentials,
     /// replacing the earlier file, or prints them with --print.
+    #[command(
+        after_help = "Examples:\n  kura operator generate-root --data-dir ./kura-data             # file seal: reads root.key\n  kura operator generate-root --data-dir ./kura-data --share S1 --share S2 --share S3"
+    )]
     GenerateRoot {
         #[arg(long, env = "KURA_DATA_DIR", default_value = "./kura-data")]
         data_dir: PathBuf,
@@ -477,6 +496,9 @@ enum OperatorCommand {
     /// Disable the root user: its access keys are refused. Refused unless an administrator
     /// exists (a user with an active access key whose policies allow every kura:* and
     /// secretsmanager:* action on "*"). Needs kura:DisableRoot (root or an administrator).
+    #[command(
+        after_help = "Examples:\n  kura operator disable-root --credentials ./admin-credentials"
+    )]
     DisableRoot {
         /// AWS shared-credentials file (default: as `kura api`).
         #[arg(long)]
@@ -485,6 +507,9 @@ enum OperatorCommand {
         region: String,
     },
     /// Enable the root user again (needs kura:EnableRoot: an administrator).
+    #[command(
+        after_help = "Examples:\n  kura operator enable-root --credentials ./admin-credentials"
+    )]
     EnableRoot {
         /// AWS shared-credentials file of an administrator (default: as `kura api`).
         #[arg(long)]
@@ -495,6 +520,7 @@ enum OperatorCommand {
     /// Rotate the root key on the running server: a new root key wraps every key-encryption
     /// key, kept by the server's seal (same shares, same HSM key; the file seal rewrites
     /// root.key). Reads and writes go on; other nodes of a cluster follow. Root only.
+    #[command(after_help = "Examples:\n  kura operator rotate-root-key")]
     RotateRootKey {
         /// AWS shared-credentials file of the root user (default: as `kura api`).
         #[arg(long)]
@@ -505,6 +531,9 @@ enum OperatorCommand {
     /// Take a consistent backup of the installation while its servers run: every table,
     /// still encrypted, with the audit chain, into one file (a SQLite database with a
     /// manifest). The root key is not in it: with the file seal, keep root.key apart.
+    #[command(
+        after_help = "Examples:\n  kura operator backup --data-dir ./kura-data --output /backups/kura-$(date +%F).db\n  kura operator backup --database-url \"$KURA_DATABASE_URL\" --output /backups/kura.db"
+    )]
     Backup {
         /// The backup file to write (written beside it, then renamed: never half-written).
         #[arg(long, value_name = "FILE")]
@@ -521,6 +550,9 @@ enum OperatorCommand {
     },
     /// Build a new installation from a backup: into a new or empty data directory, and into
     /// an empty PostgreSQL database when --database-url is given.
+    #[command(
+        after_help = "Examples:\n  kura operator restore --input backups/kura.db --data-dir ./restored --root-key ./kura-data/root.key"
+    )]
     Restore {
         /// The backup file (from `kura operator backup`).
         #[arg(long, value_name = "FILE")]
@@ -537,6 +569,7 @@ enum OperatorCommand {
         root_key: Option<PathBuf>,
     },
     /// Seal the server: it forgets its keys and answers nothing until unsealed. Root only.
+    #[command(after_help = "Examples:\n  kura operator seal")]
     Seal {
         /// AWS shared-credentials file of the root user (default: as `kura api`).
         #[arg(long)]
@@ -560,6 +593,9 @@ enum AuditCommand {
     },
     /// Check that no audit record was edited, deleted or reordered; say where the chain breaks.
     /// Reads the data directory only, so it may run beside the server.
+    #[command(
+        after_help = "Examples:\n  kura audit verify\n  kura audit verify --data-dir ./node2 --database-url \"$KURA_DATABASE_URL\""
+    )]
     Verify {
         #[arg(long, env = "KURA_DATA_DIR", default_value = "./kura-data")]
         data_dir: PathBuf,

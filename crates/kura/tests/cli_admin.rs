@@ -282,6 +282,27 @@ async fn keys_are_created_rotated_and_scheduled_for_deletion() {
         value.as_bytes()
     );
 
+    // A new policy from a file: the key's default one with a statement id added.
+    let mut policy: serde_json::Value =
+        serde_json::from_str(created["KeyMetadata"]["Policy"].as_str().unwrap()).unwrap();
+    policy["Statement"][0]["Sid"] = serde_json::json!("SetByTheCli");
+    let file = cli.shell.cwd.path().join("team-key.json");
+    std::fs::write(&file, policy.to_string()).unwrap();
+    let at_file = format!("@{}", file.display());
+    let line = cli
+        .kura(&["key", "put-policy", "alias/team", &at_file, "-o", "text"])
+        .ok()
+        .text();
+    assert!(line.contains("policy of key alias/team replaced"), "{line}");
+    let d = cli.kura(&["key", "describe", "alias/team"]).ok().json();
+    let now: serde_json::Value =
+        serde_json::from_str(d["KeyMetadata"]["Policy"].as_str().unwrap()).unwrap();
+    assert_eq!(now["Statement"][0]["Sid"], "SetByTheCli", "{now}");
+    let err = cli
+        .kura(&["key", "put-policy", "alias/team", r#"{"Statement": "no"}"#])
+        .fails(2);
+    assert!(err.contains("Statement"), "{err}");
+
     // In use: deletion refused; unused: scheduled, then cancelled.
     cli.kura(&["key", "delete", "alias/team", "--pending-window-days", "7"])
         .fails(2);
@@ -315,62 +336,71 @@ async fn keys_are_created_rotated_and_scheduled_for_deletion() {
     assert!(err.contains("kura key list"), "{err}");
 }
 
+/// The subcommands a `--help` lists under "Commands:" (clap's layout: two spaces, the name),
+/// without `help`.
+fn subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| l.trim_end() != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+/// Walks `kura --help` down to every command that has no subcommands: each one's help has an
+/// example of itself. Breaks if a command is added without one.
 #[test]
 fn every_command_has_an_example_in_its_help() {
     let shell = Shell::new(std::path::Path::new("/nonexistent"));
-    let commands: &[(&str, &[&str])] = &[
-        (
-            "user",
-            &[
-                "create",
-                "list",
-                "delete",
-                "whoami",
-                "create-key",
-                "keys",
-                "disable-key",
-                "enable-key",
-                "delete-key",
-            ],
-        ),
-        (
-            "key",
-            &[
-                "create",
-                "list",
-                "describe",
-                "rotate",
-                "put-policy",
-                "delete",
-                "cancel-deletion",
-            ],
-        ),
-        ("policy", &["validate", "put", "get", "list", "delete"]),
-        ("function", &["create", "list", "delete"]),
-        ("notify", &["create", "list", "delete"]),
-        (
-            "ca",
-            &[
-                "create",
-                "import",
-                "describe",
-                "certificate",
-                "list",
-                "delete",
-                "revoke",
-            ],
-        ),
-        ("cert-template", &["create", "describe", "list", "delete"]),
-        ("audit", &["lookup"]),
-    ];
-    for (group, subs) in commands {
-        for sub in *subs {
-            let help = shell.run(&[group, sub, "--help"]).ok().text();
-            assert!(
-                help.contains("Example") && help.contains(&format!("kura {group} {sub}")),
-                "{group} {sub}: {help}"
-            );
+    let mut todo: Vec<Vec<String>> = vec![Vec::new()];
+    let mut leaves = Vec::new();
+    let mut missing = Vec::new();
+    while let Some(path) = todo.pop() {
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
+        let help = shell.run(&args).ok().text();
+        let subs = subcommands(&help);
+        if subs.is_empty() {
+            let command = format!("kura {}", path.join(" "));
+            // The command itself, not a longer one it begins (`kura operator seal` in
+            // `kura operator seal-x`).
+            let shown = help.lines().any(|l| {
+                l.match_indices(command.as_str()).any(|(at, _)| {
+                    let rest = &l[at + command.len()..];
+                    rest.is_empty() || rest.starts_with(' ')
+                })
+            });
+            if !(help.contains("Example") && shown) {
+                missing.push(command.clone());
+            }
+            leaves.push(command);
         }
+        for sub in subs {
+            let mut next = path.clone();
+            next.push(sub);
+            todo.push(next);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "no example of itself in the help of: {missing:#?}"
+    );
+    // The walk found the commands (not an empty list from a changed help layout).
+    for command in [
+        "kura secret get",
+        "kura user create-key",
+        "kura audit lookup",
+        "kura operator unseal",
+        "kura run",
+        "kura completion",
+    ] {
+        assert!(
+            leaves.iter().any(|l| l == command),
+            "{command} in {leaves:#?}"
+        );
     }
     let help = shell.run(&["--help"]).ok().text();
     assert!(

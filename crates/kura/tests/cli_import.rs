@@ -373,6 +373,31 @@ async fn export_without_values_then_with_values_round_trips_into_another_server(
     assert_eq!(meta["exp/one"]["Description"], "first");
     assert_eq!(meta["exp/one"]["Tags"]["team"], "web");
 
+    // Such a file imported is refused whole: its metadata would become the values.
+    for format in ["json", "yaml"] {
+        let file = cli.shell.cwd.path().join(format!("names.{format}"));
+        let run = cli
+            .kura(&[
+                "export",
+                "--format",
+                format,
+                "--filter",
+                "name=exp/",
+                "--output-file",
+                file.to_str().unwrap(),
+            ])
+            .ok();
+        assert!(run.stdout.is_empty());
+        let err = to.kura(&["import", file.to_str().unwrap()]).fails(2);
+        assert!(
+            err.contains("without --with-values") && err.contains("Nothing was imported"),
+            "{format}: {err}"
+        );
+        assert!(err.contains("exp/one and 1 more"), "{format}: {err}");
+        assert!(!exists(&target, "exp/one").await, "{format}");
+        assert!(!exists(&target, "exp/two").await, "{format}");
+    }
+
     // With values, to a file: a warning, mode 0600.
     for format in ["json", "yaml", "env"] {
         let file = cli.shell.cwd.path().join(format!("backup.{format}"));
@@ -438,6 +463,111 @@ async fn export_without_values_then_with_values_round_trips_into_another_server(
     assert_eq!(value(&target, "other/x").await, "x");
     source.assert_no_stored_value_leaked();
     target.assert_no_stored_value_leaked();
+}
+
+/// Breaks if export stops at the first value it cannot read, writes nothing then, exits 0
+/// with secrets missing, or does not say which are missing and why.
+#[tokio::test]
+async fn export_with_values_leaves_out_what_it_cannot_read_and_says_so() {
+    let server = Server::start().await;
+    let mut cli = Cli::new(&server);
+    let c = server.client().await;
+    let mut values = Vec::new();
+    for name in ["exp/a", "exp/denied", "exp/z"] {
+        let value = format!("{name}-value-{}", unique_suffix());
+        server.remember(&value);
+        create_plain(&c, name, &value).await;
+        values.push(value);
+    }
+    c.create_secret()
+        .name("exp/bin")
+        .secret_binary(aws_sdk_secretsmanager::primitives::Blob::new(vec![
+            0u8, 1, 255,
+        ]))
+        .send()
+        .await
+        .unwrap();
+    let denied = c
+        .describe_secret()
+        .secret_id("exp/denied")
+        .send()
+        .await
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    server
+        .kura("CreateUser", r#"{"UserName": "exporter"}"#)
+        .await
+        .assert_ok();
+    let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["secretsmanager:ListSecrets",
+            "secretsmanager:GetSecretValue"], "Resource": "*"},
+        {"Effect": "Deny", "Action": "secretsmanager:GetSecretValue", "Resource": denied}]});
+    server
+        .kura(
+            "PutUserPolicy",
+            &serde_json::json!({"UserName": "exporter", "PolicyName": "export",
+                "PolicyDocument": policy.to_string()})
+            .to_string(),
+        )
+        .await
+        .assert_ok();
+    let (akid, secret) = server.new_access_key("exporter").await;
+    cli.shell.set("AWS_ACCESS_KEY_ID", &akid);
+    cli.shell.set("AWS_SECRET_ACCESS_KEY", &secret);
+
+    let run = cli.kura(&[
+        "export",
+        "--format",
+        "json",
+        "--with-values",
+        "--filter",
+        "name=exp/",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let doc = run.json();
+    assert_eq!(doc["exp/a"], values[0].as_str());
+    assert_eq!(doc["exp/z"], values[2].as_str());
+    assert_eq!(doc.as_object().unwrap().len(), 2, "{doc}");
+    let err = &run.stderr;
+    assert!(
+        err.contains("exp/denied: left out") && err.contains("AccessDeniedException"),
+        "{err}"
+    );
+    assert!(
+        err.contains("exp/bin: left out") && err.contains("binary"),
+        "{err}"
+    );
+    assert!(err.contains("2 of 4 secrets were left out"), "{err}");
+    assert!(!err.contains(&values[1]), "{err}");
+
+    // To a file: the same, the file holding what could be read.
+    let file = cli.shell.cwd.path().join("partial.yaml");
+    let run = cli.kura(&[
+        "export",
+        "--format",
+        "yaml",
+        "--with-values",
+        "--filter",
+        "name=exp/",
+        "--output-file",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stdout.is_empty());
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains(&values[0]) && text.contains(&values[2]),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&values[1]) && !text.contains("exp/bin"),
+        "{text}"
+    );
+    let help = cli.shell.run(&["export", "--help"]).ok().text();
+    assert!(help.contains("the exit code is then 1"), "{help}");
+    server.assert_no_stored_value_leaked();
 }
 
 #[tokio::test]

@@ -58,6 +58,31 @@ fn workdir_for(data_dir: &Path) -> tempfile::TempDir {
     dir
 }
 
+/// Issue 16: the Quick start shows kura's own commands (`kura secret`, then `kura run`)
+/// before the AWS tools.
+#[test]
+fn quick_start_shows_kura_secret_and_kura_run_first() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+        .expect("read README.md");
+    let start = readme
+        .find("\n## Quick start\n")
+        .expect("a Quick start section");
+    let section = &readme[start + 1..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+    let blocks: Vec<&str> = section
+        .split("<!-- test: ")
+        .skip(1)
+        .filter_map(|b| b.split_once(" -->").map(|(name, _)| name))
+        .collect();
+    assert_eq!(
+        blocks.get(..3),
+        Some(&["kura-cli", "kura-run", "aws-cli"][..]),
+        "{blocks:?}"
+    );
+    assert!(readme_block("kura-cli").starts_with("kura secret "));
+    assert!(readme_block("kura-run").contains("kura run --secret"));
+}
+
 #[tokio::test]
 async fn readme_aws_cli_then_boto3_examples_work_as_printed() {
     if !have("aws") || !have("python3") {

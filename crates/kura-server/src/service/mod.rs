@@ -191,6 +191,7 @@ impl Service {
 
     pub(crate) fn set_audit(&self, log: kura_audit::AuditLog) {
         log.observe(self.watch_observer());
+        log.observe_latency(Box::new(crate::metrics::audit_commit));
         let _ = self.audit.set(log);
     }
 

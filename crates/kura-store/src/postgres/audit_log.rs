@@ -13,9 +13,11 @@ impl PgStore {
         // connection, so writers queued on the lock cannot starve it of one.
         let mut tx = self.begin().await?;
         let _order = self.audit_order.lock().await;
+        let started = std::time::Instant::now();
         let records =
             sql::audit_log::insert_chained(&mut *tx, chain.as_ref(), records.to_vec()).await?;
         tx.commit().await.map_err(db_err)?;
+        chain.commit_took(started.elapsed());
         chain.committed(&records)
     }
 }

@@ -471,6 +471,10 @@ impl StoreLifecycle for PgStore {
         self.cache.set_budget(bytes);
     }
 
+    fn pool_stats(&self) -> Vec<crate::PoolStats> {
+        vec![crate::PoolStats::of("main", &self.pool)]
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)

@@ -24,6 +24,10 @@ impl RotationStore for PgStore {
         sql::rotation::rotation_due(&mut *self.read().await?, now, limit).await
     }
 
+    async fn rotation_overdue(&self, now: Timestamp, limit: usize) -> Result<Vec<i64>> {
+        sql::rotation::rotation_overdue(&mut *self.read().await?, now, limit).await
+    }
+
     async fn claim_rotation(
         &self,
         secret_id: i64,

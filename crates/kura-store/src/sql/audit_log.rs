@@ -172,12 +172,14 @@ pub(crate) async fn commit_change<T: Committable>(
         Some(lock) => Some(lock.lock().await),
         None => None,
     };
+    let started = std::time::Instant::now();
     let written = match insert_chained(tx.conn(), chain, vec![draft.record.clone()]).await {
         Ok(records) => tx.commit().await.map(|()| records),
         Err(e) => Err(e),
     };
     match written {
         Ok(records) => {
+            chain.commit_took(started.elapsed());
             audit.settle(draft, true);
             // The change is done and its record durable in the database: a failed file
             // append is the file's problem (logged by the chain, found by verify), not the

@@ -31,6 +31,36 @@ pub(crate) async fn rotation_due<C: Conn>(
     .await
 }
 
+/// A scheduled window the row does not bound (`next_rotation_end` unset) lasts this long, as
+/// the rotation engine's `DEFAULT_WINDOW_MS` gives it.
+const UNBOUNDED_WINDOW_MS: i64 = 3_600_000;
+
+/// Secrets whose scheduled rotation is overdue at `now`, leased or not: the window closed and
+/// no cycle started, or a cycle still runs past its window's end. Two index ranges, as in
+/// [`rotation_due`]: a running cycle always has a `rotation_resume_at`.
+pub(crate) async fn rotation_overdue<C: Conn>(
+    conn: &mut C,
+    now: Timestamp,
+    limit: usize,
+) -> Result<Vec<i64>> {
+    stmt(
+        "SELECT id FROM secrets \
+           WHERE next_rotation_at <= $1 AND rotation_enabled = 1 AND deleted_at IS NULL \
+             AND rotation_state <> 'InProgress' \
+             AND COALESCE(next_rotation_end, next_rotation_at + $2) <= $1 \
+         UNION \
+         SELECT id FROM secrets \
+           WHERE rotation_resume_at IS NOT NULL AND deleted_at IS NULL \
+             AND rotation_state = 'InProgress' AND rotation_window_end <= $1 \
+         LIMIT $3",
+    )
+    .bind(now)
+    .bind(UNBOUNDED_WINDOW_MS)
+    .bind(limit as i64)
+    .scalars(conn)
+    .await
+}
+
 /// Takes (or renews) the rotation lease of a secret: one conditional UPDATE, which changes
 /// the row (one row affected) only where no other owner holds a live lease. Where nodes race
 /// (PostgreSQL), the condition is checked again on the row's newest version, so exactly one

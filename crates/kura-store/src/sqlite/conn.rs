@@ -327,6 +327,16 @@ impl DirectReaders {
         }
     }
 
+    /// Readers running and connections kept (metrics).
+    pub(crate) fn stats(&self, pool: &'static str) -> crate::PoolStats {
+        crate::PoolStats {
+            pool,
+            in_use: READERS.saturating_sub(self.turns.available_permits()),
+            idle: self.idle.lock().map(|idle| idle.len()).unwrap_or(0),
+            max: READERS,
+        }
+    }
+
     /// Runs `f` on a reader connection on a blocking thread.
     pub(crate) async fn run<T: Send + 'static>(
         &self,

@@ -102,6 +102,9 @@ struct Released {
     /// Audit records it inserted, for the file once committed.
     records: Vec<AuditRecord>,
     done: oneshot::Sender<Result<()>>,
+    /// When it was released into the transaction (its records' commit latency counts from
+    /// here).
+    at: Instant,
 }
 
 impl Writer {
@@ -138,6 +141,11 @@ impl Writer {
 
     pub(crate) fn chain(&self) -> Option<&dyn AuditChain> {
         self.shared.chain.get().map(|c| c.as_ref())
+    }
+
+    /// Whether a turn or a commit holds the connection now (metrics).
+    pub(crate) fn busy(&self) -> bool {
+        self.shared.state.try_lock().is_err()
     }
 
     /// The next turn for a request's write (or a read's audit records): waits for the writer,
@@ -238,8 +246,9 @@ impl Turn {
         st.conn.batch(&["RELEASE turn"]).map_err(direct_err)?;
         st.dirty = false;
         let (done, wait) = oneshot::channel();
-        st.batch.push(Released { records, done });
-        st.batch_since.get_or_insert_with(Instant::now);
+        let at = Instant::now();
+        st.batch.push(Released { records, done, at });
+        st.batch_since.get_or_insert(at);
         self.released = true;
         // Dropping hands the writer on and makes sure a commit will come.
         drop(self);
@@ -392,11 +401,21 @@ impl State {
             .iter_mut()
             .flat_map(|r| std::mem::take(&mut r.records))
             .collect();
+        // The batch's audit records wait for this COMMIT from the first of them released.
+        let first_record = self
+            .batch
+            .iter()
+            .filter(|r| !r.records.is_empty())
+            .map(|r| r.at)
+            .min();
         let committed = blocking(move || {
             let done = db.as_ref().map(|db| conn::control(db, &["COMMIT"]));
             if let (Some(Ok(())), Some(chain)) = (&done, chain)
                 && !records.is_empty()
             {
+                if let Some(at) = first_record {
+                    chain.commit_took(at.elapsed());
+                }
                 // Durable in the database: a failed file append is the file's problem
                 // (logged by the chain, found by verify), not the writers'.
                 let _ = chain.committed(&records);

@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value as Json, json};
 use zeroize::Zeroizing;
 
-use super::{ClientArgs, Format, Out, date, emit, read_document, read_text};
+use super::{ClientArgs, Format, Out, date, emit, pages, read_document, read_text};
 use crate::client::{Client, ClientError};
 
 #[derive(Subcommand)]
@@ -475,18 +475,10 @@ pub async fn key(command: KeyCommand, args: &ClientArgs) -> Result<(), ClientErr
             show(&answer, format!("created key {name} ({})", s(&m["KeyId"])))
         }
         KeyCommand::List => {
-            let mut body = json!({});
-            let mut keys = Vec::new();
-            loop {
-                let mut page = a.call("ListKeys", &body, LIST).await?;
-                if let Some(items) = page["Keys"].as_array_mut() {
-                    keys.append(items);
-                }
-                match page["NextToken"].as_str() {
-                    Some(t) if !t.is_empty() => body["NextToken"] = json!(t),
-                    _ => break,
-                }
-            }
+            let keys = pages(json!({}), "Keys", async |b| {
+                a.call("ListKeys", b, LIST).await
+            })
+            .await?;
             if a.out.format == Format::Json {
                 return a.out.json(&json!({"Keys": keys}));
             }

@@ -83,21 +83,7 @@ pub async fn lookup(a: LookupArgs, args: &ClientArgs) -> Result<(), ClientError>
         let mut page = client
             .call("Kura.LookupAuditEvents", &body)
             .await
-            .map_err(|e| match e {
-                ClientError::Api {
-                    status,
-                    code,
-                    message,
-                } => {
-                    let message = client.general_hint(&code, &message).unwrap_or(message);
-                    ClientError::Api {
-                        status,
-                        code,
-                        message,
-                    }
-                }
-                other => other,
-            })?;
+            .map_err(|e| client.hinted(e))?;
         if let Some(items) = page["Events"].as_array_mut() {
             events.append(items);
         }

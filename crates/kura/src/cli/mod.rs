@@ -186,6 +186,26 @@ pub fn table(header: &[&str], rows: &[Vec<String>], color: bool) -> String {
 }
 
 /// An error as `kura secret` prints it: the server's code in brackets after its message.
+/// Every page of a listing: `call` is given `body`, then `body` with each answer's
+/// NextToken, until an answer has none; the items under `key` of every answer.
+pub async fn pages(
+    mut body: serde_json::Value,
+    key: &str,
+    mut call: impl AsyncFnMut(&serde_json::Value) -> Result<serde_json::Value, ClientError>,
+) -> Result<Vec<serde_json::Value>, ClientError> {
+    let mut all = Vec::new();
+    loop {
+        let mut page = call(&body).await?;
+        if let Some(items) = page[key].as_array_mut() {
+            all.append(items);
+        }
+        match page["NextToken"].as_str() {
+            Some(t) if !t.is_empty() => body["NextToken"] = serde_json::json!(t),
+            _ => return Ok(all),
+        }
+    }
+}
+
 pub fn message(e: &ClientError) -> String {
     match e {
         ClientError::Api { code, message, .. } => format!("{message} ({code})"),

@@ -6,7 +6,7 @@ use base64::Engine;
 use clap::{Args, Subcommand};
 use serde_json::{Value as Json, json};
 
-use super::{ClientArgs, Format, Out, Value, date, print_raw, read_value, wipe};
+use super::{ClientArgs, Format, Out, Value, date, pages, print_raw, read_value, wipe};
 use crate::client::{Client, ClientError};
 
 const VALUE_HELP: &str = "The value: the text itself, @FILE (a file's contents), or - (stdin). \
@@ -284,6 +284,28 @@ fn key_value(text: &str, what: &str) -> Result<(String, String), ClientError> {
     text.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| ClientError::Usage(format!("{what} {text:?} is not KEY=VALUE")))
+}
+
+/// A ListSecrets request for `kura secret list --filter` (and `kura export --filter`):
+/// KEY=VALUE filters, the values of one key together, as ListSecrets matches any value of a
+/// key and every key.
+pub fn list_body(filters: &[String]) -> Result<Json, ClientError> {
+    let mut keys: Vec<(String, Vec<String>)> = Vec::new();
+    for f in filters {
+        let (k, v) = key_value(f, "the filter")?;
+        match keys.iter_mut().find(|(key, _)| *key == k) {
+            Some((_, values)) => values.push(v),
+            None => keys.push((k, vec![v])),
+        }
+    }
+    let mut body = json!({});
+    if !keys.is_empty() {
+        body["Filters"] = keys
+            .iter()
+            .map(|(k, v)| json!({"Key": k, "Values": v}))
+            .collect();
+    }
+    Ok(body)
 }
 
 fn tags_json(tags: &[String]) -> Result<Vec<Json>, ClientError> {
@@ -641,22 +663,7 @@ impl Secrets {
     }
 
     async fn list(&self, a: ListArgs) -> Result<(), ClientError> {
-        // Values of one key go together: ListSecrets matches any value of a key, every key.
-        let mut filters: Vec<(String, Vec<String>)> = Vec::new();
-        for f in &a.filters {
-            let (k, v) = key_value(f, "the filter")?;
-            match filters.iter_mut().find(|(key, _)| *key == k) {
-                Some((_, values)) => values.push(v),
-                None => filters.push((k, vec![v])),
-            }
-        }
-        let mut body = json!({});
-        if !filters.is_empty() {
-            body["Filters"] = filters
-                .iter()
-                .map(|(k, v)| json!({"Key": k, "Values": v}))
-                .collect();
-        }
+        let mut body = list_body(&a.filters)?;
         if a.include_planned_deletion {
             body["IncludePlannedDeletion"] = json!(true);
         }
@@ -669,7 +676,10 @@ impl Secrets {
         if let Some(n) = a.page_size {
             body["MaxResults"] = json!(n);
         }
-        let all = self.pages("ListSecrets", body, "SecretList", "").await?;
+        let all = pages(body, "SecretList", async |b| {
+            self.call("ListSecrets", b, "").await
+        })
+        .await?;
         if self.out.format == Format::Json {
             return self.out.json(&json!({"SecretList": all}));
         }
@@ -693,27 +703,6 @@ impl Secrets {
         self.out.rows(&header, &rows)
     }
 
-    /// Every page of a listing: the items under `key`.
-    async fn pages(
-        &self,
-        op: &str,
-        mut body: Json,
-        key: &str,
-        id: &str,
-    ) -> Result<Vec<Json>, ClientError> {
-        let mut all = Vec::new();
-        loop {
-            let mut page = self.call(op, &body, id).await?;
-            if let Some(items) = page[key].as_array_mut() {
-                all.append(items);
-            }
-            match page["NextToken"].as_str() {
-                Some(t) if !t.is_empty() => body["NextToken"] = json!(t),
-                _ => return Ok(all),
-            }
-        }
-    }
-
     async fn versions(&self, a: VersionsArgs) -> Result<(), ClientError> {
         let mut body = json!({"SecretId": a.name});
         if a.include_deprecated {
@@ -722,9 +711,10 @@ impl Secrets {
         if let Some(n) = a.page_size {
             body["MaxResults"] = json!(n);
         }
-        let all = self
-            .pages("ListSecretVersionIds", body, "Versions", &a.name)
-            .await?;
+        let all = pages(body, "Versions", async |b| {
+            self.call("ListSecretVersionIds", b, &a.name).await
+        })
+        .await?;
         if self.out.format == Format::Json {
             return self.out.json(&json!({"Name": a.name, "Versions": all}));
         }

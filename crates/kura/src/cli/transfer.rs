@@ -9,13 +9,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value as Json, json};
 use zeroize::Zeroizing;
 
-use super::{ClientArgs, Format, emit, wipe};
+use super::{ClientArgs, Format, emit, pages, wipe};
 use crate::client::{Client, ClientError, ConnectOptions};
 
 pub const IMPORT_HELP: &str = "\
 A .env file becomes ONE secret holding a JSON object of its keys (--name NAME), or one secret
 per key (--each, names PREFIX + KEY with --prefix). A JSON or YAML map {name: value} becomes one
-secret per entry (an object or list stored as JSON text). A Vault/OpenBao export (the JSON of
+secret per entry (an object or list stored as JSON text); a file of `kura export` without
+--with-values (metadata, no values) is refused. A Vault/OpenBao export (the JSON of
 `vault kv get -format=json PATH`) becomes one secret named --name or after the file; a map
 {name: export} or a list of exports carrying \"path\" gives several.
 
@@ -36,8 +37,11 @@ Examples:
   kura import --from-endpoint https://secretsmanager.eu-west-1.amazonaws.com --from-profile aws";
 
 pub const EXPORT_HELP: &str = "\
-Without --with-values only names and metadata are written (descriptions, tags, dates); with it
-the values too, after a warning on stderr, and --output-file is created with mode 0600.
+Without --with-values only names and metadata are written (descriptions, tags, dates), which
+`kura import` refuses; with it the values too, after a warning on stderr, and --output-file is
+created with mode 0600. A secret whose value cannot be read (access denied, deleted since the
+listing, a binary value) is left out and named on stderr with the reason; the others are still
+written, and the exit code is then 1.
 
 Examples:
   kura export --format yaml                             # names and metadata
@@ -105,6 +109,26 @@ pub struct ExportArgs {
     /// Write to this file instead of stdout (mode 0600 when it holds values).
     #[arg(long, value_name = "FILE")]
     output_file: Option<PathBuf>,
+}
+
+/// What `kura export` without --with-values writes of each secret (and `Tags`, as a map).
+const METADATA: [&str; 6] = [
+    "Description",
+    "CreatedDate",
+    "LastChangedDate",
+    "LastRotatedDate",
+    "RotationEnabled",
+    "DeletedDate",
+];
+
+/// An entry of `kura export` without values: an object of metadata with its CreatedDate
+/// (which every secret has), rather than a value.
+fn is_export_metadata(v: &Json) -> bool {
+    v.as_object().is_some_and(|m| {
+        m.contains_key("CreatedDate")
+            && m.keys()
+                .all(|k| k == "Tags" || METADATA.contains(&k.as_str()))
+    })
 }
 
 /// One secret to import; the value is wiped when dropped.
@@ -246,7 +270,7 @@ async fn import_one(client: &Client, item: &Item, dry_run: bool) -> Result<Outco
         let r = client.call(&format!("secretsmanager.{op}"), &body).await;
         let mut body = body;
         wipe(&mut body);
-        r.map_err(|e| e.explained(|code, m| client.general_hint(code, &m).unwrap_or(m)))
+        r.map_err(|e| client.hinted(e))
     };
     let current = client
         .call(
@@ -300,40 +324,9 @@ async fn import_one(client: &Client, item: &Item, dry_run: bool) -> Result<Outco
     }
 }
 
-/// Every page of a listing on `client`: the items under `key`.
-async fn pages(
-    client: &Client,
-    op: &str,
-    mut body: Json,
-    key: &str,
-) -> Result<Vec<Json>, ClientError> {
-    let mut all = Vec::new();
-    loop {
-        let mut page = client.call(&format!("secretsmanager.{op}"), &body).await?;
-        if let Some(items) = page[key].as_array_mut() {
-            all.append(items);
-        }
-        match page["NextToken"].as_str() {
-            Some(t) if !t.is_empty() => body["NextToken"] = json!(t),
-            _ => return Ok(all),
-        }
-    }
-}
-
 /// The error of a call to the source endpoint, said to be the source's.
 fn at_source(url: &str) -> impl Fn(ClientError) -> ClientError + '_ {
-    move |e| match e {
-        ClientError::Api {
-            status,
-            code,
-            message,
-        } => ClientError::Api {
-            status,
-            code,
-            message: format!("{url} answered: {message}"),
-        },
-        other => other,
-    }
+    move |e| e.prefixed(&format!("{url} answered: "))
 }
 
 /// `kura import --from-endpoint URL`: copies every secret of another endpoint.
@@ -351,9 +344,11 @@ async fn from_endpoint(url: &str, a: &ImportArgs, args: &ClientArgs) -> Result<(
             "--from-endpoint {url} is the destination too: give the destination with --endpoint"
         )));
     }
-    let secrets = pages(&source, "ListSecrets", json!({}), "SecretList")
-        .await
-        .map_err(at_source(url))?;
+    let secrets = pages(json!({}), "SecretList", async |b| {
+        source.call("secretsmanager.ListSecrets", b).await
+    })
+    .await
+    .map_err(at_source(url))?;
     let bar = progress(secrets.len() as u64);
     let mut done: Vec<(String, Outcome)> = Vec::new();
     let mut failed: Vec<(String, String)> = Vec::new();
@@ -399,7 +394,7 @@ async fn copy_one(
     let call = |c: &'static str, mut body: Json| async move {
         let r = target.call(&format!("secretsmanager.{c}"), &body).await;
         wipe(&mut body);
-        r.map_err(|e| e.explained(|code, m| target.general_hint(code, &m).unwrap_or(m)))
+        r.map_err(|e| target.hinted(e))
     };
     let d = source
         .call("secretsmanager.DescribeSecret", &json!({"SecretId": name}))
@@ -485,12 +480,9 @@ async fn copy_one(
         .and_then(|t| t["VersionIdsToStages"].as_object())
         .map(|m| m.keys().cloned().collect())
         .unwrap_or_default();
-    let mut versions = pages(
-        source,
-        "ListSecretVersionIds",
-        json!({"SecretId": name}),
-        "Versions",
-    )
+    let mut versions = pages(json!({"SecretId": name}), "Versions", async |b| {
+        source.call("secretsmanager.ListSecretVersionIds", b).await
+    })
     .await
     .map_err(&src)?;
     versions.retain(|v| v["VersionStages"].as_array().is_some_and(|s| !s.is_empty()));
@@ -692,6 +684,22 @@ fn parse(
                     "{shown} is not a map of secret names to values ({{\"prod/db\": \"value\", ...}})"
                 )));
             };
+            // Metadata stored as values would replace the real ones: refuse the whole file.
+            let metadata: Vec<String> = map
+                .iter()
+                .filter(|(_, v)| is_export_metadata(v))
+                .map(|(n, _)| n.clone())
+                .collect();
+            if let Some(first) = metadata.first() {
+                let more = match metadata.len() {
+                    1 => String::new(),
+                    n => format!(" and {} more", n - 1),
+                };
+                scrub(Json::Object(map));
+                return Err(usage(format!(
+                    "{shown} holds secrets' metadata, not their values ({first}{more}): it is the output of `kura export` without --with-values. Nothing was imported; export with --with-values to copy values"
+                )));
+            }
             Ok(map
                 .into_iter()
                 .map(|(name, v)| Item {
@@ -920,38 +928,13 @@ pub async fn export(a: ExportArgs, conn: &ConnArgs) -> Result<(), ClientError> {
         region: conn.region.clone(),
         credentials_file: None,
     })?;
-    let hint = |e: ClientError| e.explained(|code, m| client.general_hint(code, &m).unwrap_or(m));
-    let mut filters: Vec<(String, Vec<String>)> = Vec::new();
-    for f in &a.filters {
-        let (k, v) = f
-            .split_once('=')
-            .ok_or_else(|| ClientError::Usage(format!("the filter {f:?} is not KEY=VALUE")))?;
-        match filters.iter_mut().find(|(key, _)| key == k) {
-            Some((_, values)) => values.push(v.to_string()),
-            None => filters.push((k.to_string(), vec![v.to_string()])),
-        }
-    }
-    let mut body = json!({});
-    if !filters.is_empty() {
-        body["Filters"] = filters
-            .iter()
-            .map(|(k, v)| json!({"Key": k, "Values": v}))
-            .collect();
-    }
-    let mut secrets: Vec<Json> = Vec::new();
-    loop {
-        let mut page = client
-            .call("secretsmanager.ListSecrets", &body)
-            .await
-            .map_err(hint)?;
-        if let Some(items) = page["SecretList"].as_array_mut() {
-            secrets.append(items);
-        }
-        match page["NextToken"].as_str() {
-            Some(t) if !t.is_empty() => body["NextToken"] = json!(t),
-            _ => break,
-        }
-    }
+    let hint = |e: ClientError| client.hinted(e);
+    let body = super::secret::list_body(&a.filters)?;
+    let mut secrets = pages(body, "SecretList", async |b| {
+        client.call("secretsmanager.ListSecrets", b).await
+    })
+    .await
+    .map_err(hint)?;
     secrets.sort_by(|x, y| x["Name"].as_str().cmp(&y["Name"].as_str()));
     if a.with_values {
         eprintln!(
@@ -959,6 +942,8 @@ pub async fn export(a: ExportArgs, conn: &ConnArgs) -> Result<(), ClientError> {
         );
     }
     let mut doc = serde_json::Map::new();
+    // (name, why): secrets whose value could not be written; the others still are.
+    let mut left_out: Vec<(String, String)> = Vec::new();
     let bar = progress(secrets.len() as u64).filter(|_| a.with_values);
     for d in &secrets {
         let name = d["Name"].as_str().unwrap_or_default().to_string();
@@ -966,27 +951,17 @@ pub async fn export(a: ExportArgs, conn: &ConnArgs) -> Result<(), ClientError> {
             let answer = client
                 .call("secretsmanager.GetSecretValue", &json!({"SecretId": name}))
                 .await;
-            let mut answer = match answer {
-                Ok(v) => v,
-                Err(e) => {
-                    scrub_all(&mut doc);
-                    return Err(match hint(e) {
-                        ClientError::Api {
-                            status,
-                            code,
-                            message,
-                        } => ClientError::Api {
-                            status,
-                            code,
-                            message: format!("{name}: {message}"),
-                        },
-                        other => other,
-                    });
-                }
-            };
             if let Some(b) = &bar {
                 b.inc(1);
             }
+            // Denied, or deleted since the listing: the rest is exported all the same.
+            let mut answer = match answer {
+                Ok(v) => v,
+                Err(e) => {
+                    left_out.push((name, super::message(&hint(e))));
+                    continue;
+                }
+            };
             let value = match answer
                 .as_object_mut()
                 .and_then(|m| m.remove("SecretString"))
@@ -994,9 +969,10 @@ pub async fn export(a: ExportArgs, conn: &ConnArgs) -> Result<(), ClientError> {
                 Some(Json::String(s)) => s,
                 _ => {
                     wipe(&mut answer);
-                    eprintln!(
-                        "kura: warning: {name} has a binary value (or none): left out of the export"
-                    );
+                    left_out.push((
+                        name,
+                        "it has a binary value (or none), which these formats cannot hold".into(),
+                    ));
                     continue;
                 }
             };
@@ -1004,14 +980,7 @@ pub async fn export(a: ExportArgs, conn: &ConnArgs) -> Result<(), ClientError> {
             doc.insert(name, Json::String(value));
         } else {
             let mut meta = serde_json::Map::new();
-            for key in [
-                "Description",
-                "CreatedDate",
-                "LastChangedDate",
-                "LastRotatedDate",
-                "RotationEnabled",
-                "DeletedDate",
-            ] {
+            for key in METADATA {
                 if !d[key].is_null() {
                     meta.insert(key.into(), d[key].clone());
                 }
@@ -1046,9 +1015,20 @@ pub async fn export(a: ExportArgs, conn: &ConnArgs) -> Result<(), ClientError> {
     });
     scrub_all(&mut doc);
     match &a.output_file {
-        None => emit(text.as_bytes()),
-        Some(path) => write_file(path, text.as_bytes(), a.with_values),
+        None => emit(text.as_bytes())?,
+        Some(path) => write_file(path, text.as_bytes(), a.with_values)?,
     }
+    if left_out.is_empty() {
+        return Ok(());
+    }
+    for (name, why) in &left_out {
+        eprintln!("kura: {name}: left out: {why}");
+    }
+    Err(ClientError::Other(format!(
+        "{} of {} secrets were left out of the export (listed above); it holds the others",
+        left_out.len(),
+        secrets.len()
+    )))
 }
 
 fn scrub_all(doc: &mut serde_json::Map<String, Json>) {

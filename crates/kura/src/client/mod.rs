@@ -57,6 +57,12 @@ impl ClientError {
         }
     }
 
+    /// The server's error with `context` put before its message (which secret, which
+    /// server); any other error as it is.
+    pub fn prefixed(self, context: &str) -> ClientError {
+        self.explained(|_, message| format!("{context}{message}"))
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self {
             ClientError::Usage(_) => exit::USAGE,
@@ -242,6 +248,11 @@ impl Client {
         }
         (code == "ServiceUnavailable")
             .then(|| format!("{message}; if the server is sealed, `kura operator unseal` opens it"))
+    }
+
+    /// `e` with [`general_hint`](Self::general_hint)'s advice when it has some.
+    pub fn hinted(&self, e: ClientError) -> ClientError {
+        e.explained(|code, m| self.general_hint(code, &m).unwrap_or(m))
     }
 
     /// Explains a refusal: which key was used, from where, and what to check.
