@@ -395,12 +395,6 @@ impl State {
         // returned: the file follows the database as closely as it can (a kill in between
         // leaves the file behind, and the next start catches it up).
         let chain = shared.chain.get().cloned();
-        // Taken, not copied: a failed commit writes nothing to the file.
-        let records: Vec<AuditRecord> = self
-            .batch
-            .iter_mut()
-            .flat_map(|r| std::mem::take(&mut r.records))
-            .collect();
         // The batch's audit records wait for this COMMIT from the first of them released.
         let first_record = self
             .batch
@@ -408,6 +402,12 @@ impl State {
             .filter(|r| !r.records.is_empty())
             .map(|r| r.at)
             .min();
+        // Taken, not copied: a failed commit writes nothing to the file.
+        let records: Vec<AuditRecord> = self
+            .batch
+            .iter_mut()
+            .flat_map(|r| std::mem::take(&mut r.records))
+            .collect();
         let committed = blocking(move || {
             let done = db.as_ref().map(|db| conn::control(db, &["COMMIT"]));
             if let (Some(Ok(())), Some(chain)) = (&done, chain)
