@@ -294,6 +294,14 @@ impl<'a> Stmt<'a> {
         &self.sql
     }
 
+    /// The text, if it is one written here (not assembled at run time).
+    pub(crate) fn static_sql(&self) -> Option<&'static str> {
+        match self.sql {
+            Cow::Borrowed(s) => Some(s),
+            Cow::Owned(_) => None,
+        }
+    }
+
     pub(crate) fn args(&self) -> &[Arg<'a>] {
         &self.args
     }

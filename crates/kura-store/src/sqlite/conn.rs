@@ -14,7 +14,8 @@
 //! decoders ([`Columns`]). Its methods never wait, so the shared SQL's futures over it are
 //! ready at their first poll ([`ready`]).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::sync::{Arc, Mutex};
@@ -148,7 +149,8 @@ fn run(
     s: &Stmt<'_>,
     row: &mut impl FnMut(Vec<Value>),
 ) -> rusqlite::Result<(u64, Arc<[String]>)> {
-    let mut st = db.prepare_cached(&numbered(s.sql()))?;
+    let text = Text::of(s);
+    let mut st = db.prepare_cached(&text.numbered)?;
     let args = s.args();
     // Parameters the text does not use are not bound (SQLite counts up to the highest `?N`).
     for (i, arg) in args.iter().enumerate().take(st.parameter_count()) {
@@ -163,7 +165,14 @@ fn run(
         }
     }
     let columns = st.column_count();
-    let names: Arc<[String]> = st.column_names().into_iter().map(String::from).collect();
+    let names = match &text.names {
+        Some(names) if names.len() == columns => names.clone(),
+        _ => {
+            let names: Arc<[String]> = st.column_names().into_iter().map(String::from).collect();
+            text.keep_names(s, &names);
+            names
+        }
+    };
     let readonly = st.readonly();
     let mut rows = st.raw_query();
     while let Some(r) = rows.next()? {
@@ -176,6 +185,52 @@ fn run(
     drop(rows);
     let changed = if readonly { 0 } else { db.changes() };
     Ok((changed, names))
+}
+
+/// A statement's text as SQLite runs it, and its column names: made once per thread for each
+/// text written here (a fixed set), where every call would otherwise rewrite the text and copy
+/// every column name.
+struct Text {
+    numbered: Arc<str>,
+    names: Option<Arc<[String]>>,
+}
+
+thread_local! {
+    /// By the address and length of a `&'static str` statement text.
+    static TEXTS: RefCell<HashMap<(usize, usize), Text>> = RefCell::new(HashMap::new());
+}
+
+impl Text {
+    fn of(s: &Stmt<'_>) -> Text {
+        let Some(sql) = s.static_sql() else {
+            return Text {
+                numbered: numbered(s.sql()).into(),
+                names: None,
+            };
+        };
+        TEXTS.with_borrow_mut(|texts| {
+            let t = texts
+                .entry((sql.as_ptr() as usize, sql.len()))
+                .or_insert_with(|| Text {
+                    numbered: numbered(sql).into(),
+                    names: None,
+                });
+            Text {
+                numbered: t.numbered.clone(),
+                names: t.names.clone(),
+            }
+        })
+    }
+
+    fn keep_names(&self, s: &Stmt<'_>, names: &Arc<[String]>) {
+        if let Some(sql) = s.static_sql() {
+            TEXTS.with_borrow_mut(|texts| {
+                if let Some(t) = texts.get_mut(&(sql.as_ptr() as usize, sql.len())) {
+                    t.names = Some(names.clone());
+                }
+            });
+        }
+    }
 }
 
 /// The shared SQL's `$N` parameters as SQLite's `?N`. SQLite reads `$N` as a *named*
