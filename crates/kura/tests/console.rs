@@ -580,6 +580,138 @@ async fn rotate_now_makes_a_new_current_version() {
     c.finish().await;
 }
 
+/// A user allowed to read secrets' metadata and `actions`, signed in with a key of their own.
+async fn limited_user(server: &Server, name: &str, actions: &[&str]) -> (String, String) {
+    server
+        .kura("CreateUser", &json!({"UserName": name}).to_string())
+        .await
+        .assert_ok();
+    let mut allowed = vec![
+        "secretsmanager:ListSecrets",
+        "secretsmanager:DescribeSecret",
+        "secretsmanager:ListSecretVersionIds",
+    ];
+    allowed.extend_from_slice(actions);
+    let doc = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Action": allowed, "Resource": "*"}]});
+    server
+        .kura(
+            "PutUserPolicy",
+            &json!({"UserName": name, "PolicyName": "limited", "PolicyDocument": doc}).to_string(),
+        )
+        .await
+        .assert_ok();
+    let (akid, secret) = server.new_access_key(name).await;
+    remember_value(&secret);
+    (akid, secret)
+}
+
+/// Waits until the secret's AWSCURRENT value is `expected`.
+async fn wait_for_value(client: &aws_sdk_secretsmanager::Client, id: &str, expected: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = get_string(client, id).await;
+        if v == expected {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{id} still holds another value than {expected:?} after 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn rotate_now_with_a_custom_value() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    create_plain(&client, "custom/app", "before-custom-4471").await;
+    create_plain(&client, "custom/manual", "manual-value-4471").await;
+    remember_value("before-custom-4471");
+    remember_value("manual-value-4471");
+    client
+        .rotate_secret()
+        .secret_id("custom/app")
+        .rotation_lambda_arn("kura-password")
+        .rotation_rules(
+            aws_sdk_secretsmanager::types::RotationRulesType::builder()
+                .automatically_after_days(30)
+                .build(),
+        )
+        .rotate_immediately(false)
+        .send()
+        .await
+        .expect("turn on rotation");
+    let (akid, secret) = limited_user(&server, "rotator", &["secretsmanager:RotateSecret"]).await;
+    let Some(c) = open(&server, "rotate-custom").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.go("/console/secret?id=custom/app").await;
+    // Chosen but empty: nothing happens, and the page says what to do.
+    c.click("#source-custom").await;
+    c.press("Rotate now").await;
+    c.assert_text("The custom value is empty").await;
+    assert_eq!(
+        get_string(&client, "custom/app").await,
+        "before-custom-4471"
+    );
+
+    c.click("#source-custom").await;
+    c.fill("#custom", "my-own-value-4471").await;
+    remember_value("my-own-value-4471");
+    c.press("Rotate now").await;
+    c.assert_text("Rotation started with your value").await;
+    wait_for_value(&client, "custom/app", "my-own-value-4471").await;
+    let (_, previous, _) = get_stage(&client, "custom/app", "AWSPREVIOUS").await;
+    assert_eq!(previous, "before-custom-4471");
+    // Staged under a version of its own, which the rotation made current (AWS's way).
+    let reads = audit(&server, json!({"Action": "secretsmanager:PutSecretValue"})).await;
+    assert_eq!(reads.len(), 1, "{reads:?}");
+
+    // Without a function nothing would rotate the value in: the page says so, and a post
+    // naming such a secret stores nothing.
+    c.go("/console/secret?id=custom/manual").await;
+    c.assert_text("No rotation function is set, so nothing can rotate a value in")
+        .await;
+    c.go("/console/secret?id=custom/app").await;
+    c.browser
+        .execute(
+            "document.querySelector('#rotate-now input[name=id]').value = 'custom/manual'",
+            vec![],
+        )
+        .await
+        .unwrap();
+    c.click("#source-custom").await;
+    c.fill("#custom", "never-stored-4471").await;
+    remember_value("never-stored-4471");
+    c.press("Rotate now").await;
+    c.assert_text("InvalidRequestException").await;
+    c.assert_text("this secret has no rotation function").await;
+    assert_eq!(
+        list_versions(&client, "custom/manual", true).await.len(),
+        1,
+        "nothing was staged"
+    );
+
+    // A user who may rotate but not store a value is refused with the API's message.
+    c.press("Sign out").await;
+    c.sign_in(&akid, &secret).await;
+    c.go("/console/secret?id=custom/app").await;
+    c.click("#source-custom").await;
+    c.fill("#custom", "denied-value-4471").await;
+    remember_value("denied-value-4471");
+    c.press("Rotate now").await;
+    c.assert_text("AccessDeniedException").await;
+    c.assert_text("secretsmanager:PutSecretValue").await;
+    assert_eq!(get_string(&client, "custom/app").await, "my-own-value-4471");
+    c.press("Sign out").await;
+    c.sign_in_root(&server).await;
+    c.go("/console/secret?id=custom/app").await;
+    c.finish().await;
+}
+
 #[tokio::test]
 async fn delete_with_a_window_restore_then_delete_at_once() {
     let server = Server::start().await;

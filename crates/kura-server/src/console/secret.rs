@@ -5,11 +5,14 @@
 use axum::body::Bytes;
 use axum::http::Uri;
 use axum::response::{IntoResponse, Redirect, Response};
+use kura_core::Error;
+use kura_core::labels;
 use kura_core::model::{RotationPhase, SecretRecord, ValueKind};
 use maud::{Markup, html};
 
 use super::secrets::{schedule, value_of};
 use super::{Ctx, Params, call, enc, layout};
+use crate::service::Plain;
 use crate::service::types::{
     DeleteSecretRequest, GetSecretValueRequest, GetSecretValueResponse,
     ListSecretVersionIdsRequest, PutSecretValueRequest, RotateSecretRequest, RotationRules,
@@ -172,17 +175,47 @@ fn rotation_section(ctx: &Ctx, s: &SecretRecord) -> Markup {
             }
             @if s.deleted_at.is_none() {
                 @if function.is_some() {
-                    form.inline method="post" action="/console/secret/rotate" {
-                        (layout::csrf(ctx))
-                        input type="hidden" name="id" value=(s.name);
-                        button type="submit" { "Rotate now" }
-                        span.hint { " Runs the function now: a new version becomes AWSCURRENT." }
-                    }
+                    (rotate_now_form(ctx, s))
                 } @else {
-                    p.hint { "No rotation function is set yet." }
+                    p.hint #no-function {
+                        "No rotation function is set, so nothing can rotate a value in. To use a value of your own now, "
+                        a href="#new-value" { "store a new value" }
+                        ": it becomes AWSCURRENT at once, and nothing outside kura changes. To rotate, turn on automatic rotation below."
+                    }
                 }
                 (rotation_editor(ctx, s))
             }
+        }
+    }
+}
+
+/// Rotate now: with a value the function generates, or with a custom one, staged as
+/// AWSPENDING and rotated in (AWS's way: PutSecretValue with VersionStages [AWSPENDING], then
+/// RotateSecret with the same ClientRequestToken).
+fn rotate_now_form(ctx: &Ctx, s: &SecretRecord) -> Markup {
+    html! {
+        form.stack #rotate-now method="post" action="/console/secret/rotate" {
+            (layout::csrf(ctx))
+            input type="hidden" name="id" value=(s.name);
+            fieldset {
+                legend { "Rotate now" }
+                div.field.check {
+                    input #source-generated type="radio" name="source" value="generated" checked;
+                    label for="source-generated" { "Let the function generate the new value" }
+                }
+                div.field.check {
+                    input #source-custom type="radio" name="source" value="custom";
+                    label for="source-custom" { "Use a custom value" }
+                }
+                div.field {
+                    label for="custom" { "Custom value" }
+                    textarea #custom name="custom" rows="3" spellcheck="false" autocomplete="off" aria-describedby="custom-hint" {}
+                    small #custom-hint {
+                        "The whole new value (for a JSON secret, the whole JSON). It is staged as AWSPENDING, then the function sets it where the credential is used, tests it and moves AWSCURRENT to it."
+                    }
+                }
+            }
+            div.actions { button type="submit" { "Rotate now" } }
         }
     }
 }
@@ -426,10 +459,22 @@ pub(super) async fn put_value(ctx: Ctx, body: Bytes) -> Response {
 }
 
 pub(super) async fn rotate(ctx: Ctx, body: Bytes) -> Response {
-    let (_, id) = match checked(&ctx, &body, "/console/secret/rotate").await {
+    let (form, id) = match checked(&ctx, &body, "/console/secret/rotate").await {
         Ok(f) => f,
         Err(r) => return r,
     };
+    if form.get("source") == "custom" {
+        match rotate_custom(&ctx, &id, &form).await {
+            Ok(version) => ctx.flash(
+                true,
+                format!(
+                    "Rotation started with your value: version {version} becomes AWSCURRENT once the function has set and tested it."
+                ),
+            ),
+            Err(e) => ctx.flash_error(&e),
+        }
+        return back(&id);
+    }
     let req = RotateSecretRequest {
         secret_id: id.clone(),
         client_request_token: None,
@@ -448,6 +493,90 @@ pub(super) async fn rotate(ctx: Ctx, body: Bytes) -> Response {
         Err(e) => ctx.flash_error(&e),
     }
     back(&id)
+}
+
+/// Rotates the custom value of `form` in: staged as AWSPENDING under a new token, then
+/// RotateSecret with that token, whose function finds the value there and uses it instead of
+/// generating one. The version staged.
+async fn rotate_custom(ctx: &Ctx, id: &str, form: &Params) -> kura_core::Result<String> {
+    let text = form.get("custom");
+    if text.is_empty() {
+        return Err(Error::invalid_parameter(
+            "The custom value is empty: type the value to rotate in, or let the function generate one.",
+        ));
+    }
+    let d = call!(
+        ctx,
+        DescribeSecret,
+        SecretIdRequest {
+            secret_id: id.to_string()
+        }
+    )?;
+    // Checked before staging: without a function nothing would rotate the value in, and
+    // during another rotation staging would take AWSPENDING from the version it is making.
+    if d.secret.rotation.function_arn.is_none() {
+        return Err(Error::invalid_request(
+            "Nothing was stored: this secret has no rotation function, so nothing would rotate the value in. Store it with \"Store a new value\" (it becomes AWSCURRENT at once), or turn on rotation first.",
+        ));
+    }
+    let pending = d.stages.get(labels::PENDING);
+    if d.secret.run.phase == RotationPhase::InProgress
+        || (pending.is_some() && pending != d.stages.get(labels::CURRENT))
+    {
+        return Err(Error::invalid_request(format!(
+            "Nothing was stored: a rotation is in progress (AWSPENDING is on version {}). Wait for it to finish, or turn rotation off to cancel it.",
+            pending.map(String::as_str).unwrap_or("?")
+        )));
+    }
+    let token = uuid::Uuid::new_v4().to_string();
+    call!(
+        ctx,
+        PutSecretValue,
+        PutSecretValueRequest {
+            secret_id: id.to_string(),
+            client_request_token: Some(token.clone()),
+            value: Some(Plain::text(text)),
+            version_stages: Some(vec![labels::PENDING.to_string()]),
+        }
+    )?;
+    let rotated = call!(
+        ctx,
+        RotateSecret,
+        RotateSecretRequest {
+            secret_id: id.to_string(),
+            client_request_token: Some(token.clone()),
+            rotation_lambda_arn: None,
+            rotation_rules: None,
+            rotate_immediately: None,
+        }
+    );
+    match rotated {
+        Ok(_) => Ok(token),
+        Err(e) => {
+            // Not left staged for a later rotation to pick up unasked.
+            let unstaged = call!(
+                ctx,
+                UpdateSecretVersionStage,
+                UpdateSecretVersionStageRequest {
+                    secret_id: id.to_string(),
+                    version_stage: labels::PENDING.to_string(),
+                    remove_from_version_id: Some(token.clone()),
+                    move_to_version_id: None,
+                }
+            );
+            let after = match unstaged {
+                Ok(_) => "the staged value was unlabelled again".to_string(),
+                Err(u) => format!(
+                    "the staged version {token} still holds AWSPENDING ({}): remove it before rotating again",
+                    u.message
+                ),
+            };
+            Err(Error::new(
+                e.code,
+                format!("{} Nothing was rotated; {after}.", e.message),
+            ))
+        }
+    }
 }
 
 pub(super) async fn delete(ctx: Ctx, body: Bytes) -> Response {
