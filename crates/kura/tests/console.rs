@@ -713,6 +713,120 @@ async fn rotate_now_with_a_custom_value() {
 }
 
 #[tokio::test]
+async fn create_with_tags_and_from_a_file() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    let files = tempfile::tempdir().unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let path = files.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.display().to_string()
+    };
+    let config = r#"{"user": "app", "password": "file-pw-8812"}"#;
+    remember_value("file-pw-8812");
+    let config_json = write("config.json", config.as_bytes());
+    let big = write("big.txt", &vec![b'a'; 70_000]);
+    let broken = write("broken.json", b"{\"user\": ");
+    let binary = write("key.bin", &[0xff, 0xfe, 0x00, 0x81]);
+    let (akid, secret) = limited_user(&server, "reader", &[]).await;
+    let Some(c) = open(&server, "create-file-tags").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    let tag = |i: usize, key: &'static str, value: &'static str| {
+        let c = &c;
+        async move {
+            let keys = c
+                .browser
+                .find_all(By::Css("input[name=tag_key]"))
+                .await
+                .unwrap();
+            let values = c
+                .browser
+                .find_all(By::Css("input[name=tag_value]"))
+                .await
+                .unwrap();
+            keys[i].send_keys(key).await.unwrap();
+            values[i].send_keys(value).await.unwrap();
+        }
+    };
+
+    // Refused files: too large, not UTF-8, JSON that does not parse; the tags stay filled in.
+    for (file, why) in [
+        (
+            &big,
+            "big.txt is 70000 bytes; a secret value may be at most 65536 bytes",
+        ),
+        (&binary, "key.bin is not UTF-8 text"),
+        (&broken, "broken.json is not valid JSON (line 1, column"),
+    ] {
+        c.go("/console/secrets/new").await;
+        c.fill("#name", "files/refused").await;
+        tag(0, "team", "payments").await;
+        c.find("#file")
+            .await
+            .send_keys(file.as_str())
+            .await
+            .unwrap();
+        c.press("Create secret").await;
+        c.assert_text(why).await;
+        let kept = c.find("input[name=tag_value]").await.value().await.unwrap();
+        assert_eq!(kept.as_deref(), Some("payments"));
+    }
+    // A file and plain text at once: which one was meant?
+    c.go("/console/secrets/new").await;
+    c.fill("#name", "files/refused").await;
+    c.fill("#plaintext", "typed-value").await;
+    c.find("#file")
+        .await
+        .send_keys(config_json.as_str())
+        .await
+        .unwrap();
+    c.press("Create secret").await;
+    c.assert_text("Give the value one way").await;
+    assert_no_secret(&client, "files/refused").await;
+
+    c.go("/console/secrets/new").await;
+    c.fill("#name", "files/config").await;
+    c.fill("#description", "Uploaded from config.json").await;
+    tag(0, "team", "payments").await;
+    tag(1, "env", "prod").await;
+    c.find("#file")
+        .await
+        .send_keys(config_json.as_str())
+        .await
+        .unwrap();
+    c.press("Create secret").await;
+    c.assert_text("Created the secret files/config").await;
+    assert_eq!(get_string(&client, "files/config").await, config);
+    let tags = describe_tags(&client, "files/config").await;
+    assert_eq!(tags.get("team").map(String::as_str), Some("payments"));
+    assert_eq!(tags.get("env").map(String::as_str), Some("prod"));
+    // Tagged as it was created: one CreateSecret, no TagResource.
+    assert!(
+        audit(&server, json!({"Action": "secretsmanager:TagResource"}))
+            .await
+            .is_empty()
+    );
+
+    // Someone who may not create secrets gets the API's refusal.
+    c.press("Sign out").await;
+    c.sign_in(&akid, &secret).await;
+    c.go("/console/secrets/new").await;
+    c.fill("#name", "files/denied").await;
+    c.fill("#plaintext", "denied-value-8812").await;
+    remember_value("denied-value-8812");
+    c.press("Create secret").await;
+    c.assert_text("AccessDeniedException").await;
+    c.assert_text("secretsmanager:CreateSecret").await;
+    assert_no_secret(&client, "files/denied").await;
+    c.press("Sign out").await;
+    c.sign_in_root(&server).await;
+    c.go("/console/secret?id=files/config").await;
+    c.finish().await;
+}
+
+#[tokio::test]
 async fn delete_with_a_window_restore_then_delete_at_once() {
     let server = Server::start().await;
     let client = server.client().await;

@@ -6,6 +6,7 @@
 //! checks a key as SigV4 does).
 
 mod audit;
+mod form;
 mod layout;
 mod secret;
 mod secrets;
@@ -160,17 +161,27 @@ async fn icon() -> Response {
         .into_response()
 }
 
-/// Form fields or query parameters, in order. Values are zeroized when dropped: a form may
-/// carry a secret value or a secret key.
-pub(crate) struct Params(Vec<(String, Zeroizing<String>)>);
+/// Form fields or query parameters, in order, and the files a form sent. Values are zeroized
+/// when dropped: a form may carry a secret value or a secret key.
+#[derive(Default)]
+pub(crate) struct Params {
+    fields: Vec<(String, Zeroizing<String>)>,
+    files: Vec<form::Upload>,
+}
 
 impl Params {
     pub(crate) fn parse(bytes: &[u8]) -> Params {
-        Params(
-            url::form_urlencoded::parse(bytes)
+        Params {
+            fields: url::form_urlencoded::parse(bytes)
                 .map(|(k, v)| (k.into_owned(), Zeroizing::new(v.into_owned())))
                 .collect(),
-        )
+            files: Vec::new(),
+        }
+    }
+
+    /// The file sent in the field `name`, if one was chosen.
+    pub(crate) fn file(&self, name: &str) -> Option<&form::Upload> {
+        self.files.iter().find(|f| f.field == name)
     }
 
     pub(crate) fn query(uri: &axum::http::Uri) -> Params {
@@ -179,7 +190,7 @@ impl Params {
 
     /// The first value of `name`, trimmed of nothing; "" when absent.
     pub(crate) fn get(&self, name: &str) -> &str {
-        self.0
+        self.fields
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
@@ -194,7 +205,7 @@ impl Params {
     }
 
     pub(crate) fn all(&self, name: &str) -> impl Iterator<Item = &str> {
-        self.0
+        self.fields
             .iter()
             .filter(move |(k, _)| k == name)
             .map(|(_, v)| v.as_str())
