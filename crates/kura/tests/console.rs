@@ -826,6 +826,251 @@ async fn create_with_tags_and_from_a_file() {
     c.finish().await;
 }
 
+/// The stored value of `id`, as JSON.
+async fn json_value(client: &aws_sdk_secretsmanager::Client, id: &str) -> serde_json::Value {
+    serde_json::from_str(&get_string(client, id).await).expect("a JSON value")
+}
+
+#[tokio::test]
+async fn the_database_wizard_creates_a_login_with_rotation() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    let admin = r#"{"engine": "postgres", "host": "127.0.0.1", "port": 5432, "username": "kura_admin", "password": "admin-pw-3302"}"#;
+    remember_value("admin-pw-3302");
+    create_plain(&client, "db/admin", admin).await;
+    let Some(c) = open(&server, "wizard-database").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.go("/console/secrets/new").await;
+    c.press("a database login").await;
+    c.fill("#name", "db/app").await;
+    c.fill("#host", "127.0.0.1").await;
+    c.fill("#username", "app").await;
+    c.fill("#password", "app-pw-3302").await;
+    remember_value("app-pw-3302");
+    c.fill("#dbname", "app").await;
+    c.click("#function option[value=kura-postgres-alternating-users]")
+        .await;
+    c.fill("#every", "7").await;
+    c.click("#immediately").await;
+    // Alternating users need the administrator's secret.
+    c.press("Review").await;
+    c.assert_text("kura-postgres-alternating-users needs the administrator's secret")
+        .await;
+    // A MySQL function for a PostgreSQL login.
+    c.click("#function option[value=kura-mysql-single-user]")
+        .await;
+    c.press("Review").await;
+    c.assert_text("kura-mysql-single-user does not rotate postgres users")
+        .await;
+    c.click("#function option[value=kura-postgres-alternating-users]")
+        .await;
+    c.fill("#masterarn", "db/admin").await;
+    c.press("Review").await;
+    c.assert_text("Review: db/app").await;
+    let review = c.find("#review-facts").await.text().await.unwrap();
+    for fact in [
+        "kura-postgres-alternating-users",
+        "every 7 days",
+        "db/admin",
+        "(hidden)",
+    ] {
+        assert!(review.contains(fact), "{fact} in {review}");
+    }
+    assert!(
+        !c.text().await.contains("app-pw-3302"),
+        "the password is not shown"
+    );
+    // Back to the form and forward again: nothing is lost on the way.
+    c.press("Back to edit").await;
+    assert_eq!(
+        c.find("#masterarn").await.value().await.unwrap().as_deref(),
+        Some("db/admin")
+    );
+    c.press("Review").await;
+    c.press("Create secret").await;
+    c.assert_text("Created the secret db/app").await;
+    c.assert_text("Rotation is on with kura-postgres-alternating-users")
+        .await;
+    assert_eq!(
+        json_value(&client, "db/app").await,
+        json!({"engine": "postgres", "host": "127.0.0.1", "port": 5432, "username": "app",
+            "password": "app-pw-3302", "dbname": "app", "masterarn": "db/admin"})
+    );
+    let d = client
+        .describe_secret()
+        .secret_id("db/app")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.rotation_enabled(), Some(true));
+    assert!(
+        d.rotation_lambda_arn()
+            .unwrap()
+            .ends_with(":kura-postgres-alternating-users"),
+        "{:?}",
+        d.rotation_lambda_arn()
+    );
+    assert_eq!(
+        d.rotation_rules().unwrap().automatically_after_days(),
+        Some(7)
+    );
+    c.assert_text("every 7 days").await;
+    c.finish().await;
+}
+
+#[tokio::test]
+async fn the_server_wizard_creates_a_key_pair_login_with_rotation() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    let Some(c) = open(&server, "wizard-server").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.go("/console/secrets/new/server").await;
+    c.fill("#name", "hosts/web1/deploy").await;
+    c.fill("#host", "web1.internal").await;
+    c.fill("#username", "deploy").await;
+    c.click("#auth-keypair").await;
+    let private = "-----BEGIN OPENSSH PRIVATE KEY-----\nwizard-private-key-5150\n-----END OPENSSH PRIVATE KEY-----";
+    remember_value("wizard-private-key-5150");
+    c.fill("#private_key", private).await;
+    c.fill(
+        "#public_key",
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIWizard deploy",
+    )
+    .await;
+    c.click("#key_type option[value=ed25519]").await;
+    c.click("#function option[value=kura-ssh-password]").await;
+    c.fill("#every", "").await;
+    c.fill("#expression", "cron(0 3 ? * SUN *)").await;
+    c.fill("#duration", "2h").await;
+    c.click("#immediately").await;
+    c.press("Review").await;
+    c.assert_text("this login is a key pair: choose kura-ssh-keypair")
+        .await;
+    c.click("#function option[value=kura-ssh-keypair]").await;
+    c.press("Review").await;
+    c.assert_text("give it (ssh-keyscan -t ed25519 HOST)").await;
+    c.click("#trust_on_first_use").await;
+    c.press("Review").await;
+    c.assert_text("cron(0 3 ? * SUN *), within 2h").await;
+    assert!(!c.text().await.contains("wizard-private-key-5150"));
+    c.press("Create secret").await;
+    c.assert_text("Created the secret hosts/web1/deploy").await;
+    assert_eq!(
+        json_value(&client, "hosts/web1/deploy").await,
+        json!({"host": "web1.internal", "port": 22, "username": "deploy",
+            "private_key": private, "public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIWizard deploy",
+            "key_type": "ed25519", "trust_on_first_use": true})
+    );
+    let d = client
+        .describe_secret()
+        .secret_id("hosts/web1/deploy")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.rotation_enabled(), Some(true));
+    assert!(
+        d.rotation_lambda_arn()
+            .unwrap()
+            .ends_with(":kura-ssh-keypair")
+    );
+    let rules = d.rotation_rules().unwrap();
+    assert_eq!(rules.schedule_expression(), Some("cron(0 3 ? * SUN *)"));
+    assert_eq!(rules.duration(), Some("2h"));
+    c.assert_text("cron(0 3 ? * SUN *)").await;
+    c.finish().await;
+}
+
+#[tokio::test]
+async fn the_access_key_wizard_makes_a_key_and_rolls_back_when_refused() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    server
+        .kura("CreateUser", &json!({"UserName": "svc"}).to_string())
+        .await
+        .assert_ok();
+    // May create and delete secrets and keys, not turn rotation on.
+    let (akid, secret) = limited_user(
+        &server,
+        "creator",
+        &[
+            "secretsmanager:CreateSecret",
+            "secretsmanager:DeleteSecret",
+            "kura:CreateAccessKey",
+            "kura:DeleteAccessKey",
+            "kura:ListUsers",
+        ],
+    )
+    .await;
+    let Some(c) = open(&server, "wizard-access-key").await else {
+        return;
+    };
+    c.sign_in(&akid, &secret).await;
+    c.go("/console/secrets/new/access-key").await;
+    c.fill("#name", "keys/svc").await;
+    c.fill("#user_name", "svc").await;
+    c.fill("#every", "90").await;
+    c.press("Review").await;
+    c.assert_text("a new key, created with the secret").await;
+    c.press("Create secret").await;
+    c.assert_text("Nothing was created: rotation could not be turned on (AccessDeniedException")
+        .await;
+    c.assert_text("secretsmanager:RotateSecret").await;
+    c.assert_text("was deleted again").await;
+    assert_no_secret(&client, "keys/svc").await;
+    let keys = server
+        .kura("ListAccessKeys", &json!({"UserName": "svc"}).to_string())
+        .await
+        .assert_ok();
+    assert_eq!(
+        keys["AccessKeyMetadata"],
+        json!([]),
+        "the key made for it is gone"
+    );
+
+    c.press("Sign out").await;
+    c.sign_in_root(&server).await;
+    c.go("/console/secrets/new/access-key").await;
+    c.fill("#name", "keys/svc").await;
+    c.fill("#user_name", "svc").await;
+    c.fill("#every", "90").await;
+    c.click("#immediately").await;
+    c.press("Review").await;
+    c.press("Create secret").await;
+    c.assert_text("Rotation is on with kura-access-key").await;
+    let value = json_value(&client, "keys/svc").await;
+    remember_value(value["SecretAccessKey"].as_str().unwrap());
+    let keys = server
+        .kura("ListAccessKeys", &json!({"UserName": "svc"}).to_string())
+        .await
+        .assert_ok();
+    assert_eq!(
+        keys["AccessKeyMetadata"][0]["AccessKeyId"],
+        value["AccessKeyId"]
+    );
+    assert_eq!(value["UserName"], "svc");
+    let d = client
+        .describe_secret()
+        .secret_id("keys/svc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.rotation_enabled(), Some(true));
+    assert!(
+        d.rotation_lambda_arn()
+            .unwrap()
+            .ends_with(":kura-access-key")
+    );
+    assert_eq!(
+        d.rotation_rules().unwrap().automatically_after_days(),
+        Some(90)
+    );
+    c.finish().await;
+}
+
 #[tokio::test]
 async fn delete_with_a_window_restore_then_delete_at_once() {
     let server = Server::start().await;
@@ -1065,6 +1310,9 @@ async fn the_pages_fit_a_narrow_screen() {
         "/console/secrets",
         "/console/secret?id=mobile/a-rather-long-secret-name/for-the-narrow-screen",
         "/console/secrets/new",
+        "/console/secrets/new/database",
+        "/console/secrets/new/server",
+        "/console/secrets/new/access-key",
         "/console/audit",
         "/console/users",
     ] {

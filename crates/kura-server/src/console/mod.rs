@@ -8,11 +8,13 @@
 mod audit;
 mod form;
 mod layout;
+mod schedule;
 mod secret;
 mod secrets;
 pub mod session;
 mod signin;
 mod users;
+mod wizard;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,6 +53,10 @@ pub fn router() -> Router<Arc<AppState>> {
         .route(
             "/console/secrets/new",
             get(secrets::new_form).post(secrets::create),
+        )
+        .route(
+            "/console/secrets/new/{kind}",
+            get(wizard::form).post(wizard::submit),
         )
         .route("/console/secret", get(secret::show))
         .route(
@@ -204,6 +210,11 @@ impl Params {
             .map(str::to_string)
     }
 
+    /// Every field, in order.
+    pub(crate) fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     pub(crate) fn all(&self, name: &str) -> impl Iterator<Item = &str> {
         self.fields
             .iter()
@@ -298,6 +309,11 @@ impl Ctx {
             self.tls,
             &self.headers,
         )
+    }
+
+    /// The service's clock (a test server's manual one in tests).
+    pub(crate) fn now(&self) -> kura_core::Timestamp {
+        self.live.service.clock.now()
     }
 
     /// Runs `op` as the signed-in user, through the pipeline: authorized and audited as an

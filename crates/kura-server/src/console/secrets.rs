@@ -207,6 +207,7 @@ struct Draft {
 fn create_page(ctx: &Ctx, draft: &Draft, error: Option<Markup>) -> Response {
     let body = html! {
         h1 { "Create a secret" }
+        (wizard_links())
         @if let Some(e) = error { (e) }
         form.stack method="post" action="/console/secrets/new" enctype="multipart/form-data" {
             (layout::csrf(ctx))
@@ -297,6 +298,18 @@ pub(super) fn tags_of(form: &Params) -> Result<Vec<Tag>, String> {
         });
     }
     Ok(tags)
+}
+
+/// Links to the create wizards of secrets that rotate inside other systems.
+fn wizard_links() -> Markup {
+    html! {
+        nav.wizards aria-label="Kinds of secret" {
+            span.muted { "Or create " }
+            a href="/console/secrets/new/database" { "a database login" }
+            a href="/console/secrets/new/server" { "a server login (SSH)" }
+            a href="/console/secrets/new/access-key" { "an access key" }
+        }
+    }
 }
 
 pub(super) async fn new_form(ctx: Ctx) -> Response {
