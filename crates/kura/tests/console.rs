@@ -1403,7 +1403,7 @@ async fn the_rotation_editor_turns_rotation_on_and_off() {
     c.click("#edit-rotation summary").await;
     // Neither days nor an expression: nothing changes, and the page says why.
     c.press("Save rotation").await;
-    c.assert_text("give either a number of days or a schedule expression")
+    c.assert_text("Give either a number of hours, days or months, or a schedule expression")
         .await;
     c.click("#edit-rotation summary").await;
     c.fill("#expression", "rate(10 days)").await;
@@ -1437,6 +1437,115 @@ async fn the_rotation_editor_turns_rotation_on_and_off() {
         .await
         .unwrap();
     assert_ne!(d.rotation_enabled(), Some(true));
+    c.finish().await;
+}
+
+/// The dates a schedule preview lists.
+async fn preview_dates(c: &Console) -> Vec<String> {
+    let mut out = Vec::new();
+    for li in c.browser.find_all(By::Css("#preview li")).await.unwrap() {
+        out.push(li.text().await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_schedule_preview_lists_the_next_five_rotations() {
+    let server = Server::start_with(&["--test-clock"]).await;
+    let client = server.client().await;
+    // Monday 2027-03-01 15:20 UTC.
+    let now = chrono::NaiveDate::from_ymd_opt(2027, 3, 1)
+        .unwrap()
+        .and_hms_opt(15, 20, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp();
+    server
+        .kura("SetClock", &json!({"Time": now}).to_string())
+        .await
+        .assert_ok();
+    create_plain(&client, "sched/preview", "preview-value-6021").await;
+    remember_value("preview-value-6021");
+    let Some(c) = open(&server, "schedule-preview").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.go("/console/secret?id=sched/preview").await;
+    c.click("#edit-rotation summary").await;
+    c.fill("#expression", "cron(0 4 ? * MON *)").await;
+    c.press("Preview dates").await;
+    let first = preview_dates(&c).await;
+    assert_eq!(first.len(), 5, "{first:?}");
+    for (date, d) in first.iter().zip([
+        "2027-03-08",
+        "2027-03-15",
+        "2027-03-22",
+        "2027-03-29",
+        "2027-04-05",
+    ]) {
+        assert!(date.starts_with(&format!("{d} 04:00 UTC")), "{first:?}");
+    }
+    assert!(first[0].starts_with("2027-03-08 04:00 UTC"), "{first:?}");
+    assert!(first[4].starts_with("2027-04-05 04:00 UTC"), "{first:?}");
+    // The form is as it was posted, still open, nothing saved.
+    assert_eq!(
+        c.find("#expression")
+            .await
+            .value()
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("cron(0 4 ? * MON *)")
+    );
+    let d = client
+        .describe_secret()
+        .secret_id("sched/preview")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(d.rotation_enabled(), Some(true));
+    // A broken expression: kura-core's own message.
+    c.fill("#expression", "cron(61 4 ? * MON *)").await;
+    c.press("Preview dates").await;
+    let why = c.find("#preview").await.text().await.unwrap();
+    assert!(
+        why.contains("ScheduleExpression cron(61 4 ? * MON *)"),
+        "{why}"
+    );
+    // Every 12 hours, counted from now.
+    c.fill("#expression", "").await;
+    c.fill("#every", "12").await;
+    c.click("#unit option[value=hours]").await;
+    c.press("Preview dates").await;
+    let dates = preview_dates(&c).await;
+    assert_eq!(dates.len(), 5, "{dates:?}");
+    assert!(dates[0].starts_with("2027-03-02 03:20 UTC"), "{dates:?}");
+    assert!(dates[4].starts_with("2027-03-04 03:20 UTC"), "{dates:?}");
+    c.click("#immediately").await;
+    c.press("Save rotation").await;
+    c.assert_text("Saved the rotation schedule").await;
+    let d = client
+        .describe_secret()
+        .secret_id("sched/preview")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        d.rotation_rules().unwrap().schedule_expression(),
+        Some("rate(12 hours)")
+    );
+    // The wizards' builder previews the same way.
+    c.go("/console/secrets/new/database").await;
+    c.fill("#every", "").await;
+    c.fill("#expression", "rate(1 months)").await;
+    c.press("Preview dates").await;
+    let dates = preview_dates(&c).await;
+    assert!(dates[0].starts_with("2027-04-01 00:00 UTC"), "{dates:?}");
+    c.go("/console/secret?id=sched/preview").await;
+    c.click("#edit-rotation summary").await;
+    c.fill("#every", "").await;
+    c.fill("#expression", "cron(0 4 ? * MON *)").await;
+    c.press("Preview dates").await;
     c.finish().await;
 }
 

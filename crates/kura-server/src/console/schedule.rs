@@ -3,6 +3,7 @@
 //! a "Preview" button that shows the next five rotations (kura-core's schedule code, the one
 //! the scheduler runs).
 
+use kura_core::model::SecretRecord;
 use kura_core::schedule::{RotationRules as CoreRules, Schedule};
 use maud::{Markup, html};
 
@@ -26,6 +27,22 @@ pub(crate) struct ScheduleForm {
 }
 
 impl ScheduleForm {
+    pub(crate) fn of_secret(s: &SecretRecord) -> Self {
+        let r = &s.rotation;
+        ScheduleForm {
+            function: r
+                .function_arn
+                .as_deref()
+                .map(|a| a.rsplit(':').next().unwrap_or(a).to_string())
+                .unwrap_or_default(),
+            every: r.after_days.map(|d| d.to_string()).unwrap_or_default(),
+            unit: "days".into(),
+            expression: r.schedule_expression.clone().unwrap_or_default(),
+            duration: r.duration.clone().unwrap_or_default(),
+            immediately: true,
+        }
+    }
+
     pub(crate) fn of_form(f: &Params) -> Self {
         ScheduleForm {
             function: f.get("function").trim().to_string(),

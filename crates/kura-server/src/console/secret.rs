@@ -8,29 +8,39 @@ use axum::response::{IntoResponse, Redirect, Response};
 use kura_core::Error;
 use kura_core::labels;
 use kura_core::model::{RotationPhase, SecretRecord, ValueKind};
+use kura_core::schedule::Window;
 use maud::{Markup, html};
 
+use super::schedule::{self as builder, ScheduleForm};
 use super::secrets::{schedule, value_of};
 use super::{Ctx, Params, call, enc, layout};
 use crate::service::Plain;
 use crate::service::types::{
     DeleteSecretRequest, GetSecretValueRequest, GetSecretValueResponse,
-    ListSecretVersionIdsRequest, PutSecretValueRequest, RotateSecretRequest, RotationRules,
-    SecretIdRequest, Tag, TagResourceRequest, UntagResourceRequest,
-    UpdateSecretVersionStageRequest,
+    ListSecretVersionIdsRequest, PutSecretValueRequest, RotateSecretRequest, SecretIdRequest, Tag,
+    TagResourceRequest, UntagResourceRequest, UpdateSecretVersionStageRequest,
 };
 
 pub(super) async fn show(ctx: Ctx, uri: Uri) -> Response {
     let id = Params::query(&uri).get("id").to_string();
-    page(&ctx, &id, None).await
+    page(&ctx, &id, None, None).await
 }
 
 fn href(id: &str) -> String {
     format!("/console/secret?id={}", enc(id))
 }
 
-/// The secret page, with the value when it was just revealed.
-async fn page(ctx: &Ctx, id: &str, revealed: Option<GetSecretValueResponse>) -> Response {
+/// The rotation editor as a form left it: its fields, and what Preview showed.
+type Editor = (ScheduleForm, Option<Result<Vec<Window>, String>>);
+
+/// The secret page, with the value when it was just revealed, or the rotation editor open
+/// as a form left it.
+async fn page(
+    ctx: &Ctx,
+    id: &str,
+    revealed: Option<GetSecretValueResponse>,
+    editor: Option<Editor>,
+) -> Response {
     let described = call!(
         ctx,
         DescribeSecret,
@@ -77,7 +87,7 @@ async fn page(ctx: &Ctx, id: &str, revealed: Option<GetSecretValueResponse>) -> 
             }
             p { a href={ "/console/audit?resource=" (enc(&s.arn)) } { "Audit trail of this secret" } }
         }
-            (rotation_section(ctx, s))
+            (rotation_section(ctx, s, editor.as_ref()))
         }
         (value_section(ctx, s, revealed.as_ref()))
         section aria-labelledby="versions" {
@@ -153,7 +163,7 @@ fn base64_of(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-fn rotation_section(ctx: &Ctx, s: &SecretRecord) -> Markup {
+fn rotation_section(ctx: &Ctx, s: &SecretRecord, editor: Option<&Editor>) -> Markup {
     let r = &s.rotation;
     let function = r
         .function_arn
@@ -183,7 +193,7 @@ fn rotation_section(ctx: &Ctx, s: &SecretRecord) -> Markup {
                         ": it becomes AWSCURRENT at once, and nothing outside kura changes. To rotate, turn on automatic rotation below."
                     }
                 }
-                (rotation_editor(ctx, s))
+                (rotation_editor(ctx, s, editor))
             }
         }
     }
@@ -253,17 +263,20 @@ fn label_form(
 }
 
 /// Turns rotation on or changes it (RotateSecret with a function and rules), or off
-/// (CancelRotateSecret).
-fn rotation_editor(ctx: &Ctx, s: &SecretRecord) -> Markup {
+/// (CancelRotateSecret). `editor` is the form as last posted (open, with its preview).
+fn rotation_editor(ctx: &Ctx, s: &SecretRecord, editor: Option<&Editor>) -> Markup {
     let r = &s.rotation;
-    let function = r
-        .function_arn
-        .as_deref()
-        .map(|a| a.rsplit(':').next().unwrap_or(a))
-        .unwrap_or("kura-password");
-    let days = r.after_days.map(|d| d.to_string());
+    let (sf, preview) = match editor {
+        Some((sf, preview)) => (sf.clone(), preview.as_ref()),
+        None => (ScheduleForm::of_secret(s), None),
+    };
+    let function = if sf.function.is_empty() {
+        "kura-password"
+    } else {
+        sf.function.as_str()
+    };
     html! {
-        details #edit-rotation {
+        details #edit-rotation open[editor.is_some()] {
             summary { @if r.enabled { "Change the schedule" } @else { "Turn on automatic rotation" } }
             form.stack method="post" action="/console/secret/rotation" {
                 (layout::csrf(ctx))
@@ -271,25 +284,9 @@ fn rotation_editor(ctx: &Ctx, s: &SecretRecord) -> Markup {
                 div.field {
                     label for="function" { "Rotation function" }
                     input #function name="function" required value=(function) spellcheck="false" autocapitalize="off" aria-describedby="function-hint";
-                    small #function-hint { "A function's name: kura-password, or one of yours (kura function list)." }
+                    small #function-hint { "A function's name: kura-password, a managed one (kura-postgres-single-user, …), or one of yours (Functions)." }
                 }
-                div.field {
-                    label for="after_days" { "Every N days" }
-                    input #after_days type="number" name="after_days" min="1" max="1000" value=[days.as_deref()] aria-describedby="schedule-hint";
-                }
-                div.field {
-                    label for="expression" { "Or a schedule expression" }
-                    input #expression name="expression" value=[r.schedule_expression.as_deref()] placeholder="rate(12 hours) or cron(0 4 ? * MON *)" spellcheck="false" autocapitalize="off" aria-describedby="schedule-hint";
-                    small #schedule-hint { "Give one: a number of days, or rate(N hours|days|months), or cron(minutes hours day month weekday year) in UTC." }
-                }
-                div.field {
-                    label for="duration" { "Window (optional)" }
-                    input #duration name="duration" value=[r.duration.as_deref()] placeholder="4h" spellcheck="false";
-                }
-                div.field.check {
-                    input #immediately type="checkbox" name="immediately" checked;
-                    label for="immediately" { "Rotate immediately after saving" }
-                }
+                (builder::fields(&sf, preview))
                 div.actions { button.primary type="submit" { "Save rotation" } }
             }
             @if r.enabled {
@@ -415,7 +412,7 @@ pub(super) async fn reveal(ctx: Ctx, body: Bytes) -> Response {
         version_stage: None,
     };
     match call!(ctx, GetSecretValue, req) {
-        Ok(v) => page(&ctx, &id, Some(v)).await,
+        Ok(v) => page(&ctx, &id, Some(v), None).await,
         Err(e) => {
             ctx.flash_error(&e);
             back(&id)
@@ -693,32 +690,24 @@ pub(super) async fn set_rotation(ctx: Ctx, body: Bytes) -> Response {
         Ok(f) => f,
         Err(r) => return r,
     };
-    let after_days = match form.opt("after_days").map(|d| d.parse::<i64>()) {
-        None => None,
-        Some(Ok(d)) => Some(d),
-        Some(Err(_)) => {
-            ctx.flash(false, "Every N days needs a whole number of days.");
+    let sf = ScheduleForm::of_form(&form);
+    if form.get("step") == "preview" {
+        let preview = sf.preview(&ctx);
+        return page(&ctx, &id, None, Some((sf, Some(preview)))).await;
+    }
+    let rules = match sf.rules() {
+        Ok(r) => r,
+        Err(why) => {
+            ctx.flash(false, format!("Nothing was changed: {why}"));
             return back(&id);
         }
     };
-    let expression = form.opt("expression");
-    if after_days.is_some() == expression.is_some() {
-        ctx.flash(
-            false,
-            "Nothing was changed: give either a number of days or a schedule expression, not both and not neither.",
-        );
-        return back(&id);
-    }
     let req = RotateSecretRequest {
         secret_id: id.clone(),
         client_request_token: None,
-        rotation_lambda_arn: form.opt("function"),
-        rotation_rules: Some(RotationRules {
-            automatically_after_days: after_days,
-            duration: form.opt("duration"),
-            schedule_expression: expression,
-        }),
-        rotate_immediately: Some(form.get("immediately") == "on"),
+        rotation_lambda_arn: Some(sf.function.clone()).filter(|f| !f.is_empty()),
+        rotation_rules: Some(rules),
+        rotate_immediately: Some(sf.immediately),
     };
     match call!(ctx, RotateSecret, req) {
         Ok(_) => ctx.flash(true, "Saved the rotation schedule."),
