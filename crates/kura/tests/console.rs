@@ -1550,6 +1550,87 @@ async fn a_schedule_preview_lists_the_next_five_rotations() {
 }
 
 #[tokio::test]
+async fn a_resource_policy_is_validated_saved_and_deleted() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    create_plain(&client, "policy/app", "policy-value-7120").await;
+    remember_value("policy-value-7120");
+    let (akid, secret) =
+        limited_user(&server, "auditor", &["secretsmanager:GetResourcePolicy"]).await;
+    let auditor = server.kura("ListUsers", "{}").await.assert_ok()["Users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["UserName"] == "auditor")
+        .unwrap()["Arn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let Some(c) = open(&server, "resource-policy").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.go("/console/secret?id=policy/app").await;
+    c.assert_text("No resource policy").await;
+    c.fill("#resource_policy", "{not json").await;
+    c.press("Validate policy").await;
+    c.assert_text("POLICY_SYNTAX").await;
+    let public = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*",
+        "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]});
+    c.fill("#resource_policy", &public.to_string()).await;
+    c.press("Validate policy").await;
+    c.assert_text("BROAD_ACCESS").await;
+    // Saving it with BlockPublicPolicy on is refused, the text kept.
+    c.press("Save policy").await;
+    c.assert_text("PublicPolicyException").await;
+    let kept = c
+        .find("#resource_policy")
+        .await
+        .value()
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(kept.contains("\"Principal\":\"*\""), "{kept}");
+    let fine = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"AWS": auditor}, "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]});
+    c.fill("#resource_policy", &fine.to_string()).await;
+    c.press("Validate policy").await;
+    c.assert_text("The policy is valid: no findings").await;
+    c.press("Save policy").await;
+    c.assert_text("Saved the resource policy").await;
+    let stored = client
+        .get_resource_policy()
+        .secret_id("policy/app")
+        .send()
+        .await
+        .unwrap();
+    let stored: serde_json::Value =
+        serde_json::from_str(stored.resource_policy().unwrap()).unwrap();
+    assert_eq!(stored["Statement"][0]["Principal"]["AWS"], auditor.as_str());
+    // The auditor sees it, and may not change it.
+    c.press("Sign out").await;
+    c.sign_in(&akid, &secret).await;
+    c.go("/console/secret?id=policy/app").await;
+    c.assert_text(&auditor).await;
+    c.press("Save policy").await;
+    c.assert_text("AccessDeniedException").await;
+    c.assert_text("secretsmanager:PutResourcePolicy").await;
+    c.press("Sign out").await;
+    c.sign_in_root(&server).await;
+    c.go("/console/secret?id=policy/app").await;
+    c.press("Delete resource policy").await;
+    c.assert_text("Deleted the resource policy").await;
+    let gone = client
+        .get_resource_policy()
+        .secret_id("policy/app")
+        .send()
+        .await
+        .unwrap();
+    assert!(gone.resource_policy().is_none());
+    c.finish().await;
+}
+
+#[tokio::test]
 async fn over_tls_the_session_cookie_is_secure() {
     let ca = common::tls::TestCa::new("console-test-ca");
     let tmp = tempfile::Builder::new()

@@ -83,6 +83,14 @@ pub fn router() -> Router<Arc<AppState>> {
             "/console/secret/label",
             axum::routing::post(secret::move_label),
         )
+        .route(
+            "/console/secret/policy",
+            axum::routing::post(secret::put_policy),
+        )
+        .route(
+            "/console/secret/policy/delete",
+            axum::routing::post(secret::delete_policy),
+        )
         .route("/console/secret/tag", axum::routing::post(secret::tag))
         .route("/console/secret/untag", axum::routing::post(secret::untag))
         .route(

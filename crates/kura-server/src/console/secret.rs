@@ -17,13 +17,14 @@ use super::{Ctx, Params, call, enc, layout};
 use crate::service::Plain;
 use crate::service::types::{
     DeleteSecretRequest, GetSecretValueRequest, GetSecretValueResponse,
-    ListSecretVersionIdsRequest, PutSecretValueRequest, RotateSecretRequest, SecretIdRequest, Tag,
-    TagResourceRequest, UntagResourceRequest, UpdateSecretVersionStageRequest,
+    ListSecretVersionIdsRequest, PutResourcePolicyRequest, PutSecretValueRequest,
+    RotateSecretRequest, SecretIdRequest, Tag, TagResourceRequest, UntagResourceRequest,
+    UpdateSecretVersionStageRequest, ValidateResourcePolicyRequest, ValidateResourcePolicyResponse,
 };
 
 pub(super) async fn show(ctx: Ctx, uri: Uri) -> Response {
     let id = Params::query(&uri).get("id").to_string();
-    page(&ctx, &id, None, None).await
+    page(&ctx, &id, None, None, None).await
 }
 
 fn href(id: &str) -> String {
@@ -40,6 +41,7 @@ async fn page(
     id: &str,
     revealed: Option<GetSecretValueResponse>,
     editor: Option<Editor>,
+    policy: Option<PolicyDraft>,
 ) -> Response {
     let described = call!(
         ctx,
@@ -111,6 +113,7 @@ async fn page(
             }
         }
         (tags_section(ctx, s))
+        (policy_section(ctx, s, policy).await)
         (delete_section(ctx, s))
     };
     layout::ok(&s.name, ctx, body)
@@ -300,6 +303,84 @@ fn rotation_editor(ctx: &Ctx, s: &SecretRecord, editor: Option<&Editor>) -> Mark
     }
 }
 
+/// A resource policy as the editor last posted it, and what validating it found.
+struct PolicyDraft {
+    text: String,
+    findings: kura_core::Result<ValidateResourcePolicyResponse>,
+}
+
+/// The secret's resource policy (GetResourcePolicy): shown, edited in a textarea, checked
+/// with ValidateResourcePolicy, saved with PutResourcePolicy, deleted with
+/// DeleteResourcePolicy.
+async fn policy_section(ctx: &Ctx, s: &SecretRecord, draft: Option<PolicyDraft>) -> Markup {
+    let live = s.deleted_at.is_none();
+    let current = call!(
+        ctx,
+        GetResourcePolicy,
+        SecretIdRequest {
+            secret_id: s.arn.clone()
+        }
+    );
+    let stored = current
+        .as_ref()
+        .ok()
+        .and_then(|r| r.resource_policy.as_deref())
+        .map(super::users::pretty);
+    let text = match &draft {
+        Some(d) => d.text.clone(),
+        None => stored.clone().unwrap_or_default(),
+    };
+    html! {
+        section #policy aria-labelledby="policy-title" {
+            h2 #policy-title { "Resource policy" }
+            @match &current {
+                Err(e) => (layout::error_box(e)),
+                Ok(_) if stored.is_none() => p.muted { "No resource policy: only the users' own policies decide." },
+                Ok(_) => {}
+            }
+            @if let Some(d) = &draft {
+                div #findings role="status" {
+                    @match &d.findings {
+                        Err(e) => (layout::error_box(e)),
+                        Ok(v) if v.policy_validation_passed => div.flash.ok { "The policy is valid: no findings." },
+                        Ok(v) => div.flash.error {
+                            p { "ValidateResourcePolicy found:" }
+                            ul { @for f in &v.validation_errors { li { code { (f.check_name) } ": " (f.error_message) } } }
+                        },
+                    }
+                }
+            }
+            @if live {
+                form.stack method="post" action="/console/secret/policy" {
+                    (layout::csrf(ctx))
+                    input type="hidden" name="id" value=(s.name);
+                    div.field {
+                        label for="resource_policy" { "Policy document (JSON)" }
+                        textarea #resource_policy name="policy" rows="10" spellcheck="false" placeholder="{\"Version\": \"2012-10-17\", \"Statement\": [...]}" { (text) }
+                    }
+                    div.field.check {
+                        input #block_public type="checkbox" name="block_public" checked;
+                        label for="block_public" { "Refuse a policy open to everyone (BlockPublicPolicy)" }
+                    }
+                    div.actions {
+                        button type="submit" name="step" value="validate" { "Validate policy" }
+                        button.primary type="submit" name="step" value="put" { "Save policy" }
+                    }
+                }
+                @if stored.is_some() {
+                    form.inline method="post" action="/console/secret/policy/delete" {
+                        (layout::csrf(ctx))
+                        input type="hidden" name="id" value=(s.name);
+                        button type="submit" { "Delete resource policy" }
+                    }
+                }
+            } @else if let Some(p) = &stored {
+                pre.policy tabindex="0" { (p) }
+            }
+        }
+    }
+}
+
 fn tags_section(ctx: &Ctx, s: &SecretRecord) -> Markup {
     let live = s.deleted_at.is_none();
     html! {
@@ -412,7 +493,7 @@ pub(super) async fn reveal(ctx: Ctx, body: Bytes) -> Response {
         version_stage: None,
     };
     match call!(ctx, GetSecretValue, req) {
-        Ok(v) => page(&ctx, &id, Some(v), None).await,
+        Ok(v) => page(&ctx, &id, Some(v), None, None).await,
         Err(e) => {
             ctx.flash_error(&e);
             back(&id)
@@ -693,7 +774,7 @@ pub(super) async fn set_rotation(ctx: Ctx, body: Bytes) -> Response {
     let sf = ScheduleForm::of_form(&form);
     if form.get("step") == "preview" {
         let preview = sf.preview(&ctx);
-        return page(&ctx, &id, None, Some((sf, Some(preview)))).await;
+        return page(&ctx, &id, None, Some((sf, Some(preview))), None).await;
     }
     let rules = match sf.rules() {
         Ok(r) => r,
@@ -729,6 +810,60 @@ pub(super) async fn rotation_off(ctx: Ctx, body: Bytes) -> Response {
         }
     ) {
         Ok(_) => ctx.flash(true, "Turned off automatic rotation."),
+        Err(e) => ctx.flash_error(&e),
+    }
+    back(&id)
+}
+
+pub(super) async fn put_policy(ctx: Ctx, body: Bytes) -> Response {
+    let (form, id) = match checked(&ctx, &body, "/console/secret/policy").await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let text = form.get("policy").to_string();
+    if form.get("step") == "validate" {
+        let req = ValidateResourcePolicyRequest {
+            secret_id: Some(id.clone()),
+            resource_policy: text.clone(),
+        };
+        let findings = call!(ctx, ValidateResourcePolicy, req);
+        let draft = PolicyDraft { text, findings };
+        return page(&ctx, &id, None, None, Some(draft)).await;
+    }
+    let req = PutResourcePolicyRequest {
+        secret_id: id.clone(),
+        resource_policy: text.clone(),
+        block_public_policy: Some(form.get("block_public") == "on"),
+    };
+    match call!(ctx, PutResourcePolicy, req) {
+        Ok(_) => {
+            ctx.flash(true, "Saved the resource policy.");
+            back(&id)
+        }
+        // Shown with the text as typed, so nothing is lost.
+        Err(e) => {
+            let draft = PolicyDraft {
+                text,
+                findings: Err(e),
+            };
+            page(&ctx, &id, None, None, Some(draft)).await
+        }
+    }
+}
+
+pub(super) async fn delete_policy(ctx: Ctx, body: Bytes) -> Response {
+    let (_, id) = match checked(&ctx, &body, "/console/secret/policy/delete").await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    match call!(
+        ctx,
+        DeleteResourcePolicy,
+        SecretIdRequest {
+            secret_id: id.clone()
+        }
+    ) {
+        Ok(_) => ctx.flash(true, "Deleted the resource policy."),
         Err(e) => ctx.flash_error(&e),
     }
     back(&id)
