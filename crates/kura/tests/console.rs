@@ -1149,6 +1149,33 @@ async fn the_audit_trail_filters_and_pages() {
         c.browser.find_all(By::Css("tbody tr")).await.unwrap().len(),
         1
     );
+    // One secret by its name, newest first, paged.
+    c.go("/console/audit").await;
+    c.fill("#secret", "audit/one").await;
+    c.press("Filter").await;
+    let rows = c.find("tbody").await.text().await.unwrap();
+    assert!(!rows.contains("audit/two"), "{rows}");
+    let (read, created) = (
+        rows.find("secretsmanager:GetSecretValue")
+            .expect("the read"),
+        rows.find("secretsmanager:CreateSecret")
+            .expect("the creation"),
+    );
+    assert!(read < created, "newest first: {rows}");
+    let path = c.path().await.replace("size=50", "size=1");
+    c.go(&path).await;
+    // Finding the secret by its name is the user's own DescribeSecret: the newest record.
+    let rows = c.find("tbody").await.text().await.unwrap();
+    assert!(rows.contains("secretsmanager:DescribeSecret"), "{rows}");
+    assert_eq!(
+        c.browser.find_all(By::Css("tbody tr")).await.unwrap().len(),
+        1
+    );
+    c.press("Next page").await;
+    assert_eq!(
+        c.browser.find_all(By::Css("tbody tr")).await.unwrap().len(),
+        1
+    );
     // Errors only, today.
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
     c.go(&format!(
@@ -1156,6 +1183,8 @@ async fn the_audit_trail_filters_and_pages() {
     ))
     .await;
     c.assert_text("No audit records match").await;
+    c.go("/console/audit?secret=audit/none").await;
+    c.assert_text("There is no secret \"audit/none\"").await;
     c.go("/console/audit").await;
     c.finish().await;
 }
