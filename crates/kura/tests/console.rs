@@ -1660,6 +1660,87 @@ async fn a_resource_policy_is_validated_saved_and_deleted() {
 }
 
 #[tokio::test]
+async fn functions_and_notification_targets_are_created_and_deleted() {
+    let server = Server::start().await;
+    let (akid, secret) = limited_user(&server, "outsider", &[]).await;
+    let Some(c) = open(&server, "functions-targets").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.press("Functions").await;
+    c.assert_text("kura-postgres-single-user").await;
+    c.fill("#fn_name", "app-hook").await;
+    c.fill("#fn_url", "http://127.0.0.1:9/rotate").await;
+    c.press("Create function").await;
+    c.assert_text("Copy its signing secret now").await;
+    let signing = c.find("#signing-secret").await.text().await.unwrap();
+    remember_value(&signing);
+    let listed = server.kura("ListRotationFunctions", "{}").await.assert_ok();
+    assert!(
+        listed["RotationFunctions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["Name"] == "app-hook" && f["Type"] == "webhook"),
+        "{listed}"
+    );
+    // A command from a relative path: the API's message.
+    c.fill("#fn_name", "bad-command").await;
+    c.click("#fn_type option[value=command]").await;
+    c.fill("#fn_command", "rotate.sh").await;
+    c.press("Create function").await;
+    c.assert_text("Command[0] must be the absolute path").await;
+    c.submitting(
+        c.find("button[aria-label='Delete function app-hook']")
+            .await,
+    )
+    .await;
+    c.assert_text("Deleted the function app-hook").await;
+
+    c.press("Notifications").await;
+    c.fill("#target_url", "http://127.0.0.1:9/events").await;
+    c.click("#ev-RotationFailed").await;
+    c.click("#ev-SecretDeleted").await;
+    c.press("Add target").await;
+    c.assert_text("Copy its signing secret now").await;
+    remember_value(&c.find("#signing-secret").await.text().await.unwrap());
+    let targets = server
+        .kura("ListNotificationTargets", "{}")
+        .await
+        .assert_ok();
+    assert_eq!(
+        targets["NotificationTargets"][0]["Events"],
+        json!(["RotationFailed", "SecretDeleted"])
+    );
+    c.go("/console/targets").await;
+    c.assert_text("RotationFailed, SecretDeleted").await;
+    c.submitting(
+        c.find("button[aria-label='Delete target http://127.0.0.1:9/events']")
+            .await,
+    )
+    .await;
+    c.assert_text("Deleted the target").await;
+    let targets = server
+        .kura("ListNotificationTargets", "{}")
+        .await
+        .assert_ok();
+    assert_eq!(targets["NotificationTargets"], json!([]));
+
+    // Not for users without the permission.
+    c.press("Sign out").await;
+    c.sign_in(&akid, &secret).await;
+    c.go("/console/functions").await;
+    c.assert_text("AccessDeniedException").await;
+    c.assert_text("kura:ListRotationFunctions").await;
+    c.go("/console/targets").await;
+    c.assert_text("kura:ListNotificationTargets").await;
+    c.press("Sign out").await;
+    c.sign_in_root(&server).await;
+    c.go("/console/functions").await;
+    c.finish().await;
+}
+
+#[tokio::test]
 async fn over_tls_the_session_cookie_is_secure() {
     let ca = common::tls::TestCa::new("console-test-ca");
     let tmp = tempfile::Builder::new()

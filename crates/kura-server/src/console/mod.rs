@@ -5,6 +5,7 @@
 //! as it would an API call. The console never reads the store itself (sign-in aside, which
 //! checks a key as SigV4 does).
 
+mod admin;
 mod audit;
 mod form;
 mod layout;
@@ -102,6 +103,22 @@ pub fn router() -> Router<Arc<AppState>> {
             axum::routing::post(secret::rotation_off),
         )
         .route("/console/audit", get(audit::trail))
+        .route(
+            "/console/functions",
+            get(admin::functions).post(admin::create_function),
+        )
+        .route(
+            "/console/functions/delete",
+            axum::routing::post(admin::delete_function),
+        )
+        .route(
+            "/console/targets",
+            get(admin::targets).post(admin::create_target),
+        )
+        .route(
+            "/console/targets/delete",
+            axum::routing::post(admin::delete_target),
+        )
         .route("/console/users", get(users::list))
         .route("/console/users/new", axum::routing::post(users::create))
         .route("/console/user", get(users::show))
