@@ -46,6 +46,10 @@ pub struct AuditQuery {
     pub outcome: Option<String>,
     /// Only records after this sequence number (paging).
     pub after_seq: Option<i64>,
+    /// Only records before this sequence number (paging newest first).
+    pub before_seq: Option<i64>,
+    /// Newest first (descending sequence numbers) rather than oldest first.
+    pub newest_first: bool,
     pub limit: usize,
 }
 
@@ -73,6 +77,6 @@ pub trait AuditStore: Send + Sync + 'static {
     /// Taken by value: a read's record is moved, never copied, on its way to the disk.
     async fn append_audit(&self, records: Vec<AuditRecord>) -> Result<()>;
     async fn last_audit(&self) -> Result<Option<AuditRecord>>;
-    /// Records matching `q`, oldest first.
+    /// Records matching `q`, oldest first (newest first with `q.newest_first`).
     async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>>;
 }

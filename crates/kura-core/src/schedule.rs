@@ -146,6 +146,19 @@ impl Schedule {
         }
     }
 
+    /// The next `n` windows after `anchor`, each counted from the one before: the dates a
+    /// schedule set at `anchor` (or rotated then) would rotate, for a preview.
+    pub fn upcoming(&self, anchor: Timestamp, n: usize) -> Vec<Window> {
+        let mut out: Vec<Window> = Vec::with_capacity(n);
+        let mut at = anchor;
+        while out.len() < n {
+            let Some(w) = self.next_window(at) else { break };
+            at = w.start;
+            out.push(w);
+        }
+        out
+    }
+
     /// The window to act on at `now`, counting from `anchor`: the first window after `anchor`
     /// that ends after `now` (the open one, else the next). Windows missed entirely are skipped.
     pub fn due_window(&self, anchor: Timestamp, now: Timestamp) -> Option<Window> {
@@ -492,6 +505,56 @@ mod tests {
         assert_eq!(e.code, crate::ErrorCode::InvalidParameter);
         e.message
     }
+    #[test]
+    fn upcoming_lists_the_next_windows_in_order() {
+        let starts = |expr: &str, from: &str| {
+            parse(expr, None)
+                .upcoming(t(from), 5)
+                .iter()
+                .map(|w| w.start)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            starts("cron(0 4 ? * MON *)", "2026-03-01T15:20"),
+            [
+                "2026-03-02T04:00",
+                "2026-03-09T04:00",
+                "2026-03-16T04:00",
+                "2026-03-23T04:00",
+                "2026-03-30T04:00"
+            ]
+            .map(t)
+        );
+        assert_eq!(
+            starts("rate(12 hours)", "2026-03-01T15:20"),
+            [
+                "2026-03-02T03:20",
+                "2026-03-02T15:20",
+                "2026-03-03T03:20",
+                "2026-03-03T15:20",
+                "2026-03-04T03:20"
+            ]
+            .map(t)
+        );
+        // Month ends clamp, counted each from the last.
+        assert_eq!(
+            starts("rate(1 months)", "2026-01-31T09:00"),
+            [
+                "2026-02-28T00:00",
+                "2026-03-28T00:00",
+                "2026-04-28T00:00",
+                "2026-05-28T00:00",
+                "2026-06-28T00:00"
+            ]
+            .map(t)
+        );
+        // A schedule whose years end yields what is left.
+        assert_eq!(
+            starts("cron(0 4 1 1 ? 2027-2028)", "2026-03-01T15:20").len(),
+            2
+        );
+    }
+
     fn by_days(n: i64) -> RotationRules {
         RotationRules {
             automatically_after_days: Some(n),

@@ -580,6 +580,497 @@ async fn rotate_now_makes_a_new_current_version() {
     c.finish().await;
 }
 
+/// A user allowed to read secrets' metadata and `actions`, signed in with a key of their own.
+async fn limited_user(server: &Server, name: &str, actions: &[&str]) -> (String, String) {
+    server
+        .kura("CreateUser", &json!({"UserName": name}).to_string())
+        .await
+        .assert_ok();
+    let mut allowed = vec![
+        "secretsmanager:ListSecrets",
+        "secretsmanager:DescribeSecret",
+        "secretsmanager:ListSecretVersionIds",
+    ];
+    allowed.extend_from_slice(actions);
+    let doc = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Action": allowed, "Resource": "*"}]});
+    server
+        .kura(
+            "PutUserPolicy",
+            &json!({"UserName": name, "PolicyName": "limited", "PolicyDocument": doc}).to_string(),
+        )
+        .await
+        .assert_ok();
+    let (akid, secret) = server.new_access_key(name).await;
+    remember_value(&secret);
+    (akid, secret)
+}
+
+/// Waits until the secret's AWSCURRENT value is `expected`.
+async fn wait_for_value(client: &aws_sdk_secretsmanager::Client, id: &str, expected: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = get_string(client, id).await;
+        if v == expected {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{id} still holds another value than {expected:?} after 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn rotate_now_with_a_custom_value() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    create_plain(&client, "custom/app", "before-custom-4471").await;
+    create_plain(&client, "custom/manual", "manual-value-4471").await;
+    remember_value("before-custom-4471");
+    remember_value("manual-value-4471");
+    client
+        .rotate_secret()
+        .secret_id("custom/app")
+        .rotation_lambda_arn("kura-password")
+        .rotation_rules(
+            aws_sdk_secretsmanager::types::RotationRulesType::builder()
+                .automatically_after_days(30)
+                .build(),
+        )
+        .rotate_immediately(false)
+        .send()
+        .await
+        .expect("turn on rotation");
+    let (akid, secret) = limited_user(&server, "rotator", &["secretsmanager:RotateSecret"]).await;
+    let Some(c) = open(&server, "rotate-custom").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.go("/console/secret?id=custom/app").await;
+    // Chosen but empty: nothing happens, and the page says what to do.
+    c.click("#source-custom").await;
+    c.press("Rotate now").await;
+    c.assert_text("The custom value is empty").await;
+    assert_eq!(
+        get_string(&client, "custom/app").await,
+        "before-custom-4471"
+    );
+
+    c.click("#source-custom").await;
+    c.fill("#custom", "my-own-value-4471").await;
+    remember_value("my-own-value-4471");
+    c.press("Rotate now").await;
+    c.assert_text("Rotation started with your value").await;
+    wait_for_value(&client, "custom/app", "my-own-value-4471").await;
+    let (_, previous, _) = get_stage(&client, "custom/app", "AWSPREVIOUS").await;
+    assert_eq!(previous, "before-custom-4471");
+    // Staged under a version of its own, which the rotation made current (AWS's way).
+    let reads = audit(&server, json!({"Action": "secretsmanager:PutSecretValue"})).await;
+    assert_eq!(reads.len(), 1, "{reads:?}");
+
+    // Without a function nothing would rotate the value in: the page says so, and a post
+    // naming such a secret stores nothing.
+    c.go("/console/secret?id=custom/manual").await;
+    c.assert_text("No rotation function is set, so nothing can rotate a value in")
+        .await;
+    c.go("/console/secret?id=custom/app").await;
+    c.browser
+        .execute(
+            "document.querySelector('#rotate-now input[name=id]').value = 'custom/manual'",
+            vec![],
+        )
+        .await
+        .unwrap();
+    c.click("#source-custom").await;
+    c.fill("#custom", "never-stored-4471").await;
+    remember_value("never-stored-4471");
+    c.press("Rotate now").await;
+    c.assert_text("InvalidRequestException").await;
+    c.assert_text("this secret has no rotation function").await;
+    assert_eq!(
+        list_versions(&client, "custom/manual", true).await.len(),
+        1,
+        "nothing was staged"
+    );
+
+    // A user who may rotate but not store a value is refused with the API's message.
+    c.press("Sign out").await;
+    c.sign_in(&akid, &secret).await;
+    c.go("/console/secret?id=custom/app").await;
+    c.click("#source-custom").await;
+    c.fill("#custom", "denied-value-4471").await;
+    remember_value("denied-value-4471");
+    c.press("Rotate now").await;
+    c.assert_text("AccessDeniedException").await;
+    c.assert_text("secretsmanager:PutSecretValue").await;
+    assert_eq!(get_string(&client, "custom/app").await, "my-own-value-4471");
+    c.press("Sign out").await;
+    c.sign_in_root(&server).await;
+    c.go("/console/secret?id=custom/app").await;
+    c.finish().await;
+}
+
+#[tokio::test]
+async fn create_with_tags_and_from_a_file() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    let files = tempfile::tempdir().unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let path = files.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.display().to_string()
+    };
+    let config = r#"{"user": "app", "password": "file-pw-8812"}"#;
+    remember_value("file-pw-8812");
+    let config_json = write("config.json", config.as_bytes());
+    let big = write("big.txt", &vec![b'a'; 70_000]);
+    let broken = write("broken.json", b"{\"user\": ");
+    let binary = write("key.bin", &[0xff, 0xfe, 0x00, 0x81]);
+    let (akid, secret) = limited_user(&server, "reader", &[]).await;
+    let Some(c) = open(&server, "create-file-tags").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    let tag = |i: usize, key: &'static str, value: &'static str| {
+        let c = &c;
+        async move {
+            let keys = c
+                .browser
+                .find_all(By::Css("input[name=tag_key]"))
+                .await
+                .unwrap();
+            let values = c
+                .browser
+                .find_all(By::Css("input[name=tag_value]"))
+                .await
+                .unwrap();
+            keys[i].send_keys(key).await.unwrap();
+            values[i].send_keys(value).await.unwrap();
+        }
+    };
+
+    // Refused files: too large, not UTF-8, JSON that does not parse; the tags stay filled in.
+    for (file, why) in [
+        (
+            &big,
+            "big.txt is 70000 bytes; a secret value may be at most 65536 bytes",
+        ),
+        (&binary, "key.bin is not UTF-8 text"),
+        (&broken, "broken.json is not valid JSON (line 1, column"),
+    ] {
+        c.go("/console/secrets/new").await;
+        c.fill("#name", "files/refused").await;
+        tag(0, "team", "payments").await;
+        c.find("#file")
+            .await
+            .send_keys(file.as_str())
+            .await
+            .unwrap();
+        c.press("Create secret").await;
+        c.assert_text(why).await;
+        let kept = c.find("input[name=tag_value]").await.value().await.unwrap();
+        assert_eq!(kept.as_deref(), Some("payments"));
+    }
+    // A file and plain text at once: which one was meant?
+    c.go("/console/secrets/new").await;
+    c.fill("#name", "files/refused").await;
+    c.fill("#plaintext", "typed-value").await;
+    c.find("#file")
+        .await
+        .send_keys(config_json.as_str())
+        .await
+        .unwrap();
+    c.press("Create secret").await;
+    c.assert_text("Give the value one way").await;
+    assert_no_secret(&client, "files/refused").await;
+
+    c.go("/console/secrets/new").await;
+    c.fill("#name", "files/config").await;
+    c.fill("#description", "Uploaded from config.json").await;
+    tag(0, "team", "payments").await;
+    tag(1, "env", "prod").await;
+    c.find("#file")
+        .await
+        .send_keys(config_json.as_str())
+        .await
+        .unwrap();
+    c.press("Create secret").await;
+    c.assert_text("Created the secret files/config").await;
+    assert_eq!(get_string(&client, "files/config").await, config);
+    let tags = describe_tags(&client, "files/config").await;
+    assert_eq!(tags.get("team").map(String::as_str), Some("payments"));
+    assert_eq!(tags.get("env").map(String::as_str), Some("prod"));
+    // Tagged as it was created: one CreateSecret, no TagResource.
+    assert!(
+        audit(&server, json!({"Action": "secretsmanager:TagResource"}))
+            .await
+            .is_empty()
+    );
+
+    // Someone who may not create secrets gets the API's refusal.
+    c.press("Sign out").await;
+    c.sign_in(&akid, &secret).await;
+    c.go("/console/secrets/new").await;
+    c.fill("#name", "files/denied").await;
+    c.fill("#plaintext", "denied-value-8812").await;
+    remember_value("denied-value-8812");
+    c.press("Create secret").await;
+    c.assert_text("AccessDeniedException").await;
+    c.assert_text("secretsmanager:CreateSecret").await;
+    assert_no_secret(&client, "files/denied").await;
+    c.press("Sign out").await;
+    c.sign_in_root(&server).await;
+    c.go("/console/secret?id=files/config").await;
+    c.finish().await;
+}
+
+/// The stored value of `id`, as JSON.
+async fn json_value(client: &aws_sdk_secretsmanager::Client, id: &str) -> serde_json::Value {
+    serde_json::from_str(&get_string(client, id).await).expect("a JSON value")
+}
+
+#[tokio::test]
+async fn the_database_wizard_creates_a_login_with_rotation() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    let admin = r#"{"engine": "postgres", "host": "127.0.0.1", "port": 5432, "username": "kura_admin", "password": "admin-pw-3302"}"#;
+    remember_value("admin-pw-3302");
+    create_plain(&client, "db/admin", admin).await;
+    let Some(c) = open(&server, "wizard-database").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.go("/console/secrets/new").await;
+    c.press("a database login").await;
+    c.fill("#name", "db/app").await;
+    c.fill("#host", "127.0.0.1").await;
+    c.fill("#username", "app").await;
+    c.fill("#password", "app-pw-3302").await;
+    remember_value("app-pw-3302");
+    c.fill("#dbname", "app").await;
+    c.click("#function option[value=kura-postgres-alternating-users]")
+        .await;
+    c.fill("#every", "7").await;
+    c.click("#immediately").await;
+    // Alternating users need the administrator's secret.
+    c.press("Review").await;
+    c.assert_text("kura-postgres-alternating-users needs the administrator's secret")
+        .await;
+    // A MySQL function for a PostgreSQL login.
+    c.click("#function option[value=kura-mysql-single-user]")
+        .await;
+    c.press("Review").await;
+    c.assert_text("kura-mysql-single-user does not rotate postgres users")
+        .await;
+    c.click("#function option[value=kura-postgres-alternating-users]")
+        .await;
+    c.fill("#masterarn", "db/admin").await;
+    c.press("Review").await;
+    c.assert_text("Review: db/app").await;
+    let review = c.find("#review-facts").await.text().await.unwrap();
+    for fact in [
+        "kura-postgres-alternating-users",
+        "every 7 days",
+        "db/admin",
+        "(hidden)",
+    ] {
+        assert!(review.contains(fact), "{fact} in {review}");
+    }
+    assert!(
+        !c.text().await.contains("app-pw-3302"),
+        "the password is not shown"
+    );
+    // Back to the form and forward again: nothing is lost on the way.
+    c.press("Back to edit").await;
+    assert_eq!(
+        c.find("#masterarn").await.value().await.unwrap().as_deref(),
+        Some("db/admin")
+    );
+    c.press("Review").await;
+    c.press("Create secret").await;
+    c.assert_text("Created the secret db/app").await;
+    c.assert_text("Rotation is on with kura-postgres-alternating-users")
+        .await;
+    assert_eq!(
+        json_value(&client, "db/app").await,
+        json!({"engine": "postgres", "host": "127.0.0.1", "port": 5432, "username": "app",
+            "password": "app-pw-3302", "dbname": "app", "masterarn": "db/admin"})
+    );
+    let d = client
+        .describe_secret()
+        .secret_id("db/app")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.rotation_enabled(), Some(true));
+    assert!(
+        d.rotation_lambda_arn()
+            .unwrap()
+            .ends_with(":kura-postgres-alternating-users"),
+        "{:?}",
+        d.rotation_lambda_arn()
+    );
+    assert_eq!(
+        d.rotation_rules().unwrap().automatically_after_days(),
+        Some(7)
+    );
+    c.assert_text("every 7 days").await;
+    c.finish().await;
+}
+
+#[tokio::test]
+async fn the_server_wizard_creates_a_key_pair_login_with_rotation() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    let Some(c) = open(&server, "wizard-server").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.go("/console/secrets/new/server").await;
+    c.fill("#name", "hosts/web1/deploy").await;
+    c.fill("#host", "web1.internal").await;
+    c.fill("#username", "deploy").await;
+    c.click("#auth-keypair").await;
+    let private = "-----BEGIN OPENSSH PRIVATE KEY-----\nwizard-private-key-5150\n-----END OPENSSH PRIVATE KEY-----";
+    remember_value("wizard-private-key-5150");
+    c.fill("#private_key", private).await;
+    c.fill(
+        "#public_key",
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIWizard deploy",
+    )
+    .await;
+    c.click("#key_type option[value=ed25519]").await;
+    c.click("#function option[value=kura-ssh-password]").await;
+    c.fill("#every", "").await;
+    c.fill("#expression", "cron(0 3 ? * SUN *)").await;
+    c.fill("#duration", "2h").await;
+    c.click("#immediately").await;
+    c.press("Review").await;
+    c.assert_text("this login is a key pair: choose kura-ssh-keypair")
+        .await;
+    c.click("#function option[value=kura-ssh-keypair]").await;
+    c.press("Review").await;
+    c.assert_text("give it (ssh-keyscan -t ed25519 HOST)").await;
+    c.click("#trust_on_first_use").await;
+    c.press("Review").await;
+    c.assert_text("cron(0 3 ? * SUN *), within 2h").await;
+    assert!(!c.text().await.contains("wizard-private-key-5150"));
+    c.press("Create secret").await;
+    c.assert_text("Created the secret hosts/web1/deploy").await;
+    assert_eq!(
+        json_value(&client, "hosts/web1/deploy").await,
+        json!({"host": "web1.internal", "port": 22, "username": "deploy",
+            "private_key": private, "public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIWizard deploy",
+            "key_type": "ed25519", "trust_on_first_use": true})
+    );
+    let d = client
+        .describe_secret()
+        .secret_id("hosts/web1/deploy")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.rotation_enabled(), Some(true));
+    assert!(
+        d.rotation_lambda_arn()
+            .unwrap()
+            .ends_with(":kura-ssh-keypair")
+    );
+    let rules = d.rotation_rules().unwrap();
+    assert_eq!(rules.schedule_expression(), Some("cron(0 3 ? * SUN *)"));
+    assert_eq!(rules.duration(), Some("2h"));
+    c.assert_text("cron(0 3 ? * SUN *)").await;
+    c.finish().await;
+}
+
+#[tokio::test]
+async fn the_access_key_wizard_makes_a_key_and_rolls_back_when_refused() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    server
+        .kura("CreateUser", &json!({"UserName": "svc"}).to_string())
+        .await
+        .assert_ok();
+    // May create and delete secrets and keys, not turn rotation on.
+    let (akid, secret) = limited_user(
+        &server,
+        "creator",
+        &[
+            "secretsmanager:CreateSecret",
+            "secretsmanager:DeleteSecret",
+            "kura:CreateAccessKey",
+            "kura:DeleteAccessKey",
+            "kura:ListUsers",
+        ],
+    )
+    .await;
+    let Some(c) = open(&server, "wizard-access-key").await else {
+        return;
+    };
+    c.sign_in(&akid, &secret).await;
+    c.go("/console/secrets/new/access-key").await;
+    c.fill("#name", "keys/svc").await;
+    c.fill("#user_name", "svc").await;
+    c.fill("#every", "90").await;
+    c.press("Review").await;
+    c.assert_text("a new key, created with the secret").await;
+    c.press("Create secret").await;
+    c.assert_text("Nothing was created: rotation could not be turned on (AccessDeniedException")
+        .await;
+    c.assert_text("secretsmanager:RotateSecret").await;
+    c.assert_text("was deleted again").await;
+    assert_no_secret(&client, "keys/svc").await;
+    let keys = server
+        .kura("ListAccessKeys", &json!({"UserName": "svc"}).to_string())
+        .await
+        .assert_ok();
+    assert_eq!(
+        keys["AccessKeyMetadata"],
+        json!([]),
+        "the key made for it is gone"
+    );
+
+    c.press("Sign out").await;
+    c.sign_in_root(&server).await;
+    c.go("/console/secrets/new/access-key").await;
+    c.fill("#name", "keys/svc").await;
+    c.fill("#user_name", "svc").await;
+    c.fill("#every", "90").await;
+    c.click("#immediately").await;
+    c.press("Review").await;
+    c.press("Create secret").await;
+    c.assert_text("Rotation is on with kura-access-key").await;
+    let value = json_value(&client, "keys/svc").await;
+    remember_value(value["SecretAccessKey"].as_str().unwrap());
+    let keys = server
+        .kura("ListAccessKeys", &json!({"UserName": "svc"}).to_string())
+        .await
+        .assert_ok();
+    assert_eq!(
+        keys["AccessKeyMetadata"][0]["AccessKeyId"],
+        value["AccessKeyId"]
+    );
+    assert_eq!(value["UserName"], "svc");
+    let d = client
+        .describe_secret()
+        .secret_id("keys/svc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.rotation_enabled(), Some(true));
+    assert!(
+        d.rotation_lambda_arn()
+            .unwrap()
+            .ends_with(":kura-access-key")
+    );
+    assert_eq!(
+        d.rotation_rules().unwrap().automatically_after_days(),
+        Some(90)
+    );
+    c.finish().await;
+}
+
 #[tokio::test]
 async fn delete_with_a_window_restore_then_delete_at_once() {
     let server = Server::start().await;
@@ -658,6 +1149,33 @@ async fn the_audit_trail_filters_and_pages() {
         c.browser.find_all(By::Css("tbody tr")).await.unwrap().len(),
         1
     );
+    // One secret by its name, newest first, paged.
+    c.go("/console/audit").await;
+    c.fill("#secret", "audit/one").await;
+    c.press("Filter").await;
+    let rows = c.find("tbody").await.text().await.unwrap();
+    assert!(!rows.contains("audit/two"), "{rows}");
+    let (read, created) = (
+        rows.find("secretsmanager:GetSecretValue")
+            .expect("the read"),
+        rows.find("secretsmanager:CreateSecret")
+            .expect("the creation"),
+    );
+    assert!(read < created, "newest first: {rows}");
+    let path = c.path().await.replace("size=50", "size=1");
+    c.go(&path).await;
+    // Finding the secret by its name is the user's own DescribeSecret: the newest record.
+    let rows = c.find("tbody").await.text().await.unwrap();
+    assert!(rows.contains("secretsmanager:DescribeSecret"), "{rows}");
+    assert_eq!(
+        c.browser.find_all(By::Css("tbody tr")).await.unwrap().len(),
+        1
+    );
+    c.press("Next page").await;
+    assert_eq!(
+        c.browser.find_all(By::Css("tbody tr")).await.unwrap().len(),
+        1
+    );
     // Errors only, today.
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
     c.go(&format!(
@@ -665,6 +1183,8 @@ async fn the_audit_trail_filters_and_pages() {
     ))
     .await;
     c.assert_text("No audit records match").await;
+    c.go("/console/audit?secret=audit/none").await;
+    c.assert_text("There is no secret \"audit/none\"").await;
     c.go("/console/audit").await;
     c.finish().await;
 }
@@ -819,6 +1339,9 @@ async fn the_pages_fit_a_narrow_screen() {
         "/console/secrets",
         "/console/secret?id=mobile/a-rather-long-secret-name/for-the-narrow-screen",
         "/console/secrets/new",
+        "/console/secrets/new/database",
+        "/console/secrets/new/server",
+        "/console/secrets/new/access-key",
         "/console/audit",
         "/console/users",
     ] {
@@ -909,7 +1432,7 @@ async fn the_rotation_editor_turns_rotation_on_and_off() {
     c.click("#edit-rotation summary").await;
     // Neither days nor an expression: nothing changes, and the page says why.
     c.press("Save rotation").await;
-    c.assert_text("give either a number of days or a schedule expression")
+    c.assert_text("Give either a number of hours, days or months, or a schedule expression")
         .await;
     c.click("#edit-rotation summary").await;
     c.fill("#expression", "rate(10 days)").await;
@@ -943,6 +1466,277 @@ async fn the_rotation_editor_turns_rotation_on_and_off() {
         .await
         .unwrap();
     assert_ne!(d.rotation_enabled(), Some(true));
+    c.finish().await;
+}
+
+/// The dates a schedule preview lists.
+async fn preview_dates(c: &Console) -> Vec<String> {
+    let mut out = Vec::new();
+    for li in c.browser.find_all(By::Css("#preview li")).await.unwrap() {
+        out.push(li.text().await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_schedule_preview_lists_the_next_five_rotations() {
+    let server = Server::start_with(&["--test-clock"]).await;
+    let client = server.client().await;
+    // Monday 2027-03-01 15:20 UTC.
+    let now = chrono::NaiveDate::from_ymd_opt(2027, 3, 1)
+        .unwrap()
+        .and_hms_opt(15, 20, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp();
+    server
+        .kura("SetClock", &json!({"Time": now}).to_string())
+        .await
+        .assert_ok();
+    create_plain(&client, "sched/preview", "preview-value-6021").await;
+    remember_value("preview-value-6021");
+    let Some(c) = open(&server, "schedule-preview").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.go("/console/secret?id=sched/preview").await;
+    c.click("#edit-rotation summary").await;
+    c.fill("#expression", "cron(0 4 ? * MON *)").await;
+    c.press("Preview dates").await;
+    let first = preview_dates(&c).await;
+    assert_eq!(first.len(), 5, "{first:?}");
+    for (date, d) in first.iter().zip([
+        "2027-03-08",
+        "2027-03-15",
+        "2027-03-22",
+        "2027-03-29",
+        "2027-04-05",
+    ]) {
+        assert!(date.starts_with(&format!("{d} 04:00 UTC")), "{first:?}");
+    }
+    assert!(first[0].starts_with("2027-03-08 04:00 UTC"), "{first:?}");
+    assert!(first[4].starts_with("2027-04-05 04:00 UTC"), "{first:?}");
+    // The form is as it was posted, still open, nothing saved.
+    assert_eq!(
+        c.find("#expression")
+            .await
+            .value()
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("cron(0 4 ? * MON *)")
+    );
+    let d = client
+        .describe_secret()
+        .secret_id("sched/preview")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(d.rotation_enabled(), Some(true));
+    // A broken expression: kura-core's own message.
+    c.fill("#expression", "cron(61 4 ? * MON *)").await;
+    c.press("Preview dates").await;
+    let why = c.find("#preview").await.text().await.unwrap();
+    assert!(
+        why.contains("ScheduleExpression cron(61 4 ? * MON *)"),
+        "{why}"
+    );
+    // Every 12 hours, counted from now.
+    c.fill("#expression", "").await;
+    c.fill("#every", "12").await;
+    c.click("#unit option[value=hours]").await;
+    c.press("Preview dates").await;
+    let dates = preview_dates(&c).await;
+    assert_eq!(dates.len(), 5, "{dates:?}");
+    assert!(dates[0].starts_with("2027-03-02 03:20 UTC"), "{dates:?}");
+    assert!(dates[4].starts_with("2027-03-04 03:20 UTC"), "{dates:?}");
+    c.click("#immediately").await;
+    c.press("Save rotation").await;
+    c.assert_text("Saved the rotation schedule").await;
+    let d = client
+        .describe_secret()
+        .secret_id("sched/preview")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        d.rotation_rules().unwrap().schedule_expression(),
+        Some("rate(12 hours)")
+    );
+    // The wizards' builder previews the same way.
+    c.go("/console/secrets/new/database").await;
+    c.fill("#every", "").await;
+    c.fill("#expression", "rate(1 months)").await;
+    c.press("Preview dates").await;
+    let dates = preview_dates(&c).await;
+    assert!(dates[0].starts_with("2027-04-01 00:00 UTC"), "{dates:?}");
+    c.go("/console/secret?id=sched/preview").await;
+    c.click("#edit-rotation summary").await;
+    c.fill("#every", "").await;
+    c.fill("#expression", "cron(0 4 ? * MON *)").await;
+    c.press("Preview dates").await;
+    c.finish().await;
+}
+
+#[tokio::test]
+async fn a_resource_policy_is_validated_saved_and_deleted() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    create_plain(&client, "policy/app", "policy-value-7120").await;
+    remember_value("policy-value-7120");
+    let (akid, secret) =
+        limited_user(&server, "auditor", &["secretsmanager:GetResourcePolicy"]).await;
+    let auditor = server.kura("ListUsers", "{}").await.assert_ok()["Users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["UserName"] == "auditor")
+        .unwrap()["Arn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let Some(c) = open(&server, "resource-policy").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.go("/console/secret?id=policy/app").await;
+    c.assert_text("No resource policy").await;
+    c.fill("#resource_policy", "{not json").await;
+    c.press("Validate policy").await;
+    c.assert_text("POLICY_SYNTAX").await;
+    let public = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*",
+        "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]});
+    c.fill("#resource_policy", &public.to_string()).await;
+    c.press("Validate policy").await;
+    c.assert_text("BROAD_ACCESS").await;
+    // Saving it with BlockPublicPolicy on is refused, the text kept.
+    c.press("Save policy").await;
+    c.assert_text("PublicPolicyException").await;
+    let kept = c
+        .find("#resource_policy")
+        .await
+        .value()
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(kept.contains("\"Principal\":\"*\""), "{kept}");
+    let fine = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"AWS": auditor}, "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]});
+    c.fill("#resource_policy", &fine.to_string()).await;
+    c.press("Validate policy").await;
+    c.assert_text("The policy is valid: no findings").await;
+    c.press("Save policy").await;
+    c.assert_text("Saved the resource policy").await;
+    let stored = client
+        .get_resource_policy()
+        .secret_id("policy/app")
+        .send()
+        .await
+        .unwrap();
+    let stored: serde_json::Value =
+        serde_json::from_str(stored.resource_policy().unwrap()).unwrap();
+    assert_eq!(stored["Statement"][0]["Principal"]["AWS"], auditor.as_str());
+    // The auditor sees it, and may not change it.
+    c.press("Sign out").await;
+    c.sign_in(&akid, &secret).await;
+    c.go("/console/secret?id=policy/app").await;
+    c.assert_text(&auditor).await;
+    c.press("Save policy").await;
+    c.assert_text("AccessDeniedException").await;
+    c.assert_text("secretsmanager:PutResourcePolicy").await;
+    c.press("Sign out").await;
+    c.sign_in_root(&server).await;
+    c.go("/console/secret?id=policy/app").await;
+    c.press("Delete resource policy").await;
+    c.assert_text("Deleted the resource policy").await;
+    let gone = client
+        .get_resource_policy()
+        .secret_id("policy/app")
+        .send()
+        .await
+        .unwrap();
+    assert!(gone.resource_policy().is_none());
+    c.finish().await;
+}
+
+#[tokio::test]
+async fn functions_and_notification_targets_are_created_and_deleted() {
+    let server = Server::start().await;
+    let (akid, secret) = limited_user(&server, "outsider", &[]).await;
+    let Some(c) = open(&server, "functions-targets").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.press("Functions").await;
+    c.assert_text("kura-postgres-single-user").await;
+    c.fill("#fn_name", "app-hook").await;
+    c.fill("#fn_url", "http://127.0.0.1:9/rotate").await;
+    c.press("Create function").await;
+    c.assert_text("Copy its signing secret now").await;
+    let signing = c.find("#signing-secret").await.text().await.unwrap();
+    remember_value(&signing);
+    let listed = server.kura("ListRotationFunctions", "{}").await.assert_ok();
+    assert!(
+        listed["RotationFunctions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["Name"] == "app-hook" && f["Type"] == "webhook"),
+        "{listed}"
+    );
+    // A command from a relative path: the API's message.
+    c.fill("#fn_name", "bad-command").await;
+    c.click("#fn_type option[value=command]").await;
+    c.fill("#fn_command", "rotate.sh").await;
+    c.press("Create function").await;
+    c.assert_text("Command[0] must be the absolute path").await;
+    c.submitting(
+        c.find("button[aria-label='Delete function app-hook']")
+            .await,
+    )
+    .await;
+    c.assert_text("Deleted the function app-hook").await;
+
+    c.press("Notifications").await;
+    c.fill("#target_url", "http://127.0.0.1:9/events").await;
+    c.click("#ev-RotationFailed").await;
+    c.click("#ev-SecretDeleted").await;
+    c.press("Add target").await;
+    c.assert_text("Copy its signing secret now").await;
+    remember_value(&c.find("#signing-secret").await.text().await.unwrap());
+    let targets = server
+        .kura("ListNotificationTargets", "{}")
+        .await
+        .assert_ok();
+    assert_eq!(
+        targets["NotificationTargets"][0]["Events"],
+        json!(["RotationFailed", "SecretDeleted"])
+    );
+    c.go("/console/targets").await;
+    c.assert_text("RotationFailed, SecretDeleted").await;
+    c.submitting(
+        c.find("button[aria-label='Delete target http://127.0.0.1:9/events']")
+            .await,
+    )
+    .await;
+    c.assert_text("Deleted the target").await;
+    let targets = server
+        .kura("ListNotificationTargets", "{}")
+        .await
+        .assert_ok();
+    assert_eq!(targets["NotificationTargets"], json!([]));
+
+    // Not for users without the permission.
+    c.press("Sign out").await;
+    c.sign_in(&akid, &secret).await;
+    c.go("/console/functions").await;
+    c.assert_text("AccessDeniedException").await;
+    c.assert_text("kura:ListRotationFunctions").await;
+    c.go("/console/targets").await;
+    c.assert_text("kura:ListNotificationTargets").await;
+    c.press("Sign out").await;
+    c.sign_in_root(&server).await;
+    c.go("/console/functions").await;
     c.finish().await;
 }
 

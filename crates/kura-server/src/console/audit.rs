@@ -1,5 +1,5 @@
-//! The audit trail (Kura.LookupAuditEvents): filters by time, user, action, resource and
-//! outcome, and paging.
+//! The audit trail (Kura.LookupAuditEvents): newest first, filtered by time, user, action,
+//! secret (by name: its ARN from DescribeSecret) or any resource, and outcome; paged.
 
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
@@ -7,10 +7,18 @@ use kura_core::Timestamp;
 use maud::html;
 
 use super::{Ctx, Params, call, enc, layout};
-use crate::service::types::LookupAuditEventsRequest;
+use crate::service::types::{LookupAuditEventsRequest, SecretIdRequest};
 
 const PAGE: i64 = 50;
-const FIELDS: [&str; 6] = ["principal", "action", "resource", "outcome", "from", "to"];
+const FIELDS: [&str; 7] = [
+    "principal",
+    "action",
+    "secret",
+    "resource",
+    "outcome",
+    "from",
+    "to",
+];
 
 /// `YYYY-MM-DD` as epoch seconds: the start of that day, or with `end` its last second.
 fn day(s: &str, end: bool) -> Result<Option<f64>, String> {
@@ -35,21 +43,47 @@ fn short(arn: &str) -> &str {
     arn
 }
 
+/// The resource to filter on: the ARN of the secret named in `secret` (records name a
+/// secret by its ARN), or the `resource` given.
+async fn resource_of(ctx: &Ctx, q: &Params) -> kura_core::Result<Option<String>> {
+    let Some(name) = q.opt("secret") else {
+        return Ok(q.opt("resource"));
+    };
+    if q.opt("resource").is_some() {
+        return Err(kura_core::Error::validation(
+            "Give a secret's name or a resource ARN, not both.",
+        ));
+    }
+    let d = call!(ctx, DescribeSecret, SecretIdRequest { secret_id: name.clone() }).map_err(
+        |e| match e.code {
+            kura_core::ErrorCode::ResourceNotFound => kura_core::Error::new(
+                e.code,
+                format!("There is no secret {name:?}: a secret deleted for good is found by its ARN, in Resource."),
+            ),
+            _ => e,
+        },
+    )?;
+    Ok(Some(d.secret.arn))
+}
+
 pub(super) async fn trail(ctx: Ctx, uri: Uri) -> Response {
     let q = Params::query(&uri);
     let outcome = q.opt("outcome");
     let range = day(q.get("from"), false).and_then(|f| Ok((f, day(q.get("to"), true)?)));
     let size = q.get("size").parse::<i64>().unwrap_or(PAGE).clamp(1, 500);
-    let result = match range {
-        Err(why) => Err(kura_core::Error::validation(why)),
-        Ok((start_time, end_time)) => {
+    let resource = resource_of(&ctx, &q).await;
+    let result = match (range, resource) {
+        (Err(why), _) => Err(kura_core::Error::validation(why)),
+        (_, Err(e)) => Err(e),
+        (Ok((start_time, end_time)), Ok(resource)) => {
             let req = LookupAuditEventsRequest {
                 start_time,
                 end_time,
                 principal: q.opt("principal"),
                 action: q.opt("action"),
-                resource: q.opt("resource"),
+                resource,
                 outcome: outcome.clone(),
+                newest_first: Some(true),
                 max_results: Some(size),
                 next_token: q.opt("next"),
             };
@@ -65,7 +99,8 @@ pub(super) async fn trail(ctx: Ctx, uri: Uri) -> Response {
     let narrow = |field: &str, value: &str| {
         let mut parts: Vec<String> = FIELDS
             .iter()
-            .filter(|f| **f != field)
+            // A resource replaces a secret's name, which names one.
+            .filter(|f| **f != field && !(field == "resource" && **f == "secret"))
             .map(|f| format!("{f}={}", enc(q.get(f))))
             .collect();
         parts.push(format!("{field}={}", enc(value)));
@@ -73,6 +108,7 @@ pub(super) async fn trail(ctx: Ctx, uri: Uri) -> Response {
     };
     let body = html! {
         h1 { "Audit trail" }
+        p.hint { "Newest first." }
         form.filters method="get" action="/console/audit" {
             div.field {
                 label for="from" { "From" }
@@ -89,6 +125,10 @@ pub(super) async fn trail(ctx: Ctx, uri: Uri) -> Response {
             div.field.grow {
                 label for="action" { "Action" }
                 input #action name="action" value=(q.get("action")) placeholder="secretsmanager:GetSecretValue" spellcheck="false";
+            }
+            div.field.grow {
+                label for="secret" { "Secret (name)" }
+                input #secret name="secret" value=(q.get("secret")) placeholder="prod/billing/db" spellcheck="false" autocapitalize="off";
             }
             div.field.grow {
                 label for="resource" { "Resource (ARN)" }

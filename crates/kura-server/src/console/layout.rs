@@ -27,6 +27,8 @@ pub(crate) fn page(title: &str, ctx: Option<&Ctx>, body: Markup, status: StatusC
                             a href="/console/secrets" { "Secrets" }
                             a href="/console/audit" { "Audit" }
                             a href="/console/users" { "Users" }
+                            a href="/console/functions" { "Functions" }
+                            a href="/console/targets" { "Notifications" }
                         }
                         div.who {
                             span.user title=(ctx.principal.arn) { (ctx.principal.user_name) }

@@ -5,13 +5,17 @@
 //! as it would an API call. The console never reads the store itself (sign-in aside, which
 //! checks a key as SigV4 does).
 
+mod admin;
 mod audit;
+mod form;
 mod layout;
+mod schedule;
 mod secret;
 mod secrets;
 pub mod session;
 mod signin;
 mod users;
+mod wizard;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,6 +55,10 @@ pub fn router() -> Router<Arc<AppState>> {
             "/console/secrets/new",
             get(secrets::new_form).post(secrets::create),
         )
+        .route(
+            "/console/secrets/new/{kind}",
+            get(wizard::form).post(wizard::submit),
+        )
         .route("/console/secret", get(secret::show))
         .route(
             "/console/secret/reveal",
@@ -76,6 +84,14 @@ pub fn router() -> Router<Arc<AppState>> {
             "/console/secret/label",
             axum::routing::post(secret::move_label),
         )
+        .route(
+            "/console/secret/policy",
+            axum::routing::post(secret::put_policy),
+        )
+        .route(
+            "/console/secret/policy/delete",
+            axum::routing::post(secret::delete_policy),
+        )
         .route("/console/secret/tag", axum::routing::post(secret::tag))
         .route("/console/secret/untag", axum::routing::post(secret::untag))
         .route(
@@ -87,6 +103,22 @@ pub fn router() -> Router<Arc<AppState>> {
             axum::routing::post(secret::rotation_off),
         )
         .route("/console/audit", get(audit::trail))
+        .route(
+            "/console/functions",
+            get(admin::functions).post(admin::create_function),
+        )
+        .route(
+            "/console/functions/delete",
+            axum::routing::post(admin::delete_function),
+        )
+        .route(
+            "/console/targets",
+            get(admin::targets).post(admin::create_target),
+        )
+        .route(
+            "/console/targets/delete",
+            axum::routing::post(admin::delete_target),
+        )
         .route("/console/users", get(users::list))
         .route("/console/users/new", axum::routing::post(users::create))
         .route("/console/user", get(users::show))
@@ -160,17 +192,27 @@ async fn icon() -> Response {
         .into_response()
 }
 
-/// Form fields or query parameters, in order. Values are zeroized when dropped: a form may
-/// carry a secret value or a secret key.
-pub(crate) struct Params(Vec<(String, Zeroizing<String>)>);
+/// Form fields or query parameters, in order, and the files a form sent. Values are zeroized
+/// when dropped: a form may carry a secret value or a secret key.
+#[derive(Default)]
+pub(crate) struct Params {
+    fields: Vec<(String, Zeroizing<String>)>,
+    files: Vec<form::Upload>,
+}
 
 impl Params {
     pub(crate) fn parse(bytes: &[u8]) -> Params {
-        Params(
-            url::form_urlencoded::parse(bytes)
+        Params {
+            fields: url::form_urlencoded::parse(bytes)
                 .map(|(k, v)| (k.into_owned(), Zeroizing::new(v.into_owned())))
                 .collect(),
-        )
+            files: Vec::new(),
+        }
+    }
+
+    /// The file sent in the field `name`, if one was chosen.
+    pub(crate) fn file(&self, name: &str) -> Option<&form::Upload> {
+        self.files.iter().find(|f| f.field == name)
     }
 
     pub(crate) fn query(uri: &axum::http::Uri) -> Params {
@@ -179,7 +221,7 @@ impl Params {
 
     /// The first value of `name`, trimmed of nothing; "" when absent.
     pub(crate) fn get(&self, name: &str) -> &str {
-        self.0
+        self.fields
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
@@ -193,8 +235,13 @@ impl Params {
             .map(str::to_string)
     }
 
+    /// Every field, in order.
+    pub(crate) fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     pub(crate) fn all(&self, name: &str) -> impl Iterator<Item = &str> {
-        self.0
+        self.fields
             .iter()
             .filter(move |(k, _)| k == name)
             .map(|(_, v)| v.as_str())
@@ -287,6 +334,11 @@ impl Ctx {
             self.tls,
             &self.headers,
         )
+    }
+
+    /// The service's clock (a test server's manual one in tests).
+    pub(crate) fn now(&self) -> kura_core::Timestamp {
+        self.live.service.clock.now()
     }
 
     /// Runs `op` as the signed-in user, through the pipeline: authorized and audited as an

@@ -5,29 +5,44 @@
 use axum::body::Bytes;
 use axum::http::Uri;
 use axum::response::{IntoResponse, Redirect, Response};
+use kura_core::Error;
+use kura_core::labels;
 use kura_core::model::{RotationPhase, SecretRecord, ValueKind};
+use kura_core::schedule::Window;
 use maud::{Markup, html};
 
+use super::schedule::{self as builder, ScheduleForm};
 use super::secrets::{schedule, value_of};
 use super::{Ctx, Params, call, enc, layout};
+use crate::service::Plain;
 use crate::service::types::{
     DeleteSecretRequest, GetSecretValueRequest, GetSecretValueResponse,
-    ListSecretVersionIdsRequest, PutSecretValueRequest, RotateSecretRequest, RotationRules,
-    SecretIdRequest, Tag, TagResourceRequest, UntagResourceRequest,
-    UpdateSecretVersionStageRequest,
+    ListSecretVersionIdsRequest, PutResourcePolicyRequest, PutSecretValueRequest,
+    RotateSecretRequest, SecretIdRequest, Tag, TagResourceRequest, UntagResourceRequest,
+    UpdateSecretVersionStageRequest, ValidateResourcePolicyRequest, ValidateResourcePolicyResponse,
 };
 
 pub(super) async fn show(ctx: Ctx, uri: Uri) -> Response {
     let id = Params::query(&uri).get("id").to_string();
-    page(&ctx, &id, None).await
+    page(&ctx, &id, None, None, None).await
 }
 
 fn href(id: &str) -> String {
     format!("/console/secret?id={}", enc(id))
 }
 
-/// The secret page, with the value when it was just revealed.
-async fn page(ctx: &Ctx, id: &str, revealed: Option<GetSecretValueResponse>) -> Response {
+/// The rotation editor as a form left it: its fields, and what Preview showed.
+type Editor = (ScheduleForm, Option<Result<Vec<Window>, String>>);
+
+/// The secret page, with the value when it was just revealed, or the rotation editor open
+/// as a form left it.
+async fn page(
+    ctx: &Ctx,
+    id: &str,
+    revealed: Option<GetSecretValueResponse>,
+    editor: Option<Editor>,
+    policy: Option<PolicyDraft>,
+) -> Response {
     let described = call!(
         ctx,
         DescribeSecret,
@@ -74,7 +89,7 @@ async fn page(ctx: &Ctx, id: &str, revealed: Option<GetSecretValueResponse>) -> 
             }
             p { a href={ "/console/audit?resource=" (enc(&s.arn)) } { "Audit trail of this secret" } }
         }
-            (rotation_section(ctx, s))
+            (rotation_section(ctx, s, editor.as_ref()))
         }
         (value_section(ctx, s, revealed.as_ref()))
         section aria-labelledby="versions" {
@@ -98,6 +113,7 @@ async fn page(ctx: &Ctx, id: &str, revealed: Option<GetSecretValueResponse>) -> 
             }
         }
         (tags_section(ctx, s))
+        (policy_section(ctx, s, policy).await)
         (delete_section(ctx, s))
     };
     layout::ok(&s.name, ctx, body)
@@ -150,7 +166,7 @@ fn base64_of(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-fn rotation_section(ctx: &Ctx, s: &SecretRecord) -> Markup {
+fn rotation_section(ctx: &Ctx, s: &SecretRecord, editor: Option<&Editor>) -> Markup {
     let r = &s.rotation;
     let function = r
         .function_arn
@@ -172,17 +188,47 @@ fn rotation_section(ctx: &Ctx, s: &SecretRecord) -> Markup {
             }
             @if s.deleted_at.is_none() {
                 @if function.is_some() {
-                    form.inline method="post" action="/console/secret/rotate" {
-                        (layout::csrf(ctx))
-                        input type="hidden" name="id" value=(s.name);
-                        button type="submit" { "Rotate now" }
-                        span.hint { " Runs the function now: a new version becomes AWSCURRENT." }
-                    }
+                    (rotate_now_form(ctx, s))
                 } @else {
-                    p.hint { "No rotation function is set yet." }
+                    p.hint #no-function {
+                        "No rotation function is set, so nothing can rotate a value in. To use a value of your own now, "
+                        a href="#new-value" { "store a new value" }
+                        ": it becomes AWSCURRENT at once, and nothing outside kura changes. To rotate, turn on automatic rotation below."
+                    }
                 }
-                (rotation_editor(ctx, s))
+                (rotation_editor(ctx, s, editor))
             }
+        }
+    }
+}
+
+/// Rotate now: with a value the function generates, or with a custom one, staged as
+/// AWSPENDING and rotated in (AWS's way: PutSecretValue with VersionStages [AWSPENDING], then
+/// RotateSecret with the same ClientRequestToken).
+fn rotate_now_form(ctx: &Ctx, s: &SecretRecord) -> Markup {
+    html! {
+        form.stack #rotate-now method="post" action="/console/secret/rotate" {
+            (layout::csrf(ctx))
+            input type="hidden" name="id" value=(s.name);
+            fieldset {
+                legend { "Rotate now" }
+                div.field.check {
+                    input #source-generated type="radio" name="source" value="generated" checked;
+                    label for="source-generated" { "Let the function generate the new value" }
+                }
+                div.field.check {
+                    input #source-custom type="radio" name="source" value="custom";
+                    label for="source-custom" { "Use a custom value" }
+                }
+                div.field {
+                    label for="custom" { "Custom value" }
+                    textarea #custom name="custom" rows="3" spellcheck="false" autocomplete="off" aria-describedby="custom-hint" {}
+                    small #custom-hint {
+                        "The whole new value (for a JSON secret, the whole JSON). It is staged as AWSPENDING, then the function sets it where the credential is used, tests it and moves AWSCURRENT to it."
+                    }
+                }
+            }
+            div.actions { button type="submit" { "Rotate now" } }
         }
     }
 }
@@ -220,17 +266,20 @@ fn label_form(
 }
 
 /// Turns rotation on or changes it (RotateSecret with a function and rules), or off
-/// (CancelRotateSecret).
-fn rotation_editor(ctx: &Ctx, s: &SecretRecord) -> Markup {
+/// (CancelRotateSecret). `editor` is the form as last posted (open, with its preview).
+fn rotation_editor(ctx: &Ctx, s: &SecretRecord, editor: Option<&Editor>) -> Markup {
     let r = &s.rotation;
-    let function = r
-        .function_arn
-        .as_deref()
-        .map(|a| a.rsplit(':').next().unwrap_or(a))
-        .unwrap_or("kura-password");
-    let days = r.after_days.map(|d| d.to_string());
+    let (sf, preview) = match editor {
+        Some((sf, preview)) => (sf.clone(), preview.as_ref()),
+        None => (ScheduleForm::of_secret(s), None),
+    };
+    let function = if sf.function.is_empty() {
+        "kura-password"
+    } else {
+        sf.function.as_str()
+    };
     html! {
-        details #edit-rotation {
+        details #edit-rotation open[editor.is_some()] {
             summary { @if r.enabled { "Change the schedule" } @else { "Turn on automatic rotation" } }
             form.stack method="post" action="/console/secret/rotation" {
                 (layout::csrf(ctx))
@@ -238,25 +287,9 @@ fn rotation_editor(ctx: &Ctx, s: &SecretRecord) -> Markup {
                 div.field {
                     label for="function" { "Rotation function" }
                     input #function name="function" required value=(function) spellcheck="false" autocapitalize="off" aria-describedby="function-hint";
-                    small #function-hint { "A function's name: kura-password, or one of yours (kura function list)." }
+                    small #function-hint { "A function's name: kura-password, a managed one (kura-postgres-single-user, …), or one of yours (Functions)." }
                 }
-                div.field {
-                    label for="after_days" { "Every N days" }
-                    input #after_days type="number" name="after_days" min="1" max="1000" value=[days.as_deref()] aria-describedby="schedule-hint";
-                }
-                div.field {
-                    label for="expression" { "Or a schedule expression" }
-                    input #expression name="expression" value=[r.schedule_expression.as_deref()] placeholder="rate(12 hours) or cron(0 4 ? * MON *)" spellcheck="false" autocapitalize="off" aria-describedby="schedule-hint";
-                    small #schedule-hint { "Give one: a number of days, or rate(N hours|days|months), or cron(minutes hours day month weekday year) in UTC." }
-                }
-                div.field {
-                    label for="duration" { "Window (optional)" }
-                    input #duration name="duration" value=[r.duration.as_deref()] placeholder="4h" spellcheck="false";
-                }
-                div.field.check {
-                    input #immediately type="checkbox" name="immediately" checked;
-                    label for="immediately" { "Rotate immediately after saving" }
-                }
+                (builder::fields(&sf, preview))
                 div.actions { button.primary type="submit" { "Save rotation" } }
             }
             @if r.enabled {
@@ -265,6 +298,84 @@ fn rotation_editor(ctx: &Ctx, s: &SecretRecord) -> Markup {
                     input type="hidden" name="id" value=(s.name);
                     button type="submit" { "Turn off automatic rotation" }
                 }
+            }
+        }
+    }
+}
+
+/// A resource policy as the editor last posted it, and what validating it found.
+struct PolicyDraft {
+    text: String,
+    findings: kura_core::Result<ValidateResourcePolicyResponse>,
+}
+
+/// The secret's resource policy (GetResourcePolicy): shown, edited in a textarea, checked
+/// with ValidateResourcePolicy, saved with PutResourcePolicy, deleted with
+/// DeleteResourcePolicy.
+async fn policy_section(ctx: &Ctx, s: &SecretRecord, draft: Option<PolicyDraft>) -> Markup {
+    let live = s.deleted_at.is_none();
+    let current = call!(
+        ctx,
+        GetResourcePolicy,
+        SecretIdRequest {
+            secret_id: s.arn.clone()
+        }
+    );
+    let stored = current
+        .as_ref()
+        .ok()
+        .and_then(|r| r.resource_policy.as_deref())
+        .map(super::users::pretty);
+    let text = match &draft {
+        Some(d) => d.text.clone(),
+        None => stored.clone().unwrap_or_default(),
+    };
+    html! {
+        section #policy aria-labelledby="policy-title" {
+            h2 #policy-title { "Resource policy" }
+            @match &current {
+                Err(e) => (layout::error_box(e)),
+                Ok(_) if stored.is_none() => p.muted { "No resource policy: only the users' own policies decide." },
+                Ok(_) => {}
+            }
+            @if let Some(d) = &draft {
+                div #findings role="status" {
+                    @match &d.findings {
+                        Err(e) => (layout::error_box(e)),
+                        Ok(v) if v.policy_validation_passed => div.flash.ok { "The policy is valid: no findings." },
+                        Ok(v) => div.flash.error {
+                            p { "ValidateResourcePolicy found:" }
+                            ul { @for f in &v.validation_errors { li { code { (f.check_name) } ": " (f.error_message) } } }
+                        },
+                    }
+                }
+            }
+            @if live {
+                form.stack method="post" action="/console/secret/policy" {
+                    (layout::csrf(ctx))
+                    input type="hidden" name="id" value=(s.name);
+                    div.field {
+                        label for="resource_policy" { "Policy document (JSON)" }
+                        textarea #resource_policy name="policy" rows="10" spellcheck="false" placeholder="{\"Version\": \"2012-10-17\", \"Statement\": [...]}" { (text) }
+                    }
+                    div.field.check {
+                        input #block_public type="checkbox" name="block_public" checked;
+                        label for="block_public" { "Refuse a policy open to everyone (BlockPublicPolicy)" }
+                    }
+                    div.actions {
+                        button type="submit" name="step" value="validate" { "Validate policy" }
+                        button.primary type="submit" name="step" value="put" { "Save policy" }
+                    }
+                }
+                @if stored.is_some() {
+                    form.inline method="post" action="/console/secret/policy/delete" {
+                        (layout::csrf(ctx))
+                        input type="hidden" name="id" value=(s.name);
+                        button type="submit" { "Delete resource policy" }
+                    }
+                }
+            } @else if let Some(p) = &stored {
+                pre.policy tabindex="0" { (p) }
             }
         }
     }
@@ -382,7 +493,7 @@ pub(super) async fn reveal(ctx: Ctx, body: Bytes) -> Response {
         version_stage: None,
     };
     match call!(ctx, GetSecretValue, req) {
-        Ok(v) => page(&ctx, &id, Some(v)).await,
+        Ok(v) => page(&ctx, &id, Some(v), None, None).await,
         Err(e) => {
             ctx.flash_error(&e);
             back(&id)
@@ -426,10 +537,22 @@ pub(super) async fn put_value(ctx: Ctx, body: Bytes) -> Response {
 }
 
 pub(super) async fn rotate(ctx: Ctx, body: Bytes) -> Response {
-    let (_, id) = match checked(&ctx, &body, "/console/secret/rotate").await {
+    let (form, id) = match checked(&ctx, &body, "/console/secret/rotate").await {
         Ok(f) => f,
         Err(r) => return r,
     };
+    if form.get("source") == "custom" {
+        match rotate_custom(&ctx, &id, &form).await {
+            Ok(version) => ctx.flash(
+                true,
+                format!(
+                    "Rotation started with your value: version {version} becomes AWSCURRENT once the function has set and tested it."
+                ),
+            ),
+            Err(e) => ctx.flash_error(&e),
+        }
+        return back(&id);
+    }
     let req = RotateSecretRequest {
         secret_id: id.clone(),
         client_request_token: None,
@@ -448,6 +571,90 @@ pub(super) async fn rotate(ctx: Ctx, body: Bytes) -> Response {
         Err(e) => ctx.flash_error(&e),
     }
     back(&id)
+}
+
+/// Rotates the custom value of `form` in: staged as AWSPENDING under a new token, then
+/// RotateSecret with that token, whose function finds the value there and uses it instead of
+/// generating one. The version staged.
+async fn rotate_custom(ctx: &Ctx, id: &str, form: &Params) -> kura_core::Result<String> {
+    let text = form.get("custom");
+    if text.is_empty() {
+        return Err(Error::invalid_parameter(
+            "The custom value is empty: type the value to rotate in, or let the function generate one.",
+        ));
+    }
+    let d = call!(
+        ctx,
+        DescribeSecret,
+        SecretIdRequest {
+            secret_id: id.to_string()
+        }
+    )?;
+    // Checked before staging: without a function nothing would rotate the value in, and
+    // during another rotation staging would take AWSPENDING from the version it is making.
+    if d.secret.rotation.function_arn.is_none() {
+        return Err(Error::invalid_request(
+            "Nothing was stored: this secret has no rotation function, so nothing would rotate the value in. Store it with \"Store a new value\" (it becomes AWSCURRENT at once), or turn on rotation first.",
+        ));
+    }
+    let pending = d.stages.get(labels::PENDING);
+    if d.secret.run.phase == RotationPhase::InProgress
+        || (pending.is_some() && pending != d.stages.get(labels::CURRENT))
+    {
+        return Err(Error::invalid_request(format!(
+            "Nothing was stored: a rotation is in progress (AWSPENDING is on version {}). Wait for it to finish, or turn rotation off to cancel it.",
+            pending.map(String::as_str).unwrap_or("?")
+        )));
+    }
+    let token = uuid::Uuid::new_v4().to_string();
+    call!(
+        ctx,
+        PutSecretValue,
+        PutSecretValueRequest {
+            secret_id: id.to_string(),
+            client_request_token: Some(token.clone()),
+            value: Some(Plain::text(text)),
+            version_stages: Some(vec![labels::PENDING.to_string()]),
+        }
+    )?;
+    let rotated = call!(
+        ctx,
+        RotateSecret,
+        RotateSecretRequest {
+            secret_id: id.to_string(),
+            client_request_token: Some(token.clone()),
+            rotation_lambda_arn: None,
+            rotation_rules: None,
+            rotate_immediately: None,
+        }
+    );
+    match rotated {
+        Ok(_) => Ok(token),
+        Err(e) => {
+            // Not left staged for a later rotation to pick up unasked.
+            let unstaged = call!(
+                ctx,
+                UpdateSecretVersionStage,
+                UpdateSecretVersionStageRequest {
+                    secret_id: id.to_string(),
+                    version_stage: labels::PENDING.to_string(),
+                    remove_from_version_id: Some(token.clone()),
+                    move_to_version_id: None,
+                }
+            );
+            let after = match unstaged {
+                Ok(_) => "the staged value was unlabelled again".to_string(),
+                Err(u) => format!(
+                    "the staged version {token} still holds AWSPENDING ({}): remove it before rotating again",
+                    u.message
+                ),
+            };
+            Err(Error::new(
+                e.code,
+                format!("{} Nothing was rotated; {after}.", e.message),
+            ))
+        }
+    }
 }
 
 pub(super) async fn delete(ctx: Ctx, body: Bytes) -> Response {
@@ -564,32 +771,24 @@ pub(super) async fn set_rotation(ctx: Ctx, body: Bytes) -> Response {
         Ok(f) => f,
         Err(r) => return r,
     };
-    let after_days = match form.opt("after_days").map(|d| d.parse::<i64>()) {
-        None => None,
-        Some(Ok(d)) => Some(d),
-        Some(Err(_)) => {
-            ctx.flash(false, "Every N days needs a whole number of days.");
+    let sf = ScheduleForm::of_form(&form);
+    if form.get("step") == "preview" {
+        let preview = sf.preview(&ctx);
+        return page(&ctx, &id, None, Some((sf, Some(preview))), None).await;
+    }
+    let rules = match sf.rules() {
+        Ok(r) => r,
+        Err(why) => {
+            ctx.flash(false, format!("Nothing was changed: {why}"));
             return back(&id);
         }
     };
-    let expression = form.opt("expression");
-    if after_days.is_some() == expression.is_some() {
-        ctx.flash(
-            false,
-            "Nothing was changed: give either a number of days or a schedule expression, not both and not neither.",
-        );
-        return back(&id);
-    }
     let req = RotateSecretRequest {
         secret_id: id.clone(),
         client_request_token: None,
-        rotation_lambda_arn: form.opt("function"),
-        rotation_rules: Some(RotationRules {
-            automatically_after_days: after_days,
-            duration: form.opt("duration"),
-            schedule_expression: expression,
-        }),
-        rotate_immediately: Some(form.get("immediately") == "on"),
+        rotation_lambda_arn: Some(sf.function.clone()).filter(|f| !f.is_empty()),
+        rotation_rules: Some(rules),
+        rotate_immediately: Some(sf.immediately),
     };
     match call!(ctx, RotateSecret, req) {
         Ok(_) => ctx.flash(true, "Saved the rotation schedule."),
@@ -611,6 +810,60 @@ pub(super) async fn rotation_off(ctx: Ctx, body: Bytes) -> Response {
         }
     ) {
         Ok(_) => ctx.flash(true, "Turned off automatic rotation."),
+        Err(e) => ctx.flash_error(&e),
+    }
+    back(&id)
+}
+
+pub(super) async fn put_policy(ctx: Ctx, body: Bytes) -> Response {
+    let (form, id) = match checked(&ctx, &body, "/console/secret/policy").await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let text = form.get("policy").to_string();
+    if form.get("step") == "validate" {
+        let req = ValidateResourcePolicyRequest {
+            secret_id: Some(id.clone()),
+            resource_policy: text.clone(),
+        };
+        let findings = call!(ctx, ValidateResourcePolicy, req);
+        let draft = PolicyDraft { text, findings };
+        return page(&ctx, &id, None, None, Some(draft)).await;
+    }
+    let req = PutResourcePolicyRequest {
+        secret_id: id.clone(),
+        resource_policy: text.clone(),
+        block_public_policy: Some(form.get("block_public") == "on"),
+    };
+    match call!(ctx, PutResourcePolicy, req) {
+        Ok(_) => {
+            ctx.flash(true, "Saved the resource policy.");
+            back(&id)
+        }
+        // Shown with the text as typed, so nothing is lost.
+        Err(e) => {
+            let draft = PolicyDraft {
+                text,
+                findings: Err(e),
+            };
+            page(&ctx, &id, None, None, Some(draft)).await
+        }
+    }
+}
+
+pub(super) async fn delete_policy(ctx: Ctx, body: Bytes) -> Response {
+    let (_, id) = match checked(&ctx, &body, "/console/secret/policy/delete").await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    match call!(
+        ctx,
+        DeleteResourcePolicy,
+        SecretIdRequest {
+            secret_id: id.clone()
+        }
+    ) {
+        Ok(_) => ctx.flash(true, "Deleted the resource policy."),
         Err(e) => ctx.flash_error(&e),
     }
     back(&id)

@@ -1,15 +1,15 @@
 //! The secrets list (ListSecrets: filters, sort, paging) and the create form (CreateSecret).
 
-use axum::body::Bytes;
+use axum::extract::Request;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use kura_core::model::SecretRecord;
 use maud::{Markup, html};
 use zeroize::Zeroizing;
 
-use super::{Ctx, Params, call, enc, layout};
+use super::{Ctx, Params, call, enc, form, layout};
 use crate::service::Plain;
-use crate::service::types::{CreateSecretRequest, Filter, ListSecretsRequest};
+use crate::service::types::{CreateSecretRequest, Filter, ListSecretsRequest, Tag};
 
 const FILTER_KEYS: [(&str, &str); 5] = [
     ("name", "Name starts with"),
@@ -191,25 +191,38 @@ pub(super) fn schedule(s: &SecretRecord) -> String {
 
 /// Rows of the key/value editor.
 const KV_ROWS: usize = 6;
+/// Rows of the tag editor.
+const TAG_ROWS: usize = 3;
+/// The API's limit on a SecretString, in bytes.
+const MAX_VALUE_BYTES: usize = 65_536;
 
-fn create_page(ctx: &Ctx, name: &str, description: &str, error: Option<Markup>) -> Response {
+/// What the create form had, shown again when it is refused (never the value).
+#[derive(Default)]
+struct Draft {
+    name: String,
+    description: String,
+    tags: Vec<Tag>,
+}
+
+fn create_page(ctx: &Ctx, draft: &Draft, error: Option<Markup>) -> Response {
     let body = html! {
         h1 { "Create a secret" }
+        (wizard_links())
         @if let Some(e) = error { (e) }
-        form.stack method="post" action="/console/secrets/new" {
+        form.stack method="post" action="/console/secrets/new" enctype="multipart/form-data" {
             (layout::csrf(ctx))
             div.field {
                 label for="name" { "Name" }
-                input #name name="name" required value=(name) maxlength="512" spellcheck="false" autocapitalize="off" aria-describedby="name-hint";
+                input #name name="name" required value=(draft.name) maxlength="512" spellcheck="false" autocapitalize="off" aria-describedby="name-hint";
                 small #name-hint { "Letters, digits and /_+=.@-, e.g. prod/billing/db." }
             }
             div.field {
                 label for="description" { "Description (optional)" }
-                input #description name="description" value=(description) maxlength="2048";
+                input #description name="description" value=(draft.description) maxlength="2048";
             }
             fieldset {
                 legend { "Value" }
-                p.hint { "Either key/value pairs (stored as a JSON object) or plain text. Plain text wins when both are filled in." }
+                p.hint { "Give it one way: key/value pairs (stored as a JSON object), plain text, or a file." }
                 table.kv {
                     thead { tr { th scope="col" { "Key" } th scope="col" { "Value" } } }
                     tbody {
@@ -225,7 +238,13 @@ fn create_page(ctx: &Ctx, name: &str, description: &str, error: Option<Markup>) 
                     label for="plaintext" { "Plain text" }
                     textarea #plaintext name="plaintext" rows="4" spellcheck="false" autocomplete="off" {}
                 }
+                div.field {
+                    label for="file" { "Or a file" }
+                    input #file type="file" name="file" accept=".json,.txt,.pem,.env,text/plain,application/json" aria-describedby="file-hint";
+                    small #file-hint { "Plain text or JSON (a .json file must parse), at most 64 KiB, stored as the secret's string." }
+                }
             }
+            (tag_editor(&draft.tags))
             div.actions {
                 button.primary type="submit" { "Create secret" }
                 a.button href="/console/secrets" { "Cancel" }
@@ -235,15 +254,117 @@ fn create_page(ctx: &Ctx, name: &str, description: &str, error: Option<Markup>) 
     layout::ok("Create a secret", ctx, body)
 }
 
-pub(super) async fn new_form(ctx: Ctx) -> Response {
-    create_page(&ctx, "", "", None)
+/// Tags to give a secret as it is created: filled rows first, then empty ones.
+pub(super) fn tag_editor(tags: &[Tag]) -> Markup {
+    let rows = tags.len().max(TAG_ROWS);
+    html! {
+        fieldset {
+            legend { "Tags (optional)" }
+            table.kv {
+                thead { tr { th scope="col" { "Tag key" } th scope="col" { "Tag value" } } }
+                tbody {
+                    @for i in 0..rows {
+                        @let t = tags.get(i);
+                        tr {
+                            td { input name="tag_key" aria-label={ "Tag key " (i + 1) } maxlength="128" value=[t.map(|t| t.key.as_str())] spellcheck="false" autocapitalize="off"; }
+                            td { input name="tag_value" aria-label={ "Tag value " (i + 1) } maxlength="256" value=[t.map(|t| t.value.as_str())] spellcheck="false"; }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
-/// The value a form's editor describes: its plain text, or its key/value pairs as a JSON
-/// object; `None` when both are empty.
+/// The tag editor's rows; a value without a key, or a key given twice, is refused.
+pub(super) fn tags_of(form: &Params) -> Result<Vec<Tag>, String> {
+    let mut tags: Vec<Tag> = Vec::new();
+    for (k, v) in form.all("tag_key").zip(form.all("tag_value")) {
+        let k = k.trim();
+        if k.is_empty() {
+            if !v.is_empty() {
+                return Err(format!(
+                    "The tag value {v:?} has no key: give each tag a key."
+                ));
+            }
+            continue;
+        }
+        if tags.iter().any(|t| t.key == k) {
+            return Err(format!("The tag key {k:?} is given twice."));
+        }
+        tags.push(Tag {
+            key: k.to_string(),
+            value: v.to_string(),
+        });
+    }
+    Ok(tags)
+}
+
+/// Links to the create wizards of secrets that rotate inside other systems.
+fn wizard_links() -> Markup {
+    html! {
+        nav.wizards aria-label="Kinds of secret" {
+            span.muted { "Or create " }
+            a href="/console/secrets/new/database" { "a database login" }
+            a href="/console/secrets/new/server" { "a server login (SSH)" }
+            a href="/console/secrets/new/access-key" { "an access key" }
+        }
+    }
+}
+
+pub(super) async fn new_form(ctx: Ctx) -> Response {
+    create_page(&ctx, &Draft::default(), None)
+}
+
+/// The value of an uploaded file: UTF-8 text within the API's limit, and valid JSON when it
+/// says it is JSON.
+fn file_value(f: &form::Upload) -> Result<Plain, String> {
+    let name = if f.filename.is_empty() {
+        "The file"
+    } else {
+        f.filename.as_str()
+    };
+    if f.bytes.len() > MAX_VALUE_BYTES {
+        return Err(format!(
+            "{name} is {} bytes; a secret value may be at most {MAX_VALUE_BYTES} bytes (64 KiB, the API's SecretString limit).",
+            f.bytes.len()
+        ));
+    }
+    let text = std::str::from_utf8(&f.bytes).map_err(|_| {
+        format!(
+            "{name} is not UTF-8 text: the console stores text and JSON files. Store a binary value with kura secret create --binary, or the API's SecretBinary."
+        )
+    })?;
+    let json = f.filename.to_ascii_lowercase().ends_with(".json")
+        || f.content_type.eq_ignore_ascii_case("application/json");
+    if json && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
+        return Err(format!(
+            "{name} is not valid JSON (line {}, column {}): fix it, or upload it as plain text.",
+            e.line(),
+            e.column()
+        ));
+    }
+    Ok(Plain::text(text))
+}
+
+/// The value a form's editor describes: its file, its plain text, or its key/value pairs as a
+/// JSON object; `None` when all are empty.
 pub(super) fn value_of(form: &Params) -> Result<Option<Plain>, String> {
     let text = form.get("plaintext");
+    let pairs = form.all("key").any(|k| !k.trim().is_empty());
+    if let Some(f) = form.file("file") {
+        if !text.is_empty() || pairs {
+            return Err(
+                "Give the value one way: a file, or plain text, or key/value pairs, not several."
+                    .into(),
+            );
+        }
+        return file_value(f).map(Some);
+    }
     if !text.is_empty() {
+        if pairs {
+            return Err("Give the value one way: plain text or key/value pairs, not both.".into());
+        }
         return Ok(Some(Plain::text(text)));
     }
     let mut object = serde_json::Map::new();
@@ -269,39 +390,66 @@ pub(super) fn value_of(form: &Params) -> Result<Option<Plain>, String> {
     Ok(Some(Plain::text(&json)))
 }
 
-pub(super) async fn create(ctx: Ctx, body: Bytes) -> Response {
-    let form = Params::parse(&body);
+/// Reads a form body of at most [`form::MAX_FORM_BYTES`]: its fields and files, or what is
+/// wrong with it.
+pub(super) async fn read_form(req: Request) -> Result<Params, String> {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, form::MAX_FORM_BYTES)
+        .await
+        .map_err(|_| {
+            format!(
+                "The form is larger than {} KiB: a secret value may be at most 64 KiB.",
+                form::MAX_FORM_BYTES / 1024
+            )
+        })?;
+    form::parse(&parts.headers, &bytes)
+}
+
+pub(super) async fn create(ctx: Ctx, req: Request) -> Response {
+    let refused = |draft: &Draft, why: &str| {
+        let e = html! { div.flash.error role="alert" { (why) } };
+        let mut r = create_page(&ctx, draft, Some(e));
+        *r.status_mut() = StatusCode::BAD_REQUEST;
+        r
+    };
+    let form = match read_form(req).await {
+        Ok(f) => f,
+        Err(why) => return refused(&Draft::default(), &why),
+    };
     if let Err(r) = ctx.check_csrf(&form, "/console/secrets/new").await {
         return r;
     }
-    let name = form.get("name").trim().to_string();
-    let description = form.opt("description");
+    let mut draft = Draft {
+        name: form.get("name").trim().to_string(),
+        description: form.get("description").to_string(),
+        tags: Vec::new(),
+    };
+    match tags_of(&form) {
+        Ok(t) => draft.tags = t,
+        Err(why) => return refused(&draft, &why),
+    }
     let value = match value_of(&form) {
         Ok(v) => v,
-        Err(why) => {
-            let e = html! { div.flash.error role="alert" { (why) } };
-            return create_page(&ctx, &name, description.as_deref().unwrap_or(""), Some(e));
-        }
+        Err(why) => return refused(&draft, &why),
     };
     let req = CreateSecretRequest {
-        name: name.clone(),
+        name: draft.name.clone(),
         client_request_token: None,
-        description: description.clone(),
+        description: form.opt("description"),
         kms_key_id: None,
         value,
-        tags: None,
+        tags: (!draft.tags.is_empty()).then(|| draft.tags.clone()),
         replica_regions: false,
     };
     match call!(ctx, CreateSecret, req) {
         Ok(_) => {
-            ctx.flash(true, format!("Created the secret {name}."));
-            Redirect::to(&format!("/console/secret?id={}", enc(&name))).into_response()
+            ctx.flash(true, format!("Created the secret {}.", draft.name));
+            Redirect::to(&format!("/console/secret?id={}", enc(&draft.name))).into_response()
         }
-        Err(e) => create_page(
-            &ctx,
-            &name,
-            description.as_deref().unwrap_or(""),
-            Some(layout::error_box(&e)),
-        ),
+        Err(e) => {
+            let mut r = create_page(&ctx, &draft, Some(layout::error_box(&e)));
+            *r.status_mut() = layout::status_of(&e);
+            r
+        }
     }
 }

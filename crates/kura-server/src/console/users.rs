@@ -200,7 +200,7 @@ async fn page(ctx: &Ctx, name: &str, new_key: Option<&AccessKeyEntry>) -> Respon
 }
 
 /// A policy document indented for reading (as stored when it does not parse).
-fn pretty(doc: &str) -> String {
+pub(super) fn pretty(doc: &str) -> String {
     serde_json::from_str::<serde_json::Value>(doc)
         .ok()
         .and_then(|v| serde_json::to_string_pretty(&v).ok())

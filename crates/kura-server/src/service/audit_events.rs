@@ -47,19 +47,25 @@ impl Service {
             resource: req.resource,
             outcome: req.outcome,
             after_seq: None,
+            before_seq: None,
+            newest_first: req.newest_first.unwrap_or(false),
             limit: limit + 1,
         };
         // A token is valid only for the query it was issued for.
         let query_id = format!(
-            "LookupAuditEvents {:?} {:?} {:?} {:?} {:?} {:?}",
-            q.start_time, q.end_time, q.principal, q.action, q.resource, q.outcome
+            "LookupAuditEvents {:?} {:?} {:?} {:?} {:?} {:?} {}",
+            q.start_time, q.end_time, q.principal, q.action, q.resource, q.outcome, q.newest_first
         );
         if let Some(t) = &req.next_token {
-            q.after_seq = Some(
-                self.redeem_token(&query_id, t)?
-                    .as_i64()
-                    .ok_or_else(super::tokens::invalid)?,
-            );
+            let seq = self
+                .redeem_token(&query_id, t)?
+                .as_i64()
+                .ok_or_else(super::tokens::invalid)?;
+            if q.newest_first {
+                q.before_seq = Some(seq);
+            } else {
+                q.after_seq = Some(seq);
+            }
         }
         let mut events = self.store.query_audit(&q).await?;
         let next_token = (events.len() > limit).then(|| {

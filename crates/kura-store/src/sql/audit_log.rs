@@ -204,7 +204,7 @@ pub(crate) async fn last_audit<C: Conn>(conn: &mut C) -> Result<Option<AuditReco
         .transpose()
 }
 
-/// Records matching `q`, oldest first.
+/// Records matching `q`, oldest first (newest first with `q.newest_first`).
 pub(crate) async fn query_audit<C: Conn>(conn: &mut C, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
     if C::AUDIT_LOOKUP_BEHIND
         && let Some((table, column, key)) = lookup_table(q)
@@ -214,7 +214,8 @@ pub(crate) async fn query_audit<C: Conn>(conn: &mut C, q: &AuditQuery) -> Result
     let mut args = Args::default();
     let conds = conditions(q, &mut args, "");
     let sql = format!(
-        "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE {conds} ORDER BY seq LIMIT {}",
+        "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE {conds} ORDER BY seq {} LIMIT {}",
+        order(q),
         args.push(q.limit as i64)
     );
     built(sql, args)
@@ -223,6 +224,10 @@ pub(crate) async fn query_audit<C: Conn>(conn: &mut C, q: &AuditQuery) -> Result
         .iter()
         .map(audit_from_row)
         .collect()
+}
+
+fn order(q: &AuditQuery) -> &'static str {
+    if q.newest_first { "DESC" } else { "ASC" }
 }
 
 /// The filters of `q` as SQL over `audit_log` (aliased `prefix`), values pushed to `args`.
@@ -236,6 +241,9 @@ fn conditions<'a>(q: &'a AuditQuery, args: &mut Args<'a>, prefix: &str) -> Strin
     }
     if let Some(s) = q.after_seq {
         conds.push(format!("{prefix}seq > {}", args.push(s)));
+    }
+    if let Some(s) = q.before_seq {
+        conds.push(format!("{prefix}seq < {}", args.push(s)));
     }
     for (col, v) in [
         ("principal", &q.principal),
@@ -273,43 +281,81 @@ async fn query_behind<C: Conn>(
     key: &str,
 ) -> Result<Vec<AuditRecord>> {
     let upto: i64 = stmt("SELECT upto FROM audit_indexed").scalar(conn).await?;
+    // Newest first, the scan past `upto` comes first; oldest first, the indexed part.
     let mut found = Vec::new();
-    if q.after_seq.is_none_or(|after| after < upto) {
-        let mut args = Args::default();
-        let conds = conditions(q, &mut args, "a.");
-        // The lookup table drives the join (CROSS JOIN keeps that order), read in sequence
-        // order from its primary key.
-        let sql = format!(
-            "SELECT {cols} FROM {table} i CROSS JOIN audit_log a ON a.seq = i.seq \
-             WHERE i.{column} = {key} AND i.seq > {after} AND i.seq <= {upto} AND {conds} \
-             ORDER BY i.seq LIMIT {limit}",
-            cols = prefixed_audit_columns("a."),
-            key = args.push(key),
-            after = args.push(q.after_seq.unwrap_or(0)),
-            upto = args.push(upto),
-            limit = args.push(q.limit as i64),
-        );
-        found = built(sql, args)
-            .fetch_all(conn)
-            .await?
-            .iter()
-            .map(audit_from_row)
-            .collect::<Result<Vec<_>>>()?;
-    }
-    if found.len() < q.limit {
-        let mut args = Args::default();
-        let conds = conditions(q, &mut args, "");
-        let sql = format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > {upto} AND {conds} \
-             ORDER BY seq LIMIT {limit}",
-            upto = args.push(upto),
-            limit = args.push((q.limit - found.len()) as i64),
-        );
-        for row in built(sql, args).fetch_all(conn).await? {
-            found.push(audit_from_row(&row)?);
+    if q.newest_first {
+        found = scan_after(conn, q, upto, q.limit).await?;
+        if found.len() < q.limit {
+            let rest = q.limit - found.len();
+            found.extend(indexed_upto(conn, q, table, column, key, upto, rest).await?);
+        }
+    } else {
+        if q.after_seq.is_none_or(|after| after < upto) {
+            found = indexed_upto(conn, q, table, column, key, upto, q.limit).await?;
+        }
+        if found.len() < q.limit {
+            let rest = q.limit - found.len();
+            found.extend(scan_after(conn, q, upto, rest).await?);
         }
     }
     Ok(found)
+}
+
+/// Records of `q` up to `upto` (at most `limit`), through the lookup table.
+async fn indexed_upto<C: Conn>(
+    conn: &mut C,
+    q: &AuditQuery,
+    table: &str,
+    column: &str,
+    key: &str,
+    upto: i64,
+    limit: usize,
+) -> Result<Vec<AuditRecord>> {
+    let mut args = Args::default();
+    let conds = conditions(q, &mut args, "a.");
+    // The lookup table drives the join (CROSS JOIN keeps that order), read in sequence
+    // order from its primary key.
+    let sql = format!(
+        "SELECT {cols} FROM {table} i CROSS JOIN audit_log a ON a.seq = i.seq \
+         WHERE i.{column} = {key} AND i.seq > {after} AND i.seq <= {upto} AND {conds} \
+         ORDER BY i.seq {order} LIMIT {limit}",
+        cols = prefixed_audit_columns("a."),
+        key = args.push(key),
+        after = args.push(q.after_seq.unwrap_or(0)),
+        upto = args.push(upto),
+        order = order(q),
+        limit = args.push(limit as i64),
+    );
+    built(sql, args)
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(audit_from_row)
+        .collect()
+}
+
+/// Records of `q` after `upto` (at most `limit`), by a scan of `audit_log`.
+async fn scan_after<C: Conn>(
+    conn: &mut C,
+    q: &AuditQuery,
+    upto: i64,
+    limit: usize,
+) -> Result<Vec<AuditRecord>> {
+    let mut args = Args::default();
+    let conds = conditions(q, &mut args, "");
+    let sql = format!(
+        "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > {upto} AND {conds} \
+         ORDER BY seq {order} LIMIT {limit}",
+        upto = args.push(upto),
+        order = order(q),
+        limit = args.push(limit as i64),
+    );
+    built(sql, args)
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(audit_from_row)
+        .collect()
 }
 
 /// [`AUDIT_COLUMNS`] of the table aliased `prefix`.

@@ -141,7 +141,7 @@ SecretIdRequest { secret_id };
     AccessKeyIdRequest { user_name, access_key_id };
     PutUserPolicyRequest { user_name, policy_name, policy_document };
     UserPolicyRequest { user_name, policy_name };
-    LookupAuditEventsRequest { start_time, end_time, principal, action, resource, outcome, max_results, next_token };
+    LookupAuditEventsRequest { start_time, end_time, principal, action, resource, outcome, newest_first, max_results, next_token };
     WatchSecretsRequest { cursor, secret_ids, wait_seconds, max_results };
     CreateKeyRequest { description, alias, policy, tags };
     KeyIdRequest { key_id };

@@ -664,6 +664,8 @@ pub struct LookupAuditEventsRequest {
     pub resource: Option<String>,
     /// `Success` or `Error`.
     pub outcome: Option<String>,
+    /// Newest first rather than oldest first.
+    pub newest_first: Option<bool>,
     pub max_results: Option<i64>,
     pub next_token: Option<String>,
 }
