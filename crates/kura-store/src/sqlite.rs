@@ -1303,6 +1303,28 @@ mod audit_lookup_tests {
                     .map(|r| r.seq)
                     .collect();
                 assert_eq!(whole, expected, "{q:?}, tables up to {upto}");
+                // Newest first, in pages of 2 walking backwards.
+                let mut backwards = Vec::new();
+                let mut before = None;
+                loop {
+                    let page = store
+                        .query_audit(&AuditQuery {
+                            limit: 2,
+                            before_seq: before,
+                            newest_first: true,
+                            ..q.clone()
+                        })
+                        .await
+                        .unwrap();
+                    let Some(last) = page.last() else { break };
+                    before = Some(last.seq);
+                    backwards.extend(page.iter().map(|r| r.seq));
+                }
+                backwards.reverse();
+                assert_eq!(
+                    backwards, expected,
+                    "{q:?} newest first, tables up to {upto}"
+                );
             }
         }
         assert_eq!(all.len(), 42);

@@ -1341,6 +1341,42 @@ async fn audit_chain(store: &dyn Store) {
         .await,
         [3]
     );
+    // Newest first, paged backwards from a sequence number, alone and with a filter.
+    assert_eq!(
+        query(AuditQuery {
+            newest_first: true,
+            ..Default::default()
+        })
+        .await,
+        [3, 2, 1]
+    );
+    assert_eq!(
+        query(AuditQuery {
+            newest_first: true,
+            limit: 1,
+            ..Default::default()
+        })
+        .await,
+        [3]
+    );
+    assert_eq!(
+        query(AuditQuery {
+            newest_first: true,
+            before_seq: Some(3),
+            ..Default::default()
+        })
+        .await,
+        [2, 1]
+    );
+    assert_eq!(
+        query(AuditQuery {
+            principal: Some("alice".into()),
+            newest_first: true,
+            ..Default::default()
+        })
+        .await,
+        [3, 1]
+    );
     assert_eq!(
         query(AuditQuery {
             after_seq: Some(1),
