@@ -90,6 +90,7 @@ fn function_label(m: Managed) -> &'static str {
         Managed::SshPassword => "the user's password on the server",
         Managed::SshKeypair => "a key pair in the user's authorized_keys",
         Managed::AccessKey => "a kura user's access key",
+        Managed::PrivateCertificate => "a certificate issued by a kura certificate authority",
     }
 }
 
