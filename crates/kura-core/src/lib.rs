@@ -1,6 +1,7 @@
 //! Domain types and invariants of kura. Pure: no I/O, no clocks read, no randomness drawn here.
 
 pub mod clock;
+pub mod duration;
 pub mod error;
 pub mod filter;
 pub mod labels;

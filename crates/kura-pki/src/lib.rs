@@ -20,7 +20,8 @@ pub use authority::{
     Authority, CertificateInfo, IssueRequest, Issued, NewAuthority, RevokedSerial,
     certificate_info, crl_der, import_check, issue, new_authority,
 };
-pub use template::{KeyUsage, Names, Template, parse_duration, show_duration};
+pub use kura_core::duration::{parse_duration, show_duration};
+pub use template::{KeyUsage, Names, Template};
 
 /// The key algorithms of CAs and issued certificates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -154,10 +154,12 @@ pub trait StepContext: Send + Sync {
 
     /// A kura user's name as stored, `None` when there is no such user.
     fn find_user<'a>(&'a self, user: &'a str) -> StepFuture<'a, Result<Option<String>>>;
-    /// A new long-term access key of `user`: its id and secret.
+    /// A new access key of `user` (a user's own, not a step's): its id and secret. With
+    /// `lifetime_seconds` it stops authenticating that long from now.
     fn create_access_key<'a>(
         &'a self,
         user: &'a str,
+        lifetime_seconds: Option<i64>,
     ) -> StepFuture<'a, Result<(String, Zeroizing<String>)>>;
     /// The user an access key belongs to, `None` when there is no such key.
     fn access_key_owner<'a>(
@@ -166,6 +168,12 @@ pub trait StepContext: Send + Sync {
     ) -> StepFuture<'a, Result<Option<String>>>;
     fn deactivate_access_key<'a>(&'a self, access_key_id: &'a str) -> StepFuture<'a, Result<()>>;
     fn delete_access_key<'a>(&'a self, access_key_id: &'a str) -> StepFuture<'a, Result<()>>;
+    /// Makes a key stop authenticating `after_seconds` from now (sooner if it already would).
+    fn expire_access_key<'a>(
+        &'a self,
+        access_key_id: &'a str,
+        after_seconds: i64,
+    ) -> StepFuture<'a, Result<()>>;
 
     /// Issues a certificate for the rotated secret under a template; the template's rules
     /// and its CA's lifetime decide, and a refusal says which rule.
@@ -323,6 +331,7 @@ mod tests {
         fn create_access_key<'a>(
             &'a self,
             _: &'a str,
+            _: Option<i64>,
         ) -> StepFuture<'a, Result<(String, Zeroizing<String>)>> {
             unused()
         }
@@ -333,6 +342,9 @@ mod tests {
             unused()
         }
         fn delete_access_key<'a>(&'a self, _: &'a str) -> StepFuture<'a, Result<()>> {
+            unused()
+        }
+        fn expire_access_key<'a>(&'a self, _: &'a str, _: i64) -> StepFuture<'a, Result<()>> {
             unused()
         }
     }

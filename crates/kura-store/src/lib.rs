@@ -38,9 +38,11 @@ pub struct AccessKeyRecord {
     pub sealed_secret: SealedValue,
     pub active: bool,
     pub created_at: Timestamp,
-    /// Short-lived keys (handed to rotation functions) stop working at this time.
+    /// The key stops working at this time: always for a rotation step's short-lived key, and
+    /// for a user's key created with an expiry.
     pub expires_at: Option<Timestamp>,
-    /// A key limited to one secret (the one being rotated).
+    /// A key limited to one secret (the one being rotated): set only on a rotation step's
+    /// short-lived key, which is what tells it from a user's own key.
     pub scope_secret_id: Option<i64>,
     /// Day of the last request signed with the key.
     pub last_used_at: Option<Timestamp>,
@@ -464,7 +466,7 @@ pub trait IdentityStore: Send + Sync + 'static {
         max: Option<usize>,
         audit: &AuditSlot,
     ) -> Result<()>;
-    /// A user's long-term keys (short-lived rotation keys are not listed).
+    /// A user's own keys, expiring ones included (a rotation step's keys are not listed).
     async fn list_access_keys(&self, user: &str) -> Result<Vec<AccessKeyRecord>>;
     async fn find_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>>;
     async fn set_access_key_status(
@@ -473,10 +475,19 @@ pub trait IdentityStore: Send + Sync + 'static {
         active: bool,
         audit: &AuditSlot,
     ) -> Result<bool>;
+    /// Makes a key stop working at `at`, or sooner if it already expires sooner; false when
+    /// there is no such key.
+    async fn expire_access_key(
+        &self,
+        access_key_id: &str,
+        at: Timestamp,
+        audit: &AuditSlot,
+    ) -> Result<bool>;
     /// Records use at day granularity; writes only when the stored day is older.
     async fn touch_access_key(&self, access_key_id: &str, day: Timestamp) -> Result<()>;
     async fn delete_access_key(&self, access_key_id: &str, audit: &AuditSlot) -> Result<()>;
-    /// Deletes short-lived keys whose time is up; returns how many.
+    /// Deletes a rotation step's keys whose time is up, and users' keys a week after theirs
+    /// (kept meanwhile so their owners see them listed, and refused as expired); returns how many.
     async fn delete_expired_access_keys(&self, now: Timestamp) -> Result<u64>;
     async fn put_user_policy(
         &self,

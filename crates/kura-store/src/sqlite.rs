@@ -717,6 +717,18 @@ impl IdentityStore for SqliteStore {
         Ok(done? == 1)
     }
 
+    async fn expire_access_key(
+        &self,
+        access_key_id: &str,
+        at: Timestamp,
+        audit: &AuditSlot,
+    ) -> Result<bool> {
+        let s = sql::identity::expire_access_key(access_key_id, at);
+        let done = self.write(s, Some((Changed::default(), audit))).await;
+        self.cache.access_key_changed(access_key_id);
+        Ok(done? == 1)
+    }
+
     async fn touch_access_key(&self, access_key_id: &str, day: Timestamp) -> Result<()> {
         let s = sql::identity::touch_access_key(access_key_id, day);
         let done = self.write(s, None).await;
@@ -733,11 +745,11 @@ impl IdentityStore for SqliteStore {
 
     async fn delete_expired_access_keys(&self, now: Timestamp) -> Result<u64> {
         // Usually there are none: a read, not a write transaction, to find out.
-        let any: bool =
-            sql::stmt("SELECT EXISTS (SELECT 1 FROM access_keys WHERE expires_at <= $1)")
-                .bind(now)
-                .scalar(&mut *self.read().await?)
-                .await?;
+        let any: bool = sql::stmt(sql::identity::ANY_SWEPT_ACCESS_KEYS)
+            .bind(now)
+            .bind(sql::identity::user_keys_swept_before(now))
+            .scalar(&mut *self.read().await?)
+            .await?;
         if !any {
             return Ok(0);
         }

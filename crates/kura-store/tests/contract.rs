@@ -1644,6 +1644,39 @@ async fn identity(store: &dyn Store) {
     assert_eq!(store.delete_expired_access_keys(expiry).await.unwrap(), 1);
     assert!(store.find_access_key("ASIA1").await.unwrap().is_none());
 
+    // A user's key given an expiry: still listed, kept a week past it, then swept; a later
+    // expiry does not extend a sooner one.
+    store
+        .insert_access_key(&key("AKIA5", "alice", None), None, &NO_AUDIT)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .expire_access_key("AKIA5", expiry, &NO_AUDIT)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .expire_access_key("AKIA5", expiry.plus_ms(MINUTE), &NO_AUDIT)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .expire_access_key("AKIANONE", expiry, &NO_AUDIT)
+            .await
+            .unwrap()
+    );
+    let kept = store.find_access_key("AKIA5").await.unwrap().unwrap();
+    assert_eq!(kept.expires_at, Some(expiry));
+    assert_eq!(kept.scope_secret_id, None);
+    assert_eq!(key_ids(store, "alice").await, ["AKIA1", "AKIA3", "AKIA5"]);
+    assert_eq!(store.delete_expired_access_keys(expiry).await.unwrap(), 0);
+    let week = expiry.plus_ms(7 * 24 * 60 * MINUTE);
+    assert_eq!(store.delete_expired_access_keys(week).await.unwrap(), 1);
+    assert_eq!(key_ids(store, "alice").await, ["AKIA1", "AKIA3"]);
+
     // Inline policies: put replaces, listed by name, deleted once.
     store
         .put_user_policy("alice", "read", "{\"v\":1}", T0, &NO_AUDIT)

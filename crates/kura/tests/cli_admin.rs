@@ -146,6 +146,106 @@ async fn users_keys_and_their_policies() {
     assert!(err.contains("kura user list"), "{err}");
 }
 
+/// A key created with an expiry signs as its user until then (not as a rotation step's
+/// assumed role), is listed with it, and is refused as expired once the clock passes it.
+#[tokio::test]
+async fn an_access_key_with_an_expiry_stops_authenticating_then() {
+    let server = Server::start_with(&["--test-clock"]).await;
+    let cli = Cli::new(&server);
+    cli.kura(&["user", "create", "ci"]).ok();
+
+    let bad = server
+        .kura(
+            "CreateAccessKey",
+            &serde_json::json!({"UserName": "ci", "ExpiresIn": "soon"}).to_string(),
+        )
+        .await
+        .assert_error("InvalidParameterException");
+    assert!(bad.contains("ExpiresIn") && bad.contains("30m"), "{bad}");
+    let err = cli
+        .kura(&["user", "create-key", "ci", "--expires-in", "0d"])
+        .fails(2);
+    assert!(err.contains("ExpiresIn"), "{err}");
+
+    let created = cli
+        .kura(&[
+            "user",
+            "create-key",
+            "ci",
+            "--expires-in",
+            "2h",
+            "-o",
+            "json",
+        ])
+        .ok()
+        .json();
+    let key = &created["AccessKey"];
+    let field = |f: &str| key[f].as_str().unwrap_or_default().to_string();
+    let (akid, secret) = (field("AccessKeyId"), field("SecretAccessKey"));
+    server.remember(&secret);
+    let lifetime = key["Expiration"].as_f64().unwrap() - key["CreateDate"].as_f64().unwrap();
+    assert_eq!(lifetime, 7200.0, "{key}");
+    let listed = cli.kura(&["user", "keys", "ci"]).ok().json();
+    assert_eq!(
+        listed["AccessKeyMetadata"][0]["Expiration"], key["Expiration"],
+        "{listed}"
+    );
+    let table = cli.kura(&["user", "keys", "ci", "-o", "table"]).ok().text();
+    assert!(table.contains("EXPIRES"), "{table}");
+    // A second key still fits under the two-key limit alongside it.
+    cli.kura(&["user", "create-key", "ci", "-o", "json"]).ok();
+
+    let creds = cli.shell.cwd.path().join("ci-credentials");
+    std::fs::write(
+        &creds,
+        format!("[ci]\naws_access_key_id = {akid}\naws_secret_access_key = {secret}\n"),
+    )
+    .unwrap();
+    let mut ci = Cli::new(&server);
+    ci.shell
+        .set("AWS_SHARED_CREDENTIALS_FILE", creds.to_str().unwrap());
+    ci.shell.set("AWS_PROFILE", "ci");
+    let me = ci.kura(&["user", "whoami"]).ok().json();
+    assert!(me["Arn"].as_str().unwrap().ends_with(":user/ci"), "{me}");
+    assert!(me["UserId"].as_str().unwrap().starts_with("AIDA"), "{me}");
+
+    // Just before the expiry it still works; past it, it is refused as expired.
+    server
+        .kura(
+            "AdvanceClock",
+            &serde_json::json!({"Seconds": 7_190}).to_string(),
+        )
+        .await
+        .assert_ok();
+    ci.kura(&["user", "whoami"]).ok();
+    server
+        .kura(
+            "AdvanceClock",
+            &serde_json::json!({"Seconds": 20}).to_string(),
+        )
+        .await
+        .assert_ok();
+    let err = ci.kura(&["user", "whoami"]).fails(4);
+    assert!(
+        err.contains("The security token included in the request is expired.")
+            && err.contains(&akid)
+            && err.contains("kura user create-key"),
+        "{err}"
+    );
+    let raw = server
+        .raw_as(&akid, &secret, "Kura.GetCallerIdentity", "{}")
+        .await
+        .assert_error("UnrecognizedClientException");
+    assert!(raw.contains("expired"), "{raw}");
+    // Kept (listed, refused as expired) for a while rather than swept at once.
+    let listed = cli.kura(&["user", "keys", "ci"]).ok().json();
+    assert_eq!(
+        listed["AccessKeyMetadata"].as_array().unwrap().len(),
+        2,
+        "{listed}"
+    );
+}
+
 #[tokio::test]
 async fn policies_are_validated_and_secrets_get_resource_policies() {
     let server = Server::start().await;

@@ -519,6 +519,93 @@ async fn kura_access_key_rotation_replaces_a_users_key_and_the_old_one_stops_wor
     assert!(!server.log().contains(new_secret) && !server.log().contains(&old_secret));
 }
 
+/// With `previous_key_ttl` the replaced key keeps working until then and is refused as expired
+/// after; with `key_ttl` each new key expires, and a schedule longer than that is refused.
+#[tokio::test]
+async fn kura_access_key_rotation_keeps_the_replaced_key_for_previous_key_ttl() {
+    let server = Server::start_with(&["--test-clock"]).await;
+    let root = server.client().await;
+    let (_, old_id, old_secret) = user_client(&server, "svc", json!([])).await;
+    let value = json!({"UserName": "svc", "AccessKeyId": old_id, "SecretAccessKey": old_secret,
+        "key_ttl": "30d", "previous_key_ttl": "24h"});
+    let arn = create_plain(&root, "keys/svc", &value.to_string()).await;
+    let rotate = |days: i64| {
+        json!({"SecretId": "keys/svc", "RotationLambdaARN": lambda_arn(&arn, "kura-access-key"),
+            "RotationRules": {"AutomaticallyAfterDays": days}})
+        .to_string()
+    };
+    let refused = server
+        .raw("RotateSecret", &rotate(60), SignMode::Root)
+        .await
+        .assert_error("InvalidRequestException");
+    assert!(
+        refused.contains("(60d)") && refused.contains("(30d, its key_ttl)"),
+        "{refused}"
+    );
+    server
+        .raw("RotateSecret", &rotate(30), SignMode::Root)
+        .await
+        .assert_ok();
+    wait_rotation_succeeded(&server, "keys/svc").await;
+
+    let now: Value = serde_json::from_str(&get_string(&root, "keys/svc").await).unwrap();
+    let new_id = now["AccessKeyId"].as_str().unwrap().to_string();
+    let new_secret = now["SecretAccessKey"].as_str().unwrap().to_string();
+    assert_ne!(new_id, old_id);
+    assert_eq!(
+        now["previous_key_ttl"], "24h",
+        "the settings are kept: {now}"
+    );
+    let whoami = |id: String, secret: String| {
+        let server = &server;
+        async move {
+            server
+                .raw_as(&id, &secret, "Kura.GetCallerIdentity", "{}")
+                .await
+        }
+    };
+    // Both work: the old one until 24 hours from the rotation, the new one for 30 days.
+    let me = whoami(old_id.clone(), old_secret.clone()).await.assert_ok();
+    assert!(me["UserId"].as_str().unwrap().starts_with("AIDA"), "{me}");
+    whoami(new_id.clone(), new_secret.clone()).await.assert_ok();
+    let keys = server
+        .kura("ListAccessKeys", r#"{"UserName": "svc"}"#)
+        .await
+        .assert_ok();
+    let lifetime = |id: &str| {
+        let k = keys["AccessKeyMetadata"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["AccessKeyId"] == id)
+            .unwrap_or_else(|| panic!("{id} not listed: {keys}"));
+        k["Expiration"].as_f64().unwrap()
+    };
+    assert!(
+        (lifetime(&new_id) - lifetime(&old_id) - 29.0 * 86_400.0).abs() < 60.0,
+        "{keys}"
+    );
+
+    server
+        .kura(
+            "AdvanceClock",
+            &json!({"Seconds": 86_400 - 120}).to_string(),
+        )
+        .await
+        .assert_ok();
+    whoami(old_id.clone(), old_secret.clone()).await.assert_ok();
+    server
+        .kura("AdvanceClock", &json!({"Seconds": 240}).to_string())
+        .await
+        .assert_ok();
+    let e = whoami(old_id.clone(), old_secret.clone())
+        .await
+        .assert_error("UnrecognizedClientException");
+    assert!(e.contains("expired"), "{e}");
+    whoami(new_id.clone(), new_secret.clone()).await.assert_ok();
+    assert!(!server.log().contains(&new_secret) && !server.log().contains(&old_secret));
+}
+
 #[tokio::test]
 async fn a_policy_can_limit_which_rotation_function_a_user_may_choose() {
     let server = Server::start().await;

@@ -212,34 +212,7 @@ async fn readme_private_certificate_example_works_as_printed() {
         return;
     }
     let server = Server::start().await;
-    let dir = workdir(&server);
-    let home = tempfile::tempdir().expect("temp dir");
-    let bin = Path::new(env!("CARGO_BIN_EXE_kura")).parent().unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = Command::new("bash")
-        .args(["-euo", "pipefail", "-c", &readme_block("pki")])
-        .current_dir(dir.path())
-        .env("PATH", path)
-        .env("HOME", home.path())
-        .env("KURA_ENDPOINT", server.endpoint())
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env_remove("AWS_SHARED_CREDENTIALS_FILE")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_ENDPOINT_URL_SECRETS_MANAGER")
-        .output()
-        .expect("run bash");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run_kura_block(&server, "pki");
     // What the README promises: openssl accepts the chain, and the value has IBM's fields.
     assert_eq!(stdout.lines().last(), Some("app.pem: OK"), "{stdout}");
     let client = server.client().await;
@@ -252,6 +225,62 @@ async fn readme_private_certificate_example_works_as_printed() {
             .as_str()
             .is_some_and(|d| d.ends_with('Z'))
     );
+}
+
+/// Runs a README block of `kura` commands as printed, with the kura under test first on
+/// PATH, against `server` (its root credentials found in `./kura-data`); returns stdout.
+fn run_kura_block(server: &Server, name: &str) -> String {
+    let dir = workdir(server);
+    let home = tempfile::tempdir().expect("temp dir");
+    let bin = Path::new(env!("CARGO_BIN_EXE_kura")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &readme_block(name)])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env("HOME", home.path())
+        .env("KURA_ENDPOINT", server.endpoint())
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SHARED_CREDENTIALS_FILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_ENDPOINT_URL_SECRETS_MANAGER")
+        .output()
+        .expect("run bash");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test]
+async fn readme_expiring_access_key_example_works_as_printed() {
+    let server = Server::start().await;
+    let stdout = run_kura_block(&server, "access-keys");
+    common::wait_rotation_succeeded(&server, "keys/ci").await;
+    // What the README promises: the rotated key and the one it replaced both listed, both
+    // with an expiry, and the secret's settings kept.
+    let keys = server
+        .kura("ListAccessKeys", r#"{"UserName": "ci"}"#)
+        .await
+        .assert_ok();
+    let keys = keys["AccessKeyMetadata"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys.iter().all(|k| k["Expiration"].is_f64()), "{keys:?}");
+    assert!(stdout.contains("EXPIRES"), "{stdout}");
+    let client = server.client().await;
+    let value: serde_json::Value =
+        serde_json::from_str(&common::get_string(&client, "keys/ci").await).unwrap();
+    assert_eq!(value["previous_key_ttl"], "24h");
+    assert_eq!(value["key_ttl"], "30d");
 }
 
 /// A shell script run in its own process group, whose background processes (the README's

@@ -241,6 +241,7 @@ pub(super) async fn create_key(ctx: Ctx, body: Bytes) -> Response {
         user_name: Some(name.clone()),
         access_key_id: None,
         secret_access_key: None,
+        expires_in: None,
     };
     match call!(ctx, CreateAccessKey, req) {
         // Answered to this POST only: the secret never goes in a URL or a flash.

@@ -143,7 +143,8 @@ pub async fn authenticate(
 /// The console's sign-in: the user behind `access_key_id` if `secret` is its secret key, checked
 /// as SigV4 checks a signature (the sealed secret opened, compared in constant time, root's keys
 /// refused while root is disabled). Every failure is the same error, so a guesser learns
-/// nothing of which part was wrong. Short-lived keys (a rotation step's) cannot sign in.
+/// nothing of which part was wrong. Short-lived keys (a rotation step's) cannot sign in, nor
+/// can a user's key past its expiry.
 pub async fn sign_in(svc: &Service, access_key_id: &str, secret: &str) -> Result<Principal> {
     let wrong = || {
         Error::new(
@@ -155,7 +156,11 @@ pub async fn sign_in(svc: &Service, access_key_id: &str, secret: &str) -> Result
         .store()
         .find_access_key(access_key_id)
         .await?
-        .filter(|r| r.active && r.expires_at.is_none())
+        .filter(|r| {
+            r.active
+                && r.scope_secret_id.is_none()
+                && r.expires_at.is_none_or(|t| t > svc.clock.now())
+        })
         .ok_or_else(wrong)?;
     let stored = svc.open_access_key(&record.access_key_id, &record.sealed_secret)?;
     if aws_lc_rs::constant_time::verify_slices_are_equal(stored.as_bytes(), secret.as_bytes())
@@ -167,11 +172,12 @@ pub async fn sign_in(svc: &Service, access_key_id: &str, secret: &str) -> Result
     Ok(principal_of(record))
 }
 
-/// Whether a console session's key still works: active, and root not disabled if it is root's.
+/// Whether a console session's key still works: active, not expired, and root not disabled if
+/// it is root's.
 pub async fn key_still_valid(svc: &Service, p: &Principal) -> bool {
     let active = matches!(
         svc.store().find_access_key(&p.access_key_id).await,
-        Ok(Some(r)) if r.active
+        Ok(Some(r)) if r.active && r.expires_at.is_none_or(|t| t > svc.clock.now())
     );
     active && svc.check_root_enabled(&p.user_name).await.is_ok()
 }
@@ -190,9 +196,10 @@ fn principal_of(record: kura_store::AccessKeyRecord) -> Principal {
 
 /// The caller's unique id: the user's `AIDA…` id, or for a short-lived key (a rotation function's
 /// step) AWS's assumed-role form `AROA…:session`, with the same 16 characters as the owning
-/// user's id and the key's id as the session name.
+/// user's id and the key's id as the session name. A user's own key with an expiry is still
+/// the user's: only a step's key is scoped to a secret.
 fn caller_user_id(record: &kura_store::AccessKeyRecord) -> String {
-    match record.expires_at {
+    match record.scope_secret_id {
         Some(_) => format!(
             "AROA{}:{}",
             record.user_id.get(4..).unwrap_or_default(),
@@ -231,7 +238,10 @@ mod tests {
             last_used_at: None,
         };
         assert_eq!(caller_user_id(&key), "AIDAQRSTUVWXYZ234567");
+        // A user's key with an expiry is still the user's.
         key.expires_at = Some(Timestamp(1));
+        assert_eq!(caller_user_id(&key), "AIDAQRSTUVWXYZ234567");
+        key.scope_secret_id = Some(7);
         assert_eq!(
             caller_user_id(&key),
             "AROAQRSTUVWXYZ234567:ASIAABCDEFGHIJKLMNOP"

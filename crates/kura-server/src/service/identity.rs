@@ -3,7 +3,7 @@
 
 use kura_core::model::Tag;
 use kura_core::names::validate_tag;
-use kura_core::{Error, ErrorCode, Result};
+use kura_core::{Error, ErrorCode, Result, Timestamp};
 use kura_iam::policy::{self, PolicyKind};
 use kura_store::{AccessKeyRecord, UserRecord};
 
@@ -101,7 +101,7 @@ impl Service {
         self.store
             .find_access_key(access_key_id)
             .await?
-            .filter(|k| k.user_name == user.name && k.expires_at.is_none())
+            .filter(|k| k.user_name == user.name && k.scope_secret_id.is_none())
             .ok_or_else(|| {
                 Error::new(
                     ErrorCode::ResourceNotFound,
@@ -208,17 +208,25 @@ impl Service {
                 ));
             }
         };
-        let (id, secret) = self
-            .create_access_key(NewAccessKey::long_term(&user.name, imported), &p.audit)
-            .await?;
-        tracing::info!(user = %user.name, access_key_id = %id, by = %p.arn, "access key created");
+        let now = self.clock.now();
+        let expiration = match &req.expires_in {
+            Some(d) => Some(Timestamp(
+                now.0 + kura_core::duration::parse_duration("ExpiresIn", d)? * 1000,
+            )),
+            None => None,
+        };
+        let mut new = NewAccessKey::long_term(&user.name, imported);
+        new.expires_at = expiration;
+        let (id, secret) = self.create_access_key(new, &p.audit).await?;
+        tracing::info!(user = %user.name, access_key_id = %id, expires = ?expiration, by = %p.arn, "access key created");
         Ok(CreateAccessKeyResponse {
             access_key: AccessKeyEntry {
                 user_name: user.name,
                 access_key_id: id,
                 status: "Active".into(),
                 secret_access_key: SecretText(secret),
-                create_date: self.clock.now(),
+                create_date: now,
+                expiration,
             },
         })
     }
@@ -278,6 +286,7 @@ impl Service {
                     status: status_str(k.active).into(),
                     create_date: k.created_at,
                     last_used_date: k.last_used_at,
+                    expiration: k.expires_at,
                 })
                 .collect(),
         })

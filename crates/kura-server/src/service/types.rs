@@ -476,6 +476,8 @@ pub struct CreateAccessKeyRequest {
     /// Importing an existing key (migrations): both or neither.
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<SecretText>,
+    /// A lifetime (`30d`, `12h`, `3600s`) after which the key stops authenticating.
+    pub expires_in: Option<String>,
 }
 
 #[derive(Debug)]
@@ -485,6 +487,7 @@ pub struct AccessKeyEntry {
     pub status: String,
     pub secret_access_key: SecretText,
     pub create_date: Timestamp,
+    pub expiration: Option<Timestamp>,
 }
 
 #[derive(Debug)]
@@ -512,6 +515,7 @@ pub struct AccessKeyMetadata {
     pub status: String,
     pub create_date: Timestamp,
     pub last_used_date: Option<Timestamp>,
+    pub expiration: Option<Timestamp>,
 }
 
 #[derive(Debug)]

@@ -82,6 +82,18 @@ impl IdentityStore for PgStore {
         Ok(done? == 1)
     }
 
+    async fn expire_access_key(
+        &self,
+        access_key_id: &str,
+        at: Timestamp,
+        audit: &AuditSlot,
+    ) -> Result<bool> {
+        let s = sql::identity::expire_access_key(access_key_id, at);
+        let done = self.write(s, Some((Changed::default(), audit))).await;
+        self.cache.access_key_changed(access_key_id);
+        Ok(done? == 1)
+    }
+
     async fn touch_access_key(&self, access_key_id: &str, day: Timestamp) -> Result<()> {
         let s = sql::identity::touch_access_key(access_key_id, day);
         let done = self.write(s, None).await;

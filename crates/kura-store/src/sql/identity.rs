@@ -95,11 +95,15 @@ pub(crate) async fn insert_access_key<C: Conn>(
             args.push(&k.user_name);
             built(sql, args).execute(tx).await?;
         }
-        let have: i64 =
-            stmt("SELECT COUNT(*) FROM access_keys WHERE user_name = $1 AND expires_at IS NULL")
-                .bind(&k.user_name)
-                .scalar(tx)
-                .await?;
+        // A user's keys that still work; a rotation step's keys are not the user's to count.
+        let have: i64 = stmt(
+            "SELECT COUNT(*) FROM access_keys WHERE user_name = $1 AND scope_secret_id IS NULL \
+             AND (expires_at IS NULL OR expires_at > $2)",
+        )
+        .bind(&k.user_name)
+        .bind(k.created_at)
+        .scalar(tx)
+        .await?;
         if have as usize >= max {
             return Err(Error::limit_exceeded(format!(
                 "The user {} already has {max} access keys; delete one first.",
@@ -131,13 +135,13 @@ pub(crate) async fn insert_access_key<C: Conn>(
     Ok(())
 }
 
-/// A user's long-term keys (short-lived rotation keys are not listed).
+/// A user's own keys, expiring ones included (a rotation step's short-lived keys are not listed).
 pub(crate) async fn list_access_keys<C: Conn>(
     conn: &mut C,
     user: &str,
 ) -> Result<Vec<AccessKeyRecord>> {
     let sql = format!(
-        "{ACCESS_KEY_SELECT} WHERE k.user_name = $1 AND k.expires_at IS NULL \
+        "{ACCESS_KEY_SELECT} WHERE k.user_name = $1 AND k.scope_secret_id IS NULL \
          ORDER BY k.created_at, k.access_key_id{}",
         C::CODE_POINT_ORDER
     );
@@ -175,6 +179,16 @@ pub(crate) fn set_access_key_status(access_key_id: &str, active: bool) -> Stmt<'
         .bind(access_key_id)
 }
 
+/// Sets an expiry; one already sooner stays.
+pub(crate) fn expire_access_key(access_key_id: &str, at: Timestamp) -> Stmt<'_> {
+    stmt(
+        "UPDATE access_keys SET expires_at = CASE WHEN expires_at IS NOT NULL AND expires_at < $1 \
+         THEN expires_at ELSE $1 END WHERE access_key_id = $2",
+    )
+    .bind(at)
+    .bind(access_key_id)
+}
+
 /// Records use at day granularity; conditional, so the many requests of one day write at
 /// most once.
 pub(crate) fn touch_access_key(access_key_id: &str, day: Timestamp) -> Stmt<'_> {
@@ -190,8 +204,28 @@ pub(crate) fn delete_access_key(access_key_id: &str) -> Stmt<'_> {
     stmt("DELETE FROM access_keys WHERE access_key_id = $1").bind(access_key_id)
 }
 
+/// How long a user's expired key is kept: listed with its expiry, and refused as expired
+/// rather than unknown, so its owner sees what happened. A rotation step's key goes at once.
+pub(crate) const EXPIRED_USER_KEY_KEPT_MS: i64 = 7 * Timestamp::MS_PER_DAY;
+
+/// Which keys the sweeper deletes at `$1` (now) and `$2` (now less the keeping time); the
+/// first asks whether there are any (the condition is the same in both).
+pub(crate) const ANY_SWEPT_ACCESS_KEYS: &str = "SELECT EXISTS (SELECT 1 FROM access_keys WHERE \
+     (scope_secret_id IS NOT NULL AND expires_at <= $1) \
+     OR (scope_secret_id IS NULL AND expires_at <= $2))";
+const DELETE_SWEPT_ACCESS_KEYS: &str = "DELETE FROM access_keys WHERE \
+     (scope_secret_id IS NOT NULL AND expires_at <= $1) \
+     OR (scope_secret_id IS NULL AND expires_at <= $2)";
+
+/// `now` less the time an expired user key is kept.
+pub(crate) fn user_keys_swept_before(now: Timestamp) -> Timestamp {
+    Timestamp(now.0 - EXPIRED_USER_KEY_KEPT_MS)
+}
+
 pub(crate) fn delete_expired_access_keys<'a>(now: Timestamp) -> Stmt<'a> {
-    stmt("DELETE FROM access_keys WHERE expires_at <= $1").bind(now)
+    stmt(DELETE_SWEPT_ACCESS_KEYS)
+        .bind(now)
+        .bind(user_keys_swept_before(now))
 }
 
 pub(crate) fn put_user_policy<'a>(

@@ -29,11 +29,14 @@ pub enum UserCommand {
     Whoami,
     /// Create an access key for a user; its secret is shown this once.
     #[command(
-        after_help = "Example:\n  kura user create-key billing --output json > billing-key.json"
+        after_help = "Examples:\n  kura user create-key billing --output json > billing-key.json\n  kura user create-key ci --expires-in 30d"
     )]
     CreateKey {
         /// The user [default: the caller].
         user: Option<String>,
+        /// The key stops authenticating after this long (e.g. 30d, 12h, 3600s) [default: never].
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
     },
     /// List access keys (a user's, or the caller's).
     #[command(after_help = "Example:\n  kura user keys billing")]
@@ -306,10 +309,13 @@ pub async fn user(command: UserCommand, args: &ClientArgs) -> Result<(), ClientE
                 ("Endpoint", a.client.settings.endpoint.clone()),
             ])
         }
-        UserCommand::CreateKey { user } => {
+        UserCommand::CreateKey { user, expires_in } => {
             let mut body = json!({});
             if let Some(u) = &user {
                 body["UserName"] = json!(u);
+            }
+            if let Some(d) = &expires_in {
+                body["ExpiresIn"] = json!(d);
             }
             let mut answer = a.call("CreateAccessKey", &body, LIST).await?;
             let key = &answer["AccessKey"];
@@ -354,19 +360,32 @@ pub async fn user(command: UserCommand, args: &ClientArgs) -> Result<(), ClientE
                     keys.iter()
                         .map(|k| {
                             let used = date(&k["LastUsedDate"]);
+                            let expires = date(&k["Expiration"]);
                             vec![
                                 s(&k["AccessKeyId"]),
                                 s(&k["UserName"]),
                                 s(&k["Status"]),
                                 date(&k["CreateDate"]),
                                 if used.is_empty() { "-".into() } else { used },
+                                if expires.is_empty() {
+                                    "-".into()
+                                } else {
+                                    expires
+                                },
                             ]
                         })
                         .collect()
                 })
                 .unwrap_or_default();
             a.out.rows(
-                &["ACCESS KEY", "USER", "STATUS", "CREATED", "LAST USED"],
+                &[
+                    "ACCESS KEY",
+                    "USER",
+                    "STATUS",
+                    "CREATED",
+                    "LAST USED",
+                    "EXPIRES",
+                ],
                 &rows,
             )
         }

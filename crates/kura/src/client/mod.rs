@@ -243,6 +243,13 @@ impl Client {
     /// The server's message with what to do, for errors any command may meet (refusals, a
     /// sealed server); `None` for the others, which each command explains itself.
     pub fn general_hint(&self, code: &str, message: &str) -> Option<String> {
+        // The server knows the key, so "does not know" would mislead.
+        if code == "UnrecognizedClientException" && message.contains("is expired") {
+            return Some(format!(
+                "{message} — access key {} (from {}) has expired: create a new one with `kura user create-key`",
+                self.settings.credentials.access_key_id, self.settings.credentials_source
+            ));
+        }
         if is_denied(code) {
             return Some(format!("{message} — {}", self.denied_hint(code)));
         }

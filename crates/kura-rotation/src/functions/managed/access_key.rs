@@ -1,7 +1,10 @@
 //! `kura-access-key`: rotates a kura user's access key, the secret being
-//! `{"UserName", "AccessKeyId", "SecretAccessKey"}`. createSecret makes a second key,
-//! testSecret proves it with a signed call to kura itself, finishSecret moves AWSCURRENT and
-//! then deactivates and deletes the old key.
+//! `{"UserName", "AccessKeyId", "SecretAccessKey"}` and optionally `key_ttl` and
+//! `previous_key_ttl` (durations such as `"30d"`, `"24h"` or `"3600s"`). createSecret makes a
+//! second key (expiring `key_ttl` from then, if set), testSecret proves it with a signed call to
+//! kura itself, finishSecret moves AWSCURRENT and then deactivates and deletes the old key, or
+//! with `previous_key_ttl` leaves it working until that long from then (IBM's IAM credentials:
+//! the previous key stays valid for the rest of its TTL).
 
 use kura_core::ErrorCode;
 use kura_core::labels;
@@ -26,6 +29,24 @@ impl AccessKeyFunction {
     }
 }
 
+/// A duration field of the secret's value, in seconds; `None` when absent.
+fn ttl_field(v: &Value, field: &str) -> Step<Option<i64>> {
+    match v.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => kura_core::duration::parse_duration(field, s)
+            .map(Some)
+            .map_err(|e| e.message),
+        Some(_) => Err(format!(
+            "the secret's \"{field}\" must be a duration such as \"30d\", \"24h\" or \"3600s\""
+        )),
+    }
+}
+
+/// The lifetime of the keys this secret's rotation makes (`key_ttl`), in seconds.
+pub fn key_ttl_of(value: &Value) -> std::result::Result<Option<i64>, String> {
+    ttl_field(value, "key_ttl")
+}
+
 async fn step(ctx: &dyn StepContext, req: &StepRequest<'_>) -> Step {
     match req.step {
         RotationStep::CreateSecret => {
@@ -33,6 +54,8 @@ async fn step(ctx: &dyn StepContext, req: &StepRequest<'_>) -> Step {
                 return Ok(());
             }
             let current = current_json(ctx, req).await?;
+            let key_ttl = key_ttl_of(&current)?;
+            let keeps_previous = ttl_field(&current, "previous_key_ttl")?.is_some();
             let user = str_field(&current, "UserName")?;
             let user = ctx
                 .find_user(user)
@@ -40,13 +63,18 @@ async fn step(ctx: &dyn StepContext, req: &StepRequest<'_>) -> Step {
                 .map_err(|e| e.message)?
                 .ok_or_else(|| format!("the user {user} does not exist in kura"))?;
             let (id, secret) = ctx
-                .create_access_key(&user)
+                .create_access_key(&user, key_ttl)
                 .await
                 .map_err(|e| match e.code {
                     ErrorCode::LimitExceeded => format!(
-                        "the user {user} already has {} access keys; delete the one that is not {} so rotation can create a new one",
+                        "the user {user} already has {} access keys; delete the one that is not {} so rotation can create a new one{}",
                         kura_iam::MAX_ACCESS_KEYS_PER_USER,
-                        str_field(&current, "AccessKeyId").unwrap_or("the current one")
+                        str_field(&current, "AccessKeyId").unwrap_or("the current one"),
+                        if keeps_previous {
+                            " (with previous_key_ttl the replaced key counts until it expires: rotate less often than previous_key_ttl)"
+                        } else {
+                            ""
+                        }
                     ),
                     _ => e.message,
                 })?;
@@ -78,8 +106,23 @@ async fn step(ctx: &dyn StepContext, req: &StepRequest<'_>) -> Step {
                 return Ok(());
             }
             let user = str_field(&pending, "UserName")?;
-            match ctx.access_key_owner(old).await.map_err(|e| e.message)? {
-                Some(owner) if owner == user => {
+            let keep_for = ttl_field(&pending, "previous_key_ttl")?;
+            match (
+                ctx.access_key_owner(old).await.map_err(|e| e.message)?,
+                keep_for,
+            ) {
+                (Some(owner), Some(ttl)) if owner == user => {
+                    ctx.expire_access_key(old, ttl)
+                        .await
+                        .map_err(|e| e.message)?;
+                    tracing::info!(
+                        user,
+                        access_key_id = old,
+                        expires_in = %kura_core::duration::show_duration(ttl),
+                        "old access key kept working until previous_key_ttl after rotation"
+                    );
+                }
+                (Some(owner), None) if owner == user => {
                     ctx.deactivate_access_key(old)
                         .await
                         .map_err(|e| e.message)?;
@@ -90,12 +133,12 @@ async fn step(ctx: &dyn StepContext, req: &StepRequest<'_>) -> Step {
                         "old access key deactivated and deleted after rotation"
                     );
                 }
-                Some(_) => {
+                (Some(_), _) => {
                     return Err(format!(
                         "the old key {old} belongs to another user; not deleting it"
                     ));
                 }
-                None => {} // deleted by an earlier run of this step
+                (None, _) => {} // deleted by an earlier run of this step
             }
             Ok(())
         }

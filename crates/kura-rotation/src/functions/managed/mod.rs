@@ -14,6 +14,8 @@ mod postgres;
 mod ssh;
 mod target;
 
+pub use access_key::key_ttl_of;
+
 use kura_core::ErrorCode;
 use kura_core::labels;
 use kura_core::model::ValueKind;

@@ -565,6 +565,8 @@ pub struct CreateAccessKeyRequest {
     /// Importing an existing key (migrations): both or neither.
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<SecretText>,
+    /// kura's: a lifetime (`30d`, `12h`, `3600s`) after which the key stops authenticating.
+    pub expires_in: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -575,6 +577,8 @@ pub struct AccessKeyEntry {
     pub status: String,
     pub secret_access_key: SecretText,
     pub create_date: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiration: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -607,6 +611,8 @@ pub struct AccessKeyMetadata {
     pub create_date: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_used_date: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiration: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]

@@ -168,11 +168,11 @@ impl StepContext for CycleContext<'_> {
     fn create_access_key<'a>(
         &'a self,
         user: &'a str,
+        lifetime_seconds: Option<i64>,
     ) -> StepFuture<'a, Result<(String, Zeroizing<String>)>> {
-        Box::pin(
-            self.svc
-                .create_access_key(NewAccessKey::long_term(user, None), &kura_store::NO_AUDIT),
-        )
+        let mut key = NewAccessKey::long_term(user, None);
+        key.expires_at = lifetime_seconds.map(|s| Timestamp(self.svc.clock.now().0 + s * 1000));
+        Box::pin(self.svc.create_access_key(key, &kura_store::NO_AUDIT))
     }
 
     fn access_key_owner<'a>(
@@ -208,6 +208,22 @@ impl StepContext for CycleContext<'_> {
                 .map(|_| ())
         })
     }
+
+    fn expire_access_key<'a>(
+        &'a self,
+        access_key_id: &'a str,
+        after_seconds: i64,
+    ) -> StepFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let at = Timestamp(self.svc.clock.now().0 + after_seconds * 1000);
+            self.svc
+                .store
+                .expire_access_key(access_key_id, at, &kura_store::NO_AUDIT)
+                .await
+                .map(|_| ())
+        })
+    }
+
     fn issue_certificate<'a>(
         &'a self,
         req: CertificateRequest<'a>,

@@ -47,20 +47,23 @@ impl Service {
 }
 
 impl Service {
-    /// IBM's rule for certificate secrets: a schedule whose interval is longer than the
-    /// certificates' lifetime would let each expire before the next is issued.
-    async fn check_certificate_interval(
+    /// IBM's rule for secrets whose credentials expire (certificates, and access keys with a
+    /// `key_ttl`): a schedule whose interval is longer than their lifetime would let each
+    /// expire before the next is made.
+    async fn check_lifetime_interval(
         &self,
         secret: &kura_core::model::SecretRecord,
         function_arn: Option<&str>,
         rules: Option<&RotationConfig>,
     ) -> Result<()> {
-        let certificates = self
-            .function_arn(kura_rotation::functions::managed::Managed::PrivateCertificate.name());
+        use kura_rotation::functions::managed::{Managed, key_ttl_of};
         let function = function_arn.or(secret.rotation.function_arn.as_deref());
-        if function != Some(certificates.as_str()) {
+        let kind = [Managed::PrivateCertificate, Managed::AccessKey]
+            .into_iter()
+            .find(|m| function == Some(self.function_arn(m.name()).as_str()));
+        let Some(kind) = kind else {
             return Ok(());
-        }
+        };
         let cfg = match rules {
             Some(r) => r.clone(),
             None if secret.rotation.enabled => secret.rotation.clone(),
@@ -85,15 +88,31 @@ impl Service {
         else {
             return Ok(());
         };
+        let show = kura_core::duration::show_duration;
+        if kind == Managed::AccessKey {
+            // A malformed key_ttl is the rotation's to report, when it reads the value.
+            let Ok(Some(ttl)) = key_ttl_of(&value) else {
+                return Ok(());
+            };
+            if interval_s > ttl {
+                return Err(Error::invalid_request(format!(
+                    "The rotation interval ({}) is longer than the lifetime of this secret's access keys ({}, its key_ttl): each would expire before the next is made. Rotate at least every {}, or raise key_ttl.",
+                    show(interval_s),
+                    show(ttl),
+                    show(ttl)
+                )));
+            }
+            return Ok(());
+        }
         let Some((template, ttl)) = self.certificate_ttl_of(&value).await? else {
             return Ok(());
         };
         if interval_s > ttl {
             return Err(Error::invalid_request(format!(
                 "The rotation interval ({}) is longer than the lifetime of this secret's certificates ({}, from template {template} or the secret's ttl): each would expire before the next is issued. Rotate at least every {}.",
-                kura_pki::show_duration(interval_s),
-                kura_pki::show_duration(ttl),
-                kura_pki::show_duration(ttl)
+                show(interval_s),
+                show(ttl),
+                show(ttl)
             )));
         }
         Ok(())
@@ -154,7 +173,7 @@ impl Service {
         };
         let immediately = req.rotate_immediately.unwrap_or(true);
         let secret = self.resolve_live(p, &req.secret_id).await?;
-        self.check_certificate_interval(&secret, function_arn.as_deref(), rules.as_ref())
+        self.check_lifetime_interval(&secret, function_arn.as_deref(), rules.as_ref())
             .await?;
         let now = self.clock.now();
         let (state, started) = self
