@@ -637,6 +637,7 @@ async fn create(ctx: &Ctx, kind: Kind, form: &Params, mut plan: Plan) -> Respons
             user_name: Some(user.clone()),
             access_key_id: None,
             secret_access_key: None,
+            expires_in: None,
         };
         match call!(ctx, CreateAccessKey, req) {
             Ok(r) => {
