@@ -1344,6 +1344,8 @@ async fn the_pages_fit_a_narrow_screen() {
         "/console/secrets/new/access-key",
         "/console/audit",
         "/console/users",
+        "/console/functions",
+        "/console/targets",
     ] {
         c.go(path).await;
         // Tables scroll inside their box; the page itself does not scroll sideways.
@@ -1355,10 +1357,24 @@ async fn the_pages_fit_a_narrow_screen() {
             )
             .await
             .unwrap();
+        // What sticks out past the right edge, to say what to fix.
+        let wide = c
+            .browser
+            .execute(
+                "const w = document.documentElement.clientWidth; \
+                 return [...document.querySelectorAll('body *')] \
+                   .filter(e => e.getBoundingClientRect().right > w + 0.5) \
+                   .slice(0, 6) \
+                   .map(e => `${e.tagName.toLowerCase()}.${e.className} ${Math.round(e.getBoundingClientRect().right)}px`);",
+                vec![],
+            )
+            .await
+            .unwrap();
         assert_eq!(
             overflow.json().as_i64(),
             Some(0),
-            "{path} is wider than 360 px"
+            "{path} is wider than 360 px: {}",
+            wide.json()
         );
         // Every input has a label.
         let unlabelled = c
