@@ -236,56 +236,44 @@ pub(crate) async fn apply_one<C: Conn>(
     wrapped: &[u8],
     version: i64,
 ) -> Result<u64> {
+    // Every place binds the same four values first, then the row's key.
+    let common = |sql: &'static str| {
+        stmt(sql)
+            .bind(wrapped)
+            .bind(version)
+            .bind(name)
+            .bind(old.key_version)
+    };
     let s = match &old.place {
         KeyPlace::SecretVersion {
             secret_id,
             version_id,
             ..
-        } => stmt(
+        } => common(
             "UPDATE secret_versions SET wrapped_key = $1, key_version = $2 \
              WHERE secret_id = $5 AND version_id = $6 AND key_name = $3 AND key_version = $4",
         )
-        .bind(wrapped)
-        .bind(version)
-        .bind(name)
-        .bind(old.key_version)
         .bind(*secret_id)
         .bind(version_id.as_str()),
-        KeyPlace::AccessKey(id) => stmt(
+        KeyPlace::AccessKey(id) => common(
             "UPDATE access_keys SET wrapped_key = $1, key_version = $2 \
              WHERE access_key_id = $5 AND key_name = $3 AND key_version = $4",
         )
-        .bind(wrapped)
-        .bind(version)
-        .bind(name)
-        .bind(old.key_version)
         .bind(id.as_str()),
-        KeyPlace::RotationFunction(n) => stmt(
+        KeyPlace::RotationFunction(n) => common(
             "UPDATE rotation_functions SET wrapped_key = $1, key_version = $2 \
              WHERE name = $5 AND key_name = $3 AND key_version = $4",
         )
-        .bind(wrapped)
-        .bind(version)
-        .bind(name)
-        .bind(old.key_version)
         .bind(n.as_str()),
-        KeyPlace::NotificationTarget(id) => stmt(
+        KeyPlace::NotificationTarget(id) => common(
             "UPDATE notification_targets SET wrapped_key = $1, key_version = $2 \
              WHERE id = $5 AND key_name = $3 AND key_version = $4",
         )
-        .bind(wrapped)
-        .bind(version)
-        .bind(name)
-        .bind(old.key_version)
         .bind(id.as_str()),
-        KeyPlace::CertificateAuthority(n) => stmt(
+        KeyPlace::CertificateAuthority(n) => common(
             "UPDATE pki_authorities SET wrapped_key = $1, key_version = $2 \
              WHERE name = $5 AND key_name = $3 AND key_version = $4",
         )
-        .bind(wrapped)
-        .bind(version)
-        .bind(name)
-        .bind(old.key_version)
         .bind(n.as_str()),
     };
     s.execute(tx).await
