@@ -1,5 +1,6 @@
-//! `GET /metrics` in Prometheus' text format (0.0.4), written by hand: a few counters, two
-//! histogram families and some gauges read at scrape time need no metrics crate.
+//! The process-wide counters and histograms behind `GET /metrics` (Prometheus' text format
+//! 0.0.4, written by hand: a few counters, two histogram families and some gauges need no
+//! metrics crate). The page itself, with the gauges read from the node, is `http/metrics.rs`.
 //!
 //! Labels are bounded and say nothing secret: operations are IAM action names known at build
 //! time, outcomes are error codes, functions are rotation-function names chosen by an
@@ -8,10 +9,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::{LazyLock, Mutex};
-
-use kura_core::Timestamp;
-
-use crate::node::Node;
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 14] = [
@@ -22,15 +19,15 @@ const BUCKETS: [f64; 14] = [
 pub const COUNT_LIMIT: usize = 10_000;
 
 #[derive(Default)]
-struct Histogram {
+pub(crate) struct Histogram {
     /// Observations per bucket (not cumulative; made so when written).
-    buckets: [u64; BUCKETS.len()],
-    sum: f64,
-    count: u64,
+    pub(crate) buckets: [u64; BUCKETS.len()],
+    pub(crate) sum: f64,
+    pub(crate) count: u64,
 }
 
 impl Histogram {
-    fn observe(&mut self, seconds: f64) {
+    pub(crate) fn observe(&mut self, seconds: f64) {
         if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
             self.buckets[i] += 1;
         }
@@ -40,7 +37,7 @@ impl Histogram {
 
     /// The `_bucket`, `_sum` and `_count` lines of `name`; `labels` (`k="v",` each, escaped)
     /// go before `le`.
-    fn write(&self, out: &mut String, name: &str, labels: &str) {
+    pub(crate) fn write(&self, out: &mut String, name: &str, labels: &str) {
         let mut cumulative = 0;
         for (bound, n) in BUCKETS.iter().zip(self.buckets) {
             cumulative += n;
@@ -58,20 +55,20 @@ impl Histogram {
 
 /// One operation's answers.
 #[derive(Default)]
-struct OperationStats {
+pub(crate) struct OperationStats {
     /// (outcome, requests): a handful per operation, so a scan beats a map.
-    outcomes: Vec<(String, u64)>,
-    latency: Histogram,
+    pub(crate) outcomes: Vec<(String, u64)>,
+    pub(crate) latency: Histogram,
 }
 
 #[derive(Default)]
-struct Counters {
-    operations: BTreeMap<&'static str, OperationStats>,
+pub(crate) struct Counters {
+    pub(crate) operations: BTreeMap<&'static str, OperationStats>,
     /// (function, outcome) → finished rotation cycles.
-    rotations: BTreeMap<(String, String), u64>,
+    pub(crate) rotations: BTreeMap<(String, String), u64>,
     /// Commits of audit records, from the first record written into the transaction until
     /// COMMIT returned.
-    audit_commits: Histogram,
+    pub(crate) audit_commits: Histogram,
 }
 
 static COUNTERS: LazyLock<Mutex<Counters>> = LazyLock::new(Default::default);
@@ -92,7 +89,7 @@ static TARGETS: LazyLock<HashMap<String, String>> = LazyLock::new(|| {
         .collect()
 });
 
-fn counters() -> std::sync::MutexGuard<'static, Counters> {
+pub(crate) fn counters() -> std::sync::MutexGuard<'static, Counters> {
     // A panic while holding the lock leaves counts that are still counts.
     COUNTERS.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -131,197 +128,15 @@ pub fn rotation(function_arn: Option<&str>, outcome: &str) {
 }
 
 /// A label value with `\`, `"` and newlines escaped.
-fn esc(v: &str) -> String {
+pub(crate) fn esc(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(crate) fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-/// The text of one scrape.
-pub async fn render(node: &Node) -> String {
-    let mut out = String::new();
-    header(
-        &mut out,
-        "kura_build_info",
-        "gauge",
-        "kura's version (always 1).",
-    );
-    let _ = writeln!(
-        out,
-        "kura_build_info{{version=\"{}\"}} 1",
-        env!("CARGO_PKG_VERSION")
-    );
-    let live = node.live();
-    header(
-        &mut out,
-        "kura_sealed",
-        "gauge",
-        "1 while the server is sealed (it answers nothing until unsealed), else 0.",
-    );
-    let _ = writeln!(out, "kura_sealed {}", u8::from(live.is_none()));
-    {
-        let c = counters();
-        header(
-            &mut out,
-            "kura_requests_total",
-            "counter",
-            "API requests answered, by operation (IAM action) and outcome (success or the error code).",
-        );
-        for (op, stats) in &c.operations {
-            let mut outcomes: Vec<&(String, u64)> = stats.outcomes.iter().collect();
-            outcomes.sort();
-            for (outcome, n) in outcomes {
-                let _ = writeln!(
-                    out,
-                    "kura_requests_total{{operation=\"{}\",outcome=\"{}\"}} {n}",
-                    esc(op),
-                    esc(outcome)
-                );
-            }
-        }
-        header(
-            &mut out,
-            "kura_request_duration_seconds",
-            "histogram",
-            "Time from a request's arrival to its answer, by operation.",
-        );
-        for (op, stats) in &c.operations {
-            let labels = format!("operation=\"{}\",", esc(op));
-            stats
-                .latency
-                .write(&mut out, "kura_request_duration_seconds", &labels);
-        }
-        header(
-            &mut out,
-            "kura_rotations_total",
-            "counter",
-            "Rotation cycles this server ended, by rotation function and outcome (succeeded, failed).",
-        );
-        for ((function, outcome), n) in &c.rotations {
-            let _ = writeln!(
-                out,
-                "kura_rotations_total{{function=\"{}\",outcome=\"{}\"}} {n}",
-                esc(function),
-                esc(outcome)
-            );
-        }
-        header(
-            &mut out,
-            "kura_audit_commit_duration_seconds",
-            "histogram",
-            "Commits that made audit records durable: from the first record written into the transaction (SQLite: released into the group commit) until COMMIT returned.",
-        );
-        c.audit_commits
-            .write(&mut out, "kura_audit_commit_duration_seconds", "");
-    }
-    let Some(live) = live else {
-        return out;
-    };
-    let service = &live.service;
-    let store = service.store();
-    let cache = store.cache_stats();
-    header(
-        &mut out,
-        "kura_cache_hits_total",
-        "counter",
-        "Reads answered from the read cache.",
-    );
-    let _ = writeln!(out, "kura_cache_hits_total {}", cache.hits);
-    header(
-        &mut out,
-        "kura_cache_misses_total",
-        "counter",
-        "Reads that queried the database while the cache was on.",
-    );
-    let _ = writeln!(out, "kura_cache_misses_total {}", cache.misses);
-    header(
-        &mut out,
-        "kura_cache_bytes",
-        "gauge",
-        "Estimated bytes the read cache holds.",
-    );
-    let _ = writeln!(out, "kura_cache_bytes {}", cache.bytes);
-    if let Some(depth) = service.audit_queue_depth() {
-        header(
-            &mut out,
-            "kura_audit_queue_depth",
-            "gauge",
-            "Audit records waiting for the audit writer's next commit.",
-        );
-        let _ = writeln!(out, "kura_audit_queue_depth {depth}");
-    }
-    if let Some(n) = service.audit_records_committed() {
-        header(
-            &mut out,
-            "kura_audit_records_total",
-            "counter",
-            "Audit records this server committed to the trail.",
-        );
-        let _ = writeln!(out, "kura_audit_records_total {n}");
-    }
-    let now = Timestamp(service.now_ms());
-    if let Ok(due) = store.rotation_due(now, COUNT_LIMIT).await {
-        header(
-            &mut out,
-            "kura_rotations_due",
-            "gauge",
-            "Secrets with rotation work due now and not leased by a node (counted up to 10000).",
-        );
-        let _ = writeln!(out, "kura_rotations_due {}", due.len());
-    }
-    if let Ok(overdue) = store.rotation_overdue(now, COUNT_LIMIT).await {
-        header(
-            &mut out,
-            "kura_rotations_overdue",
-            "gauge",
-            "Secrets whose scheduled rotation is late, leased or not: the rotation window closed before a cycle started, or the cycle still runs after the window's end (counted up to 10000).",
-        );
-        let _ = writeln!(out, "kura_rotations_overdue {}", overdue.len());
-    }
-    if let Ok(due) = store.due_notifications(now, COUNT_LIMIT).await {
-        header(
-            &mut out,
-            "kura_notifications_due",
-            "gauge",
-            "Notifications due for delivery and not yet delivered (counted up to 10000).",
-        );
-        let _ = writeln!(out, "kura_notifications_due {}", due.len());
-    }
-    let pools = store.pool_stats();
-    header(
-        &mut out,
-        "kura_db_connections",
-        "gauge",
-        "Database connections by pool (PostgreSQL: main; SQLite: read, read-direct, and write, its one writer) and state (in_use, idle).",
-    );
-    for p in &pools {
-        for (state, n) in [("in_use", p.in_use), ("idle", p.idle)] {
-            let _ = writeln!(
-                out,
-                "kura_db_connections{{pool=\"{}\",state=\"{state}\"}} {n}",
-                p.pool
-            );
-        }
-    }
-    header(
-        &mut out,
-        "kura_db_connections_max",
-        "gauge",
-        "The most connections each database pool opens.",
-    );
-    for p in &pools {
-        let _ = writeln!(
-            out,
-            "kura_db_connections_max{{pool=\"{}\"}} {}",
-            p.pool, p.max
-        );
-    }
-    out
 }
 
 #[cfg(test)]

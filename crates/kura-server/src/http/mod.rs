@@ -5,6 +5,7 @@
 pub(crate) mod auth;
 mod aws;
 pub mod conn;
+mod metrics;
 mod operator;
 #[cfg(test)]
 mod props;
@@ -103,7 +104,7 @@ pub fn metrics_router(state: Arc<AppState>) -> Router {
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
-        crate::metrics::render(&state.node).await,
+        metrics::render(&state.node).await,
     )
         .into_response()
 }
