@@ -681,6 +681,64 @@ pub trait PkiStore: Send + Sync + 'static {
     ) -> Result<Vec<(String, Timestamp)>>;
 }
 
+/// A web console session: who signed in, the token its forms carry, and when it began and
+/// was last used (wall-clock milliseconds: sessions time out in real time).
+#[derive(Clone)]
+pub struct SessionRecord {
+    /// The SHA-256 (hex) of the id in the browser's cookie.
+    pub id: String,
+    pub user_name: String,
+    pub arn: String,
+    pub user_id: String,
+    pub access_key_id: String,
+    pub scope_secret_id: Option<i64>,
+    pub csrf: String,
+    pub created_at: Timestamp,
+    pub last_seen: Timestamp,
+}
+
+/// The id and the CSRF token are credentials: never printed.
+impl std::fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("user_name", &self.user_name)
+            .field("access_key_id", &self.access_key_id)
+            .field("created_at", &self.created_at)
+            .field("last_seen", &self.last_seen)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which sessions have ended: unused since `idle_before`, or begun before `started_before`.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionCutoff {
+    pub idle_before: Timestamp,
+    pub started_before: Timestamp,
+}
+
+/// Web console sessions, in the database so that every node of a cluster knows them (a
+/// browser may be sent to any node, and a sign-out on one ends the session on all).
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Stores `s`, first forgetting the sessions that have ended; `false` (nothing stored)
+    /// when `max` sessions are already open.
+    async fn open_session(
+        &self,
+        s: &SessionRecord,
+        cutoff: SessionCutoff,
+        max: i64,
+    ) -> Result<bool>;
+    /// The live session `id` (as it was before this use), its last use now set to `now`;
+    /// `None` (and the session forgotten) once it has ended.
+    async fn use_session(
+        &self,
+        id: &str,
+        cutoff: SessionCutoff,
+        now: Timestamp,
+    ) -> Result<Option<SessionRecord>>;
+    async fn end_session(&self, id: &str) -> Result<()>;
+}
+
 /// Everything the service needs from its database: one backend implements every aggregate's
 /// trait, and `Arc<dyn Store>` reaches them all.
 pub trait Store:
@@ -692,6 +750,7 @@ pub trait Store:
     + RotationStore
     + NotificationStore
     + PkiStore
+    + SessionStore
     + StoreLifecycle
 {
 }
@@ -705,6 +764,7 @@ impl<T> Store for T where
         + RotationStore
         + NotificationStore
         + PkiStore
+        + SessionStore
         + StoreLifecycle
 {
 }
@@ -714,6 +774,6 @@ pub mod prelude {
     pub use super::ModifyReturning;
     pub use crate::{
         AuditStore, IdentityStore, KeyStore, NotificationStore, PkiStore, RotationStore,
-        SecretStore, SettingsStore, Store, StoreLifecycle,
+        SecretStore, SessionStore, SettingsStore, Store, StoreLifecycle,
     };
 }

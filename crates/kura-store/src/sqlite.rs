@@ -37,6 +37,7 @@ use crate::{
 mod conn;
 mod group;
 mod pki;
+mod sessions;
 
 /// Versioned migrations, applied in order, each in its own transaction. Embedded in the binary
 /// (sqlx's `migrate!` needs its macros feature, which rebuilds every driver).
@@ -66,6 +67,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0012_audit_lookup_behind.sql"),
     ),
     (13, include_str!("../migrations/sqlite/0013_pki.sql")),
+    (
+        14,
+        include_str!("../migrations/sqlite/0014_console_sessions.sql"),
+    ),
 ];
 
 /// The schema version after every migration (what `kura migrate` copies from).

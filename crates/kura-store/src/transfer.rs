@@ -388,6 +388,12 @@ pub fn derived_sqlite_tables() -> impl Iterator<Item = &'static str> {
     ["audit_by_principal", "audit_by_resource", "audit_indexed"].into_iter()
 }
 
+/// Tables of both schemas that a move leaves behind: web console sessions (a user signs in
+/// again on the new database; the old node is stopped before the move anyway).
+pub fn uncopied_tables() -> impl Iterator<Item = &'static str> {
+    ["console_sessions"].into_iter()
+}
+
 /// One SQLite value, typed by its column.
 #[derive(Debug, Clone)]
 enum Value {

@@ -21,8 +21,8 @@ use kura_store::prelude::*;
 use kura_store::{
     AccessKeyRecord, AuditChain, AuditDraft, AuditQuery, AuditRecord, AuditSlot, AuthorityRecord,
     Cursor, IssuedCertificateRecord, KeyPlace, KeyRewrap, KmsKeyRecord, ListPage, ListQuery,
-    NO_AUDIT, NotificationTargetRecord, PgStore, SettingSwap, SortKey, SqliteStore, Store,
-    TemplateRecord, UserRecord, VersionSelector,
+    NO_AUDIT, NotificationTargetRecord, PgStore, SessionCutoff, SessionRecord, SettingSwap,
+    SortKey, SqliteStore, Store, TemplateRecord, UserRecord, VersionSelector,
 };
 
 const T0: Timestamp = Timestamp(1_800_000_000_000);
@@ -2431,6 +2431,146 @@ async fn pki(store: &dyn Store) {
     assert!(!store.delete_authority("root", &NO_AUDIT).await.unwrap());
 }
 
+fn session(id: &str, at: Timestamp) -> SessionRecord {
+    SessionRecord {
+        id: id.into(),
+        user_name: "alice".into(),
+        arn: "arn:aws:iam::123456789012:user/alice".into(),
+        user_id: "AIDAALICE".into(),
+        access_key_id: "AKIAALICE".into(),
+        scope_secret_id: None,
+        csrf: format!("csrf-{id}"),
+        created_at: at,
+        last_seen: at,
+    }
+}
+
+/// Sessions end after 10 minutes unused or an hour after they began.
+fn cutoff(now: Timestamp) -> SessionCutoff {
+    SessionCutoff {
+        idle_before: Timestamp(now.0 - 10 * MINUTE),
+        started_before: Timestamp(now.0 - 60 * MINUTE),
+    }
+}
+
+async fn sessions(store: &dyn Store) {
+    assert!(
+        store
+            .open_session(&session("a", T0), cutoff(T0), 3)
+            .await
+            .unwrap()
+    );
+    let got = store
+        .use_session("a", cutoff(T0), T0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            got.user_name.as_str(),
+            got.csrf.as_str(),
+            got.scope_secret_id
+        ),
+        ("alice", "csrf-a", None)
+    );
+    assert!(
+        store
+            .use_session("nobody", cutoff(T0), T0)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // A use answers the session as it was before, and marks it used.
+    let t = Timestamp(T0.0 + MINUTE);
+    let got = store.use_session("a", cutoff(t), t).await.unwrap().unwrap();
+    assert_eq!(got.last_seen, T0, "the use before this one");
+    let got = store.use_session("a", cutoff(t), t).await.unwrap().unwrap();
+    assert_eq!(got.last_seen, t);
+
+    // Each use keeps it alive past the idle timeout, until its lifetime is over.
+    let mut t = t;
+    for _ in 0..6 {
+        t = Timestamp(t.0 + 9 * MINUTE);
+        assert!(
+            store
+                .use_session("a", cutoff(t), t)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+    t = Timestamp(t.0 + 9 * MINUTE);
+    assert!(t.0 - T0.0 > 60 * MINUTE);
+    assert!(
+        store
+            .use_session("a", cutoff(t), t)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Unused for longer than the idle timeout: ended, and forgotten.
+    assert!(
+        store
+            .open_session(&session("b", t), cutoff(t), 3)
+            .await
+            .unwrap()
+    );
+    let late = Timestamp(t.0 + 11 * MINUTE);
+    assert!(
+        store
+            .use_session("b", cutoff(late), late)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .use_session("b", cutoff(t), t)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // At most `max` live sessions; ended ones do not count.
+    for id in ["c", "d", "e"] {
+        assert!(
+            store
+                .open_session(&session(id, late), cutoff(late), 3)
+                .await
+                .unwrap()
+        );
+    }
+    assert!(
+        !store
+            .open_session(&session("f", late), cutoff(late), 3)
+            .await
+            .unwrap()
+    );
+    store.end_session("c").await.unwrap();
+    assert!(
+        store
+            .use_session("c", cutoff(late), late)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .open_session(&session("f", late), cutoff(late), 3)
+            .await
+            .unwrap()
+    );
+    let later = Timestamp(late.0 + 11 * MINUTE);
+    assert!(
+        store
+            .open_session(&session("g", later), cutoff(later), 1)
+            .await
+            .unwrap()
+    );
+}
+
 macro_rules! backend_tests {
     ($backend:ident, $open:expr, [$($case:ident),* $(,)?]) => {
         mod $backend {
@@ -2470,6 +2610,7 @@ backend_tests!(
         single_server_recovery,
         named_keys,
         pki,
+        sessions,
     ]
 );
 
@@ -2495,6 +2636,7 @@ backend_tests!(
         shared_database_recovery,
         named_keys,
         pki,
+        sessions,
     ]
 );
 

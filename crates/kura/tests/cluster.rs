@@ -14,67 +14,15 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::postgres::{Database, PG_ADDR};
+use common::postgres::{Cluster, Database, PG_ADDR, node_dir};
 use common::*;
 use serde_json::{Value, json};
-use tempfile::TempDir;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 // ---------------------------------------------------------------------------------------------
 // A fresh database and the nodes on it
 // ---------------------------------------------------------------------------------------------
-
-/// A temporary directory whose `data/` holds a copy of `root_key` (when given), as a joining
-/// node's data directory does.
-fn node_dir(root_key: Option<&Path>) -> TempDir {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    let tmp = tempfile::Builder::new()
-        .prefix("kura-node-")
-        .tempdir()
-        .expect("create temp dir");
-    let data = tmp.path().join("data");
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&data)
-        .expect("create the data directory");
-    if let Some(key) = root_key {
-        let copy = data.join("root.key");
-        std::fs::copy(key, &copy).expect("copy root.key");
-        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-    tmp
-}
-
-/// Nodes on one fresh database. Fields drop in order: the nodes (whose drop-time checks read
-/// the database) before the database.
-struct Cluster {
-    nodes: Vec<Server>,
-    db: Database,
-}
-
-impl Cluster {
-    /// Starts one node per entry of `args` (extra `kura server` flags): the first initialises
-    /// the database, the others join it with a copy of its root.key.
-    async fn start(args: &[&[&str]]) -> Cluster {
-        let db = Database::create();
-        let mut nodes: Vec<Server> = Vec::new();
-        for a in args {
-            let key = nodes.first().map(|n| n.data_dir.join("root.key"));
-            let mut node = Server::start_node(node_dir(key.as_deref()), &db.url, &db.url, a).await;
-            if let Some(first) = nodes.first() {
-                node.use_credentials(first.credentials());
-            }
-            nodes.push(node);
-        }
-        Cluster { nodes, db }
-    }
-
-    /// Three nodes without extra flags.
-    async fn three() -> Cluster {
-        Cluster::start(&[&[], &[], &[]]).await
-    }
-}
 
 /// `kura audit verify --data-dir DIR --database-url URL`: success and output.
 fn verify(data_dir: &Path, url: &str) -> (bool, String) {

@@ -114,10 +114,15 @@ async fn open(server: &Server, name: &'static str) -> Option<Console> {
 
 impl Console {
     async fn go(&self, path: &str) {
+        self.go_on(&self.base, path).await;
+    }
+
+    /// Opens `path` on the server at `base` (another node of a cluster).
+    async fn go_on(&self, base: &str, path: &str) {
         self.browser
-            .goto(&format!("{}{path}", self.base))
+            .goto(&format!("{base}{path}"))
             .await
-            .unwrap_or_else(|e| panic!("open {path}: {e}"));
+            .unwrap_or_else(|e| panic!("open {base}{path}: {e}"));
     }
 
     async fn find(&self, css: &str) -> WebElement {
@@ -363,6 +368,54 @@ async fn the_console_pages_carry_a_strict_policy_and_the_cookie_is_strict() {
         .unwrap();
     assert_eq!(anonymous.status(), 303);
     assert_eq!(anonymous.headers()["location"], "/console/sign-in");
+    // A message planted in the flash cookie (by a sibling domain, say) is not shown: it is
+    // signed with the session's own token.
+    let session = cookie.split(';').next().unwrap();
+    let planted = http
+        .get(format!("{}/console/secrets", server.endpoint()))
+        .header(
+            "cookie",
+            format!("{session}; kura_flash=MVBsYW50ZWQgYnkgYW5vdGhlciBzaXRl.AAAA"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(planted.status(), 200);
+    assert!(!planted.text().await.unwrap().contains("Planted"));
+}
+
+/// Sessions are kept in the database: in a cluster a browser signed in on one node is signed
+/// in on every node (a load balancer may send each request anywhere), and signing out on any
+/// node ends the session on all of them at once.
+#[tokio::test]
+async fn a_cluster_shares_console_sessions() {
+    let cluster = common::postgres::Cluster::start(&[&[], &[]]).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let Some(c) = open(a, "cluster-session").await else {
+        return;
+    };
+    c.sign_in_root(a).await;
+    let session = c.session_cookie().await;
+    c.go_on(&b.endpoint(), "/console/audit").await;
+    assert_eq!(c.path().await, "/console/audit", "{}", c.text().await);
+    c.assert_text("kura:GetCallerIdentity").await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page_on_a = |cookie: String| {
+        http.get(format!("{}/console/secrets", a.endpoint()))
+            .header("cookie", cookie)
+            .send()
+    };
+    assert_eq!(page_on_a(session.clone()).await.unwrap().status(), 200);
+    c.press("Sign out").await;
+    c.assert_text("You signed out").await;
+    // The browser dropped its cookie; the session itself is gone on node A too.
+    let ended = page_on_a(session).await.unwrap();
+    assert_eq!(ended.status(), 303);
+    assert_eq!(ended.headers()["location"], "/console/sign-in?ended=1");
+    c.finish().await;
 }
 
 fn url_encode(s: &str) -> String {
@@ -1295,7 +1348,8 @@ async fn a_form_without_its_csrf_token_is_refused() {
 
 #[tokio::test]
 async fn an_idle_session_ends_and_sign_out_ends_it_too() {
-    let server = Server::start_with(&["--console-idle-timeout", "2"]).await;
+    // 5 s: long enough that a loaded machine's slow browser still comes back in time.
+    let server = Server::start_with(&["--console-idle-timeout", "5"]).await;
     let Some(c) = open(&server, "session-expired").await else {
         return;
     };
@@ -1305,14 +1359,14 @@ async fn an_idle_session_ends_and_sign_out_ends_it_too() {
     c.go("/console/secrets").await;
     assert_eq!(c.path().await, "/console/sign-in");
     c.sign_in_root(&server).await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     c.go("/console/audit").await;
     assert_eq!(
         c.path().await,
         "/console/audit",
         "used within the idle timeout"
     );
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(5500)).await;
     c.go("/console/secrets").await;
     assert_eq!(c.path().await, "/console/sign-in?ended=1");
     c.assert_text("Your session ended").await;

@@ -62,6 +62,20 @@ pub(crate) fn ok(title: &str, ctx: &Ctx, body: Markup) -> Response {
     page(title, Some(ctx), body, StatusCode::OK)
 }
 
+/// The page for a request the node cannot serve now (its database unreachable, say).
+pub(crate) fn unavailable(e: &Error) -> Response {
+    page(
+        "Unavailable",
+        None,
+        html! {
+            h1 { "The console cannot answer now" }
+            (error_box(e))
+            p { "Try again in a moment." }
+        },
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
+}
+
 /// The page of a sealed node.
 pub(crate) fn sealed() -> Response {
     page(

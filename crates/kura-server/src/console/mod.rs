@@ -7,6 +7,7 @@
 
 mod admin;
 mod audit;
+mod flash;
 mod form;
 mod layout;
 mod schedule;
@@ -33,8 +34,9 @@ use zeroize::Zeroizing;
 use crate::http::AppState;
 use crate::node::Live;
 use crate::service::{Caller, Operation, Outcome, Principal};
+use flash::Flash;
+use session::Current;
 pub use session::{Console, Settings};
-use session::{Current, Flash};
 
 /// The session cookie; its path keeps it away from the API.
 const COOKIE: &str = "kura_console";
@@ -136,6 +138,7 @@ pub fn router() -> Router<Arc<AppState>> {
             axum::routing::post(users::delete_policy),
         )
         .route("/console/user/delete", axum::routing::post(users::delete))
+        .layer(middleware::from_fn(flash::carry))
         .layer(middleware::map_response(harden))
 }
 
@@ -262,20 +265,26 @@ pub(crate) struct Ctx {
     pub principal: Principal,
     pub csrf: String,
     pub flash: Option<Flash>,
+    flash_out: flash::Slot,
     peer: SocketAddr,
     tls: bool,
     headers: HeaderMap,
 }
 
-fn session_id(headers: &HeaderMap) -> Option<String> {
+/// The value of the cookie `name`, if the request carries it.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+        .filter_map(|c| c.trim().strip_prefix(name)?.strip_prefix('='))
         .map(str::to_string)
         .next()
+}
+
+fn session_id(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, COOKIE)
 }
 
 fn peer_of(parts: &Parts) -> SocketAddr {
@@ -299,19 +308,31 @@ impl FromRequestParts<Arc<AppState>> for Ctx {
         let Some(sid) = session_id(&parts.headers) else {
             return Err(Redirect::to("/console/sign-in").into_response());
         };
-        let Some(Current {
-            principal,
-            csrf,
-            flash,
-        }) = state.console.use_session(&sid)
+        let store = &*live.service.store;
+        let Some(Current { principal, csrf }) = state
+            .console
+            .use_session(store, &sid)
+            .await
+            .map_err(|e| layout::unavailable(&e))?
         else {
             return Err(Redirect::to("/console/sign-in?ended=1").into_response());
         };
         // A key deactivated or deleted (or root disabled) ends the sessions it opened.
         if !crate::http::auth::key_still_valid(&live.service, &principal).await {
-            state.console.end(&sid);
+            state
+                .console
+                .end(store, &sid)
+                .await
+                .map_err(|e| layout::unavailable(&e))?;
             return Err(Redirect::to("/console/sign-in?ended=1").into_response());
         }
+        // Present whenever the console's router runs (`flash::carry`).
+        let flash_out = parts
+            .extensions
+            .get::<flash::Slot>()
+            .cloned()
+            .unwrap_or_default();
+        let flash = flash_out.take(&parts.headers, &csrf);
         Ok(Ctx {
             live,
             state: state.clone(),
@@ -319,6 +340,7 @@ impl FromRequestParts<Arc<AppState>> for Ctx {
             principal,
             csrf,
             flash,
+            flash_out,
             peer: peer_of(parts),
             tls: crate::http::is_tls(&parts.extensions),
             headers: parts.headers.clone(),
@@ -382,13 +404,11 @@ impl Ctx {
 
     /// Shows `flash` on the next page this session sees.
     pub(crate) fn flash(&self, ok: bool, text: impl Into<String>) {
-        self.state.console.flash(
-            &self.sid,
-            Flash {
-                ok,
-                text: text.into(),
-            },
-        );
+        let flash = Flash {
+            ok,
+            text: text.into(),
+        };
+        self.flash_out.set(&self.csrf, &flash);
     }
 
     pub(crate) fn flash_error(&self, e: &Error) {

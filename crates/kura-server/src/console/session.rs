@@ -1,13 +1,18 @@
-//! Console sessions: a random id in a cookie names a server-side session holding the signed-in
-//! principal and its CSRF token. In memory, per node: a cluster behind a load balancer needs
-//! sticky sessions (see docs/ARCHITECTURE.md).
+//! Console sessions: a random id in a cookie names a session record in the database holding
+//! the signed-in principal and its CSRF token. In the database, so that every node of a
+//! cluster knows every session: a browser may be sent to any node, and signing out on one
+//! ends the session on all. The database holds only the id's SHA-256. Failed sign-ins are
+//! counted per node, in memory.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use kura_core::Result;
+use kura_core::clock::{Clock, SystemClock};
+use kura_core::{Result, Timestamp};
+use kura_store::prelude::*;
+use kura_store::{SessionCutoff, SessionRecord};
 
 use crate::service::Principal;
 
@@ -29,38 +34,21 @@ impl Default for Settings {
     }
 }
 
-/// A message for the next page a session sees (the outcome of a form, after its redirect).
-#[derive(Debug, Clone)]
-pub struct Flash {
-    pub ok: bool,
-    pub text: String,
-}
-
-struct Session {
-    principal: Principal,
-    csrf: String,
-    created: Instant,
-    last_seen: Instant,
-    flash: Option<Flash>,
-}
-
 /// What a request learns of its session.
 pub struct Current {
     pub principal: Principal,
     pub csrf: String,
-    pub flash: Option<Flash>,
 }
 
 /// Failed sign-ins from one address allowed within [`FAILURE_WINDOW`]; more are refused
 /// unchecked until the window has passed.
 pub const MAX_FAILURES: usize = 5;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(5 * 60);
-/// Sessions held at once: a flood of sign-ins cannot grow the table without bound.
-const MAX_SESSIONS: usize = 10_000;
+/// Sessions open at once: a flood of sign-ins cannot grow the table without bound.
+const MAX_SESSIONS: i64 = 10_000;
 
 pub struct Console {
     pub settings: Settings,
-    sessions: Mutex<HashMap<String, Session>>,
     failures: Mutex<HashMap<IpAddr, Vec<Instant>>>,
 }
 
@@ -75,69 +63,85 @@ fn random_hex() -> Result<String> {
     Ok(hex::encode(bytes))
 }
 
+/// What the database keeps of the cookie's id.
+fn stored_id(id: &str) -> String {
+    hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        id.as_bytes(),
+    ))
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 impl Console {
     pub fn new(settings: Settings) -> Self {
         Console {
             settings,
-            sessions: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
         }
     }
 
-    fn live(&self, s: &Session, now: Instant) -> bool {
-        now.duration_since(s.last_seen) < self.settings.idle_timeout
-            && now.duration_since(s.created) < self.settings.lifetime
+    /// Sessions unused since, or begun before, these times have ended. Wall-clock time:
+    /// timeouts are real time even on a server whose service clock is a test's.
+    fn cutoff(&self, now: Timestamp) -> SessionCutoff {
+        SessionCutoff {
+            idle_before: Timestamp(now.0.saturating_sub(millis(self.settings.idle_timeout))),
+            started_before: Timestamp(now.0.saturating_sub(millis(self.settings.lifetime))),
+        }
     }
 
     /// A new session for `principal`; its id goes in the cookie.
-    pub fn open(&self, principal: Principal) -> Result<String> {
+    pub async fn open(&self, store: &dyn Store, principal: Principal) -> Result<String> {
         let id = random_hex()?;
-        let now = Instant::now();
-        let session = Session {
-            principal,
+        let now = SystemClock.now();
+        let record = SessionRecord {
+            id: stored_id(&id),
+            user_name: principal.user_name,
+            arn: principal.arn,
+            user_id: principal.user_id,
+            access_key_id: principal.access_key_id,
+            scope_secret_id: principal.scope_secret_id,
             csrf: random_hex()?,
-            created: now,
+            created_at: now,
             last_seen: now,
-            flash: None,
         };
-        let mut sessions = lock(&self.sessions);
-        sessions.retain(|_, s| self.live(s, now));
-        if sessions.len() >= MAX_SESSIONS {
+        if !store
+            .open_session(&record, self.cutoff(now), MAX_SESSIONS)
+            .await?
+        {
             return Err(kura_core::Error::new(
                 kura_core::ErrorCode::LimitExceeded,
-                "Too many console sessions are open on this node; try again later.",
+                "Too many console sessions are open; try again later.",
             ));
         }
-        sessions.insert(id.clone(), session);
         Ok(id)
     }
 
-    /// The session `id` names, if it has not timed out; using it resets its idle time and
-    /// takes its flash message.
-    pub fn use_session(&self, id: &str) -> Option<Current> {
-        let now = Instant::now();
-        let mut sessions = lock(&self.sessions);
-        let s = sessions.get_mut(id)?;
-        if !self.live(s, now) {
-            sessions.remove(id);
-            return None;
-        }
-        s.last_seen = now;
-        Some(Current {
-            principal: s.principal.clone(),
-            csrf: s.csrf.clone(),
-            flash: s.flash.take(),
-        })
+    /// The session `id` names, if it has not timed out; using it resets its idle time.
+    pub async fn use_session(&self, store: &dyn Store, id: &str) -> Result<Option<Current>> {
+        let now = SystemClock.now();
+        let Some(s) = store
+            .use_session(&stored_id(id), self.cutoff(now), now)
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Current {
+            principal: Principal {
+                user_name: s.user_name,
+                arn: s.arn,
+                user_id: s.user_id,
+                access_key_id: s.access_key_id,
+                scope_secret_id: s.scope_secret_id,
+            },
+            csrf: s.csrf,
+        }))
     }
 
-    pub fn end(&self, id: &str) {
-        lock(&self.sessions).remove(id);
-    }
-
-    pub fn flash(&self, id: &str, flash: Flash) {
-        if let Some(s) = lock(&self.sessions).get_mut(id) {
-            s.flash = Some(flash);
-        }
+    pub async fn end(&self, store: &dyn Store, id: &str) -> Result<()> {
+        store.end_session(&stored_id(id)).await
     }
 
     /// Whether `ip` has failed to sign in too often lately.
@@ -170,44 +174,6 @@ impl Console {
 mod tests {
     use super::*;
 
-    fn principal() -> Principal {
-        Principal {
-            user_name: "alice".into(),
-            arn: "arn:aws:iam::123456789012:user/alice".into(),
-            user_id: "AIDAEXAMPLE".into(),
-            access_key_id: "AKIAEXAMPLE".into(),
-            scope_secret_id: None,
-        }
-    }
-
-    #[test]
-    fn a_session_ends_after_its_idle_timeout() {
-        let console = Console::new(Settings {
-            idle_timeout: Duration::from_millis(50),
-            lifetime: Duration::from_secs(60),
-        });
-        let id = console.open(principal()).unwrap();
-        assert!(console.use_session(&id).is_some());
-        std::thread::sleep(Duration::from_millis(80));
-        assert!(console.use_session(&id).is_none());
-        assert!(console.use_session("not-a-session").is_none());
-    }
-
-    #[test]
-    fn a_session_ends_after_its_lifetime_however_busy() {
-        let console = Console::new(Settings {
-            idle_timeout: Duration::from_secs(60),
-            lifetime: Duration::from_millis(100),
-        });
-        let id = console.open(principal()).unwrap();
-        for _ in 0..3 {
-            std::thread::sleep(Duration::from_millis(20));
-            assert!(console.use_session(&id).is_some());
-        }
-        std::thread::sleep(Duration::from_millis(80));
-        assert!(console.use_session(&id).is_none());
-    }
-
     #[test]
     fn sign_in_failures_throttle_one_address() {
         let console = Console::new(Settings::default());
@@ -222,24 +188,10 @@ mod tests {
     }
 
     #[test]
-    fn a_flash_is_shown_once_and_sessions_have_distinct_tokens() {
-        let console = Console::new(Settings::default());
-        let id = console.open(principal()).unwrap();
-        let other = console.open(principal()).unwrap();
-        assert_ne!(id, other);
-        console.flash(
-            &id,
-            Flash {
-                ok: true,
-                text: "done".into(),
-            },
-        );
-        let first = console.use_session(&id).unwrap();
-        assert_eq!(first.flash.unwrap().text, "done");
-        let second = console.use_session(&id).unwrap();
-        assert!(second.flash.is_none());
-        assert_ne!(first.csrf, console.use_session(&other).unwrap().csrf);
-        console.end(&id);
-        assert!(console.use_session(&id).is_none());
+    fn the_database_keeps_a_digest_of_the_id() {
+        let id = random_hex().unwrap();
+        assert_eq!(stored_id(&id).len(), 64);
+        assert_ne!(stored_id(&id), id);
+        assert_eq!(stored_id(&id), stored_id(&id));
     }
 }

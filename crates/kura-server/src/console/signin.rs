@@ -116,7 +116,7 @@ pub(super) async fn submit(
     if let Err(e) = live.service.call(&caller, op).await {
         return form_page(Some(layout::error_box(&e)), layout::status_of(&e));
     }
-    let id = match state.console.open(principal) {
+    let id = match state.console.open(&*live.service.store, principal).await {
         Ok(id) => id,
         Err(e) => return form_page(Some(layout::error_box(&e)), StatusCode::SERVICE_UNAVAILABLE),
     };
@@ -158,7 +158,14 @@ pub(super) async fn sign_out(
     {
         return r;
     }
-    ctx.state.console.end(&ctx.sid);
+    if let Err(e) = ctx
+        .state
+        .console
+        .end(&*ctx.live.service.store, &ctx.sid)
+        .await
+    {
+        return layout::unavailable(&e);
+    }
     let secure = if transport.is_some_and(|t| t.tls) {
         "; Secure"
     } else {

@@ -62,6 +62,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/postgres/0006_cache_changes_by_exclusion.sql"),
     ),
     (7, include_str!("../../migrations/postgres/0007_pki.sql")),
+    (
+        8,
+        include_str!("../../migrations/postgres/0008_console_sessions.sql"),
+    ),
 ];
 
 /// The channel the database announces identity changes on (migration 0002).
@@ -172,6 +176,7 @@ mod notifications;
 mod pki;
 mod rotation;
 mod secrets;
+mod sessions;
 
 use crate::rows::*;
 use crate::sql::audit_log::Committable;

@@ -27,6 +27,7 @@ pub(crate) mod notifications;
 pub(crate) mod pki;
 pub(crate) mod rotation;
 pub(crate) mod secrets;
+pub(crate) mod sessions;
 pub(crate) mod settings;
 
 /// One backend's connection (or transaction, which derefs to one), as the shared SQL uses it.

@@ -1,9 +1,12 @@
 //! A fresh PostgreSQL database per test, on the machine's PostgreSQL (127.0.0.1:5432, user
 //! postgres, trust authentication), for the tests of kura nodes on PostgreSQL.
 
+use std::path::Path;
 use std::process::Command;
 
-use super::{psql, unique_suffix};
+use tempfile::TempDir;
+
+use super::{Server, psql, unique_suffix};
 
 /// A language's collation, as most installations have (the machine's databases sort in `C`),
 /// so nothing passes here only because PostgreSQL happened to sort like SQLite.
@@ -90,5 +93,60 @@ impl Drop for Database {
                 PG_ADMIN_URL,
             ])
             .output();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A cluster: nodes on one fresh database
+// ---------------------------------------------------------------------------------------------
+
+/// A temporary directory whose `data/` holds a copy of `root_key` (when given), as a joining
+/// node's data directory does.
+pub fn node_dir(root_key: Option<&Path>) -> TempDir {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let tmp = tempfile::Builder::new()
+        .prefix("kura-node-")
+        .tempdir()
+        .expect("create temp dir");
+    let data = tmp.path().join("data");
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&data)
+        .expect("create the data directory");
+    if let Some(key) = root_key {
+        let copy = data.join("root.key");
+        std::fs::copy(key, &copy).expect("copy root.key");
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    tmp
+}
+
+/// Nodes on one fresh database. Fields drop in order: the nodes (whose drop-time checks read
+/// the database) before the database.
+pub struct Cluster {
+    pub nodes: Vec<Server>,
+    pub db: Database,
+}
+
+impl Cluster {
+    /// Starts one node per entry of `args` (extra `kura server` flags): the first initialises
+    /// the database, the others join it with a copy of its root.key.
+    pub async fn start(args: &[&[&str]]) -> Cluster {
+        let db = Database::create();
+        let mut nodes: Vec<Server> = Vec::new();
+        for a in args {
+            let key = nodes.first().map(|n| n.data_dir.join("root.key"));
+            let mut node = Server::start_node(node_dir(key.as_deref()), &db.url, &db.url, a).await;
+            if let Some(first) = nodes.first() {
+                node.use_credentials(first.credentials());
+            }
+            nodes.push(node);
+        }
+        Cluster { nodes, db }
+    }
+
+    /// Three nodes without extra flags.
+    pub async fn three() -> Cluster {
+        Cluster::start(&[&[], &[], &[]]).await
     }
 }
