@@ -1888,3 +1888,25 @@ async fn tags_are_added_and_removed() {
     assert!(tags.contains_key("team"), "{tags:?}");
     c.finish().await;
 }
+
+#[tokio::test]
+async fn a_multi_line_textarea_value_is_stored_with_lf() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    let Some(c) = open(&server, "line-endings").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.press("Create secret").await;
+    c.fill("#name", "notes/multi-line").await;
+    c.fill("#plaintext", "first line\nsecond line\n\nlast line-8841")
+        .await;
+    remember_value("last line-8841");
+    c.press("Create secret").await;
+    c.assert_text("Created the secret notes/multi-line").await;
+    assert_eq!(
+        get_string(&client, "notes/multi-line").await,
+        "first line\nsecond line\n\nlast line-8841"
+    );
+    c.finish().await;
+}

@@ -201,10 +201,11 @@ pub(crate) struct Params {
 }
 
 impl Params {
+    /// An `application/x-www-form-urlencoded` body or a query string.
     pub(crate) fn parse(bytes: &[u8]) -> Params {
         Params {
             fields: url::form_urlencoded::parse(bytes)
-                .map(|(k, v)| (k.into_owned(), Zeroizing::new(v.into_owned())))
+                .map(|(k, v)| (k.into_owned(), form::field_text(v.into_owned())))
                 .collect(),
             files: Vec::new(),
         }

@@ -222,9 +222,8 @@ fn plan(kind: Kind, form: &Params) -> Result<Plan, String> {
             );
             let keypair = form.get("auth") == "keypair";
             if keypair {
-                // A textarea sends CRLF line ends; a key file has LF ones.
                 let private = required(form, "private_key", "private key (OpenSSH format)")?;
-                value.insert("private_key".into(), json!(private.replace("\r\n", "\n")));
+                value.insert("private_key".into(), json!(private));
                 value.insert(
                     "public_key".into(),
                     json!(required(
