@@ -7,6 +7,7 @@
 
 mod admin;
 mod audit;
+mod certificates;
 mod form;
 mod layout;
 mod schedule;
@@ -118,6 +119,19 @@ pub fn router() -> Router<Arc<AppState>> {
         .route(
             "/console/targets/delete",
             axum::routing::post(admin::delete_target),
+        )
+        .route("/console/certificates", get(certificates::list))
+        .route(
+            "/console/certificates/ca",
+            get(certificates::show_ca).post(certificates::create_ca),
+        )
+        .route(
+            "/console/certificates/template",
+            axum::routing::post(certificates::create_template),
+        )
+        .route(
+            "/console/certificates/revoke",
+            axum::routing::post(certificates::revoke),
         )
         .route("/console/users", get(users::list))
         .route("/console/users/new", axum::routing::post(users::create))
