@@ -1384,6 +1384,7 @@ async fn the_pages_fit_a_narrow_screen() {
     )
     .await;
     remember_value("narrow-value-1");
+    root_and_template(&server).await;
     let Some(c) = open(&server, "narrow").await else {
         return;
     };
@@ -1400,6 +1401,9 @@ async fn the_pages_fit_a_narrow_screen() {
         "/console/users",
         "/console/functions",
         "/console/targets",
+        "/console/secrets/new/certificate",
+        "/console/certificates",
+        "/console/certificates/ca?name=root",
     ] {
         c.go(path).await;
         // Tables scroll inside their box; the page itself does not scroll sideways.
@@ -1940,5 +1944,347 @@ async fn tags_are_added_and_removed() {
     let tags = describe_tags(&client, "tagged/app").await;
     assert!(!tags.contains_key("env"), "{tags:?}");
     assert!(tags.contains_key("team"), "{tags:?}");
+    c.finish().await;
+}
+
+/// A root CA `root` and a template `web` for names below example.internal, made through the
+/// API.
+async fn root_and_template(server: &Server) {
+    server
+        .kura(
+            "CreateCertificateAuthority",
+            &json!({"Name": "root", "Type": "root", "CommonName": "Console Test Root"}).to_string(),
+        )
+        .await
+        .assert_ok();
+    server
+        .kura(
+            "CreateCertificateTemplate",
+            &json!({"Name": "web", "CertificateAuthority": "root",
+                "AllowedDomains": [".example.internal"], "Ttl": "30d", "MaxTtl": "90d"})
+            .to_string(),
+        )
+        .await
+        .assert_ok();
+}
+
+/// The secret's value once its first certificate is issued (the rotation runs in the
+/// background).
+async fn issued(client: &aws_sdk_secretsmanager::Client, id: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = json_value(client, id).await;
+        if v.get("serial_number").is_some() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{id} holds no certificate 30 s after its rotation started: {}",
+            v
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn get_pki(server: &Server, path: &str) -> reqwest::Response {
+    let r = server
+        .http()
+        .get(format!("{}{path}", server.endpoint()))
+        .send()
+        .await
+        .expect("GET a /pki/ path");
+    assert_eq!(r.status(), 200, "GET {path}");
+    r
+}
+
+/// `openssl` with `args`, in `dir`; its standard output.
+fn openssl(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn the_certificate_wizard_checks_the_template_and_issues_a_certificate() {
+    if !have("openssl") {
+        return;
+    }
+    let server = Server::start().await;
+    let client = server.client().await;
+    root_and_template(&server).await;
+    let Some(c) = open(&server, "wizard-certificate").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.press("Create secret").await;
+    c.press("a certificate").await;
+    assert_eq!(c.path().await, "/console/secrets/new/certificate");
+    c.fill("#name", "certs/app").await;
+    c.click("#template option[value=web]").await;
+    c.fill("#common_name", "app.example.org").await;
+    // One per line: the browser sends the textarea's line ends as CRLF.
+    c.fill("#alt_names", "api.example.internal\nwww.example.internal")
+        .await;
+    c.click("#revoke_replaced").await;
+    c.press("Review").await;
+    c.assert_text(
+        "Template web refuses common_name \"app.example.org\": rule AllowedDomains allows only .example.internal",
+    )
+    .await;
+    c.fill("#common_name", "app.example.internal").await;
+    c.fill("#ip_sans", "10.0.0.7").await;
+    c.press("Review").await;
+    c.assert_text("Template web refuses ip_sans: rule AllowIpSans is false")
+        .await;
+    c.fill("#ip_sans", "").await;
+    c.press("Review").await;
+    c.assert_text("Review: certs/app").await;
+    c.assert_text("api.example.internal, www.example.internal")
+        .await;
+    c.assert_text("kura-private-certificate").await;
+    c.press("Create secret").await;
+    c.assert_text("Created the secret certs/app").await;
+    c.assert_text("the first certificate is being issued").await;
+
+    let v = issued(&client, "certs/app").await;
+    assert_eq!(v["template"], "web");
+    assert_eq!(v["common_name"], "app.example.internal");
+    assert_eq!(
+        v["alt_names"],
+        json!(["api.example.internal", "www.example.internal"])
+    );
+    assert_eq!(v["rotate_keys"], true);
+    assert_eq!(v["revoke_replaced"], true);
+    assert_eq!(v["issuer"], "root");
+    let d = client
+        .describe_secret()
+        .secret_id("certs/app")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        d.rotation_lambda_arn()
+            .unwrap()
+            .ends_with(":kura-private-certificate")
+    );
+    assert_eq!(
+        d.rotation_rules().unwrap().automatically_after_days(),
+        Some(20)
+    );
+
+    // The certificate chains to the CA the server publishes.
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = get_pki(&server, "/pki/root/ca.pem")
+        .await
+        .text()
+        .await
+        .unwrap();
+    std::fs::write(tmp.path().join("root.pem"), ca).unwrap();
+    std::fs::write(
+        tmp.path().join("app.pem"),
+        v["certificate"].as_str().unwrap(),
+    )
+    .unwrap();
+    let verified = openssl(tmp.path(), &["verify", "-CAfile", "root.pem", "app.pem"]);
+    assert!(verified.contains("app.pem: OK"), "{verified}");
+
+    // The secret page shows the certificate only once the value is revealed.
+    let serial = v["serial_number"].as_str().unwrap();
+    c.go("/console/secret?id=certs/app").await;
+    c.assert_text("reveal the value to see them").await;
+    assert!(
+        !c.text().await.contains(serial),
+        "no value read on a page view"
+    );
+    c.press("Reveal certificate details").await;
+    let facts = c.find("#certificate-facts").await.text().await.unwrap();
+    for expected in [
+        "CN=app.example.internal",
+        "api.example.internal, www.example.internal",
+        "root",
+        serial,
+        v["key_algorithm"].as_str().unwrap(),
+    ] {
+        assert!(facts.contains(expected), "{expected:?} in {facts}");
+    }
+    c.find("#certificate")
+        .await
+        .scroll_into_view()
+        .await
+        .unwrap();
+    c.finish().await;
+}
+
+#[tokio::test]
+async fn the_certificates_pages_create_cas_a_template_and_revoke() {
+    if !have("openssl") {
+        return;
+    }
+    let server = Server::start().await;
+    let client = server.client().await;
+    let Some(c) = open(&server, "certificates").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.press("Certificates").await;
+    c.assert_text("No certificate authority yet.").await;
+    c.fill("#ca_name", "root").await;
+    c.fill("#ca_common_name", "Console Root").await;
+    c.click("#ca_key option[value=EC_P384]").await;
+    c.press("Create certificate authority").await;
+    c.assert_text("Created the certificate authority root")
+        .await;
+    assert_eq!(c.path().await, "/console/certificates/ca?name=root");
+    c.assert_text("BEGIN CERTIFICATE").await;
+    let pem_link = c.find("#ca-pem").await.attr("href").await.unwrap();
+    assert_eq!(pem_link.as_deref(), Some("/pki/root/ca.pem"));
+
+    c.press("Certificates").await;
+    c.fill("#ca_name", "issuing").await;
+    c.click("#ca_type option[value=intermediate]").await;
+    c.click("#ca_parent option[value=root]").await;
+    c.fill("#ca_ttl", "365d").await;
+    c.press("Create certificate authority").await;
+    c.assert_text("Created the certificate authority issuing")
+        .await;
+    c.assert_text("Signed by").await;
+    c.find("dd a[href='/console/certificates/ca?name=root']")
+        .await;
+
+    // A refusal is shown with the form as it was.
+    c.press("Certificates").await;
+    c.fill("#tpl_name", "web").await;
+    c.click("#tpl_ca option[value=issuing]").await;
+    c.fill("#tpl_domains", ".example.internal\nexample.internal")
+        .await;
+    c.fill("#tpl_ttl", "90d").await;
+    c.fill("#tpl_max_ttl", "30d").await;
+    c.press("Create template").await;
+    c.assert_text("InvalidParameterException: Ttl (90d) is longer than MaxTtl (30d)")
+        .await;
+    c.fill("#tpl_ttl", "30d").await;
+    c.fill("#tpl_max_ttl", "90d").await;
+    c.click("#tpl_usage_client").await;
+    c.press("Create template").await;
+    c.assert_text("Created the certificate template web").await;
+    let t = server
+        .kura(
+            "DescribeCertificateTemplate",
+            &json!({"Name": "web"}).to_string(),
+        )
+        .await
+        .assert_ok();
+    let t = &t["CertificateTemplate"];
+    assert_eq!(
+        t["AllowedDomains"],
+        json!([".example.internal", "example.internal"])
+    );
+    assert_eq!(t["KeyUsages"], json!(["server", "client"]));
+    assert_eq!(t["CertificateAuthority"], "issuing");
+
+    // A certificate issued under it, through the API, revoked on the console.
+    client
+        .create_secret()
+        .name("certs/web")
+        .secret_string(
+            json!({"template": "web", "common_name": "web.example.internal"}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    client
+        .rotate_secret()
+        .secret_id("certs/web")
+        .rotation_lambda_arn("kura-private-certificate")
+        .send()
+        .await
+        .unwrap();
+    let v = issued(&client, "certs/web").await;
+    let serial = v["serial_number"].as_str().unwrap();
+    c.press("Certificates").await;
+    c.click("#rv_ca option[value=issuing]").await;
+    c.fill("#rv_serial", serial).await;
+    c.press("Revoke certificate").await;
+    c.assert_text(&format!("Revoked the certificate {serial} of issuing"))
+        .await;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let crl = get_pki(&server, "/pki/issuing/crl")
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    std::fs::write(tmp.path().join("issuing.crl"), &crl).unwrap();
+    let text = openssl(
+        tmp.path(),
+        &[
+            "crl",
+            "-inform",
+            "DER",
+            "-noout",
+            "-text",
+            "-in",
+            "issuing.crl",
+        ],
+    )
+    .to_ascii_lowercase();
+    let bare = serial.replace(':', "").to_ascii_lowercase();
+    assert!(text.contains(&bare), "{bare} on the CRL:\n{text}");
+    c.go("/console/certificates/ca?name=issuing").await;
+    c.finish().await;
+}
+
+#[tokio::test]
+async fn a_user_without_pki_permission_is_refused_on_the_certificates_pages() {
+    let server = Server::start().await;
+    let (akid, secret) = limited_user(&server, "app-dev", &[]).await;
+    let Some(c) = open(&server, "certificates-denied").await else {
+        return;
+    };
+    c.sign_in(&akid, &secret).await;
+    c.press("Certificates").await;
+    c.assert_text("AccessDeniedException").await;
+    c.assert_text("kura:ListCertificateAuthorities").await;
+    c.fill("#ca_name", "mine").await;
+    c.press("Create certificate authority").await;
+    c.assert_text("kura:CreateCertificateAuthority").await;
+    let cas = server
+        .kura("ListCertificateAuthorities", "{}")
+        .await
+        .assert_ok();
+    assert_eq!(cas["CertificateAuthorities"], json!([]));
+    c.go("/console/secrets/new/certificate").await;
+    c.assert_text("kura:ListCertificateTemplates").await;
+    c.finish().await;
+}
+
+#[tokio::test]
+async fn a_multi_line_textarea_value_is_stored_with_lf() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    let Some(c) = open(&server, "line-endings").await else {
+        return;
+    };
+    c.sign_in_root(&server).await;
+    c.press("Create secret").await;
+    c.fill("#name", "notes/multi-line").await;
+    c.fill("#plaintext", "first line\nsecond line\n\nlast line-8841")
+        .await;
+    remember_value("last line-8841");
+    c.press("Create secret").await;
+    c.assert_text("Created the secret notes/multi-line").await;
+    assert_eq!(
+        get_string(&client, "notes/multi-line").await,
+        "first line\nsecond line\n\nlast line-8841"
+    );
     c.finish().await;
 }

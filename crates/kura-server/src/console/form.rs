@@ -29,6 +29,18 @@ impl std::fmt::Debug for Upload {
     }
 }
 
+/// A field's text as kura keeps it: browsers send a textarea's line ends as CRLF (HTML's form
+/// submission rules), while the keys, certificates and JSON people paste have LF ones. Every
+/// field of every form passes here, so no page converts them itself. Files are kept byte for
+/// byte.
+pub(crate) fn field_text(text: String) -> Zeroizing<String> {
+    if !text.contains('\r') {
+        return Zeroizing::new(text);
+    }
+    let text = Zeroizing::new(text);
+    Zeroizing::new(text.replace("\r\n", "\n"))
+}
+
 /// The fields (and files) of a form body, by its `Content-Type`.
 pub(crate) fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Params, String> {
     let content_type = headers
@@ -144,7 +156,7 @@ fn multipart(boundary: &str, body: &[u8]) -> Result<Params, String> {
             None => {
                 let text = String::from_utf8(content.to_vec())
                     .map_err(|_| format!("The form field {field:?} is not UTF-8 text."))?;
-                params.fields.push((field, Zeroizing::new(text)));
+                params.fields.push((field, field_text(text)));
             }
         }
     }
@@ -190,6 +202,28 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::CONTENT_TYPE, "multipart/form-data".parse().unwrap());
         assert!(parse(&h, b"").is_err());
+    }
+
+    #[test]
+    fn a_fields_crlf_line_ends_become_lf_and_a_files_are_kept() {
+        let body = "--XyZ\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\na\r\nb\r\n\r\n\
+            --XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f.txt\"\r\n\r\nx\r\ny\r\n\
+            --XyZ--\r\n";
+        let p = parse(&multipart_headers("XyZ"), body.as_bytes()).unwrap();
+        assert_eq!(p.get("text"), "a\nb\n");
+        assert_eq!(&p.file("file").unwrap().bytes[..], b"x\r\ny");
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded".parse().unwrap(),
+        );
+        let p = parse(&h, b"v=one%0D%0Atwo%0D%0A&w=lone%0Dcr").unwrap();
+        assert_eq!(p.get("v"), "one\ntwo\n");
+        assert_eq!(
+            p.get("w"),
+            "lone\rcr",
+            "a lone CR is not a line end a browser made"
+        );
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub(crate) fn page(title: &str, ctx: Option<&Ctx>, body: Markup, status: StatusC
                             a href="/console/users" { "Users" }
                             a href="/console/functions" { "Functions" }
                             a href="/console/targets" { "Notifications" }
+                            a href="/console/certificates" { "Certificates" }
                         }
                         div.who {
                             span.user title=(ctx.principal.arn) { (ctx.principal.user_name) }

@@ -7,6 +7,7 @@
 
 mod admin;
 mod audit;
+mod certificates;
 mod flash;
 mod form;
 mod layout;
@@ -121,6 +122,19 @@ pub fn router() -> Router<Arc<AppState>> {
             "/console/targets/delete",
             axum::routing::post(admin::delete_target),
         )
+        .route("/console/certificates", get(certificates::list))
+        .route(
+            "/console/certificates/ca",
+            get(certificates::show_ca).post(certificates::create_ca),
+        )
+        .route(
+            "/console/certificates/template",
+            axum::routing::post(certificates::create_template),
+        )
+        .route(
+            "/console/certificates/revoke",
+            axum::routing::post(certificates::revoke),
+        )
         .route("/console/users", get(users::list))
         .route("/console/users/new", axum::routing::post(users::create))
         .route("/console/user", get(users::show))
@@ -204,10 +218,11 @@ pub(crate) struct Params {
 }
 
 impl Params {
+    /// An `application/x-www-form-urlencoded` body or a query string.
     pub(crate) fn parse(bytes: &[u8]) -> Params {
         Params {
             fields: url::form_urlencoded::parse(bytes)
-                .map(|(k, v)| (k.into_owned(), Zeroizing::new(v.into_owned())))
+                .map(|(k, v)| (k.into_owned(), form::field_text(v.into_owned())))
                 .collect(),
             files: Vec::new(),
         }

@@ -9,7 +9,9 @@ use kura_core::Error;
 use kura_core::labels;
 use kura_core::model::{RotationPhase, SecretRecord, ValueKind};
 use kura_core::schedule::Window;
+use kura_rotation::functions::managed::Managed;
 use maud::{Markup, html};
+use serde_json::Value;
 
 use super::schedule::{self as builder, ScheduleForm};
 use super::secrets::{schedule, value_of};
@@ -91,6 +93,7 @@ async fn page(
         }
             (rotation_section(ctx, s, editor.as_ref()))
         }
+        @if is_certificate(s) { (certificate_section(ctx, s, revealed.as_ref())) }
         (value_section(ctx, s, revealed.as_ref()))
         section aria-labelledby="versions" {
             h2 #versions { "Versions" }
@@ -135,12 +138,7 @@ fn value_section(ctx: &Ctx, s: &SecretRecord, revealed: Option<&GetSecretValueRe
                 }
                 p { a href=(href(&s.name)) { "Hide value" } }
             } @else if !deleted {
-                form.inline method="post" action="/console/secret/reveal" {
-                    (layout::csrf(ctx))
-                    input type="hidden" name="id" value=(s.name);
-                    button type="submit" { "Reveal value" }
-                    span.hint { " Shows AWSCURRENT; recorded as GetSecretValue." }
-                }
+                (reveal_form(ctx, s, "Reveal value"))
             }
             @if !deleted {
                 details #new-value {
@@ -156,6 +154,89 @@ fn value_section(ctx: &Ctx, s: &SecretRecord, revealed: Option<&GetSecretValueRe
                         div.actions { button.primary type="submit" { "Store value" } }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// The explicit, audited reveal: the value is read only on this POST, never on a page view.
+fn reveal_form(ctx: &Ctx, s: &SecretRecord, label: &str) -> Markup {
+    html! {
+        form.inline method="post" action="/console/secret/reveal" {
+            (layout::csrf(ctx))
+            input type="hidden" name="id" value=(s.name);
+            button type="submit" { (label) }
+            span.hint { " Shows AWSCURRENT; recorded as GetSecretValue." }
+        }
+    }
+}
+
+/// A secret the kura-private-certificate function issues certificates into.
+fn is_certificate(s: &SecretRecord) -> bool {
+    s.rotation
+        .function_arn
+        .as_deref()
+        .is_some_and(|a| a.rsplit(':').next() == Some(Managed::PrivateCertificate.name()))
+}
+
+/// A certificate secret's certificate: subject, names, issuer, serial, expiry and key
+/// algorithm. The metadata holds none of them, so they are read from the value, and only
+/// once the user has revealed it (the value holds the private key too).
+fn certificate_section(
+    ctx: &Ctx,
+    s: &SecretRecord,
+    revealed: Option<&GetSecretValueResponse>,
+) -> Markup {
+    let value = revealed.and_then(|v| serde_json::from_slice::<Value>(v.value.bytes()).ok());
+    let field = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    let list = |v: &Value, k: &str| -> Vec<String> {
+        v.get(k)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    html! {
+        section #certificate aria-labelledby="certificate-title" {
+            h2 #certificate-title { "Certificate" }
+            @match (revealed, &value) {
+                (None, _) => {
+                    p.muted { "Its subject, names, issuer, serial number and expiry are read from the value, which holds its private key too: reveal the value to see them." }
+                    @if s.deleted_at.is_none() { (reveal_form(ctx, s, "Reveal certificate details")) }
+                },
+                (Some(_), Some(v)) if field(v, "certificate").is_some() => {
+                    @let pem = field(v, "certificate").unwrap_or_default();
+                    @let info = kura_pki::certificate_info("The certificate", &pem);
+                    @let sans = [list(v, "alt_names"), list(v, "ip_sans")].concat();
+                    dl.grid #certificate-facts {
+                        @match &info {
+                            Ok(i) => { dt { "Subject" } dd { code { (i.subject) } } },
+                            Err(e) => { dt { "Subject" } dd.error { (e.message) } },
+                        }
+                        dt { "Common name" } dd { (field(v, "common_name").unwrap_or_default()) }
+                        dt { "Alternative names" } dd { @if sans.is_empty() { span.muted { "—" } } @else { (sans.join(", ")) } }
+                        dt { "Issuer" } dd {
+                            @match field(v, "issuer") {
+                                Some(ca) => a href=(super::certificates::ca_href(&ca)) { (ca) },
+                                None => span.muted { "—" },
+                            }
+                        }
+                        dt { "Serial number" } dd { code { (field(v, "serial_number").unwrap_or_default()) } }
+                        dt { "Not after" } dd {
+                            @match &info {
+                                Ok(i) => (layout::time(i.not_after)),
+                                Err(_) => (field(v, "expiration_date").unwrap_or_default()),
+                            }
+                        }
+                        dt { "Key algorithm" } dd { (field(v, "key_algorithm").unwrap_or_default()) }
+                        dt { "Template" } dd { (field(v, "template").unwrap_or_default()) }
+                    }
+                },
+                (Some(_), _) => p.muted { "No certificate has been issued into this value yet: its first rotation issues one (see Rotation)." },
             }
         }
     }

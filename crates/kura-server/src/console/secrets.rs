@@ -308,6 +308,7 @@ fn wizard_links() -> Markup {
             a href="/console/secrets/new/database" { "a database login" }
             a href="/console/secrets/new/server" { "a server login (SSH)" }
             a href="/console/secrets/new/access-key" { "an access key" }
+            a href="/console/secrets/new/certificate" { "a certificate" }
         }
     }
 }

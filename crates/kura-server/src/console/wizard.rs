@@ -1,11 +1,13 @@
 //! Create wizards for secrets that kura's managed rotation functions rotate inside other
 //! systems: a database login (PostgreSQL, MySQL/MariaDB; single user or alternating users with
-//! an administrator's secret), a server login over SSH (password or key pair, host key), and
-//! a kura access key. One form each builds the JSON value the function reads (the README's
-//! "Rotation inside databases and servers"), then rotation (off, or on with a managed function
-//! and the schedule builder), then a review page, then CreateSecret and RotateSecret as the
-//! signed-in user. The form travels between the steps in the POST itself (hidden fields on the
-//! review page, never a URL), so the server keeps no draft.
+//! an administrator's secret), a server login over SSH (password or key pair, host key), a
+//! kura access key, and a certificate issued by a kura CA under one of its templates (checked
+//! against the template's rules at the review step). One form each builds the JSON value the
+//! function reads (the README's "Rotation inside databases and servers" and "Private
+//! certificates"), then rotation (off, or on with a managed function and the schedule
+//! builder), then a review page, then CreateSecret and RotateSecret as the signed-in user.
+//! The form travels between the steps in the POST itself (hidden fields on the review page,
+//! never a URL), so the server keeps no draft.
 
 use axum::body::Bytes;
 use axum::extract::Path;
@@ -18,11 +20,12 @@ use zeroize::Zeroizing;
 
 use super::schedule::{self, ScheduleForm};
 use super::secrets::{tag_editor, tags_of};
-use super::{Ctx, Params, call, enc, layout};
+use super::{Ctx, Params, call, certificates, enc, layout};
 use crate::service::Plain;
 use crate::service::types::{
-    AccessKeyIdRequest, CreateAccessKeyRequest, CreateSecretRequest, DeleteSecretRequest, Empty,
-    ListSecretsRequest, RotateSecretRequest, RotationRules, Tag,
+    AccessKeyIdRequest, CertificateTemplateEntry, CreateAccessKeyRequest, CreateSecretRequest,
+    DeleteSecretRequest, Empty, ListSecretsRequest, NameRequest, RotateSecretRequest,
+    RotationRules, Tag,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +33,7 @@ enum Kind {
     Database,
     Server,
     AccessKey,
+    Certificate,
 }
 
 impl Kind {
@@ -38,6 +42,7 @@ impl Kind {
             "database" => Some(Kind::Database),
             "server" => Some(Kind::Server),
             "access-key" => Some(Kind::AccessKey),
+            "certificate" => Some(Kind::Certificate),
             _ => None,
         }
     }
@@ -47,6 +52,7 @@ impl Kind {
             Kind::Database => "database",
             Kind::Server => "server",
             Kind::AccessKey => "access-key",
+            Kind::Certificate => "certificate",
         }
     }
 
@@ -55,6 +61,7 @@ impl Kind {
             Kind::Database => "Create a database login",
             Kind::Server => "Create a server login",
             Kind::AccessKey => "Create an access key secret",
+            Kind::Certificate => "Create a certificate",
         }
     }
 
@@ -68,6 +75,7 @@ impl Kind {
             ],
             Kind::Server => &[Managed::SshPassword, Managed::SshKeypair],
             Kind::AccessKey => &[Managed::AccessKey],
+            Kind::Certificate => &[Managed::PrivateCertificate],
         }
     }
 
@@ -102,7 +110,8 @@ struct Plan {
     value: Map<String, Value>,
     /// The access key wizard's user, when a new key is made for them at creation.
     new_key_for: Option<String>,
-    rotation: Option<(String, RotationRules, bool)>,
+    /// RotateSecret's function, schedule (none: on demand only) and rotate-immediately.
+    rotation: Option<(String, Option<RotationRules>, bool)>,
     /// What the review page lists: (field, shown value); secrets are not shown.
     facts: Vec<(&'static str, String)>,
 }
@@ -136,7 +145,9 @@ fn plan(kind: Kind, form: &Params) -> Result<Plan, String> {
     let mut new_key_for = None;
     let rotation_on = form.get("rotation") == "on";
     let sf = ScheduleForm::of_form(form);
-    let function = if rotation_on {
+    // A certificate secret is issued its first certificate by its function, even with no
+    // schedule.
+    let function = if rotation_on || kind == Kind::Certificate {
         let f = Managed::from_name(&sf.function)
             .filter(|m| kind.functions().contains(m))
             .ok_or_else(|| {
@@ -222,9 +233,8 @@ fn plan(kind: Kind, form: &Params) -> Result<Plan, String> {
             );
             let keypair = form.get("auth") == "keypair";
             if keypair {
-                // A textarea sends CRLF line ends; a key file has LF ones.
                 let private = required(form, "private_key", "private key (OpenSSH format)")?;
-                value.insert("private_key".into(), json!(private.replace("\r\n", "\n")));
+                value.insert("private_key".into(), json!(private));
                 value.insert(
                     "public_key".into(),
                     json!(required(
@@ -283,6 +293,30 @@ fn plan(kind: Kind, form: &Params) -> Result<Plan, String> {
                 new_key_for = Some(user.to_string());
             }
         }
+        Kind::Certificate => {
+            value.insert(
+                "template".into(),
+                json!(required(form, "template", "certificate template")?),
+            );
+            value.insert(
+                "common_name".into(),
+                json!(required(form, "common_name", "common name")?),
+            );
+            for field in ["alt_names", "ip_sans"] {
+                let list = certificates::names_of(form.get(field));
+                if !list.is_empty() {
+                    value.insert(field.into(), json!(list));
+                }
+            }
+            if let Some(ttl) = form.opt("ttl") {
+                value.insert("ttl".into(), json!(ttl));
+            }
+            value.insert("rotate_keys".into(), json!(form.get("rotate_keys") == "on"));
+            value.insert(
+                "revoke_replaced".into(),
+                json!(form.get("revoke_replaced") == "on"),
+            );
+        }
     }
     if let Some(m) = &masterarn {
         value.insert("masterarn".into(), json!(m));
@@ -291,6 +325,11 @@ fn plan(kind: Kind, form: &Params) -> Result<Plan, String> {
         let shown = match (k.as_str(), v) {
             ("password" | "private_key" | "SecretAccessKey", _) => HIDDEN.to_string(),
             (_, Value::String(s)) => s.clone(),
+            (_, Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
             (_, other) => other.to_string(),
         };
         facts.push((label_of(k), shown));
@@ -303,15 +342,24 @@ fn plan(kind: Kind, form: &Params) -> Result<Plan, String> {
             facts.push(("Rotation", "off".into()));
             None
         }
+        Some(f) if !rotation_on => {
+            facts.push((
+                "Rotation",
+                "off: the first certificate is issued now, later ones when you rotate".into(),
+            ));
+            Some((f.name().to_string(), None, true))
+        }
         Some(f) => {
             let rules = sf.rules()?;
+            // The first certificate is issued at once: without it the secret holds none.
+            let immediately = sf.immediately || kind == Kind::Certificate;
             facts.push(("Rotation function", f.name().into()));
             facts.push(("Schedule", sf.describe()));
             facts.push((
                 "Rotate on save",
-                if sf.immediately { "yes" } else { "no" }.into(),
+                if immediately { "yes" } else { "no" }.into(),
             ));
-            Some((f.name().to_string(), rules, sf.immediately))
+            Some((f.name().to_string(), Some(rules), immediately))
         }
     };
     Ok(Plan {
@@ -323,6 +371,52 @@ fn plan(kind: Kind, form: &Params) -> Result<Plan, String> {
         rotation,
         facts,
     })
+}
+
+/// [`plan`], and for a certificate its request judged by the template's rules as issuance
+/// will judge it, so a refusal names the rule now rather than failing the first rotation.
+async fn checked_plan(ctx: &Ctx, kind: Kind, form: &Params) -> Result<Plan, String> {
+    let plan = plan(kind, form)?;
+    if kind == Kind::Certificate {
+        let v = &plan.value;
+        let strings = |field: &str| -> Vec<String> {
+            v.get(field)
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let name = str_of(v, "template").to_string();
+        let entry = call!(ctx, DescribeCertificateTemplate, NameRequest { name })
+            .map_err(|e| layout::error_text(&e))?
+            .certificate_template;
+        let ttl = v
+            .get("ttl")
+            .and_then(Value::as_str)
+            .map(|t| kura_pki::parse_duration("ttl", t))
+            .transpose()
+            .map_err(|e| layout::error_text(&e))?;
+        let (alt_names, ip_sans) = (strings("alt_names"), strings("ip_sans"));
+        let names = kura_pki::Names {
+            common_name: str_of(v, "common_name"),
+            alt_names: &alt_names,
+            ip_sans: &ip_sans,
+            ttl_seconds: ttl,
+        };
+        certificates::template_of(&entry)
+            .and_then(|t| t.check(&entry.name, &names))
+            .map_err(|e| layout::error_text(&e))?;
+    }
+    Ok(plan)
+}
+
+/// A text field of a value being built; "" when absent.
+fn str_of<'a>(v: &'a Map<String, Value>, field: &str) -> &'a str {
+    v.get(field).and_then(Value::as_str).unwrap_or_default()
 }
 
 fn label_of(field: &str) -> &'static str {
@@ -343,6 +437,13 @@ fn label_of(field: &str) -> &'static str {
         "UserName" => "kura user",
         "AccessKeyId" => "Access key ID",
         "SecretAccessKey" => "Secret access key",
+        "template" => "Template",
+        "common_name" => "Common name",
+        "alt_names" => "Alternative names",
+        "ip_sans" => "IP addresses",
+        "ttl" => "Lifetime",
+        "rotate_keys" => "A new key on each rotation",
+        "revoke_replaced" => "Revoke the replaced certificate",
         _ => "Field",
     }
 }
@@ -358,7 +459,7 @@ fn unknown(ctx: &Ctx, slug: &str) -> Response {
     let e = kura_core::Error::new(
         kura_core::ErrorCode::ResourceNotFound,
         format!(
-            "There is no {slug:?} wizard: the console creates database, server and access-key secrets."
+            "There is no {slug:?} wizard: the console creates database, server, access-key and certificate secrets."
         ),
     );
     layout::failed("Create a secret", ctx, &e)
@@ -447,9 +548,16 @@ async fn form_page(
     preview: Option<Result<Vec<kura_core::schedule::Window>, String>>,
 ) -> Response {
     let mut sf = ScheduleForm::of_form(form);
-    if form.get("step").is_empty() {
-        // A fresh form: a sensible schedule to start from.
-        sf.every = "30".into();
+    let fresh = form.get("step").is_empty();
+    if fresh {
+        // A fresh form: a sensible schedule to start from (certificates: renewed well before
+        // a template's usual 30 days run out).
+        sf.every = if kind == Kind::Certificate {
+            "20"
+        } else {
+            "30"
+        }
+        .into();
         sf.unit = "days".into();
         sf.immediately = true;
     }
@@ -457,7 +565,21 @@ async fn form_page(
         Kind::AccessKey => call!(ctx, ListUsers, Empty {})
             .map(|r| r.users.into_iter().map(|u| u.user_name).collect())
             .unwrap_or_default(),
+        Kind::Certificate => Vec::new(),
         _ => secret_names(ctx).await,
+    };
+    let templates = match kind {
+        Kind::Certificate => {
+            Some(call!(ctx, ListCertificateTemplates, Empty {}).map(|r| r.certificate_templates))
+        }
+        _ => None,
+    };
+    let ticked = |field: &str, default: bool| {
+        if fresh {
+            default
+        } else {
+            form.get(field) == "on"
+        }
     };
     let default_function = kind.functions()[0].name();
     let function = text(form, "function", default_function);
@@ -516,10 +638,30 @@ async fn form_page(
                     (input(form, "access_key_id", "Access key ID (an existing key)", None, InputKind::Text { required: false }))
                     (input(form, "secret_access_key", "Secret access key (an existing key)", None, InputKind::Password))
                 },
+                Kind::Certificate => fieldset {
+                    legend { "Certificate" }
+                    (template_field(form, templates.as_ref()))
+                    (input(form, "common_name", "Common name", Some("A DNS name the template allows, e.g. app.example.internal."), InputKind::Text { required: true }))
+                    (input(form, "alt_names", "Alternative names (optional)", Some("More DNS names the certificate carries, one per line."), InputKind::Area))
+                    (input(form, "ip_sans", "IP addresses (optional)", Some("Separated by commas or spaces; only if the template allows IP SANs."), InputKind::Text { required: false }))
+                    (input(form, "ttl", "Lifetime (optional)", Some("e.g. 30d or 720h, up to the template's maximum; the template's lifetime when empty."), InputKind::Text { required: false }))
+                    div.field.check {
+                        input #rotate_keys type="checkbox" name="rotate_keys" checked[ticked("rotate_keys", true)];
+                        label for="rotate_keys" { "Make a new key on each rotation (otherwise the same key is certified again)" }
+                    }
+                    div.field.check {
+                        input #revoke_replaced type="checkbox" name="revoke_replaced" checked[ticked("revoke_replaced", false)];
+                        label for="revoke_replaced" { "Revoke the certificate a rotation replaces (it is listed on the CA's CRL)" }
+                    }
+                },
             }
             fieldset {
                 legend { "Rotation" }
-                (radio(form, "rotation", "off", false, "Off: rotate only when asked"))
+                @if kind == Kind::Certificate {
+                    (radio(form, "rotation", "off", false, "Off: issue the first certificate now, renew only when asked"))
+                } @else {
+                    (radio(form, "rotation", "off", false, "Off: rotate only when asked"))
+                }
                 (radio(form, "rotation", "on", true, "On, on a schedule"))
                 div.field {
                     label for="function" { "Rotation function" }
@@ -530,6 +672,9 @@ async fn form_page(
                     }
                 }
                 (schedule::fields(&sf, preview.as_ref()))
+                @if kind == Kind::Certificate {
+                    p.hint { "The first certificate is issued as soon as the secret is created, whatever the schedule. A schedule longer than the certificates' lifetime is refused." }
+                }
             }
             (tag_editor(&tags_of(form).unwrap_or_default()))
             div.actions {
@@ -544,6 +689,36 @@ async fn form_page(
         StatusCode::OK
     };
     layout::page(kind.title(), Some(ctx), body, status)
+}
+
+/// The certificate wizard's template picker: the templates the user may list, or a text field
+/// (with why) when they may not.
+fn template_field(
+    form: &Params,
+    templates: Option<&kura_core::Result<Vec<CertificateTemplateEntry>>>,
+) -> Markup {
+    html! {
+        @match templates {
+            Some(Ok(list)) if !list.is_empty() => div.field {
+                label for="template" { "Template" }
+                select #template name="template" aria-describedby="template-hint" {
+                    @for t in list {
+                        option value=(t.name) selected[t.name == form.get("template")] {
+                            (t.name) " — " (t.certificate_authority) ": " (t.allowed_domains.join(", "))
+                        }
+                    }
+                }
+                small #template-hint { "The template decides the CA that signs, the names allowed and the lifetime." }
+            },
+            other => {
+                @match other {
+                    Some(Err(e)) => (layout::error_box(e)),
+                    _ => p.hint { "There is no certificate template yet: " a href="/console/certificates" { "create a CA and a template" } " first." },
+                }
+                (input(form, "template", "Template", None, InputKind::Text { required: true }))
+            },
+        }
+    }
 }
 
 /// Every field of the form but the token and the step, to carry to the next step.
@@ -607,11 +782,11 @@ pub(super) async fn submit(ctx: Ctx, Path(slug): Path<String>, body: Bytes) -> R
             let preview = ScheduleForm::of_form(&form).preview(&ctx);
             form_page(&ctx, kind, &form, None, Some(preview)).await
         }
-        "review" => match plan(kind, &form) {
+        "review" => match checked_plan(&ctx, kind, &form).await {
             Ok(p) => review_page(&ctx, kind, &form, &p, None),
             Err(why) => form_page(&ctx, kind, &form, Some(why), None).await,
         },
-        "create" => match plan(kind, &form) {
+        "create" => match checked_plan(&ctx, kind, &form).await {
             Ok(p) => create(&ctx, kind, &form, p).await,
             Err(why) => form_page(&ctx, kind, &form, Some(why), None).await,
         },
@@ -697,7 +872,7 @@ async fn create(ctx: &Ctx, kind: Kind, form: &Params, mut plan: Plan) -> Respons
             secret_id: plan.name.clone(),
             client_request_token: None,
             rotation_lambda_arn: Some(function.clone()),
-            rotation_rules: Some(rules),
+            rotation_rules: rules.clone(),
             rotate_immediately: Some(immediately),
         };
         if let Err(e) = call!(ctx, RotateSecret, req) {
@@ -725,14 +900,16 @@ async fn create(ctx: &Ctx, kind: Kind, form: &Params, mut plan: Plan) -> Respons
             };
             return failed(&plan, text);
         }
-        done.push_str(&format!(
-            " Rotation is on with {function}{}.",
-            if immediately {
-                ", and the first rotation has started"
-            } else {
-                ""
-            }
-        ));
+        let started = match (kind, immediately) {
+            (Kind::Certificate, _) => ", and the first certificate is being issued",
+            (_, true) => ", and the first rotation has started",
+            (_, false) => "",
+        };
+        if rules.is_some() {
+            done.push_str(&format!(" Rotation is on with {function}{started}."));
+        } else {
+            done.push_str(&format!(" Its function is {function}{started}."));
+        }
     }
     ctx.flash(true, done);
     Redirect::to(&format!("/console/secret?id={}", enc(&plan.name))).into_response()
