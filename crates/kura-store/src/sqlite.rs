@@ -66,6 +66,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0012_audit_lookup_behind.sql"),
     ),
     (13, include_str!("../migrations/sqlite/0013_pki.sql")),
+    (
+        14,
+        include_str!("../migrations/sqlite/0014_acme_accounts.sql"),
+    ),
 ];
 
 /// The schema version after every migration (what `kura migrate` copies from).

@@ -62,6 +62,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/postgres/0006_cache_changes_by_exclusion.sql"),
     ),
     (7, include_str!("../../migrations/postgres/0007_pki.sql")),
+    (
+        8,
+        include_str!("../../migrations/postgres/0008_acme_accounts.sql"),
+    ),
 ];
 
 /// The channel the database announces identity changes on (migration 0002).
