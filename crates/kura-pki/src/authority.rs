@@ -41,6 +41,9 @@ pub struct CertificateInfo {
     pub not_before: Timestamp,
     pub not_after: Timestamp,
     pub subject: String,
+    /// The issuer's common name (its whole name when it has none): a public CA's, such as
+    /// "R11", for an ACME certificate's `issuer`.
+    pub issuer: String,
     /// As `show_serial` prints it.
     pub serial: String,
     pub is_ca: bool,
@@ -78,6 +81,13 @@ pub fn certificate_info(what: &str, pem_text: &str) -> Result<CertificateInfo> {
         not_before: Timestamp(validity.not_before.timestamp() * 1000),
         not_after: Timestamp(validity.not_after.timestamp() * 1000),
         subject: x.subject().to_string(),
+        issuer: x
+            .issuer()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(|| x.issuer().to_string()),
         serial: show_serial(x.raw_serial()),
         is_ca: x.is_ca(),
         spki: x.public_key().raw.to_vec(),
@@ -317,6 +327,42 @@ pub fn issue(
         serial: shown,
         not_after,
     })
+}
+
+/// A certificate signing request for `names` (the first is the subject's common name, all are
+/// DNS names), signed by `key` or by a new key of `algorithm`: an ACME order's finalization.
+/// The key and the CSR (DER).
+pub fn csr_for(
+    names: &[String],
+    key: Option<PrivateKey>,
+    algorithm: KeyAlgorithm,
+) -> Result<(PrivateKey, KeyAlgorithm, Vec<u8>)> {
+    let key = match key {
+        Some(k) => k,
+        None => algorithm.generate()?,
+    };
+    let key_algorithm = key.algorithm("the kept private_key")?;
+    let pair = key.key_pair("the kept private_key")?;
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    if let Some(cn) = names.first() {
+        dn.push(DnType::CommonName, cn.as_str());
+    }
+    p.distinguished_name = dn;
+    p.subject_alt_names = names
+        .iter()
+        .map(|n| {
+            n.clone().try_into().map(SanType::DnsName).map_err(|_| {
+                Error::invalid_parameter(format!(
+                    "{n:?} is not a DNS name a certificate can carry."
+                ))
+            })
+        })
+        .collect::<Result<_>>()?;
+    let csr = p
+        .serialize_request(&pair)
+        .map_err(rcgen_err("making a certificate signing request"))?;
+    Ok((key, key_algorithm, csr.der().to_vec()))
 }
 
 /// A revoked certificate: its serial (stored hex) and when.

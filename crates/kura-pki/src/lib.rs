@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 
 pub use authority::{
     Authority, CertificateInfo, IssueRequest, Issued, NewAuthority, RevokedSerial,
-    certificate_info, crl_der, import_check, issue, new_authority,
+    certificate_info, crl_der, csr_for, import_check, issue, new_authority,
 };
 pub use kura_core::duration::{parse_duration, show_duration};
 pub use template::{KeyUsage, Names, Template};

@@ -92,6 +92,31 @@ pub struct CertificateRequest<'a> {
     pub private_key: Option<Zeroizing<String>>,
 }
 
+/// How an ACME server is shown that kura controls a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcmeChallenge {
+    /// A TXT record `_acme-challenge.<name>`, set and removed by the `dns_provider` function.
+    Dns01,
+    /// kura itself answers `GET /.well-known/acme-challenge/<token>`.
+    Http01,
+}
+
+/// A certificate to order from an ACME directory (`kura-acme-certificate`).
+pub struct AcmeRequest<'a> {
+    pub directory_url: &'a str,
+    /// The account's contact; one account per directory and email.
+    pub email: &'a str,
+    /// The common name first, then the other names, without repeats.
+    pub names: &'a [String],
+    pub challenge: AcmeChallenge,
+    /// For dns-01: the command or webhook function that sets and removes TXT records.
+    pub dns_provider: Option<&'a str>,
+    /// PEM of the CA that signed the directory's HTTPS certificate (a private ACME server's).
+    pub directory_ca: Option<&'a str>,
+    /// The key to certify again (`rotate_keys: false`), PEM.
+    pub private_key: Option<Zeroizing<String>>,
+}
+
 /// An issued certificate, with the fields a certificate secret's value gains (IBM's names).
 pub struct IssuedCertificate {
     pub certificate: String,
@@ -186,6 +211,17 @@ pub trait StepContext: Send + Sync {
         ))))
     }
 
+    /// Orders a certificate from an ACME directory, answering its challenges; the account
+    /// is created on first use and kept sealed. An error from the ACME server is quoted.
+    fn order_acme_certificate<'a>(
+        &'a self,
+        _req: AcmeRequest<'a>,
+    ) -> StepFuture<'a, Result<IssuedCertificate>> {
+        Box::pin(std::future::ready(Err(kura_core::Error::internal(
+            "this kura cannot order ACME certificates here",
+        ))))
+    }
+
     /// Revokes a certificate `authority` issued (a no-op if it already is revoked).
     fn revoke_certificate<'a>(
         &'a self,
@@ -225,6 +261,16 @@ pub trait RotationFunction: Send + Sync {
         ctx: &'a dyn StepContext,
         req: StepRequest<'a>,
     ) -> StepFuture<'a, std::result::Result<(), StepFailure>>;
+    /// Runs the function once outside a rotation's steps with `body` (a command on its stdin,
+    /// a webhook as the POST body): the dns-01 provider hook of `kura-acme-certificate`.
+    /// `None` for kinds that cannot be called so.
+    fn call<'a>(
+        &'a self,
+        _ctx: &'a dyn StepContext,
+        _body: String,
+    ) -> Option<StepFuture<'a, std::result::Result<(), StepFailure>>> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -385,7 +385,8 @@ impl ReadCache {
                 KeyPlace::AccessKey(id) => self.access_key_changed(id),
                 KeyPlace::RotationFunction(_)
                 | KeyPlace::NotificationTarget(_)
-                | KeyPlace::CertificateAuthority(_) => {}
+                | KeyPlace::CertificateAuthority(_)
+                | KeyPlace::AcmeAccount { .. } => {}
             }
         }
     }

@@ -100,6 +100,16 @@ pub struct TemplateRecord {
     pub created_at: Timestamp,
 }
 
+/// An ACME account of the kura-acme-certificate rotation, per directory and contact email:
+/// instant-acme's credentials (account URL and key) as JSON, sealed.
+#[derive(Debug, Clone)]
+pub struct AcmeAccountRecord {
+    pub directory_url: String,
+    pub email: String,
+    pub sealed_credentials: SealedValue,
+    pub created_at: Timestamp,
+}
+
 /// A certificate a CA issued: what revocation and the CRL need (no key, no body).
 #[derive(Debug, Clone)]
 pub struct IssuedCertificateRecord {
@@ -159,6 +169,11 @@ pub enum KeyPlace {
     NotificationTarget(String),
     /// A certificate authority's private key, by the CA's name.
     CertificateAuthority(String),
+    /// An ACME account's credentials.
+    AcmeAccount {
+        directory_url: String,
+        email: String,
+    },
 }
 
 /// A data key wrapped by an older version of its key.
@@ -679,6 +694,14 @@ pub trait PkiStore: Send + Sync + 'static {
         authority: &str,
         now: Timestamp,
     ) -> Result<Vec<(String, Timestamp)>>;
+    async fn acme_account(
+        &self,
+        directory_url: &str,
+        email: &str,
+    ) -> Result<Option<AcmeAccountRecord>>;
+    /// Keeps `a` unless the directory and email have an account already (another rotation
+    /// made it first); whether it was kept.
+    async fn insert_acme_account(&self, a: &AcmeAccountRecord) -> Result<bool>;
 }
 
 /// A web console session: who signed in, the token its forms carry, and when it began and

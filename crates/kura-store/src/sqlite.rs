@@ -71,6 +71,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         14,
         include_str!("../migrations/sqlite/0014_console_sessions.sql"),
     ),
+    (
+        15,
+        include_str!("../migrations/sqlite/0015_acme_accounts.sql"),
+    ),
 ];
 
 /// The schema version after every migration (what `kura migrate` copies from).

@@ -349,6 +349,20 @@ pub(crate) const TABLES: &[Table] = &[
         identity: None,
     },
     Table {
+        name: "acme_accounts",
+        columns: &[
+            col("directory_url", Text),
+            col("email", Text),
+            col("ciphertext", Blob),
+            col("wrapped_key", Blob),
+            col("key_name", Text),
+            col("key_version", Int),
+            col("created_at", Int),
+        ],
+        key: ROWID,
+        identity: None,
+    },
+    Table {
         name: "audit_log",
         columns: &[
             col("seq", Int),

@@ -19,10 +19,10 @@ use kura_core::names::SecretRef;
 use kura_core::{ManualClock, Timestamp};
 use kura_store::prelude::*;
 use kura_store::{
-    AccessKeyRecord, AuditChain, AuditDraft, AuditQuery, AuditRecord, AuditSlot, AuthorityRecord,
-    Cursor, IssuedCertificateRecord, KeyPlace, KeyRewrap, KmsKeyRecord, ListPage, ListQuery,
-    NO_AUDIT, NotificationTargetRecord, PgStore, SessionCutoff, SessionRecord, SettingSwap,
-    SortKey, SqliteStore, Store, TemplateRecord, UserRecord, VersionSelector,
+    AccessKeyRecord, AcmeAccountRecord, AuditChain, AuditDraft, AuditQuery, AuditRecord, AuditSlot,
+    AuthorityRecord, Cursor, IssuedCertificateRecord, KeyPlace, KeyRewrap, KmsKeyRecord, ListPage,
+    ListQuery, NO_AUDIT, NotificationTargetRecord, PgStore, SessionCutoff, SessionRecord,
+    SettingSwap, SortKey, SqliteStore, Store, TemplateRecord, UserRecord, VersionSelector,
 };
 
 const T0: Timestamp = Timestamp(1_800_000_000_000);
@@ -2571,6 +2571,82 @@ async fn sessions(store: &dyn Store) {
     );
 }
 
+/// ACME accounts: one per directory and email, the first kept when two rotations race to make
+/// it, and its sealed credentials re-wrapped like every other data key.
+async fn acme_accounts(store: &dyn Store) {
+    let account = |email: &str, marker: &str| AcmeAccountRecord {
+        directory_url: "https://acme.test/dir".into(),
+        email: email.into(),
+        sealed_credentials: sealed(marker),
+        created_at: T0,
+    };
+    assert!(
+        store
+            .acme_account("https://acme.test/dir", "a@example.test")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .insert_acme_account(&account("a@example.test", "first"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .insert_acme_account(&account("a@example.test", "second"))
+            .await
+            .unwrap(),
+        "the first account made is the one kept"
+    );
+    assert!(
+        store
+            .insert_acme_account(&account("b@example.test", "other"))
+            .await
+            .unwrap(),
+        "another email is another account"
+    );
+    let got = store
+        .acme_account("https://acme.test/dir", "a@example.test")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.sealed_credentials.ciphertext, b"first");
+    assert_eq!(got.created_at, T0);
+    assert!(
+        store
+            .acme_account("https://acme.test/other", "a@example.test")
+            .await
+            .unwrap()
+            .is_none(),
+        "accounts are per directory"
+    );
+
+    // Sealed under version 1 of `root`: a re-wrap to version 2 finds and moves both.
+    assert_eq!(store.rewrap_remaining("root", 2).await.unwrap(), 2);
+    let found = store.rewrap_candidates("root", 2, 10).await.unwrap();
+    let places: Vec<KeyPlace> = found.iter().map(|w| w.place.clone()).collect();
+    assert!(places.contains(&KeyPlace::AcmeAccount {
+        directory_url: "https://acme.test/dir".into(),
+        email: "a@example.test".into()
+    }));
+    let batch: Vec<_> = found
+        .into_iter()
+        .map(|w| (w, b"rewrapped".to_vec(), 2))
+        .collect();
+    assert_eq!(store.apply_rewrap("root", &batch).await.unwrap(), 2);
+    assert_eq!(store.rewrap_remaining("root", 2).await.unwrap(), 0);
+    let got = store
+        .acme_account("https://acme.test/dir", "a@example.test")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.sealed_credentials.wrapped_key, b"rewrapped");
+    assert_eq!(got.sealed_credentials.key_version, 2);
+    assert_eq!(got.sealed_credentials.ciphertext, b"first");
+}
+
 macro_rules! backend_tests {
     ($backend:ident, $open:expr, [$($case:ident),* $(,)?]) => {
         mod $backend {
@@ -2611,6 +2687,7 @@ backend_tests!(
         named_keys,
         pki,
         sessions,
+        acme_accounts,
     ]
 );
 
@@ -2637,6 +2714,7 @@ backend_tests!(
         named_keys,
         pki,
         sessions,
+        acme_accounts,
     ]
 );
 

@@ -227,9 +227,63 @@ async fn readme_private_certificate_example_works_as_printed() {
     );
 }
 
+/// The ACME example against Pebble instead of Let's Encrypt's staging directory: the block
+/// as printed but for Pebble's directory URL, its HTTPS CA as `directory_ca`, and a hook at the
+/// printed hook's place that sets the records in Pebble's test DNS.
+#[tokio::test]
+async fn readme_acme_example_works_against_pebble() {
+    let server = Server::start().await;
+    let Some(pebble) = common::pebble::Pebble::start(server.addr.port()).await else {
+        return;
+    };
+    let (hook, calls) = pebble.dns_hook();
+    let printed = readme_block("acme");
+    let block = printed
+        .replace(
+            "https://acme-staging-v02.api.letsencrypt.org/directory",
+            &pebble.directory,
+        )
+        .replace(
+            r#""challenge": "dns-01""#,
+            &format!(
+                r#""challenge": "dns-01", "directory_ca": {}"#,
+                serde_json::Value::from(pebble.https_ca.as_str())
+            ),
+        )
+        .replace("/usr/local/bin/acme-dns-hook", hook.to_str().unwrap());
+    assert_eq!(
+        block.matches(&pebble.directory).count() + block.matches(hook.to_str().unwrap()).count(),
+        2,
+        "the README still shows the directory and the hook this test swaps:\n{printed}"
+    );
+    run_kura_text(&server, &block);
+    let client = server.client().await;
+    let value: serde_json::Value =
+        serde_json::from_str(&common::get_string(&client, "certs/www").await).unwrap();
+    assert_eq!(value["common_name"], "www.example.com");
+    assert_eq!(value["key_algorithm"], "EC_P256");
+    assert!(
+        value["certificate"]
+            .as_str()
+            .unwrap()
+            .contains("BEGIN CERTIFICATE")
+    );
+    let noted = std::fs::read_to_string(calls).unwrap();
+    assert!(
+        noted.contains("set _acme-challenge.example.com")
+            && noted.contains("remove _acme-challenge.www.example.com"),
+        "{noted}"
+    );
+}
+
 /// Runs a README block of `kura` commands as printed, with the kura under test first on
 /// PATH, against `server` (its root credentials found in `./kura-data`); returns stdout.
 fn run_kura_block(server: &Server, name: &str) -> String {
+    run_kura_text(server, &readme_block(name))
+}
+
+/// [`run_kura_block`] of a block's text.
+fn run_kura_text(server: &Server, block: &str) -> String {
     let dir = workdir(server);
     let home = tempfile::tempdir().expect("temp dir");
     let bin = Path::new(env!("CARGO_BIN_EXE_kura")).parent().unwrap();
@@ -239,7 +293,7 @@ fn run_kura_block(server: &Server, name: &str) -> String {
         std::env::var("PATH").unwrap_or_default()
     );
     let out = Command::new("bash")
-        .args(["-euo", "pipefail", "-c", &readme_block(name)])
+        .args(["-euo", "pipefail", "-c", block])
         .current_dir(dir.path())
         .env("PATH", path)
         .env("HOME", home.path())

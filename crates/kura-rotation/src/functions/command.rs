@@ -35,9 +35,6 @@ impl CommandFunction {
         let Some(endpoint) = ctx.endpoint() else {
             return Err(StepFailure::own("kura's own endpoint is not known yet"));
         };
-        let Some(program) = self.argv.first() else {
-            return Err(StepFailure::own("the function has no command"));
-        };
         let until = ctx
             .now()
             .plus_ms(self.settings.timeout.as_millis() as i64 + KEY_MARGIN_MS);
@@ -45,6 +42,30 @@ impl CommandFunction {
             StepFailure::of(name, format!("cannot issue credentials: {}", e.message))
         })?;
         let event = ctx.event_json(req.step);
+        let env = [
+            ("KURA_ROTATION_EVENT", event.as_str()),
+            ("SECRETS_MANAGER_ENDPOINT", endpoint),
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", endpoint),
+            ("AWS_ACCESS_KEY_ID", key.access_key_id.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", key.secret_access_key.as_str()),
+        ];
+        let result = self.run(ctx, &event, &env).await;
+        let also_read = ctx.revoke_step_key(&key.access_key_id).await;
+        result.map_err(|f| StepFailure { also_read, ..f })
+    }
+
+    /// Runs the command with `input` on its stdin and `extra` beside its own environment;
+    /// Ok on exit status 0.
+    async fn run(
+        &self,
+        ctx: &dyn StepContext,
+        input: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<(), StepFailure> {
+        let name = &self.settings.name;
+        let Some(program) = self.argv.first() else {
+            return Err(StepFailure::own("the function has no command"));
+        };
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(&self.argv[1..])
             .env_clear()
@@ -54,60 +75,51 @@ impl CommandFunction {
             )
             .env("LANG", "C.UTF-8")
             .envs(self.env.iter())
-            .env("KURA_ROTATION_EVENT", &event)
-            .env("SECRETS_MANAGER_ENDPOINT", endpoint)
-            .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", endpoint)
+            .envs(extra.iter().copied())
             .env("AWS_REGION", ctx.region())
             .env("AWS_DEFAULT_REGION", ctx.region())
-            .env("AWS_ACCESS_KEY_ID", &key.access_key_id)
-            .env("AWS_SECRET_ACCESS_KEY", key.secret_access_key.as_str())
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .current_dir("/")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let result = async {
-            let mut child = cmd
-                .spawn()
-                .map_err(|e| StepFailure::of(name, format!("cannot start {program}: {e}")))?;
-            if let Some(mut stdin) = child.stdin.take() {
-                // A function that ignores stdin may exit first; that is not an error.
-                let _ = stdin.write_all(event.as_bytes()).await;
-                drop(stdin);
-            }
-            let stderr = child.stderr.take();
-            let (tail, status) = tokio::join!(stderr_tail(stderr), child.wait());
-            let status =
-                status.map_err(|e| StepFailure::of(name, format!("waiting for {program}: {e}")))?;
-            if status.success() {
-                return Ok(());
-            }
-            let stderr = String::from_utf8_lossy(&tail);
-            let last = stderr
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("")
-                .trim();
-            let status = status
-                .code()
-                .map(|c| format!("status {c}"))
-                .unwrap_or_else(|| "a signal".into());
-            let safe = format!("{name} exited with {status}");
-            Err(StepFailure {
-                text: if last.is_empty() {
-                    safe.clone()
-                } else {
-                    format!("{safe}: {last}")
-                },
-                safe,
-                also_read: Vec::new(),
-            })
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| StepFailure::of(name, format!("cannot start {program}: {e}")))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            // A function that ignores stdin may exit first; that is not an error.
+            let _ = stdin.write_all(input.as_bytes()).await;
+            drop(stdin);
         }
-        .await;
-        let also_read = ctx.revoke_step_key(&key.access_key_id).await;
-        result.map_err(|f| StepFailure { also_read, ..f })
+        let stderr = child.stderr.take();
+        let (tail, status) = tokio::join!(stderr_tail(stderr), child.wait());
+        let status =
+            status.map_err(|e| StepFailure::of(name, format!("waiting for {program}: {e}")))?;
+        if status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&tail);
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim();
+        let status = status
+            .code()
+            .map(|c| format!("status {c}"))
+            .unwrap_or_else(|| "a signal".into());
+        let safe = format!("{name} exited with {status}");
+        Err(StepFailure {
+            text: if last.is_empty() {
+                safe.clone()
+            } else {
+                format!("{safe}: {last}")
+            },
+            safe,
+            also_read: Vec::new(),
+        })
     }
 }
 
@@ -122,6 +134,15 @@ impl RotationFunction for CommandFunction {
         req: StepRequest<'a>,
     ) -> StepFuture<'a, Result<(), StepFailure>> {
         Box::pin(self.step(ctx, req))
+    }
+
+    /// No step key: what the command is told is all it needs (a DNS record to set).
+    fn call<'a>(
+        &'a self,
+        ctx: &'a dyn StepContext,
+        body: String,
+    ) -> Option<StepFuture<'a, Result<(), StepFailure>>> {
+        Some(Box::pin(async move { self.run(ctx, &body, &[]).await }))
     }
 }
 

@@ -53,6 +53,25 @@ impl RotationFunction for WebhookFunction {
             })
         })
     }
+
+    fn call<'a>(
+        &'a self,
+        ctx: &'a dyn StepContext,
+        body: String,
+    ) -> Option<StepFuture<'a, Result<(), StepFailure>>> {
+        Some(Box::pin(async move {
+            post_signed(
+                ctx.http(),
+                ctx.now(),
+                &self.url,
+                &self.signing_secret,
+                "acme.dns",
+                body,
+            )
+            .await
+            .map_err(|e| StepFailure::of(&self.settings.name, e))
+        }))
+    }
 }
 
 /// `t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">`, as kura signs webhooks and events.

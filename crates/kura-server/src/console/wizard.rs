@@ -99,6 +99,7 @@ fn function_label(m: Managed) -> &'static str {
         Managed::SshKeypair => "a key pair in the user's authorized_keys",
         Managed::AccessKey => "a kura user's access key",
         Managed::PrivateCertificate => "a certificate issued by a kura certificate authority",
+        Managed::AcmeCertificate => "a certificate ordered from an ACME authority (Let's Encrypt…)",
     }
 }
 

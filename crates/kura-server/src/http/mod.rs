@@ -71,6 +71,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", post(aws).fallback(not_found))
         .route("/health", get(health))
         .route("/pki/{name}/{file}", get(pki))
+        .route("/.well-known/acme-challenge/{token}", get(acme_challenge))
         .route("/operator/seal-status", get(operator::seal_status))
         .route("/operator/init", post(operator::init))
         .route("/operator/unseal", post(operator::unseal))
@@ -293,6 +294,31 @@ async fn refuse(
             .insert("connection", HeaderValue::from_static("close"));
     }
     response
+}
+
+/// `GET /.well-known/acme-challenge/<token>`: an ACME server validating an `http-01`
+/// challenge of a kura-acme-certificate rotation in flight on this node. Unauthenticated, as
+/// the ACME server calls it; a key authorization is public by design (RFC 8555 §8.3).
+async fn acme_challenge(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Response {
+    let answer = state
+        .node
+        .live()
+        .and_then(|live| live.service.acme_http01(&token));
+    match answer {
+        Some(key_authorization) => (
+            [("content-type", "application/octet-stream")],
+            key_authorization,
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "no ACME order in flight here has this token\n",
+        )
+            .into_response(),
+    }
 }
 
 /// `GET /pki/<ca>/ca.pem` (the CA's certificate, PEM) and `GET /pki/<ca>/crl` (its CRL, DER,

@@ -747,6 +747,10 @@ fn place_context(w: &WrappedDataKey) -> Vec<u8> {
         KeyPlace::RotationFunction(n) => super::rotation::functions::function_context(n),
         KeyPlace::NotificationTarget(id) => super::rotation::notify::target_context(id),
         KeyPlace::CertificateAuthority(n) => super::pki::ca_context(n),
+        KeyPlace::AcmeAccount {
+            directory_url,
+            email,
+        } => super::acme::account_context(directory_url, email),
     }
 }
 

@@ -4,6 +4,7 @@
 //! authorization nor the audit record can be skipped.
 
 pub(crate) mod access_keys;
+mod acme;
 pub mod audit_events;
 pub mod authz;
 mod batch;
@@ -100,6 +101,8 @@ pub struct Service {
     pub(crate) root_keeper: std::sync::OnceLock<Arc<crate::rootkey::RootKeeper>>,
     /// What wakes Kura.WatchSecrets calls (`watch.rs`).
     watch: watch::WatchHub,
+    /// The http-01 tokens of this node's ACME orders in flight (`acme.rs`).
+    acme_tokens: acme::Http01Tokens,
 }
 
 /// A secret value in the clear (zeroizing, never in `Debug`); it lives in kura-crypto so the
@@ -167,6 +170,7 @@ impl Service {
             root_challenges: root::RootChallenges::default(),
             root_keeper: std::sync::OnceLock::new(),
             watch: watch::WatchHub::default(),
+            acme_tokens: acme::Http01Tokens::default(),
         }
     }
 

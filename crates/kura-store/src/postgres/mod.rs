@@ -66,6 +66,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("../../migrations/postgres/0008_console_sessions.sql"),
     ),
+    (
+        9,
+        include_str!("../../migrations/postgres/0009_acme_accounts.sql"),
+    ),
 ];
 
 /// The channel the database announces identity changes on (migration 0002).

@@ -171,8 +171,9 @@ pub(crate) fn restart_rewrap(name: &str, target: i64) -> super::Stmt<'_> {
     .bind(target)
 }
 
-/// The five places a wrapped data key lives, each with what names its row.
-const PLACES: [&str; 5] = [
+/// The six places a wrapped data key lives, each with what names its row (an ACME account's
+/// directory in `k` and email in `arn`).
+const PLACES: [&str; 6] = [
     "SELECT v.secret_id AS sid, v.version_id AS k, s.arn AS arn, v.key_version, v.wrapped_key \
      FROM secret_versions v JOIN secrets s ON s.id = v.secret_id \
      WHERE v.key_name = $1 AND v.key_version < $2 AND v.wrapped_key IS NOT NULL LIMIT $3",
@@ -183,6 +184,8 @@ const PLACES: [&str; 5] = [
     "SELECT CAST(0 AS BIGINT) AS sid, id AS k, CAST('' AS TEXT) AS arn, key_version, wrapped_key FROM notification_targets \
      WHERE key_name = $1 AND key_version < $2 LIMIT $3",
     "SELECT CAST(0 AS BIGINT) AS sid, name AS k, CAST('' AS TEXT) AS arn, key_version, wrapped_key FROM pki_authorities \
+     WHERE key_name = $1 AND key_version < $2 LIMIT $3",
+    "SELECT CAST(0 AS BIGINT) AS sid, directory_url AS k, email AS arn, key_version, wrapped_key FROM acme_accounts \
      WHERE key_name = $1 AND key_version < $2 LIMIT $3",
 ];
 
@@ -215,7 +218,11 @@ pub(crate) async fn rewrap_candidates<C: Conn>(
                 1 => KeyPlace::AccessKey(k),
                 2 => KeyPlace::RotationFunction(k),
                 3 => KeyPlace::NotificationTarget(k),
-                _ => KeyPlace::CertificateAuthority(k),
+                4 => KeyPlace::CertificateAuthority(k),
+                _ => KeyPlace::AcmeAccount {
+                    directory_url: k,
+                    email: r.col("arn")?,
+                },
             };
             out.push(WrappedDataKey {
                 place,
@@ -275,6 +282,15 @@ pub(crate) async fn apply_one<C: Conn>(
              WHERE name = $5 AND key_name = $3 AND key_version = $4",
         )
         .bind(n.as_str()),
+        KeyPlace::AcmeAccount {
+            directory_url,
+            email,
+        } => common(
+            "UPDATE acme_accounts SET wrapped_key = $1, key_version = $2 \
+             WHERE directory_url = $5 AND email = $6 AND key_name = $3 AND key_version = $4",
+        )
+        .bind(directory_url.as_str())
+        .bind(email.as_str()),
     };
     s.execute(tx).await
 }
@@ -296,7 +312,8 @@ pub(crate) async fn rewrap_remaining<C: Conn>(conn: &mut C, name: &str, below: i
               + (SELECT COUNT(*) FROM rotation_functions \
                   WHERE key_name = $1 AND key_version < $2 AND wrapped_key IS NOT NULL) \
               + (SELECT COUNT(*) FROM notification_targets WHERE key_name = $1 AND key_version < $2) \
-              + (SELECT COUNT(*) FROM pki_authorities WHERE key_name = $1 AND key_version < $2)",
+              + (SELECT COUNT(*) FROM pki_authorities WHERE key_name = $1 AND key_version < $2) \
+              + (SELECT COUNT(*) FROM acme_accounts WHERE key_name = $1 AND key_version < $2)",
     )
     .bind(name)
     .bind(below)

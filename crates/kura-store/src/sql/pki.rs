@@ -4,7 +4,7 @@ use kura_core::{Error, Result, Timestamp};
 
 use super::{Args, Conn, built, stmt, unstorable};
 use crate::rows::*;
-use crate::{AuthorityRecord, IssuedCertificateRecord, TemplateRecord};
+use crate::{AcmeAccountRecord, AuthorityRecord, IssuedCertificateRecord, TemplateRecord};
 
 const AUTHORITY_COLUMNS: &str = "name, kind, parent, common_name, key_algorithm, certificate, \
      chain, csr, not_after, ciphertext, wrapped_key, key_name, key_version, created_at";
@@ -307,4 +307,50 @@ pub(crate) async fn revoked_certificates<C: Conn>(
     rows.iter()
         .map(|r| Ok((r.col("serial")?, Timestamp(r.col("revoked_at")?))))
         .collect()
+}
+
+pub(crate) async fn acme_account<C: Conn>(
+    conn: &mut C,
+    directory_url: &str,
+    email: &str,
+) -> Result<Option<AcmeAccountRecord>> {
+    if unstorable::<C>(&[directory_url, email]) {
+        return Ok(None);
+    }
+    stmt(
+        "SELECT directory_url, email, ciphertext, wrapped_key, key_name, key_version, created_at \
+         FROM acme_accounts WHERE directory_url = $1 AND email = $2",
+    )
+    .bind(directory_url)
+    .bind(email)
+    .fetch_optional(conn)
+    .await?
+    .as_ref()
+    .map(|r| {
+        Ok(AcmeAccountRecord {
+            directory_url: r.col("directory_url")?,
+            email: r.col("email")?,
+            sealed_credentials: sealed_cols(r)?
+                .ok_or_else(|| Error::internal("an ACME account has no credentials"))?,
+            created_at: Timestamp(r.col("created_at")?),
+        })
+    })
+    .transpose()
+}
+
+/// Keeps an ACME account unless its directory and email have one; one row if kept.
+pub(crate) fn insert_acme_account(a: &AcmeAccountRecord) -> super::Stmt<'_> {
+    let k = &a.sealed_credentials;
+    stmt(
+        "INSERT INTO acme_accounts (directory_url, email, ciphertext, wrapped_key, key_name, \
+         key_version, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (directory_url, email) DO NOTHING",
+    )
+    .bind(&a.directory_url)
+    .bind(&a.email)
+    .bind(k.ciphertext.as_slice())
+    .bind(k.wrapped_key.as_slice())
+    .bind(k.key_name.as_str())
+    .bind(k.key_version)
+    .bind(a.created_at)
 }

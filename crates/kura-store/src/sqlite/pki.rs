@@ -1,7 +1,7 @@
 //! Certificate authorities, templates and issued certificates: the shared SQL (`sql::pki`).
 
 use super::*;
-use crate::{AuthorityRecord, IssuedCertificateRecord, TemplateRecord};
+use crate::{AcmeAccountRecord, AuthorityRecord, IssuedCertificateRecord, TemplateRecord};
 
 #[async_trait]
 impl PkiStore for SqliteStore {
@@ -87,5 +87,17 @@ impl PkiStore for SqliteStore {
         now: Timestamp,
     ) -> Result<Vec<(String, Timestamp)>> {
         sql::pki::revoked_certificates(&mut *self.read().await?, authority, now).await
+    }
+
+    async fn acme_account(
+        &self,
+        directory_url: &str,
+        email: &str,
+    ) -> Result<Option<AcmeAccountRecord>> {
+        sql::pki::acme_account(&mut *self.read().await?, directory_url, email).await
+    }
+
+    async fn insert_acme_account(&self, a: &AcmeAccountRecord) -> Result<bool> {
+        Ok(self.write(sql::pki::insert_acme_account(a), None).await? == 1)
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod operator;
+pub mod pebble;
 pub mod postgres;
 pub mod receiver;
 pub mod softhsm;

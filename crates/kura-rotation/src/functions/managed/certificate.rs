@@ -28,7 +28,7 @@ impl CertificateFunction {
 }
 
 /// A list of strings, absent or null meaning none.
-fn string_list(v: &Value, field: &str) -> Step<Vec<String>> {
+pub(super) fn string_list(v: &Value, field: &str) -> Step<Vec<String>> {
     match v.get(field) {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(a)) => a
@@ -43,7 +43,7 @@ fn string_list(v: &Value, field: &str) -> Step<Vec<String>> {
     }
 }
 
-fn bool_field(v: &Value, field: &str, default: bool) -> Step<bool> {
+pub(super) fn bool_field(v: &Value, field: &str, default: bool) -> Step<bool> {
     match v.get(field) {
         None | Some(Value::Null) => Ok(default),
         Some(Value::Bool(b)) => Ok(*b),

@@ -4,9 +4,11 @@
 //! `ssh/`, and a kura user's own access key in `access_key.rs`. Every step is safe to run again:
 //! a step first checks whether its work is already done, so a retry or a resumed rotation is
 //! harmless. `certificate.rs` (`kura-private-certificate`) is built in the same way, its
-//! "system" being kura's own certificate authorities.
+//! "system" being kura's own certificate authorities, and `acme.rs` (`kura-acme-certificate`)
+//! too, its system an ACME certificate authority.
 
 mod access_key;
+mod acme;
 mod certificate;
 mod db;
 mod mysql;
@@ -43,10 +45,11 @@ pub enum Managed {
     SshKeypair,
     AccessKey,
     PrivateCertificate,
+    AcmeCertificate,
 }
 
 impl Managed {
-    pub const ALL: [Managed; 8] = [
+    pub const ALL: [Managed; 9] = [
         Managed::PostgresSingle,
         Managed::PostgresAlternating,
         Managed::MysqlSingle,
@@ -55,7 +58,11 @@ impl Managed {
         Managed::SshKeypair,
         Managed::AccessKey,
         Managed::PrivateCertificate,
+        Managed::AcmeCertificate,
     ];
+
+    /// The functions that issue certificates (and give a secret `expiration_date`).
+    pub const CERTIFICATES: [Managed; 2] = [Managed::PrivateCertificate, Managed::AcmeCertificate];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -67,6 +74,7 @@ impl Managed {
             Managed::SshKeypair => "kura-ssh-keypair",
             Managed::AccessKey => "kura-access-key",
             Managed::PrivateCertificate => "kura-private-certificate",
+            Managed::AcmeCertificate => "kura-acme-certificate",
         }
     }
 
@@ -94,6 +102,7 @@ impl Managed {
             Managed::PrivateCertificate => {
                 Box::new(certificate::CertificateFunction::new(settings))
             }
+            Managed::AcmeCertificate => Box::new(acme::AcmeFunction::new(settings)),
         }
     }
 }

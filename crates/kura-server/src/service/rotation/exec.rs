@@ -8,8 +8,8 @@ use kura_core::model::{RotationStep, SecretRecord};
 use kura_core::names::SecretRef;
 use kura_core::{Error, Result, Timestamp};
 use kura_rotation::function::{
-    CertificateRequest, IssuedCertificate, RotationFunction, StepContext, StepFailure, StepFuture,
-    StepKey, StepRequest, VersionRef,
+    AcmeRequest, CertificateRequest, IssuedCertificate, RotationFunction, StepContext, StepFailure,
+    StepFuture, StepKey, StepRequest, VersionRef,
 };
 use kura_rotation::redact;
 use kura_store::VersionSelector;
@@ -237,6 +237,13 @@ impl StepContext for CycleContext<'_> {
         serial_number: &'a str,
     ) -> StepFuture<'a, Result<()>> {
         Box::pin(self.svc.revoke_replaced(authority, serial_number))
+    }
+
+    fn order_acme_certificate<'a>(
+        &'a self,
+        req: AcmeRequest<'a>,
+    ) -> StepFuture<'a, Result<IssuedCertificate>> {
+        Box::pin(self.svc.order_acme(self, req))
     }
 }
 

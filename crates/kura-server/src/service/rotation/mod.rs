@@ -58,8 +58,9 @@ impl Service {
     ) -> Result<()> {
         use kura_rotation::functions::managed::{Managed, key_ttl_of};
         let function = function_arn.or(secret.rotation.function_arn.as_deref());
-        let kind = [Managed::PrivateCertificate, Managed::AccessKey]
+        let kind = Managed::CERTIFICATES
             .into_iter()
+            .chain([Managed::AccessKey])
             .find(|m| function == Some(self.function_arn(m.name()).as_str()));
         let Some(kind) = kind else {
             return Ok(());
