@@ -76,6 +76,8 @@ fn list_answer() -> Outcome {
                     tagged: true,
                     rotation: RotationConfig::default(),
                     run: RotationRun::default(),
+                    expires_at: None,
+                    expiry_notice_at: None,
                 },
                 stages: BTreeMap::from([
                     ("AWSCURRENT".to_string(), VERSION.to_string()),
@@ -84,6 +86,7 @@ fn list_answer() -> Outcome {
                         "7c9e6679-7425-40de-944b-e07fc1f90ae7".to_string(),
                     ),
                 ]),
+                now: Timestamp(0),
             }
         })
         .collect();

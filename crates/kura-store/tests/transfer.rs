@@ -250,6 +250,7 @@ async fn populate(store: &SqliteStore) {
                 id: "ops".into(),
                 url: "http://127.0.0.1:9/events".into(),
                 events: vec!["RotationSucceeded".into(), "RotationFailed".into()],
+                expiring_days: Vec::new(),
                 sealed_secret: sealed("ops signing", ValueKind::String),
                 created_at: T0,
             },

@@ -7,6 +7,7 @@ pub(crate) mod access_keys;
 pub mod audit_events;
 pub mod authz;
 mod batch;
+mod expiry;
 mod identity;
 mod jobs;
 mod keys;

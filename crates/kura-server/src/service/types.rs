@@ -140,6 +140,8 @@ pub struct BatchGetSecretValueResponse {
 pub struct SecretDescription {
     pub secret: SecretRecord,
     pub stages: Stages,
+    /// When it was read: whether the secret has expired.
+    pub now: Timestamp,
 }
 
 /// One page of ListSecrets.
@@ -160,6 +162,13 @@ pub struct SecretVersionResponse {
 #[derive(Debug)]
 pub struct SecretIdRequest {
     pub secret_id: String,
+}
+
+#[derive(Debug)]
+pub struct SetSecretExpirationRequest {
+    pub secret_id: String,
+    /// Epoch seconds; `None` clears the expiration.
+    pub expiration_date: Option<f64>,
 }
 
 #[derive(Debug)]
@@ -252,6 +261,7 @@ pub struct CreateNotificationTargetRequest {
     pub url: String,
     pub events: Vec<String>,
     pub signing_secret: Option<SecretText>,
+    pub expiring_days: Option<Vec<i64>>,
 }
 
 #[derive(Debug)]
@@ -259,6 +269,8 @@ pub struct NotificationTargetEntry {
     pub target_id: String,
     pub url: String,
     pub events: Vec<String>,
+    /// Shown for a target that asked for `SecretExpiring`.
+    pub expiring_days: Option<Vec<i64>>,
     pub created_date: Timestamp,
 }
 

@@ -31,7 +31,7 @@ use crate::prelude::*;
 use crate::{
     AccessKeyRecord, AuditQuery, AuditRecord, CursorValue, KeyRewrap, ListPage, ListQuery,
     Mutation, NotificationTargetRecord, OutboxItem, RotationFunctionRecord, SettingSwap, SortKey,
-    StoredVersion, UserRecord, VersionSelector,
+    StoredVersion, SweptAccessKey, UserRecord, VersionSelector,
 };
 
 /// Versioned migrations, applied in order. PostgreSQL starts from the SQLite schema's final
@@ -62,6 +62,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/postgres/0006_cache_changes_by_exclusion.sql"),
     ),
     (7, include_str!("../../migrations/postgres/0007_pki.sql")),
+    (8, include_str!("../../migrations/postgres/0008_expiry.sql")),
 ];
 
 /// The channel the database announces identity changes on (migration 0002).

@@ -74,6 +74,13 @@ impl Managed {
         Self::ALL.into_iter().find(|m| m.name() == name)
     }
 
+    /// Whether the function issues certificates: each rotation writes `expiration_date`
+    /// (RFC 3339) into the value, which becomes the secret's expiration, and a secret it
+    /// rotates without RotationRules is renewed before that date.
+    pub fn issues_certificates(self) -> bool {
+        matches!(self, Managed::PrivateCertificate)
+    }
+
     /// The function itself, running with `settings`.
     pub fn function(self, settings: Settings) -> Box<dyn RotationFunction> {
         use db::{DatabaseFunction, Engine};
