@@ -10,6 +10,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::cli::Cli;
 use common::receiver::Receiver;
 use common::*;
 use serde_json::{Value, json};
@@ -611,4 +612,32 @@ async fn a_users_key_swept_a_week_after_it_expired_is_audited_and_logged() {
         !log.contains(&secret),
         "the secret half never reaches the log"
     );
+}
+
+#[tokio::test]
+async fn kura_secret_expire_sets_shows_and_clears_an_expiration() {
+    let server = test_clock_server().await;
+    let c = server.client().await;
+    create_plain(&c, "api/cli-key", "k-cli-0f9e8d7c").await;
+    let cli = Cli::new(&server);
+    cli.secret(&["expire", "api/cli-key", "2030-06-30T00:00:00Z"])
+        .ok();
+    let d = describe_json(&server, "api/cli-key").await;
+    assert_eq!(date(&d["KuraExpirationDate"]), Some(1_909_008_000), "{d:#}");
+    let shown = cli
+        .secret(&["describe", "api/cli-key", "--output", "table"])
+        .ok()
+        .text();
+    assert!(
+        shown.contains("Expires") && shown.contains("Active"),
+        "{shown}"
+    );
+    cli.secret(&["expire", "api/cli-key", "1909094400"]).ok();
+    let d = describe_json(&server, "api/cli-key").await;
+    assert_eq!(date(&d["KuraExpirationDate"]), Some(1_909_094_400), "{d:#}");
+    let msg = cli.secret(&["expire", "api/cli-key", "next week"]).fails(2);
+    assert!(msg.contains("not a time"), "{msg}");
+    cli.secret(&["expire", "api/cli-key", "--clear"]).ok();
+    let d = describe_json(&server, "api/cli-key").await;
+    assert!(d.get("KuraExpirationDate").is_none(), "{d:#}");
 }
