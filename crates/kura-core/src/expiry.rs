@@ -64,8 +64,9 @@ pub fn renewal_at(issued: Timestamp, expires: Timestamp) -> Timestamp {
 /// A time as a filter or a request writes it: epoch seconds (a fraction allowed) or RFC 3339.
 pub fn parse_time(s: &str) -> Option<Timestamp> {
     if let Ok(secs) = s.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0 && secs < 1e14)
-            .then(|| Timestamp((secs * 1000.0) as i64));
+        return (0.0..1e14)
+            .contains(&secs)
+            .then_some(Timestamp((secs * 1000.0) as i64));
     }
     chrono::DateTime::parse_from_rfc3339(s)
         .ok()

@@ -49,7 +49,7 @@ fn list_answer() -> Outcome {
         .map(|i| {
             let name = format!("bench-{:08}", i * 100);
             SecretDescription {
-                secret: SecretRecord {
+                secret: Box::new(SecretRecord {
                     id: i,
                     arn: format!(
                         "arn:aws:secretsmanager:us-east-1:000000000000:secret:{name}-AbCdEf"
@@ -78,7 +78,7 @@ fn list_answer() -> Outcome {
                     run: RotationRun::default(),
                     expires_at: None,
                     expiry_notice_at: None,
-                },
+                }),
                 stages: BTreeMap::from([
                     ("AWSCURRENT".to_string(), VERSION.to_string()),
                     (

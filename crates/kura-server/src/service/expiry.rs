@@ -27,9 +27,7 @@ impl Service {
         let expires = match req.expiration_date {
             None => None,
             // Up to the year 5138: anything later is no expiration but a typo.
-            Some(t) if t.is_finite() && t >= 0.0 && t < 1e11 => {
-                Some(Timestamp((t * 1000.0) as i64))
-            }
+            Some(t) if (0.0..1e11).contains(&t) => Some(Timestamp((t * 1000.0) as i64)),
             Some(_) => {
                 return Err(Error::invalid_parameter(
                     "ExpirationDate must be epoch seconds (a number, e.g. 1893456000), or null to clear the expiration.",

@@ -200,7 +200,7 @@ impl Service {
         let secret = self.resolve(p, &req.secret_id).await?;
         let (_, stages) = self.store.versions(secret.id).await?;
         Ok(SecretDescription {
-            secret,
+            secret: Box::new(secret),
             stages,
             now: self.clock.now(),
         })
@@ -237,7 +237,7 @@ impl Service {
             secrets: secrets
                 .into_iter()
                 .map(|(secret, stages)| SecretDescription {
-                    secret,
+                    secret: Box::new(secret),
                     stages,
                     now,
                 })

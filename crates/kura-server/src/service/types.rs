@@ -138,7 +138,8 @@ pub struct BatchGetSecretValueResponse {
 /// A secret's metadata and where its labels are: DescribeSecret's answer.
 #[derive(Debug)]
 pub struct SecretDescription {
-    pub secret: SecretRecord,
+    /// Boxed: the record is most of the answer, and operations' answers share one enum.
+    pub secret: Box<SecretRecord>,
     pub stages: Stages,
     /// When it was read: whether the secret has expired.
     pub now: Timestamp,
