@@ -8,6 +8,9 @@
 //!   nothing.
 //! - `primary-region`, `owning-service`: kura neither replicates nor hosts service-owned
 //!   secrets, so nothing has them.
+//! - `kura:expires-before` (kura's): the secret expires before the value's time (epoch
+//!   seconds or RFC 3339); a secret without an expiration does not. A value that is not a
+//!   time matches nothing (the service refuses it before it gets here).
 //! - A leading `!` negates its value; the values of one filter are alternatives (OR), and
 //!   all filters must hold (AND).
 //!
@@ -27,11 +30,12 @@ pub enum FilterKey {
     PrimaryRegion,
     OwningService,
     All,
+    ExpiresBefore,
 }
 
 impl FilterKey {
     /// Every key, for checks that must cover them all.
-    pub const ALL: [FilterKey; 7] = [
+    pub const ALL: [FilterKey; 8] = [
         FilterKey::Name,
         FilterKey::Description,
         FilterKey::TagKey,
@@ -39,6 +43,7 @@ impl FilterKey {
         FilterKey::PrimaryRegion,
         FilterKey::OwningService,
         FilterKey::All,
+        FilterKey::ExpiresBefore,
     ];
 }
 
@@ -55,6 +60,7 @@ pub struct SecretText<'a> {
     pub name: &'a str,
     pub description: Option<&'a str>,
     pub tags: &'a [Tag],
+    pub expires_at: Option<crate::Timestamp>,
 }
 
 /// Whether a word boundary falls between `prev` and `c` (both letters or digits): a change
@@ -140,6 +146,10 @@ pub fn term_matches(key: FilterKey, term: &str, s: &SecretText) -> bool {
             words_match(&words(term), &found)
         }
         FilterKey::PrimaryRegion | FilterKey::OwningService => false,
+        FilterKey::ExpiresBefore => match crate::expiry::parse_time(term) {
+            Some(t) => s.expires_at.is_some_and(|e| e < t),
+            None => false,
+        },
     }
 }
 
@@ -174,6 +184,7 @@ mod tests {
             name,
             description,
             tags,
+            expires_at: None,
         }
     }
 
@@ -326,7 +337,7 @@ mod tests {
                 let tags: Vec<Tag> = tags.into_iter().map(|(key, value)| Tag { key, value }).collect();
                 let filters: Vec<ListFilter> =
                     filters.into_iter().map(|(key, values)| ListFilter { key, values }).collect();
-                let s = SecretText { name: &name, description: description.as_deref(), tags: &tags };
+                let s = SecretText { name: &name, description: description.as_deref(), tags: &tags, expires_at: None };
                 let _ = matches(&filters, &s);
             }
 
@@ -349,7 +360,7 @@ mod tests {
                 k in key(), term in "[a-zA-Z0-9 /_]{0,6}", name in "[a-zA-Z0-9/_]{1,8}",
                 description in "[a-zA-Z0-9 ]{0,12}",
             ) {
-                let s = SecretText { name: &name, description: Some(&description), tags: &[] };
+                let s = SecretText { name: &name, description: Some(&description), tags: &[], expires_at: None };
                 prop_assert_ne!(
                     value_matches(k, &term, &s),
                     value_matches(k, &format!("!{term}"), &s)

@@ -3,6 +3,7 @@
 pub mod clock;
 pub mod duration;
 pub mod error;
+pub mod expiry;
 pub mod filter;
 pub mod labels;
 pub mod model;

@@ -34,6 +34,10 @@ pub struct SecretRecord {
     pub tagged: bool,
     pub rotation: RotationConfig,
     pub run: RotationRun,
+    /// When the secret expires (Kura.SetSecretExpiration, or a certificate's own expiry).
+    pub expires_at: Option<Timestamp>,
+    /// When the next expiry notice is due (see `expiry::next_notice`); `None` when none is.
+    pub expiry_notice_at: Option<Timestamp>,
 }
 
 /// How a secret rotates: RotateSecret's settings, and when the schedule is next due.
@@ -167,11 +171,20 @@ impl SecretRecord {
             tagged: false,
             rotation: RotationConfig::default(),
             run: RotationRun::default(),
+            expires_at: None,
+            expiry_notice_at: None,
         }
     }
 
     pub fn is_scheduled_for_deletion(&self) -> bool {
         self.deleted_at.is_some()
+    }
+
+    /// Sets (or, with `None`, clears) the expiration at `now`: notices already past are not
+    /// sent, the next one is due at its time.
+    pub fn set_expiration(&mut self, expires: Option<Timestamp>, now: Timestamp) {
+        self.expires_at = expires;
+        self.expiry_notice_at = expires.and_then(|e| crate::expiry::next_notice(e, now));
     }
 }
 
@@ -235,7 +248,9 @@ pub struct SecretState {
 /// An event for the notification outbox: its name (targets subscribe by name) and JSON body.
 #[derive(Debug, Clone)]
 pub struct OutboxEvent {
-    pub event: &'static str,
+    /// What targets subscribe by: the event's name, or for `SecretExpiring` the name and the
+    /// days before (`SecretExpiring:7`), so each target hears only the days it asked for.
+    pub event: String,
     pub body: String,
     pub at: Timestamp,
 }

@@ -49,7 +49,7 @@ fn list_answer() -> Outcome {
         .map(|i| {
             let name = format!("bench-{:08}", i * 100);
             SecretDescription {
-                secret: SecretRecord {
+                secret: Box::new(SecretRecord {
                     id: i,
                     arn: format!(
                         "arn:aws:secretsmanager:us-east-1:000000000000:secret:{name}-AbCdEf"
@@ -76,7 +76,9 @@ fn list_answer() -> Outcome {
                     tagged: true,
                     rotation: RotationConfig::default(),
                     run: RotationRun::default(),
-                },
+                    expires_at: None,
+                    expiry_notice_at: None,
+                }),
                 stages: BTreeMap::from([
                     ("AWSCURRENT".to_string(), VERSION.to_string()),
                     (
@@ -84,6 +86,7 @@ fn list_answer() -> Outcome {
                         "7c9e6679-7425-40de-944b-e07fc1f90ae7".to_string(),
                     ),
                 ]),
+                now: Timestamp(0),
             }
         })
         .collect();

@@ -455,6 +455,8 @@ mod tests {
             tagged: false,
             rotation: Default::default(),
             run: Default::default(),
+            expires_at: None,
+            expiry_notice_at: None,
         }
     }
 

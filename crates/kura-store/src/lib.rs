@@ -48,6 +48,15 @@ pub struct AccessKeyRecord {
     pub last_used_at: Option<Timestamp>,
 }
 
+/// An access key the sweeper deleted (no secret half: what its audit record names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweptAccessKey {
+    pub access_key_id: String,
+    pub user_name: String,
+    /// A rotation step's short-lived key, rather than a user's own.
+    pub step_key: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct UserRecord {
     pub name: String,
@@ -129,6 +138,9 @@ pub struct NotificationTargetRecord {
     pub id: String,
     pub url: String,
     pub events: Vec<String>,
+    /// The days before an expiration a `SecretExpiring` subscriber hears of it (stored in
+    /// `events` as `SecretExpiring:<days>`, what those events are queued by).
+    pub expiring_days: Vec<i64>,
     pub sealed_secret: SealedValue,
     pub created_at: Timestamp,
 }
@@ -457,6 +469,9 @@ pub trait SecretStore: Send + Sync + 'static {
     async fn list_secrets(&self, query: &ListQuery) -> Result<ListPage>;
     /// Secrets whose recovery window has ended, oldest first.
     async fn due_for_purge(&self, now: Timestamp, limit: usize) -> Result<Vec<i64>>;
+    /// Secrets not pending deletion whose next expiry notice (`expiry_notice_at`) is due at
+    /// `now`, soonest first.
+    async fn expiry_notices_due(&self, now: Timestamp, limit: usize) -> Result<Vec<i64>>;
     /// Records a read at day granularity; writes only when the stored day is older.
     async fn touch_accessed(&self, secret_id: i64, version_id: &str, day: Timestamp) -> Result<()>;
     /// Destroys a secret with all its versions, labels and tags.
@@ -502,8 +517,9 @@ pub trait IdentityStore: Send + Sync + 'static {
     async fn touch_access_key(&self, access_key_id: &str, day: Timestamp) -> Result<()>;
     async fn delete_access_key(&self, access_key_id: &str, audit: &AuditSlot) -> Result<()>;
     /// Deletes a rotation step's keys whose time is up, and users' keys a week after theirs
-    /// (kept meanwhile so their owners see them listed, and refused as expired); returns how many.
-    async fn delete_expired_access_keys(&self, now: Timestamp) -> Result<u64>;
+    /// (kept meanwhile so their owners see them listed, and refused as expired); returns the
+    /// keys it deleted.
+    async fn delete_expired_access_keys(&self, now: Timestamp) -> Result<Vec<SweptAccessKey>>;
     async fn put_user_policy(
         &self,
         user: &str,

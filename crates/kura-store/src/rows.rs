@@ -64,7 +64,7 @@ pub(crate) const SECRET_COLUMNS: &str = "id, name, arn, description, kms_key_id,
      deleted_at, purge_at, resource_policy, rotation_enabled, rotation_function, rotation_after_days, \
      rotation_schedule, rotation_duration, last_rotated_at, next_rotation_at, next_rotation_end, rotation_state, rotation_token, \
      rotation_step, rotation_attempt, rotation_error, rotation_attempted_at, rotation_resume_at, \
-     rotation_window_end, tagged";
+     rotation_window_end, tagged, expires_at, expiry_notice_at";
 
 pub(crate) fn opt_ts(r: &impl Columns, column: &str) -> Result<Option<Timestamp>> {
     Ok(r.col::<Option<i64>>(column)?.map(Timestamp))
@@ -109,6 +109,8 @@ pub(crate) fn secret_from_row(r: &impl Columns) -> Result<SecretRecord> {
             resume_at: ts("rotation_resume_at")?,
             window_end: ts("rotation_window_end")?,
         },
+        expires_at: ts("expires_at")?,
+        expiry_notice_at: ts("expiry_notice_at")?,
     })
 }
 

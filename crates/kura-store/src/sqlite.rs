@@ -31,7 +31,7 @@ use group::{Turn, Writer};
 use crate::{
     AccessKeyRecord, AuditQuery, AuditRecord, KeyRewrap, KmsKeyRecord, ListPage, ListQuery,
     Mutation, NotificationTargetRecord, OutboxItem, RotationFunctionRecord, SettingSwap,
-    StoredVersion, UserRecord, VersionSelector, WrappedDataKey,
+    StoredVersion, SweptAccessKey, UserRecord, VersionSelector, WrappedDataKey,
 };
 
 mod conn;
@@ -75,6 +75,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         15,
         include_str!("../migrations/sqlite/0015_acme_accounts.sql"),
     ),
+    (16, include_str!("../migrations/sqlite/0016_expiry.sql")),
 ];
 
 /// The schema version after every migration (what `kura migrate` copies from).
@@ -453,6 +454,7 @@ async fn backfill_words(conn: &mut SqliteConnection) -> Result<()> {
                 name: &name,
                 description: description.as_deref(),
                 tags: &tags,
+                expires_at: None,
             };
             sql::secrets::write_words(&mut *conn, id, &text).await?;
         }
@@ -752,7 +754,7 @@ impl IdentityStore for SqliteStore {
         done.map(|_| ())
     }
 
-    async fn delete_expired_access_keys(&self, now: Timestamp) -> Result<u64> {
+    async fn delete_expired_access_keys(&self, now: Timestamp) -> Result<Vec<SweptAccessKey>> {
         // Usually there are none: a read, not a write transaction, to find out.
         let any: bool = sql::stmt(sql::identity::ANY_SWEPT_ACCESS_KEYS)
             .bind(now)
@@ -760,11 +762,15 @@ impl IdentityStore for SqliteStore {
             .scalar(&mut *self.read().await?)
             .await?;
         if !any {
-            return Ok(0);
+            return Ok(Vec::new());
         }
-        let done = self
-            .write(sql::identity::delete_expired_access_keys(now), None)
-            .await;
+        let done = async {
+            let mut tx = self.writer.background_turn().await?;
+            let swept = sql::identity::delete_expired_access_keys(&mut *tx, now).await?;
+            tx.commit(Vec::new()).await?;
+            Ok(swept)
+        }
+        .await;
         self.cache.access_keys_changed();
         done
     }
@@ -896,6 +902,10 @@ impl SecretStore for SqliteStore {
 
     async fn due_for_purge(&self, now: Timestamp, limit: usize) -> Result<Vec<i64>> {
         sql::secrets::due_for_purge(&mut *self.read().await?, now, limit).await
+    }
+
+    async fn expiry_notices_due(&self, now: Timestamp, limit: usize) -> Result<Vec<i64>> {
+        sql::secrets::expiry_notices_due(&mut *self.read().await?, now, limit).await
     }
 
     async fn touch_accessed(&self, secret_id: i64, version_id: &str, day: Timestamp) -> Result<()> {

@@ -223,6 +223,8 @@ pub(crate) const TABLES: &[Table] = &[
             col("lease_owner", Text),
             col("lease_expires_at", Int),
             col("tagged", Int),
+            col("expires_at", Int),
+            col("expiry_notice_at", Int),
         ],
         key: ROWID,
         identity: Some("id"),

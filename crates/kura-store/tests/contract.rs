@@ -49,6 +49,8 @@ fn record(name: &str) -> SecretRecord {
         tagged: false,
         rotation: Default::default(),
         run: Default::default(),
+        expires_at: None,
+        expiry_notice_at: None,
     }
 }
 
@@ -177,7 +179,7 @@ async fn label_moves(store: &dyn Store) {
                 st.new_versions.push(version("v3", Some("value-3")));
                 st.stages.insert("AWSCURRENT".into(), "v3".into());
                 st.events.push(OutboxEvent {
-                    event: "SecretValueChanged",
+                    event: "SecretValueChanged".to_string(),
                     body: "{}".into(),
                     at: T0,
                 });
@@ -626,11 +628,23 @@ async fn leases(store: &dyn Store) {
     );
 }
 
+/// The keys the sweeper deletes at `now`: id, user, whether a rotation step's.
+async fn swept(store: &dyn Store, now: Timestamp) -> Vec<(String, String, bool)> {
+    store
+        .delete_expired_access_keys(now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| (k.access_key_id, k.user_name, k.step_key))
+        .collect()
+}
+
 fn target(id: &str, events: &[&str]) -> NotificationTargetRecord {
     NotificationTargetRecord {
         id: id.into(),
         url: format!("http://127.0.0.1:9/{id}"),
         events: events.iter().map(|e| e.to_string()).collect(),
+        expiring_days: Vec::new(),
         sealed_secret: sealed("signing"),
         created_at: T0,
     }
@@ -750,7 +764,7 @@ async fn outbox(store: &dyn Store) {
     // Events travel with their change: a rolled-back modify queues nothing, a committed one does.
     let id = create(store, "outbox/app").await;
     let event = || OutboxEvent {
-        event: "RotationFailed",
+        event: "RotationFailed".to_string(),
         body: r#"{"n":3}"#.into(),
         at: T0,
     };
@@ -1115,6 +1129,7 @@ async fn filters(store: &dyn Store) {
                         name: &r.name,
                         description: r.description.as_deref(),
                         tags: &r.tags,
+                        expires_at: r.expires_at,
                     },
                 )
             })
@@ -1176,6 +1191,56 @@ async fn filters(store: &dyn Store) {
             "{filters:?} after a change"
         );
     }
+
+    // An expiration is stored, filtered on (epoch seconds or RFC 3339), and its notice due.
+    let db = records.iter().position(|r| r.name == "app/db").unwrap();
+    let expires = T0.plus_ms(10 * 24 * 60 * MINUTE);
+    store
+        .modify(
+            records[db].id,
+            &mut |st| {
+                st.secret.set_expiration(Some(expires), T0);
+                Ok(())
+            },
+            &NO_AUDIT,
+        )
+        .await
+        .unwrap();
+    records[db].set_expiration(Some(expires), T0);
+    let stored = store.secret_by_id(records[db].id).await.unwrap().unwrap();
+    assert_eq!(stored.expires_at, Some(expires));
+    assert_eq!(stored.expiry_notice_at, Some(T0.plus_ms(24 * 60 * MINUTE)));
+    let secs = |t: Timestamp| (t.0 / 1000).to_string();
+    for (filters, expected) in [
+        (
+            vec![f(FilterKey::ExpiresBefore, &[&secs(expires.plus_ms(1000))])],
+            set(&["app/db"]),
+        ),
+        (
+            vec![f(FilterKey::ExpiresBefore, &[&secs(expires)])],
+            set(&[]),
+        ),
+        (
+            vec![f(FilterKey::ExpiresBefore, &["2999-01-01T00:00:00Z"])],
+            set(&["app/db"]),
+        ),
+        (
+            vec![f(FilterKey::ExpiresBefore, &["!2999-01-01T00:00:00Z"])],
+            set(&["app/cache", "ops/backupKey", "Ünïcode/名前"]),
+        ),
+    ] {
+        assert_eq!(
+            check(&records, &filters),
+            expected,
+            "the matcher on {filters:?}"
+        );
+        assert_eq!(filtered(store, &filters, 1).await, expected, "{filters:?}");
+    }
+    assert!(store.expiry_notices_due(T0, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.expiry_notices_due(expires, 10).await.unwrap(),
+        [records[db].id]
+    );
 }
 
 /// A stand-in for kura-server's HMAC chain: a hash of the previous MAC and the record's
@@ -1640,8 +1705,17 @@ async fn identity(store: &dyn Store) {
         .unwrap();
 
     // Short-lived keys go when their time is up.
-    assert_eq!(store.delete_expired_access_keys(T0).await.unwrap(), 0);
-    assert_eq!(store.delete_expired_access_keys(expiry).await.unwrap(), 1);
+    assert!(
+        store
+            .delete_expired_access_keys(T0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        swept(store, expiry).await,
+        [("ASIA1".to_string(), "alice".to_string(), true)]
+    );
     assert!(store.find_access_key("ASIA1").await.unwrap().is_none());
 
     // A user's key given an expiry: still listed, kept a week past it, then swept; a later
@@ -1672,9 +1746,19 @@ async fn identity(store: &dyn Store) {
     assert_eq!(kept.expires_at, Some(expiry));
     assert_eq!(kept.scope_secret_id, None);
     assert_eq!(key_ids(store, "alice").await, ["AKIA1", "AKIA3", "AKIA5"]);
-    assert_eq!(store.delete_expired_access_keys(expiry).await.unwrap(), 0);
+    assert!(
+        store
+            .delete_expired_access_keys(expiry)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let week = expiry.plus_ms(7 * 24 * 60 * MINUTE);
-    assert_eq!(store.delete_expired_access_keys(week).await.unwrap(), 1);
+    assert_eq!(
+        swept(store, week).await,
+        [("AKIA5".to_string(), "alice".to_string(), false)],
+        "the sweeper names what it deleted, for its audit record"
+    );
     assert_eq!(key_ids(store, "alice").await, ["AKIA1", "AKIA3"]);
 
     // Inline policies: put replaces, listed by name, deleted once.

@@ -58,6 +58,7 @@ fn expected(secrets: &BTreeMap<String, SecretRecord>, filters: &[ListFilter]) ->
                     name: &s.name,
                     description: s.description.as_deref(),
                     tags: &s.tags,
+                    expires_at: s.expires_at,
                 },
             )
         })

@@ -72,6 +72,8 @@ fn record(name: &str) -> SecretRecord {
         tagged: false,
         rotation: Default::default(),
         run: Default::default(),
+        expires_at: None,
+        expiry_notice_at: None,
     }
 }
 
@@ -249,7 +251,12 @@ async fn populate(store: &SqliteStore) {
             &NotificationTargetRecord {
                 id: "ops".into(),
                 url: "http://127.0.0.1:9/events".into(),
-                events: vec!["RotationSucceeded".into(), "RotationFailed".into()],
+                events: vec![
+                    "RotationSucceeded".into(),
+                    "RotationFailed".into(),
+                    "SecretExpiring".into(),
+                ],
+                expiring_days: vec![30, 7],
                 sealed_secret: sealed("ops signing", ValueKind::String),
                 created_at: T0,
             },
@@ -341,6 +348,8 @@ async fn populate(store: &SqliteStore) {
                 st.secret.run.last_error = Some("timed out".into());
                 st.secret.run.last_attempt_at = Some(T0);
                 st.secret.run.window_end = Some(T0.plus_ms(60 * MINUTE));
+                st.secret
+                    .set_expiration(Some(T0.plus_ms(40 * 1440 * MINUTE)), T0);
                 Ok(())
             },
             &NO_AUDIT,
@@ -481,8 +490,8 @@ async fn snapshot(store: &dyn Store, recovered: i64) -> Vec<String> {
     }
     for t in store.list_notification_targets().await.unwrap() {
         out.push(format!(
-            "target {} {} {:?} {:?} {:?}",
-            t.id, t.url, t.events, t.created_at, t.sealed_secret.ciphertext
+            "target {} {} {:?} {:?} {:?} {:?}",
+            t.id, t.url, t.events, t.expiring_days, t.created_at, t.sealed_secret.ciphertext
         ));
     }
     for item in store

@@ -276,6 +276,29 @@ async fn readme_acme_example_works_against_pebble() {
     );
 }
 
+#[tokio::test]
+async fn readme_expiry_example_works_as_printed() {
+    let server = Server::start().await;
+    server.remember("k-7f3a9c0e51");
+    let stdout = run_kura_block(&server, "expiry");
+    assert!(
+        stdout.contains("partners/acme-api-key"),
+        "ListSecrets found it by its expiration: {stdout}"
+    );
+    common::wait_rotation_succeeded(&server, "certs/grafana").await;
+    // What the README promises: the certificate's expiration, a renewal date two thirds into
+    // its 90 days, and the state.
+    let d = common::describe_json(&server, "certs/grafana").await;
+    let expires = d["KuraExpirationDate"].as_f64().expect("an expiration") as i64;
+    let rotated = d["LastRotatedDate"].as_f64().expect("rotated") as i64;
+    let renew = d["NextRotationDate"].as_f64().expect("a renewal date") as i64;
+    assert!((expires - rotated - 90 * 86_400).abs() <= 5, "{d:#}");
+    assert!((renew - rotated - 60 * 86_400).abs() <= 5, "{d:#}");
+    assert_eq!(d["KuraState"], "Active", "{d:#}");
+    let d = common::describe_json(&server, "partners/acme-api-key").await;
+    assert_eq!(d["KuraExpirationDate"], 4_102_444_800.0, "{d:#}");
+}
+
 /// Runs a README block of `kura` commands as printed, with the kura under test first on
 /// PATH, against `server` (its root credentials found in `./kura-data`); returns stdout.
 fn run_kura_block(server: &Server, name: &str) -> String {

@@ -273,6 +273,8 @@ pub(super) async fn create_target(ctx: Ctx, body: Bytes) -> Response {
         url: form.get("url").trim().to_string(),
         events: form.all("event").map(str::to_string).collect(),
         signing_secret: None,
+        // The default days (30, 7, 1) when SecretExpiring is picked.
+        expiring_days: None,
     };
     match call!(ctx, CreateNotificationTarget, req) {
         Ok(r) => match r.signing_secret {

@@ -171,12 +171,13 @@ fn reveal_form(ctx: &Ctx, s: &SecretRecord, label: &str) -> Markup {
     }
 }
 
-/// A secret the kura-private-certificate function issues certificates into.
+/// A secret a certificate function (a kura CA's or ACME's) issues certificates into.
 fn is_certificate(s: &SecretRecord) -> bool {
     s.rotation
         .function_arn
         .as_deref()
-        .is_some_and(|a| a.rsplit(':').next() == Some(Managed::PrivateCertificate.name()))
+        .and_then(|a| Managed::from_name(a.rsplit(':').next()?))
+        .is_some_and(Managed::issues_certificates)
 }
 
 /// A certificate secret's certificate: subject, names, issuer, serial, expiry and key
@@ -220,9 +221,11 @@ fn certificate_section(
                         dt { "Common name" } dd { (field(v, "common_name").unwrap_or_default()) }
                         dt { "Alternative names" } dd { @if sans.is_empty() { span.muted { "—" } } @else { (sans.join(", ")) } }
                         dt { "Issuer" } dd {
-                            @match field(v, "issuer") {
-                                Some(ca) => a href=(super::certificates::ca_href(&ca)) { (ca) },
-                                None => span.muted { "—" },
+                            // A kura CA's certificate (it names a template) links to its CA.
+                            @match (field(v, "issuer"), field(v, "template")) {
+                                (Some(ca), Some(_)) => a href=(super::certificates::ca_href(&ca)) { (ca) },
+                                (Some(issuer), None) => (issuer),
+                                (None, _) => span.muted { "—" },
                             }
                         }
                         dt { "Serial number" } dd { code { (field(v, "serial_number").unwrap_or_default()) } }
@@ -233,7 +236,8 @@ fn certificate_section(
                             }
                         }
                         dt { "Key algorithm" } dd { (field(v, "key_algorithm").unwrap_or_default()) }
-                        dt { "Template" } dd { (field(v, "template").unwrap_or_default()) }
+                        @if let Some(t) = field(v, "template") { dt { "Template" } dd { (t) } }
+                        @if let Some(d) = field(v, "directory_url") { dt { "ACME directory" } dd { code { (d) } } }
                     }
                 },
                 (Some(_), _) => p.muted { "No certificate has been issued into this value yet: its first rotation issues one (see Rotation)." },

@@ -80,3 +80,30 @@ impl Service {
         Ok((id, secret))
     }
 }
+
+impl Service {
+    /// The key-expiry job: deletes rotation steps' keys whose time is up and users' keys a
+    /// week after theirs. A user's key going is a change to an identity: audited (the key's
+    /// id and its user, nothing secret) and logged.
+    pub(crate) async fn sweep_expired_access_keys(&self) -> Result<()> {
+        let swept = self
+            .store
+            .delete_expired_access_keys(self.clock.now())
+            .await?;
+        for k in swept.iter().filter(|k| !k.step_key) {
+            let user_arn = self.user_arn(&k.user_name);
+            tracing::info!(access_key_id = %k.access_key_id, user = %user_arn, "deleted an access key a week after it expired");
+            self.audit_background(kura_store::AuditRecord {
+                kind: "job".into(),
+                principal: "kura".into(),
+                access_key_id: k.access_key_id.clone(),
+                action: "job:DeleteExpiredAccessKey".into(),
+                resource: user_arn,
+                outcome: "Success".into(),
+                ..Default::default()
+            })
+            .await;
+        }
+        Ok(())
+    }
+}

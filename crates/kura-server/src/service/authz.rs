@@ -165,7 +165,8 @@ impl Service {
     pub(crate) async fn authorize(&self, c: &Caller, op: &Operation) -> Result<()> {
         let family = op.family();
         let facts = op.facts();
-        let secret_id = facts.secret_id.filter(|_| family == Family::SecretsManager);
+        // A kura operation on one secret (Kura.SetSecretExpiration) is judged on it too.
+        let secret_id = facts.secret_id;
         let found = match secret_id {
             Some(id) => self.lookup(id).await.ok(),
             None => None,

@@ -8,6 +8,7 @@ mod acme;
 pub mod audit_events;
 pub mod authz;
 mod batch;
+mod expiry;
 mod identity;
 mod jobs;
 mod keys;

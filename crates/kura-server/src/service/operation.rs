@@ -120,6 +120,7 @@ macro_rules! with_operations {
             Kura ListCertificateTemplates(Empty) -> ListCertificateTemplatesResponse = list_certificate_templates;
             Kura DeleteCertificateTemplate(NameRequest) -> Empty = delete_certificate_template;
             Kura RevokeCertificate(RevokeCertificateRequest) -> RevokeCertificateResponse = revoke_certificate;
+            Kura SetSecretExpiration(SetSecretExpirationRequest) -> SecretVersionResponse = set_secret_expiration;
             Sts StsGetCallerIdentity(Empty) -> GetCallerIdentityResponse = get_caller_identity;
         }
     };
@@ -370,6 +371,12 @@ impl AuditTarget for CreateRotationFunctionResponse {
 }
 
 impl Facts for SecretIdRequest {
+    fn facts(&self) -> RequestFacts<'_> {
+        RequestFacts::secret(&self.secret_id)
+    }
+}
+
+impl Facts for SetSecretExpirationRequest {
     fn facts(&self) -> RequestFacts<'_> {
         RequestFacts::secret(&self.secret_id)
     }

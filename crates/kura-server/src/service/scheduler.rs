@@ -24,11 +24,16 @@ pub(crate) enum Job {
     Purge,
     /// Move data keys to a rotated key's new version (claimed by lease per key).
     KeyRewrap,
+    /// Queue the notices of secrets that expire soon or expired (claimed per secret by the
+    /// transaction that moves its next notice on).
+    ExpiryNotices,
 }
 
 impl Job {
-    pub(crate) const ALL: [Job; 5] = [
+    // Expiry notices before notifications: a test clock's move delivers what it made due.
+    pub(crate) const ALL: [Job; 6] = [
         Job::Rotations,
+        Job::ExpiryNotices,
         Job::Notifications,
         Job::KeyExpiry,
         Job::Purge,
@@ -42,13 +47,14 @@ impl Job {
             Job::KeyExpiry => "key expiry",
             Job::Purge => "purge",
             Job::KeyRewrap => "key re-wrap",
+            Job::ExpiryNotices => "expiry notices",
         }
     }
 
     fn every(self) -> Duration {
         match self {
             Job::Rotations | Job::Notifications | Job::KeyRewrap => Duration::from_secs(5),
-            Job::KeyExpiry => Duration::from_secs(30),
+            Job::KeyExpiry | Job::ExpiryNotices => Duration::from_secs(30),
             Job::Purge => Duration::from_secs(60),
         }
     }
@@ -65,11 +71,8 @@ impl Service {
         let result = match job {
             Job::Rotations => self.rotation_tick().await.map(|_| ()),
             Job::Notifications => self.deliver_notifications().await,
-            Job::KeyExpiry => self
-                .store
-                .delete_expired_access_keys(self.clock.now())
-                .await
-                .map(|_| ()),
+            Job::KeyExpiry => self.sweep_expired_access_keys().await,
+            Job::ExpiryNotices => self.expiry_notices_tick().await,
             Job::Purge => self.purge_due().await.map(|_| ()),
             Job::KeyRewrap => self.rewrap_tick().await,
         };

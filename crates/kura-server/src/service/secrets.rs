@@ -56,6 +56,9 @@ fn validate_filter_value(v: &str) -> Result<()> {
     }
 }
 
+/// kura's filter key: secrets that expire before the value's time.
+const EXPIRES_BEFORE: &str = "kura:expires-before";
+
 fn filter_key(k: &str) -> Result<FilterKey> {
     Ok(match k {
         "name" => FilterKey::Name,
@@ -65,9 +68,10 @@ fn filter_key(k: &str) -> Result<FilterKey> {
         "primary-region" => FilterKey::PrimaryRegion,
         "owning-service" => FilterKey::OwningService,
         "all" => FilterKey::All,
+        EXPIRES_BEFORE => FilterKey::ExpiresBefore,
         other => {
             return Err(Error::validation(format!(
-                "Filter key {other:?} is not one of description, name, tag-key, tag-value, primary-region, owning-service, all."
+                "Filter key {other:?} is not one of description, name, tag-key, tag-value, primary-region, owning-service, all, {EXPIRES_BEFORE}."
             )));
         }
     })
@@ -195,7 +199,11 @@ impl Service {
     ) -> Result<SecretDescription> {
         let secret = self.resolve(p, &req.secret_id).await?;
         let (_, stages) = self.store.versions(secret.id).await?;
-        Ok(SecretDescription { secret, stages })
+        Ok(SecretDescription {
+            secret: Box::new(secret),
+            stages,
+            now: self.clock.now(),
+        })
     }
 
     pub async fn list_secrets(
@@ -224,10 +232,15 @@ impl Service {
                 purpose: "ListSecrets",
             })
             .await?;
+        let now = self.clock.now();
         Ok(SecretListPage {
             secrets: secrets
                 .into_iter()
-                .map(|(secret, stages)| SecretDescription { secret, stages })
+                .map(|(secret, stages)| SecretDescription {
+                    secret: Box::new(secret),
+                    stages,
+                    now,
+                })
                 .collect(),
             next_token,
         })
@@ -252,6 +265,14 @@ impl Service {
                 }
                 for v in &values {
                     validate_filter_value(v)?;
+                    let term = v.strip_prefix('!').unwrap_or(v);
+                    if key == FilterKey::ExpiresBefore
+                        && kura_core::expiry::parse_time(term).is_none()
+                    {
+                        return Err(Error::invalid_parameter(format!(
+                            "Filter {EXPIRES_BEFORE} needs a time: epoch seconds (1893456000) or RFC 3339 (2030-01-01T00:00:00Z); got {v:?}."
+                        )));
+                    }
                 }
                 Ok(ListFilter { key, values })
             })

@@ -138,8 +138,11 @@ pub struct BatchGetSecretValueResponse {
 /// A secret's metadata and where its labels are: DescribeSecret's answer.
 #[derive(Debug)]
 pub struct SecretDescription {
-    pub secret: SecretRecord,
+    /// Boxed: the record is most of the answer, and operations' answers share one enum.
+    pub secret: Box<SecretRecord>,
     pub stages: Stages,
+    /// When it was read: whether the secret has expired.
+    pub now: Timestamp,
 }
 
 /// One page of ListSecrets.
@@ -160,6 +163,13 @@ pub struct SecretVersionResponse {
 #[derive(Debug)]
 pub struct SecretIdRequest {
     pub secret_id: String,
+}
+
+#[derive(Debug)]
+pub struct SetSecretExpirationRequest {
+    pub secret_id: String,
+    /// Epoch seconds; `None` clears the expiration.
+    pub expiration_date: Option<f64>,
 }
 
 #[derive(Debug)]
@@ -252,6 +262,7 @@ pub struct CreateNotificationTargetRequest {
     pub url: String,
     pub events: Vec<String>,
     pub signing_secret: Option<SecretText>,
+    pub expiring_days: Option<Vec<i64>>,
 }
 
 #[derive(Debug)]
@@ -259,6 +270,8 @@ pub struct NotificationTargetEntry {
     pub target_id: String,
     pub url: String,
     pub events: Vec<String>,
+    /// Shown for a target that asked for `SecretExpiring`.
+    pub expiring_days: Option<Vec<i64>>,
     pub created_date: Timestamp,
 }
 

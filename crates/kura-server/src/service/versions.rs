@@ -7,7 +7,7 @@ use kura_core::{Error, Result};
 use kura_store::{AuditSlot, VersionSelector};
 
 use super::keys::{DECRYPT_ACTION, ENCRYPT_ACTION};
-use super::rotation::{Event, after_manual_change};
+use super::rotation::Event;
 use super::tokens::page_size;
 use super::types::*;
 use super::{Caller, Plain, Service, new_uuid, take_value};
@@ -111,7 +111,7 @@ impl Service {
                         st.secret.kms_key_id = k.clone();
                     }
                     st.secret.changed_at = now;
-                    if after_manual_change(st, before_current.as_deref(), now) {
+                    if self.after_manual_change(st, before_current.as_deref(), now) {
                         let e = self.event(
                             Event::SecretValueChanged,
                             &st.secret.arn,
@@ -260,7 +260,7 @@ impl Service {
                         },
                     )?;
                     st.secret.changed_at = now;
-                    if after_manual_change(st, before_current.as_deref(), now) {
+                    if self.after_manual_change(st, before_current.as_deref(), now) {
                         let current = st.stages.get(labels::CURRENT).cloned();
                         let e = self.event(
                             Event::SecretValueChanged,

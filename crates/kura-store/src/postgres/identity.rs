@@ -108,10 +108,14 @@ impl IdentityStore for PgStore {
         done.map(|_| ())
     }
 
-    async fn delete_expired_access_keys(&self, now: Timestamp) -> Result<u64> {
-        let done = self
-            .write(sql::identity::delete_expired_access_keys(now), None)
-            .await;
+    async fn delete_expired_access_keys(&self, now: Timestamp) -> Result<Vec<SweptAccessKey>> {
+        let done = async {
+            let mut tx = self.begin().await?;
+            let swept = sql::identity::delete_expired_access_keys(&mut *tx, now).await?;
+            tx.commit().await.map_err(db_err)?;
+            Ok(swept)
+        }
+        .await;
         self.cache.access_keys_changed();
         done
     }

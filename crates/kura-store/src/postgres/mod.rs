@@ -31,7 +31,7 @@ use crate::prelude::*;
 use crate::{
     AccessKeyRecord, AuditQuery, AuditRecord, CursorValue, KeyRewrap, ListPage, ListQuery,
     Mutation, NotificationTargetRecord, OutboxItem, RotationFunctionRecord, SettingSwap, SortKey,
-    StoredVersion, UserRecord, VersionSelector,
+    StoredVersion, SweptAccessKey, UserRecord, VersionSelector,
 };
 
 /// Versioned migrations, applied in order. PostgreSQL starts from the SQLite schema's final
@@ -69,6 +69,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         9,
         include_str!("../../migrations/postgres/0009_acme_accounts.sql"),
+    ),
+    (
+        10,
+        include_str!("../../migrations/postgres/0010_expiry.sql"),
     ),
 ];
 

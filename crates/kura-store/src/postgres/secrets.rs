@@ -117,6 +117,10 @@ impl SecretStore for PgStore {
         sql::secrets::due_for_purge(&mut *self.read().await?, now, limit).await
     }
 
+    async fn expiry_notices_due(&self, now: Timestamp, limit: usize) -> Result<Vec<i64>> {
+        sql::secrets::expiry_notices_due(&mut *self.read().await?, now, limit).await
+    }
+
     async fn touch_accessed(&self, secret_id: i64, version_id: &str, day: Timestamp) -> Result<()> {
         // Conditional updates without an explicit lock: a `modify` holding the row is waited
         // for.

@@ -215,17 +215,33 @@ pub(crate) const ANY_SWEPT_ACCESS_KEYS: &str = "SELECT EXISTS (SELECT 1 FROM acc
      OR (scope_secret_id IS NULL AND expires_at <= $2))";
 const DELETE_SWEPT_ACCESS_KEYS: &str = "DELETE FROM access_keys WHERE \
      (scope_secret_id IS NOT NULL AND expires_at <= $1) \
-     OR (scope_secret_id IS NULL AND expires_at <= $2)";
+     OR (scope_secret_id IS NULL AND expires_at <= $2) \
+     RETURNING access_key_id, user_name, scope_secret_id";
 
 /// `now` less the time an expired user key is kept.
 pub(crate) fn user_keys_swept_before(now: Timestamp) -> Timestamp {
     Timestamp(now.0 - EXPIRED_USER_KEY_KEPT_MS)
 }
 
-pub(crate) fn delete_expired_access_keys<'a>(now: Timestamp) -> Stmt<'a> {
+/// Deletes what the sweeper deletes at `now`, in the caller's transaction; returns the keys.
+pub(crate) async fn delete_expired_access_keys<C: Conn>(
+    tx: &mut C,
+    now: Timestamp,
+) -> Result<Vec<crate::SweptAccessKey>> {
     stmt(DELETE_SWEPT_ACCESS_KEYS)
         .bind(now)
         .bind(user_keys_swept_before(now))
+        .fetch_all(tx)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(crate::SweptAccessKey {
+                access_key_id: r.col("access_key_id")?,
+                user_name: r.col("user_name")?,
+                step_key: r.col::<Option<i64>>("scope_secret_id")?.is_some(),
+            })
+        })
+        .collect()
 }
 
 pub(crate) fn put_user_policy<'a>(

@@ -6,11 +6,38 @@ use super::{Args, Conn, Stmt, built, recordable, stmt};
 use crate::rows::*;
 use crate::{NotificationTargetRecord, OutboxItem};
 
+/// The event a target hears of an expiration `days` ahead (an outbox event's routing name).
+pub const EXPIRING: &str = "SecretExpiring";
+
+/// What a target's `events` column holds: its events, and `SecretExpiring:<days>` for each
+/// day it asked to hear of an expiration, what those events are queued by.
+fn stored_events(t: &NotificationTargetRecord) -> Vec<String> {
+    let mut out = t.events.clone();
+    out.extend(t.expiring_days.iter().map(|d| format!("{EXPIRING}:{d}")));
+    out
+}
+
+/// The column read back: events, and the days of `SecretExpiring:<days>`.
+fn split_events(stored: Vec<String>) -> (Vec<String>, Vec<i64>) {
+    let mut events = Vec::new();
+    let mut days = Vec::new();
+    for e in stored {
+        match e
+            .strip_prefix(EXPIRING)
+            .and_then(|rest| rest.strip_prefix(':'))
+        {
+            Some(d) => days.extend(d.parse::<i64>().ok()),
+            None => events.push(e),
+        }
+    }
+    (events, days)
+}
+
 pub(crate) async fn insert_notification_target<C: Conn>(
     tx: &mut C,
     t: &NotificationTargetRecord,
 ) -> Result<()> {
-    let events = serde_json::to_string(&t.events)
+    let events = serde_json::to_string(&stored_events(t))
         .map_err(|e| Error::internal(format!("encoding events: {e}")))?;
     stmt(
         "INSERT INTO notification_targets (id, url, events, ciphertext, wrapped_key, key_name, \
@@ -43,11 +70,15 @@ pub(crate) async fn list_notification_targets<C: Conn>(
         .iter()
         .map(|r| {
             let events: String = r.col("events")?;
+            let (events, expiring_days) = split_events(
+                serde_json::from_str(&events)
+                    .map_err(|e| Error::internal(format!("stored events: {e}")))?,
+            );
             Ok(NotificationTargetRecord {
                 id: r.col("id")?,
                 url: r.col("url")?,
-                events: serde_json::from_str(&events)
-                    .map_err(|e| Error::internal(format!("stored events: {e}")))?,
+                events,
+                expiring_days,
                 sealed_secret: sealed_cols(r)?
                     .ok_or_else(|| Error::internal("notification target without a secret"))?,
                 created_at: Timestamp(r.col("created_at")?),

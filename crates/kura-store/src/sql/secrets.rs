@@ -28,6 +28,7 @@ pub(crate) fn text_of(s: &SecretRecord) -> filter::SecretText<'_> {
         name: &s.name,
         description: s.description.as_deref(),
         tags: &s.tags,
+        expires_at: s.expires_at,
     }
 }
 
@@ -309,7 +310,8 @@ pub(crate) async fn modify<C: Conn>(
          rotation_duration = $12, last_rotated_at = $13, next_rotation_at = $14, \
          next_rotation_end = $15, rotation_state = $16, rotation_token = $17, rotation_step = $18, \
          rotation_attempt = $19, rotation_error = $20, rotation_attempted_at = $21, \
-         rotation_resume_at = $22, rotation_window_end = $23, tagged = $24 WHERE id = $25",
+         rotation_resume_at = $22, rotation_window_end = $23, tagged = $24, expires_at = $25, \
+         expiry_notice_at = $26 WHERE id = $27",
     )
     .bind(&s.description)
     .bind(&s.kms_key_id)
@@ -335,6 +337,8 @@ pub(crate) async fn modify<C: Conn>(
     .bind(s.run.resume_at)
     .bind(s.run.window_end)
     .bind((s.tagged || !s.tags.is_empty()) as i64)
+    .bind(s.expires_at)
+    .bind(s.expiry_notice_at)
     .bind(secret_id)
     .execute(tx)
     .await?;
@@ -376,7 +380,7 @@ pub(crate) async fn modify<C: Conn>(
         write_stages(tx, secret_id, &state.stages).await?;
     }
     for e in &state.events {
-        tx.queue_event(e.event, &e.body, e.at).await?;
+        tx.queue_event(&e.event, &e.body, e.at).await?;
     }
     let changed = Changed {
         arn: Some(state.secret.arn.clone()),
@@ -525,6 +529,22 @@ pub(crate) async fn due_for_purge<C: Conn>(
     .await
 }
 
+/// Secrets (not pending deletion) whose next expiry notice is due at `now`, soonest first.
+pub(crate) async fn expiry_notices_due<C: Conn>(
+    conn: &mut C,
+    now: Timestamp,
+    limit: usize,
+) -> Result<Vec<i64>> {
+    stmt(
+        "SELECT id FROM secrets WHERE expiry_notice_at IS NOT NULL AND expiry_notice_at <= $1 \
+         AND deleted_at IS NULL ORDER BY expiry_notice_at LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit as i64)
+    .scalars(conn)
+    .await
+}
+
 /// Records a read at day granularity. Conditional, so concurrent readers on the same day
 /// write at most once each.
 pub(crate) async fn touch_accessed<C: Conn>(
@@ -643,6 +663,14 @@ fn term_sql<C: Conn>(key: FilterKey, term: &str, args: &mut Args<'_>) -> String 
         FilterKey::All => words_sql::<C>(term, None, args),
         // kura neither replicates nor hosts service-owned secrets: these attributes are unset.
         FilterKey::PrimaryRegion | FilterKey::OwningService => "FALSE".into(),
+        // The service refuses a value that is not a time; here it matches nothing.
+        FilterKey::ExpiresBefore => match kura_core::expiry::parse_time(term) {
+            Some(t) => format!(
+                "(s.expires_at IS NOT NULL AND s.expires_at < {})",
+                args.push(t.0)
+            ),
+            None => "FALSE".into(),
+        },
     }
 }
 

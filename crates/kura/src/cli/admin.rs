@@ -745,9 +745,14 @@ pub enum NotifyCommand {
     Create {
         url: String,
         /// RotationStarted, RotationSucceeded, RotationFailed, SecretValueChanged,
-        /// SecretScheduledForDeletion or SecretDeleted; repeat it for more.
+        /// SecretScheduledForDeletion, SecretDeleted, SecretExpiring or SecretExpired; repeat
+        /// it for more.
         #[arg(long = "event", required = true, value_name = "EVENT")]
         events: Vec<String>,
+        /// With SecretExpiring: how many days before an expiration to send it; repeat it for
+        /// more [default: 30, 7 and 1].
+        #[arg(long = "expiring-days", value_name = "DAYS")]
+        expiring_days: Vec<i64>,
         /// Sign with this secret (@FILE or - for stdin) [default: kura makes one and shows it once].
         #[arg(long, value_name = "SECRET")]
         signing_secret: Option<String>,
@@ -839,9 +844,13 @@ pub async fn notify(command: NotifyCommand, args: &ClientArgs) -> Result<(), Cli
         NotifyCommand::Create {
             url,
             events,
+            expiring_days,
             signing_secret,
         } => {
             let mut body = json!({"Url": url, "Events": events});
+            if !expiring_days.is_empty() {
+                body["ExpiringDays"] = json!(expiring_days);
+            }
             if let Some(secret) = signing_secret {
                 let value = super::read_value(Some(&secret), false, "the signing secret")?;
                 if let super::Value::Text(t) = &value {

@@ -73,6 +73,23 @@ pub enum SecretCommand {
     /// Turn a secret's rotation off.
     #[command(after_help = "Example:\n  kura secret cancel-rotation prod/db")]
     CancelRotation(NameArg),
+    /// Set when a secret expires (notification targets hear of it before), or clear it.
+    #[command(
+        after_help = "Examples:\n  kura secret expire partners/api-key 2030-06-30T00:00:00Z\n  kura secret expire partners/api-key 1909008000   # epoch seconds\n  kura secret expire partners/api-key --clear"
+    )]
+    Expire(ExpireArgs),
+}
+
+#[derive(Args)]
+pub struct ExpireArgs {
+    /// The secret's name or ARN.
+    name: String,
+    /// When: RFC 3339 (2030-06-30T00:00:00Z) or epoch seconds.
+    #[arg(required_unless_present = "clear", value_name = "TIME")]
+    at: Option<String>,
+    /// Remove the expiration.
+    #[arg(long, conflicts_with = "at")]
+    clear: bool,
 }
 
 #[derive(Args)]
@@ -271,6 +288,7 @@ pub async fn run(command: SecretCommand, args: &ClientArgs) -> Result<(), Client
         SecretCommand::Restore(a) => s.restore(&a.name).await,
         SecretCommand::Rotate(a) => s.rotate(a).await,
         SecretCommand::CancelRotation(a) => s.cancel_rotation(&a.name).await,
+        SecretCommand::Expire(a) => s.expire(a).await,
     }
 }
 
@@ -638,6 +656,12 @@ impl Secrets {
             }
             pairs.push(("Rotation state", text));
         }
+        if !d["KuraExpirationDate"].is_null() {
+            pairs.push(("Expires", date(&d["KuraExpirationDate"])));
+        }
+        if let Some(state) = d["KuraState"].as_str() {
+            pairs.push(("State", state.to_string()));
+        }
         if !d["DeletedDate"].is_null() {
             pairs.push(("Deletion planned", date(&d["DeletedDate"])));
         }
@@ -824,6 +848,33 @@ impl Secrets {
                 s(&answer["VersionId"]),
                 a.name
             )
+        };
+        self.done(&answer, line)
+    }
+
+    async fn expire(&self, a: ExpireArgs) -> Result<(), ClientError> {
+        let at = match &a.at {
+            None => None,
+            Some(t) => Some(match t.parse::<f64>() {
+                Ok(secs) => secs,
+                Err(_) => chrono::DateTime::parse_from_rfc3339(t)
+                    .map(|d| d.timestamp_millis() as f64 / 1000.0)
+                    .map_err(|_| {
+                        ClientError::Usage(format!(
+                            "{t:?} is not a time: write RFC 3339 (2030-06-30T00:00:00Z) or epoch seconds"
+                        ))
+                    })?,
+            }),
+        };
+        let body = json!({"SecretId": a.name, "ExpirationDate": at});
+        let answer = self
+            .client
+            .call("Kura.SetSecretExpiration", &body)
+            .await
+            .map_err(|e| self.explain(e, &a.name))?;
+        let line = match &a.at {
+            Some(t) => format!("{} expires at {t}", a.name),
+            None => format!("{} no longer expires", a.name),
         };
         self.done(&answer, line)
     }

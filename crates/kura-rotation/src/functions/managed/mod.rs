@@ -61,9 +61,6 @@ impl Managed {
         Managed::AcmeCertificate,
     ];
 
-    /// The functions that issue certificates (and give a secret `expiration_date`).
-    pub const CERTIFICATES: [Managed; 2] = [Managed::PrivateCertificate, Managed::AcmeCertificate];
-
     pub fn name(self) -> &'static str {
         match self {
             Managed::PostgresSingle => "kura-postgres-single-user",
@@ -80,6 +77,13 @@ impl Managed {
 
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// Whether the function issues certificates: each rotation writes `expiration_date`
+    /// (RFC 3339) into the value, which becomes the secret's expiration, and a secret it
+    /// rotates without RotationRules is renewed before that date.
+    pub fn issues_certificates(self) -> bool {
+        matches!(self, Managed::PrivateCertificate | Managed::AcmeCertificate)
     }
 
     /// The function itself, running with `settings`.

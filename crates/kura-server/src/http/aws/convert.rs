@@ -112,13 +112,14 @@ macro_rules! to_wire {
 
 from_wire! {
 SecretIdRequest { secret_id };
+    SetSecretExpirationRequest { secret_id, expiration_date };
     GetSecretValueRequest { secret_id, version_id, version_stage };
     UpdateSecretVersionStageRequest { secret_id, version_stage, remove_from_version_id, move_to_version_id };
     RotationRules { automatically_after_days, duration, schedule_expression };
     RotateSecretRequest { secret_id, client_request_token, rotation_lambda_arn, rotation_rules, rotate_immediately };
     CreateRotationFunctionRequest { name, kind, command, environment, url, signing_secret, password_rules, timeout_seconds, max_attempts, policy };
     NameRequest { name };
-    CreateNotificationTargetRequest { url, events, signing_secret };
+    CreateNotificationTargetRequest { url, events, signing_secret, expiring_days };
     TargetIdRequest { target_id };
     Filter { key, values };
     ListSecretsRequest { include_planned_deletion, max_results, next_token, filters, sort_order, sort_by };
@@ -160,7 +161,7 @@ SecretVersionResponse { arn, name, version_id, version_stages };
     RotationFunctionEntry { name, arn, kind, built_in, principal_arn, policy, command, environment_keys, url, password_rules, timeout_seconds, max_attempts, created_date };
     CreateRotationFunctionResponse { function, signing_secret };
     ListRotationFunctionsResponse { rotation_functions };
-    NotificationTargetEntry { target_id, url, events, created_date };
+    NotificationTargetEntry { target_id, url, events, expiring_days, created_date };
     CreateNotificationTargetResponse { target, signing_secret };
     ListNotificationTargetsResponse { notification_targets };
     VersionEntry { version_id, version_stages, last_accessed_date, created_date };

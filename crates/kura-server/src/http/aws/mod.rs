@@ -265,6 +265,17 @@ fn describe(d: &types::SecretDescription, listed: bool) -> wire::DescribeSecretR
                     .map(|t| t.epoch_seconds()),
             }
         });
+    let kura_state = (s.expires_at.is_some() || cfg.function_arn.is_some()).then(|| {
+        if s.expires_at.is_some_and(|e| e <= d.now) {
+            "Expired"
+        } else if in_progress || kura_rotation::run::is_due(cfg, d.now) {
+            "Active, rotation pending"
+        } else if run.phase == RotationPhase::Failed {
+            "Active, rotation failed"
+        } else {
+            "Active"
+        }
+    });
     wire::DescribeSecretResponse {
         arn: &s.arn,
         name: &s.name,
@@ -281,6 +292,8 @@ fn describe(d: &types::SecretDescription, listed: bool) -> wire::DescribeSecretR
             .filter(|_| cfg.enabled)
             .map(|t| t.epoch_seconds()),
         kura_rotation,
+        kura_expiration_date: s.expires_at.map(|t| t.epoch_seconds()),
+        kura_state,
         last_changed_date: Some(s.changed_at.epoch_seconds()),
         last_accessed_date: s.accessed_at.map(|t| t.epoch_seconds()),
         deleted_date: s.deleted_at.map(|t| t.epoch_seconds()),

@@ -58,6 +58,14 @@ pub struct SecretIdRequest {
     pub secret_id: String,
 }
 
+/// Kura.SetSecretExpiration: epoch seconds, or null (or absent) to clear.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SetSecretExpirationRequest {
+    pub secret_id: String,
+    pub expiration_date: Option<f64>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct GetSecretValueRequest {
@@ -157,6 +165,14 @@ pub struct DescribeSecretResponse<'a> {
     /// kura's extension: how the current or last rotation went.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kura_rotation: Option<KuraRotation>,
+    /// kura's extension: when the secret expires (Kura.SetSecretExpiration, or a
+    /// certificate's own expiry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kura_expiration_date: Option<f64>,
+    /// kura's extension, for secrets that expire or rotate: `Active`, `Active, rotation
+    /// pending`, `Active, rotation failed` or `Expired`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kura_state: Option<&'static str>,
 }
 
 /// A tag as [`Tag`] writes it, borrowed.
@@ -281,6 +297,8 @@ pub struct CreateNotificationTargetRequest {
     pub url: String,
     pub events: Vec<String>,
     pub signing_secret: Option<SecretText>,
+    /// With `SecretExpiring`: the days before an expiration to send it (default 30, 7, 1).
+    pub expiring_days: Option<Vec<i64>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -289,6 +307,8 @@ pub struct NotificationTargetEntry {
     pub target_id: String,
     pub url: String,
     pub events: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiring_days: Option<Vec<i64>>,
     pub created_date: f64,
 }
 

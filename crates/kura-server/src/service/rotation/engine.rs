@@ -407,6 +407,7 @@ impl Service {
                                 now,
                             );
                             let outcome = t.apply(&mut st.secret);
+                            self.plan_renewal(&mut st.secret, now);
                             self.queue_announcement(st, &outcome);
                             Ok(())
                         },
@@ -431,6 +432,12 @@ impl Service {
         step: RotationStep,
         lease_until: Option<Timestamp>,
     ) -> Result<Option<SecretRecord>> {
+        // A certificate's expiration becomes the secret's in the transaction that ends the
+        // cycle (and, without RotationRules, sets when it is renewed).
+        let expires = match step {
+            RotationStep::FinishSecret => self.issued_expiration(s, token).await,
+            _ => None,
+        };
         let now = self.clock.now();
         let (state, (outcome, leased)) = self
             .store
@@ -444,6 +451,12 @@ impl Service {
                     now,
                 );
                 let outcome = t.apply(&mut st.secret);
+                if matches!(outcome, Outcome::Succeeded { .. })
+                    && let Some(e) = expires
+                {
+                    st.secret.set_expiration(Some(e), now);
+                    self.plan_renewal(&mut st.secret, now);
+                }
                 self.queue_announcement(st, &outcome);
                 let leased = match (&outcome, lease_until) {
                     (Outcome::NextStep { .. }, Some(until)) => {
@@ -501,6 +514,9 @@ impl Service {
                     now,
                 );
                 let outcome = t.apply(&mut st.secret);
+                if matches!(outcome, Outcome::Failed { .. }) {
+                    self.plan_renewal(&mut st.secret, now);
+                }
                 self.queue_announcement(st, &outcome);
                 Ok(outcome)
             })

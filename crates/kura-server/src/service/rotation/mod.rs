@@ -11,7 +11,7 @@ use kura_core::model::{RotationConfig, RotationPhase, SecretState};
 use kura_core::names::validate_version_id;
 use kura_core::{Error, Result, Timestamp};
 use kura_rotation::run;
-pub(crate) use kura_rotation::run::{after_manual_change, plan_next, schedule_of};
+pub(crate) use kura_rotation::run::{plan_next, schedule_of};
 use kura_store::ModifyReturning;
 
 pub(crate) use engine::{DEFAULT_CONCURRENCY, RotationRuntime};
@@ -58,9 +58,9 @@ impl Service {
     ) -> Result<()> {
         use kura_rotation::functions::managed::{Managed, key_ttl_of};
         let function = function_arn.or(secret.rotation.function_arn.as_deref());
-        let kind = Managed::CERTIFICATES
+        let kind = Managed::ALL
             .into_iter()
-            .chain([Managed::AccessKey])
+            .filter(|m| m.issues_certificates() || matches!(m, Managed::AccessKey))
             .find(|m| function == Some(self.function_arn(m.name()).as_str()));
         let Some(kind) = kind else {
             return Ok(());
@@ -203,6 +203,7 @@ impl Service {
                     if st.secret.run.phase != RotationPhase::InProgress {
                         let anchor = cfg.last_rotated_at.unwrap_or(now);
                         plan_next(cfg, anchor.max(now));
+                        self.plan_renewal(&mut st.secret, now);
                     }
                     return Ok(None);
                 }

@@ -27,16 +27,21 @@ pub enum Event {
     SecretValueChanged,
     SecretScheduledForDeletion,
     SecretDeleted,
+    /// Days before the secret's expiration (each target names the days; see `ExpiringDays`).
+    SecretExpiring,
+    SecretExpired,
 }
 
 impl Event {
-    pub const ALL: [Event; 6] = [
+    pub const ALL: [Event; 8] = [
         Event::RotationStarted,
         Event::RotationSucceeded,
         Event::RotationFailed,
         Event::SecretValueChanged,
         Event::SecretScheduledForDeletion,
         Event::SecretDeleted,
+        Event::SecretExpiring,
+        Event::SecretExpired,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -46,6 +51,8 @@ impl Event {
             Event::SecretValueChanged => "SecretValueChanged",
             Event::SecretScheduledForDeletion => "SecretScheduledForDeletion",
             Event::SecretDeleted => "SecretDeleted",
+            Event::SecretExpiring => "SecretExpiring",
+            Event::SecretExpired => "SecretExpired",
         }
     }
 }
@@ -59,8 +66,39 @@ fn entry(t: &NotificationTargetRecord) -> NotificationTargetEntry {
         target_id: t.id.clone(),
         url: t.url.clone(),
         events: t.events.clone(),
+        expiring_days: (!t.expiring_days.is_empty()).then(|| t.expiring_days.clone()),
         created_date: t.created_at,
     }
+}
+
+/// A target's `ExpiringDays`: only with `SecretExpiring`, each from 1 to 365, at most 10;
+/// the default 30, 7 and 1. Largest first, without repeats.
+fn expiring_days(events: &[String], asked: Option<Vec<i64>>) -> Result<Vec<i64>> {
+    use kura_core::expiry::{DEFAULT_NOTICE_DAYS, MAX_NOTICE_DAYS};
+    let wanted = events.iter().any(|e| e == Event::SecretExpiring.as_str());
+    let mut days = match (wanted, asked) {
+        (false, None) => return Ok(Vec::new()),
+        (false, Some(_)) => {
+            return Err(Error::invalid_parameter(
+                "ExpiringDays is for targets of SecretExpiring: add it to Events, or leave ExpiringDays out.",
+            ));
+        }
+        (true, None) => DEFAULT_NOTICE_DAYS.to_vec(),
+        (true, Some(d)) => d,
+    };
+    if days.is_empty() || days.len() > 10 {
+        return Err(Error::invalid_parameter(
+            "ExpiringDays must list 1 to 10 numbers of days (e.g. [30, 7, 1]).",
+        ));
+    }
+    if let Some(bad) = days.iter().find(|d| !(1..=MAX_NOTICE_DAYS).contains(*d)) {
+        return Err(Error::invalid_parameter(format!(
+            "ExpiringDays {bad} is out of range: each must be from 1 to {MAX_NOTICE_DAYS} days."
+        )));
+    }
+    days.sort_unstable_by(|a, b| b.cmp(a));
+    days.dedup();
+    Ok(days)
 }
 
 impl Service {
@@ -89,16 +127,44 @@ impl Service {
             body["Error"] = e.into();
         }
         OutboxEvent {
-            event: event.as_str(),
+            event: event.as_str().to_string(),
             body: body.to_string(),
             at: now,
         }
     }
 
+    /// `SecretExpiring` (`days` before) or, without `days`, `SecretExpired`, for the secret
+    /// expiring at `expires`. A `SecretExpiring` is queued by its days too (targets hear only
+    /// the days they asked for).
+    pub(crate) fn expiry_event(
+        &self,
+        arn: &str,
+        name: &str,
+        expires: Timestamp,
+        days: Option<i64>,
+    ) -> OutboxEvent {
+        let kind = match days {
+            Some(_) => Event::SecretExpiring,
+            None => Event::SecretExpired,
+        };
+        let mut e = self.event(kind, arn, name, None, None);
+        if let Ok(mut body) = serde_json::from_str::<serde_json::Value>(&e.body) {
+            body["ExpirationDate"] = expires.epoch_seconds().into();
+            if let Some(d) = days {
+                body["DaysBefore"] = d.into();
+            }
+            e.body = body.to_string();
+        }
+        if let Some(d) = days {
+            e.event = format!("{}:{d}", kind.as_str());
+        }
+        e
+    }
+
     /// After events committed: every one is logged, and delivery is woken.
     pub(crate) fn announce(&self, events: &[OutboxEvent]) {
         for e in events {
-            tracing::info!(event = e.event, body = %e.body, "event");
+            tracing::info!(event = %e.event, body = %e.body, "event");
         }
         if !events.is_empty() {
             self.rotation.kick();
@@ -118,10 +184,10 @@ impl Service {
         let e = self.event(event, arn, name, version_id, error);
         if let Err(err) = self
             .store
-            .enqueue_notification(e.event, &e.body, e.at)
+            .enqueue_notification(&e.event, &e.body, e.at)
             .await
         {
-            tracing::error!(event = e.event, detail = ?err, "cannot queue a notification");
+            tracing::error!(event = %e.event, detail = ?err, "cannot queue a notification");
             return;
         }
         self.announce(std::slice::from_ref(&e));
@@ -201,6 +267,7 @@ impl Service {
             }
             None => (Zeroizing::new(kura_crypto::random::alnum(40)?), true),
         };
+        let expiring_days = expiring_days(&req.events, req.expiring_days)?;
         let id = new_uuid();
         let sealed_secret = self.seal_internal(&target_context(&id), secret.as_bytes())?;
         let mut events = req.events.clone();
@@ -210,6 +277,7 @@ impl Service {
             id,
             url: req.url,
             events,
+            expiring_days,
             sealed_secret,
             created_at: self.clock.now(),
         };
