@@ -167,7 +167,7 @@ async fn a_stopped_installation_moves_into_an_empty_postgres_database() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     // Not a terminal here: a line per table, no bar.
     assert!(
-        stderr.contains("kura migrate: copied secrets (8/18): 3 rows"),
+        stderr.contains("kura migrate: copied secrets (8/19): 3 rows"),
         "{stderr}"
     );
     assert!(stdout.contains("Copied 3 secrets, 4 versions"), "{stdout}");

@@ -14,10 +14,8 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use super::target::str_field;
-use super::{Step, current_json, failure, move_current, pending_json, store_pending, version_json};
-use crate::function::{
-    RotationFunction, Settings, StepContext, StepFailure, StepFuture, StepRequest, VersionRef,
-};
+use super::{Step, current_json, move_current, pending_json, store_pending, version_json};
+use crate::function::{Settings, StepContext, StepRequest, VersionRef};
 
 pub struct AccessKeyFunction {
     settings: Settings,
@@ -195,20 +193,4 @@ async fn prove_key(ctx: &dyn StepContext, pending: &Value) -> Step {
     Ok(())
 }
 
-impl RotationFunction for AccessKeyFunction {
-    fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
-    fn run_step<'a>(
-        &'a self,
-        ctx: &'a dyn StepContext,
-        req: StepRequest<'a>,
-    ) -> StepFuture<'a, std::result::Result<(), StepFailure>> {
-        Box::pin(async move {
-            step(ctx, &req)
-                .await
-                .map_err(|e| failure(&self.settings, e))
-        })
-    }
-}
+managed_function!(AccessKeyFunction, |_function, ctx, req| step(ctx, req));

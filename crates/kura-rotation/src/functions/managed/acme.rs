@@ -11,13 +11,10 @@ use kura_core::model::RotationStep;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use super::certificate::{bool_field, string_list};
+use super::certificate::{bool_field, string_list, test_certificate, with_certificate};
 use super::target::str_field;
-use super::{Step, current_json, failure, move_current, pending_json, store_pending, version_json};
-use crate::function::{
-    AcmeChallenge, AcmeRequest, RotationFunction, Settings, StepContext, StepFailure, StepFuture,
-    StepRequest, VersionRef,
-};
+use super::{Step, current_json, move_current, store_pending, version_json};
+use crate::function::{AcmeChallenge, AcmeRequest, Settings, StepContext, StepRequest, VersionRef};
 
 pub struct AcmeFunction {
     settings: Settings,
@@ -106,43 +103,13 @@ async fn step(ctx: &dyn StepContext, req: &StepRequest<'_>) -> Step {
                 })
                 .await
                 .map_err(|e| e.message)?;
-            let mut new = current.clone();
-            new["certificate"] = Value::String(issued.certificate);
-            new["private_key"] = Value::String(issued.private_key.to_string());
-            new["intermediate"] = Value::String(issued.intermediate);
-            new["issuer"] = Value::String(issued.issuer);
-            new["serial_number"] = Value::String(issued.serial_number);
-            new["expiration_date"] = Value::String(issued.expiration_date);
-            new["key_algorithm"] = Value::String(issued.key_algorithm);
-            store_pending(ctx, &new).await
+            store_pending(ctx, &with_certificate(&current, issued)).await
         }
         // The ACME server issued it; nothing outside to set.
         RotationStep::SetSecret => Ok(()),
-        RotationStep::TestSecret => {
-            let pending = pending_json(ctx, req).await?;
-            for field in ["certificate", "private_key", "serial_number", "issuer"] {
-                str_field(&pending, field)?;
-            }
-            Ok(())
-        }
+        RotationStep::TestSecret => test_certificate(ctx, req).await,
         RotationStep::FinishSecret => move_current(ctx).await,
     }
 }
 
-impl RotationFunction for AcmeFunction {
-    fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
-    fn run_step<'a>(
-        &'a self,
-        ctx: &'a dyn StepContext,
-        req: StepRequest<'a>,
-    ) -> StepFuture<'a, std::result::Result<(), StepFailure>> {
-        Box::pin(async move {
-            step(ctx, &req)
-                .await
-                .map_err(|e| failure(&self.settings, e))
-        })
-    }
-}
+managed_function!(AcmeFunction, |_function, ctx, req| step(ctx, req));

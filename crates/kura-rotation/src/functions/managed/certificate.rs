@@ -11,10 +11,9 @@ use serde_json::Value;
 use zeroize::Zeroizing;
 
 use super::target::str_field;
-use super::{Step, current_json, failure, move_current, pending_json, store_pending, version_json};
+use super::{Step, current_json, move_current, pending_json, store_pending, version_json};
 use crate::function::{
-    CertificateRequest, RotationFunction, Settings, StepContext, StepFailure, StepFuture,
-    StepRequest, VersionRef,
+    CertificateRequest, IssuedCertificate, Settings, StepContext, StepRequest, VersionRef,
 };
 
 pub struct CertificateFunction {
@@ -49,6 +48,29 @@ pub(super) fn bool_field(v: &Value, field: &str, default: bool) -> Step<bool> {
         Some(Value::Bool(b)) => Ok(*b),
         Some(_) => Err(format!("{field} must be true or false")),
     }
+}
+
+/// The secret's value `current` with the certificate `issued` (the fields every certificate
+/// function writes: IBM's names).
+pub(super) fn with_certificate(current: &Value, issued: IssuedCertificate) -> Value {
+    let mut new = current.clone();
+    new["certificate"] = Value::String(issued.certificate);
+    new["private_key"] = Value::String(issued.private_key.to_string());
+    new["intermediate"] = Value::String(issued.intermediate);
+    new["issuer"] = Value::String(issued.issuer);
+    new["serial_number"] = Value::String(issued.serial_number);
+    new["expiration_date"] = Value::String(issued.expiration_date);
+    new["key_algorithm"] = Value::String(issued.key_algorithm);
+    new
+}
+
+/// testSecret: the pending value holds a certificate and its key.
+pub(super) async fn test_certificate(ctx: &dyn StepContext, req: &StepRequest<'_>) -> Step {
+    let pending = pending_json(ctx, req).await?;
+    for field in ["certificate", "private_key", "serial_number", "issuer"] {
+        str_field(&pending, field)?;
+    }
+    Ok(())
 }
 
 async fn step(ctx: &dyn StepContext, req: &StepRequest<'_>) -> Step {
@@ -86,25 +108,11 @@ async fn step(ctx: &dyn StepContext, req: &StepRequest<'_>) -> Step {
                 })
                 .await
                 .map_err(|e| e.message)?;
-            let mut new = current.clone();
-            new["certificate"] = Value::String(issued.certificate);
-            new["private_key"] = Value::String(issued.private_key.to_string());
-            new["intermediate"] = Value::String(issued.intermediate);
-            new["issuer"] = Value::String(issued.issuer);
-            new["serial_number"] = Value::String(issued.serial_number);
-            new["expiration_date"] = Value::String(issued.expiration_date);
-            new["key_algorithm"] = Value::String(issued.key_algorithm);
-            store_pending(ctx, &new).await
+            store_pending(ctx, &with_certificate(&current, issued)).await
         }
         // The certificate is kura's own: nothing outside to set.
         RotationStep::SetSecret => Ok(()),
-        RotationStep::TestSecret => {
-            let pending = pending_json(ctx, req).await?;
-            for field in ["certificate", "private_key", "serial_number", "issuer"] {
-                str_field(&pending, field)?;
-            }
-            Ok(())
-        }
+        RotationStep::TestSecret => test_certificate(ctx, req).await,
         RotationStep::FinishSecret => {
             move_current(ctx).await?;
             let pending = pending_json(ctx, req).await?;
@@ -133,20 +141,4 @@ async fn step(ctx: &dyn StepContext, req: &StepRequest<'_>) -> Step {
     }
 }
 
-impl RotationFunction for CertificateFunction {
-    fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
-    fn run_step<'a>(
-        &'a self,
-        ctx: &'a dyn StepContext,
-        req: StepRequest<'a>,
-    ) -> StepFuture<'a, std::result::Result<(), StepFailure>> {
-        Box::pin(async move {
-            step(ctx, &req)
-                .await
-                .map_err(|e| failure(&self.settings, e))
-        })
-    }
-}
+managed_function!(CertificateFunction, |_function, ctx, req| step(ctx, req));

@@ -7,12 +7,10 @@ use serde_json::Value;
 
 use super::target::DbTarget;
 use super::{
-    Step, current_json, failure, master_json, move_current, mysql, new_password, pending_json,
-    postgres, store_pending, version_json,
+    Step, current_json, master_json, move_current, mysql, new_password, pending_json, postgres,
+    store_pending, version_json,
 };
-use crate::function::{
-    RotationFunction, Settings, StepContext, StepFailure, StepFuture, StepRequest, VersionRef,
-};
+use crate::function::{Settings, StepContext, StepRequest, VersionRef};
 
 /// Which database server a function rotates users of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,23 +160,8 @@ impl DatabaseFunction {
     }
 }
 
-impl RotationFunction for DatabaseFunction {
-    fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
-    fn run_step<'a>(
-        &'a self,
-        ctx: &'a dyn StepContext,
-        req: StepRequest<'a>,
-    ) -> StepFuture<'a, std::result::Result<(), StepFailure>> {
-        Box::pin(async move {
-            self.step(ctx, &req)
-                .await
-                .map_err(|e| failure(&self.settings, e))
-        })
-    }
-}
+managed_function!(DatabaseFunction, |function, ctx, req| function
+    .step(ctx, req));
 
 /// The other user of an alternating pair: `app` ↔ `app_clone`.
 fn other_user(name: &str) -> String {

@@ -7,6 +7,35 @@
 //! "system" being kura's own certificate authorities, and `acme.rs` (`kura-acme-certificate`)
 //! too, its system an ACME certificate authority.
 
+/// `RotationFunction` for a managed function whose `settings` field is its settings and whose
+/// steps are `call` (`|function, ctx, req| …`, a future of a [`Step`]); a step's error text
+/// becomes a failure under those settings.
+macro_rules! managed_function {
+    ($ty:ty, |$this:ident, $ctx:ident, $req:ident| $call:expr) => {
+        impl $crate::function::RotationFunction for $ty {
+            fn settings(&self) -> &$crate::function::Settings {
+                &self.settings
+            }
+
+            fn run_step<'a>(
+                &'a self,
+                ctx: &'a dyn $crate::function::StepContext,
+                req: $crate::function::StepRequest<'a>,
+            ) -> $crate::function::StepFuture<
+                'a,
+                std::result::Result<(), $crate::function::StepFailure>,
+            > {
+                Box::pin(async move {
+                    let ($this, $ctx, $req) = (self, ctx, &req);
+                    $call
+                        .await
+                        .map_err(|e| $crate::functions::managed::failure(&self.settings, e))
+                })
+            }
+        }
+    };
+}
+
 mod access_key;
 mod acme;
 mod certificate;

@@ -11,12 +11,10 @@ use serde_json::Value;
 use self::client as ssh;
 use super::target::str_field;
 use super::{
-    Step, current_json, failure, master_json, move_current, new_password, pending_json,
-    store_pending, version_json,
+    Step, current_json, master_json, move_current, new_password, pending_json, store_pending,
+    version_json,
 };
-use crate::function::{
-    RotationFunction, Settings, StepContext, StepFailure, StepFuture, StepRequest, VersionRef,
-};
+use crate::function::{Settings, StepContext, StepRequest, VersionRef};
 
 pub struct SshFunction {
     settings: Settings,
@@ -161,20 +159,4 @@ async fn remove_previous_key(ctx: &dyn StepContext, req: &StepRequest<'_>) -> St
     ssh::remove_authorized_key(&login, &user.username, old).await
 }
 
-impl RotationFunction for SshFunction {
-    fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
-    fn run_step<'a>(
-        &'a self,
-        ctx: &'a dyn StepContext,
-        req: StepRequest<'a>,
-    ) -> StepFuture<'a, std::result::Result<(), StepFailure>> {
-        Box::pin(async move {
-            self.step(ctx, &req)
-                .await
-                .map_err(|e| failure(&self.settings, e))
-        })
-    }
-}
+managed_function!(SshFunction, |function, ctx, req| function.step(ctx, req));
