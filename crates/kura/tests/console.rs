@@ -2101,6 +2101,13 @@ async fn the_certificate_wizard_checks_the_template_and_issues_a_certificate() {
     let serial = v["serial_number"].as_str().unwrap();
     c.go("/console/secret?id=certs/app").await;
     c.assert_text("reveal the value to see them").await;
+    // Its expiration is metadata (the certificate set it): shown without the value.
+    let details = c.find("#details + dl").await.text().await.unwrap();
+    let expires = v["expiration_date"].as_str().unwrap();
+    assert!(
+        details.contains("Expires") && details.contains(&expires[..10]),
+        "the expiration {expires} in {details}"
+    );
     assert!(
         !c.text().await.contains(serial),
         "no value read on a page view"

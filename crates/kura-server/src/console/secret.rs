@@ -85,6 +85,12 @@ async fn page(
                 dt { "Last changed" } dd { (layout::time(s.changed_at)) }
                 // Kept at day granularity, as AWS does.
                 dt { "Last accessed" } dd { (layout::opt_day(s.accessed_at)) }
+                @if let Some(expires) = s.expires_at {
+                    dt { "Expires" } dd {
+                        (layout::time(expires))
+                        @if expires <= ctx.now() { " " span.badge.warn { "Expired" } }
+                    }
+                }
                 @if let Some(purge) = s.purge_at.filter(|_| deleted) {
                     dt { "Deletion date" } dd { (layout::time(purge)) }
                 }
