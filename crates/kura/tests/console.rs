@@ -1775,6 +1775,15 @@ async fn functions_and_notification_targets_are_created_and_deleted() {
     c.fill("#target_url", "http://127.0.0.1:9/events").await;
     c.click("#ev-RotationFailed").await;
     c.click("#ev-SecretDeleted").await;
+    c.click("#ev-SecretExpiring").await;
+    c.fill("#expiring_days", "14, two").await;
+    c.press("Add target").await;
+    c.assert_text("\"two\" is not a whole number of days").await;
+    c.fill("#target_url", "http://127.0.0.1:9/events").await;
+    c.click("#ev-RotationFailed").await;
+    c.click("#ev-SecretDeleted").await;
+    c.click("#ev-SecretExpiring").await;
+    c.fill("#expiring_days", "14, 2").await;
     c.press("Add target").await;
     c.assert_text("Copy its signing secret now").await;
     remember_value(&c.find("#signing-secret").await.text().await.unwrap());
@@ -1782,12 +1791,16 @@ async fn functions_and_notification_targets_are_created_and_deleted() {
         .kura("ListNotificationTargets", "{}")
         .await
         .assert_ok();
+    let target = &targets["NotificationTargets"][0];
     assert_eq!(
-        targets["NotificationTargets"][0]["Events"],
-        json!(["RotationFailed", "SecretDeleted"])
+        target["Events"],
+        json!(["RotationFailed", "SecretDeleted", "SecretExpiring"]),
+        "{target}"
     );
+    assert_eq!(target["ExpiringDays"], json!([14, 2]), "{target}");
     c.go("/console/targets").await;
-    c.assert_text("RotationFailed, SecretDeleted").await;
+    c.assert_text("RotationFailed, SecretDeleted, SecretExpiring (expiring: 14 d, 2 d)")
+        .await;
     c.submitting(
         c.find("button[aria-label='Delete target http://127.0.0.1:9/events']")
             .await,

@@ -195,6 +195,18 @@ pub(super) async fn targets(ctx: Ctx) -> Response {
     targets_page(&ctx, None, None).await
 }
 
+/// "30, 7, 1" (commas or spaces) as days; the service checks their range.
+fn days(text: &str) -> Result<Vec<i64>, String> {
+    text.split([',', ' '])
+        .filter(|d| !d.is_empty())
+        .map(|d| {
+            d.parse().map_err(|_| {
+                format!("Days before expiry: {d:?} is not a whole number of days; write them as 30, 7, 1.")
+            })
+        })
+        .collect()
+}
+
 fn event_boxes() -> Markup {
     html! {
         fieldset {
@@ -231,7 +243,12 @@ async fn targets_page(
                 thead { tr { th scope="col" { "URL" } th scope="col" { "Events" } th scope="col" { "Created" } th scope="col" { span.sr { "Actions" } } } }
                 tbody { @for t in &r.notification_targets { tr {
                     td.wrap { code { (t.url) } }
-                    td { (t.events.join(", ")) }
+                    td {
+                        (t.events.join(", "))
+                        @if let Some(d) = &t.expiring_days {
+                            " (expiring: " (d.iter().map(|d| format!("{d} d")).collect::<Vec<_>>().join(", ")) ")"
+                        }
+                    }
                     td { (layout::time(t.created_date)) }
                     td {
                         form.inline method="post" action="/console/targets/delete" {
@@ -252,6 +269,11 @@ async fn targets_page(
                     input #target_url name="url" type="url" required placeholder="https://hooks.example/kura" spellcheck="false";
                 }
                 (event_boxes())
+                div.field {
+                    label for="expiring_days" { "Days before expiry (for SecretExpiring)" }
+                    input #expiring_days name="expiring_days" inputmode="numeric" placeholder="30, 7, 1" aria-describedby="expiring_days_help";
+                    small #expiring_days_help { "A SecretExpiring notice goes out this many days before a secret expires; blank: 30, 7 and 1." }
+                }
                 div.actions { button.primary type="submit" { "Add target" } }
             }
         }
@@ -269,12 +291,16 @@ pub(super) async fn create_target(ctx: Ctx, body: Bytes) -> Response {
     if let Err(r) = ctx.check_csrf(&form, "/console/targets").await {
         return r;
     }
+    // Blank: the default days (30, 7, 1) when SecretExpiring is picked.
+    let expiring_days = match form.opt("expiring_days").map(|d| days(&d)).transpose() {
+        Ok(d) => d,
+        Err(why) => return targets_page(&ctx, None, Some(why)).await,
+    };
     let req = CreateNotificationTargetRequest {
         url: form.get("url").trim().to_string(),
         events: form.all("event").map(str::to_string).collect(),
         signing_secret: None,
-        // The default days (30, 7, 1) when SecretExpiring is picked.
-        expiring_days: None,
+        expiring_days,
     };
     match call!(ctx, CreateNotificationTarget, req) {
         Ok(r) => match r.signing_secret {
