@@ -203,9 +203,20 @@ async fn http01_is_answered_by_kura_itself() {
     assert_certificate_fields(&v, &names, &request);
     let (root, intermediate) = pebble.issuance_chain().await;
     let tmp = tempfile::tempdir().unwrap();
-    verify(tmp.path(), &root, &intermediate, &v);
+    let first_key = verify(tmp.path(), &root, &intermediate, &v);
 
-    // Only tokens of orders in flight are answered; this one finished.
+    // A renewal answered the same way: a new certificate on a new key.
+    rotate(&server, &arn, "certs/acme-http").await;
+    wait_rotation_succeeded(&server, "certs/acme-http").await;
+    let renewed = value_of(&server, "certs/acme-http").await;
+    assert_ne!(renewed["serial_number"], v["serial_number"]);
+    assert_ne!(
+        verify(tmp.path(), &root, &intermediate, &renewed),
+        first_key,
+        "a new public key"
+    );
+
+    // Only tokens of orders in flight are answered; these finished.
     let r = server
         .http()
         .get(format!(
