@@ -15,8 +15,11 @@ pub struct Facts {
     pub cpu_model: String,
     pub mem_total: String,
     pub kernel: String,
+    /// The checkout the bench runs in (not necessarily the commit `kura` was built from).
     pub commit: String,
     pub kura_version: String,
+    /// The kura binary measured.
+    pub kura_path: String,
     pub date: String,
     /// The disk's single-writer fsync rate where the data directories go (or why unknown).
     pub fsync: Result<f64, String>,
@@ -90,6 +93,7 @@ impl Facts {
                 .unwrap_or_default(),
             commit,
             kura_version: command_output(&kura, &["--version"]).unwrap_or_else(|| "unknown".into()),
+            kura_path: kura,
             date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
             fsync: crate::fsync::rate(
                 &args.work_dir.clone().unwrap_or_else(std::env::temp_dir),
@@ -100,7 +104,7 @@ impl Facts {
 
     pub fn header(&self) -> String {
         format!(
-            "kura-bench  {}\nmachine     {} CPUs ({}), {} RAM, Linux {}\ndisk        {}\nkura        {} at commit {}\ncommand     {}",
+            "kura-bench  {}\nmachine     {} CPUs ({}), {} RAM, Linux {}\ndisk        {}\nkura        {} ({}); the bench's checkout is at commit {}\ncommand     {}",
             self.date,
             self.cpus,
             self.cpu_model,
@@ -108,6 +112,7 @@ impl Facts {
             self.kernel,
             self.fsync_text(),
             self.kura_version,
+            self.kura_path,
             self.commit,
             self.command_line
         )
@@ -423,13 +428,14 @@ pub fn markdown(
     let _ = writeln!(md, "```\n{}\n```\n", facts.command_line);
     let _ = writeln!(
         md,
-        "- Machine: {} CPUs ({}), {} RAM, Linux {}\n- Disk: {}\n- kura: {}, commit {}\n- Load: {} workers (one keep-alive connection each, spread round-robin over the nodes), {:.0} s warm-up then {:.0} s measured per operation; values of {} characters\n- kura ran on: {}\n",
+        "- Machine: {} CPUs ({}), {} RAM, Linux {}\n- Disk: {}\n- kura: {} ({}); the bench's checkout at commit {}\n- Load: {} workers (one keep-alive connection each, spread round-robin over the nodes), {:.0} s warm-up then {:.0} s measured per operation; values of {} characters\n- kura ran on: {}\n",
         facts.cpus,
         facts.cpu_model,
         facts.mem_total,
         facts.kernel,
         facts.fsync_text(),
         facts.kura_version,
+        facts.kura_path,
         facts.commit,
         args.concurrency,
         args.warmup.as_secs_f64(),
