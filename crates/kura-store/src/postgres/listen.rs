@@ -81,10 +81,10 @@ impl Freshness {
                 if let Err(e) = sqlx::query(
                     "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)",
                 )
-                    .bind(CACHE_CHANNEL)
-                    .bind(payload)
-                    .execute(&pool)
-                    .await
+                .bind(CACHE_CHANNEL)
+                .bind(payload)
+                .execute(&pool)
+                .await
                 {
                     // The lookups waiting on it time out and read the database.
                     tracing::debug!(detail = %e, "the read cache's ping was not sent");
