@@ -36,6 +36,7 @@ use crate::{
 
 mod conn;
 mod group;
+mod lookup;
 mod pki;
 mod sessions;
 
@@ -76,6 +77,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0015_acme_accounts.sql"),
     ),
     (16, include_str!("../migrations/sqlite/0016_expiry.sql")),
+    (
+        17,
+        include_str!("../migrations/sqlite/0017_audit_lookup_own_file.sql"),
+    ),
 ];
 
 /// The schema version after every migration (what `kura migrate` copies from).
@@ -342,23 +347,32 @@ impl SqliteStore {
             .map_err(db_err)?;
         migrate(&pool).await?;
         let writer = Writer::open(path, false).await?;
+        // Checked (and emptied if filled from another trail) before any reader attaches it.
+        let lookup = LookupIndexer::new(lookup::Filler::open(path).await?, true)?;
         Ok(SqliteStore {
             pool,
             writer,
-            lookup: Arc::default(),
+            lookup,
             cache: ReadCache::live(cache::DEFAULT_BUDGET),
             readers: DirectReaders::new(path, false),
         })
     }
 }
 
-/// Keeps the audit lookup tables (`audit_by_resource`, `audit_by_principal`) about a second
-/// behind the trail: after a commit that added records, once the last pass is a second old
-/// or enough records wait, one background turn adds what is new
-/// ([`sql::audit_log::index_behind`]). Lookups read what is not in them yet from the trail.
-#[derive(Default)]
+/// Keeps the audit lookup tables (`audit_by_resource`, `audit_by_principal`, in their own
+/// file: see `lookup`) a few seconds behind the trail: after a commit that added records,
+/// once the last pass is old enough or enough records wait, a pass on the filler's own
+/// thread adds what is new ([`sql::audit_log::index_behind`]). Lookups read what is not in
+/// them yet from the trail.
+///
+/// A pass costs about one page per distinct resource whatever its size, so fewer, larger
+/// passes cost less in all; and the thread runs at a lower priority (nice 10), so on a busy
+/// machine the requests' threads go first and a pass takes the spare time.
 struct LookupIndexer {
+    filler: lookup::Filler,
     state: std::sync::Mutex<IndexerState>,
+    /// Wakes the filler's thread for a pass (none for a read-only look).
+    wake: Option<std::sync::mpsc::SyncSender<()>>,
 }
 
 #[derive(Default)]
@@ -373,60 +387,100 @@ struct IndexerState {
 }
 
 /// A pass runs at least this often while records are written ...
-const LOOKUP_EVERY: Duration = Duration::from_secs(1);
+const LOOKUP_EVERY: Duration = Duration::from_secs(5);
 /// ... or once this many wait.
-const LOOKUP_WAITING: usize = 8192;
+const LOOKUP_WAITING: usize = 100_000;
 /// Records one pass adds at most, so a backlog (an upgraded database) is taken in turns.
-const LOOKUP_PER_PASS: i64 = 50_000;
+const LOOKUP_PER_PASS: i64 = 200_000;
 
-impl SqliteStore {
-    /// `records` audit records were committed: starts a pass of the lookup indexer if one
-    /// is due.
-    fn audit_committed(&self, records: usize) {
-        {
-            let Ok(mut st) = self.lookup.state.lock() else {
-                return;
-            };
-            st.waiting += records;
-            let due =
-                st.waiting >= LOOKUP_WAITING || st.last.is_none_or(|t| t.elapsed() >= LOOKUP_EVERY);
-            if st.running || st.closed || !due {
-                return;
-            }
-            st.running = true;
+impl LookupIndexer {
+    /// An indexer filling with `filler`; `fills`: whether it runs passes at all.
+    fn new(filler: lookup::Filler, fills: bool) -> Result<Arc<LookupIndexer>> {
+        let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+        let indexer = Arc::new(LookupIndexer {
+            filler,
+            state: Default::default(),
+            wake: fills.then_some(wake),
+        });
+        if fills {
+            let weak = Arc::downgrade(&indexer);
+            std::thread::Builder::new()
+                .name("kura-audit-lookup".into())
+                .spawn(move || {
+                    lower_priority();
+                    // Ends once the store (the sender) is gone.
+                    while woken.recv().is_ok() {
+                        let Some(indexer) = weak.upgrade() else {
+                            return;
+                        };
+                        indexer.pass();
+                    }
+                })
+                .map_err(|e| {
+                    Error::internal(format!("cannot start the audit lookup filler: {e}"))
+                })?;
         }
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        Ok(indexer)
+    }
+
+    fn pass(&self) {
+        let result = self.filler.pass(LOOKUP_PER_PASS);
+        let Ok(mut st) = self.state.lock() else {
             return;
         };
-        let (writer, lookup) = (self.writer.clone(), self.lookup.clone());
-        rt.spawn(async move {
-            let pass = async {
-                let mut tx = writer.background_turn().await?;
-                let added = sql::audit_log::index_behind(&mut *tx, LOOKUP_PER_PASS).await?;
-                tx.commit(Vec::new()).await?;
-                Ok::<_, Error>(added)
-            };
-            let result = pass.await;
-            let Ok(mut st) = lookup.state.lock() else {
-                return;
-            };
-            st.running = false;
-            match result {
-                Ok(added) => {
-                    st.waiting = st.waiting.saturating_sub(added as usize);
-                    st.last = (added < LOOKUP_PER_PASS).then(Instant::now);
-                }
-                Err(e) => {
-                    // Lookups stay right (they read the rest from the trail); the next
-                    // commit tries again after the interval.
-                    st.last = Some(Instant::now());
-                    tracing::warn!(
-                        detail = e.detail.as_deref().unwrap_or(&e.message),
-                        "the audit lookup tables could not be brought up to date"
-                    );
-                }
+        st.running = false;
+        match result {
+            Ok(added) => {
+                st.waiting = st.waiting.saturating_sub(added as usize);
+                st.last = (added < LOOKUP_PER_PASS).then(Instant::now);
             }
-        });
+            Err(e) => {
+                // Lookups stay right (they read the rest from the trail); the next commit
+                // tries again after the interval.
+                st.last = Some(Instant::now());
+                tracing::warn!(
+                    detail = e.detail.as_deref().unwrap_or(&e.message),
+                    "the audit lookup tables could not be brought up to date"
+                );
+            }
+        }
+    }
+
+    /// `records` audit records were committed: wakes the filler if a pass is due.
+    fn committed(&self, records: usize) {
+        let Some(wake) = &self.wake else { return };
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        st.waiting += records;
+        let due =
+            st.waiting >= LOOKUP_WAITING || st.last.is_none_or(|t| t.elapsed() >= LOOKUP_EVERY);
+        if st.running || st.closed || !due {
+            return;
+        }
+        st.running = wake.try_send(()).is_ok();
+    }
+
+    fn close(&self) {
+        if let Ok(mut st) = self.state.lock() {
+            st.closed = true;
+        }
+        self.filler.close();
+    }
+}
+
+/// The calling thread yields to the others of the process when the cores are busy.
+fn lower_priority() {
+    // SAFETY: setpriority reads its arguments only; on Linux a thread id names one thread.
+    let tid = unsafe { libc::gettid() };
+    // SAFETY: as above; a failure only leaves the priority as it was.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10) };
+}
+
+impl SqliteStore {
+    /// `records` audit records were committed (see [`LookupIndexer`]).
+    fn audit_committed(&self, records: usize) {
+        self.lookup.committed(records);
     }
 }
 
@@ -1132,9 +1186,7 @@ impl StoreLifecycle for SqliteStore {
     }
 
     async fn close(&self) {
-        if let Ok(mut st) = self.lookup.state.lock() {
-            st.closed = true;
-        }
+        self.lookup.close();
         // What is released commits first; then the WAL is folded into the database so
         // nothing is left for the next start to replay.
         self.writer.close().await;
@@ -1165,7 +1217,7 @@ pub async fn open_read_only(path: &Path) -> Result<SqliteStore> {
     Ok(SqliteStore {
         pool,
         writer,
-        lookup: Arc::default(),
+        lookup: LookupIndexer::new(lookup::Filler::none(), false)?,
         readers: DirectReaders::new(path, true),
         // A look at a database another process may be writing: never cached.
         cache: ReadCache::new(0),
@@ -1264,14 +1316,9 @@ mod audit_lookup_tests {
             store.append_audit(records.clone()).await.unwrap();
             all.extend(records);
             if batch % 2 == 1 {
-                let mut tx = store.writer.background_turn().await.unwrap();
-                sql::audit_log::index_behind(&mut *tx, 9).await.unwrap();
-                tx.commit(Vec::new()).await.unwrap();
+                store.lookup.filler.pass(9).unwrap();
             }
-            let upto: i64 = sqlx::query_scalar("SELECT upto FROM audit_indexed")
-                .fetch_one(&store.pool)
-                .await
-                .unwrap();
+            let upto = store.lookup.filler.upto();
             let stored = store
                 .query_audit(&AuditQuery {
                     limit: 1000,
@@ -1359,10 +1406,84 @@ mod audit_lookup_tests {
             }
         }
         assert_eq!(all.len(), 42);
-        let upto: i64 = sqlx::query_scalar("SELECT upto FROM audit_indexed")
-            .fetch_one(&store.pool)
+        assert_eq!(
+            store.lookup.filler.upto(),
+            27,
+            "three passes of at most 9 records each"
+        );
+    }
+
+    async fn by_resource(store: &SqliteStore, resource: &str) -> Vec<String> {
+        store
+            .query_audit(&AuditQuery {
+                resource: Some(resource.into()),
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.request_id)
+            .collect()
+    }
+
+    /// The lookup file is derived: one filled from another trail (here: the database was
+    /// replaced, as a restore does, and its trail reuses the same sequence numbers) is
+    /// emptied and filled again, and a missing one is made again; lookups never answer
+    /// with the other trail's records.
+    #[tokio::test]
+    async fn a_lookup_file_of_another_trail_or_none_is_filled_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kura.db");
+        let open = || async {
+            let store = SqliteStore::open(&path).await.unwrap();
+            store.lookup.state.lock().unwrap().closed = true;
+            store.set_audit_chain(Arc::new(Chain));
+            store
+        };
+        let store = open().await;
+        store
+            .append_audit((0..10).map(record).collect())
             .await
             .unwrap();
-        assert_eq!(upto, 27, "three passes of at most 9 records each");
+        store.lookup.filler.pass(1000).unwrap();
+        assert_eq!(store.lookup.filler.upto(), 10);
+        assert_eq!(by_resource(&store, "secret-1").await, ["r1", "r6"]);
+        store.close().await;
+        drop(store);
+
+        // Another database in its place, with the first one's lookup file beside it.
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(dir.path().join(format!("kura.db{suffix}")));
+        }
+        let other = |i: usize| AuditRecord {
+            request_id: format!("other{i}"),
+            ..record(i + 2)
+        };
+        let store = open().await;
+        store
+            .append_audit((0..10).map(other).collect())
+            .await
+            .unwrap();
+        assert_eq!(
+            store.lookup.filler.upto(),
+            0,
+            "the other trail's tables were emptied"
+        );
+        assert_eq!(by_resource(&store, "secret-1").await, ["other4", "other9"]);
+        store.lookup.filler.pass(1000).unwrap();
+        assert_eq!(by_resource(&store, "secret-1").await, ["other4", "other9"]);
+        store.close().await;
+        drop(store);
+
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(dir.path().join(format!("kura.db-lookup{suffix}")));
+        }
+        let store = open().await;
+        assert_eq!(store.lookup.filler.upto(), 0);
+        assert_eq!(by_resource(&store, "secret-1").await, ["other4", "other9"]);
+        store.lookup.filler.pass(1000).unwrap();
+        assert_eq!(store.lookup.filler.upto(), 10);
+        assert_eq!(by_resource(&store, "secret-1").await, ["other4", "other9"]);
     }
 }

@@ -397,13 +397,6 @@ pub fn tables() -> impl Iterator<Item = &'static str> {
     TABLES.iter().map(|t| t.name)
 }
 
-/// Tables only SQLite has, derived from the copied ones and not copied: the audit lookup
-/// tables, filled behind the trail (PostgreSQL indexes `audit_log` itself; a SQLite file
-/// written from copied rows starts them empty and fills them as it runs).
-pub fn derived_sqlite_tables() -> impl Iterator<Item = &'static str> {
-    ["audit_by_principal", "audit_by_resource", "audit_indexed"].into_iter()
-}
-
 /// Tables of both schemas that a move leaves behind: web console sessions (a user signs in
 /// again on the new database; the old node is stopped before the move anyway).
 pub fn uncopied_tables() -> impl Iterator<Item = &'static str> {

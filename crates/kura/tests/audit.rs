@@ -178,6 +178,54 @@ async fn every_request_leaves_exactly_one_record() {
     assert!(ok_, "{out}");
 }
 
+/// Lookups by secret come through the lookup file beside the database once its filler has
+/// passed, from the trail before that, and after a restart; the file, like the database's
+/// own, is readable by its owner only.
+#[tokio::test]
+async fn lookups_by_secret_span_the_lookup_file_and_a_restart() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Server::start().await;
+    let c = server.client().await;
+    let arn = create_plain(&c, "audit/looked-up", "value-looked-up").await;
+    // The filler's first pass follows the first commit; the records after it are read
+    // from the trail until the next pass, seconds later, or after the restart.
+    for _ in 0..3 {
+        get_string(&c, "audit/looked-up").await;
+    }
+    let actions = |records: Vec<Value>| -> Vec<String> {
+        records
+            .iter()
+            .map(|e| e["Action"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let expected = [
+        "secretsmanager:CreateSecret",
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:GetSecretValue",
+    ];
+    assert_eq!(
+        actions(events(&server, json!({"Resource": arn})).await),
+        expected
+    );
+    let tmp = server.stop().await;
+    let server = Server::start_in(tmp).await;
+    assert_eq!(
+        actions(events(&server, json!({"Resource": arn})).await),
+        expected
+    );
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(&server.data_dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("kura.db") {
+            let mode = e.metadata().unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name} is {mode:o}");
+            files.push(name);
+        }
+    }
+    assert!(files.iter().any(|f| f == "kura.db-lookup"), "{files:?}");
+}
+
 #[tokio::test]
 async fn rotation_steps_are_audited() {
     let server = Server::start().await;

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::future::Future;
 
-use kura_core::Result;
+use kura_core::{Error, Result};
 
 use super::{Args, Conn, built, recordable, stmt};
 use crate::audit::{AuditChain, AuditSlot, Changed};
@@ -367,17 +367,25 @@ fn prefixed_audit_columns(prefix: &str) -> String {
         .join(", ")
 }
 
-/// Adds records `(after, upto]` of the trail (at most `max` of them) to the lookup tables
-/// and moves `audit_indexed.upto`; returns how many it added. In the caller's transaction.
+/// Adds the next records of the trail after `audit_indexed.upto` (at most `max` of them) to
+/// the lookup tables and moves `upto` to the last one added, marked with its chained MAC (so
+/// tables filled from another trail are told apart); returns how many it added. In the
+/// caller's transaction.
 pub(crate) async fn index_behind<C: Conn>(conn: &mut C, max: i64) -> Result<i64> {
     let after: i64 = stmt("SELECT upto FROM audit_indexed").scalar(conn).await?;
-    let last: i64 = stmt("SELECT coalesce(max(seq), 0) FROM audit_log")
-        .scalar(conn)
-        .await?;
-    let upto = last.min(after + max);
-    if upto <= after {
+    let row = stmt(
+        "SELECT count(*) AS n, max(seq) AS upto FROM \
+         (SELECT seq FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2)",
+    )
+    .bind(after)
+    .bind(max)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| Error::internal("an aggregate returned no row"))?;
+    let (added, upto): (i64, Option<i64>) = (row.col("n")?, row.col("upto")?);
+    let Some(upto) = upto else {
         return Ok(0);
-    }
+    };
     // Sorted by key, each table's new entries land in key order: one pass over the pages
     // they touch.
     for (table, column) in [
@@ -396,11 +404,14 @@ pub(crate) async fn index_behind<C: Conn>(conn: &mut C, max: i64) -> Result<i64>
         .execute(conn)
         .await?;
     }
-    stmt("UPDATE audit_indexed SET upto = $1")
-        .bind(upto)
-        .execute(conn)
-        .await?;
-    Ok(upto - after)
+    stmt(
+        "UPDATE audit_indexed SET upto = $1, \
+         mark = (SELECT mac FROM audit_log WHERE seq = $1)",
+    )
+    .bind(upto)
+    .execute(conn)
+    .await?;
+    Ok(added)
 }
 
 #[cfg(test)]

@@ -46,8 +46,8 @@ pub(crate) trait Conn: Send {
     /// Whether text columns can hold NUL characters (PostgreSQL's cannot).
     const TEXT_HOLDS_NUL: bool;
     /// Whether audit lookups by resource or principal go through the lookup tables filled
-    /// behind the trail (SQLite: `audit_by_resource`, `audit_by_principal`, `audit_indexed`)
-    /// rather than indexes on `audit_log` itself (PostgreSQL).
+    /// behind the trail (SQLite: `audit_by_resource`, `audit_by_principal`, `audit_indexed`,
+    /// in the attached lookup file) rather than indexes on `audit_log` itself (PostgreSQL).
     const AUDIT_LOOKUP_BEHIND: bool;
 
     /// Runs a statement; returns the rows it changed.

@@ -68,9 +68,11 @@ impl DirectConn {
     }
 
     /// Opens a connection for reads (`query_only`: a read that tried to write fails) that
-    /// waits up to `busy` for a lock (a WAL reader rarely finds one).
+    /// waits up to `busy` for a lock (a WAL reader rarely finds one), with the audit lookup
+    /// tables attached.
     fn open_reader(path: &Path, read_only: bool, busy: Duration) -> Result<Connection> {
         let db = Self::open(path, read_only)?;
+        super::lookup::attach(&db, path, read_only)?;
         db.execute_batch("PRAGMA query_only = ON")
             .map_err(direct_err)?;
         db.busy_timeout(busy).map_err(direct_err)?;
