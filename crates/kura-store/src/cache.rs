@@ -13,6 +13,10 @@
 //!   on a channel this node listens to (and drops entries as it hears them), and before each
 //!   lookup a [`Barrier`] waits until this node has heard everything committed before the
 //!   lookup began. While the listener is down the cache is not used at all.
+//! - Within one request ([`one_barrier`]) the first lookup's barrier serves the rest: what
+//!   the cache holds later was kept in step with every change heard since, so each later
+//!   lookup is at least as fresh as the request's start, which is all a request concurrent
+//!   with a write may promise (a request that runs long passes a barrier again each second).
 //!
 //! Plaintext is never here: values stay sealed until the service opens them. The cache is
 //! bounded by an estimate of the bytes it holds; when full it drops an arbitrary share of its
@@ -22,6 +26,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use kura_core::Result;
@@ -36,6 +41,20 @@ pub const DEFAULT_BUDGET: usize = 64 << 20;
 
 /// Access keys and settings are few and small: bounded by count.
 const MAX_SMALL_ENTRIES: usize = 100_000;
+
+tokio::task_local! {
+    /// Within [`one_barrier`]: when the request's last barrier began.
+    static REQUEST_FRESH: std::cell::Cell<Option<Instant>>;
+}
+
+/// How long one request's barrier serves its later lookups.
+const REQUEST_FRESH_FOR: Duration = Duration::from_secs(1);
+
+/// Runs `f`, one request, so that its lookups pass one freshness barrier (a shared
+/// database's round trip) rather than one each.
+pub async fn one_barrier<F: Future>(f: F) -> F::Output {
+    REQUEST_FRESH.scope(std::cell::Cell::new(None), f).await
+}
 
 /// Waits until this node has heard every change committed before the call began (a shared
 /// database); false when it cannot know (then the cache is not used).
@@ -209,11 +228,18 @@ impl ReadCache {
         if self.budget.load(Ordering::Relaxed) == 0 || !self.lock().live {
             return None;
         }
-        if let Some(b) = self.barrier.get()
-            && !b.fresh().await
-        {
-            // The listener starts over and keeps the cache off until it listens again.
-            return None;
+        if let Some(b) = self.barrier.get() {
+            let passed = REQUEST_FRESH
+                .try_with(|t| t.get().is_some_and(|t| t.elapsed() < REQUEST_FRESH_FOR))
+                .unwrap_or(false);
+            if !passed {
+                let began = Instant::now();
+                if !b.fresh().await {
+                    // The listener starts over and keeps the cache off until it listens again.
+                    return None;
+                }
+                let _ = REQUEST_FRESH.try_with(|t| t.set(Some(began)));
+            }
         }
         let g = self.lock();
         g.live.then_some(Ticket(g.epoch))
@@ -536,6 +562,43 @@ mod tests {
             .await
             .unwrap();
         assert!(loaded.get(), "a write drops the secret's versions too");
+    }
+
+    /// Counts the barriers passed.
+    #[derive(Default)]
+    struct Counting(AtomicU64);
+
+    #[async_trait]
+    impl Barrier for Counting {
+        async fn fresh(&self) -> bool {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+    }
+
+    #[tokio::test]
+    async fn one_request_passes_one_barrier_and_each_lookup_outside_a_request_its_own() {
+        let cache = ReadCache::live(DEFAULT_BUDGET);
+        let barrier = Arc::new(Counting::default());
+        cache.set_barrier(barrier.clone());
+        let lookups = || async {
+            for name in ["a", "b", "a"] {
+                let _ = cache
+                    .secret(&by_name(name), async { Ok(Some(record(1, name))) })
+                    .await
+                    .unwrap();
+            }
+        };
+        one_barrier(lookups()).await;
+        assert_eq!(barrier.0.load(Ordering::Relaxed), 1, "one per request");
+        one_barrier(lookups()).await;
+        assert_eq!(barrier.0.load(Ordering::Relaxed), 2, "and one for the next");
+        lookups().await;
+        assert_eq!(
+            barrier.0.load(Ordering::Relaxed),
+            5,
+            "one per lookup outside"
+        );
     }
 
     #[tokio::test]

@@ -20,7 +20,7 @@ use kura_core::names::SecretRef;
 use kura_core::{Result, Timestamp};
 
 pub use audit::{AuditDraft, AuditSlot, NO_AUDIT};
-pub use cache::CacheStats;
+pub use cache::{CacheStats, one_barrier};
 // The audit trail's own types live in kura-audit; its callers keep naming them from here.
 pub use kura_audit::{AuditChain, AuditQuery, AuditRecord, AuditStore};
 pub use kura_core::filter::{FilterKey, ListFilter};

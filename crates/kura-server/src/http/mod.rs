@@ -110,11 +110,12 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// Every answer carries `x-amzn-RequestId`, errors included.
+/// Every answer carries `x-amzn-RequestId`, errors included. A request's reads of the
+/// store's cache share one freshness barrier (a cluster's round trip; see `one_barrier`).
 async fn request_id(mut req: Request, next: Next) -> Response {
     let id = uuid::Uuid::new_v4().to_string();
     req.extensions_mut().insert(RequestId(id.clone()));
-    let mut resp = next.run(req).await;
+    let mut resp = kura_store::one_barrier(next.run(req)).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-amzn-RequestId", v);
     }
