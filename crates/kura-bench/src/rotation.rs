@@ -323,25 +323,21 @@ async fn scenario(
     let _ = LAMBDA.set(format!(
         "arn:aws:lambda:{region}:{account}:function:kura-password"
     ));
+    // One call for every secret, `args.concurrency` at a time.
+    let each = |call| for_each_name(addr, creds.clone(), names.clone(), args.concurrency, call);
     progress(format!("scheduling {n} rotations (every day, not now)"));
     let t = Instant::now();
-    for_each_name(
-        addr,
-        creds.clone(),
-        names.clone(),
-        args.concurrency,
-        |name| {
-            (
-                "secretsmanager.RotateSecret",
-                json(serde_json::json!({
-                    "SecretId": name,
-                    "RotationLambdaARN": LAMBDA.get().map(String::as_str).unwrap_or_default(),
-                    "RotationRules": { "AutomaticallyAfterDays": 1 },
-                    "RotateImmediately": false,
-                })),
-            )
-        },
-    )
+    each(|name| {
+        (
+            "secretsmanager.RotateSecret",
+            json(serde_json::json!({
+                "SecretId": name,
+                "RotationLambdaARN": LAMBDA.get().map(String::as_str).unwrap_or_default(),
+                "RotationRules": { "AutomaticallyAfterDays": 1 },
+                "RotateImmediately": false,
+            })),
+        )
+    })
     .await?;
     progress(format!("scheduled in {:.1} s", t.elapsed().as_secs_f64()));
 
@@ -371,18 +367,12 @@ async fn scenario(
     // The first read of a secret on a day records the day (a write); reading each once
     // first keeps those writes out of the baseline, which would otherwise mostly measure them.
     progress(format!("reading each of the {n} secrets once"));
-    for_each_name(
-        addr,
-        creds.clone(),
-        names.clone(),
-        args.concurrency,
-        |name| {
-            (
-                "secretsmanager.GetSecretValue",
-                json(serde_json::json!({ "SecretId": name })),
-            )
-        },
-    )
+    each(|name| {
+        (
+            "secretsmanager.GetSecretValue",
+            json(serde_json::json!({ "SecretId": name })),
+        )
+    })
     .await?;
 
     progress(format!(
