@@ -6,9 +6,11 @@
 //! - Every write of this process drops what it touched, after its transaction ends (committed
 //!   or not), before it returns, so before the write is acknowledged.
 //! - A fill races with writes: a reader takes a ticket (the cache's epoch) before it reads the
-//!   database and stores what it read only if no entry was dropped since. A write that
-//!   committed after the read began drops entries after it committed, so either the fill sees
-//!   the new epoch and stores nothing, or the drop removes what the fill stored.
+//!   database and stores what it read only if nothing it would store was dropped since (the
+//!   drops of the last [`DROPS_KEPT`] epochs are remembered by what they dropped; a fill
+//!   older than that stores nothing). A write that committed after the read began drops
+//!   entries after it committed, so either the fill sees that drop and stores nothing, or
+//!   the drop removes what the fill stored. Writes to other secrets do not stop a fill.
 //! - On a shared database other nodes write too (PostgreSQL): triggers announce every change
 //!   on a channel this node listens to (and drops entries as it hears them), and before each
 //!   lookup a [`Barrier`] waits until this node has heard everything committed before the
@@ -41,6 +43,35 @@ pub const DEFAULT_BUDGET: usize = 64 << 20;
 
 /// Access keys and settings are few and small: bounded by count.
 const MAX_SMALL_ENTRIES: usize = 100_000;
+
+/// How many of the latest drops are remembered by what they dropped.
+const DROPS_KEPT: usize = 1024;
+
+/// What a drop dropped, and so which fills begun before it may not store what they read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dropped {
+    Secret(i64),
+    AccessKey(u64),
+    AccessKeys,
+    Settings,
+    Everything,
+}
+
+impl Dropped {
+    /// Whether a fill of `self` must not store what it read before drop `d`.
+    fn spoilt_by(self, d: Dropped) -> bool {
+        d == self
+            || d == Dropped::Everything
+            || (d == Dropped::AccessKeys && matches!(self, Dropped::AccessKey(_)))
+    }
+}
+
+/// An access key's id, as a drop remembers it.
+fn key_subject(id: &str) -> Dropped {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+    Dropped::AccessKey(h.hash_one(id))
+}
 
 tokio::task_local! {
     /// Within [`one_barrier`]: when the request's last barrier began.
@@ -80,8 +111,11 @@ struct Entry {
 struct Inner {
     /// Whether the cache may be used (a shared database: while its listener is connected).
     live: bool,
-    /// Bumped by every drop; a fill stores only under the epoch it began with.
+    /// Bumped by every drop; a fill stores only if none of the drops since it began
+    /// concerns what it stores.
     epoch: u64,
+    /// The latest drops (epoch after the drop, what it dropped), oldest first.
+    drops: std::collections::VecDeque<(u64, Dropped)>,
     refs: HashMap<String, i64>,
     secrets: HashMap<i64, Entry>,
     keys: HashMap<String, Option<AccessKeyRecord>>,
@@ -156,11 +190,43 @@ fn version_bytes(v: &Option<StoredVersion>) -> usize {
 
 /// Empties the cache, which `live` says may be used from now on; in-flight fills are not kept.
 fn reset(g: &mut Inner, live: bool) {
+    let epoch = g.epoch + 1;
     *g = Inner {
         live,
-        epoch: g.epoch + 1,
+        epoch,
+        drops: [(epoch, Dropped::Everything)].into(),
         ..Inner::default()
     };
+}
+
+impl Inner {
+    /// A drop of `what`: fills begun before it will not store it.
+    fn dropped(&mut self, what: Dropped) {
+        self.epoch += 1;
+        if self.drops.len() >= DROPS_KEPT {
+            self.drops.pop_front();
+        }
+        self.drops.push_back((self.epoch, what));
+    }
+
+    /// Whether a fill of `what` begun under `ticket` may store what it read: every drop
+    /// since is remembered and none concerns it.
+    fn may_keep(&self, ticket: Ticket, what: Dropped) -> bool {
+        if self.epoch == ticket.0 {
+            return true;
+        }
+        let remembered = self
+            .drops
+            .front()
+            .is_some_and(|(first, _)| *first <= ticket.0 + 1);
+        remembered
+            && !self
+                .drops
+                .iter()
+                .rev()
+                .take_while(|(e, _)| *e > ticket.0)
+                .any(|(_, d)| what.spoilt_by(*d))
+    }
 }
 
 /// Access keys and settings: bounded by count, all dropped at once when full.
@@ -249,6 +315,7 @@ impl ReadCache {
     /// it found, unless a drop happened since the lookup began.
     async fn through<T: Clone>(
         &self,
+        what: impl FnOnce(&T) -> Option<Dropped>,
         find: impl FnOnce(&Inner) -> Option<T>,
         load: impl Future<Output = Result<T>>,
         keep: impl FnOnce(&mut Inner, &T),
@@ -262,8 +329,12 @@ impl ReadCache {
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         let found = load.await?;
+        // Nothing to keep (a name that names no secret) is not kept either.
+        let Some(what) = what(&found) else {
+            return Ok(found);
+        };
         let mut g = self.lock();
-        if g.live && g.epoch == ticket.0 {
+        if g.live && g.may_keep(ticket, what) {
             keep(&mut g, &found);
             self.trim(&mut g);
         }
@@ -292,7 +363,8 @@ impl ReadCache {
                 g.bytes += bytes;
             }
         };
-        self.through(find, load, keep).await
+        let what = |found: &Option<SecretRecord>| found.as_ref().map(|s| Dropped::Secret(s.id));
+        self.through(what, find, load, keep).await
     }
 
     /// The secret with store id `id`.
@@ -313,7 +385,8 @@ impl ReadCache {
                 }
             }
         };
-        self.through(find, load, keep).await
+        self.through(|_| Some(Dropped::Secret(id)), find, load, keep)
+            .await
     }
 
     /// One version of secret `id`, or its absence.
@@ -332,7 +405,8 @@ impl ReadCache {
             e.versions.insert(key.clone(), found.clone());
             g.bytes += bytes;
         };
-        self.through(find, load, keep).await
+        self.through(|_| Some(Dropped::Secret(id)), find, load, keep)
+            .await
     }
 
     /// Every version of secret `id` with its labels.
@@ -351,7 +425,8 @@ impl ReadCache {
                 g.bytes += bytes;
             }
         };
-        self.through(find, load, keep).await
+        self.through(|_| Some(Dropped::Secret(id)), find, load, keep)
+            .await
     }
 
     /// The access key `id`, or its absence.
@@ -363,7 +438,8 @@ impl ReadCache {
         let find = |g: &Inner| g.keys.get(id).cloned();
         let keep =
             |g: &mut Inner, found: &Option<AccessKeyRecord>| keep_small(&mut g.keys, id, found);
-        self.through(find, load, keep).await
+        self.through(|_| Some(key_subject(id)), find, load, keep)
+            .await
     }
 
     /// The setting `key`, or its absence.
@@ -374,13 +450,14 @@ impl ReadCache {
     ) -> Result<Option<Vec<u8>>> {
         let find = |g: &Inner| g.settings.get(key).cloned();
         let keep = |g: &mut Inner, found: &Option<Vec<u8>>| keep_small(&mut g.settings, key, found);
-        self.through(find, load, keep).await
+        self.through(|_| Some(Dropped::Settings), find, load, keep)
+            .await
     }
 
     /// A write changed secret `id` (its row, versions, labels or tags), or may have.
     pub(crate) fn secret_changed(&self, id: i64) {
         let mut g = self.lock();
-        g.epoch += 1;
+        g.dropped(Dropped::Secret(id));
         if let Some(e) = g.secrets.remove(&id) {
             g.bytes -= e.bytes.min(g.bytes);
             for r in &e.refs {
@@ -392,14 +469,14 @@ impl ReadCache {
     /// A write changed access key `id`, or may have.
     pub(crate) fn access_key_changed(&self, id: &str) {
         let mut g = self.lock();
-        g.epoch += 1;
+        g.dropped(key_subject(id));
         g.keys.remove(id);
     }
 
     /// A write changed access keys it cannot name (a user's, the expired ones).
     pub(crate) fn access_keys_changed(&self) {
         let mut g = self.lock();
-        g.epoch += 1;
+        g.dropped(Dropped::AccessKeys);
         g.keys.clear();
     }
 
@@ -420,7 +497,7 @@ impl ReadCache {
     /// A write changed a setting.
     pub(crate) fn settings_changed(&self) {
         let mut g = self.lock();
-        g.epoch += 1;
+        g.dropped(Dropped::Settings);
         g.settings.clear();
     }
 
@@ -535,6 +612,77 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(fresh.and_then(|s| s.description).as_deref(), Some("new"));
+    }
+
+    /// Writes to other secrets (or an access key, or a setting) while a fill reads do not
+    /// stop it being kept; a drop of everything does, and so does a fill older than the
+    /// drops remembered.
+    #[tokio::test]
+    async fn a_fill_is_kept_unless_a_drop_since_concerns_it() {
+        let cache = ReadCache::live(DEFAULT_BUDGET);
+        let fill = |name: &'static str, id: i64, meanwhile: &'static dyn Fn(&ReadCache)| {
+            let cache = &cache;
+            async move {
+                cache
+                    .secret(&by_name(name), async {
+                        meanwhile(cache);
+                        Ok(Some(record(id, name)))
+                    })
+                    .await
+                    .unwrap();
+            }
+        };
+        let kept = |name: &'static str| {
+            let cache = &cache;
+            async move {
+                let loaded = std::cell::Cell::new(false);
+                let _ = cache
+                    .secret(&by_name(name), async {
+                        loaded.set(true);
+                        Ok(None)
+                    })
+                    .await
+                    .unwrap();
+                !loaded.get()
+            }
+        };
+        fill("a", 1, &|c| {
+            c.secret_changed(2);
+            c.access_key_changed("AKIA");
+            c.settings_changed();
+        })
+        .await;
+        assert!(kept("a").await, "writes elsewhere do not spoil the fill");
+        fill("b", 2, &|c| c.clear()).await;
+        assert!(!kept("b").await, "a drop of everything does");
+        fill("c", 3, &|c| {
+            for other in 100..100 + DROPS_KEPT as i64 + 1 {
+                c.secret_changed(other);
+            }
+        })
+        .await;
+        assert!(!kept("c").await, "more drops than remembered do");
+    }
+
+    #[tokio::test]
+    async fn access_keys_dropped_all_at_once_spoil_a_fill_of_one() {
+        let cache = ReadCache::live(DEFAULT_BUDGET);
+        let _ = cache
+            .access_key("AKIA1", async {
+                cache.access_keys_changed();
+                Ok(None)
+            })
+            .await
+            .unwrap();
+        let loaded = std::cell::Cell::new(false);
+        let _ = cache
+            .access_key("AKIA1", async {
+                loaded.set(true);
+                Ok(None)
+            })
+            .await
+            .unwrap();
+        assert!(loaded.get());
     }
 
     #[tokio::test]
