@@ -470,12 +470,17 @@ impl LookupIndexer {
 }
 
 /// The calling thread yields to the others of the process when the cores are busy.
+#[cfg(target_os = "linux")]
 fn lower_priority() {
     // SAFETY: setpriority reads its arguments only; on Linux a thread id names one thread.
     let tid = unsafe { libc::gettid() };
     // SAFETY: as above; a failure only leaves the priority as it was.
     unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10) };
 }
+
+/// Elsewhere a thread's priority is its process's.
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
 
 impl SqliteStore {
     /// `records` audit records were committed (see [`LookupIndexer`]).
