@@ -354,7 +354,7 @@ impl SqliteStore {
             writer,
             lookup,
             cache: ReadCache::live(cache::DEFAULT_BUDGET),
-            readers: DirectReaders::new(path, false),
+            readers: DirectReaders::new(path, false, lookup::attach),
         })
     }
 }
@@ -1223,7 +1223,7 @@ pub async fn open_read_only(path: &Path) -> Result<SqliteStore> {
         pool,
         writer,
         lookup: LookupIndexer::new(lookup::Filler::none(), false)?,
-        readers: DirectReaders::new(path, true),
+        readers: DirectReaders::new(path, true, lookup::attach),
         // A look at a database another process may be writing: never cached.
         cache: ReadCache::new(0),
     })

@@ -68,11 +68,16 @@ impl DirectConn {
     }
 
     /// Opens a connection for reads (`query_only`: a read that tried to write fails) that
-    /// waits up to `busy` for a lock (a WAL reader rarely finds one), with the audit lookup
-    /// tables attached.
-    fn open_reader(path: &Path, read_only: bool, busy: Duration) -> Result<Connection> {
+    /// waits up to `busy` for a lock (a WAL reader rarely finds one), prepared by `attach`
+    /// (the store attaches its audit lookup file) before it is made read-only.
+    fn open_reader(
+        path: &Path,
+        read_only: bool,
+        busy: Duration,
+        attach: Attach,
+    ) -> Result<Connection> {
         let db = Self::open(path, read_only)?;
-        super::lookup::attach(&db, path, read_only)?;
+        attach(&db, path, read_only)?;
         db.execute_batch("PRAGMA query_only = ON")
             .map_err(direct_err)?;
         db.busy_timeout(busy).map_err(direct_err)?;
@@ -316,9 +321,14 @@ pub(crate) fn ready<F: Future>(f: F) -> Result<F::Output> {
 ///
 /// Reads of a row or a few by key (what the read cache misses) run in place instead: see
 /// [`point`](DirectReaders::point).
+/// What a reader connection gets attached when it opens: given the connection, the
+/// database's path and whether the look is read-only.
+pub(crate) type Attach = fn(&Connection, &Path, bool) -> Result<()>;
+
 pub(crate) struct DirectReaders {
     path: PathBuf,
     read_only: bool,
+    attach: Attach,
     idle: Mutex<Vec<Connection>>,
     turns: tokio::sync::Semaphore,
     /// Connections for point reads; they never wait for a lock in place.
@@ -333,10 +343,11 @@ const POINT_KEPT: usize = 8;
 const READER_BUSY_WAIT: Duration = Duration::from_secs(10);
 
 impl DirectReaders {
-    pub(crate) fn new(path: &Path, read_only: bool) -> DirectReaders {
+    pub(crate) fn new(path: &Path, read_only: bool, attach: Attach) -> DirectReaders {
         DirectReaders {
             path: path.to_path_buf(),
             read_only,
+            attach,
             idle: Mutex::new(Vec::new()),
             turns: tokio::sync::Semaphore::new(READERS),
             point_idle: Mutex::new(Vec::new()),
@@ -358,9 +369,10 @@ impl DirectReaders {
             let db = match kept {
                 Some(db) => db,
                 None => {
-                    let (path, read_only) = (self.path.clone(), self.read_only);
+                    let (path, read_only, attach) =
+                        (self.path.clone(), self.read_only, self.attach);
                     tokio::task::spawn_blocking(move || {
-                        DirectConn::open_reader(&path, read_only, Duration::ZERO)
+                        DirectConn::open_reader(&path, read_only, Duration::ZERO, attach)
                     })
                     .await
                     .map_err(|e| {
@@ -405,11 +417,11 @@ impl DirectReaders {
             .await
             .map_err(|_| Error::internal("database: the readers are closed"))?;
         let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let (path, read_only) = (self.path.clone(), self.read_only);
+        let (path, read_only, attach) = (self.path.clone(), self.read_only, self.attach);
         let (db, out) = tokio::task::spawn_blocking(move || {
             let db = match idle {
                 Some(db) => db,
-                None => match DirectConn::open_reader(&path, read_only, READER_BUSY_WAIT) {
+                None => match DirectConn::open_reader(&path, read_only, READER_BUSY_WAIT, attach) {
                     Ok(db) => db,
                     Err(e) => return (None, Err(e)),
                 },
@@ -486,7 +498,7 @@ mod tests {
         holder
             .execute_batch("CREATE TABLE t (k TEXT); INSERT INTO t VALUES ('v');")
             .unwrap();
-        let readers = DirectReaders::new(&path, true);
+        let readers = DirectReaders::new(&path, true, |_, _, _| Ok(()));
         let read = |c: &mut DirectConn| {
             let row = c.fetch_optional(crate::sql::stmt("SELECT k FROM t"))?;
             row.map(|r| r.col::<String>("k")).transpose()
