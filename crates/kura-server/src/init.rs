@@ -107,8 +107,7 @@ async fn open_store(dir: &Path, database_url: Option<&str>) -> Result<Arc<dyn St
             let store = SqliteStore::open(&dir.join(DATABASE_FILE)).await?;
             // The database holds only ciphertext, but its metadata is nobody else's business
             // (nor is the audit lookup file's: resource names and principals).
-            for suffix in ["", "-wal", "-shm", "-lookup", "-lookup-wal", "-lookup-shm"] {
-                let p = dir.join(format!("{DATABASE_FILE}{suffix}"));
+            for p in kura_store::database_files(&dir.join(DATABASE_FILE)) {
                 if p.exists() {
                     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
                         .map_err(|e| io_err("cannot restrict permissions of", &p, e))?;

@@ -25,7 +25,7 @@ pub use cache::{CacheStats, one_barrier};
 pub use kura_audit::{AuditChain, AuditQuery, AuditRecord, AuditStore};
 pub use kura_core::filter::{FilterKey, ListFilter};
 pub use postgres::PgStore;
-pub use sqlite::{SqliteStore, open_read_only};
+pub use sqlite::{SqliteStore, database_files, open_read_only};
 
 /// A stored access key; the secret half stays sealed until the keyring opens it.
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@
 //! share its COMMIT (`group`: one fsync per batch). The statements themselves
 //! are the shared ones (`crate::sql`); here are the connection, migrations and transactions.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -1204,6 +1204,22 @@ impl StoreLifecycle for SqliteStore {
         }
         self.pool.close().await;
     }
+}
+
+/// Every file the SQLite database at `path` may consist of: the database, its write-ahead
+/// log and shared memory, and the same three of the audit lookup file beside it.
+pub fn database_files(path: &Path) -> Vec<PathBuf> {
+    let lookup = lookup::lookup_path(path);
+    [path, lookup.as_path()]
+        .into_iter()
+        .flat_map(|base| {
+            ["", "-wal", "-shm"].map(|suffix| {
+                let mut name = base.as_os_str().to_owned();
+                name.push(suffix);
+                PathBuf::from(name)
+            })
+        })
+        .collect()
 }
 
 /// Opens a kura database read-only (for `kura audit verify`, beside a running server).
