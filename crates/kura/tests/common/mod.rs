@@ -62,6 +62,15 @@ pub struct Server {
     root: Option<RootCredentials>,
     /// A TLS server: what its clients trust and present. `None`: plain HTTP.
     tls: Option<tls::ClientTls>,
+    /// How many times the log said "kura is serving" before this process started.
+    started_before: usize,
+}
+
+/// The line a server logs once it listens (every start appends to the same log).
+const SERVING: &str = "kura is serving";
+
+fn serving_lines(log: &Path) -> usize {
+    std::fs::read_to_string(log).map_or(0, |text| text.matches(SERVING).count())
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -217,11 +226,39 @@ impl Server {
         database: Option<String>,
         tls: Option<tls::ClientTls>,
     ) -> Server {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        Server::spawn_at(addr, tmp, args, env, database, tls).await
+        let mut tmp = tmp;
+        for attempt in 1.. {
+            let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let mut server = Server::launch(addr, tmp, args, env, database.clone(), tls.clone());
+            match server.wait_healthy().await {
+                Ok(()) => return server,
+                // Another test took the port between `free_port` and the server's bind.
+                Err(log) if attempt < 5 && log.contains("cannot listen on") => {
+                    tmp = server.tmp.take().expect("the server's directory");
+                }
+                Err(log) => panic!("{log}"),
+            }
+        }
+        unreachable!()
     }
 
     async fn spawn_at(
+        addr: SocketAddr,
+        tmp: TempDir,
+        args: &[&str],
+        env: &[(&str, &str)],
+        database: Option<String>,
+        tls: Option<tls::ClientTls>,
+    ) -> Server {
+        let mut server = Server::launch(addr, tmp, args, env, database, tls);
+        if let Err(log) = server.wait_healthy().await {
+            panic!("{log}");
+        }
+        server
+    }
+
+    /// Starts the process; the server answers once `wait_healthy` says so.
+    fn launch(
         addr: SocketAddr,
         tmp: TempDir,
         args: &[&str],
@@ -236,6 +273,7 @@ impl Server {
             .append(true)
             .open(&log_path)
             .expect("open server log");
+        let started_before = serving_lines(&log_path);
         let child = Command::new(env!("CARGO_BIN_EXE_kura"))
             .arg("server")
             .arg("--listen")
@@ -250,7 +288,7 @@ impl Server {
             .kill_on_drop(true)
             .spawn()
             .expect("spawn the kura binary");
-        let mut server = Server {
+        Server {
             addr,
             data_dir,
             tmp: Some(tmp),
@@ -259,34 +297,37 @@ impl Server {
             database,
             root: None,
             tls,
-        };
-        server.wait_healthy().await;
-        server
+            started_before,
+        }
     }
 
-    async fn wait_healthy(&mut self) {
+    /// Waits until this process answers `GET /health`; `Err` with its log when it exited or
+    /// never answered. Only an answer after this process logged that it serves counts: an
+    /// answer on the port could come from another test's server that took it meanwhile.
+    async fn wait_healthy(&mut self) -> Result<(), String> {
         let http = self.http();
         let url = format!("{}/health", self.endpoint());
         let deadline = tokio::time::Instant::now() + HEALTH_TIMEOUT;
         loop {
-            if let Ok(resp) = http.get(&url).send().await
-                && resp.status().as_u16() == 200
-            {
-                return;
-            }
             let child = self.child.as_mut().unwrap();
             if let Some(status) = child.try_wait().expect("poll the server process") {
                 self.child = None;
-                panic!(
+                return Err(format!(
                     "kura server exited with {status} before answering /health\n--- server log ---\n{}",
                     self.log()
-                );
+                ));
+            }
+            if serving_lines(&self.log_path) > self.started_before
+                && let Ok(resp) = http.get(&url).send().await
+                && resp.status().as_u16() == 200
+            {
+                return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
-                panic!(
+                return Err(format!(
                     "kura server did not answer GET /health with 200 within {HEALTH_TIMEOUT:?}\n--- server log ---\n{}",
                     self.log()
-                );
+                ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
